@@ -1,0 +1,94 @@
+"""Slash commands: what the user typed, parsed into a thing to say or a command to run.
+
+Pure code shared by every face, so ``/nick`` means the same in the console and the line face.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from p2pchat.wire import MAX_SAY_BYTES
+
+
+@dataclass(frozen=True)
+class Spec:
+    name: str
+    aliases: tuple[str, ...]
+    args: str
+    help: str
+    needs_arg: bool = False
+
+
+#: Every command, in the order /help lists them.
+COMMANDS: tuple[Spec, ...] = (
+    Spec("help", (), "", "list the commands"),
+    Spec("users", ("who",), "", "list the peers and their state"),
+    Spec("nick", (), "NAME", "change your nick (1-20 characters, no spaces)", needs_arg=True),
+    Spec("me", (), "ACTION", "say an action, shown as '* you ACTION'", needs_arg=True),
+    Spec("clear", (), "", "clear the message pane (console)"),
+    Spec("quit", ("q", "exit"), "", "leave the chat (peers are told)"),
+)
+
+_BY_NAME = {alias: spec for spec in COMMANDS for alias in (spec.name, *spec.aliases)}
+
+
+@dataclass(frozen=True)
+class Say:
+    """Plain text to say to the room."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class Command:
+    """A known command with its argument text (stripped; may be empty)."""
+
+    name: str
+    arg: str = ""
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """Input that can't be done, with the reason to show."""
+
+    reason: str
+
+
+def parse_input(text: str) -> Say | Command | Refusal | None:
+    """One line of user input.  None for blank input (nothing to do).  ``//text`` says
+    ``/text`` literally, as IRC clients do."""
+    text = text.rstrip("\r\n")
+    if not text.strip():
+        return None
+    if text.startswith("/") and not text.startswith("//"):
+        word, _, arg = text[1:].partition(" ")
+        spec = _BY_NAME.get(word.lower())
+        if spec is None:
+            return Refusal(f"unknown command /{word}; /help lists the commands")
+        arg = arg.strip()
+        if spec.needs_arg and not arg:
+            return Refusal(f"usage: /{spec.name} {spec.args}")
+        if spec.name == "me":
+            return _checked(Command("me", arg), arg)
+        return Command(spec.name, arg)
+    if text.startswith("//"):
+        text = text[1:]
+    return _checked(Say(text), text)
+
+
+def _checked(result: Say | Command, text: str) -> Say | Command | Refusal:
+    size = len(text.encode("utf-8"))
+    if size > MAX_SAY_BYTES:
+        return Refusal(f"that line is {size} bytes; the limit is {MAX_SAY_BYTES}, not sent")
+    return result
+
+
+def help_lines() -> list[str]:
+    """The text of /help, one line per command."""
+    lines = []
+    for spec in COMMANDS:
+        names = " ".join(f"/{n}" for n in (spec.name, *spec.aliases))
+        usage = f"{names} {spec.args}".strip()
+        lines.append(f"{usage:<22} {spec.help}")
+    lines.append(f"{'//text':<22} say text that starts with /")
+    return lines

@@ -1,0 +1,65 @@
+"""What the node tells its observers (the faces).  Plain values; a face renders them its way."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class ChatLine:
+    """A line said in the room, by a peer or by us (``own``)."""
+
+    when: float
+    nick: str
+    text: str
+    sender_id: str
+    message_id: str
+    own: bool = False
+    action: bool = False  # /me: shown as "* nick text"
+    #: for our own lines: how many connected peers it was written to (0 = nobody heard it)
+    sent_to: int = 0
+
+
+@dataclass(frozen=True)
+class PeerJoined:
+    when: float
+    nick: str
+    peer_id: str
+    address: str
+
+
+@dataclass(frozen=True)
+class PeerLeft:
+    when: float
+    nick: str
+    peer_id: str
+    #: None when the peer said goodbye; otherwise why we think it is gone
+    reason: str | None = None
+
+
+@dataclass(frozen=True)
+class NickChanged:
+    when: float
+    old: str
+    new: str
+    peer_id: str
+    own: bool = False
+
+
+@dataclass(frozen=True)
+class Notice:
+    """Something for the user that is not a chat line: a warning or an error."""
+
+    when: float
+    text: str
+    error: bool = False
+
+
+@dataclass(frozen=True)
+class PeersChanged:
+    """The peer list changed (state, address or nick): lists and status bars redraw."""
+
+    when: float
+
+
+Event = ChatLine | PeerJoined | PeerLeft | NickChanged | Notice | PeersChanged

@@ -1,0 +1,131 @@
+"""The line face (``--ui lines``): stdin in, one line per event out.  For scripts, bots and
+tests, so its output format is stable and documented in README.rst:
+
+    10:30:05 <alice> Hello everyone!
+    10:30:06 * alice waves
+    10:30:01 * bob joined
+    10:31:00 * bob left
+    10:31:00 * bob left (connection lost)
+    10:32:00 * bob is now known as rob
+    10:32:05 - some information (command output)
+    10:32:06 ! an error or a warning
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Callable
+
+from twisted.application.service import Service
+from twisted.internet import stdio
+from twisted.logger import Logger
+from twisted.protocols.basic import LineReceiver
+from twisted.python.failure import Failure
+
+from p2pchat import events
+from p2pchat.face import CommandFace
+from p2pchat.node import Node
+from p2pchat.service import stop_reactor
+
+log = Logger()
+
+
+def clock_text(when: float) -> str:
+    return time.strftime("%H:%M:%S", time.localtime(when))
+
+
+def format_event(event: events.Event) -> str | None:
+    """One event as one line of the line face (no newline), or None for events it skips."""
+    stamp = clock_text(event.when)
+    if isinstance(event, events.ChatLine):
+        if event.action:
+            return f"{stamp} * {event.nick} {event.text}"
+        return f"{stamp} <{event.nick}> {event.text}"
+    if isinstance(event, events.PeerJoined):
+        return f"{stamp} * {event.nick} joined"
+    if isinstance(event, events.PeerLeft):
+        tail = f" ({event.reason})" if event.reason else ""
+        return f"{stamp} * {event.nick} left{tail}"
+    if isinstance(event, events.NickChanged):
+        return f"{stamp} * {event.old} is now known as {event.new}"
+    if isinstance(event, events.Notice):
+        return f"{stamp} {'!' if event.error else '-'} {event.text}"
+    return None
+
+
+class LineFace(LineReceiver, CommandFace):
+    """Reads lines from a transport (stdin), writes event lines to it (stdout)."""
+
+    delimiter = b"\n"
+    MAX_LENGTH = 64 * 1024
+
+    def __init__(self, node: Node, on_quit: Callable[[], object]) -> None:
+        self.node = node
+        self._on_quit = on_quit
+        self._quitting = False
+
+    def connectionMade(self) -> None:
+        self.node.subscribe(self.on_event)
+        self.show_info([f"you are {self.node.nick} ({self.node.peer_id}), on port "
+                        f"{self.node.port}; /help lists the commands"])
+
+    def on_event(self, event: events.Event) -> None:
+        line = format_event(event)
+        if line is not None:
+            self._write(line)
+
+    def _write(self, line: str) -> None:
+        if self.transport is not None:
+            self.transport.write(line.encode("utf-8", "replace") + b"\n")
+
+    def lineReceived(self, line: bytes) -> None:
+        text = line.decode("utf-8", "replace").rstrip("\r")
+        try:
+            self.handle_input(text)
+        except Exception:
+            log.failure("input {text!r} failed", text=text[:80])
+            self.show_error("that failed; the log has the details")
+
+    def lineLengthExceeded(self, line: bytes) -> None:
+        self.show_error(f"input line over {self.MAX_LENGTH} bytes ignored")
+        self.clearLineBuffer()
+
+    def show_info(self, lines: list[str]) -> None:
+        stamp = clock_text(self.node.clock.seconds())
+        for line in lines:
+            self._write(f"{stamp} - {line}")
+
+    def show_error(self, text: str) -> None:
+        self._write(f"{clock_text(self.node.clock.seconds())} ! {text}")
+
+    def clear(self) -> None:
+        self.show_info(["/clear has nothing to clear in the line face"])
+
+    def quit(self) -> None:
+        if not self._quitting:
+            self._quitting = True
+            self._on_quit()
+
+    def connectionLost(self, reason: Failure = None) -> None:
+        # End of stdin: leave cleanly, as /quit does.
+        self.node.unsubscribe(self.on_event)
+        self.quit()
+
+
+class LineFaceService(Service):
+    """Attaches a LineFace to the process's stdin and stdout."""
+
+    def __init__(self, node: Node, reactor) -> None:
+        self.node = node
+        self.reactor = reactor
+        self.face: LineFace | None = None
+
+    def startService(self) -> None:
+        super().startService()
+        self.face = LineFace(self.node, lambda: stop_reactor(self.reactor))
+        stdio.StandardIO(self.face, reactor=self.reactor)
+
+    def stopService(self) -> None:
+        super().stopService()
+        if self.face is not None:
+            self.face.node.unsubscribe(self.face.on_event)

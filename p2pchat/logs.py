@@ -1,0 +1,50 @@
+"""Where the log goes.  Under twistd the plugin's options pick a file in the data dir (or stdout
+when headless) and a level; twistd then asks ``observer()`` for the observer (``--logger``).
+Nothing here ever writes to the terminal a face is drawing on."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from twisted.logger import (
+    FilteringLogObserver,
+    ILogObserver,
+    LogLevel,
+    LogLevelFilterPredicate,
+    textFileLogObserver,
+)
+from twisted.python.logfile import LogFile
+
+LOG_NAME = "p2pchat.log"
+#: The log file is rotated past this size; this many old files are kept.
+LOG_ROTATE_BYTES = 1_000_000
+LOG_KEEP_FILES = 3
+
+_settings: dict[str, object] = {"path": None, "debug": False}
+
+
+def configure(path: str | None, debug: bool) -> None:
+    """Say where ``observer()`` logs: a file path, or None for stdout."""
+    _settings["path"] = path
+    _settings["debug"] = debug
+
+
+def observer() -> ILogObserver:
+    """The log observer twistd installs (named by ``--logger``)."""
+    path = _settings["path"]
+    if path is None:
+        out = sys.stdout
+    else:
+        os.makedirs(os.path.dirname(str(path)), mode=0o700, exist_ok=True)
+        out = LogFile.fromFullPath(str(path), rotateLength=LOG_ROTATE_BYTES,
+                                   maxRotatedFiles=LOG_KEEP_FILES)
+    level = LogLevel.debug if _settings["debug"] else LogLevel.info
+    return FilteringLogObserver(textFileLogObserver(out),
+                                [LogLevelFilterPredicate(defaultLogLevel=level)])
+
+
+def log_path() -> str | None:
+    """Where the log is written (for /help), or None when it is not a file of ours."""
+    path = _settings["path"]
+    return str(path) if path else None

@@ -1,0 +1,258 @@
+"""The mesh: one ``LineReceiver`` per peer connection, the server factory that accepts them, and
+the dialer that opens (and reopens, with backoff) the ones the dial rule gives us.
+
+Thin on purpose: bytes become ``wire.Message`` values and go to the node; the node decides.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from twisted.internet import defer
+from twisted.internet.endpoints import clientFromString
+from twisted.internet.interfaces import IAddress, IReactorCore, IReactorTime
+from twisted.internet.protocol import Factory, Protocol
+from twisted.logger import Logger
+from twisted.protocols.basic import LineReceiver
+from twisted.python.failure import Failure
+
+from p2pchat.node import Node
+from p2pchat.peers import Backoff, PeerInfo
+from p2pchat.wire import JOIN, MAX_LINE_BYTES, Message, WireError, encode_message, parse_message
+
+log = Logger()
+
+#: A connection that has not sent its first line (a join) after this many seconds is closed.
+HANDSHAKE_TIMEOUT = 10.0
+#: A dial that has not connected after this many seconds has failed.
+DIAL_TIMEOUT = 5.0
+#: Connections we accept at once, handshaken or not; past this, new ones are closed at once.
+MAX_INBOUND = 512
+
+
+def _describe(address: IAddress | None) -> str:
+    host, port = getattr(address, "host", "?"), getattr(address, "port", "?")
+    return f"{host}:{port}"
+
+
+class PeerProtocol(LineReceiver):
+    """One TCP connection to a peer.  The dialer's first line is a join from itself; the
+    listener learns who called from it and sends no greeting (as the base protocol says)."""
+
+    delimiter = b"\n"
+    MAX_LENGTH = MAX_LINE_BYTES
+    noisy = False
+
+    def __init__(self, node: Node, clock: IReactorTime, expected: PeerInfo | None = None,
+                 registry: set[PeerProtocol] | None = None) -> None:
+        self.node = node
+        self.registry = registry if registry is not None else set()
+        self.clock = clock
+        self.outgoing = expected is not None
+        self.peer_id = expected.peer_id if expected else ""
+        self.username = expected.username if expected else ""
+        self.caps: tuple[str, ...] = expected.caps if expected else ()
+        self.dialer_id = node.peer_id if self.outgoing else ""
+        self.address = ""
+        self.last_heard = clock.seconds()
+        self.said_leave = False
+        self.ready = False
+        self._handshake_timer = None
+        #: fires when the connection is gone, for a shutdown that waits for goodbyes
+        self.closed: defer.Deferred = defer.Deferred()
+
+    # --- Link, as the node sees it ------------------------------------------------------------
+
+    def send(self, msg: Message) -> None:
+        if self.transport is not None and self.connected:
+            self.transport.write(encode_message(msg))
+
+    def close(self, why: str) -> None:
+        log.info("closing link with {peer} ({address}): {why}",
+                 peer=self.peer_id or "?", address=self.address, why=why)
+        if self.transport is not None:
+            self.transport.loseConnection()
+
+    # --- Twisted --------------------------------------------------------------------------
+
+    def connectionMade(self) -> None:
+        self.registry.add(self)
+        self.address = _describe(self.transport.getPeer())
+        self.last_heard = self.clock.seconds()
+        if hasattr(self.transport, "setTcpKeepAlive"):
+            self.transport.setTcpKeepAlive(1)
+        if self.outgoing:
+            self.send(self.node.handshake())
+            self.ready = self.node.link_ready(self)
+        else:
+            self._handshake_timer = self.clock.callLater(HANDSHAKE_TIMEOUT, self._too_slow)
+
+    def _too_slow(self) -> None:
+        self._handshake_timer = None
+        log.info("{address} sent no join within {t:.0f} s: closed",
+                 address=self.address, t=HANDSHAKE_TIMEOUT)
+        self.transport.abortConnection()
+
+    def lineReceived(self, line: bytes) -> None:
+        if not line.strip():
+            return
+        self.last_heard = self.clock.seconds()
+        try:
+            msg = parse_message(line)
+        except WireError as e:
+            log.warn("bad line from {peer} ({address}) skipped: {why}",
+                     peer=self.peer_id or "?", address=self.address, why=str(e))
+            if not self.ready and not self.outgoing:
+                self.transport.loseConnection()
+            return
+        if self.ready:
+            self.node.message_received(self, msg)
+        elif not self.outgoing:
+            self._first_line(msg)
+
+    def _first_line(self, msg: Message) -> None:
+        if self._handshake_timer is not None:
+            self._handshake_timer.cancel()
+            self._handshake_timer = None
+        if msg.type != JOIN:
+            log.warn("{address} opened with a {kind} line, not a join: closed",
+                     address=self.address, kind=msg.type)
+            self.transport.loseConnection()
+            return
+        self.peer_id, self.username, self.caps = msg.sender_id, msg.username, msg.caps
+        self.dialer_id = msg.sender_id
+        self.ready = self.node.link_ready(self)
+        if self.ready:
+            self.node.message_received(self, msg)
+
+    def lineLengthExceeded(self, line: bytes) -> None:
+        log.warn("{peer} ({address}) sent a line over {limit} bytes: closed",
+                 peer=self.peer_id or "?", address=self.address, limit=MAX_LINE_BYTES)
+        self.clearLineBuffer()
+        self.transport.abortConnection()
+
+    def connectionLost(self, reason: Failure = None) -> None:
+        if self._handshake_timer is not None:
+            self._handshake_timer.cancel()
+            self._handshake_timer = None
+        self.registry.discard(self)
+        if self.ready:
+            self.ready = False
+            why = reason.getErrorMessage() if reason is not None else "closed"
+            self.node.link_lost(self, why)
+        self.closed.callback(None)
+
+
+class PeerServerFactory(Factory):
+    """Accepts peers' connections; keeps the open ones so shutdown can close them (stopping
+    the listener does not)."""
+
+    noisy = False
+
+    def __init__(self, node: Node, clock: IReactorTime) -> None:
+        self.node = node
+        self.clock = clock
+        self.open: set[PeerProtocol] = set()
+
+    def buildProtocol(self, addr: IAddress) -> Protocol | None:
+        if len(self.open) >= MAX_INBOUND:
+            log.warn("{n} connections open: {address} refused", n=len(self.open),
+                     address=_describe(addr))
+            return None
+        return PeerProtocol(self.node, self.clock, registry=self.open)
+
+
+class _DialFactory(Factory):
+    noisy = False
+
+    def __init__(self, make: Callable[[], PeerProtocol]) -> None:
+        self._make = make
+
+    def buildProtocol(self, addr: IAddress) -> Protocol:
+        return self._make()
+
+
+class _Wanted:
+    """One peer the dialer is trying to reach."""
+
+    def __init__(self, info: PeerInfo, backoff: Backoff) -> None:
+        self.info = info
+        self.backoff = backoff
+        self.retry = None  # the DelayedCall of the next attempt
+        self.attempt: defer.Deferred | None = None
+
+
+class Dialer:
+    """Dials the peers the node wants, and redials failures with exponential backoff and
+    jitter for as long as the node still wants them (the peer is still announced)."""
+
+    def __init__(self, node: Node, reactor: IReactorCore, clock: IReactorTime,
+                 bind_host: str | None = None,
+                 backoff: Callable[[], Backoff] = Backoff) -> None:
+        self.node = node
+        self.reactor = reactor
+        self.clock = clock
+        self.bind_host = bind_host
+        self._backoff = backoff
+        self._wanted: dict[str, _Wanted] = {}
+        self.outgoing: set[PeerProtocol] = set()
+
+    def want(self, peer: PeerInfo) -> None:
+        entry = self._wanted.get(peer.peer_id)
+        if entry is None:
+            entry = self._wanted[peer.peer_id] = _Wanted(peer, self._backoff())
+        else:
+            entry.info = peer
+        if entry.attempt is None and entry.retry is None:
+            self._dial(entry)
+
+    def drop(self, peer_id: str) -> None:
+        entry = self._wanted.pop(peer_id, None)
+        if entry is None:
+            return
+        if entry.retry is not None and entry.retry.active():
+            entry.retry.cancel()
+        if entry.attempt is not None:
+            entry.attempt.cancel()
+
+    def connected(self, peer_id: str) -> None:
+        """The peer is linked (whoever dialed): stop trying.  An attempt in flight is left to
+        finish (it may be the very connection that just linked)."""
+        entry = self._wanted.pop(peer_id, None)
+        if entry is not None and entry.retry is not None and entry.retry.active():
+            entry.retry.cancel()
+
+    def stop(self) -> None:
+        for peer_id in list(self._wanted):
+            self.drop(peer_id)
+
+    def _dial(self, entry: _Wanted) -> None:
+        entry.retry = None
+        info = entry.info
+        spec = f"tcp:host={info.host}:port={info.port}:timeout={DIAL_TIMEOUT:g}"
+        if self.bind_host:
+            spec += f":bindAddress={self.bind_host}"
+        endpoint = clientFromString(self.reactor, spec)
+
+        def make() -> PeerProtocol:
+            return PeerProtocol(self.node, self.clock, expected=entry.info,
+                                registry=self.outgoing)
+
+        log.debug("dialing {peer} at {host}:{port}", peer=info.peer_id, host=info.host,
+                  port=info.port)
+        d = entry.attempt = endpoint.connect(_DialFactory(make))
+        d.addCallbacks(self._dialed, self._failed, callbackArgs=(entry,), errbackArgs=(entry,))
+
+    def _dialed(self, proto: PeerProtocol, entry: _Wanted) -> None:
+        entry.attempt = None
+        entry.backoff.reset()
+
+    def _failed(self, failure: Failure, entry: _Wanted) -> None:
+        entry.attempt = None
+        if failure.check(defer.CancelledError) or self._wanted.get(entry.info.peer_id) is not entry:
+            return
+        delay = entry.backoff.next_delay()
+        log.info("dial to {peer} at {host}:{port} failed ({why}); again in {delay:.1f} s",
+                 peer=entry.info.peer_id, host=entry.info.host, port=entry.info.port,
+                 why=failure.getErrorMessage(), delay=delay)
+        entry.retry = self.clock.callLater(delay, self._dial, entry)

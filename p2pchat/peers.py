@@ -1,0 +1,146 @@
+"""Who is out there: the peer table fed by beacons, its liveness rules, the dial rule, backoff.
+
+Pure code: every call takes the time as a number, so tests drive it without a reactor.
+"""
+
+from __future__ import annotations
+
+import enum
+import random
+from dataclasses import dataclass, field
+from typing import Iterator
+
+from p2pchat.wire import ANNOUNCE, PING, PONG, Beacon
+
+#: A peer not heard for this long (seconds) is shown as stale.
+STALE_AFTER = 10.0
+#: A peer not heard for this long is forgotten (and, if it has no connection, shown gone).
+GONE_AFTER = 30.0
+#: The peer table holds at most this many peers; a flood of forged beacons can't grow it further.
+MAX_PEERS = 256
+
+
+class Liveness(enum.Enum):
+    ALIVE = "alive"
+    STALE = "stale"
+    GONE = "gone"
+
+
+class Heard(enum.Enum):
+    """What a beacon did to the table."""
+
+    NEW = "new"  # a peer we did not know
+    MOVED = "moved"  # a known peer at a new address or port
+    REFRESHED = "refreshed"  # a known peer, nothing new
+    IGNORED = "ignored"  # a pong from a stranger
+    FULL = "full"  # a new peer, but the table is full
+
+
+@dataclass
+class PeerInfo:
+    """What discovery knows of one peer."""
+
+    peer_id: str
+    username: str
+    host: str
+    port: int
+    last_seen: float
+    caps: tuple[str, ...] = field(default=())
+
+    def liveness(self, now: float) -> Liveness:
+        silent = now - self.last_seen
+        if silent >= GONE_AFTER:
+            return Liveness.GONE
+        if silent >= STALE_AFTER:
+            return Liveness.STALE
+        return Liveness.ALIVE
+
+
+def should_dial(my_id: str, their_id: str) -> bool:
+    """The dial rule of the base protocol: the smaller peer id (in byte order) dials."""
+    return my_id.encode("utf-8") < their_id.encode("utf-8")
+
+
+class PeerTable:
+    """Peers learnt from beacons, keyed by peer id, bounded by ``limit``."""
+
+    def __init__(self, limit: int = MAX_PEERS) -> None:
+        self._peers: dict[str, PeerInfo] = {}
+        self.limit = limit
+
+    def heard(self, beacon: Beacon, host: str, now: float) -> Heard:
+        """Record a beacon from ``host``.  ``announce`` and ``ping`` add or refresh a peer; a
+        ``pong`` only refreshes one we know (as the reference does).  ``leave`` is ``left``."""
+        known = self._peers.get(beacon.peer_id)
+        if known is None:
+            if beacon.type not in (ANNOUNCE, PING):
+                return Heard.IGNORED
+            if len(self._peers) >= self.limit:
+                return Heard.FULL
+            self._peers[beacon.peer_id] = PeerInfo(
+                beacon.peer_id, beacon.username, host, beacon.port, now, beacon.caps
+            )
+            return Heard.NEW
+        known.last_seen = now
+        if beacon.username:
+            known.username = beacon.username
+        if beacon.type == PONG:
+            return Heard.REFRESHED
+        known.caps = beacon.caps
+        if (known.host, known.port) != (host, beacon.port):
+            known.host, known.port = host, beacon.port
+            return Heard.MOVED
+        return Heard.REFRESHED
+
+    def left(self, peer_id: str) -> PeerInfo | None:
+        """Forget a peer that said it leaves; returns what was known of it."""
+        return self._peers.pop(peer_id, None)
+
+    def sweep(self, now: float) -> list[PeerInfo]:
+        """Forget the peers silent for GONE_AFTER seconds; returns them."""
+        gone = [p for p in self._peers.values() if p.liveness(now) is Liveness.GONE]
+        for peer in gone:
+            del self._peers[peer.peer_id]
+        return gone
+
+    def get(self, peer_id: str) -> PeerInfo | None:
+        return self._peers.get(peer_id)
+
+    def __contains__(self, peer_id: object) -> bool:
+        return peer_id in self._peers
+
+    def __iter__(self) -> Iterator[PeerInfo]:
+        return iter(list(self._peers.values()))
+
+    def __len__(self) -> int:
+        return len(self._peers)
+
+
+class Backoff:
+    """Exponential backoff with jitter for redialing a peer.
+
+    The first retry comes quickly (the reference opens its listener only after its first
+    announce, so a first dial is often refused); later ones double up to ``cap``.  Jitter of
+    +/- ``jitter`` (a fraction) keeps many peers from redialing in lockstep.
+    """
+
+    def __init__(
+        self,
+        first: float = 0.25,
+        cap: float = 30.0,
+        factor: float = 2.0,
+        jitter: float = 0.25,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.first, self.cap, self.factor, self.jitter = first, cap, factor, jitter
+        self._rng = rng or random.Random()
+        self.failures = 0
+
+    def next_delay(self) -> float:
+        """The wait before the next attempt, counting one more failure."""
+        base = min(self.cap, self.first * self.factor**self.failures)
+        self.failures += 1
+        return base * (1 + self._rng.uniform(-self.jitter, self.jitter))
+
+    def reset(self) -> None:
+        self.failures = 0

@@ -1,0 +1,48 @@
+"""The room: which messages were already seen (dedup), what each sender's sequence is at, and
+the recent history shown to a face that starts late.  Pure code."""
+
+from __future__ import annotations
+
+from collections import OrderedDict, deque
+from typing import Iterable
+
+from p2pchat.wire import DEFAULT_ROOM, Message
+
+#: How many message ids are remembered for dropping duplicates.
+MAX_SEEN_IDS = 10_000
+#: How many shown lines a room keeps in memory.
+MAX_HISTORY = 1_000
+
+
+class Room:
+    """One room's state.  ``accept`` is the single gate every received or said line passes."""
+
+    def __init__(self, name: str = DEFAULT_ROOM, seen_limit: int = MAX_SEEN_IDS,
+                 history_limit: int = MAX_HISTORY) -> None:
+        self.name = name
+        self._seen: OrderedDict[str, None] = OrderedDict()
+        self._seen_limit = seen_limit
+        self.history: deque[Message] = deque(maxlen=history_limit)
+        #: the highest sequence number seen from each sender
+        self.high_water: dict[str, int] = {}
+
+    def seen(self, message_id: str) -> bool:
+        return message_id in self._seen
+
+    def accept(self, msg: Message) -> bool:
+        """True the first time a message id comes by, False for a duplicate."""
+        if msg.id in self._seen:
+            return False
+        self._seen[msg.id] = None
+        if len(self._seen) > self._seen_limit:
+            self._seen.popitem(last=False)
+        if msg.sequence > self.high_water.get(msg.sender_id, 0):
+            self.high_water[msg.sender_id] = msg.sequence
+        return True
+
+    def record(self, msg: Message) -> None:
+        """Keep a shown line in the history."""
+        self.history.append(msg)
+
+    def recent(self, count: int) -> Iterable[Message]:
+        return list(self.history)[-count:] if count > 0 else []

@@ -1,0 +1,299 @@
+"""Assembly: the command-line options and the service tree twistd runs.
+
+``twistd -n p2pchat ...`` parses ``Options``, calls ``makeService``, and runs the reactor.  The
+node's service owns the sockets (TCP listener, multicast), the face's service owns the screen or
+stdio.  Stopping says goodbye first (leave lines and a leave datagram), then closes.
+"""
+
+from __future__ import annotations
+
+import getpass
+import ipaddress
+import os
+import sys
+
+from twisted.application.service import MultiService, Service
+from twisted.internet import defer, error
+from twisted.internet.task import LoopingCall
+from twisted.logger import Logger
+from twisted.python import usage
+
+from p2pchat import logs
+from p2pchat.discovery import DEFAULT_GROUP, DEFAULT_PORT, BeaconProtocol
+from p2pchat.mesh import Dialer, PeerProtocol, PeerServerFactory
+from p2pchat.node import HEARTBEAT_INTERVAL, Node
+from p2pchat.wire import nick_problem
+
+log = Logger()
+
+#: With no --port, the first free port in this range is taken (as the reference does).
+PORT_RANGE = range(8080, 9000)
+#: How long shutdown waits for peers to take our leave lines before cutting the links.
+GOODBYE_TIMEOUT = 2.0
+#: How often the peer table is swept for silent peers.
+SWEEP_INTERVAL = 1.0
+
+UIS = ("console", "lines", "none")
+
+
+def default_nick() -> str:
+    try:
+        name = getpass.getuser()
+    except Exception:
+        name = "guest"
+    name = "".join(ch for ch in name if not ch.isspace())[:20]
+    return name if nick_problem(name) is None else "guest"
+
+
+def default_data_dir() -> str:
+    import platformdirs
+
+    return platformdirs.user_data_dir("p2pchat", appauthor=False)
+
+
+class Options(usage.Options):
+    synopsis = "[options]"
+    longdesc = ("A serverless, IRC-style chat for a local network: peers find each other by "
+                "UDP multicast and talk over direct TCP connections.")
+
+    optParameters = [
+        ["username", "u", None, "your nick: 1-20 characters, no spaces [default: login name]"],
+        ["port", "p", None,
+         "TCP port to listen on; 0 = any free port [default: first free in 8080-8999]"],
+        ["multicast", "m", f"{DEFAULT_GROUP}:{DEFAULT_PORT}",
+         "multicast group and UDP port for discovery, GROUP:PORT"],
+        ["interface", "i", None,
+         "IPv4 address of the interface to send and join on (and to listen on for TCP) "
+         "[default: the system's choice; TCP on all]"],
+        ["ui", None, "console", "the face: console (full screen), lines (stdin/stdout), none"],
+        ["data-dir", "d", None, "where logs (and later history, keys) are kept "
+         "[default: the user's data dir]"],
+    ]
+    optFlags = [
+        ["debug", None, "log debug detail too"],
+    ]
+
+    def parseOptions(self, options=None) -> None:
+        try:
+            super().parseOptions(options)
+        except usage.UsageError as e:
+            if self.parent is None:
+                raise
+            # Under twistd: one clear line, not the whole help text (twistd's default).
+            sys.stderr.write(f"twistd p2pchat: {e} (see: twistd p2pchat --help)\n")
+            raise SystemExit(2)
+
+    def postOptions(self) -> None:
+        nick = self["username"] if self["username"] is not None else default_nick()
+        problem = nick_problem(nick)
+        if problem:
+            raise usage.UsageError(f"--username {nick!r}: {problem}")
+        self["username"] = nick
+        self["port"] = _port(self["port"])
+        self["multicast"] = _multicast(self["multicast"])
+        if self["interface"] is not None:
+            self["interface"] = _ipv4(self["interface"], "--interface")
+        if self["ui"] not in UIS:
+            raise usage.UsageError(f"--ui must be one of {', '.join(UIS)}, not {self['ui']!r}")
+        self["data-dir"] = os.path.abspath(os.path.expanduser(
+            self["data-dir"] or default_data_dir()))
+        if self.parent is not None:
+            self._adjust_twistd(self.parent)
+
+    def _adjust_twistd(self, twistd: usage.Options) -> None:
+        # Several peers may run in one directory: no twistd.pid unless asked for.
+        if twistd.get("pidfile") == "twistd.pid":
+            twistd["pidfile"] = ""
+        # twistd -n logs to stdout, where the faces draw: log to a file instead (or, headless,
+        # stay on stdout), filtered by level.  An explicit --logfile or --logger wins.
+        if twistd.get("logger") is None and twistd.get("logfile") is None:
+            path = None if self["ui"] == "none" else os.path.join(self["data-dir"], logs.LOG_NAME)
+            logs.configure(path, self["debug"])
+            twistd["logger"] = "p2pchat.logs.observer"
+
+
+def _port(text: str | None) -> int | None:
+    if text is None:
+        return None
+    try:
+        port = int(text)
+    except ValueError:
+        raise usage.UsageError(f"--port must be a number, not {text!r}") from None
+    if not 0 <= port <= 65535:
+        raise usage.UsageError(f"--port must be from 0 to 65535, not {port}")
+    return port
+
+
+def _ipv4(text: str, option: str) -> str:
+    try:
+        return str(ipaddress.IPv4Address(text))
+    except ValueError:
+        raise usage.UsageError(f"{option} must be an IPv4 address, not {text!r}") from None
+
+
+def _multicast(text: str) -> tuple[str, int]:
+    group, sep, port_text = text.rpartition(":")
+    if not sep:
+        raise usage.UsageError(f"--multicast must be GROUP:PORT, not {text!r}")
+    group = _ipv4(group, "--multicast")
+    if not ipaddress.IPv4Address(group).is_multicast:
+        raise usage.UsageError(f"--multicast group {group} is not a multicast address "
+                               "(224.0.0.0 to 239.255.255.255)")
+    try:
+        port = int(port_text)
+    except ValueError:
+        raise usage.UsageError(f"--multicast port must be a number, not {port_text!r}") from None
+    if not 1 <= port <= 65535:
+        raise usage.UsageError(f"--multicast port must be from 1 to 65535, not {port}")
+    return group, port
+
+
+class StartError(Exception):
+    """The node can't start (a port in use, no multicast); the text is for the user."""
+
+
+class NodeService(Service):
+    """Owns the node's sockets and timers: the TCP listener, the dialer, discovery."""
+
+    def __init__(self, node: Node, reactor, port: int | None, multicast: tuple[str, int],
+                 interface: str | None) -> None:
+        self.node = node
+        self.reactor = reactor
+        self.wanted_port = port
+        self.group, self.group_port = multicast
+        self.interface = interface
+        self.listener = None
+        self.udp = None
+        self.server = PeerServerFactory(node, reactor)
+        self.dialer = Dialer(node, reactor, reactor, bind_host=interface)
+        self.beacons = BeaconProtocol(node, self.group, self.group_port, interface, reactor)
+        self._loops: list[LoopingCall] = []
+
+    def startService(self) -> None:
+        self.listener = self._listen_tcp()
+        self.node.port = self.listener.getHost().port
+        try:
+            self.udp = self.reactor.listenMulticast(self.group_port, self.beacons,
+                                                    listenMultiple=True)
+        except error.CannotListenError as e:
+            self.listener.stopListening()
+            raise StartError(f"can't listen for peers on UDP port {self.group_port}: "
+                             f"{e.socketError}") from None
+        self.node.dialer = self.dialer
+        self.node.announcer = self.beacons
+        for call, every in ((self.node.sweep, SWEEP_INTERVAL),
+                            (self.node.heartbeat, HEARTBEAT_INTERVAL)):
+            loop = LoopingCall(call)
+            loop.clock = self.reactor
+            loop.start(every, now=False)
+            self._loops.append(loop)
+        log.info("{nick} ({peer}) listening on TCP port {port}", nick=self.node.nick,
+                 peer=self.node.peer_id, port=self.node.port)
+        super().startService()
+
+    def _listen_tcp(self):
+        host = self.interface or ""
+        ports = PORT_RANGE if self.wanted_port is None else [self.wanted_port]
+        last = None
+        for port in ports:
+            try:
+                return self.reactor.listenTCP(port, self.server, interface=host)
+            except error.CannotListenError as e:
+                last = e
+        where = (f"port {self.wanted_port}" if self.wanted_port is not None
+                 else f"any port from {PORT_RANGE[0]} to {PORT_RANGE[-1]}")
+        raise StartError(f"can't listen on TCP {where}: {last.socketError if last else '?'}")
+
+    def stopService(self) -> defer.Deferred:
+        super().stopService()
+        for loop in self._loops:
+            if loop.running:
+                loop.stop()
+        self._loops.clear()
+        self.dialer.stop()
+        links = self.node.say_goodbye()
+        self.beacons.say_leave()
+        protos: set[PeerProtocol] = set(self.server.open) | set(self.dialer.outgoing)
+        protos.update(link for link in links if isinstance(link, PeerProtocol))
+        closing = [p.closed for p in protos]
+        for proto in protos:
+            proto.transport.loseConnection()
+        waited = defer.DeferredList(closing, consumeErrors=True)
+        timer = self.reactor.callLater(GOODBYE_TIMEOUT, self._cut, protos)
+
+        def done(_):
+            if timer.active():
+                timer.cancel()
+            return self._stop_listening()
+
+        return waited.addBoth(done)
+
+    def _cut(self, protos: set[PeerProtocol]) -> None:
+        for proto in protos:
+            if proto.transport is not None and proto.connected:
+                proto.transport.abortConnection()
+
+    def _stop_listening(self) -> defer.Deferred:
+        stops = []
+        for port in (self.listener, self.udp):
+            if port is not None:
+                stops.append(defer.maybeDeferred(port.stopListening))
+        self.listener = self.udp = None
+        return defer.DeferredList(stops, consumeErrors=True)
+
+
+def stop_reactor(reactor) -> None:
+    """Stop the reactor once, however many faces ask."""
+    try:
+        reactor.stop()
+    except error.ReactorNotRunning:
+        pass
+
+
+class ChatService(MultiService):
+    """The whole peer: the node's service, then the face's (so the face stops first)."""
+
+    def __init__(self, node: Node, node_service: NodeService, face: Service | None) -> None:
+        super().__init__()
+        self.node = node
+        self.node_service = node_service
+        node_service.setServiceParent(self)
+        if face is not None:
+            face.setServiceParent(self)
+
+    def startService(self) -> None:
+        try:
+            super().startService()
+        except StartError as e:
+            # Under twistd: one clear line and a non-zero exit, not a traceback.
+            raise SystemExit(f"p2pchat: {e}") from None
+
+
+def make_face(ui: str, node: Node, reactor, data_dir: str) -> Service | None:
+    if ui == "none":
+        return None
+    if ui == "console":
+        if not (sys.__stdin__ and sys.__stdin__.isatty() and sys.__stdout__
+                and sys.__stdout__.isatty()):
+            sys.stderr.write("p2pchat: no terminal for the console; using --ui lines\n")
+        else:
+            try:
+                from p2pchat.console import ConsoleService
+            except ImportError:
+                sys.stderr.write("p2pchat: the console is not built yet; using --ui lines\n")
+            else:
+                return ConsoleService(node, reactor, data_dir)
+    from p2pchat.lines import LineFaceService
+
+    return LineFaceService(node, reactor)
+
+
+def makeService(options: Options, reactor=None) -> ChatService:
+    if reactor is None:
+        from twisted.internet import reactor  # noqa: F811 (the running one, chosen by twistd)
+    os.makedirs(options["data-dir"], mode=0o700, exist_ok=True)
+    node = Node(options["username"], reactor)
+    node_service = NodeService(node, reactor, options["port"], options["multicast"],
+                               options["interface"])
+    face = make_face(options["ui"], node, reactor, options["data-dir"])
+    return ChatService(node, node_service, face)

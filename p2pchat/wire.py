@@ -1,0 +1,325 @@
+"""The wire format: chat lines (TCP) and beacons (UDP), their limits, parsing and encoding.
+
+Pure code: bytes in, values out.  Every limit the program enforces on what it receives or sends
+is defined here, once, so the README, the edges and the tests all speak of the same numbers.
+Part 1 of PROTOCOL.md is followed exactly; our extensions ride in keys a base peer ignores
+(``caps``), as Part 2 asks.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+import unicodedata
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+# --- limits (documented in README.rst, "Guarantees and limits") -----------------------------
+
+#: A TCP line longer than this (without its newline) closes the connection.
+MAX_LINE_BYTES = 64 * 1024
+#: A datagram longer than this is not a beacon (the reference reads at most 1024 bytes).
+MAX_DATAGRAM_BYTES = 1024
+#: Nicks: 1 to 20 characters, no white space (the reference allows at most 20).
+MAX_NICK_CHARS = 20
+#: The most a user may say in one line, in UTF-8 bytes (keeps a line far under MAX_LINE_BYTES).
+MAX_SAY_BYTES = 4000
+#: Ids (peer ids, message ids, room ids) longer than this are refused.
+MAX_ID_CHARS = 128
+#: Names received from the network longer than this are refused (base peers don't validate).
+MAX_NAME_CHARS = 64
+#: At most this many capability strings in one object.
+MAX_CAPS = 32
+#: A beacon whose timestamp is older than this (seconds) is ignored, as the reference does.
+MAX_BEACON_AGE = 30.0
+#: Sequence numbers are unsigned 64-bit in the reference.
+MAX_SEQUENCE = 2**64 - 1
+
+DEFAULT_ROOM = "general"
+
+CHAT = "chat"
+JOIN = "join"
+LEAVE = "leave"
+HEARTBEAT = "heartbeat"
+#: Message types of the base protocol.  Others (from Part 2 peers) parse, and the node ignores
+#: the ones it does not know.
+BASE_TYPES = frozenset({CHAT, JOIN, LEAVE, HEARTBEAT})
+
+ANNOUNCE = "announce"
+PING = "ping"
+PONG = "pong"
+BEACON_TYPES = frozenset({ANNOUNCE, PING, PONG, LEAVE})
+
+#: Capabilities we announce.  ``p2pchat-py`` says "this peer is ours": it sends heartbeats, so
+#: silence on its connection means trouble.
+CAP_OURS = "p2pchat-py/1"
+
+
+class WireError(ValueError):
+    """A line or datagram that is not a valid message; the text says why, for the log."""
+
+
+# --- time -----------------------------------------------------------------------------------
+
+_RFC3339 = re.compile(
+    r"^(\d{4}-\d{2}-\d{2})[Tt](\d{2}:\d{2}:\d{2})(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$"
+)
+
+
+def parse_time(text: str) -> float:
+    """RFC 3339 text (up to 9 fractional digits, any offset) to Unix seconds."""
+    match = _RFC3339.match(text)
+    if match is None:
+        raise WireError(f"timestamp is not RFC 3339: {text[:40]!r}")
+    date, clock, fraction, offset = match.groups()
+    if offset in ("Z", "z"):
+        offset = "+00:00"
+    try:
+        whole = datetime.fromisoformat(f"{date}T{clock}{offset}")
+    except ValueError as e:
+        raise WireError(f"timestamp out of range: {text[:40]!r}") from e
+    return whole.timestamp() + (float(fraction) if fraction else 0.0)
+
+
+def format_time(when: float) -> str:
+    """Unix seconds to RFC 3339 in UTC with microseconds, as Go's time package reads it."""
+    moment = datetime.fromtimestamp(when, timezone.utc)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def new_message_id() -> str:
+    """16 lowercase hex digits, like the reference."""
+    return secrets.token_hex(8)
+
+
+def new_peer_id(nick: str) -> str:
+    """A peer id for this run: the nick (as the reference does) and 8 random hex digits."""
+    return f"{nick}_{secrets.token_hex(4)}"
+
+
+# --- validation helpers ---------------------------------------------------------------------
+
+
+def nick_problem(nick: str) -> str | None:
+    """Why ``nick`` can't be a nick, or None if it can.  Shared by the options and /nick."""
+    if not nick:
+        return "a nick needs at least one character"
+    if len(nick) > MAX_NICK_CHARS:
+        return f"a nick has at most {MAX_NICK_CHARS} characters (that one has {len(nick)})"
+    if any(ch.isspace() for ch in nick):
+        return "a nick can't contain spaces"
+    if any(unicodedata.category(ch)[0] == "C" for ch in nick):
+        return "a nick can't contain control characters"
+    return None
+
+
+def printable(text: str) -> str:
+    """Text safe to put on a terminal: control characters (escape sequences, NUL, bells) are
+    replaced by U+FFFD; tabs become spaces.  Used on everything received before it is shown."""
+    if text.isprintable():
+        return text
+    out = []
+    for ch in text:
+        if ch == "\t":
+            out.append(" ")
+        elif ch.isprintable() or ch == " ":
+            out.append(ch)
+        elif unicodedata.category(ch) in ("Zs",):
+            out.append(" ")
+        else:
+            out.append("\ufffd")
+    return "".join(out)
+
+
+def _string(obj: dict[str, Any], key: str, limit: int, required: bool = False) -> str:
+    value = obj.get(key)
+    if value is None:
+        if required:
+            raise WireError(f"missing {key!r}")
+        return ""
+    if not isinstance(value, str):
+        raise WireError(f"{key!r} is not a string")
+    if required and not value:
+        raise WireError(f"{key!r} is empty")
+    if len(value) > limit:
+        raise WireError(f"{key!r} is longer than {limit} characters")
+    return value
+
+
+def _number(obj: dict[str, Any], key: str, low: int, high: int, default: int | None) -> int:
+    value = obj.get(key)
+    if value is None:
+        if default is None:
+            raise WireError(f"missing {key!r}")
+        return default
+    # JSON numbers like 3.0 are accepted as integers, as Go's decoder does; bools are not numbers.
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise WireError(f"{key!r} is not a number")
+    if isinstance(value, float):
+        if not value.is_integer():
+            raise WireError(f"{key!r} is not a whole number")
+        value = int(value)
+    if not low <= value <= high:
+        raise WireError(f"{key!r} is out of range")
+    return value
+
+
+def _caps(obj: dict[str, Any]) -> tuple[str, ...]:
+    value = obj.get("caps")
+    if value is None:
+        return ()
+    if not isinstance(value, list) or len(value) > MAX_CAPS:
+        raise WireError("'caps' is not a short list")
+    if not all(isinstance(c, str) and 0 < len(c) <= MAX_ID_CHARS for c in value):
+        raise WireError("'caps' holds something other than short strings")
+    return tuple(value)
+
+
+def _load_object(data: bytes, what: str) -> dict[str, Any]:
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise WireError(f"{what} is not valid UTF-8 (byte {e.start})") from None
+    try:
+        obj = json.loads(text)
+    except RecursionError:
+        raise WireError(f"{what} is nested too deeply") from None
+    except ValueError as e:
+        raise WireError(f"{what} is not JSON ({e.msg})") from None
+    if not isinstance(obj, dict):
+        raise WireError(f"{what} is not a JSON object")
+    return obj
+
+
+def _encode(obj: dict[str, Any]) -> bytes:
+    return json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+# --- chat lines -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """One chat line on the wire, as the base protocol defines it, plus our ``caps``."""
+
+    id: str
+    type: str
+    sender_id: str
+    username: str = ""
+    content: str = ""
+    timestamp: float | None = None
+    sequence: int = 0
+    room_id: str = DEFAULT_ROOM
+    metadata: dict[str, Any] | None = None
+    caps: tuple[str, ...] = field(default=())
+
+
+def parse_message(line: bytes) -> Message:
+    """A received line (without its newline) to a Message; WireError says what is wrong."""
+    if len(line) > MAX_LINE_BYTES:
+        raise WireError(f"line is longer than {MAX_LINE_BYTES} bytes")
+    obj = _load_object(line, "line")
+    msg_type = _string(obj, "type", MAX_ID_CHARS, required=True)
+    stamp = obj.get("timestamp")
+    if stamp is not None and not isinstance(stamp, str):
+        raise WireError("'timestamp' is not a string")
+    metadata = obj.get("metadata")
+    if metadata is not None and not isinstance(metadata, dict):
+        raise WireError("'metadata' is not an object")
+    return Message(
+        id=_string(obj, "id", MAX_ID_CHARS, required=True),
+        type=msg_type,
+        sender_id=_string(obj, "sender_id", MAX_ID_CHARS, required=True),
+        username=_string(obj, "username", MAX_NAME_CHARS),
+        content=_string(obj, "content", MAX_LINE_BYTES),
+        timestamp=parse_time(stamp) if stamp else None,
+        sequence=_number(obj, "sequence", 0, MAX_SEQUENCE, default=0),
+        room_id=_string(obj, "room_id", MAX_ID_CHARS) or DEFAULT_ROOM,
+        metadata=metadata or None,
+        caps=_caps(obj),
+    )
+
+
+def encode_message(msg: Message) -> bytes:
+    """A Message to one line, newline included, in the key order the reference writes."""
+    obj: dict[str, Any] = {
+        "id": msg.id,
+        "type": msg.type,
+        "sender_id": msg.sender_id,
+        "username": msg.username,
+        "content": msg.content,
+        # Go's decoder needs a valid time here; the zero time stands for "none".
+        "timestamp": format_time(msg.timestamp) if msg.timestamp is not None
+        else "0001-01-01T00:00:00Z",
+        "sequence": msg.sequence,
+        "room_id": msg.room_id,
+    }
+    if msg.metadata:
+        obj["metadata"] = msg.metadata
+    if msg.caps:
+        obj["caps"] = list(msg.caps)
+    return _encode(obj) + b"\n"
+
+
+# --- beacons --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Beacon:
+    """One discovery datagram."""
+
+    type: str
+    peer_id: str
+    username: str
+    port: int
+    timestamp: float
+    address: str = ""
+    sequence: int = 0
+    caps: tuple[str, ...] = field(default=())
+
+
+def parse_beacon(data: bytes) -> Beacon:
+    """A received datagram to a Beacon; WireError says why it is not one.  Freshness is the
+    receiver's call (see ``is_fresh``), since it needs the clock."""
+    if len(data) > MAX_DATAGRAM_BYTES:
+        raise WireError(f"datagram is longer than {MAX_DATAGRAM_BYTES} bytes")
+    obj = _load_object(data, "datagram")
+    kind = _string(obj, "type", MAX_ID_CHARS, required=True)
+    if kind not in BEACON_TYPES:
+        raise WireError(f"unknown beacon type {kind[:20]!r}")
+    return Beacon(
+        type=kind,
+        peer_id=_string(obj, "peer_id", MAX_ID_CHARS, required=True),
+        username=_string(obj, "username", MAX_NAME_CHARS),
+        port=_number(obj, "port", 1, 65535, default=None),
+        timestamp=parse_time(_string(obj, "timestamp", 64, required=True)),
+        address=_string(obj, "address", MAX_NAME_CHARS),
+        sequence=_number(obj, "sequence", 0, MAX_SEQUENCE, default=0),
+        caps=_caps(obj),
+    )
+
+
+def is_fresh(beacon: Beacon, now: float) -> bool:
+    """False for a beacon more than MAX_BEACON_AGE seconds old (a replay or a stuck clock)."""
+    return now - beacon.timestamp <= MAX_BEACON_AGE
+
+
+def encode_beacon(beacon: Beacon) -> bytes:
+    """A Beacon to one datagram, in the key order the reference writes."""
+    obj: dict[str, Any] = {
+        "type": beacon.type,
+        "peer_id": beacon.peer_id,
+        "username": beacon.username,
+        "address": beacon.address,
+        "port": beacon.port,
+        "timestamp": format_time(beacon.timestamp),
+        "sequence": beacon.sequence,
+    }
+    if beacon.caps:
+        obj["caps"] = list(beacon.caps)
+    data = _encode(obj)
+    if len(data) > MAX_DATAGRAM_BYTES:
+        raise WireError(f"beacon would be longer than {MAX_DATAGRAM_BYTES} bytes")
+    return data

@@ -1,0 +1,26 @@
+from setuptools import setup
+
+setup(
+    name="p2pchat",
+    version="0.1.0",
+    description="A serverless, IRC-style chat for a local network, on Twisted and urwid",
+    long_description=open("README.rst", encoding="utf-8").read(),
+    long_description_content_type="text/x-rst",
+    python_requires=">=3.10",
+    # "twisted.plugins" is named by hand: find_packages() would drop it (no __init__.py of ours).
+    packages=["p2pchat", "p2pchat.console", "twisted.plugins"],
+    package_data={"twisted.plugins": ["p2pchat_plugin.py"]},
+    scripts=["bin/p2pchat"],
+    install_requires=[
+        "twisted[tls]>=24.7",
+        "urwid>=2.6",
+        "platformdirs>=3",
+    ],
+    extras_require={
+        "test": [
+            "pytest>=8",
+            "pytest-twisted>=1.14",
+            "hypothesis>=6",
+        ],
+    },
+)

@@ -112,6 +112,8 @@ class Node:
         self._sequence = 0
         self._observers: list[Observer] = []
         self._full_warned = False
+        #: set once we say goodbye: from then on nothing is dialed
+        self.leaving = False
 
     # --- observers ------------------------------------------------------------------------
 
@@ -232,6 +234,7 @@ class Node:
 
     def say_goodbye(self) -> list[Link]:
         """Tell every linked peer we leave; returns the links, for the caller to close."""
+        self.leaving = True
         msg = self._message(LEAVE, f"{self.nick} left the chat")
         links = list(self.links.values())
         for link in links:
@@ -281,7 +284,8 @@ class Node:
             self._emit(events.PeersChanged(self.clock.seconds()))
 
     def _maybe_dial(self, info: PeerInfo) -> None:
-        if self.dialer is not None and should_dial(self.peer_id, info.peer_id):
+        if (self.dialer is not None and not self.leaving
+                and should_dial(self.peer_id, info.peer_id)):
             self.dialer.want(info)
 
     def sweep(self) -> None:

@@ -1,0 +1,177 @@
+"""How the console shows things: the palette, nick colors, and events turned into rows.
+
+Pure code (no widgets, no screen): a row is plain text markup, so it can be tested by value and
+the widgets stay a thin rendering of it.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+import zlib
+from dataclasses import dataclass
+from typing import Union
+
+from urwid.str_util import calc_width, get_width
+
+from p2pchat import events
+
+#: urwid text markup: a string, an (attribute, markup) pair, or a list of those.
+Markup = Union[str, tuple, list]
+
+#: Nick colors: readable on dark and light backgrounds alike (no black, white or dark blue).
+NICK_COLORS: tuple[str, ...] = (
+    "light red", "light green", "yellow", "light blue", "light magenta", "light cyan",
+    "dark red", "dark green", "brown", "dark magenta", "dark cyan", "light gray",
+)
+
+#: (name, foreground, background[, mono]) entries for urwid.MainLoop.
+PALETTE: list[tuple[str, ...]] = [
+    ("time", "dark gray", "default"),
+    ("text", "default", "default"),
+    ("own_nick", "white,bold", "default"),
+    ("own_text", "light gray", "default"),
+    ("action", "default,italics", "default"),
+    ("notice", "dark gray", "default"),
+    ("info", "light gray", "default"),
+    ("error", "light red", "default"),
+    ("mention", "yellow,bold", "default"),
+    ("mention_mark", "black", "yellow"),
+    ("undelivered", "dark red", "default"),
+    ("status", "white", "dark blue"),
+    ("status_nick", "white,bold", "dark blue"),
+    ("status_unread", "black,bold", "yellow"),
+    ("status_over", "white,bold", "dark red"),
+    ("sidebar_title", "white,bold", "default"),
+    ("peer_connected", "light green", "default"),
+    ("peer_connecting", "yellow", "default"),
+    ("peer_stale", "dark gray", "default"),
+    ("divider", "dark gray", "default"),
+    ("prompt", "light cyan,bold", "default"),
+] + [(f"nick{i}", color, "default") for i, color in enumerate(NICK_COLORS)]
+
+#: Width of the nick column, in terminal cells (longer nicks are cut with an ellipsis).
+NICK_WIDTH = 14
+#: Width of the time column ("HH:MM:SS").
+TIME_WIDTH = 8
+
+#: What the nick column shows for rows that are not someone speaking.
+MARK_JOIN = "-->"
+MARK_LEAVE = "<--"
+MARK_NICK = "--"
+MARK_INFO = "-"
+MARK_ERROR = "!"
+MARK_ACTION = "*"
+
+NOT_DELIVERED = "(not delivered)"
+
+
+def nick_attr(nick: str) -> str:
+    """The palette entry for a nick: a stable hash, so a nick keeps its color across runs
+    and machines (Python's ``hash`` is salted per process; crc32 is not)."""
+    return f"nick{zlib.crc32(nick.encode('utf-8')) % len(NICK_COLORS)}"
+
+
+def clock_text(when: float) -> str:
+    return time.strftime("%H:%M:%S", time.localtime(when))
+
+
+def fit(text: str, width: int) -> str:
+    """``text`` cut to at most ``width`` terminal cells (wide characters count two), with an
+    ellipsis when cut."""
+    if calc_width(text, 0, len(text)) <= width:
+        return text
+    out, used = [], 0
+    for ch in text:
+        w = get_width(ord(ch))
+        if used + w > width - 1:
+            break
+        out.append(ch)
+        used += w
+    return "".join(out) + "…"
+
+
+def mentions(text: str, nick: str) -> bool:
+    """Whether ``text`` names ``nick`` as a word (case-insensitive): "bob:" and "hi Bob!" do,
+    "bobby" does not."""
+    if not nick:
+        return False
+    pattern = r"(?<![\w])" + re.escape(nick) + r"(?![\w])"
+    return re.search(pattern, text, re.IGNORECASE) is not None
+
+
+@dataclass(frozen=True)
+class Row:
+    """One row of the message pane: the time, the nick column, and the text column (which
+    wraps under itself)."""
+
+    when: float
+    marker: Markup
+    body: Markup
+    mention: bool = False
+    #: the message id of an own line, so its "not delivered" mark can be found again
+    message_id: str | None = None
+
+    def plain(self) -> str:
+        """The row as one line of plain text (for tests and logs)."""
+        return f"{clock_text(self.when)} {_flatten(self.marker)} {_flatten(self.body)}"
+
+
+def _flatten(markup: Markup) -> str:
+    if isinstance(markup, str):
+        return markup
+    if isinstance(markup, tuple):
+        return _flatten(markup[1])
+    return "".join(_flatten(m) for m in markup)
+
+
+def chat_row(line: events.ChatLine, my_nick: str) -> Row:
+    """A line said in the room.  Own lines: nick in bold white and text dimmer, so they stand
+    apart; a line that names us: text highlighted (the caller rings the bell)."""
+    mention = not line.own and mentions(line.text, my_nick)
+    text_attr = "own_text" if line.own else ("mention" if mention else "text")
+    who_attr = "own_nick" if line.own else nick_attr(line.nick)
+    if line.action:
+        marker: Markup = ("mention" if mention else "action", MARK_ACTION)
+        body: list = [(who_attr, line.nick), " ", (text_attr, line.text)]
+    else:
+        marker = [(who_attr, fit(line.nick, NICK_WIDTH))]
+        body = [(text_attr, line.text)]
+    if line.own and line.sent_to == 0:
+        body += [" ", ("undelivered", NOT_DELIVERED)]
+    return Row(line.when, marker, body, mention=mention,
+               message_id=line.message_id if line.own else None)
+
+
+def event_row(event: events.Event, my_nick: str) -> Row | None:
+    """The row for any node event, or None for events that only redraw (PeersChanged)."""
+    if isinstance(event, events.ChatLine):
+        return chat_row(event, my_nick)
+    if isinstance(event, events.PeerJoined):
+        return Row(event.when, ("notice", MARK_JOIN),
+                   [(nick_attr(event.nick), event.nick), ("notice", f" joined ({event.address})")])
+    if isinstance(event, events.PeerLeft):
+        why = f" ({event.reason})" if event.reason else ""
+        return Row(event.when, ("notice", MARK_LEAVE),
+                   [(nick_attr(event.nick), event.nick), ("notice", f" left{why}")])
+    if isinstance(event, events.NickChanged):
+        if event.own:
+            body: list = [("notice", "you are now known as "), (nick_attr(event.new), event.new)]
+        else:
+            body = [(nick_attr(event.old), event.old), ("notice", " is now known as "),
+                    (nick_attr(event.new), event.new)]
+        return Row(event.when, ("notice", MARK_NICK), body)
+    if isinstance(event, events.Notice):
+        return error_row(event.when, event.text) if event.error else info_row(event.when,
+                                                                              event.text)
+    return None
+
+
+def info_row(when: float, text: str) -> Row:
+    """Command output and information: dimmed."""
+    return Row(when, ("notice", MARK_INFO), ("info", text))
+
+
+def error_row(when: float, text: str) -> Row:
+    """An error or a refusal: in red, so it is not missed."""
+    return Row(when, ("error", MARK_ERROR), ("error", text))

@@ -1,0 +1,56 @@
+"""Test doubles for the node's collaborators."""
+
+from __future__ import annotations
+
+from p2pchat.peers import PeerInfo
+from p2pchat.wire import Message
+
+
+class FakeLink:
+    """A handshaken link that records what is sent to it."""
+
+    def __init__(self, peer_id: str, username: str, dialer_id: str = "",
+                 caps: tuple[str, ...] = ("p2pchat-py/1",), now: float = 0.0) -> None:
+        self.peer_id = peer_id
+        self.username = username
+        self.caps = caps
+        self.dialer_id = dialer_id or peer_id
+        self.address = "127.0.0.1:5555"
+        self.last_heard = now
+        self.said_leave = False
+        self.sent: list[Message] = []
+        self.closed: str | None = None
+
+    def send(self, msg: Message) -> None:
+        self.sent.append(msg)
+
+    def close(self, why: str) -> None:
+        self.closed = why
+
+
+class FakeDialer:
+    def __init__(self) -> None:
+        self.wanted: dict[str, PeerInfo] = {}
+        self.dropped: list[str] = []
+
+    def want(self, peer: PeerInfo) -> None:
+        self.wanted[peer.peer_id] = peer
+
+    def drop(self, peer_id: str) -> None:
+        self.wanted.pop(peer_id, None)
+        self.dropped.append(peer_id)
+
+    def connected(self, peer_id: str) -> None:
+        self.wanted.pop(peer_id, None)
+
+
+class FakeAnnouncer:
+    def __init__(self) -> None:
+        self.announced = 0
+        self.replies = 0
+
+    def announce(self) -> None:
+        self.announced += 1
+
+    def reply_soon(self) -> None:
+        self.replies += 1

@@ -1,0 +1,36 @@
+"""Slash-command parsing, shared by every face."""
+
+from __future__ import annotations
+
+from twisted.trial.unittest import TestCase
+
+from p2pchat.commands import Command, Refusal, Say, help_lines, parse_input
+from p2pchat.wire import MAX_SAY_BYTES
+
+
+class Parse(TestCase):
+    def test_text_and_blank(self) -> None:
+        self.assertEqual(parse_input("hello"), Say("hello"))
+        self.assertIsNone(parse_input("   "))
+        self.assertIsNone(parse_input(""))
+        self.assertEqual(parse_input("//etc/passwd"), Say("/etc/passwd"))
+
+    def test_commands_and_aliases(self) -> None:
+        self.assertEqual(parse_input("/nick  bob "), Command("nick", "bob"))
+        self.assertEqual(parse_input("/WHO"), Command("users"))
+        self.assertEqual(parse_input("/q"), Command("quit"))
+        self.assertEqual(parse_input("/exit"), Command("quit"))
+        self.assertEqual(parse_input("/me waves"), Command("me", "waves"))
+
+    def test_refusals(self) -> None:
+        self.assertIn("unknown command /frob", parse_input("/frob x").reason)
+        self.assertEqual(parse_input("/nick"), Refusal("usage: /nick NAME"))
+        too_long = parse_input("é" * MAX_SAY_BYTES)
+        self.assertIsInstance(too_long, Refusal)
+        self.assertIn(str(MAX_SAY_BYTES), too_long.reason)
+        self.assertEqual(parse_input("x" * MAX_SAY_BYTES), Say("x" * MAX_SAY_BYTES))
+
+    def test_help_lists_every_command(self) -> None:
+        text = "\n".join(help_lines())
+        for name in ("/help", "/users", "/who", "/nick", "/me", "/clear", "/quit", "/q", "/exit"):
+            self.assertIn(name, text)

@@ -1,0 +1,102 @@
+"""Beacons under task.Clock with a fake multicast transport: the announce schedule, quick answers
+to newcomers (rate-limited), leave, and garbage ignored."""
+
+from __future__ import annotations
+
+import random
+
+from twisted.internet import defer
+from twisted.internet.task import Clock
+from twisted.trial.unittest import TestCase
+
+from p2pchat import wire
+from p2pchat.discovery import ANNOUNCE_INTERVAL, REPLY_GAP, REPLY_SPREAD, BeaconProtocol
+from p2pchat.node import Node
+from p2pchat.wire import Beacon
+
+from tests.fakes import FakeDialer
+
+
+class FakeMulticast:
+    def __init__(self) -> None:
+        self.sent: list[tuple[bytes, tuple[str, int]]] = []
+        self.options: dict[str, object] = {}
+        self.joined: list[tuple[str, str]] = []
+
+    def setTTL(self, ttl: int) -> None:
+        self.options["ttl"] = ttl
+
+    def setLoopbackMode(self, mode: int) -> None:
+        self.options["loop"] = mode
+
+    def setOutgoingInterface(self, addr: str) -> defer.Deferred:
+        self.options["iface"] = addr
+        return defer.succeed(1)
+
+    def joinGroup(self, addr: str, interface: str = "") -> defer.Deferred:
+        self.joined.append((addr, interface))
+        return defer.succeed(1)
+
+    def write(self, data: bytes, addr: tuple[str, int]) -> None:
+        self.sent.append((data, addr))
+
+
+class BeaconTest(TestCase):
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.clock.advance(5000)
+        self.node = Node("mmm", self.clock, peer_id="mmm_1")
+        self.node.port = 8085
+        self.node.dialer = FakeDialer()
+        self.proto = BeaconProtocol(self.node, "239.255.1.2", 4567, "127.0.0.1", self.clock,
+                                    rng=random.Random(3))
+        self.node.announcer = self.proto
+        self.transport = FakeMulticast()
+        self.proto.makeConnection(self.transport)
+
+    def tearDown(self) -> None:
+        self.proto.doStop()
+
+    def sent(self) -> list[Beacon]:
+        return [wire.parse_beacon(data) for data, _ in self.transport.sent]
+
+    def hear(self, peer_id: str, kind: str = "announce", data: bytes | None = None) -> None:
+        if data is None:
+            data = wire.encode_beacon(Beacon(type=kind, peer_id=peer_id, username="x",
+                                             port=9000, timestamp=self.clock.seconds()))
+        self.proto.datagramReceived(data, ("127.0.0.1", 4567))
+
+    def test_socket_setup(self) -> None:
+        self.assertEqual(self.transport.options, {"ttl": 1, "loop": 1, "iface": "127.0.0.1"})
+        self.assertEqual(self.transport.joined, [("239.255.1.2", "127.0.0.1")])
+
+    def test_announces_at_start_and_every_interval(self) -> None:
+        self.assertEqual(len(self.transport.sent), 1)
+        beacon = self.sent()[0]
+        self.assertEqual((beacon.type, beacon.peer_id, beacon.port), ("announce", "mmm_1", 8085))
+        self.assertEqual(self.transport.sent[0][1], ("239.255.1.2", 4567))
+        for _ in range(3):
+            self.clock.advance(ANNOUNCE_INTERVAL)
+        self.assertEqual(len(self.transport.sent), 4)
+
+    def test_newcomer_answered_within_a_moment_rate_limited(self) -> None:
+        self.clock.advance(1.0)  # our own start announce is REPLY_GAP old
+        self.hear("new_1")
+        self.clock.advance(REPLY_SPREAD)
+        self.assertEqual(len(self.transport.sent), 2)
+        # ten newcomers at once get one answer within REPLY_GAP, not ten
+        for i in range(10):
+            self.hear(f"crowd_{i}")
+        self.clock.advance(REPLY_GAP + REPLY_SPREAD)
+        self.assertEqual(len(self.transport.sent), 3)
+        self.assertEqual(len(self.node.peers), 11)
+
+    def test_garbage_and_own_beacons_ignored(self) -> None:
+        for data in (b"garbage", b"\xff" * 2000, b"{}", b'{"type":"announce"}'):
+            self.hear("", data=data)
+        self.hear("mmm_1")
+        self.assertEqual(len(self.node.peers), 0)
+
+    def test_leave(self) -> None:
+        self.proto.say_leave()
+        self.assertEqual(self.sent()[-1].type, "leave")

@@ -1,0 +1,247 @@
+"""The node under a task.Clock with fake links: who gets dialed, what is shown, what is sent."""
+
+from __future__ import annotations
+
+from twisted.internet.task import Clock
+from twisted.trial.unittest import TestCase
+
+from p2pchat import events
+from p2pchat.node import IDLE_TIMEOUT, Node
+from p2pchat.wire import Beacon, Message
+
+from tests.fakes import FakeAnnouncer, FakeDialer, FakeLink
+
+
+def beacon(peer_id: str, kind: str = "announce", when: float = 0.0, name: str = "") -> Beacon:
+    return Beacon(type=kind, peer_id=peer_id, username=name or peer_id.split("_")[0],
+                  port=8081, timestamp=when)
+
+
+def chat(sender: str, text: str, msg_id: str = "m1", name: str = "", **kw) -> Message:
+    return Message(id=msg_id, type="chat", sender_id=sender, username=name or sender.split("_")[0],
+                   content=text, timestamp=kw.pop("timestamp", 1.0), **kw)
+
+
+class NodeTest(TestCase):
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.clock.advance(1000)
+        self.node = Node("mmm", self.clock, peer_id="mmm_1")
+        self.dialer = self.node.dialer = FakeDialer()
+        self.announcer = self.node.announcer = FakeAnnouncer()
+        self.events: list = []
+        self.node.subscribe(self.events.append)
+
+    def shown(self, kind):
+        return [e for e in self.events if isinstance(e, kind)]
+
+    def link(self, peer_id: str, **kw) -> FakeLink:
+        link = FakeLink(peer_id, peer_id.split("_")[0], now=self.clock.seconds(), **kw)
+        self.assertTrue(self.node.link_ready(link))
+        return link
+
+
+class Discovery(NodeTest):
+    def test_dials_only_larger_ids_and_answers_newcomers(self) -> None:
+        self.node.beacon_heard(beacon("zed_1", when=1000), "127.0.0.1")
+        self.node.beacon_heard(beacon("aaa_1", when=1000), "127.0.0.1")
+        self.assertEqual(list(self.dialer.wanted), ["zed_1"])
+        self.assertEqual(self.announcer.replies, 2)
+        # a known peer announcing again is not answered again
+        self.node.beacon_heard(beacon("zed_1", when=1000), "127.0.0.1")
+        self.assertEqual(self.announcer.replies, 2)
+
+    def test_own_and_old_beacons_ignored(self) -> None:
+        self.node.beacon_heard(beacon("mmm_1", when=1000), "127.0.0.1")
+        self.node.beacon_heard(beacon("zed_1", when=1000 - 31), "127.0.0.1")
+        self.assertEqual(len(self.node.peers), 0)
+
+    def test_silent_peer_goes_stale_then_gone(self) -> None:
+        self.node.beacon_heard(beacon("zed_1", when=1000), "127.0.0.1")
+        self.assertEqual([r.state for r in self.node.users()], ["connecting"])
+        self.clock.advance(10)
+        self.assertEqual([r.state for r in self.node.users()], ["stale"])
+        self.clock.advance(20)
+        self.node.sweep()
+        self.assertEqual(self.node.users(), [])
+        self.assertIn("zed_1", self.dialer.dropped)
+
+    def test_leave_datagram_forgets_an_unlinked_peer(self) -> None:
+        self.node.beacon_heard(beacon("zed_1", when=1000), "127.0.0.1")
+        self.node.beacon_heard(beacon("zed_1", "leave", when=1000), "127.0.0.1")
+        self.assertEqual(self.node.users(), [])
+
+    def test_forged_leave_datagram_does_not_break_a_live_link(self) -> None:
+        self.node.beacon_heard(beacon("zed_1", when=1000), "127.0.0.1")
+        link = self.link("zed_1")
+        self.node.beacon_heard(beacon("zed_1", "leave", when=1000), "127.0.0.1")
+        self.assertIsNone(link.closed)
+        self.assertEqual([r.state for r in self.node.users()], ["connected"])
+        self.assertEqual(self.shown(events.PeerLeft), [])
+
+    def test_base_link_closed_when_its_beacons_stop(self) -> None:
+        self.node.beacon_heard(beacon("zed_1", when=1000), "127.0.0.1")
+        link = self.link("zed_1", caps=())
+        self.clock.advance(31)
+        self.node.sweep()
+        self.assertEqual(link.closed, "its beacons stopped")
+
+
+class Links(NodeTest):
+    def test_join_and_lost_and_redial(self) -> None:
+        self.node.beacon_heard(beacon("zed_1", when=1000), "127.0.0.1")
+        link = self.link("zed_1")
+        self.assertEqual([e.nick for e in self.shown(events.PeerJoined)], ["zed"])
+        self.assertNotIn("zed_1", self.dialer.wanted)
+        self.node.link_lost(link, "connection refused")
+        left = self.shown(events.PeerLeft)
+        self.assertEqual([(e.nick, e.reason) for e in left], [("zed", "connection lost")])
+        self.assertIn("zed_1", self.dialer.wanted)  # still announced: redial
+
+    def test_goodbye_then_close_shows_one_leave_and_no_redial(self) -> None:
+        self.node.beacon_heard(beacon("zed_1", when=1000), "127.0.0.1")
+        link = self.link("zed_1")
+        self.node.message_received(link, Message(id="l1", type="leave", sender_id="zed_1",
+                                                 username="zed"))
+        self.node.link_lost(link, "closed")
+        self.assertEqual([e.reason for e in self.shown(events.PeerLeft)], [None])
+        self.assertNotIn("zed_1", self.dialer.wanted)
+        self.assertEqual(self.node.users(), [])
+
+    def test_no_redial_once_leaving(self) -> None:
+        self.node.beacon_heard(beacon("zed_1", when=1000), "127.0.0.1")
+        link = self.link("zed_1")
+        self.node.say_goodbye()
+        self.node.link_lost(link, "closed by us")
+        self.assertNotIn("zed_1", self.dialer.wanted)
+
+    def test_one_link_per_pair(self) -> None:
+        # Both sides keep the link dialed by the smaller id ("mmm_1" < "zed_1").
+        ours = self.link("zed_1", dialer_id="mmm_1")
+        theirs = FakeLink("zed_1", "zed", dialer_id="zed_1")
+        self.assertFalse(self.node.link_ready(theirs))
+        self.assertIsNotNone(theirs.closed)
+        self.assertIs(self.node.links["zed_1"], ours)
+        # Against "aaa_1" the rightful dialer is them.
+        mine = self.link("aaa_1", dialer_id="mmm_1")
+        rightful = FakeLink("aaa_1", "aaa", dialer_id="aaa_1")
+        self.assertTrue(self.node.link_ready(rightful))
+        self.assertIsNotNone(mine.closed)
+        # A second link dialed by the same side replaces the first (it saw the first die).
+        again = FakeLink("aaa_1", "aaa", dialer_id="aaa_1")
+        self.assertTrue(self.node.link_ready(again))
+        self.assertIsNotNone(rightful.closed)
+        self.assertEqual(len(self.shown(events.PeerJoined)), 2)
+
+    def test_link_claiming_to_be_us_refused(self) -> None:
+        link = FakeLink("mmm_1", "mmm")
+        self.assertFalse(self.node.link_ready(link))
+        self.assertIsNotNone(link.closed)
+
+    def test_idle_link_of_ours_dropped(self) -> None:
+        link = self.link("zed_1")
+        self.clock.advance(IDLE_TIMEOUT - 1)
+        self.node.sweep()
+        self.assertIsNone(link.closed)
+        self.clock.advance(2)
+        self.node.sweep()
+        self.assertIn("silent", link.closed)
+
+    def test_base_link_not_dropped_for_silence(self) -> None:
+        link = self.link("zed_1", caps=())
+        self.clock.advance(IDLE_TIMEOUT * 3)
+        self.node.sweep()
+        self.assertIsNone(link.closed)
+
+
+class Messages(NodeTest):
+    def test_chat_shown_once(self) -> None:
+        link = self.link("zed_1")
+        self.node.message_received(link, chat("zed_1", "hi"))
+        self.node.message_received(link, chat("zed_1", "hi"))
+        lines = self.shown(events.ChatLine)
+        self.assertEqual([(e.nick, e.text, e.own) for e in lines], [("zed", "hi", False)])
+
+    def test_line_for_another_sender_refused(self) -> None:
+        link = self.link("zed_1")
+        self.node.message_received(link, chat("aaa_1", "I am aaa"))
+        self.assertEqual(self.shown(events.ChatLine), [])
+        self.assertIsNotNone(link.closed)
+
+    def test_heartbeats_and_unknown_types_not_shown(self) -> None:
+        link = self.link("zed_1")
+        self.node.message_received(link, Message(id="h", type="heartbeat", sender_id="zed_1"))
+        self.node.message_received(link, Message(id="f", type="file", sender_id="zed_1"))
+        self.assertEqual(self.shown(events.ChatLine), [])
+
+    def test_nick_change_by_join(self) -> None:
+        link = self.link("zed_1")
+        self.node.message_received(link, Message(id="j", type="join", sender_id="zed_1",
+                                                 username="zorro"))
+        self.assertEqual([(e.old, e.new) for e in self.shown(events.NickChanged)],
+                         [("zed", "zorro")])
+        self.node.message_received(link, chat("zed_1", "hi", msg_id="m2", name="zorro"))
+        self.assertEqual(self.shown(events.ChatLine)[-1].nick, "zorro")
+        self.assertEqual(self.node.users()[0].nick, "zorro")
+
+    def test_control_characters_neutralised(self) -> None:
+        link = self.link("zed_1")
+        self.node.message_received(link, chat("zed_1", "\x1b[2Jboom\x07"))
+        self.assertEqual(self.shown(events.ChatLine)[0].text, "\ufffd[2Jboom\ufffd")
+
+    def test_action(self) -> None:
+        link = self.link("zed_1")
+        self.node.message_received(link, chat("zed_1", "* zed waves", metadata={"action": "waves"}))
+        line = self.shown(events.ChatLine)[0]
+        self.assertEqual((line.text, line.action), ("waves", True))
+
+
+class Verbs(NodeTest):
+    def test_say_goes_to_every_link_with_rising_sequence(self) -> None:
+        a, b = self.link("zed_1"), self.link("yak_1")
+        first, second = self.node.say("one"), self.node.say("two")
+        for link in (a, b):
+            self.assertEqual([m.content for m in link.sent], ["one", "two"])
+        self.assertEqual(second.sequence, first.sequence + 1)
+        own = self.shown(events.ChatLine)
+        self.assertEqual([(e.text, e.own, e.sent_to) for e in own],
+                         [("one", True, 2), ("two", True, 2)])
+
+    def test_say_alone_warns(self) -> None:
+        self.node.say("anyone?")
+        self.assertEqual(self.shown(events.ChatLine)[0].sent_to, 0)
+        self.assertTrue(self.shown(events.Notice)[0].error)
+
+    def test_act_reads_sensibly_on_a_base_peer(self) -> None:
+        link = self.link("zed_1")
+        self.node.act("waves")
+        self.assertEqual(link.sent[0].content, "* mmm waves")
+        self.assertEqual(link.sent[0].metadata, {"action": "waves"})
+
+    def test_set_nick(self) -> None:
+        link = self.link("zed_1")
+        self.assertIn("spaces", self.node.set_nick("a b"))
+        self.assertIn("already", self.node.set_nick("mmm"))
+        self.assertIsNone(self.node.set_nick("newname"))
+        sent = link.sent[-1]
+        self.assertEqual((sent.type, sent.username, sent.content),
+                         ("join", "newname", "mmm changed their name to newname"))
+        self.assertEqual(self.announcer.announced, 1)
+        self.assertEqual(self.node.beacon("announce").username, "newname")
+
+    def test_goodbye_and_heartbeat(self) -> None:
+        link = self.link("zed_1")
+        self.node.heartbeat()
+        self.node.say_goodbye()
+        self.assertEqual([m.type for m in link.sent], ["heartbeat", "leave"])
+
+    def test_a_failing_observer_does_not_stop_the_others(self) -> None:
+        def broken(event):
+            raise RuntimeError("boom")
+
+        self.node.unsubscribe(self.events.append)
+        self.node.subscribe(broken)
+        self.node.subscribe(self.events.append)
+        self.node.say("still works")
+        self.assertEqual(len(self.shown(events.ChatLine)), 1)
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 2)  # the line and the notice

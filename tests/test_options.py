@@ -1,0 +1,92 @@
+"""The plugin's options: defaults, validation, and what they change in twistd's own."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+
+from twisted.application.service import IServiceMaker
+from twisted.plugin import getPlugins
+from twisted.python import usage
+from twisted.trial.unittest import TestCase
+
+from p2pchat import logs
+from p2pchat.service import Options
+from tests.support import child_env, twistd
+
+
+class Parsing(TestCase):
+    def parse(self, *args: str) -> Options:
+        options = Options()
+        options.parseOptions(["--data-dir", self.mktemp(), *args])
+        return options
+
+    def bad(self, *args: str, why: str) -> None:
+        with self.assertRaises(usage.UsageError) as caught:
+            self.parse(*args)
+        self.assertIn(why, str(caught.exception))
+
+    def test_defaults(self) -> None:
+        o = self.parse("--username", "carol")
+        self.assertEqual((o["username"], o["port"], o["multicast"], o["interface"], o["ui"]),
+                         ("carol", None, ("224.0.0.1", 9999), None, "console"))
+        self.assertFalse(o["debug"])
+
+    def test_default_data_dir_is_the_users(self) -> None:
+        o = Options()
+        o.parseOptions(["--username", "carol"])
+        self.assertIn("p2pchat", o["data-dir"])
+        self.assertTrue(os.path.isabs(o["data-dir"]))
+
+    def test_values(self) -> None:
+        o = self.parse("-u", "dave", "--port", "0", "--multicast", "239.1.2.3:4000",
+                       "--interface", "127.0.0.1", "--ui", "lines", "--debug")
+        self.assertEqual((o["port"], o["multicast"], o["interface"], o["ui"], o["debug"]),
+                         (0, ("239.1.2.3", 4000), "127.0.0.1", "lines", True))
+
+    def test_rejections(self) -> None:
+        self.bad("--username", "two words", why="spaces")
+        self.bad("--username", "x" * 21, why="at most 20")
+        self.bad("--username", "", why="at least one")
+        self.bad("--port", "http", why="must be a number")
+        self.bad("--port", "70000", why="0 to 65535")
+        self.bad("--multicast", "224.0.0.1", why="GROUP:PORT")
+        self.bad("--multicast", "10.0.0.1:9999", why="not a multicast address")
+        self.bad("--multicast", "224.0.0.1:x", why="port must be a number")
+        self.bad("--interface", "eth0", why="IPv4 address")
+        self.bad("--ui", "gui", why="--ui must be one of")
+
+
+class UnderTwistd(TestCase):
+    def test_pidfile_off_and_log_to_the_data_dir(self) -> None:
+        parent = usage.Options()
+        parent.update({"pidfile": "twistd.pid", "logfile": None, "logger": None})
+        options = Options()
+        options.parent = parent
+        data = self.mktemp()
+        options.parseOptions(["--username", "x", "--ui", "lines", "--data-dir", data])
+        self.assertEqual(parent["pidfile"], "")
+        self.assertEqual(parent["logger"], "p2pchat.logs.observer")
+        self.assertEqual(logs.log_path(), os.path.join(os.path.abspath(data), "p2pchat.log"))
+
+    def test_explicit_logfile_respected(self) -> None:
+        parent = usage.Options()
+        parent.update({"pidfile": "my.pid", "logfile": "-", "logger": None})
+        options = Options()
+        options.parent = parent
+        options.parseOptions(["--username", "x", "--data-dir", self.mktemp()])
+        self.assertEqual((parent["pidfile"], parent["logger"]), ("my.pid", None))
+
+    def test_plugin_listed(self) -> None:
+        names = [p.tapname for p in getPlugins(IServiceMaker)]
+        self.assertIn("p2pchat", names)
+
+    def test_twistd_help_lists_it_and_documents_every_option(self) -> None:
+        out = subprocess.run([twistd(), "--help"], capture_output=True, env=child_env(),
+                             timeout=60).stdout.decode()
+        self.assertIn("p2pchat", out)
+        out = subprocess.run([twistd(), "p2pchat", "--help"], capture_output=True,
+                             env=child_env(), timeout=60).stdout.decode()
+        for option in ("--username", "--port", "--multicast", "--interface", "--ui",
+                       "--data-dir", "--debug"):
+            self.assertIn(option, out)

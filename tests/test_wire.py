@@ -1,0 +1,160 @@
+"""The wire format: PROTOCOL.md's sample lines, every rejection, round trips."""
+
+from __future__ import annotations
+
+from hypothesis import given, settings, strategies as st
+from twisted.trial.unittest import TestCase
+
+from p2pchat import wire
+from p2pchat.wire import Beacon, Message, WireError
+
+SAMPLE_BEACON = (b'{"type":"announce","peer_id":"alice_417","username":"alice",'
+                 b'"address":"0.0.0.0:8080","port":8080,'
+                 b'"timestamp":"2025-11-16T10:30:00.123456789Z","sequence":0}')
+SAMPLE_JOIN = (b'{"id":"9f86d081884c7d65","type":"join","sender_id":"alice_417","username":"alice",'
+               b'"content":"alice joined the chat","timestamp":"2025-11-16T10:30:01.5Z",'
+               b'"sequence":0,"room_id":"general"}')
+SAMPLE_CHAT = (b'{"id":"3c59dc048e885024","type":"chat","sender_id":"alice_417",'
+               b'"username":"alice","content":"Hello everyone!",'
+               b'"timestamp":"2025-11-16T10:30:05.25+01:00","sequence":2,"room_id":"general"}')
+
+
+class SampleLines(TestCase):
+    def test_beacon(self) -> None:
+        b = wire.parse_beacon(SAMPLE_BEACON)
+        self.assertEqual((b.type, b.peer_id, b.username, b.port, b.sequence),
+                         ("announce", "alice_417", "alice", 8080, 0))
+        self.assertAlmostEqual(b.timestamp, 1763289000.123456789, places=5)
+
+    def test_join(self) -> None:
+        m = wire.parse_message(SAMPLE_JOIN)
+        self.assertEqual((m.id, m.type, m.sender_id, m.username, m.content, m.sequence, m.room_id),
+                         ("9f86d081884c7d65", "join", "alice_417", "alice",
+                          "alice joined the chat", 0, "general"))
+        self.assertAlmostEqual(m.timestamp, 1763289001.5)
+
+    def test_chat_with_offset(self) -> None:
+        m = wire.parse_message(SAMPLE_CHAT)
+        self.assertEqual((m.type, m.content, m.sequence), ("chat", "Hello everyone!", 2))
+        # 10:30:05.25 at +01:00 is 09:30:05.25 UTC
+        self.assertAlmostEqual(m.timestamp, 1763289001.5 - 3600 + 3.75)
+
+
+class Time(TestCase):
+    def test_nine_digits_and_offsets(self) -> None:
+        self.assertAlmostEqual(wire.parse_time("1970-01-01T00:00:01.000000001Z"), 1.000000001)
+        self.assertEqual(wire.parse_time("1970-01-01T01:00:00+01:00"), 0.0)
+        self.assertEqual(wire.parse_time("1970-01-01T00:00:00-00:30"), 1800.0)
+
+    def test_format_is_rfc3339_utc(self) -> None:
+        self.assertEqual(wire.format_time(1.5), "1970-01-01T00:00:01.500000Z")
+
+    def test_bad_times(self) -> None:
+        for text in ("yesterday", "2025-11-16", "2025-11-16T10:30:00", "2025-13-40T10:30:00Z",
+                     "2025-11-16T10:30:00.1234567890Z"):
+            self.assertRaises(WireError, wire.parse_time, text)
+
+
+class Rejections(TestCase):
+    def bad(self, line: bytes, why: str) -> None:
+        with self.assertRaises(WireError) as caught:
+            wire.parse_message(line)
+        self.assertIn(why, str(caught.exception))
+
+    def test_not_json(self) -> None:
+        self.bad(b"hello", "not JSON")
+
+    def test_not_an_object(self) -> None:
+        self.bad(b"[1,2]", "not a JSON object")
+
+    def test_invalid_utf8(self) -> None:
+        self.bad(b'{"id":"\xff"}', "UTF-8")
+
+    def test_missing_required(self) -> None:
+        self.bad(b'{"type":"chat","sender_id":"a"}', "missing 'id'")
+        self.bad(b'{"id":"1","sender_id":"a"}', "missing 'type'")
+        self.bad(b'{"id":"1","type":"chat"}', "missing 'sender_id'")
+        self.bad(b'{"id":"","type":"chat","sender_id":"a"}', "'id' is empty")
+
+    def test_mistyped(self) -> None:
+        self.bad(b'{"id":1,"type":"chat","sender_id":"a"}', "'id' is not a string")
+        self.bad(b'{"id":"1","type":"chat","sender_id":"a","content":5}', "'content'")
+        self.bad(b'{"id":"1","type":"chat","sender_id":"a","sequence":"3"}', "'sequence'")
+        self.bad(b'{"id":"1","type":"chat","sender_id":"a","sequence":true}', "'sequence'")
+        self.bad(b'{"id":"1","type":"chat","sender_id":"a","sequence":1.5}', "whole number")
+        self.bad(b'{"id":"1","type":"chat","sender_id":"a","sequence":-1}', "out of range")
+        self.bad(b'{"id":"1","type":"chat","sender_id":"a","sequence":1e30}', "out of range")
+        self.bad(b'{"id":"1","type":"chat","sender_id":"a","metadata":[]}', "'metadata'")
+        self.bad(b'{"id":"1","type":"chat","sender_id":"a","timestamp":7}', "'timestamp'")
+        self.bad(b'{"id":"1","type":"chat","sender_id":"a","timestamp":"now"}', "RFC 3339")
+        self.bad(b'{"id":"1","type":"chat","sender_id":"a","caps":"x"}', "'caps'")
+
+    def test_deep_nesting(self) -> None:
+        self.bad(b"[" * 100_000 + b"]" * 100_000, "")
+
+    def test_too_long(self) -> None:
+        self.bad(b'{"id":"' + b"x" * wire.MAX_LINE_BYTES + b'"}', "longer than")
+        self.bad(b'{"id":"' + b"x" * 200 + b'","type":"chat","sender_id":"a"}', "'id' is longer")
+
+    def test_beacons(self) -> None:
+        def bad(data: bytes) -> None:
+            self.assertRaises(WireError, wire.parse_beacon, data)
+
+        bad(b"garbage")
+        bad(b"{}")
+        bad(SAMPLE_BEACON.replace(b'"announce"', b'"hello"'))
+        bad(SAMPLE_BEACON.replace(b'"port":8080', b'"port":0'))
+        bad(SAMPLE_BEACON.replace(b'"port":8080', b'"port":"8080"'))
+        bad(SAMPLE_BEACON.replace(b'"port":8080', b'"port":70000'))
+        bad(SAMPLE_BEACON.replace(b',"timestamp":"2025-11-16T10:30:00.123456789Z"', b""))
+        bad(SAMPLE_BEACON[:-1] + b',"pad":"' + b"x" * 1024 + b'"}')
+
+
+class RoundTrips(TestCase):
+    def test_message(self) -> None:
+        m = Message(id="abc", type="chat", sender_id="me_1", username="me", content="hé ✓ 中文",
+                    timestamp=1700000000.25, sequence=7, metadata={"action": "waves"},
+                    caps=("x/1",))
+        line = wire.encode_message(m)
+        self.assertTrue(line.endswith(b"\n"))
+        self.assertEqual(line.count(b"\n"), 1)
+        self.assertEqual(wire.parse_message(line.rstrip(b"\n")), m)
+
+    def test_newline_in_content_stays_one_line(self) -> None:
+        m = Message(id="a", type="chat", sender_id="b", content="two\nlines")
+        self.assertEqual(wire.encode_message(m).count(b"\n"), 1)
+
+    def test_beacon(self) -> None:
+        b = Beacon(type="announce", peer_id="p_1", username="p", port=8080, timestamp=5.5,
+                   address="0.0.0.0:8080", caps=("p2pchat-py/1",))
+        self.assertEqual(wire.parse_beacon(wire.encode_beacon(b)), b)
+
+    @settings(max_examples=200)
+    @given(st.text(max_size=200), st.text(min_size=1, max_size=20), st.integers(0, 2**64 - 1))
+    def test_any_content(self, content: str, nick: str, seq: int) -> None:
+        m = Message(id="i", type="chat", sender_id="s", username=nick, content=content,
+                    sequence=seq, timestamp=1.0)
+        self.assertEqual(wire.parse_message(wire.encode_message(m)[:-1]), m)
+
+    @settings(max_examples=300)
+    @given(st.binary(max_size=300))
+    def test_any_bytes_parse_or_wire_error(self, data: bytes) -> None:
+        for parse in (wire.parse_message, wire.parse_beacon):
+            try:
+                parse(data)
+            except WireError:
+                pass
+
+
+class Helpers(TestCase):
+    def test_nick_rules(self) -> None:
+        self.assertIsNone(wire.nick_problem("carol"))
+        self.assertIsNone(wire.nick_problem("x" * 20))
+        self.assertIn("at most 20", wire.nick_problem("x" * 21))
+        self.assertIn("at least one", wire.nick_problem(""))
+        self.assertIn("spaces", wire.nick_problem("a b"))
+        self.assertIn("control", wire.nick_problem("a\x1bb"))
+
+    def test_printable(self) -> None:
+        self.assertEqual(wire.printable("plain ✓"), "plain ✓")
+        self.assertEqual(wire.printable("a\x1b[31mb\x00c\td"), "a\ufffd[31mb\ufffdc d")

@@ -18,6 +18,16 @@ class ChatLine:
     action: bool = False  # /me: shown as "* nick text"
     #: for our own lines: how many connected peers it was written to (0 = nobody heard it)
     sent_to: int = 0
+    #: for our own lines: not yet acknowledged by every peer in the room (see Delivered)
+    pending: bool = False
+
+
+@dataclass(frozen=True)
+class Delivered:
+    """Every peer that was in the room when we said ``message_id`` has it now."""
+
+    when: float
+    message_id: str
 
 
 @dataclass(frozen=True)
@@ -62,4 +72,4 @@ class PeersChanged:
     when: float
 
 
-Event = ChatLine | PeerJoined | PeerLeft | NickChanged | Notice | PeersChanged
+Event = ChatLine | Delivered | PeerJoined | PeerLeft | NickChanged | Notice | PeersChanged

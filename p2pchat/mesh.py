@@ -15,6 +15,8 @@ from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
 from twisted.protocols.basic import LineReceiver
 from twisted.python.failure import Failure
+from zope.interface import implementer
+from twisted.internet.interfaces import IPushProducer
 
 from p2pchat.node import Node
 from p2pchat.peers import Backoff, PeerInfo
@@ -28,11 +30,56 @@ HANDSHAKE_TIMEOUT = 10.0
 DIAL_TIMEOUT = 5.0
 #: Connections we accept at once, handshaken or not; past this, new ones are closed at once.
 MAX_INBOUND = 512
+#: A peer that reads nothing of what we write for this long (seconds) loses its link; our
+#: lines for it wait in the sent log meanwhile (catch-up resends them when it is back).
+STALL_TIMEOUT = 30.0
+#: Lines per second one connection may send on average, and in one burst.  Past that we stop
+#: reading it for a while (TCP then slows the sender), so one flood can't starve the others.
+FLOOD_RATE = 10_000.0
+FLOOD_BURST = 20_000.0
 
 
 def _describe(address: IAddress | None) -> str:
     host, port = getattr(address, "host", "?"), getattr(address, "port", "?")
     return f"{host}:{port}"
+
+
+@implementer(IPushProducer)
+class _Backpressure:
+    """Registered with the transport, which pauses it once 64 KiB wait to be written to a
+    peer that does not read, and resumes it once they are gone.  While paused the node writes
+    nothing more to that link (our lines wait in the sent log); paused for STALL_TIMEOUT, the
+    link is dropped."""
+
+    def __init__(self, proto: PeerProtocol) -> None:
+        self.proto = proto
+        self.paused = False
+        self._stall = None
+
+    def pauseProducing(self) -> None:
+        if not self.paused:
+            self.paused = True
+            self._stall = self.proto.clock.callLater(STALL_TIMEOUT, self._stalled)
+
+    def resumeProducing(self) -> None:
+        self.paused = False
+        self.cancel()
+        self.proto.writable()
+
+    def stopProducing(self) -> None:
+        self.cancel()
+
+    def cancel(self) -> None:
+        if self._stall is not None and self._stall.active():
+            self._stall.cancel()
+        self._stall = None
+
+    def _stalled(self) -> None:
+        self._stall = None
+        log.warn("{peer} ({address}) read nothing for {t:.0f} s: link dropped (it catches up "
+                 "when back)", peer=self.proto.peer_id or "?", address=self.proto.address,
+                 t=STALL_TIMEOUT)
+        self.proto.transport.abortConnection()
 
 
 class PeerProtocol(LineReceiver):
@@ -56,16 +103,32 @@ class PeerProtocol(LineReceiver):
         self.address = ""
         self.last_heard = clock.seconds()
         self.said_leave = False
+        self.synced = True
+        self.sync_point = 0
         self.ready = False
         self._handshake_timer = None
+        self.cursor = 0
+        self._backpressure = _Backpressure(self)
+        self._tokens = FLOOD_BURST
+        self._tokens_at = clock.seconds()
+        self._flood_timer = None
+        self._flood_logged = False
         #: fires when the connection is gone, for a shutdown that waits for goodbyes
         self.closed: defer.Deferred = defer.Deferred()
 
     # --- Link, as the node sees it ------------------------------------------------------------
 
+    @property
+    def backed_up(self) -> bool:
+        return self._backpressure.paused
+
     def send(self, msg: Message) -> None:
         if self.transport is not None and self.connected:
             self.transport.write(encode_message(msg))
+
+    def writable(self) -> None:
+        if self.ready:
+            self.node.link_writable(self)
 
     def close(self, why: str) -> None:
         log.info("closing link with {peer} ({address}): {why}",
@@ -81,6 +144,8 @@ class PeerProtocol(LineReceiver):
         self.last_heard = self.clock.seconds()
         if hasattr(self.transport, "setTcpKeepAlive"):
             self.transport.setTcpKeepAlive(1)
+        if hasattr(self.transport, "registerProducer"):
+            self.transport.registerProducer(self._backpressure, True)
         if self.outgoing:
             self.send(self.node.handshake())
             self.ready = self.node.link_ready(self)
@@ -96,7 +161,8 @@ class PeerProtocol(LineReceiver):
     def lineReceived(self, line: bytes) -> None:
         if not line.strip():
             return
-        self.last_heard = self.clock.seconds()
+        now = self.last_heard = self.clock.seconds()
+        self._throttle(now)
         try:
             msg = parse_message(line)
         except WireError as e:
@@ -109,6 +175,25 @@ class PeerProtocol(LineReceiver):
             self.node.message_received(self, msg)
         elif not self.outgoing:
             self._first_line(msg)
+
+    def _throttle(self, now: float) -> None:
+        """A token bucket over received lines; when empty, stop reading until it refills."""
+        self._tokens = min(FLOOD_BURST, self._tokens + (now - self._tokens_at) * FLOOD_RATE)
+        self._tokens_at = now
+        self._tokens -= 1
+        if self._tokens < 0 and self._flood_timer is None:
+            if not self._flood_logged:
+                self._flood_logged = True
+                log.info("{peer} ({address}) sends over {rate:.0f} lines/s: reading slowed",
+                         peer=self.peer_id or "?", address=self.address, rate=FLOOD_RATE)
+            self.pauseProducing()
+            self._flood_timer = self.clock.callLater(-self._tokens / FLOOD_RATE + 0.01,
+                                                     self._unthrottle)
+
+    def _unthrottle(self) -> None:
+        self._flood_timer = None
+        if self.connected:
+            self.resumeProducing()
 
     def _first_line(self, msg: Message) -> None:
         if self._handshake_timer is not None:
@@ -132,9 +217,11 @@ class PeerProtocol(LineReceiver):
         self.transport.abortConnection()
 
     def connectionLost(self, reason: Failure = None) -> None:
-        if self._handshake_timer is not None:
-            self._handshake_timer.cancel()
-            self._handshake_timer = None
+        self._backpressure.cancel()
+        for timer in (self._handshake_timer, self._flood_timer):
+            if timer is not None and timer.active():
+                timer.cancel()
+        self._handshake_timer = self._flood_timer = None
         self.registry.discard(self)
         if self.ready:
             self.ready = False

@@ -14,20 +14,34 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
 from p2pchat import events
+from p2pchat.catchup import (
+    ACK_DELAY,
+    LOG_AGE,
+    LOG_LINES,
+    Delivery,
+    SentLog,
+    parse_ack,
+    parse_sync,
+    sync_metadata,
+)
 from p2pchat.peers import Heard, Liveness, PeerInfo, PeerTable, should_dial
 from p2pchat.room import Room
 from p2pchat.wire import (
+    ACK,
+    CAP_CATCHUP,
     CAP_OURS,
     CHAT,
     DEFAULT_ROOM,
     HEARTBEAT,
     JOIN,
     LEAVE,
+    SYNC,
     Beacon,
     Message,
     is_fresh,
     new_message_id,
     new_peer_id,
+    WireError,
     nick_problem,
     printable,
 )
@@ -42,7 +56,7 @@ IDLE_TIMEOUT = 90.0
 #: Most links at once (handshaken), whatever the peer table says.
 MAX_LINKS = 256
 
-CAPS: tuple[str, ...] = (CAP_OURS,)
+CAPS: tuple[str, ...] = (CAP_OURS, CAP_CATCHUP)
 
 
 class Link(Protocol):
@@ -55,6 +69,14 @@ class Link(Protocol):
     address: str
     last_heard: float
     said_leave: bool
+    #: False until a catch-up peer's sync came: until then new lines wait in the sent log
+    synced: bool
+    #: our sequence when we sent this link our sync (resends start after it at the least)
+    sync_point: int
+    #: the last of our sequenced lines written to this link (the rest wait in the sent log)
+    cursor: int
+    #: True while the peer does not read (its transport buffer is full): we stop writing
+    backed_up: bool
 
     def send(self, msg: Message) -> None: ...
 
@@ -96,7 +118,8 @@ Observer = Callable[[events.Event], None]
 class Node:
     """The hub between the edges and the faces."""
 
-    def __init__(self, nick: str, clock: IReactorTime, peer_id: str | None = None) -> None:
+    def __init__(self, nick: str, clock: IReactorTime, peer_id: str | None = None,
+                 log_lines: int = LOG_LINES, log_age: float = LOG_AGE) -> None:
         problem = nick_problem(nick)
         if problem:
             raise ValueError(problem)
@@ -112,6 +135,11 @@ class Node:
         self._sequence = 0
         self._observers: list[Observer] = []
         self._full_warned = False
+        self.sent_log = SentLog(log_lines, log_age)
+        self.delivery = Delivery()
+        #: catch-up peers whose link dropped without a goodbye (still in the room), and nicks
+        self.away: dict[str, str] = {}
+        self._ack_calls: dict[str, object] = {}
         #: set once we say goodbye: from then on nothing is dialed
         self.leaving = False
 
@@ -170,9 +198,46 @@ class Node:
         )
 
     def _broadcast(self, msg: Message) -> int:
+        """Send an unsequenced line (a heartbeat) on every link."""
         for link in list(self.links.values()):
             link.send(msg)
         return len(self.links)
+
+    def _publish(self, msg: Message) -> int:
+        """Send one of our sequenced lines: into the sent log, then to every synced link.
+
+        Each link has a cursor into the sent log, so a link that is still syncing, or whose
+        peer is slow to read, simply falls behind and is written to when it can: no queue per
+        link, and memory bounded by the sent log.  Returns how many links are synced."""
+        dropped = self.sent_log.append(msg, self.clock.seconds())
+        if dropped:
+            self.delivery.forget_through(dropped[-1].sequence)
+        count = 0
+        for link in list(self.links.values()):
+            if link.synced:
+                self._pump(link)
+                count += 1
+        return count
+
+    def _pump(self, link: Link) -> None:
+        """Write to ``link`` what it lacks of the sent log, until its peer stops reading."""
+        if link.backed_up or not link.synced or link.cursor >= self._sequence:
+            return
+        lines, missing = self.sent_log.since(link.cursor)
+        if missing:
+            log.warn("{n} lines for {peer} are too old to send", n=missing, peer=link.peer_id)
+            self._notice(f"{printable(link.username or link.peer_id)} missed {missing} older "
+                         "lines that are no longer kept", error=True)
+        for line in lines:
+            if link.backed_up or self.links.get(link.peer_id) is not link:
+                return
+            link.send(line)
+            link.cursor = line.sequence
+
+    def link_writable(self, link: Link) -> None:
+        """The peer reads again: write what piled up for it."""
+        if self.links.get(link.peer_id) is link:
+            self._pump(link)
 
     # --- verbs for the faces ----------------------------------------------------------------
 
@@ -192,11 +257,19 @@ class Node:
             msg = self._message(CHAT, text)
         self.room.accept(msg)
         self.room.record(msg)
-        count = self._broadcast(msg)
+        waiting = {pid for pid, link in self.links.items() if CAP_CATCHUP in link.caps}
+        waiting |= self.away.keys()
+        self.delivery.expect(msg.sequence, msg.id, waiting)
+        count = self._publish(msg)
         self._emit(events.ChatLine(msg.timestamp or 0.0, self.nick, text, self.peer_id, msg.id,
-                                   own=True, action=action, sent_to=count))
-        if count == 0:
-            self._notice("no peer is connected: nobody heard that", error=True)
+                                   own=True, action=action, sent_to=count,
+                                   pending=bool(waiting) or not self.links))
+        if not self.links:
+            if self.away:
+                names = ", ".join(sorted(self.away.values()))
+                self._notice(f"not connected to {names} right now: delivered when they are back")
+            else:
+                self._notice("no peer is connected: nobody heard that", error=True)
         return msg
 
     def set_nick(self, nick: str) -> str | None:
@@ -208,7 +281,7 @@ class Node:
             return f"you are already {nick}"
         old, self.nick = self.nick, nick
         # The reference announces a new name as a join whose username is the new name.
-        self._broadcast(self._message(JOIN, f"{old} changed their name to {nick}"))
+        self._publish(self._message(JOIN, f"{old} changed their name to {nick}"))
         if self.announcer is not None:
             self.announcer.announce()
         self._emit(events.NickChanged(self.clock.seconds(), old, nick, self.peer_id, own=True))
@@ -235,11 +308,12 @@ class Node:
     def say_goodbye(self) -> list[Link]:
         """Tell every linked peer we leave; returns the links, for the caller to close."""
         self.leaving = True
-        msg = self._message(LEAVE, f"{self.nick} left the chat")
-        links = list(self.links.values())
-        for link in links:
-            link.send(msg)
-        return links
+        for call in self._ack_calls.values():
+            if call.active():
+                call.cancel()
+        self._ack_calls.clear()
+        self._publish(self._message(LEAVE, f"{self.nick} left the chat"))
+        return list(self.links.values())
 
     # --- from discovery ---------------------------------------------------------------------
 
@@ -297,7 +371,9 @@ class Node:
             if self.dialer is not None:
                 self.dialer.drop(info.peer_id)
             link = self.links.get(info.peer_id)
-            if link is not None and CAP_OURS not in link.caps:
+            if link is None:
+                self._left_room(info.peer_id)
+            elif CAP_OURS not in link.caps:
                 link.close("its beacons stopped")
         for link in list(self.links.values()):
             if CAP_OURS in link.caps and now - link.last_heard > IDLE_TIMEOUT:
@@ -332,6 +408,7 @@ class Node:
         self.links[link.peer_id] = link
         if self.dialer is not None:
             self.dialer.connected(link.peer_id)
+        self._start_sync(link)
         if existing is None:
             log.info("linked with {peer} at {address}", peer=link.peer_id, address=link.address)
             self._emit(events.PeerJoined(self.clock.seconds(), printable(link.username),
@@ -358,7 +435,10 @@ class Node:
             self.peers.left(link.peer_id)
             if self.dialer is not None:
                 self.dialer.drop(link.peer_id)
-        else:
+            self._left_room(link.peer_id)
+        elif not self.leaving:
+            if CAP_CATCHUP in link.caps:
+                self.away[link.peer_id] = printable(link.username or link.peer_id)
             log.info("link with {peer} lost: {why}", peer=link.peer_id, why=why)
             self._emit(events.PeerLeft(now, printable(link.username), link.peer_id,
                                        "connection lost"))
@@ -376,8 +456,13 @@ class Node:
             return
         if msg.type == HEARTBEAT:
             return
+        if msg.type in (SYNC, ACK):
+            self._catchup_line(link, msg)
+            return
         if not self.room.accept(msg):
             return  # a duplicate
+        if msg.sequence and CAP_CATCHUP in link.caps:
+            self._schedule_ack(link)
         if msg.room_id != DEFAULT_ROOM:
             log.debug("line for room {room} ignored", room=msg.room_id)
             return
@@ -391,6 +476,7 @@ class Node:
         elif msg.type == LEAVE:
             if not link.said_leave:
                 link.said_leave = True
+                self._left_room(link.peer_id)
                 self._emit(events.PeerLeft(now, printable(link.username), link.peer_id))
                 self._emit(events.PeersChanged(now))
         elif msg.type == CHAT:
@@ -403,6 +489,75 @@ class Node:
         else:
             log.debug("{peer} sent a {kind} line: not known here, ignored",
                       peer=link.peer_id, kind=msg.type)
+
+
+    # --- catch-up (catchup.py) ------------------------------------------------------------
+
+    def _start_sync(self, link: Link) -> None:
+        """A new link: a catch-up peer is told how far we have its lines, and new lines wait
+        (in the sent log) until its sync says how far it has ours.  Others get lines at once."""
+        self.away.pop(link.peer_id, None)
+        link.cursor = self._sequence
+        if CAP_CATCHUP not in link.caps:
+            link.synced = True
+            return
+        link.synced = False
+        link.sync_point = self._sequence
+        have = self.room.high_water.get(link.peer_id)
+        link.send(self._message(SYNC, "", sequenced=False,
+                                metadata=sync_metadata(self._sequence, have)))
+
+    def _catchup_line(self, link: Link, msg: Message) -> None:
+        if CAP_CATCHUP not in link.caps:
+            log.debug("{peer} sent {kind} without announcing catch-up: ignored",
+                      peer=link.peer_id, kind=msg.type)
+            return
+        try:
+            if msg.type == SYNC:
+                self._synced(link, parse_sync(msg))
+            else:
+                self._acked(link, parse_ack(msg))
+        except WireError as e:
+            log.warn("bad {kind} from {peer} skipped: {why}", kind=msg.type, peer=link.peer_id,
+                     why=str(e))
+
+    def _synced(self, link: Link, sync) -> None:
+        # Lines it said before we were in the room are not ours to have.
+        self.room.high_water.setdefault(link.peer_id, sync.sent)
+        start = sync.have if sync.have is not None else link.sync_point
+        link.cursor = min(start, self._sequence)
+        if start < self._sequence:
+            log.info("{peer} lacks {n} of our lines: resending", peer=link.peer_id,
+                     n=self._sequence - start)
+        link.synced = True
+        if sync.have is not None:
+            self._acked(link, sync.have)
+        self._pump(link)
+
+    def _acked(self, link: Link, have: int) -> None:
+        now = self.clock.seconds()
+        for message_id in self.delivery.acked(link.peer_id, have):
+            self._emit(events.Delivered(now, message_id))
+
+    def _schedule_ack(self, link: Link) -> None:
+        call = self._ack_calls.get(link.peer_id)
+        if call is None or not call.active():
+            self._ack_calls[link.peer_id] = self.clock.callLater(ACK_DELAY, self._send_ack,
+                                                                 link.peer_id)
+
+    def _send_ack(self, peer_id: str) -> None:
+        """Ack on whatever link to the peer is up now (the one that got the lines may be gone;
+        if none is, the next sync says the same)."""
+        self._ack_calls.pop(peer_id, None)
+        link = self.links.get(peer_id)
+        if link is not None:
+            have = self.room.high_water.get(peer_id, 0)
+            link.send(self._message(ACK, "", sequenced=False, metadata={"have": have}))
+
+    def _left_room(self, peer_id: str) -> None:
+        """A peer said goodbye or was forgotten: lines no longer wait for it."""
+        self.away.pop(peer_id, None)
+        self.delivery.forget_peer(peer_id)
 
 
 def _action_text(msg: Message) -> str | None:

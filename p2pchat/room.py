@@ -44,5 +44,10 @@ class Room:
         """Keep a shown line in the history."""
         self.history.append(msg)
 
+    def timeline(self) -> list[Message]:
+        """The history in display order: by time, then sender and sequence (stable whatever
+        order the lines arrived in)."""
+        return sorted(self.history, key=lambda m: (m.timestamp or 0.0, m.sender_id, m.sequence))
+
     def recent(self, count: int) -> Iterable[Message]:
         return list(self.history)[-count:] if count > 0 else []

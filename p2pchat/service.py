@@ -19,6 +19,7 @@ from twisted.logger import Logger
 from twisted.python import usage
 
 from p2pchat import logs
+from p2pchat.catchup import LOG_AGE, LOG_LINES
 from p2pchat.discovery import DEFAULT_GROUP, DEFAULT_PORT, BeaconProtocol
 from p2pchat.mesh import Dialer, PeerProtocol, PeerServerFactory
 from p2pchat.node import HEARTBEAT_INTERVAL, Node
@@ -68,6 +69,10 @@ class Options(usage.Options):
         ["ui", None, "console", "the face: console (full screen), lines (stdin/stdout), none"],
         ["data-dir", "d", None, "where logs (and later history, keys) are kept "
          "[default: the user's data dir]"],
+        ["catchup-lines", None, str(LOG_LINES),
+         "how many of your recent lines are kept to resend to peers that missed them"],
+        ["catchup-age", None, f"{LOG_AGE:g}",
+         "seconds your lines are kept to resend to peers that missed them"],
     ]
     optFlags = [
         ["debug", None, "log debug detail too"],
@@ -93,6 +98,8 @@ class Options(usage.Options):
         self["multicast"] = _multicast(self["multicast"])
         if self["interface"] is not None:
             self["interface"] = _ipv4(self["interface"], "--interface")
+        self["catchup-lines"] = int(_positive(self["catchup-lines"], "--catchup-lines"))
+        self["catchup-age"] = _positive(self["catchup-age"], "--catchup-age")
         if self["ui"] not in UIS:
             raise usage.UsageError(f"--ui must be one of {', '.join(UIS)}, not {self['ui']!r}")
         self["data-dir"] = os.path.abspath(os.path.expanduser(
@@ -122,6 +129,16 @@ def _port(text: str | None) -> int | None:
     if not 0 <= port <= 65535:
         raise usage.UsageError(f"--port must be from 0 to 65535, not {port}")
     return port
+
+
+def _positive(text: str, option: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise usage.UsageError(f"{option} must be a number, not {text!r}") from None
+    if not 0 < value < 1e9:
+        raise usage.UsageError(f"{option} must be more than 0, not {text}")
+    return value
 
 
 def _ipv4(text: str, option: str) -> str:
@@ -292,7 +309,8 @@ def makeService(options: Options, reactor=None) -> ChatService:
     if reactor is None:
         from twisted.internet import reactor  # noqa: F811 (the running one, chosen by twistd)
     os.makedirs(options["data-dir"], mode=0o700, exist_ok=True)
-    node = Node(options["username"], reactor)
+    node = Node(options["username"], reactor, log_lines=options["catchup-lines"],
+                log_age=options["catchup-age"])
     node_service = NodeService(node, reactor, options["port"], options["multicast"],
                                options["interface"])
     face = make_face(options["ui"], node, reactor, options["data-dir"])

@@ -43,6 +43,9 @@ CHAT = "chat"
 JOIN = "join"
 LEAVE = "leave"
 HEARTBEAT = "heartbeat"
+#: Part 2 types, sent only to peers that announced CAP_CATCHUP (see catchup.py).
+SYNC = "sync"
+ACK = "ack"
 #: Message types of the base protocol.  Others (from Part 2 peers) parse, and the node ignores
 #: the ones it does not know.
 BASE_TYPES = frozenset({CHAT, JOIN, LEAVE, HEARTBEAT})
@@ -55,6 +58,8 @@ BEACON_TYPES = frozenset({ANNOUNCE, PING, PONG, LEAVE})
 #: Capabilities we announce.  ``p2pchat-py`` says "this peer is ours": it sends heartbeats, so
 #: silence on its connection means trouble.
 CAP_OURS = "p2pchat-py/1"
+#: ``catchup/1``: understands ``sync`` and ``ack`` and resends what a peer missed.
+CAP_CATCHUP = "catchup/1"
 
 
 class WireError(ValueError):

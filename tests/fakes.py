@@ -18,6 +18,10 @@ class FakeLink:
         self.address = "127.0.0.1:5555"
         self.last_heard = now
         self.said_leave = False
+        self.synced = True
+        self.sync_point = 0
+        self.cursor = 0
+        self.backed_up = False
         self.sent: list[Message] = []
         self.closed: str | None = None
 

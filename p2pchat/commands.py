@@ -25,6 +25,11 @@ COMMANDS: tuple[Spec, ...] = (
     Spec("users", ("who",), "", "list the peers and their state"),
     Spec("nick", (), "NAME", "change your nick (1-20 characters, no spaces)", needs_arg=True),
     Spec("me", (), "ACTION", "say an action, shown as '* you ACTION'", needs_arg=True),
+    Spec("whois", (), "NICK", "a peer's key, address, and whether the link is encrypted",
+         needs_arg=True),
+    Spec("trust", (), "NICK", "pin the key NICK uses now (e.g. after a 'carol?' warning)",
+         needs_arg=True),
+    Spec("forget", (), "NICK", "forget the key pinned for NICK", needs_arg=True),
     Spec("clear", (), "", "clear the message pane (console)"),
     Spec("quit", ("q", "exit"), "", "leave the chat (peers are told)"),
 )

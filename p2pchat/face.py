@@ -12,8 +12,10 @@ def describe_users(rows: list[PeerView], me: str) -> list[str]:
     linked = sum(1 for r in rows if r.state == "connected")
     lines = [f"{linked} connected, {len(rows)} known; you are {me}"]
     for r in rows:
-        kind = "" if r.ours else ", base peer"
-        lines.append(f"  {r.nick:<20} {r.state:<10} {r.address}{kind}")
+        how = "encrypted" if r.encrypted else "plain" if r.state == "connected" else ""
+        kind = "" if r.ours else " (base peer)"
+        flag = ", KEY NOT THE PINNED ONE" if r.flagged else ""
+        lines.append(f"  {r.nick:<21} {r.state:<10} {how:<9} {r.address}{kind}{flag}")
     return lines
 
 
@@ -58,6 +60,16 @@ class CommandFace:
                 self.show_error(f"nick not changed: {problem}")
         elif name == "me":
             self.node.act(arg)
+        elif name == "whois":
+            lines = self.node.whois(arg)
+            if lines is None:
+                self.show_error(f"no linked peer is shown as {arg}; /users lists them")
+            else:
+                self.show_info(lines)
+        elif name == "trust":
+            self.show_info([self.node.trust_peer(arg)])
+        elif name == "forget":
+            self.show_info([self.node.forget_pin(arg)])
         elif name == "clear":
             self.clear()
         elif name == "quit":

@@ -15,16 +15,28 @@ from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
 from twisted.protocols.basic import LineReceiver
 from twisted.python.failure import Failure
+from twisted.internet.interfaces import IHandshakeListener, IPushProducer
 from zope.interface import implementer
-from twisted.internet.interfaces import IPushProducer
+
+from p2pchat.identity import ContextFactory, certificate_fingerprint
 
 from p2pchat.node import Node
 from p2pchat.peers import Backoff, PeerInfo
-from p2pchat.wire import JOIN, MAX_LINE_BYTES, Message, WireError, encode_message, parse_message
+from p2pchat.wire import (
+    CAP_TLS,
+    JOIN,
+    MAX_LINE_BYTES,
+    STARTTLS,
+    Message,
+    WireError,
+    encode_message,
+    parse_message,
+)
 
 log = Logger()
 
-#: A connection that has not sent its first line (a join) after this many seconds is closed.
+#: A connection that has not sent its first line (a join), or finished its TLS handshake,
+#: after this many seconds is closed.
 HANDSHAKE_TIMEOUT = 10.0
 #: A dial that has not connected after this many seconds has failed.
 DIAL_TIMEOUT = 5.0
@@ -82,9 +94,15 @@ class _Backpressure:
         self.proto.transport.abortConnection()
 
 
+@implementer(IHandshakeListener)
 class PeerProtocol(LineReceiver):
     """One TCP connection to a peer.  The dialer's first line is a join from itself; the
-    listener learns who called from it and sends no greeting (as the base protocol says)."""
+    listener learns who called from it and sends no greeting (as the base protocol says).
+
+    Between two peers with keys (CAP_TLS) the listener answers the join with a ``starttls``
+    line and both switch to mutually authenticated TLS on the same connection; the link is
+    ready only once each side's certificate matched the fingerprint the other announced.
+    Nothing may follow the join or the starttls line in plaintext."""
 
     delimiter = b"\n"
     MAX_LENGTH = MAX_LINE_BYTES
@@ -108,6 +126,13 @@ class PeerProtocol(LineReceiver):
         self.ready = False
         self._handshake_timer = None
         self.cursor = 0
+        #: the key fingerprint the peer proved by TLS ("" while plain), and the TLS version
+        self.fp = ""
+        self.tls = ""
+        self._expect_fp = expected.fp if expected else ""
+        self._awaiting_starttls = False
+        self._tls_started = False
+        self._first: Message | None = None
         self._backpressure = _Backpressure(self)
         self._tokens = FLOOD_BURST
         self._tokens_at = clock.seconds()
@@ -148,15 +173,31 @@ class PeerProtocol(LineReceiver):
             self.transport.registerProducer(self._backpressure, True)
         if self.outgoing:
             self.send(self.node.handshake())
-            self.ready = self.node.link_ready(self)
+            if self._tls_wanted(self.caps):
+                self._awaiting_starttls = True
+                self._handshake_timer = self.clock.callLater(HANDSHAKE_TIMEOUT, self._too_slow)
+            else:
+                self._become_ready()
         else:
             self._handshake_timer = self.clock.callLater(HANDSHAKE_TIMEOUT, self._too_slow)
 
+    def _tls_wanted(self, caps: tuple[str, ...]) -> bool:
+        return self.node.identity is not None and CAP_TLS in caps
+
     def _too_slow(self) -> None:
         self._handshake_timer = None
-        log.info("{address} sent no join within {t:.0f} s: closed",
+        log.info("{address} did not finish its handshake within {t:.0f} s: closed",
                  address=self.address, t=HANDSHAKE_TIMEOUT)
         self.transport.abortConnection()
+
+    def _become_ready(self) -> None:
+        if self._handshake_timer is not None and self._handshake_timer.active():
+            self._handshake_timer.cancel()
+        self._handshake_timer = None
+        self.ready = self.node.link_ready(self)
+        if self.ready and self._first is not None:
+            self.node.message_received(self, self._first)
+        self._first = None
 
     def lineReceived(self, line: bytes) -> None:
         if not line.strip():
@@ -173,7 +214,9 @@ class PeerProtocol(LineReceiver):
             return
         if self.ready:
             self.node.message_received(self, msg)
-        elif not self.outgoing:
+        elif self._awaiting_starttls:
+            self._starttls_line(msg)
+        elif not self.outgoing and not self._tls_started:
             self._first_line(msg)
 
     def _throttle(self, now: float) -> None:
@@ -196,9 +239,6 @@ class PeerProtocol(LineReceiver):
             self.resumeProducing()
 
     def _first_line(self, msg: Message) -> None:
-        if self._handshake_timer is not None:
-            self._handshake_timer.cancel()
-            self._handshake_timer = None
         if msg.type != JOIN:
             log.warn("{address} opened with a {kind} line, not a join: closed",
                      address=self.address, kind=msg.type)
@@ -206,9 +246,53 @@ class PeerProtocol(LineReceiver):
             return
         self.peer_id, self.username, self.caps = msg.sender_id, msg.username, msg.caps
         self.dialer_id = msg.sender_id
-        self.ready = self.node.link_ready(self)
-        if self.ready:
-            self.node.message_received(self, msg)
+        self._first = msg
+        if self._tls_wanted(msg.caps) and msg.fp:
+            self._expect_fp = msg.fp
+            if self._plaintext_left():
+                return
+            self.send(self.node.starttls())
+            self._start_tls(server=True)
+        else:
+            self._become_ready()
+
+    def _starttls_line(self, msg: Message) -> None:
+        """The dialer's side: the listener said ``starttls``; the TLS handshake follows."""
+        self._awaiting_starttls = False
+        if msg.type != STARTTLS or msg.sender_id != self.peer_id:
+            log.warn("{peer} ({address}) answered with a {kind} line, not starttls: closed",
+                     peer=self.peer_id, address=self.address, kind=msg.type)
+            self.transport.abortConnection()
+            return
+        self._expect_fp = self._expect_fp or msg.fp
+        if not self._plaintext_left():
+            self._start_tls(server=False)
+
+    def _plaintext_left(self) -> bool:
+        """Refuse bytes that came after the switch point in plaintext (STARTTLS injection)."""
+        if self.clearLineBuffer():
+            log.warn("{address} sent plaintext after the switch to TLS: closed",
+                     address=self.address)
+            self.transport.abortConnection()
+            return True
+        return False
+
+    def _start_tls(self, server: bool) -> None:
+        self._tls_started = True
+        self.transport.startTLS(ContextFactory(self.node.identity, server=server))
+
+    def handshakeCompleted(self) -> None:
+        """TLS is up: the peer's certificate must be the key it announced."""
+        fp = certificate_fingerprint(self.transport.getPeerCertificate())
+        if not fp or fp != self._expect_fp:
+            log.warn("{peer} ({address}) showed a certificate that is not the key it announced: "
+                     "closed", peer=self.peer_id, address=self.address)
+            self.transport.abortConnection()
+            return
+        self.fp = fp
+        handle = self.transport.getHandle()
+        self.tls = handle.get_protocol_version_name() if handle is not None else "TLS"
+        self._become_ready()
 
     def lineLengthExceeded(self, line: bytes) -> None:
         log.warn("{peer} ({address}) sent a line over {limit} bytes: closed",

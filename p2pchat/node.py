@@ -24,20 +24,25 @@ from p2pchat.catchup import (
     parse_sync,
     sync_metadata,
 )
+from p2pchat.identity import Identity, beacon_payload, peer_id_for, short_form, verify_beacon
 from p2pchat.peers import Heard, Liveness, PeerInfo, PeerTable, should_dial
 from p2pchat.room import Room
+from p2pchat.trust import Trust
 from p2pchat.wire import (
     ACK,
     CAP_CATCHUP,
     CAP_OURS,
+    CAP_TLS,
     CHAT,
     DEFAULT_ROOM,
     HEARTBEAT,
     JOIN,
     LEAVE,
+    STARTTLS,
     SYNC,
     Beacon,
     Message,
+    format_time,
     is_fresh,
     new_message_id,
     new_peer_id,
@@ -56,6 +61,7 @@ IDLE_TIMEOUT = 90.0
 #: Most links at once (handshaken), whatever the peer table says.
 MAX_LINKS = 256
 
+#: What every peer of ours announces; with an identity, CAP_TLS too.
 CAPS: tuple[str, ...] = (CAP_OURS, CAP_CATCHUP)
 
 
@@ -77,6 +83,9 @@ class Link(Protocol):
     cursor: int
     #: True while the peer does not read (its transport buffer is full): we stop writing
     backed_up: bool
+    #: the key fingerprint the link proved by TLS ("" for a plain link), and the TLS version
+    fp: str
+    tls: str
 
     def send(self, msg: Message) -> None: ...
 
@@ -110,6 +119,8 @@ class PeerView:
     state: str  # "connected", "connecting", "stale"
     address: str
     ours: bool  # speaks our extensions (else: a base peer)
+    encrypted: bool = False  # a TLS link whose key was checked
+    flagged: bool = False  # its key is not the one pinned for its nick (shown as "nick?")
 
 
 Observer = Callable[[events.Event], None]
@@ -119,12 +130,16 @@ class Node:
     """The hub between the edges and the faces."""
 
     def __init__(self, nick: str, clock: IReactorTime, peer_id: str | None = None,
-                 log_lines: int = LOG_LINES, log_age: float = LOG_AGE) -> None:
+                 log_lines: int = LOG_LINES, log_age: float = LOG_AGE,
+                 identity: Identity | None = None, trust: Trust | None = None) -> None:
         problem = nick_problem(nick)
         if problem:
             raise ValueError(problem)
         self.nick = nick
-        self.peer_id = peer_id or new_peer_id(nick)
+        self.identity = identity
+        self.trust = trust or Trust()
+        self.peer_id = peer_id or (identity.peer_id if identity else new_peer_id(nick))
+        self.caps = CAPS + ((CAP_TLS,) if identity else ())
         self.clock = clock
         self.peers = PeerTable()
         self.room = Room(DEFAULT_ROOM)
@@ -132,7 +147,9 @@ class Node:
         self.port = 0  # our TCP port, set by the service once it listens
         self.dialer: Dialer | None = None
         self.announcer: Announcer | None = None
-        self._sequence = 0
+        # Sequence numbers start at the time in microseconds: a peer id is stable across
+        # restarts, and this keeps a new run's numbers above the last run's.
+        self._sequence = self.run_start = int(clock.seconds() * 1_000_000)
         self._observers: list[Observer] = []
         self._full_warned = False
         self.sent_log = SentLog(log_lines, log_age)
@@ -179,23 +196,33 @@ class Node:
             sequence=self._sequence if sequenced else 0,
             room_id=DEFAULT_ROOM,
             metadata=metadata,
-            caps=CAPS if kind == JOIN else (),
+            caps=self.caps if kind == JOIN else (),
+            fp=self.identity.fingerprint if self.identity and kind == JOIN else "",
         )
 
     def handshake(self) -> Message:
         """The first line a dialer writes: a join from us (sequence 0, as the reference)."""
         return self._message(JOIN, f"{self.nick} joined the chat", sequenced=False)
 
+    def starttls(self) -> Message:
+        """The listener's answer to a join offering TLS (our fingerprint in ``fp``)."""
+        return Message(id=new_message_id(), type=STARTTLS, sender_id=self.peer_id,
+                       username=self.nick, timestamp=self.clock.seconds(),
+                       fp=self.identity.fingerprint if self.identity else "")
+
     def beacon(self, kind: str) -> Beacon:
-        return Beacon(
-            type=kind,
-            peer_id=self.peer_id,
-            username=self.nick,
-            port=self.port,
-            timestamp=self.clock.seconds(),
-            address=f"0.0.0.0:{self.port}",
-            caps=CAPS,
-        )
+        """A beacon from us; signed when we have an identity, so no one else can announce
+        our id at another address or say we left."""
+        now = self.clock.seconds()
+        beacon = Beacon(type=kind, peer_id=self.peer_id, username=self.nick, port=self.port,
+                        timestamp=now, address=f"0.0.0.0:{self.port}", caps=self.caps)
+        if self.identity is None:
+            return beacon
+        fp = self.identity.fingerprint
+        payload = beacon_payload(kind, self.peer_id, self.nick, self.port, format_time(now), fp)
+        return Beacon(type=kind, peer_id=self.peer_id, username=self.nick, port=self.port,
+                      timestamp=now, address=beacon.address, caps=self.caps, fp=fp,
+                      pk=self.identity.public_key_b64(), sig=self.identity.sign(payload))
 
     def _broadcast(self, msg: Message) -> int:
         """Send an unsequenced line (a heartbeat) on every link."""
@@ -226,7 +253,7 @@ class Node:
         lines, missing = self.sent_log.since(link.cursor)
         if missing:
             log.warn("{n} lines for {peer} are too old to send", n=missing, peer=link.peer_id)
-            self._notice(f"{printable(link.username or link.peer_id)} missed {missing} older "
+            self._notice(f"{self._nick(link)} missed {missing} older "
                          "lines that are no longer kept", error=True)
         for line in lines:
             if link.backed_up or self.links.get(link.peer_id) is not link:
@@ -295,8 +322,9 @@ class Node:
             info = self.peers.get(pid)
             # Show where it listens (from its beacons), not the port it happened to dial from.
             address = f"{info.host}:{info.port}" if info is not None else link.address
-            rows.append(PeerView(printable(link.username or pid), pid, "connected", address,
-                                 CAP_OURS in link.caps))
+            rows.append(PeerView(self._nick(link), pid, "connected", address,
+                                 CAP_OURS in link.caps, encrypted=bool(link.fp),
+                                 flagged=self.trust.flagged(link.username, link.fp)))
         for info in self.peers:
             if info.peer_id in self.links:
                 continue
@@ -304,6 +332,49 @@ class Node:
             rows.append(PeerView(printable(info.username or info.peer_id), info.peer_id, state,
                                  f"{info.host}:{info.port}", CAP_OURS in info.caps))
         return sorted(rows, key=lambda r: (r.state != "connected", r.nick.lower()))
+
+    def find_link(self, shown: str) -> Link | None:
+        """The linked peer shown as ``shown`` (a nick, ``nick?``, or a peer id)."""
+        for link in self.links.values():
+            if shown in (self._nick(link), link.peer_id):
+                return link
+        return None
+
+    def whois(self, shown: str) -> list[str] | None:
+        """What /whois prints about a linked peer, or None if no one is shown so."""
+        link = self.find_link(shown)
+        if link is None:
+            return None
+        info = self.peers.get(link.peer_id)
+        where = f"{info.host}:{info.port}" if info is not None else link.address
+        lines = [f"{self._nick(link)} (peer id {link.peer_id}) at {where}"]
+        if link.fp:
+            lines += [f"  key {short_form(link.fp)}  ({link.fp})",
+                      f"  encrypted: {link.tls}; {self.trust.state(link.username, link.fp)}"]
+        else:
+            base = "" if CAP_OURS in link.caps else " (a base peer: no encryption, no key)"
+            lines.append(f"  plain: not encrypted{base}")
+        return lines
+
+    def trust_peer(self, shown: str) -> str:
+        """/trust: pin the key of the peer shown as ``shown`` for its nick."""
+        link = self.find_link(shown)
+        if link is None:
+            return f"no linked peer is shown as {shown}"
+        if not link.fp:
+            return f"{shown} has no key to trust (a plain connection)"
+        old = self._nick(link)
+        self.trust.pins.pin(link.username, link.fp)
+        self._emit(events.PeersChanged(self.clock.seconds()))
+        return f"pinned {short_form(link.fp)} for {printable(link.username)} (was shown as {old})"
+
+    def forget_pin(self, nick: str) -> str:
+        """/forget: drop the pin of ``nick``; the next key seen for it is pinned anew."""
+        name = nick[:-1] if nick.endswith("?") else nick
+        if self.trust.pins.forget(name):
+            self._emit(events.PeersChanged(self.clock.seconds()))
+            return f"forgot the key pinned for {name}"
+        return f"no key is pinned for {name}"
 
     def say_goodbye(self) -> list[Link]:
         """Tell every linked peer we leave; returns the links, for the caller to close."""
@@ -323,6 +394,8 @@ class Node:
         now = self.clock.seconds()
         if not is_fresh(beacon, now):
             log.debug("old beacon from {host} ({peer}) ignored", host=host, peer=beacon.peer_id)
+            return
+        if not self._beacon_trusted(beacon, host):
             return
         if beacon.type == LEAVE:
             self._beacon_leave(beacon, host)
@@ -344,6 +417,30 @@ class Node:
         info = self.peers.get(beacon.peer_id)
         if info is not None and beacon.peer_id not in self.links:
             self._maybe_dial(info)
+
+    def _beacon_trusted(self, beacon: Beacon, host: str) -> bool:
+        """A signed beacon must carry a valid signature by the key its id is derived from; a
+        peer once heard signing is never again believed unsigned; and a signed beacon must be
+        newer than the last one (a replay from elsewhere can't move a peer's address)."""
+        if beacon.fp or beacon.sig or beacon.pk:
+            payload = beacon_payload(beacon.type, beacon.peer_id, beacon.username, beacon.port,
+                                     beacon.stamp, beacon.fp)
+            if (beacon.peer_id != peer_id_for(beacon.fp)
+                    or not verify_beacon(beacon.pk, beacon.sig, payload, beacon.fp)):
+                log.info("beacon for {peer} from {host} with a bad signature ignored",
+                         peer=beacon.peer_id, host=host)
+                return False
+        known = self.peers.get(beacon.peer_id)
+        if known is not None and known.fp:
+            if beacon.fp != known.fp:
+                log.info("unsigned beacon for {peer} (which signs) from {host} ignored",
+                         peer=beacon.peer_id, host=host)
+                return False
+            if beacon.timestamp <= known.last_stamp:
+                log.debug("replayed beacon for {peer} from {host} ignored",
+                          peer=beacon.peer_id, host=host)
+                return False
+        return True
 
     def _beacon_leave(self, beacon: Beacon, host: str) -> None:
         link = self.links.get(beacon.peer_id)
@@ -393,6 +490,14 @@ class Node:
         if link.peer_id == self.peer_id:
             link.close("it claims to be us")
             return False
+        refusal = self._refusal(link)
+        if refusal:
+            log.warn("link from {peer} ({address}) refused: {why}", peer=link.peer_id,
+                     address=link.address, why=refusal)
+            self._notice(f"refused {printable(link.username or link.peer_id)} "
+                         f"({link.address}): {refusal}", error=True)
+            link.close(refusal)
+            return False
         existing = self.links.get(link.peer_id)
         if existing is not None:
             keep_new = self._prefer(link, existing)
@@ -410,11 +515,36 @@ class Node:
             self.dialer.connected(link.peer_id)
         self._start_sync(link)
         if existing is None:
-            log.info("linked with {peer} at {address}", peer=link.peer_id, address=link.address)
-            self._emit(events.PeerJoined(self.clock.seconds(), printable(link.username),
+            log.info("linked with {peer} at {address} ({how})", peer=link.peer_id,
+                     address=link.address, how=link.tls or "plain")
+            self._emit(events.PeerJoined(self.clock.seconds(), self._nick(link),
                                          link.peer_id, link.address))
+            self._check_key(link)
         self._emit(events.PeersChanged(self.clock.seconds()))
         return True
+
+    def _refusal(self, link: Link) -> str | None:
+        if link.fp and link.peer_id != peer_id_for(link.fp):
+            return "its peer id is not the one its key gives"
+        info = self.peers.get(link.peer_id)
+        return self.trust.refusal(link.username, link.fp, info.fp if info is not None else "")
+
+    def _nick(self, link: Link) -> str:
+        """How a peer is shown: its nick, or ``nick?`` when its key is not the pinned one."""
+        return self.trust.display(link.username or link.peer_id, link.fp)
+
+    def _check_key(self, link: Link) -> None:
+        """Trust on first use: pin a new nick's key; warn about a nick with another key."""
+        if not link.fp or not link.username:
+            return
+        if self.trust.first_use(link.username, link.fp):
+            self._notice(f"pinned {printable(link.username)}'s key {short_form(link.fp)}")
+        elif self.trust.flagged(link.username, link.fp):
+            shown = self._nick(link)
+            self._notice(f"{shown} has another key ({short_form(link.fp)}) than the "
+                         f"{printable(link.username)} you know: shown as {shown}; "
+                         f"/whois {shown} to compare, /trust {shown} if you expected it",
+                         error=True)
 
     def _prefer(self, new: Link, old: Link) -> bool:
         """Two links to one peer: both sides must keep the same one.  Links dialed by the same
@@ -438,9 +568,9 @@ class Node:
             self._left_room(link.peer_id)
         elif not self.leaving:
             if CAP_CATCHUP in link.caps:
-                self.away[link.peer_id] = printable(link.username or link.peer_id)
+                self.away[link.peer_id] = self._nick(link)
             log.info("link with {peer} lost: {why}", peer=link.peer_id, why=why)
-            self._emit(events.PeerLeft(now, printable(link.username), link.peer_id,
+            self._emit(events.PeerLeft(now, self._nick(link), link.peer_id,
                                        "connection lost"))
             info = self.peers.get(link.peer_id)
             if info is not None:
@@ -469,21 +599,22 @@ class Node:
         now = self.clock.seconds()
         if msg.type == JOIN:
             if msg.username and msg.username != link.username:
-                old, link.username = link.username, msg.username
-                self._emit(events.NickChanged(now, printable(old), printable(msg.username),
-                                              link.peer_id))
+                old = self._nick(link)
+                link.username = msg.username
+                self._emit(events.NickChanged(now, old, self._nick(link), link.peer_id))
+                self._check_key(link)
                 self._emit(events.PeersChanged(now))
         elif msg.type == LEAVE:
             if not link.said_leave:
                 link.said_leave = True
                 self._left_room(link.peer_id)
-                self._emit(events.PeerLeft(now, printable(link.username), link.peer_id))
+                self._emit(events.PeerLeft(now, self._nick(link), link.peer_id))
                 self._emit(events.PeersChanged(now))
         elif msg.type == CHAT:
             self.room.record(msg)
             when = min(msg.timestamp, now) if msg.timestamp else now
             action = _action_text(msg)
-            nick = printable(msg.username or link.username)
+            nick = self.trust.display(msg.username or link.username or link.peer_id, link.fp)
             self._emit(events.ChatLine(when, nick, printable(action or msg.content),
                                        msg.sender_id, msg.id, action=action is not None))
         else:
@@ -525,7 +656,9 @@ class Node:
         # Lines it said before we were in the room are not ours to have.
         self.room.high_water.setdefault(link.peer_id, sync.sent)
         start = sync.have if sync.have is not None else link.sync_point
-        link.cursor = min(start, self._sequence)
+        # Lines of an earlier run of ours (before run_start) are not in the log to resend.
+        start = max(min(start, self._sequence), self.run_start)
+        link.cursor = start
         if start < self._sequence:
             log.info("{peer} lacks {n} of our lines: resending", peer=link.peer_id,
                      n=self._sequence - start)

@@ -46,6 +46,9 @@ class PeerInfo:
     port: int
     last_seen: float
     caps: tuple[str, ...] = field(default=())
+    #: for signed beacons: the key fingerprint, and the newest signed timestamp accepted
+    fp: str = ""
+    last_stamp: float = 0.0
 
     def liveness(self, now: float) -> Liveness:
         silent = now - self.last_seen
@@ -78,7 +81,8 @@ class PeerTable:
             if len(self._peers) >= self.limit:
                 return Heard.FULL
             self._peers[beacon.peer_id] = PeerInfo(
-                beacon.peer_id, beacon.username, host, beacon.port, now, beacon.caps
+                beacon.peer_id, beacon.username, host, beacon.port, now, beacon.caps,
+                beacon.fp, beacon.timestamp if beacon.fp else 0.0,
             )
             return Heard.NEW
         known.last_seen = now
@@ -87,6 +91,8 @@ class PeerTable:
         if beacon.type == PONG:
             return Heard.REFRESHED
         known.caps = beacon.caps
+        if beacon.fp:
+            known.fp, known.last_stamp = beacon.fp, beacon.timestamp
         if (known.host, known.port) != (host, beacon.port):
             known.host, known.port = host, beacon.port
             return Heard.MOVED

@@ -21,8 +21,10 @@ from twisted.python import usage
 from p2pchat import logs
 from p2pchat.catchup import LOG_AGE, LOG_LINES
 from p2pchat.discovery import DEFAULT_GROUP, DEFAULT_PORT, BeaconProtocol
+from p2pchat.identity import PINS_NAME, Identity, Pins
 from p2pchat.mesh import Dialer, PeerProtocol, PeerServerFactory
 from p2pchat.node import HEARTBEAT_INTERVAL, Node
+from p2pchat.trust import Trust
 from p2pchat.wire import nick_problem
 
 log = Logger()
@@ -67,8 +69,12 @@ class Options(usage.Options):
          "IPv4 address of the interface to send and join on (and to listen on for TCP) "
          "[default: the system's choice; TCP on all]"],
         ["ui", None, "console", "the face: console (full screen), lines (stdin/stdout), none"],
-        ["data-dir", "d", None, "where logs (and later history, keys) are kept "
-         "[default: the user's data dir]"],
+        ["data-dir", "d", None, "where your key, the pinned keys of others and the log are "
+         "kept [default: the user's data dir]"],
+        ["irc", None, None, "also run a local IRC server here, HOST:PORT (or PORT: on "
+         "127.0.0.1), so an IRC client can be the face"],
+        ["irc-password", None, None, "password IRC clients must give (required for a "
+         "non-loopback --irc)"],
         ["catchup-lines", None, str(LOG_LINES),
          "how many of your recent lines are kept to resend to peers that missed them"],
         ["catchup-age", None, f"{LOG_AGE:g}",
@@ -76,6 +82,8 @@ class Options(usage.Options):
     ]
     optFlags = [
         ["debug", None, "log debug detail too"],
+        ["secure-only", None, "refuse peers without encryption (base peers, such as the Go "
+         "reference)"],
     ]
 
     def parseOptions(self, options=None) -> None:
@@ -102,10 +110,26 @@ class Options(usage.Options):
         self["catchup-age"] = _positive(self["catchup-age"], "--catchup-age")
         if self["ui"] not in UIS:
             raise usage.UsageError(f"--ui must be one of {', '.join(UIS)}, not {self['ui']!r}")
+        self._irc_options()
         self["data-dir"] = os.path.abspath(os.path.expanduser(
             self["data-dir"] or default_data_dir()))
         if self.parent is not None:
             self._adjust_twistd(self.parent)
+
+    def _irc_options(self) -> None:
+        from p2pchat.irc import check_irc_bind, parse_irc_address
+
+        if self["irc"] is None:
+            if self["irc-password"] is not None:
+                raise usage.UsageError("--irc-password needs --irc")
+            return
+        try:
+            self["irc"] = parse_irc_address(self["irc"])
+            warning = check_irc_bind(self["irc"][0], self["irc-password"])
+        except ValueError as e:
+            raise usage.UsageError(str(e)) from None
+        if warning:
+            sys.stderr.write(f"p2pchat: warning: {warning}\n")
 
     def _adjust_twistd(self, twistd: usage.Options) -> None:
         # Several peers may run in one directory: no twistd.pid unless asked for.
@@ -308,10 +332,22 @@ def make_face(ui: str, node: Node, reactor, data_dir: str) -> Service | None:
 def makeService(options: Options, reactor=None) -> ChatService:
     if reactor is None:
         from twisted.internet import reactor  # noqa: F811 (the running one, chosen by twistd)
-    os.makedirs(options["data-dir"], mode=0o700, exist_ok=True)
+    data_dir = options["data-dir"]
+    os.makedirs(data_dir, mode=0o700, exist_ok=True)
+    try:
+        identity = Identity.load_or_create(data_dir)
+    except (OSError, ValueError) as e:
+        raise SystemExit(f"p2pchat: can't load or make the identity in {data_dir}: {e}")
+    trust = Trust(Pins(os.path.join(data_dir, PINS_NAME)), options["secure-only"])
     node = Node(options["username"], reactor, log_lines=options["catchup-lines"],
-                log_age=options["catchup-age"])
+                log_age=options["catchup-age"], identity=identity, trust=trust)
     node_service = NodeService(node, reactor, options["port"], options["multicast"],
                                options["interface"])
     face = make_face(options["ui"], node, reactor, options["data-dir"])
-    return ChatService(node, node_service, face)
+    chat = ChatService(node, node_service, face)
+    if options["irc"] is not None:
+        from p2pchat.irc import IrcService
+
+        host, port = options["irc"]
+        IrcService(node, reactor, host, port, options["irc-password"]).setServiceParent(chat)
+    return chat

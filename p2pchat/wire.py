@@ -60,6 +60,13 @@ BEACON_TYPES = frozenset({ANNOUNCE, PING, PONG, LEAVE})
 CAP_OURS = "p2pchat-py/1"
 #: ``catchup/1``: understands ``sync`` and ``ack`` and resends what a peer missed.
 CAP_CATCHUP = "catchup/1"
+#: ``tls/1``: upgrades the connection to mutually authenticated TLS (``starttls``) and signs
+#: its beacons; announces its key fingerprint in ``fp``.
+CAP_TLS = "tls/1"
+#: The listener's answer to a join that offered TLS: the TLS handshake follows this line.
+STARTTLS = "starttls"
+#: A SHA-256 fingerprint in hex.
+FINGERPRINT_CHARS = 64
 
 
 class WireError(ValueError):
@@ -219,6 +226,8 @@ class Message:
     room_id: str = DEFAULT_ROOM
     metadata: dict[str, Any] | None = None
     caps: tuple[str, ...] = field(default=())
+    #: the sender's key fingerprint (on joins and starttls of peers with CAP_TLS)
+    fp: str = ""
 
 
 def parse_message(line: bytes) -> Message:
@@ -244,7 +253,15 @@ def parse_message(line: bytes) -> Message:
         room_id=_string(obj, "room_id", MAX_ID_CHARS) or DEFAULT_ROOM,
         metadata=metadata or None,
         caps=_caps(obj),
+        fp=_fingerprint(obj),
     )
+
+
+def _fingerprint(obj: dict[str, Any]) -> str:
+    fp = _string(obj, "fp", FINGERPRINT_CHARS)
+    if fp and (len(fp) != FINGERPRINT_CHARS or any(c not in "0123456789abcdef" for c in fp)):
+        raise WireError("'fp' is not a SHA-256 fingerprint in lowercase hex")
+    return fp
 
 
 def encode_message(msg: Message) -> bytes:
@@ -265,6 +282,8 @@ def encode_message(msg: Message) -> bytes:
         obj["metadata"] = msg.metadata
     if msg.caps:
         obj["caps"] = list(msg.caps)
+    if msg.fp:
+        obj["fp"] = msg.fp
     return _encode(obj) + b"\n"
 
 
@@ -283,6 +302,12 @@ class Beacon:
     address: str = ""
     sequence: int = 0
     caps: tuple[str, ...] = field(default=())
+    #: signed beacons (CAP_TLS): key fingerprint, public key and signature (base64)
+    fp: str = ""
+    pk: str = ""
+    sig: str = ""
+    #: the timestamp as it was written (what a signature covers)
+    stamp: str = ""
 
 
 def parse_beacon(data: bytes) -> Beacon:
@@ -294,15 +319,20 @@ def parse_beacon(data: bytes) -> Beacon:
     kind = _string(obj, "type", MAX_ID_CHARS, required=True)
     if kind not in BEACON_TYPES:
         raise WireError(f"unknown beacon type {kind[:20]!r}")
+    stamp = _string(obj, "timestamp", 64, required=True)
     return Beacon(
         type=kind,
         peer_id=_string(obj, "peer_id", MAX_ID_CHARS, required=True),
         username=_string(obj, "username", MAX_NAME_CHARS),
         port=_number(obj, "port", 1, 65535, default=None),
-        timestamp=parse_time(_string(obj, "timestamp", 64, required=True)),
+        timestamp=parse_time(stamp),
         address=_string(obj, "address", MAX_NAME_CHARS),
         sequence=_number(obj, "sequence", 0, MAX_SEQUENCE, default=0),
         caps=_caps(obj),
+        fp=_fingerprint(obj),
+        pk=_string(obj, "pk", 64),
+        sig=_string(obj, "sig", 128),
+        stamp=stamp,
     )
 
 
@@ -324,6 +354,9 @@ def encode_beacon(beacon: Beacon) -> bytes:
     }
     if beacon.caps:
         obj["caps"] = list(beacon.caps)
+    for key in ("fp", "pk", "sig"):
+        if getattr(beacon, key):
+            obj[key] = getattr(beacon, key)
     data = _encode(obj)
     if len(data) > MAX_DATAGRAM_BYTES:
         raise WireError(f"beacon would be longer than {MAX_DATAGRAM_BYTES} bytes")

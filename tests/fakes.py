@@ -22,6 +22,8 @@ class FakeLink:
         self.sync_point = 0
         self.cursor = 0
         self.backed_up = False
+        self.fp = ""
+        self.tls = ""
         self.sent: list[Message] = []
         self.closed: str | None = None
 

@@ -17,7 +17,9 @@ from twisted.internet import defer, reactor as global_reactor
 from twisted.internet.task import deferLater
 
 from p2pchat.service import NodeService
+from p2pchat.identity import Identity
 from p2pchat.node import Node
+from p2pchat.trust import Trust
 
 ROOT = Path(__file__).resolve().parent.parent
 LOOPBACK = "127.0.0.1"
@@ -56,8 +58,9 @@ def peer_args(nick: str, multicast: tuple[str, int], data_dir: str, ui: str = "l
 class InProcessPeer:
     """A whole node (sockets and all, no face) in this process's reactor, on loopback."""
 
-    def __init__(self, nick: str, multicast: tuple[str, int], reactor=global_reactor) -> None:
-        self.node = Node(nick, reactor)
+    def __init__(self, nick: str, multicast: tuple[str, int], reactor=global_reactor,
+                 identity: Identity | None = None, trust: Trust | None = None) -> None:
+        self.node = Node(nick, reactor, identity=identity, trust=trust)
         self.service = NodeService(self.node, reactor, 0, multicast, LOOPBACK)
         self.events: list = []
         self.node.subscribe(self.events.append)

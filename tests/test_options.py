@@ -55,6 +55,15 @@ class Parsing(TestCase):
         self.bad("--multicast", "224.0.0.1:x", why="port must be a number")
         self.bad("--interface", "eth0", why="IPv4 address")
         self.bad("--ui", "gui", why="--ui must be one of")
+        self.bad("--irc-password", "x", why="needs --irc")
+        self.bad("--irc", "0.0.0.0:6667", why="--irc")
+        self.bad("--catchup-lines", "0", why="more than 0")
+        self.bad("--catchup-age", "soon", why="must be a number")
+
+    def test_irc(self) -> None:
+        self.assertEqual(self.parse("--irc", "6667")["irc"], ("127.0.0.1", 6667))
+        self.assertEqual(self.parse("--irc", "127.0.0.1:7000")["irc"], ("127.0.0.1", 7000))
+        self.assertIsNone(self.parse()["irc"])
 
 
 class UnderTwistd(TestCase):
@@ -88,5 +97,6 @@ class UnderTwistd(TestCase):
         out = subprocess.run([twistd(), "p2pchat", "--help"], capture_output=True,
                              env=child_env(), timeout=60).stdout.decode()
         for option in ("--username", "--port", "--multicast", "--interface", "--ui",
-                       "--data-dir", "--debug"):
+                       "--data-dir", "--debug", "--secure-only", "--irc", "--irc-password",
+                       "--catchup-lines", "--catchup-age"):
             self.assertIn(option, out)

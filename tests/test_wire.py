@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from hypothesis import given, settings, strategies as st
 from twisted.trial.unittest import TestCase
 
@@ -88,6 +90,7 @@ class Rejections(TestCase):
         self.bad(b'{"id":"1","type":"chat","sender_id":"a","timestamp":7}', "'timestamp'")
         self.bad(b'{"id":"1","type":"chat","sender_id":"a","timestamp":"now"}', "RFC 3339")
         self.bad(b'{"id":"1","type":"chat","sender_id":"a","caps":"x"}', "'caps'")
+        self.bad(b'{"id":"1","type":"join","sender_id":"a","fp":"XYZ"}', "'fp'")
 
     def test_deep_nesting(self) -> None:
         self.bad(b"[" * 100_000 + b"]" * 100_000, "")
@@ -127,7 +130,14 @@ class RoundTrips(TestCase):
     def test_beacon(self) -> None:
         b = Beacon(type="announce", peer_id="p_1", username="p", port=8080, timestamp=5.5,
                    address="0.0.0.0:8080", caps=("p2pchat-py/1",))
-        self.assertEqual(wire.parse_beacon(wire.encode_beacon(b)), b)
+        parsed = wire.parse_beacon(wire.encode_beacon(b))
+        self.assertEqual(parsed.stamp, wire.format_time(5.5))
+        self.assertEqual(dataclasses.replace(parsed, stamp=""), b)
+        signed = dataclasses.replace(b, fp="ab" * 32, pk="k" * 44, sig="s" * 88)
+        self.assertEqual(dataclasses.replace(wire.parse_beacon(wire.encode_beacon(signed)),
+                                             stamp=""), signed)
+        self.assertLess(len(wire.encode_beacon(dataclasses.replace(
+            signed, username="é" * 20, caps=("a" * 20,) * 4))), wire.MAX_DATAGRAM_BYTES)
 
     @settings(max_examples=200)
     @given(st.text(max_size=200), st.text(min_size=1, max_size=20), st.integers(0, 2**64 - 1))

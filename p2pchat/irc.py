@@ -1,0 +1,1068 @@
+"""The IRC face (``--irc HOST:PORT``): a small local IRC server; its clients are faces of a peer.
+
+Any IRC client (irssi, weechat, HexChat) connects to it and sees the room ``general`` as the
+channel ``#general``: peers are channel members, their lines are PRIVMSGs, and what the client
+says is said to the room.  The IRC nick *is* the peer's nick.  Several clients may attach at once;
+all see the same room, and each sees what the others said (IRC servers don't echo a client's own
+lines back to it, so neither do we).
+
+Rooms and private messages don't exist in the node yet: only ``#general`` exists, JOIN of another
+channel gets 403, and PRIVMSG to a nick gets a notice saying private messages aren't available.
+
+Layers, as elsewhere: ``Roster`` (pure) decides which IRC nick stands for which peer;
+``IrcClientProtocol`` translates one client's lines into node verbs and events into lines;
+``IrcFactory`` observes the node once and fans events out; ``IrcService`` listens.
+"""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+import time
+from dataclasses import dataclass, replace
+from typing import Any, Callable, Iterable, TypeVar
+
+from twisted.application.service import Service
+from twisted.internet import defer, error
+from twisted.internet.interfaces import IPushProducer
+from twisted.internet.protocol import ServerFactory
+from twisted.internet.task import LoopingCall
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.words.protocols import irc
+from zope.interface import implementer
+
+from p2pchat import __version__, events
+from p2pchat.node import Node, PeerView
+from p2pchat.wire import DEFAULT_ROOM, MAX_NICK_CHARS, nick_problem
+
+log = Logger()
+
+# --- limits and names (documented in the README's IRC section) ------------------------------
+
+#: An IRC line, CR LF included (RFC 1459/2812).  A longer one is refused with 417 and skipped.
+MAX_IRC_LINE_BYTES = 512
+#: Most IRC clients attached to one peer at once; one more is told so and disconnected.
+MAX_IRC_CLIENTS = 16
+#: Flood control, a token bucket per client: this many lines at once, refilled at FLOOD_RATE
+#: lines a second.  A client past it is disconnected ("Excess Flood"), as ircds do.
+FLOOD_BURST = 40
+FLOOD_RATE = 5.0
+#: A client that has not registered (NICK and USER, and PASS if needed) within this many
+#: seconds is disconnected.
+REGISTRATION_TIMEOUT = 60.0
+#: A client silent this long is sent a PING; silent twice this long, it is disconnected.
+PING_INTERVAL = 120.0
+#: Bytes we may write to a client that stopped reading (its socket buffer is full) before we
+#: drop it: a stuck client must not make the peer's memory grow without bound.
+MAX_OUTBOX_BYTES = 1024 * 1024
+#: How long shutdown waits for clients to take their ERROR line before cutting them.
+CLOSE_TIMEOUT = 2.0
+#: The user part of ``nick!user@host`` (the peer id, cleaned) is cut to this many characters.
+MAX_USER_CHARS = 32
+#: At most this many targets in one PRIVMSG/NOTICE/JOIN/PART (``a,b,c``).
+MAX_TARGETS = 8
+
+DEFAULT_IRC_PORT = 6667
+LOOPBACK = "127.0.0.1"
+SERVER_NAME = "p2pchat"
+CHANNEL = f"#{DEFAULT_ROOM}"
+TOPIC = "the LAN room: everyone running p2pchat on this network (more rooms come later)"
+#: How a second peer with the same nick is shown: ``bob``, ``bob|2``, ``bob|3``...
+NICK_SUFFIX = "|"
+#: Our own hostmask's host: this peer, as its IRC clients see it.
+SELF_HOST = "local"
+
+NO_ROOMS = "only #general exists until rooms land"
+NO_PRIVATE = "private messages aren't available yet (they come with rooms); say it in #general"
+
+#: Commands a client may send before it has registered.
+PRE_REGISTRATION = frozenset({"PASS", "NICK", "USER", "CAP", "PING", "PONG", "QUIT"})
+#: Characters no IRC nick may hold (they delimit prefixes, lists and masks).
+_NICK_FORBIDDEN = frozenset(" ,*?!@:.\"'")
+#: Characters an IRC nick may not start with (channel prefixes, status prefixes, digits).
+_NICK_BAD_FIRST = frozenset("#&+!~%$-0123456789")
+#: ERR_INPUTTOOLONG (not in twisted.words' table).
+ERR_INPUTTOOLONG = "417"
+ERR_INVALIDCAPCMD = "410"
+ERR_TOOMANYTARGETS = "407"
+
+
+# --- option helpers (for service.py) --------------------------------------------------------
+
+
+def parse_irc_address(text: str) -> tuple[str, int]:
+    """``--irc`` text to (host, port).  Accepts ``PORT`` (on 127.0.0.1), ``HOST:PORT`` and
+    ``[IPv6]:PORT``; HOST is an IP address or ``localhost``.  ValueError says what is wrong."""
+    text = text.strip()
+    if text.isdigit():
+        host, port_text = LOOPBACK, text
+    elif text.startswith("["):
+        host, sep, port_text = text[1:].partition("]:")
+        if not sep:
+            raise ValueError(f"--irc must be HOST:PORT or [IPv6]:PORT, not {text!r}")
+    else:
+        host, sep, port_text = text.rpartition(":")
+        if not sep or not host:
+            raise ValueError(f"--irc must be HOST:PORT (e.g. 127.0.0.1:6667), not {text!r}")
+    if host == "localhost":
+        host = LOOPBACK
+    try:
+        host = str(ipaddress.ip_address(host))
+    except ValueError:
+        raise ValueError(f"--irc host must be an IP address, not {host!r}") from None
+    try:
+        port = int(port_text)
+    except ValueError:
+        raise ValueError(f"--irc port must be a number, not {port_text!r}") from None
+    if not 1 <= port <= 65535:
+        raise ValueError(f"--irc port must be from 1 to 65535, not {port}")
+    return host, port
+
+
+def is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_irc_bind(host: str, password: str | None) -> str | None:
+    """The safety rule for where the IRC face listens.  Loopback: fine (None).  Anything else
+    needs a password (ValueError otherwise), and even then IRC is plain text: returns the
+    warning to show the user and log."""
+    if is_loopback(host):
+        return None
+    if not password:
+        raise ValueError(f"--irc {host}: listening beyond this machine needs --irc-password "
+                         "(anyone who can reach the port would speak as you)")
+    return (f"the IRC face listens on {host}, not on loopback: IRC is plain text, so anyone on "
+            "that network can read the chat and the password; prefer 127.0.0.1")
+
+
+# --- nicks and masks (pure) -----------------------------------------------------------------
+
+
+def irc_fold(nick: str) -> str:
+    """Nicks compare without ASCII case (we announce CASEMAPPING=ascii)."""
+    return nick.translate(_ASCII_LOWER)
+
+
+_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+
+
+def irc_nick(name: str) -> str:
+    """A LAN nick (anything printable, up to 64 characters from a base peer) as a legal IRC
+    nick: forbidden characters become ``_``, a bad first character gets a ``_`` before it."""
+    out = "".join("_" if ch in _NICK_FORBIDDEN or not ch.isprintable() else ch
+                  for ch in name[:MAX_NICK_CHARS])
+    if not out or out[0] in _NICK_BAD_FIRST:
+        out = "_" + out
+    return out[:MAX_NICK_CHARS]
+
+
+def irc_nick_problem(nick: str) -> str | None:
+    """Why a client can't take ``nick``: the LAN's rules (wire.nick_problem), then IRC's."""
+    problem = nick_problem(nick)
+    if problem:
+        return problem
+    for ch in nick:
+        if ch in _NICK_FORBIDDEN:
+            return f"an IRC nick can't contain {ch!r}"
+    if nick[0] in _NICK_BAD_FIRST:
+        return f"an IRC nick can't start with {nick[0]!r}"
+    return None
+
+
+def irc_user(peer_id: str) -> str:
+    """A peer id as the user part of a hostmask (only ``[A-Za-z0-9._-]``)."""
+    cleaned = "".join(ch if ch.isascii() and (ch.isalnum() or ch in "._-") else "_"
+                      for ch in peer_id)
+    return cleaned[:MAX_USER_CHARS] or "peer"
+
+
+def irc_host(address: str) -> str:
+    """``host:port`` (as the node reports it) as the host part of a hostmask."""
+    host = address.rpartition(":")[0] if address.count(":") >= 1 else address
+    host = "".join(ch for ch in host if ch.isascii() and (ch.isalnum() or ch in ".:-"))
+    if host.startswith(":"):
+        host = "0" + host  # "::1" would read as a trailing parameter in a WHO reply
+    return host or "unknown"
+
+
+def split_text(text: str, budget: int) -> list[str]:
+    """Cut ``text`` into pieces of at most ``budget`` UTF-8 bytes, at spaces where it can, so
+    a long line from a peer fits IRC's 512-byte lines."""
+    pieces = []
+    while len(text.encode("utf-8")) > budget:
+        cut = len(text.encode("utf-8")[:budget].decode("utf-8", "ignore"))
+        space = text.rfind(" ", 0, cut)
+        if space > cut // 2:
+            cut = space
+        cut = max(cut, 1)  # a budget below one character still makes progress
+        pieces.append(text[:cut])
+        text = text[cut:].lstrip(" ")
+    if text or not pieces:
+        pieces.append(text)
+    return pieces
+
+
+def _clean(text: str) -> str:
+    """No CR, LF or NUL may reach a client inside a parameter (line injection)."""
+    return text.replace("\r", " ").replace("\n", " ").replace("\0", " ")
+
+
+def _middle(param: str) -> str:
+    """A middle parameter: one word, not starting with ':' (that would begin the trailing one)."""
+    word = _clean(param).replace(" ", "_")
+    return word if word and not word.startswith(":") else "*" + word
+
+
+@dataclass(frozen=True)
+class Member:
+    """One member of #general as IRC shows it."""
+
+    nick: str  # unique among members, IRC-legal
+    peer_id: str
+    user: str
+    host: str
+    address: str = ""
+
+    @property
+    def mask(self) -> str:
+        return f"{self.nick}!{self.user}@{self.host}"
+
+
+class Roster:
+    """Who is in #general, as IRC sees it: us, and one unique IRC-legal nick per linked peer.
+
+    LAN nicks need not be unique (two "bob"s) nor legal IRC nicks, but IRC clients track members
+    by nick.  So a peer's IRC nick is its LAN nick cleaned (``irc_nick``); if that is taken, the
+    first free of ``bob|2``, ``bob|3``...  Our own nick wins: a peer holding the nick we take is
+    renamed out of the way.  Assigned nicks stay put while the peer stays, so nobody is renamed
+    because someone else left.
+    """
+
+    def __init__(self, peer_id: str, nick: str) -> None:
+        self.me = Member(irc_nick(nick), peer_id, irc_user(peer_id), SELF_HOST)
+        self._peers: dict[str, Member] = {}
+
+    def peers(self) -> list[Member]:
+        return sorted(self._peers.values(), key=lambda m: irc_fold(m.nick))
+
+    def members(self) -> list[Member]:
+        return [self.me, *self.peers()]
+
+    def peer(self, peer_id: str) -> Member | None:
+        return self._peers.get(peer_id)
+
+    def find(self, nick: str) -> Member | None:
+        """The member shown as ``nick`` (any case), us included."""
+        folded = irc_fold(nick)
+        for member in self.members():
+            if irc_fold(member.nick) == folded:
+                return member
+        return None
+
+    def holder(self, nick: str) -> Member | None:
+        """The peer (not us) shown as ``nick``, if any: we can't take that nick."""
+        member = self.find(nick)
+        return member if member is not None and member is not self.me else None
+
+    def add(self, peer_id: str, nick: str, address: str) -> Member | None:
+        """A peer linked.  Returns its member, or None if it was already listed."""
+        if peer_id in self._peers or peer_id == self.me.peer_id:
+            return None
+        member = Member(self._free(nick, peer_id), peer_id, irc_user(peer_id), irc_host(address),
+                        address)
+        self._peers[peer_id] = member
+        return member
+
+    def remove(self, peer_id: str) -> Member | None:
+        return self._peers.pop(peer_id, None)
+
+    def rename_peer(self, peer_id: str, nick: str) -> tuple[Member, Member] | None:
+        """A peer changed its nick.  Returns (old, new), or None if IRC sees no change."""
+        old = self._peers.get(peer_id)
+        if old is None:
+            return None
+        new = replace(old, nick=self._free(nick, peer_id))
+        if new.nick == old.nick:
+            return None
+        self._peers[peer_id] = new
+        return old, new
+
+    def rename_me(self, nick: str) -> tuple[list[tuple[Member, Member]], Member, Member]:
+        """We changed our nick.  Returns the peers renamed out of our way (old, new), and our
+        old and new member."""
+        old_me = self.me
+        self.me = replace(old_me, nick=irc_nick(nick))
+        displaced = []
+        for member in list(self._peers.values()):
+            if irc_fold(member.nick) == irc_fold(self.me.nick):
+                moved = replace(member, nick=self._free(member.nick, member.peer_id))
+                self._peers[member.peer_id] = moved
+                displaced.append((member, moved))
+        return displaced, old_me, self.me
+
+    def _free(self, name: str, peer_id: str) -> str:
+        base = irc_nick(name)
+        taken = {irc_fold(self.me.nick)}
+        taken.update(irc_fold(m.nick) for pid, m in self._peers.items() if pid != peer_id)
+        if irc_fold(base) not in taken:
+            return base
+        number = 2
+        while True:
+            tail = f"{NICK_SUFFIX}{number}"
+            candidate = base[:MAX_NICK_CHARS] + tail
+            if irc_fold(candidate) not in taken:
+                return candidate
+            number += 1
+
+
+# --- one client -----------------------------------------------------------------------------
+
+T = TypeVar("T")
+
+
+@implementer(IPushProducer)
+class IrcClientProtocol(irc.IRC):
+    """One IRC client attached to this peer.
+
+    Bytes in are cut into lines here (not by ``irc.IRC.dataReceived``, which decodes each
+    chunk as strict UTF-8 and so fails on a character split across reads or on latin-1
+    input); each line is flood-checked, parsed with ``irc.parsemsg`` and dispatched to an
+    ``irc_COMMAND`` method.  Nothing a client sends can raise out of here.
+    """
+
+    hostname = SERVER_NAME  # irc.IRC would otherwise look up our FQDN (DNS) per connection
+    factory: IrcFactory
+
+    def __init__(self) -> None:
+        self.registered = False
+        self.joined = False  # in #general (a client may PART it and stay attached)
+        self.closing = False
+        self.closed: defer.Deferred[None] = defer.Deferred()
+        self._buffer = b""
+        self._skipping = False  # inside an over-long line, until its newline
+        self._wanted_nick: str | None = None
+        self._user_given = False
+        self._password: str | None = None
+        self._negotiating = False  # CAP LS seen, CAP END not yet
+        self._tokens = float(FLOOD_BURST)
+        self._tokens_at = 0.0
+        self._last_heard = 0.0
+        self._paused = False
+        self._backlog = 0
+        self._registration_timer: Any = None
+        self._pinger: LoopingCall | None = None
+
+    # --- connection -------------------------------------------------------------------------
+
+    @property
+    def clock(self) -> Any:
+        return self.factory.clock
+
+    @property
+    def nick(self) -> str:
+        """Our nick as this client knows it ("*" until it has registered)."""
+        return self.factory.roster.me.nick if self.registered else "*"
+
+    def connectionMade(self) -> None:
+        super().connectionMade()
+        self.transport.registerProducer(self, True)
+        self._tokens_at = self._last_heard = self.clock.seconds()
+        if not self.factory.client_connected(self):
+            self.close(f"too many IRC clients (at most {MAX_IRC_CLIENTS})")
+            return
+        self._registration_timer = self.clock.callLater(REGISTRATION_TIMEOUT, self._not_registered)
+        self._pinger = LoopingCall(self._check_alive)
+        self._pinger.clock = self.clock
+        self._pinger.start(PING_INTERVAL, now=False)
+
+    def connectionLost(self, reason: Failure = None) -> None:
+        self.closing = True
+        if self._registration_timer is not None and self._registration_timer.active():
+            self._registration_timer.cancel()
+        if self._pinger is not None and self._pinger.running:
+            self._pinger.stop()
+        self.factory.client_disconnected(self)
+        if not self.closed.called:
+            self.closed.callback(None)
+
+    def close(self, why: str) -> None:
+        """Say why in an ERROR line (as ircds do), then hang up."""
+        if self.closing:
+            return
+        log.info("IRC client {peer} disconnected: {why}", peer=self._describe(), why=why)
+        self.sendLine(f"ERROR :Closing link: {_clean(why)}")
+        self.closing = True
+        self.transport.loseConnection()
+
+    def _describe(self) -> str:
+        peer = self.transport.getPeer() if self.transport is not None else None
+        return f"{getattr(peer, 'host', '?')}:{getattr(peer, 'port', '?')}"
+
+    def _not_registered(self) -> None:
+        self.close(f"not registered within {REGISTRATION_TIMEOUT:.0f} s")
+
+    def _check_alive(self) -> None:
+        silent = self.clock.seconds() - self._last_heard
+        if silent >= 2 * PING_INTERVAL:
+            self.close(f"Ping timeout: {silent:.0f} seconds")
+        elif silent >= PING_INTERVAL:
+            self.sendLine(f"PING :{SERVER_NAME}")
+
+    # --- back-pressure (IPushProducer: the transport tells us when the client stops reading)
+
+    def pauseProducing(self) -> None:
+        self._paused = True
+
+    def resumeProducing(self) -> None:
+        self._paused = False
+        self._backlog = 0
+
+    def stopProducing(self) -> None:
+        self.closing = True
+
+    def sendLine(self, line: str) -> None:
+        if self.closing or self.transport is None or self.transport.disconnected:
+            return
+        data = line.encode("utf-8") + b"\r\n"
+        if self._paused:
+            self._backlog += len(data)
+            if self._backlog > MAX_OUTBOX_BYTES:
+                log.warn("IRC client {peer} stopped reading ({n} bytes waiting): dropped",
+                         peer=self._describe(), n=self._backlog)
+                self.closing = True
+                self.transport.abortConnection()
+                return
+        self.transport.write(data)
+
+    # --- lines in ---------------------------------------------------------------------------
+
+    def dataReceived(self, data: bytes) -> None:
+        if self.closing:
+            return  # hanging up: what else it says is not read
+        self._buffer += data
+        while not self.closing:
+            line, newline, rest = self._buffer.partition(b"\n")
+            if not newline:
+                if len(self._buffer) > MAX_IRC_LINE_BYTES:
+                    self._buffer = b""
+                    if not self._skipping:
+                        self._skipping = True
+                        self._line_too_long()
+                return
+            self._buffer = rest
+            if self._skipping:  # the end of a line already refused
+                self._skipping = False
+                continue
+            line = line.rstrip(b"\r")
+            if len(line) + 2 > MAX_IRC_LINE_BYTES:
+                self._line_too_long()
+            elif self._take_token():
+                self._line(line)
+
+    def _take_token(self) -> bool:
+        """Spend one line of the flood allowance; False (and disconnect) when there is none."""
+        now = self.clock.seconds()
+        self._last_heard = now
+        self._tokens = min(float(FLOOD_BURST), self._tokens + (now - self._tokens_at) * FLOOD_RATE)
+        self._tokens_at = now
+        self._tokens -= 1
+        if self._tokens < 0:
+            self.close("Excess Flood")
+            return False
+        return True
+
+    def _line_too_long(self) -> None:
+        if self._take_token():
+            self._numeric(ERR_INPUTTOOLONG,
+                          text=f"Input line was too long (the limit is {MAX_IRC_LINE_BYTES} "
+                          "bytes with CR LF); it was ignored")
+
+    def _line(self, raw: bytes) -> None:
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            text = raw.decode("latin-1")  # clients still set to latin-1 stay readable
+        text = text.replace("\0", "")
+        if text.startswith("@"):  # IRCv3 tags: never negotiated, so ignored
+            text = text.partition(" ")[2]
+        if not text.strip():
+            return
+        try:
+            prefix, command, params = irc.parsemsg(text)
+        except (ValueError, IndexError, irc.IRCBadMessage):
+            log.debug("unparsable IRC line from {peer} ignored", peer=self._describe())
+            return
+        self._dispatch(command.upper(), prefix, params)
+
+    def _dispatch(self, command: str, prefix: str, params: list[str]) -> None:
+        if not self.registered and command not in PRE_REGISTRATION:
+            self._numeric(irc.ERR_NOTREGISTERED, text="You have not registered")
+            return
+        handler: Callable[[str, list[str]], None] | None = getattr(self, f"irc_{command}", None)
+        if handler is None:
+            self._numeric(irc.ERR_UNKNOWNCOMMAND, command[:32], text="Unknown command")
+            return
+        try:
+            handler(prefix, params)
+        except Exception:
+            log.failure("IRC command {command} from {peer} failed", command=command,
+                        peer=self._describe())
+            self.server_notice(f"{command} failed; the peer's log has the details")
+
+    def irc_unknown(self, prefix: str, command: str, params: list[str]) -> None:
+        self._numeric(irc.ERR_UNKNOWNCOMMAND, command[:32], text="Unknown command")
+
+    # --- lines out --------------------------------------------------------------------------
+
+    def send(self, command: str, *middle: str, text: str | None = None,
+             prefix: str = SERVER_NAME) -> None:
+        """One line: middle parameters (nicks, channels: never spaces) and an optional
+        trailing text.  Parameters are cleaned of line breaks; the line is cut to 512 bytes."""
+        parts = [f":{prefix}", command, *(_middle(p) for p in middle)]
+        if text is not None:
+            parts.append(":" + _clean(text))
+        line = " ".join(parts)
+        encoded = line.encode("utf-8")
+        if len(encoded) > MAX_IRC_LINE_BYTES - 2:
+            line = encoded[:MAX_IRC_LINE_BYTES - 2].decode("utf-8", "ignore")
+        self.sendLine(line)
+
+    def _numeric(self, code: str, *middle: str, text: str | None = None) -> None:
+        self.send(code, self.nick, *middle, text=text)
+
+    def server_notice(self, text: str) -> None:
+        self.send("NOTICE", self.nick, text=text)
+
+    def show_chat(self, member: Member, text: str, action: bool) -> None:
+        head = f":{member.mask} PRIVMSG {CHANNEL} :"
+        budget = MAX_IRC_LINE_BYTES - 2 - len(head.encode("utf-8"))
+        if action:
+            budget -= len("\x01ACTION \x01")
+        for piece in split_text(_clean(text).replace("\x01", ""), budget):
+            self.send("PRIVMSG", CHANNEL, prefix=member.mask,
+                      text=f"\x01ACTION {piece}\x01" if action else piece)
+
+    def show_join(self, member: Member) -> None:
+        self.send("JOIN", CHANNEL, prefix=member.mask)
+
+    def show_quit(self, member: Member, reason: str) -> None:
+        self.send("QUIT", text=reason, prefix=member.mask)
+
+    def show_nick(self, old: Member, new: Member) -> None:
+        self.send("NICK", text=new.nick, prefix=old.mask)
+
+    # --- registration -----------------------------------------------------------------------
+
+    def irc_CAP(self, prefix: str, params: list[str]) -> None:
+        """We offer no capabilities, but answer CAP so clients that ask (weechat, irssi) go on."""
+        sub = params[0].upper() if params else ""
+        target = self.nick
+        if sub == "LS":
+            if not self.registered:
+                self._negotiating = True
+            self.send("CAP", target, "LS", text="")
+        elif sub == "LIST":
+            self.send("CAP", target, "LIST", text="")
+        elif sub == "REQ":
+            self.send("CAP", target, "NAK", text=params[1] if len(params) > 1 else "")
+        elif sub == "END":
+            self._negotiating = False
+            self._try_register()
+        else:
+            self._numeric(ERR_INVALIDCAPCMD, sub[:32] or "*", text="Invalid CAP command")
+
+    def irc_PASS(self, prefix: str, params: list[str]) -> None:
+        if self.registered:
+            self._numeric(irc.ERR_ALREADYREGISTRED, text="You may not reregister")
+        elif not params:
+            self._numeric(irc.ERR_NEEDMOREPARAMS, "PASS", text="Not enough parameters")
+        else:
+            self._password = params[0]
+
+    def irc_USER(self, prefix: str, params: list[str]) -> None:
+        if self.registered:
+            self._numeric(irc.ERR_ALREADYREGISTRED, text="You may not reregister")
+        elif not params or not params[0]:
+            self._numeric(irc.ERR_NEEDMOREPARAMS, "USER", text="Not enough parameters")
+        else:
+            self._user_given = True
+            self._try_register()
+
+    def irc_NICK(self, prefix: str, params: list[str]) -> None:
+        if not params or not params[0]:
+            self._numeric(irc.ERR_NONICKNAMEGIVEN, text="No nickname given")
+            return
+        nick = params[0]
+        problem = irc_nick_problem(nick)
+        if problem:
+            self._numeric(irc.ERR_ERRONEUSNICKNAME, nick[:MAX_NICK_CHARS * 2],
+                          text=f"Erroneous nickname: {problem}")
+            return
+        holder = self.factory.roster.holder(nick)
+        if holder is not None:
+            # Before registration, don't tell a stranger who is on the LAN.
+            who = f" ({holder.mask})" if self.registered else ""
+            self._numeric(irc.ERR_NICKNAMEINUSE, nick,
+                          text=f"Nickname is already in use by a peer on the LAN{who}")
+            return
+        if not self.registered:
+            self._wanted_nick = nick
+            self._try_register()
+            return
+        if nick == self.factory.node.nick:
+            return
+        problem = self.factory.run_verb(self, self.factory.node.set_nick, nick)
+        if problem:
+            self._numeric(irc.ERR_ERRONEUSNICKNAME, nick, text=f"Erroneous nickname: {problem}")
+        # else: the node's NickChanged event tells every client, this one included.
+
+    def _try_register(self) -> None:
+        if self.registered or self._negotiating or not self._user_given or not self._wanted_nick:
+            return
+        password = self.factory.password
+        if password and not hmac.compare_digest((self._password or "").encode("utf-8"),
+                                                password.encode("utf-8")):
+            log.warn("IRC client {peer} gave a wrong password", peer=self._describe())
+            self._numeric(irc.ERR_PASSWDMISMATCH, text="Password incorrect")
+            self.close("bad password")
+            return
+        node = self.factory.node
+        if self._wanted_nick != node.nick:
+            problem = self.factory.run_verb(self, node.set_nick, self._wanted_nick)
+            if problem:
+                self._numeric(irc.ERR_ERRONEUSNICKNAME, self._wanted_nick,
+                              text=f"Erroneous nickname: {problem}")
+                self._wanted_nick = None
+                return
+        self.registered = True
+        if self._registration_timer is not None and self._registration_timer.active():
+            self._registration_timer.cancel()
+        log.info("IRC client {peer} registered as {nick}", peer=self._describe(), nick=self.nick)
+        self._welcome()
+        self.irc_MOTD("", [])
+        self._join()
+
+    def _welcome(self) -> None:
+        me = self.factory.roster.me
+        self._numeric(irc.RPL_WELCOME, text=f"Welcome to the p2pchat LAN, {me.mask}")
+        self._numeric(irc.RPL_YOURHOST,
+                      text=f"Your host is {SERVER_NAME}, running p2pchat {__version__}")
+        self._numeric(irc.RPL_CREATED, text=f"This server was created {self.factory.started}")
+        self._numeric(irc.RPL_MYINFO, SERVER_NAME, __version__, "i", "nt")
+        self._numeric(irc.RPL_ISUPPORT, *self.factory.isupport(),
+                      text="are supported by this server")
+
+    def irc_MOTD(self, prefix: str, params: list[str]) -> None:
+        node = self.factory.node
+        lines = [
+            f"This is the p2pchat peer {node.nick} ({node.peer_id}).",
+            f"{CHANNEL} is the LAN room: every peer on this network is in it.",
+            f"{NO_ROOMS}; {NO_PRIVATE}.",
+            "QUIT detaches this client; the peer keeps running.",
+        ]
+        self._numeric(irc.RPL_MOTDSTART, text=f"- {SERVER_NAME} Message of the day -")
+        for line in lines:
+            self._numeric(irc.RPL_MOTD, text=f"- {line}")
+        self._numeric(irc.RPL_ENDOFMOTD, text="End of /MOTD command")
+
+    # --- connection upkeep ------------------------------------------------------------------
+
+    def irc_PING(self, prefix: str, params: list[str]) -> None:
+        if not params:
+            self._numeric(irc.ERR_NOORIGIN, text="No origin specified")
+        else:
+            self.send("PONG", SERVER_NAME, text=params[0])
+
+    def irc_PONG(self, prefix: str, params: list[str]) -> None:
+        pass  # any line counts as a sign of life (see _take_token)
+
+    def irc_QUIT(self, prefix: str, params: list[str]) -> None:
+        self.close(f"Quit: {params[0]}" if params else "Quit")
+
+    def irc_AWAY(self, prefix: str, params: list[str]) -> None:
+        if params and params[0]:
+            self._numeric(irc.RPL_NOWAWAY, text="You have been marked as being away")
+        else:
+            self._numeric(irc.RPL_UNAWAY, text="You are no longer marked as being away")
+
+    # --- the channel ------------------------------------------------------------------------
+
+    def irc_JOIN(self, prefix: str, params: list[str]) -> None:
+        if not params:
+            self._numeric(irc.ERR_NEEDMOREPARAMS, "JOIN", text="Not enough parameters")
+            return
+        if params[0] == "0":  # "leave every channel"
+            self.irc_PART(prefix, [CHANNEL])
+            return
+        for target in self._targets(params[0]):
+            if _is_general(target):
+                if not self.joined:
+                    self._join()
+            else:
+                self._no_such_channel(target)
+
+    def _no_such_channel(self, target: str) -> None:
+        """403, and the same words as a notice: irssi shows 403 with its own text only."""
+        self._numeric(irc.ERR_NOSUCHCHANNEL, target, text=NO_ROOMS)
+        self.server_notice(f"{target[:64]}: {NO_ROOMS}")
+
+    def _join(self) -> None:
+        self.joined = True
+        self.show_join(self.factory.roster.me)
+        self._topic()
+        self.irc_NAMES("", [CHANNEL])
+
+    def irc_PART(self, prefix: str, params: list[str]) -> None:
+        if not params:
+            self._numeric(irc.ERR_NEEDMOREPARAMS, "PART", text="Not enough parameters")
+            return
+        for target in self._targets(params[0]):
+            if not _is_general(target):
+                self._no_such_channel(target)
+            elif not self.joined:
+                self._numeric(irc.ERR_NOTONCHANNEL, CHANNEL, text="You're not on that channel")
+            else:
+                self.joined = False
+                reason = params[1] if len(params) > 1 else None
+                self.send("PART", CHANNEL, text=reason, prefix=self.factory.roster.me.mask)
+
+    def irc_NAMES(self, prefix: str, params: list[str]) -> None:
+        target = params[0] if params else CHANNEL
+        if _is_general(target):
+            head = f":{SERVER_NAME} {irc.RPL_NAMREPLY} {self.nick} = {CHANNEL} :"
+            budget = MAX_IRC_LINE_BYTES - 2 - len(head.encode("utf-8"))
+            names = " ".join(m.nick for m in self.factory.roster.members())
+            for piece in split_text(names, budget):
+                self._numeric(irc.RPL_NAMREPLY, "=", CHANNEL, text=piece)
+            target = CHANNEL
+        self._numeric(irc.RPL_ENDOFNAMES, target[:64], text="End of /NAMES list")
+
+    def irc_WHO(self, prefix: str, params: list[str]) -> None:
+        target = params[0] if params else "*"
+        roster = self.factory.roster
+        if _is_general(target) or target == "*":
+            members = roster.members()
+        else:
+            found = roster.find(target)
+            members = [found] if found is not None else []
+        views = {v.peer_id: v for v in self.factory.node.users()}
+        for m in members:
+            self._numeric(irc.RPL_WHOREPLY, CHANNEL, m.user, m.host, SERVER_NAME, m.nick, "H",
+                          text=f"0 {self._realname(m, views.get(m.peer_id))}")
+        self._numeric(irc.RPL_ENDOFWHO, target[:64], text="End of /WHO list")
+
+    def irc_WHOIS(self, prefix: str, params: list[str]) -> None:
+        if not params:
+            self._numeric(irc.ERR_NONICKNAMEGIVEN, text="No nickname given")
+            return
+        nick = params[-1]
+        member = self.factory.roster.find(nick)
+        if member is None:
+            self._numeric(irc.ERR_NOSUCHNICK, nick[:64], text="No such nick")
+        else:
+            view = {v.peer_id: v for v in self.factory.node.users()}.get(member.peer_id)
+            self._numeric(irc.RPL_WHOISUSER, member.nick, member.user, member.host, "*",
+                          text=self._realname(member, view))
+            self._numeric(irc.RPL_WHOISCHANNELS, member.nick, text=CHANNEL)
+            self._numeric(irc.RPL_WHOISSERVER, member.nick, SERVER_NAME, text="the p2pchat LAN")
+        self._numeric(irc.RPL_ENDOFWHOIS, nick[:64], text="End of /WHOIS list")
+
+    def _realname(self, member: Member, view: PeerView | None) -> str:
+        if member is self.factory.roster.me:
+            return f"this peer ({member.peer_id})"
+        address = view.address if view is not None else member.address
+        kind = "" if view is None or view.ours else ", a base peer"
+        return f"peer {member.peer_id} at {address}{kind}"
+
+    def irc_TOPIC(self, prefix: str, params: list[str]) -> None:
+        if not params:
+            self._numeric(irc.ERR_NEEDMOREPARAMS, "TOPIC", text="Not enough parameters")
+        elif not _is_general(params[0]):
+            self._no_such_channel(params[0])
+        elif len(params) > 1:
+            self._numeric(irc.ERR_CHANOPRIVSNEEDED, CHANNEL,
+                          text="The topic of #general is fixed (rooms can't be changed yet)")
+        else:
+            self._topic()
+
+    def _topic(self) -> None:
+        self._numeric(irc.RPL_TOPIC, CHANNEL, text=TOPIC)
+
+    def irc_MODE(self, prefix: str, params: list[str]) -> None:
+        if not params:
+            self._numeric(irc.ERR_NEEDMOREPARAMS, "MODE", text="Not enough parameters")
+            return
+        target = params[0]
+        if _is_general(target):
+            if len(params) == 1:
+                self._numeric(irc.RPL_CHANNELMODEIS, CHANNEL, "+nt")
+            elif params[1].lstrip("+") == "b":  # the ban list, asked for by clients on join
+                self._numeric(irc.RPL_ENDOFBANLIST, CHANNEL, text="End of channel ban list")
+            else:
+                self._numeric(irc.ERR_CHANOPRIVSNEEDED, CHANNEL,
+                              text="Channel modes can't be changed")
+        elif irc_fold(target) == irc_fold(self.nick):
+            self._numeric(irc.RPL_UMODEIS, "+i")
+        elif target[:1] in "#&+!":
+            self._no_such_channel(target)
+        else:
+            self._numeric(irc.ERR_USERSDONTMATCH, text="Can't change mode for other users")
+
+    def irc_LIST(self, prefix: str, params: list[str]) -> None:
+        wanted = self._targets(params[0]) if params else [CHANNEL]
+        if any(_is_general(t) for t in wanted):
+            count = len(self.factory.roster.members())
+            self._numeric(irc.RPL_LIST, CHANNEL, str(count), text=TOPIC)
+        self._numeric(irc.RPL_LISTEND, text="End of /LIST")
+
+    def irc_ISON(self, prefix: str, params: list[str]) -> None:
+        roster = self.factory.roster
+        asked = " ".join(params).split()[:MAX_TARGETS * 4]
+        present = [m.nick for m in (roster.find(n) for n in asked) if m is not None]
+        self._numeric(irc.RPL_ISON, text=" ".join(present))
+
+    def irc_USERHOST(self, prefix: str, params: list[str]) -> None:
+        roster = self.factory.roster
+        found = [m for m in (roster.find(n) for n in params[:5]) if m is not None]
+        self._numeric(irc.RPL_USERHOST, text=" ".join(f"{m.nick}=+{m.user}@{m.host}"
+                                                      for m in found))
+
+    # --- saying things ----------------------------------------------------------------------
+
+    def irc_PRIVMSG(self, prefix: str, params: list[str]) -> None:
+        self._message("PRIVMSG", params)
+
+    def irc_NOTICE(self, prefix: str, params: list[str]) -> None:
+        self._message("NOTICE", params)
+
+    def _message(self, command: str, params: list[str]) -> None:
+        """PRIVMSG and NOTICE.  A NOTICE never gets an error reply (RFC 2812: it must never
+        trigger an automatic answer), and a CTCP in a NOTICE is a reply: dropped."""
+        quiet = command == "NOTICE"
+        if not params or not params[0]:
+            if not quiet:
+                self._numeric(irc.ERR_NORECIPIENT, text=f"No recipient given ({command})")
+            return
+        if len(params) < 2 or not params[1]:
+            if not quiet:
+                self._numeric(irc.ERR_NOTEXTTOSEND, text="No text to send")
+            return
+        text = params[1]
+        for target in self._targets(params[0]):
+            if _is_general(target):
+                if self.joined:
+                    self._say(text, quiet)
+                elif not quiet:
+                    self._numeric(irc.ERR_CANNOTSENDTOCHAN, CHANNEL,
+                                  text=f"Cannot send to channel: you left it (/join {CHANNEL})")
+            elif target[:1] in "#&+!":
+                if not quiet:
+                    self._no_such_channel(target)
+            elif self.factory.roster.find(target) is None:
+                if not quiet:
+                    self._numeric(irc.ERR_NOSUCHNICK, target, text="No such nick")
+            elif not quiet:
+                self.server_notice(f"{target}: {NO_PRIVATE}")
+
+    def _say(self, text: str, quiet: bool) -> None:
+        node = self.factory.node
+        if text.startswith("\x01"):
+            kind, _, arg = text.strip("\x01").partition(" ")
+            if kind.upper() == "ACTION" and not quiet and arg.strip():
+                self.factory.run_verb(self, node.act, irc.stripFormatting(arg))
+            else:
+                log.debug("CTCP {kind} to {channel} ignored", kind=kind[:16], channel=CHANNEL)
+            return
+        plain = irc.stripFormatting(text)
+        if plain.strip():
+            self.factory.run_verb(self, node.say, plain)
+
+    def _targets(self, text: str) -> list[str]:
+        targets = [t for t in text.split(",") if t]
+        if len(targets) > MAX_TARGETS:
+            self._numeric(ERR_TOOMANYTARGETS, targets[MAX_TARGETS][:64],
+                          text=f"Too many targets (at most {MAX_TARGETS}); the rest were ignored")
+        return targets[:MAX_TARGETS]
+
+
+def _is_general(target: str) -> bool:
+    return irc_fold(target) == CHANNEL
+
+
+# --- all clients of one peer ----------------------------------------------------------------
+
+
+class IrcFactory(ServerFactory):
+    """The clients of one peer and what they share: the node, the roster, the password.
+    Observes the node once and shows each event to every client."""
+
+    protocol = IrcClientProtocol
+    noisy = False  # no "Starting factory" log lines; IrcService logs where it listens
+
+    def __init__(self, node: Node, clock: Any, password: str | None = None) -> None:
+        self.node = node
+        self.clock = clock
+        self.password = password or None
+        self.clients: set[IrcClientProtocol] = set()
+        self.roster = Roster(node.peer_id, node.nick)
+        self.started = time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(clock.seconds()))
+        self._origin: IrcClientProtocol | None = None
+        self._attached = False
+
+    def attach(self) -> None:
+        """Start observing the node; the roster starts from its current links."""
+        if self._attached:
+            return
+        self._attached = True
+        self.roster = Roster(self.node.peer_id, self.node.nick)
+        for view in self.node.users():
+            if view.state == "connected":
+                self.roster.add(view.peer_id, view.nick, view.address)
+        self.node.subscribe(self.on_event)
+
+    def detach(self) -> None:
+        self._attached = False
+        self.node.unsubscribe(self.on_event)
+
+    def client_connected(self, client: IrcClientProtocol) -> bool:
+        if len(self.clients) >= MAX_IRC_CLIENTS:
+            log.warn("IRC client refused: already {n} attached", n=len(self.clients))
+            return False
+        self.clients.add(client)
+        return True
+
+    def client_disconnected(self, client: IrcClientProtocol) -> None:
+        self.clients.discard(client)
+
+    def run_verb(self, client: IrcClientProtocol, verb: Callable[..., T], *args: Any) -> T:
+        """Run a node verb on behalf of ``client``, so the events it causes are not echoed
+        back to that client (IRC servers don't echo a client's own lines)."""
+        self._origin = client
+        try:
+            return verb(*args)
+        finally:
+            self._origin = None
+
+    def isupport(self) -> list[str]:
+        return [f"NETWORK={SERVER_NAME}", "CASEMAPPING=ascii", "CHANTYPES=#",
+                "CHANLIMIT=#:1", f"NICKLEN={MAX_NICK_CHARS}", "PREFIX=()", "CHANMODES=,,,nt",
+                f"TARGMAX=PRIVMSG:{MAX_TARGETS},NOTICE:{MAX_TARGETS},JOIN:{MAX_TARGETS}"]
+
+    def _registered(self, joined: bool = False) -> list[IrcClientProtocol]:
+        return [c for c in self.clients
+                if c.registered and not c.closing and (c.joined or not joined)]
+
+    def on_event(self, event: events.Event) -> None:
+        """The node's events, as IRC lines to every registered client."""
+        if isinstance(event, events.ChatLine):
+            self._chat(event)
+        elif isinstance(event, events.PeerJoined):
+            member = self.roster.add(event.peer_id, event.nick, event.address)
+            if member is not None:
+                for client in self._registered(joined=True):
+                    client.show_join(member)
+        elif isinstance(event, events.PeerLeft):
+            member = self.roster.remove(event.peer_id)
+            if member is not None:
+                reason = event.reason or "left the chat"
+                for client in self._registered(joined=True):
+                    client.show_quit(member, reason)
+        elif isinstance(event, events.NickChanged):
+            self._nick_changed(event)
+        elif isinstance(event, events.Notice):
+            for client in self._registered():
+                client.server_notice(("! " if event.error else "") + event.text)
+
+    def _chat(self, event: events.ChatLine) -> None:
+        if event.own:
+            member = self.roster.me
+        else:
+            member = self.roster.peer(event.sender_id) or Member(
+                irc_nick(event.nick), event.sender_id, irc_user(event.sender_id), "unknown")
+        for client in self._registered(joined=True):
+            if event.own and client is self._origin:
+                continue
+            client.show_chat(member, event.text, event.action)
+
+    def _nick_changed(self, event: events.NickChanged) -> None:
+        if event.own:
+            displaced, old, new = self.roster.rename_me(event.new)
+            for client in self._registered():
+                for moved in displaced:
+                    client.show_nick(*moved)
+                if old.nick != new.nick:
+                    client.show_nick(old, new)
+        else:
+            change = self.roster.rename_peer(event.peer_id, event.new)
+            if change is not None:
+                for client in self._registered(joined=True):
+                    client.show_nick(*change)
+
+
+# --- the service ----------------------------------------------------------------------------
+
+
+class IrcService(Service):
+    """Listens for IRC clients on ``host:port`` (loopback unless told otherwise) and makes
+    each one a face of ``node``.  Refuses to start on a non-loopback address without a
+    password.  ``port`` 0 takes any free port (tests); ``self.port`` is the one bound."""
+
+    name = "irc"
+
+    def __init__(self, node: Node, reactor: Any, host: str = LOOPBACK,
+                 port: int = DEFAULT_IRC_PORT, password: str | None = None) -> None:
+        self.node = node
+        self.reactor = reactor
+        self.host = host
+        self.port = port
+        self.password = password or None
+        self.factory = IrcFactory(node, reactor, self.password)
+        self.listener: Any = None
+
+    def startService(self) -> None:
+        from p2pchat.service import StartError  # here: service.py imports this module
+
+        try:
+            warning = check_irc_bind(self.host, self.password)
+        except ValueError as e:
+            raise StartError(str(e)) from None
+        if warning:
+            log.warn("{warning}", warning=warning)
+        try:
+            self.listener = self.reactor.listenTCP(self.port, self.factory, interface=self.host)
+        except error.CannotListenError as e:
+            raise StartError(f"can't listen for IRC clients on {self.host}:{self.port}: "
+                             f"{e.socketError}") from None
+        self.port = self.listener.getHost().port
+        self.factory.attach()
+        log.info("IRC face listening on {host}:{port}", host=self.host, port=self.port)
+        super().startService()
+
+    def stopService(self) -> defer.Deferred[Any]:
+        """Tell every client we go (an ERROR line, flushed), then stop listening."""
+        super().stopService()
+        self.factory.detach()
+        clients = list(self.factory.clients)
+        closing = [c.closed for c in clients]
+        for client in clients:
+            client.close("the peer is shutting down")
+        timer = self.reactor.callLater(CLOSE_TIMEOUT, self._cut, clients)
+
+        def done(_: object) -> defer.Deferred[Any]:
+            if timer.active():
+                timer.cancel()
+            listener, self.listener = self.listener, None
+            return defer.maybeDeferred(listener.stopListening) if listener else defer.succeed(None)
+
+        return defer.DeferredList(closing, consumeErrors=True).addBoth(done)
+
+    @staticmethod
+    def _cut(clients: Iterable[IrcClientProtocol]) -> None:
+        for client in clients:
+            if client.transport is not None and not client.closed.called:
+                client.transport.abortConnection()

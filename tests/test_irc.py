@@ -1,0 +1,705 @@
+"""The IRC face, one client at a time over StringTransport, against a real Node on task.Clock
+(peers are fake links fed to the node, as the mesh would)."""
+
+from __future__ import annotations
+
+import itertools
+
+from twisted.internet.address import IPv4Address
+from twisted.internet.task import Clock
+from twisted.internet.testing import MemoryReactorClock, StringTransport
+from twisted.logger import LogLevel, globalLogPublisher
+from twisted.trial import unittest
+from twisted.words.protocols import irc as twirc
+
+from p2pchat import events, irc
+from p2pchat.node import Node
+from p2pchat.service import StartError
+from p2pchat.wire import CAP_OURS, CHAT, JOIN, LEAVE, MAX_SAY_BYTES, Message, new_message_id
+from tests.fakes import FakeLink
+
+START = 1_700_000_000.0
+
+
+class Client:
+    """One IRC client attached over a StringTransport."""
+
+    _ports = itertools.count(50000)
+
+    def __init__(self, factory: irc.IrcFactory) -> None:
+        address = IPv4Address("TCP", "127.0.0.1", next(self._ports))
+        self.proto = factory.buildProtocol(address)
+        self.transport = StringTransport(peerAddress=address)
+        self.proto.makeConnection(self.transport)
+
+    def send(self, *lines: str | bytes) -> None:
+        for line in lines:
+            data = line if isinstance(line, bytes) else line.encode("utf-8") + b"\r\n"
+            self.proto.dataReceived(data)
+
+    def lines(self) -> list[str]:
+        """What the server wrote since last asked, one str per line."""
+        data = self.transport.value()
+        self.transport.clear()
+        assert data == b"" or data.endswith(b"\r\n"), data
+        return [raw.decode("utf-8") for raw in data.split(b"\r\n")[:-1]]
+
+    def parsed(self) -> list[tuple[str, str, list[str]]]:
+        return [twirc.parsemsg(line) for line in self.lines()]
+
+    def commands(self) -> list[str]:
+        return [command for _, command, _ in self.parsed()]
+
+    def register(self, nick: str = "alice", password: str | None = None) -> list[str]:
+        if password is not None:
+            self.send(f"PASS {password}")
+        self.send(f"NICK {nick}", f"USER {nick} 0 * :Real Name")
+        return self.lines()
+
+    @property
+    def gone(self) -> bool:
+        return self.transport.disconnecting
+
+
+class IrcTestCase(unittest.TestCase):
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.clock.advance(START)
+        self.node = Node("alice", self.clock, peer_id="alice_00000001")
+        self.factory = self.make_factory()
+        self._ids = itertools.count(1)
+
+    def make_factory(self, password: str | None = None) -> irc.IrcFactory:
+        factory = irc.IrcFactory(self.node, self.clock, password)
+        factory.attach()
+        self.addCleanup(factory.detach)
+        return factory
+
+    def client(self, register: bool = True, nick: str = "alice") -> Client:
+        client = Client(self.factory)
+        if register:
+            client.register(nick)
+        return client
+
+    # --- the LAN side, as the mesh would drive the node ------------------------------------
+
+    def link(self, peer_id: str, nick: str, address: str = "10.0.0.5:40000",
+             ours: bool = True) -> FakeLink:
+        link = FakeLink(peer_id, nick, caps=(CAP_OURS,) if ours else ())
+        link.address = address
+        self.assertTrue(self.node.link_ready(link))
+        return link
+
+    def hear(self, link: FakeLink, kind: str, content: str = "", username: str | None = None,
+             metadata: dict | None = None) -> None:
+        self.node.message_received(link, Message(
+            id=new_message_id(), type=kind, sender_id=link.peer_id,
+            username=username if username is not None else link.username, content=content,
+            timestamp=self.clock.seconds(), sequence=next(self._ids), metadata=metadata))
+
+    def chats(self, link: FakeLink) -> list[Message]:
+        return [m for m in link.sent if m.type == CHAT]
+
+
+class RegistrationTests(IrcTestCase):
+    def test_welcome_motd_and_join(self) -> None:
+        client = self.client(register=False)
+        lines = client.register("alice")
+        commands = [twirc.parsemsg(line)[1] for line in lines]
+        self.assertEqual(commands, ["001", "002", "003", "004", "005", "375", "372", "372", "372",
+                                    "372", "376", "JOIN", "332", "353", "366"])
+        self.assertIn("alice!alice_00000001@local", lines[0])
+        self.assertTrue(lines[0].startswith(":p2pchat 001 alice :"))
+        self.assertIn("CASEMAPPING=ascii", lines[4])
+        self.assertEqual(lines[11], ":alice!alice_00000001@local JOIN #general")
+        self.assertTrue(client.proto.registered and client.proto.joined)
+
+    def test_the_irc_nick_becomes_the_peers_nick(self) -> None:
+        bob = self.link("bob_1", "bob")
+        lines = self.client(register=False).register("carol")
+        self.assertEqual(self.node.nick, "carol")
+        self.assertEqual([m.username for m in bob.sent if m.type == JOIN], ["carol"])
+        self.assertTrue(lines[0].startswith(":p2pchat 001 carol :"))
+        self.assertIn("carol!alice_00000001@local", lines[0])
+
+    def test_user_before_nick_and_pass_order_dont_matter(self) -> None:
+        client = self.client(register=False)
+        client.send("USER x 0 * :x")
+        self.assertEqual(client.lines(), [])
+        client.send("NICK alice")
+        self.assertEqual(client.commands()[0], "001")
+
+    def test_cap_negotiation_holds_registration_until_cap_end(self) -> None:
+        client = self.client(register=False)
+        client.send("CAP LS 302", "NICK alice", "USER a 0 * :a")
+        self.assertEqual(client.lines(), [":p2pchat CAP * LS :"])
+        client.send("CAP REQ :multi-prefix")
+        self.assertEqual(client.lines(), [":p2pchat CAP * NAK :multi-prefix"])
+        client.send("CAP END")
+        self.assertEqual(client.commands()[0], "001")
+        client.send("CAP BOGUS")
+        self.assertEqual(client.commands(), ["410"])
+
+    def test_commands_before_registration_get_451(self) -> None:
+        client = self.client(register=False)
+        client.send("JOIN #general", "PRIVMSG #general :hi", "FROB x")
+        self.assertEqual(client.commands(), ["451", "451", "451"])
+        self.assertEqual(list(self.node.room.history), [])
+
+    def test_registering_twice_gets_462(self) -> None:
+        client = self.client()
+        client.send("USER a 0 * :a", "PASS x")
+        self.assertEqual(client.commands(), ["462", "462"])
+
+    def test_need_more_params(self) -> None:
+        client = self.client(register=False)
+        client.send("USER", "PASS")
+        self.assertEqual(client.commands(), ["461", "461"])
+
+    def test_registration_timeout_disconnects(self) -> None:
+        client = self.client(register=False)
+        self.clock.advance(irc.REGISTRATION_TIMEOUT)
+        self.assertIn("ERROR :Closing link: not registered", client.lines()[-1])
+        self.assertTrue(client.gone)
+
+    def test_registered_client_is_not_timed_out(self) -> None:
+        client = self.client()
+        self.clock.advance(irc.REGISTRATION_TIMEOUT)
+        self.assertFalse(client.gone)
+
+    def test_too_many_clients(self) -> None:
+        clients = [self.client(register=False) for _ in range(irc.MAX_IRC_CLIENTS)]
+        self.assertFalse(any(c.gone for c in clients))
+        extra = self.client(register=False)
+        self.assertIn("too many IRC clients", extra.lines()[-1])
+        self.assertTrue(extra.gone)
+
+
+class PasswordTests(IrcTestCase):
+    def setUp(self) -> None:
+        super().setUp()
+        self.factory = self.make_factory(password="s3cret")
+
+    def test_right_password(self) -> None:
+        client = self.client(register=False)
+        self.assertEqual(twirc.parsemsg(client.register("carol", password="s3cret")[0])[1],
+                         "001")
+        self.assertEqual(self.node.nick, "carol")
+
+    def test_missing_password_refused_before_anything_happens(self) -> None:
+        client = self.client(register=False)
+        lines = client.register("carol")
+        self.assertEqual([twirc.parsemsg(line)[1] for line in lines], ["464", "ERROR"])
+        self.assertTrue(client.gone)
+        self.assertEqual(self.node.nick, "alice")  # no rename for a stranger
+
+    def test_wrong_password(self) -> None:
+        client = self.client(register=False)
+        lines = client.register("carol", password="guess")
+        self.assertEqual(twirc.parsemsg(lines[0])[1], "464")
+        self.assertTrue(client.gone)
+        self.assertEqual(self.node.nick, "alice")
+
+
+class PingTests(IrcTestCase):
+    def test_client_ping_gets_pong(self) -> None:
+        client = self.client()
+        client.send("PING :abc 123", "PING")
+        self.assertEqual(client.lines(), [":p2pchat PONG p2pchat :abc 123",
+                                          ":p2pchat 409 alice :No origin specified"])
+
+    def test_server_pings_an_idle_client_and_drops_a_silent_one(self) -> None:
+        client = self.client()
+        self.clock.advance(irc.PING_INTERVAL)
+        self.assertEqual(client.lines(), ["PING :p2pchat"])
+        self.clock.advance(irc.PING_INTERVAL)
+        self.assertIn("Ping timeout", client.lines()[-1])
+        self.assertTrue(client.gone)
+
+    def test_a_client_that_answers_stays(self) -> None:
+        client = self.client()
+        for _ in range(5):
+            self.clock.advance(irc.PING_INTERVAL)
+            client.send("PONG :p2pchat")
+        self.assertFalse(client.gone)
+
+
+class NickTests(IrcTestCase):
+    def test_nick_change_is_a_lan_nick_change_seen_by_every_client(self) -> None:
+        bob = self.link("bob_1", "bob")
+        first, second = self.client(), self.client()
+        first.lines(), second.lines()
+        first.send("NICK carol")
+        self.assertEqual(self.node.nick, "carol")
+        self.assertEqual(bob.sent[-1].type, JOIN)
+        self.assertEqual(bob.sent[-1].username, "carol")
+        for client in (first, second):
+            self.assertEqual(client.lines(), [":alice!alice_00000001@local NICK :carol"])
+        first.send("PING x")
+        self.assertEqual(first.lines(), [":p2pchat PONG p2pchat :x"])
+        first.send("NICK carol")  # no change: silence, as ircds do
+        self.assertEqual(first.lines(), [])
+
+    def test_bad_nicks_get_432_with_the_reason(self) -> None:
+        client = self.client()
+        client.lines()
+        client.send("NICK :two words", "NICK 1abc", "NICK " + "x" * 21, "NICK a@b")
+        replies = client.parsed()
+        self.assertEqual([r[1] for r in replies], ["432"] * 4)
+        self.assertIn("spaces", replies[0][2][-1])
+        self.assertIn("start with '1'", replies[1][2][-1])
+        self.assertIn("at most 20 characters", replies[2][2][-1])
+        self.assertIn("'@'", replies[3][2][-1])
+        self.assertEqual(self.node.nick, "alice")
+
+    def test_no_nick_gets_431(self) -> None:
+        client = self.client()
+        client.lines()
+        client.send("NICK")
+        self.assertEqual(client.commands(), ["431"])
+
+    def test_a_peers_nick_gets_433(self) -> None:
+        self.link("bob_1", "bob")
+        client = self.client()
+        client.lines()
+        client.send("NICK BOB")
+        reply = client.parsed()[0]
+        self.assertEqual(reply[1], "433")
+        self.assertIn("bob!bob_1@10.0.0.5", reply[2][-1])
+        self.assertEqual(self.node.nick, "alice")
+
+    def test_433_at_registration_lets_the_client_pick_another(self) -> None:
+        self.link("bob_1", "bob")
+        client = self.client(register=False)
+        client.send("NICK bob", "USER b 0 * :b")
+        reply = client.parsed()
+        self.assertEqual(reply[0][1], "433")
+        self.assertNotIn("bob_1", reply[0][2][-1])  # strangers learn nothing of the LAN
+        client.send("NICK bob_")
+        self.assertEqual(client.commands()[0], "001")
+        self.assertEqual(self.node.nick, "bob_")
+
+    def test_case_change_of_our_own_nick(self) -> None:
+        client = self.client()
+        client.lines()
+        client.send("NICK Alice")
+        self.assertEqual(client.lines(), [":alice!alice_00000001@local NICK :Alice"])
+        self.assertEqual(self.node.nick, "Alice")
+
+
+class PeerTests(IrcTestCase):
+    """Peers arriving, talking, renaming and leaving, as the client sees them."""
+
+    def test_join_chat_action_rename_leave(self) -> None:
+        client = self.client()
+        client.lines()
+        bob = self.link("bob_1", "bob")
+        self.hear(bob, CHAT, "hello there")
+        self.hear(bob, CHAT, "* bob waves", metadata={"action": "waves"})
+        self.hear(bob, JOIN, username="rob")
+        self.hear(bob, CHAT, "as rob")
+        self.hear(bob, LEAVE)
+        self.assertEqual(client.lines(), [
+            ":bob!bob_1@10.0.0.5 JOIN #general",
+            ":bob!bob_1@10.0.0.5 PRIVMSG #general :hello there",
+            ":bob!bob_1@10.0.0.5 PRIVMSG #general :\x01ACTION waves\x01",
+            ":bob!bob_1@10.0.0.5 NICK :rob",
+            ":rob!bob_1@10.0.0.5 PRIVMSG #general :as rob",
+            ":rob!bob_1@10.0.0.5 QUIT :left the chat",
+        ])
+
+    def test_lost_link_is_a_quit_with_the_reason(self) -> None:
+        client = self.client()
+        bob = self.link("bob_1", "bob")
+        client.lines()
+        self.node.link_lost(bob, "reset")
+        self.assertEqual(client.lines(), [":bob!bob_1@10.0.0.5 QUIT :connection lost"])
+
+    def test_peers_linked_before_the_service_started_are_members(self) -> None:
+        self.link("bob_1", "bob")
+        self.factory = self.make_factory()
+        lines = self.client(register=False).register("alice")
+        names = [p for _, c, p in (twirc.parsemsg(x) for x in lines) if c == "353"]
+        self.assertEqual(names, [["alice", "=", "#general", "alice bob"]])
+
+    def test_names_who_whois_list_and_topic(self) -> None:
+        self.link("bob_1", "bob", ours=False)
+        self.link("carol_2", "carol", address="10.0.0.6:41000")
+        client = self.client()
+        client.lines()
+        client.send("NAMES #general")
+        self.assertEqual(client.lines(), [":p2pchat 353 alice = #general :alice bob carol",
+                                          ":p2pchat 366 alice #general :End of /NAMES list"])
+        client.send("WHO #general")
+        who = client.parsed()
+        self.assertEqual([w[1] for w in who], ["352", "352", "352", "315"])
+        self.assertEqual(who[1][2][:7], ["alice", "#general", "bob_1", "10.0.0.5", "p2pchat",
+                                         "bob", "H"])
+        self.assertIn("a base peer", who[1][2][-1])
+        self.assertNotIn("base peer", who[2][2][-1])
+        client.send("WHO carol")
+        self.assertEqual([w[1] for w in client.parsed()], ["352", "315"])
+        client.send("WHOIS bob", "WHOIS nobody")
+        self.assertEqual(client.commands(), ["311", "319", "312", "318", "401", "318"])
+        client.send("LIST")
+        self.assertEqual(client.lines()[0].split(" :")[0], ":p2pchat 322 alice #general 3")
+        client.send("TOPIC #general")
+        self.assertEqual(client.lines(), [f":p2pchat 332 alice #general :{irc.TOPIC}"])
+        client.send("TOPIC #general :new topic", "TOPIC", "TOPIC #x")
+        self.assertEqual(client.commands(), ["482", "461", "403", "NOTICE"])
+        client.send("ISON bob nobody carol", "USERHOST bob")
+        self.assertEqual(client.lines(), [":p2pchat 303 alice :bob carol",
+                                          ":p2pchat 302 alice :bob=+bob_1@10.0.0.5"])
+
+    def test_two_peers_with_one_nick_get_distinct_irc_nicks(self) -> None:
+        client = self.client()
+        client.lines()
+        first = self.link("bob_1", "bob")
+        second = self.link("bob_2", "bob", address="10.0.0.7:40000")
+        self.hear(second, CHAT, "me too")
+        self.assertEqual(client.lines(), [":bob!bob_1@10.0.0.5 JOIN #general",
+                                          ":bob|2!bob_2@10.0.0.7 JOIN #general",
+                                          ":bob|2!bob_2@10.0.0.7 PRIVMSG #general :me too"])
+        self.hear(first, LEAVE)  # the second keeps its nick: no renames behind anyone's back
+        self.hear(second, CHAT, "still me")
+        self.assertEqual(client.lines()[-1], ":bob|2!bob_2@10.0.0.7 PRIVMSG #general :still me")
+
+    def test_a_peer_with_our_nick_or_an_illegal_one_is_renamed_for_irc(self) -> None:
+        client = self.client()
+        client.lines()
+        self.link("other_1", "alice")
+        self.link("weird_1", "9 lives!@x")
+        self.assertEqual(client.lines(), [":alice|2!other_1@10.0.0.5 JOIN #general",
+                                          ":_9_lives__x!weird_1@10.0.0.5 JOIN #general"])
+
+    def test_taking_a_peers_nick_from_another_face_moves_the_peer_aside(self) -> None:
+        client = self.client()
+        self.link("bob_1", "bob")
+        client.lines()
+        self.assertIsNone(self.node.set_nick("bob"))  # as the console's /nick would
+        self.assertEqual(client.lines(), [":bob!bob_1@10.0.0.5 NICK :bob|2",
+                                          ":alice!alice_00000001@local NICK :bob"])
+
+    def test_ids_and_addresses_are_cleaned_for_the_hostmask(self) -> None:
+        client = self.client()
+        client.lines()
+        self.link("we ird@id!x", "zed", address="::1:5000")
+        self.assertEqual(client.lines(), [":zed!we_ird_id_x@0::1 JOIN #general"])
+
+    def test_a_long_peer_line_is_split_to_fit_512_bytes(self) -> None:
+        client = self.client()
+        bob = self.link("bob_1", "bob")
+        client.lines()
+        words = " ".join(f"wörd{i}" for i in range(700))[:MAX_SAY_BYTES // 2]
+        self.hear(bob, CHAT, words)
+        lines = client.lines()
+        self.assertGreater(len(lines), 1)
+        for line in lines:
+            self.assertLessEqual(len(line.encode("utf-8")) + 2, irc.MAX_IRC_LINE_BYTES)
+        texts = [twirc.parsemsg(line)[2][1] for line in lines]
+        self.assertEqual(" ".join(texts), words)
+
+
+class SayTests(IrcTestCase):
+    def test_privmsg_is_said_and_shown_to_the_other_clients_only(self) -> None:
+        bob = self.link("bob_1", "bob")
+        speaker, watcher = self.client(), self.client()
+        speaker.lines(), watcher.lines()
+        speaker.send("PRIVMSG #general :hello \x02world\x02")
+        speaker.send("PRIVMSG #General :\x01ACTION waves\x01")
+        self.assertEqual([(m.content, m.metadata) for m in self.chats(bob)],
+                         [("hello world", None), ("* alice waves", {"action": "waves"})])
+        self.assertEqual(speaker.lines(), [])
+        self.assertEqual(watcher.lines(), [
+            ":alice!alice_00000001@local PRIVMSG #general :hello world",
+            ":alice!alice_00000001@local PRIVMSG #general :\x01ACTION waves\x01",
+        ])
+
+    def test_lines_said_in_another_face_reach_irc(self) -> None:
+        client = self.client()
+        self.link("bob_1", "bob")
+        client.lines()
+        self.node.say("from the console\r\nQUIT :injected")
+        self.assertEqual(client.lines(), [
+            ":alice!alice_00000001@local PRIVMSG #general :from the console  QUIT :injected"])
+
+    def test_saying_to_nobody_brings_the_nodes_notice(self) -> None:
+        self.notices: list[events.Notice] = []
+        self.node.subscribe(lambda e: self.notices.append(e) if isinstance(e, events.Notice)
+                            else None)
+        speaker, watcher = self.client(), self.client()
+        speaker.lines(), watcher.lines()
+        speaker.send("PRIVMSG #general :anyone?")
+        notices = [n for n in self.notices if n.error]
+        self.assertTrue(notices)  # whatever the node says, every client hears it
+        expected = f":p2pchat NOTICE alice :! {notices[-1].text}"
+        self.assertEqual(speaker.lines(), [expected])
+        self.assertEqual(watcher.lines()[-1], expected)
+
+    def test_message_errors(self) -> None:
+        self.link("bob_1", "bob")
+        client = self.client()
+        client.lines()
+        client.send("PRIVMSG", "PRIVMSG #general", "PRIVMSG #general :", "PRIVMSG #rust :hi",
+                    "PRIVMSG nobody :hi")
+        self.assertEqual(client.commands(), ["411", "412", "412", "403", "NOTICE", "401"])
+
+    def test_private_messages_are_not_available_yet(self) -> None:
+        bob = self.link("bob_1", "bob")
+        client = self.client()
+        client.lines()
+        client.send("PRIVMSG bob :psst")
+        self.assertEqual(client.lines(), [f":p2pchat NOTICE alice :bob: {irc.NO_PRIVATE}"])
+        self.assertEqual(self.chats(bob), [])
+
+    def test_notice_never_gets_an_error_and_ctcp_replies_are_dropped(self) -> None:
+        bob = self.link("bob_1", "bob")
+        client = self.client()
+        client.lines()
+        client.send("NOTICE nobody :x", "NOTICE #rust :x", "NOTICE bob :x", "NOTICE",
+                    "NOTICE #general :\x01VERSION irssi\x01", "PRIVMSG #general :\x01VERSION\x01",
+                    "NOTICE #general :a notice")
+        self.assertEqual(client.lines(), [])
+        self.assertEqual([m.content for m in self.chats(bob)], ["a notice"])
+
+    def test_too_many_targets(self) -> None:
+        client = self.client()
+        client.lines()
+        targets = ",".join(f"#r{i}" for i in range(irc.MAX_TARGETS + 3))
+        client.send(f"JOIN {targets}")
+        self.assertEqual(client.commands(), ["407"] + ["403", "NOTICE"] * irc.MAX_TARGETS)
+
+
+class ChannelTests(IrcTestCase):
+    def test_only_general_exists(self) -> None:
+        client = self.client()
+        client.lines()
+        client.send("JOIN #rust,#general", "PART #rust")
+        replies = client.parsed()
+        self.assertEqual([r[1] for r in replies], ["403", "NOTICE", "403", "NOTICE"])
+        self.assertEqual(replies[0][2], ["alice", "#rust", irc.NO_ROOMS])
+        self.assertEqual(replies[1][2], ["alice", f"#rust: {irc.NO_ROOMS}"])
+        client.send("JOIN", "PART")
+        self.assertEqual(client.commands(), ["461", "461"])
+
+    def test_part_and_rejoin(self) -> None:
+        bob = self.link("bob_1", "bob")
+        client = self.client()
+        client.lines()
+        client.send("PART #general :brb")
+        self.assertEqual(client.lines(), [":alice!alice_00000001@local PART #general :brb"])
+        self.hear(bob, CHAT, "unseen")
+        client.send("PRIVMSG #general :hi", "PART #general")
+        self.assertEqual(client.commands(), ["404", "442"])
+        self.assertEqual(self.chats(bob), [])
+        self.assertIs(self.node.links.get("bob_1"), bob)  # still on the LAN
+        client.send("JOIN #general")
+        self.assertEqual(client.commands(), ["JOIN", "332", "353", "366"])
+        client.send("JOIN 0")
+        self.assertEqual(client.commands(), ["PART"])
+
+    def test_modes(self) -> None:
+        client = self.client()
+        client.lines()
+        client.send("MODE #general", "MODE #general b", "MODE #general +o bob", "MODE alice",
+                    "MODE alice +i", "MODE bob", "MODE #rust", "MODE")
+        self.assertEqual(client.commands(), ["324", "368", "482", "221", "221", "502", "403",
+                                             "NOTICE", "461"])
+
+    def test_motd_away_and_unknown(self) -> None:
+        client = self.client()
+        client.lines()
+        client.send("MOTD", "AWAY :lunch", "AWAY", "FROB a b")
+        self.assertEqual(client.commands(), ["375", "372", "372", "372", "372", "376", "306",
+                                             "305", "421"])
+
+    def test_quit_detaches_the_client_only(self) -> None:
+        bob = self.link("bob_1", "bob")
+        client, other = self.client(), self.client()
+        other.lines()
+        client.lines()
+        client.send("QUIT :bye now")
+        self.assertEqual(client.lines(), ["ERROR :Closing link: Quit: bye now"])
+        self.assertTrue(client.gone)
+        client.proto.connectionLost(None)
+        self.assertNotIn(client.proto, self.factory.clients)
+        self.assertIsNone(bob.closed)
+        self.assertEqual(other.lines(), [])  # the peer is still here: nothing to tell
+
+
+class BadInputTests(IrcTestCase):
+    """Nothing a client sends crashes anything; the right numeric or a disconnect."""
+
+    def setUp(self) -> None:
+        super().setUp()
+        self.errors: list[dict] = []
+
+        def watch(event: dict) -> None:
+            if event.get("log_level") in (LogLevel.error, LogLevel.critical):
+                self.errors.append(event)
+
+        globalLogPublisher.addObserver(watch)
+        self.addCleanup(globalLogPublisher.removeObserver, watch)
+
+    def tearDown(self) -> None:
+        self.assertEqual(self.errors, [])
+
+    def test_a_line_over_512_bytes_gets_417_and_the_client_goes_on(self) -> None:
+        bob = self.link("bob_1", "bob")
+        client = self.client()
+        client.lines()
+        client.send("PRIVMSG #general :" + "x" * 500)
+        self.assertEqual(client.commands(), ["417"])
+        client.send("PRIVMSG #general :" + "x" * (510 - len("PRIVMSG #general :")))
+        self.assertEqual(client.lines(), [])  # exactly 512 with CR LF: fine
+        self.assertEqual(len(self.chats(bob)), 1)
+
+    def test_an_unterminated_flood_of_bytes_is_refused_once(self) -> None:
+        client = self.client()
+        client.lines()
+        for _ in range(10):
+            client.send(b"y" * 1000)
+        client.send(b"tail of it\r\nPING :ok\r\n")
+        self.assertEqual(client.commands(), ["417", "PONG"])
+        self.assertLess(len(client.proto._buffer), irc.MAX_IRC_LINE_BYTES)
+
+    def test_garbage_lines(self) -> None:
+        client = self.client()
+        client.lines()
+        client.send(":prefixonly", ":p  ", "   ", "\x00\x00", "@tag=1 PING :t", b"\xff\xfe\r\n",
+                    "\x01\x02", "__class__", "irc_PING x")
+        self.assertEqual(client.commands(), ["PONG", "421", "421", "421", "421"])
+        self.assertFalse(client.gone)
+
+    def test_bytes_split_anywhere_and_latin1(self) -> None:
+        bob = self.link("bob_1", "bob")
+        client = self.client()
+        data = "PRIVMSG #general :héllo wörld\r\n".encode("utf-8")
+        for i in range(len(data)):
+            client.proto.dataReceived(data[i:i + 1])
+        client.send("PRIVMSG #general :café".encode("latin-1") + b"\n")  # and LF only
+        self.assertEqual([m.content for m in self.chats(bob)], ["héllo wörld", "café"])
+
+    def test_flood_disconnects(self) -> None:
+        client = self.client()
+        client.lines()
+        client.send(b"PING x\r\n" * (irc.FLOOD_BURST + 5))
+        lines = client.lines()
+        self.assertEqual(lines[-1], "ERROR :Closing link: Excess Flood")
+        self.assertTrue(client.gone)
+        self.assertLessEqual(lines.count(":p2pchat PONG p2pchat :x"), irc.FLOOD_BURST)
+
+    def test_a_steady_pace_is_not_a_flood(self) -> None:
+        client = self.client()
+        for _ in range(irc.FLOOD_BURST * 3):
+            client.send("PING x")
+            self.clock.advance(1 / irc.FLOOD_RATE)
+        self.assertFalse(client.gone)
+
+    def test_a_client_that_stops_reading_is_dropped(self) -> None:
+        bob = self.link("bob_1", "bob")
+        client = self.client()
+        client.proto.pauseProducing()  # as the transport does when its buffer fills
+        for _ in range(irc.MAX_OUTBOX_BYTES // 400 + 10):
+            self.hear(bob, CHAT, "z" * 400)
+        self.assertTrue(client.transport.disconnected)
+        client.proto.resumeProducing()
+
+
+class HelperTests(unittest.TestCase):
+    def test_parse_irc_address(self) -> None:
+        self.assertEqual(irc.parse_irc_address("127.0.0.1:6667"), ("127.0.0.1", 6667))
+        self.assertEqual(irc.parse_irc_address("6668"), ("127.0.0.1", 6668))
+        self.assertEqual(irc.parse_irc_address("localhost:7000"), ("127.0.0.1", 7000))
+        self.assertEqual(irc.parse_irc_address("[::1]:6667"), ("::1", 6667))
+        self.assertEqual(irc.parse_irc_address("0.0.0.0:6667"), ("0.0.0.0", 6667))
+        for bad, words in [("", "HOST:PORT"), ("host:6667", "IP address"),
+                           ("127.0.0.1:x", "number"), ("127.0.0.1:0", "1 to 65535"),
+                           ("127.0.0.1:70000", "1 to 65535"), (":6667", "HOST:PORT"),
+                           ("[::1]6667", "IPv6")]:
+            with self.assertRaises(ValueError) as caught:
+                irc.parse_irc_address(bad)
+            self.assertIn(words, str(caught.exception))
+
+    def test_check_irc_bind(self) -> None:
+        self.assertIsNone(irc.check_irc_bind("127.0.0.1", None))
+        self.assertIsNone(irc.check_irc_bind("::1", None))
+        with self.assertRaises(ValueError) as caught:
+            irc.check_irc_bind("0.0.0.0", None)
+        self.assertIn("--irc-password", str(caught.exception))
+        self.assertIn("plain text", irc.check_irc_bind("192.168.1.4", "pw"))
+
+    def test_irc_nick(self) -> None:
+        self.assertEqual(irc.irc_nick("bob"), "bob")
+        self.assertEqual(irc.irc_nick("b.o b"), "b_o_b")
+        self.assertEqual(irc.irc_nick("#x"), "_#x")
+        self.assertEqual(irc.irc_nick(""), "_")
+        self.assertEqual(len(irc.irc_nick("x" * 64)), 20)
+        self.assertEqual(irc.irc_nick("zoë"), "zoë")
+
+    def test_split_text(self) -> None:
+        self.assertEqual(irc.split_text("", 10), [""])
+        self.assertEqual(irc.split_text("aaa bbb ccc", 7), ["aaa bbb", "ccc"])
+        self.assertEqual(irc.split_text("ééééé", 4), ["éé", "éé", "é"])
+        self.assertEqual(irc.split_text("日本", 1), ["日", "本"])
+
+    def test_roster_suffixes_are_case_blind_and_stable(self) -> None:
+        roster = irc.Roster("me_1", "alice")
+        self.assertEqual(roster.add("b1", "Bob", "1.2.3.4:5").nick, "Bob")
+        self.assertEqual(roster.add("b2", "bob", "1.2.3.4:6").nick, "bob|2")
+        self.assertIsNone(roster.add("b2", "bob", "1.2.3.4:6"))
+        self.assertEqual(roster.rename_peer("b2", "bob"), None)
+        old, new = roster.rename_peer("b1", "robert")
+        self.assertEqual((old.nick, new.nick), ("Bob", "robert"))
+        self.assertIs(roster.find("ROBERT"), roster.peer("b1"))
+        self.assertIs(roster.find("ALICE"), roster.me)
+        self.assertIsNone(roster.holder("alice"))
+
+
+class ServiceTests(unittest.TestCase):
+    def setUp(self) -> None:
+        self.reactor = MemoryReactorClock()
+        self.node = Node("alice", self.reactor)
+
+    def test_listens_on_loopback_by_default(self) -> None:
+        service = irc.IrcService(self.node, self.reactor, port=6667)
+        service.startService()
+        port, factory, _, interface = self.reactor.tcpServers[0]
+        self.assertEqual((port, interface), (6667, "127.0.0.1"))
+        self.assertIs(factory, service.factory)
+        self.addCleanup(service.stopService)
+
+    def test_non_loopback_without_password_refused(self) -> None:
+        service = irc.IrcService(self.node, self.reactor, host="0.0.0.0", port=6667)
+        with self.assertRaises(StartError) as caught:
+            service.startService()
+        self.assertIn("--irc-password", str(caught.exception))
+        self.assertEqual(self.reactor.tcpServers, [])
+
+    def test_non_loopback_with_password_warns(self) -> None:
+        warnings: list[str] = []
+
+        def watch(event: dict) -> None:
+            if event.get("log_level") == LogLevel.warn:
+                warnings.append(event.get("warning", ""))
+
+        globalLogPublisher.addObserver(watch)
+        self.addCleanup(globalLogPublisher.removeObserver, watch)
+        service = irc.IrcService(self.node, self.reactor, host="0.0.0.0", port=6667,
+                                 password="pw")
+        service.startService()
+        self.addCleanup(service.stopService)
+        self.assertTrue(any("plain text" in w for w in warnings))
+        self.assertEqual(self.reactor.tcpServers[0][3], "0.0.0.0")
+
+    def test_stop_says_goodbye_to_clients(self) -> None:
+        service = irc.IrcService(self.node, self.reactor, port=6667)
+        service.startService()
+        client = Client(service.factory)
+        client.register("alice")
+        done = service.stopService()
+        self.assertEqual(client.lines()[-1], "ERROR :Closing link: the peer is shutting down")
+        self.assertTrue(client.gone)
+        client.proto.connectionLost(None)
+        self.successResultOf(done)
+        self.assertNotIn(service.factory.on_event, self.node._observers)

@@ -1,0 +1,192 @@
+"""The IRC face end to end: real peers on loopback in this reactor, a twisted.words IRCClient
+attached to one of them over TCP, and the line face of the others."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest_twisted
+from twisted.internet import defer, reactor
+from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
+from twisted.internet.testing import StringTransport
+from twisted.words.protocols import irc as twirc
+
+from p2pchat.irc import CHANNEL, IrcService
+from p2pchat.lines import LineFace
+from tests.support import LOOPBACK, InProcessPeer, fresh_multicast, wait_for
+
+
+class RecordingClient(twirc.IRCClient):
+    """An IRC client (as irssi would be) that writes down what it is told."""
+
+    heartbeatInterval = None  # the server pings us; no timer of ours left behind
+
+    def __init__(self, nickname: str) -> None:
+        self.nickname = nickname
+        self.seen: list[tuple[Any, ...]] = []
+        self.gone: defer.Deferred[None] = defer.Deferred()
+
+    def joined(self, channel: str) -> None:
+        self.seen.append(("joined", channel))
+
+    def privmsg(self, user: str, channel: str, message: str) -> None:
+        self.seen.append(("privmsg", user, channel, message))
+
+    def action(self, user: str, channel: str, data: str) -> None:
+        self.seen.append(("action", user, channel, data))
+
+    def userJoined(self, user: str, channel: str) -> None:
+        self.seen.append(("join", user, channel))
+
+    def userQuit(self, user: str, quitMessage: str) -> None:
+        self.seen.append(("quit", user, quitMessage))
+
+    def userRenamed(self, oldname: str, newname: str) -> None:
+        self.seen.append(("renamed", oldname, newname))
+
+    def nickChanged(self, nick: str) -> None:
+        super().nickChanged(nick)
+        self.seen.append(("nick", nick))
+
+    def irc_RPL_NAMREPLY(self, prefix: str, params: list[str]) -> None:
+        self.seen.append(("names", params[-1]))
+
+    def connectionLost(self, reason: Any = None) -> None:
+        super().connectionLost(reason)
+        if not self.gone.called:
+            self.gone.callback(None)
+
+
+class LinePeer:
+    """A peer with the plain line face attached to a StringTransport instead of stdio."""
+
+    def __init__(self, nick: str, multicast: tuple[str, int]) -> None:
+        self.peer = InProcessPeer(nick, multicast)
+        self.face = LineFace(self.peer.node, on_quit=lambda: None)
+        self.screen = StringTransport()
+
+    async def start(self) -> None:
+        await self.peer.start()
+        self.face.makeConnection(self.screen)
+
+    def type(self, text: str) -> None:
+        self.face.dataReceived(text.encode("utf-8") + b"\n")
+
+    def shows(self, text: str) -> bool:
+        return text in self.screen.value().decode("utf-8")
+
+    async def stop(self) -> None:
+        self.peer.node.unsubscribe(self.face.on_event)
+        await self.peer.stop()
+
+
+def linked(a: InProcessPeer, b: InProcessPeer) -> bool:
+    return b.node.peer_id in a.node.links and a.node.peer_id in b.node.links
+
+
+@pytest_twisted.ensureDeferred
+async def test_irc_client_and_line_faces_talk_both_ways() -> None:
+    multicast = fresh_multicast()
+    alice = InProcessPeer("alice", multicast)
+    bob = LinePeer("bob", multicast)
+    carol = LinePeer("carol", multicast)
+    ircd = IrcService(alice.node, reactor, LOOPBACK, 0)
+    client: RecordingClient | None = None
+    running: list[Any] = []
+    try:
+        await alice.start()
+        running.append(alice)
+        ircd.startService()
+        running.append(ircd)
+        client = RecordingClient("alice")
+        await connectProtocol(TCP4ClientEndpoint(reactor, LOOPBACK, ircd.port), client)
+        await wait_for(lambda: ("joined", CHANNEL) in client.seen)
+        assert ("names", "alice") in client.seen
+
+        # A peer arrives: a JOIN for the IRC client; the IRC-faced peer joins for the other.
+        await bob.start()
+        running.append(bob)
+        await wait_for(lambda: linked(alice, bob.peer))
+        await wait_for(lambda: ("join", "bob", CHANNEL) in client.seen)
+        await wait_for(lambda: bob.shows("* alice joined"))
+
+        # Lines and actions, IRC -> LAN.
+        client.say(CHANNEL, "hello from irssi")
+        client.describe(CHANNEL, "waves")
+        await wait_for(lambda: bob.shows("<alice> hello from irssi"))
+        await wait_for(lambda: bob.shows("* alice waves"))
+
+        # Lines and actions, LAN -> IRC.
+        bob.type("hi from the line face")
+        bob.type("/me nods")
+        bob_mask = f"bob!{bob.peer.node.peer_id}@127.0.0.1"
+        await wait_for(lambda: ("privmsg", bob_mask, CHANNEL, "hi from the line face")
+                       in client.seen)
+        await wait_for(lambda: ("action", bob_mask, CHANNEL, "nods") in client.seen)
+
+        # Nick changes both ways.
+        client.setNick("alicia")
+        await wait_for(lambda: ("nick", "alicia") in client.seen)
+        assert alice.node.nick == "alicia"
+        await wait_for(lambda: bob.shows("* alice is now known as alicia"))
+        bob.type("/nick robert")
+        await wait_for(lambda: ("renamed", "bob", "robert") in client.seen)
+
+        # A second peer arrives and leaves: JOIN then QUIT on IRC.
+        await carol.start()
+        running.append(carol)
+        await wait_for(lambda: ("join", "carol", CHANNEL) in client.seen)
+        await wait_for(lambda: carol.shows("* alicia joined"))
+        running.remove(carol)
+        await carol.stop()
+        await wait_for(lambda: ("quit", "carol", "left the chat") in client.seen)
+
+        # The IRC-faced peer leaves: the line face sees it go; the IRC client is told.
+        running.remove(ircd)
+        await ircd.stopService()
+        await client.gone
+        running.remove(alice)
+        await alice.stop()
+        await wait_for(lambda: bob.shows("* alicia left"))
+    finally:
+        if client is not None and client.transport is not None and not client.gone.called:
+            client.transport.loseConnection()
+            await client.gone
+        for thing in reversed(running):
+            if thing is ircd:
+                await ircd.stopService()
+            else:
+                await thing.stop()
+
+
+@pytest_twisted.ensureDeferred
+async def test_two_irc_clients_share_the_room() -> None:
+    multicast = fresh_multicast()
+    alice = InProcessPeer("alice", multicast)
+    bob = LinePeer("bob", multicast)
+    ircd = IrcService(alice.node, reactor, LOOPBACK, 0)
+    clients: list[RecordingClient] = []
+    try:
+        await alice.start()
+        ircd.startService()
+        await bob.start()
+        await wait_for(lambda: linked(alice, bob.peer))
+        for _ in range(2):
+            client = RecordingClient("alice")
+            clients.append(client)
+            await connectProtocol(TCP4ClientEndpoint(reactor, LOOPBACK, ircd.port), client)
+        await wait_for(lambda: all(("joined", CHANNEL) in c.seen for c in clients))
+        first, second = clients
+        first.say(CHANNEL, "said by the first")
+        await wait_for(lambda: bob.shows("<alice> said by the first"))
+        mask = f"alice!{alice.node.peer_id}@local"
+        await wait_for(lambda: ("privmsg", mask, CHANNEL, "said by the first") in second.seen)
+        assert not any(e[0] == "privmsg" for e in first.seen)  # no echo to the speaker
+    finally:
+        for client in clients:
+            if client.transport is not None and not client.gone.called:
+                client.transport.loseConnection()
+                await client.gone
+        await ircd.stopService()
+        await bob.stop()
+        await alice.stop()

@@ -21,7 +21,7 @@ from p2pchat.wire import MAX_SEQUENCE, Message, WireError
 #: Default bounds of the sent log: lines older than this (seconds) or beyond this count are not
 #: resent (the user is told how many were too old).  ``--catchup-lines`` / ``--catchup-age``.
 LOG_LINES = 10_000
-LOG_AGE = 3600.0
+LOG_AGE = 24 * 3600.0
 #: An ack is sent this long (seconds) after the first unacknowledged line, covering all since.
 ACK_DELAY = 0.05
 

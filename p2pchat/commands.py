@@ -25,6 +25,11 @@ COMMANDS: tuple[Spec, ...] = (
     Spec("users", ("who",), "", "list the peers and their state"),
     Spec("nick", (), "NAME", "change your nick (1-20 characters, no spaces)", needs_arg=True),
     Spec("me", (), "ACTION", "say an action, shown as '* you ACTION'", needs_arg=True),
+    Spec("join", ("j",), "#ROOM", "join a room (and talk there); made if new", needs_arg=True),
+    Spec("part", ("leave",), "[#ROOM]", "leave a room (the current one by default)"),
+    Spec("rooms", (), "", "list the rooms and who is in each"),
+    Spec("msg", ("query",), "NICK TEXT", "say TEXT to NICK alone (private)", needs_arg=True),
+    Spec("history", (), "[N]", "show the last N lines of this room (default 50)"),
     Spec("whois", (), "NICK", "a peer's key, address, and whether the link is encrypted",
          needs_arg=True),
     Spec("trust", (), "NICK", "pin the key NICK uses now (e.g. after a 'carol?' warning)",
@@ -75,6 +80,13 @@ def parse_input(text: str) -> Say | Command | Refusal | None:
             return Refusal(f"usage: /{spec.name} {spec.args}")
         if spec.name == "me":
             return _checked(Command("me", arg), arg)
+        if spec.name == "msg":
+            target, _, text = arg.partition(" ")
+            if not text.strip():
+                return Refusal(f"usage: /{spec.name} {spec.args}")
+            return _checked(Command("msg", arg), text)
+        if spec.name == "history" and arg and not (arg.isdigit() and int(arg) > 0):
+            return Refusal("usage: /history [N], N a number of lines")
         return Command(spec.name, arg)
     if text.startswith("//"):
         text = text[1:]

@@ -20,6 +20,10 @@ class ChatLine:
     sent_to: int = 0
     #: for our own lines: not yet acknowledged by every peer in the room (see Delivered)
     pending: bool = False
+    #: the conversation: a room name ("general", "ops"), or "@peer_id" for a private talk
+    room: str = "general"
+    #: for a private line: the nick of the other party (else "")
+    private: str = ""
 
 
 @dataclass(frozen=True)
@@ -28,6 +32,18 @@ class Delivered:
 
     when: float
     message_id: str
+
+
+@dataclass(frozen=True)
+class RoomChanged:
+    """Someone joined or left a room we are in (``own``: we did; then ``nick`` is ours)."""
+
+    when: float
+    room: str
+    nick: str
+    peer_id: str
+    joined: bool
+    own: bool = False
 
 
 @dataclass(frozen=True)
@@ -72,4 +88,4 @@ class PeersChanged:
     when: float
 
 
-Event = ChatLine | Delivered | PeerJoined | PeerLeft | NickChanged | Notice | PeersChanged
+Event = ChatLine | Delivered | RoomChanged | PeerJoined | PeerLeft | NickChanged | Notice | PeersChanged

@@ -1,10 +1,16 @@
 """What every face shares: running what the user typed against the node, and describing the
-peer list, so each command behaves the same in the console, the line face and the rest."""
+peer list and rooms, so each command behaves the same in the console, the line face and the
+rest."""
 
 from __future__ import annotations
 
+import time
+
 from p2pchat.commands import Command, Refusal, Say, help_lines, parse_input
-from p2pchat.node import Node, PeerView
+from p2pchat.node import HISTORY_SHOWN, Node, PeerView
+from p2pchat.rooms import room_name
+from p2pchat.store import StoredLine
+from p2pchat.wire import DEFAULT_ROOM
 
 
 def describe_users(rows: list[PeerView], me: str) -> list[str]:
@@ -19,11 +25,39 @@ def describe_users(rows: list[PeerView], me: str) -> list[str]:
     return lines
 
 
+def describe_rooms(rooms: list[tuple[str, list[str]]], current: str) -> list[str]:
+    """The text of /rooms."""
+    lines = []
+    for name, members in rooms:
+        mark = "*" if name == current else " "
+        lines.append(f"{mark} #{name:<20} {len(members):>3}  {', '.join(members)}")
+    return lines
+
+
+def conversation_label(room: str, node: Node) -> str:
+    """How a conversation is named to the user: ``#ops``, or ``bob`` for a private talk."""
+    if room.startswith("@"):
+        link = node.links.get(room[1:])
+        return f"{node._nick(link)}" if link is not None else room[1:]
+    return f"#{room}"
+
+
+def history_line(line: StoredLine) -> str:
+    """One history line as the line face and /history show it (without the room)."""
+    stamp = time.strftime("%H:%M:%S", time.localtime(line.when))
+    if line.action:
+        return f"{stamp} [history] * {line.nick} {line.text}"
+    return f"{stamp} [history] <{line.nick}> {line.text}"
+
+
 class CommandFace:
-    """Mixin for a face: ``handle_input`` runs one line the user typed.  The face supplies
-    ``node`` and the four ways to answer: ``show_info``, ``show_error``, ``clear``, ``quit``."""
+    """Mixin for a face: ``handle_input`` runs one line the user typed in the face's current
+    conversation (``room``: a room name, or ``@peer_id``).  The face supplies ``node`` and the
+    ways to answer: ``show_info``, ``show_error``, ``clear``, ``quit``; it may override
+    ``switch_room`` and ``show_history``."""
 
     node: Node
+    room: str = DEFAULT_ROOM
 
     def show_info(self, lines: list[str]) -> None:
         raise NotImplementedError
@@ -37,6 +71,18 @@ class CommandFace:
     def quit(self) -> None:
         raise NotImplementedError
 
+    def switch_room(self, room: str) -> None:
+        """Make ``room`` the current conversation."""
+        self.room = room
+
+    def show_history(self, room: str, lines: list[StoredLine]) -> None:
+        label = conversation_label(room, self.node)
+        if not lines:
+            self.show_info([f"no history for {label}"])
+            return
+        self.show_info([f"history of {label}, last {len(lines)} lines:"]
+                       + [history_line(line) for line in lines] + ["end of history"])
+
     def handle_input(self, text: str) -> None:
         parsed = parse_input(text)
         if parsed is None:
@@ -44,9 +90,14 @@ class CommandFace:
         if isinstance(parsed, Refusal):
             self.show_error(parsed.reason)
         elif isinstance(parsed, Say):
-            self.node.say(parsed.text)
+            self._answer(self.node.say(parsed.text, room=self.room))
         elif isinstance(parsed, Command):
             self.run_command(parsed)
+
+    def _answer(self, result: object) -> None:
+        """Verbs return a message when done, or a string saying why not."""
+        if isinstance(result, str):
+            self.show_error(result)
 
     def run_command(self, command: Command) -> None:
         name, arg = command.name, command.arg
@@ -59,7 +110,32 @@ class CommandFace:
             if problem:
                 self.show_error(f"nick not changed: {problem}")
         elif name == "me":
-            self.node.act(arg)
+            self._answer(self.node.act(arg, room=self.room))
+        elif name == "join":
+            room, problem = room_name(arg)
+            problem = problem or self.node.join_room(room)
+            if problem and not problem.startswith("you are already"):
+                self.show_error(problem)
+            else:
+                self.switch_room(room)
+        elif name == "part":
+            room = room_name(arg)[0] if arg else self.room
+            if room.startswith("@"):
+                self.switch_room(DEFAULT_ROOM)  # leaving a private talk: nothing to tell
+                return
+            problem = self.node.part_room(room)
+            if problem:
+                self.show_error(problem)
+            elif self.room == room:
+                self.switch_room(DEFAULT_ROOM)
+        elif name == "rooms":
+            self.show_info(describe_rooms(self.node.room_list(), self.room))
+        elif name == "msg":
+            target, _, text = arg.partition(" ")
+            self._answer(self.node.say_private(target, text.strip()))
+        elif name == "history":
+            count = int(arg) if arg else HISTORY_SHOWN
+            self.show_history(self.room, self.node.history(self.room, count))
         elif name == "whois":
             lines = self.node.whois(arg)
             if lines is None:

@@ -9,6 +9,11 @@ tests, so its output format is stable and documented in README.rst:
     10:32:00 * bob is now known as rob
     10:32:05 - some information (command output)
     10:32:06 ! an error or a warning
+    10:33:00 [#ops] <alice> a line in the room ops (likewise [#ops] * ... for its notices)
+    10:33:01 [private] <bob> a line bob said to you alone
+    10:33:02 [private to bob] <carol> a line you said to bob alone
+    10:29:00 [history] <alice> a line from before this start (between "- history of ..." and
+             "- end of history")
 """
 
 from __future__ import annotations
@@ -23,9 +28,10 @@ from twisted.protocols.basic import LineReceiver
 from twisted.python.failure import Failure
 
 from p2pchat import events
-from p2pchat.face import CommandFace
-from p2pchat.node import Node
+from p2pchat.face import CommandFace, conversation_label, history_line
+from p2pchat.node import HISTORY_SHOWN, Node
 from p2pchat.service import stop_reactor
+from p2pchat.wire import DEFAULT_ROOM
 
 log = Logger()
 
@@ -38,9 +44,15 @@ def format_event(event: events.Event) -> str | None:
     """One event as one line of the line face (no newline), or None for events it skips."""
     stamp = clock_text(event.when)
     if isinstance(event, events.ChatLine):
+        if event.private:
+            where = f"[private to {event.private}] " if event.own else "[private] "
+        else:
+            where = "" if event.room == DEFAULT_ROOM else f"[#{event.room}] "
         if event.action:
-            return f"{stamp} * {event.nick} {event.text}"
-        return f"{stamp} <{event.nick}> {event.text}"
+            return f"{stamp} {where}* {event.nick} {event.text}"
+        return f"{stamp} {where}<{event.nick}> {event.text}"
+    if isinstance(event, events.RoomChanged):
+        return f"{stamp} [#{event.room}] * {event.nick} {'joined' if event.joined else 'left'}"
     if isinstance(event, events.PeerJoined):
         return f"{stamp} * {event.nick} joined"
     if isinstance(event, events.PeerLeft):
@@ -65,9 +77,26 @@ class LineFace(LineReceiver, CommandFace):
         self._quitting = False
 
     def connectionMade(self) -> None:
+        history = self.node.history(DEFAULT_ROOM, HISTORY_SHOWN)
+        if history:
+            self.show_history(DEFAULT_ROOM, history)
         self.node.subscribe(self.on_event)
         self.show_info([f"you are {self.node.nick} ({self.node.peer_id}), on port "
                         f"{self.node.port}; /help lists the commands"])
+
+    def switch_room(self, room: str) -> None:
+        super().switch_room(room)
+        self.show_info([f"now talking in {conversation_label(room, self.node)}"])
+
+    def show_history(self, room, lines) -> None:
+        label = conversation_label(room, self.node)
+        if not lines:
+            self.show_info([f"no history for {label}"])
+            return
+        self.show_info([f"history of {label}, last {len(lines)} lines:"])
+        for line in lines:
+            self._write(history_line(line))
+        self.show_info(["end of history"])
 
     def on_event(self, event: events.Event) -> None:
         line = format_event(event)

@@ -27,17 +27,22 @@ from p2pchat.catchup import (
 from p2pchat.identity import Identity, beacon_payload, peer_id_for, short_form, verify_beacon
 from p2pchat.peers import Heard, Liveness, PeerInfo, PeerTable, should_dial
 from p2pchat.room import Room
+from p2pchat.rooms import Rooms, private_key, room_name, rooms_of
+from p2pchat.store import Store, StoredLine
 from p2pchat.trust import Trust
 from p2pchat.wire import (
     ACK,
     CAP_CATCHUP,
     CAP_OURS,
+    CAP_ROOMS,
     CAP_TLS,
     CHAT,
     DEFAULT_ROOM,
     HEARTBEAT,
     JOIN,
     LEAVE,
+    PRIVATE,
+    ROOMS,
     STARTTLS,
     SYNC,
     Beacon,
@@ -46,6 +51,7 @@ from p2pchat.wire import (
     is_fresh,
     new_message_id,
     new_peer_id,
+    MAX_ROOMS,
     WireError,
     nick_problem,
     printable,
@@ -62,7 +68,10 @@ IDLE_TIMEOUT = 90.0
 MAX_LINKS = 256
 
 #: What every peer of ours announces; with an identity, CAP_TLS too.
-CAPS: tuple[str, ...] = (CAP_OURS, CAP_CATCHUP)
+CAPS: tuple[str, ...] = (CAP_OURS, CAP_CATCHUP, CAP_ROOMS)
+#: Lines shown from history when a face starts, and the most /history shows at once.
+HISTORY_SHOWN = 50
+HISTORY_MAX_SHOWN = 1000
 
 
 class Link(Protocol):
@@ -121,6 +130,7 @@ class PeerView:
     ours: bool  # speaks our extensions (else: a base peer)
     encrypted: bool = False  # a TLS link whose key was checked
     flagged: bool = False  # its key is not the one pinned for its nick (shown as "nick?")
+    rooms: tuple[str, ...] = ()  # the rooms it is in (general first)
 
 
 Observer = Callable[[events.Event], None]
@@ -131,7 +141,8 @@ class Node:
 
     def __init__(self, nick: str, clock: IReactorTime, peer_id: str | None = None,
                  log_lines: int = LOG_LINES, log_age: float = LOG_AGE,
-                 identity: Identity | None = None, trust: Trust | None = None) -> None:
+                 identity: Identity | None = None, trust: Trust | None = None,
+                 store: Store | None = None) -> None:
         problem = nick_problem(nick)
         if problem:
             raise ValueError(problem)
@@ -154,6 +165,13 @@ class Node:
         self._full_warned = False
         self.sent_log = SentLog(log_lines, log_age)
         self.delivery = Delivery()
+        self.store = store
+        self.rooms = Rooms(store.rooms() if store else ())
+        #: lines older than this sequence are not in the sent log (an earlier run's, unless
+        #: the log was loaded from the store)
+        self.log_floor = self.run_start
+        if store is not None:
+            self._load(store)
         #: catch-up peers whose link dropped without a goodbye (still in the room), and nicks
         self.away: dict[str, str] = {}
         self._ack_calls: dict[str, object] = {}
@@ -182,8 +200,22 @@ class Node:
 
     # --- what we send -----------------------------------------------------------------------
 
-    def _message(self, kind: str, content: str, sequenced: bool = True,
-                 metadata: dict | None = None) -> Message:
+    def _load(self, store: Store) -> None:
+        """After a restart: how far we have each sender (so peers resend what we missed), the
+        ids already shown (so nothing is shown twice), our own lines to resend."""
+        now = self.clock.seconds()
+        self.room.high_water.update(store.high_water())
+        for message_id in store.recent_ids(self.room.seen_limit):
+            self.room.mark_seen(message_id)
+        for msg in store.load_sent(self.sent_log.max_lines, self.sent_log.max_age, now):
+            self.sent_log.append(msg, now)
+        if len(self.sent_log):
+            self.log_floor = 0
+
+    def _message(self, kind: str, content: str, sequenced: bool = False,
+                 metadata: dict | None = None, room: str = DEFAULT_ROOM) -> Message:
+        """A message from us.  Only chat lines (``sequenced``) take a sequence number: they
+        are what the sent log keeps and catch-up resends; the rest carry 0."""
         if sequenced:
             self._sequence += 1
         return Message(
@@ -194,7 +226,7 @@ class Node:
             content=content,
             timestamp=self.clock.seconds(),
             sequence=self._sequence if sequenced else 0,
-            room_id=DEFAULT_ROOM,
+            room_id=room,
             metadata=metadata,
             caps=self.caps if kind == JOIN else (),
             fp=self.identity.fingerprint if self.identity and kind == JOIN else "",
@@ -202,7 +234,7 @@ class Node:
 
     def handshake(self) -> Message:
         """The first line a dialer writes: a join from us (sequence 0, as the reference)."""
-        return self._message(JOIN, f"{self.nick} joined the chat", sequenced=False)
+        return self._message(JOIN, f"{self.nick} joined the chat")
 
     def starttls(self) -> Message:
         """The listener's answer to a join offering TLS (our fingerprint in ``fp``)."""
@@ -251,15 +283,33 @@ class Node:
         if link.backed_up or not link.synced or link.cursor >= self._sequence:
             return
         lines, missing = self.sent_log.since(link.cursor)
-        if missing:
+        if missing and link.cursor >= self.log_floor:
             log.warn("{n} lines for {peer} are too old to send", n=missing, peer=link.peer_id)
-            self._notice(f"{self._nick(link)} missed {missing} older "
-                         "lines that are no longer kept", error=True)
+            self._notice(f"{self._nick(link)} missed older lines that are no longer kept",
+                         error=True)
         for line in lines:
             if link.backed_up or self.links.get(link.peer_id) is not link:
                 return
-            link.send(line)
+            if self._is_for(line, link.peer_id, link.caps):
+                link.send(line)
             link.cursor = line.sequence
+
+    def _is_for(self, msg: Message, peer_id: str, caps: tuple[str, ...]) -> bool:
+        """Whether one of our lines goes to this peer: general to all; a room's to its members
+        (peers that speak rooms); a private line to its addressee only."""
+        if msg.type == PRIVATE:
+            return (msg.metadata or {}).get("to") == peer_id
+        if msg.room_id == DEFAULT_ROOM:
+            return True
+        return CAP_ROOMS in caps and self.rooms.peer_in(peer_id, msg.room_id)
+
+    def _waiting_for(self, msg: Message) -> set[str]:
+        """The catch-up peers in the room now (linked or away): who must ack ``msg``."""
+        peers = {pid: link.caps for pid, link in self.links.items()}
+        waiting = {pid for pid, caps in peers.items()
+                   if CAP_CATCHUP in caps and self._is_for(msg, pid, caps)}
+        return waiting | {pid for pid in self.away
+                          if self._is_for(msg, pid, (CAP_ROOMS, CAP_CATCHUP))}
 
     def link_writable(self, link: Link) -> None:
         """The peer reads again: write what piled up for it."""
@@ -268,29 +318,55 @@ class Node:
 
     # --- verbs for the faces ----------------------------------------------------------------
 
-    def say(self, text: str) -> Message:
-        """Say a line to the room."""
-        return self._say(text, action=False)
+    def say(self, text: str, room: str = DEFAULT_ROOM) -> Message | str:
+        """Say a line to a room we are in.  Returns the message, or why not."""
+        return self._say(text, action=False, room=room)
 
-    def act(self, action: str) -> Message:
+    def act(self, action: str, room: str = DEFAULT_ROOM) -> Message | str:
         """Say an action (/me).  The content reads "* nick waves" so a base peer, which shows
         content as it is, shows something sensible; ours read ``metadata.action``."""
-        return self._say(action, action=True)
+        return self._say(action, action=True, room=room)
 
-    def _say(self, text: str, action: bool) -> Message:
+    def _say(self, text: str, action: bool, room: str) -> Message | str:
+        if room.startswith("@"):
+            return self.say_private(room[1:], text, action)
+        if room not in self.rooms.joined:
+            return f"you are not in #{room}"
+        metadata = {"action": text} if action else None
+        content = f"* {self.nick} {text}" if action else text
+        msg = self._message(CHAT, content, sequenced=True, metadata=metadata, room=room)
+        return self._send_line(msg, text, action, room, "")
+
+    def say_private(self, target: str, text: str, action: bool = False) -> Message | str:
+        """Say a line to one peer only (never broadcast): ``target`` is how it is shown, or
+        its peer id.  Returns the message, or why not."""
+        link = self.find_link(target)
+        if link is None:
+            return f"no linked peer is shown as {target}; /users lists them"
+        if CAP_ROOMS not in link.caps:
+            return f"{self._nick(link)} is a base peer: it can't receive private messages"
+        metadata = {"to": link.peer_id}
         if action:
-            msg = self._message(CHAT, f"* {self.nick} {text}", metadata={"action": text})
-        else:
-            msg = self._message(CHAT, text)
+            metadata["action"] = text
+        content = f"* {self.nick} {text}" if action else text
+        msg = self._message(PRIVATE, content, sequenced=True, metadata=metadata)
+        return self._send_line(msg, text, action, private_key(link.peer_id), self._nick(link))
+
+    def _send_line(self, msg: Message, text: str, action: bool, room: str,
+                   private: str) -> Message:
         self.room.accept(msg)
         self.room.record(msg)
-        waiting = {pid for pid, link in self.links.items() if CAP_CATCHUP in link.caps}
-        waiting |= self.away.keys()
+        waiting = self._waiting_for(msg)
         self.delivery.expect(msg.sequence, msg.id, waiting)
+        if self.store is not None:
+            self.store.save_sent(msg)
         count = self._publish(msg)
-        self._emit(events.ChatLine(msg.timestamp or 0.0, self.nick, text, self.peer_id, msg.id,
-                                   own=True, action=action, sent_to=count,
-                                   pending=bool(waiting) or not self.links))
+        line = events.ChatLine(msg.timestamp or 0.0, self.nick, text, self.peer_id, msg.id,
+                               own=True, action=action, sent_to=count,
+                               pending=bool(waiting) or not self.links, room=room,
+                               private=private)
+        self._remember(line)
+        self._emit(line)
         if not self.links:
             if self.away:
                 names = ", ".join(sorted(self.away.values()))
@@ -298,6 +374,80 @@ class Node:
             else:
                 self._notice("no peer is connected: nobody heard that", error=True)
         return msg
+
+    def _remember(self, line: events.ChatLine) -> None:
+        if self.store is not None:
+            self.store.remember(StoredLine(line.message_id, line.room, line.sender_id,
+                                           line.nick, line.text, line.action, line.own,
+                                           line.when))
+
+    def join_room(self, text: str) -> str | None:
+        """/join: returns why not, or None."""
+        name, problem = room_name(text)
+        if problem:
+            return problem
+        if len(self.rooms.joined) >= MAX_ROOMS:
+            return f"you are in {MAX_ROOMS} rooms already; /part one first"
+        if not self.rooms.join(name):
+            return f"you are already in #{name}"
+        self._rooms_changed()
+        self._emit(events.RoomChanged(self.clock.seconds(), name, self.nick, self.peer_id,
+                                      joined=True, own=True))
+        return None
+
+    def part_room(self, text: str) -> str | None:
+        """/part: returns why not, or None."""
+        name, problem = room_name(text)
+        if problem:
+            return problem
+        if name == DEFAULT_ROOM:
+            return "#general is everyone's room: it can't be left (/quit leaves the chat)"
+        if not self.rooms.part(name):
+            return f"you are not in #{name}"
+        self._rooms_changed()
+        self._emit(events.RoomChanged(self.clock.seconds(), name, self.nick, self.peer_id,
+                                      joined=False, own=True))
+        return None
+
+    def _conversation(self, msg: Message) -> str:
+        """The room a line belongs to, or ``@peer`` (the other party) for a private one."""
+        if msg.type != PRIVATE:
+            return msg.room_id
+        if msg.sender_id == self.peer_id:
+            return private_key(str((msg.metadata or {}).get("to", "")))
+        return private_key(msg.sender_id)
+
+    def _rooms_changed(self) -> None:
+        if self.store is not None:
+            self.store.set_rooms(self.rooms.joined)
+        msg = self._rooms_message()
+        for link in list(self.links.values()):
+            if CAP_ROOMS in link.caps:
+                link.send(msg)
+        self._emit(events.PeersChanged(self.clock.seconds()))
+
+    def _rooms_message(self) -> Message:
+        return self._message(ROOMS, "", metadata={"rooms": self.rooms.joined[1:]})
+
+    def room_list(self) -> list[tuple[str, list[str]]]:
+        """/rooms: every room we know of, with its members (us first when we are in it)."""
+        out = []
+        for name in self.rooms.known():
+            members = [self.nick] if name in self.rooms.joined else []
+            members += sorted(self._nick(link) for pid, link in self.links.items()
+                              if self.rooms.peer_in(pid, name))
+            out.append((name, members))
+        return out
+
+    def history(self, room: str, count: int = HISTORY_SHOWN) -> list[StoredLine]:
+        """The last ``count`` lines of a conversation, oldest first (from disk if kept)."""
+        count = max(1, min(count, HISTORY_MAX_SHOWN))
+        if self.store is not None:
+            return self.store.recent(room, count)
+        lines = [m for m in self.room.history if self._conversation(m) == room]
+        return [StoredLine(m.id, room, m.sender_id, m.username, m.content, False,
+                           m.sender_id == self.peer_id, m.timestamp or 0.0)
+                for m in lines[-count:]]
 
     def set_nick(self, nick: str) -> str | None:
         """Change our nick; returns why not, or None when done."""
@@ -308,7 +458,7 @@ class Node:
             return f"you are already {nick}"
         old, self.nick = self.nick, nick
         # The reference announces a new name as a join whose username is the new name.
-        self._publish(self._message(JOIN, f"{old} changed their name to {nick}"))
+        self._broadcast(self._message(JOIN, f"{old} changed their name to {nick}"))
         if self.announcer is not None:
             self.announcer.announce()
         self._emit(events.NickChanged(self.clock.seconds(), old, nick, self.peer_id, own=True))
@@ -324,7 +474,9 @@ class Node:
             address = f"{info.host}:{info.port}" if info is not None else link.address
             rows.append(PeerView(self._nick(link), pid, "connected", address,
                                  CAP_OURS in link.caps, encrypted=bool(link.fp),
-                                 flagged=self.trust.flagged(link.username, link.fp)))
+                                 flagged=self.trust.flagged(link.username, link.fp),
+                                 rooms=tuple(sorted(self.rooms.rooms_of_peer(pid),
+                                                    key=lambda r: (r != DEFAULT_ROOM, r)))))
         for info in self.peers:
             if info.peer_id in self.links:
                 continue
@@ -383,7 +535,9 @@ class Node:
             if call.active():
                 call.cancel()
         self._ack_calls.clear()
-        self._publish(self._message(LEAVE, f"{self.nick} left the chat"))
+        self._broadcast(self._message(LEAVE, f"{self.nick} left the chat"))
+        if self.store is not None:
+            self.store.flush()
         return list(self.links.values())
 
     # --- from discovery ---------------------------------------------------------------------
@@ -589,13 +743,15 @@ class Node:
         if msg.type in (SYNC, ACK):
             self._catchup_line(link, msg)
             return
+        if msg.type == ROOMS:
+            self._peer_rooms(link, msg)
+            return
         if not self.room.accept(msg):
             return  # a duplicate
-        if msg.sequence and CAP_CATCHUP in link.caps:
+        if msg.sequence and msg.type in (CHAT, PRIVATE) and CAP_CATCHUP in link.caps:
             self._schedule_ack(link)
-        if msg.room_id != DEFAULT_ROOM:
-            log.debug("line for room {room} ignored", room=msg.room_id)
-            return
+            if self.store is not None:
+                self.store.set_high_water(link.peer_id, self.room.high_water[link.peer_id])
         now = self.clock.seconds()
         if msg.type == JOIN:
             if msg.username and msg.username != link.username:
@@ -610,17 +766,50 @@ class Node:
                 self._left_room(link.peer_id)
                 self._emit(events.PeerLeft(now, self._nick(link), link.peer_id))
                 self._emit(events.PeersChanged(now))
-        elif msg.type == CHAT:
-            self.room.record(msg)
-            when = min(msg.timestamp, now) if msg.timestamp else now
-            action = _action_text(msg)
-            nick = self.trust.display(msg.username or link.username or link.peer_id, link.fp)
-            self._emit(events.ChatLine(when, nick, printable(action or msg.content),
-                                       msg.sender_id, msg.id, action=action is not None))
+        elif msg.type in (CHAT, PRIVATE):
+            self._chat_line(link, msg, now)
         else:
             log.debug("{peer} sent a {kind} line: not known here, ignored",
                       peer=link.peer_id, kind=msg.type)
 
+
+    def _chat_line(self, link: Link, msg: Message, now: float) -> None:
+        if msg.type == PRIVATE:
+            if (msg.metadata or {}).get("to") != self.peer_id or CAP_ROOMS not in link.caps:
+                log.warn("{peer} sent a private line not for us: dropped", peer=link.peer_id)
+                return
+            room, private = private_key(link.peer_id), self._nick(link)
+        else:
+            room, private = msg.room_id, ""
+            if room not in self.rooms.joined:
+                log.debug("{peer} sent a line for #{room}, which we are not in: dropped",
+                          peer=link.peer_id, room=room)
+                return
+        self.room.record(msg)
+        when = min(msg.timestamp, now) if msg.timestamp else now
+        action = _action_text(msg)
+        nick = self.trust.display(msg.username or link.username or link.peer_id, link.fp)
+        line = events.ChatLine(when, nick, printable(action or msg.content), msg.sender_id,
+                               msg.id, action=action is not None, room=room, private=private)
+        self._remember(line)
+        self._emit(line)
+
+    def _peer_rooms(self, link: Link, msg: Message) -> None:
+        if CAP_ROOMS not in link.caps:
+            return
+        try:
+            rooms = rooms_of(msg)
+        except WireError as e:
+            log.warn("bad rooms line from {peer} skipped: {why}", peer=link.peer_id, why=str(e))
+            return
+        joined, left = self.rooms.set_peer(link.peer_id, rooms)
+        now = self.clock.seconds()
+        for name, did_join in [(r, True) for r in sorted(joined)] + [(r, False) for r in
+                                                                     sorted(left)]:
+            if name in self.rooms.joined:
+                self._emit(events.RoomChanged(now, name, self._nick(link), link.peer_id,
+                                              joined=did_join))
+        self._emit(events.PeersChanged(now))
 
     # --- catch-up (catchup.py) ------------------------------------------------------------
 
@@ -629,6 +818,8 @@ class Node:
         (in the sent log) until its sync says how far it has ours.  Others get lines at once."""
         self.away.pop(link.peer_id, None)
         link.cursor = self._sequence
+        if CAP_ROOMS in link.caps:
+            link.send(self._rooms_message())  # before the sync: resends depend on our rooms
         if CAP_CATCHUP not in link.caps:
             link.synced = True
             return
@@ -653,11 +844,15 @@ class Node:
                      why=str(e))
 
     def _synced(self, link: Link, sync) -> None:
-        # Lines it said before we were in the room are not ours to have.
-        self.room.high_water.setdefault(link.peer_id, sync.sent)
+        # Lines it said before we were in the room are not ours to have; from now on we are
+        # in its room, also across our restarts (so it resends what we miss while away).
+        if link.peer_id not in self.room.high_water:
+            self.room.high_water[link.peer_id] = sync.sent
+            if self.store is not None:
+                self.store.set_high_water(link.peer_id, sync.sent)
         start = sync.have if sync.have is not None else link.sync_point
-        # Lines of an earlier run of ours (before run_start) are not in the log to resend.
-        start = max(min(start, self._sequence), self.run_start)
+        # Lines of an earlier run of ours are not in the log unless it came from the store.
+        start = max(min(start, self._sequence), self.log_floor)
         link.cursor = start
         if start < self._sequence:
             log.info("{peer} lacks {n} of our lines: resending", peer=link.peer_id,
@@ -691,6 +886,7 @@ class Node:
         """A peer said goodbye or was forgotten: lines no longer wait for it."""
         self.away.pop(peer_id, None)
         self.delivery.forget_peer(peer_id)
+        self.rooms.forget_peer(peer_id)
 
 
 def _action_text(msg: Message) -> str | None:

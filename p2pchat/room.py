@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections import OrderedDict, deque
 from typing import Iterable
 
-from p2pchat.wire import DEFAULT_ROOM, Message
+from p2pchat.wire import CHAT, DEFAULT_ROOM, PRIVATE, Message
 
 #: How many message ids are remembered for dropping duplicates.
 MAX_SEEN_IDS = 10_000
@@ -21,7 +21,7 @@ class Room:
                  history_limit: int = MAX_HISTORY) -> None:
         self.name = name
         self._seen: OrderedDict[str, None] = OrderedDict()
-        self._seen_limit = seen_limit
+        self.seen_limit = seen_limit
         self.history: deque[Message] = deque(maxlen=history_limit)
         #: the highest sequence number seen from each sender
         self.high_water: dict[str, int] = {}
@@ -33,12 +33,15 @@ class Room:
         """True the first time a message id comes by, False for a duplicate."""
         if msg.id in self._seen:
             return False
-        self._seen[msg.id] = None
-        if len(self._seen) > self._seen_limit:
-            self._seen.popitem(last=False)
-        if msg.sequence > self.high_water.get(msg.sender_id, 0):
+        self.mark_seen(msg.id)
+        if msg.type in (CHAT, PRIVATE) and msg.sequence > self.high_water.get(msg.sender_id, 0):
             self.high_water[msg.sender_id] = msg.sequence
         return True
+
+    def mark_seen(self, message_id: str) -> None:
+        self._seen[message_id] = None
+        if len(self._seen) > self.seen_limit:
+            self._seen.popitem(last=False)
 
     def record(self, msg: Message) -> None:
         """Keep a shown line in the history."""

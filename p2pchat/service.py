@@ -24,6 +24,7 @@ from p2pchat.discovery import DEFAULT_GROUP, DEFAULT_PORT, BeaconProtocol
 from p2pchat.identity import PINS_NAME, Identity, Pins
 from p2pchat.mesh import Dialer, PeerProtocol, PeerServerFactory
 from p2pchat.node import HEARTBEAT_INTERVAL, Node
+from p2pchat.store import STORE_NAME, Store
 from p2pchat.trust import Trust
 from p2pchat.wire import nick_problem
 
@@ -265,6 +266,8 @@ class NodeService(Service):
         def done(_):
             if timer.active():
                 timer.cancel()
+            if self.node.store is not None:
+                self.node.store.close()
             return self._stop_listening()
 
         return waited.addBoth(done)
@@ -329,6 +332,20 @@ def make_face(ui: str, node: Node, reactor, data_dir: str) -> Service | None:
     return LineFaceService(node, reactor)
 
 
+def open_store(data_dir: str, reactor, sent_age: float) -> Store:
+    """The history file, pruned to its limits; a clear exit if it can't be used."""
+    import sqlite3
+
+    path = os.path.join(data_dir, STORE_NAME)
+    try:
+        store = Store(path, call_soon=lambda f: reactor.callLater(0, f))
+        store.prune(reactor.seconds(), sent_age=sent_age)
+    except sqlite3.Error as e:
+        raise SystemExit(f"p2pchat: can't use the history file {path}: {e} "
+                         "(is another p2pchat using this --data-dir?)")
+    return store
+
+
 def makeService(options: Options, reactor=None) -> ChatService:
     if reactor is None:
         from twisted.internet import reactor  # noqa: F811 (the running one, chosen by twistd)
@@ -339,8 +356,9 @@ def makeService(options: Options, reactor=None) -> ChatService:
     except (OSError, ValueError) as e:
         raise SystemExit(f"p2pchat: can't load or make the identity in {data_dir}: {e}")
     trust = Trust(Pins(os.path.join(data_dir, PINS_NAME)), options["secure-only"])
+    store = open_store(data_dir, reactor, options["catchup-age"])
     node = Node(options["username"], reactor, log_lines=options["catchup-lines"],
-                log_age=options["catchup-age"], identity=identity, trust=trust)
+                log_age=options["catchup-age"], identity=identity, trust=trust, store=store)
     node_service = NodeService(node, reactor, options["port"], options["multicast"],
                                options["interface"])
     face = make_face(options["ui"], node, reactor, options["data-dir"])

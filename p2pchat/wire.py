@@ -65,6 +65,14 @@ CAP_CATCHUP = "catchup/1"
 CAP_TLS = "tls/1"
 #: The listener's answer to a join that offered TLS: the TLS handshake follows this line.
 STARTTLS = "starttls"
+#: ``rooms/1``: rooms beyond ``general`` and private messages.  ``rooms`` says which rooms the
+#: sender is in (metadata.rooms); ``private`` is a line for one peer (metadata.to).
+CAP_ROOMS = "rooms/1"
+ROOMS = "rooms"
+PRIVATE = "private"
+#: Room names: 1 to 32 of a-z, 0-9, '-', '_'; a peer is in at most MAX_ROOMS rooms.
+MAX_ROOM_CHARS = 32
+MAX_ROOMS = 32
 #: A SHA-256 fingerprint in hex.
 FINGERPRINT_CHARS = 64
 
@@ -124,6 +132,17 @@ def nick_problem(nick: str) -> str | None:
         return "a nick can't contain spaces"
     if any(unicodedata.category(ch)[0] == "C" for ch in nick):
         return "a nick can't contain control characters"
+    return None
+
+
+def room_problem(name: str) -> str | None:
+    """Why ``name`` can't be a room name (without its '#'), or None."""
+    if not name:
+        return "a room needs a name, as in /join #ops"
+    if len(name) > MAX_ROOM_CHARS:
+        return f"a room name has at most {MAX_ROOM_CHARS} characters"
+    if any(ch not in "abcdefghijklmnopqrstuvwxyz0123456789-_" for ch in name):
+        return "a room name is made of a-z, 0-9, '-' and '_'"
     return None
 
 

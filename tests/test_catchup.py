@@ -188,7 +188,7 @@ class Exchange(TestCase):
             a.say(f"x{i}")
         self.wire.connect()
         self.assertEqual(self.heard("b"), ["x", "x3", "x4"])
-        self.assertIn("missed 3 older lines",
+        self.assertIn("missed older lines",
                       [e.text for e in self.seen["a"] if isinstance(e, events.Notice)][-1])
 
 

@@ -1,0 +1,186 @@
+"""History on disk: every chat line shown, our own lines to resend, how far we have each
+sender, and the rooms we are in, in one SQLite file in the data dir.
+
+Writes are queued and committed together once per reactor turn (one transaction), so a burst
+of lines costs one commit, and the reactor is never held for long.  The file is in WAL mode
+with ``synchronous=NORMAL``: a committed line survives the process being killed at any moment,
+and the file is never left corrupt (a power cut may lose the last commits, not the file).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from twisted.logger import Logger
+
+from p2pchat.wire import Message, WireError, encode_message, parse_message
+
+log = Logger()
+
+STORE_NAME = "history.sqlite3"
+#: Lines kept on disk: at most this many, and none older than this (seconds).  Pruned at start.
+HISTORY_MAX_LINES = 100_000
+HISTORY_MAX_AGE = 30 * 24 * 3600.0
+
+_SCHEMA = """
+create table if not exists lines (
+    id text primary key,
+    room text not null,
+    sender_id text not null,
+    nick text not null,
+    text text not null,
+    action integer not null,
+    own integer not null,
+    ts real not null
+);
+create index if not exists lines_by_room on lines (room, ts);
+create table if not exists high_water (sender_id text primary key, seq integer not null);
+create table if not exists sent (seq integer primary key, ts real not null, line blob not null);
+create table if not exists settings (key text primary key, value text not null);
+"""
+
+
+@dataclass(frozen=True)
+class StoredLine:
+    """A chat line as kept: ``room`` is a room name, or ``@peer_id`` for a private talk."""
+
+    id: str
+    room: str
+    sender_id: str
+    nick: str
+    text: str
+    action: bool
+    own: bool
+    when: float
+
+
+class Store:
+    def __init__(self, path: str, call_soon: Callable[[Callable[[], None]], Any] | None = None
+                 ) -> None:
+        """``call_soon(f)`` runs f later on the reactor (``reactor.callLater(0, f)``); without
+        it every write commits at once (tests, tools)."""
+        self.path = path
+        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self._db.execute("pragma journal_mode=wal")
+        self._db.execute("pragma synchronous=normal")
+        self._db.executescript(_SCHEMA)
+        self._call_soon = call_soon
+        self._pending: list[tuple[str, tuple]] = []
+        self._flush_scheduled = False
+        #: seconds the longest commit took, for the benchmark and the log
+        self.slowest_commit = 0.0
+
+    # --- writing --------------------------------------------------------------------------
+
+    def _queue(self, sql: str, args: tuple) -> None:
+        self._pending.append((sql, args))
+        if self._call_soon is None:
+            self.flush()
+        elif not self._flush_scheduled:
+            self._flush_scheduled = True
+            self._call_soon(self.flush)
+
+    def flush(self) -> None:
+        """Commit every queued write in one transaction."""
+        self._flush_scheduled = False
+        if not self._pending:
+            return
+        pending, self._pending = self._pending, []
+        started = time.perf_counter()
+        try:
+            with self._db:
+                self._db.execute("begin")
+                for sql, args in pending:
+                    self._db.execute(sql, args)
+        except sqlite3.Error as e:
+            log.error("history not saved ({n} writes lost): {why}", n=len(pending), why=str(e))
+            return
+        took = time.perf_counter() - started
+        self.slowest_commit = max(self.slowest_commit, took)
+        if took > 0.05:
+            log.warn("saving history took {ms:.0f} ms", ms=took * 1000)
+
+    def remember(self, line: StoredLine) -> None:
+        self._queue("insert or ignore into lines values (?,?,?,?,?,?,?,?)",
+                    (line.id, line.room, line.sender_id, line.nick, line.text, int(line.action),
+                     int(line.own), line.when))
+
+    def set_high_water(self, sender_id: str, seq: int) -> None:
+        self._queue("insert into high_water values (?, ?) on conflict(sender_id) do update "
+                    "set seq = max(seq, excluded.seq)", (sender_id, seq))
+
+    def save_sent(self, msg: Message) -> None:
+        self._queue("insert or replace into sent values (?, ?, ?)",
+                    (msg.sequence, msg.timestamp or 0.0, encode_message(msg)))
+
+    def set_rooms(self, rooms: list[str]) -> None:
+        self._queue("insert or replace into settings values ('rooms', ?)", (json.dumps(rooms),))
+
+    # --- reading --------------------------------------------------------------------------
+
+    def recent(self, room: str, count: int) -> list[StoredLine]:
+        """The last ``count`` lines of a room, oldest first."""
+        self.flush()
+        rows = self._db.execute(
+            "select id, room, sender_id, nick, text, action, own, ts from lines where room = ? "
+            "order by ts desc, rowid desc limit ?", (room, count)).fetchall()
+        return [StoredLine(r[0], r[1], r[2], r[3], r[4], bool(r[5]), bool(r[6]), r[7])
+                for r in reversed(rows)]
+
+    def recent_ids(self, count: int) -> list[str]:
+        """The ids of the last ``count`` lines, oldest first (to drop duplicates after a
+        restart, when a peer resends what we already have)."""
+        self.flush()
+        rows = self._db.execute("select id from lines order by rowid desc limit ?",
+                                (count,)).fetchall()
+        return [r[0] for r in reversed(rows)]
+
+    def high_water(self) -> dict[str, int]:
+        self.flush()
+        return dict(self._db.execute("select sender_id, seq from high_water").fetchall())
+
+    def load_sent(self, max_lines: int, max_age: float, now: float) -> list[Message]:
+        """Our own lines still young enough to resend, oldest first."""
+        self.flush()
+        rows = self._db.execute("select line from sent where ts >= ? order by seq desc limit ?",
+                                (now - max_age, max_lines)).fetchall()
+        out = []
+        for (data,) in reversed(rows):
+            try:
+                out.append(parse_message(bytes(data).rstrip(b"\n")))
+            except WireError as e:
+                log.warn("a saved line could not be read back: {why}", why=str(e))
+        return out
+
+    def rooms(self) -> list[str]:
+        row = self._db.execute("select value from settings where key = 'rooms'").fetchone()
+        try:
+            value = json.loads(row[0]) if row else []
+        except ValueError:
+            return []
+        return [r for r in value if isinstance(r, str)]
+
+    def count(self) -> int:
+        self.flush()
+        return self._db.execute("select count(*) from lines").fetchone()[0]
+
+    # --- upkeep ---------------------------------------------------------------------------
+
+    def prune(self, now: float, max_lines: int = HISTORY_MAX_LINES,
+              max_age: float = HISTORY_MAX_AGE, sent_age: float = HISTORY_MAX_AGE) -> None:
+        """Drop lines past the age and count limits, and sent lines too old to resend."""
+        self.flush()
+        with self._db:
+            self._db.execute("begin")
+            self._db.execute("delete from lines where ts < ?", (now - max_age,))
+            self._db.execute("delete from lines where rowid not in (select rowid from lines "
+                             "order by ts desc limit ?)", (max_lines,))
+            self._db.execute("delete from sent where ts < ?", (now - sent_age,))
+
+    def close(self) -> None:
+        self.flush()
+        self._db.close()

@@ -40,6 +40,9 @@ log = Logger()
 HANDSHAKE_TIMEOUT = 10.0
 #: A dial that has not connected after this many seconds has failed.
 DIAL_TIMEOUT = 5.0
+#: A link that lasted less than this (seconds) does not reset the redial backoff: a peer that
+#: closes every link at once (a base peer that lost track of us) is redialed ever more slowly.
+STABLE_AFTER = 10.0
 #: Connections we accept at once, handshaken or not; past this, new ones are closed at once.
 MAX_INBOUND = 512
 #: A peer that reads nothing of what we write for this long (seconds) loses its link; our
@@ -366,18 +369,39 @@ class Dialer:
         self.bind_host = bind_host
         self._backoff = backoff
         self._wanted: dict[str, _Wanted] = {}
+        #: per peer, kept across links: how fast to redial it
+        self._backoffs: dict[str, Backoff] = {}
+        #: peers whose last link was short-lived: wait this long before redialing
+        self._hold: dict[str, float] = {}
         self.outgoing: set[PeerProtocol] = set()
 
     def want(self, peer: PeerInfo) -> None:
         entry = self._wanted.get(peer.peer_id)
         if entry is None:
-            entry = self._wanted[peer.peer_id] = _Wanted(peer, self._backoff())
+            backoff = self._backoffs.setdefault(peer.peer_id, self._backoff())
+            entry = self._wanted[peer.peer_id] = _Wanted(peer, backoff)
+            hold = self._hold.pop(peer.peer_id, None)
+            if hold is not None:
+                entry.retry = self.clock.callLater(hold, self._dial, entry)
+                return
         else:
             entry.info = peer
         if entry.attempt is None and entry.retry is None:
             self._dial(entry)
 
+    def link_ended(self, peer_id: str, lived: float) -> None:
+        """A link to the peer closed after ``lived`` seconds: a long one resets its backoff,
+        a short one makes the next dial wait (no reconnect storm)."""
+        backoff = self._backoffs.setdefault(peer_id, self._backoff())
+        if lived >= STABLE_AFTER:
+            backoff.reset()
+            self._hold.pop(peer_id, None)
+        else:
+            self._hold[peer_id] = backoff.next_delay()
+
     def drop(self, peer_id: str) -> None:
+        self._backoffs.pop(peer_id, None)
+        self._hold.pop(peer_id, None)
         entry = self._wanted.pop(peer_id, None)
         if entry is None:
             return
@@ -416,7 +440,6 @@ class Dialer:
 
     def _dialed(self, proto: PeerProtocol, entry: _Wanted) -> None:
         entry.attempt = None
-        entry.backoff.reset()
 
     def _failed(self, failure: Failure, entry: _Wanted) -> None:
         entry.attempt = None

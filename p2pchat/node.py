@@ -66,6 +66,11 @@ HEARTBEAT_INTERVAL = 30.0
 IDLE_TIMEOUT = 90.0
 #: Most links at once (handshaken), whatever the peer table says.
 MAX_LINKS = 256
+#: A link that lasts less than this (seconds) and is followed by a new one within this time
+#: is not shown as a leave and a join: a flapping link stays quiet on screen.
+FLAP_WINDOW = 2.0
+#: After this many short-lived links in a row to a base peer, the user is told once.
+FLAPS_TOLD = 3
 
 #: What every peer of ours announces; with an identity, CAP_TLS too.
 CAPS: tuple[str, ...] = (CAP_OURS, CAP_CATCHUP, CAP_ROOMS)
@@ -109,6 +114,8 @@ class Dialer(Protocol):
     def drop(self, peer_id: str) -> None: ...
 
     def connected(self, peer_id: str) -> None: ...
+
+    def link_ended(self, peer_id: str, lived: float) -> None: ...
 
 
 class Announcer(Protocol):
@@ -177,6 +184,12 @@ class Node:
         self._ack_calls: dict[str, object] = {}
         #: set once we say goodbye: from then on nothing is dialed
         self.leaving = False
+        self._linked_at: dict[str, float] = {}
+        #: peers whose short-lived link dropped: shown as gone only if no new link comes soon
+        self._flapping: dict[str, tuple[str, float]] = {}
+        self._short_links: dict[str, int] = {}
+        #: the last nick a base peer gave in a line (its beacons keep its first nick)
+        self._line_names: dict[str, str] = {}
 
     # --- observers ------------------------------------------------------------------------
 
@@ -562,6 +575,14 @@ class Node:
             return
         if heard is Heard.IGNORED:
             return
+        if heard in (Heard.NEW, Heard.MOVED):
+            for old in self.peers.evict_address(beacon.peer_id, host, beacon.port):
+                log.info("{old} was at {host}:{port}, where {new} now is: forgotten",
+                         old=old.peer_id, new=beacon.peer_id, host=host, port=beacon.port)
+                if self.dialer is not None:
+                    self.dialer.drop(old.peer_id)
+                if old.peer_id not in self.links:
+                    self._left_room(old.peer_id)
         if heard is Heard.NEW:
             log.info("discovered {peer} at {host}:{port}", peer=beacon.peer_id, host=host,
                      port=beacon.port)
@@ -629,6 +650,10 @@ class Node:
         for link in list(self.links.values()):
             if CAP_OURS in link.caps and now - link.last_heard > IDLE_TIMEOUT:
                 link.close(f"silent for {IDLE_TIMEOUT:.0f} s")
+        for pid, (nick, since) in list(self._flapping.items()):
+            if pid not in self.links and now - since >= FLAP_WINDOW:
+                del self._flapping[pid]
+                self._emit(events.PeerLeft(now, nick, pid, "connection lost"))
         if gone:
             self._emit(events.PeersChanged(now))
 
@@ -665,14 +690,22 @@ class Node:
             link.close(f"already {MAX_LINKS} links")
             return False
         self.links[link.peer_id] = link
+        self._linked_at[link.peer_id] = self.clock.seconds()
         if self.dialer is not None:
             self.dialer.connected(link.peer_id)
+        if CAP_OURS not in link.caps:
+            link.username = self._line_names.get(link.peer_id, link.username)
         self._start_sync(link)
         if existing is None:
             log.info("linked with {peer} at {address} ({how})", peer=link.peer_id,
                      address=link.address, how=link.tls or "plain")
-            self._emit(events.PeerJoined(self.clock.seconds(), self._nick(link),
-                                         link.peer_id, link.address))
+            if CAP_OURS not in link.caps:
+                # A base peer takes a dialer's first line as identification only, and shows
+                # nobody joining until a join comes after it (as its own dialer sends).
+                link.send(self._message(JOIN, f"{self.nick} joined the chat"))
+            if self._flapping.pop(link.peer_id, None) is None:
+                self._emit(events.PeerJoined(self.clock.seconds(), self._nick(link),
+                                             link.peer_id, link.address))
             self._check_key(link)
         self._emit(events.PeersChanged(self.clock.seconds()))
         return True
@@ -714,6 +747,9 @@ class Node:
             return  # a refused or replaced link
         del self.links[link.peer_id]
         now = self.clock.seconds()
+        lived = now - self._linked_at.pop(link.peer_id, now)
+        if self.dialer is not None:
+            self.dialer.link_ended(link.peer_id, lived)
         if link.said_leave:
             # It said goodbye: don't redial it, nor list it until it announces again.
             self.peers.left(link.peer_id)
@@ -723,9 +759,15 @@ class Node:
         elif not self.leaving:
             if CAP_CATCHUP in link.caps:
                 self.away[link.peer_id] = self._nick(link)
-            log.info("link with {peer} lost: {why}", peer=link.peer_id, why=why)
-            self._emit(events.PeerLeft(now, self._nick(link), link.peer_id,
-                                       "connection lost"))
+            log.info("link with {peer} lost after {t:.1f} s: {why}", peer=link.peer_id,
+                     t=lived, why=why)
+            if lived < FLAP_WINDOW:
+                self._flapping[link.peer_id] = (self._nick(link), now)
+                self._count_short_link(link)
+            else:
+                self._short_links.pop(link.peer_id, None)
+                self._emit(events.PeerLeft(now, self._nick(link), link.peer_id,
+                                           "connection lost"))
             info = self.peers.get(link.peer_id)
             if info is not None:
                 self._maybe_dial(info)
@@ -734,6 +776,17 @@ class Node:
     def message_received(self, link: Link, msg: Message) -> None:
         """A parsed line from a handshaken link."""
         if msg.sender_id != link.peer_id:
+            if link.dialer_id == self.peer_id and not link.fp:
+                # We dialed an address where another peer now listens (the one we wanted
+                # is gone): forget it rather than redial it.
+                log.info("dialed {peer} but reached {other}: link closed, {peer} forgotten",
+                         peer=link.peer_id, other=msg.sender_id)
+                self.peers.left(link.peer_id)
+                if self.dialer is not None:
+                    self.dialer.drop(link.peer_id)
+                link.said_leave = True  # nothing to show: it was never that peer
+                link.close("it is another peer")
+                return
             log.warn("{peer} sent a line as {other}: refused, link closed",
                      peer=link.peer_id, other=msg.sender_id)
             link.close("it spoke for another peer")
@@ -757,6 +810,8 @@ class Node:
             if msg.username and msg.username != link.username:
                 old = self._nick(link)
                 link.username = msg.username
+                if CAP_OURS not in link.caps and len(self._line_names) < MAX_LINKS:
+                    self._line_names[link.peer_id] = msg.username
                 self._emit(events.NickChanged(now, old, self._nick(link), link.peer_id))
                 self._check_key(link)
                 self._emit(events.PeersChanged(now))
@@ -766,6 +821,7 @@ class Node:
                 self._left_room(link.peer_id)
                 self._emit(events.PeerLeft(now, self._nick(link), link.peer_id))
                 self._emit(events.PeersChanged(now))
+                link.close("it left")  # so its shutdown need not wait for us
         elif msg.type in (CHAT, PRIVATE):
             self._chat_line(link, msg, now)
         else:
@@ -882,9 +938,18 @@ class Node:
             have = self.room.high_water.get(peer_id, 0)
             link.send(self._message(ACK, "", sequenced=False, metadata={"have": have}))
 
+    def _count_short_link(self, link: Link) -> None:
+        count = self._short_links[link.peer_id] = self._short_links.get(link.peer_id, 0) + 1
+        if count == FLAPS_TOLD and CAP_OURS not in link.caps:
+            self._notice(f"{self._nick(link)} closes every connection right after it opens "
+                         "(a base peer that lost track of us does so until it restarts); "
+                         "redialing it ever more slowly", error=True)
+
     def _left_room(self, peer_id: str) -> None:
         """A peer said goodbye or was forgotten: lines no longer wait for it."""
         self.away.pop(peer_id, None)
+        self._line_names.pop(peer_id, None)
+        self._short_links.pop(peer_id, None)
         self.delivery.forget_peer(peer_id)
         self.rooms.forget_peer(peer_id)
 

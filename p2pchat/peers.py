@@ -98,6 +98,16 @@ class PeerTable:
             return Heard.MOVED
         return Heard.REFRESHED
 
+    def evict_address(self, keep_id: str, host: str, port: int) -> list[PeerInfo]:
+        """Forget other peers announced at ``host:port``: one port has one listener, so a
+        beacon from ``keep_id`` there means they are gone (a restarted base peer gets a new
+        id and often the same port; redialing the old id would reach the new peer)."""
+        stale = [p for p in self._peers.values()
+                 if p.peer_id != keep_id and (p.host, p.port) == (host, port)]
+        for peer in stale:
+            del self._peers[peer.peer_id]
+        return stale
+
     def left(self, peer_id: str) -> PeerInfo | None:
         """Forget a peer that said it leaves; returns what was known of it."""
         return self._peers.pop(peer_id, None)

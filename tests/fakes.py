@@ -38,6 +38,7 @@ class FakeDialer:
     def __init__(self) -> None:
         self.wanted: dict[str, PeerInfo] = {}
         self.dropped: list[str] = []
+        self.ended: list[tuple[str, float]] = []
 
     def want(self, peer: PeerInfo) -> None:
         self.wanted[peer.peer_id] = peer
@@ -48,6 +49,9 @@ class FakeDialer:
 
     def connected(self, peer_id: str) -> None:
         self.wanted.pop(peer_id, None)
+
+    def link_ended(self, peer_id: str, lived: float) -> None:
+        self.ended.append((peer_id, lived))
 
 
 class FakeAnnouncer:

@@ -4,6 +4,7 @@ to newcomers (rate-limited), leave, and garbage ignored."""
 from __future__ import annotations
 
 import random
+import zlib
 
 from twisted.internet import defer
 from twisted.internet.task import Clock
@@ -63,7 +64,8 @@ class BeaconTest(TestCase):
     def hear(self, peer_id: str, kind: str = "announce", data: bytes | None = None) -> None:
         if data is None:
             data = wire.encode_beacon(Beacon(type=kind, peer_id=peer_id, username="x",
-                                             port=9000, timestamp=self.clock.seconds()))
+                                             port=1000 + zlib.crc32(peer_id.encode()) % 60000,
+                                             timestamp=self.clock.seconds()))
         self.proto.datagramReceived(data, ("127.0.0.1", 4567))
 
     def test_socket_setup(self) -> None:

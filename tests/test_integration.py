@@ -5,7 +5,11 @@ from __future__ import annotations
 
 import pytest_twisted
 
+from twisted.internet import reactor
+from twisted.internet.task import deferLater
+
 from p2pchat import events
+from p2pchat.node import FLAP_WINDOW
 from tests.support import InProcessPeer, fresh_multicast, wait_for
 
 
@@ -74,7 +78,14 @@ async def test_dropped_connection_is_shown_and_redialed() -> None:
         await a.start()
         await b.start()
         await wait_for(lambda: len(a.node.links) == 1 and len(b.node.links) == 1, timeout=5)
-        # cut the TCP connection under both (as a crash of the link would)
+        # a fresh link that drops and comes back at once is not shown as a leave and a join
+        next(iter(a.node.links.values())).transport.abortConnection()
+        await deferLater(reactor, 0.05, lambda: None)
+        await wait_for(lambda: len(a.node.links) == 1 and len(b.node.links) == 1, timeout=5)
+        await deferLater(reactor, FLAP_WINDOW + 0.5, lambda: None)
+        assert not any(isinstance(e, (events.PeerLeft)) for e in b.events)
+        assert len([e for e in b.events if isinstance(e, events.PeerJoined)]) == 1
+        # an older link that drops is shown at once
         next(iter(a.node.links.values())).transport.abortConnection()
         await wait_for(lambda: any(isinstance(e, events.PeerLeft) for e in b.events), timeout=5)
         left = [e for e in b.events if isinstance(e, events.PeerLeft)]

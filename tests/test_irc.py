@@ -13,7 +13,7 @@ from twisted.trial import unittest
 from twisted.words.protocols import irc as twirc
 
 from p2pchat import events, irc
-from p2pchat.node import Node
+from p2pchat.node import FLAP_WINDOW, Node
 from p2pchat.service import StartError
 from p2pchat.wire import CAP_OURS, CHAT, JOIN, LEAVE, MAX_SAY_BYTES, Message, new_message_id
 from tests.fakes import FakeLink
@@ -312,6 +312,7 @@ class PeerTests(IrcTestCase):
         client = self.client()
         bob = self.link("bob_1", "bob")
         client.lines()
+        self.clock.advance(FLAP_WINDOW)  # a link that lived that long is shown gone at once
         self.node.link_lost(bob, "reset")
         self.assertEqual(client.lines(), [":bob!bob_1@10.0.0.5 QUIT :connection lost"])
 

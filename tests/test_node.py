@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
+import zlib
+
 from twisted.internet.task import Clock
 from twisted.trial.unittest import TestCase
 
 from p2pchat import events
-from p2pchat.node import IDLE_TIMEOUT, Node
+from p2pchat.node import FLAP_WINDOW, IDLE_TIMEOUT, Node
 from p2pchat.wire import Beacon, Message
 
 from tests.fakes import FakeAnnouncer, FakeDialer, FakeLink
 
 
-def beacon(peer_id: str, kind: str = "announce", when: float = 0.0, name: str = "") -> Beacon:
+def beacon(peer_id: str, kind: str = "announce", when: float = 0.0, name: str = "",
+           port: int | None = None) -> Beacon:
     return Beacon(type=kind, peer_id=peer_id, username=name or peer_id.split("_")[0],
-                  port=8081, timestamp=when)
+                  port=port or 1000 + zlib.crc32(peer_id.encode()) % 60000, timestamp=when)
 
 
 def chat(sender: str, text: str, msg_id: str = "m1", name: str = "", **kw) -> Message:
@@ -93,7 +96,9 @@ class Links(NodeTest):
         link = self.link("zed_1")
         self.assertEqual([e.nick for e in self.shown(events.PeerJoined)], ["zed"])
         self.assertNotIn("zed_1", self.dialer.wanted)
+        self.clock.advance(FLAP_WINDOW)
         self.node.link_lost(link, "connection refused")
+        self.assertEqual(self.dialer.ended, [("zed_1", FLAP_WINDOW)])
         left = self.shown(events.PeerLeft)
         self.assertEqual([(e.nick, e.reason) for e in left], [("zed", "connection lost")])
         self.assertIn("zed_1", self.dialer.wanted)  # still announced: redial

@@ -72,7 +72,6 @@ async def test_lines_said_while_the_link_is_down_arrive_once_in_order() -> None:
         for i in range(1, 6):
             a.node.say(f"a{i}")
             b.node.say(f"b{i}")
-        await wait_for(lambda: any(isinstance(e, events.PeerLeft) for e in b.events))
         await wait_for(lambda: len(heard(b)) == 6 and len(heard(a)) == 5, timeout=10)
         assert heard(b) == [f"a{i}" for i in range(6)]
         assert heard(a) == [f"b{i}" for i in range(1, 6)]
@@ -169,7 +168,7 @@ async def test_bad_input_battery(monkeypatch) -> None:
         now = wire.format_time(reactor.seconds())
         for i in range(2000):  # in batches, so the kernel's receive buffer keeps up
             fake = {"type": "announce", "peer_id": f"ghost_{i:05d}", "username": "ghost",
-                    "port": 1, "timestamp": now}
+                    "port": 1 + i, "timestamp": now}
             udp.sendto(json.dumps(fake).encode(), (group, port))
             if i % 50 == 49:
                 await deferLater(reactor, 0.01, lambda: None)

@@ -1,1 +1,11 @@
-"""The full-screen urwid console (not built yet: --ui console falls back to the line face)."""
+"""The full-screen urwid console face (``--ui console``, the default on a terminal).
+
+``ConsoleService`` runs it on twistd's reactor; ``ConsoleFace`` is the screen-free part that
+tests drive.  Layout, keys and commands are described in README-section.rst.
+"""
+
+from __future__ import annotations
+
+from p2pchat.console.app import ConsoleFace, ConsoleService
+
+__all__ = ["ConsoleFace", "ConsoleService"]

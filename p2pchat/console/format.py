@@ -9,20 +9,21 @@ from __future__ import annotations
 import re
 import time
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Union
 
-from urwid.str_util import calc_width, get_width
+from urwid.str_util import calc_width
 
 from p2pchat import events
 
 #: urwid text markup: a string, an (attribute, markup) pair, or a list of those.
 Markup = Union[str, tuple, list]
 
-#: Nick colors: readable on dark and light backgrounds alike (no black, white or dark blue).
+#: Nick colors: the 16-color terminal's colors minus those taken (white: you, gray: text and
+#: notices) and those unreadable on a dark or a light background (black, dark blue).
 NICK_COLORS: tuple[str, ...] = (
     "light red", "light green", "yellow", "light blue", "light magenta", "light cyan",
-    "dark red", "dark green", "brown", "dark magenta", "dark cyan", "light gray",
+    "dark red", "dark green", "brown", "dark magenta", "dark cyan",
 )
 
 #: (name, foreground, background[, mono]) entries for urwid.MainLoop.
@@ -51,7 +52,7 @@ PALETTE: list[tuple[str, ...]] = [
 ] + [(f"nick{i}", color, "default") for i, color in enumerate(NICK_COLORS)]
 
 #: Width of the nick column, in terminal cells (longer nicks are cut with an ellipsis).
-NICK_WIDTH = 14
+NICK_WIDTH = 12
 #: Width of the time column ("HH:MM:SS").
 TIME_WIDTH = 8
 
@@ -83,7 +84,7 @@ def fit(text: str, width: int) -> str:
         return text
     out, used = [], 0
     for ch in text:
-        w = get_width(ord(ch))
+        w = calc_width(ch, 0, 1)
         if used + w > width - 1:
             break
         out.append(ch)
@@ -111,10 +112,18 @@ class Row:
     mention: bool = False
     #: the message id of an own line, so its "not delivered" mark can be found again
     message_id: str | None = None
+    #: an own line nobody heard yet: shown with a "not delivered" mark
+    undelivered: bool = False
+
+    def shown_body(self) -> Markup:
+        """The text column as drawn: the body, and the mark while undelivered."""
+        if not self.undelivered:
+            return self.body
+        return [self.body, " ", ("undelivered", NOT_DELIVERED)]
 
     def plain(self) -> str:
         """The row as one line of plain text (for tests and logs)."""
-        return f"{clock_text(self.when)} {_flatten(self.marker)} {_flatten(self.body)}"
+        return f"{clock_text(self.when)} {_flatten(self.marker)} {_flatten(self.shown_body())}"
 
 
 def _flatten(markup: Markup) -> str:
@@ -125,9 +134,10 @@ def _flatten(markup: Markup) -> str:
     return "".join(_flatten(m) for m in markup)
 
 
-def chat_row(line: events.ChatLine, my_nick: str) -> Row:
+def chat_row(line: events.ChatLine, my_nick: str, where: str | None = None) -> Row:
     """A line said in the room.  Own lines: nick in bold white and text dimmer, so they stand
-    apart; a line that names us: text highlighted (the caller rings the bell)."""
+    apart; a line that names us: text highlighted (the caller rings the bell).  ``where``
+    names the conversation when it is not the one you are in ("#ops", "bob")."""
     mention = not line.own and mentions(line.text, my_nick)
     text_attr = "own_text" if line.own else ("mention" if mention else "text")
     who_attr = "own_nick" if line.own else nick_attr(line.nick)
@@ -137,19 +147,22 @@ def chat_row(line: events.ChatLine, my_nick: str) -> Row:
     else:
         marker = [(who_attr, fit(line.nick, NICK_WIDTH))]
         body = [(text_attr, line.text)]
-    if line.own and line.sent_to == 0:
-        body += [" ", ("undelivered", NOT_DELIVERED)]
+    if where:
+        body = [("notice", f"[{where}] ")] + body
     return Row(line.when, marker, body, mention=mention,
-               message_id=line.message_id if line.own else None)
+               message_id=line.message_id if line.own else None,
+               undelivered=line.own and line.sent_to == 0)
 
 
-def event_row(event: events.Event, my_nick: str) -> Row | None:
-    """The row for any node event, or None for events that only redraw (PeersChanged)."""
+def event_row(event: events.Event, my_nick: str, where: str | None = None) -> Row | None:
+    """The row for any node event, or None for events that only redraw (PeersChanged).
+    ``where``: the conversation of a chat line, when not the current one."""
     if isinstance(event, events.ChatLine):
-        return chat_row(event, my_nick)
+        return chat_row(event, my_nick, where)
     if isinstance(event, events.PeerJoined):
+        where = _host(event.address)
         return Row(event.when, ("notice", MARK_JOIN),
-                   [(nick_attr(event.nick), event.nick), ("notice", f" joined ({event.address})")])
+                   [(nick_attr(event.nick), event.nick), ("notice", f" joined ({where})")])
     if isinstance(event, events.PeerLeft):
         why = f" ({event.reason})" if event.reason else ""
         return Row(event.when, ("notice", MARK_LEAVE),
@@ -167,6 +180,13 @@ def event_row(event: events.Event, my_nick: str) -> Row | None:
     return None
 
 
+def _host(address: str) -> str:
+    """The host of "host:port": the port of a link is often the peer's outgoing one, which
+    tells the user nothing (/users shows where each peer listens)."""
+    host, sep, _port = address.rpartition(":")
+    return host if sep else address
+
+
 def info_row(when: float, text: str) -> Row:
     """Command output and information: dimmed."""
     return Row(when, ("notice", MARK_INFO), ("info", text))
@@ -175,3 +195,8 @@ def info_row(when: float, text: str) -> Row:
 def error_row(when: float, text: str) -> Row:
     """An error or a refusal: in red, so it is not missed."""
     return Row(when, ("error", MARK_ERROR), ("error", text))
+
+
+def delivered(row: Row) -> Row:
+    """The row once its line was delivered: the mark goes."""
+    return replace(row, undelivered=False)

@@ -15,7 +15,6 @@ from p2pchat.console.format import (
     TIME_WIDTH,
     Row,
     clock_text,
-    fit,
     nick_attr,
 )
 from p2pchat.node import PeerView
@@ -26,6 +25,8 @@ SCROLLBACK_ROWS = 5000
 WHEEL_ROWS = 3
 #: Lines kept in the input history.
 HISTORY_LINES = 500
+#: Most rows the input line grows to; a longer line scrolls within them, following the cursor.
+INPUT_ROWS = 4
 
 WHEEL_UP = 4
 WHEEL_DOWN = 5
@@ -36,7 +37,7 @@ class MessageRow(urwid.WidgetWrap):
 
     def __init__(self, row: Row) -> None:
         self.row = row
-        self.body = urwid.Text(row.body)
+        self.body = urwid.Text(row.shown_body())
         columns = urwid.Columns([
             (TIME_WIDTH, urwid.Text(("time", clock_text(row.when)))),
             (NICK_WIDTH, urwid.Text(row.marker, align="right", wrap="clip")),
@@ -44,8 +45,10 @@ class MessageRow(urwid.WidgetWrap):
         ], dividechars=1)
         super().__init__(columns)
 
-    def set_body(self, body) -> None:
-        self.body.set_text(body)
+    def update(self, row: Row) -> None:
+        """Show a changed row (its time and nick column stay)."""
+        self.row = row
+        self.body.set_text(row.shown_body())
 
 
 class MessagePane(urwid.ListBox):
@@ -101,16 +104,9 @@ class MessagePane(urwid.ListBox):
         self._on_scroll()
 
     def keypress(self, size, key):
-        # Keys are routed here by the face (PgUp/PgDn), never the arrows: those belong to the
+        # The face scrolls the pane itself (PgUp/PgDn, the wheel): the arrows belong to the
         # input line's history.
         return key
-
-    def mouse_event(self, size, event, button, col, row, focus) -> bool:
-        self._size = size
-        if event == "mouse press" and button in (WHEEL_UP, WHEEL_DOWN):
-            self.scroll("up" if button == WHEEL_UP else "down", WHEEL_ROWS)
-            return True
-        return False
 
     def rows_text(self) -> list[str]:
         return [w.row.plain() for w in self.walker]
@@ -152,8 +148,9 @@ class PeerList(urwid.WidgetWrap):
 
 
 class StatusBar(urwid.WidgetWrap):
-    """Your nick, the room, the port, peers connected/known; on the right, "N new" while
-    scrolled up, and the byte count when the input is over the limit."""
+    """Your nick, the conversation ("#general", or a peer's nick), the port, peers
+    connected/known; on the right, "N new" while scrolled up, and the byte count when the
+    input is over the limit."""
 
     def __init__(self) -> None:
         self.left = urwid.Text("", wrap="ellipsis")
@@ -163,7 +160,7 @@ class StatusBar(urwid.WidgetWrap):
 
     def update(self, nick: str, room: str, port: int, connected: int, known: int,
                unread: int = 0, over: tuple[int, int] | None = None) -> None:
-        self.left.set_text([("status_nick", f" {nick} "), f"│ #{room} │ port {port} │ "
+        self.left.set_text([("status_nick", f" {nick} "), f"│ {room} │ port {port} │ "
                             f"peers {connected}/{known} "])
         right: list = []
         if over is not None:
@@ -258,5 +255,24 @@ class InputLine(urwid.Edit):
         return [(text[:start] + n + suffix + rest, start + len(n) + len(suffix)) for n in names]
 
 
-def fit_nick(nick: str) -> str:
-    return fit(nick, NICK_WIDTH)
+class InputArea(urwid.WidgetWrap):
+    """The input line, at most ``INPUT_ROWS`` rows high: a long paste must not push the
+    messages off the screen.  Shows the rows around the cursor."""
+
+    def __init__(self, line: InputLine) -> None:
+        super().__init__(line)
+
+    def rows(self, size, focus=False) -> int:
+        return min(self._w.rows(size, focus), INPUT_ROWS)
+
+    def render(self, size, focus=False):
+        canvas = self._w.render(size, focus)
+        total = canvas.rows()
+        if total <= INPUT_ROWS:
+            return canvas
+        cursor = canvas.cursor
+        row = cursor[1] if cursor is not None else total - 1
+        top = min(max(0, row - INPUT_ROWS + 1), total - INPUT_ROWS)
+        canvas = urwid.CompositeCanvas(canvas)
+        canvas.trim(top, INPUT_ROWS)
+        return canvas

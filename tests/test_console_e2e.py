@@ -1,0 +1,189 @@
+"""The console end to end, in real pseudo-terminals: two ``twistd -n p2pchat --ui console``
+peers on loopback, each in a tmux window of a private tmux server.  What one types appears on
+the other's screen; no log line is ever drawn; /quit and Ctrl-C leave with status 0.
+
+Needs tmux (CI installs it); skipped with a reason when it is missing.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import shutil
+import signal
+import subprocess
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from tests.support import child_env, fresh_multicast, peer_args
+
+pytestmark = pytest.mark.skipif(shutil.which("tmux") is None,
+                                reason="tmux is not installed (apt-get install tmux)")
+
+COLS, ROWS = 120, 35
+#: Longest wait for any one thing on a screen (start-up, a line crossing, shutdown).
+DEADLINE = 20.0
+#: A twisted log line, as textFileLogObserver writes it: "2024-01-01T10:00:00+0000 [...]".
+LOG_LINE = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d{4} \[")
+
+
+class Tmux:
+    """A tmux server of its own (unique socket), with one window per peer.
+
+    Each peer runs under ``sh``, which writes its exit status to a file: tmux's own
+    ``pane_dead_status`` proved unreliable (now and then it never reaps the exited process)."""
+
+    def __init__(self, status_dir: Path) -> None:
+        self.socket = f"p2pchat-e2e-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        self.status_dir = status_dir
+        self.pids: list[int] = []
+        self.socket_path = ""
+        self.tmux("new-session", "-d", "-s", "t", "-x", str(COLS), "-y", str(ROWS),
+                  "-n", "holder", "exec sleep 600")
+        self.tmux("set-option", "-g", "default-shell", "/bin/sh")
+        self.tmux("set-option", "-g", "remain-on-exit", "on")
+        self.socket_path = self.tmux("display", "-p", "#{socket_path}").strip()
+
+    def tmux(self, *args: str) -> str:
+        done = subprocess.run(["tmux", "-L", self.socket, "-f", "/dev/null", *args],
+                              capture_output=True, text=True, timeout=10, env=child_env())
+        if done.returncode != 0:
+            raise AssertionError(f"tmux {args[0]} failed: {done.stderr.strip()}")
+        return done.stdout
+
+    def _status_file(self, name: str) -> Path:
+        return self.status_dir / f"{name}.status"
+
+    def start(self, name: str, argv: list[str]) -> None:
+        status = shlex.quote(str(self._status_file(name)))
+        self.tmux("new-window", "-d", "-t", "t", "-n", name,
+                  f"{shlex.join(argv)}; echo $? > {status}")
+        # The pane's shell leads its own process group, twistd included.
+        self.pids.append(int(self.tmux("display", "-p", "-t", f"t:{name}", "#{pane_pid}")))
+
+    def screen(self, name: str) -> str:
+        return self.tmux("capture-pane", "-p", "-t", f"t:{name}")
+
+    def send(self, name: str, *keys: str) -> None:
+        self.tmux("send-keys", "-t", f"t:{name}", *keys)
+
+    def type(self, name: str, text: str) -> None:
+        self.tmux("send-keys", "-t", f"t:{name}", "-l", text)
+        self.send(name, "Enter")
+
+    def exit_status(self, name: str) -> int | None:
+        """The peer's exit status once it ended, else None."""
+        try:
+            text = self._status_file(name).read_text().strip()
+        except FileNotFoundError:
+            return None
+        return int(text) if text else None
+
+    def close(self) -> None:
+        for pid in self.pids:
+            try:
+                os.killpg(pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+        try:
+            self.tmux("kill-server")
+        except (AssertionError, subprocess.TimeoutExpired):
+            pass
+        if self.socket_path:
+            Path(self.socket_path).unlink(missing_ok=True)
+
+
+def wait_until(what: str, check, deadline: float = DEADLINE):
+    """Poll ``check()`` until it returns something true; fail with ``what`` at the deadline."""
+    end = time.monotonic() + deadline
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > end:
+            raise AssertionError(f"not seen within {deadline} s: {what}")
+        time.sleep(0.1)
+
+
+@pytest.fixture
+def tmux(tmp_path: Path):
+    server = Tmux(tmp_path)
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+def expect(tmux: Tmux, data: Path, what: str, check):
+    """``wait_until``, and on a timeout a failure that shows every screen and log tail."""
+    try:
+        return wait_until(what, check)
+    except AssertionError as e:
+        parts = [str(e)]
+        for name in ("alice", "bob"):
+            log = data / name / "p2pchat.log"
+            tail = log.read_text(encoding="utf-8")[-2500:] if log.exists() else "(no log)"
+            try:
+                screen = tmux.screen(name)
+            except AssertionError as gone:
+                screen = str(gone)
+            parts += [f"--- {name}'s screen:", screen.rstrip(), f"--- {name}'s log:", tail]
+        raise AssertionError("\n".join(parts)) from None
+
+
+def screen_if(tmux: Tmux, name: str, pattern: str) -> str | None:
+    """The screen of ``name`` if ``pattern`` is on it."""
+    screen = tmux.screen(name)
+    return screen if re.search(pattern, screen) else None
+
+
+def assert_no_log_lines(screen: str, who: str) -> None:
+    for line in screen.splitlines():
+        assert not LOG_LINE.search(line), f"a log line on {who}'s screen: {line!r}"
+        assert "Traceback" not in line, f"a traceback on {who}'s screen: {line!r}"
+
+
+def test_two_console_peers_chat_and_leave(tmux: Tmux, tmp_path: Path) -> None:
+    multicast = fresh_multicast()
+    for nick in ("alice", "bob"):
+        tmux.start(nick, peer_args(nick, multicast, str(tmp_path / nick), ui="console"))
+
+    # Both consoles up and linked: each status bar counts one connected peer.
+    for nick in ("alice", "bob"):
+        expect(tmux, tmp_path, f"{nick}'s console linked",
+               lambda n=nick: "peers 1/1" in tmux.screen(n))
+
+    tmux.type("alice", "hello from alice 日本語 😀")
+    said = r"alice hello from alice 日本語 😀"
+    bob_screen = expect(tmux, tmp_path, "alice's line on bob's screen",
+                        lambda: screen_if(tmux, "bob", said))
+    assert "--> alice joined" in bob_screen
+    tmux.type("bob", "/me waves")
+    expect(tmux, tmp_path, "bob's action on alice's screen",
+           lambda: "* bob waves" in tmux.screen("alice"))
+
+    for nick in ("alice", "bob"):
+        assert_no_log_lines(tmux.screen(nick), nick)
+        # The log went to the data dir instead (twistd -n would have used the screen).
+        log = (tmp_path / nick / "p2pchat.log").read_text(encoding="utf-8")
+        assert "listening on TCP port" in log
+
+    # /quit: exit status 0, the peer is told (a goodbye, not a lost connection).
+    tmux.type("alice", "/quit")
+    assert expect(tmux, tmp_path, "alice's exit", lambda: tmux.exit_status("alice") is not None)
+    assert tmux.exit_status("alice") == 0
+    expect(tmux, tmp_path, "alice's goodbye on bob's screen",
+           lambda: re.search(r"<-- alice left(?! \()", tmux.screen("bob")))
+    # The terminal was given back: the chat is no longer drawn on it.
+    assert "#general" not in tmux.screen("alice")
+
+    # Ctrl-C leaves as cleanly.
+    assert_no_log_lines(tmux.screen("bob"), "bob")
+    tmux.send("bob", "C-c")
+    expect(tmux, tmp_path, "bob's exit", lambda: tmux.exit_status("bob") is not None)
+    assert tmux.exit_status("bob") == 0
+    assert "#general" not in tmux.screen("bob")

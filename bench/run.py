@@ -1,0 +1,265 @@
+"""``python -m bench``: run every benchmark of p2pchat and print one table (``--json``: the
+same figures as JSON).  See bench/README-section.rst for what each figure means."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import time
+
+from bench import profiling, scenarios
+from bench.procs import Children, install_signal_handlers
+
+PHASES = ("mesh", "fanout", "cost", "profile")
+
+
+def int_list(text: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a list of numbers: {text!r}") from None
+    if not values or any(v < 1 or v > 200 for v in values):
+        raise argparse.ArgumentTypeError(f"sizes are 1 to 200: {text!r}")
+    return values
+
+
+def options(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    p.add_argument("--mesh-sizes", type=int_list, default=[3, 10, 30, 50],
+                   help="peers started together per mesh run [3,10,30,50]")
+    p.add_argument("--trials", type=int, default=None,
+                   help="mesh runs per size; the median is shown [3; --quick: 1]")
+    p.add_argument("--fanout", type=int_list, default=[1, 10, 30],
+                   help="receivers of one sender [1,10,30]")
+    p.add_argument("--rate", type=float, default=500.0,
+                   help="offered messages/s for the latency run [500]")
+    p.add_argument("--duration", type=float, default=None,
+                   help="seconds of the latency run [3; --quick: 1.5]")
+    p.add_argument("--messages", type=int, default=None,
+                   help="messages sent in each saturation run [50000/K within 2000-50000; "
+                   "--quick: 20000/K within 500-20000]")
+    p.add_argument("--cost-links", type=int, default=50,
+                   help="connections of each peer in the cost run [50]")
+    p.add_argument("--idle-seconds", type=float, default=None,
+                   help="CPU window of the idle peers [60; --quick: 10]")
+    p.add_argument("--only", default=",".join(PHASES[:3]),
+                   help=f"phases to run, of {','.join(PHASES)} [mesh,fanout,cost]")
+    p.add_argument("--profile", action="store_true",
+                   help="also profile the sender and one receiver (cProfile) in a fan-out")
+    p.add_argument("--profile-k", type=int, default=10, help="receivers in the profiled run")
+    p.add_argument("--profile-messages", type=int, default=10000,
+                   help="messages sent in the profiled saturation run [10000]")
+    p.add_argument("--quick", action="store_true", help="fewer trials, shorter windows")
+    p.add_argument("--timeout-scale", type=float, default=1.0,
+                   help="multiply every timeout (a loaded machine)")
+    p.add_argument("--json", action="store_true", help="print the figures as JSON")
+    p.add_argument("--keep", action="store_true", help="keep the work directory (logs)")
+    p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    a = p.parse_args(argv)
+    a.trials = a.trials or (1 if a.quick else 3)
+    a.duration = a.duration or (1.5 if a.quick else 3.0)
+    if a.messages is None:
+        low, budget = (500, 20000) if a.quick else (2000, 50000)
+        a.messages_for = lambda k: max(low, min(budget, budget // k))
+    else:
+        a.messages_for = lambda k: a.messages
+    a.idle_seconds = a.idle_seconds or (10.0 if a.quick else 60.0)
+    a.phases = [x.strip() for x in a.only.split(",") if x.strip()]
+    if a.profile and "profile" not in a.phases:
+        a.phases.append("profile")
+    bad = [x for x in a.phases if x not in PHASES]
+    if bad:
+        p.error(f"unknown phase {bad[0]!r}; phases: {', '.join(PHASES)}")
+    if not 0 < a.rate <= 20000 or (a.messages or 0) > 100000 or a.duration > 120:
+        p.error("keep --rate within 20000/s, --messages within 100000, --duration within 120 s")
+    return a
+
+
+def machine() -> dict:
+    import twisted
+
+    model = ""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return {"cores": os.cpu_count(), "cpu": model, "python": platform.python_version(),
+            "twisted": twisted.__version__, "system": platform.platform(),
+            "date": time.strftime("%Y-%m-%d %H:%M"), "load_before": os.getloadavg()[0]}
+
+
+def run_profile(kids: Children, a: argparse.Namespace, workdir: str, say) -> dict:
+    files = {"snd": os.path.join(workdir, "sender.prof"),
+             "r1": os.path.join(workdir, "receiver.prof")}
+    k = a.profile_k
+    result = scenarios.fan_out_ours(kids, k, a.rate, a.duration, a.profile_messages,
+                                    a.timeout_scale, profile=files)
+    out: dict = {"k": k, "run": result}
+    if result.get("status") != "ok":
+        say(f"profile run: {result.get('status')}")
+    handled = files.get("handled", {})  # marked lines each printed: what it handled
+    for name, key, spec in (("sender", "snd", profiling.SEND_PATH),
+                            ("receiver", "r1", profiling.RECEIVE_PATH)):
+        path = files[key]
+        if not handled.get(key):
+            out[name] = {"status": "no chat line went through it"}
+        elif os.path.exists(path):
+            out[name] = profiling.analyse(path, handled[key], spec)
+        else:
+            out[name] = {"status": "no profile written"}
+    return out
+
+
+# --- the table ------------------------------------------------------------------------------
+
+
+def fmt(value, spec: str = ".2f", missing: str = "-") -> str:
+    return missing if value is None else format(value, spec)
+
+
+def render(r: dict) -> str:
+    m = r["machine"]
+    lines = [f"p2pchat benchmark, {m['date']}: {m['cores']} cores ({m['cpu']}), Python "
+             f"{m['python']}, Twisted {m['twisted']}; load before {m['load_before']:.2f}; "
+             f"{r['elapsed_s']:.0f} s"]
+    if "mesh" in r:
+        sizes = list(r["mesh"])
+        lines += ["", f"Mesh formation (median of {r['settings']['trials']}), seconds"]
+        lines.append(f"  {'N':<40}" + "".join(f"{n:>10}" for n in sizes))
+        for key, label in (("from_last_up", "last peer up -> full mesh"),
+                           ("from_last_spawn", "last peer spawned -> full mesh"),
+                           ("all_up", "first spawned -> all peers up")):
+            lines.append(f"  {label:<40}" + "".join(
+                f"{fmt(r['mesh'][n].get(key)):>10}" if r["mesh"][n].get(key) is not None
+                else f"{r['mesh'][n]['status'][:9]:>10}" for n in sizes))
+        notes = [f"N={n}: {e['status']}" for n, e in r["mesh"].items() if e["status"] != "ok"]
+        if notes:
+            lines.append("  " + "; ".join(notes))
+    if "fanout" in r:
+        ks = list(r["fanout"])
+        rate = r["settings"]["rate"]
+        lines += ["", f"Fan-out: one sender, K receivers (saturation: as fast as the sender "
+                  f"takes them; latency: {rate:.0f}/s for {r['settings']['duration']:g} s)"]
+        lines.append(f"  {'K':<40}" + "".join(f"{k:>14}" for k in ks))
+
+        def row(label, get):
+            cells = []
+            for k in ks:
+                try:
+                    cells.append(f"{get(r['fanout'][k]):>14}")
+                except (KeyError, TypeError):
+                    cells.append(f"{'n/a':>14}")
+            lines.append(f"  {label:<40}" + "".join(cells))
+
+        def k_of(e):
+            return next(k for k in ks if r["fanout"][k] is e)
+
+        def sat(side):
+            return lambda e: (f"{e[side]['saturation']['msgs_per_s']:.0f}"
+                              if e[side]["saturation"].get("msgs_per_s")
+                              else e[side]["saturation"]["status"])
+
+        def lat(side):
+            return lambda e: (f"{e[side]['at_rate']['latency_p50_ms']:.1f} / "
+                              f"{e[side]['at_rate']['latency_p99_ms']:.1f}")
+
+        def losses(side):
+            return lambda e: (f"{e[side]['at_rate']['lost'] + e[side]['saturation']['lost']} / "
+                              f"{e[side]['at_rate']['duplicated'] + e[side]['saturation']['duplicated']}")
+
+        row("messages sent at saturation", lambda e: str(r["settings"]["messages"][k_of(e)]))
+        row("p2pchat msgs/s at saturation", sat("p2pchat"))
+        row("baseline msgs/s at saturation", sat("baseline"))
+        row("p2pchat / baseline", lambda e: f"{e['ratio']:.0%}")
+        row(f"p2pchat latency p50 / p99 ms @{rate:.0f}/s", lat("p2pchat"))
+        row(f"baseline latency p50 / p99 ms @{rate:.0f}/s", lat("baseline"))
+        row("p2pchat lost / duplicated", losses("p2pchat"))
+        row("baseline lost / duplicated", losses("baseline"))
+        notes = [f"K={k} {side}: {e[side].get('status')}"
+                 + (f" ({e[side]['links']}/{e[side]['links_wanted']} links up)"
+                    if "links" in e[side] else "")
+                 for k, e in r["fanout"].items()
+                 for side in ("p2pchat", "baseline") if e[side].get("status") != "ok"]
+        if notes:
+            lines.append("  " + "; ".join(notes))
+    if "cost" in r:
+        c = r["cost"]
+        lines += ["", "Cost of an idle peer"]
+        if c.get("status") in ("ok", "mesh broke during the window"):
+            lines.append(f"  {'RSS alone (0 connections)':<40}{fmt(c['idle_rss_mb'], '.1f'):>10} MB")
+            lines.append(f"  {'RSS with %d connections, median (max)' % c['links']:<40}"
+                         f"{fmt(c['meshed_rss_mb_median'], '.1f'):>10} MB "
+                         f"({fmt(c['meshed_rss_mb_max'], '.1f')})")
+            lines.append(f"  {'CPU alone, over %.0f s' % c['window_s']:<40}"
+                         f"{fmt(c['idle_cpu_pct'], '.2f'):>10} %")
+            lines.append(f"  {'CPU with %d connections, median (max)' % c['links']:<40}"
+                         f"{fmt(c['meshed_cpu_pct_median'], '.2f'):>10} % "
+                         f"({fmt(c['meshed_cpu_pct_max'], '.2f')})")
+            if c["status"] != "ok":
+                lines.append(f"  ({c['status']})")
+        else:
+            lines.append(f"  {c.get('status')}")
+    if "profile" in r:
+        p = r["profile"]
+        lines += ["", f"Profile (cProfile) of a fan-out to K={p['k']}: "
+                  f"{scenarios.summary(p['run'])}"]
+        for name in ("sender", "receiver"):
+            if "hot_path" in p.get(name, {}):
+                lines += [""] + profiling.render(name, p[name])
+            else:
+                lines.append(f"{name}: {p.get(name, {}).get('status')}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    a = options(argv)
+    install_signal_handlers()
+
+    def say(text: str) -> None:
+        if not a.quiet:
+            print(f"[{time.strftime('%H:%M:%S')}] {text}", file=sys.stderr, flush=True)
+
+    workdir = tempfile.mkdtemp(prefix="p2pchat-bench-")
+    kids = Children(workdir)
+    started = time.monotonic()
+    result: dict = {"machine": machine(), "settings": {
+        "mesh_sizes": a.mesh_sizes, "trials": a.trials, "fanout": a.fanout, "rate": a.rate,
+        "duration": a.duration,
+        "messages": {str(k): a.messages_for(k) for k in a.fanout}, "cost_links": a.cost_links,
+        "idle_seconds": a.idle_seconds, "quick": a.quick, "phases": a.phases}}
+    try:
+        if "mesh" in a.phases:
+            result["mesh"] = scenarios.mesh_formation(kids, a.mesh_sizes, a.trials,
+                                                      a.timeout_scale, say)
+        if "fanout" in a.phases:
+            result["fanout"] = scenarios.fan_out(kids, a.fanout, a.rate, a.duration,
+                                                 a.messages_for, a.timeout_scale, say)
+        if "cost" in a.phases:
+            result["cost"] = scenarios.cost(kids, a.cost_links, a.idle_seconds,
+                                            a.timeout_scale, say)
+        if "profile" in a.phases:
+            result["profile"] = run_profile(kids, a, workdir, say)
+    except KeyboardInterrupt:
+        say("interrupted: stopping every peer")
+        result["interrupted"] = True
+    finally:
+        kids.kill_all()
+        result["elapsed_s"] = time.monotonic() - started
+        if a.keep:
+            say(f"work directory kept: {workdir}")
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+    if a.json:
+        print(json.dumps(result, indent=2))
+    else:
+        print(render(result))
+    return 130 if result.get("interrupted") else 0

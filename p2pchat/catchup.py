@@ -12,11 +12,11 @@ carry their author's signature (the security issue), so no peer can put words in
 
 from __future__ import annotations
 
-from collections import OrderedDict, deque
+import bisect
 from dataclasses import dataclass
 from typing import Any
 
-from p2pchat.wire import MAX_SEQUENCE, Message, WireError
+from p2pchat.wire import MAX_SEQUENCE, Message, WireError, encode_message
 
 #: Default bounds of the sent log: lines older than this (seconds) or beyond this count are not
 #: resent (the user is told how many were too old).  ``--catchup-lines`` / ``--catchup-age``.
@@ -27,36 +27,48 @@ ACK_DELAY = 0.05
 
 
 class SentLog:
-    """Our own sequenced lines, oldest first, bounded by count and age."""
+    """Our own sequenced lines, oldest first, bounded by count and age; each kept with its
+    encoded bytes, so a line written to many links is encoded once.  Sequence numbers rise
+    but need not be contiguous (a new run starts higher), so lookups bisect."""
 
     def __init__(self, max_lines: int = LOG_LINES, max_age: float = LOG_AGE) -> None:
         self.max_lines = max_lines
         self.max_age = max_age
-        self._lines: deque[Message] = deque()
+        self._seqs: list[int] = []
+        self._entries: list[tuple[Message, bytes]] = []
+        self._head = 0  # entries before this index were trimmed (compacted now and then)
+        #: the highest sequence that fell out of the log (0: none did)
+        self.dropped_upto = 0
 
     def append(self, msg: Message, now: float) -> list[Message]:
         """Keep ``msg``; returns the lines that fell out of the log."""
-        self._lines.append(msg)
+        self._seqs.append(msg.sequence)
+        self._entries.append((msg, encode_message(msg)))
         return self.trim(now)
 
     def trim(self, now: float) -> list[Message]:
         dropped = []
-        while self._lines and (len(self._lines) > self.max_lines or
-                               now - _when(self._lines[0], now) > self.max_age):
-            dropped.append(self._lines.popleft())
+        while self._head < len(self._entries):
+            msg = self._entries[self._head][0]
+            if len(self) > self.max_lines or now - _when(msg, now) > self.max_age:
+                dropped.append(msg)
+                self.dropped_upto = max(self.dropped_upto, msg.sequence)
+                self._head += 1
+            else:
+                break
+        if self._head > 1024 and self._head * 2 > len(self._entries):
+            del self._seqs[:self._head], self._entries[:self._head]
+            self._head = 0
         return dropped
 
-    def since(self, have: int) -> tuple[list[Message], int]:
-        """The lines after sequence ``have``, and how many after it are no longer here."""
-        if not self._lines:
-            return [], 0
-        first = self._lines[0].sequence
-        missing = max(0, first - have - 1)
-        start = max(0, have + 1 - first)
-        return [self._lines[i] for i in range(start, len(self._lines))], missing
+    def since(self, have: int) -> tuple[list[tuple[Message, bytes]], bool]:
+        """The lines after sequence ``have`` (with their bytes), and whether some lines after
+        ``have`` fell out of the log already."""
+        start = bisect.bisect_right(self._seqs, have, lo=self._head)
+        return self._entries[start:], have < self.dropped_upto
 
     def __len__(self) -> int:
-        return len(self._lines)
+        return len(self._entries) - self._head
 
 
 def _when(msg: Message, default: float) -> float:
@@ -95,41 +107,64 @@ def parse_ack(msg: Message) -> int:
 
 
 class Delivery:
-    """Which of our lines still wait for which peers' acks."""
+    """Which of our lines still wait for which peers' acks.  Acks only move forward, so each
+    ack visits just the lines between a peer's previous ack and this one."""
 
     def __init__(self) -> None:
-        self._waiting: OrderedDict[int, tuple[str, set[str]]] = OrderedDict()
+        self._waiting: dict[int, tuple[str, set[str]]] = {}
+        self._seqs: list[int] = []  # ascending; may hold sequences already done
+        self._acked: dict[str, int] = {}
 
     def expect(self, seq: int, message_id: str, peers: set[str]) -> None:
         if peers:
             self._waiting[seq] = (message_id, set(peers))
+            self._seqs.append(seq)
 
     def acked(self, peer_id: str, have: int) -> list[str]:
         """``peer_id`` has our lines up to ``have``; returns the ids now delivered to all."""
+        before = self._acked.get(peer_id, -1)
+        if have <= before:
+            return []
+        self._acked[peer_id] = have
+        lo = bisect.bisect_right(self._seqs, before)
+        hi = bisect.bisect_right(self._seqs, have)
         done = []
-        for seq, (message_id, peers) in list(self._waiting.items()):
-            if seq > have:
-                break
+        for seq in self._seqs[lo:hi]:
+            entry = self._waiting.get(seq)
+            if entry is None:
+                continue
+            message_id, peers = entry
             peers.discard(peer_id)
             if not peers:
                 del self._waiting[seq]
                 done.append(message_id)
+        self._compact()
         return done
 
     def forget_peer(self, peer_id: str) -> None:
         """A peer left the room: it is no longer waited for.  Lines only it was waited for stay
         undelivered (they are dropped here, not reported as delivered)."""
+        self._acked.pop(peer_id, None)
         for seq, (_, peers) in list(self._waiting.items()):
             peers.discard(peer_id)
             if not peers:
                 del self._waiting[seq]
+        self._compact()
 
     def forget_through(self, seq: int) -> None:
         """Lines up to ``seq`` left the sent log: they can't be delivered any more."""
-        for waiting in list(self._waiting):
-            if waiting > seq:
-                break
-            del self._waiting[waiting]
+        hi = bisect.bisect_right(self._seqs, seq)
+        for old in self._seqs[:hi]:
+            self._waiting.pop(old, None)
+        del self._seqs[:hi]
+
+    def _compact(self) -> None:
+        """Drop done sequences from the front of the index."""
+        done = 0
+        while done < len(self._seqs) and self._seqs[done] not in self._waiting:
+            done += 1
+        if done:
+            del self._seqs[:done]
 
     def __len__(self) -> int:
         return len(self._waiting)

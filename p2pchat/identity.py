@@ -134,10 +134,17 @@ class Identity:
         return made
 
     def tls_context(self, server: bool) -> SSL.Context:
-        """A fresh context (pyOpenSSL refuses changes to a used one): our certificate, TLS 1.2
-        at least (1.3 where both have it), and the peer's certificate required but accepted
-        here whatever it is: it is checked against the pinned fingerprint once the handshake
-        is done (``certificate_fingerprint``), as there is no CA to check it against."""
+        """One context per side, made once and never changed after (pyOpenSSL refuses changes
+        to a context in use): our certificate, TLS 1.2 at least (1.3 where both have it), and
+        the peer's certificate required but accepted here whatever it is: it is checked
+        against the pinned fingerprint once the handshake is done
+        (``certificate_fingerprint``), as there is no CA to check it against."""
+        cache = self.__dict__.setdefault("_contexts", {})
+        if server not in cache:
+            cache[server] = self._make_context(server)
+        return cache[server]
+
+    def _make_context(self, server: bool) -> SSL.Context:
         ctx = SSL.Context(SSL.TLS_METHOD)
         ctx.set_min_proto_version(SSL.TLS1_2_VERSION)
         ctx.use_certificate(self.cert)
@@ -152,7 +159,7 @@ class Identity:
 
 @implementer(IOpenSSLContextFactory)
 class ContextFactory:
-    """What ``transport.startTLS`` takes: a fresh context per connection."""
+    """What ``transport.startTLS`` takes."""
 
     def __init__(self, identity: Identity, server: bool) -> None:
         self.identity = identity

@@ -151,8 +151,11 @@ class PeerProtocol(LineReceiver):
         return self._backpressure.paused
 
     def send(self, msg: Message) -> None:
+        self.send_bytes(encode_message(msg))
+
+    def send_bytes(self, data: bytes) -> None:
         if self.transport is not None and self.connected:
-            self.transport.write(encode_message(msg))
+            self.transport.write(data)
 
     def writable(self) -> None:
         if self.ready:
@@ -172,6 +175,8 @@ class PeerProtocol(LineReceiver):
         self.last_heard = self.clock.seconds()
         if hasattr(self.transport, "setTcpKeepAlive"):
             self.transport.setTcpKeepAlive(1)
+            # Chat lines are small and should go at once, not wait to fill a segment.
+            self.transport.setTcpNoDelay(1)
         if hasattr(self.transport, "registerProducer"):
             self.transport.registerProducer(self._backpressure, True)
         if self.outgoing:

@@ -103,6 +103,9 @@ class Link(Protocol):
 
     def send(self, msg: Message) -> None: ...
 
+    def send_bytes(self, data: bytes) -> None:
+        """Write an already encoded line (lines of the sent log are encoded once)."""
+
     def close(self, why: str) -> None: ...
 
 
@@ -297,14 +300,14 @@ class Node:
             return
         lines, missing = self.sent_log.since(link.cursor)
         if missing and link.cursor >= self.log_floor:
-            log.warn("{n} lines for {peer} are too old to send", n=missing, peer=link.peer_id)
+            log.warn("lines for {peer} are too old to send", peer=link.peer_id)
             self._notice(f"{self._nick(link)} missed older lines that are no longer kept",
                          error=True)
-        for line in lines:
+        for line, data in lines:
             if link.backed_up or self.links.get(link.peer_id) is not link:
                 return
             if self._is_for(line, link.peer_id, link.caps):
-                link.send(line)
+                link.send_bytes(data)
             link.cursor = line.sequence
 
     def _is_for(self, msg: Message, peer_id: str, caps: tuple[str, ...]) -> bool:

@@ -332,6 +332,21 @@ def make_face(ui: str, node: Node, reactor, data_dir: str) -> Service | None:
     return LineFaceService(node, reactor)
 
 
+def lock_data_dir(data_dir: str):
+    """One peer per data dir: two would share a key, and so a peer id, and its history."""
+    import fcntl
+
+    path = os.path.join(data_dir, "lock")
+    handle = open(path, "a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.close()
+        raise SystemExit(f"p2pchat: another p2pchat is running with the data dir {data_dir}; "
+                         "give each peer its own --data-dir")
+    return handle
+
+
 def open_store(data_dir: str, reactor, sent_age: float) -> Store:
     """The history file, pruned to its limits; a clear exit if it can't be used."""
     import sqlite3
@@ -351,6 +366,7 @@ def makeService(options: Options, reactor=None) -> ChatService:
         from twisted.internet import reactor  # noqa: F811 (the running one, chosen by twistd)
     data_dir = options["data-dir"]
     os.makedirs(data_dir, mode=0o700, exist_ok=True)
+    lock = lock_data_dir(data_dir)
     try:
         identity = Identity.load_or_create(data_dir)
     except (OSError, ValueError) as e:
@@ -363,6 +379,7 @@ def makeService(options: Options, reactor=None) -> ChatService:
                                options["interface"])
     face = make_face(options["ui"], node, reactor, options["data-dir"])
     chat = ChatService(node, node_service, face)
+    chat.lock = lock  # held for as long as the process runs
     if options["irc"] is not None:
         from p2pchat.irc import IrcService
 

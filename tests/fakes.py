@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from p2pchat.peers import PeerInfo
+from p2pchat import wire
 from p2pchat.wire import Message
 
 
@@ -29,6 +30,9 @@ class FakeLink:
 
     def send(self, msg: Message) -> None:
         self.sent.append(msg)
+
+    def send_bytes(self, data: bytes) -> None:
+        self.send(wire.parse_message(data.rstrip(b"\n")))
 
     def close(self, why: str) -> None:
         self.closed = why

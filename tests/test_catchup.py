@@ -28,15 +28,31 @@ class SentLogTest(TestCase):
             log.append(line(seq), now=0.0)
         self.assertEqual(len(log), 3)
         lines, missing = log.since(1)
-        self.assertEqual(([m.sequence for m in lines], missing), ([3, 4, 5], 1))
-        self.assertEqual(log.since(4)[0][0].sequence, 5)
-        self.assertEqual(log.since(5), ([], 0))
+        self.assertEqual(([m.sequence for m, _ in lines], missing), ([3, 4, 5], True))
+        self.assertEqual(log.since(4)[0][0][0].sequence, 5)
+        self.assertEqual(log.since(5), ([], False))
+        self.assertEqual(log.since(2)[1], False)  # nothing after 2 was dropped
+        self.assertEqual(wire.parse_message(lines[0][1][:-1]), lines[0][0])
 
-    def test_age(self) -> None:
-        log = SentLog(max_lines=100, max_age=10)
+    def test_sequences_may_jump_between_runs(self) -> None:
+        log = SentLog()
+        for seq in (7, 8, 9, 5_000_001, 5_000_002):
+            log.append(line(seq), now=0.0)
+        self.assertEqual([m.sequence for m, _ in log.since(8)[0]], [9, 5_000_001, 5_000_002])
+        self.assertEqual([m.sequence for m, _ in log.since(5_000_000)[0]],
+                         [5_000_001, 5_000_002])
+
+    def test_age_and_compaction(self) -> None:
+        log = SentLog(max_lines=100_000, max_age=10)
         log.append(line(1, when=0.0), now=0.0)
         dropped = log.append(line(2, when=11.0), now=11.0)
         self.assertEqual([m.sequence for m in dropped], [1])
+        small = SentLog(max_lines=10)
+        for seq in range(1, 5000):
+            small.append(line(seq), now=0.0)
+        self.assertEqual(len(small), 10)
+        self.assertLess(len(small._entries), 2100)  # trimmed entries are let go
+        self.assertEqual([m.sequence for m, _ in small.since(4995)[0]], [4996, 4997, 4998, 4999])
 
 
 class DeliveryTest(TestCase):
@@ -47,6 +63,25 @@ class DeliveryTest(TestCase):
         self.assertEqual(d.acked("x", 2), ["b"])
         self.assertEqual(d.acked("y", 1), ["a"])
         self.assertEqual(len(d), 0)
+
+    def test_acks_visit_only_new_lines(self) -> None:
+        d = Delivery()
+        for seq in range(1, 1001):
+            d.expect(seq, f"m{seq}", {"x", "slow"})
+        self.assertEqual(d.acked("x", 1000), [])
+        self.assertEqual(d.acked("x", 1000), [])  # repeated acks are free
+        self.assertEqual(len(d.acked("slow", 10)), 10)
+        self.assertEqual(d.acked("slow", 5), [])  # acks never go back
+        self.assertEqual(len(d.acked("slow", 1000)), 990)
+        self.assertEqual(len(d), 0)
+        self.assertEqual(d._seqs, [])
+
+    def test_forget_through(self) -> None:
+        d = Delivery()
+        for seq in (1, 2, 3):
+            d.expect(seq, f"m{seq}", {"x"})
+        d.forget_through(2)
+        self.assertEqual(d.acked("x", 3), ["m3"])
 
     def test_forgotten_peer_is_not_delivery(self) -> None:
         d = Delivery()

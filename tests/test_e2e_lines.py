@@ -83,3 +83,18 @@ def test_bad_option_is_one_line(tmp_path) -> None:
         assert len(err) == 1 and "spaces" in err[0], err
     finally:
         peer.stop()
+
+
+def test_one_peer_per_data_dir(tmp_path) -> None:
+    group = fresh_multicast()
+    first = PeerProcess("alice", group, str(tmp_path / "same"))
+    try:
+        first.wait_line("you are alice")
+        second = PeerProcess("alice", group, str(tmp_path / "same"))
+        try:
+            assert second.proc.wait(15) != 0
+            assert "another p2pchat is running" in second.stderr()
+        finally:
+            second.stop()
+    finally:
+        first.stop()

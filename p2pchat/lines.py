@@ -36,8 +36,15 @@ from p2pchat.wire import DEFAULT_ROOM
 log = Logger()
 
 
+_last_clock: list = [None, ""]
+
+
 def clock_text(when: float) -> str:
-    return time.strftime("%H:%M:%S", time.localtime(when))
+    """HH:MM:SS in local time (remembered for the current second: it is on every line)."""
+    second = int(when)
+    if _last_clock[0] != second:
+        _last_clock[0], _last_clock[1] = second, time.strftime("%H:%M:%S", time.localtime(second))
+    return _last_clock[1]
 
 
 def format_event(event: events.Event) -> str | None:

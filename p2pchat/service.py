@@ -24,7 +24,7 @@ from p2pchat.discovery import DEFAULT_GROUP, DEFAULT_PORT, BeaconProtocol
 from p2pchat.identity import PINS_NAME, Identity, Pins
 from p2pchat.mesh import Dialer, PeerProtocol, PeerServerFactory
 from p2pchat.node import HEARTBEAT_INTERVAL, Node
-from p2pchat.store import STORE_NAME, Store
+from p2pchat.store import FLUSH_DELAY, STORE_NAME, Store
 from p2pchat.trust import Trust
 from p2pchat.wire import nick_problem
 
@@ -353,7 +353,7 @@ def open_store(data_dir: str, reactor, sent_age: float) -> Store:
 
     path = os.path.join(data_dir, STORE_NAME)
     try:
-        store = Store(path, call_soon=lambda f: reactor.callLater(0, f))
+        store = Store(path, call_soon=lambda f: reactor.callLater(FLUSH_DELAY, f))
         store.prune(reactor.seconds(), sent_age=sent_age)
     except sqlite3.Error as e:
         raise SystemExit(f"p2pchat: can't use the history file {path}: {e} "

@@ -1,8 +1,8 @@
 """History on disk: every chat line shown, our own lines to resend, how far we have each
 sender, and the rooms we are in, in one SQLite file in the data dir.
 
-Writes are queued and committed together once per reactor turn (one transaction), so a burst
-of lines costs one commit, and the reactor is never held for long.  The file is in WAL mode
+Writes are queued and committed together (one transaction) within FLUSH_DELAY, so a burst of
+lines costs one commit, and the reactor is never held for long.  The file is in WAL mode
 with ``synchronous=NORMAL``: a committed line survives the process being killed at any moment,
 and the file is never left corrupt (a power cut may lose the last commits, not the file).
 """
@@ -22,6 +22,8 @@ from p2pchat.wire import Message, WireError, encode_message, parse_message
 log = Logger()
 
 STORE_NAME = "history.sqlite3"
+#: Writes are committed together at most this long (seconds) after the first of them.
+FLUSH_DELAY = 0.05
 #: Lines kept on disk: at most this many, and none older than this (seconds).  Pruned at start.
 HISTORY_MAX_LINES = 100_000
 HISTORY_MAX_AGE = 30 * 24 * 3600.0
@@ -61,8 +63,8 @@ class StoredLine:
 class Store:
     def __init__(self, path: str, call_soon: Callable[[Callable[[], None]], Any] | None = None
                  ) -> None:
-        """``call_soon(f)`` runs f later on the reactor (``reactor.callLater(0, f)``); without
-        it every write commits at once (tests, tools)."""
+        """``call_soon(f)`` runs f a little later on the reactor
+        (``reactor.callLater(FLUSH_DELAY, f)``); without it every write commits at once."""
         self.path = path
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self._db.execute("pragma journal_mode=wal")

@@ -1,0 +1,126 @@
+"""History on disk: what is kept, read back, pruned, and that a kill never loses a committed
+line nor corrupts the file."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import time
+
+from twisted.internet.task import Clock
+from twisted.trial.unittest import TestCase
+
+from p2pchat.node import Node
+from p2pchat.store import Store, StoredLine
+from p2pchat.wire import Message
+from tests.support import ROOT, child_env
+
+
+def line(n: int, room: str = "general", when: float = 1000.0) -> StoredLine:
+    return StoredLine(f"id{n}", room, "s_1", "sam", f"text {n}", False, False, when + n)
+
+
+class Keeping(TestCase):
+    def setUp(self) -> None:
+        self.path = os.path.join(self.mktemp() + ".sqlite3")
+        os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
+        self.store = Store(self.path)
+
+    def tearDown(self) -> None:
+        self.store.close()
+
+    def test_lines_by_room_in_order_without_duplicates(self) -> None:
+        for n in range(5):
+            self.store.remember(line(n))
+        self.store.remember(line(2))  # again: ignored
+        self.store.remember(line(9, room="ops"))
+        self.assertEqual([x.text for x in self.store.recent("general", 3)],
+                         ["text 2", "text 3", "text 4"])
+        self.assertEqual([x.id for x in self.store.recent("ops", 10)], ["id9"])
+        self.assertEqual(self.store.recent_ids(2), ["id4", "id9"])
+
+    def test_high_water_rooms_and_sent_lines_survive_a_reopen(self) -> None:
+        self.store.set_high_water("p_1", 5)
+        self.store.set_high_water("p_1", 3)  # never goes back
+        self.store.set_rooms(["general", "ops"])
+        msg = Message(id="m1", type="chat", sender_id="me", content="hi", sequence=7,
+                      timestamp=100.0, room_id="ops")
+        self.store.save_sent(msg)
+        self.store.close()
+        self.store = Store(self.path)
+        self.assertEqual(self.store.high_water(), {"p_1": 5})
+        self.assertEqual(self.store.rooms(), ["general", "ops"])
+        self.assertEqual(self.store.load_sent(10, 3600, now=200.0), [msg])
+        self.assertEqual(self.store.load_sent(10, 50, now=200.0), [])  # too old to resend
+
+    def test_prune(self) -> None:
+        for n in range(10):
+            self.store.remember(line(n, when=0.0))
+        self.store.prune(now=5.0, max_lines=4, max_age=100.0)
+        self.assertEqual(self.store.count(), 4)
+        self.store.prune(now=1000.0, max_lines=100, max_age=10.0)
+        self.assertEqual(self.store.count(), 0)
+
+    def test_batched_writes_commit_once_per_flush(self) -> None:
+        clock = Clock()
+        calls = []
+        store = Store(self.path + "2", call_soon=lambda f: calls.append(clock.callLater(0.05, f)))
+        for n in range(100):
+            store.remember(line(n))
+        self.assertEqual(len(calls), 1)
+        other = sqlite3.connect(self.path + "2")
+        self.assertEqual(other.execute("select count(*) from lines").fetchone()[0], 0)
+        clock.advance(0.05)
+        self.assertEqual(other.execute("select count(*) from lines").fetchone()[0], 100)
+        other.close()
+        store.close()
+
+    def test_a_restarted_node_knows_what_it_had(self) -> None:
+        clock = Clock()
+        clock.advance(1000)
+        self.store.set_high_water("bob_1", 42)
+        self.store.remember(line(1))
+        node = Node("me", clock, store=self.store)
+        self.assertEqual(node.room.high_water["bob_1"], 42)
+        self.assertTrue(node.room.seen("id1"))
+        self.assertEqual([x.text for x in node.history("general")], ["text 1"])
+
+
+WRITER = textwrap.dedent("""
+    import sys
+    from p2pchat.store import Store, StoredLine
+    store = Store(sys.argv[1])          # no batching: every write commits at once
+    start = int(sys.argv[2])
+    for n in range(start, start + 200000):
+        store.remember(StoredLine(f"id{n}", "general", "s", "sam", "x" * 200, False, False, n))
+        print(n, flush=True)            # n is committed
+""")
+
+
+class KillAtAnyMoment(TestCase):
+    def test_no_committed_line_lost_and_no_corruption(self) -> None:
+        path = os.path.abspath(self.mktemp() + ".sqlite3")
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        committed: list[int] = []
+        rng = random.Random(11)
+        start = 0
+        for _ in range(6):
+            child = subprocess.Popen([sys.executable, "-c", WRITER, path, str(start)],
+                                     stdout=subprocess.PIPE, env=child_env(), cwd=str(ROOT))
+            time.sleep(rng.uniform(0.3, 0.8))
+            child.send_signal(signal.SIGKILL)
+            out, _ = child.communicate(timeout=10)
+            numbers = [int(x) for x in out.split()]
+            committed.extend(numbers)
+            start = (numbers[-1] + 1) if numbers else start + 200000
+        self.assertGreater(len(committed), 100)
+        db = sqlite3.connect(path)
+        self.assertEqual(db.execute("pragma integrity_check").fetchone()[0], "ok")
+        kept = {int(r[0][2:]) for r in db.execute("select id from lines")}
+        db.close()
+        self.assertEqual(set(committed) - kept, set())

@@ -193,6 +193,8 @@ class Node:
         self._short_links: dict[str, int] = {}
         #: the last nick a base peer gave in a line (its beacons keep its first nick)
         self._line_names: dict[str, str] = {}
+        self._told_alone = False
+        self._liveness: dict[str, Liveness] = {}
 
     # --- observers ------------------------------------------------------------------------
 
@@ -383,7 +385,8 @@ class Node:
                                private=private)
         self._remember(line)
         self._emit(line)
-        if not self.links:
+        if not self.links and not self._told_alone:
+            self._told_alone = True  # once until a link is up again, not on every line
             if self.away:
                 names = ", ".join(sorted(self.away.values()))
                 self._notice(f"not connected to {names} right now: delivered when they are back")
@@ -653,11 +656,14 @@ class Node:
         for link in list(self.links.values()):
             if CAP_OURS in link.caps and now - link.last_heard > IDLE_TIMEOUT:
                 link.close(f"silent for {IDLE_TIMEOUT:.0f} s")
+        liveness = {info.peer_id: info.liveness(now) for info in self.peers}
+        changed = liveness != self._liveness
+        self._liveness = liveness
         for pid, (nick, since) in list(self._flapping.items()):
             if pid not in self.links and now - since >= FLAP_WINDOW:
                 del self._flapping[pid]
                 self._emit(events.PeerLeft(now, nick, pid, "connection lost"))
-        if gone:
+        if gone or changed:
             self._emit(events.PeersChanged(now))
 
     def heartbeat(self) -> None:
@@ -693,6 +699,7 @@ class Node:
             link.close(f"already {MAX_LINKS} links")
             return False
         self.links[link.peer_id] = link
+        self._told_alone = False
         self._linked_at[link.peer_id] = self.clock.seconds()
         if self.dialer is not None:
             self.dialer.connected(link.peer_id)

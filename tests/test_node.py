@@ -212,10 +212,27 @@ class Verbs(NodeTest):
         self.assertEqual([(e.text, e.own, e.sent_to) for e in own],
                          [("one", True, 2), ("two", True, 2)])
 
-    def test_say_alone_warns(self) -> None:
+    def test_say_alone_warns_once(self) -> None:
         self.node.say("anyone?")
+        self.node.say("hello?")
         self.assertEqual(self.shown(events.ChatLine)[0].sent_to, 0)
+        self.assertEqual(len(self.shown(events.Notice)), 1)
         self.assertTrue(self.shown(events.Notice)[0].error)
+        link = self.link("zed_1")
+        self.clock.advance(FLAP_WINDOW)
+        self.node.link_lost(link, "gone")
+        self.node.say("again?")
+        self.assertEqual(len(self.shown(events.Notice)), 2)
+
+    def test_going_stale_redraws_the_peer_list(self) -> None:
+        self.node.beacon_heard(beacon("zed_1", when=1000), "127.0.0.1")
+        self.node.sweep()
+        before = len(self.shown(events.PeersChanged))
+        self.node.sweep()
+        self.assertEqual(len(self.shown(events.PeersChanged)), before)
+        self.clock.advance(10)
+        self.node.sweep()
+        self.assertEqual(len(self.shown(events.PeersChanged)), before + 1)
 
     def test_act_reads_sensibly_on_a_base_peer(self) -> None:
         link = self.link("zed_1")

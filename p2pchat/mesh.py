@@ -167,6 +167,12 @@ class PeerProtocol(LineReceiver):
         if self.transport is not None:
             self.transport.loseConnection()
 
+    def abort(self, why: str) -> None:
+        log.info("dropping link with {peer} ({address}): {why}",
+                 peer=self.peer_id or "?", address=self.address, why=why)
+        if self.transport is not None:
+            self.transport.abortConnection()
+
     # --- Twisted --------------------------------------------------------------------------
 
     def connectionMade(self) -> None:

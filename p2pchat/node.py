@@ -71,6 +71,10 @@ MAX_LINKS = 256
 FLAP_WINDOW = 2.0
 #: After this many short-lived links in a row to a base peer, the user is told once.
 FLAPS_TOLD = 3
+#: When a peer's beacons come back after a silence while its link is up, the link may be dead
+#: (a cut cable) or stuck in TCP's retransmission backoff: it is probed, and dropped (then
+#: redialed and caught up) if no answer comes within this many seconds.
+PROBE_TIMEOUT = 3.0
 
 #: What every peer of ours announces; with an identity, CAP_TLS too.
 CAPS: tuple[str, ...] = (CAP_OURS, CAP_CATCHUP, CAP_ROOMS)
@@ -107,6 +111,9 @@ class Link(Protocol):
         """Write an already encoded line (lines of the sent log are encoded once)."""
 
     def close(self, why: str) -> None: ...
+
+    def abort(self, why: str) -> None:
+        """Close at once, dropping what is not yet written (a dead link)."""
 
 
 class Dialer(Protocol):
@@ -195,6 +202,7 @@ class Node:
         self._line_names: dict[str, str] = {}
         self._told_alone = False
         self._liveness: dict[str, Liveness] = {}
+        self._probes: dict[str, tuple[str, object]] = {}
 
     # --- observers ------------------------------------------------------------------------
 
@@ -550,6 +558,10 @@ class Node:
     def say_goodbye(self) -> list[Link]:
         """Tell every linked peer we leave; returns the links, for the caller to close."""
         self.leaving = True
+        for _, timer in self._probes.values():
+            if timer.active():
+                timer.cancel()
+        self._probes.clear()
         for call in self._ack_calls.values():
             if call.active():
                 call.cancel()
@@ -573,7 +585,11 @@ class Node:
         if beacon.type == LEAVE:
             self._beacon_leave(beacon, host)
             return
+        before = self.peers.get(beacon.peer_id)
+        was_quiet = before is None or before.liveness(now) is not Liveness.ALIVE
         heard = self.peers.heard(beacon, host, now)
+        if was_quiet and beacon.peer_id in self.links:
+            self._probe(self.links[beacon.peer_id])
         if heard is Heard.FULL:
             if not self._full_warned:
                 log.warn("peer table full ({n} peers): new peers ignored", n=len(self.peers))
@@ -655,7 +671,7 @@ class Node:
                 link.close("its beacons stopped")
         for link in list(self.links.values()):
             if CAP_OURS in link.caps and now - link.last_heard > IDLE_TIMEOUT:
-                link.close(f"silent for {IDLE_TIMEOUT:.0f} s")
+                link.abort(f"silent for {IDLE_TIMEOUT:.0f} s")
         liveness = {info.peer_id: info.liveness(now) for info in self.peers}
         changed = liveness != self._liveness
         self._liveness = liveness
@@ -802,6 +818,7 @@ class Node:
             link.close("it spoke for another peer")
             return
         if msg.type == HEARTBEAT:
+            self._heartbeat_line(link, msg)
             return
         if msg.type in (SYNC, ACK):
             self._catchup_line(link, msg)
@@ -947,6 +964,33 @@ class Node:
         if link is not None:
             have = self.room.high_water.get(peer_id, 0)
             link.send(self._message(ACK, "", sequenced=False, metadata={"have": have}))
+
+    def _probe(self, link: Link) -> None:
+        """Ask a peer of ours to answer on this link; drop the link if it doesn't in time."""
+        if CAP_OURS not in link.caps or link.peer_id in self._probes:
+            return
+        token = new_message_id()
+        timer = self.clock.callLater(PROBE_TIMEOUT, self._probe_failed, link, token)
+        self._probes[link.peer_id] = (token, timer)
+        link.send(self._message(HEARTBEAT, "", metadata={"probe": token}))
+
+    def _probe_failed(self, link: Link, token: str) -> None:
+        if self._probes.get(link.peer_id, (None,))[0] != token:
+            return
+        del self._probes[link.peer_id]
+        if self.links.get(link.peer_id) is link:
+            log.info("{peer} is back but its link does not answer: redialing", peer=link.peer_id)
+            link.abort(f"no answer within {PROBE_TIMEOUT:.0f} s after a silence")
+
+    def _heartbeat_line(self, link: Link, msg: Message) -> None:
+        meta = msg.metadata or {}
+        probe, answer = meta.get("probe"), meta.get("answer")
+        if isinstance(probe, str) and len(probe) <= 32 and CAP_OURS in link.caps:
+            link.send(self._message(HEARTBEAT, "", metadata={"answer": probe}))
+        if isinstance(answer, str) and self._probes.get(link.peer_id, (None,))[0] == answer:
+            _, timer = self._probes.pop(link.peer_id)
+            if timer.active():
+                timer.cancel()
 
     def _count_short_link(self, link: Link) -> None:
         count = self._short_links[link.peer_id] = self._short_links.get(link.peer_id, 0) + 1

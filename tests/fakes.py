@@ -37,6 +37,9 @@ class FakeLink:
     def close(self, why: str) -> None:
         self.closed = why
 
+    def abort(self, why: str) -> None:
+        self.closed = why
+
 
 class FakeDialer:
     def __init__(self) -> None:

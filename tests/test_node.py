@@ -8,7 +8,7 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import TestCase
 
 from p2pchat import events
-from p2pchat.node import FLAP_WINDOW, IDLE_TIMEOUT, Node
+from p2pchat.node import FLAP_WINDOW, IDLE_TIMEOUT, PROBE_TIMEOUT, Node
 from p2pchat.wire import Beacon, Message
 
 from tests.fakes import FakeAnnouncer, FakeDialer, FakeLink
@@ -151,6 +151,32 @@ class Links(NodeTest):
         self.clock.advance(2)
         self.node.sweep()
         self.assertIn("silent", link.closed)
+
+    def test_link_probed_when_its_peer_comes_back_from_a_silence(self) -> None:
+        self.node.beacon_heard(beacon("zed_1", when=1000), "127.0.0.1")
+        link = self.link("zed_1")
+        self.clock.advance(12)  # its beacons stopped: stale (a cut cable?)
+        self.node.beacon_heard(beacon("zed_1", when=self.clock.seconds()), "127.0.0.1")
+        probe = link.sent[-1]
+        self.assertEqual(probe.type, "heartbeat")
+        token = probe.metadata["probe"]
+        self.clock.advance(PROBE_TIMEOUT + 1)
+        self.assertIn("no answer", link.closed)
+        # the next time, an answer keeps the link
+        again = self.link("zed_1", dialer_id="mmm_1")
+        self.clock.advance(12)
+        self.node.beacon_heard(beacon("zed_1", when=self.clock.seconds()), "127.0.0.1")
+        token = again.sent[-1].metadata["probe"]
+        self.node.message_received(again, Message(id="a1", type="heartbeat",
+                                                  sender_id="zed_1", metadata={"answer": token}))
+        self.clock.advance(PROBE_TIMEOUT + 1)
+        self.assertIsNone(again.closed)
+
+    def test_probes_are_answered(self) -> None:
+        link = self.link("zed_1")
+        self.node.message_received(link, Message(id="p1", type="heartbeat", sender_id="zed_1",
+                                                 metadata={"probe": "t0k"}))
+        self.assertEqual(link.sent[-1].metadata, {"answer": "t0k"})
 
     def test_base_link_not_dropped_for_silence(self) -> None:
         link = self.link("zed_1", caps=())

@@ -1,13 +1,17 @@
 """The IRC face (``--irc HOST:PORT``): a small local IRC server; its clients are faces of a peer.
 
-Any IRC client (irssi, weechat, HexChat) connects to it and sees the room ``general`` as the
-channel ``#general``: peers are channel members, their lines are PRIVMSGs, and what the client
-says is said to the room.  The IRC nick *is* the peer's nick.  Several clients may attach at once;
-all see the same room, and each sees what the others said (IRC servers don't echo a client's own
-lines back to it, so neither do we).
+Any IRC client (irssi, weechat, HexChat) connects to it.  Each room is a channel (``general`` is
+``#general``, ``ops`` is ``#ops``): peers in it are channel members, their lines are PRIVMSGs to
+it, and what the client says there is said to the room.  JOIN and PART of a room are the peer's
+``/join`` and ``/part``.  A PRIVMSG to a nick is a private message; private lines received come
+as PRIVMSGs to our nick.  The IRC nick *is* the peer's nick.
 
-Rooms and private messages don't exist in the node yet: only ``#general`` exists, JOIN of another
-channel gets 403, and PRIVMSG to a nick gets a notice saying private messages aren't available.
+Several clients may attach at once.  They share one peer, so they share its rooms: a JOIN or
+PART by one (or by the console) is seen by all.  Only ``#general``, which the peer can't leave,
+may be hidden by one client alone (PART) and shown again (JOIN).  Each client sees what the
+others said, in rooms and privately (a private line said by another client or face comes as a
+PRIVMSG from our nick to the other party, as bouncers show it); IRC servers don't echo a
+client's own lines back to it, so neither do we.
 
 Layers, as elsewhere: ``Roster`` (pure) decides which IRC nick stands for which peer;
 ``IrcClientProtocol`` translates one client's lines into node verbs and events into lines;
@@ -34,7 +38,8 @@ from zope.interface import implementer
 
 from p2pchat import __version__, events
 from p2pchat.node import Node, PeerView
-from p2pchat.wire import DEFAULT_ROOM, MAX_NICK_CHARS, nick_problem
+from p2pchat.rooms import room_name
+from p2pchat.wire import DEFAULT_ROOM, MAX_NICK_CHARS, MAX_ROOM_CHARS, MAX_ROOMS, nick_problem
 
 log = Logger()
 
@@ -67,14 +72,16 @@ DEFAULT_IRC_PORT = 6667
 LOOPBACK = "127.0.0.1"
 SERVER_NAME = "p2pchat"
 CHANNEL = f"#{DEFAULT_ROOM}"
-TOPIC = "the LAN room: everyone running p2pchat on this network (more rooms come later)"
+TOPIC = "the LAN room: everyone running p2pchat on this network is in it"
+#: What TOPIC says of the other rooms (331): p2pchat rooms have no topic.
+NO_TOPIC = "No topic is set (p2pchat rooms have no topic)"
 #: How a second peer with the same nick is shown: ``bob``, ``bob|2``, ``bob|3``...
 NICK_SUFFIX = "|"
 #: Our own hostmask's host: this peer, as its IRC clients see it.
 SELF_HOST = "local"
 
-NO_ROOMS = "only #general exists until rooms land"
-NO_PRIVATE = "private messages aren't available yet (they come with rooms); say it in #general"
+#: Why a channel name that doesn't start with '#' is refused (403).
+NOT_HASH = "channels here are rooms, named '#' and the room's name (#general, #ops)"
 
 #: Commands a client may send before it has registered.
 PRE_REGISTRATION = frozenset({"PASS", "NICK", "USER", "CAP", "PING", "PONG", "QUIT"})
@@ -86,6 +93,8 @@ _NICK_BAD_FIRST = frozenset("#&+!~%$-0123456789")
 ERR_INPUTTOOLONG = "417"
 ERR_INVALIDCAPCMD = "410"
 ERR_TOOMANYTARGETS = "407"
+#: ERR_BADCHANNAME (not in twisted.words' table): the name can't be a room's.
+ERR_BADCHANNAME = "479"
 
 
 # --- option helpers (for service.py) --------------------------------------------------------
@@ -218,9 +227,32 @@ def _middle(param: str) -> str:
     return word if word and not word.startswith(":") else "*" + word
 
 
+def channel(room: str) -> str:
+    """A room's channel: ``#`` and its name."""
+    return f"#{room}"
+
+
+def channel_room(target: str) -> tuple[str, str | None, str | None]:
+    """A channel name as a client typed it (``#Ops``) to (room, error numeric, why): the room
+    (case folded by the node's ``room_name``), or the numeric and reason to refuse it with."""
+    if not target.startswith("#"):
+        return "", irc.ERR_NOSUCHCHANNEL, NOT_HASH
+    if target[1:2] == "#":  # "##ops" would be the room "#ops", which can't be
+        return "", ERR_BADCHANNAME, "a room name is made of a-z, 0-9, '-' and '_'"
+    room, problem = room_name(target[1:])
+    if problem:
+        return "", ERR_BADCHANNAME, problem
+    return room, None, None
+
+
+def is_channel(target: str) -> bool:
+    """Whether a message target names a channel (of any IRC kind) rather than a nick."""
+    return target[:1] in "#&+!"
+
+
 @dataclass(frozen=True)
 class Member:
-    """One member of #general as IRC shows it."""
+    """One peer (or us) as IRC shows it."""
 
     nick: str  # unique among members, IRC-legal
     peer_id: str
@@ -234,7 +266,8 @@ class Member:
 
 
 class Roster:
-    """Who is in #general, as IRC sees it: us, and one unique IRC-legal nick per linked peer.
+    """Who is on the LAN (so in #general), as IRC sees it: us, and one unique IRC-legal nick
+    per linked peer.  Which rooms each is in, the node knows (``IrcFactory.members``).
 
     LAN nicks need not be unique (two "bob"s) nor legal IRC nicks, but IRC clients track members
     by nick.  So a peer's IRC nick is its LAN nick cleaned (``irc_nick``); if that is taken, the
@@ -340,7 +373,8 @@ class IrcClientProtocol(irc.IRC):
 
     def __init__(self) -> None:
         self.registered = False
-        self.joined = False  # in #general (a client may PART it and stay attached)
+        #: showing #general: the peer never leaves it, but one client may hide it (PART)
+        self.in_general = False
         self.closing = False
         self.closed: defer.Deferred[None] = defer.Deferred()
         self._buffer = b""
@@ -538,17 +572,22 @@ class IrcClientProtocol(irc.IRC):
     def server_notice(self, text: str) -> None:
         self.send("NOTICE", self.nick, text=text)
 
-    def show_chat(self, member: Member, text: str, action: bool) -> None:
-        head = f":{member.mask} PRIVMSG {CHANNEL} :"
+    def show_chat(self, member: Member, target: str, text: str, action: bool) -> None:
+        """A line from ``member`` to ``target`` (a channel, or a nick for a private line),
+        split to fit 512 bytes."""
+        head = f":{member.mask} PRIVMSG {target} :"
         budget = MAX_IRC_LINE_BYTES - 2 - len(head.encode("utf-8"))
         if action:
             budget -= len("\x01ACTION \x01")
         for piece in split_text(_clean(text).replace("\x01", ""), budget):
-            self.send("PRIVMSG", CHANNEL, prefix=member.mask,
+            self.send("PRIVMSG", target, prefix=member.mask,
                       text=f"\x01ACTION {piece}\x01" if action else piece)
 
-    def show_join(self, member: Member) -> None:
-        self.send("JOIN", CHANNEL, prefix=member.mask)
+    def show_join(self, member: Member, room: str = DEFAULT_ROOM) -> None:
+        self.send("JOIN", channel(room), prefix=member.mask)
+
+    def show_part(self, member: Member, room: str, reason: str | None = None) -> None:
+        self.send("PART", channel(room), text=reason, prefix=member.mask)
 
     def show_quit(self, member: Member, reason: str) -> None:
         self.send("QUIT", text=reason, prefix=member.mask)
@@ -645,7 +684,9 @@ class IrcClientProtocol(irc.IRC):
         log.info("IRC client {peer} registered as {nick}", peer=self._describe(), nick=self.nick)
         self._welcome()
         self.irc_MOTD("", [])
-        self._join()
+        self.in_general = True
+        for room in self.shown_rooms():  # every room the peer is in, not only #general
+            self.enter(room)
 
     def _welcome(self) -> None:
         me = self.factory.roster.me
@@ -662,7 +703,8 @@ class IrcClientProtocol(irc.IRC):
         lines = [
             f"This is the p2pchat peer {node.nick} ({node.peer_id}).",
             f"{CHANNEL} is the LAN room: every peer on this network is in it.",
-            f"{NO_ROOMS}; {NO_PRIVATE}.",
+            "/join #room joins a room (or makes it), /part #room leaves it; /msg NICK is "
+            "private.",
             "QUIT detaches this client; the peer keeps running.",
         ]
         self._numeric(irc.RPL_MOTDSTART, text=f"- {SERVER_NAME} Message of the day -")
@@ -690,69 +732,136 @@ class IrcClientProtocol(irc.IRC):
         else:
             self._numeric(irc.RPL_UNAWAY, text="You are no longer marked as being away")
 
-    # --- the channel ------------------------------------------------------------------------
+    # --- channels (rooms) -------------------------------------------------------------------
+
+    def shown_rooms(self) -> list[str]:
+        """The rooms this client shows: the peer's rooms (general first), less #general if
+        this client hid it with PART."""
+        rooms = self.factory.node.rooms.joined
+        return [r for r in rooms if r != DEFAULT_ROOM or self.in_general]
+
+    def in_channel(self, room: str) -> bool:
+        if room == DEFAULT_ROOM:
+            return self.in_general
+        return room in self.factory.node.rooms.joined
+
+    def _room(self, target: str, quiet: bool = False) -> str | None:
+        """The room a channel target names, or None after telling the client why it can't
+        be one (479, or 403 and a notice)."""
+        room, code, why = channel_room(target)
+        if code is None:
+            return room
+        if not quiet:
+            self._refuse(code, target, why or "No such channel")
+        return None
+
+    def _refuse(self, code: str, target: str, why: str) -> None:
+        """The numeric with the reason; for those irssi shows with its own words only (403,
+        405), the reason again in a notice."""
+        self._numeric(code, target[:64], text=why)
+        if code != ERR_BADCHANNAME:
+            self.server_notice(f"{target[:64]}: {why}")
+
+    def _no_such_channel(self, target: str, room: str) -> None:
+        self._refuse(irc.ERR_NOSUCHCHANNEL, target,
+                     f"No such channel: nobody is in #{room} (/join #{room} makes it)")
 
     def irc_JOIN(self, prefix: str, params: list[str]) -> None:
         if not params:
             self._numeric(irc.ERR_NEEDMOREPARAMS, "JOIN", text="Not enough parameters")
             return
         if params[0] == "0":  # "leave every channel"
-            self.irc_PART(prefix, [CHANNEL])
+            self.irc_PART(prefix, [",".join(channel(r) for r in self.shown_rooms())])
             return
+        node = self.factory.node
         for target in self._targets(params[0]):
-            if _is_general(target):
-                if not self.joined:
-                    self._join()
-            else:
-                self._no_such_channel(target)
+            room = self._room(target)
+            if room is None:
+                continue
+            if room == DEFAULT_ROOM:
+                if not self.in_general:  # general is never left: this client shows it again
+                    self.in_general = True
+                    self.enter(DEFAULT_ROOM)
+            elif room not in node.rooms.joined:
+                # Every client (this one too) is shown the JOIN by the node's RoomChanged.
+                problem = self.factory.run_verb(self, node.join_room, room)
+                if problem and room not in node.rooms.joined:
+                    code = (irc.ERR_TOOMANYCHANNELS if len(node.rooms.joined) >= MAX_ROOMS
+                            else irc.ERR_NOSUCHCHANNEL)
+                    self._refuse(code, target, problem)
+            # else: already in it, so every client already shows it (ircds say nothing)
 
-    def _no_such_channel(self, target: str) -> None:
-        """403, and the same words as a notice: irssi shows 403 with its own text only."""
-        self._numeric(irc.ERR_NOSUCHCHANNEL, target, text=NO_ROOMS)
-        self.server_notice(f"{target[:64]}: {NO_ROOMS}")
-
-    def _join(self) -> None:
-        self.joined = True
-        self.show_join(self.factory.roster.me)
-        self._topic()
-        self.irc_NAMES("", [CHANNEL])
+    def enter(self, room: str) -> None:
+        """Show this client that we are in ``room``: JOIN, the topic (#general's: 332; other
+        rooms have none, and as ircds do we then send nothing: irssi shows an unasked 331 as
+        noise in its status window), and the names."""
+        self.show_join(self.factory.roster.me, room)
+        if room == DEFAULT_ROOM:
+            self._topic(room)
+        self._names(room)
 
     def irc_PART(self, prefix: str, params: list[str]) -> None:
         if not params:
             self._numeric(irc.ERR_NEEDMOREPARAMS, "PART", text="Not enough parameters")
             return
+        reason = params[1] if len(params) > 1 and params[1] else None
+        node = self.factory.node
         for target in self._targets(params[0]):
-            if not _is_general(target):
-                self._no_such_channel(target)
-            elif not self.joined:
-                self._numeric(irc.ERR_NOTONCHANNEL, CHANNEL, text="You're not on that channel")
+            room = self._room(target)
+            if room is None:
+                continue
+            if not self.in_channel(room):
+                self._numeric(irc.ERR_NOTONCHANNEL, channel(room),
+                              text="You're not on that channel")
+            elif room == DEFAULT_ROOM:
+                # The peer can't leave #general (everyone's room): this client stops showing it.
+                self.in_general = False
+                self.show_part(self.factory.roster.me, room, reason)
             else:
-                self.joined = False
-                reason = params[1] if len(params) > 1 else None
-                self.send("PART", CHANNEL, text=reason, prefix=self.factory.roster.me.mask)
+                problem = self.factory.part_room(self, room, reason)
+                if problem:
+                    self._refuse(irc.ERR_NOTONCHANNEL, target, problem)
 
     def irc_NAMES(self, prefix: str, params: list[str]) -> None:
-        target = params[0] if params else CHANNEL
-        if _is_general(target):
-            head = f":{SERVER_NAME} {irc.RPL_NAMREPLY} {self.nick} = {CHANNEL} :"
-            budget = MAX_IRC_LINE_BYTES - 2 - len(head.encode("utf-8"))
-            names = " ".join(m.nick for m in self.factory.roster.members())
+        if not params or not params[0]:
+            for room in self.shown_rooms():
+                self._names(room)
+            if not self.shown_rooms():
+                self._numeric(irc.RPL_ENDOFNAMES, "*", text="End of /NAMES list")
+            return
+        for target in self._targets(params[0]):
+            room, code, _ = channel_room(target)
+            if code is None and self.factory.known(room):
+                self._names(room)
+            else:
+                self._numeric(irc.RPL_ENDOFNAMES, target[:64], text="End of /NAMES list")
+
+    def _names(self, room: str) -> None:
+        name = channel(room)
+        head = f":{SERVER_NAME} {irc.RPL_NAMREPLY} {self.nick} = {name} :"
+        budget = MAX_IRC_LINE_BYTES - 2 - len(head.encode("utf-8"))
+        names = " ".join(m.nick for m in self.factory.members(room))
+        if names:
             for piece in split_text(names, budget):
-                self._numeric(irc.RPL_NAMREPLY, "=", CHANNEL, text=piece)
-            target = CHANNEL
-        self._numeric(irc.RPL_ENDOFNAMES, target[:64], text="End of /NAMES list")
+                self._numeric(irc.RPL_NAMREPLY, "=", name, text=piece)
+        self._numeric(irc.RPL_ENDOFNAMES, name, text="End of /NAMES list")
 
     def irc_WHO(self, prefix: str, params: list[str]) -> None:
-        target = params[0] if params else "*"
+        target = params[0] if params and params[0] else "*"
         roster = self.factory.roster
-        if _is_general(target) or target == "*":
+        where = CHANNEL
+        if target == "*":
             members = roster.members()
+        elif is_channel(target):
+            room, code, _ = channel_room(target)
+            members = self.factory.members(room) if code is None else []
+            where = channel(room) if code is None else where
         else:
             found = roster.find(target)
             members = [found] if found is not None else []
         views = {v.peer_id: v for v in self.factory.node.users()}
         for m in members:
-            self._numeric(irc.RPL_WHOREPLY, CHANNEL, m.user, m.host, SERVER_NAME, m.nick, "H",
+            self._numeric(irc.RPL_WHOREPLY, where, m.user, m.host, SERVER_NAME, m.nick, "H",
                           text=f"0 {self._realname(m, views.get(m.peer_id))}")
         self._numeric(irc.RPL_ENDOFWHO, target[:64], text="End of /WHO list")
 
@@ -768,7 +877,9 @@ class IrcClientProtocol(irc.IRC):
             view = {v.peer_id: v for v in self.factory.node.users()}.get(member.peer_id)
             self._numeric(irc.RPL_WHOISUSER, member.nick, member.user, member.host, "*",
                           text=self._realname(member, view))
-            self._numeric(irc.RPL_WHOISCHANNELS, member.nick, text=CHANNEL)
+            rooms = self.factory.rooms_of(member)
+            self._numeric(irc.RPL_WHOISCHANNELS, member.nick,
+                          text=" ".join(channel(r) for r in rooms))
             self._numeric(irc.RPL_WHOISSERVER, member.nick, SERVER_NAME, text="the p2pchat LAN")
         self._numeric(irc.RPL_ENDOFWHOIS, nick[:64], text="End of /WHOIS list")
 
@@ -782,42 +893,63 @@ class IrcClientProtocol(irc.IRC):
     def irc_TOPIC(self, prefix: str, params: list[str]) -> None:
         if not params:
             self._numeric(irc.ERR_NEEDMOREPARAMS, "TOPIC", text="Not enough parameters")
-        elif not _is_general(params[0]):
-            self._no_such_channel(params[0])
+            return
+        room = self._room(params[0])
+        if room is None:
+            return
+        if not self.factory.known(room):
+            self._no_such_channel(params[0], room)
         elif len(params) > 1:
-            self._numeric(irc.ERR_CHANOPRIVSNEEDED, CHANNEL,
-                          text="The topic of #general is fixed (rooms can't be changed yet)")
+            self._numeric(irc.ERR_CHANOPRIVSNEEDED, channel(room),
+                          text="Topics can't be set: #general's is fixed, other rooms have none")
         else:
-            self._topic()
+            self._topic(room)
 
-    def _topic(self) -> None:
-        self._numeric(irc.RPL_TOPIC, CHANNEL, text=TOPIC)
+    def _topic(self, room: str) -> None:
+        if room == DEFAULT_ROOM:
+            self._numeric(irc.RPL_TOPIC, CHANNEL, text=TOPIC)
+        else:
+            self._numeric(irc.RPL_NOTOPIC, channel(room), text=NO_TOPIC)
 
     def irc_MODE(self, prefix: str, params: list[str]) -> None:
         if not params:
             self._numeric(irc.ERR_NEEDMOREPARAMS, "MODE", text="Not enough parameters")
             return
         target = params[0]
-        if _is_general(target):
-            if len(params) == 1:
-                self._numeric(irc.RPL_CHANNELMODEIS, CHANNEL, "+nt")
+        if is_channel(target):
+            room = self._room(target)
+            if room is None:
+                return
+            name = channel(room)
+            if not self.factory.known(room):
+                self._no_such_channel(target, room)
+            elif len(params) == 1:
+                self._numeric(irc.RPL_CHANNELMODEIS, name, "+nt")
             elif params[1].lstrip("+") == "b":  # the ban list, asked for by clients on join
-                self._numeric(irc.RPL_ENDOFBANLIST, CHANNEL, text="End of channel ban list")
+                self._numeric(irc.RPL_ENDOFBANLIST, name, text="End of channel ban list")
             else:
-                self._numeric(irc.ERR_CHANOPRIVSNEEDED, CHANNEL,
+                self._numeric(irc.ERR_CHANOPRIVSNEEDED, name,
                               text="Channel modes can't be changed")
         elif irc_fold(target) == irc_fold(self.nick):
             self._numeric(irc.RPL_UMODEIS, "+i")
-        elif target[:1] in "#&+!":
-            self._no_such_channel(target)
         else:
             self._numeric(irc.ERR_USERSDONTMATCH, text="Can't change mode for other users")
 
     def irc_LIST(self, prefix: str, params: list[str]) -> None:
-        wanted = self._targets(params[0]) if params else [CHANNEL]
-        if any(_is_general(t) for t in wanted):
-            count = len(self.factory.roster.members())
-            self._numeric(irc.RPL_LIST, CHANNEL, str(count), text=TOPIC)
+        """Every room known (ours, and those linked peers are in), with how many are in it.
+        ``LIST #a,#b`` lists those only; other arguments (ELIST conditions) are ignored."""
+        rooms = [name for name, _ in self.factory.node.room_list()]
+        if params and params[0].startswith("#"):
+            wanted = {channel_room(t)[0] for t in self._targets(params[0])}
+            rooms = [r for r in rooms if r in wanted]
+        self._numeric(irc.RPL_LISTSTART, "Channel", text="Users  Name")
+        for room in rooms:
+            members = self.factory.members(room)
+            if room == DEFAULT_ROOM:
+                about = TOPIC
+            else:
+                about = "in it: " + (", ".join(m.nick for m in members) or "nobody linked now")
+            self._numeric(irc.RPL_LIST, channel(room), str(len(members)), text=about)
         self._numeric(irc.RPL_LISTEND, text="End of /LIST")
 
     def irc_ISON(self, prefix: str, params: list[str]) -> None:
@@ -841,8 +973,9 @@ class IrcClientProtocol(irc.IRC):
         self._message("NOTICE", params)
 
     def _message(self, command: str, params: list[str]) -> None:
-        """PRIVMSG and NOTICE.  A NOTICE never gets an error reply (RFC 2812: it must never
-        trigger an automatic answer), and a CTCP in a NOTICE is a reply: dropped."""
+        """PRIVMSG and NOTICE, to channels (a line said in that room) and to nicks (a private
+        line).  A NOTICE never gets an error reply (RFC 2812: it must never trigger an
+        automatic answer), and a CTCP in a NOTICE is a reply: dropped."""
         quiet = command == "NOTICE"
         if not params or not params[0]:
             if not quiet:
@@ -854,33 +987,59 @@ class IrcClientProtocol(irc.IRC):
             return
         text = params[1]
         for target in self._targets(params[0]):
-            if _is_general(target):
-                if self.joined:
-                    self._say(text, quiet)
-                elif not quiet:
-                    self._numeric(irc.ERR_CANNOTSENDTOCHAN, CHANNEL,
-                                  text=f"Cannot send to channel: you left it (/join {CHANNEL})")
-            elif target[:1] in "#&+!":
-                if not quiet:
-                    self._no_such_channel(target)
-            elif self.factory.roster.find(target) is None:
-                if not quiet:
-                    self._numeric(irc.ERR_NOSUCHNICK, target, text="No such nick")
-            elif not quiet:
-                self.server_notice(f"{target}: {NO_PRIVATE}")
+            if is_channel(target):
+                self._to_room(target, text, quiet)
+            else:
+                self._to_nick(target, text, quiet)
 
-    def _say(self, text: str, quiet: bool) -> None:
+    def _to_room(self, target: str, text: str, quiet: bool) -> None:
+        room = self._room(target, quiet)
+        if room is None:
+            return
+        if self.in_channel(room):
+            node = self.factory.node
+            self._speak(channel(room), text, quiet,
+                        lambda line: node.say(line, room=room),
+                        lambda line: node.act(line, room=room))
+        elif not quiet:
+            why = ("you left it" if room == DEFAULT_ROOM else f"you are not in #{room}")
+            self._numeric(irc.ERR_CANNOTSENDTOCHAN, channel(room),
+                          text=f"Cannot send to channel: {why} (/join #{room})")
+
+    def _to_nick(self, target: str, text: str, quiet: bool) -> None:
+        member = self.factory.roster.find(target)
+        if member is None:
+            if not quiet:
+                self._numeric(irc.ERR_NOSUCHNICK, target[:64], text="No such nick")
+            return
+        if member is self.factory.roster.me:
+            # To ourselves: back to this client, as an ircd would; nobody else hears it.
+            self.send("NOTICE" if quiet else "PRIVMSG", member.nick, text=text,
+                      prefix=member.mask)
+            return
         node = self.factory.node
+        self._speak(member.nick, text, quiet,
+                    lambda line: node.say_private(member.peer_id, line),
+                    lambda line: node.say_private(member.peer_id, line, action=True))
+
+    def _speak(self, target: str, text: str, quiet: bool, say: Callable[[str], object],
+               act: Callable[[str], object]) -> None:
+        """Say ``text`` (a line, or a CTCP ACTION as an action; other CTCPs are dropped) with
+        a node verb; if the node refuses, a notice says why (not for a NOTICE)."""
         if text.startswith("\x01"):
             kind, _, arg = text.strip("\x01").partition(" ")
             if kind.upper() == "ACTION" and not quiet and arg.strip():
-                self.factory.run_verb(self, node.act, irc.stripFormatting(arg))
+                result = self.factory.run_verb(self, act, irc.stripFormatting(arg))
             else:
-                log.debug("CTCP {kind} to {channel} ignored", kind=kind[:16], channel=CHANNEL)
-            return
-        plain = irc.stripFormatting(text)
-        if plain.strip():
-            self.factory.run_verb(self, node.say, plain)
+                log.debug("CTCP {kind} to {target} ignored", kind=kind[:16], target=target[:64])
+                return
+        else:
+            plain = irc.stripFormatting(text)
+            if not plain.strip():
+                return
+            result = self.factory.run_verb(self, say, plain)
+        if isinstance(result, str) and not quiet:
+            self.server_notice(f"{target}: not sent: {result}")
 
     def _targets(self, text: str) -> list[str]:
         targets = [t for t in text.split(",") if t]
@@ -888,10 +1047,6 @@ class IrcClientProtocol(irc.IRC):
             self._numeric(ERR_TOOMANYTARGETS, targets[MAX_TARGETS][:64],
                           text=f"Too many targets (at most {MAX_TARGETS}); the rest were ignored")
         return targets[:MAX_TARGETS]
-
-
-def _is_general(target: str) -> bool:
-    return irc_fold(target) == CHANNEL
 
 
 # --- all clients of one peer ----------------------------------------------------------------
@@ -912,6 +1067,7 @@ class IrcFactory(ServerFactory):
         self.roster = Roster(node.peer_id, node.nick)
         self.started = time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(clock.seconds()))
         self._origin: IrcClientProtocol | None = None
+        self._part_reason: str | None = None
         self._attached = False
 
     def attach(self) -> None:
@@ -950,27 +1106,76 @@ class IrcFactory(ServerFactory):
 
     def isupport(self) -> list[str]:
         return [f"NETWORK={SERVER_NAME}", "CASEMAPPING=ascii", "CHANTYPES=#",
-                "CHANLIMIT=#:1", f"NICKLEN={MAX_NICK_CHARS}", "PREFIX=()", "CHANMODES=,,,nt",
-                f"TARGMAX=PRIVMSG:{MAX_TARGETS},NOTICE:{MAX_TARGETS},JOIN:{MAX_TARGETS}"]
+                f"CHANLIMIT=#:{MAX_ROOMS}", f"CHANNELLEN={MAX_ROOM_CHARS + 1}",
+                f"NICKLEN={MAX_NICK_CHARS}", "PREFIX=()", "CHANMODES=,,,nt",
+                f"TARGMAX=PRIVMSG:{MAX_TARGETS},NOTICE:{MAX_TARGETS},JOIN:{MAX_TARGETS},"
+                f"PART:{MAX_TARGETS}"]
 
-    def _registered(self, joined: bool = False) -> list[IrcClientProtocol]:
+    def _registered(self, room: str | None = None) -> list[IrcClientProtocol]:
+        """The clients to show something: registered, not going, and (given ``room``)
+        showing that room."""
         return [c for c in self.clients
-                if c.registered and not c.closing and (c.joined or not joined)]
+                if c.registered and not c.closing and (room is None or c.in_channel(room))]
+
+    # --- what the clients share: rooms and their members --------------------------------
+
+    def rooms_of(self, member: Member) -> list[str]:
+        """The rooms ``member`` is in (general first), as the node knows them."""
+        node = self.node
+        if member is self.roster.me:
+            return list(node.rooms.joined)
+        rooms = node.rooms.rooms_of_peer(member.peer_id)
+        return sorted(rooms, key=lambda r: (r != DEFAULT_ROOM, r))
+
+    def members(self, room: str) -> list[Member]:
+        """Who is in ``room`` as IRC shows it: us (if we are in it), then the linked peers the
+        node says are in it.  A peer's rooms outlive a lost link (node.rooms keeps them until
+        it says goodbye or is forgotten), which keeps this in step with the JOINs shown."""
+        node = self.node
+        out = [self.roster.me] if room in node.rooms.joined else []
+        if room == DEFAULT_ROOM:
+            return out + self.roster.peers()
+        return out + [m for m in self.roster.peers()
+                      if node.rooms.peer_in(m.peer_id, room)]
+
+    def known(self, room: str) -> bool:
+        """Whether ``room`` exists: we or a linked peer are in it."""
+        return room == DEFAULT_ROOM or bool(self.members(room))
+
+    def part_room(self, client: IrcClientProtocol, room: str, reason: str | None) -> str | None:
+        """PART of a room (not general) from ``client``: the peer leaves it, and every client
+        is shown the PART (with the client's reason) by the node's RoomChanged."""
+        self._part_reason = reason
+        try:
+            return self.run_verb(client, self.node.part_room, room)
+        finally:
+            self._part_reason = None
+
+    # --- the node's events ------------------------------------------------------------------
 
     def on_event(self, event: events.Event) -> None:
         """The node's events, as IRC lines to every registered client."""
         if isinstance(event, events.ChatLine):
             self._chat(event)
+        elif isinstance(event, events.RoomChanged):
+            self._room_changed(event)
         elif isinstance(event, events.PeerJoined):
             member = self.roster.add(event.peer_id, event.nick, event.address)
             if member is not None:
-                for client in self._registered(joined=True):
-                    client.show_join(member)
+                # A peer back after a lost link is still in the rooms it was in (its next
+                # rooms line tells only what changed): show it joining those too.
+                rooms = [r for r in self.rooms_of(member) if r in self.node.rooms.joined]
+                for client in self._registered():
+                    for room in rooms:
+                        if client.in_channel(room):
+                            client.show_join(member, room)
         elif isinstance(event, events.PeerLeft):
             member = self.roster.remove(event.peer_id)
             if member is not None:
+                # To every client, also one showing no channel with it: irssi closes the
+                # peer's query window's nick with it ("has quit"); others ignore it.
                 reason = event.reason or "left the chat"
-                for client in self._registered(joined=True):
+                for client in self._registered():
                     client.show_quit(member, reason)
         elif isinstance(event, events.NickChanged):
             self._nick_changed(event)
@@ -978,16 +1183,48 @@ class IrcFactory(ServerFactory):
             for client in self._registered():
                 client.server_notice(("! " if event.error else "") + event.text)
 
+    def _sender(self, peer_id: str, nick: str) -> Member:
+        """The member shown for ``peer_id``; one made up if it is not linked (a line that
+        came as its link dropped)."""
+        return self.roster.peer(peer_id) or Member(irc_nick(nick), peer_id, irc_user(peer_id),
+                                                   "unknown")
+
     def _chat(self, event: events.ChatLine) -> None:
-        if event.own:
-            member = self.roster.me
-        else:
-            member = self.roster.peer(event.sender_id) or Member(
-                irc_nick(event.nick), event.sender_id, irc_user(event.sender_id), "unknown")
-        for client in self._registered(joined=True):
+        me = self.roster.me
+        if event.room.startswith("@"):  # a private line: no channel
+            other = self._sender(event.room[1:], event.private or event.nick)
+            for client in self._registered():
+                if event.own:
+                    # Said by another client or face of ours: shown as bouncers do, from us
+                    # to the other party (irssi and weechat put it in that query).
+                    if client is not self._origin:
+                        client.show_chat(me, other.nick, event.text, event.action)
+                else:
+                    client.show_chat(other, me.nick, event.text, event.action)
+            return
+        member = me if event.own else self._sender(event.sender_id, event.nick)
+        for client in self._registered(event.room):
             if event.own and client is self._origin:
                 continue
-            client.show_chat(member, event.text, event.action)
+            client.show_chat(member, channel(event.room), event.text, event.action)
+
+    def _room_changed(self, event: events.RoomChanged) -> None:
+        if event.own:
+            # The peer joined or left a room (from any client or face): every client with it.
+            for client in self._registered():
+                if event.joined:
+                    client.enter(event.room)
+                else:
+                    client.show_part(self.roster.me, event.room, self._part_reason)
+            return
+        member = self.roster.peer(event.peer_id)
+        if member is None:
+            return  # not linked (so not shown anywhere): nothing to tell
+        for client in self._registered(event.room):
+            if event.joined:
+                client.show_join(member, event.room)
+            else:
+                client.show_part(member, event.room)
 
     def _nick_changed(self, event: events.NickChanged) -> None:
         if event.own:
@@ -1000,7 +1237,8 @@ class IrcFactory(ServerFactory):
         else:
             change = self.roster.rename_peer(event.peer_id, event.new)
             if change is not None:
-                for client in self._registered(joined=True):
+                # Every client: its channels with the peer and any query with it follow.
+                for client in self._registered():
                     client.show_nick(*change)
 
 

@@ -15,7 +15,8 @@ from twisted.words.protocols import irc as twirc
 from p2pchat import events, irc
 from p2pchat.node import FLAP_WINDOW, Node
 from p2pchat.service import StartError
-from p2pchat.wire import CAP_OURS, CHAT, JOIN, LEAVE, MAX_SAY_BYTES, Message, new_message_id
+from p2pchat.wire import (CAP_OURS, CAP_ROOMS, CHAT, JOIN, LEAVE, MAX_ROOMS, MAX_SAY_BYTES,
+                          PRIVATE, ROOMS, Message, new_message_id)
 from tests.fakes import FakeLink
 
 START = 1_700_000_000.0
@@ -85,20 +86,39 @@ class IrcTestCase(unittest.TestCase):
 
     def link(self, peer_id: str, nick: str, address: str = "10.0.0.5:40000",
              ours: bool = True) -> FakeLink:
-        link = FakeLink(peer_id, nick, caps=(CAP_OURS,) if ours else ())
+        """A peer links: one of ours (speaking rooms and private lines) or a base peer."""
+        link = FakeLink(peer_id, nick, caps=(CAP_OURS, CAP_ROOMS) if ours else ())
         link.address = address
         self.assertTrue(self.node.link_ready(link))
         return link
 
     def hear(self, link: FakeLink, kind: str, content: str = "", username: str | None = None,
-             metadata: dict | None = None) -> None:
+             metadata: dict | None = None, room: str = "general") -> None:
         self.node.message_received(link, Message(
             id=new_message_id(), type=kind, sender_id=link.peer_id,
             username=username if username is not None else link.username, content=content,
-            timestamp=self.clock.seconds(), sequence=next(self._ids), metadata=metadata))
+            timestamp=self.clock.seconds(), sequence=next(self._ids), metadata=metadata,
+            room_id=room))
+
+    def rooms(self, link: FakeLink, *rooms: str) -> None:
+        """The peer says which rooms it is in (besides general)."""
+        self.hear(link, ROOMS, metadata={"rooms": list(rooms)})
+
+    def private(self, link: FakeLink, text: str, action: bool = False) -> None:
+        """The peer says a line to us alone."""
+        metadata = {"to": self.node.peer_id, **({"action": text} if action else {})}
+        self.hear(link, PRIVATE, f"* {link.username} {text}" if action else text,
+                  metadata=metadata)
 
     def chats(self, link: FakeLink) -> list[Message]:
         return [m for m in link.sent if m.type == CHAT]
+
+    def privates(self, link: FakeLink) -> list[Message]:
+        return [m for m in link.sent if m.type == PRIVATE]
+
+    def rooms_sent(self, link: FakeLink) -> list[str]:
+        """The rooms our last rooms line to ``link`` said we are in."""
+        return [m for m in link.sent if m.type == ROOMS][-1].metadata["rooms"]
 
 
 class RegistrationTests(IrcTestCase):
@@ -112,7 +132,7 @@ class RegistrationTests(IrcTestCase):
         self.assertTrue(lines[0].startswith(":p2pchat 001 alice :"))
         self.assertIn("CASEMAPPING=ascii", lines[4])
         self.assertEqual(lines[11], ":alice!alice_00000001@local JOIN #general")
-        self.assertTrue(client.proto.registered and client.proto.joined)
+        self.assertTrue(client.proto.registered and client.proto.in_general)
 
     def test_the_irc_nick_becomes_the_peers_nick(self) -> None:
         bob = self.link("bob_1", "bob")
@@ -343,7 +363,9 @@ class PeerTests(IrcTestCase):
         client.send("WHOIS bob", "WHOIS nobody")
         self.assertEqual(client.commands(), ["311", "319", "312", "318", "401", "318"])
         client.send("LIST")
-        self.assertEqual(client.lines()[0].split(" :")[0], ":p2pchat 322 alice #general 3")
+        self.assertEqual([line.split(" :")[0] for line in client.lines()],
+                         [":p2pchat 321 alice Channel", ":p2pchat 322 alice #general 3",
+                          ":p2pchat 323 alice"])
         client.send("TOPIC #general")
         self.assertEqual(client.lines(), [f":p2pchat 332 alice #general :{irc.TOPIC}"])
         client.send("TOPIC #general :new topic", "TOPIC", "TOPIC #x")
@@ -442,16 +464,9 @@ class SayTests(IrcTestCase):
         client = self.client()
         client.lines()
         client.send("PRIVMSG", "PRIVMSG #general", "PRIVMSG #general :", "PRIVMSG #rust :hi",
-                    "PRIVMSG nobody :hi")
-        self.assertEqual(client.commands(), ["411", "412", "412", "403", "NOTICE", "401"])
-
-    def test_private_messages_are_not_available_yet(self) -> None:
-        bob = self.link("bob_1", "bob")
-        client = self.client()
-        client.lines()
-        client.send("PRIVMSG bob :psst")
-        self.assertEqual(client.lines(), [f":p2pchat NOTICE alice :bob: {irc.NO_PRIVATE}"])
-        self.assertEqual(self.chats(bob), [])
+                    "PRIVMSG #no!pe :hi", "PRIVMSG &local :hi", "PRIVMSG nobody :hi")
+        self.assertEqual(client.commands(), ["411", "412", "412", "404", "479", "403", "NOTICE",
+                                             "401"])
 
     def test_notice_never_gets_an_error_and_ctcp_replies_are_dropped(self) -> None:
         bob = self.link("bob_1", "bob")
@@ -467,19 +482,29 @@ class SayTests(IrcTestCase):
         client = self.client()
         client.lines()
         targets = ",".join(f"#r{i}" for i in range(irc.MAX_TARGETS + 3))
+        client.send(f"PART {targets}")
+        self.assertEqual(client.commands(), ["407"] + ["442"] * irc.MAX_TARGETS)
         client.send(f"JOIN {targets}")
-        self.assertEqual(client.commands(), ["407"] + ["403", "NOTICE"] * irc.MAX_TARGETS)
+        self.assertEqual(client.commands(),
+                         ["407"] + ["JOIN", "353", "366"] * irc.MAX_TARGETS)
+        self.assertEqual(len(self.node.rooms.joined), 1 + irc.MAX_TARGETS)
 
 
 class ChannelTests(IrcTestCase):
-    def test_only_general_exists(self) -> None:
+    def test_channel_names_that_cant_be_rooms(self) -> None:
         client = self.client()
         client.lines()
-        client.send("JOIN #rust,#general", "PART #rust")
+        client.send("JOIN #no!pe", "JOIN #" + "x" * 33, "JOIN ##ops", "JOIN &local", "PART +x")
         replies = client.parsed()
-        self.assertEqual([r[1] for r in replies], ["403", "NOTICE", "403", "NOTICE"])
-        self.assertEqual(replies[0][2], ["alice", "#rust", irc.NO_ROOMS])
-        self.assertEqual(replies[1][2], ["alice", f"#rust: {irc.NO_ROOMS}"])
+        # 479 with the reason (irssi shows its text); 403 and a notice (irssi shows 403 with
+        # its own words only).
+        self.assertEqual([r[1] for r in replies], ["479"] * 3 + ["403", "NOTICE"] * 2)
+        self.assertEqual(replies[0][2], ["alice", "#no!pe",
+                                         "a room name is made of a-z, 0-9, '-' and '_'"])
+        self.assertIn("at most 32 characters", replies[1][2][-1])
+        self.assertEqual(replies[3][2], ["alice", "&local", irc.NOT_HASH])
+        self.assertEqual(replies[4][2], ["alice", f"&local: {irc.NOT_HASH}"])
+        self.assertEqual(self.node.rooms.joined, ["general"])
         client.send("JOIN", "PART")
         self.assertEqual(client.commands(), ["461", "461"])
 
@@ -526,6 +551,266 @@ class ChannelTests(IrcTestCase):
         self.assertNotIn(client.proto, self.factory.clients)
         self.assertIsNone(bob.closed)
         self.assertEqual(other.lines(), [])  # the peer is still here: nothing to tell
+
+
+class RoomTests(IrcTestCase):
+    """Rooms as channels: JOIN/PART are the peer's /join and /part, seen by every client."""
+
+    ME = "alice!alice_00000001@local"
+    BOB = "bob!bob_1@10.0.0.5"
+
+    def test_join_is_the_peers_join_and_every_client_sees_it(self) -> None:
+        bob = self.link("bob_1", "bob")
+        self.rooms(bob, "ops")
+        first, second = self.client(), self.client()
+        first.lines(), second.lines()
+        first.send("JOIN #Ops")
+        self.assertEqual(self.node.rooms.joined, ["general", "ops"])
+        self.assertEqual(self.rooms_sent(bob), ["ops"])  # the LAN is told
+        expected = [f":{self.ME} JOIN #ops",  # no topic line: rooms have none
+                    ":p2pchat 353 alice = #ops :alice bob",
+                    ":p2pchat 366 alice #ops :End of /NAMES list"]
+        self.assertEqual(first.lines(), expected)
+        self.assertEqual(second.lines(), expected)
+        first.send("JOIN #ops")  # already in it: nothing, as ircds do
+        self.assertEqual(first.lines(), [])
+        first.send("TOPIC #ops")  # asked: 331
+        self.assertEqual(first.lines(), [f":p2pchat 331 alice #ops :{irc.NO_TOPIC}"])
+
+    def test_part_is_the_peers_part_with_the_reason_for_every_client(self) -> None:
+        bob = self.link("bob_1", "bob")
+        self.assertIsNone(self.node.join_room("ops"))
+        first, second = self.client(), self.client()
+        first.lines(), second.lines()
+        first.send("PART #ops :see you")
+        self.assertEqual(self.node.rooms.joined, ["general"])
+        self.assertEqual(self.rooms_sent(bob), [])
+        for client in (first, second):
+            self.assertEqual(client.lines(), [f":{self.ME} PART #ops :see you"])
+        first.send("PART #ops", "PART #dev", "PRIVMSG #ops :hi")
+        self.assertEqual(first.commands(), ["442", "442", "404"])
+        self.assertEqual(self.chats(bob), [])
+
+    def test_join_and_part_from_another_face(self) -> None:
+        client = self.client()
+        client.lines()
+        self.assertIsNone(self.node.join_room("dev"))  # as the console's /join would
+        self.assertEqual(client.commands(), ["JOIN", "353", "366"])
+        self.assertIsNone(self.node.part_room("dev"))
+        self.assertEqual(client.lines(), [f":{self.ME} PART #dev"])
+
+    def test_peers_joining_and_leaving_our_rooms(self) -> None:
+        client = self.client()
+        client.send("JOIN #ops")
+        bob = self.link("bob_1", "bob")
+        client.lines()
+        self.rooms(bob, "ops", "dev")  # dev: we are not in it, nothing to show
+        self.assertEqual(client.lines(), [f":{self.BOB} JOIN #ops"])
+        self.rooms(bob, "dev")
+        self.assertEqual(client.lines(), [f":{self.BOB} PART #ops"])
+        self.rooms(bob, "ops")
+        self.hear(bob, LEAVE)  # one QUIT takes it out of every channel
+        self.assertEqual(client.lines(), [f":{self.BOB} JOIN #ops",
+                                          f":{self.BOB} QUIT :left the chat"])
+
+    def test_lines_of_a_room_both_ways(self) -> None:
+        bob = self.link("bob_1", "bob")
+        self.rooms(bob, "ops")
+        speaker, watcher = self.client(), self.client()
+        speaker.send("JOIN #ops")
+        speaker.lines(), watcher.lines()
+        self.hear(bob, CHAT, "ops only", room="ops")
+        self.hear(bob, CHAT, "* bob nods", metadata={"action": "nods"}, room="ops")
+        self.hear(bob, CHAT, "not ours", room="dev")  # a room we are not in: dropped
+        for client in (speaker, watcher):
+            self.assertEqual(client.lines(), [f":{self.BOB} PRIVMSG #ops :ops only",
+                                              f":{self.BOB} PRIVMSG #ops :\x01ACTION nods\x01"])
+        speaker.send("PRIVMSG #OPS :hello ops", "PRIVMSG #ops :\x01ACTION waves\x01")
+        self.assertEqual([(m.room_id, m.content, m.metadata) for m in self.chats(bob)],
+                         [("ops", "hello ops", None),
+                          ("ops", "* alice waves", {"action": "waves"})])
+        self.assertEqual(speaker.lines(), [])  # no echo to the speaker
+        self.assertEqual(watcher.lines(), [f":{self.ME} PRIVMSG #ops :hello ops",
+                                           f":{self.ME} PRIVMSG #ops :\x01ACTION waves\x01"])
+        self.node.say("from the console", room="ops")
+        self.assertEqual(speaker.lines(), [f":{self.ME} PRIVMSG #ops :from the console"])
+
+    def test_a_room_line_is_not_shown_in_general(self) -> None:
+        bob = self.link("bob_1", "bob")
+        self.rooms(bob, "ops")
+        client = self.client()
+        client.send("JOIN #ops", "PART #general")
+        client.lines()
+        self.hear(bob, CHAT, "in general")
+        self.hear(bob, CHAT, "in ops", room="ops")
+        self.assertEqual(client.lines(), [f":{self.BOB} PRIVMSG #ops :in ops"])
+
+    def test_a_client_attaching_later_is_joined_to_every_room(self) -> None:
+        bob = self.link("bob_1", "bob")
+        self.rooms(bob, "ops")
+        self.node.join_room("ops")
+        self.node.join_room("dev")
+        lines = self.client(register=False).register("alice")
+        replies = [twirc.parsemsg(line) for line in lines]
+        commands = [c for _, c, _ in replies]
+        self.assertEqual(commands[commands.index("376") + 1:],
+                         ["JOIN", "332", "353", "366", "JOIN", "353", "366",
+                          "JOIN", "353", "366"])
+        self.assertEqual([p[-2:] for _, c, p in replies if c == "353"],
+                         [["#general", "alice bob"], ["#ops", "alice bob"], ["#dev", "alice"]])
+
+    def test_a_peer_back_after_a_lost_link_is_back_in_its_rooms(self) -> None:
+        bob = self.link("bob_1", "bob")
+        self.rooms(bob, "ops")
+        client = self.client()
+        client.send("JOIN #ops")
+        client.lines()
+        self.clock.advance(FLAP_WINDOW)
+        self.node.link_lost(bob, "reset")
+        self.assertEqual(client.lines(), [f":{self.BOB} QUIT :connection lost"])
+        again = self.link("bob_1", "bob")
+        self.rooms(again, "ops")  # the same rooms: the node tells nothing more
+        self.assertEqual(client.lines(), [f":{self.BOB} JOIN #general",
+                                          f":{self.BOB} JOIN #ops"])
+        client.send("NAMES #ops")
+        self.assertEqual(client.lines()[0], ":p2pchat 353 alice = #ops :alice bob")
+
+    def test_list_names_who_whois_topic_and_mode_of_rooms(self) -> None:
+        bob = self.link("bob_1", "bob")
+        self.link("carol_2", "carol", address="10.0.0.6:41000")
+        self.rooms(bob, "ops", "dev")
+        self.node.join_room("ops")
+        client = self.client()
+        client.lines()
+        client.send("LIST")
+        self.assertEqual(client.lines(), [
+            ":p2pchat 321 alice Channel :Users  Name",
+            f":p2pchat 322 alice #general 3 :{irc.TOPIC}",
+            ":p2pchat 322 alice #ops 2 :in it: alice, bob",
+            ":p2pchat 322 alice #dev 1 :in it: bob",
+            ":p2pchat 323 alice :End of /LIST"])
+        client.send("LIST #dev,#nosuch")
+        self.assertEqual(client.commands(), ["321", "322", "323"])
+        client.send("NAMES #dev", "NAMES #nosuch", "NAMES")
+        self.assertEqual(client.lines(), [
+            ":p2pchat 353 alice = #dev :bob", ":p2pchat 366 alice #dev :End of /NAMES list",
+            ":p2pchat 366 alice #nosuch :End of /NAMES list",
+            ":p2pchat 353 alice = #general :alice bob carol",
+            ":p2pchat 366 alice #general :End of /NAMES list",
+            ":p2pchat 353 alice = #ops :alice bob", ":p2pchat 366 alice #ops :End of /NAMES list"])
+        client.send("WHO #ops")
+        who = client.parsed()
+        self.assertEqual([(w[1], w[2][1], w[2][5]) for w in who[:2]],
+                         [("352", "#ops", "alice"), ("352", "#ops", "bob")])
+        self.assertEqual(who[2][1:], ("315", ["alice", "#ops", "End of /WHO list"]))
+        client.send("WHOIS bob", "WHOIS alice", "WHOIS carol")
+        channels = [p[-1] for _, c, p in client.parsed() if c == "319"]
+        self.assertEqual(channels, ["#general #dev #ops", "#general #ops", "#general"])
+        client.send("TOPIC #ops", "TOPIC #dev", "TOPIC #ops :new", "TOPIC #nosuch")
+        self.assertEqual(client.commands(), ["331", "331", "482", "403", "NOTICE"])
+        client.send("MODE #ops", "MODE #ops b", "MODE #nosuch", "MODE #Bad!")
+        self.assertEqual(client.commands(), ["324", "368", "403", "NOTICE", "479"])
+
+    def test_too_many_rooms_gets_405(self) -> None:
+        client = self.client()
+        for i in range(MAX_ROOMS - 1):
+            self.assertIsNone(self.node.join_room(f"r{i}"))
+        client.lines()
+        client.send("JOIN #one-more")
+        replies = client.parsed()
+        self.assertEqual([r[1] for r in replies], ["405", "NOTICE"])
+        self.assertIn(f"{MAX_ROOMS} rooms already", replies[0][2][-1])
+
+    def test_join_0_leaves_every_room(self) -> None:
+        self.node.join_room("ops")
+        first, second = self.client(), self.client()
+        first.lines(), second.lines()
+        first.send("JOIN 0")
+        self.assertEqual(first.lines(), [f":{self.ME} PART #general", f":{self.ME} PART #ops"])
+        self.assertEqual(second.lines(), [f":{self.ME} PART #ops"])  # it still shows #general
+        self.assertEqual(self.node.rooms.joined, ["general"])
+
+
+class PrivateTests(IrcTestCase):
+    """PRIVMSG to a nick is a private line; private lines come as PRIVMSG to our nick."""
+
+    ME = "alice!alice_00000001@local"
+    BOB = "bob!bob_1@10.0.0.5"
+
+    def test_privmsg_to_a_nick_is_said_to_that_peer_alone(self) -> None:
+        bob = self.link("bob_1", "bob")
+        carol = self.link("carol_2", "carol", address="10.0.0.6:41000")
+        speaker, watcher = self.client(), self.client()
+        speaker.lines(), watcher.lines()
+        speaker.send("PRIVMSG BOB :psst \x02there\x02", "PRIVMSG bob :\x01ACTION winks\x01")
+        self.assertEqual([(m.content, m.metadata) for m in self.privates(bob)],
+                         [("psst there", {"to": "bob_1"}),
+                          ("* alice winks", {"to": "bob_1", "action": "winks"})])
+        self.assertEqual(self.privates(carol) + self.chats(carol), [])
+        self.assertEqual(speaker.lines(), [])  # no echo to the speaker
+        # The other client sees it as bouncers show it: from us, to bob (its query with bob).
+        self.assertEqual(watcher.lines(), [f":{self.ME} PRIVMSG bob :psst there",
+                                           f":{self.ME} PRIVMSG bob :\x01ACTION winks\x01"])
+
+    def test_private_lines_received_come_to_our_nick(self) -> None:
+        bob = self.link("bob_1", "bob")
+        first, second = self.client(), self.client()
+        second.send("PART #general")  # private lines are not in a channel: still shown
+        first.lines(), second.lines()
+        self.private(bob, "just for you")
+        self.private(bob, "whispers", action=True)
+        for client in (first, second):
+            self.assertEqual(client.lines(), [
+                f":{self.BOB} PRIVMSG alice :just for you",
+                f":{self.BOB} PRIVMSG alice :\x01ACTION whispers\x01"])
+
+    def test_private_lines_said_in_another_face(self) -> None:
+        self.link("bob_1", "bob")
+        client = self.client()
+        client.lines()
+        self.assertNotIsInstance(self.node.say_private("bob", "from the console"), str)
+        self.assertEqual(client.lines(), [f":{self.ME} PRIVMSG bob :from the console"])
+
+    def test_the_irc_nick_picks_the_peer_when_nicks_clash(self) -> None:
+        first = self.link("bob_1", "bob")
+        second = self.link("bob_2", "bob", address="10.0.0.7:40000")
+        client = self.client()
+        client.lines()
+        client.send("PRIVMSG bob|2 :to the second bob")
+        self.assertEqual(self.privates(first), [])
+        self.assertEqual([m.content for m in self.privates(second)], ["to the second bob"])
+        self.private(second, "back")
+        self.assertEqual(client.lines(), [":bob|2!bob_2@10.0.0.7 PRIVMSG alice :back"])
+
+    def test_a_base_peer_cant_get_private_lines(self) -> None:
+        bob = self.link("bob_1", "bob", ours=False)
+        client = self.client()
+        client.lines()
+        client.send("PRIVMSG bob :psst", "NOTICE bob :psst")
+        replies = client.parsed()
+        self.assertEqual([r[1] for r in replies], ["NOTICE"])  # the NOTICE gets no answer
+        self.assertIn("bob is a base peer: it can't receive private messages", replies[0][2][-1])
+        self.assertEqual([m for m in bob.sent if m.type in (CHAT, PRIVATE)], [])
+
+    def test_no_such_nick_and_ourselves(self) -> None:
+        bob = self.link("bob_1", "bob")
+        client = self.client()
+        client.lines()
+        client.send("PRIVMSG nobody :hi", "PRIVMSG Alice :note to self", "NOTICE bob :a notice")
+        self.assertEqual(client.lines(), [":p2pchat 401 alice nobody :No such nick",
+                                          f":{self.ME} PRIVMSG alice :note to self"])
+        self.assertEqual([m.content for m in self.privates(bob)], ["a notice"])
+
+    def test_a_private_line_from_a_renamed_peer(self) -> None:
+        bob = self.link("bob_1", "bob")
+        client = self.client()
+        client.lines()
+        self.hear(bob, JOIN, username="rob")
+        self.private(bob, "it's rob now")
+        self.assertEqual(client.lines(), [f":{self.BOB} NICK :rob",
+                                          ":rob!bob_1@10.0.0.5 PRIVMSG alice :it's rob now"])
+        client.send("PRIVMSG rob :hi rob")
+        self.assertEqual([m.content for m in self.privates(bob)], ["hi rob"])
 
 
 class BadInputTests(IrcTestCase):

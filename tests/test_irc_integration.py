@@ -38,6 +38,12 @@ class RecordingClient(twirc.IRCClient):
     def userJoined(self, user: str, channel: str) -> None:
         self.seen.append(("join", user, channel))
 
+    def left(self, channel: str) -> None:
+        self.seen.append(("left", channel))
+
+    def userLeft(self, user: str, channel: str) -> None:
+        self.seen.append(("part", user, channel))
+
     def userQuit(self, user: str, quitMessage: str) -> None:
         self.seen.append(("quit", user, quitMessage))
 
@@ -190,3 +196,66 @@ async def test_two_irc_clients_share_the_room() -> None:
         await ircd.stopService()
         await bob.stop()
         await alice.stop()
+
+
+@pytest_twisted.ensureDeferred
+async def test_rooms_and_private_messages_both_ways() -> None:
+    """An IRC client on alice joins #ops, bob's node joins ops: lines flow both ways in #ops;
+    a PRIVMSG to bob reaches bob alone, privately, and bob's private line reaches the client."""
+    multicast = fresh_multicast()
+    alice = InProcessPeer("alice", multicast)
+    bob = LinePeer("bob", multicast)
+    carol = LinePeer("carol", multicast)  # in general only: hears nothing of #ops nor privates
+    ircd = IrcService(alice.node, reactor, LOOPBACK, 0)
+    client: RecordingClient | None = None
+    running: list[Any] = []
+    try:
+        for peer in (alice, bob, carol):
+            await peer.start()
+            running.append(peer)
+        ircd.startService()
+        running.append(ircd)
+        await wait_for(lambda: linked(alice, bob.peer) and linked(alice, carol.peer)
+                       and linked(bob.peer, carol.peer))
+        client = RecordingClient("alice")
+        await connectProtocol(TCP4ClientEndpoint(reactor, LOOPBACK, ircd.port), client)
+        await wait_for(lambda: ("joined", CHANNEL) in client.seen)
+
+        # The IRC client joins #ops: the peer joins the room, and bob's node hears of it.
+        client.join("#ops")
+        await wait_for(lambda: ("joined", "#ops") in client.seen)
+        assert "ops" in alice.node.rooms.joined
+        bob.type("/join ops")
+        await wait_for(lambda: ("join", "bob", "#ops") in client.seen)
+        await wait_for(lambda: "alice" in dict(bob.peer.node.room_list()).get("ops", []))
+
+        # Lines in #ops, both ways; carol (not in ops) hears neither.
+        client.say("#ops", "hello ops from irssi")
+        await wait_for(lambda: bob.shows("[#ops] <alice> hello ops from irssi"))
+        bob.type("hello back in ops")  # bob's line face now talks in #ops
+        bob_mask = f"bob!{bob.peer.node.peer_id}@127.0.0.1"
+        await wait_for(lambda: ("privmsg", bob_mask, "#ops", "hello back in ops") in client.seen)
+
+        # Private lines, both ways.
+        client.msg("bob", "psst, bob")
+        await wait_for(lambda: bob.shows("[private] <alice> psst, bob"))
+        bob.type("/msg alice secret answer")
+        await wait_for(lambda: ("privmsg", bob_mask, "alice", "secret answer") in client.seen)
+        assert not carol.shows("psst") and not carol.shows("[#ops]")
+        assert not any(e[0] == "privmsg" and e[2] == CHANNEL for e in client.seen)
+
+        # bob leaves #ops: a PART for the client; the client leaves: the peer leaves.
+        bob.type("/part ops")
+        await wait_for(lambda: ("part", "bob", "#ops") in client.seen)
+        client.leave("#ops")
+        await wait_for(lambda: ("left", "#ops") in client.seen)
+        assert alice.node.rooms.joined == ["general"]
+    finally:
+        if client is not None and client.transport is not None and not client.gone.called:
+            client.transport.loseConnection()
+            await client.gone
+        for thing in reversed(running):
+            if thing is ircd:
+                await ircd.stopService()
+            else:
+                await thing.stop()

@@ -37,8 +37,7 @@ def describe_rooms(rooms: list[tuple[str, list[str]]], current: str) -> list[str
 def conversation_label(room: str, node: Node) -> str:
     """How a conversation is named to the user: ``#ops``, or ``bob`` for a private talk."""
     if room.startswith("@"):
-        link = node.links.get(room[1:])
-        return f"{node._nick(link)}" if link is not None else room[1:]
+        return node.shown_nick(room[1:])
     return f"#{room}"
 
 

@@ -742,6 +742,14 @@ class Node:
         info = self.peers.get(link.peer_id)
         return self.trust.refusal(link.username, link.fp, info.fp if info is not None else "")
 
+    def shown_nick(self, peer_id: str) -> str:
+        """How the peer with this id is shown now (``nick``, ``nick?``), or the id itself."""
+        link = self.links.get(peer_id)
+        if link is not None:
+            return self._nick(link)
+        info = self.peers.get(peer_id)
+        return printable(info.username) if info is not None and info.username else peer_id
+
     def _nick(self, link: Link) -> str:
         """How a peer is shown: its nick, or ``nick?`` when its key is not the pinned one."""
         return self.trust.display(link.username or link.peer_id, link.fp)

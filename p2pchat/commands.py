@@ -28,7 +28,9 @@ COMMANDS: tuple[Spec, ...] = (
     Spec("join", ("j",), "#ROOM", "join a room (and talk there); made if new", needs_arg=True),
     Spec("part", ("leave",), "[#ROOM]", "leave a room (the current one by default)"),
     Spec("rooms", (), "", "list the rooms and who is in each"),
-    Spec("msg", ("query",), "NICK TEXT", "say TEXT to NICK alone (private)", needs_arg=True),
+    Spec("msg", (), "NICK TEXT", "say TEXT to NICK alone (private)", needs_arg=True),
+    Spec("query", (), "NICK [TEXT]", "talk to NICK alone from now on (and say TEXT)",
+         needs_arg=True),
     Spec("history", (), "[N]", "show the last N lines of this room (default 50)"),
     Spec("whois", (), "NICK", "a peer's key, address, and whether the link is encrypted",
          needs_arg=True),
@@ -80,6 +82,8 @@ def parse_input(text: str) -> Say | Command | Refusal | None:
             return Refusal(f"usage: /{spec.name} {spec.args}")
         if spec.name == "me":
             return _checked(Command("me", arg), arg)
+        if spec.name == "query":
+            return _checked(Command("query", arg), arg.partition(" ")[2])
         if spec.name == "msg":
             target, _, text = arg.partition(" ")
             if not text.strip():

@@ -8,7 +8,7 @@ import time
 
 from p2pchat.commands import Command, Refusal, Say, help_lines, parse_input
 from p2pchat.node import HISTORY_SHOWN, Node, PeerView
-from p2pchat.rooms import room_name
+from p2pchat.rooms import private_key, room_name
 from p2pchat.store import StoredLine
 from p2pchat.wire import DEFAULT_ROOM
 
@@ -132,6 +132,15 @@ class CommandFace:
         elif name == "msg":
             target, _, text = arg.partition(" ")
             self._answer(self.node.say_private(target, text.strip()))
+        elif name == "query":
+            target, _, text = arg.partition(" ")
+            link = self.node.find_link(target)
+            if link is None:
+                self.show_error(f"no linked peer is shown as {target}; /users lists them")
+                return
+            self.switch_room(private_key(link.peer_id))
+            if text.strip():
+                self._answer(self.node.say_private(link.peer_id, text.strip()))
         elif name == "history":
             count = int(arg) if arg else HISTORY_SHOWN
             self.show_history(self.room, self.node.history(self.room, count))

@@ -301,7 +301,7 @@ class Node:
         for link in list(self.links.values()):
             if link.synced:
                 self._pump(link)
-                count += 1
+                count += self._is_for(msg, link.peer_id, link.caps)
         return count
 
     def _pump(self, link: Link) -> None:
@@ -472,7 +472,8 @@ class Node:
         if self.store is not None:
             return self.store.recent(room, count)
         lines = [m for m in self.room.history if self._conversation(m) == room]
-        return [StoredLine(m.id, room, m.sender_id, m.username, m.content, False,
+        return [StoredLine(m.id, room, m.sender_id, m.username,
+                           _action_text(m) or m.content, _action_text(m) is not None,
                            m.sender_id == self.peer_id, m.timestamp or 0.0)
                 for m in lines[-count:]]
 
@@ -853,8 +854,8 @@ class Node:
         elif msg.type == LEAVE:
             if not link.said_leave:
                 link.said_leave = True
-                self._left_room(link.peer_id)
                 self._emit(events.PeerLeft(now, self._nick(link), link.peer_id))
+                self._left_room(link.peer_id)  # after: faces may ask which rooms it was in
                 self._emit(events.PeersChanged(now))
                 link.close("it left")  # so its shutdown need not wait for us
         elif msg.type in (CHAT, PRIVATE):

@@ -20,8 +20,9 @@ from p2pchat.console import format as fmt
 from p2pchat.console.app import SIDEBAR_MIN_COLS, SIDEBAR_WIDTH
 from p2pchat.console import widgets
 from p2pchat.console.widgets import INPUT_ROWS, PeerList, StatusBar
-from p2pchat.node import PeerView, Node
-from p2pchat.wire import CHAT, MAX_SAY_BYTES, Message
+from p2pchat.node import CAPS, PeerView, Node
+from p2pchat.store import Store, StoredLine
+from p2pchat.wire import ACK, CHAT, MAX_SAY_BYTES, PRIVATE, ROOMS, SYNC, Message
 from tests.fakes import FakeLink
 
 NOW = 1_700_000_000.0
@@ -31,31 +32,74 @@ TEXT_COL = fmt.TIME_WIDTH + 1 + fmt.NICK_WIDTH + 1
 
 
 class Harness:
-    """A ConsoleFace on a real Node (nick alice) with a fake clock."""
+    """A ConsoleFace on a real Node (nick alice) with a fake clock; ``store``: history on
+    disk (``clear``: the pane is emptied after the greeting, as most tests want)."""
 
-    def __init__(self, nick: str = "alice", log_path: str | None = "/data/p2pchat.log") -> None:
+    def __init__(self, nick: str = "alice", log_path: str | None = "/data/p2pchat.log",
+                 store: Store | None = None, clear: bool = True) -> None:
         self.clock = Clock()
         self.clock.advance(NOW)
-        self.node = Node(nick, self.clock, peer_id=f"{nick}_0000")
+        self.node = Node(nick, self.clock, peer_id=f"{nick}_0000", store=store)
         self.node.port = 8123
         self.quits: list[int] = []
         self.bells: list[int] = []
         self.face = ConsoleFace(self.node, on_quit=lambda: self.quits.append(1),
                                 bell=lambda: self.bells.append(1), log_path=log_path)
         self.face.attach()
-        self.face.clear()
+        if clear:
+            self.face.clear()
 
     def link(self, nick: str) -> FakeLink:
+        """A base-protocol-only link (no rooms, no acks)."""
         link = FakeLink(f"{nick}_0001", nick, now=NOW)
         self.node.link_ready(link)
         return link
 
-    def hear(self, link: FakeLink, text: str, action: str | None = None) -> None:
+    def peer(self, nick: str, rooms: tuple[str, ...] = ()) -> FakeLink:
+        """A link to a peer of ours (rooms, private lines, acks), synced, in ``rooms``."""
+        link = FakeLink(f"{nick}_0001", nick, caps=CAPS, now=NOW)
+        self.node.link_ready(link)
+        self.node.message_received(link, Message(id=f"s{nick}", type=SYNC,
+                                                 sender_id=link.peer_id, username=nick,
+                                                 metadata={"sent": 0, "have": None}))
+        if rooms:
+            self.rooms(link, *rooms)
+        return link
+
+    def rooms(self, link: FakeLink, *rooms: str) -> None:
+        """``link``'s peer says it is in ``rooms`` now."""
+        self.node.message_received(link, Message(id=f"r{time.monotonic_ns()}", type=ROOMS,
+                                                 sender_id=link.peer_id,
+                                                 username=link.username,
+                                                 metadata={"rooms": list(rooms)}))
+
+    def hear(self, link: FakeLink, text: str, action: str | None = None,
+             room: str = "general") -> None:
         """A chat line from ``link``, through the node as the mesh would deliver it."""
         self.node.message_received(link, Message(
             id=f"m{len(link.sent)}{text[:4]}{time.monotonic_ns()}", type=CHAT,
             sender_id=link.peer_id, username=link.username, content=text,
-            timestamp=self.clock.seconds(), metadata={"action": action} if action else None))
+            timestamp=self.clock.seconds(), room_id=room,
+            metadata={"action": action} if action else None))
+
+    def hear_private(self, link: FakeLink, text: str) -> None:
+        """A private line from ``link`` to us."""
+        self.node.message_received(link, Message(
+            id=f"p{text[:4]}{time.monotonic_ns()}", type=PRIVATE, sender_id=link.peer_id,
+            username=link.username, content=text, timestamp=self.clock.seconds(),
+            metadata={"to": self.node.peer_id}))
+
+    def pane(self, key: str) -> list[str]:
+        """The rows of a conversation's pane, as plain text."""
+        conv = self.face.find(key)
+        assert conv is not None, f"no conversation {key}"
+        return conv.pane.rows_text()
+
+    def sidebar(self, size: tuple[int, int] = SIZE) -> list[str]:
+        """The sidebar's column of the screen (without the messages and the bottom rows)."""
+        start = size[0] - SIDEBAR_WIDTH
+        return [line[line.index("│") + 2:].rstrip() if "│" in line else ""
+                for line in self.lines(size)[:-2]] if start > 0 else []
 
     def keys(self, *keys: str, size: tuple[int, int] = SIZE) -> None:
         """Named keys ("enter", "ctrl a", "page up"), each pressed once."""
@@ -103,6 +147,11 @@ def attr_at(canvas: urwid.Canvas, needle: str, nth: int = 0):
             seen += 1
             start = joined.find(needle, start + 1)
     raise AssertionError(f"{needle!r} not on the screen")
+
+
+def conv_line(label: str, count: str = "") -> str:
+    """A row of the conversation list as drawn: the name left, the unread count right."""
+    return label.ljust(SIDEBAR_WIDTH - len(count)) + count
 
 
 def row_with(lines: list[str], needle: str) -> int:
@@ -269,9 +318,9 @@ class SidebarTests(unittest.TestCase):
         canvas = peers.render((SIDEBAR_WIDTH, 6))
         lines = screen_lines(canvas)
         self.assertEqual(lines[0].rstrip(), "peers 1/3")
-        self.assertEqual(lines[1].rstrip(), "●  bob")
-        self.assertEqual(lines[2].rstrip(), "○  carol")
-        self.assertEqual(lines[3].rstrip(), "?  dave")
+        self.assertEqual(lines[1].rstrip(), "●   bob plain")
+        self.assertEqual(lines[2].rstrip(), "○   carol")
+        self.assertEqual(lines[3].rstrip(), "?   dave base")
         self.assertEqual(attr_at(canvas, "●"), "peer_connected")
         self.assertEqual(attr_at(canvas, "bob"), fmt.nick_attr("bob"))
         self.assertEqual(attr_at(canvas, "○"), "peer_connecting")
@@ -289,7 +338,7 @@ class SidebarTests(unittest.TestCase):
         self.assertIn("nobody yet", h.text())
         h.link("bob")
         text = h.text()
-        self.assertIn("●  bob", text)
+        self.assertIn("●   bob plain", text)
         self.assertIn("peers 1/1", text)
 
     def test_narrow_terminal_drops_the_sidebar(self) -> None:
@@ -419,10 +468,10 @@ class CommandTests(unittest.TestCase):
         self.h.face.input.set_edit_text(text)
         self.h.face.refresh_status()
         lines = self.h.lines()
-        status = lines[row_with(lines, "#general")]
+        status = lines[row_with(lines, "port 8123")]
         self.assertIn(f"{MAX_SAY_BYTES + 1}/{MAX_SAY_BYTES} bytes", status)
         # The input shows at most INPUT_ROWS rows: the messages keep the screen.
-        self.assertEqual(len(lines) - row_with(lines, "#general") - 1, INPUT_ROWS)
+        self.assertEqual(len(lines) - row_with(lines, "port 8123") - 1, INPUT_ROWS)
         self.h.keys("enter")
         self.assertIn(f"that line is {MAX_SAY_BYTES + 1} bytes; the limit is {MAX_SAY_BYTES}",
                       self.h.face.messages.rows_text()[-1])
@@ -620,6 +669,410 @@ class ScrollTests(unittest.TestCase):
             self.assertIn("line 59", "\n".join(lines))
 
 
+# --- conversations -----------------------------------------------------------------------
+
+
+class ConversationTests(unittest.TestCase):
+    def setUp(self) -> None:
+        self.h = Harness()
+        self.bob = self.h.peer("bob", rooms=("ops",))
+        self.carol = self.h.peer("carol")
+
+    def status(self, size: tuple[int, int] = SIZE) -> str:
+        return self.h.lines(size)[-2]
+
+    def test_join_opens_and_shows_the_room(self) -> None:
+        self.h.enter("/join #ops")
+        self.assertEqual(self.h.face.room, "ops")
+        self.assertEqual(self.h.sidebar()[:3], ["conversations", "1 #general", "2 #ops"])
+        canvas = self.h.render()
+        self.assertEqual(attr_at(canvas, "2 #ops"), "conv_current")
+        self.assertEqual(attr_at(canvas, "1 #general"), "conv")
+        self.assertIn("alice │ #ops │ port 8123", self.status())
+        ops = "\n".join(self.h.pane("ops"))
+        self.assertIn("--> you joined #ops", ops)
+        self.assertIn("- also here: bob", ops)
+        self.assertNotIn("you joined", "\n".join(self.h.pane("general")))
+        # What you type now goes to #ops only.
+        self.h.enter("ops only")
+        self.assertEqual([(m.room_id, m.content) for m in self.bob.sent if m.type == CHAT],
+                         [("ops", "ops only")])
+        self.assertEqual([m for m in self.carol.sent if m.type == CHAT], [])
+        self.assertIn("alice ops only", self.h.text())
+
+    def test_join_a_room_you_are_in_switches_to_it(self) -> None:
+        self.h.enter("/join #ops")
+        self.h.keys("meta 1")
+        self.h.enter("/join ops")
+        self.assertEqual(self.h.face.room, "ops")
+        self.assertEqual(len(self.h.face.conversations), 2)
+        self.assertNotIn("already", self.h.text())
+
+    def test_unread_counts_and_mention_mark(self) -> None:
+        self.h.enter("/join #ops")
+        self.h.hear(self.carol, "in general")
+        self.h.hear(self.carol, "more in general")
+        self.assertIn(conv_line("1 #general", "2"), self.h.sidebar())
+        canvas = self.h.render()
+        self.assertEqual(attr_at(canvas, "1 #general"), "conv_unread")
+        self.assertTrue(self.status().rstrip().endswith("2 unread in 1"))
+        self.assertEqual(attr_at(canvas, "2 unread in 1"), "status_act")
+        self.assertEqual(self.h.bells, [])
+        # Not on the screen: #ops is shown.
+        self.assertNotIn("in general", "\n".join(self.h.lines()[:-2]))
+        self.h.hear(self.carol, "alice: look at this")
+        self.assertIn(conv_line("1 #general", "3!"), self.h.sidebar())
+        canvas = self.h.render()
+        self.assertEqual(attr_at(canvas, "1 #general"), "conv_mention")
+        self.assertEqual(attr_at(canvas, "3 unread in 1"), "status_mention")
+        self.assertEqual(self.h.bells, [1])
+        # Alt-1 shows #general: the lines are there, the counts are gone.
+        self.h.keys("meta 1")
+        self.assertEqual(self.h.face.room, "general")
+        text = self.h.text()
+        for line in ("in general", "more in general", "alice: look at this"):
+            self.assertIn(line, text)
+        self.assertIn("1 #general", self.h.sidebar())
+        self.assertNotIn("unread", self.status())
+        self.assertEqual(attr_at(self.h.render(), "1 #general"), "conv_current")
+
+    def test_ctrl_n_ctrl_p_and_numbers(self) -> None:
+        self.h.enter("/join #ops")
+        self.h.hear_private(self.carol, "hi")
+        self.h.enter("/join #dev")
+        # In the order opened: numbers don't shift when a room comes after a private talk.
+        keys = [c.key for c in self.h.face.conversations]
+        self.assertEqual(keys, ["general", "ops", "@carol_0001", "dev"])
+        self.assertEqual(self.h.face.room, "dev")
+        seen = []
+        for _ in range(4):
+            self.h.keys("ctrl n")
+            seen.append(self.h.face.room)
+        self.assertEqual(seen, ["general", "ops", "@carol_0001", "dev"])
+        self.h.keys("ctrl p", "ctrl p")
+        self.assertEqual(self.h.face.room, "ops")
+        self.h.keys("ctrl p", "ctrl p")
+        self.assertEqual(self.h.face.room, "dev")
+        self.h.keys("meta 2")
+        self.assertEqual(self.h.face.room, "ops")
+        self.h.keys("meta 9")  # no ninth conversation: nothing happens
+        self.assertEqual(self.h.face.room, "ops")
+        self.assertEqual(self.h.face.input.edit_text, "")  # the keys typed nothing
+
+    def test_alt_a_goes_to_activity_mentions_first(self) -> None:
+        self.h.enter("/join #ops")
+        self.h.enter("/join #dev")
+        self.h.hear(self.carol, "plain news")
+        self.h.hear(self.bob, "alice, ops needs you", room="ops")
+        self.h.keys("meta a")
+        self.assertEqual(self.h.face.room, "ops")
+        self.h.keys("meta a")
+        self.assertEqual(self.h.face.room, "general")
+        self.h.keys("meta a")  # nothing unread: stays
+        self.assertEqual(self.h.face.room, "general")
+
+    def test_line_in_a_room_goes_to_its_pane(self) -> None:
+        self.h.enter("/join #ops")
+        self.h.keys("meta 1")
+        self.h.hear(self.bob, "deploy at three", room="ops")
+        self.assertNotIn("deploy", "\n".join(self.h.pane("general")))
+        self.assertIn("bob deploy at three", "\n".join(self.h.pane("ops")))
+        self.assertIn(conv_line("2 #ops", "1"), self.h.sidebar())
+        self.h.keys("meta 2")
+        self.assertIn("bob deploy at three", self.h.text())
+
+    def test_private_line_opens_a_conversation_without_switching(self) -> None:
+        self.h.hear_private(self.carol, "psst, lunch?")
+        self.assertEqual(self.h.face.room, "general")
+        self.assertIn(conv_line("2 carol", "1!"), self.h.sidebar())
+        self.assertEqual(self.h.bells, [1])  # a private line is worth a bell
+        self.assertNotIn("psst", self.h.text())
+        self.assertIn("1 unread in 2", self.status())
+        self.h.hear_private(self.carol, "or later?")
+        self.assertIn(conv_line("2 carol", "2!"), self.h.sidebar())
+        self.h.keys("meta 2")
+        self.assertIn("alice │ carol │", self.status())
+        text = self.h.text()
+        self.assertIn("carol psst, lunch?", text)
+        self.assertIn("carol or later?", text)
+        # Typing here says privately to carol.
+        self.h.enter("sure, 12:30")
+        (msg,) = [m for m in self.carol.sent if m.type == PRIVATE]
+        self.assertEqual((msg.content, msg.metadata["to"]), ("sure, 12:30", "carol_0001"))
+        self.assertEqual([m for m in self.bob.sent if m.type in (CHAT, PRIVATE)], [])
+        self.assertIn("alice sure, 12:30", self.h.text())
+
+    def test_msg_opens_the_talk_and_stays(self) -> None:
+        self.h.enter("/msg carol are you there?")
+        (msg,) = [m for m in self.carol.sent if m.type == PRIVATE]
+        self.assertEqual(msg.content, "are you there?")
+        self.assertEqual(self.h.face.room, "general")
+        # Echoed where you are, with the key to the talk; the line itself is in the talk.
+        self.assertIn("→ to carol: are you there? (Alt-2)", self.h.text())
+        self.assertIn("alice are you there?", "\n".join(self.h.pane("@carol_0001")))
+        self.assertIn("2 carol", self.h.sidebar())  # your own line is not unread
+        self.assertNotIn("unread", self.status())
+
+    def test_msg_to_nobody(self) -> None:
+        self.h.enter("/msg dave hello")
+        self.assertIn("! no linked peer is shown as dave", self.h.text())
+        self.assertEqual(len(self.h.face.conversations), 1)
+
+    def test_query_switches(self) -> None:
+        self.h.enter("/query carol")
+        self.assertEqual(self.h.face.room, "@carol_0001")
+        self.assertEqual(self.h.face.input.edit_text, "")
+        self.h.keys("meta 1")
+        self.h.enter("/query carol hello you")
+        self.assertEqual(self.h.face.room, "@carol_0001")
+        self.assertEqual([m.content for m in self.carol.sent if m.type == PRIVATE],
+                         ["hello you"])
+        self.assertEqual(len(self.h.face.conversations), 2)
+        self.h.face.input.set_edit_text("/query carol " + "x" * (MAX_SAY_BYTES + 1))
+        self.h.keys("enter")
+        self.assertIn("the limit is", self.h.face.messages.rows_text()[-1])
+        self.assertEqual(len([m for m in self.carol.sent if m.type == PRIVATE]), 1)
+        self.assertTrue(self.h.face.input.edit_text.startswith("/query carol xxx"))
+        self.h.face.input.set_edit_text("")
+        self.h.enter("/query carol //shrug")
+        self.assertEqual([m.content for m in self.carol.sent if m.type == PRIVATE][-1], "//shrug")
+        self.h.enter("/query zed")
+        self.assertIn("! no linked peer is shown as zed", self.h.text())
+        self.assertEqual(self.h.face.input.edit_text, "/query zed")
+
+    def test_part_leaves_the_room_and_shows_general(self) -> None:
+        self.h.enter("/join #ops")
+        self.h.enter("/part")
+        self.assertEqual(self.h.face.room, "general")
+        self.assertIsNone(self.h.face.find("ops"))
+        self.assertNotIn("#ops", "\n".join(self.h.sidebar()))
+        self.assertIn("<-- you left #ops", self.h.text())
+        self.assertNotIn("ops", self.h.node.rooms.joined)
+
+    def test_part_closes_a_private_talk(self) -> None:
+        self.h.enter("/query carol")
+        self.h.enter("/part")
+        self.assertEqual(self.h.face.room, "general")
+        self.assertIsNone(self.h.face.find("@carol_0001"))
+
+    def test_others_joining_and_leaving_a_room(self) -> None:
+        self.h.enter("/join #ops")
+        self.h.rooms(self.carol, "ops")
+        self.assertIn("--> carol joined #ops", self.h.text())
+        self.h.rooms(self.carol)
+        self.assertIn("<-- carol left #ops", self.h.text())
+        # A peer that quits is shown leaving in #general and in the rooms it was in.
+        self.h.node.message_received(self.bob, Message(id="bye", type="leave",
+                                                       sender_id=self.bob.peer_id,
+                                                       username="bob"))
+        self.assertIn("<-- bob left", "\n".join(self.h.pane("ops")))
+        self.assertIn("<-- bob left", "\n".join(self.h.pane("general")))
+
+    def test_nick_change_shown_in_the_talk(self) -> None:
+        self.h.hear_private(self.carol, "hi")
+        self.h.node.message_received(self.carol, Message(id="n", type="join",
+                                                         sender_id=self.carol.peer_id,
+                                                         username="caroline"))
+        self.assertIn("-- carol is now known as caroline",
+                      "\n".join(self.h.pane("@carol_0001")))
+        self.assertIn("2 caroline", "\n".join(self.h.sidebar()))
+
+    def test_members_of_the_room_first(self) -> None:
+        self.h.enter("/join #ops")
+        side = self.h.sidebar()
+        start = side.index("peers 2/2")
+        self.assertEqual(side[start + 1:start + 5],
+                         ["in #ops: 1", "●   bob plain", "elsewhere:", "●   carol plain"])
+        self.h.keys("meta 1")
+        side = self.h.sidebar()
+        start = side.index("peers 2/2")
+        self.assertEqual(side[start + 1:start + 3], ["●   bob plain", "●   carol plain"])
+
+    def test_narrow_terminal_keeps_the_counts_in_the_status_bar(self) -> None:
+        self.h.enter("/join #ops")
+        self.h.hear(self.carol, "hello")
+        narrow = (SIDEBAR_MIN_COLS - 1, 10)
+        lines = self.h.lines(narrow)
+        self.assertNotIn("│ 1 #general", "\n".join(lines))
+        self.assertIn("#ops", lines[-2])
+        self.assertIn("1 unread in 1", lines[-2])
+
+    def test_many_conversations_fit(self) -> None:
+        for i in range(12):
+            self.h.enter(f"/join #room{i}")
+        for size in ((80, 24), (80, 8), (60, 5), (120, 40)):
+            lines = self.h.lines(size)
+            self.assertEqual(len(lines), size[1])
+            self.assertTrue(all(calc_width(ln, 0, len(ln)) == size[0] for ln in lines))
+        # The current one (the 13th, past Alt-9: shown with a dot) stays in view.
+        self.assertIn("· #room11", "\n".join(self.h.sidebar((80, 24))))
+
+
+class HistoryTests(unittest.TestCase):
+    def setUp(self) -> None:
+        self.store = Store(self.mktemp() + ".sqlite3")
+        self.addCleanup(self.store.close)
+
+    def said(self, room: str, nick: str, text: str, ago: float, own: bool = False) -> None:
+        self.store.remember(StoredLine(f"h{room}{ago}", room, f"{nick}_0001", nick, text,
+                                       False, own, NOW - ago))
+
+    def test_start_shows_general_history_set_apart(self) -> None:
+        self.said("general", "bob", "yesterday's news", 300)
+        self.said("general", "alice", "my old line", 200, own=True)
+        self.said("ops", "bob", "not in general", 100)
+        h = Harness(store=self.store, clear=False)
+        rows = h.face.messages.rows_text()
+        self.assertEqual(rows[0], "— history of #general —")
+        self.assertIn("bob yesterday's news", rows[1])
+        self.assertIn("alice my old line", rows[2])
+        self.assertEqual(rows[3], "— now —")
+        self.assertIn("you are alice", rows[4])
+        self.assertNotIn("not in general", "\n".join(rows))
+        canvas = h.render()
+        lines = screen_lines(canvas)
+        self.assertRegex(lines[0], r"^─+ history of #general ─+ │")
+        self.assertRegex(lines[3], r"^─+ now ─+ │")
+        self.assertEqual(attr_at(canvas, "yesterday's news"), "history")
+        self.assertEqual(attr_at(canvas, "bob yesterday"), "history")
+        self.assertEqual(attr_at(canvas, "my old line"), "history")
+        self.assertEqual(attr_at(canvas, "history of"), "separator")
+
+    def test_history_of_another_day_names_it(self) -> None:
+        self.said("general", "bob", "long ago", 3 * 86400)
+        self.said("general", "bob", "today", 60)
+        h = Harness(store=self.store, clear=False)
+        rows = h.face.messages.rows_text()
+        day = fmt.day_text(NOW - 3 * 86400)
+        self.assertEqual(rows[0], f"— history of #general, from {day} —")
+        self.assertEqual(rows[2], f"— {fmt.day_text(NOW - 60)} —")
+
+    def test_no_history_no_separators(self) -> None:
+        h = Harness(store=self.store, clear=False)
+        self.assertNotIn("history", "\n".join(h.face.messages.rows_text()))
+
+    def test_rooms_kept_from_the_last_run_are_open_with_history(self) -> None:
+        self.store.set_rooms(["ops"])
+        self.said("ops", "bob", "ops from before", 100)
+        h = Harness(store=self.store, clear=False)
+        self.assertEqual([c.key for c in h.face.conversations], ["general", "ops"])
+        self.assertEqual(h.face.room, "general")
+        self.assertEqual(h.pane("ops")[0], "— history of #ops —")
+        self.assertIn("bob ops from before", h.pane("ops")[1])
+
+    def test_opening_a_conversation_shows_its_history_once(self) -> None:
+        self.said("ops", "bob", "ops from before", 100)
+        self.said("@carol_0001", "carol", "private from before", 50)
+        h = Harness(store=self.store)
+        carol = h.peer("carol")
+        h.enter("/join #ops")
+        ops = h.pane("ops")
+        self.assertEqual(ops[0], "— history of #ops —")
+        self.assertIn("bob ops from before", ops[1])
+        self.assertEqual(ops[2], "— now —")
+        self.assertIn("you joined #ops", ops[3])
+        h.hear_private(carol, "new and private")
+        talk = h.pane("@carol_0001")
+        self.assertEqual(talk[0], "— history of carol —")
+        self.assertIn("private from before", talk[1])
+        self.assertEqual(talk[2], "— now —")
+        self.assertIn("carol new and private", talk[3])
+        self.assertEqual(sum("new and private" in row for row in talk), 1)
+
+    def test_history_command_shows_more(self) -> None:
+        for i in range(5):
+            self.said("general", "bob", f"old {i}", 100 - i)
+        h = Harness(store=self.store)
+        h.enter("/history 2")
+        rows = h.face.messages.rows_text()
+        self.assertEqual(rows[0], "— history of #general, last 2 lines —")
+        self.assertIn("bob old 3", rows[1])
+        self.assertIn("bob old 4", rows[2])
+        self.assertEqual(rows[3], "— end of history —")
+        h.enter("/history 1")
+        self.assertIn("last 1 line —", h.face.messages.rows_text()[-3])
+        self.assertEqual(attr_at(h.render(), "old 4"), "history")
+
+    def test_history_command_in_a_room_without_any(self) -> None:
+        h = Harness(store=self.store)
+        h.enter("/join #empty")
+        h.face.clear()
+        h.enter("/history")
+        self.assertTrue(h.face.messages.rows_text()[-1].endswith(" - no history for #empty"))
+
+
+class DeliveryTests(unittest.TestCase):
+    def setUp(self) -> None:
+        self.h = Harness()
+        self.bob = self.h.peer("bob")
+
+    def ack(self, have: int) -> None:
+        self.h.node.message_received(self.bob, Message(id=f"a{have}", type=ACK,
+                                                       sender_id=self.bob.peer_id,
+                                                       username="bob",
+                                                       metadata={"have": have}))
+
+    def test_pending_mark_until_acknowledged(self) -> None:
+        self.h.enter("are you getting this?")
+        canvas = self.h.render()
+        lines = screen_lines(canvas)
+        row = lines[row_with(lines, "are you getting this?")]
+        self.assertIn(f"are you getting this? {fmt.PENDING}", row)
+        self.assertEqual(attr_at(canvas, fmt.PENDING), "pending")
+        self.assertNotIn("not delivered", self.h.text())
+        (msg,) = [m for m in self.bob.sent if m.type == CHAT]
+        self.ack(msg.sequence)
+        self.assertNotIn(fmt.PENDING, self.h.text())
+        self.assertIn("are you getting this?", self.h.text())
+        self.assertEqual(self.h.face.undelivered, {})
+
+    def test_pending_in_another_conversation_clears_too(self) -> None:
+        self.h.enter("/msg bob private words")
+        self.assertIn(fmt.PENDING, "\n".join(self.h.pane("@bob_0001")))
+        (msg,) = [m for m in self.bob.sent if m.type == PRIVATE]
+        self.ack(msg.sequence)
+        self.assertNotIn(fmt.PENDING, "\n".join(self.h.pane("@bob_0001")))
+
+    def test_said_while_bob_is_away_then_delivered(self) -> None:
+        self.h.node.link_lost(self.bob, "gone")
+        self.h.enter("said while away")
+        text = self.h.text()
+        self.assertIn("said while away (not delivered)", text)
+        self.assertIn("delivered when they are back", text)
+        (message_id,) = self.h.face.undelivered
+        self.h.face.on_event(events.Delivered(NOW, message_id))
+        self.assertNotIn("(not delivered)", self.h.text())
+
+
+class PeerMarkTests(unittest.TestCase):
+    def test_encryption_marks(self) -> None:
+        peers = PeerList()
+        peers.update([
+            PeerView("bob", "b", "connected", "h:1", True, encrypted=True),
+            PeerView("carol?", "c", "connected", "h:2", True, encrypted=True, flagged=True),
+            PeerView("dave", "d", "connected", "h:3", True),
+            PeerView("gopher", "g", "connected", "h:4", False),
+            PeerView("erin", "e", "connecting", "h:5", True),
+        ])
+        canvas = peers.render((SIDEBAR_WIDTH, 7))
+        lines = [ln.rstrip() for ln in screen_lines(canvas)]
+        self.assertEqual(lines[1:6], ["●🔒 bob", "●🔒 carol?", "●   dave plain",
+                                      "●   gopher base", "○   erin"])
+        self.assertEqual(attr_at(canvas, "carol?"), "peer_flagged")
+        self.assertEqual(attr_at(canvas, "bob"), fmt.nick_attr("bob"))
+        self.assertEqual(attr_at(canvas, " plain"), "peer_note")
+        self.assertEqual(attr_at(canvas, " base"), "peer_note")
+        for line in screen_lines(canvas):
+            self.assertEqual(calc_width(line, 0, len(line)), SIDEBAR_WIDTH)
+
+    def test_lock_keeps_the_columns(self) -> None:
+        h = Harness()
+        h.face.peers.update([PeerView("bob", "b", "connected", "h:1", True, encrypted=True)])
+        for line in h.lines():
+            self.assertEqual(calc_width(line, 0, len(line)), SIZE[0], line)
+        self.assertIn("●🔒 bob", "\n".join(h.sidebar()))
+
+
 # --- the service on a fake screen --------------------------------------------------------
 
 
@@ -713,4 +1166,4 @@ class ServiceTests(unittest.TestCase):
     def test_stale_peers_refresh_without_events(self) -> None:
         self.node.users = lambda: [PeerView("bob", "b", "stale", "h:1", True)]
         self.reactor.advance(3)
-        self.assertIn("?  bob", "\n".join(self.screen.draws[-1]))
+        self.assertIn("?   bob", "\n".join(self.screen.draws[-1]))

@@ -187,3 +187,53 @@ def test_two_console_peers_chat_and_leave(tmux: Tmux, tmp_path: Path) -> None:
     expect(tmux, tmp_path, "bob's exit", lambda: tmux.exit_status("bob") is not None)
     assert tmux.exit_status("bob") == 0
     assert "#general" not in tmux.screen("bob")
+
+
+def test_rooms_and_a_private_talk(tmux: Tmux, tmp_path: Path) -> None:
+    """Both peers /join #ops: a line said there is in the other's #ops conversation; a /msg
+    opens a private conversation on the other side (counted, not shown until switched to)."""
+    multicast = fresh_multicast()
+    for nick in ("alice", "bob"):
+        tmux.start(nick, peer_args(nick, multicast, str(tmp_path / nick), ui="console"))
+    for nick in ("alice", "bob"):
+        expect(tmux, tmp_path, f"{nick}'s console linked",
+               lambda n=nick: "peers 1/1" in tmux.screen(n))
+
+    tmux.type("bob", "/join #ops")
+    expect(tmux, tmp_path, "bob in #ops", lambda: "│ #ops │" in tmux.screen("bob"))
+    tmux.type("alice", "/join #ops")
+    # bob is listed as there when alice joins (or, if his rooms line came late, joins after).
+    expect(tmux, tmp_path, "alice in #ops with bob",
+           lambda: screen_if(tmux, "alice", r"(also here: bob|bob joined #ops)[\s\S]*│ #ops │"))
+    expect(tmux, tmp_path, "bob sees alice join #ops",
+           lambda: "alice joined #ops" in tmux.screen("bob"))
+
+    tmux.type("alice", "ops line from alice")
+    expect(tmux, tmp_path, "alice's #ops line on bob's #ops screen",
+           lambda: screen_if(tmux, "bob", r"alice ops line from alice[\s\S]*│ #ops │"))
+    # bob acknowledges it: the pending mark on alice's own line goes.
+    expect(tmux, tmp_path, "alice's line delivered (no pending mark)",
+           lambda: screen_if(tmux, "alice", r"alice ops line from alice +│")
+           and "⧗" not in tmux.screen("alice"))
+
+    tmux.type("alice", "/msg bob a private word")
+    expect(tmux, tmp_path, "a private conversation on bob's side, counted",
+           lambda: screen_if(tmux, "bob", r"3 alice +1!"))
+    assert "a private word" not in tmux.screen("bob")  # not switched to it
+    tmux.send("bob", "M-3")
+    expect(tmux, tmp_path, "bob shows the private conversation",
+           lambda: screen_if(tmux, "bob", r"alice a private word[\s\S]*bob │ alice │"))
+    tmux.type("bob", "a private answer")
+    expect(tmux, tmp_path, "bob's answer counted in alice's private conversation",
+           lambda: screen_if(tmux, "alice", r"3 bob +1!"))
+    # Ctrl-N from #ops: the next conversation, the private talk.
+    tmux.send("alice", "C-n")
+    expect(tmux, tmp_path, "alice shows the private conversation",
+           lambda: screen_if(tmux, "alice", r"bob a private answer[\s\S]*alice │ bob │"))
+
+    for nick in ("alice", "bob"):
+        assert_no_log_lines(tmux.screen(nick), nick)
+        tmux.type(nick, "/quit")
+    for nick in ("alice", "bob"):
+        expect(tmux, tmp_path, f"{nick}'s exit", lambda n=nick: tmux.exit_status(n) is not None)
+        assert tmux.exit_status(nick) == 0

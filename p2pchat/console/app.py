@@ -7,6 +7,7 @@ it the terminal while twistd runs.
 
 from __future__ import annotations
 
+import re
 import sys
 from typing import Callable
 
@@ -20,32 +21,37 @@ from p2pchat.commands import Command, Refusal, help_lines, parse_input
 from p2pchat.console.format import (
     PALETTE,
     Row,
+    chat_row,
     delivered,
+    echo_row,
     error_row,
     event_row,
+    history_rows,
     info_row,
+    room_row,
 )
 from p2pchat.console.widgets import (
     WHEEL_DOWN,
     WHEEL_ROWS,
     WHEEL_UP,
+    ConversationList,
+    ConversationView,
     InputArea,
     InputLine,
     MessagePane,
     MessageRow,
     PeerList,
+    Sidebar,
     StatusBar,
 )
 from p2pchat.face import CommandFace, conversation_label
-from p2pchat.node import Node
+from p2pchat.node import HISTORY_SHOWN, Node
+from p2pchat.rooms import private_key
 from p2pchat.service import stop_reactor
-from p2pchat.wire import MAX_SAY_BYTES
+from p2pchat.store import StoredLine
+from p2pchat.wire import DEFAULT_ROOM, MAX_SAY_BYTES
 
 log = Logger()
-
-#: The delivery event of the reliability work, when the node has it (else own lines keep
-#: their "not delivered" mark).
-_DELIVERED = getattr(events, "Delivered", None)
 
 #: Sidebar width in cells, and the narrowest terminal that still gets a sidebar.
 SIDEBAR_WIDTH = 20
@@ -53,9 +59,15 @@ SIDEBAR_MIN_COLS = 60
 #: How often (seconds) the peer list is refreshed even without news: "stale" comes with time.
 PEER_REFRESH = 2.0
 
+#: Own lines whose mark is kept to be cleared (the oldest are let go: nobody may ever ack).
+UNDELIVERED_KEPT = 1000
+
 #: Every key the console knows, as /help and the README list them.
 KEYS: tuple[tuple[str, str], ...] = (
     ("Enter", "send the line (empty input is ignored)"),
+    ("Alt-1 .. Alt-9", "show conversation 1 .. 9 (as numbered in the list)"),
+    ("Ctrl-N / Ctrl-P", "next / previous conversation"),
+    ("Alt-A", "next conversation with unread lines (those naming you first)"),
     ("Up / Down", "older / newer lines from the input history"),
     ("Tab / Shift-Tab", "complete a nick; again: the next match"),
     ("Left / Right", "move one character"),
@@ -73,24 +85,36 @@ KEYS: tuple[tuple[str, str], ...] = (
     ("Ctrl-C", "leave, as /quit"),
 )
 
+#: What the console adds to the commands every face has.
+CONSOLE_COMMANDS: tuple[tuple[str, str], ...] = (
+    ("/query NICK [TEXT]", "open the private talk with NICK and show it (and say TEXT)"),
+    ("/part in a private talk", "close it (its lines stay in the history)"),
+)
+
+#: Meta-digit keys as urwid names them: conversation 1..9.
+NUMBER_KEYS = {f"meta {n}": n for n in range(1, 10)}
+
+_QUERY = re.compile(r"^/query(?:\s+(\S+)(?:\s+(.*))?)?\s*$", re.IGNORECASE | re.DOTALL)
+
 
 def key_help_lines() -> list[str]:
     return [f"{keys:<28} {what}" for keys, what in KEYS]
 
 
 class ChatBody(urwid.Widget):
-    """Messages with the peer list on the right; the peer list is left out on a narrow
-    terminal, so the messages keep a useful width."""
+    """Messages with the sidebar on the right; the sidebar is left out on a narrow terminal,
+    so the messages keep a useful width.  ``messages`` holds the current conversation's
+    pane."""
 
     _sizing = frozenset([urwid.BOX])
 
-    def __init__(self, messages: MessagePane, peers: PeerList) -> None:
+    def __init__(self, messages: urwid.WidgetPlaceholder, sidebar: Sidebar) -> None:
         super().__init__()
         self.messages = messages
         self.wide = urwid.Columns([
             messages,
             (1, urwid.AttrMap(urwid.SolidFill("│"), "divider")),
-            (SIDEBAR_WIDTH, peers),
+            (SIDEBAR_WIDTH, sidebar),
         ], dividechars=1)
 
     def _pick(self, size: tuple[int, int]) -> urwid.Widget:
@@ -101,13 +125,14 @@ class ChatBody(urwid.Widget):
 
 
 class ConsoleWidget(urwid.WidgetWrap):
-    """The whole screen.  Global keys (PgUp/PgDn, Ctrl-C) are taken here before the input line
-    sees them; any exception in a handler is logged and shown, never printed over the screen."""
+    """The whole screen.  Global keys (PgUp/PgDn, conversation keys, Ctrl-C) are taken here
+    before the input line sees them; any exception in a handler is logged and shown, never
+    printed over the screen."""
 
     def __init__(self, face: ConsoleFace) -> None:
         self.face = face
         footer = urwid.Pile([face.status, InputArea(face.input)])
-        frame = urwid.Frame(ChatBody(face.messages, face.peers), footer=footer,
+        frame = urwid.Frame(ChatBody(face.body, face.sidebar), footer=footer,
                             focus_part="footer")
         super().__init__(frame)
 
@@ -125,6 +150,15 @@ class ConsoleWidget(urwid.WidgetWrap):
             return None
         if key in ("page up", "page down"):
             self.face.messages.scroll(key)
+            return None
+        if key in NUMBER_KEYS:
+            self.face.show_number(NUMBER_KEYS[key])
+            return None
+        if key in ("ctrl n", "ctrl p"):
+            self.face.show_next(1 if key == "ctrl n" else -1)
+            return None
+        if key == "meta a":
+            self.face.show_active()
             return None
         unhandled = self._w.keypress(size, key)
         self.face.refresh_status()
@@ -144,8 +178,33 @@ class ConsoleWidget(urwid.WidgetWrap):
             return True
 
 
+class Conversation:
+    """One conversation: a room (``key`` "ops") or a private talk (``key`` "@peer_id"), with
+    its own scrollback and the count of lines that came while it was not shown."""
+
+    def __init__(self, key: str, pane: MessagePane, nick: str = "") -> None:
+        self.key = key
+        self.pane = pane
+        #: for a private talk: the other party's nick as last seen (it may be gone now)
+        self.nick = nick
+        self.unread = 0
+        #: an unread line names you, or is a private line
+        self.mention = False
+
+    @property
+    def private(self) -> bool:
+        return self.key.startswith("@")
+
+    @property
+    def peer_id(self) -> str:
+        return self.key[1:] if self.private else ""
+
+
 class ConsoleFace(CommandFace):
-    """The chat as the console shows it: an observer of the node and a source of its verbs."""
+    """The chat as the console shows it: an observer of the node and a source of its verbs.
+
+    Every conversation has a pane of its own; ``room`` (CommandFace's current conversation) is
+    the one shown, and ``messages`` its pane."""
 
     def __init__(self, node: Node, on_quit: Callable[[], object],
                  bell: Callable[[], object] = lambda: None, log_path: str | None = None,
@@ -157,22 +216,38 @@ class ConsoleFace(CommandFace):
         #: called after the node changed what is shown (the service redraws)
         self.changed = changed
         self.quitting = False
-        self.messages = MessagePane(on_scroll=self.refresh_status)
+        self.conversations: list[Conversation] = []
+        self.current = self._new_conversation(DEFAULT_ROOM)
+        self.room = DEFAULT_ROOM
+        self.body = urwid.WidgetPlaceholder(self.current.pane)
         self.peers = PeerList()
+        self.conversation_list = ConversationList()
+        self.sidebar = Sidebar(self.conversation_list, self.peers)
         self.status = StatusBar()
         self.input = InputLine(self.submit, self.peer_nicks)
-        #: own lines nobody heard yet, by message id, for the reliability work to clear
+        #: own lines not yet delivered, by message id: the row widget, to clear its mark
         self.undelivered: dict[str, MessageRow] = {}
+        #: the rooms each peer was in when last looked (to show its leaving in them)
+        self._peer_rooms: dict[str, tuple[str, ...]] = {}
         self.widget = ConsoleWidget(self)
         self.refresh_peers()
+
+    @property
+    def messages(self) -> MessagePane:
+        """The pane of the conversation shown."""
+        return self.current.pane
 
     # --- the node ---------------------------------------------------------------------------
 
     def attach(self) -> None:
-        """Start listening to the node and greet the user."""
+        """Start listening to the node, show #general's history, and greet the user."""
+        self._show_history_block(self.current)
+        for room in self.node.rooms.joined:
+            if self.find(room) is None:
+                self.open(room)
         self.node.subscribe(self.on_event)
         self.show_info([f"you are {self.node.nick} ({self.node.peer_id}), on port "
-                        f"{self.node.port}, in {conversation_label(self.room, self.node)}",
+                        f"{self.node.port}, in {self.label(self.current)}",
                         "/help lists the commands and keys; /quit or Ctrl-C leaves"])
         self.refresh_peers()
 
@@ -180,61 +255,231 @@ class ConsoleFace(CommandFace):
         self.node.unsubscribe(self.on_event)
 
     def on_event(self, event: events.Event) -> None:
-        if _DELIVERED is not None and isinstance(event, _DELIVERED):
+        if isinstance(event, events.Delivered):
             self.delivered(event.message_id)
-            self.changed()
-            return
-        row = event_row(event, self.node.nick, self._elsewhere(event))
-        if row is not None:
-            widget = self._add(row)
-            if row.mention:
-                self._bell()
-            if row.undelivered and row.message_id is not None:
-                self.undelivered[row.message_id] = widget
-        if not isinstance(event, (events.ChatLine, events.Notice)):
+        elif isinstance(event, events.ChatLine):
+            self._chat_line(event)
+        elif isinstance(event, events.RoomChanged):
+            self._room_changed(event)
+        elif isinstance(event, (events.PeerJoined, events.PeerLeft, events.NickChanged)):
+            self._peer_event(event)
+        else:
+            row = event_row(event, self.node.nick)  # a Notice: where the user is
+            if row is not None:
+                self._add(row)
+        if not isinstance(event, (events.ChatLine, events.Notice, events.Delivered)):
             self.refresh_peers()
         else:
             self.refresh_status()
         self.changed()
 
-    def _elsewhere(self, event: events.Event) -> str | None:
-        """The label of the conversation a chat line belongs to, if not the current one."""
-        room = getattr(event, "room", None)
-        if not isinstance(event, events.ChatLine) or room is None or room == self.room:
-            return None
-        return conversation_label(room, self.node)
+    def _chat_line(self, line: events.ChatLine) -> None:
+        conv = self.find(line.room)
+        if conv is None:
+            # A private talk (or a room) seen first now: open it, with its history (but not
+            # this line, which the store already has).
+            conv = self.open(line.room, nick=line.private, skip=line.message_id)
+        if line.private:
+            conv.nick = line.private
+        row = chat_row(line, self.node.nick)
+        widget = self._add(row, conv)
+        if row.message_id is not None and (row.undelivered or row.pending):
+            self.undelivered[row.message_id] = widget
+            if len(self.undelivered) > UNDELIVERED_KEPT:
+                del self.undelivered[next(iter(self.undelivered))]
+        if line.own:
+            if conv is not self.current:
+                self._add(echo_row(line, self.label(conv), self.number(conv)))
+            return
+        if conv is not self.current:
+            conv.unread += 1
+            if row.mention or line.private:
+                conv.mention = True
+                self._bell()
+            self.refresh_conversations()
+        elif row.mention:
+            self._bell()
 
-    def switch_room(self, room: str) -> None:
-        super().switch_room(room)
-        self.show_info([f"now talking in {conversation_label(room, self.node)}"])
-        self.refresh_status()
+    def _room_changed(self, event: events.RoomChanged) -> None:
+        label = f"#{event.room}"
+        if event.own and event.joined:
+            conv = self.find(event.room) or self.open(event.room)
+            self._add(room_row(event, label), conv)
+            members = dict(self.node.room_list()).get(event.room, [])
+            others = [m for m in members if m != self.node.nick]
+            text = f"also here: {', '.join(others)}" if others else "nobody else is here yet"
+            self._add(info_row(event.when, text), conv)
+        elif event.own:
+            conv = self.find(event.room)
+            if conv is not None:
+                self.close(conv)
+            self._add(room_row(event, label), self.find(DEFAULT_ROOM))
+        else:
+            conv = self.find(event.room)
+            if conv is not None:
+                self._add(room_row(event, label), conv)
+
+    def _peer_event(self, event) -> None:
+        """Joins, leaves and nick changes: shown in #general, in the rooms the peer is in, and
+        in the private talk with it; your own nick change in every conversation."""
+        row = event_row(event, self.node.nick)
+        if getattr(event, "own", False):
+            targets = list(self.conversations)
+        else:
+            rooms = self._peer_rooms.get(event.peer_id, ())
+            targets = [c for c in self.conversations
+                       if c.key == DEFAULT_ROOM or c.key in rooms or c.peer_id == event.peer_id]
+            if isinstance(event, events.NickChanged):
+                for conv in targets:
+                    if conv.peer_id == event.peer_id:
+                        conv.nick = event.new
+        for conv in targets:
+            self._add(row, conv)
+        if isinstance(event, events.PeerLeft) and event.reason is None:
+            self._peer_rooms.pop(event.peer_id, None)  # it said goodbye: its rooms are gone
+        self.refresh_conversations()
 
     def delivered(self, message_id: str) -> None:
-        """Clear the "not delivered" mark of an own line (for when delivery happens later)."""
+        """Clear the "not delivered" or pending mark of an own line."""
         widget = self.undelivered.pop(message_id, None)
         if widget is not None:
             widget.update(delivered(widget.row))
+
+    # --- conversations ----------------------------------------------------------------------
+
+    def _new_conversation(self, key: str, nick: str = "") -> Conversation:
+        conv = Conversation(key, MessagePane(on_scroll=self.refresh_status), nick)
+        self.conversations.append(conv)
+        return conv
+
+    def find(self, key: str) -> Conversation | None:
+        for conv in self.conversations:
+            if conv.key == key:
+                return conv
+        return None
+
+    def open(self, key: str, nick: str = "", skip: str | None = None) -> Conversation:
+        """A new conversation (not shown), at the end of the list (so the numbers of the others
+        stay what they were), with its history first."""
+        conv = self._new_conversation(key, nick)
+        self._show_history_block(conv, skip)
+        self.refresh_conversations()
+        return conv
+
+    def close(self, conv: Conversation) -> None:
+        """Close a conversation (not #general): its pane goes, #general is shown if it was."""
+        if conv.key == DEFAULT_ROOM or conv not in self.conversations:
+            return
+        if conv is self.current:
+            self.show(self.conversations[0])
+        self.conversations.remove(conv)
+        self.refresh_conversations()
+
+    def show(self, conv: Conversation) -> None:
+        """Make ``conv`` the conversation shown: its unread count is cleared."""
+        self.current = conv
+        self.room = conv.key
+        conv.unread, conv.mention = 0, False
+        self.body.original_widget = conv.pane
+        self.refresh_peers()
+        self.changed()
+
+    def show_number(self, number: int) -> None:
+        """Alt-N: the Nth conversation of the list (from 1), if there is one."""
+        if 1 <= number <= len(self.conversations):
+            self.show(self.conversations[number - 1])
+
+    def show_next(self, step: int) -> None:
+        """Ctrl-N / Ctrl-P: the next / previous conversation, round the list."""
+        index = self.conversations.index(self.current)
+        self.show(self.conversations[(index + step) % len(self.conversations)])
+
+    def show_active(self) -> None:
+        """Alt-A: the next conversation with unread lines, those naming you first."""
+        index = self.conversations.index(self.current)
+        ring = self.conversations[index + 1:] + self.conversations[:index]
+        for wanted in (lambda c: c.mention, lambda c: c.unread):
+            for conv in ring:
+                if wanted(conv):
+                    self.show(conv)
+                    return
+
+    def number(self, conv: Conversation) -> int:
+        return self.conversations.index(conv) + 1
+
+    def label(self, conv: Conversation) -> str:
+        """``#ops``, or the other party's nick (as the node shows it while linked)."""
+        if conv.private and conv.peer_id not in self.node.links and conv.nick:
+            return conv.nick
+        return conversation_label(conv.key, self.node)
+
+    def switch_room(self, room: str) -> None:
+        """/join (also of a room you are in) and /part: show that conversation."""
+        self.show(self.find(room) or self.open(room))
+
+    def refresh_conversations(self) -> None:
+        self.conversation_list.update([
+            ConversationView(i + 1, self.label(c), c.unread, c.mention, c is self.current)
+            for i, c in enumerate(self.conversations)])
+
+    # --- history ----------------------------------------------------------------------------
+
+    def _show_history_block(self, conv: Conversation, skip: str | None = None) -> None:
+        """The last lines of a conversation opened for the first time in this run, set apart
+        between "history of ..." and "now"."""
+        lines = [line for line in self.node.history(conv.key, HISTORY_SHOWN)
+                 if line.id != skip]
+        now = self.node.clock.seconds()
+        for row in history_rows(lines, f"history of {self.label(conv)}", now, "now"):
+            self._add(row, conv)
+
+    def show_history(self, room: str, lines: list[StoredLine]) -> None:
+        """/history N: the lines into the conversation's pane, set apart."""
+        conv = self.find(room) or self.current
+        if not lines:
+            self.show_info([f"no history for {self.label(conv)}"])
+            return
+        now = self.node.clock.seconds()
+        count = f"{len(lines)} line{'s' if len(lines) != 1 else ''}"
+        title = f"history of {self.label(conv)}, last {count}"
+        for row in history_rows(lines, title, now, "end of history"):
+            self._add(row, conv)
+        self.changed()
+
+    # --- the sidebar and the status bar -----------------------------------------------------
 
     def peer_nicks(self) -> list[str]:
         return [p.nick for p in self.peers.peers if p.nick != self.node.nick]
 
     def refresh_peers(self) -> None:
-        self.peers.update(self.node.users())
+        users = self.node.users()
+        for peer in users:
+            if peer.state == "connected":
+                self._peer_rooms[peer.peer_id] = peer.rooms
+        room = self.current.key
+        self.peers.update(users, None if room == DEFAULT_ROOM or self.current.private else room)
+        self.refresh_conversations()
         self.refresh_status()
 
     def refresh_status(self) -> None:
         rows = self.peers.peers
         size = len(self.input.edit_text.encode("utf-8"))
         over = (size, MAX_SAY_BYTES) if size > MAX_SAY_BYTES else None
-        self.status.update(self.node.nick, conversation_label(self.room, self.node), self.node.port,
+        others = [c for c in self.conversations if c is not self.current and c.unread]
+        elsewhere = (sum(c.unread for c in others), any(c.mention for c in others),
+                     [self.number(c) for c in others])
+        self.status.update(self.node.nick, self.label(self.current), self.node.port,
                            sum(1 for p in rows if p.state == "connected"), len(rows),
-                           self.messages.unread, over)
+                           self.messages.unread, over, elsewhere)
 
     # --- input ------------------------------------------------------------------------------
 
     def submit(self, text: str) -> bool:
         """Run one line the user typed.  Returns whether the input line should be emptied:
         a refused line (too long, unknown command) stays, so it can be fixed."""
+        query = _QUERY.match(text.strip())
+        if query:
+            return self._query(query.group(1), query.group(2))
         parsed = parse_input(text)
         if not isinstance(parsed, Refusal) and not (isinstance(parsed, Command)
                                                     and parsed.name == "clear"):
@@ -244,6 +489,30 @@ class ConsoleFace(CommandFace):
         self.refresh_status()
         return not isinstance(parsed, Refusal)
 
+    def _query(self, target: str | None, text: str | None) -> bool:
+        """/query NICK [TEXT]: open the private talk with NICK, show it, say TEXT there."""
+        if not target:
+            self.show_error("usage: /query NICK [TEXT]")
+            return False
+        link = self.node.find_link(target)
+        if link is None:
+            self.show_error(f"no linked peer is shown as {target}; /users lists them")
+            return False
+        said = None
+        if text and text.strip():
+            said = "/" + text if text.startswith("/") else text  # TEXT is said as it is
+            refused = parse_input(said)
+            if isinstance(refused, Refusal):
+                self.show_error(refused.reason)
+                return False
+        key = private_key(link.peer_id)
+        self.show(self.find(key) or self.open(key, nick=target))
+        self.messages.following = True
+        if said is not None:
+            self.handle_input(said)
+        self.refresh_status()
+        return True
+
     def unhandled_input(self, key) -> bool:
         """Keys nobody took (MainLoop's hook): ignored on purpose."""
         return True
@@ -252,15 +521,18 @@ class ConsoleFace(CommandFace):
         if command.name == "help":
             where = self.log_path or "where twistd's --logfile or --logger sends it"
             self.show_info(["commands:"] + [f"  {line}" for line in help_lines()]
+                           + [f"  {usage:<22} {what}" for usage, what in CONSOLE_COMMANDS]
                            + ["keys:"] + [f"  {line}" for line in key_help_lines()]
                            + [f"log file: {where}"])
+        elif command.name == "part" and not command.arg and self.current.private:
+            self.close(self.current)
         else:
             super().run_command(command)
 
     # --- CommandFace's answers ----------------------------------------------------------------
 
-    def _add(self, row: Row) -> MessageRow:
-        return self.messages.append(row)
+    def _add(self, row: Row, conv: Conversation | None = None) -> MessageRow:
+        return (conv or self.current).pane.append(row)
 
     def show_info(self, lines: list[str]) -> None:
         now = self.node.clock.seconds()
@@ -274,7 +546,6 @@ class ConsoleFace(CommandFace):
 
     def clear(self) -> None:
         self.messages.clear()
-        self.undelivered.clear()
         self.refresh_status()
 
     def quit(self) -> None:

@@ -15,6 +15,7 @@ from typing import Union
 from urwid.str_util import calc_width
 
 from p2pchat import events
+from p2pchat.store import StoredLine
 
 #: urwid text markup: a string, an (attribute, markup) pair, or a list of those.
 Markup = Union[str, tuple, list]
@@ -39,14 +40,25 @@ PALETTE: list[tuple[str, ...]] = [
     ("mention", "yellow,bold", "default"),
     ("mention_mark", "black", "yellow"),
     ("undelivered", "dark red", "default"),
+    ("pending", "dark gray", "default"),
+    ("history", "dark gray", "default"),
+    ("separator", "dark cyan", "default"),
     ("status", "white", "dark blue"),
     ("status_nick", "white,bold", "dark blue"),
     ("status_unread", "black,bold", "yellow"),
     ("status_over", "white,bold", "dark red"),
+    ("status_act", "white,bold", "dark blue"),
+    ("status_mention", "black,bold", "yellow"),
     ("sidebar_title", "white,bold", "default"),
     ("peer_connected", "light green", "default"),
     ("peer_connecting", "yellow", "default"),
     ("peer_stale", "dark gray", "default"),
+    ("peer_flagged", "light red,bold", "default"),
+    ("peer_note", "dark gray", "default"),
+    ("conv", "light gray", "default"),
+    ("conv_current", "black", "light gray"),
+    ("conv_unread", "white,bold", "default"),
+    ("conv_mention", "yellow,bold", "default"),
     ("divider", "dark gray", "default"),
     ("prompt", "light cyan,bold", "default"),
 ] + [(f"nick{i}", color, "default") for i, color in enumerate(NICK_COLORS)]
@@ -64,7 +76,10 @@ MARK_INFO = "-"
 MARK_ERROR = "!"
 MARK_ACTION = "*"
 
+#: After an own line nobody heard (no peer connected when it was said).
 NOT_DELIVERED = "(not delivered)"
+#: After an own line that was sent but is not yet acknowledged by every peer in the room.
+PENDING = "⧗"
 
 
 def nick_attr(nick: str) -> str:
@@ -114,15 +129,23 @@ class Row:
     message_id: str | None = None
     #: an own line nobody heard yet: shown with a "not delivered" mark
     undelivered: bool = False
+    #: an own line sent but not yet acknowledged by every peer in the room: a dim mark
+    pending: bool = False
+    #: a separator across the pane (history, now, a day): ``body`` is its plain text
+    separator: bool = False
 
     def shown_body(self) -> Markup:
-        """The text column as drawn: the body, and the mark while undelivered."""
-        if not self.undelivered:
-            return self.body
-        return [self.body, " ", ("undelivered", NOT_DELIVERED)]
+        """The text column as drawn: the body, and the mark while undelivered or pending."""
+        if self.undelivered:
+            return [self.body, " ", ("undelivered", NOT_DELIVERED)]
+        if self.pending:
+            return [self.body, " ", ("pending", PENDING)]
+        return self.body
 
     def plain(self) -> str:
         """The row as one line of plain text (for tests and logs)."""
+        if self.separator:
+            return f"— {_flatten(self.body)} —"
         return f"{clock_text(self.when)} {_flatten(self.marker)} {_flatten(self.shown_body())}"
 
 
@@ -134,10 +157,9 @@ def _flatten(markup: Markup) -> str:
     return "".join(_flatten(m) for m in markup)
 
 
-def chat_row(line: events.ChatLine, my_nick: str, where: str | None = None) -> Row:
-    """A line said in the room.  Own lines: nick in bold white and text dimmer, so they stand
-    apart; a line that names us: text highlighted (the caller rings the bell).  ``where``
-    names the conversation when it is not the one you are in ("#ops", "bob")."""
+def chat_row(line: events.ChatLine, my_nick: str) -> Row:
+    """A line said in a conversation.  Own lines: nick in bold white and text dimmer, so they
+    stand apart; a line that names us: text highlighted (the caller rings the bell)."""
     mention = not line.own and mentions(line.text, my_nick)
     text_attr = "own_text" if line.own else ("mention" if mention else "text")
     who_attr = "own_nick" if line.own else nick_attr(line.nick)
@@ -147,18 +169,17 @@ def chat_row(line: events.ChatLine, my_nick: str, where: str | None = None) -> R
     else:
         marker = [(who_attr, fit(line.nick, NICK_WIDTH))]
         body = [(text_attr, line.text)]
-    if where:
-        body = [("notice", f"[{where}] ")] + body
     return Row(line.when, marker, body, mention=mention,
                message_id=line.message_id if line.own else None,
-               undelivered=line.own and line.sent_to == 0)
+               undelivered=line.own and line.sent_to == 0,
+               pending=line.own and line.sent_to > 0 and line.pending)
 
 
-def event_row(event: events.Event, my_nick: str, where: str | None = None) -> Row | None:
-    """The row for any node event, or None for events that only redraw (PeersChanged).
-    ``where``: the conversation of a chat line, when not the current one."""
+def event_row(event: events.Event, my_nick: str) -> Row | None:
+    """The row for a node event, or None for events that only redraw (PeersChanged, Delivered;
+    RoomChanged has ``room_row``)."""
     if isinstance(event, events.ChatLine):
-        return chat_row(event, my_nick, where)
+        return chat_row(event, my_nick)
     if isinstance(event, events.PeerJoined):
         where = _host(event.address)
         return Row(event.when, ("notice", MARK_JOIN),
@@ -199,4 +220,61 @@ def error_row(when: float, text: str) -> Row:
 
 def delivered(row: Row) -> Row:
     """The row once its line was delivered: the mark goes."""
-    return replace(row, undelivered=False)
+    return replace(row, undelivered=False, pending=False)
+
+
+def room_row(event: events.RoomChanged, where: str) -> Row:
+    """Someone (or you) joined or left a room: shown in that room's conversation (``where``
+    is its label, "#ops")."""
+    marker = ("notice", MARK_JOIN if event.joined else MARK_LEAVE)
+    verb = "joined" if event.joined else "left"
+    if event.own:
+        return Row(event.when, marker, ("notice", f"you {verb} {where}"))
+    return Row(event.when, marker,
+               [(nick_attr(event.nick), event.nick), ("notice", f" {verb} {where}")])
+
+
+def history_row(line: StoredLine) -> Row:
+    """A line from before this run: all of it dimmed, so it stands apart from what is new."""
+    if line.action:
+        return Row(line.when, ("history", MARK_ACTION), ("history", f"{line.nick} {line.text}"))
+    return Row(line.when, ("history", fit(line.nick, NICK_WIDTH)), ("history", line.text))
+
+
+def separator_row(when: float, text: str) -> Row:
+    """A rule across the pane with ``text`` in its middle ("history of #ops", "now")."""
+    return Row(when, "", text, separator=True)
+
+
+def day_text(when: float) -> str:
+    """A day as separators name it: "Tue 14 Mar 2024"."""
+    return time.strftime("%a %d %b %Y", time.localtime(when))
+
+
+def history_rows(lines: list[StoredLine], title: str, now: float, end: str) -> list[Row]:
+    """History set apart: a separator naming it (and the day it starts, if not today), the
+    dimmed lines with a separator where the day changes, and a closing separator ``end``."""
+    if not lines:
+        return []
+    first_day = day_text(lines[0].when)
+    if first_day != day_text(now):
+        title = f"{title}, from {first_day}"
+    rows = [separator_row(lines[0].when, title)]
+    day = first_day
+    for line in lines:
+        if day_text(line.when) != day:
+            day = day_text(line.when)
+            rows.append(separator_row(line.when, day))
+        rows.append(history_row(line))
+    rows.append(separator_row(now, end))
+    return rows
+
+
+def echo_row(line: events.ChatLine, where: str, number: int) -> Row:
+    """What you said into another conversation (``/msg bob hi`` while in #general), echoed
+    where you are, with the key that shows that conversation."""
+    key = f" (Alt-{number})" if number <= 9 else ""
+    text = f"{line.nick} {line.text}" if line.action else line.text
+    return Row(line.when, ("notice", "→"),
+               [("notice", "to "), (nick_attr(where), where), ("notice", ": "),
+                ("own_text", text), ("notice", key)])

@@ -6,6 +6,7 @@ Each one renders what it is told and keeps no chat state of its own beyond what 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Callable, Sequence
 
 import urwid
@@ -33,10 +34,19 @@ WHEEL_DOWN = 5
 
 
 class MessageRow(urwid.WidgetWrap):
-    """One row: time, right-aligned nick column, text column that wraps under itself."""
+    """One row: time, right-aligned nick column, text column that wraps under itself.  A
+    separator row is a rule across the pane with its text in the middle."""
 
     def __init__(self, row: Row) -> None:
         self.row = row
+        if row.separator:
+            self.body = urwid.Text(("separator", f" {row.body} "))
+            super().__init__(urwid.Columns([
+                urwid.AttrMap(urwid.Divider("─"), "separator"),
+                (urwid.PACK, self.body),
+                urwid.AttrMap(urwid.Divider("─"), "separator"),
+            ]))
+            return
         self.body = urwid.Text(row.shown_body())
         columns = urwid.Columns([
             (TIME_WIDTH, urwid.Text(("time", clock_text(row.when)))),
@@ -118,11 +128,32 @@ STATE_MARKS: dict[str, tuple[str, str]] = {
     "connecting": ("○", "peer_connecting"),
     "stale": ("?", "peer_stale"),
 }
+#: The encryption mark (two cells wide; a plain peer gets two blanks and a "plain" note).
+LOCK = "🔒"
+
+
+def peer_row(peer: PeerView) -> urwid.Text:
+    """One peer: state mark, the lock when the link is encrypted, the nick in its color (in
+    red when its key is not the pinned one: the node shows it as "nick?"), and a dim note for
+    a plain link ("plain") or a base peer ("base")."""
+    mark, attr = STATE_MARKS.get(peer.state, ("?", "peer_stale"))
+    connected = peer.state == "connected"
+    lock = LOCK if connected and peer.encrypted else "  "
+    if peer.flagged:
+        nick_a = "peer_flagged"
+    else:
+        nick_a = nick_attr(peer.nick) if connected else "peer_stale"
+    markup: list = [(attr, mark), ("peer_note", lock), " ", (nick_a, peer.nick)]
+    if not peer.ours:
+        markup.append(("peer_note", " base"))
+    elif connected and not peer.encrypted:
+        markup.append(("peer_note", " plain"))
+    return urwid.Text(markup, wrap="ellipsis")
 
 
 class PeerList(urwid.WidgetWrap):
-    """The sidebar: a title with the counts, then one row per peer: state mark, a cell kept for
-    an encryption mark, the nick in its color."""
+    """The peer list: a title with the counts, then one row per peer (see ``peer_row``).  In a
+    room other than #general, the room's members come first, under the room's name."""
 
     def __init__(self) -> None:
         self.title = urwid.Text("")
@@ -132,25 +163,109 @@ class PeerList(urwid.WidgetWrap):
         super().__init__(pile)
         self.update([])
 
-    def update(self, peers: Sequence[PeerView]) -> None:
+    def update(self, peers: Sequence[PeerView], room: str | None = None) -> None:
+        """``room``: the current room, when its members are to be listed first."""
         self.peers = list(peers)
         linked = sum(1 for p in peers if p.state == "connected")
         self.title.set_text(("sidebar_title", f"peers {linked}/{len(peers)}"))
-        rows = []
-        for peer in peers:
-            mark, attr = STATE_MARKS.get(peer.state, ("?", "peer_stale"))
-            nick_a = nick_attr(peer.nick) if peer.state == "connected" else "peer_stale"
-            # The second cell is kept for an encryption mark (a later issue).
-            rows.append(urwid.Text([(attr, mark), "  ", (nick_a, peer.nick)], wrap="ellipsis"))
+        rows: list[urwid.Widget] = []
+        if room is not None:
+            members = [p for p in peers if room in p.rooms]
+            others = [p for p in peers if room not in p.rooms]
+            rows.append(urwid.Text(("peer_note", f"in #{room}: {len(members)}"),
+                                   wrap="ellipsis"))
+            rows += [peer_row(p) for p in members]
+            if others:
+                rows.append(urwid.Text(("peer_note", "elsewhere:"), wrap="ellipsis"))
+                rows += [peer_row(p) for p in others]
+        else:
+            rows += [peer_row(p) for p in peers]
         if not peers:
             rows.append(urwid.Text(("peer_stale", "nobody yet"), wrap="ellipsis"))
         self.walker[:] = rows
 
 
+@dataclass(frozen=True)
+class ConversationView:
+    """One row of the conversation list."""
+
+    number: int
+    label: str  # "#ops", or the peer's nick
+    unread: int = 0
+    mention: bool = False
+    current: bool = False
+
+
+class ConversationList(urwid.WidgetWrap):
+    """The conversations: number (Alt-N shows it), name, and the count of unread lines ("3",
+    "3!" when one names you or is a private line).  The current one is drawn reversed."""
+
+    def __init__(self) -> None:
+        self.walker = urwid.SimpleFocusListWalker([])
+        self.listbox = urwid.ListBox(self.walker)
+        self.views: list[ConversationView] = []
+        super().__init__(self.listbox)
+
+    def update(self, views: Sequence[ConversationView]) -> None:
+        self.views = list(views)
+        rows = []
+        focus = 0
+        for i, view in enumerate(views):
+            if view.current:
+                attr, focus = "conv_current", i
+            elif view.mention:
+                attr = "conv_mention"
+            elif view.unread:
+                attr = "conv_unread"
+            else:
+                attr = "conv"
+            count = f"{view.unread}{'!' if view.mention else ''}" if view.unread else ""
+            number = f"{view.number}" if view.number <= 9 else "·"
+            row = urwid.Columns([
+                urwid.Text(f"{number} {view.label}", wrap="ellipsis"),
+                (urwid.PACK, urwid.Text(count)),
+            ], dividechars=1)
+            rows.append(urwid.AttrMap(row, attr))
+        self.walker[:] = rows
+        if rows:
+            self.walker.set_focus(focus)
+
+    def wanted_rows(self) -> int:
+        return len(self.views)
+
+
+class Sidebar(urwid.Widget):
+    """The conversation list (at most half the height, keeping the current one in view), a
+    blank row, then the peer list."""
+
+    _sizing = frozenset([urwid.BOX])
+
+    def __init__(self, conversations: ConversationList, peers: PeerList) -> None:
+        super().__init__()
+        self.conversations = conversations
+        self.peers = peers
+        self.title = urwid.Text(("sidebar_title", "conversations"))
+
+    def render(self, size, focus=False):
+        cols, rows = size
+        wanted = self.conversations.wanted_rows()
+        if rows < 4:
+            # Too short for both: the conversations only (the status bar counts the peers).
+            return self.conversations.render(size, focus)
+        listed = max(1, min(wanted, rows // 2 - 1))
+        pile = urwid.Pile([
+            (urwid.PACK, self.title),
+            (listed, self.conversations),
+            (1, urwid.SolidFill(" ")),
+            self.peers,
+        ])
+        return pile.render(size, focus)
+
+
 class StatusBar(urwid.WidgetWrap):
     """Your nick, the conversation ("#general", or a peer's nick), the port, peers
-    connected/known; on the right, "N new" while scrolled up, and the byte count when the
-    input is over the limit."""
+    connected/known; on the right, "N new" while scrolled up, the unread lines in the other
+    conversations and their numbers, and the byte count when the input is over the limit."""
 
     def __init__(self) -> None:
         self.left = urwid.Text("", wrap="ellipsis")
@@ -159,7 +274,10 @@ class StatusBar(urwid.WidgetWrap):
         super().__init__(urwid.AttrMap(columns, "status"))
 
     def update(self, nick: str, room: str, port: int, connected: int, known: int,
-               unread: int = 0, over: tuple[int, int] | None = None) -> None:
+               unread: int = 0, over: tuple[int, int] | None = None,
+               elsewhere: tuple[int, bool, Sequence[int]] = (0, False, ())) -> None:
+        """``elsewhere``: unread lines in the other conversations, whether one names you (or
+        is private), and the numbers of the conversations that have them."""
         self.left.set_text([("status_nick", f" {nick} "), f"│ {room} │ port {port} │ "
                             f"peers {connected}/{known} "])
         right: list = []
@@ -167,6 +285,11 @@ class StatusBar(urwid.WidgetWrap):
             right.append(("status_over", f" {over[0]}/{over[1]} bytes: too long "))
         if unread:
             right.append(("status_unread", f" {unread} new ↓ "))
+        total, mention, numbers = elsewhere
+        if total:
+            where = ",".join(str(n) for n in numbers)
+            right.append(("status_mention" if mention else "status_act",
+                          f" {total} unread in {where} "))
         self.right.set_text(right or "")
 
 

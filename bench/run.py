@@ -1,5 +1,5 @@
 """``python -m bench``: run every benchmark of p2pchat and print one table (``--json``: the
-same figures as JSON).  See bench/README-section.rst for what each figure means."""
+same figures as JSON).  README.rst, "Performance", says what each figure means."""
 
 from __future__ import annotations
 

@@ -13,10 +13,10 @@ carry their author's signature (the security issue), so no peer can put words in
 from __future__ import annotations
 
 import bisect
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-from p2pchat.wire import MAX_SEQUENCE, Message, WireError, encode_message
+from p2pchat.wire import MAX_ID_CHARS, MAX_SEQUENCE, Message, WireError, encode_message
 
 #: Default bounds of the sent log: lines older than this (seconds) or beyond this count are not
 #: resent (the user is told how many were too old).  ``--catchup-lines`` / ``--catchup-age``.
@@ -82,10 +82,20 @@ class Sync:
 
     sent: int
     have: int | None
+    #: how far the sender has other authors' lines (for relayed catch-up)
+    others: dict[str, int] = field(default_factory=dict)
 
 
-def sync_metadata(sent: int, have: int | None) -> dict[str, Any]:
-    return {"sent": sent, "have": have}
+#: At most this many other authors in one sync.
+MAX_OTHERS = 256
+
+
+def sync_metadata(sent: int, have: int | None,
+                  others: dict[str, int] | None = None) -> dict[str, Any]:
+    meta: dict[str, Any] = {"sent": sent, "have": have}
+    if others:
+        meta["others"] = dict(list(others.items())[:MAX_OTHERS])
+    return meta
 
 
 def _seq(value: Any, what: str, optional: bool = False) -> int | None:
@@ -98,8 +108,16 @@ def _seq(value: Any, what: str, optional: bool = False) -> int | None:
 
 def parse_sync(msg: Message) -> Sync:
     meta = msg.metadata or {}
+    others = meta.get("others") or {}
+    if not isinstance(others, dict) or len(others) > MAX_OTHERS:
+        raise WireError("sync 'others' is not a small object")
+    checked = {}
+    for author, have in others.items():
+        if not isinstance(author, str) or len(author) > MAX_ID_CHARS:
+            raise WireError("sync 'others' names something that is not a peer id")
+        checked[author] = _seq(have, "sync 'others'")
     return Sync(_seq(meta.get("sent"), "sync 'sent'"),
-                _seq(meta.get("have"), "sync 'have'", optional=True))
+                _seq(meta.get("have"), "sync 'have'", optional=True), checked)
 
 
 def parse_ack(msg: Message) -> int:

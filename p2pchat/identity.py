@@ -184,6 +184,19 @@ def certificate_fingerprint(cert) -> str | None:
     return spki_fingerprint(key)
 
 
+def certificate_public_key(cert) -> str:
+    """The Ed25519 public key of a peer's certificate, base64 (raw bytes), or ""."""
+    if cert is None:
+        return ""
+    if hasattr(cert, "to_cryptography"):
+        cert = cert.to_cryptography()
+    key = cert.public_key()
+    if not isinstance(key, ed25519.Ed25519PublicKey):
+        return ""
+    raw = key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    return base64.b64encode(raw).decode("ascii")
+
+
 # --- beacon signatures ----------------------------------------------------------------------
 
 

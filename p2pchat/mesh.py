@@ -18,7 +18,7 @@ from twisted.python.failure import Failure
 from twisted.internet.interfaces import IHandshakeListener, IPushProducer
 from zope.interface import implementer
 
-from p2pchat.identity import ContextFactory, certificate_fingerprint
+from p2pchat.identity import ContextFactory, certificate_fingerprint, certificate_public_key
 
 from p2pchat.node import Node
 from p2pchat.peers import Backoff, PeerInfo
@@ -132,6 +132,7 @@ class PeerProtocol(LineReceiver):
         #: the key fingerprint the peer proved by TLS ("" while plain), and the TLS version
         self.fp = ""
         self.tls = ""
+        self.pk = ""  # the peer's public key (base64), once TLS proved it
         self._expect_fp = expected.fp if expected else ""
         self._awaiting_starttls = False
         self._tls_started = False
@@ -227,7 +228,7 @@ class PeerProtocol(LineReceiver):
                 self.transport.loseConnection()
             return
         if self.ready:
-            self.node.message_received(self, msg)
+            self.node.message_received(self, msg, line)
         elif self._awaiting_starttls:
             self._starttls_line(msg)
         elif not self.outgoing and not self._tls_started:
@@ -304,6 +305,7 @@ class PeerProtocol(LineReceiver):
             self.transport.abortConnection()
             return
         self.fp = fp
+        self.pk = certificate_public_key(self.transport.getPeerCertificate())
         handle = self.transport.getHandle()
         self.tls = handle.get_protocol_version_name() if handle is not None else "TLS"
         self._become_ready()

@@ -26,6 +26,15 @@ from p2pchat.catchup import (
 )
 from p2pchat.identity import Identity, beacon_payload, peer_id_for, short_form, verify_beacon
 from p2pchat.peers import Heard, Liveness, PeerInfo, PeerTable, should_dial
+from p2pchat.relay import (
+    CAP_RELAY,
+    RELAY,
+    RELAY_MAX_LINES,
+    check_relayed,
+    relay_lines,
+    relayed_of,
+    sign_line,
+)
 from p2pchat.room import Room
 from p2pchat.rooms import Rooms, private_key, room_name, rooms_of
 from p2pchat.store import Store, StoredLine
@@ -167,7 +176,7 @@ class Node:
         self.identity = identity
         self.trust = trust or Trust()
         self.peer_id = peer_id or (identity.peer_id if identity else new_peer_id(nick))
-        self.caps = CAPS + ((CAP_TLS,) if identity else ())
+        self.caps = CAPS + ((CAP_TLS, CAP_RELAY) if identity else ())
         self.clock = clock
         self.peers = PeerTable()
         self.room = Room(DEFAULT_ROOM)
@@ -244,7 +253,9 @@ class Node:
         are what the sent log keeps and catch-up resends; the rest carry 0."""
         if sequenced:
             self._sequence += 1
-        return Message(
+        if kind in (CHAT, PRIVATE) and self.identity is not None:
+            metadata = dict(metadata or {})  # gets the signature below
+        msg = Message(
             id=new_message_id(),
             type=kind,
             sender_id=self.peer_id,
@@ -257,6 +268,10 @@ class Node:
             caps=self.caps if kind == JOIN else (),
             fp=self.identity.fingerprint if self.identity and kind == JOIN else "",
         )
+        if kind in (CHAT, PRIVATE) and self.identity is not None:
+            # Signed, so a peer can hand it on for us to one that missed it (relay.py).
+            msg.metadata["sig"] = sign_line(self.identity, msg)
+        return msg
 
     def handshake(self) -> Message:
         """The first line a dialer writes: a join from us (sequence 0, as the reference)."""
@@ -808,8 +823,8 @@ class Node:
                 self._maybe_dial(info)
         self._emit(events.PeersChanged(now))
 
-    def message_received(self, link: Link, msg: Message) -> None:
-        """A parsed line from a handshaken link."""
+    def message_received(self, link: Link, msg: Message, raw: bytes = b"") -> None:
+        """A parsed line from a handshaken link (``raw``: the line as received)."""
         if msg.sender_id != link.peer_id:
             if link.dialer_id == self.peer_id and not link.fp:
                 # We dialed an address where another peer now listens (the one we wanted
@@ -834,6 +849,9 @@ class Node:
             return
         if msg.type == ROOMS:
             self._peer_rooms(link, msg)
+            return
+        if msg.type == RELAY:
+            self._relayed(link, msg)
             return
         if not self.room.accept(msg):
             return  # a duplicate
@@ -860,6 +878,10 @@ class Node:
                 link.close("it left")  # so its shutdown need not wait for us
         elif msg.type in (CHAT, PRIVATE):
             self._chat_line(link, msg, now)
+            if (raw and msg.type == CHAT and self.store is not None
+                    and CAP_RELAY in link.caps and getattr(link, "pk", "")
+                    and (msg.metadata or {}).get("sig")):
+                self.store.keep_relayable(msg, raw, link.pk)
         else:
             log.debug("{peer} sent a {kind} line: not known here, ignored",
                       peer=link.peer_id, kind=msg.type)
@@ -918,8 +940,10 @@ class Node:
         link.synced = False
         link.sync_point = self._sequence
         have = self.room.high_water.get(link.peer_id)
+        others = ({s: h for s, h in self.room.high_water.items() if s != link.peer_id}
+                  if CAP_RELAY in link.caps else None)
         link.send(self._message(SYNC, "", sequenced=False,
-                                metadata=sync_metadata(self._sequence, have)))
+                                metadata=sync_metadata(self._sequence, have, others)))
 
     def _catchup_line(self, link: Link, msg: Message) -> None:
         if CAP_CATCHUP not in link.caps:
@@ -953,6 +977,64 @@ class Node:
         if sync.have is not None:
             self._acked(link, sync.have)
         self._pump(link)
+        if sync.others and CAP_RELAY in link.caps:
+            self._relay_to(link, sync.others)
+
+    def _relay_to(self, link: Link, others: dict[str, int]) -> None:
+        """Hand on the signed lines of authors that are not here now, which the peer lacks
+        (it said how far it has each author), in the rooms it is in."""
+        if self.store is None:
+            return
+        rooms = sorted(self.rooms.rooms_of_peer(link.peer_id))
+        since = self.clock.seconds() - self.sent_log.max_age
+        batches = []
+        for author, have in others.items():
+            if author in (self.peer_id, link.peer_id) or author in self.links:
+                continue  # our own lines go by the log; a linked author resends its own
+            for raw, key in self.store.relayable_since(author, have, rooms, RELAY_MAX_LINES,
+                                                       since):
+                batches.append((raw, author, key))
+        for metadata in relay_lines(batches):
+            link.send(self._message(RELAY, "", metadata=metadata))
+        if batches:
+            log.info("handed on {n} lines of absent authors to {peer}", n=len(batches),
+                     peer=link.peer_id)
+
+    def _relayed(self, link: Link, msg: Message) -> None:
+        """Lines of other authors handed on by ``link``'s peer: shown only if signed by their
+        author's key (the one its peer id comes from)."""
+        if CAP_RELAY not in link.caps:
+            return
+        try:
+            pairs = relayed_of(msg)
+        except WireError as e:
+            log.warn("bad relay line from {peer} skipped: {why}", peer=link.peer_id, why=str(e))
+            return
+        now = self.clock.seconds()
+        for raw, key in pairs:
+            try:
+                relayed = check_relayed(raw, key)
+            except WireError as e:
+                log.warn("a line {peer} handed on was refused: {why}", peer=link.peer_id,
+                         why=str(e))
+                continue
+            line = relayed.msg
+            if line.sender_id == self.peer_id or line.room_id not in self.rooms.joined:
+                continue
+            if not self.room.accept(line):
+                continue  # already had it
+            if self.store is not None:
+                self.store.set_high_water(line.sender_id,
+                                          self.room.high_water.get(line.sender_id, 0))
+                self.store.keep_relayable(line, raw, key)
+            self.room.record(line)
+            nick = self.trust.display(line.username or line.sender_id, relayed.fp)
+            action = _action_text(line)
+            shown = events.ChatLine(min(line.timestamp or now, now), nick,
+                                    printable(action or line.content), line.sender_id, line.id,
+                                    action=action is not None, room=line.room_id)
+            self._remember(shown)
+            self._emit(shown)
 
     def _acked(self, link: Link, have: int) -> None:
         now = self.clock.seconds()

@@ -43,6 +43,16 @@ create index if not exists lines_by_room on lines (room, ts);
 create table if not exists high_water (sender_id text primary key, seq integer not null);
 create table if not exists sent (seq integer primary key, ts real not null, line blob not null);
 create table if not exists settings (key text primary key, value text not null);
+create table if not exists relayable (
+    id text primary key,
+    sender_id text not null,
+    seq integer not null,
+    room text not null,
+    ts real not null,
+    raw blob not null,
+    pk text not null
+);
+create index if not exists relayable_by_sender on relayable (sender_id, seq);
 """
 
 
@@ -119,6 +129,24 @@ class Store:
         self._queue("insert or replace into sent values (?, ?, ?)",
                     (msg.sequence, msg.timestamp or 0.0, encode_message(msg)))
 
+    def keep_relayable(self, msg: Message, raw: bytes, public_key: str) -> None:
+        """Keep another author's signed room line, as received, to hand on (relay.py)."""
+        self._queue("insert or ignore into relayable values (?, ?, ?, ?, ?, ?, ?)",
+                    (msg.id, msg.sender_id, msg.sequence, msg.room_id, msg.timestamp or 0.0,
+                     raw, public_key))
+
+    def relayable_since(self, sender_id: str, after: int, rooms: list[str], limit: int,
+                        since: float) -> list[tuple[bytes, str]]:
+        """(raw line, author key) of ``sender_id``'s lines after sequence ``after`` in
+        ``rooms``, said at ``since`` or later, oldest first."""
+        self.flush()
+        marks = ",".join("?" * len(rooms))
+        rows = self._db.execute(
+            f"select raw, pk from relayable where sender_id = ? and seq > ? and ts >= ? "
+            f"and room in ({marks}) order by seq limit ?",
+            (sender_id, after, since, *rooms, limit)).fetchall()
+        return [(bytes(raw), pk) for raw, pk in rows]
+
     def set_rooms(self, rooms: list[str]) -> None:
         self._queue("insert or replace into settings values ('rooms', ?)", (json.dumps(rooms),))
 
@@ -182,6 +210,7 @@ class Store:
             self._db.execute("delete from lines where rowid not in (select rowid from lines "
                              "order by ts desc limit ?)", (max_lines,))
             self._db.execute("delete from sent where ts < ?", (now - sent_age,))
+            self._db.execute("delete from relayable where ts < ?", (now - sent_age,))
 
     def close(self) -> None:
         self.flush()

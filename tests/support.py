@@ -19,6 +19,7 @@ from twisted.internet.task import deferLater
 from p2pchat.service import NodeService
 from p2pchat.identity import Identity
 from p2pchat.node import Node
+from p2pchat.store import Store
 from p2pchat.trust import Trust
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -59,8 +60,9 @@ class InProcessPeer:
     """A whole node (sockets and all, no face) in this process's reactor, on loopback."""
 
     def __init__(self, nick: str, multicast: tuple[str, int], reactor=global_reactor,
-                 identity: Identity | None = None, trust: Trust | None = None) -> None:
-        self.node = Node(nick, reactor, identity=identity, trust=trust)
+                 identity: Identity | None = None, trust: Trust | None = None,
+                 store: Store | None = None) -> None:
+        self.node = Node(nick, reactor, identity=identity, trust=trust, store=store)
         self.service = NodeService(self.node, reactor, 0, multicast, LOOPBACK)
         self.events: list = []
         self.node.subscribe(self.events.append)
@@ -70,6 +72,8 @@ class InProcessPeer:
         return self.service.beacons.joined
 
     def stop(self) -> defer.Deferred:
+        if not self.service.running and self.service.listener is None:
+            return defer.succeed(None)  # never started, or stopped already
         return defer.maybeDeferred(self.service.stopService)
 
 

@@ -1,0 +1,128 @@
+"""Relayed catch-up: handing on other authors' lines to a peer that missed them while it was
+away, when the authors themselves are gone (PROTOCOL.md Part 2, "Relayed messages").
+
+Lines of our peers carry their author's Ed25519 signature (``metadata.sig``) over the fields
+a reader sees.  A relayed line travels unchanged, as its original bytes, inside a ``relay``
+line of its own, with the author's public key; the receiver shows it only if the key is the
+one the author's peer id is derived from and the signature checks out, so a relaying peer
+can't put words in anyone's mouth.  Lines of base peers (unsigned) and private lines are never
+relayed.  Pure code.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric import ed25519
+
+from p2pchat.identity import Identity, peer_id_for, spki_fingerprint
+from p2pchat.wire import CHAT, MAX_LINE_BYTES, Message, WireError, format_time, parse_message
+
+#: ``relay/1``: signs its lines, and hands on (and takes) other authors' signed lines.
+CAP_RELAY = "relay/1"
+RELAY = "relay"
+#: At most this many lines of one author are handed on per (re)connection.
+RELAY_MAX_LINES = 1000
+#: A relay line carries lines up to this many bytes in all (a line must stay under 64 KiB).
+RELAY_BATCH_BYTES = MAX_LINE_BYTES // 2
+
+
+def _payload(fields: list[Any]) -> bytes:
+    return json.dumps(fields, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def line_payload(msg: Message) -> bytes:
+    """What an author signs: every field a reader of the line sees."""
+    meta = msg.metadata or {}
+    stamp = format_time(msg.timestamp) if msg.timestamp is not None else ""
+    return _payload([msg.id, msg.type, msg.sender_id, msg.username, msg.content, stamp,
+                     msg.sequence, msg.room_id, str(meta.get("to", "")),
+                     str(meta.get("action", ""))])
+
+
+def _raw_payload(obj: dict[str, Any]) -> bytes:
+    """The same fields, read from the line as its author wrote it (the timestamp as text)."""
+    meta = obj.get("metadata") or {}
+    return _payload([obj.get("id"), obj.get("type"), obj.get("sender_id"),
+                     obj.get("username", ""), obj.get("content", ""), obj.get("timestamp", ""),
+                     obj.get("sequence", 0), obj.get("room_id") or "general",
+                     str(meta.get("to", "")), str(meta.get("action", ""))])
+
+
+def sign_line(identity: Identity, msg: Message) -> str:
+    return identity.sign(line_payload(msg))
+
+
+@dataclass(frozen=True)
+class Relayed:
+    """A relayed line that checked out: the message, its author's fingerprint, its bytes."""
+
+    msg: Message
+    fp: str
+    raw: bytes
+
+
+def check_relayed(raw: bytes, public_key_b64: str) -> Relayed:
+    """A relayed line and its author's key to a verified message; WireError says why not."""
+    msg = parse_message(raw)
+    if msg.type != CHAT:
+        raise WireError("only room lines are relayed")
+    try:
+        key = ed25519.Ed25519PublicKey.from_public_bytes(
+            base64.b64decode(public_key_b64, validate=True))
+        signature = base64.b64decode(str((msg.metadata or {}).get("sig", "")), validate=True)
+    except (ValueError, TypeError):
+        raise WireError("relayed line without a usable key or signature") from None
+    fp = spki_fingerprint(key)
+    if peer_id_for(fp) != msg.sender_id:
+        raise WireError("the key given is not its author's")
+    try:
+        key.verify(signature, _raw_payload(json.loads(raw)))
+    except InvalidSignature:
+        raise WireError("its author's signature does not match") from None
+    return Relayed(msg, fp, raw)
+
+
+def relay_lines(batches: list[tuple[bytes, str, str]]) -> list[dict[str, Any]]:
+    """(raw line, author id, author key) to the metadata of relay lines, each under the size
+    bound."""
+    out: list[dict[str, Any]] = []
+    lines: list[str] = []
+    keys: dict[str, str] = {}
+    size = 0
+    for raw, author, key in batches:
+        text = raw.decode("utf-8")
+        if lines and size + len(raw) + len(key) > RELAY_BATCH_BYTES:
+            out.append({"lines": lines, "keys": keys})
+            lines, keys, size = [], {}, 0
+        lines.append(text)
+        keys[author] = key
+        size += len(raw) + len(key) + 8
+    if lines:
+        out.append({"lines": lines, "keys": keys})
+    return out
+
+
+def relayed_of(msg: Message) -> list[tuple[bytes, str]]:
+    """A relay line's (raw line, author key) pairs; WireError if it is malformed."""
+    meta = msg.metadata or {}
+    lines, keys = meta.get("lines"), meta.get("keys")
+    if not isinstance(lines, list) or not isinstance(keys, dict):
+        raise WireError("a relay line needs 'lines' and 'keys'")
+    out = []
+    for text in lines[:RELAY_MAX_LINES]:
+        if not isinstance(text, str):
+            raise WireError("a relayed line is not a string")
+        try:
+            author = json.loads(text).get("sender_id")
+        except (ValueError, AttributeError):
+            raise WireError("a relayed line is not a JSON object") from None
+        key = keys.get(author)
+        if not isinstance(key, str):
+            raise WireError("a relayed line has no key for its author")
+        out.append((text.encode("utf-8"), key))
+    return out

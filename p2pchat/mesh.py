@@ -127,6 +127,7 @@ class PeerProtocol(LineReceiver):
         self.synced = True
         self.sync_point = 0
         self.ready = False
+        self.was_ready = False
         self._handshake_timer = None
         self.cursor = 0
         #: the key fingerprint the peer proved by TLS ("" while plain), and the TLS version
@@ -210,6 +211,7 @@ class PeerProtocol(LineReceiver):
             self._handshake_timer.cancel()
         self._handshake_timer = None
         self.ready = self.node.link_ready(self)
+        self.was_ready = self.was_ready or self.ready
         if self.ready and self._first is not None:
             self.node.message_received(self, self._first)
         self._first = None
@@ -323,11 +325,13 @@ class PeerProtocol(LineReceiver):
                 timer.cancel()
         self._handshake_timer = self._flood_timer = None
         self.registry.discard(self)
-        if self.ready:
-            self.ready = False
-            why = reason.getErrorMessage() if reason is not None else "closed"
-            self.node.link_lost(self, why)
-        self.closed.callback(None)
+        try:
+            if self.ready:
+                self.ready = False
+                why = reason.getErrorMessage() if reason is not None else "closed"
+                self.node.link_lost(self, why)
+        finally:
+            self.closed.callback(None)  # shutdown waits on this, whatever happened
 
 
 class PeerServerFactory(Factory):
@@ -453,6 +457,15 @@ class Dialer:
 
     def _dialed(self, proto: PeerProtocol, entry: _Wanted) -> None:
         entry.attempt = None
+        proto.closed.addCallback(lambda _: self._closed_unready(proto, entry))
+
+    def _closed_unready(self, proto: PeerProtocol, entry: _Wanted) -> None:
+        """A connection that closed before it became a link (refused, a handshake that
+        failed) is a failed dial: retry with backoff, not at the next beacon."""
+        if proto.was_ready or self._wanted.get(entry.info.peer_id) is not entry:
+            return
+        if entry.attempt is None and (entry.retry is None or not entry.retry.active()):
+            entry.retry = self.clock.callLater(entry.backoff.next_delay(), self._dial, entry)
 
     def _failed(self, failure: Failure, entry: _Wanted) -> None:
         entry.attempt = None

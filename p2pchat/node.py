@@ -25,7 +25,7 @@ from p2pchat.catchup import (
     sync_metadata,
 )
 from p2pchat.identity import Identity, beacon_payload, peer_id_for, short_form, verify_beacon
-from p2pchat.peers import Heard, Liveness, PeerInfo, PeerTable, should_dial
+from p2pchat.peers import GONE_AFTER, Heard, Liveness, PeerInfo, PeerTable, should_dial
 from p2pchat.relay import (
     CAP_RELAY,
     RELAY,
@@ -614,7 +614,8 @@ class Node:
         if heard is Heard.IGNORED:
             return
         if heard in (Heard.NEW, Heard.MOVED):
-            for old in self.peers.evict_address(beacon.peer_id, host, beacon.port):
+            for old in self.peers.evict_address(beacon.peer_id, host, beacon.port,
+                                                signed=bool(beacon.fp)):
                 log.info("{old} was at {host}:{port}, where {new} now is: forgotten",
                          old=old.peer_id, new=beacon.peer_id, host=host, port=beacon.port)
                 if self.dialer is not None:
@@ -685,6 +686,11 @@ class Node:
                 self._left_room(info.peer_id)
             elif CAP_OURS not in link.caps:
                 link.close("its beacons stopped")
+        forgotten = {info.peer_id for info in gone}
+        for pid, link in list(self.links.items()):
+            if (CAP_OURS not in link.caps and pid not in self.peers and pid not in forgotten
+                    and now - self._linked_at.get(pid, now) > GONE_AFTER):
+                link.close("it never announced itself")
         for link in list(self.links.values()):
             if CAP_OURS in link.caps and now - link.last_heard > IDLE_TIMEOUT:
                 link.abort(f"silent for {IDLE_TIMEOUT:.0f} s")
@@ -710,6 +716,14 @@ class Node:
         if link.peer_id == self.peer_id:
             link.close("it claims to be us")
             return False
+        if self.leaving:
+            link.close("we are leaving")
+            return False
+        if self.identity is not None and not link.fp:
+            # Every peer of ours has a key: a plain link is a base peer (or claims to be one
+            # of ours without proving it), so it gets none of our extensions.
+            link.caps = tuple(c for c in link.caps
+                              if c not in (CAP_CATCHUP, CAP_ROOMS, CAP_RELAY, CAP_TLS))
         refusal = self._refusal(link)
         if refusal:
             log.warn("link from {peer} ({address}) refused: {why}", peer=link.peer_id,
@@ -821,6 +835,11 @@ class Node:
             info = self.peers.get(link.peer_id)
             if info is not None:
                 self._maybe_dial(info)
+            else:
+                # Not announced (any more): nothing will bring it back, so nothing waits.
+                self._left_room(link.peer_id)
+                if self.dialer is not None:
+                    self.dialer.drop(link.peer_id)
         self._emit(events.PeersChanged(now))
 
     def message_received(self, link: Link, msg: Message, raw: bytes = b"") -> None:
@@ -900,9 +919,9 @@ class Node:
                           peer=link.peer_id, room=room)
                 return
         self.room.record(msg)
-        when = min(msg.timestamp, now) if msg.timestamp else now
+        when = msg.timestamp if msg.timestamp and 0 < msg.timestamp <= now else now
         action = _action_text(msg)
-        nick = self.trust.display(msg.username or link.username or link.peer_id, link.fp)
+        nick = self.trust.display(link.username or msg.username or link.peer_id, link.fp)
         line = events.ChatLine(when, nick, printable(action or msg.content), msg.sender_id,
                                msg.id, action=action is not None, room=room, private=private)
         self._remember(line)
@@ -969,6 +988,9 @@ class Node:
         start = sync.have if sync.have is not None else link.sync_point
         # Lines of an earlier run of ours are not in the log unless it came from the store.
         start = max(min(start, self._sequence), self.log_floor)
+        dropped = self.sent_log.trim(self.clock.seconds())  # too old to resend now
+        if dropped:
+            self.delivery.forget_through(dropped[-1].sequence)
         link.cursor = start
         if start < self._sequence:
             log.info("{peer} lacks {n} of our lines: resending", peer=link.peer_id,
@@ -1021,16 +1043,17 @@ class Node:
             line = relayed.msg
             if line.sender_id == self.peer_id or line.room_id not in self.rooms.joined:
                 continue
-            if not self.room.accept(line):
+            # A relayer has only some of an author's lines (its rooms): they don't tell how
+            # far we have that author, so the author still resends whatever we lack.
+            if not self.room.accept(line, advance=False):
                 continue  # already had it
             if self.store is not None:
-                self.store.set_high_water(line.sender_id,
-                                          self.room.high_water.get(line.sender_id, 0))
                 self.store.keep_relayable(line, raw, key)
             self.room.record(line)
             nick = self.trust.display(line.username or line.sender_id, relayed.fp)
             action = _action_text(line)
-            shown = events.ChatLine(min(line.timestamp or now, now), nick,
+            when = line.timestamp if line.timestamp and 0 < line.timestamp <= now else now
+            shown = events.ChatLine(when, nick,
                                     printable(action or line.content), line.sender_id, line.id,
                                     action=action is not None, room=line.room_id)
             self._remember(shown)

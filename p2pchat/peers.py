@@ -98,12 +98,15 @@ class PeerTable:
             return Heard.MOVED
         return Heard.REFRESHED
 
-    def evict_address(self, keep_id: str, host: str, port: int) -> list[PeerInfo]:
+    def evict_address(self, keep_id: str, host: str, port: int,
+                      signed: bool = False) -> list[PeerInfo]:
         """Forget other peers announced at ``host:port``: one port has one listener, so a
         beacon from ``keep_id`` there means they are gone (a restarted base peer gets a new
-        id and often the same port; redialing the old id would reach the new peer)."""
+        id and often the same port; redialing the old id would reach the new peer).  A peer
+        that signs its beacons is evicted only by a signed beacon."""
         stale = [p for p in self._peers.values()
-                 if p.peer_id != keep_id and (p.host, p.port) == (host, port)]
+                 if p.peer_id != keep_id and (p.host, p.port) == (host, port)
+                 and (signed or not p.fp)]
         for peer in stale:
             del self._peers[peer.peer_id]
         return stale
@@ -154,7 +157,7 @@ class Backoff:
 
     def next_delay(self) -> float:
         """The wait before the next attempt, counting one more failure."""
-        base = min(self.cap, self.first * self.factor**self.failures)
+        base = min(self.cap, self.first * self.factor ** min(self.failures, 32))
         self.failures += 1
         return base * (1 + self._rng.uniform(-self.jitter, self.jitter))
 

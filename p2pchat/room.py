@@ -29,12 +29,14 @@ class Room:
     def seen(self, message_id: str) -> bool:
         return message_id in self._seen
 
-    def accept(self, msg: Message) -> bool:
-        """True the first time a message id comes by, False for a duplicate."""
+    def accept(self, msg: Message, advance: bool = True) -> bool:
+        """True the first time a message id comes by, False for a duplicate.  ``advance``:
+        the line counts for how far we have its sender (not for relayed lines)."""
         if msg.id in self._seen:
             return False
         self.mark_seen(msg.id)
-        if msg.type in (CHAT, PRIVATE) and msg.sequence > self.high_water.get(msg.sender_id, 0):
+        if (advance and msg.type in (CHAT, PRIVATE)
+                and msg.sequence > self.high_water.get(msg.sender_id, 0)):
             self.high_water[msg.sender_id] = msg.sequence
         return True
 

@@ -108,7 +108,7 @@ class Store:
                 self._db.execute("begin")
                 for sql, args in pending:
                     self._db.execute(sql, args)
-        except sqlite3.Error as e:
+        except Exception as e:  # never let one bad row take the reactor (or shutdown) down
             log.error("history not saved ({n} writes lost): {why}", n=len(pending), why=str(e))
             return
         took = time.perf_counter() - started

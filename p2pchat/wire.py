@@ -176,6 +176,11 @@ def _string(obj: dict[str, Any], key: str, limit: int, required: bool = False) -
         raise WireError(f"{key!r} is empty")
     if len(value) > limit:
         raise WireError(f"{key!r} is longer than {limit} characters")
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise WireError(f"{key!r} holds a lone surrogate") from None
     return value
 
 
@@ -218,7 +223,7 @@ def _load_object(data: bytes, what: str) -> dict[str, Any]:
     except RecursionError:
         raise WireError(f"{what} is nested too deeply") from None
     except ValueError as e:
-        raise WireError(f"{what} is not JSON ({e.msg})") from None
+        raise WireError(f"{what} is not JSON ({getattr(e, 'msg', str(e))[:80]})") from None
     if not isinstance(obj, dict):
         raise WireError(f"{what} is not a JSON object")
     return obj

@@ -12,7 +12,7 @@ from twisted.trial.unittest import TestCase
 from p2pchat import events, wire
 from p2pchat.catchup import ACK_DELAY, Delivery, SentLog, parse_sync
 from p2pchat.node import CAPS, Node
-from p2pchat.wire import Message, WireError
+from p2pchat.wire import Beacon, Message, WireError
 
 from tests.fakes import FakeLink
 
@@ -113,6 +113,12 @@ class Wire:
         self.ba = FakeLink(self.a.peer_id, self.a.nick, dialer_id=self.a.peer_id, caps=CAPS)
         for link, peer, there in ((self.ab, self.b, self.ba), (self.ba, self.a, self.ab)):
             link.send = self._sender(peer, there)
+        for node, other, port in ((self.a, self.b, 8002), (self.b, self.a, 8001)):
+            # both announce: a dropped link is a peer away, not a peer gone
+            node.peers.heard(Beacon(type="announce", peer_id=other.peer_id,
+                                    username=other.nick, port=port,
+                                    timestamp=self.clock.seconds()),
+                             "127.0.0.1", self.clock.seconds())
         self.a.link_ready(self.ab)
         self.b.link_ready(self.ba)
         self.pump()

@@ -4,6 +4,8 @@ MemoryReactorClock with a fake screen (so trial sees no dirty reactor)."""
 
 from __future__ import annotations
 
+from p2pchat.wire import Beacon
+
 import time
 
 import urwid
@@ -1034,6 +1036,10 @@ class DeliveryTests(unittest.TestCase):
         self.assertNotIn(fmt.PENDING, "\n".join(self.h.pane("@bob_0001")))
 
     def test_said_while_bob_is_away_then_delivered(self) -> None:
+        # bob still announces itself: a dropped link means away, not gone
+        self.h.node.peers.heard(Beacon(type="announce", peer_id=self.bob.peer_id,
+                                       username="bob", port=8002, timestamp=NOW),
+                                "127.0.0.1", self.h.node.clock.seconds())
         self.h.node.link_lost(self.bob, "gone")
         self.h.enter("said while away")
         text = self.h.text()

@@ -8,7 +8,9 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import TestCase
 
 from p2pchat import events
+from p2pchat.identity import Identity
 from p2pchat.node import FLAP_WINDOW, IDLE_TIMEOUT, PROBE_TIMEOUT, Node
+from p2pchat.peers import GONE_AFTER
 from p2pchat.wire import Beacon, Message
 
 from tests.fakes import FakeAnnouncer, FakeDialer, FakeLink
@@ -180,9 +182,31 @@ class Links(NodeTest):
 
     def test_base_link_not_dropped_for_silence(self) -> None:
         link = self.link("zed_1", caps=())
-        self.clock.advance(IDLE_TIMEOUT * 3)
-        self.node.sweep()
+        for _ in range(9):  # silent on its link for 3 x IDLE_TIMEOUT, but announcing
+            self.clock.advance(IDLE_TIMEOUT / 3)
+            self.node.beacon_heard(beacon("zed_1", when=self.clock.seconds()), "127.0.0.1")
+            self.node.sweep()
         self.assertIsNone(link.closed)
+
+    def test_base_link_that_never_announces_is_closed(self) -> None:
+        link = self.link("zed_1", caps=())
+        self.clock.advance(GONE_AFTER + 1)
+        self.node.sweep()
+        self.assertEqual(link.closed, "it never announced itself")
+
+    def test_plain_link_gets_no_extensions_from_a_node_with_a_key(self) -> None:
+        node = Node("kkk", self.clock, identity=Identity.generate())
+        link = FakeLink("aaa_1", "aaa", caps=("p2pchat-py/1", "catchup/1", "rooms/1"))
+        self.assertTrue(node.link_ready(link))
+        self.assertEqual(link.caps, ("p2pchat-py/1",))
+        node.message_received(link, Message(id="s", type="sync", sender_id="aaa_1",
+                                            metadata={"sent": 2**64 - 1, "have": None}))
+        self.assertNotIn("aaa_1", node.room.high_water)
+
+    def test_no_link_while_leaving(self) -> None:
+        self.node.say_goodbye()
+        link = FakeLink("zed_1", "zed")
+        self.assertFalse(self.node.link_ready(link))
 
 
 class Messages(NodeTest):

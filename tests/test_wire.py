@@ -92,6 +92,12 @@ class Rejections(TestCase):
         self.bad(b'{"id":"1","type":"chat","sender_id":"a","caps":"x"}', "'caps'")
         self.bad(b'{"id":"1","type":"join","sender_id":"a","fp":"XYZ"}', "'fp'")
 
+    def test_lone_surrogates_and_huge_numbers(self) -> None:
+        self.bad(b'{"id":"\\ud800","type":"chat","sender_id":"a"}', "surrogate")
+        self.bad(b'{"id":"1","type":"chat","sender_id":"a","sequence":' + b"9" * 5000 + b"}",
+                 "not JSON")
+        self.assertRaises(WireError, wire.parse_beacon, b'{"port":' + b"9" * 5000 + b"}")
+
     def test_deep_nesting(self) -> None:
         self.bad(b"[" * 100_000 + b"]" * 100_000, "")
 

@@ -239,6 +239,8 @@ class Node:
         """After a restart: how far we have each sender (so peers resend what we missed), the
         ids already shown (so nothing is shown twice), our own lines to resend."""
         now = self.clock.seconds()
+        # Continue above our last run's numbers, even if the clock went back since.
+        self._sequence = self.run_start = max(self._sequence, store.last_sequence())
         self.room.high_water.update(store.high_water())
         for message_id in store.recent_ids(self.room.seen_limit):
             self.room.mark_seen(message_id)

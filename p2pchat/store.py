@@ -125,9 +125,22 @@ class Store:
         self._queue("insert into high_water values (?, ?) on conflict(sender_id) do update "
                     "set seq = max(seq, excluded.seq)", (sender_id, seq))
 
-    def save_sent(self, msg: Message) -> None:
+    def save_sent(self, msg: Message, data: bytes | None = None) -> None:
         self._queue("insert or replace into sent values (?, ?, ?)",
-                    (msg.sequence, msg.timestamp or 0.0, encode_message(msg)))
+                    (msg.sequence, msg.timestamp or 0.0, data or encode_message(msg)))
+        self._queue("insert or replace into settings values ('last_sequence', ?)",
+                    (str(msg.sequence),))
+
+    def last_sequence(self) -> int:
+        """The highest sequence number we ever used (0 if none): a new run continues above
+        it even if the clock went back."""
+        self.flush()
+        row = self._db.execute("select value from settings where key = 'last_sequence'"
+                               ).fetchone()
+        try:
+            return int(row[0]) if row else 0
+        except ValueError:
+            return 0
 
     def keep_relayable(self, msg: Message, raw: bytes, public_key: str) -> None:
         """Keep another author's signed room line, as received, to hand on (relay.py)."""

@@ -80,6 +80,16 @@ class Keeping(TestCase):
         other.close()
         store.close()
 
+    def test_sequences_continue_above_the_last_run_even_if_the_clock_went_back(self) -> None:
+        clock = Clock()
+        clock.advance(2000)
+        first = Node("me", clock, store=self.store)
+        said = first.say("hello")
+        clock = Clock()
+        clock.advance(1000)  # the clock went back between runs
+        again = Node("me", clock, store=self.store)
+        self.assertGreater(again.say("again").sequence, said.sequence)
+
     def test_a_restarted_node_knows_what_it_had(self) -> None:
         clock = Clock()
         clock.advance(1000)

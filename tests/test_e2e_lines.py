@@ -98,3 +98,17 @@ def test_one_peer_per_data_dir(tmp_path) -> None:
             second.stop()
     finally:
         first.stop()
+
+
+def test_headless_peer(tmp_path) -> None:
+    """--ui none: no face; the peer links and is seen; its log goes to stdout (twistd's)."""
+    group = fresh_multicast()
+    headless = PeerProcess("robot", group, str(tmp_path / "robot"), ui="none")
+    alice = PeerProcess("alice", group, str(tmp_path / "alice"))
+    try:
+        alice.wait_line("* robot joined")
+        headless.wait_for(lambda lines: any("linked with" in line for line in lines))
+        assert not any(LINE.match(line) for line in headless.lines)  # log lines, not chat
+    finally:
+        alice.stop()
+        headless.stop()

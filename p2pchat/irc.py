@@ -65,6 +65,8 @@ MAX_OUTBOX_BYTES = 1024 * 1024
 CLOSE_TIMEOUT = 2.0
 #: The user part of ``nick!user@host`` (the peer id, cleaned) is cut to this many characters.
 MAX_USER_CHARS = 32
+#: Lines of a room's history played back to a client that joins it.
+HISTORY_PLAYBACK = 20
 #: At most this many targets in one PRIVMSG/NOTICE/JOIN/PART (``a,b,c``).
 MAX_TARGETS = 8
 
@@ -799,6 +801,16 @@ class IrcClientProtocol(irc.IRC):
         if room == DEFAULT_ROOM:
             self._topic(room)
         self._names(room)
+        self._play_history(room)
+
+    def _play_history(self, room: str) -> None:
+        """The room's last lines, as bouncers play back a buffer: from their nick, the time
+        they were said in front (clients without IRCv3 server-time show no other)."""
+        for line in self.factory.node.history(room, HISTORY_PLAYBACK):
+            stamp = time.strftime("%H:%M", time.localtime(line.when))
+            author = Member(irc_nick(line.nick), line.sender_id, irc_user(line.sender_id),
+                            SELF_HOST if line.own else "history")
+            self.show_chat(author, channel(room), f"[{stamp}] {line.text}", line.action)
 
     def irc_PART(self, prefix: str, params: list[str]) -> None:
         if not params:

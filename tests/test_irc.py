@@ -520,7 +520,11 @@ class ChannelTests(IrcTestCase):
         self.assertEqual(self.chats(bob), [])
         self.assertIs(self.node.links.get("bob_1"), bob)  # still on the LAN
         client.send("JOIN #general")
-        self.assertEqual(client.commands(), ["JOIN", "332", "353", "366"])
+        lines = client.lines()
+        self.assertEqual([twirc.parsemsg(x)[1] for x in lines],
+                         ["JOIN", "332", "353", "366", "PRIVMSG"])
+        # what was said meanwhile is played back, its time in front, as bouncers do
+        self.assertRegex(lines[-1], r"^:bob!\S+ PRIVMSG #general :\[\d\d:\d\d\] unseen$")
         client.send("JOIN 0")
         self.assertEqual(client.commands(), ["PART"])
 

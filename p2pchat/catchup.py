@@ -67,6 +67,10 @@ class SentLog:
         start = bisect.bisect_right(self._seqs, have, lo=self._head)
         return self._entries[start:], have < self.dropped_upto
 
+    def last_bytes(self) -> bytes | None:
+        """The encoded bytes of the newest line (to save it without encoding it again)."""
+        return self._entries[-1][1] if len(self) else None
+
     def __len__(self) -> int:
         return len(self._entries) - self._head
 

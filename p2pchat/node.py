@@ -401,9 +401,9 @@ class Node:
         self.room.record(msg)
         waiting = self._waiting_for(msg)
         self.delivery.expect(msg.sequence, msg.id, waiting)
-        if self.store is not None:
-            self.store.save_sent(msg)
         count = self._publish(msg)
+        if self.store is not None:
+            self.store.save_sent(msg, self.sent_log.last_bytes())
         line = events.ChatLine(msg.timestamp or 0.0, self.nick, text, self.peer_id, msg.id,
                                own=True, action=action, sent_to=count,
                                pending=bool(waiting) or not self.links, room=room,

@@ -1282,7 +1282,7 @@ class IrcService(Service):
         except ValueError as e:
             raise StartError(str(e)) from None
         if warning:
-            log.warn("{warning}", warning=warning)
+            log.warn("{text}", text=warning)
         try:
             self.listener = self.reactor.listenTCP(self.port, self.factory, interface=self.host)
         except error.CannotListenError as e:

@@ -971,7 +971,7 @@ class ServiceTests(unittest.TestCase):
 
         def watch(event: dict) -> None:
             if event.get("log_level") == LogLevel.warn:
-                warnings.append(event.get("warning", ""))
+                warnings.append(event.get("text", ""))
 
         globalLogPublisher.addObserver(watch)
         self.addCleanup(globalLogPublisher.removeObserver, watch)

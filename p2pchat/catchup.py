@@ -138,9 +138,17 @@ class Delivery:
         self._acked: dict[str, int] = {}
 
     def expect(self, seq: int, message_id: str, peers: set[str]) -> None:
-        if peers:
-            self._waiting[seq] = (message_id, set(peers))
-            self._seqs.append(seq)
+        """``message_id`` (our line ``seq``) waits for ``peers`` (added to any it waited for)."""
+        if not peers:
+            return
+        if seq in self._waiting:
+            self._waiting[seq][1].update(peers)
+            return
+        self._waiting[seq] = (message_id, set(peers))
+        bisect.insort(self._seqs, seq)
+        for peer in peers:  # an ack it already sent may not cover a line it gets now
+            if self._acked.get(peer, -1) >= seq:
+                self._acked[peer] = seq - 1
 
     def acked(self, peer_id: str, have: int) -> list[str]:
         """``peer_id`` has our lines up to ``have``; returns the ids now delivered to all."""

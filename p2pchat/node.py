@@ -80,6 +80,9 @@ MAX_LINKS = 256
 FLAP_WINDOW = 2.0
 #: After this many short-lived links in a row to a base peer, the user is told once.
 FLAPS_TOLD = 3
+#: Lines said while no peer at all is linked go to peers that link within this many seconds
+#: (you start p2pchat and say hello before discovery is done: they still hear it).
+LONELY_GRACE = 120.0
 #: When a peer's beacons come back after a silence while its link is up, the link may be dead
 #: (a cut cable) or stuck in TCP's retransmission backoff: it is probed, and dropped (then
 #: redialed and caught up) if no answer comes within this many seconds.
@@ -210,6 +213,8 @@ class Node:
         #: the last nick a base peer gave in a line (its beacons keep its first nick)
         self._line_names: dict[str, str] = {}
         self._told_alone = False
+        #: (sequence, message id, time) of lines said while no peer was linked
+        self._lonely: list[tuple[int, str, float]] = []
         self._liveness: dict[str, Liveness] = {}
         self._probes: dict[str, tuple[str, object]] = {}
 
@@ -410,13 +415,18 @@ class Node:
                                private=private)
         self._remember(line)
         self._emit(line)
+        if not self.links and msg.type == CHAT:
+            now = self.clock.seconds()
+            self._lonely = [x for x in self._lonely[-99:] if now - x[2] <= LONELY_GRACE]
+            self._lonely.append((msg.sequence, msg.id, now))
         if not self.links and not self._told_alone:
             self._told_alone = True  # once until a link is up again, not on every line
             if self.away:
                 names = ", ".join(sorted(self.away.values()))
                 self._notice(f"not connected to {names} right now: delivered when they are back")
             else:
-                self._notice("no peer is connected: nobody heard that", error=True)
+                self._notice(f"no peer is connected yet: peers that arrive within "
+                             f"{LONELY_GRACE / 60:.0f} minutes get what you say now", error=True)
         return msg
 
     def _remember(self, line: events.ChatLine) -> None:
@@ -988,6 +998,8 @@ class Node:
             if self.store is not None:
                 self.store.set_high_water(link.peer_id, sync.sent)
         start = sync.have if sync.have is not None else link.sync_point
+        if sync.have is None:
+            start = self._lonely_start(link, start)
         # Lines of an earlier run of ours are not in the log unless it came from the store.
         start = max(min(start, self._sequence), self.log_floor)
         dropped = self.sent_log.trim(self.clock.seconds())  # too old to resend now
@@ -1003,6 +1015,17 @@ class Node:
         self._pump(link)
         if sync.others and CAP_RELAY in link.caps:
             self._relay_to(link, sync.others)
+
+    def _lonely_start(self, link: Link, start: int) -> int:
+        """A newcomer also gets the room lines said lately while no peer was linked."""
+        now = self.clock.seconds()
+        lonely = [(seq, mid) for seq, mid, when in self._lonely if now - when <= LONELY_GRACE]
+        if not lonely:
+            return start
+        if CAP_CATCHUP in link.caps:
+            for seq, mid in lonely:
+                self.delivery.expect(seq, mid, {link.peer_id})
+        return min(start, lonely[0][0] - 1)
 
     def _relay_to(self, link: Link, others: dict[str, int]) -> None:
         """Hand on the signed lines of authors that are not here now, which the peer lacks

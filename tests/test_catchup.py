@@ -11,7 +11,7 @@ from twisted.trial.unittest import TestCase
 
 from p2pchat import events, wire
 from p2pchat.catchup import ACK_DELAY, Delivery, SentLog, parse_sync
-from p2pchat.node import CAPS, Node
+from p2pchat.node import CAPS, LONELY_GRACE, Node
 from p2pchat.wire import Beacon, Message, WireError
 
 from tests.fakes import FakeLink
@@ -155,8 +155,10 @@ class Exchange(TestCase):
         return [e.text for e in self.seen[who] if isinstance(e, events.ChatLine) and not e.own]
 
     def test_lines_said_while_cut_arrive_once_in_order(self) -> None:
-        self.a.say("before")  # nobody there yet: never delivered to bob
+        self.a.say("before")  # nobody there yet: bob, arriving soon after, gets it
         self.wire.connect()
+        self.wire.pump()
+        self.assertEqual(self.heard("b"), ["before"])
         self.a.say("a1")
         self.b.say("b1")
         self.wire.pump()
@@ -167,12 +169,28 @@ class Exchange(TestCase):
         self.wire.connect()
         self.a.say("a4")
         self.wire.pump()
-        self.assertEqual(self.heard("b"), ["a1", "a2", "a3", "a4"])
+        self.assertEqual(self.heard("b"), ["before", "a1", "a2", "a3", "a4"])
         self.assertEqual(self.heard("a"), ["b1", "b2"])
         # a second reconnect resends nothing twice
         self.wire.cut()
         self.wire.connect()
-        self.assertEqual(self.heard("b"), ["a1", "a2", "a3", "a4"])
+        self.assertEqual(self.heard("b"), ["before", "a1", "a2", "a3", "a4"])
+
+    def test_lines_said_alone_go_to_peers_arriving_soon_not_later(self) -> None:
+        self.a.say("too early")
+        self.clock.advance(LONELY_GRACE + 1)
+        self.a.say("just in time")
+        lonely = [e for e in self.seen["a"] if isinstance(e, events.ChatLine)]
+        self.assertTrue(all(e.pending for e in lonely))
+        self.assertIn("peers that arrive within", [e.text for e in self.seen["a"]
+                                                   if isinstance(e, events.Notice)][0])
+        self.wire.connect()
+        self.wire.pump()
+        self.assertEqual(self.heard("b"), ["just in time"])
+        self.clock.advance(ACK_DELAY)
+        self.wire.pump()
+        delivered = [e.message_id for e in self.seen["a"] if isinstance(e, events.Delivered)]
+        self.assertEqual(delivered, [lonely[1].message_id])
 
     def test_line_said_while_sync_is_pending_is_not_lost(self) -> None:
         self.wire.connect()
@@ -190,6 +208,7 @@ class Exchange(TestCase):
 
     def test_newcomer_gets_lines_said_after_the_link_even_before_its_sync(self) -> None:
         self.a.say("old news")
+        self.clock.advance(LONELY_GRACE + 1)  # long before bob came
         self.wire.connect()  # both syncs flow; bob never heard alice: have = None
         self.a.say("fresh")
         self.wire.pump()

@@ -930,10 +930,15 @@ class Node:
                 log.debug("{peer} sent a line for #{room}, which we are not in: dropped",
                           peer=link.peer_id, room=room)
                 return
+        nick = self.trust.display(link.username or msg.username or link.peer_id, link.fp)
+        self._show_line(msg, nick, room, private, now)
+
+    def _show_line(self, msg: Message, nick: str, room: str, private: str, now: float) -> None:
+        """A line from someone else, accepted: keep it, save it, show it (at the time it was
+        said, unless that time is nonsense)."""
         self.room.record(msg)
         when = msg.timestamp if msg.timestamp and 0 < msg.timestamp <= now else now
         action = _action_text(msg)
-        nick = self.trust.display(link.username or msg.username or link.peer_id, link.fp)
         line = events.ChatLine(when, nick, printable(action or msg.content), msg.sender_id,
                                msg.id, action=action is not None, room=room, private=private)
         self._remember(line)
@@ -1074,15 +1079,8 @@ class Node:
                 continue  # already had it
             if self.store is not None:
                 self.store.keep_relayable(line, raw, key)
-            self.room.record(line)
             nick = self.trust.display(line.username or line.sender_id, relayed.fp)
-            action = _action_text(line)
-            when = line.timestamp if line.timestamp and 0 < line.timestamp <= now else now
-            shown = events.ChatLine(when, nick,
-                                    printable(action or line.content), line.sender_id, line.id,
-                                    action=action is not None, room=line.room_id)
-            self._remember(shown)
-            self._emit(shown)
+            self._show_line(line, nick, line.room_id, "", now)
 
     def _acked(self, link: Link, have: int) -> None:
         now = self.clock.seconds()

@@ -236,6 +236,18 @@ class Exchange(TestCase):
         delivered = [e.message_id for e in self.seen["a"] if isinstance(e, events.Delivered)]
         self.assertEqual(delivered[-1], away.message_id)
 
+    def test_lines_older_than_the_log_age_are_not_resent(self) -> None:
+        a = Node("alice", self.clock, peer_id="a_1", log_age=10)
+        a.subscribe(self.seen["a"].append)
+        self.wire.a = a
+        self.wire.connect()
+        self.wire.cut()
+        a.say("stale by the time bob is back")
+        self.clock.advance(20)
+        self.wire.connect()
+        self.wire.pump()
+        self.assertEqual(self.heard("b"), [])
+
     def test_too_old_lines_are_reported(self) -> None:
         a = Node("alice", self.clock, peer_id="a_1", log_lines=2)
         a.subscribe(self.seen["a"].append)

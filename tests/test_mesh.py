@@ -162,6 +162,20 @@ class DialerBackoff(TestCase):
         self.assertEqual(len(self.reactor.tcpClients), 3)
         self.assertEqual(self.reactor.getDelayedCalls(), [])
 
+    def test_a_connection_closed_before_it_linked_is_retried_with_backoff(self) -> None:
+        self.node.leaving = True  # so the node refuses the link (as --secure-only might)
+        self.dialer.want(self.info)
+        factory = self.reactor.tcpClients[-1][2]
+        proto = factory.buildProtocol(None)
+        transport = StringTransportWithDisconnection()
+        transport.protocol = proto
+        proto.makeConnection(transport)  # TCP is up: the dial "succeeded"...
+        self.assertFalse(transport.connected)  # ...but it closed before it became a link
+        self.dialer.want(self.info)  # the next beacon does not redial at once
+        self.assertEqual(len(self.reactor.tcpClients), 1)
+        self.reactor.advance(1.01)
+        self.assertEqual(len(self.reactor.tcpClients), 2)
+
     def test_connected_stops_retries(self) -> None:
         self.dialer.want(self.info)
         self.fail_last()

@@ -239,6 +239,18 @@ class Messages(NodeTest):
         self.assertEqual(self.shown(events.ChatLine)[-1].nick, "zorro")
         self.assertEqual(self.node.users()[0].nick, "zorro")
 
+    def test_shown_under_the_nick_of_the_link(self) -> None:
+        link = self.link("zed_1")
+        self.node.message_received(link, chat("zed_1", "trust me", name="mallory"))
+        self.assertEqual(self.shown(events.ChatLine)[0].nick, "zed")
+
+    def test_a_peer_never_announced_leaves_nothing_behind(self) -> None:
+        link = self.link("zed_1")  # linked, but no beacon of it was ever heard
+        self.clock.advance(FLAP_WINDOW)
+        self.node.link_lost(link, "gone")
+        self.assertEqual(self.node.away, {})
+        self.assertIn("zed_1", self.dialer.dropped)
+
     def test_control_characters_neutralised(self) -> None:
         link = self.link("zed_1")
         self.node.message_received(link, chat("zed_1", "\x1b[2Jboom\x07"))

@@ -64,6 +64,19 @@ class Liveness_(TestCase):
         # known peers still refresh when full
         self.assertIs(table.heard(beacon("p1"), "127.0.0.1", now=1.0), Heard.REFRESHED)
 
+    def test_evict_address(self) -> None:
+        table = PeerTable()
+        table.heard(beacon("old_1", port=8080), "10.0.0.2", now=0.0)
+        signer = Beacon(type="announce", peer_id="signer", username="s", port=8081,
+                        timestamp=0.0, fp="ab" * 32)
+        table.heard(signer, "10.0.0.2", now=0.0)
+        self.assertEqual([p.peer_id for p in table.evict_address("new_1", "10.0.0.2", 8080)],
+                         ["old_1"])
+        # a peer that signs is evicted only by a signed beacon
+        self.assertEqual(table.evict_address("new_2", "10.0.0.2", 8081), [])
+        self.assertEqual([p.peer_id for p in table.evict_address("new_2", "10.0.0.2", 8081,
+                                                                signed=True)], ["signer"])
+
     def test_left(self) -> None:
         table = PeerTable()
         table.heard(beacon(), "127.0.0.1", now=0.0)
@@ -79,6 +92,12 @@ class Backoff_(TestCase):
         for delay, base in zip(delays, bases):
             self.assertTrue(base * 0.75 <= delay <= base * 1.25, (delay, base))
         self.assertNotEqual(len(set(delays)), 1)
+
+    def test_no_overflow_after_many_failures(self) -> None:
+        backoff = Backoff(first=0.25, cap=30.0, jitter=0.0)
+        for _ in range(5000):
+            delay = backoff.next_delay()
+        self.assertEqual(delay, 30.0)
 
     def test_reset(self) -> None:
         backoff = Backoff(first=1.0, jitter=0.0)

@@ -165,13 +165,6 @@ class Child:
     def alive(self) -> bool:
         return self.popen.poll() is None
 
-    def stderr_text(self, limit: int = 2000) -> str:
-        try:
-            with open(self.stderr_path, "rb") as f:
-                return f.read()[-limit:].decode("utf-8", "replace")
-        except OSError:
-            return ""
-
     def kill(self) -> None:
         if self.popen.poll() is None:
             try:

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 from cryptography.x509.oid import NameOID
 from OpenSSL import SSL
@@ -245,12 +245,6 @@ class Pins:
 
     def get(self, nick: str) -> str | None:
         return self._by_nick.get(nick)
-
-    def nick_of(self, fingerprint: str) -> str | None:
-        for nick, fp in self._by_nick.items():
-            if fp == fingerprint:
-                return nick
-        return None
 
     def pin(self, nick: str, fingerprint: str) -> None:
         if len(self._by_nick) >= MAX_PINS and nick not in self._by_nick:

@@ -4,8 +4,6 @@ the recent history shown to a face that starts late.  Pure code."""
 from __future__ import annotations
 
 from collections import OrderedDict, deque
-from typing import Iterable
-
 from p2pchat.wire import CHAT, DEFAULT_ROOM, PRIVATE, Message
 
 #: How many message ids are remembered for dropping duplicates.
@@ -53,6 +51,3 @@ class Room:
         """The history in display order: by time, then sender and sequence (stable whatever
         order the lines arrived in)."""
         return sorted(self.history, key=lambda m: (m.timestamp or 0.0, m.sender_id, m.sequence))
-
-    def recent(self, count: int) -> Iterable[Message]:
-        return list(self.history)[-count:] if count > 0 else []

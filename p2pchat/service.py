@@ -321,12 +321,9 @@ def make_face(ui: str, node: Node, reactor, data_dir: str) -> Service | None:
                 and sys.__stdout__.isatty()):
             sys.stderr.write("p2pchat: no terminal for the console; using --ui lines\n")
         else:
-            try:
-                from p2pchat.console import ConsoleService
-            except ImportError:
-                sys.stderr.write("p2pchat: the console is not built yet; using --ui lines\n")
-            else:
-                return ConsoleService(node, reactor, data_dir)
+            from p2pchat.console import ConsoleService  # urwid only when the console runs
+
+            return ConsoleService(node, reactor, data_dir)
     from p2pchat.lines import LineFaceService
 
     return LineFaceService(node, reactor)

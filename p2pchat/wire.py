@@ -46,9 +46,6 @@ HEARTBEAT = "heartbeat"
 #: Part 2 types, sent only to peers that announced CAP_CATCHUP (see catchup.py).
 SYNC = "sync"
 ACK = "ack"
-#: Message types of the base protocol.  Others (from Part 2 peers) parse, and the node ignores
-#: the ones it does not know.
-BASE_TYPES = frozenset({CHAT, JOIN, LEAVE, HEARTBEAT})
 
 ANNOUNCE = "announce"
 PING = "ping"

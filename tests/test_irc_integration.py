@@ -90,6 +90,18 @@ def linked(a: InProcessPeer, b: InProcessPeer) -> bool:
     return b.node.peer_id in a.node.links and a.node.peer_id in b.node.links
 
 
+async def _tear_down(client, running: list, ircd) -> None:
+    """Detach the IRC client, then stop what was started, last first."""
+    if client is not None and client.transport is not None and not client.gone.called:
+        client.transport.loseConnection()
+        await client.gone
+    for thing in reversed(running):
+        if thing is ircd:
+            await ircd.stopService()
+        else:
+            await thing.stop()
+
+
 @pytest_twisted.ensureDeferred
 async def test_irc_client_and_line_faces_talk_both_ways() -> None:
     multicast = fresh_multicast()
@@ -155,14 +167,7 @@ async def test_irc_client_and_line_faces_talk_both_ways() -> None:
         await alice.stop()
         await wait_for(lambda: bob.shows("* alicia left"))
     finally:
-        if client is not None and client.transport is not None and not client.gone.called:
-            client.transport.loseConnection()
-            await client.gone
-        for thing in reversed(running):
-            if thing is ircd:
-                await ircd.stopService()
-            else:
-                await thing.stop()
+        await _tear_down(client, running, ircd)
 
 
 @pytest_twisted.ensureDeferred
@@ -251,11 +256,4 @@ async def test_rooms_and_private_messages_both_ways() -> None:
         await wait_for(lambda: ("left", "#ops") in client.seen)
         assert alice.node.rooms.joined == ["general"]
     finally:
-        if client is not None and client.transport is not None and not client.gone.called:
-            client.transport.loseConnection()
-            await client.gone
-        for thing in reversed(running):
-            if thing is ircd:
-                await ircd.stopService()
-            else:
-                await thing.stop()
+        await _tear_down(client, running, ircd)

@@ -1,0 +1,268 @@
+"""``python -m bench.hotpath``: the CPU a chat line costs inside one process, per stage.
+
+The process benchmark (``python -m bench``) shows what users see, but on 2 cores shared by a
+dozen processes its figures move with the machine's mood.  This one runs the same code paths
+in one process, with no sockets, no TLS and no other process: a peer receiving chat lines from
+a linked peer (split, parse and check, dedup, ack, history, the line face's output) and a peer
+saying lines to K linked peers (the line face's input, sequence, signature, encoding, sent
+log, history, one write per link).  Beside each, in the same run, the bare relay of
+``bench/baseline.py`` doing the same with no JSON and no checks.  Prints microseconds per line
+and the ratios; ``--json`` the same figures; ``--profile`` the top functions of each path.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import io
+import json
+import os
+import pstats
+import tempfile
+import time
+from typing import Callable
+
+from twisted.internet import task
+from twisted.internet.testing import StringTransport
+from twisted.protocols.basic import LineReceiver
+
+from p2pchat.identity import Identity
+from p2pchat.lines import LineFace
+from p2pchat.mesh import PeerProtocol
+from p2pchat.node import Node
+from p2pchat.store import Store
+from p2pchat.wire import CHAT, encode_message
+
+TEXT = "a line of an ordinary length, as people type them in a chat"
+#: Bytes handed to dataReceived at once, about what one read of a busy socket gives.
+CHUNK = 16 * 1024
+#: Lines between two history commits (a burst at saturation fills 50 ms with about this many).
+COMMIT_EVERY = 256
+
+
+class _Printer(LineReceiver):
+    """The baseline receiver: every line straight to its output (bench/baseline.py)."""
+
+    delimiter = b"\n"
+    MAX_LENGTH = 1 << 16
+
+    def __init__(self, out: StringTransport) -> None:
+        self.out = out
+
+    def lineReceived(self, line: bytes) -> None:
+        self.out.write(line + b"\n")
+
+
+class _Relay(LineReceiver):
+    """The baseline sender: every input line to each link (bench/baseline.py)."""
+
+    delimiter = b"\n"
+    MAX_LENGTH = 1 << 16
+
+    def __init__(self, links: list[LineReceiver]) -> None:
+        self.links = links
+
+    def lineReceived(self, line: bytes) -> None:
+        for link in self.links:
+            link.sendLine(line)
+
+
+class _Flusher:
+    """The reactor's part: after each read, the timers due (acks); history is committed once
+    about COMMIT_EVERY lines came in, as FLUSH_DELAY does on a busy peer."""
+
+    def __init__(self, clock: task.Clock) -> None:
+        self.clock = clock
+        self.due: list[Callable[[], None]] = []
+        self.turns = 0
+
+    def call_soon(self, f: Callable[[], None]) -> None:
+        self.due.append(f)
+
+    def turn(self, force: bool = False) -> None:
+        self.turns += 1
+        self.clock.advance(0.001)
+        if force or self.turns * CHUNK >= COMMIT_EVERY * 300:  # lines of about 300 bytes
+            self.turns = 0
+            due, self.due = self.due, []
+            for f in due:
+                f()
+
+
+def _peer(nick: str, clock: task.Clock, folder: str, flusher: _Flusher) -> tuple[Node, Store]:
+    store = Store(os.path.join(folder, f"{nick}.sqlite3"), call_soon=flusher.call_soon)
+    node = Node(nick, clock, identity=Identity.generate(), store=store)
+    return node, store
+
+
+def _link(node: Node, other: Node, clock: task.Clock) -> tuple[PeerProtocol, StringTransport]:
+    """A handshaken TLS-proven link from ``node`` to ``other`` (as mesh.py leaves one)."""
+    proto = PeerProtocol(node, clock)
+    transport = StringTransport()
+    proto.makeConnection(transport)
+    proto.peer_id, proto.username, proto.caps = other.peer_id, other.nick, other.caps
+    proto.fp, proto.pk, proto.tls = (other.identity.fingerprint,
+                                     other.identity.public_key_b64(), "TLSv1.3")
+    proto._become_ready()
+    proto.synced, proto.cursor = True, node._sequence
+    transport.clear()
+    return proto, transport
+
+
+def _face(node: Node) -> StringTransport:
+    out = StringTransport()
+    face = LineFace(node, lambda: None)
+    face.makeConnection(out)
+    node._face = face  # kept alive with the node
+    out.clear()
+    return out
+
+
+def _feed(proto: LineReceiver, data: bytes, every: Callable[[], None]) -> None:
+    """``data`` in CHUNK-sized reads, ``every`` after each (the reactor's turn)."""
+    for start in range(0, len(data), CHUNK):
+        proto.dataReceived(data[start:start + CHUNK])
+        every()
+
+
+def _timed(run: Callable[[], None], profile: cProfile.Profile | None) -> float:
+    began = time.perf_counter()
+    if profile is not None:
+        profile.runcall(run)
+    else:
+        run()
+    return time.perf_counter() - began
+
+
+def receive(count: int, folder: str, profile: cProfile.Profile | None = None) -> dict:
+    """Per line: a peer receiving ``count`` signed chat lines from one linked peer."""
+    clock = task.Clock()
+    clock.advance(time.time())
+    flusher = _Flusher(clock)
+    alice, _ = _peer("alice", clock, folder, _Flusher(clock))
+    bob, store = _peer("bob", clock, folder, flusher)
+    out = _face(bob)
+    proto, back = _link(bob, alice, clock)
+    data = b"".join(encode_message(alice._message(CHAT, f"{TEXT} {n}", sequenced=True))
+                    for n in range(count))
+
+    def turn() -> None:
+        flusher.turn()
+        out.clear()
+        back.clear()
+
+    ours = _timed(lambda: (_feed(proto, data, turn), flusher.turn(force=True)), profile)
+    shown = store.count()
+    store.close()
+    base_out = StringTransport()
+    printer = _Printer(base_out)
+    printer.makeConnection(StringTransport())
+    base = _timed(lambda: _feed(printer, data, base_out.clear), None)
+    if shown != count:
+        raise SystemExit(f"bench.hotpath: {shown} of {count} lines were kept")
+    return {"lines": count, "us_per_line": ours / count * 1e6,
+            "baseline_us_per_line": base / count * 1e6, "ratio": ours / base}
+
+
+def send(count: int, links: int, folder: str, profile: cProfile.Profile | None = None) -> dict:
+    """Per line: a peer saying ``count`` lines (typed into the line face) to ``links`` peers."""
+    clock = task.Clock()
+    clock.advance(time.time())
+    flusher = _Flusher(clock)
+    alice, store = _peer("alice", clock, folder, flusher)
+    out = _face(alice)
+    face = alice._face
+    wires = []
+    for n in range(links):
+        other, _ = _peer(f"r{n}", clock, folder, _Flusher(clock))
+        wires.append(_link(alice, other, clock)[1])
+    data = b"".join(f"{TEXT} {n}\n".encode() for n in range(count))
+
+    def turn() -> None:
+        flusher.turn()
+        out.clear()
+        for w in wires:
+            w.clear()
+
+    ours = _timed(lambda: (_feed(face, data, turn), flusher.turn(force=True)), profile)
+    said = store.count()
+    store.close()
+    base_links = []
+    base_wires = []
+    for _ in range(links):
+        link = LineReceiver()
+        wire = StringTransport()
+        link.makeConnection(wire)
+        base_links.append(link)
+        base_wires.append(wire)
+    relay = _Relay(base_links)
+    relay.makeConnection(StringTransport())
+
+    def base_turn() -> None:
+        for w in base_wires:
+            w.clear()
+
+    base = _timed(lambda: _feed(relay, data, base_turn), None)
+    if said != count:
+        raise SystemExit(f"bench.hotpath: {said} of {count} lines were kept")
+    return {"lines": count, "links": links, "us_per_line": ours / count * 1e6,
+            "baseline_us_per_line": base / count * 1e6, "ratio": ours / base}
+
+
+def _top(profile: cProfile.Profile, count: int, limit: int = 15) -> str:
+    text = io.StringIO()
+    stats = pstats.Stats(profile, stream=text)
+    stats.sort_stats("tottime").print_stats(limit)
+    rows = [line for line in text.getvalue().splitlines() if line.strip()]
+    start = next((i for i, line in enumerate(rows) if "ncalls" in line), 0)
+    return "\n".join(f"    {line}" for line in rows[start:])
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench.hotpath", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--lines", type=int, default=20_000, help="lines per run [20000]")
+    p.add_argument("--links", type=int, default=10, help="links of the sending peer [10]")
+    p.add_argument("--rounds", type=int, default=3, help="runs of each; the best is shown [3]")
+    p.add_argument("--json", action="store_true", help="print the figures as JSON")
+    p.add_argument("--profile", action="store_true", help="also show the top functions")
+    a = p.parse_args(argv)
+    figures: dict = {}
+    with tempfile.TemporaryDirectory(prefix="p2pchat-hotpath-") as folder:
+        for r in range(max(1, a.rounds)):
+            os.makedirs(os.path.join(folder, f"recv{r}"))
+            got = receive(a.lines, os.path.join(folder, f"recv{r}"))
+            if "receive" not in figures or got["us_per_line"] < figures["receive"]["us_per_line"]:
+                figures["receive"] = got
+            os.makedirs(os.path.join(folder, f"send{r}"))
+            got = send(a.lines, a.links, os.path.join(folder, f"send{r}"))
+            if "send" not in figures or got["us_per_line"] < figures["send"]["us_per_line"]:
+                figures["send"] = got
+        profiles = {}
+        if a.profile:
+            for name, run in (("receive", lambda prof, d: receive(a.lines, d, prof)),
+                              ("send", lambda prof, d: send(a.lines, a.links, d, prof))):
+                prof = cProfile.Profile()
+                folder_p = os.path.join(folder, f"prof-{name}")
+                os.makedirs(folder_p)
+                run(prof, folder_p)
+                profiles[name] = _top(prof, a.lines)
+    if a.json:
+        print(json.dumps(figures, indent=1))
+        return 0
+    r, s = figures["receive"], figures["send"]
+    print(f"Hot path in one process (best of {a.rounds} runs of {a.lines} lines; no sockets, "
+          f"no TLS):")
+    print(f"  {'':<44}{'p2pchat':>10}{'baseline':>10}{'ratio':>8}")
+    print(f"  {'receive one line, us':<44}{r['us_per_line']:>10.2f}"
+          f"{r['baseline_us_per_line']:>10.2f}{r['ratio']:>7.1f}x")
+    say = f"say one line to {s['links']} links, us"
+    print(f"  {say:<44}{s['us_per_line']:>10.2f}"
+          f"{s['baseline_us_per_line']:>10.2f}{s['ratio']:>7.1f}x")
+    for name, text in profiles.items():
+        print(f"\n  top functions by own time, {name} ({a.lines} lines):\n{text}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -2,7 +2,9 @@
 sender, and the rooms we are in, in one SQLite file in the data dir.
 
 Writes are queued and committed together (one transaction) within FLUSH_DELAY, so a burst of
-lines costs one commit, and the reactor is never held for long.  The file is in WAL mode
+lines costs one commit, and the reactor is never held for long.  Queued writes of one kind go
+in one ``executemany``; how far we have each sender is written once per commit, whatever the
+number of its lines in it.  The file is in WAL mode
 with ``synchronous=NORMAL``: a committed line survives the process being killed at any moment,
 and the file is never left corrupt (a power cut may lose the last commits, not the file).
 """
@@ -43,16 +45,15 @@ create index if not exists lines_by_room on lines (room, ts);
 create table if not exists high_water (sender_id text primary key, seq integer not null);
 create table if not exists sent (seq integer primary key, ts real not null, line blob not null);
 create table if not exists settings (key text primary key, value text not null);
-create table if not exists relayable (
-    id text primary key,
+create table if not exists relay_lines (
     sender_id text not null,
     seq integer not null,
     room text not null,
     ts real not null,
     raw blob not null,
-    pk text not null
-);
-create index if not exists relayable_by_sender on relayable (sender_id, seq);
+    pk text not null,
+    primary key (sender_id, seq)
+) without rowid;
 """
 
 
@@ -80,16 +81,40 @@ class Store:
         self._db.execute("pragma journal_mode=wal")
         self._db.execute("pragma synchronous=normal")
         self._db.executescript(_SCHEMA)
+        self._migrate()
         self._call_soon = call_soon
-        self._pending: list[tuple[str, tuple]] = []
+        #: queued rows, by statement (in the order each statement was first queued)
+        self._pending: dict[str, list[tuple]] = {}
+        #: queued high-water marks and settings: only the last of each counts
+        self._high: dict[str, int] = {}
+        self._settings: dict[str, str] = {}
         self._flush_scheduled = False
         #: seconds the longest commit took, for the benchmark and the log
         self.slowest_commit = 0.0
 
     # --- writing --------------------------------------------------------------------------
 
+    def _migrate(self) -> None:
+        """Files written before lines to hand on were keyed by author and sequence: move
+        them to the new table (one B-tree instead of three)."""
+        old = self._db.execute("select 1 from sqlite_master where type = 'table' "
+                               "and name = 'relayable'").fetchone()
+        if old:
+            with self._db:
+                self._db.execute("begin")
+                self._db.execute("insert or ignore into relay_lines select sender_id, seq, room,"
+                                 " ts, raw, pk from relayable")
+                self._db.execute("drop table relayable")
+
     def _queue(self, sql: str, args: tuple) -> None:
-        self._pending.append((sql, args))
+        rows = self._pending.get(sql)
+        if rows is None:
+            self._pending[sql] = [args]
+        else:
+            rows.append(args)
+        self._soon()
+
+    def _soon(self) -> None:
         if self._call_soon is None:
             self.flush()
         elif not self._flush_scheduled:
@@ -99,17 +124,27 @@ class Store:
     def flush(self) -> None:
         """Commit every queued write in one transaction."""
         self._flush_scheduled = False
-        if not self._pending:
+        if not (self._pending or self._high or self._settings):
             return
-        pending, self._pending = self._pending, []
+        pending, self._pending = self._pending, {}
+        high, self._high = self._high, {}
+        settings, self._settings = self._settings, {}
         started = time.perf_counter()
         try:
             with self._db:
                 self._db.execute("begin")
-                for sql, args in pending:
-                    self._db.execute(sql, args)
+                for sql, rows in pending.items():
+                    self._db.executemany(sql, rows)
+                if high:
+                    self._db.executemany(
+                        "insert into high_water values (?, ?) on conflict(sender_id) do update "
+                        "set seq = max(seq, excluded.seq)", high.items())
+                if settings:
+                    self._db.executemany("insert or replace into settings values (?, ?)",
+                                         settings.items())
         except Exception as e:  # never let one bad row take the reactor (or shutdown) down
-            log.error("history not saved ({n} writes lost): {why}", n=len(pending), why=str(e))
+            n = sum(map(len, pending.values())) + len(high) + len(settings)
+            log.error("history not saved ({n} writes lost): {why}", n=n, why=str(e))
             return
         took = time.perf_counter() - started
         self.slowest_commit = max(self.slowest_commit, took)
@@ -122,14 +157,15 @@ class Store:
                      int(line.own), line.when))
 
     def set_high_water(self, sender_id: str, seq: int) -> None:
-        self._queue("insert into high_water values (?, ?) on conflict(sender_id) do update "
-                    "set seq = max(seq, excluded.seq)", (sender_id, seq))
+        """We have ``sender_id``'s lines up to ``seq`` (never lowered on disk)."""
+        if seq > self._high.get(sender_id, -1):
+            self._high[sender_id] = seq
+        self._soon()
 
     def save_sent(self, msg: Message, data: bytes | None = None) -> None:
         self._queue("insert or replace into sent values (?, ?, ?)",
                     (msg.sequence, msg.timestamp or 0.0, data or encode_message(msg)))
-        self._queue("insert or replace into settings values ('last_sequence', ?)",
-                    (str(msg.sequence),))
+        self._settings["last_sequence"] = str(msg.sequence)
 
     def last_sequence(self) -> int:
         """The highest sequence number we ever used (0 if none): a new run continues above
@@ -144,9 +180,9 @@ class Store:
 
     def keep_relayable(self, msg: Message, raw: bytes, public_key: str) -> None:
         """Keep another author's signed room line, as received, to hand on (relay.py)."""
-        self._queue("insert or ignore into relayable values (?, ?, ?, ?, ?, ?, ?)",
-                    (msg.id, msg.sender_id, msg.sequence, msg.room_id, msg.timestamp or 0.0,
-                     raw, public_key))
+        self._queue("insert or ignore into relay_lines values (?, ?, ?, ?, ?, ?)",
+                    (msg.sender_id, msg.sequence, msg.room_id, msg.timestamp or 0.0, raw,
+                     public_key))
 
     def relayable_since(self, sender_id: str, after: int, rooms: list[str], limit: int,
                         since: float) -> list[tuple[bytes, str]]:
@@ -155,13 +191,14 @@ class Store:
         self.flush()
         marks = ",".join("?" * len(rooms))
         rows = self._db.execute(
-            f"select raw, pk from relayable where sender_id = ? and seq > ? and ts >= ? "
+            f"select raw, pk from relay_lines where sender_id = ? and seq > ? and ts >= ? "
             f"and room in ({marks}) order by seq limit ?",
             (sender_id, after, since, *rooms, limit)).fetchall()
         return [(bytes(raw), pk) for raw, pk in rows]
 
     def set_rooms(self, rooms: list[str]) -> None:
-        self._queue("insert or replace into settings values ('rooms', ?)", (json.dumps(rooms),))
+        self._settings["rooms"] = json.dumps(rooms)
+        self._soon()
 
     # --- reading --------------------------------------------------------------------------
 
@@ -200,6 +237,7 @@ class Store:
         return out
 
     def rooms(self) -> list[str]:
+        self.flush()
         row = self._db.execute("select value from settings where key = 'rooms'").fetchone()
         try:
             value = json.loads(row[0]) if row else []
@@ -223,7 +261,7 @@ class Store:
             self._db.execute("delete from lines where rowid not in (select rowid from lines "
                              "order by ts desc limit ?)", (max_lines,))
             self._db.execute("delete from sent where ts < ?", (now - sent_age,))
-            self._db.execute("delete from relayable where ts < ?", (now - sent_age,))
+            self._db.execute("delete from relay_lines where ts < ?", (now - sent_age,))
 
     def close(self) -> None:
         self.flush()

@@ -80,6 +80,42 @@ class Keeping(TestCase):
         other.close()
         store.close()
 
+    def test_a_burst_writes_each_high_water_and_setting_once(self) -> None:
+        clock = Clock()
+        store = Store(self.path + "3", call_soon=lambda f: clock.callLater(0.05, f))
+        statements = []
+        store._db.set_trace_callback(statements.append)
+        for seq in (3, 9, 5):
+            store.set_high_water("p_1", seq)
+        store.set_high_water("p_2", 1)
+        store.set_rooms(["general"])
+        store.set_rooms(["general", "ops"])
+        clock.advance(0.05)
+        store._db.set_trace_callback(None)
+        self.assertEqual(sum("high_water" in s for s in statements), 2)  # one row per sender
+        self.assertEqual(sum("settings" in s for s in statements), 1)
+        self.assertEqual(store.high_water(), {"p_1": 9, "p_2": 1})
+        self.assertEqual(store.rooms(), ["general", "ops"])
+        store.close()
+
+    def test_lines_to_hand_on_are_moved_from_a_file_of_an_older_version(self) -> None:
+        self.store.close()
+        old = self.path + "4"
+        db = sqlite3.connect(old)
+        db.execute("create table relayable (id text primary key, sender_id text not null, "
+                   "seq integer not null, room text not null, ts real not null, "
+                   "raw blob not null, pk text not null)")
+        db.execute("insert into relayable values ('m1', 'a_1', 7, 'general', 100.0, "
+                   "x'7b7d', 'KEY')")
+        db.commit()
+        db.close()
+        self.store = Store(old)
+        self.assertEqual(self.store.relayable_since("a_1", 0, ["general"], 10, 0.0),
+                         [(b"{}", "KEY")])
+        tables = {r[0] for r in self.store._db.execute(
+            "select name from sqlite_master where type = 'table'")}
+        self.assertNotIn("relayable", tables)
+
     def test_sequences_continue_above_the_last_run_even_if_the_clock_went_back(self) -> None:
         clock = Clock()
         clock.advance(2000)

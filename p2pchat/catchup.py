@@ -67,6 +67,10 @@ class SentLog:
         start = bisect.bisect_right(self._seqs, have, lo=self._head)
         return self._entries[start:], have < self.dropped_upto
 
+    def last_sequence(self) -> int | None:
+        """The sequence of the newest line (None when the log is empty)."""
+        return self._seqs[-1] if len(self) else None
+
     def last_bytes(self) -> bytes | None:
         """The encoded bytes of the newest line (to save it without encoding it again)."""
         return self._entries[-1][1] if len(self) else None

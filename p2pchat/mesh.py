@@ -216,14 +216,23 @@ class PeerProtocol(LineReceiver):
             self.node.message_received(self, self._first)
         self._first = None
 
-    def lineReceived(self, line: bytes) -> None:
-        if not line.strip():
-            return
+    def dataReceived(self, data: bytes) -> None:
+        # Once per read, not per line: when we last heard from it, and the flood bucket's
+        # refill since the last read.
         now = self.last_heard = self.clock.seconds()
-        self._throttle(now)
+        self._tokens = min(FLOOD_BURST, self._tokens + (now - self._tokens_at) * FLOOD_RATE)
+        self._tokens_at = now
+        super().dataReceived(data)
+
+    def lineReceived(self, line: bytes) -> None:
+        self._tokens -= 1
+        if self._tokens < 0 and self._flood_timer is None:
+            self._throttle()
         try:
             msg = parse_message(line)
         except WireError as e:
+            if not line.strip():
+                return
             log.warn("bad line from {peer} ({address}) skipped: {why}",
                      peer=self.peer_id or "?", address=self.address, why=str(e))
             if not self.ready and not self.outgoing:
@@ -236,19 +245,16 @@ class PeerProtocol(LineReceiver):
         elif not self.outgoing and not self._tls_started:
             self._first_line(msg)
 
-    def _throttle(self, now: float) -> None:
-        """A token bucket over received lines; when empty, stop reading until it refills."""
-        self._tokens = min(FLOOD_BURST, self._tokens + (now - self._tokens_at) * FLOOD_RATE)
-        self._tokens_at = now
-        self._tokens -= 1
-        if self._tokens < 0 and self._flood_timer is None:
-            if not self._flood_logged:
-                self._flood_logged = True
-                log.info("{peer} ({address}) sends over {rate:.0f} lines/s: reading slowed",
-                         peer=self.peer_id or "?", address=self.address, rate=FLOOD_RATE)
-            self.pauseProducing()
-            self._flood_timer = self.clock.callLater(-self._tokens / FLOOD_RATE + 0.01,
-                                                     self._unthrottle)
+    def _throttle(self) -> None:
+        """The token bucket over received lines is empty: stop reading until it refills (the
+        lines already read are still handled; TCP then slows the sender)."""
+        if not self._flood_logged:
+            self._flood_logged = True
+            log.info("{peer} ({address}) sends over {rate:.0f} lines/s: reading slowed",
+                     peer=self.peer_id or "?", address=self.address, rate=FLOOD_RATE)
+        self.pauseProducing()
+        self._flood_timer = self.clock.callLater(-self._tokens / FLOOD_RATE + 0.01,
+                                                 self._unthrottle)
 
     def _unthrottle(self) -> None:
         self._flood_timer = None

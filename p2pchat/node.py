@@ -116,6 +116,8 @@ class Link(Protocol):
     #: the key fingerprint the link proved by TLS ("" for a plain link), and the TLS version
     fp: str
     tls: str
+    #: the peer's public key (base64) once TLS proved it, else ""
+    pk: str
 
     def send(self, msg: Message) -> None: ...
 
@@ -315,15 +317,27 @@ class Node:
 
         Each link has a cursor into the sent log, so a link that is still syncing, or whose
         peer is slow to read, simply falls behind and is written to when it can: no queue per
-        link, and memory bounded by the sent log.  Returns how many links are synced."""
+        link, and memory bounded by the sent log.  Returns how many links are synced.
+
+        A link that had everything before this line (the usual case) just gets its bytes;
+        one that is behind is pumped from the log, in order."""
+        previous = self.sent_log.last_sequence()
         dropped = self.sent_log.append(msg, self.clock.seconds())
         if dropped:
             self.delivery.forget_through(dropped[-1].sequence)
+        data = self.sent_log.last_bytes()
         count = 0
         for link in list(self.links.values()):
-            if link.synced:
+            if not link.synced:
+                continue
+            wanted = self._is_for(msg, link.peer_id, link.caps)
+            count += wanted
+            if link.cursor == previous and not link.backed_up:
+                if wanted:
+                    link.send_bytes(data)
+                link.cursor = msg.sequence
+            else:
                 self._pump(link)
-                count += self._is_for(msg, link.peer_id, link.caps)
         return count
 
     def _pump(self, link: Link) -> None:
@@ -872,26 +886,36 @@ class Node:
                      peer=link.peer_id, other=msg.sender_id)
             link.close("it spoke for another peer")
             return
-        if msg.type == HEARTBEAT:
+        kind = msg.type
+        if kind == CHAT or kind == PRIVATE:  # most lines: checked first
+            if not self.room.accept(msg):
+                return  # a duplicate
+            if msg.sequence and CAP_CATCHUP in link.caps:
+                self._schedule_ack(link)
+                if self.store is not None:
+                    self.store.set_high_water(link.peer_id, self.room.high_water[link.peer_id])
+            self._chat_line(link, msg, self.clock.seconds())
+            if (raw and kind == CHAT and self.store is not None
+                    and CAP_RELAY in link.caps and link.pk and msg.metadata
+                    and msg.metadata.get("sig")):
+                self.store.keep_relayable(msg, raw, link.pk)
+            return
+        if kind == HEARTBEAT:
             self._heartbeat_line(link, msg)
             return
-        if msg.type in (SYNC, ACK):
+        if kind in (SYNC, ACK):
             self._catchup_line(link, msg)
             return
-        if msg.type == ROOMS:
+        if kind == ROOMS:
             self._peer_rooms(link, msg)
             return
-        if msg.type == RELAY:
+        if kind == RELAY:
             self._relayed(link, msg)
             return
         if not self.room.accept(msg):
             return  # a duplicate
-        if msg.sequence and msg.type in (CHAT, PRIVATE) and CAP_CATCHUP in link.caps:
-            self._schedule_ack(link)
-            if self.store is not None:
-                self.store.set_high_water(link.peer_id, self.room.high_water[link.peer_id])
         now = self.clock.seconds()
-        if msg.type == JOIN:
+        if kind == JOIN:
             if msg.username and msg.username != link.username:
                 old = self._nick(link)
                 link.username = msg.username
@@ -900,22 +924,16 @@ class Node:
                 self._emit(events.NickChanged(now, old, self._nick(link), link.peer_id))
                 self._check_key(link)
                 self._emit(events.PeersChanged(now))
-        elif msg.type == LEAVE:
+        elif kind == LEAVE:
             if not link.said_leave:
                 link.said_leave = True
                 self._emit(events.PeerLeft(now, self._nick(link), link.peer_id))
                 self._left_room(link.peer_id)  # after: faces may ask which rooms it was in
                 self._emit(events.PeersChanged(now))
                 link.close("it left")  # so its shutdown need not wait for us
-        elif msg.type in (CHAT, PRIVATE):
-            self._chat_line(link, msg, now)
-            if (raw and msg.type == CHAT and self.store is not None
-                    and CAP_RELAY in link.caps and getattr(link, "pk", "")
-                    and (msg.metadata or {}).get("sig")):
-                self.store.keep_relayable(msg, raw, link.pk)
         else:
             log.debug("{peer} sent a {kind} line: not known here, ignored",
-                      peer=link.peer_id, kind=msg.type)
+                      peer=link.peer_id, kind=kind)
 
 
     def _chat_line(self, link: Link, msg: Message, now: float) -> None:

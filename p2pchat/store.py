@@ -57,7 +57,7 @@ create table if not exists relay_lines (
 """
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class StoredLine:
     """A chat line as kept: ``room`` is a room name, or ``@peer_id`` for a private talk."""
 

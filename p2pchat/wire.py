@@ -85,8 +85,21 @@ _RFC3339 = re.compile(
 )
 
 
+#: Unix seconds of recent minutes ("2026-11-25T11:55" -> seconds), so a burst of lines does
+#: not build a datetime each; cleared when it holds MINUTES_KEPT of them.
+_minutes: dict[str, float] = {}
+MINUTES_KEPT = 64
+
+
 def parse_time(text: str) -> float:
     """RFC 3339 text (up to 9 fractional digits, any offset) to Unix seconds."""
+    if len(text) == 27 and text[26] == "Z" and text[16] == ":" and text[19] == ".":
+        # What our peers write: a minute seen before, then "SS.ffffff".
+        minute = _minutes.get(text[:16])
+        tail = text[17:26]
+        if (minute is not None and tail.isascii() and tail[:2].isdigit()
+                and tail[3:].isdigit() and tail[:2] < "60"):
+            return minute + float(tail)
     match = _RFC3339.match(text)
     if match is None:
         raise WireError(f"timestamp is not RFC 3339: {text[:40]!r}")
@@ -97,18 +110,45 @@ def parse_time(text: str) -> float:
         whole = datetime.fromisoformat(f"{date}T{clock}{offset}")
     except ValueError as e:
         raise WireError(f"timestamp out of range: {text[:40]!r}") from e
+    if offset == "+00:00" and text[10] == "T":
+        if len(_minutes) >= MINUTES_KEPT:
+            _minutes.clear()
+        _minutes[text[:16]] = whole.timestamp() - whole.second
     return whole.timestamp() + (float(fraction) if fraction else 0.0)
 
 
+#: The last second formatted: (whole seconds, "YYYY-MM-DDTHH:MM:SS"), as lines come in bursts.
+_last_second: list = [None, ""]
+
+
 def format_time(when: float) -> str:
-    """Unix seconds to RFC 3339 in UTC with microseconds, as Go's time package reads it."""
+    """Unix seconds to RFC 3339 in UTC with microseconds, as Go's time package reads it.
+    Rounds to the microsecond as ``datetime.fromtimestamp`` does (half to even)."""
+    second = int(when)
+    if when >= 0:
+        micro = round((when - second) * 1e6)
+        if micro < 1_000_000:
+            if _last_second[0] != second:
+                _last_second[0] = second
+                _last_second[1] = datetime.fromtimestamp(second, timezone.utc).strftime(
+                    "%Y-%m-%dT%H:%M:%S")
+            return f"{_last_second[1]}.{micro:06d}Z"
     moment = datetime.fromtimestamp(when, timezone.utc)
     return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+#: Random bytes for message ids, drawn from the system's source in blocks (one system call
+#: per 512 ids instead of one per line).
+_id_pool: list[str] = []
+
+
 def new_message_id() -> str:
-    """16 lowercase hex digits, like the reference."""
-    return secrets.token_hex(8)
+    """16 lowercase hex digits, like the reference (unpredictable: a peer that could guess
+    our next id could send a line with it first, and ours would be dropped as a duplicate)."""
+    if not _id_pool:
+        block = secrets.token_hex(8 * 512)
+        _id_pool.extend(block[i:i + 16] for i in range(0, len(block), 16))
+    return _id_pool.pop()
 
 
 def new_peer_id(nick: str) -> str:
@@ -233,9 +273,12 @@ def _encode(obj: dict[str, Any]) -> bytes:
 # --- chat lines -----------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Message:
-    """One chat line on the wire, as the base protocol defines it, plus our ``caps``."""
+    """One chat line on the wire, as the base protocol defines it, plus our ``caps``.
+
+    Treated as immutable once made (not ``frozen``: a frozen dataclass costs a microsecond
+    more to build, on every line received)."""
 
     id: str
     type: str
@@ -252,30 +295,48 @@ class Message:
 
 
 def parse_message(line: bytes) -> Message:
-    """A received line (without its newline) to a Message; WireError says what is wrong."""
+    """A received line (without its newline) to a Message; WireError says what is wrong.
+
+    Each field first takes a quick look that accepts what a well-formed line holds (a short
+    ASCII string, a small whole number); anything else gets the full check of ``_string`` or
+    ``_number``, which accept or refuse it with the reason.  Both paths agree on every value."""
     if len(line) > MAX_LINE_BYTES:
         raise WireError(f"line is longer than {MAX_LINE_BYTES} bytes")
     obj = _load_object(line, "line")
-    msg_type = _string(obj, "type", MAX_ID_CHARS, required=True)
-    stamp = obj.get("timestamp")
-    if stamp is not None and not isinstance(stamp, str):
+    get = obj.get
+    msg_type = get("type")
+    if not (msg_type.__class__ is str and 0 < len(msg_type) <= MAX_ID_CHARS
+            and msg_type.isascii()):
+        msg_type = _string(obj, "type", MAX_ID_CHARS, required=True)
+    ident = get("id")
+    if not (ident.__class__ is str and 0 < len(ident) <= MAX_ID_CHARS and ident.isascii()):
+        ident = _string(obj, "id", MAX_ID_CHARS, required=True)
+    sender = get("sender_id")
+    if not (sender.__class__ is str and 0 < len(sender) <= MAX_ID_CHARS and sender.isascii()):
+        sender = _string(obj, "sender_id", MAX_ID_CHARS, required=True)
+    username = get("username")
+    if not (username.__class__ is str and len(username) <= MAX_NAME_CHARS
+            and username.isascii()):
+        username = _string(obj, "username", MAX_NAME_CHARS)
+    content = get("content")
+    if not (content.__class__ is str and len(content) <= MAX_LINE_BYTES and content.isascii()):
+        content = _string(obj, "content", MAX_LINE_BYTES)
+    stamp = get("timestamp")
+    if stamp is not None and stamp.__class__ is not str:
         raise WireError("'timestamp' is not a string")
-    metadata = obj.get("metadata")
-    if metadata is not None and not isinstance(metadata, dict):
+    sequence = get("sequence")
+    if not (sequence.__class__ is int and 0 <= sequence <= MAX_SEQUENCE):
+        sequence = _number(obj, "sequence", 0, MAX_SEQUENCE, default=0)
+    room = get("room_id")
+    if not (room.__class__ is str and 0 < len(room) <= MAX_ID_CHARS and room.isascii()):
+        room = _string(obj, "room_id", MAX_ID_CHARS) or DEFAULT_ROOM
+    metadata = get("metadata")
+    if metadata is not None and metadata.__class__ is not dict:
         raise WireError("'metadata' is not an object")
-    return Message(
-        id=_string(obj, "id", MAX_ID_CHARS, required=True),
-        type=msg_type,
-        sender_id=_string(obj, "sender_id", MAX_ID_CHARS, required=True),
-        username=_string(obj, "username", MAX_NAME_CHARS),
-        content=_string(obj, "content", MAX_LINE_BYTES),
-        timestamp=parse_time(stamp) if stamp else None,
-        sequence=_number(obj, "sequence", 0, MAX_SEQUENCE, default=0),
-        room_id=_string(obj, "room_id", MAX_ID_CHARS) or DEFAULT_ROOM,
-        metadata=metadata or None,
-        caps=_caps(obj),
-        fp=_fingerprint(obj),
-    )
+    return Message(ident, msg_type, sender, username, content,
+                   parse_time(stamp) if stamp else None, sequence, room, metadata or None,
+                   _caps(obj) if "caps" in obj else (),
+                   _fingerprint(obj) if "fp" in obj else "")
 
 
 def _fingerprint(obj: dict[str, Any]) -> str:

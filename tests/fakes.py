@@ -25,6 +25,7 @@ class FakeLink:
         self.backed_up = False
         self.fp = ""
         self.tls = ""
+        self.pk = ""
         self.sent: list[Message] = []
         self.closed: str | None = None
 

@@ -114,6 +114,24 @@ class Listener(ProtocolTest):
         self.assertTrue(proto.closed.called)
 
 
+    def test_a_flood_is_read_at_the_flood_rate_and_nothing_is_dropped(self) -> None:
+        from p2pchat.mesh import FLOOD_BURST, FLOOD_RATE
+
+        proto, transport = self.connect()
+        proto.dataReceived(line(id="j1", type="join"))
+        burst = int(FLOOD_BURST)
+        proto.dataReceived(b"".join(line(id=f"c{i}", content=f"{i}", sequence=i + 1)
+                                    for i in range(burst + 500)))
+        # the bucket (one token spent on the join) ran dry: the line that emptied it is
+        # handled, then reading stops with lines left
+        self.assertEqual(len(self.chats()), burst)
+        self.assertEqual(transport.producerState, "paused")
+        self.reactor.advance(0.005)  # not refilled enough yet
+        self.assertEqual(len(self.chats()), burst)
+        self.reactor.advance(0.2)  # refilled: the rest is read, every line once
+        self.assertEqual(self.chats(), [f"{i}" for i in range(burst + 500)])
+        self.assertEqual(transport.producerState, "producing")
+
 class Dialing(ProtocolTest):
     def test_dialer_opens_with_a_join_from_itself(self) -> None:
         info = PeerInfo("zed_1", "zed", "127.0.0.1", 8081, 0.0, ("p2pchat-py/1",))

@@ -443,11 +443,13 @@ class Node:
                              f"{LONELY_GRACE / 60:.0f} minutes get what you say now", error=True)
         return msg
 
-    def _remember(self, line: events.ChatLine) -> None:
+    def _remember(self, line: events.ChatLine, seq: int = 0,
+                  relay: tuple[bytes, str] | None = None) -> None:
         if self.store is not None:
+            raw, pk = relay or (None, "")
             self.store.remember(StoredLine(line.message_id, line.room, line.sender_id,
                                            line.nick, line.text, line.action, line.own,
-                                           line.when))
+                                           line.when, seq if relay else 0, raw, pk))
 
     def join_room(self, text: str) -> str | None:
         """/join: returns why not, or None."""
@@ -894,11 +896,10 @@ class Node:
                 self._schedule_ack(link)
                 if self.store is not None:
                     self.store.set_high_water(link.peer_id, self.room.high_water[link.peer_id])
-            self._chat_line(link, msg, self.clock.seconds())
-            if (raw and kind == CHAT and self.store is not None
-                    and CAP_RELAY in link.caps and link.pk and msg.metadata
-                    and msg.metadata.get("sig")):
-                self.store.keep_relayable(msg, raw, link.pk)
+            # A signed room line of one of ours is kept with its bytes, to hand on (relay.py).
+            relay = ((raw, link.pk) if raw and kind == CHAT and CAP_RELAY in link.caps
+                     and link.pk and msg.metadata and msg.metadata.get("sig") else None)
+            self._chat_line(link, msg, self.clock.seconds(), relay)
             return
         if kind == HEARTBEAT:
             self._heartbeat_line(link, msg)
@@ -936,7 +937,8 @@ class Node:
                       peer=link.peer_id, kind=kind)
 
 
-    def _chat_line(self, link: Link, msg: Message, now: float) -> None:
+    def _chat_line(self, link: Link, msg: Message, now: float,
+                   relay: tuple[bytes, str] | None = None) -> None:
         if msg.type == PRIVATE:
             if (msg.metadata or {}).get("to") != self.peer_id or CAP_ROOMS not in link.caps:
                 log.warn("{peer} sent a private line not for us: dropped", peer=link.peer_id)
@@ -949,17 +951,19 @@ class Node:
                           peer=link.peer_id, room=room)
                 return
         nick = self.trust.display(link.username or msg.username or link.peer_id, link.fp)
-        self._show_line(msg, nick, room, private, now)
+        self._show_line(msg, nick, room, private, now, relay)
 
-    def _show_line(self, msg: Message, nick: str, room: str, private: str, now: float) -> None:
+    def _show_line(self, msg: Message, nick: str, room: str, private: str, now: float,
+                   relay: tuple[bytes, str] | None = None) -> None:
         """A line from someone else, accepted: keep it, save it, show it (at the time it was
-        said, unless that time is nonsense)."""
+        said, unless that time is nonsense).  ``relay``: its bytes and author's key, kept
+        with it to hand on."""
         self.room.record(msg)
         when = msg.timestamp if msg.timestamp and 0 < msg.timestamp <= now else now
         action = _action_text(msg)
         line = events.ChatLine(when, nick, printable(action or msg.content), msg.sender_id,
                                msg.id, action=action is not None, room=room, private=private)
-        self._remember(line)
+        self._remember(line, msg.sequence, relay)
         self._emit(line)
 
     def _peer_rooms(self, link: Link, msg: Message) -> None:
@@ -1095,10 +1099,8 @@ class Node:
             # far we have that author, so the author still resends whatever we lack.
             if not self.room.accept(line, advance=False):
                 continue  # already had it
-            if self.store is not None:
-                self.store.keep_relayable(line, raw, key)
             nick = self.trust.display(line.username or line.sender_id, relayed.fp)
-            self._show_line(line, nick, line.room_id, "", now)
+            self._show_line(line, nick, line.room_id, "", now, (raw, key))
 
     def _acked(self, link: Link, have: int) -> None:
         now = self.clock.seconds()

@@ -39,21 +39,21 @@ create table if not exists lines (
     text text not null,
     action integer not null,
     own integer not null,
-    ts real not null
+    ts real not null,
+    seq integer,
+    raw blob,
+    pk text
 );
-create index if not exists lines_by_room on lines (room, ts);
 create table if not exists high_water (sender_id text primary key, seq integer not null);
 create table if not exists sent (seq integer primary key, ts real not null, line blob not null);
 create table if not exists settings (key text primary key, value text not null);
-create table if not exists relay_lines (
-    sender_id text not null,
-    seq integer not null,
-    room text not null,
-    ts real not null,
-    raw blob not null,
-    pk text not null,
-    primary key (sender_id, seq)
-) without rowid;
+"""
+
+
+#: After the columns exist (files of older versions get them in ``_migrate``).
+_INDEXES = """
+create index if not exists lines_by_room on lines (room, ts);
+create index if not exists lines_to_hand_on on lines (sender_id, seq) where raw is not null;
 """
 
 
@@ -69,6 +69,11 @@ class StoredLine:
     action: bool
     own: bool
     when: float
+    #: another author's signed room line, to hand on (relay.py): its sequence, its bytes as
+    #: received and its author's public key; else 0, None, ""
+    seq: int = 0
+    raw: bytes | None = None
+    pk: str = ""
 
 
 class Store:
@@ -95,16 +100,22 @@ class Store:
     # --- writing --------------------------------------------------------------------------
 
     def _migrate(self) -> None:
-        """Files written before lines to hand on were keyed by author and sequence: move
-        them to the new table (one B-tree instead of three)."""
+        """Files of older versions: lines get the columns of a line to hand on, and the lines
+        kept apart to hand on join their row (one row and one write per line, not two)."""
+        columns = {row[1] for row in self._db.execute("pragma table_info(lines)")}
         old = self._db.execute("select 1 from sqlite_master where type = 'table' "
                                "and name = 'relayable'").fetchone()
-        if old:
-            with self._db:
-                self._db.execute("begin")
-                self._db.execute("insert or ignore into relay_lines select sender_id, seq, room,"
-                                 " ts, raw, pk from relayable")
+        with self._db:
+            self._db.execute("begin")
+            for name, kind in (("seq", "integer"), ("raw", "blob"), ("pk", "text")):
+                if name not in columns:
+                    self._db.execute(f"alter table lines add column {name} {kind}")
+            if old:
+                self._db.execute(
+                    "update lines set (seq, raw, pk) = (select seq, raw, pk from relayable "
+                    "where relayable.id = lines.id) where id in (select id from relayable)")
                 self._db.execute("drop table relayable")
+        self._db.executescript(_INDEXES)
 
     def _queue(self, sql: str, args: tuple) -> None:
         rows = self._pending.get(sql)
@@ -152,9 +163,9 @@ class Store:
             log.warn("saving history took {ms:.0f} ms", ms=took * 1000)
 
     def remember(self, line: StoredLine) -> None:
-        self._queue("insert or ignore into lines values (?,?,?,?,?,?,?,?)",
+        self._queue("insert or ignore into lines values (?,?,?,?,?,?,?,?,?,?,?)",
                     (line.id, line.room, line.sender_id, line.nick, line.text, int(line.action),
-                     int(line.own), line.when))
+                     int(line.own), line.when, line.seq or None, line.raw, line.pk or None))
 
     def set_high_water(self, sender_id: str, seq: int) -> None:
         """We have ``sender_id``'s lines up to ``seq`` (never lowered on disk)."""
@@ -178,12 +189,6 @@ class Store:
         except ValueError:
             return 0
 
-    def keep_relayable(self, msg: Message, raw: bytes, public_key: str) -> None:
-        """Keep another author's signed room line, as received, to hand on (relay.py)."""
-        self._queue("insert or ignore into relay_lines values (?, ?, ?, ?, ?, ?)",
-                    (msg.sender_id, msg.sequence, msg.room_id, msg.timestamp or 0.0, raw,
-                     public_key))
-
     def relayable_since(self, sender_id: str, after: int, rooms: list[str], limit: int,
                         since: float) -> list[tuple[bytes, str]]:
         """(raw line, author key) of ``sender_id``'s lines after sequence ``after`` in
@@ -191,8 +196,8 @@ class Store:
         self.flush()
         marks = ",".join("?" * len(rooms))
         rows = self._db.execute(
-            f"select raw, pk from relay_lines where sender_id = ? and seq > ? and ts >= ? "
-            f"and room in ({marks}) order by seq limit ?",
+            f"select raw, pk from lines where sender_id = ? and seq > ? and ts >= ? "
+            f"and raw is not null and room in ({marks}) order by seq limit ?",
             (sender_id, after, since, *rooms, limit)).fetchall()
         return [(bytes(raw), pk) for raw, pk in rows]
 
@@ -261,7 +266,8 @@ class Store:
             self._db.execute("delete from lines where rowid not in (select rowid from lines "
                              "order by ts desc limit ?)", (max_lines,))
             self._db.execute("delete from sent where ts < ?", (now - sent_age,))
-            self._db.execute("delete from relay_lines where ts < ?", (now - sent_age,))
+            self._db.execute("update lines set raw = null, pk = null where raw is not null "
+                             "and ts < ?", (now - sent_age,))
 
     def close(self) -> None:
         self.flush()

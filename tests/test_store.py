@@ -102,19 +102,42 @@ class Keeping(TestCase):
         self.store.close()
         old = self.path + "4"
         db = sqlite3.connect(old)
-        db.execute("create table relayable (id text primary key, sender_id text not null, "
-                   "seq integer not null, room text not null, ts real not null, "
-                   "raw blob not null, pk text not null)")
-        db.execute("insert into relayable values ('m1', 'a_1', 7, 'general', 100.0, "
-                   "x'7b7d', 'KEY')")
+        db.executescript("""
+            create table lines (id text primary key, room text not null, sender_id text not null,
+                nick text not null, text text not null, action integer not null,
+                own integer not null, ts real not null);
+            create index lines_by_room on lines (room, ts);
+            create table relayable (id text primary key, sender_id text not null,
+                seq integer not null, room text not null, ts real not null, raw blob not null,
+                pk text not null);
+            insert into lines values ('m1', 'general', 'a_1', 'ann', 'hi', 0, 0, 100.0);
+            insert into lines values ('m2', 'general', 'a_1', 'ann', 'yo', 0, 0, 101.0);
+            insert into relayable values ('m1', 'a_1', 7, 'general', 100.0, x'7b7d', 'KEY');
+        """)
         db.commit()
         db.close()
         self.store = Store(old)
         self.assertEqual(self.store.relayable_since("a_1", 0, ["general"], 10, 0.0),
                          [(b"{}", "KEY")])
+        self.assertEqual([x.text for x in self.store.recent("general", 5)], ["hi", "yo"])
         tables = {r[0] for r in self.store._db.execute(
             "select name from sqlite_master where type = 'table'")}
         self.assertNotIn("relayable", tables)
+
+    def test_a_line_to_hand_on_is_one_row_and_forgotten_for_handing_on_after_a_day(self) -> None:
+        self.store.remember(StoredLine("m1", "general", "a_1", "ann", "hi", False, False, 100.0,
+                                       7, b"{raw}", "KEY"))
+        self.store.remember(StoredLine("m2", "ops", "a_1", "ann", "x", False, False, 101.0,
+                                       8, b"{raw2}", "KEY"))
+        self.store.remember(line(3))  # not to hand on
+        self.assertEqual(self.store.count(), 3)
+        self.assertEqual(self.store.relayable_since("a_1", 0, ["general", "ops"], 10, 0.0),
+                         [(b"{raw}", "KEY"), (b"{raw2}", "KEY")])
+        self.assertEqual(self.store.relayable_since("a_1", 7, ["general"], 10, 0.0), [])
+        self.store.prune(now=100.5 + 24 * 3600, sent_age=24 * 3600)
+        self.assertEqual(self.store.relayable_since("a_1", 0, ["general", "ops"], 10, 0.0),
+                         [(b"{raw2}", "KEY")])
+        self.assertEqual(self.store.count(), 3)  # still in the history
 
     def test_sequences_continue_above_the_last_run_even_if_the_clock_went_back(self) -> None:
         clock = Clock()

@@ -16,6 +16,7 @@ import json
 import os
 import tempfile
 from dataclasses import dataclass
+from typing import Callable
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
@@ -227,13 +228,23 @@ def verify_beacon(public_key_b64: str, signature_b64: str, payload: bytes,
 
 # --- pins -----------------------------------------------------------------------------------
 
+#: New pins are written to the data dir at most this long (seconds) after the first of them.
+PINS_SAVE_DELAY = 0.5
+
 
 class Pins:
-    """Trust on first use: the fingerprint first seen for each nick, kept in the data dir."""
+    """Trust on first use: the fingerprint first seen for each nick, kept in the data dir.
 
-    def __init__(self, path: str | None) -> None:
+    With ``call_soon`` (``reactor.callLater(PINS_SAVE_DELAY, f)``) the file is written once for
+    all the pins of a moment (a peer joining a mesh of 50 pins 49 keys in a second); without
+    it, at every change.  ``flush`` writes what is pending (the service calls it at exit)."""
+
+    def __init__(self, path: str | None,
+                 call_soon: Callable[[Callable[[], None]], object] | None = None) -> None:
         self.path = path
         self._by_nick: dict[str, str] = {}
+        self._call_soon = call_soon
+        self._dirty = False
         if path and os.path.exists(path):
             try:
                 with open(path, encoding="utf-8") as f:
@@ -265,5 +276,20 @@ class Pins:
     def _save(self) -> None:
         if not self.path:
             return
+        if self._call_soon is None:
+            self._write()
+        elif not self._dirty:
+            self._dirty = True
+            self._call_soon(self.flush)
+
+    def flush(self) -> None:
+        if self._dirty:
+            self._write()
+
+    def _write(self) -> None:
+        self._dirty = False
         data = json.dumps(self._by_nick, indent=1, sort_keys=True).encode("utf-8")
-        _write_private(self.path, data)
+        try:
+            _write_private(self.path, data)
+        except OSError as e:
+            log.error("can't save the pins in {path}: {why}", path=self.path, why=str(e))

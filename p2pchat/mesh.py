@@ -9,9 +9,8 @@ from __future__ import annotations
 from typing import Callable
 
 from twisted.internet import defer
-from twisted.internet.endpoints import clientFromString
 from twisted.internet.interfaces import IAddress, IReactorCore, IReactorTime
-from twisted.internet.protocol import Factory, Protocol
+from twisted.internet.protocol import ClientFactory, Factory, Protocol
 from twisted.logger import Logger
 from twisted.protocols.basic import LineReceiver
 from twisted.python.failure import Failure
@@ -359,14 +358,31 @@ class PeerServerFactory(Factory):
         return PeerProtocol(self.node, self.clock, registry=self.open)
 
 
-class _DialFactory(Factory):
+class _DialFactory(ClientFactory):
+    """One dial: ``deferred`` fires with the protocol once TCP is up, or fails; cancelling it
+    stops the attempt.  (``reactor.connectTCP`` rather than an endpoint, whose wrapper
+    protocol would sit under every read of the link for nothing.)"""
+
     noisy = False
 
     def __init__(self, make: Callable[[], PeerProtocol]) -> None:
         self._make = make
+        self.connector = None
+        self.deferred: defer.Deferred = defer.Deferred(self._cancel)
+
+    def _cancel(self, d: defer.Deferred) -> None:
+        if self.connector is not None:
+            self.connector.stopConnecting()
 
     def buildProtocol(self, addr: IAddress) -> Protocol:
-        return self._make()
+        proto = self._make()
+        if not self.deferred.called:
+            self.deferred.callback(proto)
+        return proto
+
+    def clientConnectionFailed(self, connector, reason: Failure) -> None:
+        if not self.deferred.called:
+            self.deferred.errback(reason)
 
 
 class _Wanted:
@@ -447,10 +463,6 @@ class Dialer:
     def _dial(self, entry: _Wanted) -> None:
         entry.retry = None
         info = entry.info
-        spec = f"tcp:host={info.host}:port={info.port}:timeout={DIAL_TIMEOUT:g}"
-        if self.bind_host:
-            spec += f":bindAddress={self.bind_host}"
-        endpoint = clientFromString(self.reactor, spec)
 
         def make() -> PeerProtocol:
             return PeerProtocol(self.node, self.clock, expected=entry.info,
@@ -458,7 +470,11 @@ class Dialer:
 
         log.debug("dialing {peer} at {host}:{port}", peer=info.peer_id, host=info.host,
                   port=info.port)
-        d = entry.attempt = endpoint.connect(_DialFactory(make))
+        factory = _DialFactory(make)
+        d = entry.attempt = factory.deferred
+        factory.connector = self.reactor.connectTCP(
+            info.host, info.port, factory, timeout=DIAL_TIMEOUT,
+            bindAddress=(self.bind_host, 0) if self.bind_host else None)
         d.addCallbacks(self._dialed, self._failed, callbackArgs=(entry,), errbackArgs=(entry,))
 
     def _dialed(self, proto: PeerProtocol, entry: _Wanted) -> None:

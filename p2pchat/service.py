@@ -21,7 +21,7 @@ from twisted.python import usage
 from p2pchat import logs
 from p2pchat.catchup import LOG_AGE, LOG_LINES
 from p2pchat.discovery import DEFAULT_GROUP, DEFAULT_PORT, BeaconProtocol
-from p2pchat.identity import PINS_NAME, Identity, Pins
+from p2pchat.identity import PINS_NAME, PINS_SAVE_DELAY, Identity, Pins
 from p2pchat.mesh import Dialer, PeerProtocol, PeerServerFactory
 from p2pchat.node import HEARTBEAT_INTERVAL, Node
 from p2pchat.store import FLUSH_DELAY, STORE_NAME, Store
@@ -118,12 +118,12 @@ class Options(usage.Options):
             self._adjust_twistd(self.parent)
 
     def _irc_options(self) -> None:
-        from p2pchat.irc import check_irc_bind, parse_irc_address
-
         if self["irc"] is None:
             if self["irc-password"] is not None:
                 raise usage.UsageError("--irc-password needs --irc")
             return
+        from p2pchat.irc import check_irc_bind, parse_irc_address  # only with --irc: 13 ms
+
         try:
             self["irc"] = parse_irc_address(self["irc"])
             warning = check_irc_bind(self["irc"][0], self["irc-password"])
@@ -268,6 +268,7 @@ class NodeService(Service):
                 timer.cancel()
             if self.node.store is not None:
                 self.node.store.close()
+            self.node.trust.pins.flush()
             return self._stop_listening()
 
         return waited.addBoth(done)
@@ -368,7 +369,9 @@ def makeService(options: Options, reactor=None) -> ChatService:
         identity = Identity.load_or_create(data_dir)
     except (OSError, ValueError) as e:
         raise SystemExit(f"p2pchat: can't load or make the identity in {data_dir}: {e}")
-    trust = Trust(Pins(os.path.join(data_dir, PINS_NAME)), options["secure-only"])
+    pins = Pins(os.path.join(data_dir, PINS_NAME),
+                call_soon=lambda f: reactor.callLater(PINS_SAVE_DELAY, f))
+    trust = Trust(pins, options["secure-only"])
     store = open_store(data_dir, reactor, options["catchup-age"])
     node = Node(options["username"], reactor, log_lines=options["catchup-lines"],
                 log_age=options["catchup-age"], identity=identity, trust=trust, store=store)

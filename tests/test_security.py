@@ -45,6 +45,25 @@ class IdentityFiles(TestCase):
         self.assertTrue(Pins(path).forget("carol"))
         self.assertIsNone(Pins(path).get("carol"))
 
+    def test_pins_of_one_moment_are_written_once(self) -> None:
+        from twisted.internet.task import Clock
+
+        from p2pchat.identity import PINS_SAVE_DELAY
+
+        path = os.path.join(self.mktemp(), "pins.json")
+        os.makedirs(os.path.dirname(path))
+        clock = Clock()
+        pins = Pins(path, call_soon=lambda f: clock.callLater(PINS_SAVE_DELAY, f))
+        for n in range(49):  # joining a mesh of 50
+            pins.pin(f"peer{n}", f"{n:02d}" * 32)
+        self.assertFalse(os.path.exists(path))
+        self.assertEqual(len(clock.getDelayedCalls()), 1)  # one write for all of them
+        clock.advance(PINS_SAVE_DELAY)
+        self.assertEqual(Pins(path).get("peer48"), "48" * 32)
+        pins.pin("late", "cd" * 32)
+        pins.flush()  # at exit: nothing pending is lost
+        self.assertEqual(Pins(path).get("late"), "cd" * 32)
+
 
 class SignedBeacons(TestCase):
     def setUp(self) -> None:

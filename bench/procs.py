@@ -48,6 +48,17 @@ def twistd_path() -> str:
     return found
 
 
+def precompile() -> None:
+    """Byte-compile this checkout's package and plugin, as ``pip install`` does for an
+    installed copy.  Peers run from the checkout; where ``PYTHONDONTWRITEBYTECODE`` is set,
+    each would otherwise compile every module from source at every start (about 50 ms of CPU
+    each, 2.5 s for a mesh of 50 starting on 2 cores), which no installed peer pays."""
+    import compileall
+
+    for folder in (ROOT / "p2pchat", ROOT / "twisted" / "plugins", ROOT / "bench"):
+        compileall.compile_dir(str(folder), quiet=1)
+
+
 def child_env() -> dict[str, str]:
     """This checkout first on the path, so its package and twistd plugin are the ones run."""
     env = dict(os.environ)

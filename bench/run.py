@@ -13,7 +13,7 @@ import tempfile
 import time
 
 from bench import profiling, scenarios
-from bench.procs import Children, install_signal_handlers
+from bench.procs import Children, install_signal_handlers, precompile
 
 PHASES = ("mesh", "fanout", "cost", "profile")
 
@@ -229,6 +229,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"[{time.strftime('%H:%M:%S')}] {text}", file=sys.stderr, flush=True)
 
     workdir = tempfile.mkdtemp(prefix="p2pchat-bench-")
+    precompile()
     kids = Children(workdir)
     started = time.monotonic()
     result: dict = {"machine": machine(), "settings": {

@@ -87,6 +87,10 @@ class Store:
         self._db.execute("pragma synchronous=normal")
         self._db.executescript(_SCHEMA)
         self._migrate()
+        #: authors of lines we keep to hand on: no query for the others (a peer joining a
+        #: mesh of 50 is asked about 49 authors on each of its 49 links)
+        self._relay_authors: set[str] = {row[0] for row in self._db.execute(
+            "select distinct sender_id from lines where raw is not null")}
         self._call_soon = call_soon
         #: queued rows, by statement (in the order each statement was first queued)
         self._pending: dict[str, list[tuple]] = {}
@@ -163,6 +167,8 @@ class Store:
             log.warn("saving history took {ms:.0f} ms", ms=took * 1000)
 
     def remember(self, line: StoredLine) -> None:
+        if line.raw is not None:
+            self._relay_authors.add(line.sender_id)
         self._queue("insert or ignore into lines values (?,?,?,?,?,?,?,?,?,?,?)",
                     (line.id, line.room, line.sender_id, line.nick, line.text, int(line.action),
                      int(line.own), line.when, line.seq or None, line.raw, line.pk or None))
@@ -193,6 +199,8 @@ class Store:
                         since: float) -> list[tuple[bytes, str]]:
         """(raw line, author key) of ``sender_id``'s lines after sequence ``after`` in
         ``rooms``, said at ``since`` or later, oldest first."""
+        if sender_id not in self._relay_authors:
+            return []
         self.flush()
         marks = ",".join("?" * len(rooms))
         rows = self._db.execute(

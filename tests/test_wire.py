@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import dataclasses
+import json
+from datetime import datetime, timezone
 
 from hypothesis import given, settings, strategies as st
 from twisted.trial.unittest import TestCase
 
 from p2pchat import wire
 from p2pchat.wire import Beacon, Message, WireError
+
+#: Any JSON value a field may hold, the usual shapes and the odd ones.
+_VALUES = st.one_of(st.none(), st.text(max_size=40), st.text(min_size=60, max_size=140),
+                    st.integers(-5, 2**65), st.floats(allow_nan=False), st.booleans(),
+                    st.lists(st.integers(), max_size=2), st.just(""), st.just("chat"))
 
 SAMPLE_BEACON = (b'{"type":"announce","peer_id":"alice_417","username":"alice",'
                  b'"address":"0.0.0.0:8080","port":8080,'
@@ -151,6 +158,41 @@ class RoundTrips(TestCase):
         m = Message(id="i", type="chat", sender_id="s", username=nick, content=content,
                     sequence=seq, timestamp=1.0)
         self.assertEqual(wire.parse_message(wire.encode_message(m)[:-1]), m)
+
+    @settings(max_examples=400)
+    @given(st.fixed_dictionaries({}, optional=dict.fromkeys((
+        "id", "type", "sender_id", "username", "content", "sequence", "room_id"), _VALUES)))
+    def test_quick_checks_agree_with_the_full_ones(self, fields: dict) -> None:
+        """parse_message looks at the usual shapes first; every value must come out as the
+        full check (``_string``/``_number`` on each field) has it, or be refused as it is."""
+        def full(obj: dict) -> tuple:
+            return (wire._string(obj, "id", wire.MAX_ID_CHARS, required=True),
+                    wire._string(obj, "type", wire.MAX_ID_CHARS, required=True),
+                    wire._string(obj, "sender_id", wire.MAX_ID_CHARS, required=True),
+                    wire._string(obj, "username", wire.MAX_NAME_CHARS),
+                    wire._string(obj, "content", wire.MAX_LINE_BYTES),
+                    wire._number(obj, "sequence", 0, wire.MAX_SEQUENCE, default=0),
+                    wire._string(obj, "room_id", wire.MAX_ID_CHARS) or wire.DEFAULT_ROOM)
+
+        data = json.dumps(fields).encode()
+        try:
+            expected = full(fields)
+        except WireError:
+            self.assertRaises(WireError, wire.parse_message, data)
+            return
+        m = wire.parse_message(data)
+        self.assertEqual((m.id, m.type, m.sender_id, m.username, m.content, m.sequence,
+                          m.room_id), expected)
+
+    @settings(max_examples=300)
+    @given(st.datetimes(min_value=datetime(1970, 1, 2), max_value=datetime(9999, 1, 1)))
+    def test_timestamps_read_back_as_datetime_reads_them(self, moment: datetime) -> None:
+        when = moment.replace(tzinfo=timezone.utc).timestamp()
+        text = wire.format_time(when)
+        self.assertEqual(text, datetime.fromtimestamp(when, timezone.utc).strftime(
+            "%Y-%m-%dT%H:%M:%S.%fZ"))
+        for _ in range(2):  # the second time from the cache of minutes
+            self.assertAlmostEqual(wire.parse_time(text), when, delta=1e-6)
 
     @settings(max_examples=300)
     @given(st.binary(max_size=300))

@@ -14,6 +14,7 @@ from p2pchat.wire import Beacon, Message, WireError
 
 #: Any JSON value a field may hold, the usual shapes and the odd ones.
 _VALUES = st.one_of(st.none(), st.text(max_size=40), st.text(min_size=60, max_size=140),
+                    st.text(st.characters(max_codepoint=127), max_size=140),
                     st.integers(-5, 2**65), st.floats(allow_nan=False), st.booleans(),
                     st.lists(st.integers(), max_size=2), st.just(""), st.just("chat"))
 

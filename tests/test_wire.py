@@ -12,9 +12,13 @@ from twisted.trial.unittest import TestCase
 from p2pchat import wire
 from p2pchat.wire import Beacon, Message, WireError
 
+_FIELDS = ("id", "type", "sender_id", "username", "content", "sequence", "room_id")
+#: Values at and past each limit, and of every JSON type.
+_BOUNDS = [None, "", "x", "x" * 20, "x" * 64, "x" * 65, "x" * 128, "x" * 129, "é" * 64,
+           "é" * 65, "\ud800", 0, -1, 2**64 - 1, 2**64, 3.0, 3.5, True, 1e300, [], {}]
 #: Any JSON value a field may hold, the usual shapes and the odd ones.
 _VALUES = st.one_of(st.none(), st.text(max_size=40), st.text(min_size=60, max_size=140),
-                    st.text(st.characters(max_codepoint=127), max_size=140),
+                    st.text(st.characters(max_codepoint=127), max_size=20),
                     st.integers(-5, 2**65), st.floats(allow_nan=False), st.booleans(),
                     st.lists(st.integers(), max_size=2), st.just(""), st.just("chat"))
 
@@ -160,30 +164,43 @@ class RoundTrips(TestCase):
                     sequence=seq, timestamp=1.0)
         self.assertEqual(wire.parse_message(wire.encode_message(m)[:-1]), m)
 
-    @settings(max_examples=400)
-    @given(st.fixed_dictionaries({}, optional=dict.fromkeys((
-        "id", "type", "sender_id", "username", "content", "sequence", "room_id"), _VALUES)))
-    def test_quick_checks_agree_with_the_full_ones(self, fields: dict) -> None:
+    def agree(self, changes: list) -> None:
         """parse_message looks at the usual shapes first; every value must come out as the
-        full check (``_string``/``_number`` on each field) has it, or be refused as it is."""
-        def full(obj: dict) -> tuple:
-            return (wire._string(obj, "id", wire.MAX_ID_CHARS, required=True),
-                    wire._string(obj, "type", wire.MAX_ID_CHARS, required=True),
-                    wire._string(obj, "sender_id", wire.MAX_ID_CHARS, required=True),
-                    wire._string(obj, "username", wire.MAX_NAME_CHARS),
-                    wire._string(obj, "content", wire.MAX_LINE_BYTES),
-                    wire._number(obj, "sequence", 0, wire.MAX_SEQUENCE, default=0),
-                    wire._string(obj, "room_id", wire.MAX_ID_CHARS) or wire.DEFAULT_ROOM)
-
+        full check (``_string``/``_number`` on each field) has it, or be refused as it is.
+        A good line with some fields changed (None: left out)."""
+        fields = {"id": "i1", "type": "chat", "sender_id": "s_1", "username": "sam",
+                  "content": "hi", "sequence": 3, "room_id": "ops"}
+        for key, value in changes:
+            if value is None:
+                fields.pop(key, None)
+            else:
+                fields[key] = value
         data = json.dumps(fields).encode()
         try:
-            expected = full(fields)
+            expected = (wire._string(fields, "id", wire.MAX_ID_CHARS, required=True),
+                        wire._string(fields, "type", wire.MAX_ID_CHARS, required=True),
+                        wire._string(fields, "sender_id", wire.MAX_ID_CHARS, required=True),
+                        wire._string(fields, "username", wire.MAX_NAME_CHARS),
+                        wire._string(fields, "content", wire.MAX_LINE_BYTES),
+                        wire._number(fields, "sequence", 0, wire.MAX_SEQUENCE, default=0),
+                        wire._string(fields, "room_id", wire.MAX_ID_CHARS) or wire.DEFAULT_ROOM)
         except WireError:
             self.assertRaises(WireError, wire.parse_message, data)
             return
         m = wire.parse_message(data)
         self.assertEqual((m.id, m.type, m.sender_id, m.username, m.content, m.sequence,
-                          m.room_id), expected)
+                          m.room_id), expected, changes)
+
+    def test_quick_checks_agree_with_the_full_ones_at_every_bound(self) -> None:
+        for key in _FIELDS:
+            for value in _BOUNDS:
+                self.agree([(key, value)])
+
+    @settings(max_examples=300)
+    @given(st.lists(st.tuples(st.sampled_from(_FIELDS), st.one_of(_VALUES, st.just(None))),
+                    min_size=1, max_size=3))
+    def test_quick_checks_agree_with_the_full_ones(self, changes: list) -> None:
+        self.agree(changes)
 
     @settings(max_examples=300)
     @given(st.datetimes(min_value=datetime(1970, 1, 2), max_value=datetime(9999, 1, 1)))

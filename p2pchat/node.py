@@ -312,12 +312,13 @@ class Node:
             link.send(msg)
         return len(self.links)
 
-    def _publish(self, msg: Message) -> int:
+    def _publish(self, msg: Message, wanted: set[str]) -> int:
         """Send one of our sequenced lines: into the sent log, then to every synced link.
 
         Each link has a cursor into the sent log, so a link that is still syncing, or whose
         peer is slow to read, simply falls behind and is written to when it can: no queue per
-        link, and memory bounded by the sent log.  Returns how many links are synced.
+        link, and memory bounded by the sent log.  ``wanted``: the linked peers the line is
+        for (``_is_for``).  Returns how many of them are synced.
 
         A link that had everything before this line (the usual case) just gets its bytes;
         one that is behind is pumped from the log, in order."""
@@ -330,13 +331,13 @@ class Node:
         for link in list(self.links.values()):
             if not link.synced:
                 continue
-            wanted = self._is_for(msg, link.peer_id, link.caps)
-            count += wanted
             if link.cursor == previous and not link.backed_up:
-                if wanted:
+                if link.peer_id in wanted:
+                    count += 1
                     link.send_bytes(data)
                 link.cursor = msg.sequence
             else:
+                count += link.peer_id in wanted
                 self._pump(link)
         return count
 
@@ -365,11 +366,10 @@ class Node:
             return True
         return CAP_ROOMS in caps and self.rooms.peer_in(peer_id, msg.room_id)
 
-    def _waiting_for(self, msg: Message) -> set[str]:
-        """The catch-up peers in the room now (linked or away): who must ack ``msg``."""
-        peers = {pid: link.caps for pid, link in self.links.items()}
-        waiting = {pid for pid, caps in peers.items()
-                   if CAP_CATCHUP in caps and self._is_for(msg, pid, caps)}
+    def _waiting_for(self, msg: Message, wanted: set[str]) -> set[str]:
+        """The catch-up peers in the room now (linked or away): who must ack ``msg``.
+        ``wanted``: the linked peers it goes to."""
+        waiting = {pid for pid in wanted if CAP_CATCHUP in self.links[pid].caps}
         return waiting | {pid for pid in self.away
                           if self._is_for(msg, pid, (CAP_ROOMS, CAP_CATCHUP))}
 
@@ -418,9 +418,10 @@ class Node:
                    private: str) -> Message:
         self.room.accept(msg)
         self.room.record(msg)
-        waiting = self._waiting_for(msg)
+        wanted = {pid for pid, link in self.links.items() if self._is_for(msg, pid, link.caps)}
+        waiting = self._waiting_for(msg, wanted)
         self.delivery.expect(msg.sequence, msg.id, waiting)
-        count = self._publish(msg)
+        count = self._publish(msg, wanted)
         if self.store is not None:
             self.store.save_sent(msg, self.sent_log.last_bytes())
         line = events.ChatLine(msg.timestamp or 0.0, self.nick, text, self.peer_id, msg.id,

@@ -176,10 +176,17 @@ def render(r: dict) -> str:
             return lambda e: (f"{e[side]['at_rate']['lost'] + e[side]['saturation']['lost']} / "
                               f"{e[side]['at_rate']['duplicated'] + e[side]['saturation']['duplicated']}")
 
-        row("messages sent at saturation", lambda e: str(r["settings"]["messages"][k_of(e)]))
+        def cpu(side):
+            return lambda e: (f"{e[side]['saturation']['sender_cpu_us_per_msg']:.1f} / "
+                              f"{e[side]['saturation']['receiver_cpu_us_per_msg']:.1f}")
+
+        row("messages sent at saturation (baseline)", lambda e: (
+            f"{e['p2pchat']['saturation']['sent']} ({e['baseline']['saturation']['sent']})"))
         row("p2pchat msgs/s at saturation", sat("p2pchat"))
         row("baseline msgs/s at saturation", sat("baseline"))
         row("p2pchat / baseline", lambda e: f"{e['ratio']:.0%}")
+        row("p2pchat CPU us/msg: sender / receiver", cpu("p2pchat"))
+        row("baseline CPU us/msg: sender / receiver", cpu("baseline"))
         row(f"p2pchat latency p50 / p99 ms @{rate:.0f}/s", lat("p2pchat"))
         row(f"baseline latency p50 / p99 ms @{rate:.0f}/s", lat("baseline"))
         row("p2pchat lost / duplicated", losses("p2pchat"))

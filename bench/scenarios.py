@@ -202,6 +202,9 @@ def mesh_formation(kids: Children, sizes: list[int], trials: int, scale: float,
 
 # --- fan-out --------------------------------------------------------------------------------
 
+#: The baseline's saturation run sends this many times the messages of ours.
+BASELINE_MESSAGES = 10
+
 
 def deliver(kids: Children, sender: Child, receivers: list[Endpoint], tag: str, count: int,
             rate: float | None, timeout: float) -> dict:
@@ -211,6 +214,8 @@ def deliver(kids: Children, sender: Child, receivers: list[Endpoint], tag: str, 
     for i, ep in enumerate(receivers):
         ep.delivery, ep.index = d, i
     btag = tag.encode()
+    everyone = [sender] + [ep.child for ep in receivers]
+    cpu_before = [c.cpu_seconds() for c in everyone]
     start = time.monotonic()
     tick = None
     if rate is None:
@@ -257,6 +262,13 @@ def deliver(kids: Children, sender: Child, receivers: list[Endpoint], tag: str, 
         result["msgs_per_s"] = count / elapsed  # each to every receiver
         result["deliveries_per_s"] = sum(d.distinct) / elapsed
         result["write_s"] = sent_all_at - start
+        # CPU (user + system, from /proc, in 10 ms ticks) per message, of the sender and of
+        # each receiver: where the time goes.
+        used = [(a - b) * 1e6 / count if a is not None and b is not None else None
+                for a, b in zip((c.cpu_seconds() for c in everyone), cpu_before)]
+        if None not in used:
+            result["sender_cpu_us_per_msg"] = used[0]
+            result["receiver_cpu_us_per_msg"] = statistics.median(used[1:])
     if rate is not None:
         result["offered_per_s"] = rate
     return result
@@ -333,7 +345,9 @@ def fan_out(kids: Children, ks: list[int], rate: float, duration: float,
         messages = messages_for(k)
         ours = fan_out_ours(kids, k, rate, duration, messages, scale)
         say(f"fan-out K={k} p2pchat: {summary(ours)}")
-        base = fan_out_baseline(kids, k, rate, duration, messages, scale)
+        # The bare relay is ten times as fast: ten times the messages make its run as long as
+        # ours, so its CPU figures are more than a few clock ticks (the rate is the same).
+        base = fan_out_baseline(kids, k, rate, duration, messages * BASELINE_MESSAGES, scale)
         say(f"fan-out K={k} baseline: {summary(base)}")
         entry = {"p2pchat": ours, "baseline": base}
         ours_rate = ours.get("saturation", {}).get("msgs_per_s")

@@ -40,5 +40,18 @@ def test_bench_produces_figures() -> None:
         for run in (runs["at_rate"], runs["saturation"]):
             assert run["lost"] == 0 and run["duplicated"] == 0, (side, run)
         assert runs["saturation"]["msgs_per_s"] > 0
+        assert runs["saturation"]["sender_cpu_us_per_msg"] >= 0
+        assert runs["saturation"]["receiver_cpu_us_per_msg"] >= 0
         assert runs["at_rate"]["latency_p99_ms"] is not None
     assert fan["ratio"] > 0
+
+
+def test_hotpath_bench_produces_figures() -> None:
+    out = subprocess.run([sys.executable, "-m", "bench.hotpath", "--lines", "300",
+                          "--rounds", "1", "--links", "3", "--json"], cwd=str(ROOT),
+                         env=child_env(), capture_output=True, timeout=120, check=True).stdout
+    result = json.loads(out)
+    for path in ("receive", "send"):
+        assert result[path]["lines"] == 300
+        assert result[path]["us_per_line"] > 0 and result[path]["baseline_us_per_line"] > 0
+    assert result["send"]["links"] == 3

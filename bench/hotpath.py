@@ -6,8 +6,10 @@ in one process, with no sockets, no TLS and no other process: a peer receiving c
 a linked peer (split, parse and check, dedup, ack, history, the line face's output) and a peer
 saying lines to K linked peers (the line face's input, sequence, signature, encoding, sent
 log, history, one write per link).  Beside each, in the same run, the bare relay of
-``bench/baseline.py`` doing the same with no JSON and no checks.  Prints microseconds per line
-and the ratios; ``--json`` the same figures; ``--profile`` the top functions of each path.
+``bench/baseline.py`` doing the same with no JSON and no checks, and the floor of any receiver
+that keeps history in CPython (parse, save a row, format a line; no checks).  Prints
+microseconds per line and the ratios; ``--json`` the same figures; ``--profile`` the top
+functions of each path.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import io
 import json
 import os
 import pstats
+import sqlite3
 import tempfile
 import time
 from typing import Callable
@@ -166,6 +169,40 @@ def receive(count: int, folder: str, profile: cProfile.Profile | None = None) ->
             "baseline_us_per_line": base / count * 1e6, "ratio": ours / base}
 
 
+def floor(count: int, folder: str) -> dict:
+    """Per line: the least any receiver that keeps history can do in CPython: parse the JSON
+    line, save one row (committed every COMMIT_EVERY lines), format one line of output; no
+    checks, no dedup, no ack.  What a receiver of ours could at best come down to."""
+    clock = task.Clock()
+    clock.advance(time.time())
+    alice, _ = _peer("alice", clock, folder, _Flusher(clock))
+    lines = [encode_message(alice._message(CHAT, f"{TEXT} {n}", sequenced=True)).rstrip(b"\n")
+             for n in range(count)]
+    db = sqlite3.connect(os.path.join(folder, "floor.sqlite3"), isolation_level=None)
+    db.execute("pragma journal_mode=wal")
+    db.execute("pragma synchronous=normal")
+    db.execute("create table lines (id text primary key, sender_id text, nick text, text text,"
+               " ts real, seq integer, raw blob)")
+
+    def run() -> None:
+        rows, out = [], []
+        for raw in lines:
+            obj = json.loads(raw)
+            rows.append((obj["id"], obj["sender_id"], obj["username"], obj["content"], 0.0,
+                         obj["sequence"], raw))
+            out.append(f"12:00:00 <{obj['username']}> {obj['content']}")
+            if len(rows) == COMMIT_EVERY:
+                db.execute("begin")
+                db.executemany("insert or ignore into lines values (?,?,?,?,?,?,?)", rows)
+                db.execute("commit")
+                "\n".join(out).encode()
+                rows, out = [], []
+
+    took = _timed(run, None)
+    db.close()
+    return {"lines": count, "us_per_line": took / count * 1e6}
+
+
 def send(count: int, links: int, folder: str, profile: cProfile.Profile | None = None) -> dict:
     """Per line: a peer saying ``count`` lines (typed into the line face) to ``links`` peers."""
     clock = task.Clock()
@@ -236,6 +273,9 @@ def main(argv: list[str] | None = None) -> int:
             got = receive(a.lines, os.path.join(folder, f"recv{r}"))
             if "receive" not in figures or got["us_per_line"] < figures["receive"]["us_per_line"]:
                 figures["receive"] = got
+            got = floor(a.lines, os.path.join(folder, f"recv{r}"))
+            if "floor" not in figures or got["us_per_line"] < figures["floor"]["us_per_line"]:
+                figures["floor"] = got
             os.makedirs(os.path.join(folder, f"send{r}"))
             got = send(a.lines, a.links, os.path.join(folder, f"send{r}"))
             if "send" not in figures or got["us_per_line"] < figures["send"]["us_per_line"]:
@@ -258,6 +298,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  {'':<44}{'p2pchat':>10}{'baseline':>10}{'ratio':>8}")
     print(f"  {'receive one line, us':<44}{r['us_per_line']:>10.2f}"
           f"{r['baseline_us_per_line']:>10.2f}{r['ratio']:>7.1f}x")
+    print(f"  {'receive floor (parse, save, format), us':<44}"
+          f"{figures['floor']['us_per_line']:>10.2f}")
     say = f"say one line to {s['links']} links, us"
     print(f"  {say:<44}{s['us_per_line']:>10.2f}"
           f"{s['baseline_us_per_line']:>10.2f}{s['ratio']:>7.1f}x")

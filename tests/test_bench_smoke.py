@@ -55,3 +55,4 @@ def test_hotpath_bench_produces_figures() -> None:
         assert result[path]["lines"] == 300
         assert result[path]["us_per_line"] > 0 and result[path]["baseline_us_per_line"] > 0
     assert result["send"]["links"] == 3
+    assert result["floor"]["us_per_line"] > 0

@@ -23,12 +23,14 @@ import pstats
 import sqlite3
 import tempfile
 import time
+from types import SimpleNamespace
 from typing import Callable
 
 from twisted.internet import task
 from twisted.internet.testing import StringTransport
 from twisted.protocols.basic import LineReceiver
 
+from bench.baseline import Printer
 from p2pchat.identity import Identity
 from p2pchat.lines import LineFace
 from p2pchat.mesh import PeerProtocol
@@ -41,19 +43,6 @@ TEXT = "a line of an ordinary length, as people type them in a chat"
 CHUNK = 16 * 1024
 #: Lines between two history commits (a burst at saturation fills 50 ms with about this many).
 COMMIT_EVERY = 256
-
-
-class _Printer(LineReceiver):
-    """The baseline receiver: every line straight to its output (bench/baseline.py)."""
-
-    delimiter = b"\n"
-    MAX_LENGTH = 1 << 16
-
-    def __init__(self, out: StringTransport) -> None:
-        self.out = out
-
-    def lineReceived(self, line: bytes) -> None:
-        self.out.write(line + b"\n")
 
 
 class _Relay(LineReceiver):
@@ -160,7 +149,7 @@ def receive(count: int, folder: str, profile: cProfile.Profile | None = None) ->
     shown = store.count()
     store.close()
     base_out = StringTransport()
-    printer = _Printer(base_out)
+    printer = Printer(SimpleNamespace(transport=base_out))  # the process baseline's receiver
     printer.makeConnection(StringTransport())
     base = _timed(lambda: _feed(printer, data, base_out.clear), None)
     if shown != count:

@@ -109,17 +109,22 @@ class Store:
         columns = {row[1] for row in self._db.execute("pragma table_info(lines)")}
         old = self._db.execute("select 1 from sqlite_master where type = 'table' "
                                "and name = 'relayable'").fetchone()
+        missing = [(name, kind) for name, kind in (("seq", "integer"), ("raw", "blob"),
+                                                   ("pk", "text")) if name not in columns]
+        if missing or old:
+            self._upgrade(missing, bool(old))
+        self._db.executescript(_INDEXES)
+
+    def _upgrade(self, missing: list[tuple[str, str]], old: bool) -> None:
         with self._db:
             self._db.execute("begin")
-            for name, kind in (("seq", "integer"), ("raw", "blob"), ("pk", "text")):
-                if name not in columns:
-                    self._db.execute(f"alter table lines add column {name} {kind}")
+            for name, kind in missing:
+                self._db.execute(f"alter table lines add column {name} {kind}")
             if old:
                 self._db.execute(
                     "update lines set (seq, raw, pk) = (select seq, raw, pk from relayable "
                     "where relayable.id = lines.id) where id in (select id from relayable)")
                 self._db.execute("drop table relayable")
-        self._db.executescript(_INDEXES)
 
     def _queue(self, sql: str, args: tuple) -> None:
         rows = self._pending.get(sql)

@@ -1,8 +1,7 @@
 """Marker registration, and byte-compiling the checkout once.  (Nothing here may import the
 reactor: pytest-twisted picks it.)"""
 
-import compileall
-from pathlib import Path
+from bench.procs import precompile
 
 
 def pytest_configure(config) -> None:
@@ -11,8 +10,5 @@ def pytest_configure(config) -> None:
         "select with -m faults, leave out with -m 'not faults'")
     config.addinivalue_line(
         "markers", "soak: the bounded soak test (P2PCHAT_SOAK_SECONDS, default 15)")
-    # The end-to-end tests start many twistd peers from this checkout; where
-    # PYTHONDONTWRITEBYTECODE is set, each would compile every module from source.
-    root = Path(__file__).resolve().parent.parent
-    for folder in ("p2pchat", "twisted/plugins"):
-        compileall.compile_dir(str(root / folder), quiet=1)
+    # The end-to-end tests start many twistd peers from this checkout, as the bench does.
+    precompile()

@@ -47,15 +47,20 @@ log = Logger()
 
 #: An IRC line, CR LF included (RFC 1459/2812).  A longer one is refused with 417 and skipped.
 MAX_IRC_LINE_BYTES = 512
-#: Most IRC clients attached to one peer at once; one more is told so and disconnected.
+#: Most IRC clients registered with one peer at once; one more is told so at registration
+#: and disconnected.
 MAX_IRC_CLIENTS = 16
+#: Most connections waiting to register at once, counted apart from the registered clients:
+#: one more closes the oldest waiting one, so connections that never register can't lock
+#: a real client out (a client registers in its first lines; a stranger's socket waits).
+MAX_UNREGISTERED = 8
 #: Flood control, a token bucket per client: this many lines at once, refilled at FLOOD_RATE
 #: lines a second.  A client past it is disconnected ("Excess Flood"), as ircds do.
 FLOOD_BURST = 40
 FLOOD_RATE = 5.0
 #: A client that has not registered (NICK and USER, and PASS if needed) within this many
-#: seconds is disconnected.
-REGISTRATION_TIMEOUT = 60.0
+#: seconds is disconnected (clients send those lines at once, so this can be short).
+REGISTRATION_TIMEOUT = 10.0
 #: A client silent this long is sent a PING; silent twice this long, it is disconnected.
 PING_INTERVAL = 120.0
 #: Bytes we may write to a client that stopped reading (its socket buffer is full) before we
@@ -79,6 +84,10 @@ TOPIC = "the LAN room: everyone running p2pchat on this network is in it"
 NO_TOPIC = "No topic is set (p2pchat rooms have no topic)"
 #: How a second peer with the same nick is shown: ``bob``, ``bob|2``, ``bob|3``...
 NICK_SUFFIX = "|"
+#: How a flagged peer is shown: one whose key is not the one pinned for its nick (``carol?``
+#: in the other faces; ``?`` can't be in an IRC nick), or another peer using our own nick:
+#: ``carol|other``, ``alice|other``.
+FLAG_SUFFIX = "|other"
 #: Our own hostmask's host: this peer, as its IRC clients see it.
 SELF_HOST = "local"
 
@@ -261,6 +270,10 @@ class Member:
     user: str
     host: str
     address: str = ""
+    #: The peer's LAN nick as the node shows it, less the ``?`` of a flagged one.
+    lan_nick: str = ""
+    #: The node flags it: its key is not the one pinned for its nick.
+    flagged: bool = False
 
     @property
     def mask(self) -> str:
@@ -273,9 +286,11 @@ class Roster:
 
     LAN nicks need not be unique (two "bob"s) nor legal IRC nicks, but IRC clients track members
     by nick.  So a peer's IRC nick is its LAN nick cleaned (``irc_nick``); if that is taken, the
-    first free of ``bob|2``, ``bob|3``...  Our own nick wins: a peer holding the nick we take is
-    renamed out of the way.  Assigned nicks stay put while the peer stays, so nobody is renamed
-    because someone else left.
+    first free of ``bob|2``, ``bob|3``...  A flagged peer, and any peer using our own nick, is
+    shown with FLAG_SUFFIX (``alice|other``), so our nick is always ours and an impostor is
+    marked.  A peer holding the nick we take is renamed out of the way (and so marked).
+    Assigned nicks stay put while the peer stays, so nobody is renamed because someone else
+    left.
     """
 
     def __init__(self, peer_id: str, nick: str) -> None:
@@ -304,27 +319,43 @@ class Roster:
         member = self.find(nick)
         return member if member is not None and member is not self.me else None
 
-    def add(self, peer_id: str, nick: str, address: str) -> Member | None:
-        """A peer linked.  Returns its member, or None if it was already listed."""
+    def add(self, peer_id: str, nick: str, address: str, flagged: bool = False) -> Member | None:
+        """A peer linked (``nick`` as the node shows it, ``flagged`` if the node flags it).
+        Returns its member, or None if it was already listed."""
         if peer_id in self._peers or peer_id == self.me.peer_id:
             return None
-        member = Member(self._free(nick, peer_id), peer_id, irc_user(peer_id), irc_host(address),
-                        address)
+        lan = _unflagged(nick, flagged)
+        member = Member(self._free(lan, peer_id, flagged), peer_id, irc_user(peer_id),
+                        irc_host(address), address, lan, flagged)
         self._peers[peer_id] = member
         return member
+
+    def uses_my_nick(self, member: Member) -> bool:
+        """Whether ``member`` is another peer whose LAN nick is ours, as IRC compares nicks."""
+        return (member is not self.me
+                and irc_fold(irc_nick(member.lan_nick)) == irc_fold(self.me.nick))
+
+    def using_my_nick(self) -> list[Member]:
+        return [m for m in self.peers() if self.uses_my_nick(m)]
 
     def remove(self, peer_id: str) -> Member | None:
         return self._peers.pop(peer_id, None)
 
-    def rename_peer(self, peer_id: str, nick: str) -> tuple[Member, Member] | None:
-        """A peer changed its nick.  Returns (old, new), or None if IRC sees no change."""
+    def rename_peer(self, peer_id: str, nick: str,
+                    flagged: bool = False) -> tuple[Member, Member] | None:
+        """A peer changed its nick (or the node flags it, or no longer).  Returns (old, new),
+        or None if IRC sees no change of nick."""
         old = self._peers.get(peer_id)
         if old is None:
             return None
-        new = replace(old, nick=self._free(nick, peer_id))
+        lan = _unflagged(nick, flagged)
+        shown = old.nick
+        if lan != old.lan_nick or flagged != old.flagged:
+            shown = self._free(lan, peer_id, flagged)
+        new = replace(old, nick=shown, lan_nick=lan, flagged=flagged)
+        self._peers[peer_id] = new
         if new.nick == old.nick:
             return None
-        self._peers[peer_id] = new
         return old, new
 
     def rename_me(self, nick: str) -> tuple[list[tuple[Member, Member]], Member, Member]:
@@ -335,24 +366,31 @@ class Roster:
         displaced = []
         for member in list(self._peers.values()):
             if irc_fold(member.nick) == irc_fold(self.me.nick):
-                moved = replace(member, nick=self._free(member.nick, member.peer_id))
+                moved = replace(member, nick=self._free(member.lan_nick, member.peer_id,
+                                                        member.flagged))
                 self._peers[member.peer_id] = moved
                 displaced.append((member, moved))
         return displaced, old_me, self.me
 
-    def _free(self, name: str, peer_id: str) -> str:
+    def _free(self, name: str, peer_id: str, flagged: bool = False) -> str:
+        """The IRC nick to show for a peer: its LAN nick made legal, marked if flagged or ours,
+        numbered if that is taken; never longer than NICKLEN."""
         base = irc_nick(name)
+        mark = FLAG_SUFFIX if flagged or irc_fold(base) == irc_fold(self.me.nick) else ""
         taken = {irc_fold(self.me.nick)}
         taken.update(irc_fold(m.nick) for pid, m in self._peers.items() if pid != peer_id)
-        if irc_fold(base) not in taken:
-            return base
-        number = 2
+        number = 1
         while True:
-            tail = f"{NICK_SUFFIX}{number}"
-            candidate = base[:MAX_NICK_CHARS] + tail
+            tail = mark + (f"{NICK_SUFFIX}{number}" if number > 1 else "")
+            candidate = base[:MAX_NICK_CHARS - len(tail)] + tail
             if irc_fold(candidate) not in taken:
                 return candidate
             number += 1
+
+
+def _unflagged(nick: str, flagged: bool) -> str:
+    """A nick as the node shows it, less the ``?`` it adds to a flagged peer's nick."""
+    return nick[:-1] if flagged and nick.endswith("?") and len(nick) > 1 else nick
 
 
 # --- one client -----------------------------------------------------------------------------
@@ -392,6 +430,8 @@ class IrcClientProtocol(irc.IRC):
         self._backlog = 0
         self._registration_timer: Any = None
         self._pinger: LoopingCall | None = None
+        #: the peers using our nick this client was warned of (once each while they do)
+        self._warned: set[str] = set()
 
     # --- connection -------------------------------------------------------------------------
 
@@ -408,9 +448,7 @@ class IrcClientProtocol(irc.IRC):
         super().connectionMade()
         self.transport.registerProducer(self, True)
         self._tokens_at = self._last_heard = self.clock.seconds()
-        if not self.factory.client_connected(self):
-            self.close(f"too many IRC clients (at most {MAX_IRC_CLIENTS})")
-            return
+        self.factory.client_connected(self)
         self._registration_timer = self.clock.callLater(REGISTRATION_TIMEOUT, self._not_registered)
         self._pinger = LoopingCall(self._check_alive)
         self._pinger.clock = self.clock
@@ -635,6 +673,10 @@ class IrcClientProtocol(irc.IRC):
             self._try_register()
 
     def irc_NICK(self, prefix: str, params: list[str]) -> None:
+        """Before registration: the nick is only checked for its form and kept (the client is
+        given the peer's nick at registration, whatever it asked: connecting never renames the
+        peer, and nothing about the LAN is answered to a client that has not registered).
+        After: a nick change of the peer on the LAN, on purpose."""
         if not params or not params[0]:
             self._numeric(irc.ERR_NONICKNAMEGIVEN, text="No nickname given")
             return
@@ -644,16 +686,14 @@ class IrcClientProtocol(irc.IRC):
             self._numeric(irc.ERR_ERRONEUSNICKNAME, nick[:MAX_NICK_CHARS * 2],
                           text=f"Erroneous nickname: {problem}")
             return
-        holder = self.factory.roster.holder(nick)
-        if holder is not None:
-            # Before registration, don't tell a stranger who is on the LAN.
-            who = f" ({holder.mask})" if self.registered else ""
-            self._numeric(irc.ERR_NICKNAMEINUSE, nick,
-                          text=f"Nickname is already in use by a peer on the LAN{who}")
-            return
         if not self.registered:
             self._wanted_nick = nick
             self._try_register()
+            return
+        holder = self.factory.roster.holder(nick)
+        if holder is not None:
+            self._numeric(irc.ERR_NICKNAMEINUSE, nick,
+                          text=f"Nickname is already in use by a peer on the LAN ({holder.mask})")
             return
         if nick == self.factory.node.nick:
             return
@@ -672,23 +712,46 @@ class IrcClientProtocol(irc.IRC):
             self._numeric(irc.ERR_PASSWDMISMATCH, text="Password incorrect")
             self.close("bad password")
             return
-        node = self.factory.node
-        if self._wanted_nick != node.nick:
-            problem = self.factory.run_verb(self, node.set_nick, self._wanted_nick)
-            if problem:
-                self._numeric(irc.ERR_ERRONEUSNICKNAME, self._wanted_nick,
-                              text=f"Erroneous nickname: {problem}")
-                self._wanted_nick = None
-                return
+        if self.factory.registered_count() >= MAX_IRC_CLIENTS:
+            log.warn("IRC client {peer} refused: {n} already attached", peer=self._describe(),
+                     n=MAX_IRC_CLIENTS)
+            self.close(f"too many IRC clients (at most {MAX_IRC_CLIENTS})")
+            return
         self.registered = True
         if self._registration_timer is not None and self._registration_timer.active():
             self._registration_timer.cancel()
         log.info("IRC client {peer} registered as {nick}", peer=self._describe(), nick=self.nick)
+        me = self.factory.roster.me
+        asked = self._wanted_nick
         self._welcome()
+        if asked != me.nick:
+            # The client is told its nick is the peer's (001 said so; this NICK is for clients
+            # that keep the nick they asked for); the LAN sees no rename.
+            self.send("NICK", text=me.nick, prefix=f"{asked}!{me.user}@{me.host}")
         self.irc_MOTD("", [])
+        if asked != me.nick:
+            self.server_notice(f"You are {me.nick}: an IRC client shows the peer's nick, and "
+                               f"connecting never renames the peer. /nick {asked} renames the "
+                               "peer on the LAN.")
+        self.warn_of_nick_users(self.factory.roster.using_my_nick())
         self.in_general = True
         for room in self.shown_rooms():  # every room the peer is in, not only #general
             self.enter(room)
+
+    def warn_of_nick_users(self, members: list[Member]) -> None:
+        """A notice, once each while it lasts, of every other peer using our nick: it is shown
+        as ``alice|other`` and is not us."""
+        if not self.registered:
+            return
+        me = self.factory.roster.me
+        for member in members:
+            if member.peer_id in self._warned:
+                continue
+            key = ", and its key is not the one pinned for that nick" if member.flagged else ""
+            self.server_notice(f"! Another peer uses your nick {me.nick}: shown here as "
+                               f"{member.nick} (peer {member.peer_id} at {member.address}{key})."
+                               f" It is not you; /whois {member.nick} shows who it is.")
+        self._warned = {m.peer_id for m in members}
 
     def _welcome(self) -> None:
         me = self.factory.roster.me
@@ -1075,7 +1138,8 @@ class IrcFactory(ServerFactory):
         self.node = node
         self.clock = clock
         self.password = password or None
-        self.clients: set[IrcClientProtocol] = set()
+        #: every connection, registered or not, oldest first (a dict keeps the order)
+        self.clients: dict[IrcClientProtocol, None] = {}
         self.roster = Roster(node.peer_id, node.nick)
         self.started = time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(clock.seconds()))
         self._origin: IrcClientProtocol | None = None
@@ -1090,22 +1154,34 @@ class IrcFactory(ServerFactory):
         self.roster = Roster(self.node.peer_id, self.node.nick)
         for view in self.node.users():
             if view.state == "connected":
-                self.roster.add(view.peer_id, view.nick, view.address)
+                self.roster.add(view.peer_id, view.nick, view.address, view.flagged)
         self.node.subscribe(self.on_event)
 
     def detach(self) -> None:
         self._attached = False
         self.node.unsubscribe(self.on_event)
 
-    def client_connected(self, client: IrcClientProtocol) -> bool:
-        if len(self.clients) >= MAX_IRC_CLIENTS:
-            log.warn("IRC client refused: already {n} attached", n=len(self.clients))
-            return False
-        self.clients.add(client)
-        return True
+    def client_connected(self, client: IrcClientProtocol) -> None:
+        """A new connection.  Those waiting to register are counted apart from the registered
+        clients (MAX_IRC_CLIENTS, checked at registration): when MAX_UNREGISTERED already
+        wait, the oldest of them is closed to make room."""
+        waiting = self.waiting()
+        if len(waiting) >= MAX_UNREGISTERED:
+            log.warn("IRC: {n} connections waiting to register: closing the oldest",
+                     n=len(waiting))
+            waiting[0].close(f"too many connections waiting to register (at most "
+                             f"{MAX_UNREGISTERED}); the oldest is closed")
+        self.clients[client] = None
 
     def client_disconnected(self, client: IrcClientProtocol) -> None:
-        self.clients.discard(client)
+        self.clients.pop(client, None)
+
+    def waiting(self) -> list[IrcClientProtocol]:
+        """The connections not registered yet (and not going), oldest first."""
+        return [c for c in self.clients if not c.registered and not c.closing]
+
+    def registered_count(self) -> int:
+        return sum(1 for c in self.clients if c.registered and not c.closing)
 
     def run_verb(self, client: IrcClientProtocol, verb: Callable[..., T], *args: Any) -> T:
         """Run a node verb on behalf of ``client``, so the events it causes are not echoed
@@ -1167,12 +1243,29 @@ class IrcFactory(ServerFactory):
 
     def on_event(self, event: events.Event) -> None:
         """The node's events, as IRC lines to every registered client."""
-        if isinstance(event, events.ChatLine):
+        if isinstance(event, (events.PeerJoined, events.PeerLeft, events.NickChanged,
+                              events.PeersChanged)):
+            self._show_peer_event(event)
+            # Then warn of any other peer now using our nick (each client once per peer).
+            using = self.roster.using_my_nick()
+            for client in self._registered():
+                client.warn_of_nick_users(using)
+        elif isinstance(event, events.ChatLine):
             self._chat(event)
         elif isinstance(event, events.RoomChanged):
             self._room_changed(event)
-        elif isinstance(event, events.PeerJoined):
-            member = self.roster.add(event.peer_id, event.nick, event.address)
+        elif isinstance(event, events.Notice):
+            for client in self._registered():
+                client.server_notice(("! " if event.error else "") + event.text)
+
+    def _flagged(self, peer_id: str) -> bool:
+        """Whether the node flags this peer (its key is not the one pinned for its nick)."""
+        return any(v.flagged for v in self.node.users() if v.peer_id == peer_id)
+
+    def _show_peer_event(self, event: events.Event) -> None:
+        if isinstance(event, events.PeerJoined):
+            member = self.roster.add(event.peer_id, event.nick, event.address,
+                                     self._flagged(event.peer_id))
             if member is not None:
                 # A peer back after a lost link is still in the rooms it was in (its next
                 # rooms line tells only what changed): show it joining those too.
@@ -1191,9 +1284,20 @@ class IrcFactory(ServerFactory):
                     client.show_quit(member, reason)
         elif isinstance(event, events.NickChanged):
             self._nick_changed(event)
-        elif isinstance(event, events.Notice):
-            for client in self._registered():
-                client.server_notice(("! " if event.error else "") + event.text)
+        elif isinstance(event, events.PeersChanged):
+            self._flags_changed()
+
+    def _flags_changed(self) -> None:
+        """A pin was made or forgotten (``/trust``, ``/forget`` in another face), or the peer
+        list changed: a peer whose flag changed is renamed (``carol|other`` to ``carol``)."""
+        for view in self.node.users():
+            member = self.roster.peer(view.peer_id)
+            if member is None or member.flagged == view.flagged:
+                continue
+            change = self.roster.rename_peer(view.peer_id, view.nick, view.flagged)
+            if change is not None:
+                for client in self._registered():
+                    client.show_nick(*change)
 
     def _sender(self, peer_id: str, nick: str) -> Member:
         """The member shown for ``peer_id``; one made up if it is not linked (a line that
@@ -1247,7 +1351,8 @@ class IrcFactory(ServerFactory):
                 if old.nick != new.nick:
                     client.show_nick(old, new)
         else:
-            change = self.roster.rename_peer(event.peer_id, event.new)
+            change = self.roster.rename_peer(event.peer_id, event.new,
+                                             self._flagged(event.peer_id))
             if change is not None:
                 # Every client: its channels with the peer and any query with it follow.
                 for client in self._registered():

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import itertools
+from dataclasses import replace
 
 from twisted.internet.address import IPv4Address
 from twisted.internet.task import Clock
@@ -13,6 +14,8 @@ from twisted.trial import unittest
 from twisted.words.protocols import irc as twirc
 
 from p2pchat import events, irc
+from p2pchat.identity import Pins, peer_id_for
+from p2pchat.trust import Trust
 from p2pchat.node import FLAP_WINDOW, Node
 from p2pchat.service import StartError
 from p2pchat.wire import (CAP_OURS, CAP_ROOMS, CHAT, JOIN, LEAVE, MAX_ROOMS, MAX_SAY_BYTES,
@@ -134,13 +137,36 @@ class RegistrationTests(IrcTestCase):
         self.assertEqual(lines[11], ":alice!alice_00000001@local JOIN #general")
         self.assertTrue(client.proto.registered and client.proto.in_general)
 
-    def test_the_irc_nick_becomes_the_peers_nick(self) -> None:
+    def test_registering_with_another_nick_never_renames_the_peer(self) -> None:
+        """The client is given the peer's nick (001 to it, then a NICK from the nick it asked
+        for); the LAN sees no rename.  Only a NICK after registration renames the peer."""
         bob = self.link("bob_1", "bob")
-        lines = self.client(register=False).register("carol")
-        self.assertEqual(self.node.nick, "carol")
+        renames: list[str] = []
+        set_nick = self.node.set_nick
+        self.node.set_nick = lambda nick: renames.append(nick) or set_nick(nick)  # type: ignore
+        client = self.client(register=False)
+        lines = client.register("carol")
+        self.assertEqual(renames, [])
+        self.assertEqual(self.node.nick, "alice")
+        self.assertEqual([m for m in bob.sent if m.type == JOIN], [])
+        self.assertTrue(lines[0].startswith(":p2pchat 001 alice :"), lines[0])
+        self.assertIn("alice!alice_00000001@local", lines[0])
+        self.assertEqual(lines[5], ":carol!alice_00000001@local NICK :alice")
+        notices = [line for line in lines if " NOTICE alice :" in line]
+        self.assertEqual(len(notices), 1)
+        self.assertIn("/nick carol renames the peer", notices[0])
+        self.assertIn(":alice!alice_00000001@local JOIN #general", lines)
+        client.send("NICK carol")  # on purpose: now the peer is renamed
+        self.assertEqual(renames, ["carol"])
         self.assertEqual([m.username for m in bob.sent if m.type == JOIN], ["carol"])
-        self.assertTrue(lines[0].startswith(":p2pchat 001 carol :"))
-        self.assertIn("carol!alice_00000001@local", lines[0])
+        self.assertEqual(client.lines(), [":alice!alice_00000001@local NICK :carol"])
+
+    def test_registering_with_the_peers_nick_sends_no_nick_line(self) -> None:
+        lines = self.client(register=False).register("alice")
+        commands = [twirc.parsemsg(line)[1] for line in lines]
+        self.assertEqual(commands[:6], ["001", "002", "003", "004", "005", "375"])
+        self.assertNotIn("NICK", commands)
+        self.assertNotIn("NOTICE", commands)
 
     def test_user_before_nick_and_pass_order_dont_matter(self) -> None:
         client = self.client(register=False)
@@ -177,10 +203,14 @@ class RegistrationTests(IrcTestCase):
         self.assertEqual(client.commands(), ["461", "461"])
 
     def test_registration_timeout_disconnects(self) -> None:
+        self.assertLessEqual(irc.REGISTRATION_TIMEOUT, 10)
         client = self.client(register=False)
-        self.clock.advance(irc.REGISTRATION_TIMEOUT)
+        self.clock.advance(irc.REGISTRATION_TIMEOUT - 0.5)
+        self.assertFalse(client.gone)
+        self.clock.advance(0.5)
         self.assertIn("ERROR :Closing link: not registered", client.lines()[-1])
         self.assertTrue(client.gone)
+        self.assertEqual(self.factory.waiting(), [])
 
     def test_registered_client_is_not_timed_out(self) -> None:
         client = self.client()
@@ -188,11 +218,37 @@ class RegistrationTests(IrcTestCase):
         self.assertFalse(client.gone)
 
     def test_too_many_clients(self) -> None:
-        clients = [self.client(register=False) for _ in range(irc.MAX_IRC_CLIENTS)]
-        self.assertFalse(any(c.gone for c in clients))
+        """The cap on registered clients is checked at registration; connections waiting
+        to register don't count against it."""
+        idle = [self.client(register=False) for _ in range(irc.MAX_UNREGISTERED - 1)]
+        clients = [self.client() for _ in range(irc.MAX_IRC_CLIENTS)]
+        self.assertFalse(any(c.gone for c in clients + idle))
+        self.assertTrue(all(c.proto.registered for c in clients))
         extra = self.client(register=False)
-        self.assertIn("too many IRC clients", extra.lines()[-1])
+        self.assertFalse(extra.gone)  # waiting to register is counted apart
+        self.assertEqual(extra.register("alice"),
+                         [f"ERROR :Closing link: too many IRC clients "
+                          f"(at most {irc.MAX_IRC_CLIENTS})"])
         self.assertTrue(extra.gone)
+        self.assertFalse(extra.proto.registered)
+        clients[0].send("QUIT")  # one goes: there is room again
+        self.assertEqual(self.client(register=False).register("alice")[0].split()[1], "001")
+
+    def test_unregistered_connections_cant_lock_out_a_client(self) -> None:
+        """40 connections that never register: at most MAX_UNREGISTERED stay (the oldest go),
+        and a client that registers still gets in; then the rest time out."""
+        idle = [self.client(register=False) for _ in range(40)]
+        self.assertEqual(sum(not c.gone for c in idle), irc.MAX_UNREGISTERED)
+        self.assertTrue(all(c.gone for c in idle[:-irc.MAX_UNREGISTERED]))
+        self.assertIn("too many connections waiting to register", idle[0].lines()[-1])
+        real = self.client(register=False)
+        self.assertEqual(real.register("alice")[0].split()[1], "001")
+        self.assertTrue(real.proto.registered)
+        self.assertEqual(sum(not c.gone for c in idle), irc.MAX_UNREGISTERED - 1)
+        self.clock.advance(irc.REGISTRATION_TIMEOUT)
+        self.assertTrue(all(c.gone for c in idle))
+        self.assertFalse(real.gone)
+        self.assertEqual(self.factory.registered_count(), 1)
 
 
 class PasswordTests(IrcTestCase):
@@ -204,7 +260,29 @@ class PasswordTests(IrcTestCase):
         client = self.client(register=False)
         self.assertEqual(twirc.parsemsg(client.register("carol", password="s3cret")[0])[1],
                          "001")
-        self.assertEqual(self.node.nick, "carol")
+        self.assertEqual(self.node.nick, "alice")  # the client is given the peer's nick
+
+    def test_nothing_about_the_lan_before_pass(self) -> None:
+        """NICK of a LAN peer's nick before PASS is only checked for its form: no 433, no
+        mask, nothing naming a peer."""
+        self.link("bob_1", "bob")
+        client = self.client(register=False)
+        client.send("NICK bob", "NICK BOB", "CAP LS", "CAP END", "PING x", "NICK b@d")
+        lines = client.lines()
+        self.assertEqual([twirc.parsemsg(line)[1] for line in lines], ["CAP", "PONG", "432"])
+        self.assertFalse(any("bob_1" in line or "LAN" in line for line in lines), lines)
+        client.send("WHOIS bob", "NAMES #general", "WHO *", "ISON bob", "LIST")
+        self.assertEqual(client.commands(), ["451"] * 5)
+        client.send("PASS s3cret", "USER b 0 * :b")
+        self.assertEqual(client.commands()[:6], ["001", "002", "003", "004", "005", "NICK"])
+        self.assertEqual(self.node.nick, "alice")
+
+    def test_nothing_about_the_lan_without_the_password(self) -> None:
+        self.link("bob_1", "bob")
+        client = self.client(register=False)
+        lines = client.register("bob")
+        self.assertEqual([twirc.parsemsg(line)[1] for line in lines], ["464", "ERROR"])
+        self.assertFalse(any("bob_1" in line or "in use" in line for line in lines), lines)
 
     def test_missing_password_refused_before_anything_happens(self) -> None:
         client = self.client(register=False)
@@ -288,16 +366,17 @@ class NickTests(IrcTestCase):
         self.assertIn("bob!bob_1@10.0.0.5", reply[2][-1])
         self.assertEqual(self.node.nick, "alice")
 
-    def test_433_at_registration_lets_the_client_pick_another(self) -> None:
+    def test_a_peers_nick_at_registration_is_no_433(self) -> None:
+        """The 14.11 case: a client asking for a nick a peer has is not told 433 (so it
+        doesn't try ``bob_``, renaming us): it is given the peer's nick."""
         self.link("bob_1", "bob")
         client = self.client(register=False)
         client.send("NICK bob", "USER b 0 * :b")
-        reply = client.parsed()
-        self.assertEqual(reply[0][1], "433")
-        self.assertNotIn("bob_1", reply[0][2][-1])  # strangers learn nothing of the LAN
-        client.send("NICK bob_")
-        self.assertEqual(client.commands()[0], "001")
-        self.assertEqual(self.node.nick, "bob_")
+        replies = client.parsed()
+        self.assertNotIn("433", [r[1] for r in replies])
+        self.assertEqual(replies[0][1:3], ("001", ["alice", replies[0][2][-1]]))
+        self.assertEqual(replies[5][0::2], ("bob!alice_00000001@local", ["alice"]))
+        self.assertEqual(self.node.nick, "alice")
 
     def test_case_change_of_our_own_nick(self) -> None:
         client = self.client()
@@ -392,16 +471,21 @@ class PeerTests(IrcTestCase):
         client.lines()
         self.link("other_1", "alice")
         self.link("weird_1", "9 lives!@x")
-        self.assertEqual(client.lines(), [":alice|2!other_1@10.0.0.5 JOIN #general",
-                                          ":_9_lives__x!weird_1@10.0.0.5 JOIN #general"])
+        lines = client.lines()
+        self.assertEqual(lines[0], ":alice|other!other_1@10.0.0.5 JOIN #general")
+        self.assertIn("Another peer uses your nick alice: shown here as alice|other", lines[1])
+        self.assertEqual(lines[2:], [":_9_lives__x!weird_1@10.0.0.5 JOIN #general"])
 
     def test_taking_a_peers_nick_from_another_face_moves_the_peer_aside(self) -> None:
         client = self.client()
         self.link("bob_1", "bob")
         client.lines()
         self.assertIsNone(self.node.set_nick("bob"))  # as the console's /nick would
-        self.assertEqual(client.lines(), [":bob!bob_1@10.0.0.5 NICK :bob|2",
-                                          ":alice!alice_00000001@local NICK :bob"])
+        lines = client.lines()
+        self.assertEqual(lines[:2], [":bob!bob_1@10.0.0.5 NICK :bob|other",
+                                     ":alice!alice_00000001@local NICK :bob"])
+        self.assertIn("uses your nick bob: shown here as bob|other", lines[2])
+        self.assertEqual(len(lines), 3)
 
     def test_ids_and_addresses_are_cleaned_for_the_hostmask(self) -> None:
         client = self.client()
@@ -488,6 +572,96 @@ class SayTests(IrcTestCase):
         self.assertEqual(client.commands(),
                          ["407"] + ["JOIN", "353", "366"] * irc.MAX_TARGETS)
         self.assertEqual(len(self.node.rooms.joined), 1 + irc.MAX_TARGETS)
+
+
+class FlaggingNode(Node):
+    """A node that flags the peers it is told to (as the trust code would flag another key
+    using our nick, or a nick's unpinned key), shown ``nick?`` as the other faces show it;
+    so these tests don't depend on how the node decides."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.flag: set[str] = set()
+
+    def users(self):
+        return [replace(v, flagged=True, nick=v.nick + "?") if v.peer_id in self.flag else v
+                for v in super().users()]
+
+
+class FlagTests(IrcTestCase):
+    """A peer the node flags, and any other peer using our own nick, is shown with
+    FLAG_SUFFIX; another using our nick brings one warning per client."""
+
+    def setUp(self) -> None:
+        super().setUp()
+        self.node = FlaggingNode("alice", self.clock, peer_id="alice_00000001")
+        self.node.flag.add("other_1")
+        self.factory = self.make_factory()
+
+    def warnings(self, lines: list[str]) -> list[str]:
+        return [line for line in lines if "uses your nick" in line]
+
+    def test_another_key_with_our_nick_is_marked_and_warned_once(self) -> None:
+        client = self.client()
+        client.lines()
+        other = self.link("other_1", "alice")
+        lines = client.lines()
+        self.assertEqual(lines[0], f":alice{irc.FLAG_SUFFIX}!other_1@10.0.0.5 JOIN #general")
+        self.assertEqual(len(self.warnings(lines)), 1)
+        self.assertIn(f"shown here as alice{irc.FLAG_SUFFIX}", lines[1])
+        self.assertIn("not the one pinned", lines[1])
+        self.assertIn("It is not you", lines[1])
+        # More events (a line from it, another peer, a peer list change): no new warning.
+        self.hear(other, CHAT, "hi, I am alice")
+        self.link("bob_1", "bob")
+        self.node._emit(events.PeersChanged(self.clock.seconds()))
+        lines = client.lines()
+        self.assertEqual(self.warnings(lines), [])
+        self.assertIn(f":alice{irc.FLAG_SUFFIX}!other_1@10.0.0.5 PRIVMSG #general :"
+                      "hi, I am alice", lines)
+        # A client attaching later is warned once too, at registration.
+        later = self.client(register=False)
+        self.assertEqual(len(self.warnings(later.register("alice"))), 1)
+        self.node._emit(events.PeersChanged(self.clock.seconds()))
+        self.assertEqual(self.warnings(later.lines()), [])
+        # Our own lines still come from our own nick; a /msg to the marked nick reaches it.
+        later.send(f"PRIVMSG alice{irc.FLAG_SUFFIX} :who are you?")
+        self.assertEqual([m.content for m in self.privates(other)], ["who are you?"])
+
+    def test_a_peer_taking_our_nick_later_is_warned_of(self) -> None:
+        client = self.client()
+        other = self.link("other_1", "zed")
+        client.lines()
+        self.hear(other, JOIN, username="alice")
+        lines = client.lines()
+        self.assertEqual(lines[0], f":zed{irc.FLAG_SUFFIX}!other_1@10.0.0.5 NICK "
+                         f":alice{irc.FLAG_SUFFIX}")
+        self.assertEqual(len(self.warnings(lines)), 1)
+
+    def test_a_flagged_peer_with_another_nick_is_marked_not_warned(self) -> None:
+        client = self.client()
+        client.lines()
+        self.link("other_1", "carol")
+        lines = client.lines()
+        self.assertEqual(lines, [f":carol{irc.FLAG_SUFFIX}!other_1@10.0.0.5 JOIN #general"])
+
+    def test_a_pinned_nick_with_another_key_through_the_real_trust_code(self) -> None:
+        """The node's own flagging (a pin for carol, another key): ``carol|other``; /trust
+        in another face unflags it, and IRC shows the rename."""
+        pins = Pins(None)
+        pins.pin("carol", "cd" * 32)
+        self.node = Node("alice", self.clock, peer_id="alice_00000001", trust=Trust(pins))
+        self.factory = self.make_factory()
+        client = self.client()
+        client.lines()
+        fp = "ab" * 32
+        carol = FakeLink(peer_id_for(fp), "carol", caps=(CAP_OURS, CAP_ROOMS))
+        carol.fp, carol.address = fp, "10.0.0.9:40000"
+        self.assertTrue(self.node.link_ready(carol))
+        mask = f"carol{irc.FLAG_SUFFIX}!{carol.peer_id}@10.0.0.9"
+        self.assertIn(f":{mask} JOIN #general", client.lines())
+        self.node.trust_peer("carol?")
+        self.assertIn(f":{mask} NICK :carol", client.lines())
 
 
 class ChannelTests(IrcTestCase):

@@ -257,3 +257,35 @@ async def test_rooms_and_private_messages_both_ways() -> None:
         assert alice.node.rooms.joined == ["general"]
     finally:
         await _tear_down(client, running, ircd)
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_client_with_a_peers_nick_is_given_ours_and_renames_nobody() -> None:
+    """The 14.11 case end to end: an IRC client on alice asks for the nick bob, which bob has
+    on the LAN.  It is not told 433 (so it doesn't fall back to bob_ and rename alice): it is
+    told its nick is alice, and bob sees no rename."""
+    multicast = fresh_multicast()
+    alice = InProcessPeer("alice", multicast)
+    bob = LinePeer("bob", multicast)
+    ircd = IrcService(alice.node, reactor, LOOPBACK, 0)
+    client: RecordingClient | None = None
+    running: list[Any] = []
+    try:
+        for peer in (alice, bob):
+            await peer.start()
+            running.append(peer)
+        ircd.startService()
+        running.append(ircd)
+        await wait_for(lambda: linked(alice, bob.peer))
+        await wait_for(lambda: bob.shows("* alice joined"))
+        client = RecordingClient("bob")
+        await connectProtocol(TCP4ClientEndpoint(reactor, LOOPBACK, ircd.port), client)
+        await wait_for(lambda: ("joined", CHANNEL) in client.seen)
+        assert ("nick", "alice") in client.seen
+        assert client.nickname == "alice"
+        assert alice.node.nick == "alice"
+        client.say(CHANNEL, "who am I")
+        await wait_for(lambda: bob.shows("<alice> who am I"))
+        assert not bob.shows("known as")
+    finally:
+        await _tear_down(client, running, ircd)

@@ -4,7 +4,8 @@ Any IRC client (irssi, weechat, HexChat) connects to it.  Each room is a channel
 ``#general``, ``ops`` is ``#ops``): peers in it are channel members, their lines are PRIVMSGs to
 it, and what the client says there is said to the room.  JOIN and PART of a room are the peer's
 ``/join`` and ``/part``.  A PRIVMSG to a nick is a private message; private lines received come
-as PRIVMSGs to our nick.  The IRC nick *is* the peer's nick.
+as PRIVMSGs to our nick.  The IRC nick *is* the peer's nick: a client is given it at
+registration, whatever nick it asked for, and renames the peer only by a NICK command after.
 
 Several clients may attach at once.  They share one peer, so they share its rooms: a JOIN or
 PART by one (or by the console) is seen by all.  Only ``#general``, which the peer can't leave,

@@ -1167,9 +1167,7 @@ class IrcFactory(ServerFactory):
         clients (MAX_IRC_CLIENTS, checked at registration): when MAX_UNREGISTERED already
         wait, the oldest of them is closed to make room."""
         waiting = self.waiting()
-        if len(waiting) >= MAX_UNREGISTERED:
-            log.warn("IRC: {n} connections waiting to register: closing the oldest",
-                     n=len(waiting))
+        if len(waiting) >= MAX_UNREGISTERED:  # close() logs it
             waiting[0].close(f"too many connections waiting to register (at most "
                              f"{MAX_UNREGISTERED}); the oldest is closed")
         self.clients[client] = None

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import replace
+from typing import Any
 
 from twisted.internet.address import IPv4Address
 from twisted.internet.task import Clock
@@ -16,7 +17,7 @@ from twisted.words.protocols import irc as twirc
 from p2pchat import events, irc
 from p2pchat.identity import Pins, peer_id_for
 from p2pchat.trust import Trust
-from p2pchat.node import FLAP_WINDOW, Node
+from p2pchat.node import FLAP_WINDOW, Node, PeerView
 from p2pchat.service import StartError
 from p2pchat.wire import (CAP_OURS, CAP_ROOMS, CHAT, JOIN, LEAVE, MAX_ROOMS, MAX_SAY_BYTES,
                           PRIVATE, ROOMS, Message, new_message_id)
@@ -579,11 +580,11 @@ class FlaggingNode(Node):
     using our nick, or a nick's unpinned key), shown ``nick?`` as the other faces show it;
     so these tests don't depend on how the node decides."""
 
-    def __init__(self, *args, **kwargs) -> None:
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.flag: set[str] = set()
 
-    def users(self):
+    def users(self) -> list[PeerView]:
         return [replace(v, flagged=True, nick=v.nick + "?") if v.peer_id in self.flag else v
                 for v in super().users()]
 
@@ -614,7 +615,7 @@ class FlagTests(IrcTestCase):
         # More events (a line from it, another peer, a peer list change): no new warning.
         self.hear(other, CHAT, "hi, I am alice")
         self.link("bob_1", "bob")
-        self.node._emit(events.PeersChanged(self.clock.seconds()))
+        self.factory.on_event(events.PeersChanged(self.clock.seconds()))
         lines = client.lines()
         self.assertEqual(self.warnings(lines), [])
         self.assertIn(f":alice{irc.FLAG_SUFFIX}!other_1@10.0.0.5 PRIVMSG #general :"
@@ -622,7 +623,7 @@ class FlagTests(IrcTestCase):
         # A client attaching later is warned once too, at registration.
         later = self.client(register=False)
         self.assertEqual(len(self.warnings(later.register("alice"))), 1)
-        self.node._emit(events.PeersChanged(self.clock.seconds()))
+        self.factory.on_event(events.PeersChanged(self.clock.seconds()))
         self.assertEqual(self.warnings(later.lines()), [])
         # Our own lines still come from our own nick; a /msg to the marked nick reaches it.
         later.send(f"PRIVMSG alice{irc.FLAG_SUFFIX} :who are you?")
@@ -1118,6 +1119,24 @@ class HelperTests(unittest.TestCase):
         self.assertIs(roster.find("ROBERT"), roster.peer("b1"))
         self.assertIs(roster.find("ALICE"), roster.me)
         self.assertIsNone(roster.holder("alice"))
+
+    def test_roster_marks_flagged_and_same_nick_peers_within_nicklen(self) -> None:
+        roster = irc.Roster("me_1", "alice")
+        self.assertEqual(roster.add("c1", "carol?", "1.2.3.4:5", flagged=True).nick,
+                         "carol|other")
+        self.assertEqual(roster.add("c2", "carol", "1.2.3.4:6").nick, "carol")
+        self.assertEqual(roster.add("a1", "ALICE", "1.2.3.4:7").nick, "ALICE|other")
+        self.assertEqual([m.peer_id for m in roster.using_my_nick()], ["a1"])
+        long = "x" * irc.MAX_NICK_CHARS
+        self.assertEqual(roster.add("x1", long, "1.2.3.4:8").nick, long)
+        self.assertEqual(roster.add("x2", long, "1.2.3.4:9").nick, long[:-2] + "|2")
+        flagged = roster.add("x3", long + "?", "1.2.3.4:10", flagged=True).nick
+        self.assertEqual(flagged, long[:-len(irc.FLAG_SUFFIX)] + irc.FLAG_SUFFIX)
+        again = roster.add("x4", long + "?", "1.2.3.4:11", flagged=True).nick
+        self.assertTrue(again.endswith(irc.FLAG_SUFFIX + "|2"), again)
+        self.assertTrue(all(len(m.nick) <= irc.MAX_NICK_CHARS for m in roster.members()))
+        old, new = roster.rename_peer("c1", "carol", flagged=False)  # after /trust
+        self.assertEqual((old.nick, new.nick), ("carol|other", "carol|2"))
 
 
 class ServiceTests(unittest.TestCase):

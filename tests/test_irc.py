@@ -392,16 +392,22 @@ class PeerTests(IrcTestCase):
         client.lines()
         self.link("other_1", "alice")
         self.link("weird_1", "9 lives!@x")
-        self.assertEqual(client.lines(), [":alice|2!other_1@10.0.0.5 JOIN #general",
-                                          ":_9_lives__x!weird_1@10.0.0.5 JOIN #general"])
+        # Our own nick is ours: another peer using it is flagged (alice?), which IRC shows
+        # with '?' made '_', after a warning.
+        lines = client.lines()
+        self.assertEqual(lines[0], ":alice_!other_1@10.0.0.5 JOIN #general")
+        self.assertIn("uses your nick", lines[1])
+        self.assertEqual(lines[2:], [":_9_lives__x!weird_1@10.0.0.5 JOIN #general"])
 
     def test_taking_a_peers_nick_from_another_face_moves_the_peer_aside(self) -> None:
         client = self.client()
         self.link("bob_1", "bob")
         client.lines()
         self.assertIsNone(self.node.set_nick("bob"))  # as the console's /nick would
-        self.assertEqual(client.lines(), [":bob!bob_1@10.0.0.5 NICK :bob|2",
-                                          ":alice!alice_00000001@local NICK :bob"])
+        lines = client.lines()
+        self.assertEqual(lines[:2], [":bob!bob_1@10.0.0.5 NICK :bob|2",
+                                     ":alice!alice_00000001@local NICK :bob"])
+        self.assertIn("bob? uses your nick", lines[2])  # the other bob is told apart
 
     def test_ids_and_addresses_are_cleaned_for_the_hostmask(self) -> None:
         client = self.client()
@@ -499,8 +505,8 @@ class ChannelTests(IrcTestCase):
         # 479 with the reason (irssi shows its text); 403 and a notice (irssi shows 403 with
         # its own words only).
         self.assertEqual([r[1] for r in replies], ["479"] * 3 + ["403", "NOTICE"] * 2)
-        self.assertEqual(replies[0][2], ["alice", "#no!pe",
-                                         "a room name is made of a-z, 0-9, '-' and '_'"])
+        self.assertEqual(replies[0][2], ["alice", "#no!pe", "a room name is made of a-z, 0-9, "
+                                         "'-' and '_'; for example #ops or #team-2"])
         self.assertIn("at most 32 characters", replies[1][2][-1])
         self.assertEqual(replies[3][2], ["alice", "&local", irc.NOT_HASH])
         self.assertEqual(replies[4][2], ["alice", f"&local: {irc.NOT_HASH}"])

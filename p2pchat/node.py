@@ -543,6 +543,8 @@ class Node:
                     f"else's here (/forget {nick} if that key was yours)")
         old, self.nick = self.nick, nick
         self.trust.be(nick, own_fp)
+        if own_fp:
+            self.trust.pins.pin(old, own_fp)  # the nick we leave stays ours here (first use)
         # The reference announces a new name as a join whose username is the new name.
         self._broadcast(self._message(JOIN, f"{old} changed their name to {nick}"))
         if self.announcer is not None:

@@ -118,8 +118,11 @@ class OwnNick(NickTest):
         self.assertEqual(self.node.shown_nick(bob.peer_id), "newbie?")
         self.assertTrue(any("newbie? uses your nick" in t for t in self.notices()))
         self.assertIsNone(self.pins.get("newbie"))
-        self.assertIsNone(self.node.set_nick("alice"))  # we leave it: bob has it again
-        self.assertEqual(self.node.shown_nick(bob.peer_id), "newbie")
+        self.assertIsNone(self.node.set_nick("alice"))
+        # The nick we leave stays ours here: bob, who used it meanwhile, is not pinned to it.
+        self.assertEqual(self.pins.get("newbie"), self.me.fingerprint)
+        self.assertEqual(self.node.shown_nick(bob.peer_id), "newbie?")
+        self.assertEqual(len([t for t in self.notices() if "newbie?" in t]), 1)
 
     def test_honest_collision_first_key_wins_on_a_third_screen(self) -> None:
         first = self.link("dave", 5)

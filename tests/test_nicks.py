@@ -237,6 +237,23 @@ class Printable(TestCase):
                          "a\ufffd[2Jb\ufffd\ufffd\ufffdgnp.exe\ufffdx\ufffd")
         self.assertEqual(wire.printable("a\tb\u2028c"), "a b c")
 
+    def test_joiners_reach_the_screen_and_history(self) -> None:
+        """14.8: a family emoji arrived as 👨�👩�👧, live and in /history."""
+        from p2pchat.store import Store
+
+        clock = Clock()
+        store = Store(self.mktemp() + "-history.sqlite3")
+        self.addCleanup(store.close)
+        node = Node("alice", clock, peer_id="alice_1", store=store)
+        seen: list = []
+        node.subscribe(seen.append)
+        bob = FakeLink("bob_1", "bob", caps=CAPS)
+        node.link_ready(bob)
+        family = "👨\u200d👩\u200d👧 ❤\ufe0f"
+        node.message_received(bob, chat(bob, family, "f1"))
+        self.assertEqual([e.text for e in seen if isinstance(e, events.ChatLine)], [family])
+        self.assertEqual([line.text for line in node.history("general")], [family])
+
     def test_names_stricter(self) -> None:
         self.assertEqual(wire.printable_name("bob\u200d"), "bob\ufffd")
         self.assertEqual(Trust().display("bob\u200d", ""), "bob\ufffd")

@@ -25,6 +25,7 @@ from p2pchat.catchup import (
     sync_metadata,
 )
 from p2pchat.identity import Identity, beacon_payload, peer_id_for, short_form, verify_beacon
+from p2pchat.ignore import Ignores
 from p2pchat.peers import GONE_AFTER, Heard, Liveness, PeerInfo, PeerTable, should_dial
 from p2pchat.relay import (
     CAP_RELAY,
@@ -38,7 +39,6 @@ from p2pchat.relay import (
 from p2pchat.room import Room
 from p2pchat.rooms import Rooms, private_key, room_name, rooms_of
 from p2pchat.store import Store, StoredLine
-from p2pchat.ignore import Ignores
 from p2pchat.trust import Trust
 from p2pchat.wire import (
     ACK,
@@ -574,8 +574,7 @@ class Node:
                 continue
             state = "stale" if info.liveness(now) is not Liveness.ALIVE else "connecting"
             rows.append(PeerView(printable_name(info.username or info.peer_id), info.peer_id,
-                                 state,
-                                 f"{info.host}:{info.port}", CAP_OURS in info.caps))
+                                 state, f"{info.host}:{info.port}", CAP_OURS in info.caps))
         return sorted(rows, key=lambda r: (r.state != "connected", r.nick.lower()))
 
     def find_link(self, shown: str) -> Link | None:

@@ -37,6 +37,8 @@ COMMANDS: tuple[Spec, ...] = (
     Spec("trust", (), "NICK", "pin the key NICK uses now (e.g. after a 'carol?' warning)",
          needs_arg=True),
     Spec("forget", (), "NICK", "forget the key pinned for NICK", needs_arg=True),
+    Spec("ignore", (), "[NICK]", "hide NICK's lines (by its key, kept); alone: who is ignored"),
+    Spec("unignore", (), "NICK", "show NICK's lines again", needs_arg=True),
     Spec("clear", (), "", "clear the message pane (console)"),
     Spec("quit", ("q", "exit"), "", "leave the chat (peers are told)"),
 )
@@ -89,7 +91,9 @@ def parse_input(text: str) -> Say | Command | Refusal | None:
             if not text.strip():
                 return Refusal(f"usage: /{spec.name} {spec.args}")
             return _checked(Command("msg", arg), text)
-        if spec.name == "history" and arg and not (arg.isdigit() and int(arg) > 0):
+        # isdigit() alone takes "²", which int() refuses: only ASCII digits are a count.
+        if spec.name == "history" and arg and not (arg.isascii() and arg.isdigit()
+                                                   and int(arg) > 0):
             return Refusal("usage: /history [N], N a number of lines")
         return Command(spec.name, arg)
     if text.startswith("//"):

@@ -73,6 +73,10 @@ class NickChanged:
     own: bool = False
 
 
+#: Notice.topic of "another peer uses our nick"
+OWN_NICK = "own-nick"
+
+
 @dataclass(frozen=True)
 class Notice:
     """Something for the user that is not a chat line: a warning or an error."""
@@ -80,6 +84,9 @@ class Notice:
     when: float
     text: str
     error: bool = False
+    #: what it is about, for a face that says it in its own words ("own-nick": another peer
+    #: uses our nick; the IRC face names it as IRC shows it): "" for anything else
+    topic: str = ""
 
 
 @dataclass(frozen=True)

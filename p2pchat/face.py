@@ -154,6 +154,10 @@ class CommandFace:
             self.show_info([self.node.trust_peer(arg)])
         elif name == "forget":
             self.show_info([self.node.forget_pin(arg)])
+        elif name == "ignore":
+            self.show_info([self.node.ignore(arg)] if arg else self.node.ignored())
+        elif name == "unignore":
+            self.show_info([self.node.unignore(arg)])
         elif name == "clear":
             self.clear()
         elif name == "quit":

@@ -15,6 +15,7 @@ import hashlib
 import json
 import os
 import tempfile
+import time
 from dataclasses import dataclass
 from typing import Callable
 
@@ -35,6 +36,13 @@ CERT_NAME = "identity.crt"
 PINS_NAME = "pins.json"
 #: Pins kept at most (a pin is a nick and a fingerprint).
 MAX_PINS = 10_000
+#: First-use pins one key can hold: its newest nicks (a rename past this drops its oldest).
+MAX_PINS_PER_KEY = 3
+#: A full pin table drops a key's first-use pins to make room only if that key has not been
+#: seen for this long (seconds); else nicks that can't be pinned are shown flagged.
+PIN_IDLE_EVICT = 30 * 24 * 3600.0
+#: How often (seconds) seeing a pinned key again is written down (its "seen" time).
+PIN_TOUCH_EVERY = 3600.0
 
 
 def spki_fingerprint(public_key: ed25519.Ed25519PublicKey) -> str:
@@ -232,46 +240,179 @@ def verify_beacon(public_key_b64: str, signature_b64: str, payload: bytes,
 PINS_SAVE_DELAY = 0.5
 
 
+@dataclass
+class Pin:
+    """One pinned nick: the key, when that key was last seen with the nick (wall clock), and
+    whether the user pinned it (/trust) rather than first use."""
+
+    fp: str
+    seen: float
+    trusted: bool = False
+
+
 class Pins:
     """Trust on first use: the fingerprint first seen for each nick, kept in the data dir.
+
+    Bounded so that no peer can switch trust on first use off by filling the table: one key
+    keeps at most ``MAX_PINS_PER_KEY`` first-use pins (its newest nicks; renaming past that
+    drops its own oldest pin, never another key's), a nick pinned to a key is never given to
+    another key except by the user (/trust), and a full table (``MAX_PINS``) makes room only by
+    dropping the first-use pins of the key seen least recently, if that key has not been seen
+    for ``PIN_IDLE_EVICT``.  Until then ``full`` is true and nicks that could not be pinned are
+    shown flagged (``trust.py``): a full table never means "trust anyone".
 
     With ``call_soon`` (``reactor.callLater(PINS_SAVE_DELAY, f)``) the file is written once for
     all the pins of a moment (a peer joining a mesh of 50 pins 49 keys in a second); without
     it, at every change.  ``flush`` writes what is pending (the service calls it at exit)."""
 
     def __init__(self, path: str | None,
-                 call_soon: Callable[[Callable[[], None]], object] | None = None) -> None:
+                 call_soon: Callable[[Callable[[], None]], object] | None = None,
+                 now: Callable[[], float] = time.time, max_pins: int = MAX_PINS) -> None:
         self.path = path
-        self._by_nick: dict[str, str] = {}
+        self.max_pins = max_pins
+        self._by_nick: dict[str, Pin] = {}
+        #: each key's first-use pins, oldest first
+        self._auto: dict[str, list[str]] = {}
         self._call_soon = call_soon
+        self._now = now
         self._dirty = False
+        #: a pin was refused for want of room (and nothing could be dropped)
+        self._refused = False
+        #: no first-use pin can be dropped to make room before this time
+        self._no_room_until = 0.0
         if path and os.path.exists(path):
-            try:
-                with open(path, encoding="utf-8") as f:
-                    data = json.load(f)
-                self._by_nick = {str(k): str(v) for k, v in dict(data).items()}
-            except (OSError, ValueError, TypeError) as e:
-                log.error("can't read the pins in {path} ({why}): starting with none",
-                          path=path, why=str(e))
+            self._read(path)
+
+    def _read(self, path: str) -> None:
+        try:
+            with open(path, encoding="utf-8") as f:
+                data = dict(json.load(f))
+        except (OSError, ValueError, TypeError) as e:
+            log.error("can't read the pins in {path} ({why}): starting with none",
+                      path=path, why=str(e))
+            return
+        now = self._now()
+        entries = []
+        for nick, value in data.items():
+            if isinstance(value, str):  # the first format: nick -> fingerprint
+                entries.append((str(nick), Pin(value, now)))
+            elif isinstance(value, dict) and isinstance(value.get("fp"), str):
+                seen = value.get("seen")
+                seen = float(seen) if isinstance(seen, (int, float)) else now
+                entries.append((str(nick), Pin(value["fp"], seen, value.get("trusted") is True)))
+        entries.sort(key=lambda e: (e[1].seen))
+        for nick, pin in entries:
+            self._add(nick, pin)
+        if len(self._by_nick) < len(entries):
+            log.warn("{n} of the pins in {path} were over the limits and are dropped",
+                     n=len(entries) - len(self._by_nick), path=path)
+            self._save()
 
     def get(self, nick: str) -> str | None:
-        return self._by_nick.get(nick)
+        pin = self._by_nick.get(nick)
+        return pin.fp if pin is not None else None
 
-    def pin(self, nick: str, fingerprint: str) -> None:
-        if len(self._by_nick) >= MAX_PINS and nick not in self._by_nick:
-            log.warn("{n} pins kept: {nick} not pinned", n=MAX_PINS, nick=nick)
-            return
-        self._by_nick[nick] = fingerprint
+    def is_trusted(self, nick: str) -> bool:
+        pin = self._by_nick.get(nick)
+        return pin is not None and pin.trusted
+
+    @property
+    def full(self) -> bool:
+        """True when a nick could not be pinned for want of room, and still can't be."""
+        return self._refused and len(self._by_nick) >= self.max_pins
+
+    def pin(self, nick: str, fingerprint: str, trusted: bool = False) -> bool:
+        """Pin ``fingerprint`` for ``nick``; True if it is pinned now.  On first use
+        (``trusted`` False) a nick pinned to another key is never taken over; ``trusted`` (the
+        user's /trust) replaces it and is never dropped to make room."""
+        old = self._by_nick.get(nick)
+        if old is not None and old.fp == fingerprint:
+            if trusted and not old.trusted:
+                self._drop(nick)
+                self._add(nick, Pin(fingerprint, self._now(), True))
+                self._save()
+            return True
+        if old is not None and not trusted:
+            return False
+        if old is not None:
+            self._drop(nick)
+        if not trusted:
+            mine = self._auto.get(fingerprint, [])
+            while len(mine) >= MAX_PINS_PER_KEY:
+                log.info("{key} has {n} nicks pinned: its oldest, {nick}, is dropped",
+                         key=short_form(fingerprint), n=len(mine), nick=mine[0])
+                self._drop(mine[0])
+        if len(self._by_nick) >= self.max_pins and not self._make_room():
+            if not self._refused:
+                log.warn("{n} pins kept and none can be dropped: {nick} not pinned, and nicks "
+                         "not pinned are shown flagged", n=self.max_pins, nick=nick)
+            self._refused = True
+            return False
+        self._add(nick, Pin(fingerprint, self._now(), trusted))
         self._save()
+        return True
+
+    def touch(self, nick: str, fingerprint: str) -> None:
+        """The key pinned for ``nick`` was seen using it (so its pins are kept longest)."""
+        pin = self._by_nick.get(nick)
+        now = self._now()
+        if pin is not None and pin.fp == fingerprint and now - pin.seen >= PIN_TOUCH_EVERY:
+            pin.seen = now
+            self._save()
 
     def forget(self, nick: str) -> bool:
-        if self._by_nick.pop(nick, None) is None:
+        if nick not in self._by_nick:
             return False
+        self._drop(nick)
         self._save()
         return True
 
     def __len__(self) -> int:
         return len(self._by_nick)
+
+    def _add(self, nick: str, pin: Pin) -> None:
+        """Put a pin in, within the bounds (for loading: the caller checked them)."""
+        if nick in self._by_nick:
+            self._drop(nick)
+        if not pin.trusted:
+            mine = self._auto.setdefault(pin.fp, [])
+            while len(mine) >= MAX_PINS_PER_KEY:
+                self._drop(mine[0])
+        if len(self._by_nick) >= self.max_pins:
+            return
+        self._by_nick[nick] = pin
+        if not pin.trusted:
+            self._auto.setdefault(pin.fp, []).append(nick)
+
+    def _drop(self, nick: str) -> None:
+        pin = self._by_nick.pop(nick)
+        mine = self._auto.get(pin.fp)
+        if mine is not None and nick in mine:
+            mine.remove(nick)
+            if not mine:
+                del self._auto[pin.fp]
+
+    def _make_room(self) -> bool:
+        """Drop the first-use pins of the key seen least recently, if it has not been seen for
+        ``PIN_IDLE_EVICT``; False if no key qualifies.  Pins made by /trust are never dropped.
+        (A scan of the table, at most once per ``PIN_IDLE_EVICT`` while nothing qualifies.)"""
+        now = self._now()
+        if now < self._no_room_until:
+            return False
+        oldest, oldest_seen = None, now
+        for fp, nicks in self._auto.items():
+            seen = max(self._by_nick[n].seen for n in nicks)
+            if seen < oldest_seen:
+                oldest, oldest_seen = fp, seen
+        if oldest is None or now - oldest_seen < PIN_IDLE_EVICT:
+            self._no_room_until = oldest_seen + PIN_IDLE_EVICT
+            return False
+        log.info("pin table full: the pins of {key}, not seen for {d:.0f} days, are dropped",
+                 key=short_form(oldest), d=(now - oldest_seen) / 86400)
+        for nick in list(self._auto[oldest]):
+            self._drop(nick)
+        self._refused = False
+        return True
 
     def _save(self) -> None:
         if not self.path:
@@ -288,7 +429,9 @@ class Pins:
 
     def _write(self) -> None:
         self._dirty = False
-        data = json.dumps(self._by_nick, indent=1, sort_keys=True).encode("utf-8")
+        table = {nick: {"fp": pin.fp, "seen": round(pin.seen, 3), "trusted": pin.trusted}
+                 for nick, pin in self._by_nick.items()}
+        data = json.dumps(table, indent=1, sort_keys=True).encode("utf-8")
         try:
             _write_private(self.path, data)
         except OSError as e:

@@ -1254,6 +1254,8 @@ class IrcFactory(ServerFactory):
         elif isinstance(event, events.RoomChanged):
             self._room_changed(event)
         elif isinstance(event, events.Notice):
+            if event.topic == events.OWN_NICK:
+                return  # each client is warned in IRC's names (warn_of_nick_users)
             for client in self._registered():
                 client.server_notice(("! " if event.error else "") + event.text)
 

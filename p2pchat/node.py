@@ -25,6 +25,7 @@ from p2pchat.catchup import (
     sync_metadata,
 )
 from p2pchat.identity import Identity, beacon_payload, peer_id_for, short_form, verify_beacon
+from p2pchat.ignore import Ignores
 from p2pchat.peers import GONE_AFTER, Heard, Liveness, PeerInfo, PeerTable, should_dial
 from p2pchat.relay import (
     CAP_RELAY,
@@ -64,6 +65,7 @@ from p2pchat.wire import (
     WireError,
     nick_problem,
     printable,
+    printable_name,
 )
 
 log = Logger()
@@ -180,6 +182,9 @@ class Node:
         self.nick = nick
         self.identity = identity
         self.trust = trust or Trust()
+        self.trust.be(nick, identity.fingerprint if identity else "")
+        #: peers whose lines are not shown (/ignore); the service gives it its file
+        self.ignores = Ignores(None)
         self.peer_id = peer_id or (identity.peer_id if identity else new_peer_id(nick))
         self.caps = CAPS + ((CAP_TLS, CAP_RELAY) if identity else ())
         self.clock = clock
@@ -457,10 +462,11 @@ class Node:
         name, problem = room_name(text)
         if problem:
             return problem
+        if name in self.rooms.joined:
+            return f"you are already in #{name}"
         if len(self.rooms.joined) >= MAX_ROOMS:
             return f"you are in {MAX_ROOMS} rooms already; /part one first"
-        if not self.rooms.join(name):
-            return f"you are already in #{name}"
+        self.rooms.join(name)
         self._rooms_changed()
         self._emit(events.RoomChanged(self.clock.seconds(), name, self.nick, self.peer_id,
                                       joined=True, own=True))
@@ -514,8 +520,10 @@ class Node:
         """The last ``count`` lines of a conversation, oldest first (from disk if kept)."""
         count = max(1, min(count, HISTORY_MAX_SHOWN))
         if self.store is not None:
-            return self.store.recent(room, count)
-        lines = [m for m in self.room.history if self._conversation(m) == room]
+            return [line for line in self.store.recent(room, count)
+                    if line.sender_id not in self.ignores]
+        lines = [m for m in self.room.history if self._conversation(m) == room
+                 and m.sender_id not in self.ignores]
         return [StoredLine(m.id, room, m.sender_id, m.username,
                            _action_text(m) or m.content, _action_text(m) is not None,
                            m.sender_id == self.peer_id, m.timestamp or 0.0)
@@ -528,12 +536,24 @@ class Node:
             return problem
         if nick == self.nick:
             return f"you are already {nick}"
+        own_fp = self.identity.fingerprint if self.identity else ""
+        pinned = self.trust.pins.get(nick)
+        if pinned is not None and pinned != own_fp:
+            return (f"{nick} is pinned to another key ({short_form(pinned)}): it is someone "
+                    f"else's here (/forget {nick} if that key was yours)")
         old, self.nick = self.nick, nick
+        self.trust.be(nick, own_fp)
+        if own_fp:
+            self.trust.pins.pin(old, own_fp)  # the nick we leave stays ours here (first use)
         # The reference announces a new name as a join whose username is the new name.
         self._broadcast(self._message(JOIN, f"{old} changed their name to {nick}"))
         if self.announcer is not None:
             self.announcer.announce()
         self._emit(events.NickChanged(self.clock.seconds(), old, nick, self.peer_id, own=True))
+        for link in list(self.links.values()):
+            if link.username in (old, nick):
+                self._check_key(link)  # a peer using our new nick: flagged, and said so
+        self._emit(events.PeersChanged(self.clock.seconds()))
         return None
 
     def users(self) -> list[PeerView]:
@@ -553,8 +573,8 @@ class Node:
             if info.peer_id in self.links:
                 continue
             state = "stale" if info.liveness(now) is not Liveness.ALIVE else "connecting"
-            rows.append(PeerView(printable(info.username or info.peer_id), info.peer_id, state,
-                                 f"{info.host}:{info.port}", CAP_OURS in info.caps))
+            rows.append(PeerView(printable_name(info.username or info.peer_id), info.peer_id,
+                                 state, f"{info.host}:{info.port}", CAP_OURS in info.caps))
         return sorted(rows, key=lambda r: (r.state != "connected", r.nick.lower()))
 
     def find_link(self, shown: str) -> Link | None:
@@ -587,10 +607,46 @@ class Node:
             return f"no linked peer is shown as {shown}"
         if not link.fp:
             return f"{shown} has no key to trust (a plain connection)"
+        if self.trust.is_own(link.username):
+            return f"{printable_name(link.username)} is your own nick: no other key can have it"
         old = self._nick(link)
-        self.trust.pins.pin(link.username, link.fp)
+        if not self.trust.pins.pin(link.username, link.fp, trusted=True):
+            return "not pinned: the pin table is full (/forget a nick first)"
         self._emit(events.PeersChanged(self.clock.seconds()))
-        return f"pinned {short_form(link.fp)} for {printable(link.username)} (was shown as {old})"
+        return (f"pinned {short_form(link.fp)} for {printable_name(link.username)} "
+                f"(was shown as {old})")
+
+    def ignore(self, shown: str) -> str:
+        """/ignore: hide the lines of the linked peer shown as ``shown``, by its key (a base
+        peer by its peer id), from now on and across restarts.  Returns what to tell."""
+        link = self.find_link(shown)
+        if link is None:
+            return f"no linked peer is shown as {shown}; /users lists them"
+        name = printable_name(link.username or link.peer_id)
+        problem = self.ignores.add(link.peer_id, link.fp, name)
+        if problem:
+            return problem
+        key = f"its key {short_form(link.fp)}" if link.fp else f"its peer id {link.peer_id}"
+        return f"ignoring {self._nick(link)} ({key}): its lines are not shown"
+
+    def unignore(self, text: str) -> str:
+        """/unignore: show the lines of an ignored peer again (by nick, shown nick or id)."""
+        link = self.find_link(text)
+        peer_id = link.peer_id if link is not None and link.peer_id in self.ignores else None
+        peer_id = peer_id or self.ignores.find(text[:-1] if text.endswith("?") else text)
+        entry = self.ignores.remove(peer_id) if peer_id else None
+        if entry is None:
+            return f"{text} is not ignored; /ignore lists who is"
+        return f"no longer ignoring {entry[1]}"
+
+    def ignored(self) -> list[str]:
+        """/ignore with no argument: who is ignored."""
+        entries = self.ignores.entries()
+        if not entries:
+            return ["nobody is ignored"]
+        return [f"ignored: {len(entries)}"] + [
+            f"  {nick:<21} {short_form(fp) if fp else 'no key, peer id ' + peer_id}"
+            for nick, peer_id, fp in entries]
 
     def forget_pin(self, nick: str) -> str:
         """/forget: drop the pin of ``nick``; the next key seen for it is pinned anew."""
@@ -807,7 +863,7 @@ class Node:
         if link is not None:
             return self._nick(link)
         info = self.peers.get(peer_id)
-        return printable(info.username) if info is not None and info.username else peer_id
+        return printable_name(info.username) if info is not None and info.username else peer_id
 
     def _nick(self, link: Link) -> str:
         """How a peer is shown: its nick, or ``nick?`` when its key is not the pinned one."""
@@ -815,16 +871,28 @@ class Node:
 
     def _check_key(self, link: Link) -> None:
         """Trust on first use: pin a new nick's key; warn about a nick with another key."""
-        if not link.fp or not link.username:
+        if not link.username:
             return
         if self.trust.first_use(link.username, link.fp):
-            self._notice(f"pinned {printable(link.username)}'s key {short_form(link.fp)}")
-        elif self.trust.flagged(link.username, link.fp):
-            shown = self._nick(link)
-            self._notice(f"{shown} has another key ({short_form(link.fp)}) than the "
-                         f"{printable(link.username)} you know: shown as {shown}; "
-                         f"/whois {shown} to compare, /trust {shown} if you expected it",
-                         error=True)
+            self._notice(f"pinned {printable_name(link.username)}'s key {short_form(link.fp)}")
+        elif (self.trust.flagged(link.username, link.fp)
+              and self.trust.warn_once(link.username, link.fp)):
+            shown, name = self._nick(link), printable_name(link.username)
+            key = f"another key ({short_form(link.fp)})" if link.fp else "no key (plain)"
+            unlike = (f"another key ({short_form(link.fp)}) than" if link.fp
+                      else "no key (a plain connection), unlike")
+            if self.trust.is_own(link.username):
+                self._emit(events.Notice(self.clock.seconds(),
+                                         f"{shown} uses your nick with {key}: it is not you, "
+                                         f"and is shown as {shown}; /whois {shown} to see who",
+                                         error=True, topic=events.OWN_NICK))
+            elif self.trust.pins.get(link.username) is None:
+                self._notice(f"{shown} can't be pinned: the pin table is full, so it is shown "
+                             f"as {shown}; /forget a nick to make room", error=True)
+            else:
+                self._notice(f"{shown} has {unlike} the {name} you know: shown as {shown}; "
+                             f"/whois {shown} to compare, /trust {shown} if you expected it",
+                             error=True)
 
     def _prefer(self, new: Link, old: Link) -> bool:
         """Two links to one peer: both sides must keep the same one.  Links dialed by the same
@@ -958,8 +1026,11 @@ class Node:
                    relay: tuple[bytes, str] | None = None) -> None:
         """A line from someone else, accepted: keep it, save it, show it (at the time it was
         said, unless that time is nonsense).  ``relay``: its bytes and author's key, kept
-        with it to hand on."""
+        with it to hand on.  An ignored peer's line is only kept in memory (to drop
+        duplicates): not saved, not shown, not notified."""
         self.room.record(msg)
+        if msg.sender_id in self.ignores:
+            return
         when = msg.timestamp if msg.timestamp and 0 < msg.timestamp <= now else now
         action = _action_text(msg)
         line = events.ChatLine(when, nick, printable(action or msg.content), msg.sender_id,

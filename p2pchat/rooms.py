@@ -8,11 +8,17 @@ from typing import Iterable
 
 from p2pchat.wire import DEFAULT_ROOM, MAX_ROOMS, Message, WireError, room_problem
 
+#: Shown with a refused room name: names that work.
+ROOM_EXAMPLE = "#ops or #team-2"
+
 
 def room_name(text: str) -> tuple[str, str | None]:
     """What the user typed (``#Ops``, ``ops``) to a room name, and why it can't be one."""
     name = text.strip().lstrip("#").lower()
-    return name, room_problem(name)
+    problem = room_problem(name)
+    if problem and name:
+        problem = f"{problem}; for example {ROOM_EXAMPLE}"
+    return name, problem
 
 
 def private_key(peer_id: str) -> str:

@@ -22,9 +22,11 @@ from p2pchat import logs
 from p2pchat.catchup import LOG_AGE, LOG_LINES
 from p2pchat.discovery import DEFAULT_GROUP, DEFAULT_PORT, BeaconProtocol
 from p2pchat.identity import PINS_NAME, PINS_SAVE_DELAY, Identity, Pins
+from p2pchat.ignore import IGNORED_NAME, Ignores
 from p2pchat.mesh import Dialer, PeerProtocol, PeerServerFactory
 from p2pchat.node import HEARTBEAT_INTERVAL, Node
 from p2pchat.store import FLUSH_DELAY, STORE_NAME, Store
+from p2pchat.nick import NickKeeper, start_nick
 from p2pchat.trust import Trust
 from p2pchat.wire import nick_problem
 
@@ -98,6 +100,7 @@ class Options(usage.Options):
             raise SystemExit(2)
 
     def postOptions(self) -> None:
+        self["username-given"] = self["username"] is not None  # else the kept nick (nick.py)
         nick = self["username"] if self["username"] is not None else default_nick()
         problem = nick_problem(nick)
         if problem:
@@ -373,8 +376,11 @@ def makeService(options: Options, reactor=None) -> ChatService:
                 call_soon=lambda f: reactor.callLater(PINS_SAVE_DELAY, f))
     trust = Trust(pins, options["secure-only"])
     store = open_store(data_dir, reactor, options["catchup-age"])
-    node = Node(options["username"], reactor, log_lines=options["catchup-lines"],
+    given = options["username"] if options.get("username-given", True) else None
+    node = Node(start_nick(data_dir, given, options["username"]), reactor, log_lines=options["catchup-lines"],
                 log_age=options["catchup-age"], identity=identity, trust=trust, store=store)
+    node.ignores = Ignores(os.path.join(data_dir, IGNORED_NAME))
+    node.subscribe(NickKeeper(data_dir))
     node_service = NodeService(node, reactor, options["port"], options["multicast"],
                                options["interface"])
     face = make_face(options["ui"], node, reactor, options["data-dir"])

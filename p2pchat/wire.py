@@ -183,22 +183,42 @@ def room_problem(name: str) -> str | None:
     return None
 
 
+#: Bidi embeddings, overrides and isolates (LRE RLE PDF LRO RLO, LRI RLI FSI PDI): they
+#: reorder the text after them on screen (and the rest of the terminal line), so received
+#: text can't use them.  The plain marks (LRM, RLM, ALM) only nudge neighbours and are kept.
+BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+
+
 def printable(text: str) -> str:
-    """Text safe to put on a terminal: control characters (escape sequences, NUL, bells) are
-    replaced by U+FFFD; tabs become spaces.  Used on everything received before it is shown."""
+    """Text safe to put on a terminal: C0 and C1 controls (escape sequences, NUL, bells) and
+    bidi overrides are replaced by U+FFFD, tabs and other spaces become spaces, line and
+    paragraph separators too.  Everything else is kept, joiners and variation selectors
+    included (``👨\u200d👩\u200d👧`` is one family, ``❤\ufe0f`` red): they only shape
+    the glyphs beside them.  Used on every received text before it is shown."""
     if text.isprintable():
         return text
     out = []
     for ch in text:
-        if ch == "\t":
-            out.append(" ")
-        elif ch.isprintable() or ch == " ":
+        if ch.isprintable() or ch == " ":
             out.append(ch)
-        elif unicodedata.category(ch) in ("Zs",):
+            continue
+        category = unicodedata.category(ch)
+        if ch == "\t" or category in ("Zs", "Zl", "Zp"):
             out.append(" ")
-        else:
+        elif category in ("Cc", "Cs") or ch in BIDI_CONTROLS:
             out.append("\ufffd")
+        else:
+            out.append(ch)  # format characters (joiners, marks), unassigned, private use
     return "".join(out)
+
+
+def printable_name(text: str) -> str:
+    """A received name (a nick) to show: stricter than ``printable``, every character that is
+    not visible by itself (joiners and other format characters too) is U+FFFD, so that
+    ``bob\u200d`` can't pass for ``bob``."""
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() else "\ufffd" for ch in text)
 
 
 def _string(obj: dict[str, Any], key: str, limit: int, required: bool = False) -> str:

@@ -675,7 +675,8 @@ class ChannelTests(IrcTestCase):
         # its own words only).
         self.assertEqual([r[1] for r in replies], ["479"] * 3 + ["403", "NOTICE"] * 2)
         self.assertEqual(replies[0][2], ["alice", "#no!pe",
-                                         "a room name is made of a-z, 0-9, '-' and '_'"])
+                                         "a room name is made of a-z, 0-9, '-' and '_'; "
+                                         "for example #ops or #team-2"])
         self.assertIn("at most 32 characters", replies[1][2][-1])
         self.assertEqual(replies[3][2], ["alice", "&local", irc.NOT_HASH])
         self.assertEqual(replies[4][2], ["alice", f"&local: {irc.NOT_HASH}"])

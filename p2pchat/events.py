@@ -25,6 +25,9 @@ class ChatLine:
     room: str = "general"
     #: for a private line: the nick of the other party (else "")
     private: str = ""
+    #: for our own private line: its peer is away, so it was kept (in the sent log) and is
+    #: sent when the peer is back; pending until then (a pending mark, not "not delivered")
+    kept: bool = False
 
 
 @dataclass(frozen=True)

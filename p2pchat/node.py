@@ -431,7 +431,9 @@ class Node:
             return found
         peer_id, nick = found
         link = self.links.get(peer_id)
-        away = link is None or link.said_leave
+        # A link with its id that takes no private lines is not it (a plain link claiming
+        # it): the line waits for the peer itself.
+        away = link is None or link.said_leave or CAP_ROOMS not in link.caps
         if away and self.delivery.private_waiting(peer_id) >= HELD_LINES:
             return (f"{nick} is away and {HELD_LINES} private lines already wait for "
                     f"{nick}: this one is not kept")

@@ -817,7 +817,7 @@ class ConversationTests(unittest.TestCase):
 
     def test_msg_to_nobody(self) -> None:
         self.h.enter("/msg dave hello")
-        self.assertIn("! no linked peer is shown as dave", self.h.text())
+        self.assertIn("! no peer called dave", self.h.text())
         self.assertEqual(len(self.h.face.conversations), 1)
 
     def test_query_switches(self) -> None:
@@ -839,7 +839,7 @@ class ConversationTests(unittest.TestCase):
         self.h.enter("/query carol //shrug")
         self.assertEqual([m.content for m in self.carol.sent if m.type == PRIVATE][-1], "//shrug")
         self.h.enter("/query zed")
-        self.assertIn("! no linked peer is shown as zed", self.h.text())
+        self.assertIn("! no peer called zed", self.h.text())
         self.assertEqual(self.h.face.input.edit_text, "/query zed")
 
     def test_part_leaves_the_room_and_shows_general(self) -> None:

@@ -363,7 +363,8 @@ class Node:
 
     def _pump(self, link: Link) -> None:
         """Write to ``link`` what it lacks of the sent log, until its peer stops reading."""
-        if link.backed_up or not link.synced or link.cursor >= self._sequence:
+        if (link.backed_up or not link.synced or link.cursor >= self._sequence
+                or link.said_leave):  # it said goodbye: it can't show lines any more
             return
         lines, missing = self.sent_log.since(link.cursor)
         if missing and link.cursor >= self.log_floor:

@@ -45,9 +45,6 @@ class AwayTest(TestCase):
     def delivered(self) -> list[str]:
         return [e.message_id for e in self.seen["a"] if isinstance(e, events.Delivered)]
 
-    def wire_carried(self, kind: str) -> list[str]:
-        return [m.content for m in self.wire.ab.sent if m.type == kind]
-
     def bob_quits(self) -> None:
         """bob says goodbye; its link lingers (its shutdown waits up to 2 s) until cut."""
         self.b.say_goodbye()
@@ -70,9 +67,9 @@ class AwayTest(TestCase):
         return [e for e in shown if isinstance(e, events.ChatLine)]
 
     def test_lines_said_after_a_quit_are_kept_and_delivered_once_back(self) -> None:
-        self.wire.ab.sent.clear()
         self.bob_quits()
         early = self.a.say_private("bob", "at +1 s")  # its link still lingers
+        self.assertEqual([data for peer, _, data in self.wire.queue if b"+1 s" in data], [])
         self.wire.cut()
         late = self.a.say("at +4 s", room="@b_1")  # /query bob: typed in the talk
         self.assertIsInstance(early, Kept)
@@ -83,7 +80,6 @@ class AwayTest(TestCase):
                          ["bob is away: the line is kept and sent when bob is back"])
         self.assertEqual([(e.kept, e.pending, e.room, e.private) for e in self.own()],
                          [(True, True, "@b_1", "bob")] * 2)
-        self.assertEqual(self.wire_carried(PRIVATE), [])  # nothing written to the lingering link
         shown = self.bob_is_back()
         self.assertEqual([(e.text, e.room, e.private) for e in shown],
                          [("at +1 s", "@a_1", "alice"), ("at +4 s", "@a_1", "alice")])

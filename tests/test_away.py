@@ -67,6 +67,10 @@ class AwayTest(TestCase):
         return [e for e in shown if isinstance(e, events.ChatLine)]
 
     def test_lines_said_after_a_quit_are_kept_and_delivered_once_back(self) -> None:
+        hello = self.a.say("hello")  # bob's cursor is at the newest line: the quick way
+        self.wire.pump()
+        self.clock.advance(ACK_DELAY)
+        self.wire.pump()
         self.bob_quits()
         early = self.a.say_private("bob", "at +1 s")  # its link still lingers
         self.assertEqual([data for peer, _, data in self.wire.queue if b"+1 s" in data], [])
@@ -79,11 +83,11 @@ class AwayTest(TestCase):
         self.assertEqual(self.notices(),
                          ["bob is away: the line is kept and sent when bob is back"])
         self.assertEqual([(e.kept, e.pending, e.room, e.private) for e in self.own()],
-                         [(True, True, "@b_1", "bob")] * 2)
+                         [(False, True, "general", "")] + [(True, True, "@b_1", "bob")] * 2)
         shown = self.bob_is_back()
         self.assertEqual([(e.text, e.room, e.private) for e in shown],
                          [("at +1 s", "@a_1", "alice"), ("at +4 s", "@a_1", "alice")])
-        self.assertEqual(self.delivered(), [early.msg.id, late.msg.id])
+        self.assertEqual(self.delivered(), [hello.id, early.msg.id, late.msg.id])
         # back: a new line goes at once, and no notice
         self.assertIsInstance(self.a.say_private("bob", "welcome back"), type(early.msg))
         self.assertEqual(len(self.notices()), 1)

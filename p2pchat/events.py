@@ -32,7 +32,8 @@ class ChatLine:
 
 @dataclass(frozen=True)
 class Delivered:
-    """Every peer that was in the room when we said ``message_id`` has it now."""
+    """Every peer that was in the room when we said ``message_id`` has it now (for a private
+    line: its addressee, also one that was away when it was said, once it is back)."""
 
     when: float
     message_id: str

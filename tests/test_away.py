@@ -205,3 +205,16 @@ class LineFaceDeliveryTest(TestCase):
                         out[-1])
         self.assertEqual(sum("delivered" in line and "bob is away" not in line
                              for line in out), 1)
+
+    def test_lines_remembered_to_tell_are_bounded(self) -> None:
+        from p2pchat import lines
+        self.patch(lines, "TOLD_WHEN_DELIVERED", 2)
+        clock = Clock()
+        node = Node("alice", clock, peer_id="a_1")
+        face = LineFace(node, on_quit=lambda: None)
+        transport = StringTransport()
+        face.makeConnection(transport)
+        said = [node.say(f"alone {i}") for i in range(3)]  # nobody linked: all told later
+        self.assertEqual(list(face._told_later), [m.id for m in said[1:]])
+        node._emit(events.Delivered(clock.seconds(), said[0].id))  # forgotten: not told
+        self.assertNotIn("delivered: alone 0", transport.value().decode("utf-8"))

@@ -134,15 +134,23 @@ def parse_ack(msg: Message) -> int:
 
 class Delivery:
     """Which of our lines still wait for which peers' acks.  Acks only move forward, so each
-    ack visits just the lines between a peer's previous ack and this one."""
+    ack visits just the lines between a peer's previous ack and this one.
+
+    A line keeps waiting for a peer that left (it gets the line by catch-up when it is back,
+    and its ack then clears the mark); it stops waiting only when acked or when it left the
+    sent log (``forget_through``), so this is bounded by the log."""
 
     def __init__(self) -> None:
         self._waiting: dict[int, tuple[str, set[str]]] = {}
         self._seqs: list[int] = []  # ascending; may hold sequences already done
         self._acked: dict[str, int] = {}
+        #: private lines waiting, by sequence: their addressee; and how many per addressee
+        self._private: dict[int, str] = {}
+        self._private_counts: dict[str, int] = {}
 
-    def expect(self, seq: int, message_id: str, peers: set[str]) -> None:
-        """``message_id`` (our line ``seq``) waits for ``peers`` (added to any it waited for)."""
+    def expect(self, seq: int, message_id: str, peers: set[str], private: bool = False) -> None:
+        """``message_id`` (our line ``seq``) waits for ``peers`` (added to any it waited for).
+        ``private``: a private line (to the one peer in ``peers``), counted per addressee."""
         if not peers:
             return
         if seq in self._waiting:
@@ -150,6 +158,10 @@ class Delivery:
             return
         self._waiting[seq] = (message_id, set(peers))
         bisect.insort(self._seqs, seq)
+        if private and len(peers) == 1:
+            (to,) = peers
+            self._private[seq] = to
+            self._private_counts[to] = self._private_counts.get(to, 0) + 1
         for peer in peers:  # an ack it already sent may not cover a line it gets now
             if self._acked.get(peer, -1) >= seq:
                 self._acked[peer] = seq - 1
@@ -170,27 +182,38 @@ class Delivery:
             message_id, peers = entry
             peers.discard(peer_id)
             if not peers:
-                del self._waiting[seq]
+                self._done(seq)
                 done.append(message_id)
         self._compact()
         return done
 
+    def private_waiting(self, peer_id: str) -> int:
+        """How many of our private lines to ``peer_id`` it has not acknowledged yet."""
+        return self._private_counts.get(peer_id, 0)
+
     def forget_peer(self, peer_id: str) -> None:
-        """A peer left the room: it is no longer waited for.  Lines only it was waited for stay
-        undelivered (they are dropped here, not reported as delivered)."""
+        """A peer left the room.  The lines it had not acked still wait for it: if it comes
+        back with its data dir it gets them by catch-up, and its ack clears their marks (so
+        its next ack is counted from the start)."""
         self._acked.pop(peer_id, None)
-        for seq, (_, peers) in list(self._waiting.items()):
-            peers.discard(peer_id)
-            if not peers:
-                del self._waiting[seq]
-        self._compact()
 
     def forget_through(self, seq: int) -> None:
         """Lines up to ``seq`` left the sent log: they can't be delivered any more."""
         hi = bisect.bisect_right(self._seqs, seq)
         for old in self._seqs[:hi]:
-            self._waiting.pop(old, None)
+            if old in self._waiting:
+                self._done(old)
         del self._seqs[:hi]
+
+    def _done(self, seq: int) -> None:
+        del self._waiting[seq]
+        to = self._private.pop(seq, None)
+        if to is not None:
+            left = self._private_counts[to] - 1
+            if left:
+                self._private_counts[to] = left
+            else:
+                del self._private_counts[to]
 
     def _compact(self) -> None:
         """Drop done sequences from the front of the index."""

@@ -25,11 +25,15 @@ class ChatLine:
     room: str = "general"
     #: for a private line: the nick of the other party (else "")
     private: str = ""
+    #: for our own private line: its peer is away, so it was kept (in the sent log) and is
+    #: sent when the peer is back; pending until then (a pending mark, not "not delivered")
+    kept: bool = False
 
 
 @dataclass(frozen=True)
 class Delivered:
-    """Every peer that was in the room when we said ``message_id`` has it now."""
+    """Every peer that was in the room when we said ``message_id`` has it now (for a private
+    line: its addressee, also one that was away when it was said, once it is back)."""
 
     when: float
     message_id: str

@@ -134,13 +134,13 @@ class CommandFace:
             self._answer(self.node.say_private(target, text.strip()))
         elif name == "query":
             target, _, text = arg.partition(" ")
-            link = self.node.find_link(target)
-            if link is None:
-                self.show_error(f"no linked peer is shown as {target}; /users lists them")
+            found = self.node.addressee(target)  # linked, or away (the lines are kept)
+            if isinstance(found, str):
+                self.show_error(found)
                 return
-            self.switch_room(private_key(link.peer_id))
+            self.switch_room(private_key(found[0]))
             if text.strip():
-                self._answer(self.node.say_private(link.peer_id, text.strip()))
+                self._answer(self.node.say_private(found[0], text.strip()))
         elif name == "history":
             count = int(arg) if arg else HISTORY_SHOWN
             self.show_history(self.room, self.node.history(self.room, count))

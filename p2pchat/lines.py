@@ -14,6 +14,8 @@ tests, so its output format is stable and documented in README.rst:
     10:33:02 [private to bob] <carol> a line you said to bob alone
     10:29:00 [history] <alice> a line from before this start (between "- history of ..." and
              "- end of history")
+    10:34:00 - delivered to bob: a line of yours that was kept for bob (away) or said with
+             nobody linked, once acknowledged ("delivered: ..." for a room line)
 """
 
 from __future__ import annotations
@@ -37,6 +39,12 @@ log = Logger()
 
 
 _last_clock: list = [None, ""]
+
+#: Most own lines remembered to tell their delivery (kept for an away peer, or said while no
+#: peer was linked); past this the oldest is forgotten (its delivery is then not told).
+TOLD_WHEN_DELIVERED = 1000
+#: How much of a delivered line's text "delivered ..." repeats.
+DELIVERED_TEXT = 60
 
 
 def clock_text(when: float) -> str:
@@ -82,6 +90,8 @@ class LineFace(LineReceiver, CommandFace):
         self.node = node
         self._on_quit = on_quit
         self._quitting = False
+        #: own lines whose delivery is told when it comes (see _delivered), by message id
+        self._told_later: dict[str, events.ChatLine] = {}
 
     def connectionMade(self) -> None:
         history = self.node.history(DEFAULT_ROOM, HISTORY_SHOWN)
@@ -106,9 +116,28 @@ class LineFace(LineReceiver, CommandFace):
         self.show_info(["end of history"])
 
     def on_event(self, event: events.Event) -> None:
-        line = format_event(event)
+        if isinstance(event, events.Delivered):
+            line = self._delivered(event)
+        else:
+            line = format_event(event)
+            if (isinstance(event, events.ChatLine) and event.own and event.pending
+                    and (event.kept or event.sent_to == 0)):
+                self._told_later[event.message_id] = event
+                if len(self._told_later) > TOLD_WHEN_DELIVERED:
+                    del self._told_later[next(iter(self._told_later))]
         if line is not None:
             self._write(line)
+
+    def _delivered(self, event: events.Delivered) -> str | None:
+        """The line face has no marks: a line that was told kept (or said to nobody) is told
+        delivered, once its peers acknowledged it."""
+        said = self._told_later.pop(event.message_id, None)
+        if said is None:
+            return None
+        text = said.text if len(said.text) <= DELIVERED_TEXT else said.text[:DELIVERED_TEXT] + "…"
+        where = f" to {said.private}" if said.private else (
+            "" if said.room == DEFAULT_ROOM else f" in #{said.room}")
+        return f"{clock_text(event.when)} - delivered{where}: {text}"
 
     def _write(self, line: str) -> None:
         if self.transport is not None:

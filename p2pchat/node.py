@@ -14,6 +14,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
 from p2pchat import events
+from p2pchat.absent import HELD_LINES, RecentPeers
 from p2pchat.catchup import (
     ACK_DELAY,
     LOG_AGE,
@@ -166,6 +167,21 @@ class PeerView:
     rooms: tuple[str, ...] = ()  # the rooms it is in (general first)
 
 
+@dataclass(frozen=True)
+class Kept:
+    """What ``say_private`` returns when its peer is away: the line (``msg``) is kept in the
+    sent log and written to ``peer_id`` when it links again; it was shown with a pending mark
+    and ``events.Delivered`` comes when the peer acks it.  A face may say so."""
+
+    msg: Message
+    peer_id: str
+    nick: str
+
+    @property
+    def notice(self) -> str:
+        return f"{self.nick} is away: the line is kept and sent when {self.nick} is back"
+
+
 Observer = Callable[[events.Event], None]
 
 
@@ -224,6 +240,10 @@ class Node:
         self._lonely: list[tuple[int, str, float]] = []
         self._liveness: dict[str, Liveness] = {}
         self._probes: dict[str, tuple[str, object]] = {}
+        #: peers of ours linked in this run: private lines to them are kept while they are
+        #: away (absent.py); and those told about once per absence
+        self.recent = RecentPeers()
+        self._told_kept: set[str] = set()
 
     # --- observers ------------------------------------------------------------------------
 
@@ -348,7 +368,8 @@ class Node:
 
     def _pump(self, link: Link) -> None:
         """Write to ``link`` what it lacks of the sent log, until its peer stops reading."""
-        if link.backed_up or not link.synced or link.cursor >= self._sequence:
+        if (link.backed_up or not link.synced or link.cursor >= self._sequence
+                or link.said_leave):  # it said goodbye: it can't show lines any more
             return
         lines, missing = self.sent_log.since(link.cursor)
         if missing and link.cursor >= self.log_floor:
@@ -366,7 +387,9 @@ class Node:
         """Whether one of our lines goes to this peer: general to all; a room's to its members
         (peers that speak rooms); a private line to its addressee only."""
         if msg.type == PRIVATE:
-            return (msg.metadata or {}).get("to") == peer_id
+            # Only to the addressee, over a link whose peer takes private lines (a plain link
+            # claiming its id, while we have a key, had CAP_ROOMS taken away in link_ready).
+            return (msg.metadata or {}).get("to") == peer_id and CAP_ROOMS in caps
         if msg.room_id == DEFAULT_ROOM:
             return True
         return CAP_ROOMS in caps and self.rooms.peer_in(peer_id, msg.room_id)
@@ -385,16 +408,17 @@ class Node:
 
     # --- verbs for the faces ----------------------------------------------------------------
 
-    def say(self, text: str, room: str = DEFAULT_ROOM) -> Message | str:
-        """Say a line to a room we are in.  Returns the message, or why not."""
+    def say(self, text: str, room: str = DEFAULT_ROOM) -> Message | Kept | str:
+        """Say a line to a room we are in (or ``@peer_id``: privately, see ``say_private``).
+        Returns the message, or why not."""
         return self._say(text, action=False, room=room)
 
-    def act(self, action: str, room: str = DEFAULT_ROOM) -> Message | str:
+    def act(self, action: str, room: str = DEFAULT_ROOM) -> Message | Kept | str:
         """Say an action (/me).  The content reads "* nick waves" so a base peer, which shows
         content as it is, shows something sensible; ours read ``metadata.action``."""
         return self._say(action, action=True, room=room)
 
-    def _say(self, text: str, action: bool, room: str) -> Message | str:
+    def _say(self, text: str, action: bool, room: str) -> Message | Kept | str:
         if room.startswith("@"):
             return self.say_private(room[1:], text, action)
         if room not in self.rooms.joined:
@@ -404,42 +428,79 @@ class Node:
         msg = self._message(CHAT, content, sequenced=True, metadata=metadata, room=room)
         return self._send_line(msg, text, action, room, "")
 
-    def say_private(self, target: str, text: str, action: bool = False) -> Message | str:
+    def say_private(self, target: str, text: str, action: bool = False) -> Message | Kept | str:
         """Say a line to one peer only (never broadcast): ``target`` is how it is shown, or
-        its peer id.  Returns the message, or why not."""
-        link = self.find_link(target)
-        if link is None:
-            return f"no linked peer is shown as {target}; /users lists them"
-        if CAP_ROOMS not in link.caps:
-            return f"{self._nick(link)} is a base peer: it can't receive private messages"
-        metadata = {"to": link.peer_id}
+        its peer id.  Returns the message; ``Kept`` when the peer is away (the line is kept
+        and sent when it is back; a notice says so once per absence); or why not."""
+        found = self.addressee(target)
+        if isinstance(found, str):
+            return found
+        peer_id, nick = found
+        link = self.links.get(peer_id)
+        # A link with its id that takes no private lines is not it (a plain link claiming
+        # it): the line waits for the peer itself.
+        away = link is None or link.said_leave or CAP_ROOMS not in link.caps
+        if away and self.delivery.private_waiting(peer_id) >= HELD_LINES:
+            return (f"{nick} is away and {HELD_LINES} private lines already wait for "
+                    f"{nick}: this one is not kept")
+        metadata = {"to": peer_id}
         if action:
             metadata["action"] = text
         content = f"* {self.nick} {text}" if action else text
         msg = self._message(PRIVATE, content, sequenced=True, metadata=metadata)
-        return self._send_line(msg, text, action, private_key(link.peer_id), self._nick(link))
+        sent = self._send_line(msg, text, action, private_key(peer_id), nick,
+                               kept_for=peer_id if away else "")
+        if not away:
+            return sent
+        kept = Kept(sent, peer_id, nick)
+        if peer_id not in self._told_kept:
+            self._told_kept.add(peer_id)
+            self._notice(kept.notice)
+        return kept
+
+    def addressee(self, shown: str) -> tuple[str, str] | str:
+        """Whom a private line to ``shown`` (a nick as shown, or a peer id) goes to: (peer id,
+        nick), or why no one.  A linked peer of ours; else one that is away (absent.py):
+        linked earlier in this run, or whose key is pinned for that nick."""
+        for link in self.links.values():
+            if shown in (self._nick(link), link.peer_id):
+                if CAP_ROOMS not in link.caps:
+                    return f"{self._nick(link)} is a base peer: it can't receive private messages"
+                return link.peer_id, self._nick(link)
+        found = self.recent.find(shown)
+        if found is not None:
+            return found
+        fp = self.trust.pins.get(shown)
+        if fp:
+            return peer_id_for(fp), printable(shown)
+        return f"no peer called {printable(shown)}; /users lists who is here"
 
     def _send_line(self, msg: Message, text: str, action: bool, room: str,
-                   private: str) -> Message:
+                   private: str, kept_for: str = "") -> Message:
+        """``kept_for``: a private line's absent addressee, who must ack it when back."""
         self.room.accept(msg)
         self.room.record(msg)
-        wanted = {pid for pid, link in self.links.items() if self._is_for(msg, pid, link.caps)}
+        # A peer that said goodbye is not written to (its link may linger a moment).
+        wanted = {pid for pid, link in self.links.items()
+                  if not link.said_leave and self._is_for(msg, pid, link.caps)}
         waiting = self._waiting_for(msg, wanted)
-        self.delivery.expect(msg.sequence, msg.id, waiting)
+        if kept_for:
+            waiting.add(kept_for)
+        self.delivery.expect(msg.sequence, msg.id, waiting, private=msg.type == PRIVATE)
         count = self._publish(msg, wanted)
         if self.store is not None:
             self.store.save_sent(msg, self.sent_log.last_bytes())
         line = events.ChatLine(msg.timestamp or 0.0, self.nick, text, self.peer_id, msg.id,
                                own=True, action=action, sent_to=count,
                                pending=bool(waiting) or not self.links, room=room,
-                               private=private)
+                               private=private, kept=bool(kept_for))
         self._remember(line)
         self._emit(line)
         if not self.links and msg.type == CHAT:
             now = self.clock.seconds()
             self._lonely = [x for x in self._lonely[-99:] if now - x[2] <= LONELY_GRACE]
             self._lonely.append((msg.sequence, msg.id, now))
-        if not self.links and not self._told_alone:
+        if not self.links and not self._told_alone and not kept_for:
             self._told_alone = True  # once until a link is up again, not on every line
             if self.away:
                 names = ", ".join(sorted(self.away.values()))
@@ -578,9 +639,10 @@ class Node:
         return sorted(rows, key=lambda r: (r.state != "connected", r.nick.lower()))
 
     def find_link(self, shown: str) -> Link | None:
-        """The linked peer shown as ``shown`` (a nick, ``nick?``, or a peer id)."""
+        """The linked peer shown as ``shown`` (a nick, ``nick?``, or a peer id); not one that
+        said goodbye (its link may linger a moment)."""
         for link in self.links.values():
-            if shown in (self._nick(link), link.peer_id):
+            if shown in (self._nick(link), link.peer_id) and not link.said_leave:
                 return link
         return None
 
@@ -831,6 +893,9 @@ class Node:
             return False
         self.links[link.peer_id] = link
         self._told_alone = False
+        self._told_kept.discard(link.peer_id)
+        if CAP_ROOMS in link.caps and CAP_CATCHUP in link.caps:
+            self.recent.seen(link.peer_id, self._nick(link))
         self._linked_at[link.peer_id] = self.clock.seconds()
         if self.dialer is not None:
             self.dialer.connected(link.peer_id)
@@ -863,7 +928,9 @@ class Node:
         if link is not None:
             return self._nick(link)
         info = self.peers.get(peer_id)
-        return printable_name(info.username) if info is not None and info.username else peer_id
+        if info is not None and info.username:
+            return printable_name(info.username)
+        return self.recent.nick(peer_id) or peer_id
 
     def _nick(self, link: Link) -> str:
         """How a peer is shown: its nick, or ``nick?`` when its key is not the pinned one."""
@@ -907,6 +974,8 @@ class Node:
         if self.links.get(link.peer_id) is not link:
             return  # a refused or replaced link
         del self.links[link.peer_id]
+        if CAP_ROOMS in link.caps and CAP_CATCHUP in link.caps:
+            self.recent.seen(link.peer_id, self._nick(link))  # as last shown
         now = self.clock.seconds()
         lived = now - self._linked_at.pop(link.peer_id, now)
         if self.dialer is not None:
@@ -959,6 +1028,10 @@ class Node:
             return
         kind = msg.type
         if kind == CHAT or kind == PRIVATE:  # most lines: checked first
+            if self.leaving:
+                # Our face is gone: a line taken now would be kept and acked but never shown.
+                # Not taking it, its author resends it when we are back (catch-up).
+                return
             if not self.room.accept(msg):
                 return  # a duplicate
             if msg.sequence and CAP_CATCHUP in link.caps:
@@ -1149,8 +1222,8 @@ class Node:
     def _relayed(self, link: Link, msg: Message) -> None:
         """Lines of other authors handed on by ``link``'s peer: shown only if signed by their
         author's key (the one its peer id comes from)."""
-        if CAP_RELAY not in link.caps:
-            return
+        if CAP_RELAY not in link.caps or self.leaving:
+            return  # leaving: not shown any more (see message_received)
         try:
             pairs = relayed_of(msg)
         except WireError as e:

@@ -83,12 +83,34 @@ class DeliveryTest(TestCase):
         d.forget_through(2)
         self.assertEqual(d.acked("x", 3), ["m3"])
 
-    def test_forgotten_peer_is_not_delivery(self) -> None:
+    def test_a_peer_that_left_still_clears_its_lines_when_back(self) -> None:
+        # It left before acking: its catch-up, once back, delivers the lines, and its ack
+        # (counted from the start again) clears their marks.
         d = Delivery()
         d.expect(1, "a", {"x"})
+        d.expect(2, "b", {"x", "y"})
+        self.assertEqual(d.acked("x", 1), ["a"])
+        d.expect(3, "c", {"x"})
         d.forget_peer("x")
+        self.assertEqual(len(d), 2)
+        self.assertEqual(d.acked("y", 2), [])
+        self.assertEqual(d.acked("x", 3), ["b", "c"])
         self.assertEqual(len(d), 0)
-        self.assertEqual(d.acked("x", 5), [])
+
+    def test_private_lines_counted_per_addressee(self) -> None:
+        d = Delivery()
+        d.expect(1, "a", {"x"}, private=True)
+        d.expect(2, "b", {"x"}, private=True)
+        d.expect(3, "c", {"x", "y"})  # a room line: not counted
+        d.expect(4, "d", {"y"}, private=True)
+        self.assertEqual((d.private_waiting("x"), d.private_waiting("y")), (2, 1))
+        d.acked("x", 1)
+        self.assertEqual(d.private_waiting("x"), 1)
+        d.forget_through(2)  # out of the sent log: no longer waits
+        self.assertEqual(d.private_waiting("x"), 0)
+        d.acked("y", 4)
+        self.assertEqual(d.private_waiting("y"), 0)
+        self.assertEqual(d._private_counts, {})
 
 
 class Parsing(TestCase):

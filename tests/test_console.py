@@ -817,7 +817,7 @@ class ConversationTests(unittest.TestCase):
 
     def test_msg_to_nobody(self) -> None:
         self.h.enter("/msg dave hello")
-        self.assertIn("! no linked peer is shown as dave", self.h.text())
+        self.assertIn("! no peer called dave", self.h.text())
         self.assertEqual(len(self.h.face.conversations), 1)
 
     def test_query_switches(self) -> None:
@@ -839,7 +839,7 @@ class ConversationTests(unittest.TestCase):
         self.h.enter("/query carol //shrug")
         self.assertEqual([m.content for m in self.carol.sent if m.type == PRIVATE][-1], "//shrug")
         self.h.enter("/query zed")
-        self.assertIn("! no linked peer is shown as zed", self.h.text())
+        self.assertIn("! no peer called zed", self.h.text())
         self.assertEqual(self.h.face.input.edit_text, "/query zed")
 
     def test_part_leaves_the_room_and_shows_general(self) -> None:
@@ -1048,6 +1048,63 @@ class DeliveryTests(unittest.TestCase):
         (message_id,) = self.h.face.undelivered
         self.h.face.on_event(events.Delivered(NOW, message_id))
         self.assertNotIn("(not delivered)", self.h.text())
+
+
+class AwayTalkTests(unittest.TestCase):
+    """Private talk with a peer that quit: kept lines, their marks, the talk opened again."""
+
+    def setUp(self) -> None:
+        self.h = Harness()
+        self.bob = self.h.peer("bob")
+        self.h.node.message_received(self.bob, Message(id="bye", type="leave",
+                                                       sender_id=self.bob.peer_id,
+                                                       username="bob"))
+        self.h.node.link_lost(self.bob, "it left")
+
+    def test_query_an_away_peer_keeps_the_line_pending(self) -> None:
+        self.h.enter("/query bob see you later")
+        self.assertEqual(self.h.face.room, "@bob_0001")
+        text = self.h.text()
+        self.assertIn(f"see you later {fmt.PENDING}", text)
+        self.assertNotIn("not delivered", text)
+        self.assertIn("- bob is away: the line is kept and", text)
+        self.assertEqual(self.h.face.label(self.h.face.current), "bob")
+        self.assertNotIn("bob_0001", text)  # named, never a raw id
+        (message_id,) = self.h.face.undelivered
+        # bob is back and acks (its catch-up got it): the mark goes
+        back = FakeLink("bob_0001", "bob", caps=CAPS, now=NOW)
+        self.h.node.link_ready(back)
+        self.h.node.message_received(back, Message(id="sb", type=SYNC, sender_id="bob_0001",
+                                                   username="bob",
+                                                   metadata={"sent": 0, "have": 0}))
+        (msg,) = [m for m in back.sent if m.type == PRIVATE]
+        self.assertEqual((msg.id, msg.content), (message_id, "see you later"))
+        self.h.node.message_received(back, Message(id="ab", type=ACK, sender_id="bob_0001",
+                                                   username="bob",
+                                                   metadata={"have": msg.sequence}))
+        self.assertNotIn(fmt.PENDING, self.h.text())
+        self.assertEqual(self.h.face.undelivered, {})
+
+    def test_query_a_peer_never_seen(self) -> None:
+        self.h.enter("/query zed")
+        self.assertIn("! no peer called zed", self.h.text())
+        self.assertEqual(len(self.h.face.conversations), 1)
+
+    def test_a_private_line_reopens_a_closed_talk(self) -> None:
+        back = self.h.peer("bob")
+        self.h.hear_private(back, "first")
+        self.h.keys("meta 2")
+        self.h.enter("/part")  # closed
+        self.assertIsNone(self.h.face.find("@bob_0001"))
+        self.h.hear_private(back, "while you were away")  # as catch-up delivers it
+        conv = self.h.face.find("@bob_0001")
+        self.assertIsNotNone(conv)
+        self.assertEqual((conv.unread, conv.mention), (1, True))
+        pane = "\n".join(self.h.pane("@bob_0001"))
+        self.assertIn("while you were away", pane)
+        self.assertEqual(pane.count("while you were away"), 1)
+        (row,) = [r for r in self.h.sidebar() if r.startswith("2 bob")]
+        self.assertTrue(row.endswith("1!"), row)
 
 
 class PeerMarkTests(unittest.TestCase):

@@ -125,7 +125,7 @@ class RoomTraffic(TestCase):
         self.assertFalse(self.mesh.carried("alice", "bob", "just for you"))
         own = [e for e in self.mesh.seen["alice"] if isinstance(e, events.ChatLine)][0]
         self.assertEqual((own.room, own.private), ("@carol_1", "carol"))
-        self.assertIn("no linked peer", self.a.say_private("nobody", "hello?"))
+        self.assertIn("no peer called nobody", self.a.say_private("nobody", "hello?"))
 
     def test_private_lines_not_for_us_are_dropped(self) -> None:
         link = self.b.links["alice_1"]

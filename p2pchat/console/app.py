@@ -494,9 +494,9 @@ class ConsoleFace(CommandFace):
         if not target:
             self.show_error("usage: /query NICK [TEXT]")
             return False
-        link = self.node.find_link(target)
-        if link is None:
-            self.show_error(f"no linked peer is shown as {target}; /users lists them")
+        found = self.node.addressee(target)  # linked, or away (the lines are kept)
+        if isinstance(found, str):
+            self.show_error(found)
             return False
         said = None
         if text and text.strip():
@@ -505,8 +505,8 @@ class ConsoleFace(CommandFace):
             if isinstance(refused, Refusal):
                 self.show_error(refused.reason)
                 return False
-        key = private_key(link.peer_id)
-        self.show(self.find(key) or self.open(key, nick=target))
+        key = private_key(found[0])
+        self.show(self.find(key) or self.open(key, nick=found[1]))
         self.messages.following = True
         if said is not None:
             self.handle_input(said)

@@ -171,8 +171,9 @@ def chat_row(line: events.ChatLine, my_nick: str) -> Row:
         body = [(text_attr, line.text)]
     return Row(line.when, marker, body, mention=mention,
                message_id=line.message_id if line.own else None,
-               undelivered=line.own and line.sent_to == 0,
-               pending=line.own and line.sent_to > 0 and line.pending)
+               # kept for a peer that is away: sent when it is back, so pending, not lost
+               undelivered=line.own and line.sent_to == 0 and not line.kept,
+               pending=line.own and (line.sent_to > 0 or line.kept) and line.pending)
 
 
 def event_row(event: events.Event, my_nick: str) -> Row | None:

@@ -69,7 +69,8 @@ class Parsing(TestCase):
 class UnderTwistd(TestCase):
     def test_pidfile_off_and_log_to_the_data_dir(self) -> None:
         parent = usage.Options()
-        parent.update({"pidfile": "twistd.pid", "logfile": None, "logger": None})
+        parent.update({"pidfile": "twistd.pid", "logfile": None, "logger": None,
+                       "nodaemon": True})
         options = Options()
         options.parent = parent
         data = self.mktemp()
@@ -80,7 +81,7 @@ class UnderTwistd(TestCase):
 
     def test_explicit_logfile_respected(self) -> None:
         parent = usage.Options()
-        parent.update({"pidfile": "my.pid", "logfile": "-", "logger": None})
+        parent.update({"pidfile": "my.pid", "logfile": "-", "logger": None, "nodaemon": True})
         options = Options()
         options.parent = parent
         options.parseOptions(["--username", "x", "--data-dir", self.mktemp()])

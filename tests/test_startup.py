@@ -1,0 +1,275 @@
+"""Start-up and shutdown of real ``twistd`` processes: a quick /quit whose leave is seen, the
+daemon (``twistd p2pchat --ui none`` without ``-n``) and the refusal of a face without ``-n``,
+one clear line for every start-up failure, and private file modes whatever the umask.
+
+Every peer here uses ``--interface 127.0.0.1`` and a multicast group of its own."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import stat
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.processes import PeerProcess
+from tests.support import child_env, fresh_multicast, peer_args, twistd
+
+#: Longest wait for any one step of a process (start, link, exit).
+DEADLINE = 20.0
+#: /quit with one linked peer on loopback: gone within this (it took 2 s when links waited
+#: for the peer's TLS close_notify).
+QUIT_WITHIN = 0.5
+
+
+def wait_until(what: str, check, deadline: float = DEADLINE):
+    end = time.monotonic() + deadline
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > end:
+            raise AssertionError(f"not seen within {deadline} s: {what}")
+        time.sleep(0.02)
+
+
+def alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie waiting for init to reap it counts as gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return False
+
+
+def run(argv: list[str], **kw) -> subprocess.CompletedProcess:
+    """A twistd that must return by itself (a refusal, a failure, a daemon's first process)."""
+    return subprocess.run(argv, capture_output=True, text=True, timeout=DEADLINE,
+                          env=child_env(), stdin=subprocess.DEVNULL, **kw)
+
+
+def daemon_args(nick: str, multicast: tuple[str, int], data_dir: str, *extra: str) -> list[str]:
+    """``peer_args`` without ``-n``: twistd p2pchat ... (a daemon)."""
+    argv = peer_args(nick, multicast, data_dir, "none", *extra)
+    argv.remove("-n")
+    return argv
+
+
+@pytest.fixture
+def busy_port():
+    """A TCP port on loopback something else listens on."""
+    holder = socket.socket()
+    holder.bind(("127.0.0.1", 0))
+    holder.listen()
+    try:
+        yield holder.getsockname()[1]
+    finally:
+        holder.close()
+
+
+def one_line(text: str) -> str:
+    lines = text.strip().splitlines()
+    assert len(lines) == 1, lines
+    assert "Traceback" not in text
+    return lines[0]
+
+
+# --- quitting -------------------------------------------------------------------------------
+
+
+def test_quit_is_quick_and_the_leave_is_seen(tmp_path: Path) -> None:
+    group = fresh_multicast()
+    alice = PeerProcess("alice", group, str(tmp_path / "alice"))
+    bob = PeerProcess("bob", group, str(tmp_path / "bob"))
+    try:
+        alice.wait_line("* bob joined", DEADLINE)
+        bob.wait_line("* alice joined", DEADLINE)
+        started = time.monotonic()
+        alice.send("/quit")
+        assert alice.proc.wait(DEADLINE) == 0
+        took = time.monotonic() - started
+        bob.wait_line("* alice left", 5)
+        assert bob.count("* alice left (") == 0, bob.lines  # a goodbye, not a lost link
+        assert took <= QUIT_WITHIN, f"/quit took {took:.2f} s"
+    finally:
+        alice.stop()
+        bob.stop()
+
+
+# --- daemon mode ----------------------------------------------------------------------------
+
+
+def test_daemon_runs_headless_and_leaves_on_sigterm(tmp_path: Path) -> None:
+    group = fresh_multicast()
+    data = tmp_path / "dave"
+    alice = PeerProcess("alice", group, str(tmp_path / "alice"))
+    pid = None
+    try:
+        first = run(daemon_args("dave", group, str(data)))
+        assert first.returncode == 0, first.stderr
+        assert "dave runs in the background" in one_line(first.stdout)
+        assert first.stderr == ""
+        pidfile = data / "twistd.pid"
+        pid = int(pidfile.read_text())
+        assert alive(pid)
+        assert f"pid {pid}" in first.stdout
+        alice.wait_line("* dave joined", DEADLINE)
+        log = data / "p2pchat.log"
+        wait_until("the daemon's log", lambda: "listening on TCP port" in log.read_text())
+
+        os.kill(pid, signal.SIGTERM)
+        wait_until("the daemon's exit", lambda: not alive(pid))
+        alice.wait_line("* dave left", 5)
+        assert alice.count("* dave left (") == 0, alice.lines  # it said goodbye
+        assert not pidfile.exists()
+        assert "Traceback" not in log.read_text()
+    finally:
+        if pid is not None and alive(pid):
+            os.kill(pid, signal.SIGKILL)
+        alice.stop()
+
+
+def test_daemon_start_failure_is_one_line_on_the_terminal(tmp_path: Path, busy_port) -> None:
+    group = fresh_multicast()
+    data = tmp_path / "dave"
+    done = run(daemon_args("dave", group, str(data), "--port", str(busy_port)))
+    assert done.returncode == 1
+    assert f"can't listen on TCP port {busy_port}" in one_line(done.stderr)
+    assert not (data / "twistd.pid").exists()
+
+
+@pytest.mark.parametrize("ui, face", [("console", "the console"), ("lines", "the line face")])
+def test_a_face_without_n_is_refused_at_once(tmp_path: Path, ui: str, face: str) -> None:
+    argv = peer_args("dave", fresh_multicast(), str(tmp_path / "dave"), ui)
+    argv.remove("-n")
+    started = time.monotonic()
+    done = run(argv)
+    assert done.returncode == 2
+    line = one_line(done.stderr)
+    assert line == (f"p2pchat: {face} needs a terminal: run `twistd -n p2pchat`, or add "
+                    "`--ui none` to run it as a daemon")
+    assert time.monotonic() - started < 10
+    assert not (tmp_path / "dave").exists()  # refused before anything: no daemon behind
+
+
+# --- start-up failures ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("ui", ["lines", "none"])
+def test_port_in_use_is_one_line(tmp_path: Path, busy_port, ui: str) -> None:
+    done = run(peer_args("dave", fresh_multicast(), str(tmp_path / "d"), ui)
+               + ["--port", str(busy_port)])
+    assert done.returncode == 1
+    assert "Traceback" not in done.stdout
+    assert one_line(done.stderr) == (f"p2pchat: can't listen on TCP port {busy_port}: "
+                                     "[Errno 98] Address already in use")
+
+
+def bad_dirs(tmp_path: Path) -> dict[str, tuple[str, str]]:
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    return {"under /proc": ("/proc/nope", "can't make the data dir /proc/nope"),
+            "a file": (str(afile), "is not a directory"),
+            "under a file": (str(afile / "sub"), "a part of that path is a file")}
+
+
+@pytest.mark.parametrize("case", ["under /proc", "a file", "under a file"])
+@pytest.mark.parametrize("ui", ["lines", "none"])
+def test_bad_data_dir_is_one_line(tmp_path: Path, case: str, ui: str) -> None:
+    path, why = bad_dirs(tmp_path)[case]
+    done = run(peer_args("dave", fresh_multicast(), path, ui))
+    assert done.returncode == 2
+    assert why in one_line(done.stderr)
+    assert "Traceback" not in done.stdout
+
+
+# --- file modes -----------------------------------------------------------------------------
+
+
+def modes(folder: Path) -> dict[str, int]:
+    return {p.name: stat.S_IMODE(p.stat().st_mode) for p in folder.iterdir() if p.is_file()}
+
+
+def test_every_file_is_private_under_umask_000(tmp_path: Path) -> None:
+    group = fresh_multicast()
+    data = tmp_path / "new" / "alice"
+    loose = lambda: os.umask(0)  # noqa: E731 (the child's umask, before exec)
+    proc = subprocess.Popen(peer_args("alice", group, str(data)), stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=child_env(),
+                            preexec_fn=loose)
+    bob = PeerProcess("bob", group, str(tmp_path / "bob"))
+    try:
+        bob.wait_line("* alice joined", DEADLINE)
+        proc.stdin.write(b"a private line\n")
+        proc.stdin.flush()
+        bob.wait_line("<alice> a private line", DEADLINE)
+        wait_until("alice's pins written", lambda: (data / "pins.json").exists())
+        running = modes(data)
+        for name in ("history.sqlite3", "p2pchat.log", "lock", "identity.key", "pins.json"):
+            assert name in running, running
+        proc.stdin.write(b"/quit\n")
+        proc.stdin.flush()
+        assert proc.wait(DEADLINE) == 0
+        after = modes(data)
+        assert {name: oct(mode) for name, mode in {**running, **after}.items()
+                if mode != 0o600} == {}
+        assert stat.S_IMODE(data.stat().st_mode) == 0o700
+        assert stat.S_IMODE(data.parent.stat().st_mode) == 0o700  # made for it, as private
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(10)
+        for stream in (proc.stdin, proc.stdout, proc.stderr):
+            stream.close()
+        bob.stop()
+
+
+def test_loose_files_made_private_and_an_open_data_dir_warned(tmp_path: Path) -> None:
+    """Files left 0644 by an older run (or another umask) go back to 0600 at start; a data
+    dir others can read is the user's to change: a warning, in the log and on the screen."""
+    data = tmp_path / "alice"
+    group = fresh_multicast()
+    first = PeerProcess("alice", group, str(data))
+    try:
+        first.wait_line("you are alice", DEADLINE)
+        first.send("/quit")
+        assert first.proc.wait(DEADLINE) == 0
+    finally:
+        first.stop()
+    os.chmod(data, 0o755)
+    for name in ("history.sqlite3", "identity.crt", "identity.key", "p2pchat.log", "lock"):
+        os.chmod(data / name, 0o644)
+    alice = PeerProcess("alice", group, str(data))
+    try:
+        alice.wait_line("you are alice", DEADLINE)
+        alice.wait_line("can be read by others (mode 0755)", DEADLINE)
+        loose = {name: oct(mode) for name, mode in modes(data).items() if mode != 0o600}
+        assert loose == {}
+        assert "can be read by others" in (data / "p2pchat.log").read_text()
+        assert stat.S_IMODE(data.stat().st_mode) == 0o755  # the user's own: warned, not changed
+    finally:
+        alice.stop()
+
+
+@pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
+def test_console_start_failure_is_shown_after_the_screen(tmp_path: Path, busy_port) -> None:
+    """The console took the screen (the IRC port fails after it started): the one line is on
+    the terminal once the screen is given back, and the status is 1."""
+    from tests.test_console_e2e import Tmux
+
+    server = Tmux(tmp_path)
+    try:
+        server.start("alice", peer_args("alice", fresh_multicast(), str(tmp_path / "alice"),
+                                        "console", "--irc", str(busy_port)))
+        wait_until("alice's exit", lambda: server.exit_status("alice") is not None)
+        assert server.exit_status("alice") == 1
+        screen = server.tmux("capture-pane", "-p", "-S", "-", "-t", "t:alice")
+        assert f"p2pchat: can't listen for IRC clients on 127.0.0.1:{busy_port}" in screen
+        assert "#general" not in screen and "Traceback" not in screen
+    finally:
+        server.close()

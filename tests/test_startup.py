@@ -16,9 +16,11 @@ import time
 from pathlib import Path
 
 import pytest
+import pytest_twisted
 
+from p2pchat.identity import Identity
 from tests.processes import PeerProcess
-from tests.support import child_env, fresh_multicast, peer_args, twistd
+from tests.support import InProcessPeer, child_env, fresh_multicast, peer_args, wait_for
 
 #: Longest wait for any one step of a process (start, link, exit).
 DEADLINE = 20.0
@@ -273,3 +275,23 @@ def test_console_start_failure_is_shown_after_the_screen(tmp_path: Path, busy_po
         assert "#general" not in screen and "Traceback" not in screen
     finally:
         server.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_tls_link_the_node_closes_is_closed() -> None:
+    """``link.close`` on a TLS link (a duplicate, a peer that left) must close it: TLS's
+    loseConnection sends nothing while the link's back-pressure producer is registered."""
+    group = fresh_multicast()
+    a = InProcessPeer("alice", group, identity=Identity.generate())
+    b = InProcessPeer("bob", group, identity=Identity.generate())
+    try:
+        await a.start()
+        await b.start()
+        await wait_for(lambda: len(a.node.links) == 1 and len(b.node.links) == 1, timeout=10)
+        link = next(iter(a.node.links.values()))
+        assert link.tls, "not a TLS link"
+        link.close("a test")
+        await wait_for(lambda: link.closed.called, timeout=2)
+    finally:
+        await a.stop()
+        await b.stop()

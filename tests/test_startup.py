@@ -12,6 +12,7 @@ import signal
 import socket
 import stat
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -20,7 +21,7 @@ import pytest_twisted
 
 from p2pchat.identity import Identity
 from tests.processes import PeerProcess
-from tests.support import InProcessPeer, child_env, fresh_multicast, peer_args, wait_for
+from tests.support import ROOT, InProcessPeer, child_env, fresh_multicast, peer_args, wait_for
 
 #: Longest wait for any one step of a process (start, link, exit).
 DEADLINE = 20.0
@@ -295,3 +296,38 @@ async def test_a_tls_link_the_node_closes_is_closed() -> None:
     finally:
         await a.stop()
         await b.stop()
+
+
+# --- bin/p2pchat ----------------------------------------------------------------------------
+
+
+def test_installed_p2pchat_runs_without_its_venv_activated(tmp_path: Path) -> None:
+    """pip install into a venv, then run its bin/p2pchat by absolute path from elsewhere,
+    with a PATH that has neither the venv nor any twistd: its own Python runs twistd."""
+    source = tmp_path / "source"  # a copy: the build leaves build/ and *.egg-info behind
+    for name in ("setup.py", "README.rst"):
+        source.mkdir(exist_ok=True)
+        shutil.copy(ROOT / name, source / name)
+    for name in ("p2pchat", "twisted", "bin"):
+        shutil.copytree(ROOT / name, source / name,
+                        ignore=shutil.ignore_patterns("__pycache__", "dropin.cache"))
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)],
+                   check=True, timeout=120)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    pip = subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "-q",
+                          "--no-deps", str(source)], capture_output=True, text=True,
+                         timeout=300, env=env)
+    assert pip.returncode == 0, pip.stdout + pip.stderr
+    script = venv / "bin" / "p2pchat"
+    assert script.read_text().splitlines()[0] == f"#!{venv / 'bin' / 'python'}"
+    bare = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "LANG": "C.UTF-8"}
+    shown = subprocess.run([str(script), "--help"], capture_output=True, text=True,
+                           timeout=60, env=bare, cwd="/")
+    assert shown.returncode == 0, shown.stderr
+    assert "--username" in shown.stdout and "twistd -n p2pchat" in shown.stdout
+    bad = subprocess.run([str(script), "--port", "x"], capture_output=True, text=True,
+                         timeout=60, env=bare, cwd="/")
+    assert bad.returncode == 2
+    assert one_line(bad.stderr) == ("twistd p2pchat: --port must be a number, not 'x' "
+                                    "(see: twistd p2pchat --help)")

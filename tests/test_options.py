@@ -101,3 +101,6 @@ class UnderTwistd(TestCase):
                        "--data-dir", "--debug", "--secure-only", "--irc", "--irc-password",
                        "--catchup-lines", "--catchup-age"):
             self.assertIn(option, out)
+        # The faces need the terminal: the help says to run in the foreground, and how not to.
+        self.assertIn("twistd -n p2pchat", out)
+        self.assertIn("--ui none", out)

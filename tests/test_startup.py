@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import site
 import socket
 import stat
 import subprocess
@@ -314,6 +315,12 @@ def test_installed_p2pchat_runs_without_its_venv_activated(tmp_path: Path) -> No
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)],
                    check=True, timeout=120)
+    # Twisted and the rest as this Python has them, even when it is itself a venv (CI's):
+    # --system-site-packages only reaches the base interpreter's.
+    inner = subprocess.run([str(venv / "bin" / "python"), "-c",
+                            "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                           capture_output=True, text=True, check=True, timeout=60).stdout.strip()
+    Path(inner, "outer-site.pth").write_text("\n".join(site.getsitepackages()) + "\n")
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     pip = subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "-q",
                           "--no-deps", str(source)], capture_output=True, text=True,
@@ -331,3 +338,34 @@ def test_installed_p2pchat_runs_without_its_venv_activated(tmp_path: Path) -> No
     assert bad.returncode == 2
     assert one_line(bad.stderr) == ("twistd p2pchat: --port must be a number, not 'x' "
                                     "(see: twistd p2pchat --help)")
+
+
+# --- the README's commands ------------------------------------------------------------------
+
+
+def readme_commands() -> list[str]:
+    """The literal blocks at the top of README.rst: the set-up commands."""
+    text = (ROOT / "README.rst").read_text(encoding="utf-8")
+    top = text[:text.index(".. contents::")]
+    return [line.strip() for line in top.splitlines() if line.startswith("    ")
+            and ("pip install" in line)]
+
+
+def test_ci_runs_exactly_the_readmes_test_command() -> None:
+    install, tests = readme_commands()[:2]
+    assert install.startswith("python3 -m venv .venv && . .venv/bin/activate && pip install . ")
+    assert tests.endswith("&& python -m pytest")
+    ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8").splitlines()
+    assert ci[-1] == tests
+
+
+def test_lan_sandbox_has_only_loopback_with_multicast_routed() -> None:
+    tool = ROOT / "tools" / "lan-sandbox"
+    done = subprocess.run([str(tool), "sh", "-c", "ip -o link; ip route show table all"],
+                          capture_output=True, text=True, timeout=30)
+    if done.returncode != 0 and "unshare" in done.stderr:
+        pytest.skip(f"no network namespaces here: {done.stderr.strip()}")
+    assert done.returncode == 0, done.stderr
+    links = [line.split(":")[1].strip() for line in done.stdout.splitlines() if ": <" in line]
+    assert links == ["lo"]
+    assert "224.0.0.0/4 dev lo" in done.stdout

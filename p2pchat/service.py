@@ -361,6 +361,8 @@ class ChatService(MultiService):
 
     #: The pidfile we wrote (a daemon without --pidfile), removed when we stop.
     pidfile: str | None = None
+    #: twistd's --pidfile, removed if we fail to start (twistd would leave it).
+    twistd_pidfile: str | None = None
 
     def startService(self) -> None:
         try:
@@ -372,6 +374,11 @@ class ChatService(MultiService):
                 if service.running and service is not self.node_service:
                     service.stopService()
             self._remove_pidfile()
+            if self.twistd_pidfile:  # twistd removes its own only after a clean run
+                try:
+                    os.unlink(self.twistd_pidfile)
+                except OSError:
+                    pass
             startup.fail(f"p2pchat: {e}")
         startup.started(f"p2pchat: {self.node.nick} runs in the background (pid {os.getpid()}"
                         f"), listening on TCP port {self.node.port}")
@@ -479,6 +486,8 @@ def makeService(options: Options, reactor=None) -> ChatService:
     if options.pidfile is not None:
         write_pidfile(options.pidfile)
         chat.pidfile = options.pidfile
+    elif options.parent is not None and options.parent.get("pidfile"):
+        chat.twistd_pidfile = os.path.abspath(options.parent["pidfile"])
     if warning:
         reactor.callWhenRunning(node.notice, warning)  # once the face is there to show it
     if options["irc"] is not None:

@@ -145,6 +145,12 @@ def test_daemon_start_failure_is_one_line_on_the_terminal(tmp_path: Path, busy_p
     assert done.returncode == 1
     assert f"can't listen on TCP port {busy_port}" in one_line(done.stderr)
     assert not (data / "twistd.pid").exists()
+    mine = tmp_path / "my.pid"  # twistd's own --pidfile: not left behind either
+    argv = daemon_args("dave", group, str(data), "--port", str(busy_port))
+    done = run([argv[0], "--pidfile", str(mine), *argv[1:]])
+    assert done.returncode == 1
+    assert f"can't listen on TCP port {busy_port}" in one_line(done.stderr)
+    assert not mine.exists()
 
 
 @pytest.mark.parametrize("ui, face", [("console", "the console"), ("lines", "the line face")])
@@ -261,19 +267,24 @@ def test_loose_files_made_private_and_an_open_data_dir_warned(tmp_path: Path) ->
 
 
 @pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
-def test_console_start_failure_is_shown_after_the_screen(tmp_path: Path, busy_port) -> None:
-    """The console took the screen (the IRC port fails after it started): the one line is on
-    the terminal once the screen is given back, and the status is 1."""
+@pytest.mark.parametrize("option, said", [
+    ("--port", "p2pchat: can't listen on TCP port {port}: [Errno 98] Address already in use"),
+    # the IRC port fails once the console has taken the screen: the line comes after it
+    ("--irc", "p2pchat: can't listen for IRC clients on 127.0.0.1:{port}: [Errno 98]")])
+def test_console_start_failure_is_shown(tmp_path: Path, busy_port, option: str,
+                                         said: str) -> None:
+    """A port in use, with the console: one line on the terminal (once the screen is given
+    back) and status 1; it used to be only in the log."""
     from tests.test_console_e2e import Tmux
 
     server = Tmux(tmp_path)
     try:
         server.start("alice", peer_args("alice", fresh_multicast(), str(tmp_path / "alice"),
-                                        "console", "--irc", str(busy_port)))
+                                        "console", option, str(busy_port)))
         wait_until("alice's exit", lambda: server.exit_status("alice") is not None)
         assert server.exit_status("alice") == 1
         screen = server.tmux("capture-pane", "-p", "-S", "-", "-t", "t:alice")
-        assert f"p2pchat: can't listen for IRC clients on 127.0.0.1:{busy_port}" in screen
+        assert said.format(port=busy_port) in screen
         assert "#general" not in screen and "Traceback" not in screen
     finally:
         server.close()

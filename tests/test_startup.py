@@ -167,6 +167,13 @@ def test_a_face_without_n_is_refused_at_once(tmp_path: Path, ui: str, face: str)
     assert not (tmp_path / "dave").exists()  # refused before anything: no daemon behind
 
 
+def test_a_daemon_logging_to_stdout_is_refused(tmp_path: Path) -> None:
+    argv = daemon_args("dave", fresh_multicast(), str(tmp_path / "dave"))
+    done = run([argv[0], "--logfile", "-", *argv[1:]])
+    assert done.returncode == 2
+    assert "a daemon can't log to stdout" in one_line(done.stderr)
+
+
 # --- start-up failures ----------------------------------------------------------------------
 
 
@@ -237,6 +244,31 @@ def test_every_file_is_private_under_umask_000(tmp_path: Path) -> None:
         for stream in (proc.stdin, proc.stdout, proc.stderr):
             stream.close()
         bob.stop()
+
+
+def test_the_log_is_private_whatever_the_umask(tmp_path: Path) -> None:
+    """twistd's --umask is applied after the log is opened, and a rotated log is a new file:
+    the log sets its own mode."""
+    from twisted.logger import Logger, globalLogPublisher
+
+    from p2pchat import logs
+
+    path = tmp_path / "p2pchat.log"
+    before = os.umask(0o022)
+    saved = dict(logs._settings)
+    try:
+        logs.configure(str(path), False)
+        observer = logs.observer()
+        globalLogPublisher.addObserver(observer)
+        try:
+            Logger().info("a line")
+        finally:
+            globalLogPublisher.removeObserver(observer)
+    finally:
+        os.umask(before)
+        logs._settings.update(saved)
+    assert path.read_text().count("a line") == 1
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
 
 
 def test_loose_files_made_private_and_an_open_data_dir_warned(tmp_path: Path) -> None:

@@ -159,7 +159,6 @@ class Options(usage.Options):
             logs.configure(path, self["debug"])
             twistd["logger"] = "p2pchat.logs.observer"
 
-
     def _as_daemon(self, twistd: usage.Options) -> None:
         """Without -n: refuse at once what can't run detached (a face needs the terminal: the
         console would spin on a closed stdin), else detach ourselves (see ``startup``)."""

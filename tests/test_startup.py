@@ -165,6 +165,8 @@ def test_a_face_without_n_is_refused_at_once(tmp_path: Path, ui: str, face: str)
                     "`--ui none` to run it as a daemon")
     assert time.monotonic() - started < 10
     assert not (tmp_path / "dave").exists()  # refused before anything: no daemon behind
+    if ui == "console":
+        assert f"    {line}\n" in (ROOT / "README.rst").read_text(encoding="utf-8")
 
 
 def test_a_daemon_logging_to_stdout_is_refused(tmp_path: Path) -> None:
@@ -392,6 +394,12 @@ def readme_commands() -> list[str]:
     top = text[:text.index(".. contents::")]
     return [line.strip() for line in top.splitlines() if line.startswith("    ")
             and ("pip install" in line)]
+
+
+def test_the_readmes_bad_option_line_is_what_is_printed(tmp_path: Path) -> None:
+    done = run(peer_args("dave", fresh_multicast(), str(tmp_path / "d")) + ["--port", "abc"])
+    assert done.returncode == 2
+    assert f"    {one_line(done.stderr)}\n" in (ROOT / "README.rst").read_text(encoding="utf-8")
 
 
 def test_ci_runs_exactly_the_readmes_test_command() -> None:

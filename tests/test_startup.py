@@ -133,6 +133,8 @@ def test_daemon_runs_headless_and_leaves_on_sigterm(tmp_path: Path) -> None:
         assert not pidfile.exists()
         assert "Traceback" not in log.read_text()
     finally:
+        if pid is None and (data / "twistd.pid").exists():
+            pid = int((data / "twistd.pid").read_text())
         if pid is not None and alive(pid):
             os.kill(pid, signal.SIGKILL)
         alice.stop()

@@ -102,7 +102,9 @@ class Options(usage.Options):
             if self.parent is None:
                 raise
             # Under twistd: one clear line, not the whole help text (twistd's default).
-            sys.stderr.write(f"twistd p2pchat: {e} (see: twistd p2pchat --help)\n")
+            hint = ("; -n is twistd's: put it before p2pchat (twistd -n p2pchat ...)"
+                    if str(e) == "option -n not recognized" else "")
+            sys.stderr.write(f"twistd p2pchat: {e}{hint} (see: twistd p2pchat --help)\n")
             raise SystemExit(2)
 
     def postOptions(self) -> None:

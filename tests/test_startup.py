@@ -171,6 +171,13 @@ def test_a_face_without_n_is_refused_at_once(tmp_path: Path, ui: str, face: str)
         assert f"    {line}\n" in (ROOT / "README.rst").read_text(encoding="utf-8")
 
 
+def test_n_after_the_plugin_name_gets_a_hint(tmp_path: Path) -> None:
+    argv = daemon_args("dave", fresh_multicast(), str(tmp_path / "dave"), "-n")
+    done = run(argv)
+    assert done.returncode == 2
+    assert "put it before p2pchat (twistd -n p2pchat ...)" in one_line(done.stderr)
+
+
 def test_a_daemon_logging_to_stdout_is_refused(tmp_path: Path) -> None:
     argv = daemon_args("dave", fresh_multicast(), str(tmp_path / "dave"))
     done = run([argv[0], "--logfile", "-", *argv[1:]])

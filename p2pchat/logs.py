@@ -16,6 +16,8 @@ from twisted.logger import (
 )
 from twisted.python.logfile import LogFile
 
+from p2pchat import datadir
+
 LOG_NAME = "p2pchat.log"
 #: The log file is rotated past this size; this many old files are kept.
 LOG_ROTATE_BYTES = 1_000_000
@@ -37,8 +39,10 @@ def observer() -> ILogObserver:
         out = sys.stdout
     else:
         os.makedirs(os.path.dirname(str(path)), mode=0o700, exist_ok=True)
+        # 0600 whatever the umask (twistd's --umask is applied after this): the log names
+        # peers and addresses.  Rotated files keep the mode.
         out = LogFile.fromFullPath(str(path), rotateLength=LOG_ROTATE_BYTES,
-                                   maxRotatedFiles=LOG_KEEP_FILES)
+                                   maxRotatedFiles=LOG_KEEP_FILES, defaultMode=datadir.FILE_MODE)
     level = LogLevel.debug if _settings["debug"] else LogLevel.info
     return FilteringLogObserver(textFileLogObserver(out),
                                 [LogLevelFilterPredicate(defaultLogLevel=level)])

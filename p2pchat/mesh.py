@@ -166,6 +166,10 @@ class PeerProtocol(LineReceiver):
         log.info("closing link with {peer} ({address}): {why}",
                  peer=self.peer_id or "?", address=self.address, why=why)
         if self.transport is not None:
+            # TLS's loseConnection does nothing while a producer is registered (our
+            # back-pressure): without this, a duplicate link or one whose peer left stayed up.
+            if hasattr(self.transport, "unregisterProducer"):
+                self.transport.unregisterProducer()
             self.transport.loseConnection()
 
     def abort(self, why: str) -> None:

@@ -265,6 +265,10 @@ class Node:
     def _notice(self, text: str, error: bool = False) -> None:
         self._emit(events.Notice(self.clock.seconds(), text, error))
 
+    def notice(self, text: str) -> None:
+        """A notice for every face, from outside the node (the service's start-up warnings)."""
+        self._notice(text)
+
     # --- what we send -----------------------------------------------------------------------
 
     def _load(self, store: Store) -> None:

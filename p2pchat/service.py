@@ -18,7 +18,7 @@ from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.python import usage
 
-from p2pchat import logs
+from p2pchat import datadir, logs, startup
 from p2pchat.catchup import LOG_AGE, LOG_LINES
 from p2pchat.discovery import DEFAULT_GROUP, DEFAULT_PORT, BeaconProtocol
 from p2pchat.identity import PINS_NAME, PINS_SAVE_DELAY, Identity, Pins
@@ -58,9 +58,17 @@ def default_data_dir() -> str:
 
 
 class Options(usage.Options):
-    synopsis = "[options]"
+    synopsis = "[options]   (as: twistd -n p2pchat [options]; or twistd p2pchat --ui none)"
     longdesc = ("A serverless, IRC-style chat for a local network: peers find each other by "
-                "UDP multicast and talk over direct TCP connections.")
+                "UDP multicast and talk over direct TCP connections.  Run it in the "
+                "foreground with twistd's -n (twistd -n p2pchat --username carol): the console "
+                "and the line face need the terminal.  Without -n, only --ui none runs, as a "
+                "daemon: its log goes to DATA-DIR/p2pchat.log, its pid to DATA-DIR/twistd.pid "
+                "(or --pidfile), and kill -TERM makes it leave the chat and exit.")
+
+    #: Set under twistd: detach (``startup.detach``) and write ``pidfile`` ourselves.
+    daemon = False
+    pidfile: str | None = None
 
     optParameters = [
         ["username", "u", None, "your nick: 1-20 characters, no spaces [default: login name]"],
@@ -96,7 +104,9 @@ class Options(usage.Options):
             if self.parent is None:
                 raise
             # Under twistd: one clear line, not the whole help text (twistd's default).
-            sys.stderr.write(f"twistd p2pchat: {e} (see: twistd p2pchat --help)\n")
+            hint = ("; -n is twistd's: put it before p2pchat (twistd -n p2pchat ...)"
+                    if str(e) == "option -n not recognized" else "")
+            sys.stderr.write(f"twistd p2pchat: {e}{hint} (see: twistd p2pchat --help)\n")
             raise SystemExit(2)
 
     def postOptions(self) -> None:
@@ -136,15 +146,37 @@ class Options(usage.Options):
             sys.stderr.write(f"p2pchat: warning: {warning}\n")
 
     def _adjust_twistd(self, twistd: usage.Options) -> None:
-        # Several peers may run in one directory: no twistd.pid unless asked for.
+        self.daemon = not (twistd.get("nodaemon") or twistd.get("debug"))
+        if self.daemon:
+            self._as_daemon(twistd)
+        # Several peers may run in one directory: no twistd.pid unless asked for (a daemon
+        # writes DATA-DIR/twistd.pid itself, once it holds the data dir's lock).
         if twistd.get("pidfile") == "twistd.pid":
             twistd["pidfile"] = ""
-        # twistd -n logs to stdout, where the faces draw: log to a file instead (or, headless,
-        # stay on stdout), filtered by level.  An explicit --logfile or --logger wins.
+            if self.daemon:
+                self.pidfile = os.path.join(self["data-dir"], datadir.PIDFILE_NAME)
+        # twistd -n logs to stdout, where the faces draw: log to a file instead (or, headless
+        # in the foreground, stay on stdout), filtered by level.  An explicit --logfile or
+        # --logger wins.
         if twistd.get("logger") is None and twistd.get("logfile") is None:
-            path = None if self["ui"] == "none" else os.path.join(self["data-dir"], logs.LOG_NAME)
+            on_stdout = self["ui"] == "none" and not self.daemon
+            path = None if on_stdout else os.path.join(self["data-dir"], logs.LOG_NAME)
             logs.configure(path, self["debug"])
             twistd["logger"] = "p2pchat.logs.observer"
+
+    def _as_daemon(self, twistd: usage.Options) -> None:
+        """Without -n: refuse at once what can't run detached (a face needs the terminal: the
+        console would spin on a closed stdin), else detach ourselves (see ``startup``)."""
+        if self["ui"] != "none":
+            face = "the console" if self["ui"] == "console" else "the line face"
+            sys.stderr.write(f"p2pchat: {face} needs a terminal: run `twistd -n p2pchat`, or "
+                             "add `--ui none` to run it as a daemon\n")
+            raise SystemExit(2)
+        if twistd.get("logfile") == "-":
+            sys.stderr.write("p2pchat: a daemon can't log to stdout (--logfile -): give a "
+                             "file, or run `twistd -n p2pchat`\n")
+            raise SystemExit(2)
+        twistd["nodaemon"] = True  # twistd must not fork again
 
 
 def _port(text: str | None) -> int | None:
@@ -262,7 +294,7 @@ class NodeService(Service):
         protos.update(link for link in links if isinstance(link, PeerProtocol))
         closing = [p.closed for p in protos]
         for proto in protos:
-            proto.transport.loseConnection()
+            close_after_goodbye(proto)
         waited = defer.DeferredList(closing, consumeErrors=True)
         timer = self.reactor.callLater(GOODBYE_TIMEOUT, self._cut, protos)
 
@@ -290,6 +322,28 @@ class NodeService(Service):
         return defer.DeferredList(stops, consumeErrors=True)
 
 
+def close_after_goodbye(proto: PeerProtocol) -> None:
+    """Close a link as soon as what we wrote to it (our leave line) is on its way, without
+    waiting for the peer, so /quit is quick.
+
+    A bare ``loseConnection`` on a TLS link sends nothing while a producer (the link's
+    back-pressure) is registered, and then waits for the peer's close_notify: every quit took
+    the whole GOODBYE_TIMEOUT.  Here the producer goes, the TLS layer writes what is pending
+    and its close_notify, and the TCP connection under it is closed once its buffer is written
+    (a FIN, not a reset: the kernel still delivers the leave line).  Not waiting for the peer's
+    close_notify is allowed (RFC 8446 6.1); we read nothing more from a link we are leaving."""
+    transport = proto.transport
+    if transport is None or not proto.connected:
+        return
+    if hasattr(transport, "unregisterProducer"):
+        transport.unregisterProducer()
+    transport.loseConnection()
+    tls = getattr(transport, "protocol", None) if getattr(transport, "TLS", False) else None
+    under = getattr(tls, "transport", None)
+    if under is not None:
+        under.loseConnection()  # the TCP connection under TLS: FIN once its buffer is out
+
+
 def stop_reactor(reactor) -> None:
     """Stop the reactor once, however many faces ask."""
     try:
@@ -309,12 +363,41 @@ class ChatService(MultiService):
         if face is not None:
             face.setServiceParent(self)
 
+    #: The pidfile we wrote (a daemon without --pidfile), removed when we stop.
+    pidfile: str | None = None
+    #: twistd's --pidfile, removed if we fail to start (twistd would leave it).
+    twistd_pidfile: str | None = None
+
     def startService(self) -> None:
         try:
             super().startService()
         except StartError as e:
-            # Under twistd: one clear line and a non-zero exit, not a traceback.
-            raise SystemExit(f"p2pchat: {e}") from None
+            # Under twistd: one clear line on the terminal (the screen given back first) and
+            # a non-zero exit, not a traceback.
+            for service in reversed(list(self)):
+                if service.running and service is not self.node_service:
+                    service.stopService()
+            self._remove_pidfile()
+            if self.twistd_pidfile:  # twistd removes its own only after a clean run
+                try:
+                    os.unlink(self.twistd_pidfile)
+                except OSError:
+                    pass
+            startup.fail(f"p2pchat: {e}")
+        startup.started(f"p2pchat: {self.node.nick} runs in the background (pid {os.getpid()}"
+                        f"), listening on TCP port {self.node.port}")
+
+    def stopService(self) -> defer.Deferred:
+        return defer.maybeDeferred(super().stopService).addBoth(self._remove_pidfile)
+
+    def _remove_pidfile(self, passed: object = None) -> object:
+        if self.pidfile is not None:
+            try:
+                os.unlink(self.pidfile)
+            except OSError:
+                pass
+            self.pidfile = None
+        return passed
 
 
 def make_face(ui: str, node: Node, reactor, data_dir: str) -> Service | None:
@@ -337,15 +420,26 @@ def lock_data_dir(data_dir: str):
     """One peer per data dir: two would share a key, and so a peer id, and its history."""
     import fcntl
 
-    path = os.path.join(data_dir, "lock")
-    handle = open(path, "a+")
+    path = os.path.join(data_dir, datadir.LOCK_NAME)
+    try:
+        handle = os.fdopen(datadir.open_private(path), "r+")
+    except OSError as e:
+        startup.fail(f"p2pchat: can't open the lock file {path}: {e.strerror}")
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
         handle.close()
-        raise SystemExit(f"p2pchat: another p2pchat is running with the data dir {data_dir}; "
-                         "give each peer its own --data-dir")
+        startup.fail(f"p2pchat: another p2pchat is running with the data dir {data_dir}; "
+                     "give each peer its own --data-dir")
     return handle
+
+
+def write_pidfile(path: str) -> None:
+    """The daemon's pid, for ``kill -TERM $(cat DATA-DIR/twistd.pid)``."""
+    fd = datadir.open_private(path)
+    with os.fdopen(fd, "w") as f:
+        f.truncate()
+        f.write(f"{os.getpid()}\n")
 
 
 def open_store(data_dir: str, reactor, sent_age: float) -> Store:
@@ -357,8 +451,8 @@ def open_store(data_dir: str, reactor, sent_age: float) -> Store:
         store = Store(path, call_soon=lambda f: reactor.callLater(FLUSH_DELAY, f))
         store.prune(reactor.seconds(), sent_age=sent_age)
     except sqlite3.Error as e:
-        raise SystemExit(f"p2pchat: can't use the history file {path}: {e} "
-                         "(is another p2pchat using this --data-dir?)")
+        startup.fail(f"p2pchat: can't use the history file {path}: {e} "
+                     "(is another p2pchat using this --data-dir?)")
     return store
 
 
@@ -366,12 +460,22 @@ def makeService(options: Options, reactor=None) -> ChatService:
     if reactor is None:
         from twisted.internet import reactor  # noqa: F811 (the running one, chosen by twistd)
     data_dir = options["data-dir"]
-    os.makedirs(data_dir, mode=0o700, exist_ok=True)
+    datadir.make_private()  # before anything is created: every file ours alone
+    try:
+        warning = datadir.prepare(data_dir)
+    except datadir.DataDirError as e:
+        startup.fail(f"p2pchat: {e}", 2)
+    if warning:
+        log.warn("{text}", text=warning)
+        if options.daemon:  # no face will show it: say it before the terminal is left
+            sys.stderr.write(f"p2pchat: warning: {warning}\n")
+    if options.daemon:
+        startup.detach(os.path.join(data_dir, logs.LOG_NAME), reactor)
     lock = lock_data_dir(data_dir)
     try:
         identity = Identity.load_or_create(data_dir)
     except (OSError, ValueError) as e:
-        raise SystemExit(f"p2pchat: can't load or make the identity in {data_dir}: {e}")
+        startup.fail(f"p2pchat: can't load or make the identity in {data_dir}: {e}")
     pins = Pins(os.path.join(data_dir, PINS_NAME),
                 call_soon=lambda f: reactor.callLater(PINS_SAVE_DELAY, f))
     trust = Trust(pins, options["secure-only"])
@@ -386,6 +490,13 @@ def makeService(options: Options, reactor=None) -> ChatService:
     face = make_face(options["ui"], node, reactor, options["data-dir"])
     chat = ChatService(node, node_service, face)
     chat.lock = lock  # held for as long as the process runs
+    if options.pidfile is not None:
+        write_pidfile(options.pidfile)
+        chat.pidfile = options.pidfile
+    elif options.parent is not None and options.parent.get("pidfile"):
+        chat.twistd_pidfile = os.path.abspath(options.parent["pidfile"])
+    if warning:
+        reactor.callWhenRunning(node.notice, warning)  # once the face is there to show it
     if options["irc"] is not None:
         from p2pchat.irc import IrcService
 

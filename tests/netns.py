@@ -341,7 +341,7 @@ class Lab:
 
     def start_peer(self, host: Host, nick: str, multicast: tuple[str, int], data_dir: str,
                    *extra: str) -> NsPeer:
-        os.makedirs(data_dir, exist_ok=True)
+        os.makedirs(data_dir, mode=0o700, exist_ok=True)  # private, as p2pchat makes one
         argv = [IP, "netns", "exec", host.ns,
                 *peer_argv(nick, multicast, data_dir, host.address, *extra)]
         peer = NsPeer(nick, argv, data_dir)

@@ -69,7 +69,8 @@ class Parsing(TestCase):
 class UnderTwistd(TestCase):
     def test_pidfile_off_and_log_to_the_data_dir(self) -> None:
         parent = usage.Options()
-        parent.update({"pidfile": "twistd.pid", "logfile": None, "logger": None})
+        parent.update({"pidfile": "twistd.pid", "logfile": None, "logger": None,
+                       "nodaemon": True})
         options = Options()
         options.parent = parent
         data = self.mktemp()
@@ -80,7 +81,7 @@ class UnderTwistd(TestCase):
 
     def test_explicit_logfile_respected(self) -> None:
         parent = usage.Options()
-        parent.update({"pidfile": "my.pid", "logfile": "-", "logger": None})
+        parent.update({"pidfile": "my.pid", "logfile": "-", "logger": None, "nodaemon": True})
         options = Options()
         options.parent = parent
         options.parseOptions(["--username", "x", "--data-dir", self.mktemp()])
@@ -100,3 +101,6 @@ class UnderTwistd(TestCase):
                        "--data-dir", "--debug", "--secure-only", "--irc", "--irc-password",
                        "--catchup-lines", "--catchup-age"):
             self.assertIn(option, out)
+        # The faces need the terminal: the help says to run in the foreground, and how not to.
+        self.assertIn("twistd -n p2pchat", out)
+        self.assertIn("--ui none", out)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Callable, Protocol
+from weakref import WeakKeyDictionary
 
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
@@ -29,9 +30,11 @@ from p2pchat.peers import GONE_AFTER, Heard, Liveness, PeerInfo, PeerTable, shou
 from p2pchat.relay import (
     CAP_RELAY,
     RELAY,
-    RELAY_MAX_LINES,
+    RELAY_STEP_LINES,
+    RELAY_TURN_BYTES,
+    HandOn,
     check_relayed,
-    relay_lines,
+    relay_batches,
     relayed_of,
     sign_line,
 )
@@ -56,6 +59,7 @@ from p2pchat.wire import (
     SYNC,
     Beacon,
     Message,
+    encode_message,
     format_time,
     is_fresh,
     new_message_id,
@@ -219,6 +223,9 @@ class Node:
         self._lonely: list[tuple[int, str, float]] = []
         self._liveness: dict[str, Liveness] = {}
         self._probes: dict[str, tuple[str, object]] = {}
+        #: per link: what it is still to be handed on of absent authors, and its sync budget
+        #: (gone with the link)
+        self._hand_on: WeakKeyDictionary[Link, HandOn] = WeakKeyDictionary()
 
     # --- observers ------------------------------------------------------------------------
 
@@ -377,6 +384,7 @@ class Node:
         """The peer reads again: write what piled up for it."""
         if self.links.get(link.peer_id) is link:
             self._pump(link)
+            self._pump_relay(link)
 
     # --- verbs for the faces ----------------------------------------------------------------
 
@@ -1011,6 +1019,13 @@ class Node:
             return
         try:
             if msg.type == SYNC:
+                state = self._hand_on_state(link)
+                now = self.clock.seconds()
+                if not state.allow_sync(now):
+                    if state.should_log_refusal(now):
+                        log.warn("{peer} sends sync lines too often: the extra ones ignored",
+                                 peer=link.peer_id)
+                    return
                 self._synced(link, parse_sync(msg))
             else:
                 self._acked(link, parse_ack(msg))
@@ -1055,25 +1070,69 @@ class Node:
                 self.delivery.expect(seq, mid, {link.peer_id})
         return min(start, lonely[0][0] - 1)
 
+    def _hand_on_state(self, link: Link) -> HandOn:
+        state = self._hand_on.get(link)
+        if state is None:
+            state = self._hand_on[link] = HandOn(self.clock.seconds())
+        return state
+
     def _relay_to(self, link: Link, others: dict[str, int]) -> None:
         """Hand on the signed lines of authors that are not here now, which the peer lacks
-        (it said how far it has each author), in the rooms it is in."""
+        (it said how far it has each author), in the rooms it is in.  This replaces what was
+        still to hand on to it; the lines go by ``_pump_relay``, as the peer reads."""
         if self.store is None:
             return
-        rooms = sorted(self.rooms.rooms_of_peer(link.peer_id))
-        since = self.clock.seconds() - self.sent_log.max_age
-        batches = []
-        for author, have in others.items():
-            if author in (self.peer_id, link.peer_id) or author in self.links:
-                continue  # our own lines go by the log; a linked author resends its own
-            for raw, key in self.store.relayable_since(author, have, rooms, RELAY_MAX_LINES,
-                                                       since):
-                batches.append((raw, author, key))
-        for metadata in relay_lines(batches):
-            link.send(self._message(RELAY, "", metadata=metadata))
-        if batches:
-            log.info("handed on {n} lines of absent authors to {peer}", n=len(batches),
+        wanted = {author: have for author, have in others.items()
+                  if author not in (self.peer_id, link.peer_id)}
+        state = self._hand_on_state(link)
+        state.replace(wanted, sorted(self.rooms.rooms_of_peer(link.peer_id)),
+                      self.clock.seconds() - self.sent_log.max_age)
+        self._pump_relay(link)
+
+    def _pump_relay(self, link: Link) -> None:
+        """Write to ``link`` the next of what it is to be handed on: in steps of
+        RELAY_STEP_LINES, only while its peer reads (not ``backed_up``), RELAY_TURN_BYTES at
+        most per reactor turn (then it goes on at the next turn)."""
+        state = self._hand_on.get(link)
+        if state is None or state.scheduled or not state.pending or self.store is None:
+            return
+        written = 0
+        while state.pending:
+            if link.backed_up or self.links.get(link.peer_id) is not link:
+                return  # link_writable brings us back
+            if written >= RELAY_TURN_BYTES:
+                state.scheduled = True
+                self.clock.callLater(0, self._relay_next_turn, link)
+                return
+            author = next(iter(state.pending))
+            after, left = state.pending[author]
+            rows = [] if author in self.links else self.store.relayable_after(
+                author, after, state.rooms, min(RELAY_STEP_LINES, left), state.since)
+            if not rows:  # done with it (a linked author resends its own lines)
+                del state.pending[author]
+                continue
+            for metadata, last, count in relay_batches(
+                    [(seq, raw, author, key) for seq, raw, key in rows]):
+                if link.backed_up:
+                    return
+                data = encode_message(self._message(RELAY, "", metadata=metadata))
+                link.send_bytes(data)
+                written += len(data)
+                state.sent += count
+                left -= count
+                state.pending[author] = [last, left]
+            if left <= 0:
+                del state.pending[author]
+        if state.sent:
+            log.info("handed on {n} lines of absent authors to {peer}", n=state.sent,
                      peer=link.peer_id)
+            state.sent = 0
+
+    def _relay_next_turn(self, link: Link) -> None:
+        state = self._hand_on.get(link)
+        if state is not None:
+            state.scheduled = False
+            self._pump_relay(link)
 
     def _relayed(self, link: Link, msg: Message) -> None:
         """Lines of other authors handed on by ``link``'s peer: shown only if signed by their

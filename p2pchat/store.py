@@ -19,16 +19,43 @@ from typing import Any, Callable
 
 from twisted.logger import Logger
 
-from p2pchat.wire import Message, WireError, encode_message, parse_message
+from p2pchat.wire import Message, WireError, encode_message, parse_message, printable
 
 log = Logger()
 
 STORE_NAME = "history.sqlite3"
 #: Writes are committed together at most this long (seconds) after the first of them.
 FLUSH_DELAY = 0.05
-#: Lines kept on disk: at most this many, and none older than this (seconds).  Pruned at start.
+#: Lines kept on disk: at most this many, none older than this (seconds), and the file at most
+#: this many bytes of pages in use (``--history-lines``, ``--history-days``, ``--history-mb``):
+#: keys cost nothing, so this budget is what all peers together can make us keep.  Pruned in
+#: full at start, and while running in steps (``upkeep``).
 HISTORY_MAX_LINES = 100_000
 HISTORY_MAX_AGE = 30 * 24 * 3600.0
+HISTORY_MAX_BYTES = 200 * 1024 * 1024
+#: While running: ``upkeep`` runs every UPKEEP_INTERVAL seconds and after every
+#: UPKEEP_AFTER_BYTES written; one step deletes at most PRUNE_STEP lines and gives back at
+#: most VACUUM_STEP_PAGES free pages to the file system (auto_vacuum=incremental), so one step
+#: holds the reactor a few milliseconds.
+UPKEEP_INTERVAL = 5.0
+UPKEEP_AFTER_BYTES = 1024 * 1024
+PRUNE_STEP = 2000
+VACUUM_STEP_PAGES = 2048
+#: The write-ahead log is truncated back to this size after a checkpoint.
+WAL_LIMIT_BYTES = 8 * 1024 * 1024
+#: Sequence numbers are stored shifted by -2**63: the wire's whole uint64 range fits SQLite's
+#: signed 64-bit INTEGER and keeps its order (``seq > ?`` and ``max`` still hold).
+SEQ_SHIFT = 2**63
+#: ``pragma user_version`` of the current layout: 1 = shifted sequences, incremental vacuum.
+LAYOUT = 1
+
+
+def to_db(seq: int) -> int:
+    return seq - SEQ_SHIFT
+
+
+def from_db(value: int) -> int:
+    return value + SEQ_SHIFT
 
 _SCHEMA = """
 create table if not exists lines (
@@ -77,15 +104,32 @@ class StoredLine:
 
 
 class Store:
-    def __init__(self, path: str, call_soon: Callable[[Callable[[], None]], Any] | None = None
-                 ) -> None:
+    def __init__(self, path: str, call_soon: Callable[[Callable[[], None]], Any] | None = None,
+                 max_lines: int = HISTORY_MAX_LINES, max_age: float = HISTORY_MAX_AGE,
+                 max_bytes: int = HISTORY_MAX_BYTES) -> None:
         """``call_soon(f)`` runs f a little later on the reactor
-        (``reactor.callLater(FLUSH_DELAY, f)``); without it every write commits at once."""
+        (``reactor.callLater(FLUSH_DELAY, f)``); without it every write commits at once.
+        ``max_*``: what ``prune`` and ``upkeep`` keep."""
         self.path = path
+        self.max_lines = max_lines
+        self.max_age = max_age
+        self.max_bytes = max_bytes
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        existed = self._db.execute("select 1 from sqlite_master where type = 'table' "
+                                   "and name = 'lines'").fetchone() is not None
+        if not existed:  # before the first table: a new file gives space back as it goes
+            self._db.execute("pragma auto_vacuum=incremental")
         self._db.execute("pragma journal_mode=wal")
         self._db.execute("pragma synchronous=normal")
+        self._db.execute(f"pragma journal_size_limit={WAL_LIMIT_BYTES}")
         self._db.executescript(_SCHEMA)
+        layout = self._db.execute("pragma user_version").fetchone()[0]
+        #: a file of an older layout is compacted once, after the first prune (``prune``)
+        self.needs_vacuum = False
+        if not existed:
+            self._db.execute(f"pragma user_version={LAYOUT}")
+        elif layout < 1:
+            self._shift_sequences()
         self._migrate()
         #: authors of lines we keep to hand on: no query for the others (a peer joining a
         #: mesh of 50 is asked about 49 authors on each of its 49 links)
@@ -100,6 +144,12 @@ class Store:
         self._flush_scheduled = False
         #: seconds the longest commit took, for the benchmark and the log
         self.slowest_commit = 0.0
+        #: told ``why`` once when saving fails, and None once it works again (a notice)
+        self.on_trouble: Callable[[str | None], None] | None = None
+        self.trouble: str | None = None
+        #: bytes written since the last ``upkeep`` (which runs early past UPKEEP_AFTER_BYTES)
+        self._written = 0
+        self._bad_rows_logged = 0
 
     # --- writing --------------------------------------------------------------------------
 
@@ -114,6 +164,21 @@ class Store:
         if missing or old:
             self._upgrade(missing, bool(old))
         self._db.executescript(_INDEXES)
+
+    def _shift_sequences(self) -> None:
+        """Layout 0 kept sequences as they are (so 2**63 and above did not fit): shift them."""
+        with self._db:
+            self._db.execute("begin")
+            columns = {row[1] for row in self._db.execute("pragma table_info(lines)")}
+            if "seq" in columns:
+                self._db.execute("update lines set seq = seq + ? where seq is not null",
+                                 (-SEQ_SHIFT,))
+            self._db.execute("update high_water set seq = seq + ?", (-SEQ_SHIFT,))
+            self._db.execute(f"pragma user_version={LAYOUT}")
+        auto = self._db.execute("pragma auto_vacuum").fetchone()[0]
+        if auto != 2:
+            self._db.execute("pragma auto_vacuum=incremental")  # takes effect at VACUUM
+            self.needs_vacuum = True
 
     def _upgrade(self, missing: list[tuple[str, str]], old: bool) -> None:
         with self._db:
@@ -142,7 +207,9 @@ class Store:
             self._call_soon(self.flush)
 
     def flush(self) -> None:
-        """Commit every queued write in one transaction."""
+        """Commit every queued write in one transaction.  A row that fails (one no file
+        could keep) fails alone: the batch is retried row by row.  A commit that fails (a full
+        disk) is told once through ``on_trouble``, and its end too."""
         self._flush_scheduled = False
         if not (self._pending or self._high or self._settings):
             return
@@ -151,32 +218,77 @@ class Store:
         settings, self._settings = self._settings, {}
         started = time.perf_counter()
         try:
-            with self._db:
-                self._db.execute("begin")
-                for sql, rows in pending.items():
-                    self._db.executemany(sql, rows)
-                if high:
-                    self._db.executemany(
-                        "insert into high_water values (?, ?) on conflict(sender_id) do update "
-                        "set seq = max(seq, excluded.seq)", high.items())
-                if settings:
-                    self._db.executemany("insert or replace into settings values (?, ?)",
-                                         settings.items())
-        except Exception as e:  # never let one bad row take the reactor (or shutdown) down
+            try:
+                self._commit(pending, high, settings, row_by_row=False)
+            except (sqlite3.IntegrityError, sqlite3.InterfaceError, OverflowError,
+                    ValueError, TypeError):
+                self._commit(pending, high, settings, row_by_row=True)
+        except Exception as e:  # never let a failing disk take the reactor (or shutdown) down
             n = sum(map(len, pending.values())) + len(high) + len(settings)
             log.error("history not saved ({n} writes lost): {why}", n=n, why=str(e))
+            self._troubled(str(e))
             return
+        self._troubled(None)
         took = time.perf_counter() - started
         self.slowest_commit = max(self.slowest_commit, took)
         if took > 0.05:
             log.warn("saving history took {ms:.0f} ms", ms=took * 1000)
+        if self._written >= UPKEEP_AFTER_BYTES:
+            self._written = 0
+            self._keep_to_budget()
+
+    def _commit(self, pending: dict[str, list[tuple]], high: dict[str, int],
+                settings: dict[str, str], row_by_row: bool) -> None:
+        with self._db:
+            self._db.execute("begin")
+            for sql, rows in pending.items():
+                if row_by_row:
+                    for row in rows:
+                        self._one_row(sql, row)
+                else:
+                    self._db.executemany(sql, rows)
+            marks = [(sender, to_db(seq)) for sender, seq in high.items()]
+            if marks:
+                self._db.executemany(
+                    "insert into high_water values (?, ?) on conflict(sender_id) do update "
+                    "set seq = max(seq, excluded.seq)", marks)
+            if settings:
+                self._db.executemany("insert or replace into settings values (?, ?)",
+                                     settings.items())
+
+    def _one_row(self, sql: str, row: tuple) -> None:
+        try:
+            self._db.execute(sql, row)
+        except (sqlite3.IntegrityError, sqlite3.InterfaceError, OverflowError, ValueError,
+                TypeError) as e:
+            if self._bad_rows_logged < 10:  # a few, not one per row of a flood
+                self._bad_rows_logged += 1
+                log.warn("a history row could not be saved and was skipped ({why}): {row}",
+                         why=str(e), row=repr(row)[:200])
+
+    def _troubled(self, why: str | None) -> None:
+        if why == self.trouble or (why is not None and self.trouble is not None):
+            return
+        self.trouble = why
+        if why is None:
+            log.info("history: saving lines again")
+        if self.on_trouble is not None:
+            try:
+                self.on_trouble(why)
+            except Exception:
+                log.failure("telling of a history problem failed")
 
     def remember(self, line: StoredLine) -> None:
+        """Keep a line.  One to hand on is kept once, as its bytes: its text is read back
+        from them (``recent``)."""
         if line.raw is not None:
             self._relay_authors.add(line.sender_id)
+        text = "" if line.raw is not None else line.text
+        self._written += len(text) + len(line.raw or b"") + 100
         self._queue("insert or ignore into lines values (?,?,?,?,?,?,?,?,?,?,?)",
-                    (line.id, line.room, line.sender_id, line.nick, line.text, int(line.action),
-                     int(line.own), line.when, line.seq or None, line.raw, line.pk or None))
+                    (line.id, line.room, line.sender_id, line.nick, text, int(line.action),
+                     int(line.own), line.when, to_db(line.seq) if line.seq else None, line.raw,
+                     line.pk or None))
 
     def set_high_water(self, sender_id: str, seq: int) -> None:
         """We have ``sender_id``'s lines up to ``seq`` (never lowered on disk)."""
@@ -204,15 +316,21 @@ class Store:
                         since: float) -> list[tuple[bytes, str]]:
         """(raw line, author key) of ``sender_id``'s lines after sequence ``after`` in
         ``rooms``, said at ``since`` or later, oldest first."""
-        if sender_id not in self._relay_authors:
+        return [(raw, pk) for _, raw, pk in self.relayable_after(sender_id, after, rooms,
+                                                                 limit, since)]
+
+    def relayable_after(self, sender_id: str, after: int, rooms: list[str], limit: int,
+                        since: float) -> list[tuple[int, bytes, str]]:
+        """(sequence, raw line, author key) of the lines ``relayable_since`` gives."""
+        if sender_id not in self._relay_authors or after >= SEQ_SHIFT * 2 - 1:
             return []
         self.flush()
         marks = ",".join("?" * len(rooms))
         rows = self._db.execute(
-            f"select raw, pk from lines where sender_id = ? and seq > ? and ts >= ? "
-            f"and raw is not null and room in ({marks}) order by seq limit ?",
-            (sender_id, after, since, *rooms, limit)).fetchall()
-        return [(bytes(raw), pk) for raw, pk in rows]
+            f"select seq, raw, pk from lines where sender_id = ? and seq > ? and ts >= ? "
+            f"and raw is not null and pk is not null and room in ({marks}) order by seq "
+            f"limit ?", (sender_id, to_db(after), since, *rooms, limit)).fetchall()
+        return [(from_db(seq), bytes(raw), pk) for seq, raw, pk in rows]
 
     def set_rooms(self, rooms: list[str]) -> None:
         self._settings["rooms"] = json.dumps(rooms)
@@ -224,10 +342,10 @@ class Store:
         """The last ``count`` lines of a room, oldest first."""
         self.flush()
         rows = self._db.execute(
-            "select id, room, sender_id, nick, text, action, own, ts from lines where room = ? "
-            "order by ts desc, rowid desc limit ?", (room, count)).fetchall()
-        return [StoredLine(r[0], r[1], r[2], r[3], r[4], bool(r[5]), bool(r[6]), r[7])
-                for r in reversed(rows)]
+            "select id, room, sender_id, nick, text, action, own, ts, raw from lines "
+            "where room = ? order by ts desc, rowid desc limit ?", (room, count)).fetchall()
+        return [StoredLine(r[0], r[1], r[2], r[3], r[4] or _text_of(r[8]), bool(r[5]),
+                           bool(r[6]), r[7]) for r in reversed(rows)]
 
     def recent_ids(self, count: int) -> list[str]:
         """The ids of the last ``count`` lines, oldest first (to drop duplicates after a
@@ -239,7 +357,8 @@ class Store:
 
     def high_water(self) -> dict[str, int]:
         self.flush()
-        return dict(self._db.execute("select sender_id, seq from high_water").fetchall())
+        return {sender: from_db(seq) for sender, seq in
+                self._db.execute("select sender_id, seq from high_water")}
 
     def load_sent(self, max_lines: int, max_age: float, now: float) -> list[Message]:
         """Our own lines still young enough to resend, oldest first."""
@@ -269,19 +388,110 @@ class Store:
 
     # --- upkeep ---------------------------------------------------------------------------
 
-    def prune(self, now: float, max_lines: int = HISTORY_MAX_LINES,
-              max_age: float = HISTORY_MAX_AGE, sent_age: float = HISTORY_MAX_AGE) -> None:
-        """Drop lines past the age and count limits, and sent lines too old to resend."""
+    def prune(self, now: float, max_lines: int | None = None, max_age: float | None = None,
+              sent_age: float = HISTORY_MAX_AGE) -> None:
+        """Drop lines past the age, count and byte limits, and sent lines too old to resend;
+        lines older than ``sent_age`` are no longer handed on.  In full, at start (before the
+        reactor runs); a file of an older layout is then compacted once (VACUUM, bounded by
+        the byte budget since it comes after the prune)."""
         self.flush()
+        max_lines = self.max_lines if max_lines is None else max_lines
+        max_age = self.max_age if max_age is None else max_age
         with self._db:
             self._db.execute("begin")
             self._db.execute("delete from lines where ts < ?", (now - max_age,))
             self._db.execute("delete from lines where rowid not in (select rowid from lines "
                              "order by ts desc limit ?)", (max_lines,))
             self._db.execute("delete from sent where ts < ?", (now - sent_age,))
-            self._db.execute("update lines set raw = null, pk = null where raw is not null "
-                             "and ts < ?", (now - sent_age,))
+            self._db.execute("update lines set pk = null where pk is not null and ts < ?",
+                             (now - sent_age,))
+        self.sent_age = sent_age
+        while self._over_budget() > 0 and self._drop_oldest(PRUNE_STEP * 10):
+            pass
+        if self.needs_vacuum:
+            started = time.perf_counter()
+            self._db.execute("vacuum")
+            self.needs_vacuum = False
+            log.info("history file compacted once for its new layout in {ms:.0f} ms",
+                     ms=(time.perf_counter() - started) * 1000)
+        else:
+            self._db.execute("pragma incremental_vacuum")
+
+    def upkeep(self, now: float) -> None:
+        """One bounded step of pruning while running (PRUNE_STEP lines at most, oldest first
+        by arrival), then VACUUM_STEP_PAGES free pages given back to the file system."""
+        self._written = 0
+        if self._pending or self._high or self._settings:
+            self.flush()
+        try:
+            cutoff = now - self.max_age
+            with self._db:
+                self._db.execute("begin")
+                self._db.execute(
+                    "delete from lines where rowid in (select rowid from lines order by rowid "
+                    "limit ?) and ts < ?", (PRUNE_STEP, cutoff))
+                extra = self._db.execute("select count(*) from lines").fetchone()[0] - \
+                    self.max_lines
+                if extra > 0:
+                    self._db.execute("delete from lines where rowid in (select rowid from "
+                                     "lines order by rowid limit ?)", (min(extra, PRUNE_STEP),))
+                sent_age = getattr(self, "sent_age", HISTORY_MAX_AGE)
+                self._db.execute("update lines set pk = null where rowid in (select rowid from "
+                                 "lines where pk is not null order by rowid limit ?) and ts < ?",
+                                 (PRUNE_STEP, now - sent_age))
+                self._db.execute("delete from sent where seq in (select seq from sent order by "
+                                 "seq limit ?) and ts < ?", (PRUNE_STEP, now - sent_age))
+        except sqlite3.Error as e:
+            log.error("history upkeep failed: {why}", why=str(e))
+            self._troubled(str(e))
+            return
+        self._keep_to_budget()
+
+    def _keep_to_budget(self) -> None:
+        """One step back under the byte budget, and free pages given back: bounded work, done
+        after each UPKEEP_AFTER_BYTES written and at each upkeep."""
+        try:
+            if self._over_budget() > 0:
+                self._drop_oldest(PRUNE_STEP)
+            self._db.execute(f"pragma incremental_vacuum({VACUUM_STEP_PAGES})")
+        except sqlite3.Error as e:
+            log.error("history upkeep failed: {why}", why=str(e))
+            self._troubled(str(e))
+
+    def used_bytes(self) -> int:
+        """Bytes of the file's pages in use (its free pages not counted): what the budget
+        bounds."""
+        pages = self._db.execute("pragma page_count").fetchone()[0]
+        free = self._db.execute("pragma freelist_count").fetchone()[0]
+        size = self._db.execute("pragma page_size").fetchone()[0]
+        return (pages - free) * size
+
+    def _over_budget(self) -> int:
+        return self.used_bytes() - self.max_bytes
+
+    def _drop_oldest(self, count: int) -> int:
+        """Delete the ``count`` lines that came first; returns how many went."""
+        with self._db:
+            self._db.execute("begin")
+            gone = self._db.execute("delete from lines where rowid in (select rowid from lines "
+                                    "order by rowid limit ?)", (count,)).rowcount
+        if gone:
+            log.info("history over its {mb:.0f} MB budget: {n} oldest lines dropped",
+                     mb=self.max_bytes / 2**20, n=gone)
+        return gone
 
     def close(self) -> None:
         self.flush()
         self._db.close()
+
+
+def _text_of(raw: bytes | None) -> str:
+    """The text shown for a line kept as its bytes only (a line to hand on)."""
+    if raw is None:
+        return ""
+    try:
+        msg = parse_message(bytes(raw).rstrip(b"\n"))
+    except WireError:
+        return ""
+    action = (msg.metadata or {}).get("action")
+    return printable(action if isinstance(action, str) and action else msg.content)

@@ -253,6 +253,7 @@ class Node:
         """After a restart: how far we have each sender (so peers resend what we missed), the
         ids already shown (so nothing is shown twice), our own lines to resend."""
         now = self.clock.seconds()
+        store.on_trouble = self._store_trouble
         # Continue above our last run's numbers, even if the clock went back since.
         self._sequence = self.run_start = max(self._sequence, store.last_sequence())
         self.room.high_water.update(store.high_water())
@@ -262,6 +263,13 @@ class Node:
             self.sent_log.append(msg, now)
         if len(self.sent_log):
             self.log_floor = 0
+
+    def _store_trouble(self, why: str | None) -> None:
+        """Saving history failed (a full disk), or works again: told once each."""
+        if why is None:
+            self._notice("history: saving lines again")
+        else:
+            self._notice(f"history: not saving lines: {why} (see the log)", error=True)
 
     def _message(self, kind: str, content: str, sequenced: bool = False,
                  metadata: dict | None = None, room: str = DEFAULT_ROOM) -> Message:

@@ -50,6 +50,11 @@ SEQ_SHIFT = 2**63
 LAYOUT = 1
 
 
+#: What one row can make a statement fail with (its values), unlike a full disk.
+_BAD_ROW = (sqlite3.IntegrityError, sqlite3.InterfaceError, sqlite3.ProgrammingError,
+            OverflowError, ValueError, TypeError)
+
+
 def to_db(seq: int) -> int:
     return seq - SEQ_SHIFT
 
@@ -220,8 +225,7 @@ class Store:
         try:
             try:
                 self._commit(pending, high, settings, row_by_row=False)
-            except (sqlite3.IntegrityError, sqlite3.InterfaceError, OverflowError,
-                    ValueError, TypeError):
+            except _BAD_ROW:
                 self._commit(pending, high, settings, row_by_row=True)
         except Exception as e:  # never let a failing disk take the reactor (or shutdown) down
             n = sum(map(len, pending.values())) + len(high) + len(settings)
@@ -259,8 +263,7 @@ class Store:
     def _one_row(self, sql: str, row: tuple) -> None:
         try:
             self._db.execute(sql, row)
-        except (sqlite3.IntegrityError, sqlite3.InterfaceError, OverflowError, ValueError,
-                TypeError) as e:
+        except _BAD_ROW as e:
             if self._bad_rows_logged < 10:  # a few, not one per row of a flood
                 self._bad_rows_logged += 1
                 log.warn("a history row could not be saved and was skipped ({why}): {row}",

@@ -146,3 +146,108 @@ class RelayedCatchUp(TestCase):
         self.clock.advance(SYNC_WINDOW)
         self.node.message_received(rogue, sync("rogue_1", {a: 0 for a in authors}))
         self.assertEqual(rogue.relay_lines, (SYNC_BURST + 1) * per_sync)
+
+
+class FailingDisk:
+    """The store's connection, whose writes fail while ``full`` (as on a full disk)."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self.db = db
+        self.full = False
+
+    def execute(self, sql: str, *args):
+        if self.full and sql.lstrip().lower().startswith(("insert", "update", "delete", "begin")):
+            raise sqlite3.OperationalError("database or disk is full")
+        return self.db.execute(sql, *args)
+
+    def executemany(self, sql: str, rows):
+        if self.full:
+            raise sqlite3.OperationalError("database or disk is full")
+        return self.db.executemany(sql, rows)
+
+    def __enter__(self):
+        return self.db.__enter__()
+
+    def __exit__(self, *exc):
+        return self.db.__exit__(*exc)
+
+    def __getattr__(self, name: str):
+        return getattr(self.db, name)
+
+
+class Saving(TestCase):
+    def setUp(self) -> None:
+        path = self.mktemp()
+        os.makedirs(path)
+        self.path = os.path.join(path, "h.sqlite3")
+        self.clock = Clock()
+        self.clock.advance(1_000_000)
+
+    def test_sequences_of_the_whole_uint64_range_fit_and_a_bad_row_fails_alone(self) -> None:
+        store = Store(self.path, call_soon=lambda f: self.clock.callLater(0.05, f))
+        top = 2**64 - 1
+        for n in range(20):
+            store.remember(StoredLine(f"h{n}", "general", "bob_1", "bob", f"hi {n}", False,
+                                      False, 1000.0 + n))
+        store.remember(StoredLine("rogue", "general", "r_1", "r", "", False, False, 1000.0,
+                                  top, b'{"content":"x"}', "KEY"))
+        store.set_high_water("r_1", top)
+        store.set_high_water("bob_1", 20)
+        store.remember(StoredLine("bad", "general", "r_1", "r", "x", False, False, 1000.0,
+                                  0, None, object()))  # type: ignore[arg-type]
+        self.clock.advance(0.05)
+        self.assertEqual(store.count(), 21)  # all but the one that can't be kept
+        self.assertEqual(store.high_water(), {"r_1": top, "bob_1": 20})
+        self.assertEqual(store.relayable_after("r_1", top - 1, ["general"], 5, 0.0),
+                         [(top, b'{"content":"x"}', "KEY")])
+        self.assertEqual(store.relayable_after("r_1", top, ["general"], 5, 0.0), [])
+        store.close()
+
+    def test_a_file_of_the_old_layout_gets_its_sequences_shifted(self) -> None:
+        db = sqlite3.connect(self.path)
+        db.executescript("""
+            create table lines (id text primary key, room text not null,
+                sender_id text not null, nick text not null, text text not null,
+                action integer not null, own integer not null, ts real not null, seq integer,
+                raw blob, pk text);
+            create table high_water (sender_id text primary key, seq integer not null);
+            insert into high_water values ('bob_1', 5);
+            insert into lines values ('m1', 'general', 'bob_1', 'bob', 'hi', 0, 0, 100.0, 7,
+                                      x'7b7d', 'KEY');
+        """)
+        db.commit()
+        db.close()
+        store = Store(self.path)
+        self.assertEqual(store.high_water(), {"bob_1": 5})
+        self.assertEqual([s for s, _, _ in store.relayable_after("bob_1", 6, ["general"], 5, 0)],
+                         [7])
+        store.set_high_water("bob_1", 6)
+        self.assertEqual(store.high_water(), {"bob_1": 6})
+        store.close()
+        self.assertEqual(Store(self.path).high_water(), {"bob_1": 6})  # shifted once only
+
+    def test_saving_errors_are_shown_once_and_their_end_too(self) -> None:
+        store = Store(self.path, call_soon=lambda f: self.clock.callLater(0.05, f))
+        node = Node("me", self.clock, store=store)
+        shown: list[events.Notice] = []
+        node.subscribe(lambda e: shown.append(e) if isinstance(e, events.Notice) else None)
+        disk = store._db = FailingDisk(store._db)
+        disk.full = True
+        bob = FakeLink("bob_1", "bob")
+        node.link_ready(bob)
+        for n in range(5):
+            node.message_received(bob, Message(id=f"b{n}", type="chat", sender_id="bob_1",
+                                               username="bob", content=f"hi {n}"))
+            self.clock.advance(0.05)
+        errors = [e for e in shown if "history" in e.text]
+        self.assertEqual([e.error for e in errors], [True])
+        self.assertIn("disk is full", errors[0].text)
+        disk.full = False
+        node.message_received(bob, Message(id="b9", type="chat", sender_id="bob_1",
+                                           username="bob", content="back"))
+        self.clock.advance(0.05)
+        self.clock.advance(0.05)
+        errors = [e for e in shown if "history" in e.text]
+        self.assertEqual([e.error for e in errors], [True, False])
+        self.assertIn("saving lines again", errors[1].text)
+        store.close()

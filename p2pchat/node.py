@@ -39,6 +39,7 @@ from p2pchat.relay import (
     sign_line,
 )
 from p2pchat.room import Room
+from p2pchat.seen import SeenSet
 from p2pchat.rooms import Rooms, private_key, room_name, rooms_of
 from p2pchat.store import Store, StoredLine
 from p2pchat.trust import Trust
@@ -254,6 +255,7 @@ class Node:
         ids already shown (so nothing is shown twice), our own lines to resend."""
         now = self.clock.seconds()
         store.on_trouble = self._store_trouble
+        self.room.seqs = SeenSet(backing=store)
         # Continue above our last run's numbers, even if the clock went back since.
         self._sequence = self.run_start = max(self._sequence, store.last_sequence())
         self.room.high_water.update(store.high_water())

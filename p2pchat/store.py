@@ -43,6 +43,9 @@ PRUNE_STEP = 2000
 VACUUM_STEP_PAGES = 2048
 #: The write-ahead log is truncated back to this size after a checkpoint.
 WAL_LIMIT_BYTES = 8 * 1024 * 1024
+#: Authors whose seen sequences (seen.py) are kept on disk: the ones heard least lately go
+#: first past this count, and any not heard for the history's age.
+MAX_SEEN_AUTHORS = 20_000
 #: Sequence numbers are stored shifted by -2**63: the wire's whole uint64 range fits SQLite's
 #: signed 64-bit INTEGER and keeps its order (``seq > ?`` and ``max`` still hold).
 SEQ_SHIFT = 2**63
@@ -79,6 +82,8 @@ create table if not exists lines (
 create table if not exists high_water (sender_id text primary key, seq integer not null);
 create table if not exists sent (seq integer primary key, ts real not null, line blob not null);
 create table if not exists settings (key text primary key, value text not null);
+create table if not exists seen (sender_id text primary key, ranges text not null,
+                                 ts real not null);
 """
 
 
@@ -146,6 +151,8 @@ class Store:
         #: queued high-water marks and settings: only the last of each counts
         self._high: dict[str, int] = {}
         self._settings: dict[str, str] = {}
+        #: authors whose seen sequences changed: their set (read at commit), or its text
+        self._seen: dict[str, Any] = {}
         self._flush_scheduled = False
         #: seconds the longest commit took, for the benchmark and the log
         self.slowest_commit = 0.0
@@ -216,11 +223,18 @@ class Store:
         could keep) fails alone: the batch is retried row by row.  A commit that fails (a full
         disk) is told once through ``on_trouble``, and its end too."""
         self._flush_scheduled = False
-        if not (self._pending or self._high or self._settings):
+        if not (self._pending or self._high or self._settings or self._seen):
             return
         pending, self._pending = self._pending, {}
         high, self._high = self._high, {}
         settings, self._settings = self._settings, {}
+        seen, self._seen = self._seen, {}
+        now = time.time()
+        for author, source in seen.items():
+            text = source if isinstance(source, str) else source.dump(author)
+            if text is not None:
+                pending.setdefault("insert or replace into seen values (?, ?, ?)", []).append(
+                    (author, text, now))
         started = time.perf_counter()
         try:
             try:
@@ -251,14 +265,18 @@ class Store:
                         self._one_row(sql, row)
                 else:
                     self._db.executemany(sql, rows)
-            marks = [(sender, to_db(seq)) for sender, seq in high.items()]
-            if marks:
-                self._db.executemany(
-                    "insert into high_water values (?, ?) on conflict(sender_id) do update "
-                    "set seq = max(seq, excluded.seq)", marks)
-            if settings:
-                self._db.executemany("insert or replace into settings values (?, ?)",
-                                     settings.items())
+            extra = {
+                "insert into high_water values (?, ?) on conflict(sender_id) do update "
+                "set seq = max(seq, excluded.seq)":
+                    [(sender, to_db(seq)) for sender, seq in high.items()],
+                "insert or replace into settings values (?, ?)": list(settings.items()),
+            }
+            for sql, rows in extra.items():
+                if rows and row_by_row:
+                    for row in rows:
+                        self._one_row(sql, row)
+                elif rows:
+                    self._db.executemany(sql, rows)
 
     def _one_row(self, sql: str, row: tuple) -> None:
         try:
@@ -298,6 +316,21 @@ class Store:
         if seq > self._high.get(sender_id, -1):
             self._high[sender_id] = seq
         self._soon()
+
+    def seen_changed(self, author: str, source: Any) -> None:
+        """``author``'s seen sequences changed: ``source`` is its SeenSet (its text is taken
+        at commit time, once per commit), or the text itself (it left the SeenSet's memory)."""
+        self._seen[author] = source
+        self._soon()
+
+    def seen_text(self, author: str) -> str | None:
+        """``author``'s seen sequences as text, as last written (or about to be)."""
+        queued = self._seen.get(author)
+        if isinstance(queued, str):
+            return queued
+        row = self._db.execute("select ranges from seen where sender_id = ?",
+                               (author,)).fetchone()
+        return row[0] if row else None
 
     def save_sent(self, msg: Message, data: bytes | None = None) -> None:
         self._queue("insert or replace into sent values (?, ?, ?)",
@@ -406,6 +439,7 @@ class Store:
             self._db.execute("delete from lines where rowid not in (select rowid from lines "
                              "order by ts desc limit ?)", (max_lines,))
             self._db.execute("delete from sent where ts < ?", (now - sent_age,))
+            self._db.execute("delete from seen where ts < ?", (now - max_age,))
             self._db.execute("update lines set pk = null where pk is not null and ts < ?",
                              (now - sent_age,))
         self.sent_age = sent_age
@@ -444,6 +478,13 @@ class Store:
                                  (PRUNE_STEP, now - sent_age))
                 self._db.execute("delete from sent where seq in (select seq from sent order by "
                                  "seq limit ?) and ts < ?", (PRUNE_STEP, now - sent_age))
+                self._db.execute("delete from seen where rowid in (select rowid from seen "
+                                 "order by rowid limit ?) and ts < ?", (PRUNE_STEP, cutoff))
+                extra = self._db.execute("select count(*) from seen").fetchone()[0] - \
+                    MAX_SEEN_AUTHORS
+                if extra > 0:  # rowid order is write order: the least lately heard first
+                    self._db.execute("delete from seen where rowid in (select rowid from seen "
+                                     "order by rowid limit ?)", (min(extra, PRUNE_STEP),))
         except sqlite3.Error as e:
             log.error("history upkeep failed: {why}", why=str(e))
             self._troubled(str(e))

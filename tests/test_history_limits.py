@@ -251,3 +251,113 @@ class Saving(TestCase):
         self.assertEqual([e.error for e in errors], [True, False])
         self.assertIn("saving lines again", errors[1].text)
         store.close()
+
+
+class Replays(TestCase):
+    """A genuine signed line of bob's, handed on again later by someone else."""
+
+    def setUp(self) -> None:
+        from p2pchat.identity import Identity
+
+        path = self.mktemp()
+        os.makedirs(path)
+        self.path = os.path.join(path, "h.sqlite3")
+        self.clock = Clock()
+        self.clock.advance(1_000_000)
+        self.bob = Identity.generate()
+
+    def open(self) -> Node:
+        self.store = Store(self.path, call_soon=lambda f: self.clock.callLater(0.05, f))
+        node = Node("alice", self.clock, store=self.store)
+        node.subscribe(lambda e: self.shown.append(e) if isinstance(e, events.ChatLine)
+                       else None)
+        self.mallory = FakeLink("mallory_1", "mallory", caps=ROGUE_CAPS)
+        node.link_ready(self.mallory)
+        return node
+
+    def replay(self, node: Node, raw: bytes) -> None:
+        node.message_received(self.mallory, Message(
+            id=new_message_id(), type=RELAY, sender_id="mallory_1",
+            metadata={"lines": [raw.decode()], "keys": {self.bob.peer_id:
+                                                        self.bob.public_key_b64()}}))
+
+    def test_a_replayed_line_is_shown_once_after_many_ids_and_after_a_restart(self) -> None:
+        from p2pchat.relay import sign_line
+        from p2pchat.wire import encode_message
+
+        self.shown: list[events.ChatLine] = []
+        node = self.open()
+        line = Message(id="bob-line", type="chat", sender_id=self.bob.peer_id, username="bob",
+                       content="the real one", timestamp=self.clock.seconds(),
+                       sequence=1_700_000_000_000_123, metadata={})
+        line.metadata["sig"] = sign_line(self.bob, line)
+        raw = encode_message(line)[:-1]
+        bob = FakeLink(self.bob.peer_id, "bob", caps=ROGUE_CAPS)
+        bob.pk = self.bob.public_key_b64()
+        node.link_ready(bob)
+        node.message_received(bob, line, raw)
+        node.link_lost(bob, "gone")
+        for n in range(10_050):
+            node.message_received(self.mallory, Message(
+                id=f"filler{n}", type="chat", sender_id="mallory_1", username="mallory",
+                content=".", sequence=n + 1))
+            if n % 1000 == 0:
+                self.clock.advance(0.05)
+        self.clock.advance(0.05)
+        self.replay(node, raw)
+        self.clock.advance(0.05)
+        self.store.close()
+        node = self.open()  # a restart
+        self.replay(node, raw)
+        self.clock.advance(0.05)
+        self.assertEqual([e.text for e in self.shown if e.sender_id == self.bob.peer_id],
+                         ["the real one"])
+        # and a later line of bob's, handed on, is shown
+        later = Message(id="bob-later", type="chat", sender_id=self.bob.peer_id,
+                        username="bob", content="later", timestamp=self.clock.seconds(),
+                        sequence=1_700_000_000_000_200, metadata={})
+        later.metadata["sig"] = sign_line(self.bob, later)
+        self.replay(node, encode_message(later)[:-1])
+        self.assertEqual([e.text for e in self.shown if e.sender_id == self.bob.peer_id],
+                         ["the real one", "later"])
+        self.store.close()
+
+
+class Seen(TestCase):
+    def test_ranges_merge_and_stay_bounded(self) -> None:
+        from p2pchat.seen import SeenSet
+
+        seen = SeenSet(max_ranges=3)
+        self.assertTrue(seen.add("a", 5))
+        self.assertFalse(seen.add("a", 5))
+        for seq in (7, 6, 2**64 - 1):
+            self.assertTrue(seen.add("a", seq))
+        self.assertEqual(seen.ranges("a"), [(5, 7), (2**64 - 1, 2**64 - 1)])
+        self.assertTrue(seen.add("a", 3))  # below the highest: a late line, shown
+        self.assertTrue(seen.add("a", 10))  # a fourth range: the lowest gap (4) is filled
+        self.assertEqual(seen.ranges("a"), [(3, 7), (10, 10), (2**64 - 1, 2**64 - 1)])
+        self.assertIn(("a", 4), seen)
+        self.assertNotIn(("a", 8), seen)
+        self.assertNotIn(("b", 5), seen)
+
+    def test_authors_out_of_memory_come_back_from_the_backing(self) -> None:
+        from p2pchat.seen import SeenSet
+
+        class Disk:
+            def __init__(self) -> None:
+                self.rows: dict[str, str] = {}
+                self.live: dict[str, SeenSet] = {}
+
+            def seen_text(self, author: str) -> str | None:
+                return self.rows.get(author)
+
+            def seen_changed(self, author: str, source) -> None:
+                if isinstance(source, str):
+                    self.rows[author] = source
+
+        disk = Disk()
+        seen = SeenSet(backing=disk, max_authors=2)
+        for author in ("a", "b", "c"):
+            seen.add(author, 1)
+        self.assertIn("a", disk.rows)  # pushed out of memory, written
+        self.assertFalse(seen.add("a", 1))

@@ -41,7 +41,7 @@ from p2pchat.relay import (
 from p2pchat.room import Room
 from p2pchat.seen import SeenSet
 from p2pchat.rooms import Rooms, private_key, room_name, rooms_of
-from p2pchat.store import Store, StoredLine
+from p2pchat.store import SaveRate, Store, StoredLine
 from p2pchat.trust import Trust
 from p2pchat.wire import (
     ACK,
@@ -227,6 +227,8 @@ class Node:
         #: per link: what it is still to be handed on of absent authors, and its sync budget
         #: (gone with the link)
         self._hand_on: WeakKeyDictionary[Link, HandOn] = WeakKeyDictionary()
+        #: per link: how many bytes of its lines we save (store.SAVE_RATE)
+        self._save_rates: WeakKeyDictionary[Link, SaveRate] = WeakKeyDictionary()
 
     # --- observers ------------------------------------------------------------------------
 
@@ -463,12 +465,28 @@ class Node:
         return msg
 
     def _remember(self, line: events.ChatLine, seq: int = 0,
-                  relay: tuple[bytes, str] | None = None) -> None:
+                  relay: tuple[bytes, str] | None = None, via: Link | None = None) -> None:
         if self.store is not None:
             raw, pk = relay or (None, "")
+            if via is not None and not self._may_save(via, len(line.text) + len(raw or b"")):
+                return
             self.store.remember(StoredLine(line.message_id, line.room, line.sender_id,
                                            line.nick, line.text, line.action, line.own,
                                            line.when, seq if relay else 0, raw, pk))
+
+    def _may_save(self, link: Link, size: int) -> bool:
+        """Whether a line of ``size`` bytes from ``link`` is saved: each link only so fast."""
+        now = self.clock.seconds()
+        rate = self._save_rates.get(link)
+        if rate is None:
+            rate = self._save_rates[link] = SaveRate(now)
+        if rate.allow(size, now):
+            return True
+        if rate.should_log(now):
+            log.warn("{peer} sends more than {kb:.0f} KiB/s of lines: {n} shown but not saved",
+                     peer=link.peer_id, kb=rate.rate / 1024, n=rate.refused)
+            rate.refused = 0
+        return False
 
     def join_room(self, text: str) -> str | None:
         """/join: returns why not, or None."""
@@ -970,19 +988,19 @@ class Node:
                           peer=link.peer_id, room=room)
                 return
         nick = self.trust.display(link.username or msg.username or link.peer_id, link.fp)
-        self._show_line(msg, nick, room, private, now, relay)
+        self._show_line(msg, nick, room, private, now, relay, via=link)
 
     def _show_line(self, msg: Message, nick: str, room: str, private: str, now: float,
-                   relay: tuple[bytes, str] | None = None) -> None:
+                   relay: tuple[bytes, str] | None = None, via: Link | None = None) -> None:
         """A line from someone else, accepted: keep it, save it, show it (at the time it was
         said, unless that time is nonsense).  ``relay``: its bytes and author's key, kept
-        with it to hand on."""
+        with it to hand on; ``via``: the link it came by (which may have only so much saved)."""
         self.room.record(msg)
         when = msg.timestamp if msg.timestamp and 0 < msg.timestamp <= now else now
         action = _action_text(msg)
         line = events.ChatLine(when, nick, printable(action or msg.content), msg.sender_id,
                                msg.id, action=action is not None, room=room, private=private)
-        self._remember(line, msg.sequence, relay)
+        self._remember(line, msg.sequence, relay, via)
         self._emit(line)
 
     def _peer_rooms(self, link: Link, msg: Message) -> None:
@@ -1170,7 +1188,7 @@ class Node:
             if not self.room.accept(line, advance=False):
                 continue  # already had it
             nick = self.trust.display(line.username or line.sender_id, relayed.fp)
-            self._show_line(line, nick, line.room_id, "", now, (raw, key))
+            self._show_line(line, nick, line.room_id, "", now, (raw, key), via=link)
 
     def _acked(self, link: Link, have: int) -> None:
         now = self.clock.seconds()

@@ -37,12 +37,18 @@ HISTORY_MAX_BYTES = 200 * 1024 * 1024
 #: UPKEEP_AFTER_BYTES written; one step deletes at most PRUNE_STEP lines and gives back at
 #: most VACUUM_STEP_PAGES free pages to the file system (auto_vacuum=incremental), so one step
 #: holds the reactor a few milliseconds.
-UPKEEP_INTERVAL = 5.0
+UPKEEP_INTERVAL = 1.0
 UPKEEP_AFTER_BYTES = 1024 * 1024
 PRUNE_STEP = 2000
-VACUUM_STEP_PAGES = 2048
+PRUNE_STEP_BYTES = 1024 * 1024
+VACUUM_STEP_PAGES = 256
 #: The write-ahead log is truncated back to this size after a checkpoint.
 WAL_LIMIT_BYTES = 8 * 1024 * 1024
+#: Bytes of lines one link may have us save per second, after a burst of SAVE_BURST: past
+#: it its lines are still shown, but not saved (so one flooding peer churns the byte budget
+#: slowly: 200 MB takes it 25 minutes at least).
+SAVE_RATE = 128 * 1024
+SAVE_BURST = 4 * 1024 * 1024
 #: Authors whose seen sequences (seen.py) are kept on disk: the ones heard least lately go
 #: first past this count, and any not heard for the history's age.
 MAX_SEEN_AUTHORS = 20_000
@@ -56,6 +62,34 @@ LAYOUT = 1
 #: What one row can make a statement fail with (its values), unlike a full disk.
 _BAD_ROW = (sqlite3.IntegrityError, sqlite3.InterfaceError, sqlite3.ProgrammingError,
             OverflowError, ValueError, TypeError)
+
+
+class SaveRate:
+    """A byte bucket for one link: how much of what it sends us we save (SAVE_RATE)."""
+
+    def __init__(self, now: float, rate: float = SAVE_RATE, burst: float = SAVE_BURST) -> None:
+        self.rate = rate
+        self.burst = burst
+        self._tokens = burst
+        self._at = now
+        self._logged_at: float | None = None
+        self.refused = 0  # lines not saved since the last log line
+
+    def allow(self, size: int, now: float) -> bool:
+        self._tokens = min(self.burst, self._tokens + (now - self._at) * self.rate)
+        self._at = now
+        if self._tokens >= size:
+            self._tokens -= size
+            return True
+        self.refused += 1
+        return False
+
+    def should_log(self, now: float) -> bool:
+        """At most once a minute per link."""
+        if self._logged_at is None or now - self._logged_at >= 60.0:
+            self._logged_at = now
+            return True
+        return False
 
 
 def to_db(seq: int) -> int:
@@ -162,6 +196,9 @@ class Store:
         #: bytes written since the last ``upkeep`` (which runs early past UPKEEP_AFTER_BYTES)
         self._written = 0
         self._bad_rows_logged = 0
+        self.closed = False
+        #: what calls ``upkeep`` while running (a LoopingCall the service starts): stopped at close
+        self.upkeep_loop: Any = None
 
     # --- writing --------------------------------------------------------------------------
 
@@ -443,7 +480,7 @@ class Store:
             self._db.execute("update lines set pk = null where pk is not null and ts < ?",
                              (now - sent_age,))
         self.sent_age = sent_age
-        while self._over_budget() > 0 and self._drop_oldest(PRUNE_STEP * 10):
+        while self._over_budget() > 0 and self._drop_oldest(PRUNE_STEP):
             pass
         if self.needs_vacuum:
             started = time.perf_counter()
@@ -452,26 +489,32 @@ class Store:
             log.info("history file compacted once for its new layout in {ms:.0f} ms",
                      ms=(time.perf_counter() - started) * 1000)
         else:
-            self._db.execute("pragma incremental_vacuum")
+            self._db.executescript("pragma incremental_vacuum;")
 
     def upkeep(self, now: float) -> None:
-        """One bounded step of pruning while running (PRUNE_STEP lines at most, oldest first
-        by arrival), then VACUUM_STEP_PAGES free pages given back to the file system."""
+        """One bounded step of pruning while running (of the PRUNE_STEP lines that came first,
+        PRUNE_STEP_BYTES at most: those too old, or too many), then the byte budget kept and
+        VACUUM_STEP_PAGES free pages given back to the file system."""
+        if self.closed:
+            return
         self._written = 0
-        if self._pending or self._high or self._settings:
+        if self._pending or self._high or self._settings or self._seen:
             self.flush()
         try:
             cutoff = now - self.max_age
+            window = self._oldest(PRUNE_STEP)  # (last rowid, how many) of a bounded step
             with self._db:
                 self._db.execute("begin")
-                self._db.execute(
-                    "delete from lines where rowid in (select rowid from lines order by rowid "
-                    "limit ?) and ts < ?", (PRUNE_STEP, cutoff))
-                extra = self._db.execute("select count(*) from lines").fetchone()[0] - \
-                    self.max_lines
-                if extra > 0:
-                    self._db.execute("delete from lines where rowid in (select rowid from "
-                                     "lines order by rowid limit ?)", (min(extra, PRUNE_STEP),))
+                if window is not None:
+                    last, n = window
+                    self._db.execute("delete from lines where rowid <= ? and ts < ?",
+                                     (last, cutoff))
+                    extra = self._db.execute("select count(*) from lines").fetchone()[0] - \
+                        self.max_lines
+                    if extra > 0:
+                        self._db.execute(
+                            "delete from lines where rowid in (select rowid from lines "
+                            "where rowid <= ? order by rowid limit ?)", (last, extra))
                 sent_age = getattr(self, "sent_age", HISTORY_MAX_AGE)
                 self._db.execute("update lines set pk = null where rowid in (select rowid from "
                                  "lines where pk is not null order by rowid limit ?) and ts < ?",
@@ -497,7 +540,10 @@ class Store:
         try:
             if self._over_budget() > 0:
                 self._drop_oldest(PRUNE_STEP)
-            self._db.execute(f"pragma incremental_vacuum({VACUUM_STEP_PAGES})")
+            # (executescript: it runs the pragma to its end; execute frees one page only)
+            self._db.executescript(f"pragma incremental_vacuum({VACUUM_STEP_PAGES});")
+            # the file shrinks when the log is written back: do it now if it is quick
+            self._db.execute("pragma wal_checkpoint(passive)").fetchall()
         except sqlite3.Error as e:
             log.error("history upkeep failed: {why}", why=str(e))
             self._troubled(str(e))
@@ -513,12 +559,33 @@ class Store:
     def _over_budget(self) -> int:
         return self.used_bytes() - self.max_bytes
 
+    def _oldest(self, count: int, enough: int = PRUNE_STEP_BYTES) -> tuple[int, int] | None:
+        """The last rowid and the number of the lines that came first: ``count`` of them at
+        most, and no more than come to ``enough`` bytes (so a step deletes a bounded amount,
+        whatever the size of the lines)."""
+        last, freed, n = None, 0, 0
+        for rowid, size in self._db.execute(
+                "select rowid, length(text) + coalesce(length(raw), 0) + length(id) + 60 "
+                "from lines order by rowid limit ?", (count,)):
+            last, freed, n = rowid, freed + size, n + 1
+            if freed >= enough:
+                break
+        return None if last is None else (last, n)
+
     def _drop_oldest(self, count: int) -> int:
-        """Delete the ``count`` lines that came first; returns how many went."""
+        """Delete the lines that came first: enough of them (``count`` at most) to free what
+        is over the budget and a twentieth of it more (so not every step has to).  Returns
+        how many went."""
+        over = self._over_budget() + self.max_bytes // 20
+        if over <= 0:
+            return 0
+        window = self._oldest(count, min(over, PRUNE_STEP_BYTES))
+        if window is None:
+            return 0
+        last = window[0]
         with self._db:
             self._db.execute("begin")
-            gone = self._db.execute("delete from lines where rowid in (select rowid from lines "
-                                    "order by rowid limit ?)", (count,)).rowcount
+            gone = self._db.execute("delete from lines where rowid <= ?", (last,)).rowcount
         if gone:
             log.info("history over its {mb:.0f} MB budget: {n} oldest lines dropped",
                      mb=self.max_bytes / 2**20, n=gone)
@@ -527,6 +594,9 @@ class Store:
     def close(self) -> None:
         self.flush()
         self._db.close()
+        self.closed = True
+        if self.upkeep_loop is not None and self.upkeep_loop.running:
+            self.upkeep_loop.stop()
 
 
 def _text_of(raw: bytes | None) -> str:

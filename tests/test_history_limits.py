@@ -361,3 +361,121 @@ class Seen(TestCase):
             seen.add(author, 1)
         self.assertIn("a", disk.rows)  # pushed out of memory, written
         self.assertFalse(seen.add("a", 1))
+
+
+def file_bytes(path: str) -> int:
+    return sum(os.path.getsize(p) for p in (path, path + "-wal") if os.path.exists(p))
+
+
+class Budget(TestCase):
+    def setUp(self) -> None:
+        folder = self.mktemp()
+        os.makedirs(folder)
+        self.path = os.path.join(folder, "h.sqlite3")
+        self.clock = Clock()
+        self.clock.advance(1_000_000)
+
+    def flood(self, store: Store, megabytes: int, size: int = 50_000) -> None:
+        """``megabytes`` of lines to hand on, as fast as the store takes them (the reactor
+        commits every 50 ms; upkeep runs every 5 s)."""
+        from p2pchat.wire import encode_message
+
+        for n in range(megabytes * 1_000_000 // size):
+            raw = encode_message(Message(id=f"f{n}", type="chat", sender_id="flood_1",
+                                         content="x" * size, sequence=n + 1))[:-1]
+            store.remember(StoredLine(f"f{n}", "general", "flood_1", "flood", "", False,
+                                      False, self.clock.seconds(), n + 1, raw, "KEY"))
+            if n % 20 == 0:
+                self.clock.advance(0.05)
+            if n % 100 == 0:
+                store.upkeep(self.clock.seconds())
+        self.clock.advance(0.05)
+
+    def test_a_flood_keeps_the_file_within_its_byte_budget(self) -> None:
+        from p2pchat.store import UPKEEP_AFTER_BYTES, WAL_LIMIT_BYTES
+
+        budget = 4 * 2**20
+        store = Store(self.path, call_soon=lambda f: self.clock.callLater(0.05, f),
+                      max_bytes=budget)
+        store.remember(StoredLine("old", "general", "bob_1", "bob", "first", False, False,
+                                  self.clock.seconds()))
+        biggest = 0
+        for _ in range(8):
+            self.flood(store, 5)
+            biggest = max(biggest, os.path.getsize(self.path))
+        self.assertLessEqual(biggest, budget + 2 * UPKEEP_AFTER_BYTES)
+        self.assertLessEqual(file_bytes(self.path), budget + WAL_LIMIT_BYTES
+                             + 2 * UPKEEP_AFTER_BYTES)
+        self.assertGreater(store.count(), 10)  # the newest lines are kept
+        self.assertEqual([x.text for x in store.recent("general", 1)], ["x" * 50_000])
+        self.assertNotIn("first", [x.text for x in store.recent("general", 1000)])
+        store.close()
+
+    def test_space_is_given_back_while_running(self) -> None:
+        store = Store(self.path, call_soon=lambda f: self.clock.callLater(0.05, f),
+                      max_age=3600.0)
+        self.flood(store, 8)
+        full = os.path.getsize(self.path)
+        self.clock.advance(7200)  # all of it is too old now
+        for _ in range(10):  # upkeep steps, as every UPKEEP_INTERVAL
+            store.upkeep(self.clock.seconds())
+        self.assertEqual(store.count(), 0)
+        self.assertLess(os.path.getsize(self.path), full / 4)
+        store.close()
+
+    def test_retention_options_are_honoured_while_running(self) -> None:
+        store = Store(self.path, call_soon=lambda f: self.clock.callLater(0.05, f),
+                      max_lines=50, max_age=2 * 86400.0)
+        for n in range(80):
+            store.remember(StoredLine(f"m{n}", "general", "bob_1", "bob", f"hi {n}", False,
+                                      False, self.clock.seconds() - 3 * 86400 * (n < 10)))
+        self.clock.advance(0.05)
+        store.upkeep(self.clock.seconds())
+        self.assertEqual(store.count(), 50)
+        self.assertEqual(store.recent("general", 1)[0].text, "hi 79")
+        self.assertNotIn("hi 5", [x.text for x in store.recent("general", 100)])
+        store.close()
+
+    def test_history_options(self) -> None:
+        from p2pchat.service import Options, open_store
+
+        options = Options()
+        options.parseOptions(["--history-lines", "500", "--history-days", "2",
+                              "--history-mb", "10", "--data-dir", os.path.dirname(self.path)])
+        store = open_store(options["data-dir"], self.clock, options["catchup-age"],
+                           options["history-lines"], options["history-days"],
+                           options["history-mb"])
+        self.assertEqual((store.max_lines, store.max_age, store.max_bytes),
+                         (500, 2 * 86400.0, 10 * 2**20))
+        self.assertTrue(store.upkeep_loop.running)
+        store.close()
+        self.assertFalse(store.upkeep_loop.running)
+        self.assertEqual(Options().parseOptions([]) or Options()["history-mb"], "200")
+
+
+class SavingRate(TestCase):
+    def test_a_flooding_link_has_only_so_much_saved_but_all_shown(self) -> None:
+        from p2pchat.store import SAVE_BURST, SAVE_RATE
+
+        clock = Clock()
+        clock.advance(1_000_000)
+        folder = self.mktemp()
+        os.makedirs(folder)
+        store = Store(os.path.join(folder, "h.sqlite3"),
+                      call_soon=lambda f: clock.callLater(0.05, f))
+        node = Node("me", clock, store=store)
+        shown = []
+        node.subscribe(lambda e: shown.append(e) if isinstance(e, events.ChatLine) else None)
+        flood = FakeLink("flood_1", "flood")
+        node.link_ready(flood)
+        size = 10_000
+        for n in range(1000):  # 10 MB in 1 s
+            node.message_received(flood, Message(id=f"f{n}", type="chat", sender_id="flood_1",
+                                                 username="flood", content="x" * size))
+            if n % 100 == 0:
+                clock.advance(0.1)
+        clock.advance(0.1)
+        self.assertEqual(len(shown), 1000)
+        self.assertLessEqual(store.count() * size, SAVE_BURST + 2 * SAVE_RATE)
+        self.assertGreater(store.count(), 100)
+        store.close()

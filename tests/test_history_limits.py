@@ -223,8 +223,14 @@ class Saving(TestCase):
                          [7])
         store.set_high_water("bob_1", 6)
         self.assertEqual(store.high_water(), {"bob_1": 6})
+        self.assertEqual(store._db.execute("pragma auto_vacuum").fetchone()[0], 0)
+        store.prune(now=200.0)  # at start: compacted once, giving space back from then on
+        self.assertEqual(store._db.execute("pragma auto_vacuum").fetchone()[0], 2)
         store.close()
-        self.assertEqual(Store(self.path).high_water(), {"bob_1": 6})  # shifted once only
+        store = Store(self.path)
+        self.assertEqual(store.high_water(), {"bob_1": 6})  # shifted once only
+        self.assertFalse(store.needs_vacuum)
+        store.close()
 
     def test_saving_errors_are_shown_once_and_their_end_too(self) -> None:
         store = Store(self.path, call_soon=lambda f: self.clock.callLater(0.05, f))

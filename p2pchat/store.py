@@ -46,9 +46,10 @@ VACUUM_STEP_PAGES = 256
 WAL_LIMIT_BYTES = 8 * 1024 * 1024
 #: Bytes of lines one link may have us save per second, after a burst of SAVE_BURST: past
 #: it its lines are still shown, but not saved (so one flooding peer churns the byte budget
-#: slowly: 200 MB takes it 25 minutes at least).
-SAVE_RATE = 128 * 1024
-SAVE_BURST = 4 * 1024 * 1024
+#: slowly: 200 MB takes it 12 minutes at least).  The burst covers a peer's whole catch-up log
+#: coming at once (10,000 lines of 1.6 KB).
+SAVE_RATE = 256 * 1024
+SAVE_BURST = 16 * 1024 * 1024
 #: Authors whose seen sequences (seen.py) are kept on disk: the ones heard least lately go
 #: first past this count, and any not heard for the history's age.
 MAX_SEEN_AUTHORS = 20_000

@@ -474,14 +474,15 @@ class SavingRate(TestCase):
         node.subscribe(lambda e: shown.append(e) if isinstance(e, events.ChatLine) else None)
         flood = FakeLink("flood_1", "flood")
         node.link_ready(flood)
-        size = 10_000
-        for n in range(1000):  # 10 MB in 1 s
+        size = 60_000
+        count = 2 * SAVE_BURST // size  # twice the burst, in about a second
+        for n in range(count):
             node.message_received(flood, Message(id=f"f{n}", type="chat", sender_id="flood_1",
                                                  username="flood", content="x" * size))
             if n % 100 == 0:
                 clock.advance(0.1)
         clock.advance(0.1)
-        self.assertEqual(len(shown), 1000)
+        self.assertEqual(len(shown), count)
         self.assertLessEqual(store.count() * size, SAVE_BURST + 2 * SAVE_RATE)
         self.assertGreater(store.count(), 100)
         store.close()

@@ -39,8 +39,8 @@ from p2pchat.relay import (
     sign_line,
 )
 from p2pchat.room import Room
-from p2pchat.seen import SeenSet
 from p2pchat.rooms import Rooms, private_key, room_name, rooms_of
+from p2pchat.seen import SeenSet
 from p2pchat.store import SaveRate, Store, StoredLine
 from p2pchat.trust import Trust
 from p2pchat.wire import (

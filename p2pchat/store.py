@@ -33,10 +33,10 @@ FLUSH_DELAY = 0.05
 HISTORY_MAX_LINES = 100_000
 HISTORY_MAX_AGE = 30 * 24 * 3600.0
 HISTORY_MAX_BYTES = 200 * 1024 * 1024
-#: While running: ``upkeep`` runs every UPKEEP_INTERVAL seconds and after every
-#: UPKEEP_AFTER_BYTES written; one step deletes at most PRUNE_STEP lines and gives back at
-#: most VACUUM_STEP_PAGES free pages to the file system (auto_vacuum=incremental), so one step
-#: holds the reactor a few milliseconds.
+#: While running: ``upkeep`` runs every UPKEEP_INTERVAL seconds (the byte budget is also kept
+#: after every UPKEEP_AFTER_BYTES written); one step deletes at most PRUNE_STEP lines and
+#: PRUNE_STEP_BYTES of them, and gives back at most VACUUM_STEP_PAGES free pages to the file
+#: system (auto_vacuum=incremental), so one step holds the reactor a few milliseconds.
 UPKEEP_INTERVAL = 1.0
 UPKEEP_AFTER_BYTES = 1024 * 1024
 PRUNE_STEP = 2000
@@ -94,11 +94,14 @@ class SaveRate:
 
 
 def to_db(seq: int) -> int:
+    """A sequence (0 .. 2**64-1) as stored (SEQ_SHIFT)."""
     return seq - SEQ_SHIFT
 
 
 def from_db(value: int) -> int:
+    """A stored sequence back as on the wire."""
     return value + SEQ_SHIFT
+
 
 _SCHEMA = """
 create table if not exists lines (
@@ -171,11 +174,11 @@ class Store:
         layout = self._db.execute("pragma user_version").fetchone()[0]
         #: a file of an older layout is compacted once, after the first prune (``prune``)
         self.needs_vacuum = False
+        self._migrate()
         if not existed:
             self._db.execute(f"pragma user_version={LAYOUT}")
         elif layout < 1:
-            self._shift_sequences()
-        self._migrate()
+            self._shift_sequences()  # after _migrate: sequences it moved are shifted too
         #: authors of lines we keep to hand on: no query for the others (a peer joining a
         #: mesh of 50 is asked about 49 authors on each of its 49 links)
         self._relay_authors: set[str] = {row[0] for row in self._db.execute(
@@ -198,6 +201,7 @@ class Store:
         self._written = 0
         self._bad_rows_logged = 0
         self.closed = False
+        self._upkeep_error = ""
         #: what calls ``upkeep`` while running (a LoopingCall the service starts): stopped at close
         self.upkeep_loop: Any = None
 
@@ -219,10 +223,8 @@ class Store:
         """Layout 0 kept sequences as they are (so 2**63 and above did not fit): shift them."""
         with self._db:
             self._db.execute("begin")
-            columns = {row[1] for row in self._db.execute("pragma table_info(lines)")}
-            if "seq" in columns:
-                self._db.execute("update lines set seq = seq + ? where seq is not null",
-                                 (-SEQ_SHIFT,))
+            self._db.execute("update lines set seq = seq + ? where seq is not null",
+                             (-SEQ_SHIFT,))
             self._db.execute("update high_water set seq = seq + ?", (-SEQ_SHIFT,))
             self._db.execute(f"pragma user_version={LAYOUT}")
         auto = self._db.execute("pragma auto_vacuum").fetchone()[0]
@@ -530,10 +532,17 @@ class Store:
                     self._db.execute("delete from seen where rowid in (select rowid from seen "
                                      "order by rowid limit ?)", (min(extra, PRUNE_STEP),))
         except sqlite3.Error as e:
-            log.error("history upkeep failed: {why}", why=str(e))
-            self._troubled(str(e))
+            self._upkeep_failed(e)
             return
         self._keep_to_budget()
+
+    def _upkeep_failed(self, e: Exception) -> None:
+        """Logged once per kind of failure (it is retried every second); the face hears of
+        failing writes from ``flush``, which are what loses lines."""
+        if str(e) != self._upkeep_error:
+            self._upkeep_error = str(e)
+            log.error("history upkeep failed (retried every {t:.0f} s): {why}",
+                      t=UPKEEP_INTERVAL, why=str(e))
 
     def _keep_to_budget(self) -> None:
         """One step back under the byte budget, and free pages given back: bounded work, done
@@ -546,8 +555,7 @@ class Store:
             # the file shrinks when the log is written back: do it now if it is quick
             self._db.execute("pragma wal_checkpoint(passive)").fetchall()
         except sqlite3.Error as e:
-            log.error("history upkeep failed: {why}", why=str(e))
-            self._troubled(str(e))
+            self._upkeep_failed(e)
 
     def used_bytes(self) -> int:
         """Bytes of the file's pages in use (its free pages not counted): what the budget

@@ -483,8 +483,9 @@ class Store:
             self._db.execute("update lines set pk = null where pk is not null and ts < ?",
                              (now - sent_age,))
         self.sent_age = sent_age
-        while self._over_budget() > 0 and self._drop_oldest(PRUNE_STEP):
-            pass
+        while self._over_budget() > 0 and self._drop_oldest(PRUNE_STEP * 32,
+                                                            PRUNE_STEP_BYTES * 64):
+            pass  # before the reactor runs: big steps
         if self.needs_vacuum:
             started = time.perf_counter()
             self._db.execute("vacuum")
@@ -581,14 +582,14 @@ class Store:
                 break
         return None if last is None else (last, n)
 
-    def _drop_oldest(self, count: int) -> int:
-        """Delete the lines that came first: enough of them (``count`` at most) to free what
-        is over the budget and a twentieth of it more (so not every step has to).  Returns
-        how many went."""
+    def _drop_oldest(self, count: int, step: int = PRUNE_STEP_BYTES) -> int:
+        """Delete the lines that came first: enough of them (``count`` and ``step`` bytes at
+        most) to free what is over the budget and a twentieth of it more (so not every step
+        has to).  Returns how many went."""
         over = self._over_budget() + self.max_bytes // 20
         if over <= 0:
             return 0
-        window = self._oldest(count, min(over, PRUNE_STEP_BYTES))
+        window = self._oldest(count, min(over, step))
         if window is None:
             return 0
         last = window[0]

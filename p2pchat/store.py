@@ -50,6 +50,10 @@ WAL_LIMIT_BYTES = 8 * 1024 * 1024
 #: coming at once (10,000 lines of 1.6 KB).
 SAVE_RATE = 256 * 1024
 SAVE_BURST = 16 * 1024 * 1024
+#: Writes kept in memory to retry while saving fails (a full disk), at most this many and this
+#: many bytes; past it the oldest are lost.
+RETRY_MAX_WRITES = 20_000
+RETRY_MAX_BYTES = 16 * 1024 * 1024
 #: Authors whose seen sequences (seen.py) are kept on disk: the ones heard least lately go
 #: first past this count, and any not heard for the history's age.
 MAX_SEEN_AUTHORS = 20_000
@@ -282,8 +286,10 @@ class Store:
             except _BAD_ROW:
                 self._commit(pending, high, settings, row_by_row=True)
         except Exception as e:  # never let a failing disk take the reactor (or shutdown) down
-            n = sum(map(len, pending.values())) + len(high) + len(settings)
-            log.error("history not saved ({n} writes lost): {why}", n=n, why=str(e))
+            lost = self._keep_for_later(pending, high, settings)
+            if self.trouble is None or lost:
+                log.error("history not saved ({n} writes kept to retry, {lost} lost): {why}",
+                          n=sum(map(len, self._pending.values())), lost=lost, why=str(e))
             self._troubled(str(e))
             return
         self._troubled(None)
@@ -294,6 +300,30 @@ class Store:
         if self._written >= UPKEEP_AFTER_BYTES:
             self._written = 0
             self._keep_to_budget()
+
+    def _keep_for_later(self, pending: dict[str, list[tuple]], high: dict[str, int],
+                        settings: dict[str, str]) -> int:
+        """A commit failed (a full disk): its writes go back in front of the queue, to be
+        retried at the next write or upkeep (every UPKEEP_INTERVAL), RETRY_MAX_WRITES at most
+        (the oldest go first).  Returns how many were dropped."""
+        for sql, rows in pending.items():
+            self._pending[sql] = rows + self._pending.get(sql, [])
+        for sender, seq in high.items():
+            self._high[sender] = max(seq, self._high.get(sender, seq))
+        for key, value in settings.items():
+            self._settings.setdefault(key, value)
+        lost = 0
+        total = sum(map(len, self._pending.values()))
+        size = sum(_row_bytes(row) for rows in self._pending.values() for row in rows)
+        for rows in self._pending.values():
+            cut = 0
+            while cut < len(rows) and (total > RETRY_MAX_WRITES or size > RETRY_MAX_BYTES):
+                size -= _row_bytes(rows[cut])
+                total -= 1
+                cut += 1
+            del rows[:cut]
+            lost += cut
+        return lost
 
     def _commit(self, pending: dict[str, list[tuple]], high: dict[str, int],
                 settings: dict[str, str], row_by_row: bool) -> None:
@@ -607,6 +637,10 @@ class Store:
         self.closed = True
         if self.upkeep_loop is not None and self.upkeep_loop.running:
             self.upkeep_loop.stop()
+
+
+def _row_bytes(row: tuple) -> int:
+    return 16 + sum(len(x) for x in row if isinstance(x, (str, bytes)))
 
 
 def _text_of(raw: bytes | None) -> str:

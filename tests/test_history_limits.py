@@ -256,6 +256,44 @@ class Saving(TestCase):
         errors = [e for e in shown if "history" in e.text]
         self.assertEqual([e.error for e in errors], [True, False])
         self.assertIn("saving lines again", errors[1].text)
+        # what could not be saved meanwhile was kept, and is saved now
+        self.assertEqual([x.text for x in store.recent("general", 10)],
+                         [f"hi {n}" for n in range(5)] + ["back"])
+        store.close()
+
+    def test_writes_kept_to_retry_are_bounded(self) -> None:
+        from p2pchat.store import RETRY_MAX_WRITES
+
+        store = Store(self.path, call_soon=lambda f: self.clock.callLater(0.05, f))
+        disk = store._db = FailingDisk(store._db)
+        disk.full = True
+        for n in range(RETRY_MAX_WRITES + 500):
+            store.remember(StoredLine(f"m{n}", "general", "bob_1", "bob", f"hi {n}", False,
+                                      False, 1000.0 + n))
+            if n % 1000 == 0:
+                self.clock.advance(0.05)
+        self.clock.advance(0.05)
+        self.assertEqual(sum(map(len, store._pending.values())), RETRY_MAX_WRITES)
+        disk.full = False
+        store.upkeep(2000.0)
+        self.assertEqual(store.count(), RETRY_MAX_WRITES)
+        self.assertEqual(store.recent("general", 1)[0].text, f"hi {RETRY_MAX_WRITES + 499}")
+        store.close()
+
+    def test_bytes_kept_to_retry_are_bounded(self) -> None:
+        from p2pchat.store import RETRY_MAX_BYTES
+
+        store = Store(self.path, call_soon=lambda f: self.clock.callLater(0.05, f))
+        disk = store._db = FailingDisk(store._db)
+        disk.full = True
+        size = 60_000
+        for n in range(2 * RETRY_MAX_BYTES // size):
+            store.remember(StoredLine(f"m{n}", "general", "bob_1", "bob", "x" * size, False,
+                                      False, 1000.0 + n))
+            self.clock.advance(0.05)
+        kept = sum(len(row[4]) for rows in store._pending.values() for row in rows)
+        self.assertLessEqual(kept, RETRY_MAX_BYTES)
+        self.assertGreater(kept, RETRY_MAX_BYTES // 2)
         store.close()
 
 

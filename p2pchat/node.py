@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Callable, Protocol
+from weakref import WeakKeyDictionary
 
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
@@ -31,15 +32,18 @@ from p2pchat.peers import GONE_AFTER, Heard, Liveness, PeerInfo, PeerTable, shou
 from p2pchat.relay import (
     CAP_RELAY,
     RELAY,
-    RELAY_MAX_LINES,
+    RELAY_STEP_LINES,
+    RELAY_TURN_BYTES,
+    HandOn,
     check_relayed,
-    relay_lines,
+    relay_batches,
     relayed_of,
     sign_line,
 )
 from p2pchat.room import Room
 from p2pchat.rooms import Rooms, private_key, room_name, rooms_of
-from p2pchat.store import Store, StoredLine
+from p2pchat.seen import SeenSet
+from p2pchat.store import SaveRate, Store, StoredLine
 from p2pchat.trust import Trust
 from p2pchat.wire import (
     ACK,
@@ -58,6 +62,7 @@ from p2pchat.wire import (
     SYNC,
     Beacon,
     Message,
+    encode_message,
     format_time,
     is_fresh,
     new_message_id,
@@ -244,6 +249,11 @@ class Node:
         #: away (absent.py); and those told about once per absence
         self.recent = RecentPeers()
         self._told_kept: set[str] = set()
+        #: per link: what it is still to be handed on of absent authors, and its sync budget
+        #: (gone with the link)
+        self._hand_on: WeakKeyDictionary[Link, HandOn] = WeakKeyDictionary()
+        #: per link: how many bytes of its lines we save (store.SAVE_RATE)
+        self._save_rates: WeakKeyDictionary[Link, SaveRate] = WeakKeyDictionary()
 
     # --- observers ------------------------------------------------------------------------
 
@@ -275,6 +285,8 @@ class Node:
         """After a restart: how far we have each sender (so peers resend what we missed), the
         ids already shown (so nothing is shown twice), our own lines to resend."""
         now = self.clock.seconds()
+        store.on_trouble = self._store_trouble
+        self.room.seqs = SeenSet(backing=store)
         # Continue above our last run's numbers, even if the clock went back since.
         self._sequence = self.run_start = max(self._sequence, store.last_sequence())
         self.room.high_water.update(store.high_water())
@@ -284,6 +296,13 @@ class Node:
             self.sent_log.append(msg, now)
         if len(self.sent_log):
             self.log_floor = 0
+
+    def _store_trouble(self, why: str | None) -> None:
+        """Saving history failed (a full disk), or works again: told once each."""
+        if why is None:
+            self._notice("history: saving lines again")
+        else:
+            self._notice(f"history: not saving lines: {why} (see the log)", error=True)
 
     def _message(self, kind: str, content: str, sequenced: bool = False,
                  metadata: dict | None = None, room: str = DEFAULT_ROOM) -> Message:
@@ -409,6 +428,7 @@ class Node:
         """The peer reads again: write what piled up for it."""
         if self.links.get(link.peer_id) is link:
             self._pump(link)
+            self._pump_relay(link)
 
     # --- verbs for the faces ----------------------------------------------------------------
 
@@ -515,12 +535,28 @@ class Node:
         return msg
 
     def _remember(self, line: events.ChatLine, seq: int = 0,
-                  relay: tuple[bytes, str] | None = None) -> None:
+                  relay: tuple[bytes, str] | None = None, via: Link | None = None) -> None:
         if self.store is not None:
             raw, pk = relay or (None, "")
+            if via is not None and not self._may_save(via, len(line.text) + len(raw or b"")):
+                return
             self.store.remember(StoredLine(line.message_id, line.room, line.sender_id,
                                            line.nick, line.text, line.action, line.own,
                                            line.when, seq if relay else 0, raw, pk))
+
+    def _may_save(self, link: Link, size: int) -> bool:
+        """Whether a line of ``size`` bytes from ``link`` is saved: each link only so fast."""
+        now = self.clock.seconds()
+        rate = self._save_rates.get(link)
+        if rate is None:
+            rate = self._save_rates[link] = SaveRate(now)
+        if rate.allow(size, now):
+            return True
+        if rate.should_log(now):
+            log.warn("{peer} sends more than {kb:.0f} KiB/s of lines: {n} shown but not saved",
+                     peer=link.peer_id, kb=rate.rate / 1024, n=rate.refused)
+            rate.refused = 0
+        return False
 
     def join_room(self, text: str) -> str | None:
         """/join: returns why not, or None."""
@@ -1097,14 +1133,15 @@ class Node:
                           peer=link.peer_id, room=room)
                 return
         nick = self.trust.display(link.username or msg.username or link.peer_id, link.fp)
-        self._show_line(msg, nick, room, private, now, relay)
+        self._show_line(msg, nick, room, private, now, relay, via=link)
 
     def _show_line(self, msg: Message, nick: str, room: str, private: str, now: float,
-                   relay: tuple[bytes, str] | None = None) -> None:
+                   relay: tuple[bytes, str] | None = None, via: Link | None = None) -> None:
         """A line from someone else, accepted: keep it, save it, show it (at the time it was
         said, unless that time is nonsense).  ``relay``: its bytes and author's key, kept
-        with it to hand on.  An ignored peer's line is only kept in memory (to drop
-        duplicates): not saved, not shown, not notified."""
+        with it to hand on; ``via``: the link it came by (which may have only so much saved).
+        An ignored peer's line is only kept in memory (to drop duplicates): not saved, not
+        shown, not notified."""
         self.room.record(msg)
         if msg.sender_id in self.ignores:
             return
@@ -1112,7 +1149,7 @@ class Node:
         action = _action_text(msg)
         line = events.ChatLine(when, nick, printable(action or msg.content), msg.sender_id,
                                msg.id, action=action is not None, room=room, private=private)
-        self._remember(line, msg.sequence, relay)
+        self._remember(line, msg.sequence, relay, via)
         self._emit(line)
 
     def _peer_rooms(self, link: Link, msg: Message) -> None:
@@ -1159,6 +1196,13 @@ class Node:
             return
         try:
             if msg.type == SYNC:
+                state = self._hand_on_state(link)
+                now = self.clock.seconds()
+                if not state.allow_sync(now):
+                    if state.should_log_refusal(now):
+                        log.warn("{peer} sends sync lines too often: the extra ones ignored",
+                                 peer=link.peer_id)
+                    return
                 self._synced(link, parse_sync(msg))
             else:
                 self._acked(link, parse_ack(msg))
@@ -1203,25 +1247,69 @@ class Node:
                 self.delivery.expect(seq, mid, {link.peer_id})
         return min(start, lonely[0][0] - 1)
 
+    def _hand_on_state(self, link: Link) -> HandOn:
+        state = self._hand_on.get(link)
+        if state is None:
+            state = self._hand_on[link] = HandOn(self.clock.seconds())
+        return state
+
     def _relay_to(self, link: Link, others: dict[str, int]) -> None:
         """Hand on the signed lines of authors that are not here now, which the peer lacks
-        (it said how far it has each author), in the rooms it is in."""
+        (it said how far it has each author), in the rooms it is in.  This replaces what was
+        still to hand on to it; the lines go by ``_pump_relay``, as the peer reads."""
         if self.store is None:
             return
-        rooms = sorted(self.rooms.rooms_of_peer(link.peer_id))
-        since = self.clock.seconds() - self.sent_log.max_age
-        batches = []
-        for author, have in others.items():
-            if author in (self.peer_id, link.peer_id) or author in self.links:
-                continue  # our own lines go by the log; a linked author resends its own
-            for raw, key in self.store.relayable_since(author, have, rooms, RELAY_MAX_LINES,
-                                                       since):
-                batches.append((raw, author, key))
-        for metadata in relay_lines(batches):
-            link.send(self._message(RELAY, "", metadata=metadata))
-        if batches:
-            log.info("handed on {n} lines of absent authors to {peer}", n=len(batches),
+        wanted = {author: have for author, have in others.items()
+                  if author not in (self.peer_id, link.peer_id)}
+        state = self._hand_on_state(link)
+        state.replace(wanted, sorted(self.rooms.rooms_of_peer(link.peer_id)),
+                      self.clock.seconds() - self.sent_log.max_age)
+        self._pump_relay(link)
+
+    def _pump_relay(self, link: Link) -> None:
+        """Write to ``link`` the next of what it is to be handed on: in steps of
+        RELAY_STEP_LINES, only while its peer reads (not ``backed_up``), RELAY_TURN_BYTES at
+        most per reactor turn (then it goes on at the next turn)."""
+        state = self._hand_on.get(link)
+        if state is None or state.scheduled or not state.pending or self.store is None:
+            return
+        written = 0
+        while state.pending:
+            if link.backed_up or self.links.get(link.peer_id) is not link:
+                return  # link_writable brings us back
+            if written >= RELAY_TURN_BYTES:
+                state.scheduled = True
+                self.clock.callLater(0, self._relay_next_turn, link)
+                return
+            author = next(iter(state.pending))
+            after, left = state.pending[author]
+            rows = [] if author in self.links else self.store.relayable_after(
+                author, after, state.rooms, min(RELAY_STEP_LINES, left), state.since)
+            if not rows:  # done with it (a linked author resends its own lines)
+                del state.pending[author]
+                continue
+            for metadata, last, count in relay_batches(
+                    [(seq, raw, author, key) for seq, raw, key in rows]):
+                if link.backed_up:
+                    return
+                data = encode_message(self._message(RELAY, "", metadata=metadata))
+                link.send_bytes(data)
+                written += len(data)
+                state.sent += count
+                left -= count
+                state.pending[author] = [last, left]
+            if left <= 0:
+                del state.pending[author]
+        if state.sent:
+            log.info("handed on {n} lines of absent authors to {peer}", n=state.sent,
                      peer=link.peer_id)
+            state.sent = 0
+
+    def _relay_next_turn(self, link: Link) -> None:
+        state = self._hand_on.get(link)
+        if state is not None:
+            state.scheduled = False
+            self._pump_relay(link)
 
     def _relayed(self, link: Link, msg: Message) -> None:
         """Lines of other authors handed on by ``link``'s peer: shown only if signed by their
@@ -1249,7 +1337,7 @@ class Node:
             if not self.room.accept(line, advance=False):
                 continue  # already had it
             nick = self.trust.display(line.username or line.sender_id, relayed.fp)
-            self._show_line(line, nick, line.room_id, "", now, (raw, key))
+            self._show_line(line, nick, line.room_id, "", now, (raw, key), via=link)
 
     def _acked(self, link: Link, have: int) -> None:
         now = self.clock.seconds()

@@ -29,6 +29,16 @@ RELAY = "relay"
 RELAY_MAX_LINES = 1000
 #: A relay line carries lines up to this many bytes in all (a line must stay under 64 KiB).
 RELAY_BATCH_BYTES = MAX_LINE_BYTES // 2
+#: Handing on goes in steps of at most this many lines (one query each), and at most this many
+#: bytes are written to one link in one reactor turn; it goes on (next turn, or once the peer
+#: reads again) only while the link is not backed up, as our own lines do.
+RELAY_STEP_LINES = 32
+RELAY_TURN_BYTES = 256 * 1024
+#: A peer's ``sync`` lines are answered at most SYNC_BURST in a row, and then SYNC_BURST per
+#: SYNC_WINDOW seconds (a token bucket per link); the rest are ignored (and logged, not more
+#: than once per window).  A sync asks for our whole history of up to MAX_OTHERS authors.
+SYNC_BURST = 3
+SYNC_WINDOW = 10.0
 
 
 def _payload(fields: list[Any]) -> bytes:
@@ -105,6 +115,59 @@ def relay_lines(batches: list[tuple[bytes, str, str]]) -> list[dict[str, Any]]:
     if lines:
         out.append({"lines": lines, "keys": keys})
     return out
+
+
+def relay_batches(rows: list[tuple[int, bytes, str, str]]
+                  ) -> list[tuple[dict[str, Any], int, int]]:
+    """(sequence, raw line, author id, author key), oldest first, to relay lines: each one's
+    metadata, the sequence of its last line and how many lines it carries."""
+    out = []
+    start = 0
+    for metadata in relay_lines([(raw, author, key) for _, raw, author, key in rows]):
+        count = len(metadata["lines"])
+        out.append((metadata, rows[start + count - 1][0], count))
+        start += count
+    return out
+
+
+class HandOn:
+    """What one link is still to be handed on: for each absent author it asked about, the
+    sequence after which it lacks that author's lines and how many more it may get.  One per
+    link: a new sync replaces it (it never adds up), so memory is bounded by MAX_OTHERS
+    authors per link, and bytes wait in the store, not in a transport buffer."""
+
+    def __init__(self, now: float) -> None:
+        self.pending: dict[str, list[int]] = {}  # author -> [after, lines left]
+        self.rooms: list[str] = []
+        self.since = 0.0
+        self.sent = 0  # lines handed on since the last sync
+        self.scheduled = False  # a next step waits for the next reactor turn
+        self._tokens = float(SYNC_BURST)
+        self._tokens_at = now
+        self._refused_at: float | None = None
+
+    def allow_sync(self, now: float) -> bool:
+        """Whether to answer one more sync now (a token bucket: SYNC_BURST per SYNC_WINDOW)."""
+        self._tokens = min(float(SYNC_BURST), self._tokens + (now - self._tokens_at)
+                           * SYNC_BURST / SYNC_WINDOW)
+        self._tokens_at = now
+        if self._tokens >= 1.0:
+            self._tokens -= 1.0
+            return True
+        return False
+
+    def should_log_refusal(self, now: float) -> bool:
+        """Once per SYNC_WINDOW at most: so a flood of syncs is not a flood of log lines."""
+        if self._refused_at is None or now - self._refused_at >= SYNC_WINDOW:
+            self._refused_at = now
+            return True
+        return False
+
+    def replace(self, wanted: dict[str, int], rooms: list[str], since: float) -> None:
+        self.pending = {author: [have, RELAY_MAX_LINES] for author, have in wanted.items()}
+        self.rooms = rooms
+        self.since = since
+        self.sent = 0
 
 
 def relayed_of(msg: Message) -> list[tuple[bytes, str]]:

@@ -4,6 +4,8 @@ the recent history shown to a face that starts late.  Pure code."""
 from __future__ import annotations
 
 from collections import OrderedDict, deque
+
+from p2pchat.seen import SeenSet
 from p2pchat.wire import CHAT, DEFAULT_ROOM, PRIVATE, Message
 
 #: How many message ids are remembered for dropping duplicates.
@@ -23,14 +25,23 @@ class Room:
         self.history: deque[Message] = deque(maxlen=history_limit)
         #: the highest sequence number seen from each sender
         self.high_water: dict[str, int] = {}
+        #: the sequences seen of each author of signed lines (kept on disk with a store)
+        self.seqs = SeenSet()
 
     def seen(self, message_id: str) -> bool:
         return message_id in self._seen
 
     def accept(self, msg: Message, advance: bool = True) -> bool:
-        """True the first time a message id comes by, False for a duplicate.  ``advance``:
-        the line counts for how far we have its sender (not for relayed lines)."""
+        """True the first time a line comes by, False for a duplicate.  ``advance``: the
+        line counts for how far we have its sender (not for relayed lines).
+
+        A signed line (of one of our peers, whose sequences continue across its runs) is
+        known by its author and sequence, for good (seen.py); the others by their id, among
+        the last ``seen_limit`` (a base peer numbers its lines from 1 again each run)."""
         if msg.id in self._seen:
+            return False
+        if (msg.sequence and msg.type in (CHAT, PRIVATE) and msg.metadata
+                and msg.metadata.get("sig") and not self.seqs.add(msg.sender_id, msg.sequence)):
             return False
         self.mark_seen(msg.id)
         if (advance and msg.type in (CHAT, PRIVATE)

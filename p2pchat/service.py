@@ -25,7 +25,15 @@ from p2pchat.identity import PINS_NAME, PINS_SAVE_DELAY, Identity, Pins
 from p2pchat.ignore import IGNORED_NAME, Ignores
 from p2pchat.mesh import Dialer, PeerProtocol, PeerServerFactory
 from p2pchat.node import HEARTBEAT_INTERVAL, Node
-from p2pchat.store import FLUSH_DELAY, STORE_NAME, Store
+from p2pchat.store import (
+    FLUSH_DELAY,
+    HISTORY_MAX_AGE,
+    HISTORY_MAX_BYTES,
+    HISTORY_MAX_LINES,
+    STORE_NAME,
+    UPKEEP_INTERVAL,
+    Store,
+)
 from p2pchat.nick import NickKeeper, start_nick
 from p2pchat.trust import Trust
 from p2pchat.wire import nick_problem
@@ -90,6 +98,11 @@ class Options(usage.Options):
          "how many of your recent lines are kept to resend to peers that missed them"],
         ["catchup-age", None, f"{LOG_AGE:g}",
          "seconds your lines are kept to resend to peers that missed them"],
+        ["history-lines", None, str(HISTORY_MAX_LINES), "most lines kept in the history file"],
+        ["history-days", None, f"{HISTORY_MAX_AGE / 86400:g}",
+         "days lines are kept in the history file"],
+        ["history-mb", None, f"{HISTORY_MAX_BYTES / 2**20:g}",
+         "most megabytes the history file holds (the oldest lines go first)"],
     ]
     optFlags = [
         ["debug", None, "log debug detail too"],
@@ -122,6 +135,9 @@ class Options(usage.Options):
             self["interface"] = _ipv4(self["interface"], "--interface")
         self["catchup-lines"] = int(_positive(self["catchup-lines"], "--catchup-lines"))
         self["catchup-age"] = _positive(self["catchup-age"], "--catchup-age")
+        self["history-lines"] = int(_positive(self["history-lines"], "--history-lines"))
+        self["history-days"] = _positive(self["history-days"], "--history-days")
+        self["history-mb"] = _positive(self["history-mb"], "--history-mb")
         if self["ui"] not in UIS:
             raise usage.UsageError(f"--ui must be one of {', '.join(UIS)}, not {self['ui']!r}")
         self._irc_options()
@@ -442,17 +458,26 @@ def write_pidfile(path: str) -> None:
         f.write(f"{os.getpid()}\n")
 
 
-def open_store(data_dir: str, reactor, sent_age: float) -> Store:
-    """The history file, pruned to its limits; a clear exit if it can't be used."""
+def open_store(data_dir: str, reactor, sent_age: float, max_lines: int = HISTORY_MAX_LINES,
+               max_days: float = HISTORY_MAX_AGE / 86400,
+               max_mb: float = HISTORY_MAX_BYTES / 2**20) -> Store:
+    """The history file, pruned to its limits (and kept to them while running, a step every
+    UPKEEP_INTERVAL seconds); a clear exit if it can't be used."""
     import sqlite3
 
     path = os.path.join(data_dir, STORE_NAME)
     try:
-        store = Store(path, call_soon=lambda f: reactor.callLater(FLUSH_DELAY, f))
+        store = Store(path, call_soon=lambda f: reactor.callLater(FLUSH_DELAY, f),
+                      max_lines=max_lines, max_age=max_days * 86400,
+                      max_bytes=int(max_mb * 2**20))
         store.prune(reactor.seconds(), sent_age=sent_age)
     except sqlite3.Error as e:
         startup.fail(f"p2pchat: can't use the history file {path}: {e} "
                      "(is another p2pchat using this --data-dir?)")
+    loop = LoopingCall(lambda: store.upkeep(reactor.seconds()))
+    loop.clock = reactor
+    loop.start(UPKEEP_INTERVAL, now=False)
+    store.upkeep_loop = loop
     return store
 
 
@@ -479,9 +504,11 @@ def makeService(options: Options, reactor=None) -> ChatService:
     pins = Pins(os.path.join(data_dir, PINS_NAME),
                 call_soon=lambda f: reactor.callLater(PINS_SAVE_DELAY, f))
     trust = Trust(pins, options["secure-only"])
-    store = open_store(data_dir, reactor, options["catchup-age"])
+    store = open_store(data_dir, reactor, options["catchup-age"], options["history-lines"],
+                       options["history-days"], options["history-mb"])
     given = options["username"] if options.get("username-given", True) else None
-    node = Node(start_nick(data_dir, given, options["username"]), reactor, log_lines=options["catchup-lines"],
+    node = Node(start_nick(data_dir, given, options["username"]), reactor,
+                log_lines=options["catchup-lines"],
                 log_age=options["catchup-age"], identity=identity, trust=trust, store=store)
     node.ignores = Ignores(os.path.join(data_dir, IGNORED_NAME))
     node.subscribe(NickKeeper(data_dir))

@@ -19,16 +19,93 @@ from typing import Any, Callable
 
 from twisted.logger import Logger
 
-from p2pchat.wire import Message, WireError, encode_message, parse_message
+from p2pchat.wire import Message, WireError, encode_message, parse_message, printable
 
 log = Logger()
 
 STORE_NAME = "history.sqlite3"
 #: Writes are committed together at most this long (seconds) after the first of them.
 FLUSH_DELAY = 0.05
-#: Lines kept on disk: at most this many, and none older than this (seconds).  Pruned at start.
+#: Lines kept on disk: at most this many, none older than this (seconds), and the file at most
+#: this many bytes of pages in use (``--history-lines``, ``--history-days``, ``--history-mb``):
+#: keys cost nothing, so this budget is what all peers together can make us keep.  Pruned in
+#: full at start, and while running in steps (``upkeep``).
 HISTORY_MAX_LINES = 100_000
 HISTORY_MAX_AGE = 30 * 24 * 3600.0
+HISTORY_MAX_BYTES = 200 * 1024 * 1024
+#: While running: ``upkeep`` runs every UPKEEP_INTERVAL seconds (the byte budget is also kept
+#: after every UPKEEP_AFTER_BYTES written); one step deletes at most PRUNE_STEP lines and
+#: PRUNE_STEP_BYTES of them, and gives back at most VACUUM_STEP_PAGES free pages to the file
+#: system (auto_vacuum=incremental), so one step holds the reactor a few milliseconds.
+UPKEEP_INTERVAL = 1.0
+UPKEEP_AFTER_BYTES = 1024 * 1024
+PRUNE_STEP = 2000
+PRUNE_STEP_BYTES = 1024 * 1024
+VACUUM_STEP_PAGES = 256
+#: The write-ahead log is truncated back to this size after a checkpoint.
+WAL_LIMIT_BYTES = 8 * 1024 * 1024
+#: Bytes of lines one link may have us save per second, after a burst of SAVE_BURST: past
+#: it its lines are still shown, but not saved (so one flooding peer churns the byte budget
+#: slowly: 200 MB takes it 12 minutes at least).  The burst covers a peer's whole catch-up log
+#: coming at once (10,000 lines of 1.6 KB).
+SAVE_RATE = 256 * 1024
+SAVE_BURST = 16 * 1024 * 1024
+#: Writes kept in memory to retry while saving fails (a full disk), at most this many and this
+#: many bytes; past it the oldest are lost.
+RETRY_MAX_WRITES = 20_000
+RETRY_MAX_BYTES = 16 * 1024 * 1024
+#: Authors whose seen sequences (seen.py) are kept on disk: the ones heard least lately go
+#: first past this count, and any not heard for the history's age.
+MAX_SEEN_AUTHORS = 20_000
+#: Sequence numbers are stored shifted by -2**63: the wire's whole uint64 range fits SQLite's
+#: signed 64-bit INTEGER and keeps its order (``seq > ?`` and ``max`` still hold).
+SEQ_SHIFT = 2**63
+#: ``pragma user_version`` of the current layout: 1 = shifted sequences, incremental vacuum.
+LAYOUT = 1
+
+
+#: What one row can make a statement fail with (its values), unlike a full disk.
+_BAD_ROW = (sqlite3.IntegrityError, sqlite3.InterfaceError, sqlite3.ProgrammingError,
+            OverflowError, ValueError, TypeError)
+
+
+class SaveRate:
+    """A byte bucket for one link: how much of what it sends us we save (SAVE_RATE)."""
+
+    def __init__(self, now: float, rate: float = SAVE_RATE, burst: float = SAVE_BURST) -> None:
+        self.rate = rate
+        self.burst = burst
+        self._tokens = burst
+        self._at = now
+        self._logged_at: float | None = None
+        self.refused = 0  # lines not saved since the last log line
+
+    def allow(self, size: int, now: float) -> bool:
+        self._tokens = min(self.burst, self._tokens + (now - self._at) * self.rate)
+        self._at = now
+        if self._tokens >= size:
+            self._tokens -= size
+            return True
+        self.refused += 1
+        return False
+
+    def should_log(self, now: float) -> bool:
+        """At most once a minute per link."""
+        if self._logged_at is None or now - self._logged_at >= 60.0:
+            self._logged_at = now
+            return True
+        return False
+
+
+def to_db(seq: int) -> int:
+    """A sequence (0 .. 2**64-1) as stored (SEQ_SHIFT)."""
+    return seq - SEQ_SHIFT
+
+
+def from_db(value: int) -> int:
+    """A stored sequence back as on the wire."""
+    return value + SEQ_SHIFT
+
 
 _SCHEMA = """
 create table if not exists lines (
@@ -47,6 +124,8 @@ create table if not exists lines (
 create table if not exists high_water (sender_id text primary key, seq integer not null);
 create table if not exists sent (seq integer primary key, ts real not null, line blob not null);
 create table if not exists settings (key text primary key, value text not null);
+create table if not exists seen (sender_id text primary key, ranges text not null,
+                                 ts real not null);
 """
 
 
@@ -77,16 +156,33 @@ class StoredLine:
 
 
 class Store:
-    def __init__(self, path: str, call_soon: Callable[[Callable[[], None]], Any] | None = None
-                 ) -> None:
+    def __init__(self, path: str, call_soon: Callable[[Callable[[], None]], Any] | None = None,
+                 max_lines: int = HISTORY_MAX_LINES, max_age: float = HISTORY_MAX_AGE,
+                 max_bytes: int = HISTORY_MAX_BYTES) -> None:
         """``call_soon(f)`` runs f a little later on the reactor
-        (``reactor.callLater(FLUSH_DELAY, f)``); without it every write commits at once."""
+        (``reactor.callLater(FLUSH_DELAY, f)``); without it every write commits at once.
+        ``max_*``: what ``prune`` and ``upkeep`` keep."""
         self.path = path
+        self.max_lines = max_lines
+        self.max_age = max_age
+        self.max_bytes = max_bytes
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        existed = self._db.execute("select 1 from sqlite_master where type = 'table' "
+                                   "and name = 'lines'").fetchone() is not None
+        if not existed:  # before the first table: a new file gives space back as it goes
+            self._db.execute("pragma auto_vacuum=incremental")
         self._db.execute("pragma journal_mode=wal")
         self._db.execute("pragma synchronous=normal")
+        self._db.execute(f"pragma journal_size_limit={WAL_LIMIT_BYTES}")
         self._db.executescript(_SCHEMA)
+        layout = self._db.execute("pragma user_version").fetchone()[0]
+        #: a file of an older layout is compacted once, after the first prune (``prune``)
+        self.needs_vacuum = False
         self._migrate()
+        if not existed:
+            self._db.execute(f"pragma user_version={LAYOUT}")
+        elif layout < 1:
+            self._shift_sequences()  # after _migrate: sequences it moved are shifted too
         #: authors of lines we keep to hand on: no query for the others (a peer joining a
         #: mesh of 50 is asked about 49 authors on each of its 49 links)
         self._relay_authors: set[str] = {row[0] for row in self._db.execute(
@@ -97,9 +193,21 @@ class Store:
         #: queued high-water marks and settings: only the last of each counts
         self._high: dict[str, int] = {}
         self._settings: dict[str, str] = {}
+        #: authors whose seen sequences changed: their set (read at commit), or its text
+        self._seen: dict[str, Any] = {}
         self._flush_scheduled = False
         #: seconds the longest commit took, for the benchmark and the log
         self.slowest_commit = 0.0
+        #: told ``why`` once when saving fails, and None once it works again (a notice)
+        self.on_trouble: Callable[[str | None], None] | None = None
+        self.trouble: str | None = None
+        #: bytes written since the last ``upkeep`` (which runs early past UPKEEP_AFTER_BYTES)
+        self._written = 0
+        self._bad_rows_logged = 0
+        self.closed = False
+        self._upkeep_error = ""
+        #: what calls ``upkeep`` while running (a LoopingCall the service starts): stopped at close
+        self.upkeep_loop: Any = None
 
     # --- writing --------------------------------------------------------------------------
 
@@ -114,6 +222,19 @@ class Store:
         if missing or old:
             self._upgrade(missing, bool(old))
         self._db.executescript(_INDEXES)
+
+    def _shift_sequences(self) -> None:
+        """Layout 0 kept sequences as they are (so 2**63 and above did not fit): shift them."""
+        with self._db:
+            self._db.execute("begin")
+            self._db.execute("update lines set seq = seq + ? where seq is not null",
+                             (-SEQ_SHIFT,))
+            self._db.execute("update high_water set seq = seq + ?", (-SEQ_SHIFT,))
+            self._db.execute(f"pragma user_version={LAYOUT}")
+        auto = self._db.execute("pragma auto_vacuum").fetchone()[0]
+        if auto != 2:
+            self._db.execute("pragma auto_vacuum=incremental")  # takes effect at VACUUM
+            self.needs_vacuum = True
 
     def _upgrade(self, missing: list[tuple[str, str]], old: bool) -> None:
         with self._db:
@@ -142,47 +263,144 @@ class Store:
             self._call_soon(self.flush)
 
     def flush(self) -> None:
-        """Commit every queued write in one transaction."""
+        """Commit every queued write in one transaction.  A row that fails (one no file
+        could keep) fails alone: the batch is retried row by row.  A commit that fails (a full
+        disk) is told once through ``on_trouble``, and its end too."""
         self._flush_scheduled = False
-        if not (self._pending or self._high or self._settings):
+        if not (self._pending or self._high or self._settings or self._seen):
             return
         pending, self._pending = self._pending, {}
         high, self._high = self._high, {}
         settings, self._settings = self._settings, {}
+        seen, self._seen = self._seen, {}
+        now = time.time()
+        for author, source in seen.items():
+            text = source if isinstance(source, str) else source.dump(author)
+            if text is not None:
+                pending.setdefault("insert or replace into seen values (?, ?, ?)", []).append(
+                    (author, text, now))
         started = time.perf_counter()
         try:
-            with self._db:
-                self._db.execute("begin")
-                for sql, rows in pending.items():
-                    self._db.executemany(sql, rows)
-                if high:
-                    self._db.executemany(
-                        "insert into high_water values (?, ?) on conflict(sender_id) do update "
-                        "set seq = max(seq, excluded.seq)", high.items())
-                if settings:
-                    self._db.executemany("insert or replace into settings values (?, ?)",
-                                         settings.items())
-        except Exception as e:  # never let one bad row take the reactor (or shutdown) down
-            n = sum(map(len, pending.values())) + len(high) + len(settings)
-            log.error("history not saved ({n} writes lost): {why}", n=n, why=str(e))
+            try:
+                self._commit(pending, high, settings, row_by_row=False)
+            except _BAD_ROW:
+                self._commit(pending, high, settings, row_by_row=True)
+        except Exception as e:  # never let a failing disk take the reactor (or shutdown) down
+            lost = self._keep_for_later(pending, high, settings)
+            if self.trouble is None or lost:
+                log.error("history not saved ({n} writes kept to retry, {lost} lost): {why}",
+                          n=sum(map(len, self._pending.values())), lost=lost, why=str(e))
+            self._troubled(str(e))
             return
+        self._troubled(None)
         took = time.perf_counter() - started
         self.slowest_commit = max(self.slowest_commit, took)
         if took > 0.05:
             log.warn("saving history took {ms:.0f} ms", ms=took * 1000)
+        if self._written >= UPKEEP_AFTER_BYTES:
+            self._written = 0
+            self._keep_to_budget()
+
+    def _keep_for_later(self, pending: dict[str, list[tuple]], high: dict[str, int],
+                        settings: dict[str, str]) -> int:
+        """A commit failed (a full disk): its writes go back in front of the queue, to be
+        retried at the next write or upkeep (every UPKEEP_INTERVAL), RETRY_MAX_WRITES at most
+        (the oldest go first).  Returns how many were dropped."""
+        for sql, rows in pending.items():
+            self._pending[sql] = rows + self._pending.get(sql, [])
+        for sender, seq in high.items():
+            self._high[sender] = max(seq, self._high.get(sender, seq))
+        for key, value in settings.items():
+            self._settings.setdefault(key, value)
+        lost = 0
+        total = sum(map(len, self._pending.values()))
+        size = sum(_row_bytes(row) for rows in self._pending.values() for row in rows)
+        for rows in self._pending.values():
+            cut = 0
+            while cut < len(rows) and (total > RETRY_MAX_WRITES or size > RETRY_MAX_BYTES):
+                size -= _row_bytes(rows[cut])
+                total -= 1
+                cut += 1
+            del rows[:cut]
+            lost += cut
+        return lost
+
+    def _commit(self, pending: dict[str, list[tuple]], high: dict[str, int],
+                settings: dict[str, str], row_by_row: bool) -> None:
+        with self._db:
+            self._db.execute("begin")
+            for sql, rows in pending.items():
+                if row_by_row:
+                    for row in rows:
+                        self._one_row(sql, row)
+                else:
+                    self._db.executemany(sql, rows)
+            extra = {
+                "insert into high_water values (?, ?) on conflict(sender_id) do update "
+                "set seq = max(seq, excluded.seq)":
+                    [(sender, to_db(seq)) for sender, seq in high.items()],
+                "insert or replace into settings values (?, ?)": list(settings.items()),
+            }
+            for sql, rows in extra.items():
+                if rows and row_by_row:
+                    for row in rows:
+                        self._one_row(sql, row)
+                elif rows:
+                    self._db.executemany(sql, rows)
+
+    def _one_row(self, sql: str, row: tuple) -> None:
+        try:
+            self._db.execute(sql, row)
+        except _BAD_ROW as e:
+            if self._bad_rows_logged < 10:  # a few, not one per row of a flood
+                self._bad_rows_logged += 1
+                log.warn("a history row could not be saved and was skipped ({why}): {row}",
+                         why=str(e), row=repr(row)[:200])
+
+    def _troubled(self, why: str | None) -> None:
+        if why == self.trouble or (why is not None and self.trouble is not None):
+            return
+        self.trouble = why
+        if why is None:
+            log.info("history: saving lines again")
+        if self.on_trouble is not None:
+            try:
+                self.on_trouble(why)
+            except Exception:
+                log.failure("telling of a history problem failed")
 
     def remember(self, line: StoredLine) -> None:
+        """Keep a line.  One to hand on is kept once, as its bytes: its text is read back
+        from them (``recent``)."""
         if line.raw is not None:
             self._relay_authors.add(line.sender_id)
+        text = "" if line.raw is not None else line.text
+        self._written += len(text) + len(line.raw or b"") + 100
         self._queue("insert or ignore into lines values (?,?,?,?,?,?,?,?,?,?,?)",
-                    (line.id, line.room, line.sender_id, line.nick, line.text, int(line.action),
-                     int(line.own), line.when, line.seq or None, line.raw, line.pk or None))
+                    (line.id, line.room, line.sender_id, line.nick, text, int(line.action),
+                     int(line.own), line.when, to_db(line.seq) if line.seq else None, line.raw,
+                     line.pk or None))
 
     def set_high_water(self, sender_id: str, seq: int) -> None:
         """We have ``sender_id``'s lines up to ``seq`` (never lowered on disk)."""
         if seq > self._high.get(sender_id, -1):
             self._high[sender_id] = seq
         self._soon()
+
+    def seen_changed(self, author: str, source: Any) -> None:
+        """``author``'s seen sequences changed: ``source`` is its SeenSet (its text is taken
+        at commit time, once per commit), or the text itself (it left the SeenSet's memory)."""
+        self._seen[author] = source
+        self._soon()
+
+    def seen_text(self, author: str) -> str | None:
+        """``author``'s seen sequences as text, as last written (or about to be)."""
+        queued = self._seen.get(author)
+        if isinstance(queued, str):
+            return queued
+        row = self._db.execute("select ranges from seen where sender_id = ?",
+                               (author,)).fetchone()
+        return row[0] if row else None
 
     def save_sent(self, msg: Message, data: bytes | None = None) -> None:
         self._queue("insert or replace into sent values (?, ?, ?)",
@@ -204,15 +422,21 @@ class Store:
                         since: float) -> list[tuple[bytes, str]]:
         """(raw line, author key) of ``sender_id``'s lines after sequence ``after`` in
         ``rooms``, said at ``since`` or later, oldest first."""
-        if sender_id not in self._relay_authors:
+        return [(raw, pk) for _, raw, pk in self.relayable_after(sender_id, after, rooms,
+                                                                 limit, since)]
+
+    def relayable_after(self, sender_id: str, after: int, rooms: list[str], limit: int,
+                        since: float) -> list[tuple[int, bytes, str]]:
+        """(sequence, raw line, author key) of the lines ``relayable_since`` gives."""
+        if sender_id not in self._relay_authors or after >= SEQ_SHIFT * 2 - 1:
             return []
         self.flush()
         marks = ",".join("?" * len(rooms))
         rows = self._db.execute(
-            f"select raw, pk from lines where sender_id = ? and seq > ? and ts >= ? "
-            f"and raw is not null and room in ({marks}) order by seq limit ?",
-            (sender_id, after, since, *rooms, limit)).fetchall()
-        return [(bytes(raw), pk) for raw, pk in rows]
+            f"select seq, raw, pk from lines where sender_id = ? and seq > ? and ts >= ? "
+            f"and raw is not null and pk is not null and room in ({marks}) order by seq "
+            f"limit ?", (sender_id, to_db(after), since, *rooms, limit)).fetchall()
+        return [(from_db(seq), bytes(raw), pk) for seq, raw, pk in rows]
 
     def set_rooms(self, rooms: list[str]) -> None:
         self._settings["rooms"] = json.dumps(rooms)
@@ -224,10 +448,10 @@ class Store:
         """The last ``count`` lines of a room, oldest first."""
         self.flush()
         rows = self._db.execute(
-            "select id, room, sender_id, nick, text, action, own, ts from lines where room = ? "
-            "order by ts desc, rowid desc limit ?", (room, count)).fetchall()
-        return [StoredLine(r[0], r[1], r[2], r[3], r[4], bool(r[5]), bool(r[6]), r[7])
-                for r in reversed(rows)]
+            "select id, room, sender_id, nick, text, action, own, ts, raw from lines "
+            "where room = ? order by ts desc, rowid desc limit ?", (room, count)).fetchall()
+        return [StoredLine(r[0], r[1], r[2], r[3], r[4] or _text_of(r[8]), bool(r[5]),
+                           bool(r[6]), r[7]) for r in reversed(rows)]
 
     def recent_ids(self, count: int) -> list[str]:
         """The ids of the last ``count`` lines, oldest first (to drop duplicates after a
@@ -239,7 +463,8 @@ class Store:
 
     def high_water(self) -> dict[str, int]:
         self.flush()
-        return dict(self._db.execute("select sender_id, seq from high_water").fetchall())
+        return {sender: from_db(seq) for sender, seq in
+                self._db.execute("select sender_id, seq from high_water")}
 
     def load_sent(self, max_lines: int, max_age: float, now: float) -> list[Message]:
         """Our own lines still young enough to resend, oldest first."""
@@ -269,19 +494,162 @@ class Store:
 
     # --- upkeep ---------------------------------------------------------------------------
 
-    def prune(self, now: float, max_lines: int = HISTORY_MAX_LINES,
-              max_age: float = HISTORY_MAX_AGE, sent_age: float = HISTORY_MAX_AGE) -> None:
-        """Drop lines past the age and count limits, and sent lines too old to resend."""
+    def prune(self, now: float, max_lines: int | None = None, max_age: float | None = None,
+              sent_age: float = HISTORY_MAX_AGE) -> None:
+        """Drop lines past the age, count and byte limits, and sent lines too old to resend;
+        lines older than ``sent_age`` are no longer handed on.  In full, at start (before the
+        reactor runs); a file of an older layout is then compacted once (VACUUM, bounded by
+        the byte budget since it comes after the prune)."""
         self.flush()
+        max_lines = self.max_lines if max_lines is None else max_lines
+        max_age = self.max_age if max_age is None else max_age
         with self._db:
             self._db.execute("begin")
             self._db.execute("delete from lines where ts < ?", (now - max_age,))
             self._db.execute("delete from lines where rowid not in (select rowid from lines "
                              "order by ts desc limit ?)", (max_lines,))
             self._db.execute("delete from sent where ts < ?", (now - sent_age,))
-            self._db.execute("update lines set raw = null, pk = null where raw is not null "
-                             "and ts < ?", (now - sent_age,))
+            self._db.execute("delete from seen where ts < ?", (now - max_age,))
+            self._db.execute("update lines set pk = null where pk is not null and ts < ?",
+                             (now - sent_age,))
+        self.sent_age = sent_age
+        while self._over_budget() > 0 and self._drop_oldest(PRUNE_STEP * 32,
+                                                            PRUNE_STEP_BYTES * 64):
+            pass  # before the reactor runs: big steps
+        if self.needs_vacuum:
+            started = time.perf_counter()
+            self._db.execute("vacuum")
+            self.needs_vacuum = False
+            log.info("history file compacted once for its new layout in {ms:.0f} ms",
+                     ms=(time.perf_counter() - started) * 1000)
+        else:
+            self._db.executescript("pragma incremental_vacuum;")
+
+    def upkeep(self, now: float) -> None:
+        """One bounded step of pruning while running (of the PRUNE_STEP lines that came first,
+        PRUNE_STEP_BYTES at most: those too old, or too many), then the byte budget kept and
+        VACUUM_STEP_PAGES free pages given back to the file system."""
+        if self.closed:
+            return
+        self._written = 0
+        if self._pending or self._high or self._settings or self._seen:
+            self.flush()
+        try:
+            cutoff = now - self.max_age
+            window = self._oldest(PRUNE_STEP)  # (last rowid, how many) of a bounded step
+            with self._db:
+                self._db.execute("begin")
+                if window is not None:
+                    last, n = window
+                    self._db.execute("delete from lines where rowid <= ? and ts < ?",
+                                     (last, cutoff))
+                    extra = self._db.execute("select count(*) from lines").fetchone()[0] - \
+                        self.max_lines
+                    if extra > 0:
+                        self._db.execute(
+                            "delete from lines where rowid in (select rowid from lines "
+                            "where rowid <= ? order by rowid limit ?)", (last, extra))
+                sent_age = getattr(self, "sent_age", HISTORY_MAX_AGE)
+                self._db.execute("update lines set pk = null where rowid in (select rowid from "
+                                 "lines where pk is not null order by rowid limit ?) and ts < ?",
+                                 (PRUNE_STEP, now - sent_age))
+                self._db.execute("delete from sent where seq in (select seq from sent order by "
+                                 "seq limit ?) and ts < ?", (PRUNE_STEP, now - sent_age))
+                self._db.execute("delete from seen where rowid in (select rowid from seen "
+                                 "order by rowid limit ?) and ts < ?", (PRUNE_STEP, cutoff))
+                extra = self._db.execute("select count(*) from seen").fetchone()[0] - \
+                    MAX_SEEN_AUTHORS
+                if extra > 0:  # rowid order is write order: the least lately heard first
+                    self._db.execute("delete from seen where rowid in (select rowid from seen "
+                                     "order by rowid limit ?)", (min(extra, PRUNE_STEP),))
+        except sqlite3.Error as e:
+            self._upkeep_failed(e)
+            return
+        self._keep_to_budget()
+
+    def _upkeep_failed(self, e: Exception) -> None:
+        """Logged once per kind of failure (it is retried every second); the face hears of
+        failing writes from ``flush``, which are what loses lines."""
+        if str(e) != self._upkeep_error:
+            self._upkeep_error = str(e)
+            log.error("history upkeep failed (retried every {t:.0f} s): {why}",
+                      t=UPKEEP_INTERVAL, why=str(e))
+
+    def _keep_to_budget(self) -> None:
+        """One step back under the byte budget, and free pages given back: bounded work, done
+        after each UPKEEP_AFTER_BYTES written and at each upkeep."""
+        try:
+            if self._over_budget() > 0:
+                self._drop_oldest(PRUNE_STEP)
+            # (executescript: it runs the pragma to its end; execute frees one page only)
+            self._db.executescript(f"pragma incremental_vacuum({VACUUM_STEP_PAGES});")
+            # the file shrinks when the log is written back: do it now if it is quick
+            self._db.execute("pragma wal_checkpoint(passive)").fetchall()
+        except sqlite3.Error as e:
+            self._upkeep_failed(e)
+
+    def used_bytes(self) -> int:
+        """Bytes of the file's pages in use (its free pages not counted): what the budget
+        bounds."""
+        pages = self._db.execute("pragma page_count").fetchone()[0]
+        free = self._db.execute("pragma freelist_count").fetchone()[0]
+        size = self._db.execute("pragma page_size").fetchone()[0]
+        return (pages - free) * size
+
+    def _over_budget(self) -> int:
+        return self.used_bytes() - self.max_bytes
+
+    def _oldest(self, count: int, enough: int = PRUNE_STEP_BYTES) -> tuple[int, int] | None:
+        """The last rowid and the number of the lines that came first: ``count`` of them at
+        most, and no more than come to ``enough`` bytes (so a step deletes a bounded amount,
+        whatever the size of the lines)."""
+        last, freed, n = None, 0, 0
+        for rowid, size in self._db.execute(
+                "select rowid, length(text) + coalesce(length(raw), 0) + length(id) + 60 "
+                "from lines order by rowid limit ?", (count,)):
+            last, freed, n = rowid, freed + size, n + 1
+            if freed >= enough:
+                break
+        return None if last is None else (last, n)
+
+    def _drop_oldest(self, count: int, step: int = PRUNE_STEP_BYTES) -> int:
+        """Delete the lines that came first: enough of them (``count`` and ``step`` bytes at
+        most) to free what is over the budget and a twentieth of it more (so not every step
+        has to).  Returns how many went."""
+        over = self._over_budget() + self.max_bytes // 20
+        if over <= 0:
+            return 0
+        window = self._oldest(count, min(over, step))
+        if window is None:
+            return 0
+        last = window[0]
+        with self._db:
+            self._db.execute("begin")
+            gone = self._db.execute("delete from lines where rowid <= ?", (last,)).rowcount
+        if gone:
+            log.info("history over its {mb:.0f} MB budget: {n} oldest lines dropped",
+                     mb=self.max_bytes / 2**20, n=gone)
+        return gone
 
     def close(self) -> None:
         self.flush()
         self._db.close()
+        self.closed = True
+        if self.upkeep_loop is not None and self.upkeep_loop.running:
+            self.upkeep_loop.stop()
+
+
+def _row_bytes(row: tuple) -> int:
+    return 16 + sum(len(x) for x in row if isinstance(x, (str, bytes)))
+
+
+def _text_of(raw: bytes | None) -> str:
+    """The text shown for a line kept as its bytes only (a line to hand on)."""
+    if raw is None:
+        return ""
+    try:
+        msg = parse_message(bytes(raw).rstrip(b"\n"))
+    except WireError:
+        return ""
+    action = (msg.metadata or {}).get("action")
+    return printable(action if isinstance(action, str) and action else msg.content)

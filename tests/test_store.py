@@ -119,6 +119,9 @@ class Keeping(TestCase):
         self.store = Store(old)
         self.assertEqual(self.store.relayable_since("a_1", 0, ["general"], 10, 0.0),
                          [(b"{}", "KEY")])
+        self.assertEqual(self.store.relayable_after("a_1", 6, ["general"], 10, 0.0),
+                         [(7, b"{}", "KEY")])  # its sequence moved, then shifted (15.7)
+        self.assertEqual(self.store.relayable_after("a_1", 7, ["general"], 10, 0.0), [])
         self.assertEqual([x.text for x in self.store.recent("general", 5)], ["hi", "yo"])
         tables = {r[0] for r in self.store._db.execute(
             "select name from sqlite_master where type = 'table'")}

@@ -15,6 +15,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
 from p2pchat import events
+from p2pchat.interfaces import PeerView
 from p2pchat.absent import HELD_LINES, RecentPeers
 from p2pchat.catchup import (
     ACK_DELAY,
@@ -156,20 +157,6 @@ class Announcer(Protocol):
     def announce(self) -> None: ...
 
     def reply_soon(self) -> None: ...
-
-
-@dataclass(frozen=True)
-class PeerView:
-    """One row of /users and of the console's peer list."""
-
-    nick: str
-    peer_id: str
-    state: str  # "connected", "connecting", "stale"
-    address: str
-    ours: bool  # speaks our extensions (else: a base peer)
-    encrypted: bool = False  # a TLS link whose key was checked
-    flagged: bool = False  # its key is not the one pinned for its nick (shown as "nick?")
-    rooms: tuple[str, ...] = ()  # the rooms it is in (general first)
 
 
 @dataclass(frozen=True)
@@ -606,6 +593,22 @@ class Node:
 
     def _rooms_message(self) -> Message:
         return self._message(ROOMS, "", metadata={"rooms": self.rooms.joined[1:]})
+
+    def now(self) -> float:
+        """The time on the node's clock (the faces stamp what they show with it)."""
+        return self.clock.seconds()
+
+    def my_rooms(self) -> list[str]:
+        """The rooms we are in, #general first (a copy)."""
+        return list(self.rooms.joined)
+
+    def members(self, room: str) -> frozenset[str]:
+        """The ids of the linked peers in ``room`` (not us)."""
+        return frozenset(pid for pid in self.links if self.rooms.peer_in(pid, room))
+
+    def rooms_of(self, peer_id: str) -> frozenset[str]:
+        """The rooms a peer is in, as it last told us."""
+        return self.rooms.rooms_of_peer(peer_id)
 
     def room_list(self) -> list[tuple[str, list[str]]]:
         """/rooms: every room we know of, with its members (us first when we are in it)."""

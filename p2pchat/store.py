@@ -19,6 +19,7 @@ from typing import Any, Callable
 
 from twisted.logger import Logger
 
+from p2pchat.interfaces import StoredLine  # noqa: F401 (the value type lives there)
 from p2pchat.wire import Message, WireError, encode_message, parse_message, printable
 
 log = Logger()
@@ -134,25 +135,6 @@ _INDEXES = """
 create index if not exists lines_by_room on lines (room, ts);
 create index if not exists lines_to_hand_on on lines (sender_id, seq) where raw is not null;
 """
-
-
-@dataclass(slots=True)
-class StoredLine:
-    """A chat line as kept: ``room`` is a room name, or ``@peer_id`` for a private talk."""
-
-    id: str
-    room: str
-    sender_id: str
-    nick: str
-    text: str
-    action: bool
-    own: bool
-    when: float
-    #: another author's signed room line, to hand on (relay.py): its sequence, its bytes as
-    #: received and its author's public key; else 0, None, ""
-    seq: int = 0
-    raw: bytes | None = None
-    pk: str = ""
 
 
 class Store:

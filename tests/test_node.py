@@ -329,3 +329,23 @@ class Verbs(NodeTest):
         self.node.say("still works")
         self.assertEqual(len(self.shown(events.ChatLine)), 1)
         self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 2)  # the line and the notice
+
+
+class ChatQueryTests(TestCase):
+    """The queries faces use instead of reading the node's tables (interfaces.IChat)."""
+
+    def test_rooms_and_members(self) -> None:
+        clock = Clock()
+        node = Node("alice", clock, peer_id="a" * 16)
+        node.join_room("#ops")
+        self.assertEqual(node.my_rooms(), ["general", "ops"])
+        node.my_rooms().append("nope")  # a copy
+        self.assertEqual(node.my_rooms(), ["general", "ops"])
+        node.rooms.set_peer("b" * 16, frozenset({"general", "ops"}))
+        node.rooms.set_peer("c" * 16, frozenset({"general"}))
+        node.links["b" * 16] = object()  # type: ignore[assignment]
+        self.assertEqual(node.members("ops"), frozenset({"b" * 16}))
+        self.assertEqual(node.members("general"), frozenset({"b" * 16}))  # c is not linked
+        self.assertEqual(node.rooms_of("c" * 16), frozenset({"general"}))
+        clock.advance(5)
+        self.assertEqual(node.now(), 5)

@@ -1,0 +1,199 @@
+"""What each side of the node may call: the contract between the node and its neighbours.
+
+The faces (console, line face, IRC face) talk to the chat only through ``IChat`` and get plain
+values back (``PeerView``, ``StoredLine``, the verb results below), never a live connection.
+The edges (the mesh's connections, discovery) call the node through ``IMeshSink`` and
+``IBeaconSink``; a connection is seen by the node only as a ``Wire``.  These are
+``typing.Protocol`` classes, so mypy checks that the node and the test fakes really provide
+them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Callable, Protocol, Union
+
+if TYPE_CHECKING:
+    from p2pchat import events
+    from p2pchat.wire import Beacon, Message
+
+
+# --- what a verb answers ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Done:
+    """The verb did what was asked; ``text`` tells the user so ("" when nothing need be
+    said)."""
+
+    text: str = ""
+
+
+@dataclass(frozen=True)
+class Refused:
+    """The verb did nothing; ``why`` says why, in words for the user."""
+
+    why: str
+
+
+@dataclass(frozen=True)
+class Said:
+    """A line was said (``msg``).  ``waits_for``: the nick of the absent peer it is kept for
+    (it is sent when that peer is back, and ``events.Delivered`` follows its ack); "" when it
+    went out now."""
+
+    msg: Message
+    waits_for: str = ""
+
+    @property
+    def notice(self) -> str:
+        """What a face tells the user about a line kept for an absent peer."""
+        nick = self.waits_for
+        return f"{nick} is away: the line is kept and sent when {nick} is back" if nick else ""
+
+
+Outcome = Union[Done, Refused]
+
+
+@dataclass(frozen=True)
+class PeerView:
+    """One row of /users and of the console's peer list: a snapshot, not a live link."""
+
+    nick: str
+    peer_id: str
+    state: str  # "connected", "connecting", "stale"
+    address: str
+    ours: bool  # speaks our extensions (else: a base peer)
+    encrypted: bool = False  # a TLS link whose key was checked
+    flagged: bool = False  # its key is not the one pinned for its nick (shown as "nick?")
+    rooms: tuple[str, ...] = ()  # the rooms it is in (general first)
+
+
+@dataclass(slots=True)
+class StoredLine:
+    """A chat line as kept: ``room`` is a room name, or ``@peer_id`` for a private talk."""
+
+    id: str
+    room: str
+    sender_id: str
+    nick: str
+    text: str
+    action: bool
+    own: bool
+    when: float
+    #: another author's signed room line, to hand on (relay.py): its sequence, its bytes as
+    #: received and its author's public key; else 0, None, ""
+    seq: int = 0
+    raw: bytes | None = None
+    pk: str = ""
+
+
+Observer = Callable[["events.Event"], None]
+
+
+# --- what the faces may call --------------------------------------------------------------
+
+
+class IChat(Protocol):
+    """The chat as a face sees it: who we are, verbs, and queries returning plain values."""
+
+    @property
+    def nick(self) -> str: ...
+
+    @property
+    def peer_id(self) -> str: ...
+
+    def now(self) -> float: ...
+
+    def subscribe(self, observer: Observer) -> None: ...
+
+    def unsubscribe(self, observer: Observer) -> None: ...
+
+    # verbs
+    def say(self, text: str, room: str = ...) -> Said | Refused: ...
+
+    def act(self, action: str, room: str = ...) -> Said | Refused: ...
+
+    def say_private(self, target: str, text: str, action: bool = False) -> Said | Refused: ...
+
+    def join_room(self, text: str) -> Outcome: ...
+
+    def part_room(self, text: str) -> Outcome: ...
+
+    def set_nick(self, nick: str) -> Outcome: ...
+
+    def trust_peer(self, shown: str) -> Outcome: ...
+
+    def forget_pin(self, nick: str) -> Outcome: ...
+
+    def ignore(self, shown: str) -> Outcome: ...
+
+    def unignore(self, text: str) -> Outcome: ...
+
+    # queries
+    def addressee(self, shown: str) -> tuple[str, str] | Refused: ...
+
+    def my_rooms(self) -> list[str]: ...
+
+    def members(self, room: str) -> frozenset[str]: ...
+
+    def rooms_of(self, peer_id: str) -> frozenset[str]: ...
+
+    def room_list(self) -> list[tuple[str, list[str]]]: ...
+
+    def users(self) -> list[PeerView]: ...
+
+    def shown_nick(self, peer_id: str) -> str: ...
+
+    def whois(self, shown: str) -> list[str] | Refused: ...
+
+    def ignored(self) -> list[str]: ...
+
+    def history(self, room: str, count: int = ...) -> list[StoredLine]: ...
+
+
+# --- what the edges call ------------------------------------------------------------------
+
+
+class Wire(Protocol):
+    """One connection as the node sees it: what the handshake learnt, and how to write."""
+
+    peer_id: str
+    username: str
+    caps: tuple[str, ...]
+    fp: str
+    pk: str
+    address: str
+    dialer_id: str
+    tls: str
+
+    @property
+    def backed_up(self) -> bool: ...
+
+    def send(self, msg: Message) -> None: ...
+
+    def send_bytes(self, data: bytes) -> None: ...
+
+    def close(self, why: str) -> None: ...
+
+    def abort(self, why: str) -> None: ...
+
+
+class IMeshSink(Protocol):
+    """What a peer connection calls on the node."""
+
+    def link_ready(self, wire: Wire) -> bool: ...
+
+    def message_received(self, wire: Wire, msg: Message, raw: bytes = b"") -> None: ...
+
+    def link_writable(self, wire: Wire) -> None: ...
+
+    def link_lost(self, wire: Wire, why: str) -> None: ...
+
+
+class IBeaconSink(Protocol):
+    """What discovery calls on the node."""
+
+    def beacon_heard(self, beacon: Beacon, host: str) -> None: ...
+
+    def beacon(self, kind: str) -> Beacon: ...

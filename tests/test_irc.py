@@ -31,8 +31,8 @@ class Client:
 
     _ports = itertools.count(50000)
 
-    def __init__(self, factory: irc.IrcFactory) -> None:
-        address = IPv4Address("TCP", "127.0.0.1", next(self._ports))
+    def __init__(self, factory: irc.IrcFactory, host: str = "127.0.0.1") -> None:
+        address = IPv4Address("TCP", host, next(self._ports))
         self.proto = factory.buildProtocol(address)
         self.transport = StringTransport(peerAddress=address)
         self.proto.makeConnection(self.transport)
@@ -298,6 +298,71 @@ class PasswordTests(IrcTestCase):
         self.assertEqual(twirc.parsemsg(lines[0])[1], "464")
         self.assertTrue(client.gone)
         self.assertEqual(self.node.nick, "alice")
+
+
+class GuessingTests(IrcTestCase):
+    """Each connection gets one PASS try; connections after one another from one host get
+    PASSWORD_TRIES wrong ones within PASSWORD_WINDOW, then are closed at once for
+    PASSWORD_LOCKOUT seconds, logged once."""
+
+    def setUp(self) -> None:
+        super().setUp()
+        self.factory = self.make_factory(password="s3cret")
+        self.logged: list[str] = []
+
+        def observe(event: dict) -> None:
+            if "wrong passwords from" in event.get("log_format", ""):
+                self.logged.append(event["host"])
+
+        globalLogPublisher.addObserver(observe)
+        self.addCleanup(globalLogPublisher.removeObserver, observe)
+
+    def guess(self, password: str = "guess", host: str = "127.0.0.1") -> Client:
+        """One connection, one PASS try; its replies' commands in ``client.replies``."""
+        client = Client(self.factory, host)
+        client.replies = [twirc.parsemsg(line)[1]  # type: ignore[attr-defined]
+                          for line in client.register("carol", password=password)]
+        return client
+
+    def test_wrong_passwords_in_a_row_lock_the_host_out(self) -> None:
+        for _ in range(irc.PASSWORD_TRIES):
+            client = self.guess()
+            self.assertEqual(client.replies, ["464", "ERROR"])
+            self.assertTrue(client.gone)
+        # Now even the right password is refused at once: nothing read, one ERROR line.
+        for _ in range(3):
+            client = Client(self.factory)
+            self.assertTrue(client.gone)
+            lines = client.lines()
+            self.assertEqual(len(lines), 1)
+            self.assertTrue(lines[0].startswith("ERROR :Closing link: too many wrong passwords "
+                                                "from 127.0.0.1; try again in 60 s"), lines)
+            client.register("carol", password="s3cret")
+            self.assertFalse(client.proto.registered)
+            self.assertEqual(client.lines(), [])
+        self.assertEqual(self.logged, ["127.0.0.1"])  # one log line, not one per connection
+        self.assertEqual(self.factory.waiting(), [])
+        # Another host is not locked out; after the lockout this one may try again.
+        self.assertEqual(self.guess("s3cret", host="127.0.0.2").replies[0], "001")
+        self.clock.advance(irc.PASSWORD_LOCKOUT)
+        client = self.guess("s3cret")
+        self.assertTrue(client.proto.registered)
+
+    def test_wrong_passwords_spread_out_are_no_lockout(self) -> None:
+        for _ in range(3 * irc.PASSWORD_TRIES):
+            self.guess()
+            self.clock.advance(irc.PASSWORD_WINDOW / (irc.PASSWORD_TRIES - 1) + 0.5)
+        self.assertTrue(self.guess("s3cret").proto.registered)
+        self.assertEqual(self.logged, [])
+
+    def test_the_hosts_remembered_are_bounded(self) -> None:
+        self.patch(irc, "MAX_GUESSING_HOSTS", 3)
+        for n in range(10):
+            for _ in range(irc.PASSWORD_TRIES - 1 if n % 2 else irc.PASSWORD_TRIES):
+                self.guess(host=f"10.0.0.{n}")
+        self.assertLessEqual(len(self.factory._wrong), 3)
+        self.assertLessEqual(len(self.factory._locked), 3)
+        self.assertTrue(Client(self.factory, "10.0.0.8").gone)  # the newest still locked
 
 
 class PingTests(IrcTestCase):
@@ -1007,6 +1072,12 @@ class AwayTests(IrcTestCase):
         self.assertTrue(self.node.link_ready(link))
         return link
 
+    def lose(self, link: FakeLink) -> None:
+        """The link drops after a while (not a flap): the peer leaves IRC (a QUIT)."""
+        self.clock.advance(FLAP_WINDOW + 1)
+        self.node.link_lost(link, "connection lost")
+        self.assertIsNone(self.factory.roster.peer(link.peer_id))
+
     def notices(self, lines: list[str]) -> list[str]:
         return [twirc.parsemsg(line)[2][-1] for line in lines
                 if twirc.parsemsg(line)[1] == "NOTICE"]
@@ -1014,7 +1085,7 @@ class AwayTests(IrcTestCase):
     def test_a_line_to_a_peer_that_left_is_kept_and_the_client_told_once(self) -> None:
         bob = self.ours("bob_1", "bob")
         speaker, watcher = self.client(), self.client()
-        self.node.link_lost(bob, "connection lost")
+        self.lose(bob)
         speaker.lines(), watcher.lines()
         speaker.send("PRIVMSG bob :are you there?", "PRIVMSG Bob :\x01ACTION waits\x01")
         lines = speaker.lines()
@@ -1030,7 +1101,7 @@ class AwayTests(IrcTestCase):
         # then away again: the client is told anew.
         again = self.ours("bob_1", "bob")
         speaker.lines()
-        self.node.link_lost(again, "connection lost")
+        self.lose(again)
         speaker.lines()
         speaker.send("PRIVMSG bob :gone again?")
         self.assertEqual(self.notices(speaker.lines()), [self.KEPT])
@@ -1040,7 +1111,7 @@ class AwayTests(IrcTestCase):
         attached later is told on its own first kept line."""
         bob = self.ours("bob_1", "bob")
         first = self.client()
-        self.node.link_lost(bob, "connection lost")
+        self.lose(bob)
         first.send("PRIVMSG bob :one")
         self.assertEqual(self.notices(first.lines())[-1:], [self.KEPT])
         late = self.client()
@@ -1054,7 +1125,7 @@ class AwayTests(IrcTestCase):
         self.ours("bob_1", "bob")
         second = self.ours("bob_2", "bob", address="10.0.0.7:40000")
         client = self.client()
-        self.node.link_lost(second, "connection lost")
+        self.lose(second)
         client.lines()
         client.send("PRIVMSG bob|2 :for the second bob")
         self.assertEqual(self.notices(client.lines()), [self.KEPT])

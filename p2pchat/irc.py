@@ -809,6 +809,7 @@ class IrcClientProtocol(irc.IRC):
             "/join #room joins a room (or makes it), /part #room leaves it; /msg NICK is "
             "private.",
             "QUIT detaches this client; the peer keeps running.",
+            f"/msg {SERVICE_NICK} help: p2pchat's own commands (ignore, unignore).",
         ]
         self._numeric(irc.RPL_MOTDSTART, text=f"- {SERVER_NAME} Message of the day -")
         for line in lines:
@@ -1240,9 +1241,10 @@ class IrcFactory(ServerFactory):
         self._origin: IrcClientProtocol | None = None
         #: the node's notices while a verb of a client runs (that client was shown them)
         self.verb_notices: list[str] = []
-        #: IRC nick (folded) -> peer id of the peers that left, as they were shown: a query
-        #: window keeps its nick (``bob|2``), and a line to it is kept for that peer
-        self._left: dict[str, str] = {}
+        #: IRC nick (folded) -> (that nick, peer id) of the peers that left, as they were
+        #: shown: a query window keeps its nick (``bob|2``), and a line to it is kept for
+        #: that peer (newest last; at most RECENT_PEERS)
+        self._left: dict[str, tuple[str, str]] = {}
         self._part_reason: str | None = None
         self._attached = False
         #: host -> when its recent wrong passwords were given (within PASSWORD_WINDOW)
@@ -1327,7 +1329,7 @@ class IrcFactory(ServerFactory):
         """How to name to ``node.say_private`` the away peer ``nick`` stands for (the id of a
         peer shown so that left; else ``nick``, if the node knows it: linked earlier in this
         run, or pinned), if the node can keep private lines for it; else None."""
-        peer_id = self._left.get(irc_fold(nick))
+        peer_id = self._left.get(irc_fold(nick), ("", ""))[1]
         for shown in ([peer_id] if peer_id else []) + [nick]:
             if not isinstance(self.node.addressee(shown), str):
                 return shown
@@ -1426,7 +1428,7 @@ class IrcFactory(ServerFactory):
             member = self.roster.remove(event.peer_id)
             if member is not None:
                 self._left.pop(irc_fold(member.nick), None)
-                self._left[irc_fold(member.nick)] = member.peer_id
+                self._left[irc_fold(member.nick)] = (member.nick, member.peer_id)
                 while len(self._left) > RECENT_PEERS:
                     del self._left[next(iter(self._left))]
                 # To every client, also one showing no channel with it: irssi closes the
@@ -1454,8 +1456,12 @@ class IrcFactory(ServerFactory):
     def _sender(self, peer_id: str, nick: str) -> Member:
         """The member shown for ``peer_id``; one made up if it is not linked (a line that
         came as its link dropped)."""
-        return self.roster.peer(peer_id) or Member(irc_nick(nick), peer_id, irc_user(peer_id),
-                                                   "unknown")
+        member = self.roster.peer(peer_id)
+        if member is not None:
+            return member
+        # Away (a line kept for it): as it was shown, so a query with ``bob|2`` stays one.
+        shown = next((n for n, pid in reversed(self._left.values()) if pid == peer_id), None)
+        return Member(shown or irc_nick(nick), peer_id, irc_user(peer_id), "unknown")
 
     def _chat(self, event: events.ChatLine) -> None:
         me = self.roster.me

@@ -19,8 +19,8 @@ from p2pchat.identity import Pins, peer_id_for
 from p2pchat.trust import Trust
 from p2pchat.node import FLAP_WINDOW, Node, PeerView
 from p2pchat.service import StartError
-from p2pchat.wire import (CAP_CATCHUP, CAP_OURS, CAP_ROOMS, CHAT, JOIN, LEAVE, MAX_ROOMS, MAX_SAY_BYTES,
-                          PRIVATE, ROOMS, Message, new_message_id)
+from p2pchat.wire import (CAP_CATCHUP, CAP_OURS, CAP_ROOMS, CHAT, JOIN, LEAVE, MAX_ROOMS,
+                          MAX_SAY_BYTES, PRIVATE, ROOMS, Message, new_message_id)
 from tests.fakes import FakeLink
 
 START = 1_700_000_000.0
@@ -131,11 +131,12 @@ class RegistrationTests(IrcTestCase):
         lines = client.register("alice")
         commands = [twirc.parsemsg(line)[1] for line in lines]
         self.assertEqual(commands, ["001", "002", "003", "004", "005", "375", "372", "372", "372",
-                                    "372", "376", "JOIN", "332", "353", "366"])
+                                    "372", "372", "376", "JOIN", "332", "353", "366"])
         self.assertIn("alice!alice_00000001@local", lines[0])
         self.assertTrue(lines[0].startswith(":p2pchat 001 alice :"))
         self.assertIn("CASEMAPPING=ascii", lines[4])
-        self.assertEqual(lines[11], ":alice!alice_00000001@local JOIN #general")
+        self.assertIn("/msg *p2pchat help", lines[10])
+        self.assertEqual(lines[12], ":alice!alice_00000001@local JOIN #general")
         self.assertTrue(client.proto.registered and client.proto.in_general)
 
     def test_registering_with_another_nick_never_renames_the_peer(self) -> None:
@@ -781,8 +782,8 @@ class ChannelTests(IrcTestCase):
         client = self.client()
         client.lines()
         client.send("MOTD", "AWAY :lunch", "AWAY", "FROB a b")
-        self.assertEqual(client.commands(), ["375", "372", "372", "372", "372", "376", "306",
-                                             "305", "421"])
+        self.assertEqual(client.commands(), ["375", "372", "372", "372", "372", "372", "376",
+                                             "306", "305", "421"])
 
     def test_quit_detaches_the_client_only(self) -> None:
         bob = self.link("bob_1", "bob")
@@ -1124,11 +1125,14 @@ class AwayTests(IrcTestCase):
         """A query window keeps the nick the peer was shown as (``bob|2``)."""
         self.ours("bob_1", "bob")
         second = self.ours("bob_2", "bob", address="10.0.0.7:40000")
-        client = self.client()
+        client, watcher = self.client(), self.client()
         self.lose(second)
-        client.lines()
-        client.send("PRIVMSG bob|2 :for the second bob")
+        client.lines(), watcher.lines()
+        client.send("PRIVMSG BOB|2 :for the second bob")
         self.assertEqual(self.notices(client.lines()), [self.KEPT])
+        # The other client's query with bob|2 gets it (not one with bob, the first bob).
+        self.assertEqual([line for line in watcher.lines() if " PRIVMSG " in line],
+                         [f":{self.ME} PRIVMSG bob|2 :for the second bob"])
         self.assertEqual(self.node.delivery.private_waiting("bob_2"), 1)
         self.assertEqual(self.node.delivery.private_waiting("bob_1"), 0)
 
@@ -1185,7 +1189,8 @@ class IgnoreTests(IrcTestCase):
         self.assertEqual(len(played), 1)
         self.assertIn("carol speaks", played[0])
         client.send("PRIVMSG *P2PCHAT :ignore")
-        self.assertEqual(client.lines(), [self.BOT + "ignored: 1", self.BOT + f"  {'bob':<21} no key, peer id bob_1"])
+        self.assertEqual(client.lines(), [self.BOT + "ignored: 1",
+                                          self.BOT + f"  {'bob':<21} no key, peer id bob_1"])
         client.send("PRIVMSG *p2pchat :unignore bob")
         self.assertEqual(client.lines(), [self.BOT + "no longer ignoring bob"])
         self.hear(bob, CHAT, "heard again")

@@ -38,7 +38,8 @@ from twisted.words.protocols import irc
 from zope.interface import implementer
 
 from p2pchat import __version__, events
-from p2pchat.node import Node, PeerView
+from p2pchat.absent import RECENT_PEERS
+from p2pchat.node import Kept, Node, PeerView
 from p2pchat.rooms import room_name
 from p2pchat.wire import DEFAULT_ROOM, MAX_NICK_CHARS, MAX_ROOM_CHARS, MAX_ROOMS, nick_problem
 
@@ -76,6 +77,16 @@ HISTORY_PLAYBACK = 20
 #: At most this many targets in one PRIVMSG/NOTICE/JOIN/PART (``a,b,c``).
 MAX_TARGETS = 8
 
+#: Password guessing: after this many wrong passwords from one host within PASSWORD_WINDOW
+#: seconds, every connection from that host is closed at once for PASSWORD_LOCKOUT seconds
+#: (one log line says so).  Each connection gets one PASS try; this bounds how fast
+#: connections after one another can guess.
+PASSWORD_TRIES = 5
+PASSWORD_WINDOW = 60.0
+PASSWORD_LOCKOUT = 60.0
+#: Hosts whose wrong passwords are remembered at most (the oldest is forgotten first).
+MAX_GUESSING_HOSTS = 1024
+
 DEFAULT_IRC_PORT = 6667
 LOOPBACK = "127.0.0.1"
 SERVER_NAME = "p2pchat"
@@ -91,6 +102,18 @@ NICK_SUFFIX = "|"
 FLAG_SUFFIX = "|other"
 #: Our own hostmask's host: this peer, as its IRC clients see it.
 SELF_HOST = "local"
+#: The service nick (as ZNC's ``*status``): ``/msg *p2pchat ignore bob`` runs p2pchat's own
+#: commands that IRC clients keep for themselves (their /ignore is local).  ``*`` can't be in
+#: a peer's IRC nick, so no peer can be shown as it.
+SERVICE_NICK = "*p2pchat"
+SERVICE_MASK = f"{SERVICE_NICK}!p2pchat@{SERVER_NAME}"
+#: What ``/msg *p2pchat help`` answers (also ``/quote IGNORE`` and ``/quote UNIGNORE``).
+SERVICE_HELP = (
+    "p2pchat's commands, as /msg *p2pchat COMMAND (or /quote COMMAND):",
+    "  ignore [NICK]   hide NICK's lines from now on (by its key, kept); alone: who is ignored",
+    "  unignore NICK   show NICK's lines again",
+    "  help            this list",
+)
 
 #: Why a channel name that doesn't start with '#' is refused (403).
 NOT_HASH = "channels here are rooms, named '#' and the room's name (#general, #ops)"
@@ -433,6 +456,8 @@ class IrcClientProtocol(irc.IRC):
         self._pinger: LoopingCall | None = None
         #: the peers using our nick this client was warned of (once each while they do)
         self._warned: set[str] = set()
+        #: the away peers this client was told its lines are kept for (until each is back)
+        self.told_kept: set[str] = set()
 
     # --- connection -------------------------------------------------------------------------
 
@@ -449,6 +474,13 @@ class IrcClientProtocol(irc.IRC):
         super().connectionMade()
         self.transport.registerProducer(self, True)
         self._tokens_at = self._last_heard = self.clock.seconds()
+        locked = self.factory.locked_out(self._host())
+        if locked:
+            # Guessing passwords: closed at once, unlogged (the lockout was logged once).
+            self.closing = True
+            self.transport.write(f"ERROR :Closing link: {locked}\r\n".encode("utf-8"))
+            self.transport.loseConnection()
+            return
         self.factory.client_connected(self)
         self._registration_timer = self.clock.callLater(REGISTRATION_TIMEOUT, self._not_registered)
         self._pinger = LoopingCall(self._check_alive)
@@ -473,6 +505,10 @@ class IrcClientProtocol(irc.IRC):
         self.sendLine(f"ERROR :Closing link: {_clean(why)}")
         self.closing = True
         self.transport.loseConnection()
+
+    def _host(self) -> str:
+        peer = self.transport.getPeer() if self.transport is not None else None
+        return str(getattr(peer, "host", "?"))
 
     def _describe(self) -> str:
         peer = self.transport.getPeer() if self.transport is not None else None
@@ -710,6 +746,7 @@ class IrcClientProtocol(irc.IRC):
         if password and not hmac.compare_digest((self._password or "").encode("utf-8"),
                                                 password.encode("utf-8")):
             log.warn("IRC client {peer} gave a wrong password", peer=self._describe())
+            self.factory.wrong_password(self._host())
             self._numeric(irc.ERR_PASSWDMISMATCH, text="Password incorrect")
             self.close("bad password")
             return
@@ -772,6 +809,7 @@ class IrcClientProtocol(irc.IRC):
             "/join #room joins a room (or makes it), /part #room leaves it; /msg NICK is "
             "private.",
             "QUIT detaches this client; the peer keeps running.",
+            f"/msg {SERVICE_NICK} help: p2pchat's own commands (ignore, unignore).",
         ]
         self._numeric(irc.RPL_MOTDSTART, text=f"- {SERVER_NAME} Message of the day -")
         for line in lines:
@@ -1083,39 +1121,96 @@ class IrcClientProtocol(irc.IRC):
                           text=f"Cannot send to channel: {why} (/join #{room})")
 
     def _to_nick(self, target: str, text: str, quiet: bool) -> None:
-        member = self.factory.roster.find(target)
-        if member is None:
-            if not quiet:
-                self._numeric(irc.ERR_NOSUCHNICK, target[:64], text="No such nick")
+        if irc_fold(target) == irc_fold(SERVICE_NICK):
+            if not quiet:  # a NOTICE never gets an answer, so it runs nothing either
+                self._service(text)
             return
+        member = self.factory.roster.find(target)
         if member is self.factory.roster.me:
             # To ourselves: back to this client, as an ircd would; nobody else hears it.
             self.send("NOTICE" if quiet else "PRIVMSG", member.nick, text=text,
                       prefix=member.mask)
             return
+        # A peer shown now is named by its id; one away as the node knows it (see away_peer).
+        peer_id = member.peer_id if member is not None else self.factory.away_peer(target)
+        if peer_id is None:  # nobody linked, nor away (linked in this run, or pinned)
+            if not quiet:
+                self._numeric(irc.ERR_NOSUCHNICK, target[:64], text="No such nick")
+            return
         node = self.factory.node
-        self._speak(member.nick, text, quiet,
-                    lambda line: node.say_private(member.peer_id, line),
-                    lambda line: node.say_private(member.peer_id, line, action=True))
+        result = self._speak(member.nick if member is not None else target, text, quiet,
+                             lambda line: node.say_private(peer_id, line),
+                             lambda line: node.say_private(peer_id, line, action=True))
+        if isinstance(result, Kept):
+            self._tell_kept(result)
+
+    def _tell_kept(self, kept: Kept) -> None:
+        """The peer is away: its line is kept and sent when it is back.  Said once per absence
+        to each client (the node's own notice of it, once, reaches every client too)."""
+        if kept.peer_id in self.told_kept:
+            return
+        self.told_kept.add(kept.peer_id)
+        if kept.notice not in self.factory.verb_notices:
+            self.server_notice(kept.notice)
 
     def _speak(self, target: str, text: str, quiet: bool, say: Callable[[str], object],
-               act: Callable[[str], object]) -> None:
+               act: Callable[[str], object]) -> object:
         """Say ``text`` (a line, or a CTCP ACTION as an action; other CTCPs are dropped) with
-        a node verb; if the node refuses, a notice says why (not for a NOTICE)."""
+        a node verb; if the node refuses, a notice says why (not for a NOTICE).  Returns what
+        the verb returned (None if nothing was said)."""
         if text.startswith("\x01"):
             kind, _, arg = text.strip("\x01").partition(" ")
             if kind.upper() == "ACTION" and not quiet and arg.strip():
                 result = self.factory.run_verb(self, act, irc.stripFormatting(arg))
             else:
                 log.debug("CTCP {kind} to {target} ignored", kind=kind[:16], target=target[:64])
-                return
+                return None
         else:
             plain = irc.stripFormatting(text)
             if not plain.strip():
-                return
+                return None
             result = self.factory.run_verb(self, say, plain)
         if isinstance(result, str) and not quiet:
             self.server_notice(f"{target}: not sent: {result}")
+        return result
+
+    # --- p2pchat's own commands (the *p2pchat service nick, or raw commands) ----------------
+
+    def _service(self, text: str) -> None:
+        """``/msg *p2pchat COMMAND [ARG]``: answered by PRIVMSGs from *p2pchat (a query window
+        of its own in irssi and weechat)."""
+        command, _, arg = irc.stripFormatting(text).strip().partition(" ")
+        for line in self._p2pchat_command(command.lower(), arg.strip()):
+            self.send("PRIVMSG", self.nick, prefix=SERVICE_MASK, text=line)
+
+    def irc_IGNORE(self, prefix: str, params: list[str]) -> None:
+        """``/quote IGNORE [NICK]``: the node's /ignore (the client's own /ignore is local)."""
+        for line in self._p2pchat_command("ignore", " ".join(params[:1])):
+            self.server_notice(line)
+
+    def irc_UNIGNORE(self, prefix: str, params: list[str]) -> None:
+        if not params or not params[0]:
+            self._numeric(irc.ERR_NEEDMOREPARAMS, "UNIGNORE", text="Not enough parameters")
+            return
+        for line in self._p2pchat_command("unignore", params[0]):
+            self.server_notice(line)
+
+    def _p2pchat_command(self, command: str, arg: str) -> list[str]:
+        """What a p2pchat command answers.  A nick is the one IRC shows (``bob|2``,
+        ``carol|other``): it names the peer by its id, so the node finds the right one."""
+        node = self.factory.node
+        member = self.factory.roster.holder(arg) if arg else None
+        shown = member.peer_id if member is not None else arg
+        if command == "ignore":
+            return [node.ignore(shown)] if arg else node.ignored()
+        if command == "unignore":
+            if member is not None and member.peer_id not in node.ignores:
+                shown = arg  # not ignored: the answer names it as the client did
+            return [node.unignore(shown) if arg else "unignore NICK: whose lines to show again"]
+        if command == "help":
+            return list(SERVICE_HELP)
+        return [f"unknown: {command or '(nothing)'}; commands: ignore [NICK], unignore NICK, "
+                "help"]
 
     def _targets(self, text: str) -> list[str]:
         targets = [t for t in text.split(",") if t]
@@ -1144,8 +1239,18 @@ class IrcFactory(ServerFactory):
         self.roster = Roster(node.peer_id, node.nick)
         self.started = time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(clock.seconds()))
         self._origin: IrcClientProtocol | None = None
+        #: the node's notices while a verb of a client runs (that client was shown them)
+        self.verb_notices: list[str] = []
+        #: IRC nick (folded) -> (that nick, peer id) of the peers that left, as they were
+        #: shown: a query window keeps its nick (``bob|2``), and a line to it is kept for
+        #: that peer (newest last; at most RECENT_PEERS)
+        self._left: dict[str, tuple[str, str]] = {}
         self._part_reason: str | None = None
         self._attached = False
+        #: host -> when its recent wrong passwords were given (within PASSWORD_WINDOW)
+        self._wrong: dict[str, list[float]] = {}
+        #: host -> until when its connections are closed at once
+        self._locked: dict[str, float] = {}
 
     def attach(self) -> None:
         """Start observing the node; the roster starts from its current links."""
@@ -1172,6 +1277,34 @@ class IrcFactory(ServerFactory):
                              f"{MAX_UNREGISTERED}); the oldest is closed")
         self.clients[client] = None
 
+    def wrong_password(self, host: str) -> None:
+        """A connection from ``host`` gave a wrong password.  The PASSWORD_TRIES-th within
+        PASSWORD_WINDOW seconds locks the host out for PASSWORD_LOCKOUT seconds, logged once."""
+        now = self.clock.seconds()
+        tries = [t for t in self._wrong.pop(host, []) if now - t < PASSWORD_WINDOW]
+        tries.append(now)
+        if len(tries) >= PASSWORD_TRIES:
+            self._locked[host] = now + PASSWORD_LOCKOUT
+            log.warn("IRC: {n} wrong passwords from {host} within {window:.0f} s: its "
+                     "connections are closed for {lockout:.0f} s", n=len(tries), host=host,
+                     window=PASSWORD_WINDOW, lockout=PASSWORD_LOCKOUT)
+        else:
+            self._wrong[host] = tries  # newest last, so the oldest is forgotten first
+        for table in (self._wrong, self._locked):
+            while len(table) > MAX_GUESSING_HOSTS:
+                del table[next(iter(table))]
+
+    def locked_out(self, host: str) -> str | None:
+        """Why a connection from ``host`` is closed at once (it guessed passwords), or None."""
+        until = self._locked.get(host)
+        if until is None:
+            return None
+        left = until - self.clock.seconds()
+        if left <= 0:
+            del self._locked[host]
+            return None
+        return (f"too many wrong passwords from {host}; try again in {max(1, round(left))} s")
+
     def client_disconnected(self, client: IrcClientProtocol) -> None:
         self.clients.pop(client, None)
 
@@ -1186,10 +1319,21 @@ class IrcFactory(ServerFactory):
         """Run a node verb on behalf of ``client``, so the events it causes are not echoed
         back to that client (IRC servers don't echo a client's own lines)."""
         self._origin = client
+        self.verb_notices = []
         try:
             return verb(*args)
         finally:
             self._origin = None
+
+    def away_peer(self, nick: str) -> str | None:
+        """How to name to ``node.say_private`` the away peer ``nick`` stands for (the id of a
+        peer shown so that left; else ``nick``, if the node knows it: linked earlier in this
+        run, or pinned), if the node can keep private lines for it; else None."""
+        peer_id = self._left.get(irc_fold(nick), ("", ""))[1]
+        for shown in ([peer_id] if peer_id else []) + [nick]:
+            if not isinstance(self.node.addressee(shown), str):
+                return shown
+        return None
 
     def isupport(self) -> list[str]:
         return [f"NETWORK={SERVER_NAME}", "CASEMAPPING=ascii", "CHANTYPES=#",
@@ -1256,6 +1400,8 @@ class IrcFactory(ServerFactory):
         elif isinstance(event, events.Notice):
             if event.topic == events.OWN_NICK:
                 return  # each client is warned in IRC's names (warn_of_nick_users)
+            if self._origin is not None:
+                self.verb_notices.append(event.text)
             for client in self._registered():
                 client.server_notice(("! " if event.error else "") + event.text)
 
@@ -1265,9 +1411,12 @@ class IrcFactory(ServerFactory):
 
     def _show_peer_event(self, event: events.Event) -> None:
         if isinstance(event, events.PeerJoined):
+            for client in self.clients:
+                client.told_kept.discard(event.peer_id)  # back: told anew when away again
             member = self.roster.add(event.peer_id, event.nick, event.address,
                                      self._flagged(event.peer_id))
             if member is not None:
+                self._left.pop(irc_fold(member.nick), None)
                 # A peer back after a lost link is still in the rooms it was in (its next
                 # rooms line tells only what changed): show it joining those too.
                 rooms = [r for r in self.rooms_of(member) if r in self.node.rooms.joined]
@@ -1278,6 +1427,10 @@ class IrcFactory(ServerFactory):
         elif isinstance(event, events.PeerLeft):
             member = self.roster.remove(event.peer_id)
             if member is not None:
+                self._left.pop(irc_fold(member.nick), None)
+                self._left[irc_fold(member.nick)] = (member.nick, member.peer_id)
+                while len(self._left) > RECENT_PEERS:
+                    del self._left[next(iter(self._left))]
                 # To every client, also one showing no channel with it: irssi closes the
                 # peer's query window's nick with it ("has quit"); others ignore it.
                 reason = event.reason or "left the chat"
@@ -1303,8 +1456,12 @@ class IrcFactory(ServerFactory):
     def _sender(self, peer_id: str, nick: str) -> Member:
         """The member shown for ``peer_id``; one made up if it is not linked (a line that
         came as its link dropped)."""
-        return self.roster.peer(peer_id) or Member(irc_nick(nick), peer_id, irc_user(peer_id),
-                                                   "unknown")
+        member = self.roster.peer(peer_id)
+        if member is not None:
+            return member
+        # Away (a line kept for it): as it was shown, so a query with ``bob|2`` stays one.
+        shown = next((n for n, pid in reversed(self._left.values()) if pid == peer_id), None)
+        return Member(shown or irc_nick(nick), peer_id, irc_user(peer_id), "unknown")
 
     def _chat(self, event: events.ChatLine) -> None:
         me = self.roster.me

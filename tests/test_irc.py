@@ -19,8 +19,8 @@ from p2pchat.identity import Pins, peer_id_for
 from p2pchat.trust import Trust
 from p2pchat.node import FLAP_WINDOW, Node, PeerView
 from p2pchat.service import StartError
-from p2pchat.wire import (CAP_OURS, CAP_ROOMS, CHAT, JOIN, LEAVE, MAX_ROOMS, MAX_SAY_BYTES,
-                          PRIVATE, ROOMS, Message, new_message_id)
+from p2pchat.wire import (CAP_CATCHUP, CAP_OURS, CAP_ROOMS, CHAT, JOIN, LEAVE, MAX_ROOMS,
+                          MAX_SAY_BYTES, PRIVATE, ROOMS, Message, new_message_id)
 from tests.fakes import FakeLink
 
 START = 1_700_000_000.0
@@ -31,8 +31,8 @@ class Client:
 
     _ports = itertools.count(50000)
 
-    def __init__(self, factory: irc.IrcFactory) -> None:
-        address = IPv4Address("TCP", "127.0.0.1", next(self._ports))
+    def __init__(self, factory: irc.IrcFactory, host: str = "127.0.0.1") -> None:
+        address = IPv4Address("TCP", host, next(self._ports))
         self.proto = factory.buildProtocol(address)
         self.transport = StringTransport(peerAddress=address)
         self.proto.makeConnection(self.transport)
@@ -131,11 +131,12 @@ class RegistrationTests(IrcTestCase):
         lines = client.register("alice")
         commands = [twirc.parsemsg(line)[1] for line in lines]
         self.assertEqual(commands, ["001", "002", "003", "004", "005", "375", "372", "372", "372",
-                                    "372", "376", "JOIN", "332", "353", "366"])
+                                    "372", "372", "376", "JOIN", "332", "353", "366"])
         self.assertIn("alice!alice_00000001@local", lines[0])
         self.assertTrue(lines[0].startswith(":p2pchat 001 alice :"))
         self.assertIn("CASEMAPPING=ascii", lines[4])
-        self.assertEqual(lines[11], ":alice!alice_00000001@local JOIN #general")
+        self.assertIn("/msg *p2pchat help", lines[10])
+        self.assertEqual(lines[12], ":alice!alice_00000001@local JOIN #general")
         self.assertTrue(client.proto.registered and client.proto.in_general)
 
     def test_registering_with_another_nick_never_renames_the_peer(self) -> None:
@@ -298,6 +299,71 @@ class PasswordTests(IrcTestCase):
         self.assertEqual(twirc.parsemsg(lines[0])[1], "464")
         self.assertTrue(client.gone)
         self.assertEqual(self.node.nick, "alice")
+
+
+class GuessingTests(IrcTestCase):
+    """Each connection gets one PASS try; connections after one another from one host get
+    PASSWORD_TRIES wrong ones within PASSWORD_WINDOW, then are closed at once for
+    PASSWORD_LOCKOUT seconds, logged once."""
+
+    def setUp(self) -> None:
+        super().setUp()
+        self.factory = self.make_factory(password="s3cret")
+        self.logged: list[str] = []
+
+        def observe(event: dict) -> None:
+            if "wrong passwords from" in event.get("log_format", ""):
+                self.logged.append(event["host"])
+
+        globalLogPublisher.addObserver(observe)
+        self.addCleanup(globalLogPublisher.removeObserver, observe)
+
+    def guess(self, password: str = "guess", host: str = "127.0.0.1") -> Client:
+        """One connection, one PASS try; its replies' commands in ``client.replies``."""
+        client = Client(self.factory, host)
+        client.replies = [twirc.parsemsg(line)[1]  # type: ignore[attr-defined]
+                          for line in client.register("carol", password=password)]
+        return client
+
+    def test_wrong_passwords_in_a_row_lock_the_host_out(self) -> None:
+        for _ in range(irc.PASSWORD_TRIES):
+            client = self.guess()
+            self.assertEqual(client.replies, ["464", "ERROR"])
+            self.assertTrue(client.gone)
+        # Now even the right password is refused at once: nothing read, one ERROR line.
+        for _ in range(3):
+            client = Client(self.factory)
+            self.assertTrue(client.gone)
+            lines = client.lines()
+            self.assertEqual(len(lines), 1)
+            self.assertTrue(lines[0].startswith("ERROR :Closing link: too many wrong passwords "
+                                                "from 127.0.0.1; try again in 60 s"), lines)
+            client.register("carol", password="s3cret")
+            self.assertFalse(client.proto.registered)
+            self.assertEqual(client.lines(), [])
+        self.assertEqual(self.logged, ["127.0.0.1"])  # one log line, not one per connection
+        self.assertEqual(self.factory.waiting(), [])
+        # Another host is not locked out; after the lockout this one may try again.
+        self.assertEqual(self.guess("s3cret", host="127.0.0.2").replies[0], "001")
+        self.clock.advance(irc.PASSWORD_LOCKOUT)
+        client = self.guess("s3cret")
+        self.assertTrue(client.proto.registered)
+
+    def test_wrong_passwords_spread_out_are_no_lockout(self) -> None:
+        for _ in range(3 * irc.PASSWORD_TRIES):
+            self.guess()
+            self.clock.advance(irc.PASSWORD_WINDOW / (irc.PASSWORD_TRIES - 1) + 0.5)
+        self.assertTrue(self.guess("s3cret").proto.registered)
+        self.assertEqual(self.logged, [])
+
+    def test_the_hosts_remembered_are_bounded(self) -> None:
+        self.patch(irc, "MAX_GUESSING_HOSTS", 3)
+        for n in range(10):
+            for _ in range(irc.PASSWORD_TRIES - 1 if n % 2 else irc.PASSWORD_TRIES):
+                self.guess(host=f"10.0.0.{n}")
+        self.assertLessEqual(len(self.factory._wrong), 3)
+        self.assertLessEqual(len(self.factory._locked), 3)
+        self.assertTrue(Client(self.factory, "10.0.0.8").gone)  # the newest still locked
 
 
 class PingTests(IrcTestCase):
@@ -716,8 +782,8 @@ class ChannelTests(IrcTestCase):
         client = self.client()
         client.lines()
         client.send("MOTD", "AWAY :lunch", "AWAY", "FROB a b")
-        self.assertEqual(client.commands(), ["375", "372", "372", "372", "372", "376", "306",
-                                             "305", "421"])
+        self.assertEqual(client.commands(), ["375", "372", "372", "372", "372", "372", "376",
+                                             "306", "305", "421"])
 
     def test_quit_detaches_the_client_only(self) -> None:
         bob = self.link("bob_1", "bob")
@@ -991,6 +1057,188 @@ class PrivateTests(IrcTestCase):
                                           ":rob!bob_1@10.0.0.5 PRIVMSG alice :it's rob now"])
         client.send("PRIVMSG rob :hi rob")
         self.assertEqual([m.content for m in self.privates(bob)], ["hi rob"])
+
+
+class AwayTests(IrcTestCase):
+    """PRIVMSG to a peer that is away (not linked now, but the node knows it): the line is
+    kept and sent when the peer is back, as in every face; a nick never seen gets 401."""
+
+    ME = "alice!alice_00000001@local"
+    KEPT = "bob is away: the line is kept and sent when bob is back"
+
+    def ours(self, peer_id: str, nick: str, address: str = "10.0.0.5:40000") -> FakeLink:
+        """A peer of ours that catches up (so the node remembers it while it is away)."""
+        link = FakeLink(peer_id, nick, caps=(CAP_OURS, CAP_ROOMS, CAP_CATCHUP))
+        link.address = address
+        self.assertTrue(self.node.link_ready(link))
+        return link
+
+    def lose(self, link: FakeLink) -> None:
+        """The link drops after a while (not a flap): the peer leaves IRC (a QUIT)."""
+        self.clock.advance(FLAP_WINDOW + 1)
+        self.node.link_lost(link, "connection lost")
+        self.assertIsNone(self.factory.roster.peer(link.peer_id))
+
+    def notices(self, lines: list[str]) -> list[str]:
+        return [twirc.parsemsg(line)[2][-1] for line in lines
+                if twirc.parsemsg(line)[1] == "NOTICE"]
+
+    def test_a_line_to_a_peer_that_left_is_kept_and_the_client_told_once(self) -> None:
+        bob = self.ours("bob_1", "bob")
+        speaker, watcher = self.client(), self.client()
+        self.lose(bob)
+        speaker.lines(), watcher.lines()
+        speaker.send("PRIVMSG bob :are you there?", "PRIVMSG Bob :\x01ACTION waits\x01")
+        lines = speaker.lines()
+        self.assertEqual(lines, [f":p2pchat NOTICE alice :{self.KEPT}"])  # once, no 401
+        self.assertEqual(self.node.delivery.private_waiting("bob_1"), 2)
+        # The other client sees the lines (from us to bob) and the node's notice, once.
+        watched = watcher.lines()
+        self.assertEqual([line for line in watched if " PRIVMSG " in line],
+                         [f":{self.ME} PRIVMSG bob :are you there?",
+                          f":{self.ME} PRIVMSG bob :\x01ACTION waits\x01"])
+        self.assertEqual(self.notices(watched), [self.KEPT])
+        # bob is back (catch-up writes it the kept lines: test_away, test_irc_integration),
+        # then away again: the client is told anew.
+        again = self.ours("bob_1", "bob")
+        speaker.lines()
+        self.lose(again)
+        speaker.lines()
+        speaker.send("PRIVMSG bob :gone again?")
+        self.assertEqual(self.notices(speaker.lines()), [self.KEPT])
+
+    def test_a_second_client_is_told_too(self) -> None:
+        """The node tells once per absence (to every client attached then); a client that
+        attached later is told on its own first kept line."""
+        bob = self.ours("bob_1", "bob")
+        first = self.client()
+        self.lose(bob)
+        first.send("PRIVMSG bob :one")
+        self.assertEqual(self.notices(first.lines())[-1:], [self.KEPT])
+        late = self.client()
+        late.lines()
+        late.send("PRIVMSG bob :two", "PRIVMSG bob :three")
+        self.assertEqual(late.lines(), [f":p2pchat NOTICE alice :{self.KEPT}"])
+        self.assertEqual(self.node.delivery.private_waiting("bob_1"), 3)
+
+    def test_the_irc_nick_of_a_peer_that_left_still_names_it(self) -> None:
+        """A query window keeps the nick the peer was shown as (``bob|2``)."""
+        self.ours("bob_1", "bob")
+        second = self.ours("bob_2", "bob", address="10.0.0.7:40000")
+        client, watcher = self.client(), self.client()
+        self.lose(second)
+        client.lines(), watcher.lines()
+        client.send("PRIVMSG BOB|2 :for the second bob")
+        self.assertEqual(self.notices(client.lines()), [self.KEPT])
+        # The other client's query with bob|2 gets it (not one with bob, the first bob).
+        self.assertEqual([line for line in watcher.lines() if " PRIVMSG " in line],
+                         [f":{self.ME} PRIVMSG bob|2 :for the second bob"])
+        self.assertEqual(self.node.delivery.private_waiting("bob_2"), 1)
+        self.assertEqual(self.node.delivery.private_waiting("bob_1"), 0)
+
+    def test_a_pinned_peer_never_seen_in_this_run_is_away(self) -> None:
+        pins = Pins(None)
+        pins.pin("dave", "ab" * 32)
+        self.node = Node("alice", self.clock, peer_id="alice_00000001", trust=Trust(pins))
+        self.factory = self.make_factory()
+        client = self.client()
+        client.lines()
+        client.send("PRIVMSG dave :when you are back")
+        self.assertEqual(client.lines(), [":p2pchat NOTICE alice :dave is away: the line is "
+                                          "kept and sent when dave is back"])
+        self.assertEqual(self.node.delivery.private_waiting(peer_id_for("ab" * 32)), 1)
+
+    def test_a_nick_never_seen_and_a_base_peer_that_left_get_401(self) -> None:
+        base = self.link("carl_1", "carl", ours=False)
+        client = self.client()
+        self.hear(base, LEAVE)
+        base.said_leave = True
+        self.node.link_lost(base, "it left")
+        self.assertIsNone(self.factory.roster.find("carl"))
+        client.lines()
+        client.send("PRIVMSG nobody :hi", "PRIVMSG carl :hi", "NOTICE nobody :hi")
+        self.assertEqual(client.lines(), [":p2pchat 401 alice nobody :No such nick",
+                                          ":p2pchat 401 alice carl :No such nick"])
+        self.assertEqual([e for e in self.node.room.history if e.type == PRIVATE], [])
+
+
+class IgnoreTests(IrcTestCase):
+    """The node's /ignore, for IRC clients (whose own /ignore is local): ``/msg *p2pchat
+    ignore NICK`` (answered from *p2pchat) or ``/quote IGNORE NICK`` (answered in notices)."""
+
+    BOT = ":*p2pchat!p2pchat@p2pchat PRIVMSG alice :"
+
+    def test_an_ignored_peers_lines_dont_reach_irc_clients(self) -> None:
+        bob = self.link("bob_1", "bob")
+        carol = self.link("carol_2", "carol", address="10.0.0.6:41000")
+        client, other = self.client(), self.client()
+        client.lines(), other.lines()
+        client.send("PRIVMSG *p2pchat :ignore bob")
+        self.assertEqual(client.lines(),
+                         [self.BOT + "ignoring bob (its peer id bob_1): its lines are not shown"])
+        self.assertEqual(other.lines(), [])
+        self.hear(bob, CHAT, "in the room")
+        self.private(bob, "privately")
+        self.hear(carol, CHAT, "carol speaks")
+        for each in (client, other):
+            self.assertEqual(each.lines(),
+                             [":carol!carol_2@10.0.0.6 PRIVMSG #general :carol speaks"])
+        # Nor in the history played back on joining.
+        client.send("PART #general", "JOIN #general")
+        played = [line for line in client.lines() if "PRIVMSG #general" in line]
+        self.assertEqual(len(played), 1)
+        self.assertIn("carol speaks", played[0])
+        client.send("PRIVMSG *P2PCHAT :ignore")
+        self.assertEqual(client.lines(), [self.BOT + "ignored: 1",
+                                          self.BOT + f"  {'bob':<21} no key, peer id bob_1"])
+        client.send("PRIVMSG *p2pchat :unignore bob")
+        self.assertEqual(client.lines(), [self.BOT + "no longer ignoring bob"])
+        self.hear(bob, CHAT, "heard again")
+        self.assertEqual(client.lines(), [":bob!bob_1@10.0.0.5 PRIVMSG #general :heard again"])
+
+    def test_quote_ignore_and_unignore(self) -> None:
+        self.link("bob_1", "bob")
+        client = self.client()
+        client.lines()
+        client.send("IGNORE bob", "IGNORE", "IGNORE bob", "UNIGNORE", "UNIGNORE bob",
+                    "UNIGNORE bob")
+        self.assertEqual(client.lines(), [
+            ":p2pchat NOTICE alice :ignoring bob (its peer id bob_1): its lines are not shown",
+            ":p2pchat NOTICE alice :ignored: 1",
+            f":p2pchat NOTICE alice :  {'bob':<21} no key, peer id bob_1",
+            ":p2pchat NOTICE alice :bob is already ignored",
+            ":p2pchat 461 alice UNIGNORE :Not enough parameters",
+            ":p2pchat NOTICE alice :no longer ignoring bob",
+            ":p2pchat NOTICE alice :bob is not ignored; /ignore lists who is"])
+        self.assertEqual(len(self.node.ignores), 0)
+
+    def test_the_irc_nick_names_the_peer_to_ignore(self) -> None:
+        first = self.link("bob_1", "bob")
+        second = self.link("bob_2", "bob", address="10.0.0.7:40000")
+        client = self.client()
+        client.lines()
+        client.send("PRIVMSG *p2pchat :ignore BOB|2")
+        self.assertEqual(client.lines(),
+                         [self.BOT + "ignoring bob (its peer id bob_2): its lines are not shown"])
+        self.assertNotIn("bob_1", self.node.ignores)
+        self.hear(second, CHAT, "second")
+        self.hear(first, CHAT, "first")
+        self.assertEqual(client.lines(), [":bob!bob_1@10.0.0.5 PRIVMSG #general :first"])
+        client.send("PRIVMSG *p2pchat :ignore nobody")
+        self.assertEqual(client.lines(),
+                         [self.BOT + "no linked peer is shown as nobody; /users lists them"])
+
+    def test_help_unknown_and_notices_to_the_service(self) -> None:
+        client = self.client()
+        client.lines()
+        client.send("PRIVMSG *p2pchat :help", "PRIVMSG *p2pchat :frob x",
+                    "PRIVMSG *p2pchat :unignore", "NOTICE *p2pchat :ignore")
+        lines = client.lines()
+        self.assertEqual(lines[:len(irc.SERVICE_HELP)],
+                         [self.BOT + line for line in irc.SERVICE_HELP])
+        self.assertEqual(lines[len(irc.SERVICE_HELP):], [
+            self.BOT + "unknown: frob; commands: ignore [NICK], unignore NICK, help",
+            self.BOT + "unignore NICK: whose lines to show again"])  # the NOTICE: nothing
 
 
 class BadInputTests(IrcTestCase):

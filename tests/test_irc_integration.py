@@ -11,8 +11,10 @@ from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 from twisted.internet.testing import StringTransport
 from twisted.words.protocols import irc as twirc
 
+from p2pchat.identity import Identity
 from p2pchat.irc import CHANNEL, IrcService
 from p2pchat.lines import LineFace
+from p2pchat.store import Store
 from tests.support import LOOPBACK, InProcessPeer, fresh_multicast, wait_for
 
 
@@ -54,6 +56,12 @@ class RecordingClient(twirc.IRCClient):
         super().nickChanged(nick)
         self.seen.append(("nick", nick))
 
+    def noticed(self, user: str, channel: str, message: str) -> None:
+        self.seen.append(("notice", user, channel, message))
+
+    def irc_ERR_NOSUCHNICK(self, prefix: str, params: list[str]) -> None:
+        self.seen.append(("401", params[1]))
+
     def irc_RPL_NAMREPLY(self, prefix: str, params: list[str]) -> None:
         self.seen.append(("names", params[-1]))
 
@@ -66,8 +74,9 @@ class RecordingClient(twirc.IRCClient):
 class LinePeer:
     """A peer with the plain line face attached to a StringTransport instead of stdio."""
 
-    def __init__(self, nick: str, multicast: tuple[str, int]) -> None:
-        self.peer = InProcessPeer(nick, multicast)
+    def __init__(self, nick: str, multicast: tuple[str, int],
+                 identity: Identity | None = None, store: Store | None = None) -> None:
+        self.peer = InProcessPeer(nick, multicast, identity=identity, store=store)
         self.face = LineFace(self.peer.node, on_quit=lambda: None)
         self.screen = StringTransport()
 
@@ -287,5 +296,51 @@ async def test_a_client_with_a_peers_nick_is_given_ours_and_renames_nobody() -> 
         client.say(CHANNEL, "who am I")
         await wait_for(lambda: bob.shows("<alice> who am I"))
         assert not bob.shows("known as")
+    finally:
+        await _tear_down(client, running, ircd)
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_private_line_to_a_peer_that_quit_is_delivered_when_it_is_back(
+        tmp_path) -> None:
+    """Issue 14 in the IRC face: bob quits; the IRC client's /msg bob is kept (a NOTICE says
+    so, no 401), and bob, back with its key and its history (how far it has alice's lines),
+    is shown it; a nick never seen still gets 401."""
+    multicast = fresh_multicast()
+    bob_key = Identity.generate()
+    bob_history = str(tmp_path / "bob-history.sqlite3")
+    alice = InProcessPeer("alice", multicast, identity=Identity.generate())
+    bob = LinePeer("bob", multicast, identity=bob_key, store=Store(bob_history))
+    ircd = IrcService(alice.node, reactor, LOOPBACK, 0)
+    client: RecordingClient | None = None
+    running: list[Any] = []
+    try:
+        for peer in (alice, bob):
+            await peer.start()
+            running.append(peer)
+        ircd.startService()
+        running.append(ircd)
+        await wait_for(lambda: linked(alice, bob.peer))
+        client = RecordingClient("alice")
+        await connectProtocol(TCP4ClientEndpoint(reactor, LOOPBACK, ircd.port), client)
+        await wait_for(lambda: ("joined", CHANNEL) in client.seen)
+        client.msg("bob", "before you go")
+        await wait_for(lambda: bob.shows("[private] <alice> before you go"))
+
+        running.remove(bob)
+        await bob.stop()
+        await wait_for(lambda: any(e[:2] == ("quit", "bob") for e in client.seen))
+        client.msg("bob", "while you were out")
+        kept = "bob is away: the line is kept and sent when bob is back"
+        await wait_for(lambda: any(e[0] == "notice" and e[3] == kept for e in client.seen))
+        client.sendLine("PRIVMSG nobody :hello?")
+        await wait_for(lambda: ("401", "nobody") in client.seen)
+
+        again = LinePeer("bob", multicast, identity=bob_key, store=Store(bob_history))
+        await again.start()
+        running.append(again)
+        await wait_for(lambda: again.shows("[private] <alice> while you were out"))
+        await wait_for(lambda: ("join", "bob", CHANNEL) in client.seen)
+        assert [e for e in client.seen if e[0] == "401"] == [("401", "nobody")]
     finally:
         await _tear_down(client, running, ircd)

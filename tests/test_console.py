@@ -461,7 +461,13 @@ class CommandTests(unittest.TestCase):
         self.assertIn("! unknown command /frobnicate; /help lists the commands",
                       self.h.face.messages.rows_text()[-1])
         self.assertEqual(attr_at(canvas, "unknown command"), "error")
-        # The refused line stays in the input, to be fixed.
+        # The refused line leaves the input (Up brings it back to fix it): what is typed
+        # next is a line of its own, not glued onto it.
+        self.assertEqual(self.h.face.input.edit_text, "")
+        bob = self.h.link("bob")
+        self.h.enter("hello")
+        self.assertEqual([m.content for m in bob.sent if m.type == CHAT], ["hello"])
+        self.h.keys("up", "up")
         self.assertEqual(self.h.face.input.edit_text, "/frobnicate now")
 
     def test_over_limit_refused_and_kept(self) -> None:
@@ -478,6 +484,8 @@ class CommandTests(unittest.TestCase):
         self.assertIn(f"that line is {MAX_SAY_BYTES + 1} bytes; the limit is {MAX_SAY_BYTES}",
                       self.h.face.messages.rows_text()[-1])
         self.assertEqual([m for m in bob.sent if m.type == CHAT], [])
+        self.assertEqual(self.h.face.input.edit_text, "")
+        self.h.keys("up")
         self.assertEqual(self.h.face.input.edit_text, text)
 
     def test_wide_text_limit_counts_bytes(self) -> None:
@@ -834,13 +842,14 @@ class ConversationTests(unittest.TestCase):
         self.h.keys("enter")
         self.assertIn("the limit is", self.h.face.messages.rows_text()[-1])
         self.assertEqual(len([m for m in self.carol.sent if m.type == PRIVATE]), 1)
+        self.h.keys("up")
         self.assertTrue(self.h.face.input.edit_text.startswith("/query carol xxx"))
         self.h.face.input.set_edit_text("")
         self.h.enter("/query carol //shrug")
         self.assertEqual([m.content for m in self.carol.sent if m.type == PRIVATE][-1], "//shrug")
         self.h.enter("/query zed")
         self.assertIn("! no linked peer is shown as zed", self.h.text())
-        self.assertEqual(self.h.face.input.edit_text, "/query zed")
+        self.assertEqual(self.h.face.input.edit_text, "")
 
     def test_part_leaves_the_room_and_shows_general(self) -> None:
         self.h.enter("/join #ops")

@@ -134,9 +134,9 @@ class ChatBody(urwid.Widget):
 
 
 class ConsoleWidget(urwid.WidgetWrap):
-    """The whole screen.  Global keys (PgUp/PgDn, conversation keys, Ctrl-C) are taken here
-    before the input line sees them; any exception in a handler is logged and shown, never
-    printed over the screen."""
+    """The whole screen.  Keys go to the face (``ConsoleFace.take_keys``: global keys first,
+    then the input line); any exception in a handler is logged and shown, never printed over
+    the screen."""
 
     def __init__(self, face: ConsoleFace) -> None:
         self.face = face
@@ -620,9 +620,8 @@ class ConsoleFace(CommandFace):
 
     def _paste_timeout(self) -> None:
         self._paste_wait = None
-        size = (80, 24)
-        for action in self.paste.end():
-            self._act(action, size)
+        for action in self.paste.end():  # text to insert or a question: no keys, no size
+            self._act(action, (0, 0))
         self.refresh_status()
         self.changed()
 

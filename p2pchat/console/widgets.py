@@ -19,7 +19,7 @@ from p2pchat.console.format import (
     clock_text,
     nick_attr,
 )
-from p2pchat.console.input_line import INPUT_ROWS, InputLine
+from p2pchat.console.input_line import INPUT_ROWS, InputLine  # noqa: F401 (INPUT_ROWS: tests)
 from p2pchat.node import PeerView
 
 #: Rows kept in one conversation's pane; older ones are dropped.

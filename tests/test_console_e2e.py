@@ -311,9 +311,18 @@ def test_a_pasted_block_is_asked_about(tmux: Tmux, tmp_path: Path) -> None:
     tmux.send("alice", "C-n")
     expect(tmux, tmp_path, "the paste dropped",
            lambda: "paste of 2 lines dropped" in tmux.screen("alice"))
+    # Without the markers (as from a terminal that has no bracketed paste): one read that
+    # holds an Enter before more keys is a paste too.
+    tmux.send("alice", "-l", "burst one\rburst two\r")
+    expect(tmux, tmp_path, "the question for an unbracketed paste",
+           lambda: "Paste 2 lines?" in tmux.screen("alice"))
+    tmux.send("alice", "C-n")
+    expect(tmux, tmp_path, "the unbracketed paste dropped",
+           lambda: tmux.screen("alice").count("paste of 2 lines dropped") == 2)
     tmux.type("alice", "after the paste")
     expect(tmux, tmp_path, "the next line on bob's screen",
            lambda: "alice after the paste" in tmux.screen("bob"))
     assert "dropped one" not in tmux.screen("bob")
+    assert "burst one" not in tmux.screen("bob")
     assert "│ #general │" in tmux.screen("alice")  # Ctrl-N did not switch conversations
     quit_both(tmux, tmp_path)

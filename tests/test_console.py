@@ -1608,3 +1608,35 @@ class PlainMarkTests(unittest.TestCase):
         for nick in ("erin", "frank", "grace"):
             h.link(nick)
         self.assertIn("plain: erin, frank, gopher +1", h.lines((120, 24))[-2])
+
+
+class InputLineDrawingProperties(unittest.TestCase):
+    """Whatever the text, width and cursor: rows of exactly the width, at most INPUT_ROWS,
+    and the cursor always drawn on a cell of the row it is in."""
+
+    def test_any_text_width_and_cursor(self) -> None:
+        from hypothesis import given, settings, strategies as st
+
+        from p2pchat.console.input_line import InputLine
+
+        chars = st.sampled_from(list("ab c") + ["日", "😀", "é", "\u0301"])
+
+        @settings(max_examples=300, deadline=None)
+        @given(st.lists(chars, max_size=600), st.integers(4, 90), st.data())
+        def check(text: list[str], cols: int, data) -> None:
+            line = InputLine(lambda t: True, lambda t, p: [])
+            line.insert("".join(text))
+            for _ in range(3):
+                line.set_edit_pos(data.draw(st.integers(0, len(line.edit_text))))
+                canvas = line.render((cols,), focus=True)
+                rows = [r.decode("utf-8") for r in canvas.text]
+                self.assertLessEqual(len(rows), INPUT_ROWS)
+                self.assertEqual(len(rows), line.rows((cols,), True))
+                for row in rows:
+                    self.assertEqual(calc_width(row, 0, len(row)), cols, row)
+                self.assertIsNotNone(canvas.cursor)
+                x, y = canvas.cursor
+                self.assertLess(x, cols)
+                self.assertLess(y, len(rows))
+
+        check()

@@ -305,7 +305,8 @@ class InputLine(urwid.Widget):
         for n, (a, b, used) in enumerate(rows):
             prefix = len(PROMPT) if n == 0 else 0
             if a <= pos < b or (pos == b == end and prefix + used < cols):
-                return prefix + sum(_width(ch) for ch in self._text[a:pos]), n
+                # (a cursor before a combining mark at the row's end: on the last cell)
+                return min(cols - 1, prefix + sum(_width(ch) for ch in self._text[a:pos])), n
         return None
 
     def _place(self, cols: int) -> list[tuple[int, int, int]]:

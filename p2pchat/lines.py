@@ -103,7 +103,11 @@ class LineFace(LineReceiver, CommandFace):
 
     def switch_room(self, room: str) -> None:
         super().switch_room(room)
-        self.show_info([f"now talking in {conversation_label(room, self.node)}"])
+        label = conversation_label(room, self.node)
+        if room.startswith("@"):
+            self.show_info([f"talking privately with {label} (/part to end)"])
+        else:
+            self.show_info([f"now talking in {label}"])
 
     def show_history(self, room, lines) -> None:
         label = conversation_label(room, self.node)

@@ -110,10 +110,11 @@ def _without(items: _Remembered, item: str) -> _Remembered:
 
 
 def slot_refusal(known: bool, linked: int, strangers: int, limit: int,
-                 reserved: int = RESERVED_KNOWN) -> str | None:
+                 reserved: int | None = None) -> str | None:
     """Why a new link can't have a slot, or None.  ``linked``: links up; ``strangers``: how
     many of them are not known.  A known peer finding every slot taken is not refused here:
-    the caller makes room by closing the newest stranger (``newest_stranger``)."""
+    the caller makes room by closing the newest stranger."""
+    reserved = RESERVED_KNOWN if reserved is None else reserved
     if known:
         if linked >= limit and strangers == 0:
             return f"all {limit} link slots are taken by known peers"

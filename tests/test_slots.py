@@ -1,0 +1,395 @@
+"""Floods of made-up peers (issue 15): the peer table, link slots, the signature budget,
+rogue beacons at a peer's address, --secure-only redials, and a replayed beacon's address."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+
+from twisted.internet.task import Clock
+from twisted.trial.unittest import TestCase
+
+from p2pchat import node as node_module, slots, wire
+from p2pchat.identity import Identity, Pins, peer_id_for
+from p2pchat.node import MAX_LINKS, Node
+from p2pchat.peers import Heard, PeerTable
+from p2pchat.slots import RESERVED_KNOWN, VERIFY_BURST, VERIFY_RATE, VerifyBudget
+from p2pchat.trust import Trust
+from p2pchat.wire import CAP_OURS, CAP_TLS, Beacon
+
+from tests.fakes import FakeAnnouncer, FakeDialer, FakeLink
+
+
+def fake_fp(n: int) -> str:
+    return hashlib.sha256(f"key {n}".encode()).hexdigest()
+
+
+def unsigned(peer_id: str, now: float, port: int = 8000, name: str = "") -> Beacon:
+    return Beacon(type="announce", peer_id=peer_id, username=name or peer_id, port=port,
+                  timestamp=now)
+
+
+def on_wire(beacon: Beacon) -> Beacon:
+    return wire.parse_beacon(wire.encode_beacon(beacon))
+
+
+class SecureNode(TestCase):
+    """A node with a key; ``pins`` holds the keys it knew before this run."""
+
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.clock.advance(10_000)
+        self.pins = Pins(None)
+        self.node = self.make_node()
+        self.dialer = self.node.dialer = FakeDialer()
+        self.node.announcer = FakeAnnouncer()
+
+    def make_node(self, **trust) -> Node:
+        # the smallest id there is, so it dials everyone
+        return Node("me", self.clock, peer_id="0", identity=Identity.generate(),
+                    trust=Trust(self.pins, **trust))
+
+    def peer(self, nick: str, port: int = 8081) -> Node:
+        other = Node(nick, self.clock, identity=Identity.generate())
+        other.port = port
+        return other
+
+    def stranger(self, n: int) -> FakeLink:
+        fp = fake_fp(n)
+        link = FakeLink(peer_id_for(fp), f"sybil{n}", caps=(CAP_OURS, CAP_TLS),
+                        now=self.clock.seconds())
+        link.fp = fp
+        return link
+
+    def known(self, n: int) -> FakeLink:
+        link = self.stranger(100_000 + n)
+        link.username = f"friend{n}"
+        self.pins.pin(link.username, link.fp)
+        return link
+
+
+class PeerTableRanks(TestCase):
+    def test_a_better_known_newcomer_takes_the_worst_place(self) -> None:
+        ranks = {"signed": 1, "friend": 2}
+        table = PeerTable(limit=3, rank=lambda pid, nick, fp: ranks.get(pid, 0))
+        for i, when in ((0, 5.0), (1, 1.0), (2, 3.0)):
+            table.heard(unsigned(f"fake{i}", 0), "10.0.0.9", now=when)
+        # another unsigned one: no place (and no scan of the table)
+        self.assertIs(table.heard(unsigned("fake9", 0), "10.0.0.9", now=6.0), Heard.FULL)
+        # a signed one: the unsigned entry heard longest ago goes
+        self.assertIs(table.heard(unsigned("signed", 0), "10.0.0.9", now=6.0), Heard.NEW)
+        self.assertEqual([p.peer_id for p in table.evicted], ["fake1"])
+        self.assertNotIn("fake1", table)
+        table.heard(unsigned("friend", 0), "10.0.0.9", now=7.0)
+        self.assertEqual([p.peer_id for p in table.evicted], ["fake2"])
+        # equal standing takes nothing: the signed and the friend stay
+        ranks["signed2"] = 1
+        table.heard(unsigned("fake0", 0), "10.0.0.9", now=8.0)  # a refresh, still there
+        self.assertIs(table.heard(unsigned("signed2", 0), "10.0.0.9", now=8.0), Heard.NEW)
+        self.assertEqual([p.peer_id for p in table.evicted], ["fake0"])
+        self.assertIs(table.heard(unsigned("signed3", 0), "10.0.0.9", now=9.0), Heard.FULL)
+        self.assertEqual(sorted(p.peer_id for p in table), ["friend", "signed", "signed2"])
+
+
+class PeerTableFlood(SecureNode):
+    def test_a_known_peer_restarting_during_a_flood_is_heard_and_dialed(self) -> None:
+        bob = self.peer("bob")
+        self.pins.pin("bob", bob.identity.fingerprint)  # known from an earlier run
+        now = self.clock.seconds()
+        for i in range(1000):  # unsigned fakes on distinct ports
+            self.node.beacon_heard(unsigned(f"fake_{i}", now, port=10_000 + i), "10.0.0.66")
+        self.assertEqual(len(self.node.peers), 256)
+        self.node.beacon_heard(on_wire(bob.beacon("announce")), "10.0.0.2")
+        self.assertIn(bob.peer_id, self.node.peers)
+        self.assertIn(bob.peer_id, self.dialer.wanted)
+        self.assertEqual(len(self.node.peers), 256)
+        # the fake that went is forgotten by the dialer too
+        self.assertIn("fake_0", self.dialer.dropped)
+
+    def test_a_signed_stranger_takes_an_unsigned_place_but_not_a_known_one(self) -> None:
+        self.node.peers.limit = 2
+        bob, carol, dave = self.peer("bob"), self.peer("carol", 8082), self.peer("dave", 8083)
+        self.pins.pin("bob", bob.identity.fingerprint)
+        now = self.clock.seconds()
+        self.node.beacon_heard(on_wire(bob.beacon("announce")), "10.0.0.2")
+        self.node.beacon_heard(unsigned("fake_1", now), "10.0.0.66")
+        self.node.beacon_heard(on_wire(carol.beacon("announce")), "10.0.0.3")
+        self.assertEqual({p.peer_id for p in self.node.peers}, {bob.peer_id, carol.peer_id})
+        self.node.beacon_heard(on_wire(dave.beacon("announce")), "10.0.0.4")
+        self.assertNotIn(dave.peer_id, self.node.peers)  # carol is as well known
+
+
+class LinkSlots(SecureNode):
+    def fill(self, count: int, first: int = 0) -> list[FakeLink]:
+        links = []
+        for n in range(first, first + count):
+            link = self.stranger(n)
+            self.assertTrue(self.node.link_ready(link), n)
+            self.clock.advance(0.001)
+            links.append(link)
+        return links
+
+    def test_strangers_hold_at_most_the_unreserved_slots(self) -> None:
+        self.fill(MAX_LINKS - RESERVED_KNOWN)
+        late = self.stranger(9999)
+        self.assertFalse(self.node.link_ready(late))
+        self.assertIn("kept for known peers", late.closed)
+        self.assertEqual(len(self.node.links), MAX_LINKS - RESERVED_KNOWN)
+        # the reserved slots go to known peers, all of them
+        for n in range(RESERVED_KNOWN):
+            self.assertTrue(self.node.link_ready(self.known(n)), n)
+        self.assertEqual(len(self.node.links), MAX_LINKS)
+
+    def test_a_known_peer_finding_every_slot_taken_replaces_the_newest_stranger(self) -> None:
+        self.patch(node_module, "MAX_LINKS", 10)
+        self.patch(slots, "RESERVED_KNOWN", 4)
+        self.fill(4)
+        for n in range(4):
+            self.assertTrue(self.node.link_ready(self.known(n)))
+        strangers = self.fill(2, first=10)  # 6 of 10 strangers; 6 + 4 known = 10 links
+        self.assertEqual(len(self.node.links), 10)
+        friend = self.known(50)
+        self.assertTrue(self.node.link_ready(friend))
+        self.assertEqual(len(self.node.links), 10)
+        self.assertIn(friend.peer_id, self.node.links)
+        self.assertNotIn(strangers[-1].peer_id, self.node.links)  # the newest stranger
+        self.assertIn("a known peer", strangers[-1].closed)
+        self.assertIn(strangers[0].peer_id, self.node.links)
+
+    def test_a_room_of_100_new_peers_fits(self) -> None:
+        self.fill(100)
+        self.assertEqual(len(self.node.links), 100)
+
+    def test_a_key_pinned_on_first_use_is_not_known_until_its_link_lasted(self) -> None:
+        link = self.stranger(1)
+        self.assertTrue(self.node.link_ready(link))
+        self.assertEqual(self.pins.get(link.username), link.fp)  # trust on first use
+        self.assertFalse(self.node.standing.known(link.peer_id, link.username, link.fp))
+        self.clock.advance(1)
+        self.node.link_lost(link, "gone")
+        self.assertFalse(self.node.standing.known(link.peer_id, link.username, link.fp))
+        again = self.stranger(1)
+        self.assertTrue(self.node.link_ready(again))
+        self.clock.advance(slots.PROVEN_AFTER)
+        self.node.link_lost(again, "gone")
+        self.assertTrue(self.node.standing.known(link.peer_id, link.username, link.fp))
+
+    def test_we_do_not_dial_strangers_when_their_slots_are_taken(self) -> None:
+        self.fill(MAX_LINKS - RESERVED_KNOWN)
+        carol = self.peer("carol")
+        self.node.beacon_heard(on_wire(carol.beacon("announce")), "10.0.0.3")
+        self.assertNotIn(carol.peer_id, self.dialer.wanted)
+        bob = self.peer("bob", 8082)
+        self.pins.pin("bob", bob.identity.fingerprint)
+        self.node.beacon_heard(on_wire(bob.beacon("announce")), "10.0.0.2")
+        self.assertIn(bob.peer_id, self.dialer.wanted)
+
+    def test_a_join_is_refused_before_tls_when_no_slot_is_free(self) -> None:
+        self.fill(MAX_LINKS - RESERVED_KNOWN)
+        stranger = self.stranger(5000)
+        self.assertIn("kept for known peers",
+                      self.node.link_offered(stranger.peer_id, stranger.username, stranger.fp))
+        friend = self.known(1)
+        self.assertIsNone(self.node.link_offered(friend.peer_id, friend.username, friend.fp))
+
+
+class VerifyBudgetTest(SecureNode):
+    def test_bucket(self) -> None:
+        budget = VerifyBudget(rate=10, burst=20, total_rate=100)
+        self.assertEqual(sum(budget.allow("a", 0.0) for _ in range(50)), 20)
+        self.assertEqual(sum(budget.allow("a", 1.0) for _ in range(50)), 10)
+        self.assertEqual(sum(budget.allow("b", 1.0) for _ in range(50)), 20)  # its own
+
+    def counting(self) -> list[int]:
+        calls = [0]
+        real = node_module.verify_beacon
+
+        def verify(*args):
+            calls[0] += 1
+            return real(*args)
+
+        self.patch(node_module, "verify_beacon", verify)
+        return calls
+
+    def test_signature_checks_per_source_are_bounded(self) -> None:
+        calls = self.counting()
+        mallory = self.peer("mallory")
+        forged = on_wire(dataclasses.replace(mallory.beacon("announce"), sig="A" * 88))
+        for _ in range(10_000):
+            self.node.beacon_heard(forged, "10.6.6.6")
+        self.assertLessEqual(calls[0], VERIFY_BURST)
+        self.clock.advance(1.0)
+        before = calls[0]
+        for _ in range(10_000):
+            self.node.beacon_heard(forged, "10.6.6.6")
+        self.assertLessEqual(calls[0] - before, VERIFY_RATE + 1)
+        # another host still gets its beacons checked
+        bob = self.peer("bob")
+        self.node.beacon_heard(on_wire(bob.beacon("announce")), "10.0.0.2")
+        self.assertIn(bob.peer_id, self.node.peers)
+
+    def test_cheap_checks_come_before_the_signature(self) -> None:
+        calls = self.counting()
+        bob = self.peer("bob")
+        good = on_wire(bob.beacon("announce"))
+        self.node.beacon_heard(good, "10.0.0.2")
+        self.assertEqual(calls[0], 1)
+        for _ in range(100):
+            self.node.beacon_heard(good, "10.6.6.6")  # a replay
+        wrong_id = on_wire(dataclasses.replace(bob.beacon("announce"), peer_id="someoneelse"))
+        self.node.beacon_heard(wrong_id, "10.6.6.6")
+        self.assertEqual(calls[0], 1)
+
+
+class RogueBeaconAtAnAddress(SecureNode):
+    def test_a_rogue_signed_beacon_does_not_evict_a_pinned_peer(self) -> None:
+        bob = self.peer("bob", 8081)
+        self.pins.pin("bob", bob.identity.fingerprint)
+        self.node.beacon_heard(on_wire(bob.beacon("announce")), "10.0.0.2")
+        rogue = self.peer("rogue", 8081)  # a key of its own, bob's host and port
+        self.node.beacon_heard(on_wire(rogue.beacon("announce")), "10.0.0.2")
+        self.assertIn(bob.peer_id, self.node.peers)
+        self.assertNotIn(bob.peer_id, self.dialer.dropped)
+
+    def test_a_beacon_at_a_linked_peers_address_does_not_evict_it(self) -> None:
+        now = self.clock.seconds()
+        self.node.beacon_heard(unsigned("gopher_417", now, port=8080), "10.0.0.5")
+        link = FakeLink("gopher_417", "gopher", now=now)
+        link.dialer_id = self.node.peer_id
+        self.assertTrue(self.node.link_ready(link))
+        self.node.beacon_heard(unsigned("gopher_999", now, port=8080), "10.0.0.5")
+        self.assertIn("gopher_417", self.node.peers)
+        self.assertNotIn("gopher_417", self.dialer.dropped)
+
+    def test_an_unpinned_unlinked_peer_is_still_replaced_at_its_address(self) -> None:
+        now = self.clock.seconds()
+        self.node.beacon_heard(unsigned("gopher_417", now, port=8080), "10.0.0.5")
+        self.node.beacon_heard(unsigned("gopher_999", now, port=8080), "10.0.0.5")
+        self.assertNotIn("gopher_417", self.node.peers)
+
+
+class SecureOnlyRedials(SecureNode):
+    def test_a_refused_base_peer_is_not_dialed_again(self) -> None:
+        self.node = self.make_node(secure_only=True)
+        self.dialer = self.node.dialer = FakeDialer()
+        for second in range(20):  # its beacons keep coming
+            self.node.beacon_heard(unsigned("gopher_417", self.clock.seconds()), "10.0.0.5")
+            self.assertNotIn("gopher_417", self.dialer.wanted, second)
+            self.clock.advance(1)
+        # one that dialed us anyway is refused, and not dialed back
+        link = FakeLink("gopher_417", "gopher", now=self.clock.seconds())
+        self.assertFalse(self.node.link_ready(link))
+        self.assertIn("--secure-only", link.closed)
+        self.assertNotIn("gopher_417", self.dialer.wanted)
+
+    def test_our_own_peers_are_still_dialed(self) -> None:
+        self.node = self.make_node(secure_only=True)
+        self.dialer = self.node.dialer = FakeDialer()
+        bob = self.peer("bob")
+        self.node.beacon_heard(on_wire(bob.beacon("announce")), "10.0.0.2")
+        self.assertIn(bob.peer_id, self.dialer.wanted)
+
+
+class ReplayedBeaconAddress(SecureNode):
+    def test_a_link_dialed_to_a_replayers_address_is_replaced(self) -> None:
+        bob = self.peer("bob")
+        old = on_wire(bob.beacon("announce"))
+        self.clock.advance(2)
+        # a newcomer hears bob's beacon first as replayed from 10.6.6.6 ...
+        self.node.beacon_heard(old, "10.6.6.6")
+        self.assertEqual(self.dialer.wanted[bob.peer_id].host, "10.6.6.6")
+        via = FakeLink(bob.peer_id, "bob", dialer_id=self.node.peer_id,
+                       caps=(CAP_OURS, CAP_TLS), now=self.clock.seconds())
+        via.fp, via.address = bob.identity.fingerprint, "10.6.6.6:8081"
+        self.assertTrue(self.node.link_ready(via))
+        self.assertNotIn(bob.peer_id, self.dialer.wanted)
+        # ... then bob's own, newer beacons from its host: it is dialed there
+        self.node.beacon_heard(on_wire(bob.beacon("announce")), "10.0.0.2")
+        self.assertEqual(self.dialer.wanted[bob.peer_id].host, "10.0.0.2")
+        direct = FakeLink(bob.peer_id, "bob", dialer_id=self.node.peer_id,
+                          caps=(CAP_OURS, CAP_TLS), now=self.clock.seconds())
+        direct.fp, direct.address = bob.identity.fingerprint, "10.0.0.2:8081"
+        self.assertTrue(self.node.link_ready(direct))
+        self.assertIs(self.node.links[bob.peer_id], direct)
+        self.assertEqual(via.closed, "replaced by a newer link")
+        # the replayer's copies of bob's beacons can't move it back
+        self.node.beacon_heard(on_wire(bob.beacon("announce")), "10.0.0.2")
+        self.node.beacon_heard(on_wire(bob.beacon("announce")), "10.6.6.6")
+        self.assertEqual(self.node.peers.get(bob.peer_id).host, "10.0.0.2")
+
+
+# --- both sides agree on what is linked (real sockets, loopback) ---------------------------
+
+import pytest
+import pytest_twisted
+from twisted.logger import globalLogPublisher
+
+from p2pchat import events
+from tests.support import fresh_multicast, wait_for
+from tests.test_security import secure_peer
+
+
+@pytest.fixture
+def logged():
+    lines: list[str] = []
+
+    def keep(event: dict) -> None:
+        fmt = event.get("log_format") or ""
+        try:
+            lines.append(fmt.format(**event))
+        except (KeyError, IndexError, ValueError):
+            lines.append(fmt)
+
+    globalLogPublisher.addObserver(keep)
+    yield lines
+    globalLogPublisher.removeObserver(keep)
+
+
+def pair():
+    group = fresh_multicast()
+    a, b = secure_peer("alice", group), secure_peer("bob", group)
+    return (a, b) if a.node.peer_id < b.node.peer_id else (b, a)
+
+
+def joins(peer) -> list:
+    return [e for e in peer.events if isinstance(e, events.PeerJoined)]
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_link_refused_for_want_of_a_slot_never_looks_linked(logged) -> None:
+    from twisted.internet import reactor
+    from twisted.internet.task import deferLater
+
+    dialer, listener = pair()
+    listener.node._slot_refusal = lambda *args: "no slot for you (test)"
+    try:
+        await dialer.start()
+        await listener.start()
+        await wait_for(lambda: any("refused the link: no slot for you" in line
+                                   for line in logged), timeout=10)
+        await deferLater(reactor, 2.0, lambda: None)
+        assert dialer.node.links == {} and listener.node.links == {}
+        assert [r.state for r in dialer.node.users()] != ["connected"]
+        assert joins(dialer) == [] and joins(listener) == []
+        dials = sum("dialing" in line for line in logged)
+        assert 2 <= dials <= 8  # redialed, with backoff
+    finally:
+        await dialer.stop()
+        await listener.stop()
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_link_refused_after_tls_is_lost_on_the_dialers_side_too(logged) -> None:
+    dialer, listener = pair()
+    listener.node._refusal = lambda link: "refused after the handshake (test)"
+    try:
+        await dialer.start()
+        await listener.start()
+        await wait_for(lambda: any("refused the link: refused after the handshake" in line
+                                   for line in logged), timeout=10)
+        await wait_for(lambda: not dialer.node.links, timeout=2)
+        assert any("lost after" in line and "it refused the link" in line for line in logged)
+        assert listener.node.links == {}
+    finally:
+        await dialer.stop()
+        await listener.stop()

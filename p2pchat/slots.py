@@ -27,7 +27,7 @@ from typing import Callable
 #: room of 100 new peers still links).
 RESERVED_KNOWN = 64
 #: A link that lasted this long (seconds) makes its peer known for the rest of the run.
-PROVEN_AFTER = 300.0
+PROVEN_AFTER = 60.0
 #: Keys remembered as pinned-this-run or proven (each a 64-character fingerprint).
 MAX_REMEMBERED = 10_000
 #: Signature checks of beacons per second per source host, after a burst of VERIFY_BURST;

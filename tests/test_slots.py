@@ -393,3 +393,76 @@ async def test_a_link_refused_after_tls_is_lost_on_the_dialers_side_too(logged) 
     finally:
         await dialer.stop()
         await listener.stop()
+
+
+class _Flood:
+    """Sends unsigned beacons of made-up peers to a test group on loopback, every second,
+    for at most ``rounds`` seconds (ids start with "0": no peer of ours dials them)."""
+
+    def __init__(self, group: tuple[str, int], count: int = 1000, rounds: int = 40) -> None:
+        from twisted.internet.protocol import DatagramProtocol
+
+        self.group, self.count, self.rounds = group, count, rounds
+        self.proto = DatagramProtocol()
+        self.port = None
+        self.loop = None
+
+    def start(self) -> None:
+        from twisted.internet import reactor
+        from twisted.internet.task import LoopingCall
+
+        self.port = reactor.listenMulticast(0, self.proto, interface="127.0.0.1")
+        self.port.setTTL(1)
+        self.port.setOutgoingInterface("127.0.0.1")
+        self.loop = LoopingCall(self.send)
+        self.loop.start(1.0)
+
+    def send(self) -> None:
+        from twisted.internet import reactor
+
+        self.rounds -= 1
+        if self.rounds < 0:
+            self.stop()
+            return
+        now = reactor.seconds()
+        for i in range(self.count):
+            data = wire.encode_beacon(unsigned(f"0fake_{i}", now, port=10_000 + i))
+            self.port.write(data, self.group)
+
+    def stop(self) -> None:
+        if self.loop is not None and self.loop.running:
+            self.loop.stop()
+        if self.port is not None:
+            self.port.stopListening()
+            self.port = None
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_restarted_peer_relinks_while_fake_beacons_fill_the_table() -> None:
+    from tests.support import InProcessPeer
+
+    group = fresh_multicast()
+    alice = secure_peer("alice", group)
+    bob_identity = Identity.generate()
+    while bob_identity.peer_id < alice.node.peer_id:  # alice dials: bob's return needs her
+        bob_identity = Identity.generate()            # table to take it
+    bob = InProcessPeer("bob", group, identity=bob_identity, trust=Trust(Pins(None)))
+    flood = _Flood(group)
+    try:
+        await alice.start()
+        await bob.start()
+        await wait_for(lambda: bob.node.peer_id in alice.node.links, timeout=10)
+        flood.start()
+        await wait_for(lambda: len(alice.node.peers) == 256, timeout=10)
+        await bob.stop()
+        await wait_for(lambda: bob.node.peer_id not in alice.node.links, timeout=5)
+        await wait_for(lambda: len(alice.node.peers) == 256
+                       and bob.node.peer_id not in alice.node.peers, timeout=5)
+        bob = InProcessPeer("bob", group, identity=bob_identity, trust=Trust(Pins(None)))
+        await bob.start()
+        await wait_for(lambda: bob.node.peer_id in alice.node.links, timeout=15)
+        assert len(alice.node.peers) == 256  # still full of fakes, but bob is back
+    finally:
+        flood.stop()
+        await bob.stop()
+        await alice.stop()

@@ -899,6 +899,10 @@ class Node:
             self._check_key(link)
             if pinned is None and link.fp and self.trust.pins.get(link.username) == link.fp:
                 self.standing.pinned_now(link.fp)  # on first use: not known until it lasts
+        info = self.peers.get(link.peer_id)
+        if info is not None and info.fp:
+            # its beacons moved while we dialed where a replay said it was
+            self._moved_while_linked(link.peer_id, info.host)
         self._emit(events.PeersChanged(self.clock.seconds()))
         return True
 

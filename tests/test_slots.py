@@ -317,6 +317,18 @@ class ReplayedBeaconAddress(SecureNode):
         self.node.beacon_heard(on_wire(bob.beacon("announce")), "10.6.6.6")
         self.assertEqual(self.node.peers.get(bob.peer_id).host, "10.0.0.2")
 
+    def test_a_link_that_comes_up_after_the_peer_moved_is_replaced_too(self) -> None:
+        bob = self.peer("bob")
+        old = on_wire(bob.beacon("announce"))
+        self.clock.advance(2)
+        self.node.beacon_heard(old, "10.6.6.6")  # the dial to 10.6.6.6 is under way...
+        self.node.beacon_heard(on_wire(bob.beacon("announce")), "10.0.0.2")  # ...it moved
+        via = FakeLink(bob.peer_id, "bob", dialer_id=self.node.peer_id,
+                       caps=(CAP_OURS, CAP_TLS), now=self.clock.seconds())
+        via.fp, via.address = bob.identity.fingerprint, "10.6.6.6:8081"
+        self.assertTrue(self.node.link_ready(via))
+        self.assertEqual(self.dialer.wanted[bob.peer_id].host, "10.0.0.2")
+
 
 # --- both sides agree on what is linked (real sockets, loopback) ---------------------------
 
@@ -466,3 +478,56 @@ async def test_a_restarted_peer_relinks_while_fake_beacons_fill_the_table() -> N
         flood.stop()
         await bob.stop()
         await alice.stop()
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_link_through_a_replayers_address_is_replaced_by_a_direct_one() -> None:
+    """bob's signed beacon, replayed from 127.0.0.2 where a relay that stalls listens, is
+    what the newcomer alice hears first: she dials there, then moves to bob's own address."""
+    from twisted.internet import reactor
+    from twisted.protocols import portforward
+
+    from tests.support import InProcessPeer
+
+    group = fresh_multicast()
+    bob = secure_peer("bob", group)
+    alice_identity = Identity.generate()
+    while alice_identity.peer_id > bob.node.peer_id:  # alice dials bob
+        alice_identity = Identity.generate()
+    alice = InProcessPeer("alice", group, identity=alice_identity, trust=Trust(Pins(None)))
+    relayed = []
+
+    class Stalling(portforward.ProxyServer):
+        def connectionMade(self) -> None:
+            relayed.append(self)
+            reactor.callLater(1.0, setattr, self, "stalled", True)
+            super().connectionMade()
+
+        def dataReceived(self, data: bytes) -> None:
+            if not getattr(self, "stalled", False):
+                super().dataReceived(data)
+
+    relay = portforward.ProxyFactory("127.0.0.1", 0)
+    relay.protocol = Stalling
+    listening = None
+    try:
+        await bob.start()
+        relay.port = bob.node.port
+        listening = reactor.listenTCP(bob.node.port, relay, interface="127.0.0.2")
+        replay = wire.parse_beacon(wire.encode_beacon(bob.node.beacon("announce")))
+        await alice.start()
+        alice.node.beacon_heard(replay, "127.0.0.2")  # before bob's answer to her announce
+        await wait_for(lambda: relayed, timeout=5)
+        await wait_for(lambda: bob.node.peer_id in alice.node.links
+                       and alice.node.links[bob.node.peer_id].address.startswith("127.0.0.1:"),
+                       timeout=10)
+        alice.node.say("hello directly")
+        await wait_for(lambda: any(isinstance(e, events.ChatLine) and e.text == "hello directly"
+                                   for e in bob.events), timeout=5)
+    finally:
+        if listening is not None:
+            await listening.stopListening()
+        for proxy in relayed:
+            proxy.transport.abortConnection()
+        await alice.stop()
+        await bob.stop()

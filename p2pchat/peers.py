@@ -18,6 +18,9 @@ STALE_AFTER = 10.0
 GONE_AFTER = 30.0
 #: The peer table holds at most this many peers; a flood of forged beacons can't grow it further.
 MAX_PEERS = 256
+#: When full, the worst entry found by a scan of the table is remembered for this long
+#: (seconds): a flood of signed newcomers costs one scan per second, not one per beacon.
+WORST_KEPT = 1.0
 
 
 class Liveness(enum.Enum):
@@ -81,6 +84,7 @@ class PeerTable:
         self.rank = rank
         #: the entries the last ``heard`` pushed out (for the caller to forget them)
         self.evicted: list[PeerInfo] = []
+        self._worst: tuple[float, PeerInfo] | None = None  # when found, and the entry
 
     def heard(self, beacon: Beacon, host: str, now: float) -> Heard:
         """Record a beacon from ``host``.  ``announce`` and ``ping`` add or refresh a peer; a
@@ -90,7 +94,7 @@ class PeerTable:
         if known is None:
             if beacon.type not in (ANNOUNCE, PING):
                 return Heard.IGNORED
-            if len(self._peers) >= self.limit and not self._make_room(beacon):
+            if len(self._peers) >= self.limit and not self._make_room(beacon, now):
                 return Heard.FULL
             self._peers[beacon.peer_id] = PeerInfo(
                 beacon.peer_id, beacon.username, host, beacon.port, now, beacon.caps,
@@ -110,22 +114,33 @@ class PeerTable:
             return Heard.MOVED
         return Heard.REFRESHED
 
-    def _make_room(self, beacon: Beacon) -> bool:
+    def _make_room(self, beacon: Beacon, now: float) -> bool:
         """The table is full: push out the worst entry if the newcomer ranks above it.  An
         unsigned newcomer (rank 0) can't rank above anything, so a flood of them costs no
-        scan of the table; signed ones are few (their signatures are budgeted)."""
+        scan of the table; the worst entry is remembered for WORST_KEPT seconds."""
         if self.rank is None:
             return False
         mine = self.rank(beacon.peer_id, beacon.username, beacon.fp)
         if mine <= 0:
             return False
-        worst = min(self._peers.values(),
-                    key=lambda p: (self.rank(p.peer_id, p.username, p.fp), p.last_seen))
-        if self.rank(worst.peer_id, worst.username, worst.fp) >= mine:
+        worst = self._find_worst(now)
+        rank = self.rank(worst.peer_id, worst.username, worst.fp)
+        if rank >= mine:
             return False
         del self._peers[worst.peer_id]
+        self._worst = None
         self.evicted = [worst]
         return True
+
+    def _find_worst(self, now: float) -> PeerInfo:
+        kept = self._worst
+        if (kept is not None and now - kept[0] < WORST_KEPT
+                and self._peers.get(kept[1].peer_id) is kept[1]):
+            return kept[1]
+        worst = min(self._peers.values(),
+                    key=lambda p: (self.rank(p.peer_id, p.username, p.fp), p.last_seen))
+        self._worst = (now, worst)
+        return worst
 
     def evict_address(self, keep_id: str, host: str, port: int, signed: bool = False,
                       keep: Callable[[PeerInfo], bool] | None = None) -> list[PeerInfo]:

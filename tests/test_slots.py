@@ -91,6 +91,29 @@ class PeerTableRanks(TestCase):
         self.assertEqual(sorted(p.peer_id for p in table), ["friend", "signed", "signed2"])
 
 
+class PeerTableScans(TestCase):
+    def test_a_flood_of_signed_newcomers_costs_a_scan_per_second_not_per_beacon(self) -> None:
+        calls = [0]
+
+        def rank(pid: str, nick: str, fp: str) -> int:
+            calls[0] += 1
+            return 1 if fp else 0
+
+        table = PeerTable(limit=256, rank=rank)
+        for i in range(256):
+            table.heard(Beacon("announce", f"s{i}", "s", 9000, 0.0, fp=fake_fp(i)), "h", 0.0)
+        for i in range(10_000):  # as well known as the worst: no place, and few scans
+            self.assertIs(table.heard(Beacon("announce", f"n{i}", "n", 9000, 0.0,
+                                             fp=fake_fp(10**6 + i)), "h", 0.5), Heard.FULL)
+        self.assertLess(calls[0], 3 * 10_000 + 2 * 256)
+        # a better one still gets in at once
+        ranks_before = calls[0]
+        table.rank = lambda pid, nick, fp: 5 if pid == "friend" else rank(pid, nick, fp)
+        self.assertIs(table.heard(Beacon("announce", "friend", "f", 9000, 0.0, fp="ab" * 32),
+                                  "h", 0.6), Heard.NEW)
+        self.assertGreater(calls[0], ranks_before)
+
+
 class PeerTableFlood(SecureNode):
     def test_a_known_peer_restarting_during_a_flood_is_heard_and_dialed(self) -> None:
         bob = self.peer("bob")
@@ -500,7 +523,7 @@ async def test_a_link_through_a_replayers_address_is_replaced_by_a_direct_one() 
     class Stalling(portforward.ProxyServer):
         def connectionMade(self) -> None:
             relayed.append(self)
-            reactor.callLater(1.0, setattr, self, "stalled", True)
+            self.timer = reactor.callLater(1.0, setattr, self, "stalled", True)
             super().connectionMade()
 
         def dataReceived(self, data: bytes) -> None:
@@ -528,6 +551,8 @@ async def test_a_link_through_a_replayers_address_is_replaced_by_a_direct_one() 
         if listening is not None:
             await listening.stopListening()
         for proxy in relayed:
+            if proxy.timer.active():
+                proxy.timer.cancel()
             proxy.transport.abortConnection()
         await alice.stop()
         await bob.stop()

@@ -556,3 +556,35 @@ async def test_a_link_through_a_replayers_address_is_replaced_by_a_direct_one() 
             proxy.transport.abortConnection()
         await alice.stop()
         await bob.stop()
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_known_peer_relinks_while_sybils_hold_every_slot_they_can(monkeypatch) -> None:
+    from tests.support import InProcessPeer
+
+    monkeypatch.setattr(node_module, "MAX_LINKS", 6)
+    monkeypatch.setattr(slots, "RESERVED_KNOWN", 2)  # strangers: 4 of 6
+    group = fresh_multicast()
+    bob_identity = Identity.generate()
+    pins = Pins(None)
+    pins.pin("bob", bob_identity.fingerprint)  # known from an earlier run
+    alice = InProcessPeer("alice", group, identity=Identity.generate(), trust=Trust(pins))
+    bob = InProcessPeer("bob", group, identity=bob_identity, trust=Trust(Pins(None)))
+    sybils = [secure_peer(f"sybil{n}", group) for n in range(7)]
+    try:
+        await alice.start()
+        await bob.start()
+        await wait_for(lambda: bob.node.peer_id in alice.node.links, timeout=10)
+        for sybil in sybils:
+            await sybil.start()
+        await wait_for(lambda: len(alice.node.links) == 5, timeout=10)  # 4 strangers + bob
+        await bob.stop()
+        await wait_for(lambda: bob.node.peer_id not in alice.node.links, timeout=5)
+        bob = InProcessPeer("bob", group, identity=bob_identity, trust=Trust(Pins(None)))
+        await bob.start()
+        await wait_for(lambda: bob.node.peer_id in alice.node.links, timeout=15)
+        strangers = [pid for pid in alice.node.links if pid != bob.node.peer_id]
+        assert len(strangers) <= 4
+    finally:
+        for peer in [*sybils, bob, alice]:
+            await peer.stop()

@@ -177,8 +177,8 @@ class PeerProtocol(LineReceiver):
             self.node.link_writable(self)
 
     def close(self, why: str) -> None:
-        _log(self.clock, "closing link", LogLevel.info, "closing link with {peer} ({address}): {why}",
-             burst=50, peer=self.peer_id or "?", address=self.address, why=why)
+        _log(self.clock, "closing link", LogLevel.info,
+             "closing link with {peer} ({address}): {why}", burst=50, peer=self.peer_id or "?", address=self.address, why=why)
         if self.transport is not None:
             # Over TLS, loseConnection waits for a registered producer to go: without this,
             # a refused or replaced TLS link stayed open (and looked alive on the other side).
@@ -197,8 +197,8 @@ class PeerProtocol(LineReceiver):
         self.close(why)
 
     def abort(self, why: str) -> None:
-        _log(self.clock, "dropping link", LogLevel.info, "dropping link with {peer} ({address}): {why}",
-             burst=50, peer=self.peer_id or "?", address=self.address, why=why)
+        _log(self.clock, "dropping link", LogLevel.info,
+             "dropping link with {peer} ({address}): {why}", burst=50, peer=self.peer_id or "?", address=self.address, why=why)
         if self.transport is not None:
             self.transport.abortConnection()
 
@@ -262,8 +262,8 @@ class PeerProtocol(LineReceiver):
         except WireError as e:
             if not line.strip():
                 return
-            _log(self.clock, "bad line", LogLevel.warn, "bad line from {peer} ({address}) skipped: {why}",
-                 peer=self.peer_id or "?", address=self.address, why=str(e))
+            _log(self.clock, "bad line", LogLevel.warn,
+                 "bad line from {peer} ({address}) skipped: {why}", peer=self.peer_id or "?", address=self.address, why=str(e))
             if not self.ready and not self.outgoing:
                 self.transport.loseConnection()
             return
@@ -409,8 +409,8 @@ class PeerServerFactory(Factory):
 
     def buildProtocol(self, addr: IAddress) -> Protocol | None:
         if len(self.open) >= MAX_INBOUND:
-            _log(self.clock, "inbound full", LogLevel.warn, "{n} connections open: {address} refused",
-                 n=len(self.open), address=_describe(addr))
+            _log(self.clock, "inbound full", LogLevel.warn,
+                 "{n} connections open: {address} refused", n=len(self.open), address=_describe(addr))
             return None
         return PeerProtocol(self.node, self.clock, registry=self.open)
 

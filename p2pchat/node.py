@@ -799,8 +799,9 @@ class Node:
         ratelog.limiter(self.clock).flush()
         gone = self.peers.sweep(now)
         for info in gone:
-            self._log_limited("forgotten", LogLevel.info, "{peer} not heard for a while: forgotten",
-                              burst=50, peer=info.peer_id)
+            self._log_limited("forgotten", LogLevel.info,
+                              "{peer} not heard for a while: forgotten", burst=50,
+                              peer=info.peer_id)
             if self.dialer is not None:
                 self.dialer.drop(info.peer_id)
             link = self.links.get(info.peer_id)

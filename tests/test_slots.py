@@ -6,10 +6,13 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 
+import pytest
+import pytest_twisted
 from twisted.internet.task import Clock
+from twisted.logger import globalLogPublisher
 from twisted.trial.unittest import TestCase
 
-from p2pchat import node as node_module, slots, wire
+from p2pchat import events, node as node_module, slots, wire
 from p2pchat.identity import Identity, Pins, peer_id_for
 from p2pchat.node import MAX_LINKS, Node
 from p2pchat.peers import Heard, PeerTable
@@ -18,6 +21,8 @@ from p2pchat.trust import Trust
 from p2pchat.wire import CAP_OURS, CAP_TLS, Beacon
 
 from tests.fakes import FakeAnnouncer, FakeDialer, FakeLink
+from tests.support import fresh_multicast, wait_for
+from tests.test_security import secure_peer
 
 
 def fake_fp(n: int) -> str:
@@ -355,14 +360,6 @@ class ReplayedBeaconAddress(SecureNode):
 
 # --- both sides agree on what is linked (real sockets, loopback) ---------------------------
 
-import pytest
-import pytest_twisted
-from twisted.logger import globalLogPublisher
-
-from p2pchat import events
-from tests.support import fresh_multicast, wait_for
-from tests.test_security import secure_peer
-
 
 @pytest.fixture
 def logged():
@@ -566,10 +563,12 @@ async def test_a_known_peer_relinks_while_sybils_hold_every_slot_they_can(monkey
     monkeypatch.setattr(slots, "RESERVED_KNOWN", 2)  # strangers: 4 of 6
     group = fresh_multicast()
     bob_identity = Identity.generate()
-    pins = Pins(None)
-    pins.pin("bob", bob_identity.fingerprint)  # known from an earlier run
-    alice = InProcessPeer("alice", group, identity=Identity.generate(), trust=Trust(pins))
-    bob = InProcessPeer("bob", group, identity=bob_identity, trust=Trust(Pins(None)))
+    alice_identity = Identity.generate()
+    pins, bobs_pins = Pins(None), Pins(None)  # they know each other from an earlier run
+    pins.pin("bob", bob_identity.fingerprint)
+    bobs_pins.pin("alice", alice_identity.fingerprint)
+    alice = InProcessPeer("alice", group, identity=alice_identity, trust=Trust(pins))
+    bob = InProcessPeer("bob", group, identity=bob_identity, trust=Trust(bobs_pins))
     sybils = [secure_peer(f"sybil{n}", group) for n in range(7)]
     try:
         await alice.start()
@@ -580,7 +579,7 @@ async def test_a_known_peer_relinks_while_sybils_hold_every_slot_they_can(monkey
         await wait_for(lambda: len(alice.node.links) == 5, timeout=10)  # 4 strangers + bob
         await bob.stop()
         await wait_for(lambda: bob.node.peer_id not in alice.node.links, timeout=5)
-        bob = InProcessPeer("bob", group, identity=bob_identity, trust=Trust(Pins(None)))
+        bob = InProcessPeer("bob", group, identity=bob_identity, trust=Trust(bobs_pins))
         await bob.start()
         await wait_for(lambda: bob.node.peer_id in alice.node.links, timeout=15)
         strangers = [pid for pid in alice.node.links if pid != bob.node.peer_id]

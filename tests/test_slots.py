@@ -569,7 +569,11 @@ async def test_a_known_peer_relinks_while_sybils_hold_every_slot_they_can(monkey
     bobs_pins.pin("alice", alice_identity.fingerprint)
     alice = InProcessPeer("alice", group, identity=alice_identity, trust=Trust(pins))
     bob = InProcessPeer("bob", group, identity=bob_identity, trust=Trust(bobs_pins))
-    sybils = [secure_peer(f"sybil{n}", group) for n in range(7)]
+    sybils = []
+    for n in range(7):  # each wants alice above all (so their own slots don't keep them away)
+        wants = Pins(None)
+        wants.pin("alice", alice_identity.fingerprint)
+        sybils.append(secure_peer(f"sybil{n}", group, wants))
     try:
         await alice.start()
         await bob.start()

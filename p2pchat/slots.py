@@ -28,7 +28,7 @@ from typing import Callable
 RESERVED_KNOWN = 64
 #: A link that lasted this long (seconds) makes its peer known for the rest of the run.
 PROVEN_AFTER = 60.0
-#: Keys remembered as pinned-this-run or proven (each a 64-character fingerprint).
+#: Keys pinned on first use in this run, and peers proven, remembered at most (each).
 MAX_REMEMBERED = 10_000
 #: Signature checks of beacons per second per source host, after a burst of VERIFY_BURST;
 #: and in all (VERIFY_TOTAL_RATE x 120 us is at most a quarter of a core).
@@ -58,6 +58,9 @@ class _Remembered:
         self._items.move_to_end(item)
         while len(self._items) > self.limit:
             self._items.popitem(last=False)
+
+    def discard(self, item: str) -> None:
+        self._items.pop(item, None)
 
     def __contains__(self, item: object) -> bool:
         return item in self._items
@@ -101,12 +104,7 @@ class Standing:
         if lived >= PROVEN_AFTER:
             self._proven.add(peer_id)
             if fp:
-                self._new_pins = _without(self._new_pins, fp)
-
-
-def _without(items: _Remembered, item: str) -> _Remembered:
-    items._items.pop(item, None)
-    return items
+                self._new_pins.discard(fp)
 
 
 def slot_refusal(known: bool, linked: int, strangers: int, limit: int,

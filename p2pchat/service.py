@@ -339,25 +339,8 @@ class NodeService(Service):
 
 
 def close_after_goodbye(proto: PeerProtocol) -> None:
-    """Close a link as soon as what we wrote to it (our leave line) is on its way, without
-    waiting for the peer, so /quit is quick.
-
-    A bare ``loseConnection`` on a TLS link sends nothing while a producer (the link's
-    back-pressure) is registered, and then waits for the peer's close_notify: every quit took
-    the whole GOODBYE_TIMEOUT.  Here the producer goes, the TLS layer writes what is pending
-    and its close_notify, and the TCP connection under it is closed once its buffer is written
-    (a FIN, not a reset: the kernel still delivers the leave line).  Not waiting for the peer's
-    close_notify is allowed (RFC 8446 6.1); we read nothing more from a link we are leaving."""
-    transport = proto.transport
-    if transport is None or not proto.connected:
-        return
-    if hasattr(transport, "unregisterProducer"):
-        transport.unregisterProducer()
-    transport.loseConnection()
-    tls = getattr(transport, "protocol", None) if getattr(transport, "TLS", False) else None
-    under = getattr(tls, "transport", None)
-    if under is not None:
-        under.loseConnection()  # the TCP connection under TLS: FIN once its buffer is out
+    """Close a link as soon as our leave line is on its way (``PeerProtocol.hang_up``)."""
+    proto.hang_up()
 
 
 def stop_reactor(reactor) -> None:

@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import os
 import sys
+from typing import IO, Any, cast
 
 from twisted.application.service import MultiService, Service
 from twisted.internet import defer, error
+from twisted.internet.address import IPv4Address
+from twisted.internet.interfaces import IListeningPort, ITCPTransport
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
@@ -49,28 +52,28 @@ __all__ = ["ChatService", "NodeService", "Options", "StartError", "makeService"]
 class NodeService(Service):
     """Owns the node's sockets and timers: the TCP listener, the dialer, discovery."""
 
-    def __init__(self, node: Node, reactor, port: int | None, multicast: tuple[str, int],
+    def __init__(self, node: Node, reactor: Any, port: int | None, multicast: tuple[str, int],
                  interface: str | None) -> None:
         self.node = node
         self.reactor = reactor
         self.wanted_port = port
         self.group, self.group_port = multicast
         self.interface = interface
-        self.listener = None
-        self.udp = None
+        self.listener: IListeningPort | None = None
+        self.udp: IListeningPort | None = None
         self.server = PeerServerFactory(node, reactor)
         self.dialer = Dialer(node, reactor, reactor, bind_host=interface)
         self.beacons = BeaconProtocol(node, self.group, self.group_port, interface, reactor)
         self._loops: list[LoopingCall] = []
 
     def startService(self) -> None:
-        self.listener = self._listen_tcp()
-        self.node.port = self.listener.getHost().port
+        self.listener = listener = self._listen_tcp()
+        self.node.port = cast(IPv4Address, listener.getHost()).port
         try:
             self.udp = self.reactor.listenMulticast(self.group_port, self.beacons,
                                                     listenMultiple=True)
         except error.CannotListenError as e:
-            self.listener.stopListening()
+            listener.stopListening()
             raise StartError(f"can't listen for peers on UDP port {self.group_port}: "
                              f"{e.socketError}") from None
         self.node.dialer = self.dialer
@@ -85,7 +88,7 @@ class NodeService(Service):
                  peer=self.node.peer_id, port=self.node.port)
         super().startService()
 
-    def _listen_tcp(self):
+    def _listen_tcp(self) -> IListeningPort:
         host = self.interface or ""
         ports = PORT_RANGE if self.wanted_port is None else [self.wanted_port]
         last = None
@@ -113,7 +116,7 @@ class NodeService(Service):
         for proto in protos:
             close_after_goodbye(proto)
 
-        def done(_: object) -> defer.Deferred[object]:
+        def done(_: object) -> defer.Deferred[Any]:
             if self.node.store is not None:
                 self.node.store.close()
             self.node.trust.pins.flush()
@@ -126,10 +129,10 @@ class NodeService(Service):
         """What is still open when GOODBYE_TIMEOUT is up: reset, so the stop is bounded."""
         for proto in protos:
             if proto.transport is not None and proto.connected:
-                proto.transport.abortConnection()
+                cast(ITCPTransport, proto.transport).abortConnection()
 
-    def _stop_listening(self) -> defer.Deferred:
-        stops = []
+    def _stop_listening(self) -> defer.Deferred[Any]:
+        stops: list[defer.Deferred[object]] = []
         for port in (self.listener, self.udp):
             if port is not None:
                 stops.append(defer.maybeDeferred(port.stopListening))
@@ -174,6 +177,8 @@ class ChatService(MultiService):
     pidfile: str | None = None
     #: twistd's --pidfile, removed if we fail to start (twistd would leave it).
     twistd_pidfile: str | None = None
+    #: The data dir's lock file (``lock_data_dir``), held open for as long as we run.
+    lock: object = None
 
     def startService(self) -> None:
         try:
@@ -207,7 +212,8 @@ class ChatService(MultiService):
         return passed
 
 
-def make_face(ui: str, node: Node, reactor, data_dir: str) -> Service | None:
+def make_face(ui: str, node: Node, reactor: Any, data_dir: str) -> Service | None:
+    """The face --ui names (the console only on a terminal, else the line face), or None."""
     if ui == "none":
         return None
     if ui == "console":
@@ -223,7 +229,7 @@ def make_face(ui: str, node: Node, reactor, data_dir: str) -> Service | None:
     return LineFaceService(node, reactor)
 
 
-def lock_data_dir(data_dir: str):
+def lock_data_dir(data_dir: str) -> IO[str]:
     """One peer per data dir: two would share a key, and so a peer id, and its history."""
     import fcntl
 
@@ -249,7 +255,7 @@ def write_pidfile(path: str) -> None:
         f.write(f"{os.getpid()}\n")
 
 
-def open_store(data_dir: str, reactor, sent_age: float, max_lines: int = HISTORY_MAX_LINES,
+def open_store(data_dir: str, reactor: Any, sent_age: float, max_lines: int = HISTORY_MAX_LINES,
                max_days: float = HISTORY_MAX_AGE / 86400,
                max_mb: float = HISTORY_MAX_BYTES / 2**20) -> Store:
     """The history file, pruned to its limits (and kept to them while running, a step every
@@ -272,7 +278,9 @@ def open_store(data_dir: str, reactor, sent_age: float, max_lines: int = HISTORY
     return store
 
 
-def makeService(options: Options, reactor=None) -> ChatService:
+def makeService(options: Options, reactor: Any = None) -> ChatService:
+    """The peer twistd runs: the data dir locked, identity, pins, history, node, its sockets,
+    the face and the IRC face, as the options say."""
     if reactor is None:
         from twisted.internet import reactor  # noqa: F811 (the running one, chosen by twistd)
     data_dir = options["data-dir"]

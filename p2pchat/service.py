@@ -2,7 +2,11 @@
 
 ``twistd -n p2pchat ...`` parses ``Options`` (options.py; named here for the twistd plugin),
 calls ``makeService``, and runs the reactor.  The node's service owns the sockets (TCP
-listener, multicast), the face's service owns the screen or stdio.  Stopping says goodbye first (leave lines and a leave datagram), then closes.
+listener, multicast), the face's service owns the screen or stdio.  Stopping says goodbye
+first (leave lines and a leave datagram), then closes, within GOODBYE_TIMEOUT.
+
+service.py is the top of the import graph: it imports the faces (lazily, only the one that
+runs), and nothing imports it (tests/test_imports.py).
 """
 
 from __future__ import annotations

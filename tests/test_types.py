@@ -1,6 +1,8 @@
 """mypy over p2pchat/ with the repo's mypy.ini (the mypy-zope plugin, so zope interfaces such
 as IReactorTime and the declared protocols in interfaces.py are checked, not just written
-down).
+down).  mypy.ini also asks for every function to be annotated and every body checked
+(``disallow_untyped_defs``, ``check_untyped_defs``), except in the modules it lists as being
+reshaped.
 
 Every module must pass except the ones in ``NOT_YET``: the modules being reshaped in issue 16
 (node, mesh, irc, the faces), whose helpers make them pass; the lead empties the set after the

@@ -58,3 +58,24 @@ class Stopping(TestCase):
         stopped = self.service.stopService()
         self.assertTrue(stopped.called)
         self.assertEqual(self.clock.getDelayedCalls(), [])
+
+
+class StoppingTheReactor(TestCase):
+    def test_a_second_stop_is_not_an_error(self) -> None:
+        """Two faces (the console and an IRC client's /quit) may both ask: one stop."""
+        from twisted.internet import error
+
+        from p2pchat.errors import stop_reactor
+
+        class Reactor:
+            stops = 0
+
+            def stop(self) -> None:
+                self.stops += 1
+                if self.stops > 1:
+                    raise error.ReactorNotRunning()
+
+        reactor = Reactor()
+        stop_reactor(reactor)
+        stop_reactor(reactor)
+        self.assertEqual(reactor.stops, 2)

@@ -22,7 +22,6 @@ Layers, as elsewhere: ``Roster`` (pure) decides which IRC nick stands for which 
 from __future__ import annotations
 
 import hmac
-import ipaddress
 import time
 from dataclasses import dataclass, replace
 from typing import Any, Callable, Iterable, TypeVar
@@ -39,7 +38,9 @@ from zope.interface import implementer
 
 from p2pchat import __version__, events
 from p2pchat.absent import RECENT_PEERS
+from p2pchat.errors import StartError
 from p2pchat.node import Kept, Node, PeerView
+from p2pchat.options import LOOPBACK, check_irc_bind, parse_irc_address  # noqa: F401
 from p2pchat.rooms import room_name
 from p2pchat.wire import DEFAULT_ROOM, MAX_NICK_CHARS, MAX_ROOM_CHARS, MAX_ROOMS, nick_problem
 
@@ -88,7 +89,6 @@ PASSWORD_LOCKOUT = 60.0
 MAX_GUESSING_HOSTS = 1024
 
 DEFAULT_IRC_PORT = 6667
-LOOPBACK = "127.0.0.1"
 SERVER_NAME = "p2pchat"
 CHANNEL = f"#{DEFAULT_ROOM}"
 TOPIC = "the LAN room: everyone running p2pchat on this network is in it"
@@ -130,58 +130,6 @@ ERR_INVALIDCAPCMD = "410"
 ERR_TOOMANYTARGETS = "407"
 #: ERR_BADCHANNAME (not in twisted.words' table): the name can't be a room's.
 ERR_BADCHANNAME = "479"
-
-
-# --- option helpers (for service.py) --------------------------------------------------------
-
-
-def parse_irc_address(text: str) -> tuple[str, int]:
-    """``--irc`` text to (host, port).  Accepts ``PORT`` (on 127.0.0.1), ``HOST:PORT`` and
-    ``[IPv6]:PORT``; HOST is an IP address or ``localhost``.  ValueError says what is wrong."""
-    text = text.strip()
-    if text.isdigit():
-        host, port_text = LOOPBACK, text
-    elif text.startswith("["):
-        host, sep, port_text = text[1:].partition("]:")
-        if not sep:
-            raise ValueError(f"--irc must be HOST:PORT or [IPv6]:PORT, not {text!r}")
-    else:
-        host, sep, port_text = text.rpartition(":")
-        if not sep or not host:
-            raise ValueError(f"--irc must be HOST:PORT (e.g. 127.0.0.1:6667), not {text!r}")
-    if host == "localhost":
-        host = LOOPBACK
-    try:
-        host = str(ipaddress.ip_address(host))
-    except ValueError:
-        raise ValueError(f"--irc host must be an IP address, not {host!r}") from None
-    try:
-        port = int(port_text)
-    except ValueError:
-        raise ValueError(f"--irc port must be a number, not {port_text!r}") from None
-    if not 1 <= port <= 65535:
-        raise ValueError(f"--irc port must be from 1 to 65535, not {port}")
-    return host, port
-
-
-def is_loopback(host: str) -> bool:
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def check_irc_bind(host: str, password: str | None) -> str | None:
-    """The safety rule for where the IRC face listens.  Loopback: fine (None).  Anything else
-    needs a password (ValueError otherwise), and even then IRC is plain text: returns the
-    warning to show the user and log."""
-    if is_loopback(host):
-        return None
-    if not password:
-        raise ValueError(f"--irc {host}: listening beyond this machine needs --irc-password "
-                         "(anyone who can reach the port would speak as you)")
-    return (f"the IRC face listens on {host}, not on loopback: IRC is plain text, so anyone on "
-            "that network can read the chat and the password; prefer 127.0.0.1")
 
 
 # --- nicks and masks (pure) -----------------------------------------------------------------
@@ -1538,8 +1486,6 @@ class IrcService(Service):
         self.listener: Any = None
 
     def startService(self) -> None:
-        from p2pchat.service import StartError  # here: service.py imports this module
-
         try:
             warning = check_irc_bind(self.host, self.password)
         except ValueError as e:

@@ -32,7 +32,7 @@ from twisted.python.failure import Failure
 from p2pchat import events
 from p2pchat.face import CommandFace, conversation_label, history_line
 from p2pchat.node import HISTORY_SHOWN, Node
-from p2pchat.service import stop_reactor
+from p2pchat.errors import stop_reactor
 from p2pchat.wire import DEFAULT_ROOM
 
 log = Logger()

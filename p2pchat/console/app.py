@@ -51,7 +51,7 @@ from p2pchat.console.widgets import (
 from p2pchat.face import CommandFace, conversation_label
 from p2pchat.node import HISTORY_SHOWN, Node
 from p2pchat.rooms import private_key
-from p2pchat.service import stop_reactor
+from p2pchat.errors import stop_reactor
 from p2pchat.store import StoredLine
 from p2pchat.wire import DEFAULT_ROOM, MAX_SAY_BYTES
 

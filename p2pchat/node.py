@@ -15,7 +15,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger, LogLevel
 
 from p2pchat import events, ratelog
-from p2pchat.interfaces import PeerView
+from p2pchat.interfaces import Done, Outcome, PeerView, Refused, Said
 from p2pchat.absent import HELD_LINES, RecentPeers
 from p2pchat.catchup import (
     ACK_DELAY,
@@ -158,21 +158,6 @@ class Announcer(Protocol):
     def announce(self) -> None: ...
 
     def reply_soon(self) -> None: ...
-
-
-@dataclass(frozen=True)
-class Kept:
-    """What ``say_private`` returns when its peer is away: the line (``msg``) is kept in the
-    sent log and written to ``peer_id`` when it links again; it was shown with a pending mark
-    and ``events.Delivered`` comes when the peer acks it.  A face may say so."""
-
-    msg: Message
-    peer_id: str
-    nick: str
-
-    @property
-    def notice(self) -> str:
-        return f"{self.nick} is away: the line is kept and sent when {self.nick} is back"
 
 
 Observer = Callable[[events.Event], None]
@@ -424,32 +409,33 @@ class Node:
 
     # --- verbs for the faces ----------------------------------------------------------------
 
-    def say(self, text: str, room: str = DEFAULT_ROOM) -> Message | Kept | str:
+    def say(self, text: str, room: str = DEFAULT_ROOM) -> Said | Refused:
         """Say a line to a room we are in (or ``@peer_id``: privately, see ``say_private``).
-        Returns the message, or why not."""
+        Returns ``Said`` with the message, or ``Refused`` with why not."""
         return self._say(text, action=False, room=room)
 
-    def act(self, action: str, room: str = DEFAULT_ROOM) -> Message | Kept | str:
+    def act(self, action: str, room: str = DEFAULT_ROOM) -> Said | Refused:
         """Say an action (/me).  The content reads "* nick waves" so a base peer, which shows
         content as it is, shows something sensible; ours read ``metadata.action``."""
         return self._say(action, action=True, room=room)
 
-    def _say(self, text: str, action: bool, room: str) -> Message | Kept | str:
+    def _say(self, text: str, action: bool, room: str) -> Said | Refused:
         if room.startswith("@"):
             return self.say_private(room[1:], text, action)
         if room not in self.rooms.joined:
-            return f"you are not in #{room}"
+            return Refused(f"you are not in #{room}")
         metadata = {"action": text} if action else None
         content = f"* {self.nick} {text}" if action else text
         msg = self._message(CHAT, content, sequenced=True, metadata=metadata, room=room)
-        return self._send_line(msg, text, action, room, "")
+        return Said(self._send_line(msg, text, action, room, ""))
 
-    def say_private(self, target: str, text: str, action: bool = False) -> Message | Kept | str:
+    def say_private(self, target: str, text: str, action: bool = False) -> Said | Refused:
         """Say a line to one peer only (never broadcast): ``target`` is how it is shown, or
-        its peer id.  Returns the message; ``Kept`` when the peer is away (the line is kept
-        and sent when it is back; a notice says so once per absence); or why not."""
+        its peer id.  Returns ``Said``; its ``waits_for`` names the peer when it is away (the
+        line is kept and sent when it is back; a notice says so once per absence); or
+        ``Refused`` with why not."""
         found = self.addressee(target)
-        if isinstance(found, str):
+        if isinstance(found, Refused):
             return found
         peer_id, nick = found
         link = self.links.get(peer_id)
@@ -457,8 +443,8 @@ class Node:
         # it): the line waits for the peer itself.
         away = link is None or link.said_leave or CAP_ROOMS not in link.caps
         if away and self.delivery.private_waiting(peer_id) >= HELD_LINES:
-            return (f"{nick} is away and {HELD_LINES} private lines already wait for "
-                    f"{nick}: this one is not kept")
+            return Refused(f"{nick} is away and {HELD_LINES} private lines already wait for "
+                           f"{nick}: this one is not kept")
         metadata = {"to": peer_id}
         if action:
             metadata["action"] = text
@@ -467,21 +453,22 @@ class Node:
         sent = self._send_line(msg, text, action, private_key(peer_id), nick,
                                kept_for=peer_id if away else "")
         if not away:
-            return sent
-        kept = Kept(sent, peer_id, nick)
+            return Said(sent)
+        kept = Said(sent, waits_for=nick)
         if peer_id not in self._told_kept:
             self._told_kept.add(peer_id)
             self._notice(kept.notice)
         return kept
 
-    def addressee(self, shown: str) -> tuple[str, str] | str:
+    def addressee(self, shown: str) -> tuple[str, str] | Refused:
         """Whom a private line to ``shown`` (a nick as shown, or a peer id) goes to: (peer id,
         nick), or why no one.  A linked peer of ours; else one that is away (absent.py):
         linked earlier in this run, or whose key is pinned for that nick."""
         for link in self.links.values():
             if shown in (self._nick(link), link.peer_id):
                 if CAP_ROOMS not in link.caps:
-                    return f"{self._nick(link)} is a base peer: it can't receive private messages"
+                    return Refused(f"{self._nick(link)} is a base peer: it can't receive "
+                                   "private messages")
                 return link.peer_id, self._nick(link)
         found = self.recent.find(shown)
         if found is not None:
@@ -489,7 +476,7 @@ class Node:
         fp = self.trust.pins.get(shown)
         if fp:
             return peer_id_for(fp), printable(shown)
-        return f"no peer called {printable(shown)}; /users lists who is here"
+        return Refused(f"no peer called {printable(shown)}; /users lists who is here")
 
     def _send_line(self, msg: Message, text: str, action: bool, room: str,
                    private: str, kept_for: str = "") -> Message:
@@ -550,34 +537,35 @@ class Node:
             rate.refused = 0
         return False
 
-    def join_room(self, text: str) -> str | None:
-        """/join: returns why not, or None."""
+    def join_room(self, text: str) -> Outcome:
+        """/join: ``Done`` when we are in the room (also when we already were: nothing
+        changes then, and nothing need be said), or ``Refused`` with why not."""
         name, problem = room_name(text)
         if problem:
-            return problem
+            return Refused(problem)
         if name in self.rooms.joined:
-            return f"you are already in #{name}"
+            return Done()
         if len(self.rooms.joined) >= MAX_ROOMS:
-            return f"you are in {MAX_ROOMS} rooms already; /part one first"
+            return Refused(f"you are in {MAX_ROOMS} rooms already; /part one first")
         self.rooms.join(name)
         self._rooms_changed()
         self._emit(events.RoomChanged(self.clock.seconds(), name, self.nick, self.peer_id,
                                       joined=True, own=True))
-        return None
+        return Done()
 
-    def part_room(self, text: str) -> str | None:
-        """/part: returns why not, or None."""
+    def part_room(self, text: str) -> Outcome:
+        """/part: ``Done``, or ``Refused`` with why not."""
         name, problem = room_name(text)
         if problem:
-            return problem
+            return Refused(problem)
         if name == DEFAULT_ROOM:
-            return "#general is everyone's room: it can't be left (/quit leaves the chat)"
+            return Refused("#general is everyone's room: it can't be left (/quit leaves the chat)")
         if not self.rooms.part(name):
-            return f"you are not in #{name}"
+            return Refused(f"you are not in #{name}")
         self._rooms_changed()
         self._emit(events.RoomChanged(self.clock.seconds(), name, self.nick, self.peer_id,
                                       joined=False, own=True))
-        return None
+        return Done()
 
     def _conversation(self, msg: Message) -> str:
         """The room a line belongs to, or ``@peer`` (the other party) for a private one."""
@@ -638,18 +626,18 @@ class Node:
                            m.sender_id == self.peer_id, m.timestamp or 0.0)
                 for m in lines[-count:]]
 
-    def set_nick(self, nick: str) -> str | None:
-        """Change our nick; returns why not, or None when done."""
+    def set_nick(self, nick: str) -> Outcome:
+        """Change our nick: ``Done``, or ``Refused`` with why not."""
         problem = nick_problem(nick)
         if problem:
-            return problem
+            return Refused(problem)
         if nick == self.nick:
-            return f"you are already {nick}"
+            return Refused(f"you are already {nick}")
         own_fp = self.identity.fingerprint if self.identity else ""
         pinned = self.trust.pins.get(nick)
         if pinned is not None and pinned != own_fp:
-            return (f"{nick} is pinned to another key ({short_form(pinned)}): it is someone "
-                    f"else's here (/forget {nick} if that key was yours)")
+            return Refused(f"{nick} is pinned to another key ({short_form(pinned)}): it is "
+                           f"someone else's here (/forget {nick} if that key was yours)")
         old, self.nick = self.nick, nick
         self.trust.be(nick, own_fp)
         if own_fp:
@@ -663,7 +651,7 @@ class Node:
             if link.username in (old, nick):
                 self._check_key(link)  # a peer using our new nick: flagged, and said so
         self._emit(events.PeersChanged(self.clock.seconds()))
-        return None
+        return Done()
 
     def users(self) -> list[PeerView]:
         """Everyone we know of: linked peers first, then those we only heard announce."""
@@ -694,11 +682,11 @@ class Node:
                 return link
         return None
 
-    def whois(self, shown: str) -> list[str] | None:
-        """What /whois prints about a linked peer, or None if no one is shown so."""
+    def whois(self, shown: str) -> list[str] | Refused:
+        """What /whois prints about a linked peer, or ``Refused`` if no one is shown so."""
         link = self.find_link(shown)
         if link is None:
-            return None
+            return Refused(f"no linked peer is shown as {shown}; /users lists them")
         info = self.peers.get(link.peer_id)
         where = f"{info.host}:{info.port}" if info is not None else link.address
         lines = [f"{self._nick(link)} (peer id {link.peer_id}) at {where}"]
@@ -710,44 +698,45 @@ class Node:
             lines.append(f"  plain: not encrypted{base}")
         return lines
 
-    def trust_peer(self, shown: str) -> str:
+    def trust_peer(self, shown: str) -> Outcome:
         """/trust: pin the key of the peer shown as ``shown`` for its nick."""
         link = self.find_link(shown)
         if link is None:
-            return f"no linked peer is shown as {shown}"
+            return Refused(f"no linked peer is shown as {shown}")
         if not link.fp:
-            return f"{shown} has no key to trust (a plain connection)"
+            return Refused(f"{shown} has no key to trust (a plain connection)")
         if self.trust.is_own(link.username):
-            return f"{printable_name(link.username)} is your own nick: no other key can have it"
+            return Refused(f"{printable_name(link.username)} is your own nick: no other key "
+                           "can have it")
         old = self._nick(link)
         if not self.trust.pins.pin(link.username, link.fp, trusted=True):
-            return "not pinned: the pin table is full (/forget a nick first)"
+            return Refused("not pinned: the pin table is full (/forget a nick first)")
         self._emit(events.PeersChanged(self.clock.seconds()))
-        return (f"pinned {short_form(link.fp)} for {printable_name(link.username)} "
-                f"(was shown as {old})")
+        return Done(f"pinned {short_form(link.fp)} for {printable_name(link.username)} "
+                    f"(was shown as {old})")
 
-    def ignore(self, shown: str) -> str:
+    def ignore(self, shown: str) -> Outcome:
         """/ignore: hide the lines of the linked peer shown as ``shown``, by its key (a base
-        peer by its peer id), from now on and across restarts.  Returns what to tell."""
+        peer by its peer id), from now on and across restarts."""
         link = self.find_link(shown)
         if link is None:
-            return f"no linked peer is shown as {shown}; /users lists them"
+            return Refused(f"no linked peer is shown as {shown}; /users lists them")
         name = printable_name(link.username or link.peer_id)
         problem = self.ignores.add(link.peer_id, link.fp, name)
         if problem:
-            return problem
+            return Refused(problem)
         key = f"its key {short_form(link.fp)}" if link.fp else f"its peer id {link.peer_id}"
-        return f"ignoring {self._nick(link)} ({key}): its lines are not shown"
+        return Done(f"ignoring {self._nick(link)} ({key}): its lines are not shown")
 
-    def unignore(self, text: str) -> str:
+    def unignore(self, text: str) -> Outcome:
         """/unignore: show the lines of an ignored peer again (by nick, shown nick or id)."""
         link = self.find_link(text)
         peer_id = link.peer_id if link is not None and link.peer_id in self.ignores else None
         peer_id = peer_id or self.ignores.find(text[:-1] if text.endswith("?") else text)
         entry = self.ignores.remove(peer_id) if peer_id else None
         if entry is None:
-            return f"{text} is not ignored; /ignore lists who is"
-        return f"no longer ignoring {entry[1]}"
+            return Refused(f"{text} is not ignored; /ignore lists who is")
+        return Done(f"no longer ignoring {entry[1]}")
 
     def ignored(self) -> list[str]:
         """/ignore with no argument: who is ignored."""
@@ -758,13 +747,13 @@ class Node:
             f"  {nick:<21} {short_form(fp) if fp else 'no key, peer id ' + peer_id}"
             for nick, peer_id, fp in entries]
 
-    def forget_pin(self, nick: str) -> str:
+    def forget_pin(self, nick: str) -> Outcome:
         """/forget: drop the pin of ``nick``; the next key seen for it is pinned anew."""
         name = nick[:-1] if nick.endswith("?") else nick
         if self.trust.pins.forget(name):
             self._emit(events.PeersChanged(self.clock.seconds()))
-            return f"forgot the key pinned for {name}"
-        return f"no key is pinned for {name}"
+            return Done(f"forgot the key pinned for {name}")
+        return Refused(f"no key is pinned for {name}")
 
     def say_goodbye(self) -> list[Link]:
         """Tell every linked peer we leave; returns the links, for the caller to close."""

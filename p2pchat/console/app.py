@@ -49,6 +49,7 @@ from p2pchat.console.widgets import (
     StatusBar,
 )
 from p2pchat.face import CommandFace, conversation_label
+from p2pchat.interfaces import Refused
 from p2pchat.node import HISTORY_SHOWN, Node
 from p2pchat.rooms import private_key
 from p2pchat.errors import stop_reactor
@@ -505,8 +506,8 @@ class ConsoleFace(CommandFace):
             self.show_error("usage: /query NICK [TEXT]")
             return False
         found = self.node.addressee(target)  # linked, or away (the lines are kept)
-        if isinstance(found, str):
-            self.show_error(found)
+        if isinstance(found, Refused):
+            self.show_error(found.why)
             return False
         said = None
         if text and text.strip():

@@ -1449,3 +1449,20 @@ class ServiceTests(unittest.TestCase):
         client.proto.connectionLost(None)
         self.successResultOf(done)
         self.assertNotIn(service.factory.on_event, self.node._observers)
+
+    def test_stop_cuts_a_client_that_does_not_go_within_the_deadline(self) -> None:
+        service = irc.IrcService(self.node, self.reactor, port=6667)
+        service.startService()
+        slow, quick = Client(service.factory), Client(service.factory)
+        slow.register("alice")
+        quick.register("alice")
+        done = service.stopService()
+        quick.proto.connectionLost(None)
+        self.reactor.advance(irc.CLOSE_TIMEOUT - 0.1)
+        self.assertFalse(slow.transport.disconnected)  # still given its time to take ERROR
+        self.assertNoResult(done)
+        self.reactor.advance(0.1)
+        self.assertTrue(slow.transport.disconnected)  # cut (aborted)
+        slow.proto.connectionLost(None)
+        self.successResultOf(done)
+        self.assertEqual(self.reactor.getDelayedCalls(), [])

@@ -32,7 +32,7 @@ from twisted.python.failure import Failure
 from p2pchat import events
 from p2pchat.face import CommandFace, conversation_label, history_line
 from p2pchat.node import HISTORY_SHOWN, Node
-from p2pchat.service import stop_reactor
+from p2pchat.errors import stop_reactor
 from p2pchat.wire import DEFAULT_ROOM
 
 log = Logger()
@@ -103,7 +103,11 @@ class LineFace(LineReceiver, CommandFace):
 
     def switch_room(self, room: str) -> None:
         super().switch_room(room)
-        self.show_info([f"now talking in {conversation_label(room, self.node)}"])
+        label = conversation_label(room, self.node)
+        if room.startswith("@"):
+            self.show_info([f"talking privately with {label} (/part to end)"])
+        else:
+            self.show_info([f"now talking in {label}"])
 
     def show_history(self, room, lines) -> None:
         label = conversation_label(room, self.node)

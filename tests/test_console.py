@@ -21,6 +21,9 @@ from p2pchat.console import ConsoleFace, ConsoleService
 from p2pchat.console import format as fmt
 from p2pchat.console.app import SIDEBAR_MIN_COLS, SIDEBAR_WIDTH
 from p2pchat.console import widgets
+from p2pchat.console import app, paste
+from p2pchat.console.complete import candidates
+from p2pchat.console.paste import PasteGate
 from p2pchat.console.widgets import INPUT_ROWS, PeerList, StatusBar
 from p2pchat.node import CAPS, PeerView, Node
 from p2pchat.store import Store, StoredLine
@@ -461,7 +464,13 @@ class CommandTests(unittest.TestCase):
         self.assertIn("! unknown command /frobnicate; /help lists the commands",
                       self.h.face.messages.rows_text()[-1])
         self.assertEqual(attr_at(canvas, "unknown command"), "error")
-        # The refused line stays in the input, to be fixed.
+        # The refused line leaves the input (Up brings it back to fix it): what is typed
+        # next is a line of its own, not glued onto it.
+        self.assertEqual(self.h.face.input.edit_text, "")
+        bob = self.h.link("bob")
+        self.h.enter("hello")
+        self.assertEqual([m.content for m in bob.sent if m.type == CHAT], ["hello"])
+        self.h.keys("up", "up")
         self.assertEqual(self.h.face.input.edit_text, "/frobnicate now")
 
     def test_over_limit_refused_and_kept(self) -> None:
@@ -478,6 +487,8 @@ class CommandTests(unittest.TestCase):
         self.assertIn(f"that line is {MAX_SAY_BYTES + 1} bytes; the limit is {MAX_SAY_BYTES}",
                       self.h.face.messages.rows_text()[-1])
         self.assertEqual([m for m in bob.sent if m.type == CHAT], [])
+        self.assertEqual(self.h.face.input.edit_text, "")
+        self.h.keys("up")
         self.assertEqual(self.h.face.input.edit_text, text)
 
     def test_wide_text_limit_counts_bytes(self) -> None:
@@ -834,13 +845,14 @@ class ConversationTests(unittest.TestCase):
         self.h.keys("enter")
         self.assertIn("the limit is", self.h.face.messages.rows_text()[-1])
         self.assertEqual(len([m for m in self.carol.sent if m.type == PRIVATE]), 1)
+        self.h.keys("up")
         self.assertTrue(self.h.face.input.edit_text.startswith("/query carol xxx"))
         self.h.face.input.set_edit_text("")
         self.h.enter("/query carol //shrug")
         self.assertEqual([m.content for m in self.carol.sent if m.type == PRIVATE][-1], "//shrug")
         self.h.enter("/query zed")
         self.assertIn("! no peer called zed", self.h.text())
-        self.assertEqual(self.h.face.input.edit_text, "/query zed")
+        self.assertEqual(self.h.face.input.edit_text, "")
 
     def test_part_leaves_the_room_and_shows_general(self) -> None:
         self.h.enter("/join #ops")
@@ -1157,6 +1169,8 @@ class FakeScreen(BaseScreen):
 
     def hook_event_loop(self, event_loop, callback) -> None:
         self.hooked = True
+        #: what the screen calls with each read of keys (MainLoop's input path)
+        self.callback = callback
 
     def unhook_event_loop(self, event_loop) -> None:
         self.hooked = False
@@ -1230,3 +1244,456 @@ class ServiceTests(unittest.TestCase):
         self.node.users = lambda: [PeerView("bob", "b", "stale", "h:1", True)]
         self.reactor.advance(3)
         self.assertIn("?   bob", "\n".join(self.screen.draws[-1]))
+
+
+# --- long input, pastes ------------------------------------------------------------------
+
+#: The longest one read of keys (or one redraw) may hold the reactor.
+CALLBACK_BUDGET = 0.05
+
+
+class LongInputTests(unittest.TestCase):
+    """Typing or pasting a very long line costs a pass over what came in, not a layout of the
+    whole line per key: the reactor keeps turning (issue 14.2)."""
+
+    def setUp(self) -> None:
+        self.reactor = MemoryReactorClock()
+        self.reactor.advance(NOW)
+        self.node = Node("alice", self.reactor, peer_id="alice_0000")
+        self.screen = FakeScreen((100, 30))
+        self.service = ConsoleService(self.node, self.reactor, "/tmp/x", screen=self.screen)
+        self.service.startService()
+        self.addCleanup(self.service.stopService)
+        self.bob = FakeLink("bob_0001", "bob", now=NOW)
+        self.node.link_ready(self.bob)
+
+    def read(self, keys: list[str]) -> float:
+        """One read of keys, as the screen hands it to urwid; the seconds it took."""
+        start = time.monotonic()
+        self.screen.callback(keys, [])
+        return time.monotonic() - start
+
+    def draw(self) -> float:
+        start = time.monotonic()
+        self.service.loop.draw_screen()
+        return time.monotonic() - start
+
+    def test_20000_keys_in_one_read(self) -> None:
+        # A warm-up read of 2000 keys first: the old Edit took seconds over it, so a
+        # regression fails here rather than hanging on 20,000.
+        self.assertLess(self.read(["w"] * 2000), CALLBACK_BUDGET)
+        self.service.face.input.set_edit_text("")
+        took = self.read(["x"] * 20_000)
+        self.assertLess(took, CALLBACK_BUDGET)
+        self.assertEqual(self.service.face.input.edit_text, "x" * 20_000)
+        self.assertLess(self.draw(), CALLBACK_BUDGET)
+        # The end of the line is what is shown, with the cursor after it; the status bar
+        # says it is too long.
+        last = self.screen.draws[-1]
+        self.assertTrue(last[-1].rstrip().endswith("x"), last[-1])
+        self.assertIn("20000/4000 bytes: too long", "\n".join(last))
+        # Editing it stays cheap: keys one read each, a redraw after each.
+        for key in ("left", "home", "y", "end", "backspace", "ctrl w", "up"):
+            self.assertLess(self.read([key]), CALLBACK_BUDGET, key)
+            self.assertLess(self.draw(), CALLBACK_BUDGET, key)
+
+    def test_typing_20000_keys_one_read_each(self) -> None:
+        worst = 0.0
+        for i in range(20_000):
+            worst = max(worst, self.read(["x"]))
+            if worst > CALLBACK_BUDGET:
+                self.fail(f"key {i} took {worst:.3f} s")
+            if i % 2000 == 0:
+                worst = max(worst, self.draw())
+        self.assertLess(worst, CALLBACK_BUDGET)
+        self.read(["enter"])
+        self.assertIn("that line is 20000 bytes; the limit is 4000, not sent",
+                      "\n".join(self.service.face.messages.rows_text()))
+        self.assertEqual([m for m in self.bob.sent if m.type == CHAT], [])
+        self.assertEqual(self.service.face.input.edit_text, "")
+
+    def test_a_pasted_line_of_20000_characters(self) -> None:
+        took = self.read([paste.BEGIN] + ["z"] * 20_000 + [paste.END])
+        self.assertLess(took, CALLBACK_BUDGET)
+        self.assertEqual(self.service.face.input.edit_text, "z" * 20_000)
+        self.assertLess(self.draw(), CALLBACK_BUDGET)
+
+    def test_input_line_is_bounded(self) -> None:
+        from p2pchat.console import input_line
+        self.patch(input_line, "INPUT_MAX_CHARS", 100)
+        self.read(["a"] * 150)
+        self.assertEqual(self.service.face.input.edit_text, "a" * 100)
+        self.assertIn("the input line holds at most", self.service.face.messages.rows_text()[-1])
+
+
+class InputLineTests(unittest.TestCase):
+    """The windowed drawing: only the rows around the cursor, at most INPUT_ROWS."""
+
+    def setUp(self) -> None:
+        self.h = Harness()
+        self.input = self.h.face.input
+
+    def input_rows(self, size: tuple[int, int] = SIZE) -> list[str]:
+        lines = self.h.lines(size)
+        return lines[row_with(lines, "alice │") + 1:]
+
+    def test_short_line_one_row(self) -> None:
+        self.h.type("hello")
+        self.assertEqual(self.input_rows(), ["> hello".ljust(80)])
+
+    def test_long_line_grows_then_scrolls_with_the_cursor(self) -> None:
+        text = "".join(f"{i:04d}" for i in range(200))  # 800 characters, 10 rows of 80
+        self.input.insert(text)
+        rows = self.input_rows()
+        self.assertEqual(len(rows), INPUT_ROWS)
+        self.assertTrue(rows[-1].rstrip().endswith("0199"), rows)
+        canvas = self.h.render()
+        self.assertEqual(canvas.cursor[1], SIZE[1] - 1)
+        self.h.keys("home")
+        rows = self.input_rows()
+        self.assertTrue(rows[0].startswith("> 00000001"), rows)
+        self.assertEqual(self.h.render().cursor, (2, SIZE[1] - INPUT_ROWS))
+        self.h.keys("end")
+        self.assertTrue(self.input_rows()[-1].rstrip().endswith("0199"))
+
+    def test_wide_characters_keep_the_width(self) -> None:
+        self.input.insert("日本語😀" * 100)
+        for size in (SIZE, (41, 12), (20, 10)):
+            for line in self.input_rows(size):
+                self.assertEqual(calc_width(line, 0, len(line)), size[0], line)
+            self.h.keys("home")
+            for line in self.input_rows(size):
+                self.assertEqual(calc_width(line, 0, len(line)), size[0], line)
+            self.h.keys("end")
+
+    def test_full_row_puts_the_cursor_on_the_next(self) -> None:
+        self.input.insert("x" * (SIZE[0] - 2))
+        rows = self.input_rows()
+        self.assertEqual(len(rows), 2)
+        self.assertEqual(self.h.render().cursor, (0, SIZE[1] - 1))
+
+    def test_undo_and_kill(self) -> None:
+        self.input.insert("one two three")
+        self.h.keys("meta b", "meta backspace")
+        self.assertEqual(self.input.edit_text, "one three")
+        self.h.keys("ctrl _")
+        self.assertEqual(self.input.edit_text, "one two three")
+        self.h.keys("meta d")
+        self.assertEqual(self.input.edit_text, "one two ")
+        self.h.keys("ctrl y")
+        self.assertEqual(self.input.edit_text, "one two three")
+
+
+class PasteGateTests(unittest.TestCase):
+    """The state machine alone."""
+
+    def setUp(self) -> None:
+        self.gate = PasteGate()
+
+    def pasted(self, text: str) -> list:
+        keys = [paste.BEGIN] + ["enter" if ch == "\n" else ch for ch in text] + [paste.END]
+        return self.gate.feed(keys)
+
+    def test_one_line_is_inserted(self) -> None:
+        self.assertEqual(self.pasted("hello there\n"), [("insert", "hello there")])
+        self.assertFalse(self.gate.asking)
+
+    def test_lines_are_asked_about_then_sent(self) -> None:
+        self.assertEqual(self.pasted("one\n/quit\n\nthree"), [("ask", 3)])
+        self.assertTrue(self.gate.asking)
+        # Modal: typing, Enter, Ctrl-P mean nothing now; Ctrl-C and PgUp still work.
+        self.assertEqual(self.gate.feed(["x"]), [])
+        self.assertEqual(self.gate.feed(["enter"]), [])
+        self.assertEqual(self.gate.feed(["ctrl p"]), [])
+        self.assertEqual(self.gate.feed(["page up"]), [("keys", ["page up"])])
+        self.assertEqual(self.gate.feed(["ctrl y"]), [("send", ["one", "/quit", "three"])])
+        self.assertFalse(self.gate.asking)
+        self.assertEqual(self.gate.feed(["x"]), [("keys", ["x"])])
+
+    def test_no_drops(self) -> None:
+        self.pasted("a\nb")
+        self.assertEqual(self.gate.feed(["ctrl n"]), [("drop", 2)])
+        self.assertFalse(self.gate.asking)
+        self.pasted("a\nb")
+        self.assertEqual(self.gate.feed(["esc"]), [("drop", 2)])
+
+    def test_paste_split_over_reads(self) -> None:
+        self.assertEqual(self.gate.feed(["a", paste.BEGIN, "b", "enter"]), [("keys", ["a"])])
+        self.assertTrue(self.gate.collecting)
+        self.assertEqual(self.gate.feed(["c", "tab", "d"]), [])
+        self.assertEqual(self.gate.feed([paste.END, "e"]), [("ask", 2), ])
+        self.assertEqual(self.gate.lines(), ["b", "c" + paste.PASTE_TAB + "d"])
+
+    def test_unbracketed_burst_is_a_paste(self) -> None:
+        keys = list("line one") + ["enter"] + list("/quit") + ["enter"]
+        self.assertEqual(self.gate.feed(keys), [("ask", 2)])
+        # More of it in the next read joins what is asked about.
+        self.assertEqual(self.gate.feed(list("more") + ["enter"] + list("last")),
+                         [("ask", 4)])
+        self.assertEqual(self.gate.feed(["ctrl y"]),
+                         [("send", ["line one", "/quit", "more", "last"])])
+
+    def test_typed_line_with_enter_last_is_typing(self) -> None:
+        self.assertEqual(self.gate.feed(["h", "i", "enter"]), [("keys", ["h", "i", "enter"])])
+        self.assertEqual(self.gate.feed(["up", "enter", "x"]), [("keys", ["up", "enter", "x"])])
+
+    def test_paste_is_bounded(self) -> None:
+        self.patch(paste, "PASTE_MAX_CHARS", 10)
+        self.assertEqual(self.pasted("x" * 25), [("cut", 15), ("insert", "x" * 10)])
+
+    def test_end_that_never_comes(self) -> None:
+        self.gate.feed([paste.BEGIN, "a", "enter", "b"])
+        self.assertEqual(self.gate.end(), [("ask", 2)])
+        self.assertFalse(self.gate.collecting)
+
+
+class PasteTests(unittest.TestCase):
+    """Pastes through the face: the question on the screen, the lines said as text."""
+
+    def setUp(self) -> None:
+        self.h = Harness()
+        self.bob = self.h.link("bob")
+        self.block = "first line\n/quit\n/nick mallory\n  indented\nlast one\n"
+
+    def paste(self, text: str) -> None:
+        keys = [paste.BEGIN] + ["enter" if ch == "\n" else ch for ch in text] + [paste.END]
+        self.h.face.take_keys(keys, SIZE)
+
+    def said(self) -> list[str]:
+        return [m.content for m in self.bob.sent if m.type == CHAT]
+
+    def test_yes_sends_every_line_as_text(self) -> None:
+        self.h.type("draft")
+        self.paste(self.block)
+        canvas = self.h.render()
+        lines = screen_lines(canvas)
+        self.assertEqual(lines[-1].rstrip(), "Paste 5 lines? [ctrl-y] Yes [ctrl-n] No")
+        self.assertEqual(attr_at(canvas, "Paste 5"), "paste_prompt")
+        self.assertEqual(self.said(), [])
+        self.h.keys("ctrl y")
+        self.h.clock.advance(0)
+        self.assertEqual(self.said(), ["first line", "/quit", "/nick mallory", "  indented",
+                                       "last one"])
+        self.assertEqual(self.h.quits, [])
+        self.assertEqual(self.h.node.nick, "alice")
+        self.assertEqual(self.h.face.input.edit_text, "draft")  # what was typed stays
+        self.assertTrue(self.h.lines()[-1].startswith("> draft"))
+        # Ctrl-Y means yank again.
+        self.h.keys("ctrl w", "ctrl y")
+        self.assertEqual(self.h.face.input.edit_text, "draft")
+
+    def test_no_drops_it(self) -> None:
+        self.paste(self.block)
+        self.h.keys("ctrl n")
+        self.h.clock.advance(1)
+        self.assertEqual(self.said(), [])
+        self.assertEqual(self.h.face.room, "general")  # Ctrl-N did not switch conversations
+        self.assertIn("paste of 5 lines dropped", self.h.face.messages.rows_text()[-1])
+        self.assertTrue(self.h.lines()[-1].startswith("> "))
+
+    def test_long_paste_is_said_over_several_turns(self) -> None:
+        self.patch(app, "PASTE_LINES_PER_TURN", 2)
+        self.paste(self.block)
+        self.h.keys("ctrl y")
+        self.assertEqual(len(self.said()), 2)  # the rest in later reactor turns
+        self.assertEqual(len(self.h.clock.getDelayedCalls()), 1)
+        self.h.clock.advance(0)
+        self.assertEqual(len(self.said()), 5)
+        self.assertEqual(self.h.clock.getDelayedCalls(), [])
+
+    def test_lines_past_the_limit_are_not_sent(self) -> None:
+        self.patch(app, "PASTE_MAX_LINES", 3)
+        self.paste(self.block)
+        self.assertIn("(the first 3 only)", self.h.lines()[-1])
+        self.h.keys("ctrl y")
+        self.h.clock.advance(0)
+        self.assertEqual(len(self.said()), 3)
+        self.assertIn("only the first 3 of 5 lines are sent",
+                      "\n".join(self.h.face.messages.rows_text()))
+
+    def test_a_line_too_long_in_a_paste_is_refused_alone(self) -> None:
+        self.paste("short\n" + "x" * (MAX_SAY_BYTES + 1) + "\nafter\n")
+        self.h.keys("ctrl y")
+        self.h.clock.advance(0)
+        self.assertEqual(self.said(), ["short", "after"])
+        self.assertIn("that line is 4001 bytes", "\n".join(self.h.face.messages.rows_text()))
+
+    def test_missing_end_marker(self) -> None:
+        self.h.face.take_keys([paste.BEGIN] + list("one") + ["enter"] + list("two"), SIZE)
+        self.h.clock.advance(app.PASTE_END_WAIT + 0.1)
+        self.assertIn("Paste 2 lines?", self.h.lines()[-1])
+
+
+class CompleteTests(unittest.TestCase):
+    commands = ("join", "query", "quit", "nick", "part")
+    rooms = ("general", "ops", "Offtopic")
+    nicks = ("bob", "Bobby", "carol")
+
+    def complete(self, text: str, pos: int | None = None) -> list[tuple[str, int]]:
+        return candidates(text, len(text) if pos is None else pos, self.commands,
+                          self.rooms, self.nicks)
+
+    def test_commands_at_the_start(self) -> None:
+        self.assertEqual(self.complete("/j"), [("/join ", 6)])
+        self.assertEqual([t for t, _ in self.complete("/q")], ["/query ", "/quit "])
+        self.assertEqual(self.complete("say /j"), [])  # not a command mid-line
+        self.assertEqual(self.complete("//j"), [])
+
+    def test_rooms_anywhere(self) -> None:
+        self.assertEqual(self.complete("#o"), [("#Offtopic ", 10), ("#ops ", 5)])
+        self.assertEqual(self.complete("/join #op"), [("/join #ops ", 11)])
+        self.assertEqual(self.complete("see #g later", 6), [("see #general later", 12)])
+
+    def test_nicks(self) -> None:
+        self.assertEqual(self.complete("c"), [("carol: ", 7)])
+        self.assertEqual([t for t, _ in self.complete("hi bo")], ["hi bob ", "hi Bobby "])
+        self.assertEqual(self.complete("/msg ca"), [("/msg carol ", 11)])
+        self.assertEqual(self.complete("x"), [])
+        self.assertEqual(self.complete("hi "), [])
+
+    def test_in_the_face_tab_cycles_and_shift_tab_goes_back(self) -> None:
+        h = Harness()
+        h.enter("/join #ops")
+        h.enter("/join #offtopic")
+        h.type("/j")
+        h.keys("tab")
+        self.assertEqual(h.face.input.edit_text, "/join ")
+        h.type("#o")
+        h.keys("tab")
+        self.assertEqual(h.face.input.edit_text, "/join #offtopic ")
+        h.keys("tab")
+        self.assertEqual(h.face.input.edit_text, "/join #ops ")
+        h.keys("shift tab")
+        self.assertEqual(h.face.input.edit_text, "/join #offtopic ")
+        h.keys("tab", "tab")
+        self.assertEqual(h.face.input.edit_text, "/join #o")
+
+
+class NarrowTests(unittest.TestCase):
+    def test_text_shows_at_20_columns_and_less(self) -> None:
+        h = Harness()
+        bob = h.link("bartholomew")
+        h.hear(bob, "hello narrow world")
+        for cols in (40, 30, 20, 12):
+            lines = h.lines((cols, 10))
+            text = "\n".join(lines)
+            self.assertIn("hello", text, text)
+            for line in lines:
+                self.assertEqual(calc_width(line, 0, len(line)), cols, line)
+        lines = h.lines((20, 10))
+        self.assertNotIn(fmt.clock_text(NOW)[:5], "\n".join(lines[:-2]))  # the time went
+        self.assertIn("barth… hello", "\n".join(lines))  # the nick column narrowed
+        self.assertIn(fmt.clock_text(NOW), h.text((80, 10)))
+
+
+class PartTests(unittest.TestCase):
+    def test_part_of_a_private_talk_goes_back_to_where_you_were(self) -> None:
+        h = Harness()
+        h.peer("carol")
+        h.enter("/join #ops")
+        h.enter("/query carol")
+        self.assertIn("talking privately with carol (/part to end)",
+                      h.face.messages.rows_text()[-1])
+        h.enter("/part")
+        self.assertEqual(h.face.room, "ops")
+        self.assertIsNone(h.face.find("@carol_0001"))
+        # Where you were is gone meanwhile: #general.
+        h.enter("/query carol")
+        h.keys("meta 2")
+        h.enter("/part")  # leaves #ops
+        h.keys("meta 2")
+        self.assertEqual(h.face.room, "@carol_0001")
+        h.enter("/part")
+        self.assertEqual(h.face.room, "general")
+
+
+class ScrollbackBudgetTests(unittest.TestCase):
+    """All the conversations together hold at most SCROLLBACK_BYTES (issue 15.2)."""
+
+    def test_flood_over_many_conversations_is_bounded(self) -> None:
+        self.patch(widgets, "SCROLLBACK_BYTES", 200_000)
+        h = Harness()
+        links = [h.peer(f"peer{i}") for i in range(8)]
+        text = "y" * 1000
+        for n in range(60):
+            for link in links:
+                h.hear_private(link, f"{n:03d} {text}")
+                h.hear(link, f"{n:03d} {text}")
+        budget = h.face.scrollback
+        total = sum(w.cost for c in h.face.conversations for w in c.pane.walker)
+        self.assertEqual(total, budget.used)
+        self.assertLessEqual(budget.used, 200_000)
+        self.assertGreater(budget.used, 150_000)
+        # The oldest went first: each conversation keeps its newest lines.
+        for conv in h.face.conversations:
+            rows = conv.pane.rows_text()
+            self.assertTrue(rows, conv.key)
+            self.assertIn("059 yyy", rows[-1])
+            self.assertNotIn("000 yyy", "\n".join(rows))
+
+    def test_closing_and_clearing_give_back(self) -> None:
+        h = Harness()
+        carol = h.peer("carol")
+        for i in range(10):
+            h.hear_private(carol, f"line {i}")
+        before = h.face.scrollback.used
+        h.keys("meta 2")
+        h.enter("/part")
+        self.assertLess(h.face.scrollback.used, before)
+        h.face.clear()
+        self.assertEqual(h.face.scrollback.used, 0)
+        self.assertEqual(h.face.scrollback.rows, 0)
+
+
+class PlainMarkTests(unittest.TestCase):
+    """The status bar names the linked peers that read us in the clear (issue 15)."""
+
+    def test_plain_peers_in_the_status_bar(self) -> None:
+        h = Harness()
+        status = h.lines()[-2]
+        self.assertNotIn("plain", status)
+        secure = FakeLink("dave_0001", "dave", caps=CAPS, now=NOW)
+        secure.fp = "ab" * 32
+        h.node.link_ready(secure)
+        self.assertNotIn("plain", h.lines()[-2])
+        h.link("gopher")  # a base peer: #general in plaintext
+        canvas = h.render()
+        status = screen_lines(canvas)[-2]
+        self.assertIn("plain: gopher", status)
+        self.assertNotIn("dave", status)
+        self.assertEqual(attr_at(canvas, "plain: gopher"), "status_plain")
+        for nick in ("erin", "frank", "grace"):
+            h.link(nick)
+        self.assertIn("plain: erin, frank, gopher +1", h.lines((120, 24))[-2])
+
+
+class InputLineDrawingProperties(unittest.TestCase):
+    """Whatever the text, width and cursor: rows of exactly the width, at most INPUT_ROWS,
+    and the cursor always drawn on a cell of the row it is in."""
+
+    def test_any_text_width_and_cursor(self) -> None:
+        from hypothesis import given, settings, strategies as st
+
+        from p2pchat.console.input_line import InputLine
+
+        chars = st.sampled_from(list("ab c") + ["日", "😀", "é", "\u0301"])
+
+        @settings(max_examples=300, deadline=None)
+        @given(st.lists(chars, max_size=600), st.integers(4, 90), st.data())
+        def check(text: list[str], cols: int, data) -> None:
+            line = InputLine(lambda t: True, lambda t, p: [])
+            line.insert("".join(text))
+            for _ in range(3):
+                line.set_edit_pos(data.draw(st.integers(0, len(line.edit_text))))
+                canvas = line.render((cols,), focus=True)
+                rows = [r.decode("utf-8") for r in canvas.text]
+                self.assertLessEqual(len(rows), INPUT_ROWS)
+                self.assertEqual(len(rows), line.rows((cols,), True))
+                for row in rows:
+                    self.assertEqual(calc_width(row, 0, len(row)), cols, row)
+                self.assertIsNotNone(canvas.cursor)
+                x, y = canvas.cursor
+                self.assertLess(x, cols)
+                self.assertLess(y, len(rows))
+
+        check()

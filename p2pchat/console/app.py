@@ -17,7 +17,8 @@ from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
 from p2pchat import events, logs
-from p2pchat.commands import Command, Refusal, help_lines, parse_input
+from p2pchat.commands import COMMANDS, Command, Refusal, Say, help_lines, parse_input
+from p2pchat.console.complete import candidates
 from p2pchat.console.format import (
     PALETTE,
     Row,
@@ -30,6 +31,8 @@ from p2pchat.console.format import (
     info_row,
     room_row,
 )
+from p2pchat.console.input_line import INPUT_MAX_CHARS, is_text_key
+from p2pchat.console.paste import PASTE_MAX_CHARS, PASTE_MAX_LINES, PasteGate
 from p2pchat.console.widgets import (
     WHEEL_DOWN,
     WHEEL_ROWS,
@@ -41,13 +44,15 @@ from p2pchat.console.widgets import (
     MessagePane,
     MessageRow,
     PeerList,
+    Scrollback,
     Sidebar,
     StatusBar,
 )
 from p2pchat.face import CommandFace, conversation_label
+from p2pchat.interfaces import Refused
 from p2pchat.node import HISTORY_SHOWN, Node
 from p2pchat.rooms import private_key
-from p2pchat.service import stop_reactor
+from p2pchat.errors import stop_reactor
 from p2pchat.store import StoredLine
 from p2pchat.wire import DEFAULT_ROOM, MAX_SAY_BYTES
 
@@ -61,6 +66,10 @@ PEER_REFRESH = 2.0
 
 #: Own lines whose mark is kept to be cleared (the oldest are let go: nobody may ever ack).
 UNDELIVERED_KEPT = 1000
+#: Seconds a bracketed paste may go without its end marker before it is taken as ended.
+PASTE_END_WAIT = 1.0
+#: Lines of an accepted paste said per reactor turn (the rest in the next turns).
+PASTE_LINES_PER_TURN = 10
 
 #: Every key the console knows, as /help and the README list them.
 KEYS: tuple[tuple[str, str], ...] = (
@@ -69,7 +78,7 @@ KEYS: tuple[tuple[str, str], ...] = (
     ("Ctrl-N / Ctrl-P", "next / previous conversation"),
     ("Alt-A", "next conversation with unread lines (those naming you first)"),
     ("Up / Down", "older / newer lines from the input history"),
-    ("Tab / Shift-Tab", "complete a nick; again: the next match"),
+    ("Tab / Shift-Tab", "complete a command, #room or nick; again: the next match"),
     ("Left / Right", "move one character"),
     ("Home / End, Ctrl-A / Ctrl-E", "start / end of the line"),
     ("Meta-B / Meta-F", "one word left / right"),
@@ -78,6 +87,7 @@ KEYS: tuple[tuple[str, str], ...] = (
     ("Meta-D", "delete the word after the cursor"),
     ("Ctrl-U / Ctrl-K", "delete to the start / end of the line"),
     ("Ctrl-Y", "paste what was last deleted"),
+    ("Ctrl-Y / Ctrl-N", "while 'Paste N lines?' shows: send them (as text) / drop them"),
     ("Ctrl-_", "undo an edit"),
     ("PgUp / PgDn", "scroll the messages by a page"),
     ("mouse wheel", "scroll the messages (Shift+drag selects text)"),
@@ -125,46 +135,21 @@ class ChatBody(urwid.Widget):
 
 
 class ConsoleWidget(urwid.WidgetWrap):
-    """The whole screen.  Global keys (PgUp/PgDn, conversation keys, Ctrl-C) are taken here
-    before the input line sees them; any exception in a handler is logged and shown, never
-    printed over the screen."""
+    """The whole screen.  Keys go to the face (``ConsoleFace.take_keys``: global keys first,
+    then the input line); any exception in a handler is logged and shown, never printed over
+    the screen."""
 
     def __init__(self, face: ConsoleFace) -> None:
         self.face = face
-        footer = urwid.Pile([face.status, InputArea(face.input)])
+        footer = urwid.Pile([face.status, face.input_area])
         frame = urwid.Frame(ChatBody(face.body, face.sidebar), footer=footer,
                             focus_part="footer")
         super().__init__(frame)
 
     def keypress(self, size, key):
-        try:
-            return self._keypress(size, key)
-        except Exception:
-            log.failure("console key {key!r} failed", key=key)
-            self.face.show_error("that failed; the log has the details")
-            return None
-
-    def _keypress(self, size, key):
-        if key == "ctrl c":
-            self.face.quit()
-            return None
-        if key in ("page up", "page down"):
-            self.face.messages.scroll(key)
-            return None
-        if key in NUMBER_KEYS:
-            self.face.show_number(NUMBER_KEYS[key])
-            return None
-        if key in ("ctrl n", "ctrl p"):
-            self.face.show_next(1 if key == "ctrl n" else -1)
-            return None
-        if key == "meta a":
-            self.face.show_active()
-            return None
-        unhandled = self._w.keypress(size, key)
-        self.face.refresh_status()
-        if unhandled in ("tab", "shift tab", "esc", "up", "down", "left", "right"):
-            return None  # nothing to complete or move: no focus changes, no beep
-        return unhandled
+        """One key (tests, and urwid for keys the service's input filter passed on)."""
+        unhandled = self.face.take_keys([key], size)
+        return unhandled[0] if unhandled else None
 
     def mouse_event(self, size, event, button, col, row, focus) -> bool:
         try:
@@ -217,6 +202,7 @@ class ConsoleFace(CommandFace):
         self.changed = changed
         self.quitting = False
         self.conversations: list[Conversation] = []
+        self.scrollback = Scrollback()
         self.current = self._new_conversation(DEFAULT_ROOM)
         self.room = DEFAULT_ROOM
         self.body = urwid.WidgetPlaceholder(self.current.pane)
@@ -224,7 +210,14 @@ class ConsoleFace(CommandFace):
         self.conversation_list = ConversationList()
         self.sidebar = Sidebar(self.conversation_list, self.peers)
         self.status = StatusBar()
-        self.input = InputLine(self.submit, self.peer_nicks)
+        self.input = InputLine(self.submit, self.complete, on_cut=self._input_cut)
+        self.input_area = InputArea(self.input)
+        self.paste = PasteGate()
+        self._paste_wait = None
+        self._paste_queue: list[tuple[str, str]] = []
+        self._paste_call = None
+        #: the conversation shown before each one, to go back to when a private talk closes
+        self._came_from: dict[str, str] = {}
         #: own lines not yet delivered, by message id: the row widget, to clear its mark
         self.undelivered: dict[str, MessageRow] = {}
         #: the rooms each peer was in when last looked (to show its leaving in them)
@@ -348,7 +341,8 @@ class ConsoleFace(CommandFace):
     # --- conversations ----------------------------------------------------------------------
 
     def _new_conversation(self, key: str, nick: str = "") -> Conversation:
-        conv = Conversation(key, MessagePane(on_scroll=self.refresh_status), nick)
+        conv = Conversation(key, MessagePane(on_scroll=self.refresh_status,
+                                             budget=self.scrollback), nick)
         self.conversations.append(conv)
         return conv
 
@@ -367,16 +361,23 @@ class ConsoleFace(CommandFace):
         return conv
 
     def close(self, conv: Conversation) -> None:
-        """Close a conversation (not #general): its pane goes, #general is shown if it was."""
+        """Close a conversation (not #general): its pane goes (its rows leave the scrollback
+        budget).  If it was shown, the one shown before it comes back (when still open), else
+        #general."""
         if conv.key == DEFAULT_ROOM or conv not in self.conversations:
             return
         if conv is self.current:
-            self.show(self.conversations[0])
+            back = self.find(self._came_from.get(conv.key, DEFAULT_ROOM))
+            self.show(back if back is not None and back is not conv else self.conversations[0])
         self.conversations.remove(conv)
+        self._came_from.pop(conv.key, None)
+        conv.pane.clear()
         self.refresh_conversations()
 
     def show(self, conv: Conversation) -> None:
         """Make ``conv`` the conversation shown: its unread count is cleared."""
+        if conv is not self.current:
+            self._came_from[conv.key] = self.current.key
         self.current = conv
         self.room = conv.key
         conv.unread, conv.mention = 0, False
@@ -451,6 +452,15 @@ class ConsoleFace(CommandFace):
     def peer_nicks(self) -> list[str]:
         return [p.nick for p in self.peers.peers if p.nick != self.node.nick]
 
+    def complete(self, text: str, pos: int) -> list[tuple[str, int]]:
+        """Tab: commands, rooms (those known) and the peers' nicks (see ``complete``)."""
+        names = [spec.name for spec in COMMANDS]
+        return candidates(text, pos, names, self.node.rooms.known(), self.peer_nicks())
+
+    def plain_peers(self) -> list[str]:
+        """The linked peers whose link is not encrypted (base peers among them)."""
+        return [p.nick for p in self.peers.peers if p.state == "connected" and not p.encrypted]
+
     def refresh_peers(self) -> None:
         users = self.node.users()
         for peer in users:
@@ -470,13 +480,14 @@ class ConsoleFace(CommandFace):
                      [self.number(c) for c in others])
         self.status.update(self.node.nick, self.label(self.current), self.node.port,
                            sum(1 for p in rows if p.state == "connected"), len(rows),
-                           self.messages.unread, over, elsewhere)
+                           self.messages.unread, over, elsewhere, self.plain_peers())
 
     # --- input ------------------------------------------------------------------------------
 
     def submit(self, text: str) -> bool:
-        """Run one line the user typed.  Returns whether the input line should be emptied:
-        a refused line (too long, unknown command) stays, so it can be fixed."""
+        """Run one line the user typed (Enter).  Returns whether it was taken: a refused line
+        (too long, unknown command) is not, and says why; either way it leaves the input line
+        (so it does not glue onto what is typed next) and Up brings it back."""
         query = _QUERY.match(text.strip())
         if query:
             return self._query(query.group(1), query.group(2))
@@ -495,8 +506,8 @@ class ConsoleFace(CommandFace):
             self.show_error("usage: /query NICK [TEXT]")
             return False
         found = self.node.addressee(target)  # linked, or away (the lines are kept)
-        if isinstance(found, str):
-            self.show_error(found)
+        if isinstance(found, Refused):
+            self.show_error(found.why)
             return False
         said = None
         if text and text.strip():
@@ -507,11 +518,147 @@ class ConsoleFace(CommandFace):
                 return False
         key = private_key(found[0])
         self.show(self.find(key) or self.open(key, nick=found[1]))
+        self.show_info([f"talking privately with {self.label(self.current)} (/part to end)"])
         self.messages.following = True
         if said is not None:
             self.handle_input(said)
         self.refresh_status()
         return True
+
+    # --- keys -------------------------------------------------------------------------------
+
+    def take_keys(self, keys: list, size: tuple[int, int]) -> list:
+        """Every key of one read from the terminal, in one go: pastes go through the paste
+        gate, runs of typed characters into the input line at once, so however much arrives
+        the work is a pass over it (no layout per key).  Returns the keys nobody took."""
+        unhandled: list = []
+        try:
+            for action in self.paste.feed(keys):
+                unhandled += self._act(action, size)
+        except Exception:
+            log.failure("console keys {keys!r} failed", keys=keys[:20])
+            self.show_error("that failed; the log has the details")
+        self._wait_for_paste_end()
+        self.refresh_status()  # once per read, however many keys it had
+        return unhandled
+
+    def _act(self, action: tuple, size: tuple[int, int]) -> list:
+        kind, what = action
+        if kind == "keys":
+            return self._typed(what, size)
+        if kind == "insert":
+            self.input.insert(what)
+        elif kind == "ask":
+            more = f" (the first {PASTE_MAX_LINES} only)" if what > PASTE_MAX_LINES else ""
+            self.input_area.ask(f"Paste {what} lines{more}? [ctrl-y] Yes [ctrl-n] No")
+        elif kind == "send":
+            self.input_area.done()
+            self._send_paste(what)
+        elif kind == "drop":
+            self.input_area.done()
+            self.show_info([f"paste of {what} lines dropped"])
+        elif kind == "cut":
+            self.show_error(f"a paste holds at most {PASTE_MAX_CHARS} characters; "
+                            f"{what} more were dropped")
+        return []
+
+    def _typed(self, keys: list, size: tuple[int, int]) -> list:
+        """Keys typed (not pasted): a run of characters is inserted in one go."""
+        unhandled: list = []
+        run: list[str] = []
+        for key in keys:
+            if is_text_key(key):
+                run.append(key)
+                continue
+            if run:
+                self.input.insert("".join(run))
+                run = []
+            left = self._key(size, key)
+            if left is not None:
+                unhandled.append(left)
+        if run:
+            self.input.insert("".join(run))
+        return unhandled
+
+    def _key(self, size: tuple[int, int], key):
+        """One key that is not a character: the global ones first, then the input line's."""
+        if key == "ctrl c":
+            self.quit()
+            return None
+        if key in ("page up", "page down"):
+            self.messages.scroll(key)
+            return None
+        if key in NUMBER_KEYS:
+            self.show_number(NUMBER_KEYS[key])
+            return None
+        if key in ("ctrl n", "ctrl p"):
+            self.show_next(1 if key == "ctrl n" else -1)
+            return None
+        if key == "meta a":
+            self.show_active()
+            return None
+        try:
+            unhandled = self.input.keypress((size[0],), key)
+        except Exception:
+            log.failure("console key {key!r} failed", key=key)
+            self.show_error("that failed; the log has the details")
+            return None
+        if unhandled in ("tab", "shift tab", "esc", "up", "down", "left", "right"):
+            return None  # nothing to complete or move: no focus changes, no beep
+        return unhandled
+
+    def _input_cut(self, dropped: int) -> None:
+        self.show_error(f"the input line holds at most {INPUT_MAX_CHARS} characters; "
+                        f"{dropped} more were dropped")
+
+    def _wait_for_paste_end(self) -> None:
+        """A bracketed paste whose end marker never comes ends by itself a moment later."""
+        if self._paste_wait is not None and self._paste_wait.active():
+            self._paste_wait.cancel()
+        self._paste_wait = None
+        if self.paste.collecting:
+            self._paste_wait = self.node.clock.callLater(PASTE_END_WAIT, self._paste_timeout)
+
+    def _paste_timeout(self) -> None:
+        self._paste_wait = None
+        for action in self.paste.end():  # text to insert or a question: no keys, no size
+            self._act(action, (0, 0))
+        self.refresh_status()
+        self.changed()
+
+    def _send_paste(self, lines: list[str]) -> None:
+        """Say the lines of an accepted paste in the conversation shown now, as text (a
+        leading ``/`` too), a few per reactor turn."""
+        if len(lines) > PASTE_MAX_LINES:
+            self.show_error(f"only the first {PASTE_MAX_LINES} of {len(lines)} lines are sent")
+            lines = lines[:PASTE_MAX_LINES]
+        self.messages.following = True
+        self.messages.unread = 0
+        self._paste_queue += [(self.room, line) for line in lines]
+        if self._paste_call is None:
+            self._send_some()
+
+    def _send_some(self) -> None:
+        self._paste_call = None
+        batch = self._paste_queue[:PASTE_LINES_PER_TURN]
+        del self._paste_queue[:PASTE_LINES_PER_TURN]
+        for room, line in batch:
+            parsed = parse_input("/" + line if line.startswith("/") else line)
+            if isinstance(parsed, Say):
+                self._answer(self.node.say(parsed.text, room=room))
+            elif isinstance(parsed, Refusal):
+                self.show_error(parsed.reason)
+        if self._paste_queue and not self.quitting:
+            self._paste_call = self.node.clock.callLater(0, self._send_some)
+        self.changed()
+
+    def stop_paste(self) -> None:
+        """Nothing more of a paste is said or waited for (the console stops)."""
+        for call in (self._paste_call, self._paste_wait):
+            if call is not None and call.active():
+                call.cancel()
+        self._paste_call = self._paste_wait = None
+        self._paste_queue = []
 
     def unhandled_input(self, key) -> bool:
         """Keys nobody took (MainLoop's hook): ignored on purpose."""
@@ -574,14 +721,18 @@ class ConsoleService(Service):
         super().startService()
         screen = self._screen
         if screen is None:
-            screen = urwid.raw_display.Screen(input=sys.__stdin__, output=sys.__stdout__)
+            # Bracketed paste on (ESC[?2004h at start, ESC[?2004l at stop): a paste comes as
+            # 'begin paste' ... 'end paste' keys, so the console can ask before sending it.
+            screen = urwid.raw_display.Screen(input=sys.__stdin__, output=sys.__stdout__,
+                                              bracketed_paste_mode=True)
         self.face = ConsoleFace(self.node, on_quit=lambda: stop_reactor(self.reactor),
                                 bell=self._bell, log_path=logs.log_path(),
                                 changed=self.request_redraw)
         self.loop = urwid.MainLoop(
             self.face.widget, PALETTE, screen=screen,
             event_loop=urwid.TwistedEventLoop(reactor=self.reactor, manage_reactor=False),
-            handle_mouse=True, unhandled_input=self.face.unhandled_input)
+            handle_mouse=True, unhandled_input=self.face.unhandled_input,
+            input_filter=self._input_filter)
         self.loop.start()
         if hasattr(screen, "tty_signal_keys"):
             # Ctrl-C as a key ('ctrl c'), so it leaves as /quit does; urwid restores it on stop.
@@ -590,6 +741,19 @@ class ConsoleService(Service):
         self._peer_refresh = LoopingCall(self._refresh_peers)
         self._peer_refresh.clock = self.reactor
         self._peer_refresh.start(PEER_REFRESH, now=False)
+
+    def _input_filter(self, keys: list, raw: list) -> list:
+        """Every read of keys goes to the face in one piece (not key by key through the
+        widgets); mouse events and resizes go on to urwid."""
+        if self.face is None or self.loop is None:
+            return keys
+        size = self.loop.screen_size or self.loop.screen.get_cols_rows()
+        typed = [k for k in keys if isinstance(k, str) and k != "window resize"]
+        rest = [k for k in keys if not isinstance(k, str) or k == "window resize"]
+        for key in self.face.take_keys(typed, size):
+            if key == "ctrl l":
+                self.loop.screen.clear()  # redraw it all
+        return rest
 
     def _refresh_peers(self) -> None:
         if self.face is not None:
@@ -630,6 +794,7 @@ class ConsoleService(Service):
         self._redraw_call = None
         if self.face is not None:
             self.face.detach()
+            self.face.stop_paste()
         loop, self.loop = self.loop, None
         if loop is not None:
             try:

@@ -49,6 +49,8 @@ PALETTE: list[tuple[str, ...]] = [
     ("status_over", "white,bold", "dark red"),
     ("status_act", "white,bold", "dark blue"),
     ("status_mention", "black,bold", "yellow"),
+    ("status_plain", "white,bold", "dark magenta"),
+    ("paste_prompt", "black,bold", "yellow"),
     ("sidebar_title", "white,bold", "default"),
     ("peer_connected", "light green", "default"),
     ("peer_connecting", "yellow", "default"),

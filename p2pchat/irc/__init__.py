@@ -13,7 +13,6 @@ rooms and privately; IRC servers don't echo a client's own lines back to it, so 
 
 The face talks to the chat only through ``interfaces.IChat``.  Its modules, from the bottom:
 
-- ``address``: the ``--irc`` address parser and the bind rule (for the options);
 - ``names``: nicks, masks and channels (pure), and the ``Roster``: one unique IRC nick per
   linked peer;
 - ``text``: IRC lines as text (the 512-byte line, cleaning, cutting long lines);
@@ -28,13 +27,12 @@ The face talks to the chat only through ``interfaces.IChat``.  Its modules, from
 - ``fanout``: ``IrcFactory``, the clients of one peer and the node's events shown to them;
 - ``service``: ``IrcService``, the listener and the shutdown (``flow.close_within``).
 
-What other code (service.py, the tests) uses is re-exported here.
+What other code (service.py, the tests) uses is re-exported here, and so are the ``--irc``
+address parser and bind rule, which live in ``options.py`` with every other option.
 """
 
 from __future__ import annotations
 
-from p2pchat.irc.address import DEFAULT_IRC_PORT, LOOPBACK, check_irc_bind, is_loopback
-from p2pchat.irc.address import parse_irc_address
 from p2pchat.irc.channels import HISTORY_PLAYBACK, NO_TOPIC, TOPIC
 from p2pchat.irc.client import (FLOOD_BURST, FLOOD_RATE, MAX_OUTBOX_BYTES, PING_INTERVAL,
                                 PRE_REGISTRATION, REGISTRATION_TIMEOUT, IrcClientProtocol)
@@ -47,8 +45,9 @@ from p2pchat.irc.names import (CHANNEL, FLAG_SUFFIX, MAX_USER_CHARS, NICK_SUFFIX
                                irc_host, irc_nick, irc_nick_problem, irc_user, is_channel)
 from p2pchat.irc.own_commands import SERVICE_HELP, SERVICE_MASK, SERVICE_NICK
 from p2pchat.irc.register import MAX_IRC_CLIENTS
-from p2pchat.irc.service import CLOSE_TIMEOUT, IrcService
+from p2pchat.irc.service import CLOSE_TIMEOUT, DEFAULT_IRC_PORT, IrcService
 from p2pchat.irc.text import MAX_IRC_LINE_BYTES, SERVER_NAME, split_text
+from p2pchat.options import LOOPBACK, check_irc_bind, is_loopback, parse_irc_address
 from p2pchat.wire import MAX_NICK_CHARS
 
 __all__ = [

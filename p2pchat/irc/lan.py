@@ -12,7 +12,7 @@ import time
 from typing import Any, Callable, Protocol, TypeVar
 
 from p2pchat.absent import RECENT_PEERS
-from p2pchat.interfaces import IChat, Refused, Said
+from p2pchat.interfaces import IChat, Outcome, Refused, Said
 from p2pchat.irc.lockout import Lockout
 from p2pchat.irc.names import Member, Roster, irc_fold, irc_nick, irc_user
 from p2pchat.irc.text import SERVER_NAME
@@ -43,24 +43,18 @@ class Clock(Protocol):
 
 
 def refusal(result: object) -> str | None:
-    """Why a verb did nothing, or None when it was done."""
-    if isinstance(result, str):  # TRANSITION: until the verb results land
-        return result
+    """Why a verb did nothing (its ``Refused``), or None when it did what was asked."""
     return result.why if isinstance(result, Refused) else None
 
 
-def answer(result: object) -> str:
+def answer(result: Outcome) -> str:
     """What to tell the user of a verb's outcome, done or refused."""
-    if isinstance(result, Refused):
-        return result.why
-    if isinstance(result, str):  # TRANSITION
-        return result
-    return str(getattr(result, "text", ""))
+    return result.why if isinstance(result, Refused) else result.text
 
 
 def kept_notice(result: object) -> str:
-    """For a line kept for an away peer, what to tell the user of it; else ""."""
-    return str(getattr(result, "notice", ""))  # TRANSITION: Said
+    """For a line kept for an away peer (``Said.waits_for``), what to tell the user; else ""."""
+    return result.notice if isinstance(result, Said) else ""
 
 
 class Lan:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from twisted.words.protocols import irc
 
+from p2pchat.interfaces import Refused
 from p2pchat.irc.client import Handler, IrcClientProtocol
 from p2pchat.irc.lan import answer
 from p2pchat.irc.text import SERVER_NAME
@@ -55,9 +56,12 @@ def run(client: IrcClientProtocol, command: str, arg: str) -> list[str]:
     if command == "unignore":
         if not arg:
             return ["unignore NICK: whose lines to show again"]
-        if member is not None and member.peer_id not in node.ignores:  # type: ignore[attr-defined]
-            shown = arg  # TRANSITION: not ignored: the answer names it as the client did
-        return [answer(node.unignore(shown))]
+        result = node.unignore(shown)
+        if member is not None and isinstance(result, Refused):
+            # Not ignored by its id: maybe by the nick as the client named it (another peer
+            # once shown so), and if not, the answer names it as the client did.
+            result = node.unignore(arg)
+        return [answer(result)]
     if command == "help":
         return list(SERVICE_HELP)
     return [f"unknown: {command or '(nothing)'}; commands: ignore [NICK], unignore NICK, help"]

@@ -1,5 +1,5 @@
 """The IRC face as a service: listen for clients (loopback unless told otherwise, and never
-beyond it without a password), and at shutdown tell every client we go, waiting for them to
+beyond it without a password: ``options.check_irc_bind``), and at shutdown tell every client we go, waiting for them to
 take that line at most CLOSE_TIMEOUT seconds (``flow.close_within``)."""
 
 from __future__ import annotations
@@ -10,13 +10,15 @@ from twisted.application.service import Service
 from twisted.internet import defer, error
 from twisted.logger import Logger
 
+from p2pchat.errors import StartError
 from p2pchat.flow import close_within
 from p2pchat.interfaces import IChat
-from p2pchat.irc.address import DEFAULT_IRC_PORT, LOOPBACK, check_irc_bind
 from p2pchat.irc.fanout import IrcFactory
+from p2pchat.options import LOOPBACK, check_irc_bind
 
 log = Logger()
 
+DEFAULT_IRC_PORT = 6667
 #: How long shutdown waits for clients to take their ERROR line before cutting them.
 CLOSE_TIMEOUT = 2.0
 
@@ -39,8 +41,6 @@ class IrcService(Service):
         self.listener: Any = None
 
     def startService(self) -> None:
-        from p2pchat.service import StartError  # here: service.py imports this module
-
         try:
             warning = check_irc_bind(self.host, self.password)
         except ValueError as e:

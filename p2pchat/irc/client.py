@@ -17,7 +17,7 @@ from __future__ import annotations
 from typing import Any, Callable, Mapping, Protocol, cast
 
 from twisted.internet import defer
-from twisted.internet.interfaces import IReactorTime
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.protocols.basic import LineReceiver
@@ -25,7 +25,7 @@ from twisted.python.failure import Failure
 from twisted.words.protocols import irc
 
 from p2pchat.flow import Backpressure, TokenBucket
-from p2pchat.irc.lan import MAX_TARGETS, Clock, Lan, Timer
+from p2pchat.irc.lan import MAX_TARGETS, Lan
 from p2pchat.irc.names import ERR_BADCHANNAME, Member, channel
 from p2pchat.irc.text import (ERR_INPUTTOOLONG, ERR_TOOMANYTARGETS, MAX_IRC_LINE_BYTES,
                               SERVER_NAME, clean, line, split_text)
@@ -111,7 +111,7 @@ class IrcClientProtocol(LineReceiver):
         self._after_long: bytes | None = None  # what followed an over-long line, to read
         self._flood: TokenBucket | None = None
         self._last_heard = 0.0
-        self._registration_timer: Timer | None = None
+        self._registration_timer: IDelayedCall | None = None
         self._pinger: LoopingCall | None = None
         #: the peers using our nick this client was warned of (once each while they do)
         self._warned: set[str] = set()
@@ -123,7 +123,7 @@ class IrcClientProtocol(LineReceiver):
         return self.attachment.lan
 
     @property
-    def clock(self) -> Clock:
+    def clock(self) -> IReactorTime:
         return self.attachment.lan.clock
 
     @property
@@ -140,8 +140,7 @@ class IrcClientProtocol(LineReceiver):
         tcp = self.tcp
         assert tcp is not None
         now = self.clock.seconds()
-        reactor_time = cast(IReactorTime, self.clock)
-        self.backpressure = Backpressure(reactor_time, max_backlog=MAX_OUTBOX_BYTES)
+        self.backpressure = Backpressure(self.clock, max_backlog=MAX_OUTBOX_BYTES)
         tcp.registerProducer(self.backpressure, True)
         self._flood = TokenBucket(FLOOD_RATE, FLOOD_BURST, now)
         self._last_heard = now
@@ -155,7 +154,7 @@ class IrcClientProtocol(LineReceiver):
         self.attachment.client_connected(self)
         self._registration_timer = self.clock.callLater(REGISTRATION_TIMEOUT, self._not_registered)
         self._pinger = LoopingCall(self._check_alive)
-        self._pinger.clock = reactor_time
+        self._pinger.clock = self.clock
         self._pinger.start(PING_INTERVAL, now=False)
 
     def connectionLost(self, reason: Failure | None = None) -> None:

@@ -9,7 +9,7 @@ servers don't echo a client's own lines back to it, so neither do we (``Lan.orig
 
 from __future__ import annotations
 
-from twisted.internet.interfaces import IAddress
+from twisted.internet.interfaces import IAddress, IReactorTime
 from twisted.internet.protocol import ServerFactory
 
 from p2pchat import events
@@ -17,7 +17,7 @@ from p2pchat.interfaces import IChat
 from p2pchat.irc.channels import enter
 from p2pchat.irc.client import IrcClientProtocol
 from p2pchat.irc.dispatch import COMMANDS
-from p2pchat.irc.lan import Clock, Lan
+from p2pchat.irc.lan import Lan
 from p2pchat.irc.lockout import Lockout
 from p2pchat.irc.names import Roster, channel
 
@@ -33,7 +33,7 @@ class IrcFactory(ServerFactory[IrcClientProtocol]):
     noisy = False  # no "Starting factory" log lines; IrcService logs where it listens
     commands = COMMANDS
 
-    def __init__(self, node: IChat, clock: Clock, password: str | None = None) -> None:
+    def __init__(self, node: IChat, clock: IReactorTime, password: str | None = None) -> None:
         self.node = node
         self.lan = Lan(node, clock, password)
         #: every connection, registered or not, oldest first (a dict keeps the order)

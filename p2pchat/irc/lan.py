@@ -9,7 +9,9 @@ so the commands of one client and the fan-out of the node's events read the same
 from __future__ import annotations
 
 import time
-from typing import Any, Callable, Protocol, TypeVar
+from typing import Any, Callable, TypeVar
+
+from twisted.internet.interfaces import IReactorTime
 
 from p2pchat.absent import RECENT_PEERS
 from p2pchat.interfaces import IChat, Outcome, Refused, Said
@@ -22,24 +24,6 @@ T = TypeVar("T")
 
 #: At most this many targets in one PRIVMSG/NOTICE/JOIN/PART (``a,b,c``).
 MAX_TARGETS = 8
-
-
-class Timer(Protocol):
-    """A call made later (IDelayedCall)."""
-
-    def active(self) -> bool: ...
-
-    def cancel(self) -> None: ...
-
-
-class Clock(Protocol):
-    """What the face uses of the reactor's time (IReactorTime; task.Clock in tests), as a
-    typing.Protocol so mypy checks the calls (zope interfaces it can't, without a plugin)."""
-
-    def seconds(self) -> float: ...
-
-    def callLater(self, delay: float, callable: Callable[..., Any], *args: Any,
-                  **kwargs: Any) -> Timer: ...
 
 
 def refusal(result: object) -> str | None:
@@ -60,7 +44,7 @@ def kept_notice(result: object) -> str:
 class Lan:
     """The chat as the IRC clients of one peer see it."""
 
-    def __init__(self, node: IChat, clock: Clock, password: str | None = None) -> None:
+    def __init__(self, node: IChat, clock: IReactorTime, password: str | None = None) -> None:
         self.node = node
         self.clock = clock
         self.password = password or None

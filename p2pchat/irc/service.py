@@ -1,6 +1,7 @@
 """The IRC face as a service: listen for clients (loopback unless told otherwise, and never
-beyond it without a password: ``options.check_irc_bind``), and at shutdown tell every client we go, waiting for them to
-take that line at most CLOSE_TIMEOUT seconds (``flow.close_within``)."""
+beyond it without a password: ``options.check_irc_bind``), and at shutdown tell every client
+we go, waiting for them to take that line at most CLOSE_TIMEOUT seconds
+(``flow.close_within``)."""
 
 from __future__ import annotations
 

@@ -55,7 +55,6 @@ FACE_IMPORTS_TO_FIX = frozenset({
     ("p2pchat.console.widgets", "p2pchat.node"),
     ("p2pchat.face", "p2pchat.node"),
     ("p2pchat.face", "p2pchat.store"),
-    ("p2pchat.irc", "p2pchat.node"),
     ("p2pchat.lines", "p2pchat.node"),
 })
 

@@ -26,7 +26,6 @@ NOT_YET = frozenset({
     "p2pchat/console/format.py",
     "p2pchat/console/widgets.py",
     "p2pchat/discovery.py",
-    "p2pchat/irc.py",
     "p2pchat/lines.py",
     "p2pchat/mesh.py",
     "p2pchat/node.py",

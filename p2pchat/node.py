@@ -617,8 +617,8 @@ class Node:
         """The last ``count`` lines of a conversation, oldest first (from disk if kept)."""
         count = max(1, min(count, HISTORY_MAX_SHOWN))
         if self.store is not None:
-            return [line for line in self.store.recent(room, count)
-                    if line.sender_id not in self.ignores]
+            return self.store.recent(room, count,
+                                     skip=[peer_id for _, peer_id, _ in self.ignores.entries()])
         lines = [m for m in self.room.history if self._conversation(m) == room
                  and m.sender_id not in self.ignores]
         return [StoredLine(m.id, room, m.sender_id, m.username,

@@ -35,9 +35,15 @@ def _width(ch: str) -> int:
     return calc_width(ch, 0, 1)
 
 
+#: Format characters that belong inside text though ``str.isprintable()`` says no: the
+#: zero-width non-joiner and joiner (``👨‍👩‍👧``); the wire and every face keep them.
+TEXT_JOINERS = frozenset("\u200c\u200d")
+
+
 def is_text_key(key: object) -> bool:
     """A key that types a character (urwid names those by the character itself)."""
-    return isinstance(key, str) and len(key) == 1 and key.isprintable()
+    return (isinstance(key, str) and len(key) == 1
+            and (key.isprintable() or key in TEXT_JOINERS))
 
 
 class InputLine(urwid.Widget):

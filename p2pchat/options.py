@@ -159,7 +159,8 @@ class Options(usage.Options):
     pidfile: str | None = None
 
     optParameters = [
-        ["username", "u", None, "your nick: 1-20 characters, no spaces [default: login name]"],
+        ["username", "u", None, "your nick: 1-20 characters, no spaces "
+         "[default: the nick you had last time, else your login name]"],
         ["port", "p", None,
          "TCP port to listen on; 0 = any free port "
          f"[default: first free in {PORT_RANGE[0]}-{PORT_RANGE[-1]}]"],

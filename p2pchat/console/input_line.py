@@ -327,8 +327,15 @@ class InputLine(urwid.Widget):
         if self._cursor(rows, cols) is not None:
             return rows
         if pos < self.view:
-            self.view = pos
-            return self._layout(pos, cols)
+            # Back before the view (Home, Left): show half a row of what is left of the
+            # cursor too, so what is typed there is seen.
+            cells = (cols - len(PROMPT)) // 2
+            start = pos
+            while start > 0 and cells - _width(self._text[start - 1]) >= 0:
+                cells -= _width(self._text[start - 1])
+                start -= 1
+            self.view = start
+            return self._layout(start, cols)
         # Past the rows: start far enough back that the cursor is on the last row.
         cells = cols * INPUT_ROWS - len(PROMPT) - 1
         start = pos

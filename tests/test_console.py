@@ -1248,8 +1248,12 @@ class ServiceTests(unittest.TestCase):
 
 # --- long input, pastes ------------------------------------------------------------------
 
-#: The longest one read of keys (or one redraw) may hold the reactor.
-CALLBACK_BUDGET = 0.05
+#: The longest one read of keys (or one redraw) may take here.  The target is 50 ms and is
+#: met with room on a quiet machine (a few ms per read; 21-28 ms gaps measured on a real pty
+#: during a 20,000-character paste), but tests run beside other work (CI, a busy laptop), so
+#: the bound is looser: it still fails the old console by far (its Edit took 14.7 s over the
+#: first 2,000 keys) without flaking on a loaded machine.
+CALLBACK_BUDGET = 0.25
 
 
 class LongInputTests(unittest.TestCase):

@@ -55,6 +55,11 @@ class Said:
 Outcome = Union[Done, Refused]
 
 
+def private_key(peer_id: str) -> str:
+    """The key a private conversation is kept under (history, faces): ``@peer_id``."""
+    return f"@{peer_id}"
+
+
 @dataclass(frozen=True)
 class PeerView:
     """One row of /users and of the console's peer list: a snapshot, not a live link."""
@@ -102,6 +107,9 @@ class IChat(Protocol):
 
     @property
     def peer_id(self) -> str: ...
+
+    @property
+    def port(self) -> int: ...
 
     def now(self) -> float: ...
 

@@ -426,10 +426,10 @@ def make_face(ui: str, node: Node, reactor, data_dir: str) -> Service | None:
         else:
             from p2pchat.console import ConsoleService  # urwid only when the console runs
 
-            return ConsoleService(node, reactor, data_dir)
+            return ConsoleService(node, reactor, data_dir, lambda: stop_reactor(reactor))
     from p2pchat.lines import LineFaceService
 
-    return LineFaceService(node, reactor)
+    return LineFaceService(node, reactor, lambda: stop_reactor(reactor))
 
 
 def lock_data_dir(data_dir: str):

@@ -48,7 +48,7 @@ class Harness:
         self.node.port = 8123
         self.quits: list[int] = []
         self.bells: list[int] = []
-        self.face = ConsoleFace(self.node, on_quit=lambda: self.quits.append(1),
+        self.face = ConsoleFace(self.node, on_quit=lambda: self.quits.append(1), clock=self.clock,
                                 bell=lambda: self.bells.append(1), log_path=log_path)
         self.face.attach()
         if clear:
@@ -1188,7 +1188,8 @@ class ServiceTests(unittest.TestCase):
         self.reactor.advance(NOW)
         self.node = Node("alice", self.reactor, peer_id="alice_0000")
         self.screen = FakeScreen()
-        self.service = ConsoleService(self.node, self.reactor, "/tmp/x", screen=self.screen)
+        self.service = ConsoleService(self.node, self.reactor, "/tmp/x", self.reactor.stop,
+                                      screen=self.screen)
         self.service.startService()
         self.addCleanup(self._stop)
 
@@ -1261,7 +1262,8 @@ class LongInputTests(unittest.TestCase):
         self.reactor.advance(NOW)
         self.node = Node("alice", self.reactor, peer_id="alice_0000")
         self.screen = FakeScreen((100, 30))
-        self.service = ConsoleService(self.node, self.reactor, "/tmp/x", screen=self.screen)
+        self.service = ConsoleService(self.node, self.reactor, "/tmp/x", self.reactor.stop,
+                                      screen=self.screen)
         self.service.startService()
         self.addCleanup(self.service.stopService)
         self.bob = FakeLink("bob_0001", "bob", now=NOW)

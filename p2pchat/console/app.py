@@ -7,12 +7,13 @@ it the terminal while twistd runs.
 
 from __future__ import annotations
 
-import re
 import sys
 from typing import Callable
 
 import urwid
+import urwid.display.raw
 from twisted.application.service import Service
+from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
@@ -49,10 +50,7 @@ from p2pchat.console.widgets import (
     StatusBar,
 )
 from p2pchat.face import CommandFace, conversation_label
-from p2pchat.node import HISTORY_SHOWN, Node
-from p2pchat.rooms import private_key
-from p2pchat.service import stop_reactor
-from p2pchat.store import StoredLine
+from p2pchat.interfaces import IChat, StoredLine, private_key
 from p2pchat.wire import DEFAULT_ROOM, MAX_SAY_BYTES
 
 log = Logger()
@@ -102,8 +100,6 @@ CONSOLE_COMMANDS: tuple[tuple[str, str], ...] = (
 
 #: Meta-digit keys as urwid names them: conversation 1..9.
 NUMBER_KEYS = {f"meta {n}": n for n in range(1, 10)}
-
-_QUERY = re.compile(r"^/query(?:\s+(\S+)(?:\s+(.*))?)?\s*$", re.IGNORECASE | re.DOTALL)
 
 
 def key_help_lines() -> list[str]:
@@ -190,10 +186,12 @@ class ConsoleFace(CommandFace):
     Every conversation has a pane of its own; ``room`` (CommandFace's current conversation) is
     the one shown, and ``messages`` its pane."""
 
-    def __init__(self, node: Node, on_quit: Callable[[], object],
+    def __init__(self, node: IChat, on_quit: Callable[[], object], clock: IReactorTime,
                  bell: Callable[[], object] = lambda: None, log_path: str | None = None,
                  changed: Callable[[], object] = lambda: None) -> None:
+        """``clock``: where the paste timers run (the reactor; a test's Clock)."""
         self.node = node
+        self.clock = clock
         self._on_quit = on_quit
         self._bell = bell
         self.log_path = log_path
@@ -234,7 +232,7 @@ class ConsoleFace(CommandFace):
     def attach(self) -> None:
         """Start listening to the node, show #general's history, and greet the user."""
         self._show_history_block(self.current)
-        for room in self.node.rooms.joined:
+        for room in self.node.my_rooms():
             if self.find(room) is None:
                 self.open(room)
         self.node.subscribe(self.on_event)
@@ -409,7 +407,8 @@ class ConsoleFace(CommandFace):
 
     def label(self, conv: Conversation) -> str:
         """``#ops``, or the other party's nick (as the node shows it while linked)."""
-        if conv.private and conv.peer_id not in self.node.links and conv.nick:
+        if (conv.private and conv.nick
+                and conv.peer_id not in self.node.members(DEFAULT_ROOM)):  # not linked
             return conv.nick
         return conversation_label(conv.key, self.node)
 
@@ -427,9 +426,9 @@ class ConsoleFace(CommandFace):
     def _show_history_block(self, conv: Conversation, skip: str | None = None) -> None:
         """The last lines of a conversation opened for the first time in this run, set apart
         between "history of ..." and "now"."""
-        lines = [line for line in self.node.history(conv.key, HISTORY_SHOWN)
+        lines = [line for line in self.node.history(conv.key)
                  if line.id != skip]
-        now = self.node.clock.seconds()
+        now = self.node.now()
         for row in history_rows(lines, f"history of {self.label(conv)}", now, "now"):
             self._add(row, conv)
 
@@ -439,7 +438,7 @@ class ConsoleFace(CommandFace):
         if not lines:
             self.show_info([f"no history for {self.label(conv)}"])
             return
-        now = self.node.clock.seconds()
+        now = self.node.now()
         count = f"{len(lines)} line{'s' if len(lines) != 1 else ''}"
         title = f"history of {self.label(conv)}, last {count}"
         for row in history_rows(lines, title, now, "end of history"):
@@ -454,7 +453,8 @@ class ConsoleFace(CommandFace):
     def complete(self, text: str, pos: int) -> list[tuple[str, int]]:
         """Tab: commands, rooms (those known) and the peers' nicks (see ``complete``)."""
         names = [spec.name for spec in COMMANDS]
-        return candidates(text, pos, names, self.node.rooms.known(), self.peer_nicks())
+        rooms = [name for name, _members in self.node.room_list()]
+        return candidates(text, pos, names, rooms, self.peer_nicks())
 
     def plain_peers(self) -> list[str]:
         """The linked peers whose link is not encrypted (base peers among them)."""
@@ -487,9 +487,6 @@ class ConsoleFace(CommandFace):
         """Run one line the user typed (Enter).  Returns whether it was taken: a refused line
         (too long, unknown command) is not, and says why; either way it leaves the input line
         (so it does not glue onto what is typed next) and Up brings it back."""
-        query = _QUERY.match(text.strip())
-        if query:
-            return self._query(query.group(1), query.group(2))
         parsed = parse_input(text)
         if not isinstance(parsed, Refusal) and not (isinstance(parsed, Command)
                                                     and parsed.name == "clear"):
@@ -499,30 +496,13 @@ class ConsoleFace(CommandFace):
         self.refresh_status()
         return not isinstance(parsed, Refusal)
 
-    def _query(self, target: str | None, text: str | None) -> bool:
-        """/query NICK [TEXT]: open the private talk with NICK, show it, say TEXT there."""
-        if not target:
-            self.show_error("usage: /query NICK [TEXT]")
-            return False
-        found = self.node.addressee(target)  # linked, or away (the lines are kept)
-        if isinstance(found, str):
-            self.show_error(found)
-            return False
-        said = None
-        if text and text.strip():
-            said = "/" + text if text.startswith("/") else text  # TEXT is said as it is
-            refused = parse_input(said)
-            if isinstance(refused, Refusal):
-                self.show_error(refused.reason)
-                return False
-        key = private_key(found[0])
-        self.show(self.find(key) or self.open(key, nick=found[1]))
+    def open_private(self, peer_id: str, nick: str) -> None:
+        """/query: show the private talk (opened if new, named ``nick`` while the peer is
+        away), at its bottom."""
+        key = private_key(peer_id)
+        self.show(self.find(key) or self.open(key, nick=nick))
         self.show_info([f"talking privately with {self.label(self.current)} (/part to end)"])
         self.messages.following = True
-        if said is not None:
-            self.handle_input(said)
-        self.refresh_status()
-        return True
 
     # --- keys -------------------------------------------------------------------------------
 
@@ -616,7 +596,7 @@ class ConsoleFace(CommandFace):
             self._paste_wait.cancel()
         self._paste_wait = None
         if self.paste.collecting:
-            self._paste_wait = self.node.clock.callLater(PASTE_END_WAIT, self._paste_timeout)
+            self._paste_wait = self.clock.callLater(PASTE_END_WAIT, self._paste_timeout)
 
     def _paste_timeout(self) -> None:
         self._paste_wait = None
@@ -648,7 +628,7 @@ class ConsoleFace(CommandFace):
             elif isinstance(parsed, Refusal):
                 self.show_error(parsed.reason)
         if self._paste_queue and not self.quitting:
-            self._paste_call = self.node.clock.callLater(0, self._send_some)
+            self._paste_call = self.clock.callLater(0, self._send_some)
         self.changed()
 
     def stop_paste(self) -> None:
@@ -681,13 +661,13 @@ class ConsoleFace(CommandFace):
         return (conv or self.current).pane.append(row)
 
     def show_info(self, lines: list[str]) -> None:
-        now = self.node.clock.seconds()
+        now = self.node.now()
         for line in lines:
             self._add(info_row(now, line))
         self.changed()
 
     def show_error(self, text: str) -> None:
-        self._add(error_row(self.node.clock.seconds(), text))
+        self._add(error_row(self.node.now(), text))
         self.changed()
 
     def clear(self) -> None:
@@ -706,8 +686,11 @@ class ConsoleService(Service):
     ``screen`` is for tests (a fake screen); by default the real terminal, named explicitly
     because under twistd ``sys.stdout`` is the log file."""
 
-    def __init__(self, node: Node, reactor, data_dir: str, screen=None) -> None:
+    def __init__(self, node: IChat, reactor, data_dir: str, on_quit: Callable[[], object],
+                 screen=None) -> None:
+        """``on_quit``: what /quit and Ctrl-C do (the service stops the reactor)."""
         self.node = node
+        self._on_quit = on_quit
         self.reactor = reactor
         self.data_dir = data_dir
         self._screen = screen
@@ -722,9 +705,9 @@ class ConsoleService(Service):
         if screen is None:
             # Bracketed paste on (ESC[?2004h at start, ESC[?2004l at stop): a paste comes as
             # 'begin paste' ... 'end paste' keys, so the console can ask before sending it.
-            screen = urwid.raw_display.Screen(input=sys.__stdin__, output=sys.__stdout__,
+            screen = urwid.display.raw.Screen(input=sys.__stdin__, output=sys.__stdout__,
                                               bracketed_paste_mode=True)
-        self.face = ConsoleFace(self.node, on_quit=lambda: stop_reactor(self.reactor),
+        self.face = ConsoleFace(self.node, on_quit=self._on_quit, clock=self.reactor,
                                 bell=self._bell, log_path=logs.log_path(),
                                 changed=self.request_redraw)
         self.loop = urwid.MainLoop(

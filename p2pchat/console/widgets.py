@@ -20,7 +20,7 @@ from p2pchat.console.format import (
     nick_attr,
 )
 from p2pchat.console.input_line import INPUT_ROWS, InputLine  # noqa: F401 (INPUT_ROWS: tests)
-from p2pchat.node import PeerView
+from p2pchat.interfaces import PeerView
 
 #: Rows kept in one conversation's pane; older ones are dropped.
 SCROLLBACK_ROWS = 5000

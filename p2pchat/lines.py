@@ -20,7 +20,7 @@ tests, so its output format is stable and documented in README.rst:
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Any, Callable
 
 from twisted.application.service import Service
 from twisted.internet import stdio
@@ -127,8 +127,9 @@ class LineFace(LineReceiver, CommandFace):
         return f"{clock_text(event.when)} - delivered{where}: {text}"
 
     def _write(self, line: str) -> None:
-        if self.transport is not None:
-            self.transport.write(line.encode("utf-8", "replace") + b"\n")
+        transport: Any = self.transport  # an ITransport (mypy reads zope's without self)
+        if transport is not None:
+            transport.write(line.encode("utf-8", "replace") + b"\n")
 
     def lineReceived(self, line: bytes) -> None:
         text = line.decode("utf-8", "replace").rstrip("\r")
@@ -158,7 +159,7 @@ class LineFace(LineReceiver, CommandFace):
             self._quitting = True
             self._on_quit()
 
-    def connectionLost(self, reason: Failure = None) -> None:
+    def connectionLost(self, reason: Failure | None = None) -> None:
         # End of stdin: leave cleanly, as /quit does.
         self.node.unsubscribe(self.on_event)
         self.quit()

@@ -8,12 +8,11 @@ it the terminal while twistd runs.
 from __future__ import annotations
 
 import sys
-from typing import Callable
+from typing import Any, Callable, Protocol
 
 import urwid
 import urwid.display.raw
 from twisted.application.service import Service
-from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
@@ -102,6 +101,14 @@ CONSOLE_COMMANDS: tuple[tuple[str, str], ...] = (
 NUMBER_KEYS = {f"meta {n}": n for n in range(1, 10)}
 
 
+class Clock(Protocol):
+    """What the console needs of the reactor: timers (the paste's end, its lines per turn).
+    A Protocol, not ``IReactorTime``: mypy reads zope interfaces' methods as lacking self."""
+
+    def callLater(self, delay: float, callable: Callable[..., object], *args: object,
+                  **kw: object) -> Any: ...
+
+
 def key_help_lines() -> list[str]:
     return [f"{keys:<28} {what}" for keys, what in KEYS]
 
@@ -137,7 +144,7 @@ class ConsoleWidget(urwid.WidgetWrap):
     def __init__(self, face: ConsoleFace) -> None:
         self.face = face
         footer = urwid.Pile([face.status, face.input_area])
-        frame = urwid.Frame(ChatBody(face.body, face.sidebar), footer=footer,
+        frame: urwid.Frame = urwid.Frame(ChatBody(face.body, face.sidebar), footer=footer,
                             focus_part="footer")
         super().__init__(frame)
 
@@ -186,7 +193,7 @@ class ConsoleFace(CommandFace):
     Every conversation has a pane of its own; ``room`` (CommandFace's current conversation) is
     the one shown, and ``messages`` its pane."""
 
-    def __init__(self, node: IChat, on_quit: Callable[[], object], clock: IReactorTime,
+    def __init__(self, node: IChat, on_quit: Callable[[], object], clock: Clock,
                  bell: Callable[[], object] = lambda: None, log_path: str | None = None,
                  changed: Callable[[], object] = lambda: None) -> None:
         """``clock``: where the paste timers run (the reactor; a test's Clock)."""
@@ -210,9 +217,9 @@ class ConsoleFace(CommandFace):
         self.input = InputLine(self.submit, self.complete, on_cut=self._input_cut)
         self.input_area = InputArea(self.input)
         self.paste = PasteGate()
-        self._paste_wait = None
+        self._paste_wait: Any = None  # the timer ending a paste whose end never came
         self._paste_queue: list[tuple[str, str]] = []
-        self._paste_call = None
+        self._paste_call: Any = None  # the timer saying the next lines of a paste
         #: the conversation shown before each one, to go back to when a private talk closes
         self._came_from: dict[str, str] = {}
         #: own lines not yet delivered, by message id: the row widget, to clear its mark
@@ -300,16 +307,17 @@ class ConsoleFace(CommandFace):
             text = f"also here: {', '.join(others)}" if others else "nobody else is here yet"
             self._add(info_row(event.when, text), conv)
         elif event.own:
-            conv = self.find(event.room)
-            if conv is not None:
-                self.close(conv)
-            self._add(room_row(event, label), self.find(DEFAULT_ROOM))
+            left = self.find(event.room)
+            if left is not None:
+                self.close(left)
+            self._add(room_row(event, label), self.find(DEFAULT_ROOM) or self.current)
         else:
-            conv = self.find(event.room)
-            if conv is not None:
-                self._add(room_row(event, label), conv)
+            shown = self.find(event.room)
+            if shown is not None:
+                self._add(room_row(event, label), shown)
 
-    def _peer_event(self, event) -> None:
+    def _peer_event(self, event: events.PeerJoined | events.PeerLeft | events.NickChanged
+                    ) -> None:
         """Joins, leaves and nick changes: shown in #general, in the rooms the peer is in, and
         in the private talk with it; your own nick change in every conversation."""
         row = event_row(event, self.node.nick)
@@ -324,7 +332,8 @@ class ConsoleFace(CommandFace):
                     if conv.peer_id == event.peer_id:
                         conv.nick = event.new
         for conv in targets:
-            self._add(row, conv)
+            if row is not None:  # always, for these events
+                self._add(row, conv)
         if isinstance(event, events.PeerLeft) and event.reason is None:
             self._peer_rooms.pop(event.peer_id, None)  # it said goodbye: its rooms are gone
         self.refresh_conversations()
@@ -705,7 +714,8 @@ class ConsoleService(Service):
         if screen is None:
             # Bracketed paste on (ESC[?2004h at start, ESC[?2004l at stop): a paste comes as
             # 'begin paste' ... 'end paste' keys, so the console can ask before sending it.
-            screen = urwid.display.raw.Screen(input=sys.__stdin__, output=sys.__stdout__,
+            screen = urwid.display.raw.Screen(input=sys.__stdin__,  # type: ignore[arg-type]
+                                              output=sys.__stdout__,  # type: ignore[arg-type]
                                               bracketed_paste_mode=True)
         self.face = ConsoleFace(self.node, on_quit=self._on_quit, clock=self.reactor,
                                 bell=self._bell, log_path=logs.log_path(),
@@ -762,7 +772,7 @@ class ConsoleService(Service):
         try:
             if screen is not None and hasattr(screen, "write"):
                 screen.write("\a")
-                screen.flush()
+                screen.flush()  # type: ignore[attr-defined]
         except Exception:
             log.failure("bell failed")
 

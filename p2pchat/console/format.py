@@ -29,7 +29,7 @@ NICK_COLORS: tuple[str, ...] = (
 )
 
 #: (name, foreground, background[, mono]) entries for urwid.MainLoop.
-PALETTE: list[tuple[str, ...]] = [
+PALETTE: list[tuple[str, str, str]] = [
     ("time", "dark gray", "default"),
     ("text", "default", "default"),
     ("own_nick", "white,bold", "default"),

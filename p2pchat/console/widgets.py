@@ -135,7 +135,7 @@ class MessagePane(urwid.ListBox):
 
     def __init__(self, on_scroll: Callable[[], None] = lambda: None,
                  budget: Scrollback | None = None) -> None:
-        self.walker = urwid.SimpleFocusListWalker([])
+        self.walker: urwid.SimpleFocusListWalker = urwid.SimpleFocusListWalker([])
         super().__init__(self.walker)
         self.budget = budget if budget is not None else Scrollback()
         self.following = True
@@ -240,9 +240,9 @@ class PeerList(urwid.WidgetWrap):
 
     def __init__(self) -> None:
         self.title = urwid.Text("")
-        self.walker = urwid.SimpleListWalker([])
+        self.walker: urwid.SimpleListWalker = urwid.SimpleListWalker([])
         self.peers: list[PeerView] = []
-        pile = urwid.Frame(urwid.ListBox(self.walker), header=self.title)
+        pile: urwid.Frame = urwid.Frame(urwid.ListBox(self.walker), header=self.title)
         super().__init__(pile)
         self.update([])
 
@@ -284,7 +284,7 @@ class ConversationList(urwid.WidgetWrap):
     "3!" when one names you or is a private line).  The current one is drawn reversed."""
 
     def __init__(self) -> None:
-        self.walker = urwid.SimpleFocusListWalker([])
+        self.walker: urwid.SimpleFocusListWalker = urwid.SimpleFocusListWalker([])
         self.listbox = urwid.ListBox(self.walker)
         self.views: list[ConversationView] = []
         super().__init__(self.listbox)

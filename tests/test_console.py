@@ -426,7 +426,7 @@ class StatusBarTests(unittest.TestCase):
         self.assertEqual(attr_at(canvas, "4100/"), "status_over")
 
     def test_face_status_line(self) -> None:
-        h = Harness()
+        h = ChatHarness()
         lines = h.lines()
         self.assertIn("alice │ #general │ port 8123 │ peers 0/0", lines[-2])
         self.assertTrue(lines[-1].startswith("> "))
@@ -576,7 +576,7 @@ class CommandTests(unittest.TestCase):
 
 class KeyTests(unittest.TestCase):
     def setUp(self) -> None:
-        self.h = Harness()
+        self.h = ChatHarness()
         self.input = self.h.face.input
 
     def test_line_editing_keys(self) -> None:
@@ -658,7 +658,7 @@ class KeyTests(unittest.TestCase):
 
 class ScrollTests(unittest.TestCase):
     def setUp(self) -> None:
-        self.h = Harness()
+        self.h = ChatHarness()
         self.bob = self.h.link("bob")
         for i in range(60):
             self.h.hear(self.bob, f"line {i}")
@@ -1400,7 +1400,7 @@ class InputLineTests(unittest.TestCase):
     """The windowed drawing: only the rows around the cursor, at most INPUT_ROWS."""
 
     def setUp(self) -> None:
-        self.h = Harness()
+        self.h = ChatHarness()
         self.input = self.h.face.input
 
     def input_rows(self, size: tuple[int, int] = SIZE) -> list[str]:
@@ -1641,7 +1641,7 @@ class CompleteTests(unittest.TestCase):
 
 class NarrowTests(unittest.TestCase):
     def test_text_shows_at_20_columns_and_less(self) -> None:
-        h = Harness()
+        h = ChatHarness()
         bob = h.link("bartholomew")
         h.hear(bob, "hello narrow world")
         for cols in (40, 30, 20, 12):
@@ -1682,7 +1682,7 @@ class ScrollbackBudgetTests(unittest.TestCase):
 
     def test_flood_over_many_conversations_is_bounded(self) -> None:
         self.patch(widgets, "SCROLLBACK_BYTES", 200_000)
-        h = Harness()
+        h = ChatHarness()
         links = [h.peer(f"peer{i}") for i in range(8)]
         text = "y" * 1000
         for n in range(60):
@@ -1702,7 +1702,7 @@ class ScrollbackBudgetTests(unittest.TestCase):
             self.assertNotIn("000 yyy", "\n".join(rows))
 
     def test_closing_and_clearing_give_back(self) -> None:
-        h = Harness()
+        h = ChatHarness()
         carol = h.peer("carol")
         for i in range(10):
             h.hear_private(carol, f"line {i}")

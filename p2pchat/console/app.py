@@ -1,23 +1,19 @@
-"""The console face: the widgets put together, fed by the node's events and the keyboard, and
-the service that runs them on the reactor (``urwid.TwistedEventLoop``, no threads).
+"""The console face: the widgets put together, fed by the chat's events and the keyboard
+(keys.py).
 
-``ConsoleFace`` needs no screen (tests render its widget to canvases); ``ConsoleService`` gives
-it the terminal while twistd runs.
+``ConsoleFace`` needs no screen (tests render its widget to canvases); ``ConsoleService``
+(terminal.py) gives it the terminal while twistd runs.
 """
 
 from __future__ import annotations
 
-import sys
-from typing import Any, Callable, Protocol
+from typing import Any, Callable
 
 import urwid
-import urwid.display.raw
-from twisted.application.service import Service
-from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
-from p2pchat import events, logs
-from p2pchat.commands import COMMANDS, Command, Refusal, Say, help_lines, parse_input
+from p2pchat import events
+from p2pchat.commands import COMMANDS, Command, Refusal, help_lines, parse_input
 from p2pchat.console.complete import candidates
 from p2pchat.console.format import (
     PALETTE,
@@ -31,8 +27,13 @@ from p2pchat.console.format import (
     info_row,
     room_row,
 )
-from p2pchat.console.input_line import INPUT_MAX_CHARS, is_text_key
-from p2pchat.console.paste import PASTE_MAX_CHARS, PASTE_MAX_LINES, PasteGate
+from p2pchat.console.keys import (  # noqa: F401 (PASTE_END_WAIT: tests)
+    PASTE_END_WAIT,
+    Clock,
+    Keyboard,
+    key_help_lines,
+)
+from p2pchat.console.paste import PasteGate
 from p2pchat.console.widgets import (
     WHEEL_DOWN,
     WHEEL_ROWS,
@@ -57,61 +58,14 @@ log = Logger()
 #: Sidebar width in cells, and the narrowest terminal that still gets a sidebar.
 SIDEBAR_WIDTH = 20
 SIDEBAR_MIN_COLS = 60
-#: How often (seconds) the peer list is refreshed even without news: "stale" comes with time.
-PEER_REFRESH = 2.0
 
 #: Own lines whose mark is kept to be cleared (the oldest are let go: nobody may ever ack).
 UNDELIVERED_KEPT = 1000
-#: Seconds a bracketed paste may go without its end marker before it is taken as ended.
-PASTE_END_WAIT = 1.0
-#: Lines of an accepted paste said per reactor turn (the rest in the next turns).
-PASTE_LINES_PER_TURN = 10
-
-#: Every key the console knows, as /help and the README list them.
-KEYS: tuple[tuple[str, str], ...] = (
-    ("Enter", "send the line (empty input is ignored)"),
-    ("Alt-1 .. Alt-9", "show conversation 1 .. 9 (as numbered in the list)"),
-    ("Ctrl-N / Ctrl-P", "next / previous conversation"),
-    ("Alt-A", "next conversation with unread lines (those naming you first)"),
-    ("Up / Down", "older / newer lines from the input history"),
-    ("Tab / Shift-Tab", "complete a command, #room or nick; again: the next match"),
-    ("Left / Right", "move one character"),
-    ("Home / End, Ctrl-A / Ctrl-E", "start / end of the line"),
-    ("Meta-B / Meta-F", "one word left / right"),
-    ("Backspace / Delete, Ctrl-D", "delete a character"),
-    ("Ctrl-W, Meta-Backspace", "delete the word before the cursor"),
-    ("Meta-D", "delete the word after the cursor"),
-    ("Ctrl-U / Ctrl-K", "delete to the start / end of the line"),
-    ("Ctrl-Y", "paste what was last deleted"),
-    ("Ctrl-Y / Ctrl-N", "while 'Paste N lines?' shows: send them (as text) / drop them"),
-    ("Ctrl-_", "undo an edit"),
-    ("PgUp / PgDn", "scroll the messages by a page"),
-    ("mouse wheel", "scroll the messages (Shift+drag selects text)"),
-    ("Ctrl-L", "redraw the screen"),
-    ("Ctrl-C", "leave, as /quit"),
-)
-
 #: What the console adds to the commands every face has.
 CONSOLE_COMMANDS: tuple[tuple[str, str], ...] = (
     ("/query NICK [TEXT]", "open the private talk with NICK and show it (and say TEXT)"),
     ("/part in a private talk", "close it (its lines stay in the history)"),
 )
-
-#: Meta-digit keys as urwid names them: conversation 1..9.
-NUMBER_KEYS = {f"meta {n}": n for n in range(1, 10)}
-
-
-class Clock(Protocol):
-    """What the console needs of the reactor: timers (the paste's end, its lines per turn).
-    A Protocol, not ``IReactorTime``: mypy reads zope interfaces' methods as lacking self."""
-
-    def callLater(self, delay: float, callable: Callable[..., object], *args: object,
-                  **kw: object) -> Any: ...
-
-
-def key_help_lines() -> list[str]:
-    return [f"{keys:<28} {what}" for keys, what in KEYS]
-
 
 class ChatBody(urwid.Widget):
     """Messages with the sidebar on the right; the sidebar is left out on a narrow terminal,
@@ -187,7 +141,7 @@ class Conversation:
         return self.key[1:] if self.private else ""
 
 
-class ConsoleFace(CommandFace):
+class ConsoleFace(CommandFace, Keyboard):
     """The chat as the console shows it: an observer of the node and a source of its verbs.
 
     Every conversation has a pane of its own; ``room`` (CommandFace's current conversation) is
@@ -513,145 +467,6 @@ class ConsoleFace(CommandFace):
         self.show_info([f"talking privately with {self.label(self.current)} (/part to end)"])
         self.messages.following = True
 
-    # --- keys -------------------------------------------------------------------------------
-
-    def take_keys(self, keys: list, size: tuple[int, int]) -> list:
-        """Every key of one read from the terminal, in one go: pastes go through the paste
-        gate, runs of typed characters into the input line at once, so however much arrives
-        the work is a pass over it (no layout per key).  Returns the keys nobody took."""
-        unhandled: list = []
-        try:
-            for action in self.paste.feed(keys):
-                unhandled += self._act(action, size)
-        except Exception:
-            log.failure("console keys {keys!r} failed", keys=keys[:20])
-            self.show_error("that failed; the log has the details")
-        self._wait_for_paste_end()
-        self.refresh_status()  # once per read, however many keys it had
-        return unhandled
-
-    def _act(self, action: tuple, size: tuple[int, int]) -> list:
-        kind, what = action
-        if kind == "keys":
-            return self._typed(what, size)
-        if kind == "insert":
-            self.input.insert(what)
-        elif kind == "ask":
-            more = f" (the first {PASTE_MAX_LINES} only)" if what > PASTE_MAX_LINES else ""
-            self.input_area.ask(f"Paste {what} lines{more}? [ctrl-y] Yes [ctrl-n] No")
-        elif kind == "send":
-            self.input_area.done()
-            self._send_paste(what)
-        elif kind == "drop":
-            self.input_area.done()
-            self.show_info([f"paste of {what} lines dropped"])
-        elif kind == "cut":
-            self.show_error(f"a paste holds at most {PASTE_MAX_CHARS} characters; "
-                            f"{what} more were dropped")
-        return []
-
-    def _typed(self, keys: list, size: tuple[int, int]) -> list:
-        """Keys typed (not pasted): a run of characters is inserted in one go."""
-        unhandled: list = []
-        run: list[str] = []
-        for key in keys:
-            if is_text_key(key):
-                run.append(key)
-                continue
-            if run:
-                self.input.insert("".join(run))
-                run = []
-            left = self._key(size, key)
-            if left is not None:
-                unhandled.append(left)
-        if run:
-            self.input.insert("".join(run))
-        return unhandled
-
-    def _key(self, size: tuple[int, int], key):
-        """One key that is not a character: the global ones first, then the input line's."""
-        if key == "ctrl c":
-            self.quit()
-            return None
-        if key in ("page up", "page down"):
-            self.messages.scroll(key)
-            return None
-        if key in NUMBER_KEYS:
-            self.show_number(NUMBER_KEYS[key])
-            return None
-        if key in ("ctrl n", "ctrl p"):
-            self.show_next(1 if key == "ctrl n" else -1)
-            return None
-        if key == "meta a":
-            self.show_active()
-            return None
-        try:
-            unhandled = self.input.keypress((size[0],), key)
-        except Exception:
-            log.failure("console key {key!r} failed", key=key)
-            self.show_error("that failed; the log has the details")
-            return None
-        if unhandled in ("tab", "shift tab", "esc", "up", "down", "left", "right"):
-            return None  # nothing to complete or move: no focus changes, no beep
-        return unhandled
-
-    def _input_cut(self, dropped: int) -> None:
-        self.show_error(f"the input line holds at most {INPUT_MAX_CHARS} characters; "
-                        f"{dropped} more were dropped")
-
-    def _wait_for_paste_end(self) -> None:
-        """A bracketed paste whose end marker never comes ends by itself a moment later."""
-        if self._paste_wait is not None and self._paste_wait.active():
-            self._paste_wait.cancel()
-        self._paste_wait = None
-        if self.paste.collecting:
-            self._paste_wait = self.clock.callLater(PASTE_END_WAIT, self._paste_timeout)
-
-    def _paste_timeout(self) -> None:
-        self._paste_wait = None
-        for action in self.paste.end():  # text to insert or a question: no keys, no size
-            self._act(action, (0, 0))
-        self.refresh_status()
-        self.changed()
-
-    def _send_paste(self, lines: list[str]) -> None:
-        """Say the lines of an accepted paste in the conversation shown now, as text (a
-        leading ``/`` too), a few per reactor turn."""
-        if len(lines) > PASTE_MAX_LINES:
-            self.show_error(f"only the first {PASTE_MAX_LINES} of {len(lines)} lines are sent")
-            lines = lines[:PASTE_MAX_LINES]
-        self.messages.following = True
-        self.messages.unread = 0
-        self._paste_queue += [(self.room, line) for line in lines]
-        if self._paste_call is None:
-            self._send_some()
-
-    def _send_some(self) -> None:
-        self._paste_call = None
-        batch = self._paste_queue[:PASTE_LINES_PER_TURN]
-        del self._paste_queue[:PASTE_LINES_PER_TURN]
-        for room, line in batch:
-            parsed = parse_input("/" + line if line.startswith("/") else line)
-            if isinstance(parsed, Say):
-                self._answer(self.node.say(parsed.text, room=room))
-            elif isinstance(parsed, Refusal):
-                self.show_error(parsed.reason)
-        if self._paste_queue and not self.quitting:
-            self._paste_call = self.clock.callLater(0, self._send_some)
-        self.changed()
-
-    def stop_paste(self) -> None:
-        """Nothing more of a paste is said or waited for (the console stops)."""
-        for call in (self._paste_call, self._paste_wait):
-            if call is not None and call.active():
-                call.cancel()
-        self._paste_call = self._paste_wait = None
-        self._paste_queue = []
-
-    def unhandled_input(self, key) -> bool:
-        """Keys nobody took (MainLoop's hook): ignored on purpose."""
-        return True
-
     def run_command(self, command: Command) -> None:
         if command.name == "help":
             where = self.log_path or "where twistd's --logfile or --logger sends it"
@@ -687,109 +502,3 @@ class ConsoleFace(CommandFace):
         if not self.quitting:
             self.quitting = True
             self._on_quit()
-
-
-class ConsoleService(Service):
-    """Gives the terminal to a ConsoleFace while the service runs.
-
-    ``screen`` is for tests (a fake screen); by default the real terminal, named explicitly
-    because under twistd ``sys.stdout`` is the log file."""
-
-    def __init__(self, node: IChat, reactor, data_dir: str, on_quit: Callable[[], object],
-                 screen=None) -> None:
-        """``on_quit``: what /quit and Ctrl-C do (the service stops the reactor)."""
-        self.node = node
-        self._on_quit = on_quit
-        self.reactor = reactor
-        self.data_dir = data_dir
-        self._screen = screen
-        self.face: ConsoleFace | None = None
-        self.loop: urwid.MainLoop | None = None
-        self._redraw_call = None
-        self._peer_refresh: LoopingCall | None = None
-
-    def startService(self) -> None:
-        super().startService()
-        screen = self._screen
-        if screen is None:
-            # Bracketed paste on (ESC[?2004h at start, ESC[?2004l at stop): a paste comes as
-            # 'begin paste' ... 'end paste' keys, so the console can ask before sending it.
-            screen = urwid.display.raw.Screen(input=sys.__stdin__,  # type: ignore[arg-type]
-                                              output=sys.__stdout__,  # type: ignore[arg-type]
-                                              bracketed_paste_mode=True)
-        self.face = ConsoleFace(self.node, on_quit=self._on_quit, clock=self.reactor,
-                                bell=self._bell, log_path=logs.log_path(),
-                                changed=self.request_redraw)
-        self.loop = urwid.MainLoop(
-            self.face.widget, PALETTE, screen=screen,
-            event_loop=urwid.TwistedEventLoop(reactor=self.reactor, manage_reactor=False),
-            handle_mouse=True, unhandled_input=self.face.unhandled_input,
-            input_filter=self._input_filter)
-        self.loop.start()
-        if hasattr(screen, "tty_signal_keys"):
-            # Ctrl-C as a key ('ctrl c'), so it leaves as /quit does; urwid restores it on stop.
-            screen.tty_signal_keys(intr="undefined")
-        self.face.attach()
-        self._peer_refresh = LoopingCall(self._refresh_peers)
-        self._peer_refresh.clock = self.reactor
-        self._peer_refresh.start(PEER_REFRESH, now=False)
-
-    def _input_filter(self, keys: list, raw: list) -> list:
-        """Every read of keys goes to the face in one piece (not key by key through the
-        widgets); mouse events and resizes go on to urwid."""
-        if self.face is None or self.loop is None:
-            return keys
-        size = self.loop.screen_size or self.loop.screen.get_cols_rows()
-        typed = [k for k in keys if isinstance(k, str) and k != "window resize"]
-        rest = [k for k in keys if not isinstance(k, str) or k == "window resize"]
-        for key in self.face.take_keys(typed, size):
-            if key == "ctrl l":
-                self.loop.screen.clear()  # redraw it all
-        return rest
-
-    def _refresh_peers(self) -> None:
-        if self.face is not None:
-            self.face.refresh_peers()
-            self.request_redraw()
-
-    def request_redraw(self) -> None:
-        """Redraw once this reactor turn is over, however many events came in it."""
-        if self.loop is not None and self._redraw_call is None:
-            self._redraw_call = self.reactor.callLater(0, self._redraw)
-
-    def _redraw(self) -> None:
-        self._redraw_call = None
-        if self.loop is None:
-            return
-        try:
-            self.loop.draw_screen()
-        except Exception:
-            log.failure("console redraw failed")
-
-    def _bell(self) -> None:
-        """Ring the terminal bell: a mention."""
-        screen = self.loop.screen if self.loop is not None else None
-        try:
-            if screen is not None and hasattr(screen, "write"):
-                screen.write("\a")
-                screen.flush()  # type: ignore[attr-defined]
-        except Exception:
-            log.failure("bell failed")
-
-    def stopService(self) -> None:
-        super().stopService()
-        if self._peer_refresh is not None and self._peer_refresh.running:
-            self._peer_refresh.stop()
-        self._peer_refresh = None
-        if self._redraw_call is not None and self._redraw_call.active():
-            self._redraw_call.cancel()
-        self._redraw_call = None
-        if self.face is not None:
-            self.face.detach()
-            self.face.stop_paste()
-        loop, self.loop = self.loop, None
-        if loop is not None:
-            try:
-                loop.stop()  # restores the terminal
-            except Exception:
-                log.failure("console stop failed")

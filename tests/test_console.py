@@ -23,7 +23,7 @@ from p2pchat.console import ConsoleFace, ConsoleService
 from p2pchat.console import format as fmt
 from p2pchat.console.app import SIDEBAR_MIN_COLS, SIDEBAR_WIDTH
 from p2pchat.console import widgets
-from p2pchat.console import app, paste
+from p2pchat.console import app, keys, paste
 from p2pchat.console.complete import candidates
 from p2pchat.console.paste import PasteGate
 from p2pchat.console.widgets import INPUT_ROWS, PeerList, StatusBar
@@ -1562,7 +1562,7 @@ class PasteTests(unittest.TestCase):
         self.assertTrue(self.h.lines()[-1].startswith("> "))
 
     def test_long_paste_is_said_over_several_turns(self) -> None:
-        self.patch(app, "PASTE_LINES_PER_TURN", 2)
+        self.patch(keys, "PASTE_LINES_PER_TURN", 2)
         self.paste(self.block)
         self.h.keys("ctrl y")
         self.assertEqual(len(self.said()), 2)  # the rest in later reactor turns
@@ -1572,7 +1572,7 @@ class PasteTests(unittest.TestCase):
         self.assertEqual(self.h.clock.getDelayedCalls(), [])
 
     def test_lines_past_the_limit_are_not_sent(self) -> None:
-        self.patch(app, "PASTE_MAX_LINES", 3)
+        self.patch(keys, "PASTE_MAX_LINES", 3)
         self.paste(self.block)
         self.assertIn("(the first 3 only)", self.h.lines()[-1])
         self.h.keys("ctrl y")

@@ -21,6 +21,9 @@ setup(
             "pytest>=8",
             "pytest-twisted>=1.14",
             "hypothesis>=6",
+            # tests/test_types.py runs mypy over p2pchat/ (mypy.ini names the zope plugin)
+            "mypy>=1.10",
+            "mypy-zope>=1.0",
         ],
     },
 )

@@ -7,7 +7,7 @@ from __future__ import annotations
 import time
 
 from p2pchat.commands import Command, Refusal, Say, help_lines, parse_input, room_name
-from p2pchat.interfaces import IChat, PeerView, StoredLine, private_key
+from p2pchat.interfaces import Done, IChat, Outcome, PeerView, Refused, StoredLine, private_key
 from p2pchat.wire import DEFAULT_ROOM
 
 #: The last second ``clock_text`` formatted, and its text (it is on every line shown).
@@ -110,8 +110,8 @@ class CommandFace:
         said there as it is, a leading ``/`` too."""
         target, _, text = arg.partition(" ")
         found = self.node.addressee(target)
-        if isinstance(found, str):
-            self.show_error(found)
+        if isinstance(found, Refused):
+            self.show_error(found.why)
             return
         peer_id, nick = found
         self.open_private(peer_id, nick)
@@ -130,9 +130,14 @@ class CommandFace:
             self.run_command(parsed)
 
     def _answer(self, result: object) -> None:
-        """Verbs return a message when done, or a string saying why not."""
-        if isinstance(result, str):
-            self.show_error(result)
+        """A verb that says something shows its line by the node's events; a refusal says
+        why not."""
+        if isinstance(result, Refused):
+            self.show_error(result.why)
+
+    def _tell(self, outcome: Outcome) -> None:
+        """What /trust, /forget, /ignore and /unignore answer, done or not, as info."""
+        self.show_info([outcome.text if isinstance(outcome, Done) else outcome.why])
 
     def run_command(self, command: Command) -> None:
         name, arg = command.name, command.arg
@@ -141,26 +146,26 @@ class CommandFace:
         elif name == "users":
             self.show_info(describe_users(self.node.users(), self.node.nick))
         elif name == "nick":
-            problem = self.node.set_nick(arg)
-            if problem:
-                self.show_error(f"nick not changed: {problem}")
+            outcome = self.node.set_nick(arg)
+            if isinstance(outcome, Refused):
+                self.show_error(f"nick not changed: {outcome.why}")
         elif name == "me":
             self._answer(self.node.act(arg, room=self.room))
         elif name == "join":
             room, problem = room_name(arg)
-            problem = problem or self.node.join_room(room)
-            if problem and not problem.startswith("you are already"):
-                self.show_error(problem)
-            else:
+            joined = Refused(problem) if problem else self.node.join_room(room)
+            if isinstance(joined, Refused):
+                self.show_error(joined.why)
+            else:  # joined now, or already in it: either way it is shown
                 self.switch_room(room)
         elif name == "part":
             room = room_name(arg)[0] if arg else self.room
             if room.startswith("@"):
                 self.switch_room(DEFAULT_ROOM)  # leaving a private talk: nothing to tell
                 return
-            problem = self.node.part_room(room)
-            if problem:
-                self.show_error(problem)
+            parted = self.node.part_room(room)
+            if isinstance(parted, Refused):
+                self.show_error(parted.why)
             elif self.room == room:
                 self.switch_room(DEFAULT_ROOM)
         elif name == "rooms":
@@ -171,22 +176,25 @@ class CommandFace:
         elif name == "query":
             self.query(arg)
         elif name == "history":
-            lines = self.node.history(self.room, int(arg)) if arg else self.node.history(self.room)
-            self.show_history(self.room, lines)
+            kept = self.node.history(self.room, int(arg)) if arg else self.node.history(self.room)
+            self.show_history(self.room, kept)
         elif name == "whois":
             lines = self.node.whois(arg)
-            if lines is None:
-                self.show_error(f"no linked peer is shown as {arg}; /users lists them")
+            if isinstance(lines, Refused):
+                self.show_error(lines.why)
             else:
                 self.show_info(lines)
         elif name == "trust":
-            self.show_info([self.node.trust_peer(arg)])
+            self._tell(self.node.trust_peer(arg))
         elif name == "forget":
-            self.show_info([self.node.forget_pin(arg)])
+            self._tell(self.node.forget_pin(arg))
         elif name == "ignore":
-            self.show_info([self.node.ignore(arg)] if arg else self.node.ignored())
+            if arg:
+                self._tell(self.node.ignore(arg))
+            else:
+                self.show_info(self.node.ignored())
         elif name == "unignore":
-            self.show_info([self.node.unignore(arg)])
+            self._tell(self.node.unignore(arg))
         elif name == "clear":
             self.clear()
         elif name == "quit":

@@ -22,7 +22,6 @@ Layers, as elsewhere: ``Roster`` (pure) decides which IRC nick stands for which 
 from __future__ import annotations
 
 import hmac
-import ipaddress
 import time
 from dataclasses import dataclass, replace
 from typing import Any, Callable, Iterable, TypeVar
@@ -39,7 +38,10 @@ from zope.interface import implementer
 
 from p2pchat import __version__, events
 from p2pchat.absent import RECENT_PEERS
-from p2pchat.node import Kept, Node, PeerView
+from p2pchat.errors import StartError
+from p2pchat.interfaces import Outcome, Refused, Said
+from p2pchat.node import Node, PeerView
+from p2pchat.options import LOOPBACK, check_irc_bind, parse_irc_address  # noqa: F401
 from p2pchat.rooms import room_name
 from p2pchat.wire import DEFAULT_ROOM, MAX_NICK_CHARS, MAX_ROOM_CHARS, MAX_ROOMS, nick_problem
 
@@ -88,7 +90,6 @@ PASSWORD_LOCKOUT = 60.0
 MAX_GUESSING_HOSTS = 1024
 
 DEFAULT_IRC_PORT = 6667
-LOOPBACK = "127.0.0.1"
 SERVER_NAME = "p2pchat"
 CHANNEL = f"#{DEFAULT_ROOM}"
 TOPIC = "the LAN room: everyone running p2pchat on this network is in it"
@@ -130,58 +131,6 @@ ERR_INVALIDCAPCMD = "410"
 ERR_TOOMANYTARGETS = "407"
 #: ERR_BADCHANNAME (not in twisted.words' table): the name can't be a room's.
 ERR_BADCHANNAME = "479"
-
-
-# --- option helpers (for service.py) --------------------------------------------------------
-
-
-def parse_irc_address(text: str) -> tuple[str, int]:
-    """``--irc`` text to (host, port).  Accepts ``PORT`` (on 127.0.0.1), ``HOST:PORT`` and
-    ``[IPv6]:PORT``; HOST is an IP address or ``localhost``.  ValueError says what is wrong."""
-    text = text.strip()
-    if text.isdigit():
-        host, port_text = LOOPBACK, text
-    elif text.startswith("["):
-        host, sep, port_text = text[1:].partition("]:")
-        if not sep:
-            raise ValueError(f"--irc must be HOST:PORT or [IPv6]:PORT, not {text!r}")
-    else:
-        host, sep, port_text = text.rpartition(":")
-        if not sep or not host:
-            raise ValueError(f"--irc must be HOST:PORT (e.g. 127.0.0.1:6667), not {text!r}")
-    if host == "localhost":
-        host = LOOPBACK
-    try:
-        host = str(ipaddress.ip_address(host))
-    except ValueError:
-        raise ValueError(f"--irc host must be an IP address, not {host!r}") from None
-    try:
-        port = int(port_text)
-    except ValueError:
-        raise ValueError(f"--irc port must be a number, not {port_text!r}") from None
-    if not 1 <= port <= 65535:
-        raise ValueError(f"--irc port must be from 1 to 65535, not {port}")
-    return host, port
-
-
-def is_loopback(host: str) -> bool:
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def check_irc_bind(host: str, password: str | None) -> str | None:
-    """The safety rule for where the IRC face listens.  Loopback: fine (None).  Anything else
-    needs a password (ValueError otherwise), and even then IRC is plain text: returns the
-    warning to show the user and log."""
-    if is_loopback(host):
-        return None
-    if not password:
-        raise ValueError(f"--irc {host}: listening beyond this machine needs --irc-password "
-                         "(anyone who can reach the port would speak as you)")
-    return (f"the IRC face listens on {host}, not on loopback: IRC is plain text, so anyone on "
-            "that network can read the chat and the password; prefer 127.0.0.1")
 
 
 # --- nicks and masks (pure) -----------------------------------------------------------------
@@ -734,9 +683,10 @@ class IrcClientProtocol(irc.IRC):
             return
         if nick == self.factory.node.nick:
             return
-        problem = self.factory.run_verb(self, self.factory.node.set_nick, nick)
-        if problem:
-            self._numeric(irc.ERR_ERRONEUSNICKNAME, nick, text=f"Erroneous nickname: {problem}")
+        renamed = self.factory.run_verb(self, self.factory.node.set_nick, nick)
+        if isinstance(renamed, Refused):
+            self._numeric(irc.ERR_ERRONEUSNICKNAME, nick,
+                          text=f"Erroneous nickname: {renamed.why}")
         # else: the node's NickChanged event tells every client, this one included.
 
     def _try_register(self) -> None:
@@ -888,11 +838,11 @@ class IrcClientProtocol(irc.IRC):
                     self.enter(DEFAULT_ROOM)
             elif room not in node.rooms.joined:
                 # Every client (this one too) is shown the JOIN by the node's RoomChanged.
-                problem = self.factory.run_verb(self, node.join_room, room)
-                if problem and room not in node.rooms.joined:
+                joined = self.factory.run_verb(self, node.join_room, room)
+                if isinstance(joined, Refused) and room not in node.rooms.joined:
                     code = (irc.ERR_TOOMANYCHANNELS if len(node.rooms.joined) >= MAX_ROOMS
                             else irc.ERR_NOSUCHCHANNEL)
-                    self._refuse(code, target, problem)
+                    self._refuse(code, target, joined.why)
             # else: already in it, so every client already shows it (ircds say nothing)
 
     def enter(self, room: str) -> None:
@@ -932,9 +882,9 @@ class IrcClientProtocol(irc.IRC):
                 self.in_general = False
                 self.show_part(self.factory.roster.me, room, reason)
             else:
-                problem = self.factory.part_room(self, room, reason)
-                if problem:
-                    self._refuse(irc.ERR_NOTONCHANNEL, target, problem)
+                parted = self.factory.part_room(self, room, reason)
+                if isinstance(parted, Refused):
+                    self._refuse(irc.ERR_NOTONCHANNEL, target, parted.why)
 
     def irc_NAMES(self, prefix: str, params: list[str]) -> None:
         if not params or not params[0]:
@@ -1141,15 +1091,16 @@ class IrcClientProtocol(irc.IRC):
         result = self._speak(member.nick if member is not None else target, text, quiet,
                              lambda line: node.say_private(peer_id, line),
                              lambda line: node.say_private(peer_id, line, action=True))
-        if isinstance(result, Kept):
+        if isinstance(result, Said) and result.waits_for:
             self._tell_kept(result)
 
-    def _tell_kept(self, kept: Kept) -> None:
+    def _tell_kept(self, kept: Said) -> None:
         """The peer is away: its line is kept and sent when it is back.  Said once per absence
         to each client (the node's own notice of it, once, reaches every client too)."""
-        if kept.peer_id in self.told_kept:
+        peer_id = str((kept.msg.metadata or {}).get("to", ""))
+        if peer_id in self.told_kept:
             return
-        self.told_kept.add(kept.peer_id)
+        self.told_kept.add(peer_id)
         if kept.notice not in self.factory.verb_notices:
             self.server_notice(kept.notice)
 
@@ -1170,8 +1121,8 @@ class IrcClientProtocol(irc.IRC):
             if not plain.strip():
                 return None
             result = self.factory.run_verb(self, say, plain)
-        if isinstance(result, str) and not quiet:
-            self.server_notice(f"{target}: not sent: {result}")
+        if isinstance(result, Refused) and not quiet:
+            self.server_notice(f"{target}: not sent: {result.why}")
         return result
 
     # --- p2pchat's own commands (the *p2pchat service nick, or raw commands) ----------------
@@ -1202,11 +1153,17 @@ class IrcClientProtocol(irc.IRC):
         member = self.factory.roster.holder(arg) if arg else None
         shown = member.peer_id if member is not None else arg
         if command == "ignore":
-            return [node.ignore(shown)] if arg else node.ignored()
+            if not arg:
+                return node.ignored()
+            ignored = node.ignore(shown)
+            return [ignored.why if isinstance(ignored, Refused) else ignored.text]
         if command == "unignore":
             if member is not None and member.peer_id not in node.ignores:
                 shown = arg  # not ignored: the answer names it as the client did
-            return [node.unignore(shown) if arg else "unignore NICK: whose lines to show again"]
+            if not arg:
+                return ["unignore NICK: whose lines to show again"]
+            shown_again = node.unignore(shown)
+            return [shown_again.why if isinstance(shown_again, Refused) else shown_again.text]
         if command == "help":
             return list(SERVICE_HELP)
         return [f"unknown: {command or '(nothing)'}; commands: ignore [NICK], unignore NICK, "
@@ -1331,7 +1288,7 @@ class IrcFactory(ServerFactory):
         run, or pinned), if the node can keep private lines for it; else None."""
         peer_id = self._left.get(irc_fold(nick), ("", ""))[1]
         for shown in ([peer_id] if peer_id else []) + [nick]:
-            if not isinstance(self.node.addressee(shown), str):
+            if not isinstance(self.node.addressee(shown), Refused):
                 return shown
         return None
 
@@ -1373,7 +1330,7 @@ class IrcFactory(ServerFactory):
         """Whether ``room`` exists: we or a linked peer are in it."""
         return room == DEFAULT_ROOM or bool(self.members(room))
 
-    def part_room(self, client: IrcClientProtocol, room: str, reason: str | None) -> str | None:
+    def part_room(self, client: IrcClientProtocol, room: str, reason: str | None) -> Outcome:
         """PART of a room (not general) from ``client``: the peer leaves it, and every client
         is shown the PART (with the client's reason) by the node's RoomChanged."""
         self._part_reason = reason
@@ -1538,8 +1495,6 @@ class IrcService(Service):
         self.listener: Any = None
 
     def startService(self) -> None:
-        from p2pchat.service import StartError  # here: service.py imports this module
-
         try:
             warning = check_irc_bind(self.host, self.password)
         except ValueError as e:

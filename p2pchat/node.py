@@ -12,10 +12,10 @@ from typing import Callable, Protocol
 from weakref import WeakKeyDictionary
 
 from twisted.internet.interfaces import IReactorTime
-from twisted.logger import Logger
+from twisted.logger import Logger, LogLevel
 
-from p2pchat import events
-from p2pchat.interfaces import PeerView
+from p2pchat import events, ratelog
+from p2pchat.interfaces import Done, Outcome, PeerView, Refused, Said
 from p2pchat.absent import HELD_LINES, RecentPeers
 from p2pchat.catchup import (
     ACK_DELAY,
@@ -42,6 +42,7 @@ from p2pchat.relay import (
     sign_line,
 )
 from p2pchat.room import Room
+from p2pchat.slots import Standing, VerifyBudget, slot_refusal
 from p2pchat.rooms import Rooms, private_key, room_name, rooms_of
 from p2pchat.seen import SeenSet
 from p2pchat.store import SaveRate, Store, StoredLine
@@ -159,21 +160,6 @@ class Announcer(Protocol):
     def reply_soon(self) -> None: ...
 
 
-@dataclass(frozen=True)
-class Kept:
-    """What ``say_private`` returns when its peer is away: the line (``msg``) is kept in the
-    sent log and written to ``peer_id`` when it links again; it was shown with a pending mark
-    and ``events.Delivered`` comes when the peer acks it.  A face may say so."""
-
-    msg: Message
-    peer_id: str
-    nick: str
-
-    @property
-    def notice(self) -> str:
-        return f"{self.nick} is away: the line is kept and sent when {self.nick} is back"
-
-
 Observer = Callable[[events.Event], None]
 
 
@@ -197,6 +183,10 @@ class Node:
         self.caps = CAPS + ((CAP_TLS, CAP_RELAY) if identity else ())
         self.clock = clock
         self.peers = PeerTable()
+        #: how well each peer is known: who gets table places and link slots (slots.py)
+        self.standing = Standing(self.trust.pins.get, lambda pid: pid in self.links)
+        self.peers.rank = self.standing.of
+        self.verify_budget = VerifyBudget()
         self.room = Room(DEFAULT_ROOM)
         self.links: dict[str, Link] = {}
         self.port = 0  # our TCP port, set by the service once it listens
@@ -419,32 +409,33 @@ class Node:
 
     # --- verbs for the faces ----------------------------------------------------------------
 
-    def say(self, text: str, room: str = DEFAULT_ROOM) -> Message | Kept | str:
+    def say(self, text: str, room: str = DEFAULT_ROOM) -> Said | Refused:
         """Say a line to a room we are in (or ``@peer_id``: privately, see ``say_private``).
-        Returns the message, or why not."""
+        Returns ``Said`` with the message, or ``Refused`` with why not."""
         return self._say(text, action=False, room=room)
 
-    def act(self, action: str, room: str = DEFAULT_ROOM) -> Message | Kept | str:
+    def act(self, action: str, room: str = DEFAULT_ROOM) -> Said | Refused:
         """Say an action (/me).  The content reads "* nick waves" so a base peer, which shows
         content as it is, shows something sensible; ours read ``metadata.action``."""
         return self._say(action, action=True, room=room)
 
-    def _say(self, text: str, action: bool, room: str) -> Message | Kept | str:
+    def _say(self, text: str, action: bool, room: str) -> Said | Refused:
         if room.startswith("@"):
             return self.say_private(room[1:], text, action)
         if room not in self.rooms.joined:
-            return f"you are not in #{room}"
+            return Refused(f"you are not in #{room}")
         metadata = {"action": text} if action else None
         content = f"* {self.nick} {text}" if action else text
         msg = self._message(CHAT, content, sequenced=True, metadata=metadata, room=room)
-        return self._send_line(msg, text, action, room, "")
+        return Said(self._send_line(msg, text, action, room, ""))
 
-    def say_private(self, target: str, text: str, action: bool = False) -> Message | Kept | str:
+    def say_private(self, target: str, text: str, action: bool = False) -> Said | Refused:
         """Say a line to one peer only (never broadcast): ``target`` is how it is shown, or
-        its peer id.  Returns the message; ``Kept`` when the peer is away (the line is kept
-        and sent when it is back; a notice says so once per absence); or why not."""
+        its peer id.  Returns ``Said``; its ``waits_for`` names the peer when it is away (the
+        line is kept and sent when it is back; a notice says so once per absence); or
+        ``Refused`` with why not."""
         found = self.addressee(target)
-        if isinstance(found, str):
+        if isinstance(found, Refused):
             return found
         peer_id, nick = found
         link = self.links.get(peer_id)
@@ -452,8 +443,8 @@ class Node:
         # it): the line waits for the peer itself.
         away = link is None or link.said_leave or CAP_ROOMS not in link.caps
         if away and self.delivery.private_waiting(peer_id) >= HELD_LINES:
-            return (f"{nick} is away and {HELD_LINES} private lines already wait for "
-                    f"{nick}: this one is not kept")
+            return Refused(f"{nick} is away and {HELD_LINES} private lines already wait for "
+                           f"{nick}: this one is not kept")
         metadata = {"to": peer_id}
         if action:
             metadata["action"] = text
@@ -462,21 +453,22 @@ class Node:
         sent = self._send_line(msg, text, action, private_key(peer_id), nick,
                                kept_for=peer_id if away else "")
         if not away:
-            return sent
-        kept = Kept(sent, peer_id, nick)
+            return Said(sent)
+        kept = Said(sent, waits_for=nick)
         if peer_id not in self._told_kept:
             self._told_kept.add(peer_id)
             self._notice(kept.notice)
         return kept
 
-    def addressee(self, shown: str) -> tuple[str, str] | str:
+    def addressee(self, shown: str) -> tuple[str, str] | Refused:
         """Whom a private line to ``shown`` (a nick as shown, or a peer id) goes to: (peer id,
         nick), or why no one.  A linked peer of ours; else one that is away (absent.py):
         linked earlier in this run, or whose key is pinned for that nick."""
         for link in self.links.values():
             if shown in (self._nick(link), link.peer_id):
                 if CAP_ROOMS not in link.caps:
-                    return f"{self._nick(link)} is a base peer: it can't receive private messages"
+                    return Refused(f"{self._nick(link)} is a base peer: it can't receive "
+                                   "private messages")
                 return link.peer_id, self._nick(link)
         found = self.recent.find(shown)
         if found is not None:
@@ -484,7 +476,7 @@ class Node:
         fp = self.trust.pins.get(shown)
         if fp:
             return peer_id_for(fp), printable(shown)
-        return f"no peer called {printable(shown)}; /users lists who is here"
+        return Refused(f"no peer called {printable(shown)}; /users lists who is here")
 
     def _send_line(self, msg: Message, text: str, action: bool, room: str,
                    private: str, kept_for: str = "") -> Message:
@@ -545,34 +537,35 @@ class Node:
             rate.refused = 0
         return False
 
-    def join_room(self, text: str) -> str | None:
-        """/join: returns why not, or None."""
+    def join_room(self, text: str) -> Outcome:
+        """/join: ``Done`` when we are in the room (also when we already were: nothing
+        changes then, and nothing need be said), or ``Refused`` with why not."""
         name, problem = room_name(text)
         if problem:
-            return problem
+            return Refused(problem)
         if name in self.rooms.joined:
-            return f"you are already in #{name}"
+            return Done()
         if len(self.rooms.joined) >= MAX_ROOMS:
-            return f"you are in {MAX_ROOMS} rooms already; /part one first"
+            return Refused(f"you are in {MAX_ROOMS} rooms already; /part one first")
         self.rooms.join(name)
         self._rooms_changed()
         self._emit(events.RoomChanged(self.clock.seconds(), name, self.nick, self.peer_id,
                                       joined=True, own=True))
-        return None
+        return Done()
 
-    def part_room(self, text: str) -> str | None:
-        """/part: returns why not, or None."""
+    def part_room(self, text: str) -> Outcome:
+        """/part: ``Done``, or ``Refused`` with why not."""
         name, problem = room_name(text)
         if problem:
-            return problem
+            return Refused(problem)
         if name == DEFAULT_ROOM:
-            return "#general is everyone's room: it can't be left (/quit leaves the chat)"
+            return Refused("#general is everyone's room: it can't be left (/quit leaves the chat)")
         if not self.rooms.part(name):
-            return f"you are not in #{name}"
+            return Refused(f"you are not in #{name}")
         self._rooms_changed()
         self._emit(events.RoomChanged(self.clock.seconds(), name, self.nick, self.peer_id,
                                       joined=False, own=True))
-        return None
+        return Done()
 
     def _conversation(self, msg: Message) -> str:
         """The room a line belongs to, or ``@peer`` (the other party) for a private one."""
@@ -633,18 +626,18 @@ class Node:
                            m.sender_id == self.peer_id, m.timestamp or 0.0)
                 for m in lines[-count:]]
 
-    def set_nick(self, nick: str) -> str | None:
-        """Change our nick; returns why not, or None when done."""
+    def set_nick(self, nick: str) -> Outcome:
+        """Change our nick: ``Done``, or ``Refused`` with why not."""
         problem = nick_problem(nick)
         if problem:
-            return problem
+            return Refused(problem)
         if nick == self.nick:
-            return f"you are already {nick}"
+            return Refused(f"you are already {nick}")
         own_fp = self.identity.fingerprint if self.identity else ""
         pinned = self.trust.pins.get(nick)
         if pinned is not None and pinned != own_fp:
-            return (f"{nick} is pinned to another key ({short_form(pinned)}): it is someone "
-                    f"else's here (/forget {nick} if that key was yours)")
+            return Refused(f"{nick} is pinned to another key ({short_form(pinned)}): it is "
+                           f"someone else's here (/forget {nick} if that key was yours)")
         old, self.nick = self.nick, nick
         self.trust.be(nick, own_fp)
         if own_fp:
@@ -658,7 +651,7 @@ class Node:
             if link.username in (old, nick):
                 self._check_key(link)  # a peer using our new nick: flagged, and said so
         self._emit(events.PeersChanged(self.clock.seconds()))
-        return None
+        return Done()
 
     def users(self) -> list[PeerView]:
         """Everyone we know of: linked peers first, then those we only heard announce."""
@@ -689,11 +682,11 @@ class Node:
                 return link
         return None
 
-    def whois(self, shown: str) -> list[str] | None:
-        """What /whois prints about a linked peer, or None if no one is shown so."""
+    def whois(self, shown: str) -> list[str] | Refused:
+        """What /whois prints about a linked peer, or ``Refused`` if no one is shown so."""
         link = self.find_link(shown)
         if link is None:
-            return None
+            return Refused(f"no linked peer is shown as {shown}; /users lists them")
         info = self.peers.get(link.peer_id)
         where = f"{info.host}:{info.port}" if info is not None else link.address
         lines = [f"{self._nick(link)} (peer id {link.peer_id}) at {where}"]
@@ -705,44 +698,45 @@ class Node:
             lines.append(f"  plain: not encrypted{base}")
         return lines
 
-    def trust_peer(self, shown: str) -> str:
+    def trust_peer(self, shown: str) -> Outcome:
         """/trust: pin the key of the peer shown as ``shown`` for its nick."""
         link = self.find_link(shown)
         if link is None:
-            return f"no linked peer is shown as {shown}"
+            return Refused(f"no linked peer is shown as {shown}")
         if not link.fp:
-            return f"{shown} has no key to trust (a plain connection)"
+            return Refused(f"{shown} has no key to trust (a plain connection)")
         if self.trust.is_own(link.username):
-            return f"{printable_name(link.username)} is your own nick: no other key can have it"
+            return Refused(f"{printable_name(link.username)} is your own nick: no other key "
+                           "can have it")
         old = self._nick(link)
         if not self.trust.pins.pin(link.username, link.fp, trusted=True):
-            return "not pinned: the pin table is full (/forget a nick first)"
+            return Refused("not pinned: the pin table is full (/forget a nick first)")
         self._emit(events.PeersChanged(self.clock.seconds()))
-        return (f"pinned {short_form(link.fp)} for {printable_name(link.username)} "
-                f"(was shown as {old})")
+        return Done(f"pinned {short_form(link.fp)} for {printable_name(link.username)} "
+                    f"(was shown as {old})")
 
-    def ignore(self, shown: str) -> str:
+    def ignore(self, shown: str) -> Outcome:
         """/ignore: hide the lines of the linked peer shown as ``shown``, by its key (a base
-        peer by its peer id), from now on and across restarts.  Returns what to tell."""
+        peer by its peer id), from now on and across restarts."""
         link = self.find_link(shown)
         if link is None:
-            return f"no linked peer is shown as {shown}; /users lists them"
+            return Refused(f"no linked peer is shown as {shown}; /users lists them")
         name = printable_name(link.username or link.peer_id)
         problem = self.ignores.add(link.peer_id, link.fp, name)
         if problem:
-            return problem
+            return Refused(problem)
         key = f"its key {short_form(link.fp)}" if link.fp else f"its peer id {link.peer_id}"
-        return f"ignoring {self._nick(link)} ({key}): its lines are not shown"
+        return Done(f"ignoring {self._nick(link)} ({key}): its lines are not shown")
 
-    def unignore(self, text: str) -> str:
+    def unignore(self, text: str) -> Outcome:
         """/unignore: show the lines of an ignored peer again (by nick, shown nick or id)."""
         link = self.find_link(text)
         peer_id = link.peer_id if link is not None and link.peer_id in self.ignores else None
         peer_id = peer_id or self.ignores.find(text[:-1] if text.endswith("?") else text)
         entry = self.ignores.remove(peer_id) if peer_id else None
         if entry is None:
-            return f"{text} is not ignored; /ignore lists who is"
-        return f"no longer ignoring {entry[1]}"
+            return Refused(f"{text} is not ignored; /ignore lists who is")
+        return Done(f"no longer ignoring {entry[1]}")
 
     def ignored(self) -> list[str]:
         """/ignore with no argument: who is ignored."""
@@ -753,13 +747,13 @@ class Node:
             f"  {nick:<21} {short_form(fp) if fp else 'no key, peer id ' + peer_id}"
             for nick, peer_id, fp in entries]
 
-    def forget_pin(self, nick: str) -> str:
+    def forget_pin(self, nick: str) -> Outcome:
         """/forget: drop the pin of ``nick``; the next key seen for it is pinned anew."""
         name = nick[:-1] if nick.endswith("?") else nick
         if self.trust.pins.forget(name):
             self._emit(events.PeersChanged(self.clock.seconds()))
-            return f"forgot the key pinned for {name}"
-        return f"no key is pinned for {name}"
+            return Done(f"forgot the key pinned for {name}")
+        return Refused(f"no key is pinned for {name}")
 
     def say_goodbye(self) -> list[Link]:
         """Tell every linked peer we leave; returns the links, for the caller to close."""
@@ -784,7 +778,9 @@ class Node:
             return
         now = self.clock.seconds()
         if not is_fresh(beacon, now):
-            log.debug("old beacon from {host} ({peer}) ignored", host=host, peer=beacon.peer_id)
+            self._log_limited("old beacon", LogLevel.debug,
+                              "old beacon from {host} ({peer}) ignored", host=host,
+                              peer=beacon.peer_id)
             return
         if not self._beacon_trusted(beacon, host):
             return
@@ -798,23 +794,33 @@ class Node:
             self._probe(self.links[beacon.peer_id])
         if heard is Heard.FULL:
             if not self._full_warned:
-                log.warn("peer table full ({n} peers): new peers ignored", n=len(self.peers))
+                log.warn("peer table full ({n} peers): new peers ignored unless better known "
+                         "than the worst of them", n=len(self.peers))
                 self._full_warned = True
             return
         if heard is Heard.IGNORED:
             return
+        for old in self.peers.evicted:
+            self._log_limited("table eviction", LogLevel.info,
+                              "peer table full: {old} forgotten to make room for {new}",
+                              old=old.peer_id, new=beacon.peer_id)
+            self._forget_peer(old)
         if heard in (Heard.NEW, Heard.MOVED):
-            for old in self.peers.evict_address(beacon.peer_id, host, beacon.port,
-                                                signed=bool(beacon.fp)):
-                log.info("{old} was at {host}:{port}, where {new} now is: forgotten",
-                         old=old.peer_id, new=beacon.peer_id, host=host, port=beacon.port)
-                if self.dialer is not None:
-                    self.dialer.drop(old.peer_id)
-                if old.peer_id not in self.links:
-                    self._left_room(old.peer_id)
+            fp = beacon.fp
+            for old in self.peers.evict_address(
+                    beacon.peer_id, host, beacon.port, signed=bool(fp),
+                    keep=lambda p: p.peer_id in self.links or (
+                        bool(p.fp) and p.fp != fp and self.trust.pins.get(p.username) == p.fp)):
+                self._log_limited("address eviction", LogLevel.info,
+                                  "{old} was at {host}:{port}, where {new} now is: forgotten",
+                                  old=old.peer_id, new=beacon.peer_id, host=host,
+                                  port=beacon.port)
+                self._forget_peer(old)
+        if heard is Heard.MOVED and beacon.fp:
+            self._moved_while_linked(beacon.peer_id, host)
         if heard is Heard.NEW:
-            log.info("discovered {peer} at {host}:{port}", peer=beacon.peer_id, host=host,
-                     port=beacon.port)
+            self._log_limited("discovered", LogLevel.info, "discovered {peer} at {host}:{port}",
+                              burst=50, peer=beacon.peer_id, host=host, port=beacon.port)
             if self.announcer is not None:
                 self.announcer.reply_soon()  # so the newcomer learns of us at once
             self._emit(events.PeersChanged(now))
@@ -825,24 +831,41 @@ class Node:
     def _beacon_trusted(self, beacon: Beacon, host: str) -> bool:
         """A signed beacon must carry a valid signature by the key its id is derived from; a
         peer once heard signing is never again believed unsigned; and a signed beacon must be
-        newer than the last one (a replay from elsewhere can't move a peer's address)."""
-        if beacon.fp or beacon.sig or beacon.pk:
-            payload = beacon_payload(beacon.type, beacon.peer_id, beacon.username, beacon.port,
-                                     beacon.stamp, beacon.fp)
-            if (beacon.peer_id != peer_id_for(beacon.fp)
-                    or not verify_beacon(beacon.pk, beacon.sig, payload, beacon.fp)):
-                log.info("beacon for {peer} from {host} with a bad signature ignored",
-                         peer=beacon.peer_id, host=host)
-                return False
+        newer than the last one (a replay from elsewhere can't move a peer's address).
+
+        The cheap checks come first (the id against the key, the key and age against what we
+        know); a signature is checked only within the source host's budget (slots.py), so a
+        flood of forged beacons costs a bounded share of the CPU."""
+        signed = bool(beacon.fp or beacon.sig or beacon.pk)
+        if signed and beacon.peer_id != peer_id_for(beacon.fp):
+            self._log_limited("bad beacon signature", LogLevel.info,
+                              "beacon for {peer} from {host} with a bad signature ignored",
+                              peer=beacon.peer_id, host=host)
+            return False
         known = self.peers.get(beacon.peer_id)
         if known is not None and known.fp:
             if beacon.fp != known.fp:
-                log.info("unsigned beacon for {peer} (which signs) from {host} ignored",
-                         peer=beacon.peer_id, host=host)
+                self._log_limited("unsigned beacon", LogLevel.info,
+                                  "unsigned beacon for {peer} (which signs) from {host} ignored",
+                                  peer=beacon.peer_id, host=host)
                 return False
             if beacon.timestamp <= known.last_stamp:
-                log.debug("replayed beacon for {peer} from {host} ignored",
-                          peer=beacon.peer_id, host=host)
+                self._log_limited("replayed beacon", LogLevel.debug,
+                                  "replayed beacon for {peer} from {host} ignored",
+                                  peer=beacon.peer_id, host=host)
+                return False
+        if signed:
+            if not self.verify_budget.allow(host, self.clock.seconds()):
+                self._log_limited("verify budget", LogLevel.warn,
+                                  "too many signed beacons from {host}: {peer}'s not checked, "
+                                  "ignored", host=host, peer=beacon.peer_id)
+                return False
+            payload = beacon_payload(beacon.type, beacon.peer_id, beacon.username, beacon.port,
+                                     beacon.stamp, beacon.fp)
+            if not verify_beacon(beacon.pk, beacon.sig, payload, beacon.fp):
+                self._log_limited("bad beacon signature", LogLevel.info,
+                                  "beacon for {peer} from {host} with a bad signature ignored",
+                                  peer=beacon.peer_id, host=host)
                 return False
         return True
 
@@ -850,8 +873,9 @@ class Node:
         link = self.links.get(beacon.peer_id)
         if link is not None and not link.said_leave:
             # A datagram anyone could forge against a live connection: trust the connection.
-            log.info("leave datagram for {peer} from {host} ignored: its link is up",
-                     peer=beacon.peer_id, host=host)
+            self._log_limited("leave ignored", LogLevel.info,
+                              "leave datagram for {peer} from {host} ignored: its link is up",
+                              peer=beacon.peer_id, host=host)
             return
         if self.peers.left(beacon.peer_id) is not None:
             if self.dialer is not None:
@@ -859,16 +883,75 @@ class Node:
             self._emit(events.PeersChanged(self.clock.seconds()))
 
     def _maybe_dial(self, info: PeerInfo) -> None:
-        if (self.dialer is not None and not self.leaving
-                and should_dial(self.peer_id, info.peer_id)):
-            self.dialer.want(info)
+        if (self.dialer is None or self.leaving
+                or not should_dial(self.peer_id, info.peer_id)):
+            return
+        # A link we would refuse at once is not dialed (--secure-only and a base peer, a
+        # pinned nick without a key): nor redialed while its beacons keep coming.
+        plain = self.identity is None or CAP_TLS not in info.caps
+        refusal = self.trust.refusal(info.username, "", info.fp) if plain else None
+        if refusal is None and info.peer_id not in self.links:
+            refusal = self._slot_refusal(info.peer_id, info.username, info.fp)
+        if refusal is not None:
+            self._log_limited("not dialed", LogLevel.info, "{peer} not dialed: {why}",
+                              peer=info.peer_id, why=refusal)
+            self.dialer.drop(info.peer_id)
+            return
+        self.dialer.want(info)
+
+    def _slot_refusal(self, peer_id: str, nick: str, fp: str) -> str | None:
+        """Why a new link to this peer would get no slot now, or None (slots.py)."""
+        known = self.standing.known(peer_id, nick, fp)
+        strangers = len(self.links) - len(self.standing.known_links)
+        return slot_refusal(known, len(self.links), strangers, MAX_LINKS)
+
+    def link_offered(self, peer_id: str, nick: str, fp: str) -> str | None:
+        """A dialer's join came (before TLS): why we would refuse it, or None.  Refusing
+        here, before the dialer's link is up, keeps both sides agreeing that it is not
+        linked.  ``fp`` is only claimed yet: link_ready checks again once TLS proved it."""
+        if self.leaving:
+            return "we are leaving"
+        if peer_id == self.peer_id:
+            return "it claims to be us"
+        if peer_id in self.links:
+            return None  # a replacement takes the slot of the link it replaces
+        return self._slot_refusal(peer_id, nick, fp)
+
+    def _moved_while_linked(self, peer_id: str, host: str) -> None:
+        """A signed peer's newest beacons come from another host than the link we dialed
+        (a newcomer can be led to a replayed beacon's sender first): that link is not
+        trusted to stay; dial the address its beacons come from, whose link replaces it."""
+        link = self.links.get(peer_id)
+        info = self.peers.get(peer_id)
+        if (link is None or info is None or link.dialer_id != self.peer_id
+                or link.address.rsplit(":", 1)[0] == host or self.dialer is None):
+            return
+        self._log_limited("moved while linked", LogLevel.warn,
+                          "{peer}'s signed beacons come from {host}, but its link goes to "
+                          "{address}: redialing it at {host}:{port}", peer=peer_id, host=host,
+                          address=link.address, port=info.port)
+        self.dialer.want(info)
+
+    def _forget_peer(self, old: PeerInfo) -> None:
+        """A table entry went (pushed out, or another peer at its address)."""
+        if self.dialer is not None:
+            self.dialer.drop(old.peer_id)
+        if old.peer_id not in self.links:
+            self._left_room(old.peer_id)
+
+    def _log_limited(self, kind: str, level: LogLevel, fmt: str, /, **kw) -> None:
+        """A log line that network input can repeat at will: rate-limited (ratelog.py)."""
+        ratelog.limiter(self.clock).emit(log, kind, level, fmt, **kw)
 
     def sweep(self) -> None:
         """Forget peers silent too long; drop links that died quietly.  Called every second."""
         now = self.clock.seconds()
+        ratelog.limiter(self.clock).flush()
         gone = self.peers.sweep(now)
         for info in gone:
-            log.info("{peer} not heard for a while: forgotten", peer=info.peer_id)
+            self._log_limited("forgotten", LogLevel.info,
+                              "{peer} not heard for a while: forgotten", burst=50,
+                              peer=info.peer_id)
             if self.dialer is not None:
                 self.dialer.drop(info.peer_id)
             link = self.links.get(info.peer_id)
@@ -916,13 +999,15 @@ class Node:
                               if c not in (CAP_CATCHUP, CAP_ROOMS, CAP_RELAY, CAP_TLS))
         refusal = self._refusal(link)
         if refusal:
-            log.warn("link from {peer} ({address}) refused: {why}", peer=link.peer_id,
-                     address=link.address, why=refusal)
+            self._refuse(link, refusal)
             self._notice(f"refused {printable(link.username or link.peer_id)} "
                          f"({link.address}): {refusal}", error=True)
-            link.close(refusal)
+            if link.dialer_id == self.peer_id and self.dialer is not None:
+                self.dialer.drop(link.peer_id)  # we'd refuse it again: don't redial it
             return False
         existing = self.links.get(link.peer_id)
+        known = self.standing.known(link.peer_id, link.username, link.fp)
+        full = False
         if existing is not None:
             keep_new = self._prefer(link, existing)
             loser = existing if keep_new else link
@@ -930,11 +1015,19 @@ class Node:
                 loser.close("a link to that peer is already up")
                 return False
             del self.links[existing.peer_id]
+            self.standing.known_links.discard(existing.peer_id)
             existing.close("replaced by a newer link")
-        elif len(self.links) >= MAX_LINKS:
-            link.close(f"already {MAX_LINKS} links")
-            return False
+        else:
+            refusal = self._slot_refusal(link.peer_id, link.username, link.fp)
+            if refusal:
+                self._refuse(link, refusal)
+                return False
+            full = len(self.links) >= MAX_LINKS
+        if known:
+            self.standing.known_links.add(link.peer_id)
         self.links[link.peer_id] = link
+        if full:
+            self._make_slot(link)  # after: the stranger that goes finds no free slot
         self._told_alone = False
         self._told_kept.discard(link.peer_id)
         if CAP_ROOMS in link.caps and CAP_CATCHUP in link.caps:
@@ -946,8 +1039,9 @@ class Node:
             link.username = self._line_names.get(link.peer_id, link.username)
         self._start_sync(link)
         if existing is None:
-            log.info("linked with {peer} at {address} ({how})", peer=link.peer_id,
-                     address=link.address, how=link.tls or "plain")
+            self._log_limited("linked", LogLevel.info, "linked with {peer} at {address} ({how})",
+                              burst=50, peer=link.peer_id, address=link.address,
+                              how=link.tls or "plain")
             if CAP_OURS not in link.caps:
                 # A base peer takes a dialer's first line as identification only, and shows
                 # nobody joining until a join comes after it (as its own dialer sends).
@@ -955,9 +1049,36 @@ class Node:
             if self._flapping.pop(link.peer_id, None) is None:
                 self._emit(events.PeerJoined(self.clock.seconds(), self._nick(link),
                                              link.peer_id, link.address))
+            pinned = self.trust.pins.get(link.username) if link.fp else None
             self._check_key(link)
+            if pinned is None and link.fp and self.trust.pins.get(link.username) == link.fp:
+                self.standing.pinned_now(link.fp)  # on first use: not known until it lasts
+        info = self.peers.get(link.peer_id)
+        if info is not None and info.fp:
+            # its beacons moved while we dialed where a replay said it was
+            self._moved_while_linked(link.peer_id, info.host)
         self._emit(events.PeersChanged(self.clock.seconds()))
         return True
+
+    def _refuse(self, link: Link, why: str) -> None:
+        """Close a link we won't have; a peer of ours is told why first (mesh.refuse)."""
+        self._log_limited("link refused", LogLevel.warn,
+                          "link from {peer} ({address}) refused: {why}", peer=link.peer_id,
+                          address=link.address, why=why)
+        refuse = getattr(link, "refuse", None)
+        if refuse is not None:
+            refuse(why)
+        else:
+            link.close(why)
+
+    def _make_slot(self, link: Link) -> None:
+        """Every slot is taken and a known peer came: the newest stranger's link goes."""
+        strangers = [pid for pid in self.links if pid not in self.standing.known_links]
+        newest = max(strangers, key=lambda pid: self._linked_at.get(pid, 0.0))
+        victim = self.links[newest]
+        why = f"its slot went to {link.peer_id}, a known peer"
+        self._refuse(victim, why)
+        self.link_lost(victim, why)
 
     def _refusal(self, link: Link) -> str | None:
         if link.fp and link.peer_id != peer_id_for(link.fp):
@@ -1019,8 +1140,10 @@ class Node:
         del self.links[link.peer_id]
         if CAP_ROOMS in link.caps and CAP_CATCHUP in link.caps:
             self.recent.seen(link.peer_id, self._nick(link))  # as last shown
+        self.standing.known_links.discard(link.peer_id)
         now = self.clock.seconds()
         lived = now - self._linked_at.pop(link.peer_id, now)
+        self.standing.link_lasted(link.peer_id, link.fp, lived)
         if self.dialer is not None:
             self.dialer.link_ended(link.peer_id, lived)
         if link.said_leave:
@@ -1032,8 +1155,9 @@ class Node:
         elif not self.leaving:
             if CAP_CATCHUP in link.caps:
                 self.away[link.peer_id] = self._nick(link)
-            log.info("link with {peer} lost after {t:.1f} s: {why}", peer=link.peer_id,
-                     t=lived, why=why)
+            self._log_limited("link lost", LogLevel.info,
+                              "link with {peer} lost after {t:.1f} s: {why}", burst=50,
+                              peer=link.peer_id, t=lived, why=why)
             if lived < FLAP_WINDOW:
                 self._flapping[link.peer_id] = (self._nick(link), now)
                 self._count_short_link(link)

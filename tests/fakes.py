@@ -2,9 +2,38 @@
 
 from __future__ import annotations
 
+from p2pchat.interfaces import Done, Refused, Said
 from p2pchat.peers import PeerInfo
 from p2pchat import wire
 from p2pchat.wire import Message
+
+
+def said(result: object) -> Message:
+    """The message a verb said (failing the test when it refused)."""
+    assert isinstance(result, Said), result
+    return result.msg
+
+
+def said_id(result: object) -> str:
+    return said(result).id
+
+
+def waits_for(result: object) -> str:
+    """Whom a said private line waits for ("" when it went out now)."""
+    assert isinstance(result, Said), result
+    return result.waits_for
+
+
+def refusal(result: object) -> str:
+    """Why a verb refused (failing the test when it did not)."""
+    assert isinstance(result, Refused), result
+    return result.why
+
+
+def done(result: object) -> str:
+    """What a verb that did it tells (failing the test when it refused)."""
+    assert isinstance(result, Done), result
+    return result.text
 
 
 class FakeLink:

@@ -13,11 +13,12 @@ from p2pchat.absent import RecentPeers
 from p2pchat.catchup import ACK_DELAY
 from p2pchat.identity import Pins, peer_id_for
 from p2pchat.lines import LineFace
-from p2pchat.node import CAPS, Kept, Node
+from p2pchat.interfaces import Refused, Said
+from p2pchat.node import CAPS, Node
 from p2pchat.trust import Trust
 from p2pchat.wire import CAP_OURS, PRIVATE
 
-from tests.fakes import FakeLink
+from tests.fakes import FakeLink, said_id, waits_for
 from tests.test_catchup import Wire
 
 FP = "ab" * 32  # a key fingerprint, as pinned
@@ -76,9 +77,9 @@ class AwayTest(TestCase):
         self.assertEqual([data for peer, _, data in self.wire.queue if b"+1 s" in data], [])
         self.wire.cut()
         late = self.a.say("at +4 s", room="@b_1")  # /query bob: typed in the talk
-        self.assertIsInstance(early, Kept)
-        self.assertIsInstance(late, Kept)
-        self.assertEqual((early.peer_id, early.nick), ("b_1", "bob"))
+        assert isinstance(early, Said) and isinstance(late, Said)
+        self.assertEqual((early.msg.metadata or {}).get("to"), "b_1")
+        self.assertEqual((early.waits_for, late.waits_for), ("bob", "bob"))
         # told once, by nick (not a raw id); shown pending, not "not delivered"
         self.assertEqual(self.notices(),
                          ["bob is away: the line is kept and sent when bob is back"])
@@ -87,9 +88,9 @@ class AwayTest(TestCase):
         shown = self.bob_is_back()
         self.assertEqual([(e.text, e.room, e.private) for e in shown],
                          [("at +1 s", "@a_1", "alice"), ("at +4 s", "@a_1", "alice")])
-        self.assertEqual(self.delivered(), [hello.id, early.msg.id, late.msg.id])
+        self.assertEqual(self.delivered(), [said_id(hello), early.msg.id, late.msg.id])
         # back: a new line goes at once, and no notice
-        self.assertIsInstance(self.a.say_private("bob", "welcome back"), type(early.msg))
+        self.assertEqual(waits_for(self.a.say_private("bob", "welcome back")), "")
         self.assertEqual(len(self.notices()), 1)
 
     def test_a_leaving_peer_takes_no_lines_and_gets_them_when_back(self) -> None:
@@ -108,7 +109,7 @@ class AwayTest(TestCase):
         shown = self.bob_is_back()
         self.assertEqual([e.text for e in shown],
                          ["racing the goodbye", "room line racing the goodbye"])
-        self.assertEqual(sorted(self.delivered()), sorted([private.id, room.id]))
+        self.assertEqual(sorted(self.delivered()), sorted([said_id(private), said_id(room)]))
 
     def test_mark_clears_when_a_peer_that_left_acks_by_its_sync(self) -> None:
         # bob got the line but quit before its ack left: its sync, once back, says it has it.
@@ -120,11 +121,11 @@ class AwayTest(TestCase):
         self.assertEqual(self.delivered(), [])
         shown = self.bob_is_back()
         self.assertEqual(shown, [])  # nothing shown twice
-        self.assertEqual(self.delivered(), [said.id])
+        self.assertEqual(self.delivered(), [said_id(said)])
 
     def test_a_nick_never_seen_is_refused_by_name(self) -> None:
         self.assertEqual(self.a.say_private("zed", "hello?"),
-                         "no peer called zed; /users lists who is here")
+                         Refused("no peer called zed; /users lists who is here"))
         self.assertEqual(self.own(), [])
 
     def test_a_pinned_peer_is_known_after_our_restart(self) -> None:
@@ -132,20 +133,21 @@ class AwayTest(TestCase):
         pins.pin("dave", FP)
         fresh = Node("alice", self.clock, peer_id="a_2", trust=Trust(pins))
         kept = fresh.say_private("dave", "for when you are back")
-        self.assertIsInstance(kept, Kept)
-        self.assertEqual(kept.peer_id, peer_id_for(FP))
+        assert isinstance(kept, Said)
+        self.assertEqual((kept.waits_for, (kept.msg.metadata or {}).get("to")),
+                         ("dave", peer_id_for(FP)))
         self.assertEqual(fresh.addressee(peer_id_for(FP)),
-                         "no peer called " + peer_id_for(FP) + "; /users lists who is here")
+                         Refused("no peer called " + peer_id_for(FP) + "; /users lists who is here"))
 
     def test_what_is_kept_for_one_absent_peer_is_bounded(self) -> None:
         self.patch(node_module, "HELD_LINES", 3)
         self.bob_quits()
         self.wire.cut()
         for i in range(3):
-            self.assertIsInstance(self.a.say_private("bob", f"kept {i}"), Kept)
+            self.assertEqual(waits_for(self.a.say_private("bob", f"kept {i}")), "bob")
         refused = self.a.say_private("bob", "one too many")
-        self.assertEqual(refused, "bob is away and 3 private lines already wait for bob: "
-                                  "this one is not kept")
+        self.assertEqual(refused, Refused("bob is away and 3 private lines already wait for "
+                                          "bob: this one is not kept"))
         self.assertEqual(len(self.own()), 3)
         self.assertEqual([e.text for e in self.bob_is_back()], ["kept 0", "kept 1", "kept 2"])
 
@@ -157,7 +159,7 @@ class AwayTest(TestCase):
         claimer = FakeLink("b_1", "eve", caps=(CAP_OURS,), now=self.clock.seconds())
         self.assertTrue(self.a.link_ready(claimer))
         claimer.cursor = 0  # behind: every line of the log is looked at for it
-        self.assertIsInstance(self.a.say_private("bob", "for bob only"), Kept)
+        self.assertEqual(waits_for(self.a.say_private("bob", "for bob only")), "bob")
         self.a.link_writable(claimer)
         self.assertEqual([m.content for m in claimer.sent if m.type == PRIVATE], [])
 
@@ -198,7 +200,7 @@ class LineFaceDeliveryTest(TestCase):
         kept = node.say_private("bob", "see you later " + "x" * 80)
         node.say("nobody hears this")  # not linked to anyone: told when delivered too
         node._emit(events.Delivered(clock.seconds(), "unknown"))  # not told: nothing
-        node._emit(events.Delivered(clock.seconds(), kept.msg.id))
+        node._emit(events.Delivered(clock.seconds(), said_id(kept)))
         out = transport.value().decode("utf-8").splitlines()
         self.assertIn("[private to bob] <alice> see you later", "\n".join(out))
         self.assertTrue(out[-1].endswith("- delivered to bob: see you later " + "x" * 46 + "…"),
@@ -215,6 +217,6 @@ class LineFaceDeliveryTest(TestCase):
         transport = StringTransport()
         face.makeConnection(transport)
         said = [node.say(f"alone {i}") for i in range(3)]  # nobody linked: all told later
-        self.assertEqual(list(face._told_later), [m.id for m in said[1:]])
-        node._emit(events.Delivered(clock.seconds(), said[0].id))  # forgotten: not told
+        self.assertEqual(list(face._told_later), [said_id(m) for m in said[1:]])
+        node._emit(events.Delivered(clock.seconds(), said_id(said[0])))  # forgotten: not told
         self.assertNotIn("delivered: alone 0", transport.value().decode("utf-8"))

@@ -17,6 +17,7 @@ from twisted.words.protocols import irc as twirc
 from p2pchat import events, irc
 from p2pchat.identity import Pins, peer_id_for
 from p2pchat.trust import Trust
+from p2pchat.interfaces import Done, Said
 from p2pchat.node import FLAP_WINDOW, Node, PeerView
 from p2pchat.service import StartError
 from p2pchat.wire import (CAP_CATCHUP, CAP_OURS, CAP_ROOMS, CHAT, JOIN, LEAVE, MAX_ROOMS,
@@ -547,7 +548,7 @@ class PeerTests(IrcTestCase):
         client = self.client()
         self.link("bob_1", "bob")
         client.lines()
-        self.assertIsNone(self.node.set_nick("bob"))  # as the console's /nick would
+        self.assertEqual(self.node.set_nick("bob"), Done())  # as the console's /nick would
         lines = client.lines()
         self.assertEqual(lines[:2], [":bob!bob_1@10.0.0.5 NICK :bob|other",
                                      ":alice!alice_00000001@local NICK :bob"])
@@ -825,7 +826,7 @@ class RoomTests(IrcTestCase):
 
     def test_part_is_the_peers_part_with_the_reason_for_every_client(self) -> None:
         bob = self.link("bob_1", "bob")
-        self.assertIsNone(self.node.join_room("ops"))
+        self.assertEqual(self.node.join_room("ops"), Done())
         first, second = self.client(), self.client()
         first.lines(), second.lines()
         first.send("PART #ops :see you")
@@ -840,9 +841,9 @@ class RoomTests(IrcTestCase):
     def test_join_and_part_from_another_face(self) -> None:
         client = self.client()
         client.lines()
-        self.assertIsNone(self.node.join_room("dev"))  # as the console's /join would
+        self.assertEqual(self.node.join_room("dev"), Done())  # as the console's /join would
         self.assertEqual(client.commands(), ["JOIN", "353", "366"])
-        self.assertIsNone(self.node.part_room("dev"))
+        self.assertEqual(self.node.part_room("dev"), Done())
         self.assertEqual(client.lines(), [f":{self.ME} PART #dev"])
 
     def test_peers_joining_and_leaving_our_rooms(self) -> None:
@@ -960,7 +961,7 @@ class RoomTests(IrcTestCase):
     def test_too_many_rooms_gets_405(self) -> None:
         client = self.client()
         for i in range(MAX_ROOMS - 1):
-            self.assertIsNone(self.node.join_room(f"r{i}"))
+            self.assertEqual(self.node.join_room(f"r{i}"), Done())
         client.lines()
         client.send("JOIN #one-more")
         replies = client.parsed()
@@ -1014,7 +1015,7 @@ class PrivateTests(IrcTestCase):
         self.link("bob_1", "bob")
         client = self.client()
         client.lines()
-        self.assertNotIsInstance(self.node.say_private("bob", "from the console"), str)
+        self.assertIsInstance(self.node.say_private("bob", "from the console"), Said)
         self.assertEqual(client.lines(), [f":{self.ME} PRIVMSG bob :from the console"])
 
     def test_the_irc_nick_picks_the_peer_when_nicks_clash(self) -> None:

@@ -21,11 +21,12 @@ from p2pchat.identity import (MAX_PINS_PER_KEY, PIN_IDLE_EVICT, Identity, Pins, 
                               short_form)
 from p2pchat.ignore import IGNORED_NAME, Ignores
 from p2pchat.nick import NICK_NAME, NickKeeper, saved_nick, start_nick
+from p2pchat.interfaces import Done
 from p2pchat.node import CAPS, Node
 from p2pchat.trust import Trust
 from p2pchat.wire import MAX_ROOMS, Message
 
-from tests.fakes import FakeLink
+from tests.fakes import FakeLink, done, refusal
 
 
 def key(n: int) -> str:
@@ -91,7 +92,7 @@ class OwnNick(NickTest):
         self.assertEqual(self.node.users()[0].nick, "alice?")
         self.assertTrue(self.node.users()[0].flagged)
         self.assertIn("NOT you", " ".join(self.node.whois("alice?")))
-        self.assertIn("your own nick", self.node.trust_peer("alice?"))
+        self.assertIn("your own nick", refusal(self.node.trust_peer("alice?")))
         self.assertIsNone(self.pins.get("alice"))
 
     def test_a_link_that_starts_with_our_nick_and_a_plain_one_are_flagged(self) -> None:
@@ -111,14 +112,14 @@ class OwnNick(NickTest):
         bob = self.link("zed", 4)
         self.pins.forget("zed")
         self.rename(bob, "newbie")  # pinned to bob's key now
-        self.assertIn("pinned to another key", self.node.set_nick("newbie"))
+        self.assertIn("pinned to another key", refusal(self.node.set_nick("newbie")))
         self.assertEqual(self.node.nick, "alice")
         self.pins.forget("newbie")
-        self.assertIsNone(self.node.set_nick("newbie"))
+        self.assertEqual(self.node.set_nick("newbie"), Done())
         self.assertEqual(self.node.shown_nick(bob.peer_id), "newbie?")
         self.assertTrue(any("newbie? uses your nick" in t for t in self.notices()))
         self.assertIsNone(self.pins.get("newbie"))
-        self.assertIsNone(self.node.set_nick("alice"))
+        self.assertEqual(self.node.set_nick("alice"), Done())
         # The nick we leave stays ours here: bob, who used it meanwhile, is not pinned to it.
         self.assertEqual(self.pins.get("newbie"), self.me.fingerprint)
         self.assertEqual(self.node.shown_nick(bob.peer_id), "newbie?")
@@ -350,10 +351,10 @@ class Ignoring(NickTest):
     def test_unignore_of_a_peer_that_is_gone(self) -> None:
         self.node.ignores = Ignores(None)
         plain = self.link("gopher", 42, plain=True)
-        self.assertIn("peer id plain42", self.node.ignore("gopher"))
+        self.assertIn("peer id plain42", done(self.node.ignore("gopher")))
         self.node.link_lost(plain, "gone")
         self.assertIn("gopher", self.node.ignored()[1])
-        self.assertEqual(self.node.unignore("gopher"), "no longer ignoring gopher")
+        self.assertEqual(self.node.unignore("gopher"), Done("no longer ignoring gopher"))
 
 
 class KeptNick(TestCase):
@@ -386,7 +387,7 @@ class RoomAndHistoryInput(NickTest):
     def test_join_of_a_room_we_are_in_switches_even_at_the_limit(self) -> None:
         face = _Face(self.node)
         for n in range(MAX_ROOMS - 1):
-            self.assertIsNone(self.node.join_room(f"r{n}"))
+            self.assertEqual(self.node.join_room(f"r{n}"), Done())
         face.handle_input("/join #r3")
         self.assertEqual((face.room, face.errors), ("r3", []))
         face.handle_input("/join #more")

@@ -9,11 +9,12 @@ from twisted.trial.unittest import TestCase
 
 from p2pchat import events
 from p2pchat.identity import Identity
+from p2pchat.interfaces import Done
 from p2pchat.node import FLAP_WINDOW, IDLE_TIMEOUT, PROBE_TIMEOUT, Node
 from p2pchat.peers import GONE_AFTER
 from p2pchat.wire import Beacon, Message
 
-from tests.fakes import FakeAnnouncer, FakeDialer, FakeLink
+from tests.fakes import FakeAnnouncer, FakeDialer, FakeLink, refusal, said
 
 
 def beacon(peer_id: str, kind: str = "announce", when: float = 0.0, name: str = "",
@@ -266,7 +267,7 @@ class Messages(NodeTest):
 class Verbs(NodeTest):
     def test_say_goes_to_every_link_with_rising_sequence(self) -> None:
         a, b = self.link("zed_1"), self.link("yak_1")
-        first, second = self.node.say("one"), self.node.say("two")
+        first, second = said(self.node.say("one")), said(self.node.say("two"))
         for link in (a, b):
             self.assertEqual([m.content for m in link.sent], ["one", "two"])
         self.assertEqual(second.sequence, first.sequence + 1)
@@ -304,9 +305,9 @@ class Verbs(NodeTest):
 
     def test_set_nick(self) -> None:
         link = self.link("zed_1")
-        self.assertIn("spaces", self.node.set_nick("a b"))
-        self.assertIn("already", self.node.set_nick("mmm"))
-        self.assertIsNone(self.node.set_nick("newname"))
+        self.assertIn("spaces", refusal(self.node.set_nick("a b")))
+        self.assertIn("already", refusal(self.node.set_nick("mmm")))
+        self.assertEqual(self.node.set_nick("newname"), Done())
         sent = link.sent[-1]
         self.assertEqual((sent.type, sent.username, sent.content),
                          ("join", "newname", "mmm changed their name to newname"))

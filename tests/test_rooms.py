@@ -7,11 +7,12 @@ from twisted.trial.unittest import TestCase
 
 from p2pchat import events, wire
 from p2pchat.face import CommandFace, describe_rooms
+from p2pchat.interfaces import Done, Refused, Said
 from p2pchat.node import CAPS, Node
 from p2pchat.rooms import Rooms, room_name, rooms_of
 from p2pchat.wire import Message, WireError
 
-from tests.fakes import FakeLink
+from tests.fakes import FakeLink, refusal
 
 
 class Names(TestCase):
@@ -89,8 +90,8 @@ class RoomTraffic(TestCase):
         self.a, self.b, self.c = (self.mesh.nodes[n] for n in ("alice", "bob", "carol"))
 
     def test_a_room_line_reaches_its_members_only(self) -> None:
-        self.assertIsNone(self.a.join_room("#ops"))
-        self.assertIsNone(self.b.join_room("ops"))
+        self.assertEqual(self.a.join_room("#ops"), Done())
+        self.assertEqual(self.b.join_room("ops"), Done())
         self.mesh.pump()
         self.a.say("deploy at noon", room="ops")
         self.mesh.pump()
@@ -101,22 +102,23 @@ class RoomTraffic(TestCase):
                  if isinstance(e, events.RoomChanged) and not e.own]
         self.assertEqual(joins, [("ops", "bob")])
         self.assertEqual(dict(self.a.room_list())["ops"], ["alice", "bob"])
-        self.assertIn("you are not in #ops", self.c.say("hi", room="ops"))
+        self.assertEqual(self.c.say("hi", room="ops"), Refused("you are not in #ops"))
 
     def test_part_stops_the_lines(self) -> None:
         self.a.join_room("ops")
         self.b.join_room("ops")
         self.mesh.pump()
-        self.assertIsNone(self.b.part_room("#ops"))
+        self.assertEqual(self.b.part_room("#ops"), Done())
         self.mesh.pump()
         self.a.say("anyone?", room="ops")
         self.mesh.pump()
         self.assertEqual(self.mesh.heard("bob"), [])
-        self.assertIn("can't be left", self.a.part_room("general"))
+        self.assertIn("can't be left", refusal(self.a.part_room("general")))
 
     def test_a_private_line_reaches_its_target_only(self) -> None:
         sent = self.a.say_private("carol", "just for you")
-        self.assertIsInstance(sent, Message)
+        self.assertIsInstance(sent, Said)
+        self.assertEqual(sent.waits_for, "")
         self.mesh.pump()
         self.assertEqual(self.mesh.heard("carol"), [("@alice_1", "alice", "just for you")])
         private = [e for e in self.mesh.seen["carol"] if isinstance(e, events.ChatLine)][0]
@@ -125,7 +127,7 @@ class RoomTraffic(TestCase):
         self.assertFalse(self.mesh.carried("alice", "bob", "just for you"))
         own = [e for e in self.mesh.seen["alice"] if isinstance(e, events.ChatLine)][0]
         self.assertEqual((own.room, own.private), ("@carol_1", "carol"))
-        self.assertIn("no peer called nobody", self.a.say_private("nobody", "hello?"))
+        self.assertIn("no peer called nobody", refusal(self.a.say_private("nobody", "hello?")))
 
     def test_private_lines_not_for_us_are_dropped(self) -> None:
         link = self.b.links["alice_1"]
@@ -142,7 +144,7 @@ class RoomTraffic(TestCase):
         self.a.say("general line")
         self.assertEqual([m.content for m in base.sent if m.type == "chat"], ["general line"])
         self.assertEqual([m.type for m in base.sent if m.type in ("rooms", "sync")], [])
-        self.assertIn("base peer", self.a.say_private("gopher", "psst"))
+        self.assertIn("base peer", refusal(self.a.say_private("gopher", "psst")))
 
 
 class FaceCommands(TestCase):

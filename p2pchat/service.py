@@ -24,7 +24,7 @@ from twisted.logger import Logger
 
 from p2pchat import datadir, logs, startup
 from p2pchat.discovery import BeaconProtocol
-from p2pchat.errors import StartError
+from p2pchat.errors import StartError, stop_reactor
 from p2pchat.flow import close_within
 from p2pchat.identity import PINS_NAME, PINS_SAVE_DELAY, Identity, Pins
 from p2pchat.ignore import IGNORED_NAME, Ignores

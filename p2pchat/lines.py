@@ -127,9 +127,8 @@ class LineFace(LineReceiver, CommandFace):
         return f"{clock_text(event.when)} - delivered{where}: {text}"
 
     def _write(self, line: str) -> None:
-        transport: Any = self.transport  # an ITransport (mypy reads zope's without self)
-        if transport is not None:
-            transport.write(line.encode("utf-8", "replace") + b"\n")
+        if self.transport is not None:
+            self.transport.write(line.encode("utf-8", "replace") + b"\n")
 
     def lineReceived(self, line: bytes) -> None:
         text = line.decode("utf-8", "replace").rstrip("\r")
@@ -168,7 +167,7 @@ class LineFace(LineReceiver, CommandFace):
 class LineFaceService(Service):
     """Attaches a LineFace to the process's stdin and stdout."""
 
-    def __init__(self, node: IChat, reactor, on_quit: Callable[[], object]) -> None:
+    def __init__(self, node: IChat, reactor: Any, on_quit: Callable[[], object]) -> None:
         """``on_quit``: what /quit and the end of stdin do (the service stops the reactor)."""
         self.node = node
         self.reactor = reactor

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any, Callable
 
 import urwid
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 
 from p2pchat import events
@@ -29,7 +30,6 @@ from p2pchat.console.format import (
 )
 from p2pchat.console.keys import (  # noqa: F401 (PASTE_END_WAIT: tests)
     PASTE_END_WAIT,
-    Clock,
     Keyboard,
     key_help_lines,
 )
@@ -86,7 +86,7 @@ class ChatBody(urwid.Widget):
     def _pick(self, size: tuple[int, int]) -> urwid.Widget:
         return self.wide if size[0] >= SIDEBAR_MIN_COLS else self.messages
 
-    def render(self, size, focus=False):
+    def render(self, size: Any, focus: bool = False) -> urwid.Canvas:
         return self._pick(size).render(size, focus)
 
 
@@ -102,12 +102,13 @@ class ConsoleWidget(urwid.WidgetWrap):
                             focus_part="footer")
         super().__init__(frame)
 
-    def keypress(self, size, key):
+    def keypress(self, size: Any, key: str) -> str | None:
         """One key (tests, and urwid for keys the service's input filter passed on)."""
         unhandled = self.face.take_keys([key], size)
         return unhandled[0] if unhandled else None
 
-    def mouse_event(self, size, event, button, col, row, focus) -> bool:
+    def mouse_event(self, size: Any, event: str, button: int, col: int, row: int,
+                    focus: bool) -> bool:
         try:
             if event == "mouse press" and button in (WHEEL_UP, WHEEL_DOWN):
                 self.face.messages.scroll("up" if button == WHEEL_UP else "down", WHEEL_ROWS)
@@ -147,7 +148,7 @@ class ConsoleFace(CommandFace, Keyboard):
     Every conversation has a pane of its own; ``room`` (CommandFace's current conversation) is
     the one shown, and ``messages`` its pane."""
 
-    def __init__(self, node: IChat, on_quit: Callable[[], object], clock: Clock,
+    def __init__(self, node: IChat, on_quit: Callable[[], object], clock: IReactorTime,
                  bell: Callable[[], object] = lambda: None, log_path: str | None = None,
                  changed: Callable[[], object] = lambda: None) -> None:
         """``clock``: where the paste timers run (the reactor; a test's Clock)."""
@@ -171,9 +172,9 @@ class ConsoleFace(CommandFace, Keyboard):
         self.input = InputLine(self.submit, self.complete, on_cut=self._input_cut)
         self.input_area = InputArea(self.input)
         self.paste = PasteGate()
-        self._paste_wait: Any = None  # the timer ending a paste whose end never came
+        self._paste_wait: IDelayedCall | None = None  # ends a paste whose end never came
         self._paste_queue: list[tuple[str, str]] = []
-        self._paste_call: Any = None  # the timer saying the next lines of a paste
+        self._paste_call: IDelayedCall | None = None  # says the next lines of a paste
         #: the conversation shown before each one, to go back to when a private talk closes
         self._came_from: dict[str, str] = {}
         #: own lines not yet delivered, by message id: the row widget, to clear its mark

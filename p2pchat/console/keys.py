@@ -7,8 +7,9 @@ it uses the face's input line, paste gate and panes, named below.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable, Protocol
+from typing import TYPE_CHECKING, Callable
 
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 
 from p2pchat.commands import Refusal, Say, parse_input
@@ -51,14 +52,6 @@ KEYS: tuple[tuple[str, str], ...] = (
 NUMBER_KEYS = {f"meta {n}": n for n in range(1, 10)}
 
 
-class Clock(Protocol):
-    """What the console needs of the reactor: timers (the paste's end, its lines per turn).
-    A Protocol, not ``IReactorTime``: mypy reads zope interfaces' methods as lacking self."""
-
-    def callLater(self, delay: float, callable: Callable[..., object], *args: object,
-                  **kw: object) -> Any: ...
-
-
 def key_help_lines() -> list[str]:
     return [f"{keys:<28} {what}" for keys, what in KEYS]
 
@@ -67,15 +60,15 @@ class Keyboard:
     """The keys and pastes of a ConsoleFace (which provides what is declared here)."""
 
     node: IChat
-    clock: Clock
+    clock: IReactorTime
     room: str
     quitting: bool
     input: InputLine
     input_area: InputArea
     paste: PasteGate
-    _paste_wait: Any
+    _paste_wait: IDelayedCall | None
     _paste_queue: list[tuple[str, str]]
-    _paste_call: Any
+    _paste_call: IDelayedCall | None
     changed: Callable[[], object]
 
     if TYPE_CHECKING:  # provided by ConsoleFace and CommandFace
@@ -160,7 +153,7 @@ class Keyboard:
             self.input.insert("".join(run))
         return unhandled
 
-    def _key(self, size: tuple[int, int], key):
+    def _key(self, size: tuple[int, int], key: str) -> str | None:
         """One key that is not a character: the global ones first, then the input line's."""
         if key == "ctrl c":
             self.quit()
@@ -240,6 +233,6 @@ class Keyboard:
         self._paste_call = self._paste_wait = None
         self._paste_queue = []
 
-    def unhandled_input(self, key) -> bool:
+    def unhandled_input(self, key: object) -> bool:
         """Keys nobody took (MainLoop's hook): ignored on purpose."""
         return True

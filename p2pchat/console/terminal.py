@@ -5,7 +5,7 @@ reactor turn."""
 from __future__ import annotations
 
 import sys
-from typing import Callable
+from typing import Any, Callable
 
 import urwid
 import urwid.display.raw
@@ -30,8 +30,8 @@ class ConsoleService(Service):
     ``screen`` is for tests (a fake screen); by default the real terminal, named explicitly
     because under twistd ``sys.stdout`` is the log file."""
 
-    def __init__(self, node: IChat, reactor, data_dir: str, on_quit: Callable[[], object],
-                 screen=None) -> None:
+    def __init__(self, node: IChat, reactor: Any, data_dir: str, on_quit: Callable[[], object],
+                 screen: Any = None) -> None:
         """``on_quit``: what /quit and Ctrl-C do (the service stops the reactor)."""
         self.node = node
         self._on_quit = on_quit

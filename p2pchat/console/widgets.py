@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import urwid
 
@@ -85,11 +85,11 @@ class MessageRow(urwid.WidgetWrap):
             if layout is not self._w:
                 self._w = layout
 
-    def rows(self, size, focus=False) -> int:
+    def rows(self, size: Any, focus: bool = False) -> int:
         self._fit(size[0])
         return super().rows(size, focus)
 
-    def render(self, size, focus=False):
+    def render(self, size: Any, focus: bool = False) -> urwid.Canvas:
         self._fit(size[0])
         return super().render(size, focus)
 
@@ -143,7 +143,8 @@ class MessagePane(urwid.ListBox):
         self._size: tuple[int, int] | None = None
         self._on_scroll = on_scroll
 
-    def render(self, size, focus=False):
+    def render(self, size: Any, focus: bool = False
+               ) -> urwid.CompositeCanvas | urwid.SolidCanvas:
         self._size = size
         if self.following and self.walker:
             self._to_bottom()
@@ -196,7 +197,7 @@ class MessagePane(urwid.ListBox):
             self.unread = 0
         self._on_scroll()
 
-    def keypress(self, size, key):
+    def keypress(self, size: Any, key: str) -> str | None:
         # The face scrolls the pane itself (PgUp/PgDn, the wheel): the arrows belong to the
         # input line's history.
         return key
@@ -329,7 +330,7 @@ class Sidebar(urwid.Widget):
         self.peers = peers
         self.title = urwid.Text(("sidebar_title", "conversations"))
 
-    def render(self, size, focus=False):
+    def render(self, size: Any, focus: bool = False) -> urwid.Canvas:
         cols, rows = size
         wanted = self.conversations.wanted_rows()
         if rows < 4:
@@ -394,7 +395,7 @@ class Question(urwid.Text):
 
     _selectable = True
 
-    def keypress(self, size, key):
+    def keypress(self, size: Any, key: str) -> str | None:
         return key
 
 

@@ -174,3 +174,23 @@ class QuitTests(unittest.TestCase):
         assert face is not None
         face._on_quit()  # type: ignore[attr-defined]
         self.assertTrue(reactor.hasStopped)
+
+
+class NoSuchPeerTests(unittest.TestCase):
+    def test_one_text_whichever_verb(self) -> None:
+        """/whois, /trust and /ignore of nobody say the same (interfaces.no_linked_peer);
+        /msg and /query of nobody say interfaces.no_peer_called."""
+        from p2pchat.interfaces import Refused, no_linked_peer, no_peer_called
+        from p2pchat.node import Node
+
+        clock = Clock()
+        node = Node("alice", clock, peer_id="alice_0000")
+        want = no_linked_peer("zed")
+        self.assertEqual(want, Refused("no linked peer is shown as zed; /users lists them"))
+        self.assertEqual([node.whois("zed"), node.trust_peer("zed"), node.ignore("zed")],
+                         [want] * 3)
+        self.assertEqual(node.addressee("zed"), no_peer_called("zed"))
+        self.assertEqual(node.say_private("zed", "hi"), no_peer_called("zed"))
+        chat = FakeChat()
+        self.assertEqual([chat.whois("zed"), chat.trust_peer("zed"), chat.ignore("zed")],
+                         [want] * 3)

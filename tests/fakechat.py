@@ -26,7 +26,7 @@ from p2pchat.interfaces import (
     no_peer_called,
     private_key,
 )
-from p2pchat.wire import CHAT, DEFAULT_ROOM, PRIVATE, Message
+from p2pchat.wire import CHAT, DEFAULT_ROOM, PRIVATE, Message, nick_problem
 
 NOW = 1_700_000_000.0
 
@@ -194,8 +194,9 @@ class FakeChat:
         self.calls.append(("set_nick", nick))
         if nick == self._nick:
             return Refused(f"you are already {nick}")
-        if not nick or " " in nick:
-            return Refused("a nick is 1-20 characters, no spaces")
+        problem = nick_problem(nick)
+        if problem:
+            return Refused(problem)
         old, self._nick = self._nick, nick
         self.emit(events.NickChanged(self.now(), old, nick, self.peer_id, own=True))
         return Done()

@@ -436,8 +436,11 @@ class StatusBarTests(unittest.TestCase):
 
 
 class CommandTests(unittest.TestCase):
+    """The commands as the console runs them, on a FakeChat (what the node does with them:
+    test_node, test_rooms, test_nicks)."""
+
     def setUp(self) -> None:
-        self.h = Harness()
+        self.h = ChatHarness()
 
     def test_help_lists_commands_keys_and_log(self) -> None:
         self.h.enter("/help")
@@ -449,7 +452,7 @@ class CommandTests(unittest.TestCase):
             self.assertIn(word, text)
 
     def test_help_without_log_file(self) -> None:
-        h = Harness(log_path=None)
+        h = ChatHarness(log_path=None)
         h.enter("/help")
         self.assertIn("--logfile", "\n".join(h.face.messages.rows_text()))
 
@@ -464,7 +467,7 @@ class CommandTests(unittest.TestCase):
 
     def test_nick(self) -> None:
         self.h.enter("/nick carol")
-        self.assertEqual(self.h.node.nick, "carol")
+        self.assertEqual(self.h.chat.nick, "carol")
         text = self.h.text()
         self.assertIn("-- you are now known as carol", text)
         self.assertIn(" carol │ #general", text)
@@ -475,13 +478,14 @@ class CommandTests(unittest.TestCase):
         self.assertIn("! nick not changed: a nick has at most 20 characters",
                       self.h.face.messages.rows_text()[-1])
         self.assertEqual(attr_at(canvas, "nick not changed"), "error")
-        self.assertEqual(self.h.node.nick, "alice")
+        self.assertEqual(self.h.chat.nick, "alice")
 
     def test_nick_usage(self) -> None:
         self.h.enter("/nick")
         self.assertIn("usage: /nick NAME", self.h.text())
 
     def test_me(self) -> None:
+        self.h = Harness()  # what a base peer is sent: the real node
         bob = self.h.link("bob")
         self.h.enter("/me waves")
         self.assertIn("* alice waves", self.h.text())
@@ -498,7 +502,7 @@ class CommandTests(unittest.TestCase):
 
     def test_quit_and_aliases(self) -> None:
         for word in ("/quit", "/q", "/exit"):
-            h = Harness()
+            h = ChatHarness()
             h.enter(word)
             self.assertEqual(h.quits, [1], word)
             h.enter("/quit")
@@ -517,14 +521,14 @@ class CommandTests(unittest.TestCase):
         # The refused line leaves the input (Up brings it back to fix it): what is typed
         # next is a line of its own, not glued onto it.
         self.assertEqual(self.h.face.input.edit_text, "")
-        bob = self.h.link("bob")
+        self.h.link("bob")
         self.h.enter("hello")
-        self.assertEqual([m.content for m in bob.sent if m.type == CHAT], ["hello"])
+        self.assertEqual(self.h.chat.said, [("general", "hello", False)])
         self.h.keys("up", "up")
         self.assertEqual(self.h.face.input.edit_text, "/frobnicate now")
 
     def test_over_limit_refused_and_kept(self) -> None:
-        bob = self.h.link("bob")
+        self.h.link("bob")
         text = "x" * (MAX_SAY_BYTES + 1)
         self.h.face.input.set_edit_text(text)
         self.h.face.refresh_status()
@@ -536,7 +540,7 @@ class CommandTests(unittest.TestCase):
         self.h.keys("enter")
         self.assertIn(f"that line is {MAX_SAY_BYTES + 1} bytes; the limit is {MAX_SAY_BYTES}",
                       self.h.face.messages.rows_text()[-1])
-        self.assertEqual([m for m in bob.sent if m.type == CHAT], [])
+        self.assertEqual(self.h.chat.said, [])
         self.assertEqual(self.h.face.input.edit_text, "")
         self.h.keys("up")
         self.assertEqual(self.h.face.input.edit_text, text)
@@ -547,23 +551,23 @@ class CommandTests(unittest.TestCase):
         self.assertIn("the limit is", self.h.face.messages.rows_text()[-1])
 
     def test_empty_input_ignored(self) -> None:
-        bob = self.h.link("bob")
+        self.h.link("bob")
         self.h.face.clear()
         self.h.keys("enter")
         self.h.enter("   ")
         self.assertEqual(self.h.face.messages.rows_text(), [])
-        self.assertEqual(bob.sent, [])
+        self.assertEqual(self.h.chat.calls, [])
 
     def test_double_slash_says_slash(self) -> None:
-        bob = self.h.link("bob")
+        self.h.link("bob")
         self.h.enter("//shrug")
-        self.assertEqual([m.content for m in bob.sent if m.type == CHAT], ["/shrug"])
+        self.assertEqual(self.h.chat.said, [("general", "/shrug", False)])
 
     def test_failure_is_logged_and_shown(self) -> None:
         def boom(*args: object, **kwargs: object) -> None:
             raise RuntimeError("boom")
 
-        self.h.node.say = boom
+        self.h.chat.say = boom  # type: ignore[method-assign]
         self.h.enter("hello")
         self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
         self.assertIn("that failed; the log has the details",
@@ -1521,7 +1525,7 @@ class PasteTests(unittest.TestCase):
     """Pastes through the face: the question on the screen, the lines said as text."""
 
     def setUp(self) -> None:
-        self.h = Harness()
+        self.h = ChatHarness()
         self.bob = self.h.link("bob")
         self.block = "first line\n/quit\n/nick mallory\n  indented\nlast one\n"
 
@@ -1530,7 +1534,7 @@ class PasteTests(unittest.TestCase):
         self.h.face.take_keys(keys, SIZE)
 
     def said(self) -> list[str]:
-        return [m.content for m in self.bob.sent if m.type == CHAT]
+        return [text for room, text, action in self.h.chat.said if room == "general"]
 
     def test_yes_sends_every_line_as_text(self) -> None:
         self.h.type("draft")
@@ -1545,7 +1549,7 @@ class PasteTests(unittest.TestCase):
         self.assertEqual(self.said(), ["first line", "/quit", "/nick mallory", "  indented",
                                        "last one"])
         self.assertEqual(self.h.quits, [])
-        self.assertEqual(self.h.node.nick, "alice")
+        self.assertEqual(self.h.chat.nick, "alice")
         self.assertEqual(self.h.face.input.edit_text, "draft")  # what was typed stays
         self.assertTrue(self.h.lines()[-1].startswith("> draft"))
         # Ctrl-Y means yank again.
@@ -1622,7 +1626,7 @@ class CompleteTests(unittest.TestCase):
         self.assertEqual(self.complete("hi "), [])
 
     def test_in_the_face_tab_cycles_and_shift_tab_goes_back(self) -> None:
-        h = Harness()
+        h = ChatHarness()
         h.enter("/join #ops")
         h.enter("/join #offtopic")
         h.type("/j")
@@ -1658,7 +1662,7 @@ class NarrowTests(unittest.TestCase):
 
 class PartTests(unittest.TestCase):
     def test_part_of_a_private_talk_goes_back_to_where_you_were(self) -> None:
-        h = Harness()
+        h = ChatHarness()
         h.peer("carol")
         h.enter("/join #ops")
         h.enter("/query carol")

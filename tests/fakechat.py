@@ -70,7 +70,7 @@ class FakeChat:
                         encrypted=encrypted, rooms=(DEFAULT_ROOM, *rooms))
         self.peers = [p for p in self.peers if p.peer_id != peer.peer_id] + [peer]
         self.away.pop(peer.peer_id, None)
-        self.emit(events.PeerJoined(self.now(), nick, peer.peer_id, peer.address))
+        self.emit(events.PeerJoined(self.now(), nick, peer.peer_id, "127.0.0.1"))  # its host
         return peer
 
     def unlink(self, peer: PeerView, reason: str | None = "connection lost") -> None:

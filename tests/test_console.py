@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from p2pchat.wire import Beacon
 
-import os
 import time
 from dataclasses import replace
 
@@ -154,7 +153,8 @@ class ChatHarness(Harness):
         return self.chat.link(nick, ours=False, encrypted=False)
 
     def peer(self, nick: str, rooms: tuple[str, ...] = ()) -> PeerView:  # type: ignore[override]
-        return self.chat.link(nick, rooms)
+        """A peer of ours (rooms, private lines), on a plain link as Harness's are."""
+        return self.chat.link(nick, rooms, encrypted=False)
 
     def rooms(self, peer: PeerView, *rooms: str) -> None:  # type: ignore[override]
         """``peer`` says it is in ``rooms`` now: told as the node tells it."""
@@ -174,10 +174,6 @@ class ChatHarness(Harness):
 
     def hear_private(self, peer: PeerView, text: str) -> None:  # type: ignore[override]
         self.chat.hear(peer, text, room="@")
-
-
-if os.environ.get("FACES_PROBE"):
-    Harness = ChatHarness  # noqa
 
 
 def screen_lines(canvas: urwid.Canvas) -> list[str]:
@@ -253,8 +249,10 @@ class FormatTests(unittest.TestCase):
 
 
 class MessageTests(unittest.TestCase):
+    """Rows as the console draws them, on a FakeChat."""
+
     def setUp(self) -> None:
-        self.h = Harness()
+        self.h = ChatHarness()
         self.bob = self.h.link("bob")
 
     def test_chat_line_layout_and_colors(self) -> None:
@@ -275,12 +273,11 @@ class MessageTests(unittest.TestCase):
         canvas = self.h.render()
         self.assertEqual(attr_at(canvas, "alice my own"), "own_nick")
         self.assertEqual(attr_at(canvas, "my own words"), "own_text")
-        self.assertEqual([m.content for m in self.bob.sent if m.type == CHAT], ["my own words"])
+        self.assertEqual(self.h.chat.said, [("general", "my own words", False)])
 
     def test_notices_are_dimmed(self) -> None:
         carol = self.h.link("carol")
-        self.h.node.message_received(carol, Message(id="n1", type="join", sender_id=carol.peer_id,
-                                                    username="caroline", timestamp=NOW))
+        self.h.chat.emit(events.NickChanged(NOW, "carol", "caroline", carol.peer_id))
         self.h.face.on_event(events.PeerLeft(NOW, "bob", self.bob.peer_id, "connection lost"))
         canvas = self.h.render()
         text = "\n".join(screen_lines(canvas))
@@ -332,6 +329,8 @@ class MessageTests(unittest.TestCase):
         self.assertEqual(self.h.bells, [])
 
     def test_undelivered_mark_and_notice(self) -> None:
+        self.h = Harness()  # the notice is the node's
+        self.bob = self.h.link("bob")
         self.h.node.link_lost(self.bob, "gone")
         self.h.enter("anyone here?")
         canvas = self.h.render()
@@ -346,7 +345,7 @@ class MessageTests(unittest.TestCase):
         self.assertIn("anyone here?", self.h.text())
 
     def test_delivered_event_clears_the_mark(self) -> None:
-        self.h.node.link_lost(self.bob, "gone")
+        self.h.chat.unlink(self.bob)
         self.h.enter("said while alone")
         (message_id,) = self.h.face.undelivered
         self.h.face.on_event(events.Delivered(NOW, message_id))
@@ -740,32 +739,15 @@ class ScrollTests(unittest.TestCase):
 
 
 class ConversationTests(unittest.TestCase):
+    """Conversations as the console shows them, on a FakeChat."""
+
     def setUp(self) -> None:
-        self.h = Harness()
+        self.h = ChatHarness()
         self.bob = self.h.peer("bob", rooms=("ops",))
         self.carol = self.h.peer("carol")
 
     def status(self, size: tuple[int, int] = SIZE) -> str:
         return self.h.lines(size)[-2]
-
-    def test_join_opens_and_shows_the_room(self) -> None:
-        self.h.enter("/join #ops")
-        self.assertEqual(self.h.face.room, "ops")
-        self.assertEqual(self.h.sidebar()[:3], ["conversations", "1 #general", "2 #ops"])
-        canvas = self.h.render()
-        self.assertEqual(attr_at(canvas, "2 #ops"), "conv_current")
-        self.assertEqual(attr_at(canvas, "1 #general"), "conv")
-        self.assertIn("alice │ #ops │ port 8123", self.status())
-        ops = "\n".join(self.h.pane("ops"))
-        self.assertIn("--> you joined #ops", ops)
-        self.assertIn("- also here: bob", ops)
-        self.assertNotIn("you joined", "\n".join(self.h.pane("general")))
-        # What you type now goes to #ops only.
-        self.h.enter("ops only")
-        self.assertEqual([(m.room_id, m.content) for m in self.bob.sent if m.type == CHAT],
-                         [("ops", "ops only")])
-        self.assertEqual([m for m in self.carol.sent if m.type == CHAT], [])
-        self.assertIn("alice ops only", self.h.text())
 
     def test_join_a_room_you_are_in_switches_to_it(self) -> None:
         self.h.enter("/join #ops")
@@ -848,6 +830,79 @@ class ConversationTests(unittest.TestCase):
         self.h.keys("meta 2")
         self.assertIn("bob deploy at three", self.h.text())
 
+    def test_msg_to_nobody(self) -> None:
+        self.h.enter("/msg dave hello")
+        self.assertIn("! no peer called dave", self.h.text())
+        self.assertEqual(len(self.h.face.conversations), 1)
+
+    def test_part_closes_a_private_talk(self) -> None:
+        self.h.enter("/query carol")
+        self.h.enter("/part")
+        self.assertEqual(self.h.face.room, "general")
+        self.assertIsNone(self.h.face.find("@carol_0001"))
+
+    def test_members_of_the_room_first(self) -> None:
+        self.h.enter("/join #ops")
+        side = self.h.sidebar()
+        start = side.index("peers 2/2")
+        self.assertEqual(side[start + 1:start + 5],
+                         ["in #ops: 1", "●   bob plain", "elsewhere:", "●   carol plain"])
+        self.h.keys("meta 1")
+        side = self.h.sidebar()
+        start = side.index("peers 2/2")
+        self.assertEqual(side[start + 1:start + 3], ["●   bob plain", "●   carol plain"])
+
+    def test_narrow_terminal_keeps_the_counts_in_the_status_bar(self) -> None:
+        self.h.enter("/join #ops")
+        self.h.hear(self.carol, "hello")
+        narrow = (SIDEBAR_MIN_COLS - 1, 10)
+        lines = self.h.lines(narrow)
+        self.assertNotIn("│ 1 #general", "\n".join(lines))
+        self.assertIn("#ops", lines[-2])
+        self.assertIn("1 unread in 1", lines[-2])
+
+    def test_many_conversations_fit(self) -> None:
+        for i in range(12):
+            self.h.enter(f"/join #room{i}")
+        for size in ((80, 24), (80, 8), (60, 5), (120, 40)):
+            lines = self.h.lines(size)
+            self.assertEqual(len(lines), size[1])
+            self.assertTrue(all(calc_width(ln, 0, len(ln)) == size[0] for ln in lines))
+        # The current one (the 13th, past Alt-9: shown with a dot) stays in view.
+        self.assertIn("· #room11", "\n".join(self.h.sidebar((80, 24))))
+
+
+class ConversationNodeTests(unittest.TestCase):
+    """Conversations with what the real node sends where (rooms, private lines, their
+    acks)."""
+
+    def setUp(self) -> None:
+        self.h = Harness()
+        self.bob = self.h.peer("bob", rooms=("ops",))
+        self.carol = self.h.peer("carol")
+
+    def status(self, size: tuple[int, int] = SIZE) -> str:
+        return self.h.lines(size)[-2]
+
+    def test_join_opens_and_shows_the_room(self) -> None:
+        self.h.enter("/join #ops")
+        self.assertEqual(self.h.face.room, "ops")
+        self.assertEqual(self.h.sidebar()[:3], ["conversations", "1 #general", "2 #ops"])
+        canvas = self.h.render()
+        self.assertEqual(attr_at(canvas, "2 #ops"), "conv_current")
+        self.assertEqual(attr_at(canvas, "1 #general"), "conv")
+        self.assertIn("alice │ #ops │ port 8123", self.status())
+        ops = "\n".join(self.h.pane("ops"))
+        self.assertIn("--> you joined #ops", ops)
+        self.assertIn("- also here: bob", ops)
+        self.assertNotIn("you joined", "\n".join(self.h.pane("general")))
+        # What you type now goes to #ops only.
+        self.h.enter("ops only")
+        self.assertEqual([(m.room_id, m.content) for m in self.bob.sent if m.type == CHAT],
+                         [("ops", "ops only")])
+        self.assertEqual([m for m in self.carol.sent if m.type == CHAT], [])
+        self.assertIn("alice ops only", self.h.text())
+
     def test_private_line_opens_a_conversation_without_switching(self) -> None:
         self.h.hear_private(self.carol, "psst, lunch?")
         self.assertEqual(self.h.face.room, "general")
@@ -879,11 +934,6 @@ class ConversationTests(unittest.TestCase):
         self.assertIn("alice are you there?", "\n".join(self.h.pane("@carol_0001")))
         self.assertIn("2 carol", self.h.sidebar())  # your own line is not unread
         self.assertNotIn("unread", self.status())
-
-    def test_msg_to_nobody(self) -> None:
-        self.h.enter("/msg dave hello")
-        self.assertIn("! no peer called dave", self.h.text())
-        self.assertEqual(len(self.h.face.conversations), 1)
 
     def test_query_switches(self) -> None:
         self.h.enter("/query carol")
@@ -917,12 +967,6 @@ class ConversationTests(unittest.TestCase):
         self.assertIn("<-- you left #ops", self.h.text())
         self.assertNotIn("ops", self.h.node.rooms.joined)
 
-    def test_part_closes_a_private_talk(self) -> None:
-        self.h.enter("/query carol")
-        self.h.enter("/part")
-        self.assertEqual(self.h.face.room, "general")
-        self.assertIsNone(self.h.face.find("@carol_0001"))
-
     def test_others_joining_and_leaving_a_room(self) -> None:
         self.h.enter("/join #ops")
         self.h.rooms(self.carol, "ops")
@@ -944,36 +988,6 @@ class ConversationTests(unittest.TestCase):
         self.assertIn("-- carol is now known as caroline",
                       "\n".join(self.h.pane("@carol_0001")))
         self.assertIn("2 caroline", "\n".join(self.h.sidebar()))
-
-    def test_members_of_the_room_first(self) -> None:
-        self.h.enter("/join #ops")
-        side = self.h.sidebar()
-        start = side.index("peers 2/2")
-        self.assertEqual(side[start + 1:start + 5],
-                         ["in #ops: 1", "●   bob plain", "elsewhere:", "●   carol plain"])
-        self.h.keys("meta 1")
-        side = self.h.sidebar()
-        start = side.index("peers 2/2")
-        self.assertEqual(side[start + 1:start + 3], ["●   bob plain", "●   carol plain"])
-
-    def test_narrow_terminal_keeps_the_counts_in_the_status_bar(self) -> None:
-        self.h.enter("/join #ops")
-        self.h.hear(self.carol, "hello")
-        narrow = (SIDEBAR_MIN_COLS - 1, 10)
-        lines = self.h.lines(narrow)
-        self.assertNotIn("│ 1 #general", "\n".join(lines))
-        self.assertIn("#ops", lines[-2])
-        self.assertIn("1 unread in 1", lines[-2])
-
-    def test_many_conversations_fit(self) -> None:
-        for i in range(12):
-            self.h.enter(f"/join #room{i}")
-        for size in ((80, 24), (80, 8), (60, 5), (120, 40)):
-            lines = self.h.lines(size)
-            self.assertEqual(len(lines), size[1])
-            self.assertTrue(all(calc_width(ln, 0, len(ln)) == size[0] for ln in lines))
-        # The current one (the 13th, past Alt-9: shown with a dot) stays in view.
-        self.assertIn("· #room11", "\n".join(self.h.sidebar((80, 24))))
 
 
 class HistoryTests(unittest.TestCase):

@@ -133,12 +133,14 @@ class PeerTable:
         return True
 
     def _find_worst(self, now: float) -> PeerInfo:
+        rank = self.rank
+        assert rank is not None  # only asked for when there is a rank (_make_room)
         kept = self._worst
         if (kept is not None and now - kept[0] < WORST_KEPT
                 and self._peers.get(kept[1].peer_id) is kept[1]):
             return kept[1]
         worst = min(self._peers.values(),
-                    key=lambda p: (self.rank(p.peer_id, p.username, p.fp), p.last_seen))
+                    key=lambda p: (rank(p.peer_id, p.username, p.fp), p.last_seen))
         self._worst = (now, worst)
         return worst
 

@@ -34,6 +34,10 @@ class StuckLink:
         self.closed: defer.Deferred[None] = defer.Deferred()
         self.transport = StuckTransport(self)
 
+    def hang_up(self) -> None:
+        """As PeerProtocol.hang_up: asks the transport to close (which never happens)."""
+        self.transport.loseConnection()
+
 
 class Stopping(TestCase):
     def setUp(self) -> None:

@@ -181,7 +181,7 @@ def test_the_graph_is_read() -> None:
     kinds = {(e.source, e.target): e.kind for e in edges}
     assert kinds[("p2pchat.service", "p2pchat.node")] == "top"
     assert kinds[("p2pchat.service", "p2pchat.console")] == "lazy"  # make_face
-    assert kinds[("p2pchat.interfaces", "p2pchat.wire")] == "typing"
+    assert kinds[("p2pchat.interfaces", "p2pchat.events")] == "typing"
     assert kinds[("p2pchat.lines", "p2pchat.face")] == "top"
 
 

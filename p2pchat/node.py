@@ -15,7 +15,15 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger, LogLevel
 
 from p2pchat import events, ratelog
-from p2pchat.interfaces import Done, Outcome, PeerView, Refused, Said
+from p2pchat.interfaces import (
+    Done,
+    Outcome,
+    PeerView,
+    Refused,
+    Said,
+    no_linked_peer,
+    no_peer_called,
+)
 from p2pchat.absent import HELD_LINES, RecentPeers
 from p2pchat.catchup import (
     ACK_DELAY,
@@ -476,7 +484,7 @@ class Node:
         fp = self.trust.pins.get(shown)
         if fp:
             return peer_id_for(fp), printable(shown)
-        return Refused(f"no peer called {printable(shown)}; /users lists who is here")
+        return no_peer_called(shown)
 
     def _send_line(self, msg: Message, text: str, action: bool, room: str,
                    private: str, kept_for: str = "") -> Message:
@@ -686,7 +694,7 @@ class Node:
         """What /whois prints about a linked peer, or ``Refused`` if no one is shown so."""
         link = self.find_link(shown)
         if link is None:
-            return Refused(f"no linked peer is shown as {shown}; /users lists them")
+            return no_linked_peer(shown)
         info = self.peers.get(link.peer_id)
         where = f"{info.host}:{info.port}" if info is not None else link.address
         lines = [f"{self._nick(link)} (peer id {link.peer_id}) at {where}"]
@@ -702,7 +710,7 @@ class Node:
         """/trust: pin the key of the peer shown as ``shown`` for its nick."""
         link = self.find_link(shown)
         if link is None:
-            return Refused(f"no linked peer is shown as {shown}")
+            return no_linked_peer(shown)
         if not link.fp:
             return Refused(f"{shown} has no key to trust (a plain connection)")
         if self.trust.is_own(link.username):
@@ -720,7 +728,7 @@ class Node:
         peer by its peer id), from now on and across restarts."""
         link = self.find_link(shown)
         if link is None:
-            return Refused(f"no linked peer is shown as {shown}; /users lists them")
+            return no_linked_peer(shown)
         name = printable_name(link.username or link.peer_id)
         problem = self.ignores.add(link.peer_id, link.fp, name)
         if problem:

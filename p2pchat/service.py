@@ -24,7 +24,7 @@ from twisted.logger import Logger
 
 from p2pchat import datadir, logs, startup
 from p2pchat.discovery import BeaconProtocol
-from p2pchat.errors import StartError
+from p2pchat.errors import StartError, stop_reactor
 from p2pchat.flow import close_within
 from p2pchat.identity import PINS_NAME, PINS_SAVE_DELAY, Identity, Pins
 from p2pchat.ignore import IGNORED_NAME, Ignores
@@ -210,10 +210,10 @@ def make_face(ui: str, node: Node, reactor: Any, data_dir: str) -> Service | Non
         else:
             from p2pchat.console import ConsoleService  # urwid only when the console runs
 
-            return ConsoleService(node, reactor, data_dir)
+            return ConsoleService(node, reactor, data_dir, lambda: stop_reactor(reactor))
     from p2pchat.lines import LineFaceService
 
-    return LineFaceService(node, reactor)
+    return LineFaceService(node, reactor, lambda: stop_reactor(reactor))
 
 
 def lock_data_dir(data_dir: str) -> IO[str]:

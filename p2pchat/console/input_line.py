@@ -10,7 +10,7 @@ long the line is.  ``insert`` puts a whole run of typed or pasted characters in 
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import urwid
 from urwid.canvas import TextCanvas
@@ -122,7 +122,7 @@ class InputLine(urwid.Widget):
 
     # --- keys -------------------------------------------------------------------------------
 
-    def keypress(self, size, key):
+    def keypress(self, size: Any, key: str) -> str | None:
         if is_text_key(key):
             self.insert(key)
             return None
@@ -349,10 +349,10 @@ class InputLine(urwid.Widget):
         self.view = start
         return rows
 
-    def rows(self, size, focus: bool = False) -> int:
+    def rows(self, size: Any, focus: bool = False) -> int:
         return len(self._place(max(size[0], len(PROMPT) + 2)))
 
-    def render(self, size, focus: bool = False):
+    def render(self, size: Any, focus: bool = False) -> urwid.Canvas:
         cols = size[0]
         if cols < len(PROMPT) + 2:  # too narrow to edit in: blank
             return urwid.SolidFill(" ").render((cols, 1))

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import urwid
 
@@ -20,7 +20,7 @@ from p2pchat.console.format import (
     nick_attr,
 )
 from p2pchat.console.input_line import INPUT_ROWS, InputLine  # noqa: F401 (INPUT_ROWS: tests)
-from p2pchat.node import PeerView
+from p2pchat.interfaces import PeerView
 
 #: Rows kept in one conversation's pane; older ones are dropped.
 SCROLLBACK_ROWS = 5000
@@ -85,11 +85,11 @@ class MessageRow(urwid.WidgetWrap):
             if layout is not self._w:
                 self._w = layout
 
-    def rows(self, size, focus=False) -> int:
+    def rows(self, size: Any, focus: bool = False) -> int:
         self._fit(size[0])
         return super().rows(size, focus)
 
-    def render(self, size, focus=False):
+    def render(self, size: Any, focus: bool = False) -> urwid.Canvas:
         self._fit(size[0])
         return super().render(size, focus)
 
@@ -135,7 +135,7 @@ class MessagePane(urwid.ListBox):
 
     def __init__(self, on_scroll: Callable[[], None] = lambda: None,
                  budget: Scrollback | None = None) -> None:
-        self.walker = urwid.SimpleFocusListWalker([])
+        self.walker: urwid.SimpleFocusListWalker = urwid.SimpleFocusListWalker([])
         super().__init__(self.walker)
         self.budget = budget if budget is not None else Scrollback()
         self.following = True
@@ -143,7 +143,8 @@ class MessagePane(urwid.ListBox):
         self._size: tuple[int, int] | None = None
         self._on_scroll = on_scroll
 
-    def render(self, size, focus=False):
+    def render(self, size: Any, focus: bool = False
+               ) -> urwid.CompositeCanvas | urwid.SolidCanvas:
         self._size = size
         if self.following and self.walker:
             self._to_bottom()
@@ -196,7 +197,7 @@ class MessagePane(urwid.ListBox):
             self.unread = 0
         self._on_scroll()
 
-    def keypress(self, size, key):
+    def keypress(self, size: Any, key: str) -> str | None:
         # The face scrolls the pane itself (PgUp/PgDn, the wheel): the arrows belong to the
         # input line's history.
         return key
@@ -240,9 +241,9 @@ class PeerList(urwid.WidgetWrap):
 
     def __init__(self) -> None:
         self.title = urwid.Text("")
-        self.walker = urwid.SimpleListWalker([])
+        self.walker: urwid.SimpleListWalker = urwid.SimpleListWalker([])
         self.peers: list[PeerView] = []
-        pile = urwid.Frame(urwid.ListBox(self.walker), header=self.title)
+        pile: urwid.Frame = urwid.Frame(urwid.ListBox(self.walker), header=self.title)
         super().__init__(pile)
         self.update([])
 
@@ -284,7 +285,7 @@ class ConversationList(urwid.WidgetWrap):
     "3!" when one names you or is a private line).  The current one is drawn reversed."""
 
     def __init__(self) -> None:
-        self.walker = urwid.SimpleFocusListWalker([])
+        self.walker: urwid.SimpleFocusListWalker = urwid.SimpleFocusListWalker([])
         self.listbox = urwid.ListBox(self.walker)
         self.views: list[ConversationView] = []
         super().__init__(self.listbox)
@@ -329,7 +330,7 @@ class Sidebar(urwid.Widget):
         self.peers = peers
         self.title = urwid.Text(("sidebar_title", "conversations"))
 
-    def render(self, size, focus=False):
+    def render(self, size: Any, focus: bool = False) -> urwid.Canvas:
         cols, rows = size
         wanted = self.conversations.wanted_rows()
         if rows < 4:
@@ -394,7 +395,7 @@ class Question(urwid.Text):
 
     _selectable = True
 
-    def keypress(self, size, key):
+    def keypress(self, size: Any, key: str) -> str | None:
         return key
 
 

@@ -575,9 +575,10 @@ class Dialer:
         """The peer is linked (whoever dialed): stop trying.  An attempt in flight is left to
         finish (it may be the very connection that just linked)."""
         peer = self._peers.get(peer_id)
-        if peer is not None and peer.state is not DialState.HELD:
-            peer.stop_timer()
-            peer.state = DialState.IDLE
+        if peer is None or (peer.state is DialState.HELD and peer.timer is None):
+            return  # a hold not yet waited out still counts at the next want
+        peer.stop_timer()
+        peer.state = DialState.IDLE
 
     def stop(self) -> None:
         for peer_id in list(self._peers):

@@ -335,6 +335,16 @@ class DialerBackoff(TestCase):
         self.reactor.advance(1.01)
         self.assertEqual(len(self.reactor.tcpClients), 2)
 
+    def test_linked_by_the_other_side_during_a_hold_stops_the_held_dial(self) -> None:
+        self.dialer.want(self.info)
+        self.link()
+        self.dialer.link_ended("zed_1", 1.0)
+        self.dialer.want(self.info)  # held: the dial waits
+        self.dialer.connected("zed_1")  # zed dialed us meanwhile
+        self.assertIs(self.dialer.state("zed_1"), DialState.IDLE)
+        self.reactor.advance(100)
+        self.assertEqual(len(self.reactor.tcpClients), 1)
+
     def test_a_stable_link_resets_the_backoff(self) -> None:
         self.dialer.want(self.info)
         for _ in range(4):  # waits of 1, 2, 4, 8 s: the next would be 16 s

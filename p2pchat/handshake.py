@@ -180,10 +180,6 @@ class Handshake:
     def was_ready(self) -> bool:
         return self.stage is Stage.READY or self.stage is Stage.LOST
 
-    @property
-    def tls_started(self) -> bool:
-        return self.stage is Stage.TLS
-
     # --- events ------------------------------------------------------------------------------
 
     def connected(self) -> list[Action]:

@@ -2,6 +2,8 @@
 the dialer that opens (and reopens, with backoff) the ones the dial rule gives us.
 
 Thin on purpose: bytes become ``wire.Message`` values and go to the node; the node decides.
+The handshake's steps are decided in ``handshake.py`` (no socket there), how a peer is reached
+in ``endpoints.py``; the dialer keeps one explicit ``DialState`` per peer.
 """
 
 from __future__ import annotations
@@ -9,21 +11,16 @@ from __future__ import annotations
 import enum
 from typing import TYPE_CHECKING, Any, Callable, Protocol as TypingProtocol, cast
 
-from twisted.internet import defer, error
-from twisted.internet.interfaces import (
-    IAddress,
-    IHandshakeListener,
-    IReactorTCP,
-    IReactorTime,
-    IStreamClientEndpoint,
-)
-from twisted.internet.protocol import ClientFactory, Factory, Protocol
+from twisted.internet import defer
+from twisted.internet.interfaces import IAddress, IHandshakeListener, IReactorTCP, IReactorTime
+from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger, LogLevel
 from twisted.protocols.basic import LineReceiver
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from p2pchat import handshake, ratelog
+from p2pchat.endpoints import DIAL_TIMEOUT, Endpoint, peer_endpoint
 from p2pchat.flow import Backpressure, TokenBucket
 from p2pchat.identity import ContextFactory, certificate_fingerprint, certificate_public_key
 
@@ -49,8 +46,6 @@ log = Logger()
 #: after this many seconds is closed (defined in handshake.py; read here when a connection
 #: starts, so a test may change it).
 HANDSHAKE_TIMEOUT = handshake.HANDSHAKE_TIMEOUT
-#: A dial that has not connected after this many seconds has failed.
-DIAL_TIMEOUT = 5.0
 #: A link that lasted less than this (seconds) does not reset the redial backoff: a peer that
 #: closes every link at once (a base peer that lost track of us) is redialed ever more slowly.
 STABLE_AFTER = 10.0
@@ -69,18 +64,15 @@ _LEVELS = {"info": LogLevel.info, "warn": LogLevel.warn}
 # Twisted's zope interfaces (IReactorTime, ITransport, IDelayedCall, ...) are not understood by
 # mypy without the mypy-zope plugin, so what this module calls on them is typed here as
 # ``typing.Protocol``s (or Any for a transport, whose kind, TCP or TLS, decides its methods).
+__all__ = ["DIAL_TIMEOUT", "HANDSHAKE_TIMEOUT", "STABLE_AFTER", "MAX_INBOUND", "STALL_TIMEOUT",
+           "FLOOD_RATE", "FLOOD_BURST", "PeerProtocol", "PeerServerFactory", "DialState",
+           "Dialer", "peer_endpoint"]
 
 
 class _Timer(TypingProtocol):
     def active(self) -> bool: ...
 
     def cancel(self) -> None: ...
-
-
-class Endpoint(TypingProtocol):
-    """What the dialer needs of an ``IStreamClientEndpoint``."""
-
-    def connect(self, protocolFactory: Any) -> defer.Deferred[Any]: ...
 
 
 def _log(clock: IReactorTime, kind: str, level: LogLevel, fmt: str, /, **kw: Any) -> None:
@@ -403,67 +395,6 @@ class PeerServerFactory(Factory):
                  "{n} connections open: {address} refused", n=len(self.open), address=_describe(addr))
             return None
         return PeerProtocol(self.node, self.clock, registry=self.open)
-
-
-# --- dialing through an endpoint -------------------------------------------------------------
-
-
-class _Connecting(ClientFactory):
-    """The ``connectTCP`` factory of one ``TCPPeerEndpoint.connect``: it returns the caller's
-    own protocol, unwrapped, so the protocol gets the real transport and nothing sits under
-    its reads (an endpoint's usual wrapper protocol would, for every read of the link)."""
-
-    noisy = False
-
-    def __init__(self, factory: Any) -> None:
-        self._factory = factory  # an IProtocolFactory
-        self.connector: Any = None  # an IConnector
-        self.deferred: defer.Deferred[Any] = defer.Deferred(self._cancel)
-
-    def _cancel(self, d: defer.Deferred[Any]) -> None:
-        if self.connector is not None:
-            self.connector.stopConnecting()
-
-    def buildProtocol(self, addr: IAddress | None) -> Any:
-        proto = self._factory.buildProtocol(addr)
-        if not self.deferred.called:
-            if proto is None:
-                self.deferred.errback(error.ConnectError(string="no protocol for the dial"))
-            else:
-                self.deferred.callback(proto)
-        return proto
-
-    def clientConnectionFailed(self, connector: Any, reason: Failure) -> None:
-        if not self.deferred.called:
-            self.deferred.errback(reason)
-
-
-@implementer(IStreamClientEndpoint)
-class TCPPeerEndpoint:
-    """``connectTCP`` as an ``IStreamClientEndpoint``: ``connect`` fires with the protocol
-    once TCP is up (before its ``connectionMade``), fails if it can't connect within
-    ``timeout`` seconds, and cancelling it stops the attempt."""
-
-    def __init__(self, reactor: IReactorTCP, host: str, port: int, timeout: float,
-                 bind_host: str | None = None) -> None:
-        self.reactor: Any = reactor
-        self.host, self.port = host, port
-        self.timeout = timeout
-        self.bind_host = bind_host
-
-    def connect(self, protocolFactory: Any) -> defer.Deferred[Any]:
-        dial = _Connecting(protocolFactory)
-        dial.connector = self.reactor.connectTCP(
-            self.host, self.port, dial, timeout=self.timeout,
-            bindAddress=(self.bind_host, 0) if self.bind_host else None)
-        return dial.deferred
-
-
-def peer_endpoint(reactor: IReactorTCP, host: str, port: int,
-                  bind_host: str | None = None) -> Endpoint:
-    """How to reach a peer at ``host``:``port``: the one place that picks an endpoint for a
-    peer's address (today always direct TCP; a Tor or static-peer endpoint goes here)."""
-    return TCPPeerEndpoint(reactor, host, port, DIAL_TIMEOUT, bind_host)
 
 
 class _OneDial(Factory):

@@ -389,6 +389,19 @@ class DialerBackoff(TestCase):
         proto = factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 8081))
         self.assertIs(type(proto), PeerProtocol)
 
+    def test_an_endpoint_dial_whose_factory_builds_nothing_fails(self) -> None:
+        from twisted.internet.protocol import Factory
+
+        from p2pchat.endpoints import TCPPeerEndpoint
+
+        class Nothing(Factory):
+            def buildProtocol(self, addr):
+                return None
+
+        d = TCPPeerEndpoint(self.reactor, "127.0.0.1", 8081, 5.0).connect(Nothing())
+        self.assertIsNone(self.reactor.tcpClients[-1][2].buildProtocol(None))
+        self.failureResultOf(d, error.ConnectError)
+
     def test_dropping_cancels_a_dial_in_flight(self) -> None:
         self.dialer.want(self.info)
         connector = self.reactor.connectors[-1]

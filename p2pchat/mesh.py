@@ -3,7 +3,7 @@ the dialer that opens (and reopens, with backoff) the ones the dial rule gives u
 
 Thin on purpose: bytes become ``wire.Message`` values and go to the node; the node decides.
 The handshake's steps are decided in ``handshake.py`` (no socket there), how a peer is reached
-in ``endpoints.py``; the dialer keeps one explicit ``DialState`` per peer.
+in ``reach.py``; the dialer keeps one explicit ``DialState`` per peer.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from p2pchat import handshake, ratelog
-from p2pchat.endpoints import DIAL_TIMEOUT, Endpoint, peer_endpoint
+from p2pchat.reach import DIAL_TIMEOUT, Endpoint, peer_endpoint
 from p2pchat.flow import Backpressure, TokenBucket
 from p2pchat.identity import ContextFactory, certificate_fingerprint, certificate_public_key
 

@@ -392,7 +392,7 @@ class DialerBackoff(TestCase):
     def test_an_endpoint_dial_whose_factory_builds_nothing_fails(self) -> None:
         from twisted.internet.protocol import Factory
 
-        from p2pchat.endpoints import TCPPeerEndpoint
+        from p2pchat.reach import TCPPeerEndpoint
 
         class Nothing(Factory):
             def buildProtocol(self, addr):

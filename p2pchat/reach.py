@@ -1,6 +1,6 @@
-"""How the dialer reaches a peer: an ``IStreamClientEndpoint`` built from the peer's address
-by one function, ``peer_endpoint``, so another way of reaching peers (Tor, static peers) slots
-in there without touching the mesh.
+"""How a peer is reached: the dialer dials through an ``IStreamClientEndpoint`` built from the
+peer's address by one function, ``peer_endpoint``, so another way of reaching peers (static
+peers, Tor) slots in here without touching the mesh.
 
 The default is ``connectTCP`` behind an endpoint of our own that hands the caller's protocol
 the real transport: Twisted's TCP endpoint wraps the protocol in one of its own, whose

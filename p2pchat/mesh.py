@@ -2,8 +2,8 @@
 the dialer that opens (and reopens, with backoff) the ones the dial rule gives us.
 
 Thin on purpose: bytes become ``wire.Message`` values and go to the node; the node decides.
-The handshake's steps are decided in ``handshake.py`` (no socket there), how a peer is reached
-in ``reach.py``; the dialer keeps one explicit ``DialState`` per peer.
+The handshake's steps are decided in ``handshake.py`` (no socket there), how a peer is
+reached in ``reach.py``; the dialer keeps one explicit ``DialState`` per peer.
 """
 
 from __future__ import annotations

@@ -27,7 +27,8 @@ class Listener(TestCase):
         self.assertEqual(h.connected(), [hs.ArmTimer()])
         join = msg(caps=(CAP_OURS,))
         acts = h.receive(join)
-        self.assertEqual(acts, [hs.Learn("zed_1", "zed", (CAP_OURS,)), hs.Offer("zed_1", "zed", "")])
+        self.assertEqual(acts, [hs.Learn("zed_1", "zed", (CAP_OURS,)),
+                                hs.Offer("zed_1", "zed", "")])
         self.assertIs(h.stage, Stage.OFFERED)
         self.assertEqual(h.offered(None), [hs.GoLive()])
         self.assertFalse(h.ready)

@@ -546,9 +546,12 @@ class Dialer:
         if peer.conn is not proto or not self._current(peer):
             return
         peer.conn = None
-        if proto.was_ready or peer.state is not DialState.DIALING:
+        if peer.state is not DialState.DIALING:
             return
-        self._wait(peer, peer.backoff.next_delay())
+        if proto.was_ready:  # a link (the node said connected, or should have): gone now
+            peer.state = DialState.IDLE
+        else:
+            self._wait(peer, peer.backoff.next_delay())
 
     def _failed(self, failure: Failure, peer: _Peer, d: defer.Deferred[Any]) -> None:
         if peer.attempt is not d:

@@ -5,6 +5,7 @@ newcomer's first announce at once (rate-limited) so it learns of us within a mom
 from __future__ import annotations
 
 import random
+from typing import Any, cast
 
 from twisted.internet import defer
 from twisted.internet.interfaces import IReactorTime
@@ -35,6 +36,9 @@ class BeaconProtocol(DatagramProtocol):
     """Sends and hears beacons for one node on one multicast group."""
 
     noisy = False
+    # Any: mypy can't call a zope interface's methods (IUDPTransport, IReactorTime) without
+    # the mypy-zope plugin
+    transport: Any
 
     def __init__(self, node: Node, group: str, port: int, interface: str | None,
                  clock: IReactorTime, rng: random.Random | None = None) -> None:
@@ -42,17 +46,17 @@ class BeaconProtocol(DatagramProtocol):
         self.group = group
         self.port = port
         self.interface = interface
-        self.clock = clock
+        self.clock: Any = cast(Any, clock)
         self._rng = rng or random.Random()
         self._last_sent = float("-inf")
-        self._reply = None
+        self._reply: Any = None  # the DelayedCall of a reply
         self._ticker: LoopingCall | None = None
         self.joined: defer.Deferred = defer.Deferred()
 
     def startProtocol(self) -> None:
         self.transport.setTTL(1)
         self.transport.setLoopbackMode(1)
-        d = defer.succeed(None)
+        d: defer.Deferred[Any] = defer.succeed(None)
         if self.interface:
             d.addCallback(lambda _: self.transport.setOutgoingInterface(self.interface))
         d.addCallback(lambda _: self.transport.joinGroup(self.group, self.interface or ""))

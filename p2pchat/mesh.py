@@ -2,22 +2,26 @@
 the dialer that opens (and reopens, with backoff) the ones the dial rule gives us.
 
 Thin on purpose: bytes become ``wire.Message`` values and go to the node; the node decides.
+The handshake's steps are decided in ``handshake.py`` (no socket there), how a peer is
+reached in ``reach.py``; the dialer keeps one explicit ``DialState`` per peer.
 """
 
 from __future__ import annotations
 
-from typing import Callable
+import enum
+from typing import TYPE_CHECKING, Any, Callable, Protocol as TypingProtocol, cast
 
 from twisted.internet import defer
-from twisted.internet.interfaces import IAddress, IReactorCore, IReactorTime
-from twisted.internet.protocol import ClientFactory, Factory, Protocol
+from twisted.internet.interfaces import IAddress, IHandshakeListener, IReactorTCP, IReactorTime
+from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger, LogLevel
 from twisted.protocols.basic import LineReceiver
 from twisted.python.failure import Failure
-from twisted.internet.interfaces import IHandshakeListener, IPushProducer
 from zope.interface import implementer
 
-from p2pchat import ratelog
+from p2pchat import handshake, ratelog
+from p2pchat.reach import DIAL_TIMEOUT, Endpoint, peer_endpoint
+from p2pchat.flow import Backpressure, TokenBucket
 from p2pchat.identity import ContextFactory, certificate_fingerprint, certificate_public_key
 
 from p2pchat.node import Node
@@ -25,25 +29,23 @@ from p2pchat.peers import Backoff, PeerInfo
 from p2pchat.slots import REFUSED
 from p2pchat.wire import (
     CAP_OURS,
-    CAP_TLS,
-    JOIN,
     MAX_LINE_BYTES,
-    STARTTLS,
     Message,
     WireError,
     encode_message,
     new_message_id,
     parse_message,
-    printable,
 )
+
+if TYPE_CHECKING:
+    from p2pchat.interfaces import Wire
 
 log = Logger()
 
 #: A connection that has not sent its first line (a join), or finished its TLS handshake,
-#: after this many seconds is closed.
-HANDSHAKE_TIMEOUT = 10.0
-#: A dial that has not connected after this many seconds has failed.
-DIAL_TIMEOUT = 5.0
+#: after this many seconds is closed (defined in handshake.py; read here when a connection
+#: starts, so a test may change it).
+HANDSHAKE_TIMEOUT = handshake.HANDSHAKE_TIMEOUT
 #: A link that lasted less than this (seconds) does not reset the redial backoff: a peer that
 #: closes every link at once (a base peer that lost track of us) is redialed ever more slowly.
 STABLE_AFTER = 10.0
@@ -57,8 +59,23 @@ STALL_TIMEOUT = 30.0
 FLOOD_RATE = 10_000.0
 FLOOD_BURST = 20_000.0
 
+_LEVELS = {"info": LogLevel.info, "warn": LogLevel.warn}
 
-def _log(clock: IReactorTime, kind: str, level: LogLevel, fmt: str, /, **kw) -> None:
+# Twisted's zope interfaces (IReactorTime, ITransport, IDelayedCall, ...) are not understood by
+# mypy without the mypy-zope plugin, so what this module calls on them is typed here as
+# ``typing.Protocol``s (or Any for a transport, whose kind, TCP or TLS, decides its methods).
+__all__ = ["DIAL_TIMEOUT", "HANDSHAKE_TIMEOUT", "STABLE_AFTER", "MAX_INBOUND", "STALL_TIMEOUT",
+           "FLOOD_RATE", "FLOOD_BURST", "PeerProtocol", "PeerServerFactory", "DialState",
+           "Dialer", "peer_endpoint"]
+
+
+class _Timer(TypingProtocol):
+    def active(self) -> bool: ...
+
+    def cancel(self) -> None: ...
+
+
+def _log(clock: IReactorTime, kind: str, level: LogLevel, fmt: str, /, **kw: Any) -> None:
     """A log line once per connection or per line: rate-limited (ratelog.py)."""
     ratelog.limiter(clock).emit(log, kind, level, fmt, **kw)
 
@@ -66,45 +83,6 @@ def _log(clock: IReactorTime, kind: str, level: LogLevel, fmt: str, /, **kw) -> 
 def _describe(address: IAddress | None) -> str:
     host, port = getattr(address, "host", "?"), getattr(address, "port", "?")
     return f"{host}:{port}"
-
-
-@implementer(IPushProducer)
-class _Backpressure:
-    """Registered with the transport, which pauses it once 64 KiB wait to be written to a
-    peer that does not read, and resumes it once they are gone.  While paused the node writes
-    nothing more to that link (our lines wait in the sent log); paused for STALL_TIMEOUT, the
-    link is dropped."""
-
-    def __init__(self, proto: PeerProtocol) -> None:
-        self.proto = proto
-        self.paused = False
-        self._stall = None
-
-    def pauseProducing(self) -> None:
-        if not self.paused:
-            self.paused = True
-            self._stall = self.proto.clock.callLater(STALL_TIMEOUT, self._stalled)
-
-    def resumeProducing(self) -> None:
-        self.paused = False
-        self.cancel()
-        self.proto.writable()
-
-    def stopProducing(self) -> None:
-        self.cancel()
-
-    def cancel(self) -> None:
-        if self._stall is not None and self._stall.active():
-            self._stall.cancel()
-        self._stall = None
-
-    def _stalled(self) -> None:
-        self._stall = None
-        _log(self.proto.clock, "stalled", LogLevel.warn,
-             "{peer} ({address}) read nothing for {t:.0f} s: link dropped (it catches up "
-             "when back)", burst=50, peer=self.proto.peer_id or "?",
-             address=self.proto.address, t=STALL_TIMEOUT)
-        self.proto.transport.abortConnection()
 
 
 @implementer(IHandshakeListener)
@@ -115,51 +93,64 @@ class PeerProtocol(LineReceiver):
     Between two peers with keys (CAP_TLS) the listener answers the join with a ``starttls``
     line and both switch to mutually authenticated TLS on the same connection; the link is
     ready only once each side's certificate matched the fingerprint the other announced.
-    Nothing may follow the join or the starttls line in plaintext."""
+    Nothing may follow the join or the starttls line in plaintext.  The steps are decided by
+    ``handshake.Handshake`` (no socket in it); this class carries out what it answers.
+
+    As the node sees it, a ``interfaces.Wire``."""
 
     delimiter = b"\n"
     MAX_LENGTH = MAX_LINE_BYTES
     noisy = False
+    transport: Any
 
     def __init__(self, node: Node, clock: IReactorTime, expected: PeerInfo | None = None,
                  registry: set[PeerProtocol] | None = None) -> None:
         self.node = node
         self.registry = registry if registry is not None else set()
-        self.clock = clock
+        self.clock: Any = cast(Any, clock)  # see _Timer
         self.outgoing = expected is not None
         self.peer_id = expected.peer_id if expected else ""
         self.username = expected.username if expected else ""
         self.caps: tuple[str, ...] = expected.caps if expected else ()
         self.dialer_id = node.peer_id if self.outgoing else ""
         self.address = ""
-        self.last_heard = clock.seconds()
+        self.last_heard = self.clock.seconds()
         self.said_leave = False
         self.synced = True
         self.sync_point = 0
-        self.ready = False
-        self.was_ready = False
-        self._handshake_timer = None
+        self.handshake = handshake.Handshake(
+            self.outgoing, node.identity is not None, self.peer_id, self.caps,
+            expected.fp if expected else "", timeout=HANDSHAKE_TIMEOUT)
+        self._handshake_timer: _Timer | None = None
         self.cursor = 0
         #: the key fingerprint the peer proved by TLS ("" while plain), and the TLS version
         self.fp = ""
         self.tls = ""
         self.pk = ""  # the peer's public key (base64), once TLS proved it
-        self._expect_fp = expected.fp if expected else ""
-        self._awaiting_starttls = False
-        self._tls_started = False
-        self._first: Message | None = None
-        self._backpressure = _Backpressure(self)
-        self._tokens = FLOOD_BURST
-        self._tokens_at = clock.seconds()
-        self._flood_timer = None
+        self._backpressure = Backpressure(clock, on_resume=self.writable,
+                                          stall_after=STALL_TIMEOUT, on_stall=self._stalled)
+        self._flood = TokenBucket(FLOOD_RATE, FLOOD_BURST, self.clock.seconds())
+        self._flood_timer: _Timer | None = None
         self._flood_logged = False
-        #: why the other side refused this link, if it said so (a ``refused`` line)
-        self.refused_by = ""
         self._registered = False  # our backpressure producer is registered with the transport
         #: fires when the connection is gone, for a shutdown that waits for goodbyes
-        self.closed: defer.Deferred = defer.Deferred()
+        self.closed: defer.Deferred[None] = defer.Deferred()
 
     # --- Link, as the node sees it ------------------------------------------------------------
+
+    @property
+    def ready(self) -> bool:
+        """The handshake is done and the node took the link."""
+        return self.handshake.ready
+
+    @property
+    def was_ready(self) -> bool:
+        return self.handshake.was_ready
+
+    @property
+    def refused_by(self) -> str:
+        """Why the other side refused this link, if it said so (a ``refused`` line)."""
+        return self.handshake.refused_by
 
     @property
     def backed_up(self) -> bool:
@@ -173,7 +164,7 @@ class PeerProtocol(LineReceiver):
             self.transport.write(data)
 
     def writable(self) -> None:
-        if self.ready:
+        if self.handshake.ready:
             self.node.link_writable(self)
 
     def hang_up(self) -> None:
@@ -224,6 +215,73 @@ class PeerProtocol(LineReceiver):
         if self.transport is not None:
             self.transport.abortConnection()
 
+    # --- carrying out what the handshake says -----------------------------------------------
+
+    def _do(self, actions: list[handshake.Action]) -> None:
+        for action in actions:
+            if isinstance(action, handshake.Note):
+                _log(self.clock, action.kind, _LEVELS[action.level], action.text,
+                     peer=self.peer_id or "?", address=self.address, **action.fields)
+            elif isinstance(action, handshake.Drop):
+                if action.abort:
+                    self.clearLineBuffer()  # nothing more of it is read
+                    self.transport.abortConnection()
+                else:
+                    self.transport.loseConnection()
+            elif isinstance(action, handshake.SendJoin):
+                self.send(self.node.handshake())
+            elif isinstance(action, handshake.SendStartTLS):
+                self.send(self.node.starttls())
+            elif isinstance(action, handshake.StartTLS):
+                assert self.node.identity is not None  # TLS is wanted only with a key
+                self.transport.startTLS(ContextFactory(self.node.identity, server=action.server))
+            elif isinstance(action, handshake.ArmTimer):
+                self._handshake_timer = self.clock.callLater(self.handshake.timeout_after,
+                                                             self._too_slow)
+            elif isinstance(action, handshake.Learn):
+                self.peer_id, self.username, self.caps = (action.peer_id, action.username,
+                                                          action.caps)
+                self.dialer_id = action.peer_id
+            elif isinstance(action, handshake.Offer):
+                self._do(self.handshake.offered(
+                    self.node.link_offered(action.peer_id, action.username, action.fp)))
+            elif isinstance(action, handshake.Refuse):
+                self.refuse(action.why)
+            elif isinstance(action, handshake.Proven):
+                self.fp = action.fp
+                self.pk = certificate_public_key(self.transport.getPeerCertificate())
+                handle = self.transport.getHandle()
+                self.tls = handle.get_protocol_version_name() if handle is not None else "TLS"
+            elif isinstance(action, handshake.GoLive):
+                self._stop_handshake_timer()
+                self._do(self.handshake.linked(self.node.link_ready(self)))
+            elif isinstance(action, handshake.Deliver):
+                self.node.message_received(self, action.msg)
+            elif isinstance(action, handshake.Close):
+                self.close(action.why)
+
+    def _become_ready(self) -> None:
+        """Take the connection as handshaken: for ``bench.hotpath``, which builds links with
+        no socket and no TLS (the handshake proper never calls this)."""
+        self.handshake.stage = handshake.Stage.GOING_LIVE
+        self._do([handshake.GoLive()])
+
+    def _stop_handshake_timer(self) -> None:
+        if self._handshake_timer is not None and self._handshake_timer.active():
+            self._handshake_timer.cancel()
+        self._handshake_timer = None
+
+    def _too_slow(self) -> None:
+        self._handshake_timer = None
+        self._do(self.handshake.timeout())
+
+    def _stalled(self) -> None:
+        _log(self.clock, "stalled", LogLevel.warn,
+             "{peer} ({address}) read nothing for {t:.0f} s: link dropped (it catches up "
+             "when back)", burst=50, peer=self.peer_id or "?",
+             address=self.address, t=STALL_TIMEOUT)
+        self.transport.abortConnection()
+
     # --- Twisted --------------------------------------------------------------------------
 
     def connectionMade(self) -> None:
@@ -237,47 +295,19 @@ class PeerProtocol(LineReceiver):
         if hasattr(self.transport, "registerProducer"):
             self.transport.registerProducer(self._backpressure, True)
             self._registered = True
-        if self.outgoing:
-            self.send(self.node.handshake())
-            if self._tls_wanted(self.caps):
-                self._awaiting_starttls = True
-                self._handshake_timer = self.clock.callLater(HANDSHAKE_TIMEOUT, self._too_slow)
-            else:
-                self._become_ready()
-        else:
-            self._handshake_timer = self.clock.callLater(HANDSHAKE_TIMEOUT, self._too_slow)
-
-    def _tls_wanted(self, caps: tuple[str, ...]) -> bool:
-        return self.node.identity is not None and CAP_TLS in caps
-
-    def _too_slow(self) -> None:
-        self._handshake_timer = None
-        _log(self.clock, "handshake timeout", LogLevel.info,
-             "{peer} ({address}) did not finish its handshake within {t:.0f} s: closed",
-             peer=self.peer_id or "?", address=self.address, t=HANDSHAKE_TIMEOUT)
-        self.transport.abortConnection()
-
-    def _become_ready(self) -> None:
-        if self._handshake_timer is not None and self._handshake_timer.active():
-            self._handshake_timer.cancel()
-        self._handshake_timer = None
-        self.ready = self.node.link_ready(self)
-        self.was_ready = self.was_ready or self.ready
-        if self.ready and self._first is not None:
-            self.node.message_received(self, self._first)
-        self._first = None
+        self._do(self.handshake.connected())
 
     def dataReceived(self, data: bytes) -> None:
         # Once per read, not per line: when we last heard from it, and the flood bucket's
         # refill since the last read.
         now = self.last_heard = self.clock.seconds()
-        self._tokens = min(FLOOD_BURST, self._tokens + (now - self._tokens_at) * FLOOD_RATE)
-        self._tokens_at = now
+        self._flood.refill(now)
         super().dataReceived(data)
 
     def lineReceived(self, line: bytes) -> None:
-        self._tokens -= 1
-        if self._tokens < 0 and self._flood_timer is None:
+        flood = self._flood
+        flood.tokens -= 1
+        if flood.tokens < 0 and self._flood_timer is None:
             self._throttle()
         try:
             msg = parse_message(line)
@@ -286,18 +316,17 @@ class PeerProtocol(LineReceiver):
                 return
             _log(self.clock, "bad line", LogLevel.warn,
                  "bad line from {peer} ({address}) skipped: {why}", peer=self.peer_id or "?", address=self.address, why=str(e))
-            if not self.ready and not self.outgoing:
-                self.transport.loseConnection()
+            if not self.handshake.ready:
+                self._do(self.handshake.bad_line())
             return
         if msg.type == REFUSED and self.peer_id and msg.sender_id == self.peer_id:
-            self._was_refused(msg)
+            self._do(self.handshake.refused_line(msg))
             return
-        if self.ready:
+        if self.handshake.ready:
             self.node.message_received(self, msg, line)
-        elif self._awaiting_starttls:
-            self._starttls_line(msg)
-        elif not self.outgoing and not self._tls_started:
-            self._first_line(msg)
+        else:
+            # ``more``: bytes after this line (in plaintext, past a switch to TLS)
+            self._do(self.handshake.receive(msg, more=bool(self._buffer)))
 
     def _throttle(self) -> None:
         """The token bucket over received lines is empty: stop reading until it refills (the
@@ -308,90 +337,17 @@ class PeerProtocol(LineReceiver):
                  "{peer} ({address}) sends over {rate:.0f} lines/s: reading slowed",
                  peer=self.peer_id or "?", address=self.address, rate=FLOOD_RATE)
         self.pauseProducing()
-        self._flood_timer = self.clock.callLater(-self._tokens / FLOOD_RATE + 0.01,
-                                                 self._unthrottle)
+        self._flood_timer = self.clock.callLater(self._flood.delay() + 0.01, self._unthrottle)
 
     def _unthrottle(self) -> None:
         self._flood_timer = None
         if self.connected:
             self.resumeProducing()
 
-    def _was_refused(self, msg: Message) -> None:
-        """The other side refused this link and said why: log it; it closes the link (we
-        close too); the dialer redials with backoff."""
-        self.refused_by = printable(msg.content)[:200] or "no reason given"
-        _log(self.clock, "refused by peer", LogLevel.warn,
-             "{peer} ({address}) refused the link: {why}", peer=self.peer_id,
-             address=self.address, why=self.refused_by)
-        self._awaiting_starttls = False
-        self.close(f"it refused the link: {self.refused_by}")
-
-    def _first_line(self, msg: Message) -> None:
-        if msg.type != JOIN:
-            _log(self.clock, "not a join", LogLevel.warn,
-                 "{address} opened with a {kind} line, not a join: closed",
-                 address=self.address, kind=msg.type)
-            self.transport.loseConnection()
-            return
-        self.peer_id, self.username, self.caps = msg.sender_id, msg.username, msg.caps
-        self.dialer_id = msg.sender_id
-        # Refused now, before TLS, the dialer's link never comes up: both sides agree.
-        why = self.node.link_offered(msg.sender_id, msg.username,
-                                     msg.fp if self._tls_wanted(msg.caps) else "")
-        if why is not None:
-            self.refuse(why)
-            return
-        self._first = msg
-        if self._tls_wanted(msg.caps) and msg.fp:
-            self._expect_fp = msg.fp
-            if self._plaintext_left():
-                return
-            self.send(self.node.starttls())
-            self._start_tls(server=True)
-        else:
-            self._become_ready()
-
-    def _starttls_line(self, msg: Message) -> None:
-        """The dialer's side: the listener said ``starttls``; the TLS handshake follows."""
-        self._awaiting_starttls = False
-        if msg.type != STARTTLS or msg.sender_id != self.peer_id:
-            _log(self.clock, "not starttls", LogLevel.warn,
-                 "{peer} ({address}) answered with a {kind} line, not starttls: closed",
-                 peer=self.peer_id, address=self.address, kind=msg.type)
-            self.transport.abortConnection()
-            return
-        self._expect_fp = self._expect_fp or msg.fp
-        if not self._plaintext_left():
-            self._start_tls(server=False)
-
-    def _plaintext_left(self) -> bool:
-        """Refuse bytes that came after the switch point in plaintext (STARTTLS injection)."""
-        if self.clearLineBuffer():
-            _log(self.clock, "plaintext after starttls", LogLevel.warn,
-                 "{address} sent plaintext after the switch to TLS: closed",
-                 address=self.address)
-            self.transport.abortConnection()
-            return True
-        return False
-
-    def _start_tls(self, server: bool) -> None:
-        self._tls_started = True
-        self.transport.startTLS(ContextFactory(self.node.identity, server=server))
-
     def handshakeCompleted(self) -> None:
         """TLS is up: the peer's certificate must be the key it announced."""
-        fp = certificate_fingerprint(self.transport.getPeerCertificate())
-        if not fp or fp != self._expect_fp:
-            _log(self.clock, "wrong certificate", LogLevel.warn,
-                 "{peer} ({address}) showed a certificate that is not the key it announced: "
-                 "closed", peer=self.peer_id, address=self.address)
-            self.transport.abortConnection()
-            return
-        self.fp = fp
-        self.pk = certificate_public_key(self.transport.getPeerCertificate())
-        handle = self.transport.getHandle()
-        self.tls = handle.get_protocol_version_name() if handle is not None else "TLS"
-        self._become_ready()
+        self._do(self.handshake.tls_done(
+            certificate_fingerprint(self.transport.getPeerCertificate()) or ""))
 
     def lineLengthExceeded(self, line: bytes) -> None:
         _log(self.clock, "line too long", LogLevel.warn,
@@ -400,22 +356,26 @@ class PeerProtocol(LineReceiver):
         self.clearLineBuffer()
         self.transport.abortConnection()
 
-    def connectionLost(self, reason: Failure = None) -> None:
+    def connectionLost(self, reason: Failure | None = None) -> None:
         self._backpressure.cancel()
-        for timer in (self._handshake_timer, self._flood_timer):
-            if timer is not None and timer.active():
-                timer.cancel()
-        self._handshake_timer = self._flood_timer = None
+        self._stop_handshake_timer()
+        if self._flood_timer is not None and self._flood_timer.active():
+            self._flood_timer.cancel()
+        self._flood_timer = None
         self.registry.discard(self)
         try:
-            if self.ready:
-                self.ready = False
+            if self.handshake.lost():
                 why = reason.getErrorMessage() if reason is not None else "closed"
                 if self.refused_by:
                     why = f"it refused the link: {self.refused_by}"
                 self.node.link_lost(self, why)
         finally:
             self.closed.callback(None)  # shutdown waits on this, whatever happened
+
+
+if TYPE_CHECKING:
+    def _a_wire(proto: PeerProtocol) -> Wire:
+        return proto  # mypy checks that PeerProtocol is an interfaces.Wire
 
 
 class PeerServerFactory(Factory):
@@ -429,7 +389,7 @@ class PeerServerFactory(Factory):
         self.clock = clock
         self.open: set[PeerProtocol] = set()
 
-    def buildProtocol(self, addr: IAddress) -> Protocol | None:
+    def buildProtocol(self, addr: IAddress | None) -> Protocol | None:
         if len(self.open) >= MAX_INBOUND:
             _log(self.clock, "inbound full", LogLevel.warn,
                  "{n} connections open: {address} refused", n=len(self.open), address=_describe(addr))
@@ -437,144 +397,178 @@ class PeerServerFactory(Factory):
         return PeerProtocol(self.node, self.clock, registry=self.open)
 
 
-class _DialFactory(ClientFactory):
-    """One dial: ``deferred`` fires with the protocol once TCP is up, or fails; cancelling it
-    stops the attempt.  (``reactor.connectTCP`` rather than an endpoint, whose wrapper
-    protocol would sit under every read of the link for nothing.)"""
+class _OneDial(Factory):
+    """Builds the protocol of one dial."""
 
     noisy = False
 
     def __init__(self, make: Callable[[], PeerProtocol]) -> None:
         self._make = make
-        self.connector = None
-        self.deferred: defer.Deferred = defer.Deferred(self._cancel)
 
-    def _cancel(self, d: defer.Deferred) -> None:
-        if self.connector is not None:
-            self.connector.stopConnecting()
-
-    def buildProtocol(self, addr: IAddress) -> Protocol:
-        proto = self._make()
-        if not self.deferred.called:
-            self.deferred.callback(proto)
-        return proto
-
-    def clientConnectionFailed(self, connector, reason: Failure) -> None:
-        if not self.deferred.called:
-            self.deferred.errback(reason)
+    def buildProtocol(self, addr: IAddress | None) -> Protocol:
+        return self._make()
 
 
-class _Wanted:
-    """One peer the dialer is trying to reach."""
+# --- the dialer ---------------------------------------------------------------------------
 
-    def __init__(self, info: PeerInfo, backoff: Backoff) -> None:
+
+class DialState(enum.Enum):
+    IDLE = "idle"  # not wanted now (linked, or not announced); its backoff is kept
+    DIALING = "dialing"  # an attempt in flight: connecting, or connected and handshaking
+    WAITING = "waiting"  # an attempt failed: the next waits out the backoff
+    HELD = "held"  # its last link was short: the next dial waits ``hold`` seconds
+
+
+class _Peer:
+    """One peer the dialer knows: its state, and what that state needs."""
+
+    __slots__ = ("info", "backoff", "state", "timer", "hold", "attempt", "conn")
+
+    def __init__(self, info: PeerInfo | None, backoff: Backoff) -> None:
         self.info = info
-        self.backoff = backoff
-        self.retry = None  # the DelayedCall of the next attempt
-        self.attempt: defer.Deferred | None = None
+        self.backoff = backoff  # kept across links: how fast to redial it
+        self.state = DialState.IDLE
+        self.timer: _Timer | None = None  # WAITING, HELD: the next dial
+        self.hold = 0.0  # HELD: how long the next dial waits (from when it is wanted)
+        self.attempt: defer.Deferred[Any] | None = None  # connecting
+        self.conn: PeerProtocol | None = None  # connected, handshaking
+
+    def stop_timer(self) -> None:
+        if self.timer is not None and self.timer.active():
+            self.timer.cancel()
+        self.timer = None
 
 
 class Dialer:
     """Dials the peers the node wants, and redials failures with exponential backoff and
-    jitter for as long as the node still wants them (the peer is still announced)."""
+    jitter for as long as the node still wants them (the peer is still announced).
 
-    def __init__(self, node: Node, reactor: IReactorCore, clock: IReactorTime,
+    Each peer is in one ``DialState``; ``endpoint`` (default ``peer_endpoint``) says how a
+    peer is reached."""
+
+    def __init__(self, node: Node, reactor: IReactorTCP, clock: IReactorTime,
                  bind_host: str | None = None,
-                 backoff: Callable[[], Backoff] = Backoff) -> None:
+                 backoff: Callable[[], Backoff] = Backoff,
+                 endpoint: Callable[[PeerInfo], Endpoint] | None = None) -> None:
         self.node = node
         self.reactor = reactor
-        self.clock = clock
+        self.clock: Any = cast(Any, clock)  # see _Timer
         self.bind_host = bind_host
         self._backoff = backoff
-        self._wanted: dict[str, _Wanted] = {}
-        #: per peer, kept across links: how fast to redial it
-        self._backoffs: dict[str, Backoff] = {}
-        #: peers whose last link was short-lived: wait this long before redialing
-        self._hold: dict[str, float] = {}
+        self._endpoint = endpoint or (
+            lambda info: peer_endpoint(self.reactor, info.host, info.port, self.bind_host))
+        self._peers: dict[str, _Peer] = {}
         self.outgoing: set[PeerProtocol] = set()
 
-    def want(self, peer: PeerInfo) -> None:
-        entry = self._wanted.get(peer.peer_id)
-        if entry is None:
-            backoff = self._backoffs.setdefault(peer.peer_id, self._backoff())
-            entry = self._wanted[peer.peer_id] = _Wanted(peer, backoff)
-            hold = self._hold.pop(peer.peer_id, None)
-            if hold is not None:
-                entry.retry = self.clock.callLater(hold, self._dial, entry)
-                return
-        else:
-            entry.info = peer
-        if entry.attempt is None and entry.retry is None:
-            self._dial(entry)
+    def state(self, peer_id: str) -> DialState | None:
+        """Where the dialer is with this peer (None: it knows nothing of it)."""
+        peer = self._peers.get(peer_id)
+        return peer.state if peer is not None else None
+
+    def _peer(self, peer_id: str) -> _Peer:
+        peer = self._peers.get(peer_id)
+        if peer is None:
+            peer = self._peers[peer_id] = _Peer(None, self._backoff())
+        return peer
+
+    def want(self, info: PeerInfo) -> None:
+        peer = self._peer(info.peer_id)
+        peer.info = info
+        if peer.state is DialState.IDLE:
+            self._dial(peer)
+        elif peer.state is DialState.HELD and peer.timer is None:
+            peer.timer = self.clock.callLater(peer.hold, self._dial, peer)
 
     def link_ended(self, peer_id: str, lived: float) -> None:
         """A link to the peer closed after ``lived`` seconds: a long one resets its backoff,
         a short one makes the next dial wait (no reconnect storm)."""
-        backoff = self._backoffs.setdefault(peer_id, self._backoff())
+        peer = self._peer(peer_id)
         if lived >= STABLE_AFTER:
-            backoff.reset()
-            self._hold.pop(peer_id, None)
-        else:
-            self._hold[peer_id] = backoff.next_delay()
+            peer.backoff.reset()
+            if peer.state is DialState.HELD and peer.timer is None:
+                peer.state = DialState.IDLE
+        elif peer.state is DialState.IDLE:
+            peer.state, peer.hold = DialState.HELD, peer.backoff.next_delay()
+        elif peer.state is DialState.HELD and peer.timer is None:
+            peer.hold = peer.backoff.next_delay()
 
     def drop(self, peer_id: str) -> None:
-        self._backoffs.pop(peer_id, None)
-        self._hold.pop(peer_id, None)
-        entry = self._wanted.pop(peer_id, None)
-        if entry is None:
+        """Forget the peer (its backoff too) and stop what is under way for it."""
+        peer = self._peers.pop(peer_id, None)
+        if peer is None:
             return
-        if entry.retry is not None and entry.retry.active():
-            entry.retry.cancel()
-        if entry.attempt is not None:
-            entry.attempt.cancel()
+        peer.stop_timer()
+        attempt, peer.attempt, peer.conn = peer.attempt, None, None
+        if attempt is not None:
+            attempt.cancel()
 
     def connected(self, peer_id: str) -> None:
         """The peer is linked (whoever dialed): stop trying.  An attempt in flight is left to
         finish (it may be the very connection that just linked)."""
-        entry = self._wanted.pop(peer_id, None)
-        if entry is not None and entry.retry is not None and entry.retry.active():
-            entry.retry.cancel()
+        peer = self._peers.get(peer_id)
+        if peer is None or (peer.state is DialState.HELD and peer.timer is None):
+            return  # a hold not yet waited out still counts at the next want
+        peer.stop_timer()
+        peer.state = DialState.IDLE
 
     def stop(self) -> None:
-        for peer_id in list(self._wanted):
+        for peer_id in list(self._peers):
             self.drop(peer_id)
 
-    def _dial(self, entry: _Wanted) -> None:
-        entry.retry = None
-        info = entry.info
+    def _dial(self, peer: _Peer) -> None:
+        info = peer.info
+        assert info is not None
+        peer.timer = None
+        peer.state, peer.conn = DialState.DIALING, None
 
         def make() -> PeerProtocol:
-            return PeerProtocol(self.node, self.clock, expected=entry.info,
-                                registry=self.outgoing)
+            return PeerProtocol(self.node, self.clock, expected=info, registry=self.outgoing)
 
         log.debug("dialing {peer} at {host}:{port}", peer=info.peer_id, host=info.host,
                   port=info.port)
-        factory = _DialFactory(make)
-        d = entry.attempt = factory.deferred
-        factory.connector = self.reactor.connectTCP(
-            info.host, info.port, factory, timeout=DIAL_TIMEOUT,
-            bindAddress=(self.bind_host, 0) if self.bind_host else None)
-        d.addCallbacks(self._dialed, self._failed, callbackArgs=(entry,), errbackArgs=(entry,))
+        d = peer.attempt = self._endpoint(info).connect(_OneDial(make))
+        d.addCallbacks(self._dialed, self._failed, callbackArgs=(peer, d),
+                       errbackArgs=(peer, d))
 
-    def _dialed(self, proto: PeerProtocol, entry: _Wanted) -> None:
-        entry.attempt = None
-        proto.closed.addCallback(lambda _: self._closed_unready(proto, entry))
+    def _current(self, peer: _Peer) -> bool:
+        return self._peers.get(peer.info.peer_id if peer.info else "") is peer
 
-    def _closed_unready(self, proto: PeerProtocol, entry: _Wanted) -> None:
+    def _dialed(self, proto: Any, peer: _Peer, d: defer.Deferred[Any]) -> None:
+        if peer.attempt is not d:
+            return  # dropped meanwhile, or an older attempt
+        assert isinstance(proto, PeerProtocol)
+        peer.attempt, peer.conn = None, proto
+        proto.closed.addCallback(lambda _: self._closed_unready(proto, peer))
+
+    def _closed_unready(self, proto: PeerProtocol, peer: _Peer) -> None:
         """A connection that closed before it became a link (refused, a handshake that
         failed) is a failed dial: retry with backoff, not at the next beacon."""
-        if proto.was_ready or self._wanted.get(entry.info.peer_id) is not entry:
+        if peer.conn is not proto or not self._current(peer):
             return
-        if entry.attempt is None and (entry.retry is None or not entry.retry.active()):
-            entry.retry = self.clock.callLater(entry.backoff.next_delay(), self._dial, entry)
+        peer.conn = None
+        if peer.state is not DialState.DIALING:
+            return
+        if proto.was_ready:  # a link (the node said connected, or should have): gone now
+            peer.state = DialState.IDLE
+        else:
+            self._wait(peer, peer.backoff.next_delay())
 
-    def _failed(self, failure: Failure, entry: _Wanted) -> None:
-        entry.attempt = None
-        if failure.check(defer.CancelledError) or self._wanted.get(entry.info.peer_id) is not entry:
+    def _failed(self, failure: Failure, peer: _Peer, d: defer.Deferred[Any]) -> None:
+        if peer.attempt is not d:
             return
-        delay = entry.backoff.next_delay()
+        peer.attempt = None
+        if (failure.check(defer.CancelledError) or not self._current(peer)
+                or peer.state is not DialState.DIALING):
+            return
+        delay = peer.backoff.next_delay()
+        info = peer.info
+        assert info is not None
         _log(self.clock, "dial failed", LogLevel.info,
              "dial to {peer} at {host}:{port} failed ({why}); again in {delay:.1f} s", burst=50,
-             peer=entry.info.peer_id, host=entry.info.host, port=entry.info.port,
+             peer=info.peer_id, host=info.host, port=info.port,
              why=failure.getErrorMessage(), delay=delay)
-        entry.retry = self.clock.callLater(delay, self._dial, entry)
+        self._wait(peer, delay)
+
+    def _wait(self, peer: _Peer, delay: float) -> None:
+        peer.state = DialState.WAITING
+        peer.timer = self.clock.callLater(delay, self._dial, peer)

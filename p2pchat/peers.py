@@ -118,13 +118,14 @@ class PeerTable:
         """The table is full: push out the worst entry if the newcomer ranks above it.  An
         unsigned newcomer (rank 0) can't rank above anything, so a flood of them costs no
         scan of the table; the worst entry is remembered for WORST_KEPT seconds."""
-        if self.rank is None:
+        ranked = self.rank
+        if ranked is None:
             return False
-        mine = self.rank(beacon.peer_id, beacon.username, beacon.fp)
+        mine = ranked(beacon.peer_id, beacon.username, beacon.fp)
         if mine <= 0:
             return False
-        worst = self._find_worst(now)
-        rank = self.rank(worst.peer_id, worst.username, worst.fp)
+        worst = self._find_worst(now, ranked)
+        rank = ranked(worst.peer_id, worst.username, worst.fp)
         if rank >= mine:
             return False
         del self._peers[worst.peer_id]
@@ -132,9 +133,7 @@ class PeerTable:
         self.evicted = [worst]
         return True
 
-    def _find_worst(self, now: float) -> PeerInfo:
-        rank = self.rank
-        assert rank is not None  # only asked for when there is a rank (_make_room)
+    def _find_worst(self, now: float, rank: Rank) -> PeerInfo:
         kept = self._worst
         if (kept is not None and now - kept[0] < WORST_KEPT
                 and self._peers.get(kept[1].peer_id) is kept[1]):

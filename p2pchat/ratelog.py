@@ -13,7 +13,7 @@ it, and tests with their own ``task.Clock`` get their own.
 from __future__ import annotations
 
 import weakref
-from typing import Any
+from typing import Any, cast
 
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger, LogLevel
@@ -39,7 +39,8 @@ class RateLog:
 
     def __init__(self, clock: IReactorTime, interval: float = SUMMARY_INTERVAL,
                  burst: int = LOGGED_PER_INTERVAL) -> None:
-        self.clock = clock
+        # Any: mypy can't call a zope interface's methods without the mypy-zope plugin
+        self.clock: Any = cast(Any, clock)
         self.interval = interval
         self.burst = burst
         self._kinds: dict[str, _Kind] = {}

@@ -9,8 +9,18 @@ from twisted.internet.address import IPv4Address
 from twisted.internet.testing import MemoryReactorClock, StringTransportWithDisconnection
 from twisted.trial.unittest import TestCase
 
+from twisted.internet import defer
+
 from p2pchat import events, wire
-from p2pchat.mesh import HANDSHAKE_TIMEOUT, Dialer, PeerProtocol, PeerServerFactory
+from p2pchat.identity import Identity
+from p2pchat.mesh import (
+    HANDSHAKE_TIMEOUT,
+    STABLE_AFTER,
+    DialState,
+    Dialer,
+    PeerProtocol,
+    PeerServerFactory,
+)
 from p2pchat.node import FLAP_WINDOW, Node
 from p2pchat.peers import Backoff, PeerInfo
 from p2pchat.wire import Message
@@ -145,6 +155,89 @@ class Dialing(ProtocolTest):
         self.assertEqual(self.chats(), ["hi back"])
 
 
+class TLSTransport(StringTransportWithDisconnection):
+    """A StringTransport that records a switch to TLS (and says whether it was aborted)."""
+
+    def __init__(self, **kw) -> None:
+        super().__init__(**kw)
+        self.tls_started: list[bool] = []
+        self.aborted = False
+
+    def startTLS(self, context_factory) -> None:
+        self.tls_started.append(context_factory.server)
+
+    def abortConnection(self) -> None:
+        self.aborted = True
+        super().abortConnection()
+
+
+class StartTLS(TestCase):
+    """The switch to TLS on the same connection, and the STARTTLS injection guards: bytes
+    after the switch line sent in plaintext would be read as if TLS had protected them."""
+
+    def setUp(self) -> None:
+        self.reactor = MemoryReactorClock()
+        self.node = Node("mmm", self.reactor, identity=Identity.generate())
+        self.events: list = []
+        self.node.subscribe(self.events.append)
+        self.key = Identity.generate()
+        self.zed = self.key.peer_id
+
+    def connect(self, expected: PeerInfo | None = None) -> tuple[PeerProtocol, TLSTransport]:
+        proto = PeerProtocol(self.node, self.reactor, expected=expected)
+        transport = TLSTransport(peerAddress=IPv4Address("TCP", "127.0.0.1", 40000))
+        transport.protocol = proto
+        proto.makeConnection(transport)
+        return proto, transport
+
+    def dial(self) -> tuple[PeerProtocol, TLSTransport]:
+        info = PeerInfo(self.zed, "zed", "127.0.0.1", 8081, 0.0,
+                        (wire.CAP_OURS, wire.CAP_TLS), fp=self.key.fingerprint)
+        proto, transport = self.connect(expected=info)
+        self.assertEqual(wire.parse_message(transport.value().split(b"\n")[0]).type, "join")
+        return proto, transport
+
+    def starttls(self) -> bytes:
+        return line(id="s1", type="starttls", sender_id=self.zed, fp=self.key.fingerprint)
+
+    def join(self) -> bytes:
+        return line(id="j1", type="join", sender_id=self.zed, fp=self.key.fingerprint,
+                    caps=[wire.CAP_OURS, wire.CAP_TLS])
+
+    def test_dialer_starts_tls_as_client_on_starttls(self) -> None:
+        proto, transport = self.dial()
+        proto.dataReceived(self.starttls())
+        self.assertEqual(transport.tls_started, [False])
+        self.assertTrue(transport.connected)
+
+    def test_dialer_drops_plaintext_after_starttls(self) -> None:
+        proto, transport = self.dial()
+        proto.dataReceived(self.starttls() + line(id="c1", type="chat", sender_id=self.zed,
+                                                  content="injected"))
+        self.assertEqual(transport.tls_started, [])
+        self.assertTrue(transport.aborted)
+        self.assertEqual(self.node.links, {})
+        self.assertFalse(proto.was_ready)
+
+    def test_listener_answers_a_join_with_a_key_with_starttls(self) -> None:
+        proto, transport = self.connect()
+        proto.dataReceived(self.join())
+        sent = [wire.parse_message(x) for x in transport.value().splitlines()]
+        self.assertEqual([m.type for m in sent], ["starttls"])
+        self.assertEqual(transport.tls_started, [True])
+        self.assertEqual(self.node.links, {})  # not before the certificate is checked
+
+    def test_listener_drops_plaintext_after_the_join(self) -> None:
+        proto, transport = self.connect()
+        proto.dataReceived(self.join() + line(id="c1", type="chat", sender_id=self.zed,
+                                              content="injected"))
+        self.assertEqual(transport.tls_started, [])
+        self.assertNotIn(b"starttls", transport.value())
+        self.assertTrue(transport.aborted)
+        self.assertEqual(self.node.links, {})
+        self.assertEqual(self.events, [])  # neither the join nor the chat line was taken
+
+
 class DialerBackoff(TestCase):
     def setUp(self) -> None:
         self.reactor = MemoryReactorClock()
@@ -200,6 +293,123 @@ class DialerBackoff(TestCase):
         self.dialer.connected("zed_1")
         self.reactor.advance(100)
         self.assertEqual(len(self.reactor.tcpClients), 1)
+
+    def link(self) -> PeerProtocol:
+        """The last dial connects and links (and the node tells the dialer)."""
+        self.node.dialer = self.dialer
+        proto = self.reactor.tcpClients[-1][2].buildProtocol(None)
+        transport = StringTransportWithDisconnection()
+        transport.protocol = proto
+        proto.makeConnection(transport)
+        self.assertTrue(proto.ready)
+        return proto
+
+    def test_states_idle_dialing_waiting_held(self) -> None:
+        self.assertIsNone(self.dialer.state("zed_1"))
+        self.dialer.want(self.info)
+        self.assertIs(self.dialer.state("zed_1"), DialState.DIALING)
+        self.fail_last()
+        self.assertIs(self.dialer.state("zed_1"), DialState.WAITING)
+        self.reactor.advance(1.01)
+        self.assertIs(self.dialer.state("zed_1"), DialState.DIALING)
+        self.link()  # the node says connected
+        self.assertIs(self.dialer.state("zed_1"), DialState.IDLE)
+        self.dialer.link_ended("zed_1", 1.0)
+        self.assertIs(self.dialer.state("zed_1"), DialState.HELD)
+        self.dialer.drop("zed_1")
+        self.assertIsNone(self.dialer.state("zed_1"))
+
+    def test_a_beacon_during_the_handshake_does_not_dial_again(self) -> None:
+        self.dialer.want(self.info)
+        proto = self.reactor.tcpClients[-1][2].buildProtocol(None)  # TCP up, not linked yet
+        self.assertFalse(proto.ready)
+        self.dialer.want(self.info)
+        self.assertEqual(len(self.reactor.tcpClients), 1)
+
+    def test_a_short_link_holds_the_next_dial(self) -> None:
+        self.dialer.want(self.info)
+        self.link()
+        self.dialer.link_ended("zed_1", STABLE_AFTER / 2)
+        self.dialer.want(self.info)
+        self.assertEqual(len(self.reactor.tcpClients), 1)  # held: not at once
+        self.reactor.advance(1.01)
+        self.assertEqual(len(self.reactor.tcpClients), 2)
+
+    def test_linked_by_the_other_side_during_a_hold_stops_the_held_dial(self) -> None:
+        self.dialer.want(self.info)
+        self.link()
+        self.dialer.link_ended("zed_1", 1.0)
+        self.dialer.want(self.info)  # held: the dial waits
+        self.dialer.connected("zed_1")  # zed dialed us meanwhile
+        self.assertIs(self.dialer.state("zed_1"), DialState.IDLE)
+        self.reactor.advance(100)
+        self.assertEqual(len(self.reactor.tcpClients), 1)
+
+    def test_a_stable_link_resets_the_backoff(self) -> None:
+        self.dialer.want(self.info)
+        for _ in range(4):  # waits of 1, 2, 4, 8 s: the next would be 16 s
+            self.fail_last()
+            self.reactor.advance(20)
+        self.assertEqual(len(self.reactor.tcpClients), 5)
+        self.link()
+        self.dialer.link_ended("zed_1", STABLE_AFTER)
+        self.dialer.want(self.info)  # no hold after a stable link: at once
+        self.assertEqual(len(self.reactor.tcpClients), 6)
+        self.fail_last()
+        self.reactor.advance(1.01)  # the first wait again, not the 16 s it had reached
+        self.assertEqual(len(self.reactor.tcpClients), 7)
+
+    def test_dials_go_through_the_endpoint_seam(self) -> None:
+        asked: list[PeerInfo] = []
+        factories: list = []
+
+        class Endpoint:
+            def __init__(self, info: PeerInfo) -> None:
+                asked.append(info)
+
+            def connect(self, factory) -> defer.Deferred:
+                factories.append(factory)
+                return defer.Deferred()
+
+        dialer = Dialer(self.node, self.reactor, self.reactor, endpoint=Endpoint)
+        dialer.want(self.info)
+        self.assertEqual(asked, [self.info])
+        self.assertEqual(self.reactor.tcpClients, [])  # connectTCP is only the default
+        self.assertIsInstance(factories[0].buildProtocol(None), PeerProtocol)
+
+    def test_the_default_endpoint_gives_the_protocol_the_real_transport(self) -> None:
+        """No wrapper protocol sits under a dialed link's reads (commit 04d46d6)."""
+        from p2pchat.mesh import DIAL_TIMEOUT
+
+        dialer = Dialer(self.node, self.reactor, self.reactor, bind_host="127.0.0.2")
+        dialer.want(self.info)
+        host, port, factory, timeout, bind = self.reactor.tcpClients[-1]
+        self.assertEqual((host, port, timeout, bind),
+                         ("127.0.0.1", 8081, DIAL_TIMEOUT, ("127.0.0.2", 0)))
+        proto = factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 8081))
+        self.assertIs(type(proto), PeerProtocol)
+
+    def test_an_endpoint_dial_whose_factory_builds_nothing_fails(self) -> None:
+        from twisted.internet.protocol import Factory
+
+        from p2pchat.reach import TCPPeerEndpoint
+
+        class Nothing(Factory):
+            def buildProtocol(self, addr):
+                return None
+
+        d = TCPPeerEndpoint(self.reactor, "127.0.0.1", 8081, 5.0).connect(Nothing())
+        self.assertIsNone(self.reactor.tcpClients[-1][2].buildProtocol(None))
+        self.failureResultOf(d, error.ConnectError)
+
+    def test_dropping_cancels_a_dial_in_flight(self) -> None:
+        self.dialer.want(self.info)
+        connector = self.reactor.connectors[-1]
+        self.dialer.drop("zed_1")
+        self.assertEqual(connector.stoppedConnecting, True)
+        self.reactor.advance(100)
+        self.assertEqual(len(self.reactor.tcpClients), 1)
+        self.assertEqual(self.reactor.getDelayedCalls(), [])
 
 
 class Server(TestCase):

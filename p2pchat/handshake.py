@@ -1,0 +1,305 @@
+"""The handshake of one peer connection, as a machine with no socket: it is told what happened
+(connected, a line came, TLS finished, the timer rang, the node's answers) and answers with the
+actions ``mesh.PeerProtocol`` carries out (write our join, start TLS, go live, close, ...).
+
+Its stages replace the seven flags the protocol object had::
+
+    listener:  AWAIT_JOIN --join--> (node asked) --plain--------------------> READY
+                                                  --TLS: starttls sent--> TLS --cert ok--> READY
+    dialer:    (join sent) --plain--> READY
+               (join sent) --TLS--> AWAIT_STARTTLS --starttls--> TLS --cert ok--> READY
+    any stage before READY --bad first line, refusal, timeout, wrong cert--> REFUSED
+    READY --connection lost--> LOST          (anything else lost: REFUSED)
+
+Nothing may follow the join (listener) or the starttls line (dialer) in plaintext: those bytes
+would be read as if TLS had protected them (STARTTLS injection), so the connection is dropped.
+The caller says whether bytes were left after the switch line (``more``).
+
+A plain enum-state class rather than Automat: every transition here branches on the line's
+content and on the node's verdict (a join may lead to a refusal, TLS or a plain link), while
+an Automat input goes to one fixed state, so the branching would move out of the machine into
+a classifier in front of it; the lines of a live link also never go through the machine.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Union
+
+from p2pchat.wire import CAP_TLS, JOIN, STARTTLS, Message, printable
+
+#: A connection that has not sent its first line (a join), or finished its TLS handshake,
+#: after this many seconds is closed (``mesh.HANDSHAKE_TIMEOUT`` is this one).
+HANDSHAKE_TIMEOUT = 10.0
+
+
+class Stage(enum.Enum):
+    AWAIT_JOIN = "await join"  # listener: nothing heard yet
+    OFFERED = "offered"  # listener: join heard, the node is asked whether it takes the link
+    AWAIT_STARTTLS = "await starttls"  # dialer: join sent, the listener's starttls awaited
+    TLS = "tls handshake"  # TLS started; the peer's certificate not yet checked
+    GOING_LIVE = "going live"  # handshake done; the node is asked to take the link
+    READY = "ready"  # a link the node took
+    REFUSED = "refused"  # closed or refused before it was a link (or the node refused it)
+    LOST = "lost"  # was a link, now gone
+
+
+# --- actions: what PeerProtocol does ---------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Note:
+    """Log this (``text`` may use {peer} and {address}, and the names in ``fields``)."""
+
+    kind: str
+    level: str  # "info" or "warn"
+    text: str
+    fields: dict[str, object] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SendJoin:
+    """Write our join (the dialer's first line)."""
+
+
+@dataclass(frozen=True)
+class SendStartTLS:
+    """Write our ``starttls`` line (the listener's answer to a join with a key)."""
+
+
+@dataclass(frozen=True)
+class ArmTimer:
+    """Start the handshake timer: ``Handshake.timeout`` when it rings."""
+
+
+@dataclass(frozen=True)
+class Learn:
+    """The listener learnt who called from its join: keep its id, nick and caps."""
+
+    peer_id: str
+    username: str
+    caps: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Offer:
+    """Ask the node whether it takes a link from this peer (``Node.link_offered``); give the
+    answer to ``Handshake.offered``."""
+
+    peer_id: str
+    username: str
+    fp: str
+
+
+@dataclass(frozen=True)
+class Refuse:
+    """Refuse the link for ``why`` (a peer of ours is told first) and close."""
+
+    why: str
+
+
+@dataclass(frozen=True)
+class StartTLS:
+    server: bool
+
+
+@dataclass(frozen=True)
+class Proven:
+    """TLS proved the peer holds the key of fingerprint ``fp``."""
+
+    fp: str
+
+
+@dataclass(frozen=True)
+class GoLive:
+    """Hand the link to the node (``Node.link_ready``); give the answer to
+    ``Handshake.linked``."""
+
+
+@dataclass(frozen=True)
+class Deliver:
+    """Give this line to the node (the listener's held join, once the link is live)."""
+
+    msg: Message
+
+
+@dataclass(frozen=True)
+class Close:
+    """Close the link, saying why (``PeerProtocol.close``)."""
+
+    why: str
+
+
+@dataclass(frozen=True)
+class Drop:
+    """Close the connection: at once, dropping what is unread and unwritten (``abort``), or
+    after what is written (a plain loseConnection)."""
+
+    abort: bool = True
+
+
+Action = Union[Note, SendJoin, SendStartTLS, ArmTimer, Learn, Offer, Refuse, StartTLS, Proven,
+               GoLive, Deliver, Close, Drop]
+
+
+def _injection() -> list[Action]:
+    return [Note("plaintext after starttls", "warn",
+                 "{address} sent plaintext after the switch to TLS: closed"), Drop(abort=True)]
+
+
+class Handshake:
+    """One connection's handshake.  ``outgoing``: we dialed (we know whom, from its beacon:
+    ``peer_id``, ``caps`` and the fingerprint ``expect_fp`` it announced); ``have_key``: we
+    have an identity, so a peer announcing CAP_TLS gets mutual TLS."""
+
+    def __init__(self, outgoing: bool, have_key: bool, peer_id: str = "",
+                 caps: tuple[str, ...] = (), expect_fp: str = "",
+                 timeout: float = HANDSHAKE_TIMEOUT) -> None:
+        self.outgoing = outgoing
+        self.timeout_after = timeout
+        self.have_key = have_key
+        self.peer_id = peer_id
+        self.expect_fp = expect_fp
+        self.stage = Stage.AWAIT_STARTTLS if outgoing and self._tls_wanted(caps) else (
+            Stage.GOING_LIVE if outgoing else Stage.AWAIT_JOIN)
+        #: the listener's join, handed to the node once the link is live
+        self.first: Message | None = None
+        #: why the other side refused this link, if it said so (a ``refused`` line)
+        self.refused_by = ""
+        self._more = False
+
+    def _tls_wanted(self, caps: tuple[str, ...]) -> bool:
+        return self.have_key and CAP_TLS in caps
+
+    @property
+    def ready(self) -> bool:
+        return self.stage is Stage.READY
+
+    @property
+    def was_ready(self) -> bool:
+        return self.stage is Stage.READY or self.stage is Stage.LOST
+
+    # --- events ------------------------------------------------------------------------------
+
+    def connected(self) -> list[Action]:
+        """The TCP connection is up."""
+        if not self.outgoing:
+            return [ArmTimer()]
+        if self.stage is Stage.AWAIT_STARTTLS:
+            return [SendJoin(), ArmTimer()]
+        return [SendJoin(), GoLive()]
+
+    def receive(self, msg: Message, more: bool = False) -> list[Action]:
+        """A parsed line before the link is live; ``more``: bytes were left after it."""
+        if self.stage is Stage.AWAIT_JOIN:
+            return self._join(msg, more)
+        if self.stage is Stage.AWAIT_STARTTLS:
+            return self._starttls(msg, more)
+        return []  # during TLS, or refused: nothing more is read
+
+    def bad_line(self) -> list[Action]:
+        """A line that is not a message (already logged): a listener that has not got a
+        join yet closes (it is not one of us); anything else skips it."""
+        if self.stage is Stage.AWAIT_JOIN:
+            self.stage = Stage.REFUSED
+            return [Drop(abort=False)]
+        return []
+
+    def refused_line(self, msg: Message) -> list[Action]:
+        """The other side refused this link and said why (a ``refused`` line from the peer
+        itself): log it and close; the dialer redials with backoff."""
+        self.refused_by = printable(msg.content)[:200] or "no reason given"
+        if self.stage is not Stage.READY:
+            self.stage = Stage.REFUSED
+        return [Note("refused by peer", "warn", "{peer} ({address}) refused the link: {why}",
+                     {"why": self.refused_by}),
+                Close(f"it refused the link: {self.refused_by}")]
+
+    def offered(self, why: str | None) -> list[Action]:
+        """The node's answer to ``Offer``: None takes the link, else why not."""
+        if self.stage is not Stage.OFFERED:
+            return []
+        if why is not None:
+            self.stage = Stage.REFUSED
+            return [Refuse(why)]
+        if self.expect_fp:
+            if self._more:
+                self.stage = Stage.REFUSED
+                return _injection()
+            self.stage = Stage.TLS
+            return [SendStartTLS(), StartTLS(server=True)]
+        self.stage = Stage.GOING_LIVE
+        return [GoLive()]
+
+    def tls_done(self, fp: str) -> list[Action]:
+        """TLS is up; ``fp``: the fingerprint of the peer's certificate ("" if none).  It must
+        be the key the peer announced."""
+        if self.stage is not Stage.TLS:
+            return []
+        if not fp or fp != self.expect_fp:
+            self.stage = Stage.REFUSED
+            return [Note("wrong certificate", "warn",
+                         "{peer} ({address}) showed a certificate that is not the key it "
+                         "announced: closed"), Drop(abort=True)]
+        self.stage = Stage.GOING_LIVE
+        return [Proven(fp), GoLive()]
+
+    def linked(self, taken: bool) -> list[Action]:
+        """The node's answer to ``GoLive``: True, it took the link (else it closed it)."""
+        first, self.first = self.first, None
+        if self.stage is not Stage.GOING_LIVE:
+            return []
+        if not taken:
+            self.stage = Stage.REFUSED
+            return []
+        self.stage = Stage.READY
+        return [Deliver(first)] if first is not None else []
+
+    def timeout(self) -> list[Action]:
+        """The handshake timer rang."""
+        if self.stage in (Stage.READY, Stage.LOST, Stage.REFUSED):
+            return []
+        self.stage = Stage.REFUSED
+        return [Note("handshake timeout", "info",
+                     "{peer} ({address}) did not finish its handshake within {t:.0f} s: closed",
+                     {"t": self.timeout_after}), Drop(abort=True)]
+
+    def lost(self) -> bool:
+        """The connection is gone.  Returns True if it was a link (the node must hear of it)."""
+        was = self.stage is Stage.READY
+        self.stage = Stage.LOST if was else Stage.REFUSED
+        return was
+
+    # --- the two switch points -------------------------------------------------------------
+
+    def _join(self, msg: Message, more: bool) -> list[Action]:
+        if msg.type != JOIN:
+            self.stage = Stage.REFUSED
+            return [Note("not a join", "warn",
+                         "{address} opened with a {kind} line, not a join: closed",
+                         {"kind": msg.type}), Drop(abort=False)]
+        self.peer_id = msg.sender_id
+        self.first = msg
+        self._more = more
+        self.stage = Stage.OFFERED
+        tls = self._tls_wanted(msg.caps) and bool(msg.fp)
+        self.expect_fp = msg.fp if tls else ""
+        # Refused now, before TLS, the dialer's link never comes up: both sides agree.
+        return [Learn(msg.sender_id, msg.username, msg.caps),
+                Offer(msg.sender_id, msg.username,
+                      msg.fp if self._tls_wanted(msg.caps) else "")]
+
+    def _starttls(self, msg: Message, more: bool) -> list[Action]:
+        """The dialer's side: the listener said ``starttls``; the TLS handshake follows."""
+        if msg.type != STARTTLS or msg.sender_id != self.peer_id:
+            self.stage = Stage.REFUSED
+            return [Note("not starttls", "warn",
+                         "{peer} ({address}) answered with a {kind} line, not starttls: "
+                         "closed", {"kind": msg.type}), Drop(abort=True)]
+        self.expect_fp = self.expect_fp or msg.fp
+        if more:  # STARTTLS injection on the dialer's side
+            self.stage = Stage.REFUSED
+            return _injection()
+        self.stage = Stage.TLS
+        return [StartTLS(server=False)]

@@ -96,7 +96,8 @@ def _link(node: Node, other: Node, clock: task.Clock) -> tuple[PeerProtocol, Str
     proto.fp, proto.pk, proto.tls = (other.identity.fingerprint,
                                      other.identity.public_key_b64(), "TLSv1.3")
     proto._become_ready()
-    proto.synced, proto.cursor = True, node._sequence
+    session = node.links[other.peer_id]  # as its sync would leave it
+    session.synced, session.cursor = True, node._sequence
     transport.clear()
     return proto, transport
 

@@ -122,13 +122,9 @@ class PeerProtocol(LineReceiver):
         self.dialer_id = node.peer_id if self.outgoing else ""
         self.address = ""
         self.last_heard = clock.seconds()
-        self.said_leave = False
-        self.synced = True
-        self.sync_point = 0
         self.ready = False
         self.was_ready = False
         self._handshake_timer = None
-        self.cursor = 0
         #: the key fingerprint the peer proved by TLS ("" while plain), and the TLS version
         self.fp = ""
         self.tls = ""

@@ -9,13 +9,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Callable, Protocol
-from weakref import WeakKeyDictionary
 
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
 from p2pchat import events
-from p2pchat.interfaces import Done, Outcome, PeerView, Refused, Said
+from p2pchat.interfaces import Done, Outcome, PeerView, Refused, Said, Wire
 from p2pchat.absent import HELD_LINES, RecentPeers
 from p2pchat.catchup import (
     ACK_DELAY,
@@ -44,6 +43,7 @@ from p2pchat.relay import (
 from p2pchat.room import Room
 from p2pchat.rooms import Rooms, private_key, room_name, rooms_of
 from p2pchat.seen import SeenSet
+from p2pchat.session import PeerSession
 from p2pchat.store import SaveRate, Store, StoredLine
 from p2pchat.trust import Trust
 from p2pchat.wire import (
@@ -104,41 +104,6 @@ HISTORY_SHOWN = 50
 HISTORY_MAX_SHOWN = 1000
 
 
-class Link(Protocol):
-    """A handshaken connection to one peer, as the node sees it (mesh.PeerProtocol)."""
-
-    peer_id: str
-    username: str
-    caps: tuple[str, ...]
-    dialer_id: str  # the peer id of the side that dialed
-    address: str
-    last_heard: float
-    said_leave: bool
-    #: False until a catch-up peer's sync came: until then new lines wait in the sent log
-    synced: bool
-    #: our sequence when we sent this link our sync (resends start after it at the least)
-    sync_point: int
-    #: the last of our sequenced lines written to this link (the rest wait in the sent log)
-    cursor: int
-    #: True while the peer does not read (its transport buffer is full): we stop writing
-    backed_up: bool
-    #: the key fingerprint the link proved by TLS ("" for a plain link), and the TLS version
-    fp: str
-    tls: str
-    #: the peer's public key (base64) once TLS proved it, else ""
-    pk: str
-
-    def send(self, msg: Message) -> None: ...
-
-    def send_bytes(self, data: bytes) -> None:
-        """Write an already encoded line (lines of the sent log are encoded once)."""
-
-    def close(self, why: str) -> None: ...
-
-    def abort(self, why: str) -> None:
-        """Close at once, dropping what is not yet written (a dead link)."""
-
-
 class Dialer(Protocol):
     """Something that dials peers and redials with backoff (mesh.Dialer)."""
 
@@ -183,7 +148,11 @@ class Node:
         self.clock = clock
         self.peers = PeerTable()
         self.room = Room(DEFAULT_ROOM)
-        self.links: dict[str, Link] = {}
+        #: the linked peers, by peer id
+        self.links: dict[str, PeerSession] = {}
+        #: every connection that came up, to its session, until it is lost (a replaced one
+        #: too: what it still says is taken, as before it was replaced)
+        self._sessions: dict[Wire, PeerSession] = {}
         self.port = 0  # our TCP port, set by the service once it listens
         self.dialer: Dialer | None = None
         self.announcer: Announcer | None = None
@@ -206,7 +175,6 @@ class Node:
         self._ack_calls: dict[str, object] = {}
         #: set once we say goodbye: from then on nothing is dialed
         self.leaving = False
-        self._linked_at: dict[str, float] = {}
         #: peers whose short-lived link dropped: shown as gone only if no new link comes soon
         self._flapping: dict[str, tuple[str, float]] = {}
         self._short_links: dict[str, int] = {}
@@ -221,11 +189,6 @@ class Node:
         #: away (absent.py); and those told about once per absence
         self.recent = RecentPeers()
         self._told_kept: set[str] = set()
-        #: per link: what it is still to be handed on of absent authors, and its sync budget
-        #: (gone with the link)
-        self._hand_on: WeakKeyDictionary[Link, HandOn] = WeakKeyDictionary()
-        #: per link: how many bytes of its lines we save (store.SAVE_RATE)
-        self._save_rates: WeakKeyDictionary[Link, SaveRate] = WeakKeyDictionary()
 
     # --- observers ------------------------------------------------------------------------
 
@@ -361,7 +324,7 @@ class Node:
                 self._pump(link)
         return count
 
-    def _pump(self, link: Link) -> None:
+    def _pump(self, link: PeerSession) -> None:
         """Write to ``link`` what it lacks of the sent log, until its peer stops reading."""
         if (link.backed_up or not link.synced or link.cursor >= self._sequence
                 or link.said_leave):  # it said goodbye: it can't show lines any more
@@ -374,31 +337,32 @@ class Node:
         for line, data in lines:
             if link.backed_up or self.links.get(link.peer_id) is not link:
                 return
-            if self._is_for(line, link.peer_id, link.caps):
+            if self._is_for(line, link.peer_id, link.rooms):
                 link.send_bytes(data)
             link.cursor = line.sequence
 
-    def _is_for(self, msg: Message, peer_id: str, caps: tuple[str, ...]) -> bool:
+    def _is_for(self, msg: Message, peer_id: str, speaks_rooms: bool) -> bool:
         """Whether one of our lines goes to this peer: general to all; a room's to its members
         (peers that speak rooms); a private line to its addressee only."""
         if msg.type == PRIVATE:
             # Only to the addressee, over a link whose peer takes private lines (a plain link
-            # claiming its id, while we have a key, had CAP_ROOMS taken away in link_ready).
-            return (msg.metadata or {}).get("to") == peer_id and CAP_ROOMS in caps
+            # claiming its id, while we have a key, is not believed to speak rooms: session.py).
+            return (msg.metadata or {}).get("to") == peer_id and speaks_rooms
         if msg.room_id == DEFAULT_ROOM:
             return True
-        return CAP_ROOMS in caps and self.rooms.peer_in(peer_id, msg.room_id)
+        return speaks_rooms and self.rooms.peer_in(peer_id, msg.room_id)
 
     def _waiting_for(self, msg: Message, wanted: set[str]) -> set[str]:
         """The catch-up peers in the room now (linked or away): who must ack ``msg``.
         ``wanted``: the linked peers it goes to."""
-        waiting = {pid for pid in wanted if CAP_CATCHUP in self.links[pid].caps}
+        waiting = {pid for pid in wanted if self.links[pid].catchup}
         return waiting | {pid for pid in self.away
-                          if self._is_for(msg, pid, (CAP_ROOMS, CAP_CATCHUP))}
+                          if self._is_for(msg, pid, True)}
 
-    def link_writable(self, link: Link) -> None:
+    def link_writable(self, wire: Wire) -> None:
         """The peer reads again: write what piled up for it."""
-        if self.links.get(link.peer_id) is link:
+        link = self._sessions.get(wire)
+        if link is not None and self.links.get(link.peer_id) is link:
             self._pump(link)
             self._pump_relay(link)
 
@@ -436,7 +400,7 @@ class Node:
         link = self.links.get(peer_id)
         # A link with its id that takes no private lines is not it (a plain link claiming
         # it): the line waits for the peer itself.
-        away = link is None or link.said_leave or CAP_ROOMS not in link.caps
+        away = link is None or link.said_leave or not link.rooms
         if away and self.delivery.private_waiting(peer_id) >= HELD_LINES:
             return Refused(f"{nick} is away and {HELD_LINES} private lines already wait for "
                            f"{nick}: this one is not kept")
@@ -461,7 +425,7 @@ class Node:
         linked earlier in this run, or whose key is pinned for that nick."""
         for link in self.links.values():
             if shown in (self._nick(link), link.peer_id):
-                if CAP_ROOMS not in link.caps:
+                if not link.rooms:
                     return Refused(f"{self._nick(link)} is a base peer: it can't receive "
                                    "private messages")
                 return link.peer_id, self._nick(link)
@@ -480,7 +444,7 @@ class Node:
         self.room.record(msg)
         # A peer that said goodbye is not written to (its link may linger a moment).
         wanted = {pid for pid, link in self.links.items()
-                  if not link.said_leave and self._is_for(msg, pid, link.caps)}
+                  if not link.said_leave and self._is_for(msg, pid, link.rooms)}
         waiting = self._waiting_for(msg, wanted)
         if kept_for:
             waiting.add(kept_for)
@@ -509,7 +473,7 @@ class Node:
         return msg
 
     def _remember(self, line: events.ChatLine, seq: int = 0,
-                  relay: tuple[bytes, str] | None = None, via: Link | None = None) -> None:
+                  relay: tuple[bytes, str] | None = None, via: PeerSession | None = None) -> None:
         if self.store is not None:
             raw, pk = relay or (None, "")
             if via is not None and not self._may_save(via, len(line.text) + len(raw or b"")):
@@ -518,12 +482,12 @@ class Node:
                                            line.nick, line.text, line.action, line.own,
                                            line.when, seq if relay else 0, raw, pk))
 
-    def _may_save(self, link: Link, size: int) -> bool:
+    def _may_save(self, link: PeerSession, size: int) -> bool:
         """Whether a line of ``size`` bytes from ``link`` is saved: each link only so fast."""
         now = self.clock.seconds()
-        rate = self._save_rates.get(link)
+        rate = link.save_rate
         if rate is None:
-            rate = self._save_rates[link] = SaveRate(now)
+            rate = link.save_rate = SaveRate(now)
         if rate.allow(size, now):
             return True
         if rate.should_log(now):
@@ -575,7 +539,7 @@ class Node:
             self.store.set_rooms(self.rooms.joined)
         msg = self._rooms_message()
         for link in list(self.links.values()):
-            if CAP_ROOMS in link.caps:
+            if link.rooms:
                 link.send(msg)
         self._emit(events.PeersChanged(self.clock.seconds()))
 
@@ -657,7 +621,7 @@ class Node:
             # Show where it listens (from its beacons), not the port it happened to dial from.
             address = f"{info.host}:{info.port}" if info is not None else link.address
             rows.append(PeerView(self._nick(link), pid, "connected", address,
-                                 CAP_OURS in link.caps, encrypted=bool(link.fp),
+                                 link.ours, encrypted=bool(link.fp),
                                  flagged=self.trust.flagged(link.username, link.fp),
                                  rooms=tuple(sorted(self.rooms.rooms_of_peer(pid),
                                                     key=lambda r: (r != DEFAULT_ROOM, r)))))
@@ -669,7 +633,7 @@ class Node:
                                  state, f"{info.host}:{info.port}", CAP_OURS in info.caps))
         return sorted(rows, key=lambda r: (r.state != "connected", r.nick.lower()))
 
-    def find_link(self, shown: str) -> Link | None:
+    def find_link(self, shown: str) -> PeerSession | None:
         """The linked peer shown as ``shown`` (a nick, ``nick?``, or a peer id); not one that
         said goodbye (its link may linger a moment)."""
         for link in self.links.values():
@@ -689,7 +653,7 @@ class Node:
             lines += [f"  key {short_form(link.fp)}  ({link.fp})",
                       f"  encrypted: {link.tls}; {self.trust.state(link.username, link.fp)}"]
         else:
-            base = "" if CAP_OURS in link.caps else " (a base peer: no encryption, no key)"
+            base = "" if link.ours else " (a base peer: no encryption, no key)"
             lines.append(f"  plain: not encrypted{base}")
         return lines
 
@@ -750,8 +714,9 @@ class Node:
             return Done(f"forgot the key pinned for {name}")
         return Refused(f"no key is pinned for {name}")
 
-    def say_goodbye(self) -> list[Link]:
-        """Tell every linked peer we leave; returns the links, for the caller to close."""
+    def say_goodbye(self) -> list[Wire]:
+        """Tell every linked peer we leave; returns their connections, for the caller to
+        close."""
         self.leaving = True
         for _, timer in self._probes.values():
             if timer.active():
@@ -764,7 +729,7 @@ class Node:
         self._broadcast(self._message(LEAVE, f"{self.nick} left the chat"))
         if self.store is not None:
             self.store.flush()
-        return list(self.links.values())
+        return [link.wire for link in self.links.values()]
 
     # --- from discovery ---------------------------------------------------------------------
 
@@ -863,15 +828,15 @@ class Node:
             link = self.links.get(info.peer_id)
             if link is None:
                 self._left_room(info.peer_id)
-            elif CAP_OURS not in link.caps:
+            elif not link.ours:
                 link.close("its beacons stopped")
         forgotten = {info.peer_id for info in gone}
         for pid, link in list(self.links.items()):
-            if (CAP_OURS not in link.caps and pid not in self.peers and pid not in forgotten
-                    and now - self._linked_at.get(pid, now) > GONE_AFTER):
+            if (not link.ours and pid not in self.peers and pid not in forgotten
+                    and now - link.linked_at > GONE_AFTER):
                 link.close("it never announced itself")
         for link in list(self.links.values()):
-            if CAP_OURS in link.caps and now - link.last_heard > IDLE_TIMEOUT:
+            if link.ours and now - link.last_heard > IDLE_TIMEOUT:
                 link.abort(f"silent for {IDLE_TIMEOUT:.0f} s")
         liveness = {info.peer_id: info.liveness(now) for info in self.peers}
         changed = liveness != self._liveness
@@ -890,19 +855,17 @@ class Node:
 
     # --- from the mesh ----------------------------------------------------------------------
 
-    def link_ready(self, link: Link) -> bool:
+    def link_ready(self, wire: Wire) -> bool:
         """A connection finished its handshake.  Returns False if it was refused (and closed)."""
-        if link.peer_id == self.peer_id:
-            link.close("it claims to be us")
+        if wire.peer_id == self.peer_id:
+            wire.close("it claims to be us")
             return False
         if self.leaving:
-            link.close("we are leaving")
+            wire.close("we are leaving")
             return False
-        if self.identity is not None and not link.fp:
-            # Every peer of ours has a key: a plain link is a base peer (or claims to be one
-            # of ours without proving it), so it gets none of our extensions.
-            link.caps = tuple(c for c in link.caps
-                              if c not in (CAP_CATCHUP, CAP_ROOMS, CAP_RELAY, CAP_TLS))
+        # Every peer of ours has a key: a plain link is a base peer (or claims to be one of
+        # ours without proving it), so it gets none of our extensions (session.py).
+        link = PeerSession(wire, self.clock.seconds(), keyed=self.identity is not None)
         refusal = self._refusal(link)
         if refusal:
             log.warn("link from {peer} ({address}) refused: {why}", peer=link.peer_id,
@@ -924,20 +887,20 @@ class Node:
             link.close(f"already {MAX_LINKS} links")
             return False
         self.links[link.peer_id] = link
+        self._sessions[wire] = link
         self._told_alone = False
         self._told_kept.discard(link.peer_id)
-        if CAP_ROOMS in link.caps and CAP_CATCHUP in link.caps:
+        if link.rooms and link.catchup:
             self.recent.seen(link.peer_id, self._nick(link))
-        self._linked_at[link.peer_id] = self.clock.seconds()
         if self.dialer is not None:
             self.dialer.connected(link.peer_id)
-        if CAP_OURS not in link.caps:
+        if not link.ours:
             link.username = self._line_names.get(link.peer_id, link.username)
         self._start_sync(link)
         if existing is None:
             log.info("linked with {peer} at {address} ({how})", peer=link.peer_id,
                      address=link.address, how=link.tls or "plain")
-            if CAP_OURS not in link.caps:
+            if not link.ours:
                 # A base peer takes a dialer's first line as identification only, and shows
                 # nobody joining until a join comes after it (as its own dialer sends).
                 link.send(self._message(JOIN, f"{self.nick} joined the chat"))
@@ -948,7 +911,7 @@ class Node:
         self._emit(events.PeersChanged(self.clock.seconds()))
         return True
 
-    def _refusal(self, link: Link) -> str | None:
+    def _refusal(self, link: PeerSession) -> str | None:
         if link.fp and link.peer_id != peer_id_for(link.fp):
             return "its peer id is not the one its key gives"
         info = self.peers.get(link.peer_id)
@@ -964,11 +927,11 @@ class Node:
             return printable_name(info.username)
         return self.recent.nick(peer_id) or peer_id
 
-    def _nick(self, link: Link) -> str:
+    def _nick(self, link: PeerSession) -> str:
         """How a peer is shown: its nick, or ``nick?`` when its key is not the pinned one."""
         return self.trust.display(link.username or link.peer_id, link.fp)
 
-    def _check_key(self, link: Link) -> None:
+    def _check_key(self, link: PeerSession) -> None:
         """Trust on first use: pin a new nick's key; warn about a nick with another key."""
         if not link.username:
             return
@@ -993,7 +956,7 @@ class Node:
                              f"/whois {shown} to compare, /trust {shown} if you expected it",
                              error=True)
 
-    def _prefer(self, new: Link, old: Link) -> bool:
+    def _prefer(self, new: PeerSession, old: PeerSession) -> bool:
         """Two links to one peer: both sides must keep the same one.  Links dialed by the same
         side: the newer wins (the dialer saw the old one die).  Else the rule-abiding one
         (dialed by the smaller id) wins."""
@@ -1002,14 +965,15 @@ class Node:
         rightful = min(self.peer_id, new.peer_id, key=lambda s: s.encode("utf-8"))
         return new.dialer_id == rightful
 
-    def link_lost(self, link: Link, why: str) -> None:
-        if self.links.get(link.peer_id) is not link:
+    def link_lost(self, wire: Wire, why: str) -> None:
+        link = self._sessions.pop(wire, None)
+        if link is None or self.links.get(link.peer_id) is not link:
             return  # a refused or replaced link
         del self.links[link.peer_id]
-        if CAP_ROOMS in link.caps and CAP_CATCHUP in link.caps:
+        if link.rooms and link.catchup:
             self.recent.seen(link.peer_id, self._nick(link))  # as last shown
         now = self.clock.seconds()
-        lived = now - self._linked_at.pop(link.peer_id, now)
+        lived = now - link.linked_at
         if self.dialer is not None:
             self.dialer.link_ended(link.peer_id, lived)
         if link.said_leave:
@@ -1019,7 +983,7 @@ class Node:
                 self.dialer.drop(link.peer_id)
             self._left_room(link.peer_id)
         elif not self.leaving:
-            if CAP_CATCHUP in link.caps:
+            if link.catchup:
                 self.away[link.peer_id] = self._nick(link)
             log.info("link with {peer} lost after {t:.1f} s: {why}", peer=link.peer_id,
                      t=lived, why=why)
@@ -1040,8 +1004,11 @@ class Node:
                     self.dialer.drop(link.peer_id)
         self._emit(events.PeersChanged(now))
 
-    def message_received(self, link: Link, msg: Message, raw: bytes = b"") -> None:
+    def message_received(self, wire: Wire, msg: Message, raw: bytes = b"") -> None:
         """A parsed line from a handshaken link (``raw``: the line as received)."""
+        link = self._sessions.get(wire)
+        if link is None:
+            return  # not linked (refused), or lost already
         if msg.sender_id != link.peer_id:
             if link.dialer_id == self.peer_id and not link.fp:
                 # We dialed an address where another peer now listens (the one we wanted
@@ -1066,12 +1033,12 @@ class Node:
                 return
             if not self.room.accept(msg):
                 return  # a duplicate
-            if msg.sequence and CAP_CATCHUP in link.caps:
+            if msg.sequence and link.catchup:
                 self._schedule_ack(link)
                 if self.store is not None:
                     self.store.set_high_water(link.peer_id, self.room.high_water[link.peer_id])
             # A signed room line of one of ours is kept with its bytes, to hand on (relay.py).
-            relay = ((raw, link.pk) if raw and kind == CHAT and CAP_RELAY in link.caps
+            relay = ((raw, link.pk) if raw and kind == CHAT and link.relay
                      and link.pk and msg.metadata and msg.metadata.get("sig") else None)
             self._chat_line(link, msg, self.clock.seconds(), relay)
             return
@@ -1094,7 +1061,7 @@ class Node:
             if msg.username and msg.username != link.username:
                 old = self._nick(link)
                 link.username = msg.username
-                if CAP_OURS not in link.caps and len(self._line_names) < MAX_LINKS:
+                if not link.ours and len(self._line_names) < MAX_LINKS:
                     self._line_names[link.peer_id] = msg.username
                 self._emit(events.NickChanged(now, old, self._nick(link), link.peer_id))
                 self._check_key(link)
@@ -1111,10 +1078,10 @@ class Node:
                       peer=link.peer_id, kind=kind)
 
 
-    def _chat_line(self, link: Link, msg: Message, now: float,
+    def _chat_line(self, link: PeerSession, msg: Message, now: float,
                    relay: tuple[bytes, str] | None = None) -> None:
         if msg.type == PRIVATE:
-            if (msg.metadata or {}).get("to") != self.peer_id or CAP_ROOMS not in link.caps:
+            if (msg.metadata or {}).get("to") != self.peer_id or not link.rooms:
                 log.warn("{peer} sent a private line not for us: dropped", peer=link.peer_id)
                 return
             room, private = private_key(link.peer_id), self._nick(link)
@@ -1128,7 +1095,7 @@ class Node:
         self._show_line(msg, nick, room, private, now, relay, via=link)
 
     def _show_line(self, msg: Message, nick: str, room: str, private: str, now: float,
-                   relay: tuple[bytes, str] | None = None, via: Link | None = None) -> None:
+                   relay: tuple[bytes, str] | None = None, via: PeerSession | None = None) -> None:
         """A line from someone else, accepted: keep it, save it, show it (at the time it was
         said, unless that time is nonsense).  ``relay``: its bytes and author's key, kept
         with it to hand on; ``via``: the link it came by (which may have only so much saved).
@@ -1144,8 +1111,8 @@ class Node:
         self._remember(line, msg.sequence, relay, via)
         self._emit(line)
 
-    def _peer_rooms(self, link: Link, msg: Message) -> None:
-        if CAP_ROOMS not in link.caps:
+    def _peer_rooms(self, link: PeerSession, msg: Message) -> None:
+        if not link.rooms:
             return
         try:
             rooms = rooms_of(msg)
@@ -1163,26 +1130,26 @@ class Node:
 
     # --- catch-up (catchup.py) ------------------------------------------------------------
 
-    def _start_sync(self, link: Link) -> None:
+    def _start_sync(self, link: PeerSession) -> None:
         """A new link: a catch-up peer is told how far we have its lines, and new lines wait
         (in the sent log) until its sync says how far it has ours.  Others get lines at once."""
         self.away.pop(link.peer_id, None)
         link.cursor = self._sequence
-        if CAP_ROOMS in link.caps:
+        if link.rooms:
             link.send(self._rooms_message())  # before the sync: resends depend on our rooms
-        if CAP_CATCHUP not in link.caps:
+        if not link.catchup:
             link.synced = True
             return
         link.synced = False
         link.sync_point = self._sequence
         have = self.room.high_water.get(link.peer_id)
         others = ({s: h for s, h in self.room.high_water.items() if s != link.peer_id}
-                  if CAP_RELAY in link.caps else None)
+                  if link.relay else None)
         link.send(self._message(SYNC, "", sequenced=False,
                                 metadata=sync_metadata(self._sequence, have, others)))
 
-    def _catchup_line(self, link: Link, msg: Message) -> None:
-        if CAP_CATCHUP not in link.caps:
+    def _catchup_line(self, link: PeerSession, msg: Message) -> None:
+        if not link.catchup:
             log.debug("{peer} sent {kind} without announcing catch-up: ignored",
                       peer=link.peer_id, kind=msg.type)
             return
@@ -1202,7 +1169,7 @@ class Node:
             log.warn("bad {kind} from {peer} skipped: {why}", kind=msg.type, peer=link.peer_id,
                      why=str(e))
 
-    def _synced(self, link: Link, sync) -> None:
+    def _synced(self, link: PeerSession, sync) -> None:
         # Lines it said before we were in the room are not ours to have; from now on we are
         # in its room, also across our restarts (so it resends what we miss while away).
         if link.peer_id not in self.room.high_water:
@@ -1225,27 +1192,27 @@ class Node:
         if sync.have is not None:
             self._acked(link, sync.have)
         self._pump(link)
-        if sync.others and CAP_RELAY in link.caps:
+        if sync.others and link.relay:
             self._relay_to(link, sync.others)
 
-    def _lonely_start(self, link: Link, start: int) -> int:
+    def _lonely_start(self, link: PeerSession, start: int) -> int:
         """A newcomer also gets the room lines said lately while no peer was linked."""
         now = self.clock.seconds()
         lonely = [(seq, mid) for seq, mid, when in self._lonely if now - when <= LONELY_GRACE]
         if not lonely:
             return start
-        if CAP_CATCHUP in link.caps:
+        if link.catchup:
             for seq, mid in lonely:
                 self.delivery.expect(seq, mid, {link.peer_id})
         return min(start, lonely[0][0] - 1)
 
-    def _hand_on_state(self, link: Link) -> HandOn:
-        state = self._hand_on.get(link)
+    def _hand_on_state(self, link: PeerSession) -> HandOn:
+        state = link.hand_on
         if state is None:
-            state = self._hand_on[link] = HandOn(self.clock.seconds())
+            state = link.hand_on = HandOn(self.clock.seconds())
         return state
 
-    def _relay_to(self, link: Link, others: dict[str, int]) -> None:
+    def _relay_to(self, link: PeerSession, others: dict[str, int]) -> None:
         """Hand on the signed lines of authors that are not here now, which the peer lacks
         (it said how far it has each author), in the rooms it is in.  This replaces what was
         still to hand on to it; the lines go by ``_pump_relay``, as the peer reads."""
@@ -1258,11 +1225,11 @@ class Node:
                       self.clock.seconds() - self.sent_log.max_age)
         self._pump_relay(link)
 
-    def _pump_relay(self, link: Link) -> None:
+    def _pump_relay(self, link: PeerSession) -> None:
         """Write to ``link`` the next of what it is to be handed on: in steps of
         RELAY_STEP_LINES, only while its peer reads (not ``backed_up``), RELAY_TURN_BYTES at
         most per reactor turn (then it goes on at the next turn)."""
-        state = self._hand_on.get(link)
+        state = link.hand_on
         if state is None or state.scheduled or not state.pending or self.store is None:
             return
         written = 0
@@ -1297,16 +1264,16 @@ class Node:
                      peer=link.peer_id)
             state.sent = 0
 
-    def _relay_next_turn(self, link: Link) -> None:
-        state = self._hand_on.get(link)
+    def _relay_next_turn(self, link: PeerSession) -> None:
+        state = link.hand_on
         if state is not None:
             state.scheduled = False
             self._pump_relay(link)
 
-    def _relayed(self, link: Link, msg: Message) -> None:
+    def _relayed(self, link: PeerSession, msg: Message) -> None:
         """Lines of other authors handed on by ``link``'s peer: shown only if signed by their
         author's key (the one its peer id comes from)."""
-        if CAP_RELAY not in link.caps or self.leaving:
+        if not link.relay or self.leaving:
             return  # leaving: not shown any more (see message_received)
         try:
             pairs = relayed_of(msg)
@@ -1331,12 +1298,12 @@ class Node:
             nick = self.trust.display(line.username or line.sender_id, relayed.fp)
             self._show_line(line, nick, line.room_id, "", now, (raw, key), via=link)
 
-    def _acked(self, link: Link, have: int) -> None:
+    def _acked(self, link: PeerSession, have: int) -> None:
         now = self.clock.seconds()
         for message_id in self.delivery.acked(link.peer_id, have):
             self._emit(events.Delivered(now, message_id))
 
-    def _schedule_ack(self, link: Link) -> None:
+    def _schedule_ack(self, link: PeerSession) -> None:
         call = self._ack_calls.get(link.peer_id)
         if call is None or not call.active():
             self._ack_calls[link.peer_id] = self.clock.callLater(ACK_DELAY, self._send_ack,
@@ -1351,16 +1318,16 @@ class Node:
             have = self.room.high_water.get(peer_id, 0)
             link.send(self._message(ACK, "", sequenced=False, metadata={"have": have}))
 
-    def _probe(self, link: Link) -> None:
+    def _probe(self, link: PeerSession) -> None:
         """Ask a peer of ours to answer on this link; drop the link if it doesn't in time."""
-        if CAP_OURS not in link.caps or link.peer_id in self._probes:
+        if not link.ours or link.peer_id in self._probes:
             return
         token = new_message_id()
         timer = self.clock.callLater(PROBE_TIMEOUT, self._probe_failed, link, token)
         self._probes[link.peer_id] = (token, timer)
         link.send(self._message(HEARTBEAT, "", metadata={"probe": token}))
 
-    def _probe_failed(self, link: Link, token: str) -> None:
+    def _probe_failed(self, link: PeerSession, token: str) -> None:
         if self._probes.get(link.peer_id, (None,))[0] != token:
             return
         del self._probes[link.peer_id]
@@ -1368,19 +1335,19 @@ class Node:
             log.info("{peer} is back but its link does not answer: redialing", peer=link.peer_id)
             link.abort(f"no answer within {PROBE_TIMEOUT:.0f} s after a silence")
 
-    def _heartbeat_line(self, link: Link, msg: Message) -> None:
+    def _heartbeat_line(self, link: PeerSession, msg: Message) -> None:
         meta = msg.metadata or {}
         probe, answer = meta.get("probe"), meta.get("answer")
-        if isinstance(probe, str) and len(probe) <= 32 and CAP_OURS in link.caps:
+        if isinstance(probe, str) and len(probe) <= 32 and link.ours:
             link.send(self._message(HEARTBEAT, "", metadata={"answer": probe}))
         if isinstance(answer, str) and self._probes.get(link.peer_id, (None,))[0] == answer:
             _, timer = self._probes.pop(link.peer_id)
             if timer.active():
                 timer.cancel()
 
-    def _count_short_link(self, link: Link) -> None:
+    def _count_short_link(self, link: PeerSession) -> None:
         count = self._short_links[link.peer_id] = self._short_links.get(link.peer_id, 0) + 1
-        if count == FLAPS_TOLD and CAP_OURS not in link.caps:
+        if count == FLAPS_TOLD and not link.ours:
             self._notice(f"{self._nick(link)} closes every connection right after it opens "
                          "(a base peer that lost track of us does so until it restarts); "
                          "redialing it ever more slowly", error=True)

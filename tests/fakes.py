@@ -47,10 +47,6 @@ class FakeLink:
         self.dialer_id = dialer_id or peer_id
         self.address = "127.0.0.1:5555"
         self.last_heard = now
-        self.said_leave = False
-        self.synced = True
-        self.sync_point = 0
-        self.cursor = 0
         self.backed_up = False
         self.fp = ""
         self.tls = ""

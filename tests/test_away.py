@@ -50,7 +50,7 @@ class AwayTest(TestCase):
         """bob says goodbye; its link lingers (its shutdown waits up to 2 s) until cut."""
         self.b.say_goodbye()
         self.wire.pump()
-        self.assertTrue(self.wire.ab.said_leave)
+        self.assertTrue(self.a.links["b_1"].said_leave)
         self.assertIn("b_1", self.a.links)
 
     def bob_is_back(self) -> list[events.ChatLine]:
@@ -158,7 +158,7 @@ class AwayTest(TestCase):
         self.wire.cut()
         claimer = FakeLink("b_1", "eve", caps=(CAP_OURS,), now=self.clock.seconds())
         self.assertTrue(self.a.link_ready(claimer))
-        claimer.cursor = 0  # behind: every line of the log is looked at for it
+        self.a.links["b_1"].cursor = 0  # behind: every line of the log is looked at for it
         self.assertEqual(waits_for(self.a.say_private("bob", "for bob only")), "bob")
         self.a.link_writable(claimer)
         self.assertEqual([m.content for m in claimer.sent if m.type == PRIVATE], [])

@@ -123,7 +123,7 @@ class RelayedCatchUp(TestCase):
         self.node.link_ready(slow)
         self.node.message_received(slow, sync("slow_1", {a: 0 for a in authors}))
         self.assertLess(slow.relay_lines, 20)
-        state = self.node._hand_on[slow]
+        state = self.node.links["slow_1"].hand_on
         self.assertEqual(set(state.pending), set(authors))
         # a new sync asks about one author: what was pending for the others is dropped
         self.node.message_received(slow, sync("slow_1", {authors[2]: 50}))

@@ -761,7 +761,7 @@ class ChannelTests(IrcTestCase):
         client.send("PRIVMSG #general :hi", "PART #general")
         self.assertEqual(client.commands(), ["404", "442"])
         self.assertEqual(self.chats(bob), [])
-        self.assertIs(self.node.links.get("bob_1"), bob)  # still on the LAN
+        self.assertIs(self.node.links["bob_1"].wire, bob)  # still on the LAN
         client.send("JOIN #general")
         lines = client.lines()
         self.assertEqual([twirc.parsemsg(x)[1] for x in lines],
@@ -1153,7 +1153,7 @@ class AwayTests(IrcTestCase):
         base = self.link("carl_1", "carl", ours=False)
         client = self.client()
         self.hear(base, LEAVE)
-        base.said_leave = True
+        self.node.links[base.peer_id].said_leave = True
         self.node.link_lost(base, "it left")
         self.assertIsNone(self.factory.roster.find("carl"))
         client.lines()

@@ -129,7 +129,7 @@ class Links(NodeTest):
         theirs = FakeLink("zed_1", "zed", dialer_id="zed_1")
         self.assertFalse(self.node.link_ready(theirs))
         self.assertIsNotNone(theirs.closed)
-        self.assertIs(self.node.links["zed_1"], ours)
+        self.assertIs(self.node.links["zed_1"].wire, ours)
         # Against "aaa_1" the rightful dialer is them.
         mine = self.link("aaa_1", dialer_id="mmm_1")
         rightful = FakeLink("aaa_1", "aaa", dialer_id="aaa_1")
@@ -199,7 +199,9 @@ class Links(NodeTest):
         node = Node("kkk", self.clock, identity=Identity.generate())
         link = FakeLink("aaa_1", "aaa", caps=("p2pchat-py/1", "catchup/1", "rooms/1"))
         self.assertTrue(node.link_ready(link))
-        self.assertEqual(link.caps, ("p2pchat-py/1",))
+        session = node.links["aaa_1"]
+        self.assertEqual((session.ours, session.catchup, session.rooms, session.relay),
+                         (True, False, False, False))
         node.message_received(link, Message(id="s", type="sync", sender_id="aaa_1",
                                             metadata={"sent": 2**64 - 1, "have": None}))
         self.assertNotIn("aaa_1", node.room.high_water)

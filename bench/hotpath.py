@@ -31,6 +31,7 @@ from twisted.internet.testing import StringTransport
 from twisted.protocols.basic import LineReceiver
 
 from bench.baseline import Printer
+from bench.store import lines_in
 from p2pchat.identity import Identity
 from p2pchat.lines import LineFace
 from p2pchat.mesh import PeerProtocol
@@ -147,7 +148,7 @@ def receive(count: int, folder: str, profile: cProfile.Profile | None = None) ->
         back.clear()
 
     ours = _timed(lambda: (_feed(proto, data, turn), flusher.turn(force=True)), profile)
-    shown = store.count()
+    shown = lines_in(store)
     store.close()
     base_out = StringTransport()
     printer = Printer(SimpleNamespace(transport=base_out))  # the process baseline's receiver
@@ -214,7 +215,7 @@ def send(count: int, links: int, folder: str, profile: cProfile.Profile | None =
             w.clear()
 
     ours = _timed(lambda: (_feed(face, data, turn), flusher.turn(force=True)), profile)
-    said = store.count()
+    said = lines_in(store)
     store.close()
     base_links = []
     base_wires = []

@@ -43,6 +43,7 @@ from p2pchat.relay import (
 from p2pchat.room import Room
 from p2pchat.rooms import Rooms, private_key, room_name, rooms_of
 from p2pchat.seen import SeenSet
+from p2pchat.history import History, MemoryHistory
 from p2pchat.session import PeerSession
 from p2pchat.store import SaveRate, Store, StoredLine
 from p2pchat.trust import Trust
@@ -147,7 +148,7 @@ class Node:
         self.caps = CAPS + ((CAP_TLS, CAP_RELAY) if identity else ())
         self.clock = clock
         self.peers = PeerTable()
-        self.room = Room(DEFAULT_ROOM)
+        self.room = Room()
         #: the linked peers, by peer id
         self.links: dict[str, PeerSession] = {}
         #: every connection that came up, to its session, until it is lost (a replaced one
@@ -163,13 +164,13 @@ class Node:
         self._full_warned = False
         self.sent_log = SentLog(log_lines, log_age)
         self.delivery = Delivery()
-        self.store = store
-        self.rooms = Rooms(store.rooms() if store else ())
+        #: what was said: on disk with a data dir (store.Store), else in memory
+        self.store: History = store if store is not None else MemoryHistory()
+        self.rooms = Rooms(self.store.rooms())
         #: lines older than this sequence are not in the sent log (an earlier run's, unless
         #: the log was loaded from the store)
         self.log_floor = self.run_start
-        if store is not None:
-            self._load(store)
+        self._load(self.store)
         #: catch-up peers whose link dropped without a goodbye (still in the room), and nicks
         self.away: dict[str, str] = {}
         self._ack_calls: dict[str, object] = {}
@@ -216,7 +217,7 @@ class Node:
 
     # --- what we send -----------------------------------------------------------------------
 
-    def _load(self, store: Store) -> None:
+    def _load(self, store: History) -> None:
         """After a restart: how far we have each sender (so peers resend what we missed), the
         ids already shown (so nothing is shown twice), our own lines to resend."""
         now = self.clock.seconds()
@@ -441,7 +442,6 @@ class Node:
                    private: str, kept_for: str = "") -> Message:
         """``kept_for``: a private line's absent addressee, who must ack it when back."""
         self.room.accept(msg)
-        self.room.record(msg)
         # A peer that said goodbye is not written to (its link may linger a moment).
         wanted = {pid for pid, link in self.links.items()
                   if not link.said_leave and self._is_for(msg, pid, link.rooms)}
@@ -450,8 +450,7 @@ class Node:
             waiting.add(kept_for)
         self.delivery.expect(msg.sequence, msg.id, waiting, private=msg.type == PRIVATE)
         count = self._publish(msg, wanted)
-        if self.store is not None:
-            self.store.save_sent(msg, self.sent_log.last_bytes())
+        self.store.save_sent(msg, self.sent_log.last_bytes())
         line = events.ChatLine(msg.timestamp or 0.0, self.nick, text, self.peer_id, msg.id,
                                own=True, action=action, sent_to=count,
                                pending=bool(waiting) or not self.links, room=room,
@@ -474,13 +473,12 @@ class Node:
 
     def _remember(self, line: events.ChatLine, seq: int = 0,
                   relay: tuple[bytes, str] | None = None, via: PeerSession | None = None) -> None:
-        if self.store is not None:
-            raw, pk = relay or (None, "")
-            if via is not None and not self._may_save(via, len(line.text) + len(raw or b"")):
-                return
-            self.store.remember(StoredLine(line.message_id, line.room, line.sender_id,
-                                           line.nick, line.text, line.action, line.own,
-                                           line.when, seq if relay else 0, raw, pk))
+        raw, pk = relay or (None, "")
+        if via is not None and not self._may_save(via, len(line.text) + len(raw or b"")):
+            return
+        self.store.remember(StoredLine(line.message_id, line.room, line.sender_id, line.nick,
+                                       line.text, line.action, line.own, line.when,
+                                       seq if relay else 0, raw, pk))
 
     def _may_save(self, link: PeerSession, size: int) -> bool:
         """Whether a line of ``size`` bytes from ``link`` is saved: each link only so fast."""
@@ -526,17 +524,8 @@ class Node:
                                       joined=False, own=True))
         return Done()
 
-    def _conversation(self, msg: Message) -> str:
-        """The room a line belongs to, or ``@peer`` (the other party) for a private one."""
-        if msg.type != PRIVATE:
-            return msg.room_id
-        if msg.sender_id == self.peer_id:
-            return private_key(str((msg.metadata or {}).get("to", "")))
-        return private_key(msg.sender_id)
-
     def _rooms_changed(self) -> None:
-        if self.store is not None:
-            self.store.set_rooms(self.rooms.joined)
+        self.store.set_rooms(self.rooms.joined)
         msg = self._rooms_message()
         for link in list(self.links.values()):
             if link.rooms:
@@ -575,15 +564,8 @@ class Node:
     def history(self, room: str, count: int = HISTORY_SHOWN) -> list[StoredLine]:
         """The last ``count`` lines of a conversation, oldest first (from disk if kept)."""
         count = max(1, min(count, HISTORY_MAX_SHOWN))
-        if self.store is not None:
-            return [line for line in self.store.recent(room, count)
-                    if line.sender_id not in self.ignores]
-        lines = [m for m in self.room.history if self._conversation(m) == room
-                 and m.sender_id not in self.ignores]
-        return [StoredLine(m.id, room, m.sender_id, m.username,
-                           _action_text(m) or m.content, _action_text(m) is not None,
-                           m.sender_id == self.peer_id, m.timestamp or 0.0)
-                for m in lines[-count:]]
+        return [line for line in self.store.recent(room, count)
+                if line.sender_id not in self.ignores]
 
     def set_nick(self, nick: str) -> Outcome:
         """Change our nick: ``Done``, or ``Refused`` with why not."""
@@ -727,8 +709,7 @@ class Node:
                 call.cancel()
         self._ack_calls.clear()
         self._broadcast(self._message(LEAVE, f"{self.nick} left the chat"))
-        if self.store is not None:
-            self.store.flush()
+        self.store.flush()
         return [link.wire for link in self.links.values()]
 
     # --- from discovery ---------------------------------------------------------------------
@@ -1035,8 +1016,7 @@ class Node:
                 return  # a duplicate
             if msg.sequence and link.catchup:
                 self._schedule_ack(link)
-                if self.store is not None:
-                    self.store.set_high_water(link.peer_id, self.room.high_water[link.peer_id])
+                self.store.set_high_water(link.peer_id, self.room.high_water[link.peer_id])
             # A signed room line of one of ours is kept with its bytes, to hand on (relay.py).
             relay = ((raw, link.pk) if raw and kind == CHAT and link.relay
                      and link.pk and msg.metadata and msg.metadata.get("sig") else None)
@@ -1101,7 +1081,6 @@ class Node:
         with it to hand on; ``via``: the link it came by (which may have only so much saved).
         An ignored peer's line is only kept in memory (to drop duplicates): not saved, not
         shown, not notified."""
-        self.room.record(msg)
         if msg.sender_id in self.ignores:
             return
         when = msg.timestamp if msg.timestamp and 0 < msg.timestamp <= now else now
@@ -1174,8 +1153,7 @@ class Node:
         # in its room, also across our restarts (so it resends what we miss while away).
         if link.peer_id not in self.room.high_water:
             self.room.high_water[link.peer_id] = sync.sent
-            if self.store is not None:
-                self.store.set_high_water(link.peer_id, sync.sent)
+            self.store.set_high_water(link.peer_id, sync.sent)
         start = sync.have if sync.have is not None else link.sync_point
         if sync.have is None:
             start = self._lonely_start(link, start)
@@ -1216,8 +1194,6 @@ class Node:
         """Hand on the signed lines of authors that are not here now, which the peer lacks
         (it said how far it has each author), in the rooms it is in.  This replaces what was
         still to hand on to it; the lines go by ``_pump_relay``, as the peer reads."""
-        if self.store is None:
-            return
         wanted = {author: have for author, have in others.items()
                   if author not in (self.peer_id, link.peer_id)}
         state = self._hand_on_state(link)
@@ -1230,7 +1206,7 @@ class Node:
         RELAY_STEP_LINES, only while its peer reads (not ``backed_up``), RELAY_TURN_BYTES at
         most per reactor turn (then it goes on at the next turn)."""
         state = link.hand_on
-        if state is None or state.scheduled or not state.pending or self.store is None:
+        if state is None or state.scheduled or not state.pending:
             return
         written = 0
         while state.pending:

@@ -178,8 +178,6 @@ class Store:
         #: authors whose seen sequences changed: their set (read at commit), or its text
         self._seen: dict[str, Any] = {}
         self._flush_scheduled = False
-        #: seconds the longest commit took, for the benchmark and the log
-        self.slowest_commit = 0.0
         #: told ``why`` once when saving fails, and None once it works again (a notice)
         self.on_trouble: Callable[[str | None], None] | None = None
         self.trouble: str | None = None
@@ -276,7 +274,6 @@ class Store:
             return
         self._troubled(None)
         took = time.perf_counter() - started
-        self.slowest_commit = max(self.slowest_commit, took)
         if took > 0.05:
             log.warn("saving history took {ms:.0f} ms", ms=took * 1000)
         if self._written >= UPKEEP_AFTER_BYTES:
@@ -469,10 +466,6 @@ class Store:
         except ValueError:
             return []
         return [r for r in value if isinstance(r, str)]
-
-    def count(self) -> int:
-        self.flush()
-        return self._db.execute("select count(*) from lines").fetchone()[0]
 
     # --- upkeep ---------------------------------------------------------------------------
 

@@ -305,7 +305,8 @@ class AnyOrder(TestCase):
                 node.link_ready(link)
             for msg in order:
                 node.message_received(links[msg.sender_id], msg)
-            return [m.id for m in node.room.timeline()]
+            shown = node.history("general", 100)  # in display order: time, sender, id
+            return [m.id for m in sorted(shown, key=lambda m: (m.when, m.sender_id, m.id))]
 
         deliveries = [m for m in lines for _ in range(copies)]
         rng.shuffle(deliveries)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable, Protocol
 
-from twisted.internet.interfaces import IReactorTime
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 
 from p2pchat import events
@@ -28,6 +28,13 @@ from p2pchat.catchup import (
 )
 from p2pchat.identity import Identity, beacon_payload, peer_id_for, short_form, verify_beacon
 from p2pchat.ignore import Ignores
+from p2pchat.linkwatch import (  # noqa: F401 (the limits are imported from here too)
+    FLAP_WINDOW,
+    FLAPS_TOLD,
+    IDLE_TIMEOUT,
+    PROBE_TIMEOUT,
+    LinkWatch,
+)
 from p2pchat.peers import GONE_AFTER, Heard, Liveness, PeerInfo, PeerTable, should_dial
 from p2pchat.relay import (
     CAP_RELAY,
@@ -80,23 +87,11 @@ log = Logger()
 
 #: How often (seconds) we send a heartbeat on every link.
 HEARTBEAT_INTERVAL = 30.0
-#: A link to one of our peers (which heartbeat) silent this long is dropped as dead.  Base
-#: peers send no heartbeats: theirs are watched by TCP keepalive and their beacons instead.
-IDLE_TIMEOUT = 90.0
 #: Most links at once (handshaken), whatever the peer table says.
 MAX_LINKS = 256
-#: A link that lasts less than this (seconds) and is followed by a new one within this time
-#: is not shown as a leave and a join: a flapping link stays quiet on screen.
-FLAP_WINDOW = 2.0
-#: After this many short-lived links in a row to a base peer, the user is told once.
-FLAPS_TOLD = 3
 #: Lines said while no peer at all is linked go to peers that link within this many seconds
 #: (you start p2pchat and say hello before discovery is done: they still hear it).
 LONELY_GRACE = 120.0
-#: When a peer's beacons come back after a silence while its link is up, the link may be dead
-#: (a cut cable) or stuck in TCP's retransmission backoff: it is probed, and dropped (then
-#: redialed and caught up) if no answer comes within this many seconds.
-PROBE_TIMEOUT = 3.0
 
 #: What every peer of ours announces; with an identity, CAP_TLS too.
 CAPS: tuple[str, ...] = (CAP_OURS, CAP_CATCHUP, CAP_ROOMS)
@@ -176,16 +171,15 @@ class Node:
         self._ack_calls: dict[str, object] = {}
         #: set once we say goodbye: from then on nothing is dialed
         self.leaving = False
-        #: peers whose short-lived link dropped: shown as gone only if no new link comes soon
-        self._flapping: dict[str, tuple[str, float]] = {}
-        self._short_links: dict[str, int] = {}
+        #: flapping links, short links, probes, liveness (linkwatch.py)
+        self.watch = LinkWatch()
+        #: the timers of the probes in flight
+        self._probe_timers: dict[str, IDelayedCall] = {}
         #: the last nick a base peer gave in a line (its beacons keep its first nick)
         self._line_names: dict[str, str] = {}
         self._told_alone = False
         #: (sequence, message id, time) of lines said while no peer was linked
         self._lonely: list[tuple[int, str, float]] = []
-        self._liveness: dict[str, Liveness] = {}
-        self._probes: dict[str, tuple[str, object]] = {}
         #: peers of ours linked in this run: private lines to them are kept while they are
         #: away (absent.py); and those told about once per absence
         self.recent = RecentPeers()
@@ -700,10 +694,11 @@ class Node:
         """Tell every linked peer we leave; returns their connections, for the caller to
         close."""
         self.leaving = True
-        for _, timer in self._probes.values():
+        for timer in self._probe_timers.values():
             if timer.active():
                 timer.cancel()
-        self._probes.clear()
+        self._probe_timers.clear()
+        self.watch.probes.clear()
         for call in self._ack_calls.values():
             if call.active():
                 call.cancel()
@@ -816,16 +811,12 @@ class Node:
             if (not link.ours and pid not in self.peers and pid not in forgotten
                     and now - link.linked_at > GONE_AFTER):
                 link.close("it never announced itself")
-        for link in list(self.links.values()):
-            if link.ours and now - link.last_heard > IDLE_TIMEOUT:
-                link.abort(f"silent for {IDLE_TIMEOUT:.0f} s")
-        liveness = {info.peer_id: info.liveness(now) for info in self.peers}
-        changed = liveness != self._liveness
-        self._liveness = liveness
-        for pid, (nick, since) in list(self._flapping.items()):
-            if pid not in self.links and now - since >= FLAP_WINDOW:
-                del self._flapping[pid]
-                self._emit(events.PeerLeft(now, nick, pid, "connection lost"))
+        for link in self.watch.idle(list(self.links.values()), now):
+            link.abort(f"silent for {IDLE_TIMEOUT:.0f} s")
+        changed = self.watch.liveness_changed({info.peer_id: info.liveness(now)
+                                               for info in self.peers})
+        for pid, nick in self.watch.settled(now, self.links):
+            self._emit(events.PeerLeft(now, nick, pid, "connection lost"))
         if gone or changed:
             self._emit(events.PeersChanged(now))
 
@@ -885,7 +876,7 @@ class Node:
                 # A base peer takes a dialer's first line as identification only, and shows
                 # nobody joining until a join comes after it (as its own dialer sends).
                 link.send(self._message(JOIN, f"{self.nick} joined the chat"))
-            if self._flapping.pop(link.peer_id, None) is None:
+            if not self.watch.linked(link.peer_id):
                 self._emit(events.PeerJoined(self.clock.seconds(), self._nick(link),
                                              link.peer_id, link.address))
             self._check_key(link)
@@ -968,13 +959,15 @@ class Node:
                 self.away[link.peer_id] = self._nick(link)
             log.info("link with {peer} lost after {t:.1f} s: {why}", peer=link.peer_id,
                      t=lived, why=why)
-            if lived < FLAP_WINDOW:
-                self._flapping[link.peer_id] = (self._nick(link), now)
-                self._count_short_link(link)
-            else:
-                self._short_links.pop(link.peer_id, None)
+            lost = self.watch.lost(link.peer_id, self._nick(link), lived, now,
+                                   base=not link.ours)
+            if lost.show_leave:
                 self._emit(events.PeerLeft(now, self._nick(link), link.peer_id,
                                            "connection lost"))
+            if lost.tell_flaps:
+                self._notice(f"{self._nick(link)} closes every connection right after it "
+                             "opens (a base peer that lost track of us does so until it "
+                             "restarts); redialing it ever more slowly", error=True)
             info = self.peers.get(link.peer_id)
             if info is not None:
                 self._maybe_dial(info)
@@ -1296,17 +1289,17 @@ class Node:
 
     def _probe(self, link: PeerSession) -> None:
         """Ask a peer of ours to answer on this link; drop the link if it doesn't in time."""
-        if not link.ours or link.peer_id in self._probes:
-            return
         token = new_message_id()
-        timer = self.clock.callLater(PROBE_TIMEOUT, self._probe_failed, link, token)
-        self._probes[link.peer_id] = (token, timer)
+        if not link.ours or not self.watch.probe(link.peer_id, token):
+            return
+        self._probe_timers[link.peer_id] = self.clock.callLater(
+            PROBE_TIMEOUT, self._probe_failed, link, token)
         link.send(self._message(HEARTBEAT, "", metadata={"probe": token}))
 
     def _probe_failed(self, link: PeerSession, token: str) -> None:
-        if self._probes.get(link.peer_id, (None,))[0] != token:
+        if not self.watch.timed_out(link.peer_id, token):
             return
-        del self._probes[link.peer_id]
+        self._probe_timers.pop(link.peer_id, None)
         if self.links.get(link.peer_id) is link:
             log.info("{peer} is back but its link does not answer: redialing", peer=link.peer_id)
             link.abort(f"no answer within {PROBE_TIMEOUT:.0f} s after a silence")
@@ -1316,23 +1309,16 @@ class Node:
         probe, answer = meta.get("probe"), meta.get("answer")
         if isinstance(probe, str) and len(probe) <= 32 and link.ours:
             link.send(self._message(HEARTBEAT, "", metadata={"answer": probe}))
-        if isinstance(answer, str) and self._probes.get(link.peer_id, (None,))[0] == answer:
-            _, timer = self._probes.pop(link.peer_id)
-            if timer.active():
+        if isinstance(answer, str) and self.watch.answered(link.peer_id, answer):
+            timer = self._probe_timers.pop(link.peer_id, None)
+            if timer is not None and timer.active():
                 timer.cancel()
-
-    def _count_short_link(self, link: PeerSession) -> None:
-        count = self._short_links[link.peer_id] = self._short_links.get(link.peer_id, 0) + 1
-        if count == FLAPS_TOLD and not link.ours:
-            self._notice(f"{self._nick(link)} closes every connection right after it opens "
-                         "(a base peer that lost track of us does so until it restarts); "
-                         "redialing it ever more slowly", error=True)
 
     def _left_room(self, peer_id: str) -> None:
         """A peer said goodbye or was forgotten: lines no longer wait for it."""
         self.away.pop(peer_id, None)
         self._line_names.pop(peer_id, None)
-        self._short_links.pop(peer_id, None)
+        self.watch.forget(peer_id)
         self.delivery.forget_peer(peer_id)
         self.rooms.forget_peer(peer_id)
 

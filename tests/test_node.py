@@ -10,7 +10,7 @@ from twisted.trial.unittest import TestCase
 from p2pchat import events
 from p2pchat.identity import Identity
 from p2pchat.interfaces import Done
-from p2pchat.node import FLAP_WINDOW, IDLE_TIMEOUT, PROBE_TIMEOUT, Node
+from p2pchat.node import FLAP_WINDOW, FLAPS_TOLD, IDLE_TIMEOUT, PROBE_TIMEOUT, Node
 from p2pchat.peers import GONE_AFTER
 from p2pchat.wire import Beacon, Message
 
@@ -105,6 +105,30 @@ class Links(NodeTest):
         left = self.shown(events.PeerLeft)
         self.assertEqual([(e.nick, e.reason) for e in left], [("zed", "connection lost")])
         self.assertIn("zed_1", self.dialer.wanted)  # still announced: redial
+
+    def flaps(self, peer_id: str, count: int, caps: tuple[str, ...]) -> list[str]:
+        """``count`` links to ``peer_id`` that each die at once; the notices shown."""
+        self.node.beacon_heard(beacon(peer_id, when=1000), "127.0.0.1")
+        for _ in range(count):
+            link = self.link(peer_id, caps=caps)
+            self.clock.advance(0.5)
+            self.node.link_lost(link, "closed by the peer")
+        return [e.text for e in self.shown(events.Notice)]
+
+    def test_a_base_peer_closing_every_link_is_told_once(self) -> None:
+        self.assertEqual(self.flaps("gopher_1", FLAPS_TOLD - 1, caps=()), [])
+        told = self.flaps("gopher_1", 3, caps=())  # the FLAPS_TOLD-th, and more
+        self.assertEqual(len(told), 1, told)
+        self.assertIn("closes every connection right after it opens", told[0])
+        self.assertEqual(self.shown(events.PeerLeft), [])  # flapping: no leave shown
+
+    def test_one_of_ours_flapping_is_not_told_and_a_long_link_resets_the_count(self) -> None:
+        self.assertEqual(self.flaps("zed_1", FLAPS_TOLD + 1, caps=("p2pchat-py/1",)), [])
+        self.flaps("gopher_1", FLAPS_TOLD - 1, caps=())
+        link = self.link("gopher_1", caps=())
+        self.clock.advance(FLAP_WINDOW)
+        self.node.link_lost(link, "closed after a while")
+        self.assertEqual(self.flaps("gopher_1", FLAPS_TOLD - 1, caps=()), [])
 
     def test_goodbye_then_close_shows_one_leave_and_no_redial(self) -> None:
         self.node.beacon_heard(beacon("zed_1", when=1000), "127.0.0.1")

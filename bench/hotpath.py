@@ -98,7 +98,7 @@ def _link(node: Node, other: Node, clock: task.Clock) -> tuple[PeerProtocol, Str
                                      other.identity.public_key_b64(), "TLSv1.3")
     proto._become_ready()
     session = node.links[other.peer_id]  # as its sync would leave it
-    session.synced, session.cursor = True, node._sequence
+    session.synced, session.cursor = True, node.outbox.sequence
     transport.clear()
     return proto, transport
 

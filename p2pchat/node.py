@@ -28,6 +28,7 @@ from p2pchat.catchup import (
 )
 from p2pchat.identity import Identity, beacon_payload, peer_id_for, short_form, verify_beacon
 from p2pchat.ignore import Ignores
+from p2pchat.outbox import LONELY_GRACE, Outbox
 from p2pchat.linkwatch import (  # noqa: F401 (the limits are imported from here too)
     FLAP_WINDOW,
     FLAPS_TOLD,
@@ -89,9 +90,6 @@ log = Logger()
 HEARTBEAT_INTERVAL = 30.0
 #: Most links at once (handshaken), whatever the peer table says.
 MAX_LINKS = 256
-#: Lines said while no peer at all is linked go to peers that link within this many seconds
-#: (you start p2pchat and say hello before discovery is done: they still hear it).
-LONELY_GRACE = 120.0
 
 #: What every peer of ours announces; with an identity, CAP_TLS too.
 CAPS: tuple[str, ...] = (CAP_OURS, CAP_CATCHUP, CAP_ROOMS)
@@ -154,17 +152,15 @@ class Node:
         self.announcer: Announcer | None = None
         # Sequence numbers start at the time in microseconds: a peer id is stable across
         # restarts, and this keeps a new run's numbers above the last run's.
-        self._sequence = self.run_start = int(clock.seconds() * 1_000_000)
+        self.run_start = int(clock.seconds() * 1_000_000)
         self._observers: list[Observer] = []
         self._full_warned = False
-        self.sent_log = SentLog(log_lines, log_age)
-        self.delivery = Delivery()
+        #: our sequenced lines: numbers, the sent log, delivery marks (outbox.py)
+        self.outbox = Outbox(self.run_start, log_lines, log_age)
+        self.delivery = self.outbox.delivery
         #: what was said: on disk with a data dir (store.Store), else in memory
         self.store: History = store if store is not None else MemoryHistory()
         self.rooms = Rooms(self.store.rooms())
-        #: lines older than this sequence are not in the sent log (an earlier run's, unless
-        #: the log was loaded from the store)
-        self.log_floor = self.run_start
         self._load(self.store)
         #: catch-up peers whose link dropped without a goodbye (still in the room), and nicks
         self.away: dict[str, str] = {}
@@ -178,8 +174,6 @@ class Node:
         #: the last nick a base peer gave in a line (its beacons keep its first nick)
         self._line_names: dict[str, str] = {}
         self._told_alone = False
-        #: (sequence, message id, time) of lines said while no peer was linked
-        self._lonely: list[tuple[int, str, float]] = []
         #: peers of ours linked in this run: private lines to them are kept while they are
         #: away (absent.py); and those told about once per absence
         self.recent = RecentPeers()
@@ -217,15 +211,13 @@ class Node:
         now = self.clock.seconds()
         store.on_trouble = self._store_trouble
         self.room.seqs = SeenSet(backing=store)
-        # Continue above our last run's numbers, even if the clock went back since.
-        self._sequence = self.run_start = max(self._sequence, store.last_sequence())
         self.room.high_water.update(store.high_water())
         for message_id in store.recent_ids(self.room.seen_limit):
             self.room.mark_seen(message_id)
-        for msg in store.load_sent(self.sent_log.max_lines, self.sent_log.max_age, now):
-            self.sent_log.append(msg, now)
-        if len(self.sent_log):
-            self.log_floor = 0
+        sent = self.outbox.log
+        self.outbox.reload(store.last_sequence(),
+                           store.load_sent(sent.max_lines, sent.max_age, now), now)
+        self.run_start = self.outbox.sequence
 
     def _store_trouble(self, why: str | None) -> None:
         """Saving history failed (a full disk), or works again: told once each."""
@@ -238,8 +230,7 @@ class Node:
                  metadata: dict | None = None, room: str = DEFAULT_ROOM) -> Message:
         """A message from us.  Only chat lines (``sequenced``) take a sequence number: they
         are what the sent log keeps and catch-up resends; the rest carry 0."""
-        if sequenced:
-            self._sequence += 1
+        seq = self.outbox.number() if sequenced else 0
         if kind in (CHAT, PRIVATE) and self.identity is not None:
             metadata = dict(metadata or {})  # gets the signature below
         msg = Message(
@@ -249,7 +240,7 @@ class Node:
             username=self.nick,
             content=content,
             timestamp=self.clock.seconds(),
-            sequence=self._sequence if sequenced else 0,
+            sequence=seq,
             room_id=room,
             metadata=metadata,
             caps=self.caps if kind == JOIN else (),
@@ -300,11 +291,8 @@ class Node:
 
         A link that had everything before this line (the usual case) just gets its bytes;
         one that is behind is pumped from the log, in order."""
-        previous = self.sent_log.last_sequence()
-        dropped = self.sent_log.append(msg, self.clock.seconds())
-        if dropped:
-            self.delivery.forget_through(dropped[-1].sequence)
-        data = self.sent_log.last_bytes()
+        previous = self.outbox.append(msg, self.clock.seconds())
+        data = self.outbox.last_bytes()
         count = 0
         for link in list(self.links.values()):
             if not link.synced:
@@ -321,11 +309,11 @@ class Node:
 
     def _pump(self, link: PeerSession) -> None:
         """Write to ``link`` what it lacks of the sent log, until its peer stops reading."""
-        if (link.backed_up or not link.synced or link.cursor >= self._sequence
+        if (link.backed_up or not link.synced or link.cursor >= self.outbox.sequence
                 or link.said_leave):  # it said goodbye: it can't show lines any more
             return
-        lines, missing = self.sent_log.since(link.cursor)
-        if missing and link.cursor >= self.log_floor:
+        lines, missing = self.outbox.due(link.cursor)
+        if missing:
             log.warn("lines for {peer} are too old to send", peer=link.peer_id)
             self._notice(f"{self._nick(link)} missed older lines that are no longer kept",
                          error=True)
@@ -444,7 +432,7 @@ class Node:
             waiting.add(kept_for)
         self.delivery.expect(msg.sequence, msg.id, waiting, private=msg.type == PRIVATE)
         count = self._publish(msg, wanted)
-        self.store.save_sent(msg, self.sent_log.last_bytes())
+        self.store.save_sent(msg, self.outbox.last_bytes())
         line = events.ChatLine(msg.timestamp or 0.0, self.nick, text, self.peer_id, msg.id,
                                own=True, action=action, sent_to=count,
                                pending=bool(waiting) or not self.links, room=room,
@@ -452,9 +440,7 @@ class Node:
         self._remember(line)
         self._emit(line)
         if not self.links and msg.type == CHAT:
-            now = self.clock.seconds()
-            self._lonely = [x for x in self._lonely[-99:] if now - x[2] <= LONELY_GRACE]
-            self._lonely.append((msg.sequence, msg.id, now))
+            self.outbox.said_alone(msg, self.clock.seconds())
         if not self.links and not self._told_alone and not kept_for:
             self._told_alone = True  # once until a link is up again, not on every line
             if self.away:
@@ -1106,19 +1092,19 @@ class Node:
         """A new link: a catch-up peer is told how far we have its lines, and new lines wait
         (in the sent log) until its sync says how far it has ours.  Others get lines at once."""
         self.away.pop(link.peer_id, None)
-        link.cursor = self._sequence
+        link.cursor = self.outbox.sequence
         if link.rooms:
             link.send(self._rooms_message())  # before the sync: resends depend on our rooms
         if not link.catchup:
             link.synced = True
             return
         link.synced = False
-        link.sync_point = self._sequence
+        link.sync_point = self.outbox.sequence
         have = self.room.high_water.get(link.peer_id)
         others = ({s: h for s, h in self.room.high_water.items() if s != link.peer_id}
                   if link.relay else None)
         link.send(self._message(SYNC, "", sequenced=False,
-                                metadata=sync_metadata(self._sequence, have, others)))
+                                metadata=sync_metadata(self.outbox.sequence, have, others)))
 
     def _catchup_line(self, link: PeerSession, msg: Message) -> None:
         if not link.catchup:
@@ -1147,35 +1133,18 @@ class Node:
         if link.peer_id not in self.room.high_water:
             self.room.high_water[link.peer_id] = sync.sent
             self.store.set_high_water(link.peer_id, sync.sent)
-        start = sync.have if sync.have is not None else link.sync_point
-        if sync.have is None:
-            start = self._lonely_start(link, start)
-        # Lines of an earlier run of ours are not in the log unless it came from the store.
-        start = max(min(start, self._sequence), self.log_floor)
-        dropped = self.sent_log.trim(self.clock.seconds())  # too old to resend now
-        if dropped:
-            self.delivery.forget_through(dropped[-1].sequence)
+        start = self.outbox.sync_start(link.peer_id, sync.have, link.sync_point,
+                                       self.clock.seconds())
         link.cursor = start
-        if start < self._sequence:
+        if start < self.outbox.sequence:
             log.info("{peer} lacks {n} of our lines: resending", peer=link.peer_id,
-                     n=self._sequence - start)
+                     n=self.outbox.sequence - start)
         link.synced = True
         if sync.have is not None:
             self._acked(link, sync.have)
         self._pump(link)
         if sync.others and link.relay:
             self._relay_to(link, sync.others)
-
-    def _lonely_start(self, link: PeerSession, start: int) -> int:
-        """A newcomer also gets the room lines said lately while no peer was linked."""
-        now = self.clock.seconds()
-        lonely = [(seq, mid) for seq, mid, when in self._lonely if now - when <= LONELY_GRACE]
-        if not lonely:
-            return start
-        if link.catchup:
-            for seq, mid in lonely:
-                self.delivery.expect(seq, mid, {link.peer_id})
-        return min(start, lonely[0][0] - 1)
 
     def _hand_on_state(self, link: PeerSession) -> HandOn:
         state = link.hand_on
@@ -1191,7 +1160,7 @@ class Node:
                   if author not in (self.peer_id, link.peer_id)}
         state = self._hand_on_state(link)
         state.replace(wanted, sorted(self.rooms.rooms_of_peer(link.peer_id)),
-                      self.clock.seconds() - self.sent_log.max_age)
+                      self.clock.seconds() - self.outbox.log.max_age)
         self._pump_relay(link)
 
     def _pump_relay(self, link: PeerSession) -> None:

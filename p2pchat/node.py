@@ -27,6 +27,7 @@ from p2pchat.catchup import (
     sync_metadata,
 )
 from p2pchat.identity import Identity, beacon_payload, peer_id_for, short_form, verify_beacon
+from p2pchat.chat import HISTORY_MAX_SHOWN, HISTORY_SHOWN, Chat  # noqa: F401
 from p2pchat.ignore import Ignores
 from p2pchat.outbox import LONELY_GRACE, Outbox
 from p2pchat.linkwatch import (  # noqa: F401 (the limits are imported from here too)
@@ -93,9 +94,6 @@ MAX_LINKS = 256
 
 #: What every peer of ours announces; with an identity, CAP_TLS too.
 CAPS: tuple[str, ...] = (CAP_OURS, CAP_CATCHUP, CAP_ROOMS)
-#: Lines shown from history when a face starts, and the most /history shows at once.
-HISTORY_SHOWN = 50
-HISTORY_MAX_SHOWN = 1000
 
 
 class Dialer(Protocol):
@@ -173,11 +171,11 @@ class Node:
         self._probe_timers: dict[str, IDelayedCall] = {}
         #: the last nick a base peer gave in a line (its beacons keep its first nick)
         self._line_names: dict[str, str] = {}
-        self._told_alone = False
         #: peers of ours linked in this run: private lines to them are kept while they are
-        #: away (absent.py); and those told about once per absence
+        #: away (absent.py)
         self.recent = RecentPeers()
-        self._told_kept: set[str] = set()
+        #: the verbs and queries of the faces (chat.py)
+        self.chat = Chat(self)
 
     # --- observers ------------------------------------------------------------------------
 
@@ -188,7 +186,7 @@ class Node:
         if observer in self._observers:
             self._observers.remove(observer)
 
-    def _emit(self, event: events.Event) -> None:
+    def emit(self, event: events.Event) -> None:
         for observer in list(self._observers):
             try:
                 observer(event)
@@ -196,12 +194,12 @@ class Node:
                 log.failure("observer {observer!r} failed on {event!r}",
                             observer=observer, event=event)
 
-    def _notice(self, text: str, error: bool = False) -> None:
-        self._emit(events.Notice(self.clock.seconds(), text, error))
+    _emit = emit  # its old name (face tests emit through it)
 
-    def notice(self, text: str) -> None:
-        """A notice for every face, from outside the node (the service's start-up warnings)."""
-        self._notice(text)
+    def notice(self, text: str, error: bool = False) -> None:
+        """A notice for every face (also from outside the node: the service's start-up
+        warnings)."""
+        self.emit(events.Notice(self.clock.seconds(), text, error))
 
     # --- what we send -----------------------------------------------------------------------
 
@@ -222,11 +220,11 @@ class Node:
     def _store_trouble(self, why: str | None) -> None:
         """Saving history failed (a full disk), or works again: told once each."""
         if why is None:
-            self._notice("history: saving lines again")
+            self.notice("history: saving lines again")
         else:
-            self._notice(f"history: not saving lines: {why} (see the log)", error=True)
+            self.notice(f"history: not saving lines: {why} (see the log)", error=True)
 
-    def _message(self, kind: str, content: str, sequenced: bool = False,
+    def new_message(self, kind: str, content: str, sequenced: bool = False,
                  metadata: dict | None = None, room: str = DEFAULT_ROOM) -> Message:
         """A message from us.  Only chat lines (``sequenced``) take a sequence number: they
         are what the sent log keeps and catch-up resends; the rest carry 0."""
@@ -253,7 +251,7 @@ class Node:
 
     def handshake(self) -> Message:
         """The first line a dialer writes: a join from us (sequence 0, as the reference)."""
-        return self._message(JOIN, f"{self.nick} joined the chat")
+        return self.new_message(JOIN, f"{self.nick} joined the chat")
 
     def starttls(self) -> Message:
         """The listener's answer to a join offering TLS (our fingerprint in ``fp``)."""
@@ -275,13 +273,13 @@ class Node:
                       timestamp=now, address=beacon.address, caps=self.caps, fp=fp,
                       pk=self.identity.public_key_b64(), sig=self.identity.sign(payload))
 
-    def _broadcast(self, msg: Message) -> int:
+    def broadcast(self, msg: Message) -> int:
         """Send an unsequenced line (a heartbeat) on every link."""
         for link in list(self.links.values()):
             link.send(msg)
         return len(self.links)
 
-    def _publish(self, msg: Message, wanted: set[str]) -> int:
+    def publish(self, msg: Message, wanted: set[str]) -> int:
         """Send one of our sequenced lines: into the sent log, then to every synced link.
 
         Each link has a cursor into the sent log, so a link that is still syncing, or whose
@@ -315,16 +313,16 @@ class Node:
         lines, missing = self.outbox.due(link.cursor)
         if missing:
             log.warn("lines for {peer} are too old to send", peer=link.peer_id)
-            self._notice(f"{self._nick(link)} missed older lines that are no longer kept",
+            self.notice(f"{self.nick_of(link)} missed older lines that are no longer kept",
                          error=True)
         for line, data in lines:
             if link.backed_up or self.links.get(link.peer_id) is not link:
                 return
-            if self._is_for(line, link.peer_id, link.rooms):
+            if self.is_for(line, link.peer_id, link.rooms):
                 link.send_bytes(data)
             link.cursor = line.sequence
 
-    def _is_for(self, msg: Message, peer_id: str, speaks_rooms: bool) -> bool:
+    def is_for(self, msg: Message, peer_id: str, speaks_rooms: bool) -> bool:
         """Whether one of our lines goes to this peer: general to all; a room's to its members
         (peers that speak rooms); a private line to its addressee only."""
         if msg.type == PRIVATE:
@@ -335,12 +333,12 @@ class Node:
             return True
         return speaks_rooms and self.rooms.peer_in(peer_id, msg.room_id)
 
-    def _waiting_for(self, msg: Message, wanted: set[str]) -> set[str]:
+    def waiting_for(self, msg: Message, wanted: set[str]) -> set[str]:
         """The catch-up peers in the room now (linked or away): who must ack ``msg``.
         ``wanted``: the linked peers it goes to."""
         waiting = {pid for pid in wanted if self.links[pid].catchup}
         return waiting | {pid for pid in self.away
-                          if self._is_for(msg, pid, True)}
+                          if self.is_for(msg, pid, True)}
 
     def link_writable(self, wire: Wire) -> None:
         """The peer reads again: write what piled up for it."""
@@ -349,109 +347,74 @@ class Node:
             self._pump(link)
             self._pump_relay(link)
 
-    # --- verbs for the faces ----------------------------------------------------------------
+    # --- IChat: what the faces call (chat.py does it) ----------------------------------------
 
     def say(self, text: str, room: str = DEFAULT_ROOM) -> Said | Refused:
-        """Say a line to a room we are in (or ``@peer_id``: privately, see ``say_private``).
-        Returns ``Said`` with the message, or ``Refused`` with why not."""
-        return self._say(text, action=False, room=room)
+        return self.chat.say(text, room)
 
     def act(self, action: str, room: str = DEFAULT_ROOM) -> Said | Refused:
-        """Say an action (/me).  The content reads "* nick waves" so a base peer, which shows
-        content as it is, shows something sensible; ours read ``metadata.action``."""
-        return self._say(action, action=True, room=room)
-
-    def _say(self, text: str, action: bool, room: str) -> Said | Refused:
-        if room.startswith("@"):
-            return self.say_private(room[1:], text, action)
-        if room not in self.rooms.joined:
-            return Refused(f"you are not in #{room}")
-        metadata = {"action": text} if action else None
-        content = f"* {self.nick} {text}" if action else text
-        msg = self._message(CHAT, content, sequenced=True, metadata=metadata, room=room)
-        return Said(self._send_line(msg, text, action, room, ""))
+        return self.chat.act(action, room)
 
     def say_private(self, target: str, text: str, action: bool = False) -> Said | Refused:
-        """Say a line to one peer only (never broadcast): ``target`` is how it is shown, or
-        its peer id.  Returns ``Said``; its ``waits_for`` names the peer when it is away (the
-        line is kept and sent when it is back; a notice says so once per absence); or
-        ``Refused`` with why not."""
-        found = self.addressee(target)
-        if isinstance(found, Refused):
-            return found
-        peer_id, nick = found
-        link = self.links.get(peer_id)
-        # A link with its id that takes no private lines is not it (a plain link claiming
-        # it): the line waits for the peer itself.
-        away = link is None or link.said_leave or not link.rooms
-        if away and self.delivery.private_waiting(peer_id) >= HELD_LINES:
-            return Refused(f"{nick} is away and {HELD_LINES} private lines already wait for "
-                           f"{nick}: this one is not kept")
-        metadata = {"to": peer_id}
-        if action:
-            metadata["action"] = text
-        content = f"* {self.nick} {text}" if action else text
-        msg = self._message(PRIVATE, content, sequenced=True, metadata=metadata)
-        sent = self._send_line(msg, text, action, private_key(peer_id), nick,
-                               kept_for=peer_id if away else "")
-        if not away:
-            return Said(sent)
-        kept = Said(sent, waits_for=nick)
-        if peer_id not in self._told_kept:
-            self._told_kept.add(peer_id)
-            self._notice(kept.notice)
-        return kept
+        return self.chat.say_private(target, text, action)
+
+    def join_room(self, text: str) -> Outcome:
+        return self.chat.join_room(text)
+
+    def part_room(self, text: str) -> Outcome:
+        return self.chat.part_room(text)
+
+    def set_nick(self, nick: str) -> Outcome:
+        return self.chat.set_nick(nick)
+
+    def trust_peer(self, shown: str) -> Outcome:
+        return self.chat.trust_peer(shown)
+
+    def forget_pin(self, nick: str) -> Outcome:
+        return self.chat.forget_pin(nick)
+
+    def ignore(self, shown: str) -> Outcome:
+        return self.chat.ignore(shown)
+
+    def unignore(self, text: str) -> Outcome:
+        return self.chat.unignore(text)
 
     def addressee(self, shown: str) -> tuple[str, str] | Refused:
-        """Whom a private line to ``shown`` (a nick as shown, or a peer id) goes to: (peer id,
-        nick), or why no one.  A linked peer of ours; else one that is away (absent.py):
-        linked earlier in this run, or whose key is pinned for that nick."""
-        for link in self.links.values():
-            if shown in (self._nick(link), link.peer_id):
-                if not link.rooms:
-                    return Refused(f"{self._nick(link)} is a base peer: it can't receive "
-                                   "private messages")
-                return link.peer_id, self._nick(link)
-        found = self.recent.find(shown)
-        if found is not None:
-            return found
-        fp = self.trust.pins.get(shown)
-        if fp:
-            return peer_id_for(fp), printable(shown)
-        return Refused(f"no peer called {printable(shown)}; /users lists who is here")
+        return self.chat.addressee(shown)
 
-    def _send_line(self, msg: Message, text: str, action: bool, room: str,
-                   private: str, kept_for: str = "") -> Message:
-        """``kept_for``: a private line's absent addressee, who must ack it when back."""
-        self.room.accept(msg)
-        # A peer that said goodbye is not written to (its link may linger a moment).
-        wanted = {pid for pid, link in self.links.items()
-                  if not link.said_leave and self._is_for(msg, pid, link.rooms)}
-        waiting = self._waiting_for(msg, wanted)
-        if kept_for:
-            waiting.add(kept_for)
-        self.delivery.expect(msg.sequence, msg.id, waiting, private=msg.type == PRIVATE)
-        count = self._publish(msg, wanted)
-        self.store.save_sent(msg, self.outbox.last_bytes())
-        line = events.ChatLine(msg.timestamp or 0.0, self.nick, text, self.peer_id, msg.id,
-                               own=True, action=action, sent_to=count,
-                               pending=bool(waiting) or not self.links, room=room,
-                               private=private, kept=bool(kept_for))
-        self._remember(line)
-        self._emit(line)
-        if not self.links and msg.type == CHAT:
-            self.outbox.said_alone(msg, self.clock.seconds())
-        if not self.links and not self._told_alone and not kept_for:
-            self._told_alone = True  # once until a link is up again, not on every line
-            if self.away:
-                names = ", ".join(sorted(self.away.values()))
-                self._notice(f"not connected to {names} right now: delivered when they are back")
-            else:
-                self._notice(f"no peer is connected yet: peers that arrive within "
-                             f"{LONELY_GRACE / 60:.0f} minutes get what you say now", error=True)
-        return msg
+    def now(self) -> float:
+        return self.clock.seconds()
 
-    def _remember(self, line: events.ChatLine, seq: int = 0,
+    def my_rooms(self) -> list[str]:
+        return self.chat.my_rooms()
+
+    def members(self, room: str) -> frozenset[str]:
+        return self.chat.members(room)
+
+    def rooms_of(self, peer_id: str) -> frozenset[str]:
+        return self.chat.rooms_of(peer_id)
+
+    def room_list(self) -> list[tuple[str, list[str]]]:
+        return self.chat.room_list()
+
+    def users(self) -> list[PeerView]:
+        return self.chat.users()
+
+    def shown_nick(self, peer_id: str) -> str:
+        return self.chat.shown_nick(peer_id)
+
+    def whois(self, shown: str) -> list[str] | Refused:
+        return self.chat.whois(shown)
+
+    def ignored(self) -> list[str]:
+        return self.chat.ignored()
+
+    def history(self, room: str, count: int = HISTORY_SHOWN) -> list[StoredLine]:
+        return self.chat.history(room, count)
+
+    # --- our own lines and rooms ------------------------------------------------------------
+
+    def remember(self, line: events.ChatLine, seq: int = 0,
                   relay: tuple[bytes, str] | None = None, via: PeerSession | None = None) -> None:
         raw, pk = relay or (None, "")
         if via is not None and not self._may_save(via, len(line.text) + len(raw or b"")):
@@ -474,207 +437,16 @@ class Node:
             rate.refused = 0
         return False
 
-    def join_room(self, text: str) -> Outcome:
-        """/join: ``Done`` when we are in the room (also when we already were: nothing
-        changes then, and nothing need be said), or ``Refused`` with why not."""
-        name, problem = room_name(text)
-        if problem:
-            return Refused(problem)
-        if name in self.rooms.joined:
-            return Done()
-        if len(self.rooms.joined) >= MAX_ROOMS:
-            return Refused(f"you are in {MAX_ROOMS} rooms already; /part one first")
-        self.rooms.join(name)
-        self._rooms_changed()
-        self._emit(events.RoomChanged(self.clock.seconds(), name, self.nick, self.peer_id,
-                                      joined=True, own=True))
-        return Done()
-
-    def part_room(self, text: str) -> Outcome:
-        """/part: ``Done``, or ``Refused`` with why not."""
-        name, problem = room_name(text)
-        if problem:
-            return Refused(problem)
-        if name == DEFAULT_ROOM:
-            return Refused("#general is everyone's room: it can't be left (/quit leaves the chat)")
-        if not self.rooms.part(name):
-            return Refused(f"you are not in #{name}")
-        self._rooms_changed()
-        self._emit(events.RoomChanged(self.clock.seconds(), name, self.nick, self.peer_id,
-                                      joined=False, own=True))
-        return Done()
-
-    def _rooms_changed(self) -> None:
+    def rooms_changed(self) -> None:
         self.store.set_rooms(self.rooms.joined)
         msg = self._rooms_message()
         for link in list(self.links.values()):
             if link.rooms:
                 link.send(msg)
-        self._emit(events.PeersChanged(self.clock.seconds()))
+        self.emit(events.PeersChanged(self.clock.seconds()))
 
     def _rooms_message(self) -> Message:
-        return self._message(ROOMS, "", metadata={"rooms": self.rooms.joined[1:]})
-
-    def now(self) -> float:
-        """The time on the node's clock (the faces stamp what they show with it)."""
-        return self.clock.seconds()
-
-    def my_rooms(self) -> list[str]:
-        """The rooms we are in, #general first (a copy)."""
-        return list(self.rooms.joined)
-
-    def members(self, room: str) -> frozenset[str]:
-        """The ids of the linked peers in ``room`` (not us)."""
-        return frozenset(pid for pid in self.links if self.rooms.peer_in(pid, room))
-
-    def rooms_of(self, peer_id: str) -> frozenset[str]:
-        """The rooms a peer is in, as it last told us."""
-        return self.rooms.rooms_of_peer(peer_id)
-
-    def room_list(self) -> list[tuple[str, list[str]]]:
-        """/rooms: every room we know of, with its members (us first when we are in it)."""
-        out = []
-        for name in self.rooms.known():
-            members = [self.nick] if name in self.rooms.joined else []
-            members += sorted(self._nick(link) for pid, link in self.links.items()
-                              if self.rooms.peer_in(pid, name))
-            out.append((name, members))
-        return out
-
-    def history(self, room: str, count: int = HISTORY_SHOWN) -> list[StoredLine]:
-        """The last ``count`` lines of a conversation, oldest first (from disk if kept)."""
-        count = max(1, min(count, HISTORY_MAX_SHOWN))
-        return [line for line in self.store.recent(room, count)
-                if line.sender_id not in self.ignores]
-
-    def set_nick(self, nick: str) -> Outcome:
-        """Change our nick: ``Done``, or ``Refused`` with why not."""
-        problem = nick_problem(nick)
-        if problem:
-            return Refused(problem)
-        if nick == self.nick:
-            return Refused(f"you are already {nick}")
-        own_fp = self.identity.fingerprint if self.identity else ""
-        pinned = self.trust.pins.get(nick)
-        if pinned is not None and pinned != own_fp:
-            return Refused(f"{nick} is pinned to another key ({short_form(pinned)}): it is "
-                           f"someone else's here (/forget {nick} if that key was yours)")
-        old, self.nick = self.nick, nick
-        self.trust.be(nick, own_fp)
-        if own_fp:
-            self.trust.pins.pin(old, own_fp)  # the nick we leave stays ours here (first use)
-        # The reference announces a new name as a join whose username is the new name.
-        self._broadcast(self._message(JOIN, f"{old} changed their name to {nick}"))
-        if self.announcer is not None:
-            self.announcer.announce()
-        self._emit(events.NickChanged(self.clock.seconds(), old, nick, self.peer_id, own=True))
-        for link in list(self.links.values()):
-            if link.username in (old, nick):
-                self._check_key(link)  # a peer using our new nick: flagged, and said so
-        self._emit(events.PeersChanged(self.clock.seconds()))
-        return Done()
-
-    def users(self) -> list[PeerView]:
-        """Everyone we know of: linked peers first, then those we only heard announce."""
-        now = self.clock.seconds()
-        rows = []
-        for pid, link in self.links.items():
-            info = self.peers.get(pid)
-            # Show where it listens (from its beacons), not the port it happened to dial from.
-            address = f"{info.host}:{info.port}" if info is not None else link.address
-            rows.append(PeerView(self._nick(link), pid, "connected", address,
-                                 link.ours, encrypted=bool(link.fp),
-                                 flagged=self.trust.flagged(link.username, link.fp),
-                                 rooms=tuple(sorted(self.rooms.rooms_of_peer(pid),
-                                                    key=lambda r: (r != DEFAULT_ROOM, r)))))
-        for info in self.peers:
-            if info.peer_id in self.links:
-                continue
-            state = "stale" if info.liveness(now) is not Liveness.ALIVE else "connecting"
-            rows.append(PeerView(printable_name(info.username or info.peer_id), info.peer_id,
-                                 state, f"{info.host}:{info.port}", CAP_OURS in info.caps))
-        return sorted(rows, key=lambda r: (r.state != "connected", r.nick.lower()))
-
-    def find_link(self, shown: str) -> PeerSession | None:
-        """The linked peer shown as ``shown`` (a nick, ``nick?``, or a peer id); not one that
-        said goodbye (its link may linger a moment)."""
-        for link in self.links.values():
-            if shown in (self._nick(link), link.peer_id) and not link.said_leave:
-                return link
-        return None
-
-    def whois(self, shown: str) -> list[str] | Refused:
-        """What /whois prints about a linked peer, or ``Refused`` if no one is shown so."""
-        link = self.find_link(shown)
-        if link is None:
-            return Refused(f"no linked peer is shown as {shown}; /users lists them")
-        info = self.peers.get(link.peer_id)
-        where = f"{info.host}:{info.port}" if info is not None else link.address
-        lines = [f"{self._nick(link)} (peer id {link.peer_id}) at {where}"]
-        if link.fp:
-            lines += [f"  key {short_form(link.fp)}  ({link.fp})",
-                      f"  encrypted: {link.tls}; {self.trust.state(link.username, link.fp)}"]
-        else:
-            base = "" if link.ours else " (a base peer: no encryption, no key)"
-            lines.append(f"  plain: not encrypted{base}")
-        return lines
-
-    def trust_peer(self, shown: str) -> Outcome:
-        """/trust: pin the key of the peer shown as ``shown`` for its nick."""
-        link = self.find_link(shown)
-        if link is None:
-            return Refused(f"no linked peer is shown as {shown}")
-        if not link.fp:
-            return Refused(f"{shown} has no key to trust (a plain connection)")
-        if self.trust.is_own(link.username):
-            return Refused(f"{printable_name(link.username)} is your own nick: no other key "
-                           "can have it")
-        old = self._nick(link)
-        if not self.trust.pins.pin(link.username, link.fp, trusted=True):
-            return Refused("not pinned: the pin table is full (/forget a nick first)")
-        self._emit(events.PeersChanged(self.clock.seconds()))
-        return Done(f"pinned {short_form(link.fp)} for {printable_name(link.username)} "
-                    f"(was shown as {old})")
-
-    def ignore(self, shown: str) -> Outcome:
-        """/ignore: hide the lines of the linked peer shown as ``shown``, by its key (a base
-        peer by its peer id), from now on and across restarts."""
-        link = self.find_link(shown)
-        if link is None:
-            return Refused(f"no linked peer is shown as {shown}; /users lists them")
-        name = printable_name(link.username or link.peer_id)
-        problem = self.ignores.add(link.peer_id, link.fp, name)
-        if problem:
-            return Refused(problem)
-        key = f"its key {short_form(link.fp)}" if link.fp else f"its peer id {link.peer_id}"
-        return Done(f"ignoring {self._nick(link)} ({key}): its lines are not shown")
-
-    def unignore(self, text: str) -> Outcome:
-        """/unignore: show the lines of an ignored peer again (by nick, shown nick or id)."""
-        link = self.find_link(text)
-        peer_id = link.peer_id if link is not None and link.peer_id in self.ignores else None
-        peer_id = peer_id or self.ignores.find(text[:-1] if text.endswith("?") else text)
-        entry = self.ignores.remove(peer_id) if peer_id else None
-        if entry is None:
-            return Refused(f"{text} is not ignored; /ignore lists who is")
-        return Done(f"no longer ignoring {entry[1]}")
-
-    def ignored(self) -> list[str]:
-        """/ignore with no argument: who is ignored."""
-        entries = self.ignores.entries()
-        if not entries:
-            return ["nobody is ignored"]
-        return [f"ignored: {len(entries)}"] + [
-            f"  {nick:<21} {short_form(fp) if fp else 'no key, peer id ' + peer_id}"
-            for nick, peer_id, fp in entries]
-
-    def forget_pin(self, nick: str) -> Outcome:
-        """/forget: drop the pin of ``nick``; the next key seen for it is pinned anew."""
-        name = nick[:-1] if nick.endswith("?") else nick
-        if self.trust.pins.forget(name):
-            self._emit(events.PeersChanged(self.clock.seconds()))
-            return Done(f"forgot the key pinned for {name}")
-        return Refused(f"no key is pinned for {name}")
+        return self.new_message(ROOMS, "", metadata={"rooms": self.rooms.joined[1:]})
 
     def say_goodbye(self) -> list[Wire]:
         """Tell every linked peer we leave; returns their connections, for the caller to
@@ -689,7 +461,7 @@ class Node:
             if call.active():
                 call.cancel()
         self._ack_calls.clear()
-        self._broadcast(self._message(LEAVE, f"{self.nick} left the chat"))
+        self.broadcast(self.new_message(LEAVE, f"{self.nick} left the chat"))
         self.store.flush()
         return [link.wire for link in self.links.values()]
 
@@ -733,7 +505,7 @@ class Node:
                      port=beacon.port)
             if self.announcer is not None:
                 self.announcer.reply_soon()  # so the newcomer learns of us at once
-            self._emit(events.PeersChanged(now))
+            self.emit(events.PeersChanged(now))
         info = self.peers.get(beacon.peer_id)
         if info is not None and beacon.peer_id not in self.links:
             self._maybe_dial(info)
@@ -772,7 +544,7 @@ class Node:
         if self.peers.left(beacon.peer_id) is not None:
             if self.dialer is not None:
                 self.dialer.drop(beacon.peer_id)
-            self._emit(events.PeersChanged(self.clock.seconds()))
+            self.emit(events.PeersChanged(self.clock.seconds()))
 
     def _maybe_dial(self, info: PeerInfo) -> None:
         if (self.dialer is not None and not self.leaving
@@ -802,14 +574,14 @@ class Node:
         changed = self.watch.liveness_changed({info.peer_id: info.liveness(now)
                                                for info in self.peers})
         for pid, nick in self.watch.settled(now, self.links):
-            self._emit(events.PeerLeft(now, nick, pid, "connection lost"))
+            self.emit(events.PeerLeft(now, nick, pid, "connection lost"))
         if gone or changed:
-            self._emit(events.PeersChanged(now))
+            self.emit(events.PeersChanged(now))
 
     def heartbeat(self) -> None:
         """Keep links alive (the reference drops a link silent for 2 minutes)."""
         if self.links:
-            self._broadcast(self._message(HEARTBEAT, "", sequenced=False))
+            self.broadcast(self.new_message(HEARTBEAT, "", sequenced=False))
 
     # --- from the mesh ----------------------------------------------------------------------
 
@@ -828,7 +600,7 @@ class Node:
         if refusal:
             log.warn("link from {peer} ({address}) refused: {why}", peer=link.peer_id,
                      address=link.address, why=refusal)
-            self._notice(f"refused {printable(link.username or link.peer_id)} "
+            self.notice(f"refused {printable(link.username or link.peer_id)} "
                          f"({link.address}): {refusal}", error=True)
             link.close(refusal)
             return False
@@ -846,10 +618,9 @@ class Node:
             return False
         self.links[link.peer_id] = link
         self._sessions[wire] = link
-        self._told_alone = False
-        self._told_kept.discard(link.peer_id)
+        self.chat.linked(link.peer_id)
         if link.rooms and link.catchup:
-            self.recent.seen(link.peer_id, self._nick(link))
+            self.recent.seen(link.peer_id, self.nick_of(link))
         if self.dialer is not None:
             self.dialer.connected(link.peer_id)
         if not link.ours:
@@ -861,12 +632,12 @@ class Node:
             if not link.ours:
                 # A base peer takes a dialer's first line as identification only, and shows
                 # nobody joining until a join comes after it (as its own dialer sends).
-                link.send(self._message(JOIN, f"{self.nick} joined the chat"))
+                link.send(self.new_message(JOIN, f"{self.nick} joined the chat"))
             if not self.watch.linked(link.peer_id):
-                self._emit(events.PeerJoined(self.clock.seconds(), self._nick(link),
+                self.emit(events.PeerJoined(self.clock.seconds(), self.nick_of(link),
                                              link.peer_id, link.address))
-            self._check_key(link)
-        self._emit(events.PeersChanged(self.clock.seconds()))
+            self.check_key(link)
+        self.emit(events.PeersChanged(self.clock.seconds()))
         return True
 
     def _refusal(self, link: PeerSession) -> str | None:
@@ -875,42 +646,32 @@ class Node:
         info = self.peers.get(link.peer_id)
         return self.trust.refusal(link.username, link.fp, info.fp if info is not None else "")
 
-    def shown_nick(self, peer_id: str) -> str:
-        """How the peer with this id is shown now (``nick``, ``nick?``), or the id itself."""
-        link = self.links.get(peer_id)
-        if link is not None:
-            return self._nick(link)
-        info = self.peers.get(peer_id)
-        if info is not None and info.username:
-            return printable_name(info.username)
-        return self.recent.nick(peer_id) or peer_id
-
-    def _nick(self, link: PeerSession) -> str:
+    def nick_of(self, link: PeerSession) -> str:
         """How a peer is shown: its nick, or ``nick?`` when its key is not the pinned one."""
         return self.trust.display(link.username or link.peer_id, link.fp)
 
-    def _check_key(self, link: PeerSession) -> None:
+    def check_key(self, link: PeerSession) -> None:
         """Trust on first use: pin a new nick's key; warn about a nick with another key."""
         if not link.username:
             return
         if self.trust.first_use(link.username, link.fp):
-            self._notice(f"pinned {printable_name(link.username)}'s key {short_form(link.fp)}")
+            self.notice(f"pinned {printable_name(link.username)}'s key {short_form(link.fp)}")
         elif (self.trust.flagged(link.username, link.fp)
               and self.trust.warn_once(link.username, link.fp)):
-            shown, name = self._nick(link), printable_name(link.username)
+            shown, name = self.nick_of(link), printable_name(link.username)
             key = f"another key ({short_form(link.fp)})" if link.fp else "no key (plain)"
             unlike = (f"another key ({short_form(link.fp)}) than" if link.fp
                       else "no key (a plain connection), unlike")
             if self.trust.is_own(link.username):
-                self._emit(events.Notice(self.clock.seconds(),
+                self.emit(events.Notice(self.clock.seconds(),
                                          f"{shown} uses your nick with {key}: it is not you, "
                                          f"and is shown as {shown}; /whois {shown} to see who",
                                          error=True, topic=events.OWN_NICK))
             elif self.trust.pins.get(link.username) is None:
-                self._notice(f"{shown} can't be pinned: the pin table is full, so it is shown "
+                self.notice(f"{shown} can't be pinned: the pin table is full, so it is shown "
                              f"as {shown}; /forget a nick to make room", error=True)
             else:
-                self._notice(f"{shown} has {unlike} the {name} you know: shown as {shown}; "
+                self.notice(f"{shown} has {unlike} the {name} you know: shown as {shown}; "
                              f"/whois {shown} to compare, /trust {shown} if you expected it",
                              error=True)
 
@@ -929,7 +690,7 @@ class Node:
             return  # a refused or replaced link
         del self.links[link.peer_id]
         if link.rooms and link.catchup:
-            self.recent.seen(link.peer_id, self._nick(link))  # as last shown
+            self.recent.seen(link.peer_id, self.nick_of(link))  # as last shown
         now = self.clock.seconds()
         lived = now - link.linked_at
         if self.dialer is not None:
@@ -942,16 +703,16 @@ class Node:
             self._left_room(link.peer_id)
         elif not self.leaving:
             if link.catchup:
-                self.away[link.peer_id] = self._nick(link)
+                self.away[link.peer_id] = self.nick_of(link)
             log.info("link with {peer} lost after {t:.1f} s: {why}", peer=link.peer_id,
                      t=lived, why=why)
-            lost = self.watch.lost(link.peer_id, self._nick(link), lived, now,
+            lost = self.watch.lost(link.peer_id, self.nick_of(link), lived, now,
                                    base=not link.ours)
             if lost.show_leave:
-                self._emit(events.PeerLeft(now, self._nick(link), link.peer_id,
+                self.emit(events.PeerLeft(now, self.nick_of(link), link.peer_id,
                                            "connection lost"))
             if lost.tell_flaps:
-                self._notice(f"{self._nick(link)} closes every connection right after it "
+                self.notice(f"{self.nick_of(link)} closes every connection right after it "
                              "opens (a base peer that lost track of us does so until it "
                              "restarts); redialing it ever more slowly", error=True)
             info = self.peers.get(link.peer_id)
@@ -962,7 +723,7 @@ class Node:
                 self._left_room(link.peer_id)
                 if self.dialer is not None:
                     self.dialer.drop(link.peer_id)
-        self._emit(events.PeersChanged(now))
+        self.emit(events.PeersChanged(now))
 
     def message_received(self, wire: Wire, msg: Message, raw: bytes = b"") -> None:
         """A parsed line from a handshaken link (``raw``: the line as received)."""
@@ -1018,19 +779,19 @@ class Node:
         now = self.clock.seconds()
         if kind == JOIN:
             if msg.username and msg.username != link.username:
-                old = self._nick(link)
+                old = self.nick_of(link)
                 link.username = msg.username
                 if not link.ours and len(self._line_names) < MAX_LINKS:
                     self._line_names[link.peer_id] = msg.username
-                self._emit(events.NickChanged(now, old, self._nick(link), link.peer_id))
-                self._check_key(link)
-                self._emit(events.PeersChanged(now))
+                self.emit(events.NickChanged(now, old, self.nick_of(link), link.peer_id))
+                self.check_key(link)
+                self.emit(events.PeersChanged(now))
         elif kind == LEAVE:
             if not link.said_leave:
                 link.said_leave = True
-                self._emit(events.PeerLeft(now, self._nick(link), link.peer_id))
+                self.emit(events.PeerLeft(now, self.nick_of(link), link.peer_id))
                 self._left_room(link.peer_id)  # after: faces may ask which rooms it was in
-                self._emit(events.PeersChanged(now))
+                self.emit(events.PeersChanged(now))
                 link.close("it left")  # so its shutdown need not wait for us
         else:
             log.debug("{peer} sent a {kind} line: not known here, ignored",
@@ -1043,7 +804,7 @@ class Node:
             if (msg.metadata or {}).get("to") != self.peer_id or not link.rooms:
                 log.warn("{peer} sent a private line not for us: dropped", peer=link.peer_id)
                 return
-            room, private = private_key(link.peer_id), self._nick(link)
+            room, private = private_key(link.peer_id), self.nick_of(link)
         else:
             room, private = msg.room_id, ""
             if room not in self.rooms.joined:
@@ -1066,8 +827,8 @@ class Node:
         action = _action_text(msg)
         line = events.ChatLine(when, nick, printable(action or msg.content), msg.sender_id,
                                msg.id, action=action is not None, room=room, private=private)
-        self._remember(line, msg.sequence, relay, via)
-        self._emit(line)
+        self.remember(line, msg.sequence, relay, via)
+        self.emit(line)
 
     def _peer_rooms(self, link: PeerSession, msg: Message) -> None:
         if not link.rooms:
@@ -1082,9 +843,9 @@ class Node:
         for name, did_join in [(r, True) for r in sorted(joined)] + [(r, False) for r in
                                                                      sorted(left)]:
             if name in self.rooms.joined:
-                self._emit(events.RoomChanged(now, name, self._nick(link), link.peer_id,
+                self.emit(events.RoomChanged(now, name, self.nick_of(link), link.peer_id,
                                               joined=did_join))
-        self._emit(events.PeersChanged(now))
+        self.emit(events.PeersChanged(now))
 
     # --- catch-up (catchup.py) ------------------------------------------------------------
 
@@ -1103,7 +864,7 @@ class Node:
         have = self.room.high_water.get(link.peer_id)
         others = ({s: h for s, h in self.room.high_water.items() if s != link.peer_id}
                   if link.relay else None)
-        link.send(self._message(SYNC, "", sequenced=False,
+        link.send(self.new_message(SYNC, "", sequenced=False,
                                 metadata=sync_metadata(self.outbox.sequence, have, others)))
 
     def _catchup_line(self, link: PeerSession, msg: Message) -> None:
@@ -1189,7 +950,7 @@ class Node:
                     [(seq, raw, author, key) for seq, raw, key in rows]):
                 if link.backed_up:
                     return
-                data = encode_message(self._message(RELAY, "", metadata=metadata))
+                data = encode_message(self.new_message(RELAY, "", metadata=metadata))
                 link.send_bytes(data)
                 written += len(data)
                 state.sent += count
@@ -1239,7 +1000,7 @@ class Node:
     def _acked(self, link: PeerSession, have: int) -> None:
         now = self.clock.seconds()
         for message_id in self.delivery.acked(link.peer_id, have):
-            self._emit(events.Delivered(now, message_id))
+            self.emit(events.Delivered(now, message_id))
 
     def _schedule_ack(self, link: PeerSession) -> None:
         call = self._ack_calls.get(link.peer_id)
@@ -1254,7 +1015,7 @@ class Node:
         link = self.links.get(peer_id)
         if link is not None:
             have = self.room.high_water.get(peer_id, 0)
-            link.send(self._message(ACK, "", sequenced=False, metadata={"have": have}))
+            link.send(self.new_message(ACK, "", sequenced=False, metadata={"have": have}))
 
     def _probe(self, link: PeerSession) -> None:
         """Ask a peer of ours to answer on this link; drop the link if it doesn't in time."""
@@ -1263,7 +1024,7 @@ class Node:
             return
         self._probe_timers[link.peer_id] = self.clock.callLater(
             PROBE_TIMEOUT, self._probe_failed, link, token)
-        link.send(self._message(HEARTBEAT, "", metadata={"probe": token}))
+        link.send(self.new_message(HEARTBEAT, "", metadata={"probe": token}))
 
     def _probe_failed(self, link: PeerSession, token: str) -> None:
         if not self.watch.timed_out(link.peer_id, token):
@@ -1277,7 +1038,7 @@ class Node:
         meta = msg.metadata or {}
         probe, answer = meta.get("probe"), meta.get("answer")
         if isinstance(probe, str) and len(probe) <= 32 and link.ours:
-            link.send(self._message(HEARTBEAT, "", metadata={"answer": probe}))
+            link.send(self.new_message(HEARTBEAT, "", metadata={"answer": probe}))
         if isinstance(answer, str) and self.watch.answered(link.peer_id, answer):
             timer = self._probe_timers.pop(link.peer_id, None)
             if timer is not None and timer.active():

@@ -29,6 +29,7 @@ from p2pchat.catchup import (
 from p2pchat.identity import Identity, beacon_payload, peer_id_for, short_form, verify_beacon
 from p2pchat.chat import HISTORY_MAX_SHOWN, HISTORY_SHOWN, Chat  # noqa: F401
 from p2pchat.ignore import Ignores
+from p2pchat.syncing import CatchUp
 from p2pchat.outbox import LONELY_GRACE, Outbox
 from p2pchat.linkwatch import (  # noqa: F401 (the limits are imported from here too)
     FLAP_WINDOW,
@@ -162,7 +163,6 @@ class Node:
         self._load(self.store)
         #: catch-up peers whose link dropped without a goodbye (still in the room), and nicks
         self.away: dict[str, str] = {}
-        self._ack_calls: dict[str, object] = {}
         #: set once we say goodbye: from then on nothing is dialed
         self.leaving = False
         #: flapping links, short links, probes, liveness (linkwatch.py)
@@ -176,6 +176,8 @@ class Node:
         self.recent = RecentPeers()
         #: the verbs and queries of the faces (chat.py)
         self.chat = Chat(self)
+        #: catching peers up, handing on absent authors' lines (syncing.py)
+        self.catchup = CatchUp(self)
 
     # --- observers ------------------------------------------------------------------------
 
@@ -345,7 +347,7 @@ class Node:
         link = self._sessions.get(wire)
         if link is not None and self.links.get(link.peer_id) is link:
             self._pump(link)
-            self._pump_relay(link)
+            self.catchup.pump_relay(link)
 
     # --- IChat: what the faces call (chat.py does it) ----------------------------------------
 
@@ -439,13 +441,13 @@ class Node:
 
     def rooms_changed(self) -> None:
         self.store.set_rooms(self.rooms.joined)
-        msg = self._rooms_message()
+        msg = self.rooms_message()
         for link in list(self.links.values()):
             if link.rooms:
                 link.send(msg)
         self.emit(events.PeersChanged(self.clock.seconds()))
 
-    def _rooms_message(self) -> Message:
+    def rooms_message(self) -> Message:
         return self.new_message(ROOMS, "", metadata={"rooms": self.rooms.joined[1:]})
 
     def say_goodbye(self) -> list[Wire]:
@@ -457,10 +459,7 @@ class Node:
                 timer.cancel()
         self._probe_timers.clear()
         self.watch.probes.clear()
-        for call in self._ack_calls.values():
-            if call.active():
-                call.cancel()
-        self._ack_calls.clear()
+        self.catchup.stop()
         self.broadcast(self.new_message(LEAVE, f"{self.nick} left the chat"))
         self.store.flush()
         return [link.wire for link in self.links.values()]
@@ -625,7 +624,7 @@ class Node:
             self.dialer.connected(link.peer_id)
         if not link.ours:
             link.username = self._line_names.get(link.peer_id, link.username)
-        self._start_sync(link)
+        self.catchup.start(link)
         if existing is None:
             log.info("linked with {peer} at {address} ({how})", peer=link.peer_id,
                      address=link.address, how=link.tls or "plain")
@@ -755,7 +754,7 @@ class Node:
             if not self.room.accept(msg):
                 return  # a duplicate
             if msg.sequence and link.catchup:
-                self._schedule_ack(link)
+                self.catchup.schedule_ack(link)
                 self.store.set_high_water(link.peer_id, self.room.high_water[link.peer_id])
             # A signed room line of one of ours is kept with its bytes, to hand on (relay.py).
             relay = ((raw, link.pk) if raw and kind == CHAT and link.relay
@@ -766,13 +765,13 @@ class Node:
             self._heartbeat_line(link, msg)
             return
         if kind in (SYNC, ACK):
-            self._catchup_line(link, msg)
+            self.catchup.line(link, msg)
             return
         if kind == ROOMS:
             self._peer_rooms(link, msg)
             return
         if kind == RELAY:
-            self._relayed(link, msg)
+            self.catchup.relayed(link, msg)
             return
         if not self.room.accept(msg):
             return  # a duplicate
@@ -848,174 +847,6 @@ class Node:
         self.emit(events.PeersChanged(now))
 
     # --- catch-up (catchup.py) ------------------------------------------------------------
-
-    def _start_sync(self, link: PeerSession) -> None:
-        """A new link: a catch-up peer is told how far we have its lines, and new lines wait
-        (in the sent log) until its sync says how far it has ours.  Others get lines at once."""
-        self.away.pop(link.peer_id, None)
-        link.cursor = self.outbox.sequence
-        if link.rooms:
-            link.send(self._rooms_message())  # before the sync: resends depend on our rooms
-        if not link.catchup:
-            link.synced = True
-            return
-        link.synced = False
-        link.sync_point = self.outbox.sequence
-        have = self.room.high_water.get(link.peer_id)
-        others = ({s: h for s, h in self.room.high_water.items() if s != link.peer_id}
-                  if link.relay else None)
-        link.send(self.new_message(SYNC, "", sequenced=False,
-                                metadata=sync_metadata(self.outbox.sequence, have, others)))
-
-    def _catchup_line(self, link: PeerSession, msg: Message) -> None:
-        if not link.catchup:
-            log.debug("{peer} sent {kind} without announcing catch-up: ignored",
-                      peer=link.peer_id, kind=msg.type)
-            return
-        try:
-            if msg.type == SYNC:
-                state = self._hand_on_state(link)
-                now = self.clock.seconds()
-                if not state.allow_sync(now):
-                    if state.should_log_refusal(now):
-                        log.warn("{peer} sends sync lines too often: the extra ones ignored",
-                                 peer=link.peer_id)
-                    return
-                self._synced(link, parse_sync(msg))
-            else:
-                self._acked(link, parse_ack(msg))
-        except WireError as e:
-            log.warn("bad {kind} from {peer} skipped: {why}", kind=msg.type, peer=link.peer_id,
-                     why=str(e))
-
-    def _synced(self, link: PeerSession, sync) -> None:
-        # Lines it said before we were in the room are not ours to have; from now on we are
-        # in its room, also across our restarts (so it resends what we miss while away).
-        if link.peer_id not in self.room.high_water:
-            self.room.high_water[link.peer_id] = sync.sent
-            self.store.set_high_water(link.peer_id, sync.sent)
-        start = self.outbox.sync_start(link.peer_id, sync.have, link.sync_point,
-                                       self.clock.seconds())
-        link.cursor = start
-        if start < self.outbox.sequence:
-            log.info("{peer} lacks {n} of our lines: resending", peer=link.peer_id,
-                     n=self.outbox.sequence - start)
-        link.synced = True
-        if sync.have is not None:
-            self._acked(link, sync.have)
-        self._pump(link)
-        if sync.others and link.relay:
-            self._relay_to(link, sync.others)
-
-    def _hand_on_state(self, link: PeerSession) -> HandOn:
-        state = link.hand_on
-        if state is None:
-            state = link.hand_on = HandOn(self.clock.seconds())
-        return state
-
-    def _relay_to(self, link: PeerSession, others: dict[str, int]) -> None:
-        """Hand on the signed lines of authors that are not here now, which the peer lacks
-        (it said how far it has each author), in the rooms it is in.  This replaces what was
-        still to hand on to it; the lines go by ``_pump_relay``, as the peer reads."""
-        wanted = {author: have for author, have in others.items()
-                  if author not in (self.peer_id, link.peer_id)}
-        state = self._hand_on_state(link)
-        state.replace(wanted, sorted(self.rooms.rooms_of_peer(link.peer_id)),
-                      self.clock.seconds() - self.outbox.log.max_age)
-        self._pump_relay(link)
-
-    def _pump_relay(self, link: PeerSession) -> None:
-        """Write to ``link`` the next of what it is to be handed on: in steps of
-        RELAY_STEP_LINES, only while its peer reads (not ``backed_up``), RELAY_TURN_BYTES at
-        most per reactor turn (then it goes on at the next turn)."""
-        state = link.hand_on
-        if state is None or state.scheduled or not state.pending:
-            return
-        written = 0
-        while state.pending:
-            if link.backed_up or self.links.get(link.peer_id) is not link:
-                return  # link_writable brings us back
-            if written >= RELAY_TURN_BYTES:
-                state.scheduled = True
-                self.clock.callLater(0, self._relay_next_turn, link)
-                return
-            author = next(iter(state.pending))
-            after, left = state.pending[author]
-            rows = [] if author in self.links else self.store.relayable_after(
-                author, after, state.rooms, min(RELAY_STEP_LINES, left), state.since)
-            if not rows:  # done with it (a linked author resends its own lines)
-                del state.pending[author]
-                continue
-            for metadata, last, count in relay_batches(
-                    [(seq, raw, author, key) for seq, raw, key in rows]):
-                if link.backed_up:
-                    return
-                data = encode_message(self.new_message(RELAY, "", metadata=metadata))
-                link.send_bytes(data)
-                written += len(data)
-                state.sent += count
-                left -= count
-                state.pending[author] = [last, left]
-            if left <= 0:
-                del state.pending[author]
-        if state.sent:
-            log.info("handed on {n} lines of absent authors to {peer}", n=state.sent,
-                     peer=link.peer_id)
-            state.sent = 0
-
-    def _relay_next_turn(self, link: PeerSession) -> None:
-        state = link.hand_on
-        if state is not None:
-            state.scheduled = False
-            self._pump_relay(link)
-
-    def _relayed(self, link: PeerSession, msg: Message) -> None:
-        """Lines of other authors handed on by ``link``'s peer: shown only if signed by their
-        author's key (the one its peer id comes from)."""
-        if not link.relay or self.leaving:
-            return  # leaving: not shown any more (see message_received)
-        try:
-            pairs = relayed_of(msg)
-        except WireError as e:
-            log.warn("bad relay line from {peer} skipped: {why}", peer=link.peer_id, why=str(e))
-            return
-        now = self.clock.seconds()
-        for raw, key in pairs:
-            try:
-                relayed = check_relayed(raw, key)
-            except WireError as e:
-                log.warn("a line {peer} handed on was refused: {why}", peer=link.peer_id,
-                         why=str(e))
-                continue
-            line = relayed.msg
-            if line.sender_id == self.peer_id or line.room_id not in self.rooms.joined:
-                continue
-            # A relayer has only some of an author's lines (its rooms): they don't tell how
-            # far we have that author, so the author still resends whatever we lack.
-            if not self.room.accept(line, advance=False):
-                continue  # already had it
-            nick = self.trust.display(line.username or line.sender_id, relayed.fp)
-            self._show_line(line, nick, line.room_id, "", now, (raw, key), via=link)
-
-    def _acked(self, link: PeerSession, have: int) -> None:
-        now = self.clock.seconds()
-        for message_id in self.delivery.acked(link.peer_id, have):
-            self.emit(events.Delivered(now, message_id))
-
-    def _schedule_ack(self, link: PeerSession) -> None:
-        call = self._ack_calls.get(link.peer_id)
-        if call is None or not call.active():
-            self._ack_calls[link.peer_id] = self.clock.callLater(ACK_DELAY, self._send_ack,
-                                                                 link.peer_id)
-
-    def _send_ack(self, peer_id: str) -> None:
-        """Ack on whatever link to the peer is up now (the one that got the lines may be gone;
-        if none is, the next sync says the same)."""
-        self._ack_calls.pop(peer_id, None)
-        link = self.links.get(peer_id)
-        if link is not None:
-            have = self.room.high_water.get(peer_id, 0)
-            link.send(self.new_message(ACK, "", sequenced=False, metadata={"have": have}))
 
     def _probe(self, link: PeerSession) -> None:
         """Ask a peer of ours to answer on this link; drop the link if it doesn't in time."""

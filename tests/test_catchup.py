@@ -223,7 +223,7 @@ class Exchange(TestCase):
         self.assertFalse(pending.synced)
         self.a.say("during sync")
         self.assertEqual(pending.wire.sent[-1].type, "sync")  # the line waits in the log
-        self.a._synced(pending, parse_sync(Message(
+        self.a.catchup.synced(pending, parse_sync(Message(
             id="x", type="sync", sender_id="b_1", metadata={"sent": 0, "have": 0})))
         self.assertEqual([m.content for m in pending.wire.sent if m.type == "chat"],
                          ["during sync"])

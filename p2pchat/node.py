@@ -29,6 +29,7 @@ from p2pchat.catchup import (
 from p2pchat.identity import Identity, beacon_payload, peer_id_for, short_form, verify_beacon
 from p2pchat.chat import HISTORY_MAX_SHOWN, HISTORY_SHOWN, Chat  # noqa: F401
 from p2pchat.ignore import Ignores
+from p2pchat.presence import Presence
 from p2pchat.syncing import CatchUp
 from p2pchat.outbox import LONELY_GRACE, Outbox
 from p2pchat.linkwatch import (  # noqa: F401 (the limits are imported from here too)
@@ -153,7 +154,6 @@ class Node:
         # restarts, and this keeps a new run's numbers above the last run's.
         self.run_start = int(clock.seconds() * 1_000_000)
         self._observers: list[Observer] = []
-        self._full_warned = False
         #: our sequenced lines: numbers, the sent log, delivery marks (outbox.py)
         self.outbox = Outbox(self.run_start, log_lines, log_age)
         self.delivery = self.outbox.delivery
@@ -167,8 +167,6 @@ class Node:
         self.leaving = False
         #: flapping links, short links, probes, liveness (linkwatch.py)
         self.watch = LinkWatch()
-        #: the timers of the probes in flight
-        self._probe_timers: dict[str, IDelayedCall] = {}
         #: the last nick a base peer gave in a line (its beacons keep its first nick)
         self._line_names: dict[str, str] = {}
         #: peers of ours linked in this run: private lines to them are kept while they are
@@ -178,6 +176,8 @@ class Node:
         self.chat = Chat(self)
         #: catching peers up, handing on absent authors' lines (syncing.py)
         self.catchup = CatchUp(self)
+        #: beacons, the peer table, dialing, sweeping and probes (presence.py)
+        self.presence = Presence(self)
 
     # --- observers ------------------------------------------------------------------------
 
@@ -260,20 +260,6 @@ class Node:
         return Message(id=new_message_id(), type=STARTTLS, sender_id=self.peer_id,
                        username=self.nick, timestamp=self.clock.seconds(),
                        fp=self.identity.fingerprint if self.identity else "")
-
-    def beacon(self, kind: str) -> Beacon:
-        """A beacon from us; signed when we have an identity, so no one else can announce
-        our id at another address or say we left."""
-        now = self.clock.seconds()
-        beacon = Beacon(type=kind, peer_id=self.peer_id, username=self.nick, port=self.port,
-                        timestamp=now, address=f"0.0.0.0:{self.port}", caps=self.caps)
-        if self.identity is None:
-            return beacon
-        fp = self.identity.fingerprint
-        payload = beacon_payload(kind, self.peer_id, self.nick, self.port, format_time(now), fp)
-        return Beacon(type=kind, peer_id=self.peer_id, username=self.nick, port=self.port,
-                      timestamp=now, address=beacon.address, caps=self.caps, fp=fp,
-                      pk=self.identity.public_key_b64(), sig=self.identity.sign(payload))
 
     def broadcast(self, msg: Message) -> int:
         """Send an unsequenced line (a heartbeat) on every link."""
@@ -454,128 +440,23 @@ class Node:
         """Tell every linked peer we leave; returns their connections, for the caller to
         close."""
         self.leaving = True
-        for timer in self._probe_timers.values():
-            if timer.active():
-                timer.cancel()
-        self._probe_timers.clear()
-        self.watch.probes.clear()
+        self.presence.stop()
         self.catchup.stop()
         self.broadcast(self.new_message(LEAVE, f"{self.nick} left the chat"))
         self.store.flush()
         return [link.wire for link in self.links.values()]
 
-    # --- from discovery ---------------------------------------------------------------------
+    # --- from discovery (presence.py does it) -----------------------------------------------
+
+    def beacon(self, kind: str) -> Beacon:
+        return self.presence.beacon(kind)
 
     def beacon_heard(self, beacon: Beacon, host: str) -> None:
-        if beacon.peer_id == self.peer_id:
-            return
-        now = self.clock.seconds()
-        if not is_fresh(beacon, now):
-            log.debug("old beacon from {host} ({peer}) ignored", host=host, peer=beacon.peer_id)
-            return
-        if not self._beacon_trusted(beacon, host):
-            return
-        if beacon.type == LEAVE:
-            self._beacon_leave(beacon, host)
-            return
-        before = self.peers.get(beacon.peer_id)
-        was_quiet = before is None or before.liveness(now) is not Liveness.ALIVE
-        heard = self.peers.heard(beacon, host, now)
-        if was_quiet and beacon.peer_id in self.links:
-            self._probe(self.links[beacon.peer_id])
-        if heard is Heard.FULL:
-            if not self._full_warned:
-                log.warn("peer table full ({n} peers): new peers ignored", n=len(self.peers))
-                self._full_warned = True
-            return
-        if heard is Heard.IGNORED:
-            return
-        if heard in (Heard.NEW, Heard.MOVED):
-            for old in self.peers.evict_address(beacon.peer_id, host, beacon.port,
-                                                signed=bool(beacon.fp)):
-                log.info("{old} was at {host}:{port}, where {new} now is: forgotten",
-                         old=old.peer_id, new=beacon.peer_id, host=host, port=beacon.port)
-                if self.dialer is not None:
-                    self.dialer.drop(old.peer_id)
-                if old.peer_id not in self.links:
-                    self._left_room(old.peer_id)
-        if heard is Heard.NEW:
-            log.info("discovered {peer} at {host}:{port}", peer=beacon.peer_id, host=host,
-                     port=beacon.port)
-            if self.announcer is not None:
-                self.announcer.reply_soon()  # so the newcomer learns of us at once
-            self.emit(events.PeersChanged(now))
-        info = self.peers.get(beacon.peer_id)
-        if info is not None and beacon.peer_id not in self.links:
-            self._maybe_dial(info)
-
-    def _beacon_trusted(self, beacon: Beacon, host: str) -> bool:
-        """A signed beacon must carry a valid signature by the key its id is derived from; a
-        peer once heard signing is never again believed unsigned; and a signed beacon must be
-        newer than the last one (a replay from elsewhere can't move a peer's address)."""
-        if beacon.fp or beacon.sig or beacon.pk:
-            payload = beacon_payload(beacon.type, beacon.peer_id, beacon.username, beacon.port,
-                                     beacon.stamp, beacon.fp)
-            if (beacon.peer_id != peer_id_for(beacon.fp)
-                    or not verify_beacon(beacon.pk, beacon.sig, payload, beacon.fp)):
-                log.info("beacon for {peer} from {host} with a bad signature ignored",
-                         peer=beacon.peer_id, host=host)
-                return False
-        known = self.peers.get(beacon.peer_id)
-        if known is not None and known.fp:
-            if beacon.fp != known.fp:
-                log.info("unsigned beacon for {peer} (which signs) from {host} ignored",
-                         peer=beacon.peer_id, host=host)
-                return False
-            if beacon.timestamp <= known.last_stamp:
-                log.debug("replayed beacon for {peer} from {host} ignored",
-                          peer=beacon.peer_id, host=host)
-                return False
-        return True
-
-    def _beacon_leave(self, beacon: Beacon, host: str) -> None:
-        link = self.links.get(beacon.peer_id)
-        if link is not None and not link.said_leave:
-            # A datagram anyone could forge against a live connection: trust the connection.
-            log.info("leave datagram for {peer} from {host} ignored: its link is up",
-                     peer=beacon.peer_id, host=host)
-            return
-        if self.peers.left(beacon.peer_id) is not None:
-            if self.dialer is not None:
-                self.dialer.drop(beacon.peer_id)
-            self.emit(events.PeersChanged(self.clock.seconds()))
-
-    def _maybe_dial(self, info: PeerInfo) -> None:
-        if (self.dialer is not None and not self.leaving
-                and should_dial(self.peer_id, info.peer_id)):
-            self.dialer.want(info)
+        self.presence.heard(beacon, host)
 
     def sweep(self) -> None:
         """Forget peers silent too long; drop links that died quietly.  Called every second."""
-        now = self.clock.seconds()
-        gone = self.peers.sweep(now)
-        for info in gone:
-            log.info("{peer} not heard for a while: forgotten", peer=info.peer_id)
-            if self.dialer is not None:
-                self.dialer.drop(info.peer_id)
-            link = self.links.get(info.peer_id)
-            if link is None:
-                self._left_room(info.peer_id)
-            elif not link.ours:
-                link.close("its beacons stopped")
-        forgotten = {info.peer_id for info in gone}
-        for pid, link in list(self.links.items()):
-            if (not link.ours and pid not in self.peers and pid not in forgotten
-                    and now - link.linked_at > GONE_AFTER):
-                link.close("it never announced itself")
-        for link in self.watch.idle(list(self.links.values()), now):
-            link.abort(f"silent for {IDLE_TIMEOUT:.0f} s")
-        changed = self.watch.liveness_changed({info.peer_id: info.liveness(now)
-                                               for info in self.peers})
-        for pid, nick in self.watch.settled(now, self.links):
-            self.emit(events.PeerLeft(now, nick, pid, "connection lost"))
-        if gone or changed:
-            self.emit(events.PeersChanged(now))
+        self.presence.sweep()
 
     def heartbeat(self) -> None:
         """Keep links alive (the reference drops a link silent for 2 minutes)."""
@@ -699,7 +580,7 @@ class Node:
             self.peers.left(link.peer_id)
             if self.dialer is not None:
                 self.dialer.drop(link.peer_id)
-            self._left_room(link.peer_id)
+            self.left_room(link.peer_id)
         elif not self.leaving:
             if link.catchup:
                 self.away[link.peer_id] = self.nick_of(link)
@@ -716,10 +597,10 @@ class Node:
                              "restarts); redialing it ever more slowly", error=True)
             info = self.peers.get(link.peer_id)
             if info is not None:
-                self._maybe_dial(info)
+                self.presence.maybe_dial(info)
             else:
                 # Not announced (any more): nothing will bring it back, so nothing waits.
-                self._left_room(link.peer_id)
+                self.left_room(link.peer_id)
                 if self.dialer is not None:
                     self.dialer.drop(link.peer_id)
         self.emit(events.PeersChanged(now))
@@ -762,7 +643,7 @@ class Node:
             self._chat_line(link, msg, self.clock.seconds(), relay)
             return
         if kind == HEARTBEAT:
-            self._heartbeat_line(link, msg)
+            self.presence.heartbeat_line(link, msg)
             return
         if kind in (SYNC, ACK):
             self.catchup.line(link, msg)
@@ -789,7 +670,7 @@ class Node:
             if not link.said_leave:
                 link.said_leave = True
                 self.emit(events.PeerLeft(now, self.nick_of(link), link.peer_id))
-                self._left_room(link.peer_id)  # after: faces may ask which rooms it was in
+                self.left_room(link.peer_id)  # after: faces may ask which rooms it was in
                 self.emit(events.PeersChanged(now))
                 link.close("it left")  # so its shutdown need not wait for us
         else:
@@ -848,34 +729,7 @@ class Node:
 
     # --- catch-up (catchup.py) ------------------------------------------------------------
 
-    def _probe(self, link: PeerSession) -> None:
-        """Ask a peer of ours to answer on this link; drop the link if it doesn't in time."""
-        token = new_message_id()
-        if not link.ours or not self.watch.probe(link.peer_id, token):
-            return
-        self._probe_timers[link.peer_id] = self.clock.callLater(
-            PROBE_TIMEOUT, self._probe_failed, link, token)
-        link.send(self.new_message(HEARTBEAT, "", metadata={"probe": token}))
-
-    def _probe_failed(self, link: PeerSession, token: str) -> None:
-        if not self.watch.timed_out(link.peer_id, token):
-            return
-        self._probe_timers.pop(link.peer_id, None)
-        if self.links.get(link.peer_id) is link:
-            log.info("{peer} is back but its link does not answer: redialing", peer=link.peer_id)
-            link.abort(f"no answer within {PROBE_TIMEOUT:.0f} s after a silence")
-
-    def _heartbeat_line(self, link: PeerSession, msg: Message) -> None:
-        meta = msg.metadata or {}
-        probe, answer = meta.get("probe"), meta.get("answer")
-        if isinstance(probe, str) and len(probe) <= 32 and link.ours:
-            link.send(self.new_message(HEARTBEAT, "", metadata={"answer": probe}))
-        if isinstance(answer, str) and self.watch.answered(link.peer_id, answer):
-            timer = self._probe_timers.pop(link.peer_id, None)
-            if timer is not None and timer.active():
-                timer.cancel()
-
-    def _left_room(self, peer_id: str) -> None:
+    def left_room(self, peer_id: str) -> None:
         """A peer said goodbye or was forgotten: lines no longer wait for it."""
         self.away.pop(peer_id, None)
         self._line_names.pop(peer_id, None)

@@ -73,7 +73,7 @@ class Chat:
             return Refused(f"you are not in #{room}")
         metadata = {"action": text} if action else None
         content = f"* {node.nick} {text}" if action else text
-        msg = node.new_message(CHAT, content, sequenced=True, metadata=metadata, room=room)
+        msg = node.sender.message(CHAT, content, sequenced=True, metadata=metadata, room=room)
         return Said(self._send_line(msg, text, action, room, ""))
 
     def say_private(self, target: str, text: str, action: bool = False) -> Said | Refused:
@@ -97,7 +97,7 @@ class Chat:
         if action:
             metadata["action"] = text
         content = f"* {node.nick} {text}" if action else text
-        msg = node.new_message(PRIVATE, content, sequenced=True, metadata=metadata)
+        msg = node.sender.message(PRIVATE, content, sequenced=True, metadata=metadata)
         sent = self._send_line(msg, text, action, private_key(peer_id), nick,
                                kept_for=peer_id if away else "")
         if not away:
@@ -134,12 +134,12 @@ class Chat:
         node.room.accept(msg)
         # A peer that said goodbye is not written to (its link may linger a moment).
         wanted = {pid for pid, link in node.links.items()
-                  if not link.said_leave and node.is_for(msg, pid, link.rooms)}
-        waiting = node.waiting_for(msg, wanted)
+                  if not link.said_leave and node.sender.is_for(msg, pid, link.rooms)}
+        waiting = node.sender.waiting_for(msg, wanted)
         if kept_for:
             waiting.add(kept_for)
         node.delivery.expect(msg.sequence, msg.id, waiting, private=msg.type == PRIVATE)
-        count = node.publish(msg, wanted)
+        count = node.sender.publish(msg, wanted)
         node.store.save_sent(msg, node.outbox.last_bytes())
         line = events.ChatLine(msg.timestamp or 0.0, node.nick, text, node.peer_id, msg.id,
                                own=True, action=action, sent_to=count,
@@ -242,7 +242,7 @@ class Chat:
         if own_fp:
             node.trust.pins.pin(old, own_fp)  # the nick we leave stays ours here (first use)
         # The reference announces a new name as a join whose username is the new name.
-        node.broadcast(node.new_message(JOIN, f"{old} changed their name to {nick}"))
+        node.sender.broadcast(node.sender.message(JOIN, f"{old} changed their name to {nick}"))
         if node.announcer is not None:
             node.announcer.announce()
         node.emit(events.NickChanged(node.clock.seconds(), old, nick, node.peer_id, own=True))

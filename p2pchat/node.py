@@ -29,6 +29,7 @@ from p2pchat.catchup import (
 from p2pchat.identity import Identity, beacon_payload, peer_id_for, short_form, verify_beacon
 from p2pchat.chat import HISTORY_MAX_SHOWN, HISTORY_SHOWN, Chat  # noqa: F401
 from p2pchat.ignore import Ignores
+from p2pchat.sending import Sender
 from p2pchat.presence import Presence
 from p2pchat.syncing import CatchUp
 from p2pchat.outbox import LONELY_GRACE, Outbox
@@ -176,6 +177,8 @@ class Node:
         self.chat = Chat(self)
         #: catching peers up, handing on absent authors' lines (syncing.py)
         self.catchup = CatchUp(self)
+        #: making our messages and writing them to the links (sending.py)
+        self.sender = Sender(self)
         #: beacons, the peer table, dialing, sweeping and probes (presence.py)
         self.presence = Presence(self)
 
@@ -226,113 +229,11 @@ class Node:
         else:
             self.notice(f"history: not saving lines: {why} (see the log)", error=True)
 
-    def new_message(self, kind: str, content: str, sequenced: bool = False,
-                 metadata: dict | None = None, room: str = DEFAULT_ROOM) -> Message:
-        """A message from us.  Only chat lines (``sequenced``) take a sequence number: they
-        are what the sent log keeps and catch-up resends; the rest carry 0."""
-        seq = self.outbox.number() if sequenced else 0
-        if kind in (CHAT, PRIVATE) and self.identity is not None:
-            metadata = dict(metadata or {})  # gets the signature below
-        msg = Message(
-            id=new_message_id(),
-            type=kind,
-            sender_id=self.peer_id,
-            username=self.nick,
-            content=content,
-            timestamp=self.clock.seconds(),
-            sequence=seq,
-            room_id=room,
-            metadata=metadata,
-            caps=self.caps if kind == JOIN else (),
-            fp=self.identity.fingerprint if self.identity and kind == JOIN else "",
-        )
-        if kind in (CHAT, PRIVATE) and self.identity is not None:
-            # Signed, so a peer can hand it on for us to one that missed it (relay.py).
-            msg.metadata["sig"] = sign_line(self.identity, msg)
-        return msg
-
-    def handshake(self) -> Message:
-        """The first line a dialer writes: a join from us (sequence 0, as the reference)."""
-        return self.new_message(JOIN, f"{self.nick} joined the chat")
-
-    def starttls(self) -> Message:
-        """The listener's answer to a join offering TLS (our fingerprint in ``fp``)."""
-        return Message(id=new_message_id(), type=STARTTLS, sender_id=self.peer_id,
-                       username=self.nick, timestamp=self.clock.seconds(),
-                       fp=self.identity.fingerprint if self.identity else "")
-
-    def broadcast(self, msg: Message) -> int:
-        """Send an unsequenced line (a heartbeat) on every link."""
-        for link in list(self.links.values()):
-            link.send(msg)
-        return len(self.links)
-
-    def publish(self, msg: Message, wanted: set[str]) -> int:
-        """Send one of our sequenced lines: into the sent log, then to every synced link.
-
-        Each link has a cursor into the sent log, so a link that is still syncing, or whose
-        peer is slow to read, simply falls behind and is written to when it can: no queue per
-        link, and memory bounded by the sent log.  ``wanted``: the linked peers the line is
-        for (``_is_for``).  Returns how many of them are synced.
-
-        A link that had everything before this line (the usual case) just gets its bytes;
-        one that is behind is pumped from the log, in order."""
-        previous = self.outbox.append(msg, self.clock.seconds())
-        data = self.outbox.last_bytes()
-        count = 0
-        for link in list(self.links.values()):
-            if not link.synced:
-                continue
-            if link.cursor == previous and not link.backed_up:
-                if link.peer_id in wanted:
-                    count += 1
-                    link.send_bytes(data)
-                link.cursor = msg.sequence
-            else:
-                count += link.peer_id in wanted
-                self._pump(link)
-        return count
-
-    def _pump(self, link: PeerSession) -> None:
-        """Write to ``link`` what it lacks of the sent log, until its peer stops reading."""
-        if (link.backed_up or not link.synced or link.cursor >= self.outbox.sequence
-                or link.said_leave):  # it said goodbye: it can't show lines any more
-            return
-        lines, missing = self.outbox.due(link.cursor)
-        if missing:
-            log.warn("lines for {peer} are too old to send", peer=link.peer_id)
-            self.notice(f"{self.nick_of(link)} missed older lines that are no longer kept",
-                         error=True)
-        for line, data in lines:
-            if link.backed_up or self.links.get(link.peer_id) is not link:
-                return
-            if self.is_for(line, link.peer_id, link.rooms):
-                link.send_bytes(data)
-            link.cursor = line.sequence
-
-    def is_for(self, msg: Message, peer_id: str, speaks_rooms: bool) -> bool:
-        """Whether one of our lines goes to this peer: general to all; a room's to its members
-        (peers that speak rooms); a private line to its addressee only."""
-        if msg.type == PRIVATE:
-            # Only to the addressee, over a link whose peer takes private lines (a plain link
-            # claiming its id, while we have a key, is not believed to speak rooms: session.py).
-            return (msg.metadata or {}).get("to") == peer_id and speaks_rooms
-        if msg.room_id == DEFAULT_ROOM:
-            return True
-        return speaks_rooms and self.rooms.peer_in(peer_id, msg.room_id)
-
-    def waiting_for(self, msg: Message, wanted: set[str]) -> set[str]:
-        """The catch-up peers in the room now (linked or away): who must ack ``msg``.
-        ``wanted``: the linked peers it goes to."""
-        waiting = {pid for pid in wanted if self.links[pid].catchup}
-        return waiting | {pid for pid in self.away
-                          if self.is_for(msg, pid, True)}
-
     def link_writable(self, wire: Wire) -> None:
         """The peer reads again: write what piled up for it."""
         link = self._sessions.get(wire)
         if link is not None and self.links.get(link.peer_id) is link:
-            self._pump(link)
+            self.sender.pump(link)
             self.catchup.pump_relay(link)
 
     # --- IChat: what the faces call (chat.py does it) ----------------------------------------
@@ -434,7 +335,7 @@ class Node:
         self.emit(events.PeersChanged(self.clock.seconds()))
 
     def rooms_message(self) -> Message:
-        return self.new_message(ROOMS, "", metadata={"rooms": self.rooms.joined[1:]})
+        return self.sender.message(ROOMS, "", metadata={"rooms": self.rooms.joined[1:]})
 
     def say_goodbye(self) -> list[Wire]:
         """Tell every linked peer we leave; returns their connections, for the caller to
@@ -442,7 +343,7 @@ class Node:
         self.leaving = True
         self.presence.stop()
         self.catchup.stop()
-        self.broadcast(self.new_message(LEAVE, f"{self.nick} left the chat"))
+        self.sender.broadcast(self.sender.message(LEAVE, f"{self.nick} left the chat"))
         self.store.flush()
         return [link.wire for link in self.links.values()]
 
@@ -461,9 +362,17 @@ class Node:
     def heartbeat(self) -> None:
         """Keep links alive (the reference drops a link silent for 2 minutes)."""
         if self.links:
-            self.broadcast(self.new_message(HEARTBEAT, "", sequenced=False))
+            self.sender.broadcast(self.sender.message(HEARTBEAT, "", sequenced=False))
 
     # --- from the mesh ----------------------------------------------------------------------
+
+    def handshake(self) -> Message:
+        """The first line a dialer writes: a join from us (sequence 0, as the reference)."""
+        return self.sender.handshake()
+
+    def starttls(self) -> Message:
+        """The listener's answer to a join offering TLS (our fingerprint in ``fp``)."""
+        return self.sender.starttls()
 
     def link_ready(self, wire: Wire) -> bool:
         """A connection finished its handshake.  Returns False if it was refused (and closed)."""
@@ -512,7 +421,7 @@ class Node:
             if not link.ours:
                 # A base peer takes a dialer's first line as identification only, and shows
                 # nobody joining until a join comes after it (as its own dialer sends).
-                link.send(self.new_message(JOIN, f"{self.nick} joined the chat"))
+                link.send(self.sender.message(JOIN, f"{self.nick} joined the chat"))
             if not self.watch.linked(link.peer_id):
                 self.emit(events.PeerJoined(self.clock.seconds(), self.nick_of(link),
                                              link.peer_id, link.address))

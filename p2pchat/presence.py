@@ -185,7 +185,7 @@ class Presence:
             return
         self._probe_timers[link.peer_id] = node.clock.callLater(
             PROBE_TIMEOUT, self._probe_failed, link, token)
-        link.send(node.new_message(HEARTBEAT, "", metadata={"probe": token}))
+        link.send(node.sender.message(HEARTBEAT, "", metadata={"probe": token}))
 
     def _probe_failed(self, link: PeerSession, token: str) -> None:
         node = self.node
@@ -201,7 +201,7 @@ class Presence:
         meta = msg.metadata or {}
         probe, answer = meta.get("probe"), meta.get("answer")
         if isinstance(probe, str) and len(probe) <= 32 and link.ours:
-            link.send(node.new_message(HEARTBEAT, "", metadata={"answer": probe}))
+            link.send(node.sender.message(HEARTBEAT, "", metadata={"answer": probe}))
         if isinstance(answer, str) and node.watch.answered(link.peer_id, answer):
             timer = self._probe_timers.pop(link.peer_id, None)
             if timer is not None and timer.active():

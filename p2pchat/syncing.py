@@ -66,7 +66,7 @@ class CatchUp:
         have = node.room.high_water.get(link.peer_id)
         others = ({s: h for s, h in node.room.high_water.items() if s != link.peer_id}
                   if link.relay else None)
-        link.send(node.new_message(SYNC, "", sequenced=False,
+        link.send(node.sender.message(SYNC, "", sequenced=False,
                                 metadata=sync_metadata(node.outbox.sequence, have, others)))
 
     def line(self, link: PeerSession, msg: Message) -> None:
@@ -107,7 +107,7 @@ class CatchUp:
         link.synced = True
         if sync.have is not None:
             self.acked(link, sync.have)
-        node._pump(link)
+        node.sender.pump(link)
         if sync.others and link.relay:
             self.relay_to(link, sync.others)
 
@@ -157,7 +157,7 @@ class CatchUp:
                     [(seq, raw, author, key) for seq, raw, key in rows]):
                 if link.backed_up:
                     return
-                data = encode_message(node.new_message(RELAY, "", metadata=metadata))
+                data = encode_message(node.sender.message(RELAY, "", metadata=metadata))
                 link.send_bytes(data)
                 written += len(data)
                 state.sent += count
@@ -226,4 +226,4 @@ class CatchUp:
         link = node.links.get(peer_id)
         if link is not None:
             have = node.room.high_water.get(peer_id, 0)
-            link.send(node.new_message(ACK, "", sequenced=False, metadata={"have": have}))
+            link.send(node.sender.message(ACK, "", sequenced=False, metadata={"have": have}))

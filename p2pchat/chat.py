@@ -145,7 +145,7 @@ class Chat:
                                own=True, action=action, sent_to=count,
                                pending=bool(waiting) or not node.links, room=room,
                                private=private, kept=bool(kept_for))
-        node.remember(line)
+        node.hearing.remember(line)
         node.emit(line)
         if not node.links and msg.type == CHAT:
             node.outbox.said_alone(msg, node.clock.seconds())

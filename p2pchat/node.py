@@ -28,6 +28,7 @@ from p2pchat.catchup import (
 )
 from p2pchat.identity import Identity, beacon_payload, peer_id_for, short_form, verify_beacon
 from p2pchat.chat import HISTORY_MAX_SHOWN, HISTORY_SHOWN, Chat  # noqa: F401
+from p2pchat.hearing import Hearing
 from p2pchat.ignore import Ignores
 from p2pchat.sending import Sender
 from p2pchat.presence import Presence
@@ -177,6 +178,8 @@ class Node:
         self.chat = Chat(self)
         #: catching peers up, handing on absent authors' lines (syncing.py)
         self.catchup = CatchUp(self)
+        #: taking in, showing and keeping what the others say (hearing.py)
+        self.hearing = Hearing(self)
         #: making our messages and writing them to the links (sending.py)
         self.sender = Sender(self)
         #: beacons, the peer table, dialing, sweeping and probes (presence.py)
@@ -302,29 +305,6 @@ class Node:
         return self.chat.history(room, count)
 
     # --- our own lines and rooms ------------------------------------------------------------
-
-    def remember(self, line: events.ChatLine, seq: int = 0,
-                  relay: tuple[bytes, str] | None = None, via: PeerSession | None = None) -> None:
-        raw, pk = relay or (None, "")
-        if via is not None and not self._may_save(via, len(line.text) + len(raw or b"")):
-            return
-        self.store.remember(StoredLine(line.message_id, line.room, line.sender_id, line.nick,
-                                       line.text, line.action, line.own, line.when,
-                                       seq if relay else 0, raw, pk))
-
-    def _may_save(self, link: PeerSession, size: int) -> bool:
-        """Whether a line of ``size`` bytes from ``link`` is saved: each link only so fast."""
-        now = self.clock.seconds()
-        rate = link.save_rate
-        if rate is None:
-            rate = link.save_rate = SaveRate(now)
-        if rate.allow(size, now):
-            return True
-        if rate.should_log(now):
-            log.warn("{peer} sends more than {kb:.0f} KiB/s of lines: {n} shown but not saved",
-                     peer=link.peer_id, kb=rate.rate / 1024, n=rate.refused)
-            rate.refused = 0
-        return False
 
     def rooms_changed(self) -> None:
         self.store.set_rooms(self.rooms.joined)
@@ -549,7 +529,7 @@ class Node:
             # A signed room line of one of ours is kept with its bytes, to hand on (relay.py).
             relay = ((raw, link.pk) if raw and kind == CHAT and link.relay
                      and link.pk and msg.metadata and msg.metadata.get("sig") else None)
-            self._chat_line(link, msg, self.clock.seconds(), relay)
+            self.hearing.chat_line(link, msg, self.clock.seconds(), relay)
             return
         if kind == HEARTBEAT:
             self.presence.heartbeat_line(link, msg)
@@ -558,7 +538,7 @@ class Node:
             self.catchup.line(link, msg)
             return
         if kind == ROOMS:
-            self._peer_rooms(link, msg)
+            self.hearing.peer_rooms(link, msg)
             return
         if kind == RELAY:
             self.catchup.relayed(link, msg)
@@ -587,55 +567,6 @@ class Node:
                       peer=link.peer_id, kind=kind)
 
 
-    def _chat_line(self, link: PeerSession, msg: Message, now: float,
-                   relay: tuple[bytes, str] | None = None) -> None:
-        if msg.type == PRIVATE:
-            if (msg.metadata or {}).get("to") != self.peer_id or not link.rooms:
-                log.warn("{peer} sent a private line not for us: dropped", peer=link.peer_id)
-                return
-            room, private = private_key(link.peer_id), self.nick_of(link)
-        else:
-            room, private = msg.room_id, ""
-            if room not in self.rooms.joined:
-                log.debug("{peer} sent a line for #{room}, which we are not in: dropped",
-                          peer=link.peer_id, room=room)
-                return
-        nick = self.trust.display(link.username or msg.username or link.peer_id, link.fp)
-        self._show_line(msg, nick, room, private, now, relay, via=link)
-
-    def _show_line(self, msg: Message, nick: str, room: str, private: str, now: float,
-                   relay: tuple[bytes, str] | None = None, via: PeerSession | None = None) -> None:
-        """A line from someone else, accepted: keep it, save it, show it (at the time it was
-        said, unless that time is nonsense).  ``relay``: its bytes and author's key, kept
-        with it to hand on; ``via``: the link it came by (which may have only so much saved).
-        An ignored peer's line is only kept in memory (to drop duplicates): not saved, not
-        shown, not notified."""
-        if msg.sender_id in self.ignores:
-            return
-        when = msg.timestamp if msg.timestamp and 0 < msg.timestamp <= now else now
-        action = _action_text(msg)
-        line = events.ChatLine(when, nick, printable(action or msg.content), msg.sender_id,
-                               msg.id, action=action is not None, room=room, private=private)
-        self.remember(line, msg.sequence, relay, via)
-        self.emit(line)
-
-    def _peer_rooms(self, link: PeerSession, msg: Message) -> None:
-        if not link.rooms:
-            return
-        try:
-            rooms = rooms_of(msg)
-        except WireError as e:
-            log.warn("bad rooms line from {peer} skipped: {why}", peer=link.peer_id, why=str(e))
-            return
-        joined, left = self.rooms.set_peer(link.peer_id, rooms)
-        now = self.clock.seconds()
-        for name, did_join in [(r, True) for r in sorted(joined)] + [(r, False) for r in
-                                                                     sorted(left)]:
-            if name in self.rooms.joined:
-                self.emit(events.RoomChanged(now, name, self.nick_of(link), link.peer_id,
-                                              joined=did_join))
-        self.emit(events.PeersChanged(now))
-
     # --- catch-up (catchup.py) ------------------------------------------------------------
 
     def left_room(self, peer_id: str) -> None:
@@ -645,8 +576,3 @@ class Node:
         self.watch.forget(peer_id)
         self.delivery.forget_peer(peer_id)
         self.rooms.forget_peer(peer_id)
-
-
-def _action_text(msg: Message) -> str | None:
-    action = (msg.metadata or {}).get("action")
-    return action if isinstance(action, str) and action else None

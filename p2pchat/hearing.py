@@ -1,0 +1,112 @@
+"""Taking in what the others say, for the node: a chat or private line from a link (is it for
+us, in a room we are in?), how it is shown and kept (history.py, each link only so fast:
+store.SAVE_RATE), and the rooms a peer says it is in.  An ignored peer's lines are kept in
+memory only, to drop duplicates: not saved, not shown.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from twisted.logger import Logger
+
+from p2pchat import events
+from p2pchat.interfaces import StoredLine
+from p2pchat.rooms import private_key, rooms_of
+from p2pchat.store import SaveRate
+from p2pchat.wire import PRIVATE, Message, WireError, printable
+
+if TYPE_CHECKING:
+    from p2pchat.node import Node
+    from p2pchat.session import PeerSession
+
+log = Logger()
+
+
+class Hearing:
+    """The receiving side of one node (``node``)."""
+
+    def __init__(self, node: Node) -> None:
+        self.node = node
+
+    def remember(self, line: events.ChatLine, seq: int = 0,
+                  relay: tuple[bytes, str] | None = None, via: PeerSession | None = None) -> None:
+        node = self.node
+        raw, pk = relay or (None, "")
+        if via is not None and not self._may_save(via, len(line.text) + len(raw or b"")):
+            return
+        node.store.remember(StoredLine(line.message_id, line.room, line.sender_id, line.nick,
+                                       line.text, line.action, line.own, line.when,
+                                       seq if relay else 0, raw, pk))
+
+    def _may_save(self, link: PeerSession, size: int) -> bool:
+        """Whether a line of ``size`` bytes from ``link`` is saved: each link only so fast."""
+        node = self.node
+        now = node.clock.seconds()
+        rate = link.save_rate
+        if rate is None:
+            rate = link.save_rate = SaveRate(now)
+        if rate.allow(size, now):
+            return True
+        if rate.should_log(now):
+            log.warn("{peer} sends more than {kb:.0f} KiB/s of lines: {n} shown but not saved",
+                     peer=link.peer_id, kb=rate.rate / 1024, n=rate.refused)
+            rate.refused = 0
+        return False
+
+    def chat_line(self, link: PeerSession, msg: Message, now: float,
+                   relay: tuple[bytes, str] | None = None) -> None:
+        node = self.node
+        if msg.type == PRIVATE:
+            if (msg.metadata or {}).get("to") != node.peer_id or not link.rooms:
+                log.warn("{peer} sent a private line not for us: dropped", peer=link.peer_id)
+                return
+            room, private = private_key(link.peer_id), node.nick_of(link)
+        else:
+            room, private = msg.room_id, ""
+            if room not in node.rooms.joined:
+                log.debug("{peer} sent a line for #{room}, which we are not in: dropped",
+                          peer=link.peer_id, room=room)
+                return
+        nick = node.trust.display(link.username or msg.username or link.peer_id, link.fp)
+        self.show_line(msg, nick, room, private, now, relay, via=link)
+
+    def show_line(self, msg: Message, nick: str, room: str, private: str, now: float,
+                   relay: tuple[bytes, str] | None = None, via: PeerSession | None = None) -> None:
+        """A line from someone else, accepted: keep it, save it, show it (at the time it was
+        said, unless that time is nonsense).  ``relay``: its bytes and author's key, kept
+        with it to hand on; ``via``: the link it came by (which may have only so much saved).
+        An ignored peer's line is only kept in memory (to drop duplicates): not saved, not
+        shown, not notified."""
+        node = self.node
+        if msg.sender_id in node.ignores:
+            return
+        when = msg.timestamp if msg.timestamp and 0 < msg.timestamp <= now else now
+        action = _action_text(msg)
+        line = events.ChatLine(when, nick, printable(action or msg.content), msg.sender_id,
+                               msg.id, action=action is not None, room=room, private=private)
+        self.remember(line, msg.sequence, relay, via)
+        node.emit(line)
+
+    def peer_rooms(self, link: PeerSession, msg: Message) -> None:
+        node = self.node
+        if not link.rooms:
+            return
+        try:
+            rooms = rooms_of(msg)
+        except WireError as e:
+            log.warn("bad rooms line from {peer} skipped: {why}", peer=link.peer_id, why=str(e))
+            return
+        joined, left = node.rooms.set_peer(link.peer_id, rooms)
+        now = node.clock.seconds()
+        for name, did_join in [(r, True) for r in sorted(joined)] + [(r, False) for r in
+                                                                     sorted(left)]:
+            if name in node.rooms.joined:
+                node.emit(events.RoomChanged(now, name, node.nick_of(link), link.peer_id,
+                                              joined=did_join))
+        node.emit(events.PeersChanged(now))
+
+
+def _action_text(msg: Message) -> str | None:
+    action = (msg.metadata or {}).get("action")
+    return action if isinstance(action, str) and action else None

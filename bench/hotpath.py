@@ -139,7 +139,7 @@ def receive(count: int, folder: str, profile: cProfile.Profile | None = None) ->
     bob, store = _peer("bob", clock, folder, flusher)
     out = _face(bob)
     proto, back = _link(bob, alice, clock)
-    data = b"".join(encode_message(alice._message(CHAT, f"{TEXT} {n}", sequenced=True))
+    data = b"".join(encode_message(alice.sender.message(CHAT, f"{TEXT} {n}", sequenced=True))
                     for n in range(count))
 
     def turn() -> None:
@@ -167,7 +167,7 @@ def floor(count: int, folder: str) -> dict:
     clock = task.Clock()
     clock.advance(time.time())
     alice, _ = _peer("alice", clock, folder, _Flusher(clock))
-    lines = [encode_message(alice._message(CHAT, f"{TEXT} {n}", sequenced=True)).rstrip(b"\n")
+    lines = [encode_message(alice.sender.message(CHAT, f"{TEXT} {n}", sequenced=True)).rstrip(b"\n")
              for n in range(count)]
     db = sqlite3.connect(os.path.join(folder, "floor.sqlite3"), isolation_level=None)
     db.execute("pragma journal_mode=wal")

@@ -10,10 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable, Protocol
 
-from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 
 from p2pchat import events
+from p2pchat.clocks import Clock
 from p2pchat.interfaces import Done, Outcome, PeerView, Refused, Said, Wire
 from p2pchat.absent import HELD_LINES, RecentPeers
 from p2pchat.catchup import (
@@ -126,7 +126,7 @@ Observer = Callable[[events.Event], None]
 class Node:
     """The hub between the edges and the faces."""
 
-    def __init__(self, nick: str, clock: IReactorTime, peer_id: str | None = None,
+    def __init__(self, nick: str, clock: Clock, peer_id: str | None = None,
                  log_lines: int = LOG_LINES, log_age: float = LOG_AGE,
                  identity: Identity | None = None, trust: Trust | None = None,
                  store: Store | None = None) -> None:

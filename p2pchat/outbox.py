@@ -48,9 +48,10 @@ class Outbox:
         self.sequence += 1
         return self.sequence
 
-    def append(self, msg: Message, now: float) -> int:
+    def append(self, msg: Message, now: float) -> int | None:
         """Put one of our lines in the sent log; returns the sequence that was the newest
-        before it (a link whose cursor is there gets just this line's bytes)."""
+        before it, None if it was empty (a link whose cursor is there gets just this line's
+        bytes)."""
         previous = self.log.last_sequence()
         self._forget(self.log.append(msg, now))
         return previous

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from twisted.internet.interfaces import IDelayedCall
 from twisted.logger import Logger
 
 from p2pchat import events
+from p2pchat.clocks import Delayed
 from p2pchat.identity import beacon_payload, peer_id_for, verify_beacon
 from p2pchat.linkwatch import IDLE_TIMEOUT, PROBE_TIMEOUT
 from p2pchat.peers import GONE_AFTER, Heard, Liveness, should_dial
@@ -36,7 +36,7 @@ class Presence:
         self.node = node
         self._full_warned = False
         #: the timers of the probes in flight
-        self._probe_timers: dict[str, IDelayedCall] = {}
+        self._probe_timers: dict[str, Delayed] = {}
 
     def stop(self) -> None:
         """We leave: no probe is waited for any more."""

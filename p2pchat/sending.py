@@ -47,7 +47,7 @@ class Sender:
             caps=node.caps if kind == JOIN else (),
             fp=node.identity.fingerprint if node.identity and kind == JOIN else "",
         )
-        if kind in (CHAT, PRIVATE) and node.identity is not None:
+        if kind in (CHAT, PRIVATE) and node.identity is not None and msg.metadata is not None:
             # Signed, so a peer can hand it on for us to one that missed it (relay.py).
             msg.metadata["sig"] = sign_line(node.identity, msg)
         return msg
@@ -88,10 +88,11 @@ class Sender:
         for link in list(node.links.values()):
             if not link.synced:
                 continue
-            if link.cursor == previous and not link.backed_up:
+            wire = link.wire  # straight to it: this runs for every link on every line
+            if link.cursor == previous and not wire.backed_up:
                 if link.peer_id in wanted:
                     count += 1
-                    link.send_bytes(data)
+                    wire.send_bytes(data)
                 link.cursor = msg.sequence
             else:
                 count += link.peer_id in wanted
@@ -109,11 +110,12 @@ class Sender:
             log.warn("lines for {peer} are too old to send", peer=link.peer_id)
             node.notice(f"{node.nick_of(link)} missed older lines that are no longer kept",
                          error=True)
+        wire = link.wire
         for line, data in lines:
-            if link.backed_up or node.links.get(link.peer_id) is not link:
+            if wire.backed_up or node.links.get(link.peer_id) is not link:
                 return
             if self.is_for(line, link.peer_id, link.rooms):
-                link.send_bytes(data)
+                wire.send_bytes(data)
             link.cursor = line.sequence
 
     def is_for(self, msg: Message, peer_id: str, speaks_rooms: bool) -> bool:

@@ -314,7 +314,7 @@ class Store:
                         self._one_row(sql, row)
                 else:
                     self._db.executemany(sql, rows)
-            extra = {
+            extra: dict[str, list[tuple[Any, ...]]] = {
                 "insert into high_water values (?, ?) on conflict(sender_id) do update "
                 "set seq = max(seq, excluded.seq)":
                     [(sender, to_db(seq)) for sender, seq in high.items()],

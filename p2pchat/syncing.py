@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from twisted.internet.interfaces import IDelayedCall
 from twisted.logger import Logger
 
 from p2pchat import events
+from p2pchat.clocks import Delayed
 from p2pchat.catchup import ACK_DELAY, parse_ack, parse_sync, sync_metadata
 from p2pchat.relay import (
     RELAY,
@@ -41,7 +41,7 @@ class CatchUp:
     def __init__(self, node: Node) -> None:
         self.node = node
         #: the ack waiting to go to each peer (one per burst of its lines)
-        self._ack_calls: dict[str, IDelayedCall] = {}
+        self._ack_calls: dict[str, Delayed] = {}
 
     def stop(self) -> None:
         """We leave: no more acks (the next sync, when we are back, says the same)."""

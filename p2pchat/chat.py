@@ -248,7 +248,7 @@ class Chat:
         node.emit(events.NickChanged(node.clock.seconds(), old, nick, node.peer_id, own=True))
         for link in list(node.links.values()):
             if link.username in (old, nick):
-                node.check_key(link)  # a peer using our new nick: flagged, and said so
+                node.keys.check(link)  # a peer using our new nick: flagged, and said so
         node.emit(events.PeersChanged(node.clock.seconds()))
         return Done()
 

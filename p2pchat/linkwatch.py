@@ -27,6 +27,15 @@ FLAPS_TOLD = 3
 PROBE_TIMEOUT = 3.0
 
 
+def keep_newer(us: str, peer_id: str, new_dialer: str, old_dialer: str) -> bool:
+    """Two links to one peer: whether the new one is kept (else it is closed).  Both sides
+    must keep the same one.  Links dialed by the same side: the newer wins (the dialer saw
+    the old one die).  Else the rule-abiding one (dialed by the smaller id) wins."""
+    if new_dialer == old_dialer:
+        return True
+    return new_dialer == min(us, peer_id, key=lambda s: s.encode("utf-8"))
+
+
 @dataclass(frozen=True)
 class Lost:
     """What to do about a lost link: show it as gone now (``show_leave``), or wait a

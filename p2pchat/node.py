@@ -1,67 +1,60 @@
-"""The node: the one object that owns who we are, the peer table, the links and the room.
+"""The node: who we are, and the hub between the edges and the faces.
 
-Faces call its verbs (``say``, ``act``, ``set_nick``, ``users``) and observe its events; the
-Twisted edges (discovery, mesh) feed it beacons, links and messages.  It knows nothing of sockets
-or screens, and takes its time from an injected clock, so tests drive it with ``task.Clock``.
+It owns the state (the peer table, the linked peers as ``PeerSession``s, the room, the rooms,
+the history) and routes: the Twisted edges (discovery, mesh) call it through ``IBeaconSink``
+and ``IMeshSink`` (a connection is only a ``Wire`` to it), the faces through ``IChat``, and it
+emits events to its observers.  The work is done by its parts, each in its own module:
+
+- chat.py: the faces' verbs and queries;
+- sending.py (with outbox.py, pure): our messages and how they go out to the links;
+- hearing.py: the others' lines, shown and kept (history.py: on disk or in memory);
+- syncing.py: catching a peer up at link-up, acks, handing on absent authors' lines;
+- presence.py (with linkwatch.py, pure): beacons, dialing, sweeping, probes, flapping links.
+
+It knows nothing of sockets or screens, and takes its time from an injected clock, so tests
+drive it with ``task.Clock``.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Callable, Protocol
 
 from twisted.logger import Logger
 
 from p2pchat import events
+from p2pchat.absent import RecentPeers
+from p2pchat.catchup import LOG_AGE, LOG_LINES
+from p2pchat.chat import HISTORY_MAX_SHOWN, HISTORY_SHOWN, Chat  # noqa: F401 (re-exported)
 from p2pchat.clocks import Clock
-from p2pchat.interfaces import Done, Outcome, PeerView, Refused, Said, Wire
-from p2pchat.absent import HELD_LINES, RecentPeers
-from p2pchat.catchup import (
-    ACK_DELAY,
-    LOG_AGE,
-    LOG_LINES,
-    Delivery,
-    SentLog,
-    parse_ack,
-    parse_sync,
-    sync_metadata,
-)
-from p2pchat.identity import Identity, beacon_payload, peer_id_for, short_form, verify_beacon
-from p2pchat.chat import HISTORY_MAX_SHOWN, HISTORY_SHOWN, Chat  # noqa: F401
 from p2pchat.hearing import Hearing
+from p2pchat.history import History, MemoryHistory
+from p2pchat.identity import Identity, peer_id_for, short_form
 from p2pchat.ignore import Ignores
-from p2pchat.sending import Sender
-from p2pchat.presence import Presence
-from p2pchat.syncing import CatchUp
-from p2pchat.outbox import LONELY_GRACE, Outbox
-from p2pchat.linkwatch import (  # noqa: F401 (the limits are imported from here too)
+from p2pchat.keys import KeyCheck
+from p2pchat.interfaces import Outcome, PeerView, Refused, Said, Wire
+from p2pchat.linkwatch import (  # noqa: F401 (the limits are re-exported: tests use them)
     FLAP_WINDOW,
     FLAPS_TOLD,
     IDLE_TIMEOUT,
     PROBE_TIMEOUT,
     LinkWatch,
+    keep_newer,
 )
-from p2pchat.peers import GONE_AFTER, Heard, Liveness, PeerInfo, PeerTable, should_dial
-from p2pchat.relay import (
-    CAP_RELAY,
-    RELAY,
-    RELAY_STEP_LINES,
-    RELAY_TURN_BYTES,
-    HandOn,
-    check_relayed,
-    relay_batches,
-    relayed_of,
-    sign_line,
-)
+from p2pchat.outbox import LONELY_GRACE, Outbox  # noqa: F401 (re-exported)
+from p2pchat.peers import PeerInfo, PeerTable
+from p2pchat.presence import Presence
+from p2pchat.relay import CAP_RELAY, RELAY
 from p2pchat.room import Room
-from p2pchat.rooms import Rooms, private_key, room_name, rooms_of
+from p2pchat.rooms import Rooms
 from p2pchat.seen import SeenSet
-from p2pchat.history import History, MemoryHistory
+from p2pchat.sending import Sender
 from p2pchat.session import PeerSession
-from p2pchat.store import SaveRate, Store, StoredLine
+from p2pchat.store import Store, StoredLine
+from p2pchat.syncing import CatchUp
 from p2pchat.trust import Trust
 from p2pchat.wire import (
     ACK,
+    Beacon,
     CAP_CATCHUP,
     CAP_OURS,
     CAP_ROOMS,
@@ -71,19 +64,11 @@ from p2pchat.wire import (
     HEARTBEAT,
     JOIN,
     LEAVE,
+    Message,
     PRIVATE,
     ROOMS,
-    STARTTLS,
     SYNC,
-    Beacon,
-    Message,
-    encode_message,
-    format_time,
-    is_fresh,
-    new_message_id,
     new_peer_id,
-    MAX_ROOMS,
-    WireError,
     nick_problem,
     printable,
     printable_name,
@@ -178,6 +163,8 @@ class Node:
         self.chat = Chat(self)
         #: catching peers up, handing on absent authors' lines (syncing.py)
         self.catchup = CatchUp(self)
+        #: the keys we believe (keys.py)
+        self.keys = KeyCheck(self)
         #: taking in, showing and keeping what the others say (hearing.py)
         self.hearing = Hearing(self)
         #: making our messages and writing them to the links (sending.py)
@@ -365,7 +352,7 @@ class Node:
         # Every peer of ours has a key: a plain link is a base peer (or claims to be one of
         # ours without proving it), so it gets none of our extensions (session.py).
         link = PeerSession(wire, self.clock.seconds(), keyed=self.identity is not None)
-        refusal = self._refusal(link)
+        refusal = self.keys.refusal(link)
         if refusal:
             log.warn("link from {peer} ({address}) refused: {why}", peer=link.peer_id,
                      address=link.address, why=refusal)
@@ -375,10 +362,8 @@ class Node:
             return False
         existing = self.links.get(link.peer_id)
         if existing is not None:
-            keep_new = self._prefer(link, existing)
-            loser = existing if keep_new else link
-            if not keep_new:
-                loser.close("a link to that peer is already up")
+            if not keep_newer(self.peer_id, link.peer_id, link.dialer_id, existing.dialer_id):
+                link.close("a link to that peer is already up")
                 return False
             del self.links[existing.peer_id]
             existing.close("replaced by a newer link")
@@ -405,53 +390,13 @@ class Node:
             if not self.watch.linked(link.peer_id):
                 self.emit(events.PeerJoined(self.clock.seconds(), self.nick_of(link),
                                              link.peer_id, link.address))
-            self.check_key(link)
+            self.keys.check(link)
         self.emit(events.PeersChanged(self.clock.seconds()))
         return True
-
-    def _refusal(self, link: PeerSession) -> str | None:
-        if link.fp and link.peer_id != peer_id_for(link.fp):
-            return "its peer id is not the one its key gives"
-        info = self.peers.get(link.peer_id)
-        return self.trust.refusal(link.username, link.fp, info.fp if info is not None else "")
 
     def nick_of(self, link: PeerSession) -> str:
         """How a peer is shown: its nick, or ``nick?`` when its key is not the pinned one."""
         return self.trust.display(link.username or link.peer_id, link.fp)
-
-    def check_key(self, link: PeerSession) -> None:
-        """Trust on first use: pin a new nick's key; warn about a nick with another key."""
-        if not link.username:
-            return
-        if self.trust.first_use(link.username, link.fp):
-            self.notice(f"pinned {printable_name(link.username)}'s key {short_form(link.fp)}")
-        elif (self.trust.flagged(link.username, link.fp)
-              and self.trust.warn_once(link.username, link.fp)):
-            shown, name = self.nick_of(link), printable_name(link.username)
-            key = f"another key ({short_form(link.fp)})" if link.fp else "no key (plain)"
-            unlike = (f"another key ({short_form(link.fp)}) than" if link.fp
-                      else "no key (a plain connection), unlike")
-            if self.trust.is_own(link.username):
-                self.emit(events.Notice(self.clock.seconds(),
-                                         f"{shown} uses your nick with {key}: it is not you, "
-                                         f"and is shown as {shown}; /whois {shown} to see who",
-                                         error=True, topic=events.OWN_NICK))
-            elif self.trust.pins.get(link.username) is None:
-                self.notice(f"{shown} can't be pinned: the pin table is full, so it is shown "
-                             f"as {shown}; /forget a nick to make room", error=True)
-            else:
-                self.notice(f"{shown} has {unlike} the {name} you know: shown as {shown}; "
-                             f"/whois {shown} to compare, /trust {shown} if you expected it",
-                             error=True)
-
-    def _prefer(self, new: PeerSession, old: PeerSession) -> bool:
-        """Two links to one peer: both sides must keep the same one.  Links dialed by the same
-        side: the newer wins (the dialer saw the old one die).  Else the rule-abiding one
-        (dialed by the smaller id) wins."""
-        if new.dialer_id == old.dialer_id:
-            return True
-        rightful = min(self.peer_id, new.peer_id, key=lambda s: s.encode("utf-8"))
-        return new.dialer_id == rightful
 
     def link_lost(self, wire: Wire, why: str) -> None:
         link = self._sessions.pop(wire, None)
@@ -553,7 +498,7 @@ class Node:
                 if not link.ours and len(self._line_names) < MAX_LINKS:
                     self._line_names[link.peer_id] = msg.username
                 self.emit(events.NickChanged(now, old, self.nick_of(link), link.peer_id))
-                self.check_key(link)
+                self.keys.check(link)
                 self.emit(events.PeersChanged(now))
         elif kind == LEAVE:
             if not link.said_leave:

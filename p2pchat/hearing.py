@@ -13,7 +13,8 @@ from twisted.logger import Logger
 from p2pchat import events
 from p2pchat.interfaces import StoredLine
 from p2pchat.rooms import private_key, rooms_of
-from p2pchat.store import SaveRate
+from p2pchat.flow import TokenBucket
+from p2pchat.store import SAVE_BURST, SAVE_RATE
 from p2pchat.wire import PRIVATE, Message, WireError, printable
 
 if TYPE_CHECKING:
@@ -50,7 +51,7 @@ class Hearing:
             return True
         if rate.should_log(now):
             log.warn("{peer} sends more than {kb:.0f} KiB/s of lines: {n} shown but not saved",
-                     peer=link.peer_id, kb=rate.rate / 1024, n=rate.refused)
+                     peer=link.peer_id, kb=SAVE_RATE / 1024, n=rate.refused)
             rate.refused = 0
         return False
 
@@ -105,6 +106,31 @@ class Hearing:
                 node.emit(events.RoomChanged(now, name, node.nick_of(link), link.peer_id,
                                               joined=did_join))
         node.emit(events.PeersChanged(now))
+
+
+class SaveRate:
+    """How much of what one link sends us we save: SAVE_RATE bytes a second after a burst of
+    SAVE_BURST; and how many lines were not saved since the last log line about it."""
+
+    __slots__ = ("bucket", "refused", "_logged_at")
+
+    def __init__(self, now: float) -> None:
+        self.bucket = TokenBucket(SAVE_RATE, SAVE_BURST, now)
+        self.refused = 0
+        self._logged_at: float | None = None
+
+    def allow(self, size: int, now: float) -> bool:
+        if self.bucket.take(now, size):
+            return True
+        self.refused += 1
+        return False
+
+    def should_log(self, now: float) -> bool:
+        """At most once a minute per link."""
+        if self._logged_at is None or now - self._logged_at >= 60.0:
+            self._logged_at = now
+            return True
+        return False
 
 
 def _action_text(msg: Message) -> str | None:

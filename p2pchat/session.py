@@ -18,7 +18,7 @@ from p2pchat.wire import CAP_CATCHUP, CAP_OURS, CAP_ROOMS, CAP_TLS
 if TYPE_CHECKING:
     from p2pchat.interfaces import Wire
     from p2pchat.relay import HandOn
-    from p2pchat.store import SaveRate
+    from p2pchat.hearing import SaveRate
     from p2pchat.wire import Message
 
 #: The caps of ours a plain link (no proven key) is never believed to have, while we have a key.

@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from dataclasses import dataclass
 from typing import Any, Callable
 
 from twisted.logger import Logger
@@ -68,34 +67,6 @@ LAYOUT = 1
 #: What one row can make a statement fail with (its values), unlike a full disk.
 _BAD_ROW = (sqlite3.IntegrityError, sqlite3.InterfaceError, sqlite3.ProgrammingError,
             OverflowError, ValueError, TypeError)
-
-
-class SaveRate:
-    """A byte bucket for one link: how much of what it sends us we save (SAVE_RATE)."""
-
-    def __init__(self, now: float, rate: float = SAVE_RATE, burst: float = SAVE_BURST) -> None:
-        self.rate = rate
-        self.burst = burst
-        self._tokens = burst
-        self._at = now
-        self._logged_at: float | None = None
-        self.refused = 0  # lines not saved since the last log line
-
-    def allow(self, size: int, now: float) -> bool:
-        self._tokens = min(self.burst, self._tokens + (now - self._at) * self.rate)
-        self._at = now
-        if self._tokens >= size:
-            self._tokens -= size
-            return True
-        self.refused += 1
-        return False
-
-    def should_log(self, now: float) -> bool:
-        """At most once a minute per link."""
-        if self._logged_at is None or now - self._logged_at >= 60.0:
-            self._logged_at = now
-            return True
-        return False
 
 
 def to_db(seq: int) -> int:
@@ -397,16 +368,10 @@ class Store:
         except ValueError:
             return 0
 
-    def relayable_since(self, sender_id: str, after: int, rooms: list[str], limit: int,
-                        since: float) -> list[tuple[bytes, str]]:
-        """(raw line, author key) of ``sender_id``'s lines after sequence ``after`` in
-        ``rooms``, said at ``since`` or later, oldest first."""
-        return [(raw, pk) for _, raw, pk in self.relayable_after(sender_id, after, rooms,
-                                                                 limit, since)]
-
     def relayable_after(self, sender_id: str, after: int, rooms: list[str], limit: int,
                         since: float) -> list[tuple[int, bytes, str]]:
-        """(sequence, raw line, author key) of the lines ``relayable_since`` gives."""
+        """(sequence, raw line, author key) of ``sender_id``'s lines after sequence ``after``
+        in ``rooms``, said at ``since`` or later, oldest first."""
         if sender_id not in self._relay_authors or after >= SEQ_SHIFT * 2 - 1:
             return []
         self.flush()

@@ -23,6 +23,11 @@ from tests import fakes
 from tests.support import ROOT, child_env
 
 
+def handed(store: Store, *args) -> list[tuple[bytes, str]]:
+    """(raw line, author key) of the lines ``relayable_after`` gives."""
+    return [(raw, pk) for _, raw, pk in store.relayable_after(*args)]
+
+
 def line(n: int, room: str = "general", when: float = 1000.0) -> StoredLine:
     return StoredLine(f"id{n}", room, "s_1", "sam", f"text {n}", False, False, when + n)
 
@@ -119,7 +124,7 @@ class Keeping(TestCase):
         db.commit()
         db.close()
         self.store = Store(old)
-        self.assertEqual(self.store.relayable_since("a_1", 0, ["general"], 10, 0.0),
+        self.assertEqual(handed(self.store, "a_1", 0, ["general"], 10, 0.0),
                          [(b"{}", "KEY")])
         self.assertEqual(self.store.relayable_after("a_1", 6, ["general"], 10, 0.0),
                          [(7, b"{}", "KEY")])  # its sequence moved, then shifted (15.7)
@@ -136,11 +141,11 @@ class Keeping(TestCase):
                                        8, b"{raw2}", "KEY"))
         self.store.remember(line(3))  # not to hand on
         self.assertEqual(lines_in(self.store), 3)
-        self.assertEqual(self.store.relayable_since("a_1", 0, ["general", "ops"], 10, 0.0),
+        self.assertEqual(handed(self.store, "a_1", 0, ["general", "ops"], 10, 0.0),
                          [(b"{raw}", "KEY"), (b"{raw2}", "KEY")])
-        self.assertEqual(self.store.relayable_since("a_1", 7, ["general"], 10, 0.0), [])
+        self.assertEqual(handed(self.store, "a_1", 7, ["general"], 10, 0.0), [])
         self.store.prune(now=100.5 + 24 * 3600, sent_age=24 * 3600)
-        self.assertEqual(self.store.relayable_since("a_1", 0, ["general", "ops"], 10, 0.0),
+        self.assertEqual(handed(self.store, "a_1", 0, ["general", "ops"], 10, 0.0),
                          [(b"{raw2}", "KEY")])
         self.assertEqual(lines_in(self.store), 3)  # still in the history
 

@@ -67,6 +67,20 @@ class FakeLink:
         self.closed = why
 
 
+class ReadOnlyLink(FakeLink):
+    """A link the node may only read and write lines to: setting anything on it but its
+    close reason fails (what the node keeps about a peer lives in its PeerSession)."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._sealed = True
+
+    def __setattr__(self, name: str, value: object) -> None:
+        if getattr(self, "_sealed", False) and name != "closed":
+            raise AssertionError(f"the node set {name} on a connection")
+        super().__setattr__(name, value)
+
+
 class FakeDialer:
     def __init__(self) -> None:
         self.wanted: dict[str, PeerInfo] = {}

@@ -10,11 +10,11 @@ from twisted.trial.unittest import TestCase
 from p2pchat import events
 from p2pchat.identity import Identity
 from p2pchat.interfaces import Done
-from p2pchat.node import FLAP_WINDOW, FLAPS_TOLD, IDLE_TIMEOUT, PROBE_TIMEOUT, Node
+from p2pchat.node import CAPS, FLAP_WINDOW, FLAPS_TOLD, IDLE_TIMEOUT, PROBE_TIMEOUT, Node
 from p2pchat.peers import GONE_AFTER
 from p2pchat.wire import Beacon, Message
 
-from tests.fakes import FakeAnnouncer, FakeDialer, FakeLink, refusal, said
+from tests.fakes import FakeAnnouncer, FakeDialer, FakeLink, ReadOnlyLink, refusal, said
 
 
 def beacon(peer_id: str, kind: str = "announce", when: float = 0.0, name: str = "",
@@ -129,6 +129,31 @@ class Links(NodeTest):
         self.clock.advance(FLAP_WINDOW)
         self.node.link_lost(link, "closed after a while")
         self.assertEqual(self.flaps("gopher_1", FLAPS_TOLD - 1, caps=()), [])
+
+    def test_the_node_writes_nothing_onto_a_connection(self) -> None:
+        # A plain link to a node with a key (its caps are not believed), a rename, lines,
+        # a sync, an ack, a goodbye: all the node keeps goes to the session.
+        node = Node("kkk", self.clock, identity=Identity.generate())
+        link = ReadOnlyLink("aaa_1", "aaa", caps=("p2pchat-py/1", "catchup/1", "rooms/1"),
+                            now=self.clock.seconds())
+        self.assertTrue(node.link_ready(link))
+        node.message_received(link, Message(id="j", type="join", sender_id="aaa_1",
+                                            username="bbb"))
+        self.assertEqual((node.links["aaa_1"].username, link.username), ("bbb", "aaa"))
+        self.assertEqual(link.caps, ("p2pchat-py/1", "catchup/1", "rooms/1"))  # as it said
+        node.message_received(link, chat("aaa_1", "hi", msg_id="c1"))
+        node.say("hello")
+        ours = ReadOnlyLink("zed_1", "zed", caps=CAPS, now=self.clock.seconds())
+        self.assertTrue(self.node.link_ready(ours))
+        self.node.message_received(ours, Message(id="s", type="sync", sender_id="zed_1",
+                                                 metadata={"sent": 5, "have": 0}))
+        self.node.say("to zed")
+        self.node.message_received(ours, Message(id="a", type="ack", sender_id="zed_1",
+                                                 metadata={"have": 2**62}))
+        self.node.message_received(ours, Message(id="l", type="leave", sender_id="zed_1"))
+        self.node.link_lost(ours, "it left")
+        node.link_lost(link, "gone")
+        self.assertEqual(ours.closed, "it left")
 
     def test_goodbye_then_close_shows_one_leave_and_no_redial(self) -> None:
         self.node.beacon_heard(beacon("zed_1", when=1000), "127.0.0.1")

@@ -17,21 +17,30 @@ drive it with ``task.Clock``.
 
 from __future__ import annotations
 
-from typing import Callable, Protocol
+from typing import TYPE_CHECKING, Callable, Protocol
 
 from twisted.logger import Logger
 
 from p2pchat import events
 from p2pchat.absent import RecentPeers
 from p2pchat.catchup import LOG_AGE, LOG_LINES
-from p2pchat.chat import HISTORY_MAX_SHOWN, HISTORY_SHOWN, Chat  # noqa: F401 (re-exported)
+from p2pchat.chat import HISTORY_SHOWN, Chat
 from p2pchat.clocks import Clock
 from p2pchat.hearing import Hearing
 from p2pchat.history import History, MemoryHistory
-from p2pchat.identity import Identity, peer_id_for, short_form
+from p2pchat.identity import Identity
 from p2pchat.ignore import Ignores
 from p2pchat.keys import KeyCheck
-from p2pchat.interfaces import Outcome, PeerView, Refused, Said, Wire
+from p2pchat.interfaces import (
+    IBeaconSink,
+    IChat,
+    IMeshSink,
+    Outcome,
+    PeerView,
+    Refused,
+    Said,
+    Wire,
+)
 from p2pchat.linkwatch import (  # noqa: F401 (the limits are re-exported: tests use them)
     FLAP_WINDOW,
     FLAPS_TOLD,
@@ -71,7 +80,6 @@ from p2pchat.wire import (
     new_peer_id,
     nick_problem,
     printable,
-    printable_name,
 )
 
 log = Logger()
@@ -521,3 +529,9 @@ class Node:
         self.watch.forget(peer_id)
         self.delivery.forget_peer(peer_id)
         self.rooms.forget_peer(peer_id)
+
+
+if TYPE_CHECKING:  # the node is what each side is told it is (checked by mypy)
+
+    def _contract(node: Node) -> tuple[IChat, IMeshSink, IBeaconSink]:
+        return node, node, node

@@ -1,4 +1,4 @@
-from setuptools import setup
+from setuptools import find_packages, setup
 
 setup(
     name="p2pchat",
@@ -8,7 +8,7 @@ setup(
     long_description_content_type="text/x-rst",
     python_requires=">=3.10",
     # "twisted.plugins" is named by hand: find_packages() would drop it (no __init__.py of ours).
-    packages=["p2pchat", "p2pchat.console", "twisted.plugins"],
+    packages=find_packages(include=["p2pchat", "p2pchat.*"]) + ["twisted.plugins"],
     package_data={"twisted.plugins": ["p2pchat_plugin.py"]},
     scripts=["bin/p2pchat"],
     install_requires=[
@@ -21,6 +21,9 @@ setup(
             "pytest>=8",
             "pytest-twisted>=1.14",
             "hypothesis>=6",
+            # tests/test_types.py runs mypy over p2pchat/ (mypy.ini names the zope plugin)
+            "mypy>=1.10",
+            "mypy-zope>=1.0",
         ],
     },
 )

@@ -262,10 +262,12 @@ def deliver(kids: Children, sender: Child, receivers: list[Endpoint], tag: str, 
         result["msgs_per_s"] = count / elapsed  # each to every receiver
         result["deliveries_per_s"] = sum(d.distinct) / elapsed
         result["write_s"] = sent_all_at - start
-        # CPU (user + system, from /proc, in 10 ms ticks) per message, of the sender and of
-        # each receiver: where the time goes.
+        # CPU (the scheduler's count, from /proc) per message, of the sender and of each
+        # receiver: where the time goes.  ``cpu_window_s``: the wall time between the two
+        # reads, which no one-thread process can use more CPU than.
         used = [(a - b) * 1e6 / count if a is not None and b is not None else None
                 for a, b in zip((c.cpu_seconds() for c in everyone), cpu_before)]
+        result["cpu_window_s"] = time.monotonic() - start
         if None not in used:
             result["sender_cpu_us_per_msg"] = used[0]
             result["receiver_cpu_us_per_msg"] = statistics.median(used[1:])

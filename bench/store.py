@@ -15,6 +15,7 @@ import tempfile
 import time
 
 from p2pchat.store import Store, StoredLine
+from p2pchat.wire import DEFAULT_ROOM
 
 
 def lines_in(store: Store) -> int:
@@ -27,7 +28,7 @@ def burst(store: Store, start: int, count: int) -> tuple[float, float]:
     """Queue ``count`` lines then commit them; returns (queue seconds, commit seconds)."""
     began = time.perf_counter()
     for n in range(start, start + count):
-        store.remember(StoredLine(f"id{n:012d}", "general", "abcdefabcdefabcd", "alice",
+        store.remember(StoredLine(f"id{n:012d}", DEFAULT_ROOM, "abcdefabcdefabcd", "alice",
                                   "a line of an ordinary length, as people type them" * 2,
                                   False, False, 1_700_000_000.0 + n))
     queued = time.perf_counter()
@@ -50,7 +51,7 @@ def run(bursts: list[int], rounds: int) -> dict:
             base = []
             began = time.perf_counter()
             for n in range(size * rounds):
-                base.append(("id", "general", "abcdef", "alice", "text", False, False, n))
+                base.append(("id", DEFAULT_ROOM, "abcdef", "alice", "text", False, False, n))
             baseline = time.perf_counter() - began
             lines = size * rounds
             figures[size] = {

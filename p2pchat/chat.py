@@ -14,7 +14,16 @@ from typing import TYPE_CHECKING
 from p2pchat import events
 from p2pchat.absent import HELD_LINES
 from p2pchat.identity import peer_id_for, short_form
-from p2pchat.interfaces import Done, Outcome, PeerView, Refused, Said, StoredLine
+from p2pchat.interfaces import (
+    Done,
+    Outcome,
+    PeerView,
+    Refused,
+    Said,
+    StoredLine,
+    no_linked_peer,
+    no_peer_called,
+)
 from p2pchat.outbox import LONELY_GRACE
 from p2pchat.peers import Liveness
 from p2pchat.rooms import private_key, room_name
@@ -125,7 +134,7 @@ class Chat:
         fp = node.trust.pins.get(shown)
         if fp:
             return peer_id_for(fp), printable(shown)
-        return Refused(f"no peer called {printable(shown)}; /users lists who is here")
+        return no_peer_called(shown)
 
     def _send_line(self, msg: Message, text: str, action: bool, room: str,
                    private: str, kept_for: str = "") -> Message:
@@ -221,8 +230,8 @@ class Chat:
         """The last ``count`` lines of a conversation, oldest first (from disk if kept)."""
         node = self.node
         count = max(1, min(count, HISTORY_MAX_SHOWN))
-        return [line for line in node.store.recent(room, count)
-                if line.sender_id not in node.ignores]
+        return node.store.recent(room, count,
+                                 skip=[peer_id for _, peer_id, _ in node.ignores.entries()])
 
     def set_nick(self, nick: str) -> Outcome:
         """Change our nick: ``Done``, or ``Refused`` with why not."""
@@ -288,7 +297,7 @@ class Chat:
         node = self.node
         link = self.find_link(shown)
         if link is None:
-            return Refused(f"no linked peer is shown as {shown}; /users lists them")
+            return no_linked_peer(shown)
         info = node.peers.get(link.peer_id)
         where = f"{info.host}:{info.port}" if info is not None else link.address
         lines = [f"{node.nick_of(link)} (peer id {link.peer_id}) at {where}"]
@@ -305,7 +314,7 @@ class Chat:
         node = self.node
         link = self.find_link(shown)
         if link is None:
-            return Refused(f"no linked peer is shown as {shown}")
+            return no_linked_peer(shown)
         if not link.fp:
             return Refused(f"{shown} has no key to trust (a plain connection)")
         if node.trust.is_own(link.username):
@@ -324,7 +333,7 @@ class Chat:
         node = self.node
         link = self.find_link(shown)
         if link is None:
-            return Refused(f"no linked peer is shown as {shown}; /users lists them")
+            return no_linked_peer(shown)
         name = printable_name(link.username or link.peer_id)
         problem = node.ignores.add(link.peer_id, link.fp, name)
         if problem:

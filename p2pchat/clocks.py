@@ -4,7 +4,12 @@ mypy can't check calls against; these Protocols say the same, so it can."""
 
 from __future__ import annotations
 
-from typing import Any, Callable, Protocol
+from typing import TYPE_CHECKING, Any, Callable, Protocol
+
+from p2pchat import ratelog
+
+if TYPE_CHECKING:
+    from twisted.logger import Logger, LogLevel
 
 
 class Delayed(Protocol):
@@ -22,3 +27,16 @@ class Clock(Protocol):
 
     def callLater(self, delay: float, callable: Callable[..., Any], *args: Any,
                   **kw: Any) -> Delayed: ...
+
+
+def log_limited(clock: Clock, logger: Logger, kind: str, level: LogLevel, fmt: str, /,
+                **kw: Any) -> None:
+    """A log line that network input can repeat at will (one per packet or received line):
+    rate-limited by the limiter of ``clock`` (ratelog.py), which the mesh and discovery of
+    the same node share."""
+    ratelog.limiter(clock).emit(logger, kind, level, fmt, **kw)  # type: ignore[arg-type]
+
+
+def flush_logs(clock: Clock) -> None:
+    """Write the rate-limited logs' summaries that are due (the sweep calls it each second)."""
+    ratelog.limiter(clock).flush()  # type: ignore[arg-type]

@@ -7,7 +7,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from p2pchat.wire import MAX_SAY_BYTES
+from p2pchat.wire import MAX_SAY_BYTES, room_problem
+
+#: Shown with a refused room name: names that work.
+ROOM_EXAMPLE = "#ops or #team-2"
 
 
 @dataclass(frozen=True)
@@ -106,6 +109,15 @@ def _checked(result: Say | Command, text: str) -> Say | Command | Refusal:
     if size > MAX_SAY_BYTES:
         return Refusal(f"that line is {size} bytes; the limit is {MAX_SAY_BYTES}, not sent")
     return result
+
+
+def room_name(text: str) -> tuple[str, str | None]:
+    """What the user typed (``#Ops``, ``ops``) to a room name, and why it can't be one."""
+    name = text.strip().lstrip("#").lower()
+    problem = room_problem(name)
+    if problem and name:
+        problem = f"{problem}; for example {ROOM_EXAMPLE}"
+    return name, problem
 
 
 def help_lines() -> list[str]:

@@ -10,8 +10,9 @@ from twisted.internet import defer
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.protocol import DatagramProtocol
 from twisted.internet.task import LoopingCall
-from twisted.logger import Logger
+from twisted.logger import Logger, LogLevel
 
+from p2pchat import ratelog
 from p2pchat.node import Node
 from p2pchat.wire import ANNOUNCE, LEAVE, WireError, encode_beacon, parse_beacon
 
@@ -23,8 +24,8 @@ ANNOUNCE_INTERVAL = 5.0
 REPLY_GAP = 0.5
 #: Answers to a newcomer wait up to this long at random, so a crowd doesn't answer at once.
 REPLY_SPREAD = 0.1
-#: How many bad datagrams are logged per announce interval (the rest are only counted).
-BAD_LOG_LIMIT = 5
+#: Bad datagrams, and every other line logged per datagram, are rate-limited by
+#: ``ratelog`` (the first 5 of each kind per 10 s, then a count).
 
 DEFAULT_GROUP = "224.0.0.1"
 DEFAULT_PORT = 9999
@@ -46,7 +47,6 @@ class BeaconProtocol(DatagramProtocol):
         self._last_sent = float("-inf")
         self._reply = None
         self._ticker: LoopingCall | None = None
-        self._bad = 0
         self.joined: defer.Deferred = defer.Deferred()
 
     def startProtocol(self) -> None:
@@ -72,7 +72,6 @@ class BeaconProtocol(DatagramProtocol):
         self.joined.errback(failure)
 
     def _tick(self) -> None:
-        self._bad = 0
         self.announce()
 
     def stopProtocol(self) -> None:
@@ -87,7 +86,8 @@ class BeaconProtocol(DatagramProtocol):
         try:
             self.transport.write(encode_beacon(self.node.beacon(kind)), (self.group, self.port))
         except (OSError, WireError) as e:
-            log.warn("can't send a beacon: {why}", why=str(e))
+            ratelog.limiter(self.clock).emit(log, "beacon not sent", LogLevel.warn,
+                                             "can't send a beacon: {why}", why=str(e))
             return
         self._last_sent = self.clock.seconds()
 
@@ -110,8 +110,8 @@ class BeaconProtocol(DatagramProtocol):
         try:
             beacon = parse_beacon(data)
         except WireError as e:
-            self._bad += 1
-            if self._bad <= BAD_LOG_LIMIT:
-                log.info("datagram from {host} ignored: {why}", host=host, why=str(e))
+            ratelog.limiter(self.clock).emit(log, "bad datagram", LogLevel.info,
+                                             "datagram from {host} ignored: {why}", host=host,
+                                             why=str(e))
             return
         self.node.beacon_heard(beacon, host)

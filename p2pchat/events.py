@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from p2pchat.wire import DEFAULT_ROOM
+
 
 @dataclass(slots=True)
 class ChatLine:
@@ -22,7 +24,7 @@ class ChatLine:
     #: for our own lines: not yet acknowledged by every peer in the room (see Delivered)
     pending: bool = False
     #: the conversation: a room name ("general", "ops"), or "@peer_id" for a private talk
-    room: str = "general"
+    room: str = DEFAULT_ROOM
     #: for a private line: the nick of the other party (else "")
     private: str = ""
     #: for our own private line: its peer is away, so it was kept (in the sent log) and is

@@ -6,12 +6,21 @@ from __future__ import annotations
 
 import time
 
-from p2pchat.commands import Command, Refusal, Say, help_lines, parse_input
-from p2pchat.interfaces import Done, Outcome, Refused
-from p2pchat.node import HISTORY_SHOWN, Node, PeerView
-from p2pchat.rooms import private_key, room_name
-from p2pchat.store import StoredLine
+from p2pchat.commands import Command, Refusal, Say, help_lines, parse_input, room_name
+from p2pchat.interfaces import Done, IChat, Outcome, PeerView, Refused, StoredLine, private_key
 from p2pchat.wire import DEFAULT_ROOM
+
+#: The last second ``clock_text`` formatted, and its text (it is on every line shown).
+_last_clock: list = [None, ""]
+
+
+def clock_text(when: float) -> str:
+    """HH:MM:SS in local time, as every face stamps its lines (remembered for the current
+    second)."""
+    second = int(when)
+    if _last_clock[0] != second:
+        _last_clock[0], _last_clock[1] = second, time.strftime("%H:%M:%S", time.localtime(second))
+    return _last_clock[1]
 
 
 def describe_users(rows: list[PeerView], me: str) -> list[str]:
@@ -35,7 +44,7 @@ def describe_rooms(rooms: list[tuple[str, list[str]]], current: str) -> list[str
     return lines
 
 
-def conversation_label(room: str, node: Node) -> str:
+def conversation_label(room: str, node: IChat) -> str:
     """How a conversation is named to the user: ``#ops``, or ``bob`` for a private talk."""
     if room.startswith("@"):
         return node.shown_nick(room[1:])
@@ -44,7 +53,7 @@ def conversation_label(room: str, node: Node) -> str:
 
 def history_line(line: StoredLine) -> str:
     """One history line as the line face and /history show it (without the room)."""
-    stamp = time.strftime("%H:%M:%S", time.localtime(line.when))
+    stamp = clock_text(line.when)
     if line.action:
         return f"{stamp} [history] * {line.nick} {line.text}"
     return f"{stamp} [history] <{line.nick}> {line.text}"
@@ -56,7 +65,7 @@ class CommandFace:
     ways to answer: ``show_info``, ``show_error``, ``clear``, ``quit``; it may override
     ``switch_room`` and ``show_history``."""
 
-    node: Node
+    node: IChat
     room: str = DEFAULT_ROOM
 
     def show_info(self, lines: list[str]) -> None:
@@ -76,12 +85,38 @@ class CommandFace:
         self.room = room
 
     def show_history(self, room: str, lines: list[StoredLine]) -> None:
+        """/history (and the line face's start): the lines between "history of ..." and "end
+        of history"."""
         label = conversation_label(room, self.node)
         if not lines:
             self.show_info([f"no history for {label}"])
             return
-        self.show_info([f"history of {label}, last {len(lines)} lines:"]
-                       + [history_line(line) for line in lines] + ["end of history"])
+        self.show_info([f"history of {label}, last {len(lines)} lines:"])
+        self.show_history_lines([history_line(line) for line in lines])
+        self.show_info(["end of history"])
+
+    def show_history_lines(self, lines: list[str]) -> None:
+        """The history lines themselves (a face may write them as they are)."""
+        self.show_info(lines)
+
+    def open_private(self, peer_id: str, nick: str) -> None:
+        """/query: make the private talk with ``peer_id`` (shown as ``nick``) the current
+        conversation."""
+        self.switch_room(private_key(peer_id))
+
+    def query(self, arg: str) -> None:
+        """/query NICK [TEXT]: the one place every face opens a private talk.  NICK is
+        linked, or away (its lines are kept); TEXT (the command parser checked its length) is
+        said there as it is, a leading ``/`` too."""
+        target, _, text = arg.partition(" ")
+        found = self.node.addressee(target)
+        if isinstance(found, Refused):
+            self.show_error(found.why)
+            return
+        peer_id, nick = found
+        self.open_private(peer_id, nick)
+        if text.strip():
+            self._answer(self.node.say(text.strip(), room=private_key(peer_id)))
 
     def handle_input(self, text: str) -> None:
         parsed = parse_input(text)
@@ -139,17 +174,10 @@ class CommandFace:
             target, _, text = arg.partition(" ")
             self._answer(self.node.say_private(target, text.strip()))
         elif name == "query":
-            target, _, text = arg.partition(" ")
-            found = self.node.addressee(target)  # linked, or away (the lines are kept)
-            if isinstance(found, Refused):
-                self.show_error(found.why)
-                return
-            self.switch_room(private_key(found[0]))
-            if text.strip():
-                self._answer(self.node.say_private(found[0], text.strip()))
+            self.query(arg)
         elif name == "history":
-            count = int(arg) if arg else HISTORY_SHOWN
-            self.show_history(self.room, self.node.history(self.room, count))
+            kept = self.node.history(self.room, int(arg)) if arg else self.node.history(self.room)
+            self.show_history(self.room, kept)
         elif name == "whois":
             lines = self.node.whois(arg)
             if isinstance(lines, Refused):

@@ -1,6 +1,7 @@
 """Taking in what the others say, for the node: a chat or private line from a link (is it for
 us, in a room we are in?), how it is shown and kept (history.py, each link only so fast:
-store.SAVE_RATE), and the rooms a peer says it is in.  An ignored peer's lines are kept in
+store.SAVE_RATE), the rooms a peer says it is in, its renames and goodbyes, and a line that
+speaks for another peer (the link is closed).  An ignored peer's lines are kept in
 memory only, to drop duplicates: not saved, not shown.
 """
 
@@ -8,14 +9,15 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from twisted.logger import Logger
+from twisted.logger import Logger, LogLevel
 
 from p2pchat import events
+from p2pchat.clocks import log_limited
 from p2pchat.interfaces import StoredLine
 from p2pchat.rooms import private_key, rooms_of
 from p2pchat.flow import TokenBucket
 from p2pchat.store import SAVE_BURST, SAVE_RATE
-from p2pchat.wire import PRIVATE, Message, WireError, printable
+from p2pchat.wire import JOIN, LEAVE, PRIVATE, Message, WireError, printable
 
 if TYPE_CHECKING:
     from p2pchat.node import Node
@@ -60,14 +62,16 @@ class Hearing:
         node = self.node
         if msg.type == PRIVATE:
             if (msg.metadata or {}).get("to") != node.peer_id or not link.rooms:
-                log.warn("{peer} sent a private line not for us: dropped", peer=link.peer_id)
+                log_limited(node.clock, log, "private not for us", LogLevel.warn,
+                            "{peer} sent a private line not for us: dropped", peer=link.peer_id)
                 return
             room, private = private_key(link.peer_id), node.nick_of(link)
         else:
             room, private = msg.room_id, ""
             if room not in node.rooms.joined:
-                log.debug("{peer} sent a line for #{room}, which we are not in: dropped",
-                          peer=link.peer_id, room=room)
+                log_limited(node.clock, log, "room not ours", LogLevel.debug,
+                            "{peer} sent a line for #{room}, which we are not in: dropped",
+                            peer=link.peer_id, room=room)
                 return
         nick = node.trust.display(link.username or msg.username or link.peer_id, link.fp)
         self.show_line(msg, nick, room, private, now, relay, via=link)
@@ -89,6 +93,54 @@ class Hearing:
         self.remember(line, msg.sequence, relay, via)
         node.emit(line)
 
+    def not_its_own(self, link: PeerSession, msg: Message) -> None:
+        """A line from ``link`` whose sender is another peer: the link is closed."""
+        node = self.node
+        if link.dialer_id == node.peer_id and not link.fp:
+            # We dialed an address where another peer now listens (the one we wanted
+            # is gone): forget it rather than redial it.
+            log_limited(node.clock, log, "reached another", LogLevel.info,
+                        "dialed {peer} but reached {other}: link closed, {peer} forgotten",
+                        peer=link.peer_id, other=msg.sender_id)
+            node.peers.left(link.peer_id)
+            if node.dialer is not None:
+                node.dialer.drop(link.peer_id)
+            link.said_leave = True  # nothing to show: it was never that peer
+            link.close("it is another peer")
+            return
+        log_limited(node.clock, log, "spoke for another", LogLevel.warn,
+                    "{peer} sent a line as {other}: refused, link closed",
+                    peer=link.peer_id, other=msg.sender_id)
+        link.close("it spoke for another peer")
+
+    def peer_line(self, link: PeerSession, msg: Message) -> None:
+        """A join (a peer renaming itself), a leave (its goodbye), or a kind of line not
+        known here (ignored, as the reference does)."""
+        node = self.node
+        if not node.room.accept(msg):
+            return  # a duplicate
+        now = node.clock.seconds()
+        if msg.type == JOIN:
+            if msg.username and msg.username != link.username:
+                old = node.nick_of(link)
+                link.username = msg.username
+                if not link.ours and len(node.line_names) < node.max_links:
+                    node.line_names[link.peer_id] = msg.username
+                node.emit(events.NickChanged(now, old, node.nick_of(link), link.peer_id))
+                node.keys.check(link)
+                node.emit(events.PeersChanged(now))
+        elif msg.type == LEAVE:
+            if not link.said_leave:
+                link.said_leave = True
+                node.emit(events.PeerLeft(now, node.nick_of(link), link.peer_id))
+                node.left_room(link.peer_id)  # after: faces may ask which rooms it was in
+                node.emit(events.PeersChanged(now))
+                link.close("it left")  # so its shutdown need not wait for us
+        else:
+            log_limited(node.clock, log, "unknown line", LogLevel.debug,
+                        "{peer} sent a {kind} line: not known here, ignored",
+                        peer=link.peer_id, kind=msg.type)
+
     def peer_rooms(self, link: PeerSession, msg: Message) -> None:
         node = self.node
         if not link.rooms:
@@ -96,7 +148,9 @@ class Hearing:
         try:
             rooms = rooms_of(msg)
         except WireError as e:
-            log.warn("bad rooms line from {peer} skipped: {why}", peer=link.peer_id, why=str(e))
+            log_limited(node.clock, log, "bad rooms line", LogLevel.warn,
+                        "bad rooms line from {peer} skipped: {why}", peer=link.peer_id,
+                        why=str(e))
             return
         joined, left = node.rooms.set_peer(link.peer_id, rooms)
         now = node.clock.seconds()

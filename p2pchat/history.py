@@ -10,7 +10,7 @@ calls, and handing on works without a file too (from what this run heard).
 from __future__ import annotations
 
 from collections import deque
-from typing import TYPE_CHECKING, Callable, Protocol
+from typing import TYPE_CHECKING, Callable, Protocol, Sequence
 
 from p2pchat.interfaces import StoredLine
 
@@ -33,7 +33,7 @@ class History(Protocol):
 
     def remember(self, line: StoredLine) -> None: ...
 
-    def recent(self, room: str, count: int) -> list[StoredLine]: ...
+    def recent(self, room: str, count: int, skip: Sequence[str] = ()) -> list[StoredLine]: ...
 
     def recent_ids(self, count: int) -> list[str]: ...
 
@@ -85,13 +85,14 @@ class MemoryHistory:
         while len(self.lines) > self.max_lines or self._relay_bytes > self.max_relay_bytes:
             self._relay_bytes -= len(self.lines.popleft().raw or b"")
 
-    def recent(self, room: str, count: int) -> list[StoredLine]:
-        """The last ``count`` lines of a conversation, oldest first."""
+    def recent(self, room: str, count: int, skip: Sequence[str] = ()) -> list[StoredLine]:
+        """The last ``count`` lines of a conversation, oldest first; none by the authors in
+        ``skip`` (the ignored: they don't use up the count)."""
         out: list[StoredLine] = []
         for line in reversed(self.lines):
             if len(out) >= count:
                 break
-            if line.room == room:
+            if line.room == room and line.sender_id not in skip:
                 out.append(line)
         out.reverse()
         return out

@@ -17,7 +17,7 @@ import os
 import tempfile
 import time
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
@@ -181,7 +181,7 @@ class ContextFactory:
         return self.identity.tls_context(self.server)
 
 
-def certificate_fingerprint(cert) -> str | None:
+def certificate_fingerprint(cert: Any) -> str | None:
     """The SPKI fingerprint of a peer's certificate (a pyOpenSSL X509 or a cryptography one)."""
     if cert is None:
         return None
@@ -193,7 +193,7 @@ def certificate_fingerprint(cert) -> str | None:
     return spki_fingerprint(key)
 
 
-def certificate_public_key(cert) -> str:
+def certificate_public_key(cert: Any) -> str:
     """The Ed25519 public key of a peer's certificate, base64 (raw bytes), or ""."""
     if cert is None:
         return ""
@@ -429,6 +429,8 @@ class Pins:
 
     def _write(self) -> None:
         self._dirty = False
+        if not self.path:
+            return  # a table in memory only (tests, no data dir)
         table = {nick: {"fp": pin.fp, "seen": round(pin.seen, 3), "trusted": pin.trusted}
                  for nick, pin in self._by_nick.items()}
         data = json.dumps(table, indent=1, sort_keys=True).encode("utf-8")

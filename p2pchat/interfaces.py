@@ -13,6 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable, Protocol, Union
 
+from p2pchat.wire import printable
+
 if TYPE_CHECKING:
     from p2pchat import events
     from p2pchat.wire import Beacon, Message
@@ -53,6 +55,22 @@ class Said:
 
 
 Outcome = Union[Done, Refused]
+
+
+def no_linked_peer(shown: str) -> Refused:
+    """The answer of a verb about a linked peer (/whois, /trust, /ignore) when no linked peer
+    is shown as ``shown``: one text, whichever verb and face."""
+    return Refused(f"no linked peer is shown as {printable(shown)}; /users lists them")
+
+
+def no_peer_called(shown: str) -> Refused:
+    """The answer of a private line (/msg, /query) to a peer neither linked nor away."""
+    return Refused(f"no peer called {printable(shown)}; /users lists who is here")
+
+
+def private_key(peer_id: str) -> str:
+    """The key a private conversation is kept under (history, faces): ``@peer_id``."""
+    return f"@{peer_id}"
 
 
 @dataclass(frozen=True)
@@ -102,6 +120,9 @@ class IChat(Protocol):
 
     @property
     def peer_id(self) -> str: ...
+
+    @property
+    def port(self) -> int: ...
 
     def now(self) -> float: ...
 

@@ -20,8 +20,7 @@ tests, so its output format is stable and documented in README.rst:
 
 from __future__ import annotations
 
-import time
-from typing import Callable
+from typing import Any, Callable
 
 from twisted.application.service import Service
 from twisted.internet import stdio
@@ -30,29 +29,18 @@ from twisted.protocols.basic import LineReceiver
 from twisted.python.failure import Failure
 
 from p2pchat import events
-from p2pchat.face import CommandFace, conversation_label, history_line
-from p2pchat.node import HISTORY_SHOWN, Node
-from p2pchat.service import stop_reactor
+from p2pchat.face import CommandFace, clock_text, conversation_label
+from p2pchat.interfaces import IChat
 from p2pchat.wire import DEFAULT_ROOM
 
 log = Logger()
 
-
-_last_clock: list = [None, ""]
 
 #: Most own lines remembered to tell their delivery (kept for an away peer, or said while no
 #: peer was linked); past this the oldest is forgotten (its delivery is then not told).
 TOLD_WHEN_DELIVERED = 1000
 #: How much of a delivered line's text "delivered ..." repeats.
 DELIVERED_TEXT = 60
-
-
-def clock_text(when: float) -> str:
-    """HH:MM:SS in local time (remembered for the current second: it is on every line)."""
-    second = int(when)
-    if _last_clock[0] != second:
-        _last_clock[0], _last_clock[1] = second, time.strftime("%H:%M:%S", time.localtime(second))
-    return _last_clock[1]
 
 
 def format_event(event: events.Event) -> str | None:
@@ -86,7 +74,7 @@ class LineFace(LineReceiver, CommandFace):
     delimiter = b"\n"
     MAX_LENGTH = 64 * 1024
 
-    def __init__(self, node: Node, on_quit: Callable[[], object]) -> None:
+    def __init__(self, node: IChat, on_quit: Callable[[], object]) -> None:
         self.node = node
         self._on_quit = on_quit
         self._quitting = False
@@ -94,7 +82,7 @@ class LineFace(LineReceiver, CommandFace):
         self._told_later: dict[str, events.ChatLine] = {}
 
     def connectionMade(self) -> None:
-        history = self.node.history(DEFAULT_ROOM, HISTORY_SHOWN)
+        history = self.node.history(DEFAULT_ROOM)
         if history:
             self.show_history(DEFAULT_ROOM, history)
         self.node.subscribe(self.on_event)
@@ -103,17 +91,16 @@ class LineFace(LineReceiver, CommandFace):
 
     def switch_room(self, room: str) -> None:
         super().switch_room(room)
-        self.show_info([f"now talking in {conversation_label(room, self.node)}"])
-
-    def show_history(self, room, lines) -> None:
         label = conversation_label(room, self.node)
-        if not lines:
-            self.show_info([f"no history for {label}"])
-            return
-        self.show_info([f"history of {label}, last {len(lines)} lines:"])
+        if room.startswith("@"):
+            self.show_info([f"talking privately with {label} (/part to end)"])
+        else:
+            self.show_info([f"now talking in {label}"])
+
+    def show_history_lines(self, lines: list[str]) -> None:
+        """History lines are written as they are (each has its stamp and ``[history]``)."""
         for line in lines:
-            self._write(history_line(line))
-        self.show_info(["end of history"])
+            self._write(line)
 
     def on_event(self, event: events.Event) -> None:
         if isinstance(event, events.Delivered):
@@ -156,12 +143,12 @@ class LineFace(LineReceiver, CommandFace):
         self.clearLineBuffer()
 
     def show_info(self, lines: list[str]) -> None:
-        stamp = clock_text(self.node.clock.seconds())
+        stamp = clock_text(self.node.now())
         for line in lines:
             self._write(f"{stamp} - {line}")
 
     def show_error(self, text: str) -> None:
-        self._write(f"{clock_text(self.node.clock.seconds())} ! {text}")
+        self._write(f"{clock_text(self.node.now())} ! {text}")
 
     def clear(self) -> None:
         self.show_info(["/clear has nothing to clear in the line face"])
@@ -171,7 +158,7 @@ class LineFace(LineReceiver, CommandFace):
             self._quitting = True
             self._on_quit()
 
-    def connectionLost(self, reason: Failure = None) -> None:
+    def connectionLost(self, reason: Failure | None = None) -> None:
         # End of stdin: leave cleanly, as /quit does.
         self.node.unsubscribe(self.on_event)
         self.quit()
@@ -180,14 +167,16 @@ class LineFace(LineReceiver, CommandFace):
 class LineFaceService(Service):
     """Attaches a LineFace to the process's stdin and stdout."""
 
-    def __init__(self, node: Node, reactor) -> None:
+    def __init__(self, node: IChat, reactor: Any, on_quit: Callable[[], object]) -> None:
+        """``on_quit``: what /quit and the end of stdin do (the service stops the reactor)."""
         self.node = node
         self.reactor = reactor
+        self._on_quit = on_quit
         self.face: LineFace | None = None
 
     def startService(self) -> None:
         super().startService()
-        self.face = LineFace(self.node, lambda: stop_reactor(self.reactor))
+        self.face = LineFace(self.node, self._on_quit)
         stdio.StandardIO(self.face, reactor=self.reactor)
 
     def stopService(self) -> None:

@@ -11,17 +11,20 @@ from typing import Callable
 from twisted.internet import defer
 from twisted.internet.interfaces import IAddress, IReactorCore, IReactorTime
 from twisted.internet.protocol import ClientFactory, Factory, Protocol
-from twisted.logger import Logger
+from twisted.logger import Logger, LogLevel
 from twisted.protocols.basic import LineReceiver
 from twisted.python.failure import Failure
 from twisted.internet.interfaces import IHandshakeListener, IPushProducer
 from zope.interface import implementer
 
+from p2pchat import ratelog
 from p2pchat.identity import ContextFactory, certificate_fingerprint, certificate_public_key
 
 from p2pchat.node import Node
 from p2pchat.peers import Backoff, PeerInfo
+from p2pchat.slots import REFUSED
 from p2pchat.wire import (
+    CAP_OURS,
     CAP_TLS,
     JOIN,
     MAX_LINE_BYTES,
@@ -29,7 +32,9 @@ from p2pchat.wire import (
     Message,
     WireError,
     encode_message,
+    new_message_id,
     parse_message,
+    printable,
 )
 
 log = Logger()
@@ -51,6 +56,11 @@ STALL_TIMEOUT = 30.0
 #: reading it for a while (TCP then slows the sender), so one flood can't starve the others.
 FLOOD_RATE = 10_000.0
 FLOOD_BURST = 20_000.0
+
+
+def _log(clock: IReactorTime, kind: str, level: LogLevel, fmt: str, /, **kw) -> None:
+    """A log line once per connection or per line: rate-limited (ratelog.py)."""
+    ratelog.limiter(clock).emit(log, kind, level, fmt, **kw)
 
 
 def _describe(address: IAddress | None) -> str:
@@ -90,9 +100,10 @@ class _Backpressure:
 
     def _stalled(self) -> None:
         self._stall = None
-        log.warn("{peer} ({address}) read nothing for {t:.0f} s: link dropped (it catches up "
-                 "when back)", peer=self.proto.peer_id or "?", address=self.proto.address,
-                 t=STALL_TIMEOUT)
+        _log(self.proto.clock, "stalled", LogLevel.warn,
+             "{peer} ({address}) read nothing for {t:.0f} s: link dropped (it catches up "
+             "when back)", burst=50, peer=self.proto.peer_id or "?",
+             address=self.proto.address, t=STALL_TIMEOUT)
         self.proto.transport.abortConnection()
 
 
@@ -138,6 +149,9 @@ class PeerProtocol(LineReceiver):
         self._tokens_at = clock.seconds()
         self._flood_timer = None
         self._flood_logged = False
+        #: why the other side refused this link, if it said so (a ``refused`` line)
+        self.refused_by = ""
+        self._registered = False  # our backpressure producer is registered with the transport
         #: fires when the connection is gone, for a shutdown that waits for goodbyes
         self.closed: defer.Deferred = defer.Deferred()
 
@@ -158,19 +172,51 @@ class PeerProtocol(LineReceiver):
         if self.ready:
             self.node.link_writable(self)
 
+    def hang_up(self) -> None:
+        """Close as soon as what we wrote (our leave line) is on its way, without waiting for
+        the peer, so /quit is quick.
+
+        A bare ``loseConnection`` on a TLS link sends nothing while a producer (the link's
+        back-pressure) is registered, and then waits for the peer's close_notify.  Here the
+        producer goes, the TLS layer writes what is pending and its close_notify, and the TCP
+        connection under it is closed once its buffer is written (a FIN, not a reset: the
+        kernel still delivers the leave line).  Not waiting for the peer's close_notify is
+        allowed (RFC 8446 6.1); we read nothing more from a link we are leaving."""
+        transport = self.transport
+        if transport is None or not self.connected:
+            return
+        if self._registered:
+            self._registered = False
+            transport.unregisterProducer()
+        transport.loseConnection()
+        tls = getattr(transport, "protocol", None) if getattr(transport, "TLS", False) else None
+        under = getattr(tls, "transport", None)
+        if under is not None:
+            under.loseConnection()  # the TCP connection under TLS: FIN once its buffer is out
+
     def close(self, why: str) -> None:
-        log.info("closing link with {peer} ({address}): {why}",
-                 peer=self.peer_id or "?", address=self.address, why=why)
+        _log(self.clock, "closing link", LogLevel.info,
+             "closing link with {peer} ({address}): {why}", burst=50, peer=self.peer_id or "?", address=self.address, why=why)
         if self.transport is not None:
-            # TLS's loseConnection does nothing while a producer is registered (our
-            # back-pressure): without this, a duplicate link or one whose peer left stayed up.
-            if hasattr(self.transport, "unregisterProducer"):
+            # Over TLS, loseConnection waits for a registered producer to go: without this,
+            # a refused or replaced TLS link stayed open (and looked alive on the other side).
+            if self._registered:
+                self._registered = False
                 self.transport.unregisterProducer()
             self.transport.loseConnection()
 
+    def refuse(self, why: str) -> None:
+        """Refuse the link: a peer of ours is first told why (a ``refused`` line, which
+        base peers never get), so it logs it and shows us not linked; then close."""
+        if CAP_OURS in self.caps:
+            self.send(Message(id=new_message_id(), type=REFUSED, sender_id=self.node.peer_id,
+                              username=self.node.nick, content=why,
+                              timestamp=self.clock.seconds()))
+        self.close(why)
+
     def abort(self, why: str) -> None:
-        log.info("dropping link with {peer} ({address}): {why}",
-                 peer=self.peer_id or "?", address=self.address, why=why)
+        _log(self.clock, "dropping link", LogLevel.info,
+             "dropping link with {peer} ({address}): {why}", burst=50, peer=self.peer_id or "?", address=self.address, why=why)
         if self.transport is not None:
             self.transport.abortConnection()
 
@@ -186,6 +232,7 @@ class PeerProtocol(LineReceiver):
             self.transport.setTcpNoDelay(1)
         if hasattr(self.transport, "registerProducer"):
             self.transport.registerProducer(self._backpressure, True)
+            self._registered = True
         if self.outgoing:
             self.send(self.node.handshake())
             if self._tls_wanted(self.caps):
@@ -201,8 +248,9 @@ class PeerProtocol(LineReceiver):
 
     def _too_slow(self) -> None:
         self._handshake_timer = None
-        log.info("{address} did not finish its handshake within {t:.0f} s: closed",
-                 address=self.address, t=HANDSHAKE_TIMEOUT)
+        _log(self.clock, "handshake timeout", LogLevel.info,
+             "{peer} ({address}) did not finish its handshake within {t:.0f} s: closed",
+             peer=self.peer_id or "?", address=self.address, t=HANDSHAKE_TIMEOUT)
         self.transport.abortConnection()
 
     def _become_ready(self) -> None:
@@ -232,10 +280,13 @@ class PeerProtocol(LineReceiver):
         except WireError as e:
             if not line.strip():
                 return
-            log.warn("bad line from {peer} ({address}) skipped: {why}",
-                     peer=self.peer_id or "?", address=self.address, why=str(e))
+            _log(self.clock, "bad line", LogLevel.warn,
+                 "bad line from {peer} ({address}) skipped: {why}", peer=self.peer_id or "?", address=self.address, why=str(e))
             if not self.ready and not self.outgoing:
                 self.transport.loseConnection()
+            return
+        if msg.type == REFUSED and self.peer_id and msg.sender_id == self.peer_id:
+            self._was_refused(msg)
             return
         if self.ready:
             self.node.message_received(self, msg, line)
@@ -249,8 +300,9 @@ class PeerProtocol(LineReceiver):
         lines already read are still handled; TCP then slows the sender)."""
         if not self._flood_logged:
             self._flood_logged = True
-            log.info("{peer} ({address}) sends over {rate:.0f} lines/s: reading slowed",
-                     peer=self.peer_id or "?", address=self.address, rate=FLOOD_RATE)
+            _log(self.clock, "flood", LogLevel.info,
+                 "{peer} ({address}) sends over {rate:.0f} lines/s: reading slowed",
+                 peer=self.peer_id or "?", address=self.address, rate=FLOOD_RATE)
         self.pauseProducing()
         self._flood_timer = self.clock.callLater(-self._tokens / FLOOD_RATE + 0.01,
                                                  self._unthrottle)
@@ -260,14 +312,31 @@ class PeerProtocol(LineReceiver):
         if self.connected:
             self.resumeProducing()
 
+    def _was_refused(self, msg: Message) -> None:
+        """The other side refused this link and said why: log it; it closes the link (we
+        close too); the dialer redials with backoff."""
+        self.refused_by = printable(msg.content)[:200] or "no reason given"
+        _log(self.clock, "refused by peer", LogLevel.warn,
+             "{peer} ({address}) refused the link: {why}", peer=self.peer_id,
+             address=self.address, why=self.refused_by)
+        self._awaiting_starttls = False
+        self.close(f"it refused the link: {self.refused_by}")
+
     def _first_line(self, msg: Message) -> None:
         if msg.type != JOIN:
-            log.warn("{address} opened with a {kind} line, not a join: closed",
-                     address=self.address, kind=msg.type)
+            _log(self.clock, "not a join", LogLevel.warn,
+                 "{address} opened with a {kind} line, not a join: closed",
+                 address=self.address, kind=msg.type)
             self.transport.loseConnection()
             return
         self.peer_id, self.username, self.caps = msg.sender_id, msg.username, msg.caps
         self.dialer_id = msg.sender_id
+        # Refused now, before TLS, the dialer's link never comes up: both sides agree.
+        why = self.node.link_offered(msg.sender_id, msg.username,
+                                     msg.fp if self._tls_wanted(msg.caps) else "")
+        if why is not None:
+            self.refuse(why)
+            return
         self._first = msg
         if self._tls_wanted(msg.caps) and msg.fp:
             self._expect_fp = msg.fp
@@ -282,8 +351,9 @@ class PeerProtocol(LineReceiver):
         """The dialer's side: the listener said ``starttls``; the TLS handshake follows."""
         self._awaiting_starttls = False
         if msg.type != STARTTLS or msg.sender_id != self.peer_id:
-            log.warn("{peer} ({address}) answered with a {kind} line, not starttls: closed",
-                     peer=self.peer_id, address=self.address, kind=msg.type)
+            _log(self.clock, "not starttls", LogLevel.warn,
+                 "{peer} ({address}) answered with a {kind} line, not starttls: closed",
+                 peer=self.peer_id, address=self.address, kind=msg.type)
             self.transport.abortConnection()
             return
         self._expect_fp = self._expect_fp or msg.fp
@@ -293,8 +363,9 @@ class PeerProtocol(LineReceiver):
     def _plaintext_left(self) -> bool:
         """Refuse bytes that came after the switch point in plaintext (STARTTLS injection)."""
         if self.clearLineBuffer():
-            log.warn("{address} sent plaintext after the switch to TLS: closed",
-                     address=self.address)
+            _log(self.clock, "plaintext after starttls", LogLevel.warn,
+                 "{address} sent plaintext after the switch to TLS: closed",
+                 address=self.address)
             self.transport.abortConnection()
             return True
         return False
@@ -307,8 +378,9 @@ class PeerProtocol(LineReceiver):
         """TLS is up: the peer's certificate must be the key it announced."""
         fp = certificate_fingerprint(self.transport.getPeerCertificate())
         if not fp or fp != self._expect_fp:
-            log.warn("{peer} ({address}) showed a certificate that is not the key it announced: "
-                     "closed", peer=self.peer_id, address=self.address)
+            _log(self.clock, "wrong certificate", LogLevel.warn,
+                 "{peer} ({address}) showed a certificate that is not the key it announced: "
+                 "closed", peer=self.peer_id, address=self.address)
             self.transport.abortConnection()
             return
         self.fp = fp
@@ -318,8 +390,9 @@ class PeerProtocol(LineReceiver):
         self._become_ready()
 
     def lineLengthExceeded(self, line: bytes) -> None:
-        log.warn("{peer} ({address}) sent a line over {limit} bytes: closed",
-                 peer=self.peer_id or "?", address=self.address, limit=MAX_LINE_BYTES)
+        _log(self.clock, "line too long", LogLevel.warn,
+             "{peer} ({address}) sent a line over {limit} bytes: closed",
+             peer=self.peer_id or "?", address=self.address, limit=MAX_LINE_BYTES)
         self.clearLineBuffer()
         self.transport.abortConnection()
 
@@ -334,6 +407,8 @@ class PeerProtocol(LineReceiver):
             if self.ready:
                 self.ready = False
                 why = reason.getErrorMessage() if reason is not None else "closed"
+                if self.refused_by:
+                    why = f"it refused the link: {self.refused_by}"
                 self.node.link_lost(self, why)
         finally:
             self.closed.callback(None)  # shutdown waits on this, whatever happened
@@ -352,8 +427,8 @@ class PeerServerFactory(Factory):
 
     def buildProtocol(self, addr: IAddress) -> Protocol | None:
         if len(self.open) >= MAX_INBOUND:
-            log.warn("{n} connections open: {address} refused", n=len(self.open),
-                     address=_describe(addr))
+            _log(self.clock, "inbound full", LogLevel.warn,
+                 "{n} connections open: {address} refused", n=len(self.open), address=_describe(addr))
             return None
         return PeerProtocol(self.node, self.clock, registry=self.open)
 
@@ -494,7 +569,8 @@ class Dialer:
         if failure.check(defer.CancelledError) or self._wanted.get(entry.info.peer_id) is not entry:
             return
         delay = entry.backoff.next_delay()
-        log.info("dial to {peer} at {host}:{port} failed ({why}); again in {delay:.1f} s",
-                 peer=entry.info.peer_id, host=entry.info.host, port=entry.info.port,
-                 why=failure.getErrorMessage(), delay=delay)
+        _log(self.clock, "dial failed", LogLevel.info,
+             "dial to {peer} at {host}:{port} failed ({why}); again in {delay:.1f} s", burst=50,
+             peer=entry.info.peer_id, host=entry.info.host, port=entry.info.port,
+             why=failure.getErrorMessage(), delay=delay)
         entry.retry = self.clock.callLater(delay, self._dial, entry)

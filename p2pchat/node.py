@@ -9,7 +9,12 @@ emits events to its observers.  The work is done by its parts, each in its own m
 - sending.py (with outbox.py, pure): our messages and how they go out to the links;
 - hearing.py: the others' lines, shown and kept (history.py: on disk or in memory);
 - syncing.py: catching a peer up at link-up, acks, handing on absent authors' lines;
-- presence.py (with linkwatch.py, pure): beacons, dialing, sweeping, probes, flapping links.
+- presence.py (with linkwatch.py and slots.py, pure): beacons, dialing, link slots,
+  sweeping, probes, flapping links;
+- keys.py: the key checks at link-up and rename.
+
+Log lines that the network can repeat at will (one per packet or line) are rate-limited
+(clocks.log_limited, ratelog.py).
 
 It knows nothing of sockets or screens, and takes its time from an injected clock, so tests
 drive it with ``task.Clock``.
@@ -19,13 +24,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Callable, Protocol
 
-from twisted.logger import Logger
+from twisted.logger import Logger, LogLevel
 
 from p2pchat import events
 from p2pchat.absent import RecentPeers
 from p2pchat.catchup import LOG_AGE, LOG_LINES
 from p2pchat.chat import HISTORY_SHOWN, Chat
-from p2pchat.clocks import Clock
+from p2pchat.clocks import Clock, log_limited
 from p2pchat.hearing import Hearing
 from p2pchat.history import History, MemoryHistory
 from p2pchat.identity import Identity
@@ -58,6 +63,7 @@ from p2pchat.rooms import Rooms
 from p2pchat.seen import SeenSet
 from p2pchat.sending import Sender
 from p2pchat.session import PeerSession
+from p2pchat.slots import Standing, VerifyBudget
 from p2pchat.store import Store, StoredLine
 from p2pchat.syncing import CatchUp
 from p2pchat.trust import Trust
@@ -136,6 +142,11 @@ class Node:
         self.caps = CAPS + ((CAP_TLS, CAP_RELAY) if identity else ())
         self.clock = clock
         self.peers = PeerTable()
+        #: how well each peer is known: who gets table places and link slots (slots.py)
+        self.standing = Standing(self.trust.pins.get, lambda pid: pid in self.links)
+        self.peers.rank = self.standing.of
+        #: how many beacon signatures each host may have us check (slots.py)
+        self.verify_budget = VerifyBudget()
         self.room = Room()
         #: the linked peers, by peer id
         self.links: dict[str, PeerSession] = {}
@@ -163,7 +174,7 @@ class Node:
         #: flapping links, short links, probes, liveness (linkwatch.py)
         self.watch = LinkWatch()
         #: the last nick a base peer gave in a line (its beacons keep its first nick)
-        self._line_names: dict[str, str] = {}
+        self.line_names: dict[str, str] = {}
         #: peers of ours linked in this run: private lines to them are kept while they are
         #: away (absent.py)
         self.recent = RecentPeers()
@@ -362,35 +373,47 @@ class Node:
         link = PeerSession(wire, self.clock.seconds(), keyed=self.identity is not None)
         refusal = self.keys.refusal(link)
         if refusal:
-            log.warn("link from {peer} ({address}) refused: {why}", peer=link.peer_id,
-                     address=link.address, why=refusal)
+            self.presence.refuse(link, refusal)
             self.notice(f"refused {printable(link.username or link.peer_id)} "
                          f"({link.address}): {refusal}", error=True)
-            link.close(refusal)
+            if link.dialer_id == self.peer_id and self.dialer is not None:
+                self.dialer.drop(link.peer_id)  # we'd refuse it again: don't redial it
             return False
         existing = self.links.get(link.peer_id)
+        known = self.standing.known(link.peer_id, link.username, link.fp)
+        full = False
         if existing is not None:
             if not keep_newer(self.peer_id, link.peer_id, link.dialer_id, existing.dialer_id):
                 link.close("a link to that peer is already up")
                 return False
             del self.links[existing.peer_id]
+            self.standing.known_links.discard(existing.peer_id)
             existing.close("replaced by a newer link")
-        elif len(self.links) >= MAX_LINKS:
-            link.close(f"already {MAX_LINKS} links")
-            return False
+        else:
+            refusal = self.presence.slot_refusal(link.peer_id, link.username, link.fp)
+            if refusal:
+                self.presence.refuse(link, refusal)
+                return False
+            full = len(self.links) >= MAX_LINKS
+        if known:
+            self.standing.known_links.add(link.peer_id)
         self.links[link.peer_id] = link
         self._sessions[wire] = link
+        if full:
+            self.presence.make_slot(link)  # after: the stranger that goes finds no free slot
         self.chat.linked(link.peer_id)
         if link.rooms and link.catchup:
             self.recent.seen(link.peer_id, self.nick_of(link))
         if self.dialer is not None:
             self.dialer.connected(link.peer_id)
         if not link.ours:
-            link.username = self._line_names.get(link.peer_id, link.username)
+            link.username = self.line_names.get(link.peer_id, link.username)
         self.catchup.start(link)
         if existing is None:
-            log.info("linked with {peer} at {address} ({how})", peer=link.peer_id,
-                     address=link.address, how=link.tls or "plain")
+            log_limited(self.clock, log, "linked", LogLevel.info,
+                        "linked with {peer} at {address} ({how})",
+                        burst=50, peer=link.peer_id, address=link.address,
+                        how=link.tls or "plain")
             if not link.ours:
                 # A base peer takes a dialer's first line as identification only, and shows
                 # nobody joining until a join comes after it (as its own dialer sends).
@@ -398,9 +421,25 @@ class Node:
             if not self.watch.linked(link.peer_id):
                 self.emit(events.PeerJoined(self.clock.seconds(), self.nick_of(link),
                                              link.peer_id, link.address))
+            pinned = self.trust.pins.get(link.username) if link.fp else None
             self.keys.check(link)
+            if pinned is None and link.fp and self.trust.pins.get(link.username) == link.fp:
+                self.standing.pinned_now(link.fp)  # on first use: not known until it lasts
+        info = self.peers.get(link.peer_id)
+        if info is not None and info.fp:
+            # its beacons moved while we dialed where a replay said it was
+            self.presence.moved_while_linked(link.peer_id, info.host)
         self.emit(events.PeersChanged(self.clock.seconds()))
         return True
+
+    def link_offered(self, peer_id: str, nick: str, fp: str) -> str | None:
+        """A dialer's join came (before TLS): why we would refuse it, or None (presence.py)."""
+        return self.presence.link_offered(peer_id, nick, fp)
+
+    @property
+    def max_links(self) -> int:
+        """``MAX_LINKS``, read when asked (tests lower it)."""
+        return MAX_LINKS
 
     def nick_of(self, link: PeerSession) -> str:
         """How a peer is shown: its nick, or ``nick?`` when its key is not the pinned one."""
@@ -413,8 +452,10 @@ class Node:
         del self.links[link.peer_id]
         if link.rooms and link.catchup:
             self.recent.seen(link.peer_id, self.nick_of(link))  # as last shown
+        self.standing.known_links.discard(link.peer_id)
         now = self.clock.seconds()
         lived = now - link.linked_at
+        self.standing.link_lasted(link.peer_id, link.fp, lived)
         if self.dialer is not None:
             self.dialer.link_ended(link.peer_id, lived)
         if link.said_leave:
@@ -426,8 +467,9 @@ class Node:
         elif not self.leaving:
             if link.catchup:
                 self.away[link.peer_id] = self.nick_of(link)
-            log.info("link with {peer} lost after {t:.1f} s: {why}", peer=link.peer_id,
-                     t=lived, why=why)
+            log_limited(self.clock, log, "link lost", LogLevel.info,
+                        "link with {peer} lost after {t:.1f} s: {why}", burst=50,
+                        peer=link.peer_id, t=lived, why=why)
             lost = self.watch.lost(link.peer_id, self.nick_of(link), lived, now,
                                    base=not link.ours)
             if lost.show_leave:
@@ -453,20 +495,7 @@ class Node:
         if link is None:
             return  # not linked (refused), or lost already
         if msg.sender_id != link.peer_id:
-            if link.dialer_id == self.peer_id and not link.fp:
-                # We dialed an address where another peer now listens (the one we wanted
-                # is gone): forget it rather than redial it.
-                log.info("dialed {peer} but reached {other}: link closed, {peer} forgotten",
-                         peer=link.peer_id, other=msg.sender_id)
-                self.peers.left(link.peer_id)
-                if self.dialer is not None:
-                    self.dialer.drop(link.peer_id)
-                link.said_leave = True  # nothing to show: it was never that peer
-                link.close("it is another peer")
-                return
-            log.warn("{peer} sent a line as {other}: refused, link closed",
-                     peer=link.peer_id, other=msg.sender_id)
-            link.close("it spoke for another peer")
+            self.hearing.not_its_own(link, msg)
             return
         kind = msg.type
         if kind == CHAT or kind == PRIVATE:  # most lines: checked first
@@ -496,36 +525,14 @@ class Node:
         if kind == RELAY:
             self.catchup.relayed(link, msg)
             return
-        if not self.room.accept(msg):
-            return  # a duplicate
-        now = self.clock.seconds()
-        if kind == JOIN:
-            if msg.username and msg.username != link.username:
-                old = self.nick_of(link)
-                link.username = msg.username
-                if not link.ours and len(self._line_names) < MAX_LINKS:
-                    self._line_names[link.peer_id] = msg.username
-                self.emit(events.NickChanged(now, old, self.nick_of(link), link.peer_id))
-                self.keys.check(link)
-                self.emit(events.PeersChanged(now))
-        elif kind == LEAVE:
-            if not link.said_leave:
-                link.said_leave = True
-                self.emit(events.PeerLeft(now, self.nick_of(link), link.peer_id))
-                self.left_room(link.peer_id)  # after: faces may ask which rooms it was in
-                self.emit(events.PeersChanged(now))
-                link.close("it left")  # so its shutdown need not wait for us
-        else:
-            log.debug("{peer} sent a {kind} line: not known here, ignored",
-                      peer=link.peer_id, kind=kind)
-
+        self.hearing.peer_line(link, msg)  # join (a rename), leave, or one not known here
 
     # --- catch-up (catchup.py) ------------------------------------------------------------
 
     def left_room(self, peer_id: str) -> None:
         """A peer said goodbye or was forgotten: lines no longer wait for it."""
         self.away.pop(peer_id, None)
-        self._line_names.pop(peer_id, None)
+        self.line_names.pop(peer_id, None)
         self.watch.forget(peer_id)
         self.delivery.forget_peer(peer_id)
         self.rooms.forget_peer(peer_id)

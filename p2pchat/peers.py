@@ -8,7 +8,7 @@ from __future__ import annotations
 import enum
 import random
 from dataclasses import dataclass, field
-from typing import Iterator
+from typing import Callable, Iterator
 
 from p2pchat.wire import ANNOUNCE, PING, PONG, Beacon
 
@@ -18,6 +18,9 @@ STALE_AFTER = 10.0
 GONE_AFTER = 30.0
 #: The peer table holds at most this many peers; a flood of forged beacons can't grow it further.
 MAX_PEERS = 256
+#: When full, the worst entry found by a scan of the table is remembered for this long
+#: (seconds): a flood of signed newcomers costs one scan per second, not one per beacon.
+WORST_KEPT = 1.0
 
 
 class Liveness(enum.Enum):
@@ -33,7 +36,7 @@ class Heard(enum.Enum):
     MOVED = "moved"  # a known peer at a new address or port
     REFRESHED = "refreshed"  # a known peer, nothing new
     IGNORED = "ignored"  # a pong from a stranger
-    FULL = "full"  # a new peer, but the table is full
+    FULL = "full"  # a new peer, but the table is full (of peers as well known)
 
 
 @dataclass
@@ -64,21 +67,34 @@ def should_dial(my_id: str, their_id: str) -> bool:
     return my_id.encode("utf-8") < their_id.encode("utf-8")
 
 
-class PeerTable:
-    """Peers learnt from beacons, keyed by peer id, bounded by ``limit``."""
+#: How well a peer is known, from (peer id, nick, fingerprint): higher is better (slots.py).
+Rank = Callable[[str, str, str], int]
 
-    def __init__(self, limit: int = MAX_PEERS) -> None:
+
+class PeerTable:
+    """Peers learnt from beacons, keyed by peer id, bounded by ``limit``.
+
+    When full, a newcomer of better ``rank`` than the worst entry takes its place (the worst,
+    and of those the longest unheard, goes: ``evicted``), so a flood of made-up peers can't
+    keep a peer we know out.  Without ``rank`` every peer ranks the same."""
+
+    def __init__(self, limit: int = MAX_PEERS, rank: Rank | None = None) -> None:
         self._peers: dict[str, PeerInfo] = {}
         self.limit = limit
+        self.rank = rank
+        #: the entries the last ``heard`` pushed out (for the caller to forget them)
+        self.evicted: list[PeerInfo] = []
+        self._worst: tuple[float, PeerInfo] | None = None  # when found, and the entry
 
     def heard(self, beacon: Beacon, host: str, now: float) -> Heard:
         """Record a beacon from ``host``.  ``announce`` and ``ping`` add or refresh a peer; a
         ``pong`` only refreshes one we know (as the reference does).  ``leave`` is ``left``."""
         known = self._peers.get(beacon.peer_id)
+        self.evicted = []
         if known is None:
             if beacon.type not in (ANNOUNCE, PING):
                 return Heard.IGNORED
-            if len(self._peers) >= self.limit:
+            if len(self._peers) >= self.limit and not self._make_room(beacon, now):
                 return Heard.FULL
             self._peers[beacon.peer_id] = PeerInfo(
                 beacon.peer_id, beacon.username, host, beacon.port, now, beacon.caps,
@@ -98,15 +114,47 @@ class PeerTable:
             return Heard.MOVED
         return Heard.REFRESHED
 
-    def evict_address(self, keep_id: str, host: str, port: int,
-                      signed: bool = False) -> list[PeerInfo]:
+    def _make_room(self, beacon: Beacon, now: float) -> bool:
+        """The table is full: push out the worst entry if the newcomer ranks above it.  An
+        unsigned newcomer (rank 0) can't rank above anything, so a flood of them costs no
+        scan of the table; the worst entry is remembered for WORST_KEPT seconds."""
+        if self.rank is None:
+            return False
+        mine = self.rank(beacon.peer_id, beacon.username, beacon.fp)
+        if mine <= 0:
+            return False
+        worst = self._find_worst(now)
+        rank = self.rank(worst.peer_id, worst.username, worst.fp)
+        if rank >= mine:
+            return False
+        del self._peers[worst.peer_id]
+        self._worst = None
+        self.evicted = [worst]
+        return True
+
+    def _find_worst(self, now: float) -> PeerInfo:
+        rank = self.rank
+        assert rank is not None  # only asked for when there is a rank (_make_room)
+        kept = self._worst
+        if (kept is not None and now - kept[0] < WORST_KEPT
+                and self._peers.get(kept[1].peer_id) is kept[1]):
+            return kept[1]
+        worst = min(self._peers.values(),
+                    key=lambda p: (rank(p.peer_id, p.username, p.fp), p.last_seen))
+        self._worst = (now, worst)
+        return worst
+
+    def evict_address(self, keep_id: str, host: str, port: int, signed: bool = False,
+                      keep: Callable[[PeerInfo], bool] | None = None) -> list[PeerInfo]:
         """Forget other peers announced at ``host:port``: one port has one listener, so a
         beacon from ``keep_id`` there means they are gone (a restarted base peer gets a new
         id and often the same port; redialing the old id would reach the new peer).  A peer
-        that signs its beacons is evicted only by a signed beacon."""
+        that signs its beacons is evicted only by a signed beacon, and none for which
+        ``keep`` says so (linked, or its key pinned: a rogue beacon at its address must not
+        make us forget it)."""
         stale = [p for p in self._peers.values()
                  if p.peer_id != keep_id and (p.host, p.port) == (host, port)
-                 and (signed or not p.fp)]
+                 and (signed or not p.fp) and not (keep is not None and keep(p))]
         for peer in stale:
             del self._peers[peer.peer_id]
         return stale

@@ -20,7 +20,8 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from p2pchat.identity import Identity, peer_id_for, spki_fingerprint
-from p2pchat.wire import CHAT, MAX_LINE_BYTES, Message, WireError, format_time, parse_message
+from p2pchat.wire import (CHAT, DEFAULT_ROOM, MAX_LINE_BYTES, Message, WireError, format_time,
+                          parse_message)
 
 #: ``relay/1``: signs its lines, and hands on (and takes) other authors' signed lines.
 CAP_RELAY = "relay/1"
@@ -59,7 +60,7 @@ def _raw_payload(obj: dict[str, Any]) -> bytes:
     meta = obj.get("metadata") or {}
     return _payload([obj.get("id"), obj.get("type"), obj.get("sender_id"),
                      obj.get("username", ""), obj.get("content", ""), obj.get("timestamp", ""),
-                     obj.get("sequence", 0), obj.get("room_id") or "general",
+                     obj.get("sequence", 0), obj.get("room_id") or DEFAULT_ROOM,
                      str(meta.get("to", "")), str(meta.get("action", ""))])
 
 

@@ -6,24 +6,11 @@ from __future__ import annotations
 
 from typing import Iterable
 
+# room_name (what the user typed to a room name) is the faces' too: commands.py; private_key
+# is part of the contract: interfaces.py.
+from p2pchat.commands import ROOM_EXAMPLE, room_name  # noqa: F401
+from p2pchat.interfaces import private_key  # noqa: F401
 from p2pchat.wire import DEFAULT_ROOM, MAX_ROOMS, Message, WireError, room_problem
-
-#: Shown with a refused room name: names that work.
-ROOM_EXAMPLE = "#ops or #team-2"
-
-
-def room_name(text: str) -> tuple[str, str | None]:
-    """What the user typed (``#Ops``, ``ops``) to a room name, and why it can't be one."""
-    name = text.strip().lstrip("#").lower()
-    problem = room_problem(name)
-    if problem and name:
-        problem = f"{problem}; for example {ROOM_EXAMPLE}"
-    return name, problem
-
-
-def private_key(peer_id: str) -> str:
-    """The key a private conversation is kept under (history, faces): ``@peer_id``."""
-    return f"@{peer_id}"
 
 
 def rooms_of(msg: Message) -> frozenset[str]:

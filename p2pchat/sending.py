@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from twisted.logger import Logger
+from twisted.logger import Logger, LogLevel
 
+from p2pchat.clocks import log_limited
 from p2pchat.relay import sign_line
 from p2pchat.wire import CHAT, DEFAULT_ROOM, JOIN, PRIVATE, STARTTLS, Message, new_message_id
 
@@ -107,7 +108,8 @@ class Sender:
             return
         lines, missing = node.outbox.due(link.cursor)
         if missing:
-            log.warn("lines for {peer} are too old to send", peer=link.peer_id)
+            log_limited(node.clock, log, "too old to send", LogLevel.warn,
+                        "lines for {peer} are too old to send", peer=link.peer_id)
             node.notice(f"{node.nick_of(link)} missed older lines that are no longer kept",
                          error=True)
         wire = link.wire

@@ -101,5 +101,14 @@ class PeerSession:
     def abort(self, why: str) -> None:
         self.wire.abort(why)
 
+    def refuse(self, why: str) -> None:
+        """Close the link as refused: a mesh link tells a peer of ours why first (a
+        ``refused`` line, mesh.PeerProtocol.refuse); any other wire is just closed."""
+        refuse = getattr(self.wire, "refuse", None)
+        if refuse is not None:
+            refuse(why)
+        else:
+            self.wire.close(why)
+
     def __repr__(self) -> str:
         return f"<PeerSession {self.peer_id} ({self.username})>"

@@ -13,7 +13,7 @@ import os
 import select
 import sys
 import time
-from typing import NoReturn
+from typing import Any, NoReturn
 
 #: How long the terminal waits for a daemon to say it started.
 DAEMON_START_TIMEOUT = 30.0
@@ -44,6 +44,8 @@ def started(line: str) -> None:
 def _report(text: str) -> None:
     global _report_fd
     fd, _report_fd = _report_fd, None
+    if fd is None:
+        return  # reported already: one report per start
     try:
         os.write(fd, text.encode("utf-8", "replace")[:4000])
     except OSError:
@@ -52,7 +54,7 @@ def _report(text: str) -> None:
         os.close(fd)
 
 
-def detach(log_path: str, reactor=None) -> None:
+def detach(log_path: str, reactor: Any = None) -> None:
     """Become a daemon (double fork, a new session, stdio on /dev/null).  Only the child
     returns; the first process waits for its report and exits with it."""
     global _report_fd

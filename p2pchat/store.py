@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 from twisted.logger import Logger
 
@@ -388,12 +388,15 @@ class Store:
 
     # --- reading --------------------------------------------------------------------------
 
-    def recent(self, room: str, count: int) -> list[StoredLine]:
-        """The last ``count`` lines of a room, oldest first."""
+    def recent(self, room: str, count: int, skip: Sequence[str] = ()) -> list[StoredLine]:
+        """The last ``count`` lines of a room, oldest first; none of the authors in ``skip``
+        (the ignored: left out in the query, so they don't use up the count)."""
         self.flush()
+        unless = f"and sender_id not in ({','.join('?' * len(skip))}) " if skip else ""
         rows = self._db.execute(
             "select id, room, sender_id, nick, text, action, own, ts, raw from lines "
-            "where room = ? order by ts desc, rowid desc limit ?", (room, count)).fetchall()
+            f"where room = ? {unless}order by ts desc, rowid desc limit ?",
+            (room, *skip, count)).fetchall()
         return [StoredLine(r[0], r[1], r[2], r[3], r[4] or _text_of(r[8]), bool(r[5]),
                            bool(r[6]), r[7]) for r in reversed(rows)]
 

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from twisted.logger import Logger
+from twisted.logger import Logger, LogLevel
 
 from p2pchat import events
-from p2pchat.clocks import Delayed
+from p2pchat.clocks import Delayed, log_limited
 from p2pchat.catchup import ACK_DELAY, parse_ack, parse_sync, sync_metadata
 from p2pchat.relay import (
     RELAY,
@@ -72,8 +72,9 @@ class CatchUp:
     def line(self, link: PeerSession, msg: Message) -> None:
         node = self.node
         if not link.catchup:
-            log.debug("{peer} sent {kind} without announcing catch-up: ignored",
-                      peer=link.peer_id, kind=msg.type)
+            log_limited(node.clock, log, "catch-up unannounced", LogLevel.debug,
+                        "{peer} sent {kind} without announcing catch-up: ignored",
+                        peer=link.peer_id, kind=msg.type)
             return
         try:
             if msg.type == SYNC:
@@ -88,8 +89,9 @@ class CatchUp:
             else:
                 self.acked(link, parse_ack(msg))
         except WireError as e:
-            log.warn("bad {kind} from {peer} skipped: {why}", kind=msg.type, peer=link.peer_id,
-                     why=str(e))
+            log_limited(node.clock, log, "bad sync or ack", LogLevel.warn,
+                        "bad {kind} from {peer} skipped: {why}", kind=msg.type,
+                        peer=link.peer_id, why=str(e))
 
     def synced(self, link: PeerSession, sync: Sync) -> None:
         # Lines it said before we were in the room are not ours to have; from now on we are
@@ -185,15 +187,18 @@ class CatchUp:
         try:
             pairs = relayed_of(msg)
         except WireError as e:
-            log.warn("bad relay line from {peer} skipped: {why}", peer=link.peer_id, why=str(e))
+            log_limited(node.clock, log, "bad relay line", LogLevel.warn,
+                        "bad relay line from {peer} skipped: {why}", peer=link.peer_id,
+                        why=str(e))
             return
         now = node.clock.seconds()
         for raw, key in pairs:
             try:
                 relayed = check_relayed(raw, key)
             except WireError as e:
-                log.warn("a line {peer} handed on was refused: {why}", peer=link.peer_id,
-                         why=str(e))
+                log_limited(node.clock, log, "relayed line refused", LogLevel.warn,
+                            "a line {peer} handed on was refused: {why}", peer=link.peer_id,
+                            why=str(e))
                 continue
             line = relayed.msg
             if line.sender_id == node.peer_id or line.room_id not in node.rooms.joined:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from twisted.trial.unittest import TestCase
 
-from p2pchat.commands import Command, Refusal, Say, help_lines, parse_input
+from p2pchat.commands import Command, Refusal, Say, help_lines, parse_input, room_name
 from p2pchat.wire import MAX_SAY_BYTES
 
 
@@ -34,3 +34,15 @@ class Parse(TestCase):
         text = "\n".join(help_lines())
         for name in ("/help", "/users", "/who", "/nick", "/me", "/clear", "/quit", "/q", "/exit"):
             self.assertIn(name, text)
+
+
+class RoomNames(TestCase):
+    """What the user typed to a room name (commands.room_name: the faces and the node use the
+    same)."""
+
+    def test_names(self) -> None:
+        self.assertEqual(room_name("#Ops"), ("ops", None))
+        self.assertEqual(room_name("  team-2 "), ("team-2", None))
+        name, problem = room_name("#bad room")
+        self.assertIn("for example #ops or #team-2", problem or "")
+        self.assertEqual(room_name("")[0], "")

@@ -7,6 +7,7 @@ from __future__ import annotations
 from p2pchat.wire import Beacon
 
 import time
+from dataclasses import replace
 
 import urwid
 from twisted.internet.task import Clock
@@ -21,10 +22,14 @@ from p2pchat.console import ConsoleFace, ConsoleService
 from p2pchat.console import format as fmt
 from p2pchat.console.app import SIDEBAR_MIN_COLS, SIDEBAR_WIDTH
 from p2pchat.console import widgets
+from p2pchat.console import app, keys, paste
+from p2pchat.console.complete import candidates
+from p2pchat.console.paste import PasteGate
 from p2pchat.console.widgets import INPUT_ROWS, PeerList, StatusBar
 from p2pchat.node import CAPS, PeerView, Node
 from p2pchat.store import Store, StoredLine
-from p2pchat.wire import ACK, CHAT, MAX_SAY_BYTES, PRIVATE, ROOMS, SYNC, Message
+from p2pchat.wire import ACK, CHAT, DEFAULT_ROOM, MAX_SAY_BYTES, PRIVATE, ROOMS, SYNC, Message
+from tests.fakechat import FakeChat
 from tests.fakes import FakeLink
 
 NOW = 1_700_000_000.0
@@ -45,7 +50,7 @@ class Harness:
         self.node.port = 8123
         self.quits: list[int] = []
         self.bells: list[int] = []
-        self.face = ConsoleFace(self.node, on_quit=lambda: self.quits.append(1),
+        self.face = ConsoleFace(self.node, on_quit=lambda: self.quits.append(1), clock=self.clock,
                                 bell=lambda: self.bells.append(1), log_path=log_path)
         self.face.attach()
         if clear:
@@ -126,6 +131,51 @@ class Harness:
         return "\n".join(self.lines(size))
 
 
+class ChatHarness(Harness):
+    """A ConsoleFace on a FakeChat (no node: what the chat says is set by the test), with the
+    same helpers as ``Harness``; its peers are ``PeerView`` rows."""
+
+    def __init__(self, nick: str = "alice", log_path: str | None = "/data/p2pchat.log",
+                 clear: bool = True) -> None:
+        self.clock = Clock()
+        self.clock.advance(NOW)
+        self.chat = FakeChat(nick, f"{nick}_0000", clock=self.clock)
+        self.quits: list[int] = []
+        self.bells: list[int] = []
+        self.face = ConsoleFace(self.chat, on_quit=lambda: self.quits.append(1), clock=self.clock,
+                                bell=lambda: self.bells.append(1), log_path=log_path)
+        self.face.attach()
+        if clear:
+            self.face.clear()
+
+    def link(self, nick: str) -> PeerView:  # type: ignore[override]
+        """A base peer (no rooms, no private lines, a plain link)."""
+        return self.chat.link(nick, ours=False, encrypted=False)
+
+    def peer(self, nick: str, rooms: tuple[str, ...] = ()) -> PeerView:  # type: ignore[override]
+        """A peer of ours (rooms, private lines), on a plain link as Harness's are."""
+        return self.chat.link(nick, rooms, encrypted=False)
+
+    def rooms(self, peer: PeerView, *rooms: str) -> None:  # type: ignore[override]
+        """``peer`` says it is in ``rooms`` now: told as the node tells it."""
+        now = {DEFAULT_ROOM, *rooms}
+        before = set(self.chat.rooms_of(peer.peer_id))
+        self.chat.peers = [replace(p, rooms=tuple(sorted(now))) if p.peer_id == peer.peer_id
+                           else p for p in self.chat.peers]
+        for room in sorted(now ^ before):
+            if room in self.chat.rooms:
+                self.chat.emit(events.RoomChanged(NOW, room, peer.nick, peer.peer_id,
+                                                  joined=room in now))
+        self.chat.emit(events.PeersChanged(NOW))
+
+    def hear(self, peer: PeerView, text: str, action: str | None = None,  # type: ignore[override]
+             room: str = "general") -> None:
+        self.chat.hear(peer, action if action else text, room=room, action=bool(action))
+
+    def hear_private(self, peer: PeerView, text: str) -> None:  # type: ignore[override]
+        self.chat.hear(peer, text, room="@")
+
+
 def screen_lines(canvas: urwid.Canvas) -> list[str]:
     return [row.decode("utf-8") for row in canvas.text]
 
@@ -174,7 +224,8 @@ def display_col(line: str, needle: str) -> int:
 
 class FormatTests(unittest.TestCase):
     def test_nick_color_is_stable_and_spread(self) -> None:
-        self.assertEqual(fmt.nick_attr("alice"), fmt.nick_attr("alice"))
+        # The same entries in every process (a salted hash() would give others, run to run).
+        self.assertEqual((fmt.nick_attr("alice"), fmt.nick_attr("bob")), ("nick7", "nick6"))
         names = {name for name, *_ in fmt.PALETTE}
         attrs = {fmt.nick_attr(f"user{i}") for i in range(40)}
         self.assertTrue(attrs <= names)
@@ -198,8 +249,10 @@ class FormatTests(unittest.TestCase):
 
 
 class MessageTests(unittest.TestCase):
+    """Rows as the console draws them, on a FakeChat."""
+
     def setUp(self) -> None:
-        self.h = Harness()
+        self.h = ChatHarness()
         self.bob = self.h.link("bob")
 
     def test_chat_line_layout_and_colors(self) -> None:
@@ -220,12 +273,11 @@ class MessageTests(unittest.TestCase):
         canvas = self.h.render()
         self.assertEqual(attr_at(canvas, "alice my own"), "own_nick")
         self.assertEqual(attr_at(canvas, "my own words"), "own_text")
-        self.assertEqual([m.content for m in self.bob.sent if m.type == CHAT], ["my own words"])
+        self.assertEqual(self.h.chat.said, [("general", "my own words", False)])
 
     def test_notices_are_dimmed(self) -> None:
         carol = self.h.link("carol")
-        self.h.node.message_received(carol, Message(id="n1", type="join", sender_id=carol.peer_id,
-                                                    username="caroline", timestamp=NOW))
+        self.h.chat.emit(events.NickChanged(NOW, "carol", "caroline", carol.peer_id))
         self.h.face.on_event(events.PeerLeft(NOW, "bob", self.bob.peer_id, "connection lost"))
         canvas = self.h.render()
         text = "\n".join(screen_lines(canvas))
@@ -242,7 +294,8 @@ class MessageTests(unittest.TestCase):
         self.h.hear(self.bob, words)
         lines = self.h.lines()
         first = row_with(lines, "word0 ")
-        following = [ln for ln in lines[first + 1:first + 4]]
+        following = lines[first + 1:first + 4]
+        self.assertEqual(len(following), 3)  # 40 words take more than four rows
         for line in following:
             self.assertEqual(line[:TEXT_COL], " " * TEXT_COL)
             self.assertRegex(line[TEXT_COL:], r"^word\d+")
@@ -276,6 +329,8 @@ class MessageTests(unittest.TestCase):
         self.assertEqual(self.h.bells, [])
 
     def test_undelivered_mark_and_notice(self) -> None:
+        self.h = Harness()  # the notice is the node's
+        self.bob = self.h.link("bob")
         self.h.node.link_lost(self.bob, "gone")
         self.h.enter("anyone here?")
         canvas = self.h.render()
@@ -290,13 +345,10 @@ class MessageTests(unittest.TestCase):
         self.assertIn("anyone here?", self.h.text())
 
     def test_delivered_event_clears_the_mark(self) -> None:
-        delivered = getattr(events, "Delivered", None)
-        if delivered is None:
-            raise unittest.SkipTest("the node has no Delivered event yet")
-        self.h.node.link_lost(self.bob, "gone")
+        self.h.chat.unlink(self.bob)
         self.h.enter("said while alone")
         (message_id,) = self.h.face.undelivered
-        self.h.face.on_event(delivered(NOW, message_id))
+        self.h.face.on_event(events.Delivered(NOW, message_id))
         self.assertIn("said while alone", self.h.text())
         self.assertNotIn("(not delivered)", self.h.text())
         self.assertEqual(self.h.face.undelivered, {})
@@ -373,7 +425,7 @@ class StatusBarTests(unittest.TestCase):
         self.assertEqual(attr_at(canvas, "4100/"), "status_over")
 
     def test_face_status_line(self) -> None:
-        h = Harness()
+        h = ChatHarness()
         lines = h.lines()
         self.assertIn("alice │ #general │ port 8123 │ peers 0/0", lines[-2])
         self.assertTrue(lines[-1].startswith("> "))
@@ -383,8 +435,11 @@ class StatusBarTests(unittest.TestCase):
 
 
 class CommandTests(unittest.TestCase):
+    """The commands as the console runs them, on a FakeChat (what the node does with them:
+    test_node, test_rooms, test_nicks)."""
+
     def setUp(self) -> None:
-        self.h = Harness()
+        self.h = ChatHarness()
 
     def test_help_lists_commands_keys_and_log(self) -> None:
         self.h.enter("/help")
@@ -396,7 +451,7 @@ class CommandTests(unittest.TestCase):
             self.assertIn(word, text)
 
     def test_help_without_log_file(self) -> None:
-        h = Harness(log_path=None)
+        h = ChatHarness(log_path=None)
         h.enter("/help")
         self.assertIn("--logfile", "\n".join(h.face.messages.rows_text()))
 
@@ -411,7 +466,7 @@ class CommandTests(unittest.TestCase):
 
     def test_nick(self) -> None:
         self.h.enter("/nick carol")
-        self.assertEqual(self.h.node.nick, "carol")
+        self.assertEqual(self.h.chat.nick, "carol")
         text = self.h.text()
         self.assertIn("-- you are now known as carol", text)
         self.assertIn(" carol │ #general", text)
@@ -422,13 +477,14 @@ class CommandTests(unittest.TestCase):
         self.assertIn("! nick not changed: a nick has at most 20 characters",
                       self.h.face.messages.rows_text()[-1])
         self.assertEqual(attr_at(canvas, "nick not changed"), "error")
-        self.assertEqual(self.h.node.nick, "alice")
+        self.assertEqual(self.h.chat.nick, "alice")
 
     def test_nick_usage(self) -> None:
         self.h.enter("/nick")
         self.assertIn("usage: /nick NAME", self.h.text())
 
     def test_me(self) -> None:
+        self.h = Harness()  # what a base peer is sent: the real node
         bob = self.h.link("bob")
         self.h.enter("/me waves")
         self.assertIn("* alice waves", self.h.text())
@@ -445,7 +501,7 @@ class CommandTests(unittest.TestCase):
 
     def test_quit_and_aliases(self) -> None:
         for word in ("/quit", "/q", "/exit"):
-            h = Harness()
+            h = ChatHarness()
             h.enter(word)
             self.assertEqual(h.quits, [1], word)
             h.enter("/quit")
@@ -461,11 +517,17 @@ class CommandTests(unittest.TestCase):
         self.assertIn("! unknown command /frobnicate; /help lists the commands",
                       self.h.face.messages.rows_text()[-1])
         self.assertEqual(attr_at(canvas, "unknown command"), "error")
-        # The refused line stays in the input, to be fixed.
+        # The refused line leaves the input (Up brings it back to fix it): what is typed
+        # next is a line of its own, not glued onto it.
+        self.assertEqual(self.h.face.input.edit_text, "")
+        self.h.link("bob")
+        self.h.enter("hello")
+        self.assertEqual(self.h.chat.said, [("general", "hello", False)])
+        self.h.keys("up", "up")
         self.assertEqual(self.h.face.input.edit_text, "/frobnicate now")
 
     def test_over_limit_refused_and_kept(self) -> None:
-        bob = self.h.link("bob")
+        self.h.link("bob")
         text = "x" * (MAX_SAY_BYTES + 1)
         self.h.face.input.set_edit_text(text)
         self.h.face.refresh_status()
@@ -477,7 +539,9 @@ class CommandTests(unittest.TestCase):
         self.h.keys("enter")
         self.assertIn(f"that line is {MAX_SAY_BYTES + 1} bytes; the limit is {MAX_SAY_BYTES}",
                       self.h.face.messages.rows_text()[-1])
-        self.assertEqual([m for m in bob.sent if m.type == CHAT], [])
+        self.assertEqual(self.h.chat.said, [])
+        self.assertEqual(self.h.face.input.edit_text, "")
+        self.h.keys("up")
         self.assertEqual(self.h.face.input.edit_text, text)
 
     def test_wide_text_limit_counts_bytes(self) -> None:
@@ -486,23 +550,23 @@ class CommandTests(unittest.TestCase):
         self.assertIn("the limit is", self.h.face.messages.rows_text()[-1])
 
     def test_empty_input_ignored(self) -> None:
-        bob = self.h.link("bob")
+        self.h.link("bob")
         self.h.face.clear()
         self.h.keys("enter")
         self.h.enter("   ")
         self.assertEqual(self.h.face.messages.rows_text(), [])
-        self.assertEqual(bob.sent, [])
+        self.assertEqual(self.h.chat.calls, [])
 
     def test_double_slash_says_slash(self) -> None:
-        bob = self.h.link("bob")
+        self.h.link("bob")
         self.h.enter("//shrug")
-        self.assertEqual([m.content for m in bob.sent if m.type == CHAT], ["/shrug"])
+        self.assertEqual(self.h.chat.said, [("general", "/shrug", False)])
 
     def test_failure_is_logged_and_shown(self) -> None:
         def boom(*args: object, **kwargs: object) -> None:
             raise RuntimeError("boom")
 
-        self.h.node.say = boom
+        self.h.chat.say = boom  # type: ignore[method-assign]
         self.h.enter("hello")
         self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
         self.assertIn("that failed; the log has the details",
@@ -515,7 +579,7 @@ class CommandTests(unittest.TestCase):
 
 class KeyTests(unittest.TestCase):
     def setUp(self) -> None:
-        self.h = Harness()
+        self.h = ChatHarness()
         self.input = self.h.face.input
 
     def test_line_editing_keys(self) -> None:
@@ -597,7 +661,7 @@ class KeyTests(unittest.TestCase):
 
 class ScrollTests(unittest.TestCase):
     def setUp(self) -> None:
-        self.h = Harness()
+        self.h = ChatHarness()
         self.bob = self.h.link("bob")
         for i in range(60):
             self.h.hear(self.bob, f"line {i}")
@@ -675,32 +739,15 @@ class ScrollTests(unittest.TestCase):
 
 
 class ConversationTests(unittest.TestCase):
+    """Conversations as the console shows them, on a FakeChat."""
+
     def setUp(self) -> None:
-        self.h = Harness()
+        self.h = ChatHarness()
         self.bob = self.h.peer("bob", rooms=("ops",))
         self.carol = self.h.peer("carol")
 
     def status(self, size: tuple[int, int] = SIZE) -> str:
         return self.h.lines(size)[-2]
-
-    def test_join_opens_and_shows_the_room(self) -> None:
-        self.h.enter("/join #ops")
-        self.assertEqual(self.h.face.room, "ops")
-        self.assertEqual(self.h.sidebar()[:3], ["conversations", "1 #general", "2 #ops"])
-        canvas = self.h.render()
-        self.assertEqual(attr_at(canvas, "2 #ops"), "conv_current")
-        self.assertEqual(attr_at(canvas, "1 #general"), "conv")
-        self.assertIn("alice │ #ops │ port 8123", self.status())
-        ops = "\n".join(self.h.pane("ops"))
-        self.assertIn("--> you joined #ops", ops)
-        self.assertIn("- also here: bob", ops)
-        self.assertNotIn("you joined", "\n".join(self.h.pane("general")))
-        # What you type now goes to #ops only.
-        self.h.enter("ops only")
-        self.assertEqual([(m.room_id, m.content) for m in self.bob.sent if m.type == CHAT],
-                         [("ops", "ops only")])
-        self.assertEqual([m for m in self.carol.sent if m.type == CHAT], [])
-        self.assertIn("alice ops only", self.h.text())
 
     def test_join_a_room_you_are_in_switches_to_it(self) -> None:
         self.h.enter("/join #ops")
@@ -783,6 +830,79 @@ class ConversationTests(unittest.TestCase):
         self.h.keys("meta 2")
         self.assertIn("bob deploy at three", self.h.text())
 
+    def test_msg_to_nobody(self) -> None:
+        self.h.enter("/msg dave hello")
+        self.assertIn("! no peer called dave", self.h.text())
+        self.assertEqual(len(self.h.face.conversations), 1)
+
+    def test_part_closes_a_private_talk(self) -> None:
+        self.h.enter("/query carol")
+        self.h.enter("/part")
+        self.assertEqual(self.h.face.room, "general")
+        self.assertIsNone(self.h.face.find("@carol_0001"))
+
+    def test_members_of_the_room_first(self) -> None:
+        self.h.enter("/join #ops")
+        side = self.h.sidebar()
+        start = side.index("peers 2/2")
+        self.assertEqual(side[start + 1:start + 5],
+                         ["in #ops: 1", "●   bob plain", "elsewhere:", "●   carol plain"])
+        self.h.keys("meta 1")
+        side = self.h.sidebar()
+        start = side.index("peers 2/2")
+        self.assertEqual(side[start + 1:start + 3], ["●   bob plain", "●   carol plain"])
+
+    def test_narrow_terminal_keeps_the_counts_in_the_status_bar(self) -> None:
+        self.h.enter("/join #ops")
+        self.h.hear(self.carol, "hello")
+        narrow = (SIDEBAR_MIN_COLS - 1, 10)
+        lines = self.h.lines(narrow)
+        self.assertNotIn("│ 1 #general", "\n".join(lines))
+        self.assertIn("#ops", lines[-2])
+        self.assertIn("1 unread in 1", lines[-2])
+
+    def test_many_conversations_fit(self) -> None:
+        for i in range(12):
+            self.h.enter(f"/join #room{i}")
+        for size in ((80, 24), (80, 8), (60, 5), (120, 40)):
+            lines = self.h.lines(size)
+            self.assertEqual(len(lines), size[1])
+            self.assertTrue(all(calc_width(ln, 0, len(ln)) == size[0] for ln in lines))
+        # The current one (the 13th, past Alt-9: shown with a dot) stays in view.
+        self.assertIn("· #room11", "\n".join(self.h.sidebar((80, 24))))
+
+
+class ConversationNodeTests(unittest.TestCase):
+    """Conversations with what the real node sends where (rooms, private lines, their
+    acks)."""
+
+    def setUp(self) -> None:
+        self.h = Harness()
+        self.bob = self.h.peer("bob", rooms=("ops",))
+        self.carol = self.h.peer("carol")
+
+    def status(self, size: tuple[int, int] = SIZE) -> str:
+        return self.h.lines(size)[-2]
+
+    def test_join_opens_and_shows_the_room(self) -> None:
+        self.h.enter("/join #ops")
+        self.assertEqual(self.h.face.room, "ops")
+        self.assertEqual(self.h.sidebar()[:3], ["conversations", "1 #general", "2 #ops"])
+        canvas = self.h.render()
+        self.assertEqual(attr_at(canvas, "2 #ops"), "conv_current")
+        self.assertEqual(attr_at(canvas, "1 #general"), "conv")
+        self.assertIn("alice │ #ops │ port 8123", self.status())
+        ops = "\n".join(self.h.pane("ops"))
+        self.assertIn("--> you joined #ops", ops)
+        self.assertIn("- also here: bob", ops)
+        self.assertNotIn("you joined", "\n".join(self.h.pane("general")))
+        # What you type now goes to #ops only.
+        self.h.enter("ops only")
+        self.assertEqual([(m.room_id, m.content) for m in self.bob.sent if m.type == CHAT],
+                         [("ops", "ops only")])
+        self.assertEqual([m for m in self.carol.sent if m.type == CHAT], [])
+        self.assertIn("alice ops only", self.h.text())
+
     def test_private_line_opens_a_conversation_without_switching(self) -> None:
         self.h.hear_private(self.carol, "psst, lunch?")
         self.assertEqual(self.h.face.room, "general")
@@ -815,11 +935,6 @@ class ConversationTests(unittest.TestCase):
         self.assertIn("2 carol", self.h.sidebar())  # your own line is not unread
         self.assertNotIn("unread", self.status())
 
-    def test_msg_to_nobody(self) -> None:
-        self.h.enter("/msg dave hello")
-        self.assertIn("! no peer called dave", self.h.text())
-        self.assertEqual(len(self.h.face.conversations), 1)
-
     def test_query_switches(self) -> None:
         self.h.enter("/query carol")
         self.assertEqual(self.h.face.room, "@carol_0001")
@@ -834,13 +949,14 @@ class ConversationTests(unittest.TestCase):
         self.h.keys("enter")
         self.assertIn("the limit is", self.h.face.messages.rows_text()[-1])
         self.assertEqual(len([m for m in self.carol.sent if m.type == PRIVATE]), 1)
+        self.h.keys("up")
         self.assertTrue(self.h.face.input.edit_text.startswith("/query carol xxx"))
         self.h.face.input.set_edit_text("")
         self.h.enter("/query carol //shrug")
         self.assertEqual([m.content for m in self.carol.sent if m.type == PRIVATE][-1], "//shrug")
         self.h.enter("/query zed")
         self.assertIn("! no peer called zed", self.h.text())
-        self.assertEqual(self.h.face.input.edit_text, "/query zed")
+        self.assertEqual(self.h.face.input.edit_text, "")
 
     def test_part_leaves_the_room_and_shows_general(self) -> None:
         self.h.enter("/join #ops")
@@ -850,12 +966,6 @@ class ConversationTests(unittest.TestCase):
         self.assertNotIn("#ops", "\n".join(self.h.sidebar()))
         self.assertIn("<-- you left #ops", self.h.text())
         self.assertNotIn("ops", self.h.node.rooms.joined)
-
-    def test_part_closes_a_private_talk(self) -> None:
-        self.h.enter("/query carol")
-        self.h.enter("/part")
-        self.assertEqual(self.h.face.room, "general")
-        self.assertIsNone(self.h.face.find("@carol_0001"))
 
     def test_others_joining_and_leaving_a_room(self) -> None:
         self.h.enter("/join #ops")
@@ -878,36 +988,6 @@ class ConversationTests(unittest.TestCase):
         self.assertIn("-- carol is now known as caroline",
                       "\n".join(self.h.pane("@carol_0001")))
         self.assertIn("2 caroline", "\n".join(self.h.sidebar()))
-
-    def test_members_of_the_room_first(self) -> None:
-        self.h.enter("/join #ops")
-        side = self.h.sidebar()
-        start = side.index("peers 2/2")
-        self.assertEqual(side[start + 1:start + 5],
-                         ["in #ops: 1", "●   bob plain", "elsewhere:", "●   carol plain"])
-        self.h.keys("meta 1")
-        side = self.h.sidebar()
-        start = side.index("peers 2/2")
-        self.assertEqual(side[start + 1:start + 3], ["●   bob plain", "●   carol plain"])
-
-    def test_narrow_terminal_keeps_the_counts_in_the_status_bar(self) -> None:
-        self.h.enter("/join #ops")
-        self.h.hear(self.carol, "hello")
-        narrow = (SIDEBAR_MIN_COLS - 1, 10)
-        lines = self.h.lines(narrow)
-        self.assertNotIn("│ 1 #general", "\n".join(lines))
-        self.assertIn("#ops", lines[-2])
-        self.assertIn("1 unread in 1", lines[-2])
-
-    def test_many_conversations_fit(self) -> None:
-        for i in range(12):
-            self.h.enter(f"/join #room{i}")
-        for size in ((80, 24), (80, 8), (60, 5), (120, 40)):
-            lines = self.h.lines(size)
-            self.assertEqual(len(lines), size[1])
-            self.assertTrue(all(calc_width(ln, 0, len(ln)) == size[0] for ln in lines))
-        # The current one (the 13th, past Alt-9: shown with a dot) stays in view.
-        self.assertIn("· #room11", "\n".join(self.h.sidebar((80, 24))))
 
 
 class HistoryTests(unittest.TestCase):
@@ -1050,6 +1130,24 @@ class DeliveryTests(unittest.TestCase):
         self.assertNotIn("(not delivered)", self.h.text())
 
 
+class UndeliveredCapTests(unittest.TestCase):
+    """The marks kept to clear are bounded: nobody may ever ack a line said to no one."""
+
+    def test_the_oldest_marks_are_let_go(self) -> None:
+        self.patch(app, "UNDELIVERED_KEPT", 3)
+        h = ChatHarness()
+        for i in range(5):
+            h.face.on_event(events.ChatLine(NOW, "alice", f"alone {i}", "alice_0000", f"u{i}",
+                                            own=True, sent_to=0))
+        self.assertEqual(list(h.face.undelivered), ["u2", "u3", "u4"])
+        h.face.on_event(events.Delivered(NOW, "u0"))  # let go: its mark stays
+        h.face.on_event(events.Delivered(NOW, "u4"))
+        rows = h.face.messages.rows_text()
+        self.assertIn("alone 0 (not delivered)", rows[0])
+        self.assertNotIn("(not delivered)", rows[-1])
+        self.assertEqual(list(h.face.undelivered), ["u2", "u3"])
+
+
 class AwayTalkTests(unittest.TestCase):
     """Private talk with a peer that quit: kept lines, their marks, the talk opened again."""
 
@@ -1157,6 +1255,8 @@ class FakeScreen(BaseScreen):
 
     def hook_event_loop(self, event_loop, callback) -> None:
         self.hooked = True
+        #: what the screen calls with each read of keys (MainLoop's input path)
+        self.callback = callback
 
     def unhook_event_loop(self, event_loop) -> None:
         self.hooked = False
@@ -1174,7 +1274,8 @@ class ServiceTests(unittest.TestCase):
         self.reactor.advance(NOW)
         self.node = Node("alice", self.reactor, peer_id="alice_0000")
         self.screen = FakeScreen()
-        self.service = ConsoleService(self.node, self.reactor, "/tmp/x", screen=self.screen)
+        self.service = ConsoleService(self.node, self.reactor, "/tmp/x", self.reactor.stop,
+                                      screen=self.screen)
         self.service.startService()
         self.addCleanup(self._stop)
 
@@ -1230,3 +1331,461 @@ class ServiceTests(unittest.TestCase):
         self.node.users = lambda: [PeerView("bob", "b", "stale", "h:1", True)]
         self.reactor.advance(3)
         self.assertIn("?   bob", "\n".join(self.screen.draws[-1]))
+
+
+# --- long input, pastes ------------------------------------------------------------------
+
+#: The longest one read of keys (or one redraw) may take here.  The target is 50 ms and is
+#: met with room on a quiet machine (a few ms per read; 21-28 ms gaps measured on a real pty
+#: during a 20,000-character paste), but tests run beside other work (CI, a busy laptop), so
+#: the bound is looser: it still fails the old console by far (its Edit took 14.7 s over the
+#: first 2,000 keys) without flaking on a loaded machine.
+CALLBACK_BUDGET = 0.25
+
+
+class LongInputTests(unittest.TestCase):
+    """Typing or pasting a very long line costs a pass over what came in, not a layout of the
+    whole line per key: the reactor keeps turning (issue 14.2)."""
+
+    def setUp(self) -> None:
+        self.reactor = MemoryReactorClock()
+        self.reactor.advance(NOW)
+        self.node = Node("alice", self.reactor, peer_id="alice_0000")
+        self.screen = FakeScreen((100, 30))
+        self.service = ConsoleService(self.node, self.reactor, "/tmp/x", self.reactor.stop,
+                                      screen=self.screen)
+        self.service.startService()
+        self.addCleanup(self.service.stopService)
+        self.bob = FakeLink("bob_0001", "bob", now=NOW)
+        self.node.link_ready(self.bob)
+
+    def read(self, keys: list[str]) -> float:
+        """One read of keys, as the screen hands it to urwid; the seconds it took."""
+        start = time.monotonic()
+        self.screen.callback(keys, [])
+        return time.monotonic() - start
+
+    def draw(self) -> float:
+        start = time.monotonic()
+        self.service.loop.draw_screen()
+        return time.monotonic() - start
+
+    def test_20000_keys_in_one_read(self) -> None:
+        # A warm-up read of 2000 keys first: the old Edit took seconds over it, so a
+        # regression fails here rather than hanging on 20,000.
+        self.assertLess(self.read(["w"] * 2000), CALLBACK_BUDGET)
+        self.service.face.input.set_edit_text("")
+        took = self.read(["x"] * 20_000)
+        self.assertLess(took, CALLBACK_BUDGET)
+        self.assertEqual(self.service.face.input.edit_text, "x" * 20_000)
+        self.assertLess(self.draw(), CALLBACK_BUDGET)
+        # The end of the line is what is shown, with the cursor after it; the status bar
+        # says it is too long.
+        last = self.screen.draws[-1]
+        self.assertTrue(last[-1].rstrip().endswith("x"), last[-1])
+        self.assertIn("20000/4000 bytes: too long", "\n".join(last))
+        # Editing it stays cheap: keys one read each, a redraw after each.
+        for key in ("left", "home", "y", "end", "backspace", "ctrl w", "up"):
+            self.assertLess(self.read([key]), CALLBACK_BUDGET, key)
+            self.assertLess(self.draw(), CALLBACK_BUDGET, key)
+
+    def test_typing_20000_keys_one_read_each(self) -> None:
+        worst = 0.0
+        for i in range(20_000):
+            worst = max(worst, self.read(["x"]))
+            if worst > CALLBACK_BUDGET:
+                self.fail(f"key {i} took {worst:.3f} s")
+            if i % 2000 == 0:
+                worst = max(worst, self.draw())
+        self.assertLess(worst, CALLBACK_BUDGET)
+        self.read(["enter"])
+        self.assertIn("that line is 20000 bytes; the limit is 4000, not sent",
+                      "\n".join(self.service.face.messages.rows_text()))
+        self.assertEqual([m for m in self.bob.sent if m.type == CHAT], [])
+        self.assertEqual(self.service.face.input.edit_text, "")
+
+    def test_a_pasted_line_of_20000_characters(self) -> None:
+        took = self.read([paste.BEGIN] + ["z"] * 20_000 + [paste.END])
+        self.assertLess(took, CALLBACK_BUDGET)
+        self.assertEqual(self.service.face.input.edit_text, "z" * 20_000)
+        self.assertLess(self.draw(), CALLBACK_BUDGET)
+
+    def test_input_line_is_bounded(self) -> None:
+        from p2pchat.console import input_line
+        self.patch(input_line, "INPUT_MAX_CHARS", 100)
+        self.read(["a"] * 150)
+        self.assertEqual(self.service.face.input.edit_text, "a" * 100)
+        self.assertIn("the input line holds at most", self.service.face.messages.rows_text()[-1])
+
+
+class InputLineTests(unittest.TestCase):
+    """The windowed drawing: only the rows around the cursor, at most INPUT_ROWS."""
+
+    def setUp(self) -> None:
+        self.h = ChatHarness()
+        self.input = self.h.face.input
+
+    def input_rows(self, size: tuple[int, int] = SIZE) -> list[str]:
+        lines = self.h.lines(size)
+        return lines[row_with(lines, "alice │") + 1:]
+
+    def test_short_line_one_row(self) -> None:
+        self.h.type("hello")
+        self.assertEqual(self.input_rows(), ["> hello".ljust(80)])
+
+    def test_long_line_grows_then_scrolls_with_the_cursor(self) -> None:
+        text = "".join(f"{i:04d}" for i in range(200))  # 800 characters, 10 rows of 80
+        self.input.insert(text)
+        rows = self.input_rows()
+        self.assertEqual(len(rows), INPUT_ROWS)
+        self.assertTrue(rows[-1].rstrip().endswith("0199"), rows)
+        canvas = self.h.render()
+        self.assertEqual(canvas.cursor[1], SIZE[1] - 1)
+        self.h.keys("home")
+        rows = self.input_rows()
+        self.assertTrue(rows[0].startswith("> 00000001"), rows)
+        self.assertEqual(self.h.render().cursor, (2, SIZE[1] - INPUT_ROWS))
+        self.h.keys("end")
+        self.assertTrue(self.input_rows()[-1].rstrip().endswith("0199"))
+
+    def test_wide_characters_keep_the_width(self) -> None:
+        self.input.insert("日本語😀" * 100)
+        for size in (SIZE, (41, 12), (20, 10)):
+            for line in self.input_rows(size):
+                self.assertEqual(calc_width(line, 0, len(line)), size[0], line)
+            self.h.keys("home")
+            for line in self.input_rows(size):
+                self.assertEqual(calc_width(line, 0, len(line)), size[0], line)
+            self.h.keys("end")
+
+    def test_full_row_puts_the_cursor_on_the_next(self) -> None:
+        self.input.insert("x" * (SIZE[0] - 2))
+        rows = self.input_rows()
+        self.assertEqual(len(rows), 2)
+        self.assertEqual(self.h.render().cursor, (0, SIZE[1] - 1))
+
+    def test_undo_and_kill(self) -> None:
+        self.input.insert("one two three")
+        self.h.keys("meta b", "meta backspace")
+        self.assertEqual(self.input.edit_text, "one three")
+        self.h.keys("ctrl _")
+        self.assertEqual(self.input.edit_text, "one two three")
+        self.h.keys("meta d")
+        self.assertEqual(self.input.edit_text, "one two ")
+        self.h.keys("ctrl y")
+        self.assertEqual(self.input.edit_text, "one two three")
+
+
+class PasteGateTests(unittest.TestCase):
+    """The state machine alone."""
+
+    def setUp(self) -> None:
+        self.gate = PasteGate()
+
+    def pasted(self, text: str) -> list:
+        keys = [paste.BEGIN] + ["enter" if ch == "\n" else ch for ch in text] + [paste.END]
+        return self.gate.feed(keys)
+
+    def test_one_line_is_inserted(self) -> None:
+        self.assertEqual(self.pasted("hello there\n"), [("insert", "hello there")])
+        self.assertFalse(self.gate.asking)
+
+    def test_lines_are_asked_about_then_sent(self) -> None:
+        self.assertEqual(self.pasted("one\n/quit\n\nthree"), [("ask", 3)])
+        self.assertTrue(self.gate.asking)
+        # Modal: typing, Enter, Ctrl-P mean nothing now; Ctrl-C and PgUp still work.
+        self.assertEqual(self.gate.feed(["x"]), [])
+        self.assertEqual(self.gate.feed(["enter"]), [])
+        self.assertEqual(self.gate.feed(["ctrl p"]), [])
+        self.assertEqual(self.gate.feed(["page up"]), [("keys", ["page up"])])
+        self.assertEqual(self.gate.feed(["ctrl y"]), [("send", ["one", "/quit", "three"])])
+        self.assertFalse(self.gate.asking)
+        self.assertEqual(self.gate.feed(["x"]), [("keys", ["x"])])
+
+    def test_no_drops(self) -> None:
+        self.pasted("a\nb")
+        self.assertEqual(self.gate.feed(["ctrl n"]), [("drop", 2)])
+        self.assertFalse(self.gate.asking)
+        self.pasted("a\nb")
+        self.assertEqual(self.gate.feed(["esc"]), [("drop", 2)])
+
+    def test_paste_split_over_reads(self) -> None:
+        self.assertEqual(self.gate.feed(["a", paste.BEGIN, "b", "enter"]), [("keys", ["a"])])
+        self.assertTrue(self.gate.collecting)
+        self.assertEqual(self.gate.feed(["c", "tab", "d"]), [])
+        self.assertEqual(self.gate.feed([paste.END, "e"]), [("ask", 2), ])
+        self.assertEqual(self.gate.lines(), ["b", "c" + paste.PASTE_TAB + "d"])
+
+    def test_unbracketed_burst_is_a_paste(self) -> None:
+        keys = list("line one") + ["enter"] + list("/quit") + ["enter"]
+        self.assertEqual(self.gate.feed(keys), [("ask", 2)])
+        # More of it in the next read joins what is asked about.
+        self.assertEqual(self.gate.feed(list("more") + ["enter"] + list("last")),
+                         [("ask", 4)])
+        self.assertEqual(self.gate.feed(["ctrl y"]),
+                         [("send", ["line one", "/quit", "more", "last"])])
+
+    def test_typed_line_with_enter_last_is_typing(self) -> None:
+        self.assertEqual(self.gate.feed(["h", "i", "enter"]), [("keys", ["h", "i", "enter"])])
+        self.assertEqual(self.gate.feed(["up", "enter", "x"]), [("keys", ["up", "enter", "x"])])
+
+    def test_paste_is_bounded(self) -> None:
+        self.patch(paste, "PASTE_MAX_CHARS", 10)
+        self.assertEqual(self.pasted("x" * 25), [("cut", 15), ("insert", "x" * 10)])
+
+    def test_end_that_never_comes(self) -> None:
+        self.gate.feed([paste.BEGIN, "a", "enter", "b"])
+        self.assertEqual(self.gate.end(), [("ask", 2)])
+        self.assertFalse(self.gate.collecting)
+
+
+class PasteTests(unittest.TestCase):
+    """Pastes through the face: the question on the screen, the lines said as text."""
+
+    def setUp(self) -> None:
+        self.h = ChatHarness()
+        self.bob = self.h.link("bob")
+        self.block = "first line\n/quit\n/nick mallory\n  indented\nlast one\n"
+
+    def paste(self, text: str) -> None:
+        keys = [paste.BEGIN] + ["enter" if ch == "\n" else ch for ch in text] + [paste.END]
+        self.h.face.take_keys(keys, SIZE)
+
+    def said(self) -> list[str]:
+        return [text for room, text, action in self.h.chat.said if room == "general"]
+
+    def test_yes_sends_every_line_as_text(self) -> None:
+        self.h.type("draft")
+        self.paste(self.block)
+        canvas = self.h.render()
+        lines = screen_lines(canvas)
+        self.assertEqual(lines[-1].rstrip(), "Paste 5 lines? [ctrl-y] Yes [ctrl-n] No")
+        self.assertEqual(attr_at(canvas, "Paste 5"), "paste_prompt")
+        self.assertEqual(self.said(), [])
+        self.h.keys("ctrl y")
+        self.h.clock.advance(0)
+        self.assertEqual(self.said(), ["first line", "/quit", "/nick mallory", "  indented",
+                                       "last one"])
+        self.assertEqual(self.h.quits, [])
+        self.assertEqual(self.h.chat.nick, "alice")
+        self.assertEqual(self.h.face.input.edit_text, "draft")  # what was typed stays
+        self.assertTrue(self.h.lines()[-1].startswith("> draft"))
+        # Ctrl-Y means yank again.
+        self.h.keys("ctrl w", "ctrl y")
+        self.assertEqual(self.h.face.input.edit_text, "draft")
+
+    def test_no_drops_it(self) -> None:
+        self.paste(self.block)
+        self.h.keys("ctrl n")
+        self.h.clock.advance(1)
+        self.assertEqual(self.said(), [])
+        self.assertEqual(self.h.face.room, "general")  # Ctrl-N did not switch conversations
+        self.assertIn("paste of 5 lines dropped", self.h.face.messages.rows_text()[-1])
+        self.assertTrue(self.h.lines()[-1].startswith("> "))
+
+    def test_long_paste_is_said_over_several_turns(self) -> None:
+        self.patch(keys, "PASTE_LINES_PER_TURN", 2)
+        self.paste(self.block)
+        self.h.keys("ctrl y")
+        self.assertEqual(len(self.said()), 2)  # the rest in later reactor turns
+        self.assertEqual(len(self.h.clock.getDelayedCalls()), 1)
+        self.h.clock.advance(0)
+        self.assertEqual(len(self.said()), 5)
+        self.assertEqual(self.h.clock.getDelayedCalls(), [])
+
+    def test_lines_past_the_limit_are_not_sent(self) -> None:
+        self.patch(keys, "PASTE_MAX_LINES", 3)
+        self.paste(self.block)
+        self.assertIn("(the first 3 only)", self.h.lines()[-1])
+        self.h.keys("ctrl y")
+        self.h.clock.advance(0)
+        self.assertEqual(len(self.said()), 3)
+        self.assertIn("only the first 3 of 5 lines are sent",
+                      "\n".join(self.h.face.messages.rows_text()))
+
+    def test_a_line_too_long_in_a_paste_is_refused_alone(self) -> None:
+        self.paste("short\n" + "x" * (MAX_SAY_BYTES + 1) + "\nafter\n")
+        self.h.keys("ctrl y")
+        self.h.clock.advance(0)
+        self.assertEqual(self.said(), ["short", "after"])
+        self.assertIn("that line is 4001 bytes", "\n".join(self.h.face.messages.rows_text()))
+
+    def test_missing_end_marker(self) -> None:
+        self.h.face.take_keys([paste.BEGIN] + list("one") + ["enter"] + list("two"), SIZE)
+        self.h.clock.advance(app.PASTE_END_WAIT + 0.1)
+        self.assertIn("Paste 2 lines?", self.h.lines()[-1])
+
+
+class CompleteTests(unittest.TestCase):
+    commands = ("join", "query", "quit", "nick", "part")
+    rooms = ("general", "ops", "Offtopic")
+    nicks = ("bob", "Bobby", "carol")
+
+    def complete(self, text: str, pos: int | None = None) -> list[tuple[str, int]]:
+        return candidates(text, len(text) if pos is None else pos, self.commands,
+                          self.rooms, self.nicks)
+
+    def test_commands_at_the_start(self) -> None:
+        self.assertEqual(self.complete("/j"), [("/join ", 6)])
+        self.assertEqual([t for t, _ in self.complete("/q")], ["/query ", "/quit "])
+        self.assertEqual(self.complete("say /j"), [])  # not a command mid-line
+        self.assertEqual(self.complete("//j"), [])
+
+    def test_rooms_anywhere(self) -> None:
+        self.assertEqual(self.complete("#o"), [("#Offtopic ", 10), ("#ops ", 5)])
+        self.assertEqual(self.complete("/join #op"), [("/join #ops ", 11)])
+        self.assertEqual(self.complete("see #g later", 6), [("see #general later", 12)])
+
+    def test_nicks(self) -> None:
+        self.assertEqual(self.complete("c"), [("carol: ", 7)])
+        self.assertEqual([t for t, _ in self.complete("hi bo")], ["hi bob ", "hi Bobby "])
+        self.assertEqual(self.complete("/msg ca"), [("/msg carol ", 11)])
+        self.assertEqual(self.complete("x"), [])
+        self.assertEqual(self.complete("hi "), [])
+
+    def test_in_the_face_tab_cycles_and_shift_tab_goes_back(self) -> None:
+        h = ChatHarness()
+        h.enter("/join #ops")
+        h.enter("/join #offtopic")
+        h.type("/j")
+        h.keys("tab")
+        self.assertEqual(h.face.input.edit_text, "/join ")
+        h.type("#o")
+        h.keys("tab")
+        self.assertEqual(h.face.input.edit_text, "/join #offtopic ")
+        h.keys("tab")
+        self.assertEqual(h.face.input.edit_text, "/join #ops ")
+        h.keys("shift tab")
+        self.assertEqual(h.face.input.edit_text, "/join #offtopic ")
+        h.keys("tab", "tab")
+        self.assertEqual(h.face.input.edit_text, "/join #o")
+
+
+class NarrowTests(unittest.TestCase):
+    def test_text_shows_at_20_columns_and_less(self) -> None:
+        h = ChatHarness()
+        bob = h.link("bartholomew")
+        h.hear(bob, "hello narrow world")
+        for cols in (40, 30, 20, 12):
+            lines = h.lines((cols, 10))
+            text = "\n".join(lines)
+            self.assertIn("hello", text, text)
+            for line in lines:
+                self.assertEqual(calc_width(line, 0, len(line)), cols, line)
+        lines = h.lines((20, 10))
+        self.assertNotIn(fmt.clock_text(NOW)[:5], "\n".join(lines[:-2]))  # the time went
+        self.assertIn("barth… hello", "\n".join(lines))  # the nick column narrowed
+        self.assertIn(fmt.clock_text(NOW), h.text((80, 10)))
+
+
+class PartTests(unittest.TestCase):
+    def test_part_of_a_private_talk_goes_back_to_where_you_were(self) -> None:
+        h = ChatHarness()
+        h.peer("carol")
+        h.enter("/join #ops")
+        h.enter("/query carol")
+        self.assertIn("talking privately with carol (/part to end)",
+                      h.face.messages.rows_text()[-1])
+        h.enter("/part")
+        self.assertEqual(h.face.room, "ops")
+        self.assertIsNone(h.face.find("@carol_0001"))
+        # Where you were is gone meanwhile: #general.
+        h.enter("/query carol")
+        h.keys("meta 2")
+        h.enter("/part")  # leaves #ops
+        h.keys("meta 2")
+        self.assertEqual(h.face.room, "@carol_0001")
+        h.enter("/part")
+        self.assertEqual(h.face.room, "general")
+
+
+class ScrollbackBudgetTests(unittest.TestCase):
+    """All the conversations together hold at most SCROLLBACK_BYTES (issue 15.2)."""
+
+    def test_flood_over_many_conversations_is_bounded(self) -> None:
+        self.patch(widgets, "SCROLLBACK_BYTES", 200_000)
+        h = ChatHarness()
+        links = [h.peer(f"peer{i}") for i in range(8)]
+        text = "y" * 1000
+        for n in range(60):
+            for link in links:
+                h.hear_private(link, f"{n:03d} {text}")
+                h.hear(link, f"{n:03d} {text}")
+        budget = h.face.scrollback
+        total = sum(w.cost for c in h.face.conversations for w in c.pane.walker)
+        self.assertEqual(total, budget.used)
+        self.assertLessEqual(budget.used, 200_000)
+        self.assertGreater(budget.used, 150_000)
+        # The oldest went first: each conversation keeps its newest lines.
+        for conv in h.face.conversations:
+            rows = conv.pane.rows_text()
+            self.assertTrue(rows, conv.key)
+            self.assertIn("059 yyy", rows[-1])
+            self.assertNotIn("000 yyy", "\n".join(rows))
+
+    def test_closing_and_clearing_give_back(self) -> None:
+        h = ChatHarness()
+        carol = h.peer("carol")
+        for i in range(10):
+            h.hear_private(carol, f"line {i}")
+        before = h.face.scrollback.used
+        h.keys("meta 2")
+        h.enter("/part")
+        self.assertLess(h.face.scrollback.used, before)
+        h.face.clear()
+        self.assertEqual(h.face.scrollback.used, 0)
+        self.assertEqual(h.face.scrollback.rows, 0)
+
+
+class PlainMarkTests(unittest.TestCase):
+    """The status bar names the linked peers that read us in the clear (issue 15)."""
+
+    def test_plain_peers_in_the_status_bar(self) -> None:
+        h = Harness()
+        status = h.lines()[-2]
+        self.assertNotIn("plain", status)
+        secure = FakeLink("dave_0001", "dave", caps=CAPS, now=NOW)
+        secure.fp = "ab" * 32
+        h.node.link_ready(secure)
+        self.assertNotIn("plain", h.lines()[-2])
+        h.link("gopher")  # a base peer: #general in plaintext
+        canvas = h.render()
+        status = screen_lines(canvas)[-2]
+        self.assertIn("plain: gopher", status)
+        self.assertNotIn("dave", status)
+        self.assertEqual(attr_at(canvas, "plain: gopher"), "status_plain")
+        for nick in ("erin", "frank", "grace"):
+            h.link(nick)
+        self.assertIn("plain: erin, frank, gopher +1", h.lines((120, 24))[-2])
+
+
+class InputLineDrawingProperties(unittest.TestCase):
+    """Whatever the text, width and cursor: rows of exactly the width, at most INPUT_ROWS,
+    and the cursor always drawn on a cell of the row it is in."""
+
+    def test_any_text_width_and_cursor(self) -> None:
+        from hypothesis import given, settings, strategies as st
+
+        from p2pchat.console.input_line import InputLine
+
+        chars = st.sampled_from(list("ab c") + ["日", "😀", "é", "\u0301"])
+
+        @settings(max_examples=300, deadline=None)
+        @given(st.lists(chars, max_size=600), st.integers(4, 90), st.data())
+        def check(text: list[str], cols: int, data) -> None:
+            line = InputLine(lambda t: True, lambda t, p: [])
+            line.insert("".join(text))
+            for _ in range(3):
+                line.set_edit_pos(data.draw(st.integers(0, len(line.edit_text))))
+                canvas = line.render((cols,), focus=True)
+                rows = [r.decode("utf-8") for r in canvas.text]
+                self.assertLessEqual(len(rows), INPUT_ROWS)
+                self.assertEqual(len(rows), line.rows((cols,), True))
+                for row in rows:
+                    self.assertEqual(calc_width(row, 0, len(row)), cols, row)
+                self.assertIsNotNone(canvas.cursor)
+                x, y = canvas.cursor
+                self.assertLess(x, cols)
+                self.assertLess(y, len(rows))
+
+        check()

@@ -71,6 +71,14 @@ class Tmux:
     def send(self, name: str, *keys: str) -> None:
         self.tmux("send-keys", "-t", f"t:{name}", *keys)
 
+    def paste(self, name: str, text: str) -> None:
+        """Paste ``text`` as a terminal does: tmux wraps it in the bracketed paste markers
+        when the program turned mode 2004 on (``-p``); newlines arrive as Enter (CR)."""
+        path = self.status_dir / f"paste-{uuid.uuid4().hex[:8]}.txt"
+        path.write_text(text, encoding="utf-8")
+        self.tmux("load-buffer", "-b", "paste", str(path))
+        self.tmux("paste-buffer", "-p", "-d", "-b", "paste", "-t", f"t:{name}")
+
     def type(self, name: str, text: str) -> None:
         self.tmux("send-keys", "-t", f"t:{name}", "-l", text)
         self.send(name, "Enter")
@@ -237,3 +245,84 @@ def test_rooms_and_a_private_talk(tmux: Tmux, tmp_path: Path) -> None:
     for nick in ("alice", "bob"):
         expect(tmux, tmp_path, f"{nick}'s exit", lambda n=nick: tmux.exit_status(n) is not None)
         assert tmux.exit_status(nick) == 0
+
+
+def start_linked(tmux: Tmux, tmp_path: Path) -> None:
+    multicast = fresh_multicast()
+    for nick in ("alice", "bob"):
+        tmux.start(nick, peer_args(nick, multicast, str(tmp_path / nick), ui="console"))
+    for nick in ("alice", "bob"):
+        expect(tmux, tmp_path, f"{nick}'s console linked",
+               lambda n=nick: "peers 1/1" in tmux.screen(n))
+
+
+def quit_both(tmux: Tmux, tmp_path: Path) -> None:
+    for nick in ("alice", "bob"):
+        assert_no_log_lines(tmux.screen(nick), nick)
+        assert "connection lost" not in tmux.screen(nick)
+        tmux.type(nick, "/quit")
+    for nick in ("alice", "bob"):
+        expect(tmux, tmp_path, f"{nick}'s exit", lambda n=nick: tmux.exit_status(n) is not None)
+        assert tmux.exit_status(nick) == 0
+
+
+def test_a_paste_of_20000_characters(tmux: Tmux, tmp_path: Path) -> None:
+    """One pasted line of 20,000 characters: the screen keeps up, the line is refused with a
+    message when sent, and the link stays up (issue 14.2: the old input line froze the peer
+    for seconds and its links dropped)."""
+    start_linked(tmux, tmp_path)
+    tmux.paste("alice", "p" * 20_000)
+    expect(tmux, tmp_path, "the status bar counting the pasted bytes",
+           lambda: "20000/4000 bytes: too long" in tmux.screen("alice"))
+    tmux.send("alice", "Enter")
+    expect(tmux, tmp_path, "the line refused",
+           lambda: screen_if(tmux, "alice", r"that line is 20000 bytes; the limit is 4000"))
+    # The input is free again, and the link carries a line both ways.
+    tmux.type("alice", "still here")
+    expect(tmux, tmp_path, "alice's next line on bob's screen",
+           lambda: "alice still here" in tmux.screen("bob"))
+    tmux.type("bob", "me too")
+    expect(tmux, tmp_path, "bob's answer on alice's screen",
+           lambda: "bob me too" in tmux.screen("alice"))
+    assert "pppppppppp" not in tmux.screen("bob")
+    quit_both(tmux, tmp_path)
+
+
+def test_a_pasted_block_is_asked_about(tmux: Tmux, tmp_path: Path) -> None:
+    """Five pasted lines, one of them /quit: the console asks; Ctrl-Y says all five as text
+    (the /quit too, and alice stays); a second paste, answered Ctrl-N, says nothing."""
+    start_linked(tmux, tmp_path)
+    block = "block one\nblock two\n/quit\nblock four\nblock five\n"
+    tmux.paste("alice", block)
+    expect(tmux, tmp_path, "the paste question",
+           lambda: "Paste 5 lines? [ctrl-y] Yes [ctrl-n] No" in tmux.screen("alice"))
+    assert "block one" not in tmux.screen("bob")
+    tmux.send("alice", "C-y")
+    expect(tmux, tmp_path, "the five lines on bob's screen",
+           lambda: screen_if(tmux, "bob", r"alice block one[\s\S]*alice block two[\s\S]*"
+                                          r"alice /quit[\s\S]*alice block four[\s\S]*"
+                                          r"alice block five"))
+    assert tmux.exit_status("alice") is None  # /quit was text
+    assert "Paste 5 lines?" not in tmux.screen("alice")
+
+    tmux.paste("alice", "dropped one\ndropped two\n")
+    expect(tmux, tmp_path, "the second paste question",
+           lambda: "Paste 2 lines?" in tmux.screen("alice"))
+    tmux.send("alice", "C-n")
+    expect(tmux, tmp_path, "the paste dropped",
+           lambda: "paste of 2 lines dropped" in tmux.screen("alice"))
+    # Without the markers (as from a terminal that has no bracketed paste): one read that
+    # holds an Enter before more keys is a paste too.
+    tmux.send("alice", "-l", "burst one\rburst two\r")
+    expect(tmux, tmp_path, "the question for an unbracketed paste",
+           lambda: "Paste 2 lines?" in tmux.screen("alice"))
+    tmux.send("alice", "C-n")
+    expect(tmux, tmp_path, "the unbracketed paste dropped",
+           lambda: tmux.screen("alice").count("paste of 2 lines dropped") == 2)
+    tmux.type("alice", "after the paste")
+    expect(tmux, tmp_path, "the next line on bob's screen",
+           lambda: "alice after the paste" in tmux.screen("bob"))
+    assert "dropped one" not in tmux.screen("bob")
+    assert "burst one" not in tmux.screen("bob")
+    assert "│ #general │" in tmux.screen("alice")  # Ctrl-N did not switch conversations
+    quit_both(tmux, tmp_path)

@@ -21,7 +21,7 @@ def test_private_lines_after_a_quit_reach_the_peer_once_back(tmp_path) -> None:
         alice.wait_line("* bob joined")
         bob.wait_line("* alice joined")
         alice.send("/query bob")
-        alice.wait_line("now talking in bob")
+        alice.wait_line("talking privately with bob")
         bob.send("/quit")
         quit_at = time.monotonic()
         for delay in TIMINGS:

@@ -15,11 +15,12 @@ from twisted.trial import unittest
 from twisted.words.protocols import irc as twirc
 
 from p2pchat import events, irc
+from p2pchat.irc import lockout
 from p2pchat.identity import Pins, peer_id_for
 from p2pchat.trust import Trust
 from p2pchat.interfaces import Done, Said
 from p2pchat.node import FLAP_WINDOW, Node, PeerView
-from p2pchat.service import StartError
+from p2pchat.errors import StartError
 from p2pchat.wire import (CAP_CATCHUP, CAP_OURS, CAP_ROOMS, CHAT, JOIN, LEAVE, MAX_ROOMS,
                           MAX_SAY_BYTES, PRIVATE, ROOMS, Message, new_message_id)
 from tests.fakes import FakeLink
@@ -358,12 +359,12 @@ class GuessingTests(IrcTestCase):
         self.assertEqual(self.logged, [])
 
     def test_the_hosts_remembered_are_bounded(self) -> None:
-        self.patch(irc, "MAX_GUESSING_HOSTS", 3)
+        self.patch(lockout, "MAX_GUESSING_HOSTS", 3)
         for n in range(10):
             for _ in range(irc.PASSWORD_TRIES - 1 if n % 2 else irc.PASSWORD_TRIES):
                 self.guess(host=f"10.0.0.{n}")
-        self.assertLessEqual(len(self.factory._wrong), 3)
-        self.assertLessEqual(len(self.factory._locked), 3)
+        self.assertLessEqual(len(self.factory.lockout._wrong), 3)
+        self.assertLessEqual(len(self.factory.lockout._locked), 3)
         self.assertTrue(Client(self.factory, "10.0.0.8").gone)  # the newest still locked
 
 
@@ -1270,6 +1271,18 @@ class BadInputTests(IrcTestCase):
         self.assertEqual(client.lines(), [])  # exactly 512 with CR LF: fine
         self.assertEqual(len(self.chats(bob)), 1)
 
+    def test_lines_after_an_over_long_one_in_the_same_read_are_read(self) -> None:
+        """LineReceiver drops the rest of its buffer after an over-long line; a client that
+        sends several lines at once must still get an answer to each of the others."""
+        client = self.client()
+        client.lines()
+        client.send(b"PRIVMSG #general :" + b"x" * 600 + b"\r\nPING :a\r\n" + b"y" * 700
+                    + b"\nPING :b\r\nPING :c\r\n")
+        too_long = (f":p2pchat 417 alice :Input line was too long (the limit is "
+                    f"{irc.MAX_IRC_LINE_BYTES} bytes with CR LF); it was ignored")
+        self.assertEqual(client.lines(), [too_long, ":p2pchat PONG p2pchat :a", too_long,
+                                          ":p2pchat PONG p2pchat :b", ":p2pchat PONG p2pchat :c"])
+
     def test_an_unterminated_flood_of_bytes_is_refused_once(self) -> None:
         client = self.client()
         client.lines()
@@ -1315,11 +1328,12 @@ class BadInputTests(IrcTestCase):
     def test_a_client_that_stops_reading_is_dropped(self) -> None:
         bob = self.link("bob_1", "bob")
         client = self.client()
-        client.proto.pauseProducing()  # as the transport does when its buffer fills
+        # As the transport does when its buffer fills: pause the producer registered with it.
+        client.transport.producer.pauseProducing()
         for _ in range(irc.MAX_OUTBOX_BYTES // 400 + 10):
             self.hear(bob, CHAT, "z" * 400)
         self.assertTrue(client.transport.disconnected)
-        client.proto.resumeProducing()
+        client.transport.producer.resumeProducing()
 
 
 class HelperTests(unittest.TestCase):
@@ -1437,3 +1451,20 @@ class ServiceTests(unittest.TestCase):
         client.proto.connectionLost(None)
         self.successResultOf(done)
         self.assertNotIn(service.factory.on_event, self.node._observers)
+
+    def test_stop_cuts_a_client_that_does_not_go_within_the_deadline(self) -> None:
+        service = irc.IrcService(self.node, self.reactor, port=6667)
+        service.startService()
+        slow, quick = Client(service.factory), Client(service.factory)
+        slow.register("alice")
+        quick.register("alice")
+        done = service.stopService()
+        quick.proto.connectionLost(None)
+        self.reactor.advance(irc.CLOSE_TIMEOUT - 0.1)
+        self.assertFalse(slow.transport.disconnected)  # still given its time to take ERROR
+        self.assertNoResult(done)
+        self.reactor.advance(0.1)
+        self.assertTrue(slow.transport.disconnected)  # cut (aborted)
+        slow.proto.connectionLost(None)
+        self.successResultOf(done)
+        self.assertEqual(self.reactor.getDelayedCalls(), [])

@@ -10,7 +10,7 @@ from twisted.plugin import getPlugins
 from twisted.python import usage
 from twisted.trial.unittest import TestCase
 
-from p2pchat import logs
+from p2pchat import logs, options
 from p2pchat.service import Options
 from tests.support import child_env, twistd
 
@@ -64,6 +64,36 @@ class Parsing(TestCase):
         self.assertEqual(self.parse("--irc", "6667")["irc"], ("127.0.0.1", 6667))
         self.assertEqual(self.parse("--irc", "127.0.0.1:7000")["irc"], ("127.0.0.1", 7000))
         self.assertIsNone(self.parse()["irc"])
+
+
+class AddressParsers(TestCase):
+    """The one port rule behind --port, --multicast and --irc (options.parse_port): the same
+    words everywhere, only the lowest port differs (--port 0 means any free port)."""
+
+    def test_one_port_rule_for_every_option(self) -> None:
+        for text, why in (("x", "--irc port must be a number, not 'x'"),
+                          ("0", "--irc port must be from 1 to 65535, not 0"),
+                          ("65536", "--irc port must be from 1 to 65535, not 65536")):
+            with self.assertRaises(ValueError) as caught:
+                options.parse_irc_address(f"127.0.0.1:{text}")
+            self.assertEqual(str(caught.exception), why)
+        with self.assertRaises(ValueError) as caught:
+            options.parse_multicast("239.1.2.3:0")
+        self.assertEqual(str(caught.exception), "--multicast port must be from 1 to 65535, not 0")
+        self.assertEqual(options.parse_port("0", "--port", lowest=0), 0)
+        self.assertEqual(options.parse_port("65535", "--port", lowest=0), 65535)
+
+    def test_irc_face_uses_the_same_parsers(self) -> None:
+        """irc.py takes its address parser and bind rule from here: one definition."""
+        from p2pchat import irc
+
+        self.assertIs(irc.parse_irc_address, options.parse_irc_address)
+        self.assertIs(irc.check_irc_bind, options.check_irc_bind)
+
+    def test_service_names_the_options_for_twistd(self) -> None:
+        from p2pchat import service
+
+        self.assertIs(service.Options, options.Options)
 
 
 class UnderTwistd(TestCase):

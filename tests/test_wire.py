@@ -63,6 +63,24 @@ class Time(TestCase):
     def test_format_is_rfc3339_utc(self) -> None:
         self.assertEqual(wire.format_time(1.5), "1970-01-01T00:00:01.500000Z")
 
+    def test_cache_of_minutes_is_bounded(self) -> None:
+        """A peer may stamp every line with another minute (a wrong clock, or on purpose):
+        the cache of minutes stays at MINUTES_KEPT, and every time still reads right."""
+        kept = dict(wire._minutes)
+        self.addCleanup(lambda: (wire._minutes.clear(), wire._minutes.update(kept)))
+        wire._minutes.clear()
+        start = 1763289000.0  # 2025-11-16T10:30:00Z, a whole minute
+        minutes = wire.MINUTES_KEPT * 10
+        for n in range(minutes):
+            when = start + 60 * n + 1.25
+            text = wire.format_time(when)
+            self.assertEqual(len(text), 27)  # the shape the cache is for
+            self.assertAlmostEqual(wire.parse_time(text), when, delta=1e-6)
+            self.assertIn(text[:16], wire._minutes)  # each minute went into the cache
+            self.assertLessEqual(len(wire._minutes), wire.MINUTES_KEPT)
+        self.assertAlmostEqual(wire.parse_time(wire.format_time(start + 1.25)), start + 1.25,
+                               delta=1e-6)  # an old minute, dropped from the cache, still reads
+
     def test_bad_times(self) -> None:
         for text in ("yesterday", "2025-11-16", "2025-11-16T10:30:00", "2025-13-40T10:30:00Z",
                      "2025-11-16T10:30:00.1234567890Z"):

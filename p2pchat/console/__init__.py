@@ -6,6 +6,7 @@ tests drive.  Layout, keys and commands are described in README.rst, "The consol
 
 from __future__ import annotations
 
-from p2pchat.console.app import ConsoleFace, ConsoleService
+from p2pchat.console.app import ConsoleFace
+from p2pchat.console.terminal import ConsoleService
 
 __all__ = ["ConsoleFace", "ConsoleService"]

@@ -1,23 +1,21 @@
-"""The console face: the widgets put together, fed by the node's events and the keyboard, and
-the service that runs them on the reactor (``urwid.TwistedEventLoop``, no threads).
+"""The console face: the widgets put together, fed by the chat's events and the keyboard
+(keys.py).
 
-``ConsoleFace`` needs no screen (tests render its widget to canvases); ``ConsoleService`` gives
-it the terminal while twistd runs.
+``ConsoleFace`` needs no screen (tests render its widget to canvases); ``ConsoleService``
+(terminal.py) gives it the terminal while twistd runs.
 """
 
 from __future__ import annotations
 
-import re
-import sys
-from typing import Callable
+from typing import Any, Callable
 
 import urwid
-from twisted.application.service import Service
-from twisted.internet.task import LoopingCall
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 
-from p2pchat import events, logs
-from p2pchat.commands import Command, Refusal, help_lines, parse_input
+from p2pchat import events
+from p2pchat.commands import COMMANDS, Command, Refusal, help_lines, parse_input
+from p2pchat.console.complete import candidates
 from p2pchat.console.format import (
     PALETTE,
     Row,
@@ -30,6 +28,12 @@ from p2pchat.console.format import (
     info_row,
     room_row,
 )
+from p2pchat.console.keys import (  # noqa: F401 (PASTE_END_WAIT: tests)
+    PASTE_END_WAIT,
+    Keyboard,
+    key_help_lines,
+)
+from p2pchat.console.paste import PasteGate
 from p2pchat.console.widgets import (
     WHEEL_DOWN,
     WHEEL_ROWS,
@@ -41,15 +45,12 @@ from p2pchat.console.widgets import (
     MessagePane,
     MessageRow,
     PeerList,
+    Scrollback,
     Sidebar,
     StatusBar,
 )
 from p2pchat.face import CommandFace, conversation_label
-from p2pchat.interfaces import Refused
-from p2pchat.node import HISTORY_SHOWN, Node
-from p2pchat.rooms import private_key
-from p2pchat.service import stop_reactor
-from p2pchat.store import StoredLine
+from p2pchat.interfaces import IChat, StoredLine, private_key
 from p2pchat.wire import DEFAULT_ROOM, MAX_SAY_BYTES
 
 log = Logger()
@@ -57,50 +58,14 @@ log = Logger()
 #: Sidebar width in cells, and the narrowest terminal that still gets a sidebar.
 SIDEBAR_WIDTH = 20
 SIDEBAR_MIN_COLS = 60
-#: How often (seconds) the peer list is refreshed even without news: "stale" comes with time.
-PEER_REFRESH = 2.0
 
 #: Own lines whose mark is kept to be cleared (the oldest are let go: nobody may ever ack).
 UNDELIVERED_KEPT = 1000
-
-#: Every key the console knows, as /help and the README list them.
-KEYS: tuple[tuple[str, str], ...] = (
-    ("Enter", "send the line (empty input is ignored)"),
-    ("Alt-1 .. Alt-9", "show conversation 1 .. 9 (as numbered in the list)"),
-    ("Ctrl-N / Ctrl-P", "next / previous conversation"),
-    ("Alt-A", "next conversation with unread lines (those naming you first)"),
-    ("Up / Down", "older / newer lines from the input history"),
-    ("Tab / Shift-Tab", "complete a nick; again: the next match"),
-    ("Left / Right", "move one character"),
-    ("Home / End, Ctrl-A / Ctrl-E", "start / end of the line"),
-    ("Meta-B / Meta-F", "one word left / right"),
-    ("Backspace / Delete, Ctrl-D", "delete a character"),
-    ("Ctrl-W, Meta-Backspace", "delete the word before the cursor"),
-    ("Meta-D", "delete the word after the cursor"),
-    ("Ctrl-U / Ctrl-K", "delete to the start / end of the line"),
-    ("Ctrl-Y", "paste what was last deleted"),
-    ("Ctrl-_", "undo an edit"),
-    ("PgUp / PgDn", "scroll the messages by a page"),
-    ("mouse wheel", "scroll the messages (Shift+drag selects text)"),
-    ("Ctrl-L", "redraw the screen"),
-    ("Ctrl-C", "leave, as /quit"),
-)
-
 #: What the console adds to the commands every face has.
 CONSOLE_COMMANDS: tuple[tuple[str, str], ...] = (
     ("/query NICK [TEXT]", "open the private talk with NICK and show it (and say TEXT)"),
     ("/part in a private talk", "close it (its lines stay in the history)"),
 )
-
-#: Meta-digit keys as urwid names them: conversation 1..9.
-NUMBER_KEYS = {f"meta {n}": n for n in range(1, 10)}
-
-_QUERY = re.compile(r"^/query(?:\s+(\S+)(?:\s+(.*))?)?\s*$", re.IGNORECASE | re.DOTALL)
-
-
-def key_help_lines() -> list[str]:
-    return [f"{keys:<28} {what}" for keys, what in KEYS]
-
 
 class ChatBody(urwid.Widget):
     """Messages with the sidebar on the right; the sidebar is left out on a narrow terminal,
@@ -121,53 +86,29 @@ class ChatBody(urwid.Widget):
     def _pick(self, size: tuple[int, int]) -> urwid.Widget:
         return self.wide if size[0] >= SIDEBAR_MIN_COLS else self.messages
 
-    def render(self, size, focus=False):
+    def render(self, size: Any, focus: bool = False) -> urwid.Canvas:
         return self._pick(size).render(size, focus)
 
 
 class ConsoleWidget(urwid.WidgetWrap):
-    """The whole screen.  Global keys (PgUp/PgDn, conversation keys, Ctrl-C) are taken here
-    before the input line sees them; any exception in a handler is logged and shown, never
-    printed over the screen."""
+    """The whole screen.  Keys go to the face (``ConsoleFace.take_keys``: global keys first,
+    then the input line); any exception in a handler is logged and shown, never printed over
+    the screen."""
 
     def __init__(self, face: ConsoleFace) -> None:
         self.face = face
-        footer = urwid.Pile([face.status, InputArea(face.input)])
-        frame = urwid.Frame(ChatBody(face.body, face.sidebar), footer=footer,
+        footer = urwid.Pile([face.status, face.input_area])
+        frame: urwid.Frame = urwid.Frame(ChatBody(face.body, face.sidebar), footer=footer,
                             focus_part="footer")
         super().__init__(frame)
 
-    def keypress(self, size, key):
-        try:
-            return self._keypress(size, key)
-        except Exception:
-            log.failure("console key {key!r} failed", key=key)
-            self.face.show_error("that failed; the log has the details")
-            return None
+    def keypress(self, size: Any, key: str) -> str | None:
+        """One key (tests, and urwid for keys the service's input filter passed on)."""
+        unhandled = self.face.take_keys([key], size)
+        return unhandled[0] if unhandled else None
 
-    def _keypress(self, size, key):
-        if key == "ctrl c":
-            self.face.quit()
-            return None
-        if key in ("page up", "page down"):
-            self.face.messages.scroll(key)
-            return None
-        if key in NUMBER_KEYS:
-            self.face.show_number(NUMBER_KEYS[key])
-            return None
-        if key in ("ctrl n", "ctrl p"):
-            self.face.show_next(1 if key == "ctrl n" else -1)
-            return None
-        if key == "meta a":
-            self.face.show_active()
-            return None
-        unhandled = self._w.keypress(size, key)
-        self.face.refresh_status()
-        if unhandled in ("tab", "shift tab", "esc", "up", "down", "left", "right"):
-            return None  # nothing to complete or move: no focus changes, no beep
-        return unhandled
-
-    def mouse_event(self, size, event, button, col, row, focus) -> bool:
+    def mouse_event(self, size: Any, event: str, button: int, col: int, row: int,
+                    focus: bool) -> bool:
         try:
             if event == "mouse press" and button in (WHEEL_UP, WHEEL_DOWN):
                 self.face.messages.scroll("up" if button == WHEEL_UP else "down", WHEEL_ROWS)
@@ -201,16 +142,18 @@ class Conversation:
         return self.key[1:] if self.private else ""
 
 
-class ConsoleFace(CommandFace):
+class ConsoleFace(CommandFace, Keyboard):
     """The chat as the console shows it: an observer of the node and a source of its verbs.
 
     Every conversation has a pane of its own; ``room`` (CommandFace's current conversation) is
     the one shown, and ``messages`` its pane."""
 
-    def __init__(self, node: Node, on_quit: Callable[[], object],
+    def __init__(self, node: IChat, on_quit: Callable[[], object], clock: IReactorTime,
                  bell: Callable[[], object] = lambda: None, log_path: str | None = None,
                  changed: Callable[[], object] = lambda: None) -> None:
+        """``clock``: where the paste timers run (the reactor; a test's Clock)."""
         self.node = node
+        self.clock = clock
         self._on_quit = on_quit
         self._bell = bell
         self.log_path = log_path
@@ -218,6 +161,7 @@ class ConsoleFace(CommandFace):
         self.changed = changed
         self.quitting = False
         self.conversations: list[Conversation] = []
+        self.scrollback = Scrollback()
         self.current = self._new_conversation(DEFAULT_ROOM)
         self.room = DEFAULT_ROOM
         self.body = urwid.WidgetPlaceholder(self.current.pane)
@@ -225,7 +169,14 @@ class ConsoleFace(CommandFace):
         self.conversation_list = ConversationList()
         self.sidebar = Sidebar(self.conversation_list, self.peers)
         self.status = StatusBar()
-        self.input = InputLine(self.submit, self.peer_nicks)
+        self.input = InputLine(self.submit, self.complete, on_cut=self._input_cut)
+        self.input_area = InputArea(self.input)
+        self.paste = PasteGate()
+        self._paste_wait: IDelayedCall | None = None  # ends a paste whose end never came
+        self._paste_queue: list[tuple[str, str]] = []
+        self._paste_call: IDelayedCall | None = None  # says the next lines of a paste
+        #: the conversation shown before each one, to go back to when a private talk closes
+        self._came_from: dict[str, str] = {}
         #: own lines not yet delivered, by message id: the row widget, to clear its mark
         self.undelivered: dict[str, MessageRow] = {}
         #: the rooms each peer was in when last looked (to show its leaving in them)
@@ -243,7 +194,7 @@ class ConsoleFace(CommandFace):
     def attach(self) -> None:
         """Start listening to the node, show #general's history, and greet the user."""
         self._show_history_block(self.current)
-        for room in self.node.rooms.joined:
+        for room in self.node.my_rooms():
             if self.find(room) is None:
                 self.open(room)
         self.node.subscribe(self.on_event)
@@ -311,16 +262,17 @@ class ConsoleFace(CommandFace):
             text = f"also here: {', '.join(others)}" if others else "nobody else is here yet"
             self._add(info_row(event.when, text), conv)
         elif event.own:
-            conv = self.find(event.room)
-            if conv is not None:
-                self.close(conv)
-            self._add(room_row(event, label), self.find(DEFAULT_ROOM))
+            left = self.find(event.room)
+            if left is not None:
+                self.close(left)
+            self._add(room_row(event, label), self.find(DEFAULT_ROOM) or self.current)
         else:
-            conv = self.find(event.room)
-            if conv is not None:
-                self._add(room_row(event, label), conv)
+            shown = self.find(event.room)
+            if shown is not None:
+                self._add(room_row(event, label), shown)
 
-    def _peer_event(self, event) -> None:
+    def _peer_event(self, event: events.PeerJoined | events.PeerLeft | events.NickChanged
+                    ) -> None:
         """Joins, leaves and nick changes: shown in #general, in the rooms the peer is in, and
         in the private talk with it; your own nick change in every conversation."""
         row = event_row(event, self.node.nick)
@@ -335,7 +287,8 @@ class ConsoleFace(CommandFace):
                     if conv.peer_id == event.peer_id:
                         conv.nick = event.new
         for conv in targets:
-            self._add(row, conv)
+            if row is not None:  # always, for these events
+                self._add(row, conv)
         if isinstance(event, events.PeerLeft) and event.reason is None:
             self._peer_rooms.pop(event.peer_id, None)  # it said goodbye: its rooms are gone
         self.refresh_conversations()
@@ -349,7 +302,8 @@ class ConsoleFace(CommandFace):
     # --- conversations ----------------------------------------------------------------------
 
     def _new_conversation(self, key: str, nick: str = "") -> Conversation:
-        conv = Conversation(key, MessagePane(on_scroll=self.refresh_status), nick)
+        conv = Conversation(key, MessagePane(on_scroll=self.refresh_status,
+                                             budget=self.scrollback), nick)
         self.conversations.append(conv)
         return conv
 
@@ -368,16 +322,23 @@ class ConsoleFace(CommandFace):
         return conv
 
     def close(self, conv: Conversation) -> None:
-        """Close a conversation (not #general): its pane goes, #general is shown if it was."""
+        """Close a conversation (not #general): its pane goes (its rows leave the scrollback
+        budget).  If it was shown, the one shown before it comes back (when still open), else
+        #general."""
         if conv.key == DEFAULT_ROOM or conv not in self.conversations:
             return
         if conv is self.current:
-            self.show(self.conversations[0])
+            back = self.find(self._came_from.get(conv.key, DEFAULT_ROOM))
+            self.show(back if back is not None and back is not conv else self.conversations[0])
         self.conversations.remove(conv)
+        self._came_from.pop(conv.key, None)
+        conv.pane.clear()
         self.refresh_conversations()
 
     def show(self, conv: Conversation) -> None:
         """Make ``conv`` the conversation shown: its unread count is cleared."""
+        if conv is not self.current:
+            self._came_from[conv.key] = self.current.key
         self.current = conv
         self.room = conv.key
         conv.unread, conv.mention = 0, False
@@ -410,7 +371,8 @@ class ConsoleFace(CommandFace):
 
     def label(self, conv: Conversation) -> str:
         """``#ops``, or the other party's nick (as the node shows it while linked)."""
-        if conv.private and conv.peer_id not in self.node.links and conv.nick:
+        if (conv.private and conv.nick
+                and conv.peer_id not in self.node.members(DEFAULT_ROOM)):  # not linked
             return conv.nick
         return conversation_label(conv.key, self.node)
 
@@ -428,9 +390,9 @@ class ConsoleFace(CommandFace):
     def _show_history_block(self, conv: Conversation, skip: str | None = None) -> None:
         """The last lines of a conversation opened for the first time in this run, set apart
         between "history of ..." and "now"."""
-        lines = [line for line in self.node.history(conv.key, HISTORY_SHOWN)
+        lines = [line for line in self.node.history(conv.key)
                  if line.id != skip]
-        now = self.node.clock.seconds()
+        now = self.node.now()
         for row in history_rows(lines, f"history of {self.label(conv)}", now, "now"):
             self._add(row, conv)
 
@@ -440,7 +402,7 @@ class ConsoleFace(CommandFace):
         if not lines:
             self.show_info([f"no history for {self.label(conv)}"])
             return
-        now = self.node.clock.seconds()
+        now = self.node.now()
         count = f"{len(lines)} line{'s' if len(lines) != 1 else ''}"
         title = f"history of {self.label(conv)}, last {count}"
         for row in history_rows(lines, title, now, "end of history"):
@@ -451,6 +413,16 @@ class ConsoleFace(CommandFace):
 
     def peer_nicks(self) -> list[str]:
         return [p.nick for p in self.peers.peers if p.nick != self.node.nick]
+
+    def complete(self, text: str, pos: int) -> list[tuple[str, int]]:
+        """Tab: commands, rooms (those known) and the peers' nicks (see ``complete``)."""
+        names = [spec.name for spec in COMMANDS]
+        rooms = [name for name, _members in self.node.room_list()]
+        return candidates(text, pos, names, rooms, self.peer_nicks())
+
+    def plain_peers(self) -> list[str]:
+        """The linked peers whose link is not encrypted (base peers among them)."""
+        return [p.nick for p in self.peers.peers if p.state == "connected" and not p.encrypted]
 
     def refresh_peers(self) -> None:
         users = self.node.users()
@@ -471,16 +443,14 @@ class ConsoleFace(CommandFace):
                      [self.number(c) for c in others])
         self.status.update(self.node.nick, self.label(self.current), self.node.port,
                            sum(1 for p in rows if p.state == "connected"), len(rows),
-                           self.messages.unread, over, elsewhere)
+                           self.messages.unread, over, elsewhere, self.plain_peers())
 
     # --- input ------------------------------------------------------------------------------
 
     def submit(self, text: str) -> bool:
-        """Run one line the user typed.  Returns whether the input line should be emptied:
-        a refused line (too long, unknown command) stays, so it can be fixed."""
-        query = _QUERY.match(text.strip())
-        if query:
-            return self._query(query.group(1), query.group(2))
+        """Run one line the user typed (Enter).  Returns whether it was taken: a refused line
+        (too long, unknown command) is not, and says why; either way it leaves the input line
+        (so it does not glue onto what is typed next) and Up brings it back."""
         parsed = parse_input(text)
         if not isinstance(parsed, Refusal) and not (isinstance(parsed, Command)
                                                     and parsed.name == "clear"):
@@ -490,33 +460,13 @@ class ConsoleFace(CommandFace):
         self.refresh_status()
         return not isinstance(parsed, Refusal)
 
-    def _query(self, target: str | None, text: str | None) -> bool:
-        """/query NICK [TEXT]: open the private talk with NICK, show it, say TEXT there."""
-        if not target:
-            self.show_error("usage: /query NICK [TEXT]")
-            return False
-        found = self.node.addressee(target)  # linked, or away (the lines are kept)
-        if isinstance(found, Refused):
-            self.show_error(found.why)
-            return False
-        said = None
-        if text and text.strip():
-            said = "/" + text if text.startswith("/") else text  # TEXT is said as it is
-            refused = parse_input(said)
-            if isinstance(refused, Refusal):
-                self.show_error(refused.reason)
-                return False
-        key = private_key(found[0])
-        self.show(self.find(key) or self.open(key, nick=found[1]))
+    def open_private(self, peer_id: str, nick: str) -> None:
+        """/query: show the private talk (opened if new, named ``nick`` while the peer is
+        away), at its bottom."""
+        key = private_key(peer_id)
+        self.show(self.find(key) or self.open(key, nick=nick))
+        self.show_info([f"talking privately with {self.label(self.current)} (/part to end)"])
         self.messages.following = True
-        if said is not None:
-            self.handle_input(said)
-        self.refresh_status()
-        return True
-
-    def unhandled_input(self, key) -> bool:
-        """Keys nobody took (MainLoop's hook): ignored on purpose."""
-        return True
 
     def run_command(self, command: Command) -> None:
         if command.name == "help":
@@ -536,13 +486,13 @@ class ConsoleFace(CommandFace):
         return (conv or self.current).pane.append(row)
 
     def show_info(self, lines: list[str]) -> None:
-        now = self.node.clock.seconds()
+        now = self.node.now()
         for line in lines:
             self._add(info_row(now, line))
         self.changed()
 
     def show_error(self, text: str) -> None:
-        self._add(error_row(self.node.clock.seconds(), text))
+        self._add(error_row(self.node.now(), text))
         self.changed()
 
     def clear(self) -> None:
@@ -553,87 +503,3 @@ class ConsoleFace(CommandFace):
         if not self.quitting:
             self.quitting = True
             self._on_quit()
-
-
-class ConsoleService(Service):
-    """Gives the terminal to a ConsoleFace while the service runs.
-
-    ``screen`` is for tests (a fake screen); by default the real terminal, named explicitly
-    because under twistd ``sys.stdout`` is the log file."""
-
-    def __init__(self, node: Node, reactor, data_dir: str, screen=None) -> None:
-        self.node = node
-        self.reactor = reactor
-        self.data_dir = data_dir
-        self._screen = screen
-        self.face: ConsoleFace | None = None
-        self.loop: urwid.MainLoop | None = None
-        self._redraw_call = None
-        self._peer_refresh: LoopingCall | None = None
-
-    def startService(self) -> None:
-        super().startService()
-        screen = self._screen
-        if screen is None:
-            screen = urwid.raw_display.Screen(input=sys.__stdin__, output=sys.__stdout__)
-        self.face = ConsoleFace(self.node, on_quit=lambda: stop_reactor(self.reactor),
-                                bell=self._bell, log_path=logs.log_path(),
-                                changed=self.request_redraw)
-        self.loop = urwid.MainLoop(
-            self.face.widget, PALETTE, screen=screen,
-            event_loop=urwid.TwistedEventLoop(reactor=self.reactor, manage_reactor=False),
-            handle_mouse=True, unhandled_input=self.face.unhandled_input)
-        self.loop.start()
-        if hasattr(screen, "tty_signal_keys"):
-            # Ctrl-C as a key ('ctrl c'), so it leaves as /quit does; urwid restores it on stop.
-            screen.tty_signal_keys(intr="undefined")
-        self.face.attach()
-        self._peer_refresh = LoopingCall(self._refresh_peers)
-        self._peer_refresh.clock = self.reactor
-        self._peer_refresh.start(PEER_REFRESH, now=False)
-
-    def _refresh_peers(self) -> None:
-        if self.face is not None:
-            self.face.refresh_peers()
-            self.request_redraw()
-
-    def request_redraw(self) -> None:
-        """Redraw once this reactor turn is over, however many events came in it."""
-        if self.loop is not None and self._redraw_call is None:
-            self._redraw_call = self.reactor.callLater(0, self._redraw)
-
-    def _redraw(self) -> None:
-        self._redraw_call = None
-        if self.loop is None:
-            return
-        try:
-            self.loop.draw_screen()
-        except Exception:
-            log.failure("console redraw failed")
-
-    def _bell(self) -> None:
-        """Ring the terminal bell: a mention."""
-        screen = self.loop.screen if self.loop is not None else None
-        try:
-            if screen is not None and hasattr(screen, "write"):
-                screen.write("\a")
-                screen.flush()
-        except Exception:
-            log.failure("bell failed")
-
-    def stopService(self) -> None:
-        super().stopService()
-        if self._peer_refresh is not None and self._peer_refresh.running:
-            self._peer_refresh.stop()
-        self._peer_refresh = None
-        if self._redraw_call is not None and self._redraw_call.active():
-            self._redraw_call.cancel()
-        self._redraw_call = None
-        if self.face is not None:
-            self.face.detach()
-        loop, self.loop = self.loop, None
-        if loop is not None:
-            try:
-                loop.stop()  # restores the terminal
-            except Exception:
-                log.failure("console stop failed")

@@ -15,7 +15,8 @@ from typing import Union
 from urwid.str_util import calc_width
 
 from p2pchat import events
-from p2pchat.store import StoredLine
+from p2pchat.face import clock_text  # noqa: F401 (HH:MM:SS: one function for every face)
+from p2pchat.interfaces import StoredLine
 
 #: urwid text markup: a string, an (attribute, markup) pair, or a list of those.
 Markup = Union[str, tuple, list]
@@ -28,7 +29,7 @@ NICK_COLORS: tuple[str, ...] = (
 )
 
 #: (name, foreground, background[, mono]) entries for urwid.MainLoop.
-PALETTE: list[tuple[str, ...]] = [
+PALETTE: list[tuple[str, str, str]] = [
     ("time", "dark gray", "default"),
     ("text", "default", "default"),
     ("own_nick", "white,bold", "default"),
@@ -49,6 +50,8 @@ PALETTE: list[tuple[str, ...]] = [
     ("status_over", "white,bold", "dark red"),
     ("status_act", "white,bold", "dark blue"),
     ("status_mention", "black,bold", "yellow"),
+    ("status_plain", "white,bold", "dark magenta"),
+    ("paste_prompt", "black,bold", "yellow"),
     ("sidebar_title", "white,bold", "default"),
     ("peer_connected", "light green", "default"),
     ("peer_connecting", "yellow", "default"),
@@ -86,10 +89,6 @@ def nick_attr(nick: str) -> str:
     """The palette entry for a nick: a stable hash, so a nick keeps its color across runs
     and machines (Python's ``hash`` is salted per process; crc32 is not)."""
     return f"nick{zlib.crc32(nick.encode('utf-8')) % len(NICK_COLORS)}"
-
-
-def clock_text(when: float) -> str:
-    return time.strftime("%H:%M:%S", time.localtime(when))
 
 
 def fit(text: str, width: int) -> str:

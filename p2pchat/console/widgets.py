@@ -6,8 +6,9 @@ Each one renders what it is told and keeps no chat state of its own beyond what 
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import urwid
 
@@ -18,27 +19,45 @@ from p2pchat.console.format import (
     clock_text,
     nick_attr,
 )
-from p2pchat.node import PeerView
+from p2pchat.console.input_line import INPUT_ROWS, InputLine  # noqa: F401 (INPUT_ROWS: tests)
+from p2pchat.interfaces import PeerView
 
-#: Rows kept in the message pane; older ones are dropped.
+#: Rows kept in one conversation's pane; older ones are dropped.
 SCROLLBACK_ROWS = 5000
+#: What all the panes together may hold, in bytes: each row counts its text's UTF-8 bytes
+#: plus ``ROW_COST`` (the widgets that draw it).  Past it the oldest rows of all the
+#: conversations go first, so no number of peers or lines can grow the console without end.
+SCROLLBACK_BYTES = 16 * 1024 * 1024
+ROW_COST = 512
 #: Rows one mouse wheel notch scrolls.
 WHEEL_ROWS = 3
-#: Lines kept in the input history.
-HISTORY_LINES = 500
-#: Most rows the input line grows to; a longer line scrolls within them, following the cursor.
-INPUT_ROWS = 4
+#: Narrower than this, a message row leaves out the time (the nick column narrows too).
+TIME_MIN_COLS = 40
 
 WHEEL_UP = 4
 WHEEL_DOWN = 5
 
 
+def row_widths(cols: int) -> tuple[int, int]:
+    """(time column, nick column) of a message row ``cols`` wide: the full ones where there
+    is room; narrower, the nick column shrinks (to a third of the row, at least 3 cells) and
+    below ``TIME_MIN_COLS`` the time goes, so the text always keeps most of the row."""
+    time_w = TIME_WIDTH if cols >= TIME_MIN_COLS else 0
+    rest = cols - (time_w + 1 if time_w else 0)
+    return time_w, max(3, min(NICK_WIDTH, rest // 3))
+
+
 class MessageRow(urwid.WidgetWrap):
-    """One row: time, right-aligned nick column, text column that wraps under itself.  A
-    separator row is a rule across the pane with its text in the middle."""
+    """One row: time, right-aligned nick column, text column that wraps under itself (see
+    ``row_widths`` for narrow panes).  A separator row is a rule across the pane with its text
+    in the middle."""
 
     def __init__(self, row: Row) -> None:
         self.row = row
+        #: what the row counts against SCROLLBACK_BYTES, and whether it was let go
+        self.cost = len(row.plain().encode("utf-8")) + ROW_COST
+        self.gone = False
+        self._layouts: dict[tuple[int, int], urwid.Widget] = {}
         if row.separator:
             self.body = urwid.Text(("separator", f" {row.body} "))
             super().__init__(urwid.Columns([
@@ -48,12 +67,31 @@ class MessageRow(urwid.WidgetWrap):
             ]))
             return
         self.body = urwid.Text(row.shown_body())
-        columns = urwid.Columns([
-            (TIME_WIDTH, urwid.Text(("time", clock_text(row.when)))),
-            (NICK_WIDTH, urwid.Text(row.marker, align="right", wrap="clip")),
-            self.body,
-        ], dividechars=1)
-        super().__init__(columns)
+        self._time = urwid.Text(("time", clock_text(row.when)))
+        self._nick = urwid.Text(row.marker, align="right", wrap="ellipsis")
+        super().__init__(self._columns(TIME_WIDTH, NICK_WIDTH))
+
+    def _columns(self, time_w: int, nick_w: int) -> urwid.Widget:
+        layout = self._layouts.get((time_w, nick_w))
+        if layout is None:
+            parts: list = [(time_w, self._time)] if time_w else []
+            layout = urwid.Columns(parts + [(nick_w, self._nick), self.body], dividechars=1)
+            self._layouts[(time_w, nick_w)] = layout
+        return layout
+
+    def _fit(self, cols: int) -> None:
+        if not self.row.separator:
+            layout = self._columns(*row_widths(cols))
+            if layout is not self._w:
+                self._w = layout
+
+    def rows(self, size: Any, focus: bool = False) -> int:
+        self._fit(size[0])
+        return super().rows(size, focus)
+
+    def render(self, size: Any, focus: bool = False) -> urwid.Canvas:
+        self._fit(size[0])
+        return super().render(size, focus)
 
     def update(self, row: Row) -> None:
         """Show a changed row (its time and nick column stay)."""
@@ -61,19 +99,52 @@ class MessageRow(urwid.WidgetWrap):
         self.body.set_text(row.shown_body())
 
 
+class Scrollback:
+    """The byte budget all the panes share (``SCROLLBACK_BYTES``): it knows every row in the
+    order it came, so the oldest of all go first."""
+
+    def __init__(self) -> None:
+        self.used = 0
+        self.rows = 0
+        self._order: deque[tuple[MessagePane, MessageRow]] = deque()
+
+    def added(self, pane: MessagePane, widget: MessageRow) -> None:
+        self.used += widget.cost
+        self.rows += 1
+        self._order.append((pane, widget))
+        while self.used > SCROLLBACK_BYTES and self._order:
+            old_pane, old = self._order.popleft()
+            if not old.gone:
+                old_pane.drop_oldest(old)
+
+    def dropped(self, widget: MessageRow) -> None:
+        """A row left its pane (its pane's own limit, /clear, a closed conversation)."""
+        if widget.gone:
+            return
+        widget.gone = True
+        self.used -= widget.cost
+        self.rows -= 1
+        if len(self._order) > 2 * self.rows + 1024:
+            # Rows let go by their pane still wait in the order: sweep them, now and then.
+            self._order = deque(entry for entry in self._order if not entry[1].gone)
+
+
 class MessagePane(urwid.ListBox):
     """The scrollback.  Follows new rows while at the bottom; once scrolled up it stays put
     and counts the rows that arrived (``unread``) until the bottom is visible again."""
 
-    def __init__(self, on_scroll: Callable[[], None] = lambda: None) -> None:
-        self.walker = urwid.SimpleFocusListWalker([])
+    def __init__(self, on_scroll: Callable[[], None] = lambda: None,
+                 budget: Scrollback | None = None) -> None:
+        self.walker: urwid.SimpleFocusListWalker = urwid.SimpleFocusListWalker([])
         super().__init__(self.walker)
+        self.budget = budget if budget is not None else Scrollback()
         self.following = True
         self.unread = 0
         self._size: tuple[int, int] | None = None
         self._on_scroll = on_scroll
 
-    def render(self, size, focus=False):
+    def render(self, size: Any, focus: bool = False
+               ) -> urwid.CompositeCanvas | urwid.SolidCanvas:
         self._size = size
         if self.following and self.walker:
             self._to_bottom()
@@ -84,14 +155,27 @@ class MessagePane(urwid.ListBox):
         self.walker.append(widget)
         excess = len(self.walker) - SCROLLBACK_ROWS
         if excess > 0:
+            for old in self.walker[:excess]:
+                self.budget.dropped(old)
             del self.walker[:excess]
+        self.budget.added(self, widget)
         if self.following:
             self._to_bottom()
         else:
             self.unread += 1
         return widget
 
+    def drop_oldest(self, widget: MessageRow) -> None:
+        """The scrollback budget lets ``widget`` go: it is this pane's oldest row."""
+        self.budget.dropped(widget)
+        if self.walker and self.walker[0] is widget:
+            del self.walker[0]
+        elif widget in self.walker:
+            self.walker.remove(widget)
+
     def clear(self) -> None:
+        for widget in self.walker:
+            self.budget.dropped(widget)
         del self.walker[:]
         self.following = True
         self.unread = 0
@@ -113,7 +197,7 @@ class MessagePane(urwid.ListBox):
             self.unread = 0
         self._on_scroll()
 
-    def keypress(self, size, key):
+    def keypress(self, size: Any, key: str) -> str | None:
         # The face scrolls the pane itself (PgUp/PgDn, the wheel): the arrows belong to the
         # input line's history.
         return key
@@ -157,9 +241,9 @@ class PeerList(urwid.WidgetWrap):
 
     def __init__(self) -> None:
         self.title = urwid.Text("")
-        self.walker = urwid.SimpleListWalker([])
+        self.walker: urwid.SimpleListWalker = urwid.SimpleListWalker([])
         self.peers: list[PeerView] = []
-        pile = urwid.Frame(urwid.ListBox(self.walker), header=self.title)
+        pile: urwid.Frame = urwid.Frame(urwid.ListBox(self.walker), header=self.title)
         super().__init__(pile)
         self.update([])
 
@@ -201,7 +285,7 @@ class ConversationList(urwid.WidgetWrap):
     "3!" when one names you or is a private line).  The current one is drawn reversed."""
 
     def __init__(self) -> None:
-        self.walker = urwid.SimpleFocusListWalker([])
+        self.walker: urwid.SimpleFocusListWalker = urwid.SimpleFocusListWalker([])
         self.listbox = urwid.ListBox(self.walker)
         self.views: list[ConversationView] = []
         super().__init__(self.listbox)
@@ -246,7 +330,7 @@ class Sidebar(urwid.Widget):
         self.peers = peers
         self.title = urwid.Text(("sidebar_title", "conversations"))
 
-    def render(self, size, focus=False):
+    def render(self, size: Any, focus: bool = False) -> urwid.Canvas:
         cols, rows = size
         wanted = self.conversations.wanted_rows()
         if rows < 4:
@@ -262,9 +346,14 @@ class Sidebar(urwid.Widget):
         return pile.render(size, focus)
 
 
+#: Nicks the status bar names in its "plain:" mark; more are counted ("+2").
+PLAIN_SHOWN = 3
+
+
 class StatusBar(urwid.WidgetWrap):
     """Your nick, the conversation ("#general", or a peer's nick), the port, peers
-    connected/known; on the right, "N new" while scrolled up, the unread lines in the other
+    connected/known; on the right, "plain: bob" while a linked peer is not encrypted, "N new"
+    while scrolled up, the unread lines in the other
     conversations and their numbers, and the byte count when the input is over the limit."""
 
     def __init__(self) -> None:
@@ -275,12 +364,19 @@ class StatusBar(urwid.WidgetWrap):
 
     def update(self, nick: str, room: str, port: int, connected: int, known: int,
                unread: int = 0, over: tuple[int, int] | None = None,
-               elsewhere: tuple[int, bool, Sequence[int]] = (0, False, ())) -> None:
+               elsewhere: tuple[int, bool, Sequence[int]] = (0, False, ()),
+               plain: Sequence[str] = ()) -> None:
         """``elsewhere``: unread lines in the other conversations, whether one names you (or
-        is private), and the numbers of the conversations that have them."""
+        is private), and the numbers of the conversations that have them.  ``plain``: the
+        nicks of the linked peers whose link is not encrypted (base peers included), shown
+        first and loud: they read #general in the clear."""
         self.left.set_text([("status_nick", f" {nick} "), f"│ {room} │ port {port} │ "
                             f"peers {connected}/{known} "])
         right: list = []
+        if plain:
+            shown = ", ".join(plain[:PLAIN_SHOWN])
+            more = f" +{len(plain) - PLAIN_SHOWN}" if len(plain) > PLAIN_SHOWN else ""
+            right.append(("status_plain", f" plain: {shown}{more} "))
         if over is not None:
             right.append(("status_over", f" {over[0]}/{over[1]} bytes: too long "))
         if unread:
@@ -293,109 +389,33 @@ class StatusBar(urwid.WidgetWrap):
         self.right.set_text(right or "")
 
 
-def _readline_map() -> urwid.CommandMap:
-    commands = urwid.CommandMap()
-    commands.bind_readline()
-    return commands
+class Question(urwid.Text):
+    """The paste question, drawn where the input line is.  Selectable, so the input area
+    keeps the focus while it shows (the face takes the keys)."""
 
+    _selectable = True
 
-class InputLine(urwid.Edit):
-    """The line you type in: readline keys (urwid's ``bind_readline``: Ctrl-A/E/U/K/W/Y/D,
-    Meta-B/F/D), history on Up/Down, Tab completing nicks, Enter handing the line over."""
-
-    _command_map = _readline_map()
-
-    def __init__(self, on_submit: Callable[[str], bool],
-                 nicks: Callable[[], Sequence[str]]) -> None:
-        super().__init__(("prompt", "> "), text_completer=self._complete, undo_limit=100,
-                         kill_buffer=[])
-        self._on_submit = on_submit
-        self._nicks = nicks
-        self.history: list[str] = []
-        self._history_pos: int | None = None  # index into history while browsing it
-        self._draft = ""
-
-    def keypress(self, size, key):
-        if key == "enter":
-            text = self.edit_text
-            if not text.strip():
-                return None  # empty input: ignored
-            self._remember(text)
-            if self._on_submit(text):
-                self.set_edit_text("")
-            return None
-        if key == "up":
-            self._browse(-1)
-            return None
-        if key == "down":
-            self._browse(+1)
-            return None
-        return super().keypress(size, key)
-
-    def _remember(self, text: str) -> None:
-        if not self.history or self.history[-1] != text:
-            self.history.append(text)
-            del self.history[:-HISTORY_LINES]
-        self._history_pos = None
-        self._draft = ""
-
-    def _browse(self, step: int) -> None:
-        """Older (-1) or newer (+1) history; past the newest comes back what you were typing."""
-        if not self.history:
-            return
-        if self._history_pos is None:
-            if step > 0:
-                return
-            self._draft = self.edit_text
-            pos = len(self.history) - 1
-        else:
-            pos = self._history_pos + step
-        if pos < 0:
-            return
-        if pos >= len(self.history):
-            self._history_pos = None
-            self._set(self._draft)
-            return
-        self._history_pos = pos
-        self._set(self.history[pos])
-
-    def _set(self, text: str) -> None:
-        self.set_edit_text(text)
-        self.set_edit_pos(len(text))
-
-    def _complete(self, text: str, pos: int) -> list[tuple[str, int]]:
-        """Nicks that start with the word before the cursor (case-insensitive).  At the start
-        of the line the nick gets ": " (addressing someone), elsewhere a space."""
-        start = text.rfind(" ", 0, pos) + 1
-        prefix = text[start:pos].lower()
-        if not prefix:
-            return []
-        names = sorted({n for n in self._nicks() if n.lower().startswith(prefix)}, key=str.lower)
-        suffix = ": " if start == 0 else " "
-        rest = text[pos:]
-        if rest.startswith(" "):
-            suffix = suffix.rstrip(" ")
-        return [(text[:start] + n + suffix + rest, start + len(n) + len(suffix)) for n in names]
+    def keypress(self, size: Any, key: str) -> str | None:
+        return key
 
 
 class InputArea(urwid.WidgetWrap):
-    """The input line, at most ``INPUT_ROWS`` rows high: a long paste must not push the
-    messages off the screen.  Shows the rows around the cursor."""
+    """The input line (at most ``INPUT_ROWS`` rows: a long paste must not push the messages
+    off the screen), or in its place the paste question while it is asked."""
 
     def __init__(self, line: InputLine) -> None:
+        self.line = line
+        self.question = Question("", wrap="ellipsis")
+        self._asking = urwid.AttrMap(self.question, "paste_prompt")
         super().__init__(line)
 
-    def rows(self, size, focus=False) -> int:
-        return min(self._w.rows(size, focus), INPUT_ROWS)
+    def ask(self, text: str) -> None:
+        self.question.set_text(text)
+        self._w = self._asking
 
-    def render(self, size, focus=False):
-        canvas = self._w.render(size, focus)
-        total = canvas.rows()
-        if total <= INPUT_ROWS:
-            return canvas
-        cursor = canvas.cursor
-        row = cursor[1] if cursor is not None else total - 1
-        top = min(max(0, row - INPUT_ROWS + 1), total - INPUT_ROWS)
-        canvas = urwid.CompositeCanvas(canvas)
-        canvas.trim(top, INPUT_ROWS)
-        return canvas
+    def done(self) -> None:
+        self._w = self.line
+
+    @property
+    def asking(self) -> bool:
+        return self._w is self._asking

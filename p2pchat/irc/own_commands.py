@@ -1,0 +1,70 @@
+"""p2pchat's own commands that IRC clients keep for themselves (their /ignore is local):
+``/msg *p2pchat COMMAND`` (a service nick, as ZNC's ``*status``), or ``/quote IGNORE`` and
+``/quote UNIGNORE``.  A nick in them is the one IRC shows (``bob|2``, ``carol|other``): it
+names the peer by its id, so the node finds the right one."""
+
+from __future__ import annotations
+
+from twisted.words.protocols import irc
+
+from p2pchat.interfaces import Refused
+from p2pchat.irc.client import Handler, IrcClientProtocol
+from p2pchat.irc.lan import answer
+from p2pchat.irc.text import SERVER_NAME
+
+#: The service nick.  ``*`` can't be in a peer's IRC nick, so no peer can be shown as it.
+SERVICE_NICK = "*p2pchat"
+SERVICE_MASK = f"{SERVICE_NICK}!p2pchat@{SERVER_NAME}"
+#: What ``/msg *p2pchat help`` answers (also ``/quote IGNORE`` and ``/quote UNIGNORE``).
+SERVICE_HELP = (
+    "p2pchat's commands, as /msg *p2pchat COMMAND (or /quote COMMAND):",
+    "  ignore [NICK]   hide NICK's lines from now on (by its key, kept); alone: who is ignored",
+    "  unignore NICK   show NICK's lines again",
+    "  help            this list",
+)
+
+
+def to_service(client: IrcClientProtocol, text: str) -> None:
+    """``/msg *p2pchat COMMAND [ARG]``: answered by PRIVMSGs from *p2pchat (a query window
+    of its own in irssi and weechat)."""
+    command, _, arg = irc.stripFormatting(text).strip().partition(" ")
+    for line in run(client, command.lower(), arg.strip()):
+        client.send("PRIVMSG", client.nick, prefix=SERVICE_MASK, text=line)
+
+
+def ignore(client: IrcClientProtocol, params: list[str]) -> None:
+    """``/quote IGNORE [NICK]``: the node's /ignore (the client's own /ignore is local)."""
+    for line in run(client, "ignore", " ".join(params[:1])):
+        client.server_notice(line)
+
+
+def unignore(client: IrcClientProtocol, params: list[str]) -> None:
+    if not params or not params[0]:
+        client.numeric(irc.ERR_NEEDMOREPARAMS, "UNIGNORE", text="Not enough parameters")
+        return
+    for line in run(client, "unignore", params[0]):
+        client.server_notice(line)
+
+
+def run(client: IrcClientProtocol, command: str, arg: str) -> list[str]:
+    """What a p2pchat command answers."""
+    node = client.lan.node
+    member = client.lan.roster.holder(arg) if arg else None
+    shown = member.peer_id if member is not None else arg
+    if command == "ignore":
+        return [answer(node.ignore(shown))] if arg else node.ignored()
+    if command == "unignore":
+        if not arg:
+            return ["unignore NICK: whose lines to show again"]
+        result = node.unignore(shown)
+        if member is not None and isinstance(result, Refused):
+            # Not ignored by its id: maybe by the nick as the client named it (another peer
+            # once shown so), and if not, the answer names it as the client did.
+            result = node.unignore(arg)
+        return [answer(result)]
+    if command == "help":
+        return list(SERVICE_HELP)
+    return [f"unknown: {command or '(nothing)'}; commands: ignore [NICK], unignore NICK, help"]
+
+
+COMMANDS: dict[str, Handler] = {"IGNORE": ignore, "UNIGNORE": unignore}

@@ -1,0 +1,276 @@
+"""Every command-line option and address parser, in one place: ``Options`` (what twistd hands
+``service.makeService``), and the parsers for ports, IPv4 and multicast addresses, ``--irc``'s
+HOST:PORT and the rule for where the IRC face may listen.
+
+The parsers are plain functions (text in, value out, ValueError with the text for the user), so
+a service can check the same rule again at start.  Nothing here imports a face or service.py.
+"""
+
+from __future__ import annotations
+
+import getpass
+import ipaddress
+import os
+import sys
+from typing import Sequence
+
+from twisted.python import usage
+
+from p2pchat import datadir, logs
+from p2pchat.catchup import LOG_AGE, LOG_LINES
+from p2pchat.discovery import DEFAULT_GROUP, DEFAULT_PORT
+from p2pchat.store import HISTORY_MAX_AGE, HISTORY_MAX_BYTES, HISTORY_MAX_LINES
+from p2pchat.wire import MAX_NICK_CHARS, nick_problem
+
+#: With no --port, the first free port in this range is taken (as the reference does).
+PORT_RANGE = range(8080, 9000)
+#: The faces ``--ui`` may name (``--irc`` is one more, beside any of them).
+UIS = ("console", "lines", "none")
+#: Where the IRC face listens when ``--irc`` names only a port (and what ``localhost`` means).
+LOOPBACK = "127.0.0.1"
+#: The largest TCP or UDP port number.
+MAX_PORT = 65535
+
+
+# --- address parsers (pure: text in, value out, ValueError says what is wrong) --------------
+
+
+def parse_port(text: str, option: str, lowest: int = 1) -> int:
+    """A port number from ``lowest`` (0 = any free port, where that means something) to
+    MAX_PORT; ``option`` names it in the message (``--port``, ``--multicast port``)."""
+    try:
+        port = int(text)
+    except ValueError:
+        raise ValueError(f"{option} must be a number, not {text!r}") from None
+    if not lowest <= port <= MAX_PORT:
+        raise ValueError(f"{option} must be from {lowest} to {MAX_PORT}, not {port}")
+    return port
+
+
+def parse_ipv4(text: str, option: str) -> str:
+    """A dotted IPv4 address, normalised."""
+    try:
+        return str(ipaddress.IPv4Address(text))
+    except ValueError:
+        raise ValueError(f"{option} must be an IPv4 address, not {text!r}") from None
+
+
+def parse_multicast(text: str) -> tuple[str, int]:
+    """``--multicast`` GROUP:PORT: an IPv4 multicast group and a UDP port (not 0)."""
+    group, sep, port_text = text.rpartition(":")
+    if not sep:
+        raise ValueError(f"--multicast must be GROUP:PORT, not {text!r}")
+    group = parse_ipv4(group, "--multicast")
+    if not ipaddress.IPv4Address(group).is_multicast:
+        raise ValueError(f"--multicast group {group} is not a multicast address "
+                         "(224.0.0.0 to 239.255.255.255)")
+    return group, parse_port(port_text, "--multicast port")
+
+
+def parse_positive(text: str, option: str) -> float:
+    """A number above 0 (and below 1e9, so no limit overflows a timer or a file size)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(f"{option} must be a number, not {text!r}") from None
+    if not 0 < value < 1e9:
+        raise ValueError(f"{option} must be more than 0, not {text}")
+    return value
+
+
+def parse_irc_address(text: str) -> tuple[str, int]:
+    """``--irc`` text to (host, port).  Accepts ``PORT`` (on 127.0.0.1), ``HOST:PORT`` and
+    ``[IPv6]:PORT``; HOST is an IP address or ``localhost``.  ValueError says what is wrong."""
+    text = text.strip()
+    if text.isdigit():
+        host, port_text = LOOPBACK, text
+    elif text.startswith("["):
+        host, sep, port_text = text[1:].partition("]:")
+        if not sep:
+            raise ValueError(f"--irc must be HOST:PORT or [IPv6]:PORT, not {text!r}")
+    else:
+        host, sep, port_text = text.rpartition(":")
+        if not sep or not host:
+            raise ValueError(f"--irc must be HOST:PORT (e.g. 127.0.0.1:6667), not {text!r}")
+    if host == "localhost":
+        host = LOOPBACK
+    try:
+        host = str(ipaddress.ip_address(host))
+    except ValueError:
+        raise ValueError(f"--irc host must be an IP address, not {host!r}") from None
+    return host, parse_port(port_text, "--irc port")
+
+
+def is_loopback(host: str) -> bool:
+    """True for an address of this machine only (127.0.0.0/8, ::1)."""
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_irc_bind(host: str, password: str | None) -> str | None:
+    """The safety rule for where the IRC face listens.  Loopback: fine (None).  Anything else
+    needs a password (ValueError otherwise), and even then IRC is plain text: returns the
+    warning to show the user and log."""
+    if is_loopback(host):
+        return None
+    if not password:
+        raise ValueError(f"--irc {host}: listening beyond this machine needs --irc-password "
+                         "(anyone who can reach the port would speak as you)")
+    return (f"the IRC face listens on {host}, not on loopback: IRC is plain text, so anyone on "
+            "that network can read the chat and the password; prefer 127.0.0.1")
+
+
+# --- the command line -----------------------------------------------------------------------
+
+
+def default_nick() -> str:
+    """The login name, if it makes a nick (else ``guest``)."""
+    try:
+        name = getpass.getuser()
+    except Exception:
+        name = "guest"
+    name = "".join(ch for ch in name if not ch.isspace())[:MAX_NICK_CHARS]
+    return name if nick_problem(name) is None else "guest"
+
+
+def default_data_dir() -> str:
+    """The user's data dir for p2pchat (platformdirs: ~/.local/share/p2pchat on Linux)."""
+    import platformdirs
+
+    return platformdirs.user_data_dir("p2pchat", appauthor=False)
+
+
+class Options(usage.Options):
+    """``twistd p2pchat``'s command line; ``postOptions`` leaves every value parsed (ports as
+    ints, addresses normalised), so ``makeService`` checks nothing again."""
+
+    synopsis = "[options]   (as: twistd -n p2pchat [options]; or twistd p2pchat --ui none)"
+    longdesc = ("A serverless, IRC-style chat for a local network: peers find each other by "
+                "UDP multicast and talk over direct TCP connections.  Run it in the "
+                "foreground with twistd's -n (twistd -n p2pchat --username carol): the console "
+                "and the line face need the terminal.  Without -n, only --ui none runs, as a "
+                "daemon: its log goes to DATA-DIR/p2pchat.log, its pid to DATA-DIR/twistd.pid "
+                "(or --pidfile), and kill -TERM makes it leave the chat and exit.")
+
+    #: Set under twistd: detach (``startup.detach``) and write ``pidfile`` ourselves.
+    daemon = False
+    pidfile: str | None = None
+
+    optParameters = [
+        ["username", "u", None, "your nick: 1-20 characters, no spaces "
+         "[default: the nick you had last time, else your login name]"],
+        ["port", "p", None,
+         "TCP port to listen on; 0 = any free port "
+         f"[default: first free in {PORT_RANGE[0]}-{PORT_RANGE[-1]}]"],
+        ["multicast", "m", f"{DEFAULT_GROUP}:{DEFAULT_PORT}",
+         "multicast group and UDP port for discovery, GROUP:PORT"],
+        ["interface", "i", None,
+         "IPv4 address of the interface to send and join on (and to listen on for TCP) "
+         "[default: the system's choice; TCP on all]"],
+        ["ui", None, "console", "the face: console (full screen), lines (stdin/stdout), none"],
+        ["data-dir", "d", None, "where your key, the pinned keys of others and the log are "
+         "kept [default: the user's data dir]"],
+        ["irc", None, None, "also run a local IRC server here, HOST:PORT (or PORT: on "
+         "127.0.0.1), so an IRC client can be the face"],
+        ["irc-password", None, None, "password IRC clients must give (required for a "
+         "non-loopback --irc)"],
+        ["catchup-lines", None, str(LOG_LINES),
+         "how many of your recent lines are kept to resend to peers that missed them"],
+        ["catchup-age", None, f"{LOG_AGE:g}",
+         "seconds your lines are kept to resend to peers that missed them"],
+        ["history-lines", None, str(HISTORY_MAX_LINES), "most lines kept in the history file"],
+        ["history-days", None, f"{HISTORY_MAX_AGE / 86400:g}",
+         "days lines are kept in the history file"],
+        ["history-mb", None, f"{HISTORY_MAX_BYTES / 2**20:g}",
+         "most megabytes the history file holds (the oldest lines go first)"],
+    ]
+    optFlags = [
+        ["debug", None, "log debug detail too"],
+        ["secure-only", None, "refuse peers without encryption (base peers, such as the Go "
+         "reference)"],
+    ]
+
+    def parseOptions(self, options: Sequence[str] | None = None) -> None:
+        try:
+            super().parseOptions(options)
+        except usage.UsageError as e:
+            if self.parent is None:
+                raise
+            # Under twistd: one clear line, not the whole help text (twistd's default).
+            hint = ("; -n is twistd's: put it before p2pchat (twistd -n p2pchat ...)"
+                    if str(e) == "option -n not recognized" else "")
+            sys.stderr.write(f"twistd p2pchat: {e}{hint} (see: twistd p2pchat --help)\n")
+            raise SystemExit(2)
+
+    def postOptions(self) -> None:
+        self["username-given"] = self["username"] is not None  # else the kept nick (nick.py)
+        nick = self["username"] if self["username"] is not None else default_nick()
+        problem = nick_problem(nick)
+        if problem:
+            raise usage.UsageError(f"--username {nick!r}: {problem}")
+        self["username"] = nick
+        try:
+            if self["port"] is not None:
+                self["port"] = parse_port(self["port"], "--port", lowest=0)
+            self["multicast"] = parse_multicast(self["multicast"])
+            if self["interface"] is not None:
+                self["interface"] = parse_ipv4(self["interface"], "--interface")
+            for name in ("catchup-lines", "catchup-age", "history-lines", "history-days",
+                         "history-mb"):
+                value = parse_positive(self[name], f"--{name}")
+                self[name] = int(value) if name.endswith("-lines") else value
+            if self["ui"] not in UIS:
+                raise ValueError(f"--ui must be one of {', '.join(UIS)}, not {self['ui']!r}")
+            self._irc_options()
+        except ValueError as e:
+            raise usage.UsageError(str(e)) from None
+        self["data-dir"] = os.path.abspath(os.path.expanduser(
+            self["data-dir"] or default_data_dir()))
+        if self.parent is not None:
+            self._adjust_twistd(self.parent)
+
+    def _irc_options(self) -> None:
+        """--irc and --irc-password; ValueError says what is wrong."""
+        if self["irc"] is None:
+            if self["irc-password"] is not None:
+                raise usage.UsageError("--irc-password needs --irc")
+            return
+        self["irc"] = parse_irc_address(self["irc"])
+        warning = check_irc_bind(self["irc"][0], self["irc-password"])
+        if warning:
+            sys.stderr.write(f"p2pchat: warning: {warning}\n")
+
+    def _adjust_twistd(self, twistd: usage.Options) -> None:
+        self.daemon = not (twistd.get("nodaemon") or twistd.get("debug"))
+        if self.daemon:
+            self._as_daemon(twistd)
+        # Several peers may run in one directory: no twistd.pid unless asked for (a daemon
+        # writes DATA-DIR/twistd.pid itself, once it holds the data dir's lock).
+        if twistd.get("pidfile") == "twistd.pid":
+            twistd["pidfile"] = ""
+            if self.daemon:
+                self.pidfile = os.path.join(self["data-dir"], datadir.PIDFILE_NAME)
+        # twistd -n logs to stdout, where the faces draw: log to a file instead (or, headless
+        # in the foreground, stay on stdout), filtered by level.  An explicit --logfile or
+        # --logger wins.
+        if twistd.get("logger") is None and twistd.get("logfile") is None:
+            on_stdout = self["ui"] == "none" and not self.daemon
+            path = None if on_stdout else os.path.join(self["data-dir"], logs.LOG_NAME)
+            logs.configure(path, self["debug"])
+            twistd["logger"] = "p2pchat.logs.observer"
+
+    def _as_daemon(self, twistd: usage.Options) -> None:
+        """Without -n: refuse at once what can't run detached (a face needs the terminal: the
+        console would spin on a closed stdin), else detach ourselves (see ``startup``)."""
+        if self["ui"] != "none":
+            face = "the console" if self["ui"] == "console" else "the line face"
+            sys.stderr.write(f"p2pchat: {face} needs a terminal: run `twistd -n p2pchat`, or "
+                             "add `--ui none` to run it as a daemon\n")
+            raise SystemExit(2)
+        if twistd.get("logfile") == "-":
+            sys.stderr.write("p2pchat: a daemon can't log to stdout (--logfile -): give a "
+                             "file, or run `twistd -n p2pchat`\n")
+            raise SystemExit(2)
+        twistd["nodaemon"] = True  # twistd must not fork again

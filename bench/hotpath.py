@@ -31,6 +31,7 @@ from twisted.internet.testing import StringTransport
 from twisted.protocols.basic import LineReceiver
 
 from bench.baseline import Printer
+from bench.store import lines_in
 from p2pchat.identity import Identity
 from p2pchat.lines import LineFace
 from p2pchat.mesh import PeerProtocol
@@ -96,7 +97,8 @@ def _link(node: Node, other: Node, clock: task.Clock) -> tuple[PeerProtocol, Str
     proto.fp, proto.pk, proto.tls = (other.identity.fingerprint,
                                      other.identity.public_key_b64(), "TLSv1.3")
     proto._become_ready()
-    proto.synced, proto.cursor = True, node._sequence
+    session = node.links[other.peer_id]  # as its sync would leave it
+    session.synced, session.cursor = True, node.outbox.sequence
     transport.clear()
     return proto, transport
 
@@ -137,7 +139,7 @@ def receive(count: int, folder: str, profile: cProfile.Profile | None = None) ->
     bob, store = _peer("bob", clock, folder, flusher)
     out = _face(bob)
     proto, back = _link(bob, alice, clock)
-    data = b"".join(encode_message(alice._message(CHAT, f"{TEXT} {n}", sequenced=True))
+    data = b"".join(encode_message(alice.sender.message(CHAT, f"{TEXT} {n}", sequenced=True))
                     for n in range(count))
 
     def turn() -> None:
@@ -146,7 +148,7 @@ def receive(count: int, folder: str, profile: cProfile.Profile | None = None) ->
         back.clear()
 
     ours = _timed(lambda: (_feed(proto, data, turn), flusher.turn(force=True)), profile)
-    shown = store.count()
+    shown = lines_in(store)
     store.close()
     base_out = StringTransport()
     printer = Printer(SimpleNamespace(transport=base_out))  # the process baseline's receiver
@@ -165,7 +167,7 @@ def floor(count: int, folder: str) -> dict:
     clock = task.Clock()
     clock.advance(time.time())
     alice, _ = _peer("alice", clock, folder, _Flusher(clock))
-    lines = [encode_message(alice._message(CHAT, f"{TEXT} {n}", sequenced=True)).rstrip(b"\n")
+    lines = [encode_message(alice.sender.message(CHAT, f"{TEXT} {n}", sequenced=True)).rstrip(b"\n")
              for n in range(count)]
     db = sqlite3.connect(os.path.join(folder, "floor.sqlite3"), isolation_level=None)
     db.execute("pragma journal_mode=wal")
@@ -213,7 +215,7 @@ def send(count: int, links: int, folder: str, profile: cProfile.Profile | None =
             w.clear()
 
     ours = _timed(lambda: (_feed(face, data, turn), flusher.turn(force=True)), profile)
-    said = store.count()
+    said = lines_in(store)
     store.close()
     base_links = []
     base_wires = []

@@ -18,6 +18,12 @@ from p2pchat.store import Store, StoredLine
 from p2pchat.wire import DEFAULT_ROOM
 
 
+def lines_in(store: Store) -> int:
+    """How many lines the file holds (for the figures and the tests; the chat never asks)."""
+    store.flush()
+    return store._db.execute("select count(*) from lines").fetchone()[0]
+
+
 def burst(store: Store, start: int, count: int) -> tuple[float, float]:
     """Queue ``count`` lines then commit them; returns (queue seconds, commit seconds)."""
     began = time.perf_counter()
@@ -55,7 +61,7 @@ def run(bursts: list[int], rounds: int) -> dict:
                 "baseline_us_per_line": baseline / lines * 1e6,
                 "ratio_to_baseline": (queue_s + commit_s) / max(baseline, 1e-9),
             }
-        figures["lines_in_file"] = store.count()
+        figures["lines_in_file"] = lines_in(store)
         store.close()
     return figures
 

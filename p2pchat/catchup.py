@@ -106,9 +106,11 @@ def sync_metadata(sent: int, have: int | None,
     return meta
 
 
-def _seq(value: Any, what: str, optional: bool = False) -> int | None:
-    if value is None and optional:
-        return None
+def _opt_seq(value: Any, what: str) -> int | None:
+    return None if value is None else _seq(value, what)
+
+
+def _seq(value: Any, what: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_SEQUENCE:
         raise WireError(f"{what} is not a sequence number")
     return value
@@ -125,7 +127,7 @@ def parse_sync(msg: Message) -> Sync:
             raise WireError("sync 'others' names something that is not a peer id")
         checked[author] = _seq(have, "sync 'others'")
     return Sync(_seq(meta.get("sent"), "sync 'sent'"),
-                _seq(meta.get("have"), "sync 'have'", optional=True), checked)
+                _opt_seq(meta.get("have"), "sync 'have'"), checked)
 
 
 def parse_ack(msg: Message) -> int:

@@ -12,6 +12,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.internet.protocol import DatagramProtocol
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger, LogLevel
+from twisted.python.failure import Failure
 
 from p2pchat import ratelog
 from p2pchat.node import Node
@@ -69,7 +70,7 @@ class BeaconProtocol(DatagramProtocol):
         self._ticker.start(ANNOUNCE_INTERVAL, now=True)
         self.joined.callback(None)
 
-    def _join_failed(self, failure) -> None:
+    def _join_failed(self, failure: Failure) -> None:
         log.error("can't join multicast group {group} on {iface}: {why}; peers won't find us",
                   group=self.group, iface=self.interface or "the default interface",
                   why=failure.getErrorMessage())

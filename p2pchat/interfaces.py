@@ -187,6 +187,8 @@ class Wire(Protocol):
     address: str
     dialer_id: str
     tls: str
+    #: when its last bytes came (the mesh sets it once per read; the idle rule reads it)
+    last_heard: float
 
     @property
     def backed_up(self) -> bool: ...

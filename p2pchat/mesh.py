@@ -115,14 +115,10 @@ class PeerProtocol(LineReceiver):
         self.dialer_id = node.peer_id if self.outgoing else ""
         self.address = ""
         self.last_heard = self.clock.seconds()
-        self.said_leave = False
-        self.synced = True
-        self.sync_point = 0
         self.handshake = handshake.Handshake(
             self.outgoing, node.identity is not None, self.peer_id, self.caps,
             expected.fp if expected else "", timeout=HANDSHAKE_TIMEOUT)
         self._handshake_timer: _Timer | None = None
-        self.cursor = 0
         #: the key fingerprint the peer proved by TLS ("" while plain), and the TLS version
         self.fp = ""
         self.tls = ""

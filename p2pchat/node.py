@@ -1,62 +1,75 @@
-"""The node: the one object that owns who we are, the peer table, the links and the room.
+"""The node: who we are, and the hub between the edges and the faces.
 
-Faces call its verbs (``say``, ``act``, ``set_nick``, ``users``) and observe its events; the
-Twisted edges (discovery, mesh) feed it beacons, links and messages.  It knows nothing of sockets
-or screens, and takes its time from an injected clock, so tests drive it with ``task.Clock``.
+It owns the state (the peer table, the linked peers as ``PeerSession``s, the room, the rooms,
+the history) and routes: the Twisted edges (discovery, mesh) call it through ``IBeaconSink``
+and ``IMeshSink`` (a connection is only a ``Wire`` to it), the faces through ``IChat``, and it
+emits events to its observers.  The work is done by its parts, each in its own module:
+
+- chat.py: the faces' verbs and queries;
+- sending.py (with outbox.py, pure): our messages and how they go out to the links;
+- hearing.py: the others' lines, shown and kept (history.py: on disk or in memory);
+- syncing.py: catching a peer up at link-up, acks, handing on absent authors' lines;
+- presence.py (with linkwatch.py and slots.py, pure): beacons, dialing, link slots,
+  sweeping, probes, flapping links;
+- keys.py: the key checks at link-up and rename.
+
+Log lines that the network can repeat at will (one per packet or line) are rate-limited
+(clocks.log_limited, ratelog.py).
+
+It knows nothing of sockets or screens, and takes its time from an injected clock, so tests
+drive it with ``task.Clock``.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Callable, Protocol
-from weakref import WeakKeyDictionary
+from typing import TYPE_CHECKING, Callable, Protocol
 
-from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger, LogLevel
 
-from p2pchat import events, ratelog
+from p2pchat import events
+from p2pchat.absent import RecentPeers
+from p2pchat.catchup import LOG_AGE, LOG_LINES
+from p2pchat.chat import HISTORY_SHOWN, Chat
+from p2pchat.clocks import Clock, log_limited
+from p2pchat.hearing import Hearing
+from p2pchat.history import History, MemoryHistory
+from p2pchat.identity import Identity
+from p2pchat.ignore import Ignores
+from p2pchat.keys import KeyCheck
 from p2pchat.interfaces import (
-    Done,
+    IBeaconSink,
+    IChat,
+    IMeshSink,
     Outcome,
     PeerView,
     Refused,
     Said,
-    no_linked_peer,
-    no_peer_called,
+    Wire,
 )
-from p2pchat.absent import HELD_LINES, RecentPeers
-from p2pchat.catchup import (
-    ACK_DELAY,
-    LOG_AGE,
-    LOG_LINES,
-    Delivery,
-    SentLog,
-    parse_ack,
-    parse_sync,
-    sync_metadata,
+from p2pchat.linkwatch import (  # noqa: F401 (the limits are re-exported: tests use them)
+    FLAP_WINDOW,
+    FLAPS_TOLD,
+    IDLE_TIMEOUT,
+    PROBE_TIMEOUT,
+    LinkWatch,
+    keep_newer,
 )
-from p2pchat.identity import Identity, beacon_payload, peer_id_for, short_form, verify_beacon
-from p2pchat.ignore import Ignores
-from p2pchat.peers import GONE_AFTER, Heard, Liveness, PeerInfo, PeerTable, should_dial
-from p2pchat.relay import (
-    CAP_RELAY,
-    RELAY,
-    RELAY_STEP_LINES,
-    RELAY_TURN_BYTES,
-    HandOn,
-    check_relayed,
-    relay_batches,
-    relayed_of,
-    sign_line,
-)
+from p2pchat.outbox import LONELY_GRACE, Outbox  # noqa: F401 (re-exported)
+from p2pchat.peers import PeerInfo, PeerTable
+from p2pchat.presence import Presence
+from p2pchat.relay import CAP_RELAY, RELAY
 from p2pchat.room import Room
-from p2pchat.slots import Standing, VerifyBudget, slot_refusal
-from p2pchat.rooms import Rooms, private_key, room_name, rooms_of
+from p2pchat.rooms import Rooms
 from p2pchat.seen import SeenSet
-from p2pchat.store import SaveRate, Store, StoredLine
+from p2pchat.sending import Sender
+from p2pchat.session import PeerSession
+from p2pchat.slots import Standing, VerifyBudget
+from p2pchat.store import Store, StoredLine
+from p2pchat.syncing import CatchUp
 from p2pchat.trust import Trust
 from p2pchat.wire import (
     ACK,
+    Beacon,
     CAP_CATCHUP,
     CAP_OURS,
     CAP_ROOMS,
@@ -66,86 +79,24 @@ from p2pchat.wire import (
     HEARTBEAT,
     JOIN,
     LEAVE,
+    Message,
     PRIVATE,
     ROOMS,
-    STARTTLS,
     SYNC,
-    Beacon,
-    Message,
-    encode_message,
-    format_time,
-    is_fresh,
-    new_message_id,
     new_peer_id,
-    MAX_ROOMS,
-    WireError,
     nick_problem,
     printable,
-    printable_name,
 )
 
 log = Logger()
 
 #: How often (seconds) we send a heartbeat on every link.
 HEARTBEAT_INTERVAL = 30.0
-#: A link to one of our peers (which heartbeat) silent this long is dropped as dead.  Base
-#: peers send no heartbeats: theirs are watched by TCP keepalive and their beacons instead.
-IDLE_TIMEOUT = 90.0
 #: Most links at once (handshaken), whatever the peer table says.
 MAX_LINKS = 256
-#: A link that lasts less than this (seconds) and is followed by a new one within this time
-#: is not shown as a leave and a join: a flapping link stays quiet on screen.
-FLAP_WINDOW = 2.0
-#: After this many short-lived links in a row to a base peer, the user is told once.
-FLAPS_TOLD = 3
-#: Lines said while no peer at all is linked go to peers that link within this many seconds
-#: (you start p2pchat and say hello before discovery is done: they still hear it).
-LONELY_GRACE = 120.0
-#: When a peer's beacons come back after a silence while its link is up, the link may be dead
-#: (a cut cable) or stuck in TCP's retransmission backoff: it is probed, and dropped (then
-#: redialed and caught up) if no answer comes within this many seconds.
-PROBE_TIMEOUT = 3.0
 
 #: What every peer of ours announces; with an identity, CAP_TLS too.
 CAPS: tuple[str, ...] = (CAP_OURS, CAP_CATCHUP, CAP_ROOMS)
-#: Lines shown from history when a face starts, and the most /history shows at once.
-HISTORY_SHOWN = 50
-HISTORY_MAX_SHOWN = 1000
-
-
-class Link(Protocol):
-    """A handshaken connection to one peer, as the node sees it (mesh.PeerProtocol)."""
-
-    peer_id: str
-    username: str
-    caps: tuple[str, ...]
-    dialer_id: str  # the peer id of the side that dialed
-    address: str
-    last_heard: float
-    said_leave: bool
-    #: False until a catch-up peer's sync came: until then new lines wait in the sent log
-    synced: bool
-    #: our sequence when we sent this link our sync (resends start after it at the least)
-    sync_point: int
-    #: the last of our sequenced lines written to this link (the rest wait in the sent log)
-    cursor: int
-    #: True while the peer does not read (its transport buffer is full): we stop writing
-    backed_up: bool
-    #: the key fingerprint the link proved by TLS ("" for a plain link), and the TLS version
-    fp: str
-    tls: str
-    #: the peer's public key (base64) once TLS proved it, else ""
-    pk: str
-
-    def send(self, msg: Message) -> None: ...
-
-    def send_bytes(self, data: bytes) -> None:
-        """Write an already encoded line (lines of the sent log are encoded once)."""
-
-    def close(self, why: str) -> None: ...
-
-    def abort(self, why: str) -> None:
-        """Close at once, dropping what is not yet written (a dead link)."""
 
 
 class Dialer(Protocol):
@@ -174,7 +125,7 @@ Observer = Callable[[events.Event], None]
 class Node:
     """The hub between the edges and the faces."""
 
-    def __init__(self, nick: str, clock: IReactorTime, peer_id: str | None = None,
+    def __init__(self, nick: str, clock: Clock, peer_id: str | None = None,
                  log_lines: int = LOG_LINES, log_age: float = LOG_AGE,
                  identity: Identity | None = None, trust: Trust | None = None,
                  store: Store | None = None) -> None:
@@ -194,51 +145,51 @@ class Node:
         #: how well each peer is known: who gets table places and link slots (slots.py)
         self.standing = Standing(self.trust.pins.get, lambda pid: pid in self.links)
         self.peers.rank = self.standing.of
+        #: how many beacon signatures each host may have us check (slots.py)
         self.verify_budget = VerifyBudget()
-        self.room = Room(DEFAULT_ROOM)
-        self.links: dict[str, Link] = {}
+        self.room = Room()
+        #: the linked peers, by peer id
+        self.links: dict[str, PeerSession] = {}
+        #: every connection that came up, to its session, until it is lost (a replaced one
+        #: too: what it still says is taken, as before it was replaced)
+        self._sessions: dict[Wire, PeerSession] = {}
         self.port = 0  # our TCP port, set by the service once it listens
         self.dialer: Dialer | None = None
         self.announcer: Announcer | None = None
         # Sequence numbers start at the time in microseconds: a peer id is stable across
         # restarts, and this keeps a new run's numbers above the last run's.
-        self._sequence = self.run_start = int(clock.seconds() * 1_000_000)
+        self.run_start = int(clock.seconds() * 1_000_000)
         self._observers: list[Observer] = []
-        self._full_warned = False
-        self.sent_log = SentLog(log_lines, log_age)
-        self.delivery = Delivery()
-        self.store = store
-        self.rooms = Rooms(store.rooms() if store else ())
-        #: lines older than this sequence are not in the sent log (an earlier run's, unless
-        #: the log was loaded from the store)
-        self.log_floor = self.run_start
-        if store is not None:
-            self._load(store)
+        #: our sequenced lines: numbers, the sent log, delivery marks (outbox.py)
+        self.outbox = Outbox(self.run_start, log_lines, log_age)
+        self.delivery = self.outbox.delivery
+        #: what was said: on disk with a data dir (store.Store), else in memory
+        self.store: History = store if store is not None else MemoryHistory()
+        self.rooms = Rooms(self.store.rooms())
+        self._load(self.store)
         #: catch-up peers whose link dropped without a goodbye (still in the room), and nicks
         self.away: dict[str, str] = {}
-        self._ack_calls: dict[str, object] = {}
         #: set once we say goodbye: from then on nothing is dialed
         self.leaving = False
-        self._linked_at: dict[str, float] = {}
-        #: peers whose short-lived link dropped: shown as gone only if no new link comes soon
-        self._flapping: dict[str, tuple[str, float]] = {}
-        self._short_links: dict[str, int] = {}
+        #: flapping links, short links, probes, liveness (linkwatch.py)
+        self.watch = LinkWatch()
         #: the last nick a base peer gave in a line (its beacons keep its first nick)
-        self._line_names: dict[str, str] = {}
-        self._told_alone = False
-        #: (sequence, message id, time) of lines said while no peer was linked
-        self._lonely: list[tuple[int, str, float]] = []
-        self._liveness: dict[str, Liveness] = {}
-        self._probes: dict[str, tuple[str, object]] = {}
+        self.line_names: dict[str, str] = {}
         #: peers of ours linked in this run: private lines to them are kept while they are
-        #: away (absent.py); and those told about once per absence
+        #: away (absent.py)
         self.recent = RecentPeers()
-        self._told_kept: set[str] = set()
-        #: per link: what it is still to be handed on of absent authors, and its sync budget
-        #: (gone with the link)
-        self._hand_on: WeakKeyDictionary[Link, HandOn] = WeakKeyDictionary()
-        #: per link: how many bytes of its lines we save (store.SAVE_RATE)
-        self._save_rates: WeakKeyDictionary[Link, SaveRate] = WeakKeyDictionary()
+        #: the verbs and queries of the faces (chat.py)
+        self.chat = Chat(self)
+        #: catching peers up, handing on absent authors' lines (syncing.py)
+        self.catchup = CatchUp(self)
+        #: the keys we believe (keys.py)
+        self.keys = KeyCheck(self)
+        #: taking in, showing and keeping what the others say (hearing.py)
+        self.hearing = Hearing(self)
+        #: making our messages and writing them to the links (sending.py)
+        self.sender = Sender(self)
+        #: beacons, the peer table, dialing, sweeping and probes (presence.py)
+        self.presence = Presence(self)
 
     # --- observers ------------------------------------------------------------------------
 
@@ -249,7 +200,7 @@ class Node:
         if observer in self._observers:
             self._observers.remove(observer)
 
-    def _emit(self, event: events.Event) -> None:
+    def emit(self, event: events.Event) -> None:
         for observer in list(self._observers):
             try:
                 observer(event)
@@ -257,758 +208,173 @@ class Node:
                 log.failure("observer {observer!r} failed on {event!r}",
                             observer=observer, event=event)
 
-    def _notice(self, text: str, error: bool = False) -> None:
-        self._emit(events.Notice(self.clock.seconds(), text, error))
+    _emit = emit  # its old name (face tests emit through it)
 
-    def notice(self, text: str) -> None:
-        """A notice for every face, from outside the node (the service's start-up warnings)."""
-        self._notice(text)
+    def notice(self, text: str, error: bool = False) -> None:
+        """A notice for every face (also from outside the node: the service's start-up
+        warnings)."""
+        self.emit(events.Notice(self.clock.seconds(), text, error))
 
     # --- what we send -----------------------------------------------------------------------
 
-    def _load(self, store: Store) -> None:
+    def _load(self, store: History) -> None:
         """After a restart: how far we have each sender (so peers resend what we missed), the
         ids already shown (so nothing is shown twice), our own lines to resend."""
         now = self.clock.seconds()
         store.on_trouble = self._store_trouble
         self.room.seqs = SeenSet(backing=store)
-        # Continue above our last run's numbers, even if the clock went back since.
-        self._sequence = self.run_start = max(self._sequence, store.last_sequence())
         self.room.high_water.update(store.high_water())
         for message_id in store.recent_ids(self.room.seen_limit):
             self.room.mark_seen(message_id)
-        for msg in store.load_sent(self.sent_log.max_lines, self.sent_log.max_age, now):
-            self.sent_log.append(msg, now)
-        if len(self.sent_log):
-            self.log_floor = 0
+        sent = self.outbox.log
+        self.outbox.reload(store.last_sequence(),
+                           store.load_sent(sent.max_lines, sent.max_age, now), now)
+        self.run_start = self.outbox.sequence
 
     def _store_trouble(self, why: str | None) -> None:
         """Saving history failed (a full disk), or works again: told once each."""
         if why is None:
-            self._notice("history: saving lines again")
+            self.notice("history: saving lines again")
         else:
-            self._notice(f"history: not saving lines: {why} (see the log)", error=True)
+            self.notice(f"history: not saving lines: {why} (see the log)", error=True)
 
-    def _message(self, kind: str, content: str, sequenced: bool = False,
-                 metadata: dict | None = None, room: str = DEFAULT_ROOM) -> Message:
-        """A message from us.  Only chat lines (``sequenced``) take a sequence number: they
-        are what the sent log keeps and catch-up resends; the rest carry 0."""
-        if sequenced:
-            self._sequence += 1
-        if kind in (CHAT, PRIVATE) and self.identity is not None:
-            metadata = dict(metadata or {})  # gets the signature below
-        msg = Message(
-            id=new_message_id(),
-            type=kind,
-            sender_id=self.peer_id,
-            username=self.nick,
-            content=content,
-            timestamp=self.clock.seconds(),
-            sequence=self._sequence if sequenced else 0,
-            room_id=room,
-            metadata=metadata,
-            caps=self.caps if kind == JOIN else (),
-            fp=self.identity.fingerprint if self.identity and kind == JOIN else "",
-        )
-        if kind in (CHAT, PRIVATE) and self.identity is not None:
-            # Signed, so a peer can hand it on for us to one that missed it (relay.py).
-            msg.metadata["sig"] = sign_line(self.identity, msg)
-        return msg
-
-    def handshake(self) -> Message:
-        """The first line a dialer writes: a join from us (sequence 0, as the reference)."""
-        return self._message(JOIN, f"{self.nick} joined the chat")
-
-    def starttls(self) -> Message:
-        """The listener's answer to a join offering TLS (our fingerprint in ``fp``)."""
-        return Message(id=new_message_id(), type=STARTTLS, sender_id=self.peer_id,
-                       username=self.nick, timestamp=self.clock.seconds(),
-                       fp=self.identity.fingerprint if self.identity else "")
-
-    def beacon(self, kind: str) -> Beacon:
-        """A beacon from us; signed when we have an identity, so no one else can announce
-        our id at another address or say we left."""
-        now = self.clock.seconds()
-        beacon = Beacon(type=kind, peer_id=self.peer_id, username=self.nick, port=self.port,
-                        timestamp=now, address=f"0.0.0.0:{self.port}", caps=self.caps)
-        if self.identity is None:
-            return beacon
-        fp = self.identity.fingerprint
-        payload = beacon_payload(kind, self.peer_id, self.nick, self.port, format_time(now), fp)
-        return Beacon(type=kind, peer_id=self.peer_id, username=self.nick, port=self.port,
-                      timestamp=now, address=beacon.address, caps=self.caps, fp=fp,
-                      pk=self.identity.public_key_b64(), sig=self.identity.sign(payload))
-
-    def _broadcast(self, msg: Message) -> int:
-        """Send an unsequenced line (a heartbeat) on every link."""
-        for link in list(self.links.values()):
-            link.send(msg)
-        return len(self.links)
-
-    def _publish(self, msg: Message, wanted: set[str]) -> int:
-        """Send one of our sequenced lines: into the sent log, then to every synced link.
-
-        Each link has a cursor into the sent log, so a link that is still syncing, or whose
-        peer is slow to read, simply falls behind and is written to when it can: no queue per
-        link, and memory bounded by the sent log.  ``wanted``: the linked peers the line is
-        for (``_is_for``).  Returns how many of them are synced.
-
-        A link that had everything before this line (the usual case) just gets its bytes;
-        one that is behind is pumped from the log, in order."""
-        previous = self.sent_log.last_sequence()
-        dropped = self.sent_log.append(msg, self.clock.seconds())
-        if dropped:
-            self.delivery.forget_through(dropped[-1].sequence)
-        data = self.sent_log.last_bytes()
-        count = 0
-        for link in list(self.links.values()):
-            if not link.synced:
-                continue
-            if link.cursor == previous and not link.backed_up:
-                if link.peer_id in wanted:
-                    count += 1
-                    link.send_bytes(data)
-                link.cursor = msg.sequence
-            else:
-                count += link.peer_id in wanted
-                self._pump(link)
-        return count
-
-    def _pump(self, link: Link) -> None:
-        """Write to ``link`` what it lacks of the sent log, until its peer stops reading."""
-        if (link.backed_up or not link.synced or link.cursor >= self._sequence
-                or link.said_leave):  # it said goodbye: it can't show lines any more
-            return
-        lines, missing = self.sent_log.since(link.cursor)
-        if missing and link.cursor >= self.log_floor:
-            log.warn("lines for {peer} are too old to send", peer=link.peer_id)
-            self._notice(f"{self._nick(link)} missed older lines that are no longer kept",
-                         error=True)
-        for line, data in lines:
-            if link.backed_up or self.links.get(link.peer_id) is not link:
-                return
-            if self._is_for(line, link.peer_id, link.caps):
-                link.send_bytes(data)
-            link.cursor = line.sequence
-
-    def _is_for(self, msg: Message, peer_id: str, caps: tuple[str, ...]) -> bool:
-        """Whether one of our lines goes to this peer: general to all; a room's to its members
-        (peers that speak rooms); a private line to its addressee only."""
-        if msg.type == PRIVATE:
-            # Only to the addressee, over a link whose peer takes private lines (a plain link
-            # claiming its id, while we have a key, had CAP_ROOMS taken away in link_ready).
-            return (msg.metadata or {}).get("to") == peer_id and CAP_ROOMS in caps
-        if msg.room_id == DEFAULT_ROOM:
-            return True
-        return CAP_ROOMS in caps and self.rooms.peer_in(peer_id, msg.room_id)
-
-    def _waiting_for(self, msg: Message, wanted: set[str]) -> set[str]:
-        """The catch-up peers in the room now (linked or away): who must ack ``msg``.
-        ``wanted``: the linked peers it goes to."""
-        waiting = {pid for pid in wanted if CAP_CATCHUP in self.links[pid].caps}
-        return waiting | {pid for pid in self.away
-                          if self._is_for(msg, pid, (CAP_ROOMS, CAP_CATCHUP))}
-
-    def link_writable(self, link: Link) -> None:
+    def link_writable(self, wire: Wire) -> None:
         """The peer reads again: write what piled up for it."""
-        if self.links.get(link.peer_id) is link:
-            self._pump(link)
-            self._pump_relay(link)
+        link = self._sessions.get(wire)
+        if link is not None and self.links.get(link.peer_id) is link:
+            self.sender.pump(link)
+            self.catchup.pump_relay(link)
 
-    # --- verbs for the faces ----------------------------------------------------------------
+    # --- IChat: what the faces call (chat.py does it) ----------------------------------------
 
     def say(self, text: str, room: str = DEFAULT_ROOM) -> Said | Refused:
-        """Say a line to a room we are in (or ``@peer_id``: privately, see ``say_private``).
-        Returns ``Said`` with the message, or ``Refused`` with why not."""
-        return self._say(text, action=False, room=room)
+        return self.chat.say(text, room)
 
     def act(self, action: str, room: str = DEFAULT_ROOM) -> Said | Refused:
-        """Say an action (/me).  The content reads "* nick waves" so a base peer, which shows
-        content as it is, shows something sensible; ours read ``metadata.action``."""
-        return self._say(action, action=True, room=room)
-
-    def _say(self, text: str, action: bool, room: str) -> Said | Refused:
-        if room.startswith("@"):
-            return self.say_private(room[1:], text, action)
-        if room not in self.rooms.joined:
-            return Refused(f"you are not in #{room}")
-        metadata = {"action": text} if action else None
-        content = f"* {self.nick} {text}" if action else text
-        msg = self._message(CHAT, content, sequenced=True, metadata=metadata, room=room)
-        return Said(self._send_line(msg, text, action, room, ""))
+        return self.chat.act(action, room)
 
     def say_private(self, target: str, text: str, action: bool = False) -> Said | Refused:
-        """Say a line to one peer only (never broadcast): ``target`` is how it is shown, or
-        its peer id.  Returns ``Said``; its ``waits_for`` names the peer when it is away (the
-        line is kept and sent when it is back; a notice says so once per absence); or
-        ``Refused`` with why not."""
-        found = self.addressee(target)
-        if isinstance(found, Refused):
-            return found
-        peer_id, nick = found
-        link = self.links.get(peer_id)
-        # A link with its id that takes no private lines is not it (a plain link claiming
-        # it): the line waits for the peer itself.
-        away = link is None or link.said_leave or CAP_ROOMS not in link.caps
-        if away and self.delivery.private_waiting(peer_id) >= HELD_LINES:
-            return Refused(f"{nick} is away and {HELD_LINES} private lines already wait for "
-                           f"{nick}: this one is not kept")
-        metadata = {"to": peer_id}
-        if action:
-            metadata["action"] = text
-        content = f"* {self.nick} {text}" if action else text
-        msg = self._message(PRIVATE, content, sequenced=True, metadata=metadata)
-        sent = self._send_line(msg, text, action, private_key(peer_id), nick,
-                               kept_for=peer_id if away else "")
-        if not away:
-            return Said(sent)
-        kept = Said(sent, waits_for=nick)
-        if peer_id not in self._told_kept:
-            self._told_kept.add(peer_id)
-            self._notice(kept.notice)
-        return kept
-
-    def addressee(self, shown: str) -> tuple[str, str] | Refused:
-        """Whom a private line to ``shown`` (a nick as shown, or a peer id) goes to: (peer id,
-        nick), or why no one.  A linked peer of ours; else one that is away (absent.py):
-        linked earlier in this run, or whose key is pinned for that nick."""
-        for link in self.links.values():
-            if shown in (self._nick(link), link.peer_id):
-                if CAP_ROOMS not in link.caps:
-                    return Refused(f"{self._nick(link)} is a base peer: it can't receive "
-                                   "private messages")
-                return link.peer_id, self._nick(link)
-        found = self.recent.find(shown)
-        if found is not None:
-            return found
-        fp = self.trust.pins.get(shown)
-        if fp:
-            return peer_id_for(fp), printable(shown)
-        return no_peer_called(shown)
-
-    def _send_line(self, msg: Message, text: str, action: bool, room: str,
-                   private: str, kept_for: str = "") -> Message:
-        """``kept_for``: a private line's absent addressee, who must ack it when back."""
-        self.room.accept(msg)
-        self.room.record(msg)
-        # A peer that said goodbye is not written to (its link may linger a moment).
-        wanted = {pid for pid, link in self.links.items()
-                  if not link.said_leave and self._is_for(msg, pid, link.caps)}
-        waiting = self._waiting_for(msg, wanted)
-        if kept_for:
-            waiting.add(kept_for)
-        self.delivery.expect(msg.sequence, msg.id, waiting, private=msg.type == PRIVATE)
-        count = self._publish(msg, wanted)
-        if self.store is not None:
-            self.store.save_sent(msg, self.sent_log.last_bytes())
-        line = events.ChatLine(msg.timestamp or 0.0, self.nick, text, self.peer_id, msg.id,
-                               own=True, action=action, sent_to=count,
-                               pending=bool(waiting) or not self.links, room=room,
-                               private=private, kept=bool(kept_for))
-        self._remember(line)
-        self._emit(line)
-        if not self.links and msg.type == CHAT:
-            now = self.clock.seconds()
-            self._lonely = [x for x in self._lonely[-99:] if now - x[2] <= LONELY_GRACE]
-            self._lonely.append((msg.sequence, msg.id, now))
-        if not self.links and not self._told_alone and not kept_for:
-            self._told_alone = True  # once until a link is up again, not on every line
-            if self.away:
-                names = ", ".join(sorted(self.away.values()))
-                self._notice(f"not connected to {names} right now: delivered when they are back")
-            else:
-                self._notice(f"no peer is connected yet: peers that arrive within "
-                             f"{LONELY_GRACE / 60:.0f} minutes get what you say now", error=True)
-        return msg
-
-    def _remember(self, line: events.ChatLine, seq: int = 0,
-                  relay: tuple[bytes, str] | None = None, via: Link | None = None) -> None:
-        if self.store is not None:
-            raw, pk = relay or (None, "")
-            if via is not None and not self._may_save(via, len(line.text) + len(raw or b"")):
-                return
-            self.store.remember(StoredLine(line.message_id, line.room, line.sender_id,
-                                           line.nick, line.text, line.action, line.own,
-                                           line.when, seq if relay else 0, raw, pk))
-
-    def _may_save(self, link: Link, size: int) -> bool:
-        """Whether a line of ``size`` bytes from ``link`` is saved: each link only so fast."""
-        now = self.clock.seconds()
-        rate = self._save_rates.get(link)
-        if rate is None:
-            rate = self._save_rates[link] = SaveRate(now)
-        if rate.allow(size, now):
-            return True
-        if rate.should_log(now):
-            log.warn("{peer} sends more than {kb:.0f} KiB/s of lines: {n} shown but not saved",
-                     peer=link.peer_id, kb=rate.rate / 1024, n=rate.refused)
-            rate.refused = 0
-        return False
+        return self.chat.say_private(target, text, action)
 
     def join_room(self, text: str) -> Outcome:
-        """/join: ``Done`` when we are in the room (also when we already were: nothing
-        changes then, and nothing need be said), or ``Refused`` with why not."""
-        name, problem = room_name(text)
-        if problem:
-            return Refused(problem)
-        if name in self.rooms.joined:
-            return Done()
-        if len(self.rooms.joined) >= MAX_ROOMS:
-            return Refused(f"you are in {MAX_ROOMS} rooms already; /part one first")
-        self.rooms.join(name)
-        self._rooms_changed()
-        self._emit(events.RoomChanged(self.clock.seconds(), name, self.nick, self.peer_id,
-                                      joined=True, own=True))
-        return Done()
+        return self.chat.join_room(text)
 
     def part_room(self, text: str) -> Outcome:
-        """/part: ``Done``, or ``Refused`` with why not."""
-        name, problem = room_name(text)
-        if problem:
-            return Refused(problem)
-        if name == DEFAULT_ROOM:
-            return Refused("#general is everyone's room: it can't be left (/quit leaves the chat)")
-        if not self.rooms.part(name):
-            return Refused(f"you are not in #{name}")
-        self._rooms_changed()
-        self._emit(events.RoomChanged(self.clock.seconds(), name, self.nick, self.peer_id,
-                                      joined=False, own=True))
-        return Done()
+        return self.chat.part_room(text)
 
-    def _conversation(self, msg: Message) -> str:
-        """The room a line belongs to, or ``@peer`` (the other party) for a private one."""
-        if msg.type != PRIVATE:
-            return msg.room_id
-        if msg.sender_id == self.peer_id:
-            return private_key(str((msg.metadata or {}).get("to", "")))
-        return private_key(msg.sender_id)
+    def set_nick(self, nick: str) -> Outcome:
+        return self.chat.set_nick(nick)
 
-    def _rooms_changed(self) -> None:
-        if self.store is not None:
-            self.store.set_rooms(self.rooms.joined)
-        msg = self._rooms_message()
-        for link in list(self.links.values()):
-            if CAP_ROOMS in link.caps:
-                link.send(msg)
-        self._emit(events.PeersChanged(self.clock.seconds()))
+    def trust_peer(self, shown: str) -> Outcome:
+        return self.chat.trust_peer(shown)
 
-    def _rooms_message(self) -> Message:
-        return self._message(ROOMS, "", metadata={"rooms": self.rooms.joined[1:]})
+    def forget_pin(self, nick: str) -> Outcome:
+        return self.chat.forget_pin(nick)
+
+    def ignore(self, shown: str) -> Outcome:
+        return self.chat.ignore(shown)
+
+    def unignore(self, text: str) -> Outcome:
+        return self.chat.unignore(text)
+
+    def addressee(self, shown: str) -> tuple[str, str] | Refused:
+        return self.chat.addressee(shown)
 
     def now(self) -> float:
-        """The time on the node's clock (the faces stamp what they show with it)."""
         return self.clock.seconds()
 
     def my_rooms(self) -> list[str]:
-        """The rooms we are in, #general first (a copy)."""
-        return list(self.rooms.joined)
+        return self.chat.my_rooms()
 
     def members(self, room: str) -> frozenset[str]:
-        """The ids of the linked peers in ``room`` (not us)."""
-        return frozenset(pid for pid in self.links if self.rooms.peer_in(pid, room))
+        return self.chat.members(room)
 
     def rooms_of(self, peer_id: str) -> frozenset[str]:
-        """The rooms a peer is in, as it last told us."""
-        return self.rooms.rooms_of_peer(peer_id)
+        return self.chat.rooms_of(peer_id)
 
     def room_list(self) -> list[tuple[str, list[str]]]:
-        """/rooms: every room we know of, with its members (us first when we are in it)."""
-        out = []
-        for name in self.rooms.known():
-            members = [self.nick] if name in self.rooms.joined else []
-            members += sorted(self._nick(link) for pid, link in self.links.items()
-                              if self.rooms.peer_in(pid, name))
-            out.append((name, members))
-        return out
-
-    def history(self, room: str, count: int = HISTORY_SHOWN) -> list[StoredLine]:
-        """The last ``count`` lines of a conversation, oldest first (from disk if kept)."""
-        count = max(1, min(count, HISTORY_MAX_SHOWN))
-        if self.store is not None:
-            return self.store.recent(room, count,
-                                     skip=[peer_id for _, peer_id, _ in self.ignores.entries()])
-        lines = [m for m in self.room.history if self._conversation(m) == room
-                 and m.sender_id not in self.ignores]
-        return [StoredLine(m.id, room, m.sender_id, m.username,
-                           _action_text(m) or m.content, _action_text(m) is not None,
-                           m.sender_id == self.peer_id, m.timestamp or 0.0)
-                for m in lines[-count:]]
-
-    def set_nick(self, nick: str) -> Outcome:
-        """Change our nick: ``Done``, or ``Refused`` with why not."""
-        problem = nick_problem(nick)
-        if problem:
-            return Refused(problem)
-        if nick == self.nick:
-            return Refused(f"you are already {nick}")
-        own_fp = self.identity.fingerprint if self.identity else ""
-        pinned = self.trust.pins.get(nick)
-        if pinned is not None and pinned != own_fp:
-            return Refused(f"{nick} is pinned to another key ({short_form(pinned)}): it is "
-                           f"someone else's here (/forget {nick} if that key was yours)")
-        old, self.nick = self.nick, nick
-        self.trust.be(nick, own_fp)
-        if own_fp:
-            self.trust.pins.pin(old, own_fp)  # the nick we leave stays ours here (first use)
-        # The reference announces a new name as a join whose username is the new name.
-        self._broadcast(self._message(JOIN, f"{old} changed their name to {nick}"))
-        if self.announcer is not None:
-            self.announcer.announce()
-        self._emit(events.NickChanged(self.clock.seconds(), old, nick, self.peer_id, own=True))
-        for link in list(self.links.values()):
-            if link.username in (old, nick):
-                self._check_key(link)  # a peer using our new nick: flagged, and said so
-        self._emit(events.PeersChanged(self.clock.seconds()))
-        return Done()
+        return self.chat.room_list()
 
     def users(self) -> list[PeerView]:
-        """Everyone we know of: linked peers first, then those we only heard announce."""
-        now = self.clock.seconds()
-        rows = []
-        for pid, link in self.links.items():
-            info = self.peers.get(pid)
-            # Show where it listens (from its beacons), not the port it happened to dial from.
-            address = f"{info.host}:{info.port}" if info is not None else link.address
-            rows.append(PeerView(self._nick(link), pid, "connected", address,
-                                 CAP_OURS in link.caps, encrypted=bool(link.fp),
-                                 flagged=self.trust.flagged(link.username, link.fp),
-                                 rooms=tuple(sorted(self.rooms.rooms_of_peer(pid),
-                                                    key=lambda r: (r != DEFAULT_ROOM, r)))))
-        for info in self.peers:
-            if info.peer_id in self.links:
-                continue
-            state = "stale" if info.liveness(now) is not Liveness.ALIVE else "connecting"
-            rows.append(PeerView(printable_name(info.username or info.peer_id), info.peer_id,
-                                 state, f"{info.host}:{info.port}", CAP_OURS in info.caps))
-        return sorted(rows, key=lambda r: (r.state != "connected", r.nick.lower()))
+        return self.chat.users()
 
-    def find_link(self, shown: str) -> Link | None:
-        """The linked peer shown as ``shown`` (a nick, ``nick?``, or a peer id); not one that
-        said goodbye (its link may linger a moment)."""
-        for link in self.links.values():
-            if shown in (self._nick(link), link.peer_id) and not link.said_leave:
-                return link
-        return None
+    def shown_nick(self, peer_id: str) -> str:
+        return self.chat.shown_nick(peer_id)
 
     def whois(self, shown: str) -> list[str] | Refused:
-        """What /whois prints about a linked peer, or ``Refused`` if no one is shown so."""
-        link = self.find_link(shown)
-        if link is None:
-            return no_linked_peer(shown)
-        info = self.peers.get(link.peer_id)
-        where = f"{info.host}:{info.port}" if info is not None else link.address
-        lines = [f"{self._nick(link)} (peer id {link.peer_id}) at {where}"]
-        if link.fp:
-            lines += [f"  key {short_form(link.fp)}  ({link.fp})",
-                      f"  encrypted: {link.tls}; {self.trust.state(link.username, link.fp)}"]
-        else:
-            base = "" if CAP_OURS in link.caps else " (a base peer: no encryption, no key)"
-            lines.append(f"  plain: not encrypted{base}")
-        return lines
-
-    def trust_peer(self, shown: str) -> Outcome:
-        """/trust: pin the key of the peer shown as ``shown`` for its nick."""
-        link = self.find_link(shown)
-        if link is None:
-            return no_linked_peer(shown)
-        if not link.fp:
-            return Refused(f"{shown} has no key to trust (a plain connection)")
-        if self.trust.is_own(link.username):
-            return Refused(f"{printable_name(link.username)} is your own nick: no other key "
-                           "can have it")
-        old = self._nick(link)
-        if not self.trust.pins.pin(link.username, link.fp, trusted=True):
-            return Refused("not pinned: the pin table is full (/forget a nick first)")
-        self._emit(events.PeersChanged(self.clock.seconds()))
-        return Done(f"pinned {short_form(link.fp)} for {printable_name(link.username)} "
-                    f"(was shown as {old})")
-
-    def ignore(self, shown: str) -> Outcome:
-        """/ignore: hide the lines of the linked peer shown as ``shown``, by its key (a base
-        peer by its peer id), from now on and across restarts."""
-        link = self.find_link(shown)
-        if link is None:
-            return no_linked_peer(shown)
-        name = printable_name(link.username or link.peer_id)
-        problem = self.ignores.add(link.peer_id, link.fp, name)
-        if problem:
-            return Refused(problem)
-        key = f"its key {short_form(link.fp)}" if link.fp else f"its peer id {link.peer_id}"
-        return Done(f"ignoring {self._nick(link)} ({key}): its lines are not shown")
-
-    def unignore(self, text: str) -> Outcome:
-        """/unignore: show the lines of an ignored peer again (by nick, shown nick or id)."""
-        link = self.find_link(text)
-        peer_id = link.peer_id if link is not None and link.peer_id in self.ignores else None
-        peer_id = peer_id or self.ignores.find(text[:-1] if text.endswith("?") else text)
-        entry = self.ignores.remove(peer_id) if peer_id else None
-        if entry is None:
-            return Refused(f"{text} is not ignored; /ignore lists who is")
-        return Done(f"no longer ignoring {entry[1]}")
+        return self.chat.whois(shown)
 
     def ignored(self) -> list[str]:
-        """/ignore with no argument: who is ignored."""
-        entries = self.ignores.entries()
-        if not entries:
-            return ["nobody is ignored"]
-        return [f"ignored: {len(entries)}"] + [
-            f"  {nick:<21} {short_form(fp) if fp else 'no key, peer id ' + peer_id}"
-            for nick, peer_id, fp in entries]
+        return self.chat.ignored()
 
-    def forget_pin(self, nick: str) -> Outcome:
-        """/forget: drop the pin of ``nick``; the next key seen for it is pinned anew."""
-        name = nick[:-1] if nick.endswith("?") else nick
-        if self.trust.pins.forget(name):
-            self._emit(events.PeersChanged(self.clock.seconds()))
-            return Done(f"forgot the key pinned for {name}")
-        return Refused(f"no key is pinned for {name}")
+    def history(self, room: str, count: int = HISTORY_SHOWN) -> list[StoredLine]:
+        return self.chat.history(room, count)
 
-    def say_goodbye(self) -> list[Link]:
-        """Tell every linked peer we leave; returns the links, for the caller to close."""
+    # --- our own lines and rooms ------------------------------------------------------------
+
+    def rooms_changed(self) -> None:
+        self.store.set_rooms(self.rooms.joined)
+        msg = self.rooms_message()
+        for link in list(self.links.values()):
+            if link.rooms:
+                link.send(msg)
+        self.emit(events.PeersChanged(self.clock.seconds()))
+
+    def rooms_message(self) -> Message:
+        return self.sender.message(ROOMS, "", metadata={"rooms": self.rooms.joined[1:]})
+
+    def say_goodbye(self) -> list[Wire]:
+        """Tell every linked peer we leave; returns their connections, for the caller to
+        close."""
         self.leaving = True
-        for _, timer in self._probes.values():
-            if timer.active():
-                timer.cancel()
-        self._probes.clear()
-        for call in self._ack_calls.values():
-            if call.active():
-                call.cancel()
-        self._ack_calls.clear()
-        self._broadcast(self._message(LEAVE, f"{self.nick} left the chat"))
-        if self.store is not None:
-            self.store.flush()
-        return list(self.links.values())
+        self.presence.stop()
+        self.catchup.stop()
+        self.sender.broadcast(self.sender.message(LEAVE, f"{self.nick} left the chat"))
+        self.store.flush()
+        return [link.wire for link in self.links.values()]
 
-    # --- from discovery ---------------------------------------------------------------------
+    # --- from discovery (presence.py does it) -----------------------------------------------
+
+    def beacon(self, kind: str) -> Beacon:
+        return self.presence.beacon(kind)
 
     def beacon_heard(self, beacon: Beacon, host: str) -> None:
-        if beacon.peer_id == self.peer_id:
-            return
-        now = self.clock.seconds()
-        if not is_fresh(beacon, now):
-            self._log_limited("old beacon", LogLevel.debug,
-                              "old beacon from {host} ({peer}) ignored", host=host,
-                              peer=beacon.peer_id)
-            return
-        if not self._beacon_trusted(beacon, host):
-            return
-        if beacon.type == LEAVE:
-            self._beacon_leave(beacon, host)
-            return
-        before = self.peers.get(beacon.peer_id)
-        was_quiet = before is None or before.liveness(now) is not Liveness.ALIVE
-        heard = self.peers.heard(beacon, host, now)
-        if was_quiet and beacon.peer_id in self.links:
-            self._probe(self.links[beacon.peer_id])
-        if heard is Heard.FULL:
-            if not self._full_warned:
-                log.warn("peer table full ({n} peers): new peers ignored unless better known "
-                         "than the worst of them", n=len(self.peers))
-                self._full_warned = True
-            return
-        if heard is Heard.IGNORED:
-            return
-        for old in self.peers.evicted:
-            self._log_limited("table eviction", LogLevel.info,
-                              "peer table full: {old} forgotten to make room for {new}",
-                              old=old.peer_id, new=beacon.peer_id)
-            self._forget_peer(old)
-        if heard in (Heard.NEW, Heard.MOVED):
-            fp = beacon.fp
-            for old in self.peers.evict_address(
-                    beacon.peer_id, host, beacon.port, signed=bool(fp),
-                    keep=lambda p: p.peer_id in self.links or (
-                        bool(p.fp) and p.fp != fp and self.trust.pins.get(p.username) == p.fp)):
-                self._log_limited("address eviction", LogLevel.info,
-                                  "{old} was at {host}:{port}, where {new} now is: forgotten",
-                                  old=old.peer_id, new=beacon.peer_id, host=host,
-                                  port=beacon.port)
-                self._forget_peer(old)
-        if heard is Heard.MOVED and beacon.fp:
-            self._moved_while_linked(beacon.peer_id, host)
-        if heard is Heard.NEW:
-            self._log_limited("discovered", LogLevel.info, "discovered {peer} at {host}:{port}",
-                              burst=50, peer=beacon.peer_id, host=host, port=beacon.port)
-            if self.announcer is not None:
-                self.announcer.reply_soon()  # so the newcomer learns of us at once
-            self._emit(events.PeersChanged(now))
-        info = self.peers.get(beacon.peer_id)
-        if info is not None and beacon.peer_id not in self.links:
-            self._maybe_dial(info)
-
-    def _beacon_trusted(self, beacon: Beacon, host: str) -> bool:
-        """A signed beacon must carry a valid signature by the key its id is derived from; a
-        peer once heard signing is never again believed unsigned; and a signed beacon must be
-        newer than the last one (a replay from elsewhere can't move a peer's address).
-
-        The cheap checks come first (the id against the key, the key and age against what we
-        know); a signature is checked only within the source host's budget (slots.py), so a
-        flood of forged beacons costs a bounded share of the CPU."""
-        signed = bool(beacon.fp or beacon.sig or beacon.pk)
-        if signed and beacon.peer_id != peer_id_for(beacon.fp):
-            self._log_limited("bad beacon signature", LogLevel.info,
-                              "beacon for {peer} from {host} with a bad signature ignored",
-                              peer=beacon.peer_id, host=host)
-            return False
-        known = self.peers.get(beacon.peer_id)
-        if known is not None and known.fp:
-            if beacon.fp != known.fp:
-                self._log_limited("unsigned beacon", LogLevel.info,
-                                  "unsigned beacon for {peer} (which signs) from {host} ignored",
-                                  peer=beacon.peer_id, host=host)
-                return False
-            if beacon.timestamp <= known.last_stamp:
-                self._log_limited("replayed beacon", LogLevel.debug,
-                                  "replayed beacon for {peer} from {host} ignored",
-                                  peer=beacon.peer_id, host=host)
-                return False
-        if signed:
-            if not self.verify_budget.allow(host, self.clock.seconds()):
-                self._log_limited("verify budget", LogLevel.warn,
-                                  "too many signed beacons from {host}: {peer}'s not checked, "
-                                  "ignored", host=host, peer=beacon.peer_id)
-                return False
-            payload = beacon_payload(beacon.type, beacon.peer_id, beacon.username, beacon.port,
-                                     beacon.stamp, beacon.fp)
-            if not verify_beacon(beacon.pk, beacon.sig, payload, beacon.fp):
-                self._log_limited("bad beacon signature", LogLevel.info,
-                                  "beacon for {peer} from {host} with a bad signature ignored",
-                                  peer=beacon.peer_id, host=host)
-                return False
-        return True
-
-    def _beacon_leave(self, beacon: Beacon, host: str) -> None:
-        link = self.links.get(beacon.peer_id)
-        if link is not None and not link.said_leave:
-            # A datagram anyone could forge against a live connection: trust the connection.
-            self._log_limited("leave ignored", LogLevel.info,
-                              "leave datagram for {peer} from {host} ignored: its link is up",
-                              peer=beacon.peer_id, host=host)
-            return
-        if self.peers.left(beacon.peer_id) is not None:
-            if self.dialer is not None:
-                self.dialer.drop(beacon.peer_id)
-            self._emit(events.PeersChanged(self.clock.seconds()))
-
-    def _maybe_dial(self, info: PeerInfo) -> None:
-        if (self.dialer is None or self.leaving
-                or not should_dial(self.peer_id, info.peer_id)):
-            return
-        # A link we would refuse at once is not dialed (--secure-only and a base peer, a
-        # pinned nick without a key): nor redialed while its beacons keep coming.
-        plain = self.identity is None or CAP_TLS not in info.caps
-        refusal = self.trust.refusal(info.username, "", info.fp) if plain else None
-        if refusal is None and info.peer_id not in self.links:
-            refusal = self._slot_refusal(info.peer_id, info.username, info.fp)
-        if refusal is not None:
-            self._log_limited("not dialed", LogLevel.info, "{peer} not dialed: {why}",
-                              peer=info.peer_id, why=refusal)
-            self.dialer.drop(info.peer_id)
-            return
-        self.dialer.want(info)
-
-    def _slot_refusal(self, peer_id: str, nick: str, fp: str) -> str | None:
-        """Why a new link to this peer would get no slot now, or None (slots.py)."""
-        known = self.standing.known(peer_id, nick, fp)
-        strangers = len(self.links) - len(self.standing.known_links)
-        return slot_refusal(known, len(self.links), strangers, MAX_LINKS)
-
-    def link_offered(self, peer_id: str, nick: str, fp: str) -> str | None:
-        """A dialer's join came (before TLS): why we would refuse it, or None.  Refusing
-        here, before the dialer's link is up, keeps both sides agreeing that it is not
-        linked.  ``fp`` is only claimed yet: link_ready checks again once TLS proved it."""
-        if self.leaving:
-            return "we are leaving"
-        if peer_id == self.peer_id:
-            return "it claims to be us"
-        if peer_id in self.links:
-            return None  # a replacement takes the slot of the link it replaces
-        return self._slot_refusal(peer_id, nick, fp)
-
-    def _moved_while_linked(self, peer_id: str, host: str) -> None:
-        """A signed peer's newest beacons come from another host than the link we dialed
-        (a newcomer can be led to a replayed beacon's sender first): that link is not
-        trusted to stay; dial the address its beacons come from, whose link replaces it."""
-        link = self.links.get(peer_id)
-        info = self.peers.get(peer_id)
-        if (link is None or info is None or link.dialer_id != self.peer_id
-                or link.address.rsplit(":", 1)[0] == host or self.dialer is None):
-            return
-        self._log_limited("moved while linked", LogLevel.warn,
-                          "{peer}'s signed beacons come from {host}, but its link goes to "
-                          "{address}: redialing it at {host}:{port}", peer=peer_id, host=host,
-                          address=link.address, port=info.port)
-        self.dialer.want(info)
-
-    def _forget_peer(self, old: PeerInfo) -> None:
-        """A table entry went (pushed out, or another peer at its address)."""
-        if self.dialer is not None:
-            self.dialer.drop(old.peer_id)
-        if old.peer_id not in self.links:
-            self._left_room(old.peer_id)
-
-    def _log_limited(self, kind: str, level: LogLevel, fmt: str, /, **kw) -> None:
-        """A log line that network input can repeat at will: rate-limited (ratelog.py)."""
-        ratelog.limiter(self.clock).emit(log, kind, level, fmt, **kw)
+        self.presence.heard(beacon, host)
 
     def sweep(self) -> None:
         """Forget peers silent too long; drop links that died quietly.  Called every second."""
-        now = self.clock.seconds()
-        ratelog.limiter(self.clock).flush()
-        gone = self.peers.sweep(now)
-        for info in gone:
-            self._log_limited("forgotten", LogLevel.info,
-                              "{peer} not heard for a while: forgotten", burst=50,
-                              peer=info.peer_id)
-            if self.dialer is not None:
-                self.dialer.drop(info.peer_id)
-            link = self.links.get(info.peer_id)
-            if link is None:
-                self._left_room(info.peer_id)
-            elif CAP_OURS not in link.caps:
-                link.close("its beacons stopped")
-        forgotten = {info.peer_id for info in gone}
-        for pid, link in list(self.links.items()):
-            if (CAP_OURS not in link.caps and pid not in self.peers and pid not in forgotten
-                    and now - self._linked_at.get(pid, now) > GONE_AFTER):
-                link.close("it never announced itself")
-        for link in list(self.links.values()):
-            if CAP_OURS in link.caps and now - link.last_heard > IDLE_TIMEOUT:
-                link.abort(f"silent for {IDLE_TIMEOUT:.0f} s")
-        liveness = {info.peer_id: info.liveness(now) for info in self.peers}
-        changed = liveness != self._liveness
-        self._liveness = liveness
-        for pid, (nick, since) in list(self._flapping.items()):
-            if pid not in self.links and now - since >= FLAP_WINDOW:
-                del self._flapping[pid]
-                self._emit(events.PeerLeft(now, nick, pid, "connection lost"))
-        if gone or changed:
-            self._emit(events.PeersChanged(now))
+        self.presence.sweep()
 
     def heartbeat(self) -> None:
         """Keep links alive (the reference drops a link silent for 2 minutes)."""
         if self.links:
-            self._broadcast(self._message(HEARTBEAT, "", sequenced=False))
+            self.sender.broadcast(self.sender.message(HEARTBEAT, "", sequenced=False))
 
     # --- from the mesh ----------------------------------------------------------------------
 
-    def link_ready(self, link: Link) -> bool:
+    def handshake(self) -> Message:
+        """The first line a dialer writes: a join from us (sequence 0, as the reference)."""
+        return self.sender.handshake()
+
+    def starttls(self) -> Message:
+        """The listener's answer to a join offering TLS (our fingerprint in ``fp``)."""
+        return self.sender.starttls()
+
+    def link_ready(self, wire: Wire) -> bool:
         """A connection finished its handshake.  Returns False if it was refused (and closed)."""
-        if link.peer_id == self.peer_id:
-            link.close("it claims to be us")
+        if wire.peer_id == self.peer_id:
+            wire.close("it claims to be us")
             return False
         if self.leaving:
-            link.close("we are leaving")
+            wire.close("we are leaving")
             return False
-        if self.identity is not None and not link.fp:
-            # Every peer of ours has a key: a plain link is a base peer (or claims to be one
-            # of ours without proving it), so it gets none of our extensions.
-            link.caps = tuple(c for c in link.caps
-                              if c not in (CAP_CATCHUP, CAP_ROOMS, CAP_RELAY, CAP_TLS))
-        refusal = self._refusal(link)
+        # Every peer of ours has a key: a plain link is a base peer (or claims to be one of
+        # ours without proving it), so it gets none of our extensions (session.py).
+        link = PeerSession(wire, self.clock.seconds(), keyed=self.identity is not None)
+        refusal = self.keys.refusal(link)
         if refusal:
-            self._refuse(link, refusal)
-            self._notice(f"refused {printable(link.username or link.peer_id)} "
+            self.presence.refuse(link, refusal)
+            self.notice(f"refused {printable(link.username or link.peer_id)} "
                          f"({link.address}): {refusal}", error=True)
             if link.dialer_id == self.peer_id and self.dialer is not None:
                 self.dialer.drop(link.peer_id)  # we'd refuse it again: don't redial it
@@ -1017,140 +383,78 @@ class Node:
         known = self.standing.known(link.peer_id, link.username, link.fp)
         full = False
         if existing is not None:
-            keep_new = self._prefer(link, existing)
-            loser = existing if keep_new else link
-            if not keep_new:
-                loser.close("a link to that peer is already up")
+            if not keep_newer(self.peer_id, link.peer_id, link.dialer_id, existing.dialer_id):
+                link.close("a link to that peer is already up")
                 return False
             del self.links[existing.peer_id]
             self.standing.known_links.discard(existing.peer_id)
             existing.close("replaced by a newer link")
         else:
-            refusal = self._slot_refusal(link.peer_id, link.username, link.fp)
+            refusal = self.presence.slot_refusal(link.peer_id, link.username, link.fp)
             if refusal:
-                self._refuse(link, refusal)
+                self.presence.refuse(link, refusal)
                 return False
             full = len(self.links) >= MAX_LINKS
         if known:
             self.standing.known_links.add(link.peer_id)
         self.links[link.peer_id] = link
+        self._sessions[wire] = link
         if full:
-            self._make_slot(link)  # after: the stranger that goes finds no free slot
-        self._told_alone = False
-        self._told_kept.discard(link.peer_id)
-        if CAP_ROOMS in link.caps and CAP_CATCHUP in link.caps:
-            self.recent.seen(link.peer_id, self._nick(link))
-        self._linked_at[link.peer_id] = self.clock.seconds()
+            self.presence.make_slot(link)  # after: the stranger that goes finds no free slot
+        self.chat.linked(link.peer_id)
+        if link.rooms and link.catchup:
+            self.recent.seen(link.peer_id, self.nick_of(link))
         if self.dialer is not None:
             self.dialer.connected(link.peer_id)
-        if CAP_OURS not in link.caps:
-            link.username = self._line_names.get(link.peer_id, link.username)
-        self._start_sync(link)
+        if not link.ours:
+            link.username = self.line_names.get(link.peer_id, link.username)
+        self.catchup.start(link)
         if existing is None:
-            self._log_limited("linked", LogLevel.info, "linked with {peer} at {address} ({how})",
-                              burst=50, peer=link.peer_id, address=link.address,
-                              how=link.tls or "plain")
-            if CAP_OURS not in link.caps:
+            log_limited(self.clock, log, "linked", LogLevel.info,
+                        "linked with {peer} at {address} ({how})",
+                        burst=50, peer=link.peer_id, address=link.address,
+                        how=link.tls or "plain")
+            if not link.ours:
                 # A base peer takes a dialer's first line as identification only, and shows
                 # nobody joining until a join comes after it (as its own dialer sends).
-                link.send(self._message(JOIN, f"{self.nick} joined the chat"))
-            if self._flapping.pop(link.peer_id, None) is None:
-                self._emit(events.PeerJoined(self.clock.seconds(), self._nick(link),
+                link.send(self.sender.message(JOIN, f"{self.nick} joined the chat"))
+            if not self.watch.linked(link.peer_id):
+                self.emit(events.PeerJoined(self.clock.seconds(), self.nick_of(link),
                                              link.peer_id, link.address))
             pinned = self.trust.pins.get(link.username) if link.fp else None
-            self._check_key(link)
+            self.keys.check(link)
             if pinned is None and link.fp and self.trust.pins.get(link.username) == link.fp:
                 self.standing.pinned_now(link.fp)  # on first use: not known until it lasts
         info = self.peers.get(link.peer_id)
         if info is not None and info.fp:
             # its beacons moved while we dialed where a replay said it was
-            self._moved_while_linked(link.peer_id, info.host)
-        self._emit(events.PeersChanged(self.clock.seconds()))
+            self.presence.moved_while_linked(link.peer_id, info.host)
+        self.emit(events.PeersChanged(self.clock.seconds()))
         return True
 
-    def _refuse(self, link: Link, why: str) -> None:
-        """Close a link we won't have; a peer of ours is told why first (mesh.refuse)."""
-        self._log_limited("link refused", LogLevel.warn,
-                          "link from {peer} ({address}) refused: {why}", peer=link.peer_id,
-                          address=link.address, why=why)
-        refuse = getattr(link, "refuse", None)
-        if refuse is not None:
-            refuse(why)
-        else:
-            link.close(why)
+    def link_offered(self, peer_id: str, nick: str, fp: str) -> str | None:
+        """A dialer's join came (before TLS): why we would refuse it, or None (presence.py)."""
+        return self.presence.link_offered(peer_id, nick, fp)
 
-    def _make_slot(self, link: Link) -> None:
-        """Every slot is taken and a known peer came: the newest stranger's link goes."""
-        strangers = [pid for pid in self.links if pid not in self.standing.known_links]
-        newest = max(strangers, key=lambda pid: self._linked_at.get(pid, 0.0))
-        victim = self.links[newest]
-        why = f"its slot went to {link.peer_id}, a known peer"
-        self._refuse(victim, why)
-        self.link_lost(victim, why)
+    @property
+    def max_links(self) -> int:
+        """``MAX_LINKS``, read when asked (tests lower it)."""
+        return MAX_LINKS
 
-    def _refusal(self, link: Link) -> str | None:
-        if link.fp and link.peer_id != peer_id_for(link.fp):
-            return "its peer id is not the one its key gives"
-        info = self.peers.get(link.peer_id)
-        return self.trust.refusal(link.username, link.fp, info.fp if info is not None else "")
-
-    def shown_nick(self, peer_id: str) -> str:
-        """How the peer with this id is shown now (``nick``, ``nick?``), or the id itself."""
-        link = self.links.get(peer_id)
-        if link is not None:
-            return self._nick(link)
-        info = self.peers.get(peer_id)
-        if info is not None and info.username:
-            return printable_name(info.username)
-        return self.recent.nick(peer_id) or peer_id
-
-    def _nick(self, link: Link) -> str:
+    def nick_of(self, link: PeerSession) -> str:
         """How a peer is shown: its nick, or ``nick?`` when its key is not the pinned one."""
         return self.trust.display(link.username or link.peer_id, link.fp)
 
-    def _check_key(self, link: Link) -> None:
-        """Trust on first use: pin a new nick's key; warn about a nick with another key."""
-        if not link.username:
-            return
-        if self.trust.first_use(link.username, link.fp):
-            self._notice(f"pinned {printable_name(link.username)}'s key {short_form(link.fp)}")
-        elif (self.trust.flagged(link.username, link.fp)
-              and self.trust.warn_once(link.username, link.fp)):
-            shown, name = self._nick(link), printable_name(link.username)
-            key = f"another key ({short_form(link.fp)})" if link.fp else "no key (plain)"
-            unlike = (f"another key ({short_form(link.fp)}) than" if link.fp
-                      else "no key (a plain connection), unlike")
-            if self.trust.is_own(link.username):
-                self._emit(events.Notice(self.clock.seconds(),
-                                         f"{shown} uses your nick with {key}: it is not you, "
-                                         f"and is shown as {shown}; /whois {shown} to see who",
-                                         error=True, topic=events.OWN_NICK))
-            elif self.trust.pins.get(link.username) is None:
-                self._notice(f"{shown} can't be pinned: the pin table is full, so it is shown "
-                             f"as {shown}; /forget a nick to make room", error=True)
-            else:
-                self._notice(f"{shown} has {unlike} the {name} you know: shown as {shown}; "
-                             f"/whois {shown} to compare, /trust {shown} if you expected it",
-                             error=True)
-
-    def _prefer(self, new: Link, old: Link) -> bool:
-        """Two links to one peer: both sides must keep the same one.  Links dialed by the same
-        side: the newer wins (the dialer saw the old one die).  Else the rule-abiding one
-        (dialed by the smaller id) wins."""
-        if new.dialer_id == old.dialer_id:
-            return True
-        rightful = min(self.peer_id, new.peer_id, key=lambda s: s.encode("utf-8"))
-        return new.dialer_id == rightful
-
-    def link_lost(self, link: Link, why: str) -> None:
-        if self.links.get(link.peer_id) is not link:
+    def link_lost(self, wire: Wire, why: str) -> None:
+        link = self._sessions.pop(wire, None)
+        if link is None or self.links.get(link.peer_id) is not link:
             return  # a refused or replaced link
         del self.links[link.peer_id]
-        if CAP_ROOMS in link.caps and CAP_CATCHUP in link.caps:
-            self.recent.seen(link.peer_id, self._nick(link))  # as last shown
+        if link.rooms and link.catchup:
+            self.recent.seen(link.peer_id, self.nick_of(link))  # as last shown
         self.standing.known_links.discard(link.peer_id)
         now = self.clock.seconds()
-        lived = now - self._linked_at.pop(link.peer_id, now)
+        lived = now - link.linked_at
         self.standing.link_lasted(link.peer_id, link.fp, lived)
         if self.dialer is not None:
             self.dialer.link_ended(link.peer_id, lived)
@@ -1159,47 +463,39 @@ class Node:
             self.peers.left(link.peer_id)
             if self.dialer is not None:
                 self.dialer.drop(link.peer_id)
-            self._left_room(link.peer_id)
+            self.left_room(link.peer_id)
         elif not self.leaving:
-            if CAP_CATCHUP in link.caps:
-                self.away[link.peer_id] = self._nick(link)
-            self._log_limited("link lost", LogLevel.info,
-                              "link with {peer} lost after {t:.1f} s: {why}", burst=50,
-                              peer=link.peer_id, t=lived, why=why)
-            if lived < FLAP_WINDOW:
-                self._flapping[link.peer_id] = (self._nick(link), now)
-                self._count_short_link(link)
-            else:
-                self._short_links.pop(link.peer_id, None)
-                self._emit(events.PeerLeft(now, self._nick(link), link.peer_id,
+            if link.catchup:
+                self.away[link.peer_id] = self.nick_of(link)
+            log_limited(self.clock, log, "link lost", LogLevel.info,
+                        "link with {peer} lost after {t:.1f} s: {why}", burst=50,
+                        peer=link.peer_id, t=lived, why=why)
+            lost = self.watch.lost(link.peer_id, self.nick_of(link), lived, now,
+                                   base=not link.ours)
+            if lost.show_leave:
+                self.emit(events.PeerLeft(now, self.nick_of(link), link.peer_id,
                                            "connection lost"))
+            if lost.tell_flaps:
+                self.notice(f"{self.nick_of(link)} closes every connection right after it "
+                             "opens (a base peer that lost track of us does so until it "
+                             "restarts); redialing it ever more slowly", error=True)
             info = self.peers.get(link.peer_id)
             if info is not None:
-                self._maybe_dial(info)
+                self.presence.maybe_dial(info)
             else:
                 # Not announced (any more): nothing will bring it back, so nothing waits.
-                self._left_room(link.peer_id)
+                self.left_room(link.peer_id)
                 if self.dialer is not None:
                     self.dialer.drop(link.peer_id)
-        self._emit(events.PeersChanged(now))
+        self.emit(events.PeersChanged(now))
 
-    def message_received(self, link: Link, msg: Message, raw: bytes = b"") -> None:
+    def message_received(self, wire: Wire, msg: Message, raw: bytes = b"") -> None:
         """A parsed line from a handshaken link (``raw``: the line as received)."""
+        link = self._sessions.get(wire)
+        if link is None:
+            return  # not linked (refused), or lost already
         if msg.sender_id != link.peer_id:
-            if link.dialer_id == self.peer_id and not link.fp:
-                # We dialed an address where another peer now listens (the one we wanted
-                # is gone): forget it rather than redial it.
-                log.info("dialed {peer} but reached {other}: link closed, {peer} forgotten",
-                         peer=link.peer_id, other=msg.sender_id)
-                self.peers.left(link.peer_id)
-                if self.dialer is not None:
-                    self.dialer.drop(link.peer_id)
-                link.said_leave = True  # nothing to show: it was never that peer
-                link.close("it is another peer")
-                return
-            log.warn("{peer} sent a line as {other}: refused, link closed",
-                     peer=link.peer_id, other=msg.sender_id)
-            link.close("it spoke for another peer")
+            self.hearing.not_its_own(link, msg)
             return
         kind = msg.type
         if kind == CHAT or kind == PRIVATE:  # most lines: checked first
@@ -1209,334 +505,40 @@ class Node:
                 return
             if not self.room.accept(msg):
                 return  # a duplicate
-            if msg.sequence and CAP_CATCHUP in link.caps:
-                self._schedule_ack(link)
-                if self.store is not None:
-                    self.store.set_high_water(link.peer_id, self.room.high_water[link.peer_id])
+            if msg.sequence and link.catchup:
+                self.catchup.schedule_ack(link)
+                self.store.set_high_water(link.peer_id, self.room.high_water[link.peer_id])
             # A signed room line of one of ours is kept with its bytes, to hand on (relay.py).
-            relay = ((raw, link.pk) if raw and kind == CHAT and CAP_RELAY in link.caps
+            relay = ((raw, link.pk) if raw and kind == CHAT and link.relay
                      and link.pk and msg.metadata and msg.metadata.get("sig") else None)
-            self._chat_line(link, msg, self.clock.seconds(), relay)
+            self.hearing.chat_line(link, msg, self.clock.seconds(), relay)
             return
         if kind == HEARTBEAT:
-            self._heartbeat_line(link, msg)
+            self.presence.heartbeat_line(link, msg)
             return
         if kind in (SYNC, ACK):
-            self._catchup_line(link, msg)
+            self.catchup.line(link, msg)
             return
         if kind == ROOMS:
-            self._peer_rooms(link, msg)
+            self.hearing.peer_rooms(link, msg)
             return
         if kind == RELAY:
-            self._relayed(link, msg)
+            self.catchup.relayed(link, msg)
             return
-        if not self.room.accept(msg):
-            return  # a duplicate
-        now = self.clock.seconds()
-        if kind == JOIN:
-            if msg.username and msg.username != link.username:
-                old = self._nick(link)
-                link.username = msg.username
-                if CAP_OURS not in link.caps and len(self._line_names) < MAX_LINKS:
-                    self._line_names[link.peer_id] = msg.username
-                self._emit(events.NickChanged(now, old, self._nick(link), link.peer_id))
-                self._check_key(link)
-                self._emit(events.PeersChanged(now))
-        elif kind == LEAVE:
-            if not link.said_leave:
-                link.said_leave = True
-                self._emit(events.PeerLeft(now, self._nick(link), link.peer_id))
-                self._left_room(link.peer_id)  # after: faces may ask which rooms it was in
-                self._emit(events.PeersChanged(now))
-                link.close("it left")  # so its shutdown need not wait for us
-        else:
-            log.debug("{peer} sent a {kind} line: not known here, ignored",
-                      peer=link.peer_id, kind=kind)
-
-
-    def _chat_line(self, link: Link, msg: Message, now: float,
-                   relay: tuple[bytes, str] | None = None) -> None:
-        if msg.type == PRIVATE:
-            if (msg.metadata or {}).get("to") != self.peer_id or CAP_ROOMS not in link.caps:
-                log.warn("{peer} sent a private line not for us: dropped", peer=link.peer_id)
-                return
-            room, private = private_key(link.peer_id), self._nick(link)
-        else:
-            room, private = msg.room_id, ""
-            if room not in self.rooms.joined:
-                log.debug("{peer} sent a line for #{room}, which we are not in: dropped",
-                          peer=link.peer_id, room=room)
-                return
-        nick = self.trust.display(link.username or msg.username or link.peer_id, link.fp)
-        self._show_line(msg, nick, room, private, now, relay, via=link)
-
-    def _show_line(self, msg: Message, nick: str, room: str, private: str, now: float,
-                   relay: tuple[bytes, str] | None = None, via: Link | None = None) -> None:
-        """A line from someone else, accepted: keep it, save it, show it (at the time it was
-        said, unless that time is nonsense).  ``relay``: its bytes and author's key, kept
-        with it to hand on; ``via``: the link it came by (which may have only so much saved).
-        An ignored peer's line is only kept in memory (to drop duplicates): not saved, not
-        shown, not notified."""
-        self.room.record(msg)
-        if msg.sender_id in self.ignores:
-            return
-        when = msg.timestamp if msg.timestamp and 0 < msg.timestamp <= now else now
-        action = _action_text(msg)
-        line = events.ChatLine(when, nick, printable(action or msg.content), msg.sender_id,
-                               msg.id, action=action is not None, room=room, private=private)
-        self._remember(line, msg.sequence, relay, via)
-        self._emit(line)
-
-    def _peer_rooms(self, link: Link, msg: Message) -> None:
-        if CAP_ROOMS not in link.caps:
-            return
-        try:
-            rooms = rooms_of(msg)
-        except WireError as e:
-            log.warn("bad rooms line from {peer} skipped: {why}", peer=link.peer_id, why=str(e))
-            return
-        joined, left = self.rooms.set_peer(link.peer_id, rooms)
-        now = self.clock.seconds()
-        for name, did_join in [(r, True) for r in sorted(joined)] + [(r, False) for r in
-                                                                     sorted(left)]:
-            if name in self.rooms.joined:
-                self._emit(events.RoomChanged(now, name, self._nick(link), link.peer_id,
-                                              joined=did_join))
-        self._emit(events.PeersChanged(now))
+        self.hearing.peer_line(link, msg)  # join (a rename), leave, or one not known here
 
     # --- catch-up (catchup.py) ------------------------------------------------------------
 
-    def _start_sync(self, link: Link) -> None:
-        """A new link: a catch-up peer is told how far we have its lines, and new lines wait
-        (in the sent log) until its sync says how far it has ours.  Others get lines at once."""
-        self.away.pop(link.peer_id, None)
-        link.cursor = self._sequence
-        if CAP_ROOMS in link.caps:
-            link.send(self._rooms_message())  # before the sync: resends depend on our rooms
-        if CAP_CATCHUP not in link.caps:
-            link.synced = True
-            return
-        link.synced = False
-        link.sync_point = self._sequence
-        have = self.room.high_water.get(link.peer_id)
-        others = ({s: h for s, h in self.room.high_water.items() if s != link.peer_id}
-                  if CAP_RELAY in link.caps else None)
-        link.send(self._message(SYNC, "", sequenced=False,
-                                metadata=sync_metadata(self._sequence, have, others)))
-
-    def _catchup_line(self, link: Link, msg: Message) -> None:
-        if CAP_CATCHUP not in link.caps:
-            log.debug("{peer} sent {kind} without announcing catch-up: ignored",
-                      peer=link.peer_id, kind=msg.type)
-            return
-        try:
-            if msg.type == SYNC:
-                state = self._hand_on_state(link)
-                now = self.clock.seconds()
-                if not state.allow_sync(now):
-                    if state.should_log_refusal(now):
-                        log.warn("{peer} sends sync lines too often: the extra ones ignored",
-                                 peer=link.peer_id)
-                    return
-                self._synced(link, parse_sync(msg))
-            else:
-                self._acked(link, parse_ack(msg))
-        except WireError as e:
-            log.warn("bad {kind} from {peer} skipped: {why}", kind=msg.type, peer=link.peer_id,
-                     why=str(e))
-
-    def _synced(self, link: Link, sync) -> None:
-        # Lines it said before we were in the room are not ours to have; from now on we are
-        # in its room, also across our restarts (so it resends what we miss while away).
-        if link.peer_id not in self.room.high_water:
-            self.room.high_water[link.peer_id] = sync.sent
-            if self.store is not None:
-                self.store.set_high_water(link.peer_id, sync.sent)
-        start = sync.have if sync.have is not None else link.sync_point
-        if sync.have is None:
-            start = self._lonely_start(link, start)
-        # Lines of an earlier run of ours are not in the log unless it came from the store.
-        start = max(min(start, self._sequence), self.log_floor)
-        dropped = self.sent_log.trim(self.clock.seconds())  # too old to resend now
-        if dropped:
-            self.delivery.forget_through(dropped[-1].sequence)
-        link.cursor = start
-        if start < self._sequence:
-            log.info("{peer} lacks {n} of our lines: resending", peer=link.peer_id,
-                     n=self._sequence - start)
-        link.synced = True
-        if sync.have is not None:
-            self._acked(link, sync.have)
-        self._pump(link)
-        if sync.others and CAP_RELAY in link.caps:
-            self._relay_to(link, sync.others)
-
-    def _lonely_start(self, link: Link, start: int) -> int:
-        """A newcomer also gets the room lines said lately while no peer was linked."""
-        now = self.clock.seconds()
-        lonely = [(seq, mid) for seq, mid, when in self._lonely if now - when <= LONELY_GRACE]
-        if not lonely:
-            return start
-        if CAP_CATCHUP in link.caps:
-            for seq, mid in lonely:
-                self.delivery.expect(seq, mid, {link.peer_id})
-        return min(start, lonely[0][0] - 1)
-
-    def _hand_on_state(self, link: Link) -> HandOn:
-        state = self._hand_on.get(link)
-        if state is None:
-            state = self._hand_on[link] = HandOn(self.clock.seconds())
-        return state
-
-    def _relay_to(self, link: Link, others: dict[str, int]) -> None:
-        """Hand on the signed lines of authors that are not here now, which the peer lacks
-        (it said how far it has each author), in the rooms it is in.  This replaces what was
-        still to hand on to it; the lines go by ``_pump_relay``, as the peer reads."""
-        if self.store is None:
-            return
-        wanted = {author: have for author, have in others.items()
-                  if author not in (self.peer_id, link.peer_id)}
-        state = self._hand_on_state(link)
-        state.replace(wanted, sorted(self.rooms.rooms_of_peer(link.peer_id)),
-                      self.clock.seconds() - self.sent_log.max_age)
-        self._pump_relay(link)
-
-    def _pump_relay(self, link: Link) -> None:
-        """Write to ``link`` the next of what it is to be handed on: in steps of
-        RELAY_STEP_LINES, only while its peer reads (not ``backed_up``), RELAY_TURN_BYTES at
-        most per reactor turn (then it goes on at the next turn)."""
-        state = self._hand_on.get(link)
-        if state is None or state.scheduled or not state.pending or self.store is None:
-            return
-        written = 0
-        while state.pending:
-            if link.backed_up or self.links.get(link.peer_id) is not link:
-                return  # link_writable brings us back
-            if written >= RELAY_TURN_BYTES:
-                state.scheduled = True
-                self.clock.callLater(0, self._relay_next_turn, link)
-                return
-            author = next(iter(state.pending))
-            after, left = state.pending[author]
-            rows = [] if author in self.links else self.store.relayable_after(
-                author, after, state.rooms, min(RELAY_STEP_LINES, left), state.since)
-            if not rows:  # done with it (a linked author resends its own lines)
-                del state.pending[author]
-                continue
-            for metadata, last, count in relay_batches(
-                    [(seq, raw, author, key) for seq, raw, key in rows]):
-                if link.backed_up:
-                    return
-                data = encode_message(self._message(RELAY, "", metadata=metadata))
-                link.send_bytes(data)
-                written += len(data)
-                state.sent += count
-                left -= count
-                state.pending[author] = [last, left]
-            if left <= 0:
-                del state.pending[author]
-        if state.sent:
-            log.info("handed on {n} lines of absent authors to {peer}", n=state.sent,
-                     peer=link.peer_id)
-            state.sent = 0
-
-    def _relay_next_turn(self, link: Link) -> None:
-        state = self._hand_on.get(link)
-        if state is not None:
-            state.scheduled = False
-            self._pump_relay(link)
-
-    def _relayed(self, link: Link, msg: Message) -> None:
-        """Lines of other authors handed on by ``link``'s peer: shown only if signed by their
-        author's key (the one its peer id comes from)."""
-        if CAP_RELAY not in link.caps or self.leaving:
-            return  # leaving: not shown any more (see message_received)
-        try:
-            pairs = relayed_of(msg)
-        except WireError as e:
-            log.warn("bad relay line from {peer} skipped: {why}", peer=link.peer_id, why=str(e))
-            return
-        now = self.clock.seconds()
-        for raw, key in pairs:
-            try:
-                relayed = check_relayed(raw, key)
-            except WireError as e:
-                log.warn("a line {peer} handed on was refused: {why}", peer=link.peer_id,
-                         why=str(e))
-                continue
-            line = relayed.msg
-            if line.sender_id == self.peer_id or line.room_id not in self.rooms.joined:
-                continue
-            # A relayer has only some of an author's lines (its rooms): they don't tell how
-            # far we have that author, so the author still resends whatever we lack.
-            if not self.room.accept(line, advance=False):
-                continue  # already had it
-            nick = self.trust.display(line.username or line.sender_id, relayed.fp)
-            self._show_line(line, nick, line.room_id, "", now, (raw, key), via=link)
-
-    def _acked(self, link: Link, have: int) -> None:
-        now = self.clock.seconds()
-        for message_id in self.delivery.acked(link.peer_id, have):
-            self._emit(events.Delivered(now, message_id))
-
-    def _schedule_ack(self, link: Link) -> None:
-        call = self._ack_calls.get(link.peer_id)
-        if call is None or not call.active():
-            self._ack_calls[link.peer_id] = self.clock.callLater(ACK_DELAY, self._send_ack,
-                                                                 link.peer_id)
-
-    def _send_ack(self, peer_id: str) -> None:
-        """Ack on whatever link to the peer is up now (the one that got the lines may be gone;
-        if none is, the next sync says the same)."""
-        self._ack_calls.pop(peer_id, None)
-        link = self.links.get(peer_id)
-        if link is not None:
-            have = self.room.high_water.get(peer_id, 0)
-            link.send(self._message(ACK, "", sequenced=False, metadata={"have": have}))
-
-    def _probe(self, link: Link) -> None:
-        """Ask a peer of ours to answer on this link; drop the link if it doesn't in time."""
-        if CAP_OURS not in link.caps or link.peer_id in self._probes:
-            return
-        token = new_message_id()
-        timer = self.clock.callLater(PROBE_TIMEOUT, self._probe_failed, link, token)
-        self._probes[link.peer_id] = (token, timer)
-        link.send(self._message(HEARTBEAT, "", metadata={"probe": token}))
-
-    def _probe_failed(self, link: Link, token: str) -> None:
-        if self._probes.get(link.peer_id, (None,))[0] != token:
-            return
-        del self._probes[link.peer_id]
-        if self.links.get(link.peer_id) is link:
-            log.info("{peer} is back but its link does not answer: redialing", peer=link.peer_id)
-            link.abort(f"no answer within {PROBE_TIMEOUT:.0f} s after a silence")
-
-    def _heartbeat_line(self, link: Link, msg: Message) -> None:
-        meta = msg.metadata or {}
-        probe, answer = meta.get("probe"), meta.get("answer")
-        if isinstance(probe, str) and len(probe) <= 32 and CAP_OURS in link.caps:
-            link.send(self._message(HEARTBEAT, "", metadata={"answer": probe}))
-        if isinstance(answer, str) and self._probes.get(link.peer_id, (None,))[0] == answer:
-            _, timer = self._probes.pop(link.peer_id)
-            if timer.active():
-                timer.cancel()
-
-    def _count_short_link(self, link: Link) -> None:
-        count = self._short_links[link.peer_id] = self._short_links.get(link.peer_id, 0) + 1
-        if count == FLAPS_TOLD and CAP_OURS not in link.caps:
-            self._notice(f"{self._nick(link)} closes every connection right after it opens "
-                         "(a base peer that lost track of us does so until it restarts); "
-                         "redialing it ever more slowly", error=True)
-
-    def _left_room(self, peer_id: str) -> None:
+    def left_room(self, peer_id: str) -> None:
         """A peer said goodbye or was forgotten: lines no longer wait for it."""
         self.away.pop(peer_id, None)
-        self._line_names.pop(peer_id, None)
-        self._short_links.pop(peer_id, None)
+        self.line_names.pop(peer_id, None)
+        self.watch.forget(peer_id)
         self.delivery.forget_peer(peer_id)
         self.rooms.forget_peer(peer_id)
 
 
-def _action_text(msg: Message) -> str | None:
-    action = (msg.metadata or {}).get("action")
-    return action if isinstance(action, str) and action else None
+if TYPE_CHECKING:  # the node is what each side is told it is (checked by mypy)
+
+    def _contract(node: Node) -> tuple[IChat, IMeshSink, IBeaconSink]:
+        return node, node, node

@@ -1,35 +1,27 @@
-"""The room: which messages were already seen (dedup), what each sender's sequence is at, and
-the recent history shown to a face that starts late.  Pure code."""
+"""The room: which messages were already seen (dedup), and what each sender's sequence is at.
+Pure code.  (What was said is kept by history.py.)"""
 
 from __future__ import annotations
 
-from collections import OrderedDict, deque
+from collections import OrderedDict
 
 from p2pchat.seen import SeenSet
-from p2pchat.wire import CHAT, DEFAULT_ROOM, PRIVATE, Message
+from p2pchat.wire import CHAT, PRIVATE, Message
 
 #: How many message ids are remembered for dropping duplicates.
 MAX_SEEN_IDS = 10_000
-#: How many shown lines a room keeps in memory.
-MAX_HISTORY = 1_000
 
 
 class Room:
     """One room's state.  ``accept`` is the single gate every received or said line passes."""
 
-    def __init__(self, name: str = DEFAULT_ROOM, seen_limit: int = MAX_SEEN_IDS,
-                 history_limit: int = MAX_HISTORY) -> None:
-        self.name = name
+    def __init__(self, seen_limit: int = MAX_SEEN_IDS) -> None:
         self._seen: OrderedDict[str, None] = OrderedDict()
         self.seen_limit = seen_limit
-        self.history: deque[Message] = deque(maxlen=history_limit)
         #: the highest sequence number seen from each sender
         self.high_water: dict[str, int] = {}
         #: the sequences seen of each author of signed lines (kept on disk with a store)
         self.seqs = SeenSet()
-
-    def seen(self, message_id: str) -> bool:
-        return message_id in self._seen
 
     def accept(self, msg: Message, advance: bool = True) -> bool:
         """True the first time a line comes by, False for a duplicate.  ``advance``: the
@@ -53,12 +45,3 @@ class Room:
         self._seen[message_id] = None
         if len(self._seen) > self.seen_limit:
             self._seen.popitem(last=False)
-
-    def record(self, msg: Message) -> None:
-        """Keep a shown line in the history."""
-        self.history.append(msg)
-
-    def timeline(self) -> list[Message]:
-        """The history in display order: by time, then sender and sequence (stable whatever
-        order the lines arrived in)."""
-        return sorted(self.history, key=lambda m: (m.timestamp or 0.0, m.sender_id, m.sequence))

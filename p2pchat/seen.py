@@ -110,7 +110,8 @@ def _parse(text: str) -> tuple[list[int], list[int]]:
     """A set as written by ``_dump``; anything else (a damaged row) reads as empty."""
     try:
         pairs = json.loads(text)
-        starts, ends = [], []
+        starts: list[int] = []
+        ends: list[int] = []
         for lo, hi in pairs:
             if not (isinstance(lo, int) and isinstance(hi, int) and lo <= hi
                     and (not ends or lo > ends[-1] + 1)):

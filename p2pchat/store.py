@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 from twisted.logger import Logger
@@ -68,34 +67,6 @@ LAYOUT = 1
 #: What one row can make a statement fail with (its values), unlike a full disk.
 _BAD_ROW = (sqlite3.IntegrityError, sqlite3.InterfaceError, sqlite3.ProgrammingError,
             OverflowError, ValueError, TypeError)
-
-
-class SaveRate:
-    """A byte bucket for one link: how much of what it sends us we save (SAVE_RATE)."""
-
-    def __init__(self, now: float, rate: float = SAVE_RATE, burst: float = SAVE_BURST) -> None:
-        self.rate = rate
-        self.burst = burst
-        self._tokens = burst
-        self._at = now
-        self._logged_at: float | None = None
-        self.refused = 0  # lines not saved since the last log line
-
-    def allow(self, size: int, now: float) -> bool:
-        self._tokens = min(self.burst, self._tokens + (now - self._at) * self.rate)
-        self._at = now
-        if self._tokens >= size:
-            self._tokens -= size
-            return True
-        self.refused += 1
-        return False
-
-    def should_log(self, now: float) -> bool:
-        """At most once a minute per link."""
-        if self._logged_at is None or now - self._logged_at >= 60.0:
-            self._logged_at = now
-            return True
-        return False
 
 
 def to_db(seq: int) -> int:
@@ -178,8 +149,6 @@ class Store:
         #: authors whose seen sequences changed: their set (read at commit), or its text
         self._seen: dict[str, Any] = {}
         self._flush_scheduled = False
-        #: seconds the longest commit took, for the benchmark and the log
-        self.slowest_commit = 0.0
         #: told ``why`` once when saving fails, and None once it works again (a notice)
         self.on_trouble: Callable[[str | None], None] | None = None
         self.trouble: str | None = None
@@ -276,7 +245,6 @@ class Store:
             return
         self._troubled(None)
         took = time.perf_counter() - started
-        self.slowest_commit = max(self.slowest_commit, took)
         if took > 0.05:
             log.warn("saving history took {ms:.0f} ms", ms=took * 1000)
         if self._written >= UPKEEP_AFTER_BYTES:
@@ -317,7 +285,7 @@ class Store:
                         self._one_row(sql, row)
                 else:
                     self._db.executemany(sql, rows)
-            extra = {
+            extra: dict[str, list[tuple[Any, ...]]] = {
                 "insert into high_water values (?, ?) on conflict(sender_id) do update "
                 "set seq = max(seq, excluded.seq)":
                     [(sender, to_db(seq)) for sender, seq in high.items()],
@@ -400,16 +368,10 @@ class Store:
         except ValueError:
             return 0
 
-    def relayable_since(self, sender_id: str, after: int, rooms: list[str], limit: int,
-                        since: float) -> list[tuple[bytes, str]]:
-        """(raw line, author key) of ``sender_id``'s lines after sequence ``after`` in
-        ``rooms``, said at ``since`` or later, oldest first."""
-        return [(raw, pk) for _, raw, pk in self.relayable_after(sender_id, after, rooms,
-                                                                 limit, since)]
-
     def relayable_after(self, sender_id: str, after: int, rooms: list[str], limit: int,
                         since: float) -> list[tuple[int, bytes, str]]:
-        """(sequence, raw line, author key) of the lines ``relayable_since`` gives."""
+        """(sequence, raw line, author key) of ``sender_id``'s lines after sequence ``after``
+        in ``rooms``, said at ``since`` or later, oldest first."""
         if sender_id not in self._relay_authors or after >= SEQ_SHIFT * 2 - 1:
             return []
         self.flush()
@@ -472,10 +434,6 @@ class Store:
         except ValueError:
             return []
         return [r for r in value if isinstance(r, str)]
-
-    def count(self) -> int:
-        self.flush()
-        return self._db.execute("select count(*) from lines").fetchone()[0]
 
     # --- upkeep ---------------------------------------------------------------------------
 

@@ -47,10 +47,6 @@ class FakeLink:
         self.dialer_id = dialer_id or peer_id
         self.address = "127.0.0.1:5555"
         self.last_heard = now
-        self.said_leave = False
-        self.synced = True
-        self.sync_point = 0
-        self.cursor = 0
         self.backed_up = False
         self.fp = ""
         self.tls = ""
@@ -69,6 +65,20 @@ class FakeLink:
 
     def abort(self, why: str) -> None:
         self.closed = why
+
+
+class ReadOnlyLink(FakeLink):
+    """A link the node may only read and write lines to: setting anything on it but its
+    close reason fails (what the node keeps about a peer lives in its PeerSession)."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._sealed = True
+
+    def __setattr__(self, name: str, value: object) -> None:
+        if getattr(self, "_sealed", False) and name != "closed":
+            raise AssertionError(f"the node set {name} on a connection")
+        super().__setattr__(name, value)
 
 
 class FakeDialer:

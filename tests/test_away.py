@@ -8,7 +8,7 @@ from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import TestCase
 
-from p2pchat import events, node as node_module
+from p2pchat import chat as chat_module, events
 from p2pchat.absent import RecentPeers
 from p2pchat.catchup import ACK_DELAY
 from p2pchat.identity import Pins, peer_id_for
@@ -50,7 +50,7 @@ class AwayTest(TestCase):
         """bob says goodbye; its link lingers (its shutdown waits up to 2 s) until cut."""
         self.b.say_goodbye()
         self.wire.pump()
-        self.assertTrue(self.wire.ab.said_leave)
+        self.assertTrue(self.a.links["b_1"].said_leave)
         self.assertIn("b_1", self.a.links)
 
     def bob_is_back(self) -> list[events.ChatLine]:
@@ -140,7 +140,7 @@ class AwayTest(TestCase):
                          Refused("no peer called " + peer_id_for(FP) + "; /users lists who is here"))
 
     def test_what_is_kept_for_one_absent_peer_is_bounded(self) -> None:
-        self.patch(node_module, "HELD_LINES", 3)
+        self.patch(chat_module, "HELD_LINES", 3)
         self.bob_quits()
         self.wire.cut()
         for i in range(3):
@@ -158,7 +158,7 @@ class AwayTest(TestCase):
         self.wire.cut()
         claimer = FakeLink("b_1", "eve", caps=(CAP_OURS,), now=self.clock.seconds())
         self.assertTrue(self.a.link_ready(claimer))
-        claimer.cursor = 0  # behind: every line of the log is looked at for it
+        self.a.links["b_1"].cursor = 0  # behind: every line of the log is looked at for it
         self.assertEqual(waits_for(self.a.say_private("bob", "for bob only")), "bob")
         self.a.link_writable(claimer)
         self.assertEqual([m.content for m in claimer.sent if m.type == PRIVATE], [])
@@ -199,8 +199,8 @@ class LineFaceDeliveryTest(TestCase):
         face.makeConnection(transport)
         kept = node.say_private("bob", "see you later " + "x" * 80)
         node.say("nobody hears this")  # not linked to anyone: told when delivered too
-        node._emit(events.Delivered(clock.seconds(), "unknown"))  # not told: nothing
-        node._emit(events.Delivered(clock.seconds(), said_id(kept)))
+        node.emit(events.Delivered(clock.seconds(), "unknown"))  # not told: nothing
+        node.emit(events.Delivered(clock.seconds(), said_id(kept)))
         out = transport.value().decode("utf-8").splitlines()
         self.assertIn("[private to bob] <alice> see you later", "\n".join(out))
         self.assertTrue(out[-1].endswith("- delivered to bob: see you later " + "x" * 46 + "…"),
@@ -218,5 +218,5 @@ class LineFaceDeliveryTest(TestCase):
         face.makeConnection(transport)
         said = [node.say(f"alone {i}") for i in range(3)]  # nobody linked: all told later
         self.assertEqual(list(face._told_later), [said_id(m) for m in said[1:]])
-        node._emit(events.Delivered(clock.seconds(), said_id(said[0])))  # forgotten: not told
+        node.emit(events.Delivered(clock.seconds(), said_id(said[0])))  # forgotten: not told
         self.assertNotIn("delivered: alone 0", transport.value().decode("utf-8"))

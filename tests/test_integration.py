@@ -35,8 +35,8 @@ async def test_three_peers_mesh_chat_leave_rejoin() -> None:
         # exactly one connection per pair: both ends of each link are the same socket pair
         for peer in peers:
             for link in peer.node.links.values():
-                assert link.transport.getHost().port in {
-                    other.node.links[peer.node.peer_id].transport.getPeer().port
+                assert link.wire.transport.getHost().port in {
+                    other.node.links[peer.node.peer_id].wire.transport.getPeer().port
                     for other in peers if other is not peer}
 
         for peer in peers:
@@ -79,14 +79,14 @@ async def test_dropped_connection_is_shown_and_redialed() -> None:
         await b.start()
         await wait_for(lambda: len(a.node.links) == 1 and len(b.node.links) == 1, timeout=5)
         # a fresh link that drops and comes back at once is not shown as a leave and a join
-        next(iter(a.node.links.values())).transport.abortConnection()
+        next(iter(a.node.links.values())).wire.transport.abortConnection()
         await deferLater(reactor, 0.05, lambda: None)
         await wait_for(lambda: len(a.node.links) == 1 and len(b.node.links) == 1, timeout=5)
         await deferLater(reactor, FLAP_WINDOW + 0.5, lambda: None)
         assert not any(isinstance(e, (events.PeerLeft)) for e in b.events)
         assert len([e for e in b.events if isinstance(e, events.PeerJoined)]) == 1
         # an older link that drops is shown at once
-        next(iter(a.node.links.values())).transport.abortConnection()
+        next(iter(a.node.links.values())).wire.transport.abortConnection()
         await wait_for(lambda: any(isinstance(e, events.PeerLeft) for e in b.events), timeout=5)
         left = [e for e in b.events if isinstance(e, events.PeerLeft)]
         assert left[0].reason == "connection lost"

@@ -194,7 +194,7 @@ class RegistrationTests(IrcTestCase):
         client = self.client(register=False)
         client.send("JOIN #general", "PRIVMSG #general :hi", "FROB x")
         self.assertEqual(client.commands(), ["451", "451", "451"])
-        self.assertEqual(list(self.node.room.history), [])
+        self.assertEqual(self.node.history("general"), [])
 
     def test_registering_twice_gets_462(self) -> None:
         client = self.client()
@@ -762,7 +762,7 @@ class ChannelTests(IrcTestCase):
         client.send("PRIVMSG #general :hi", "PART #general")
         self.assertEqual(client.commands(), ["404", "442"])
         self.assertEqual(self.chats(bob), [])
-        self.assertIs(self.node.links.get("bob_1"), bob)  # still on the LAN
+        self.assertIs(self.node.links["bob_1"].wire, bob)  # still on the LAN
         client.send("JOIN #general")
         lines = client.lines()
         self.assertEqual([twirc.parsemsg(x)[1] for x in lines],
@@ -1154,14 +1154,15 @@ class AwayTests(IrcTestCase):
         base = self.link("carl_1", "carl", ours=False)
         client = self.client()
         self.hear(base, LEAVE)
-        base.said_leave = True
+        self.node.links[base.peer_id].said_leave = True
         self.node.link_lost(base, "it left")
         self.assertIsNone(self.factory.roster.find("carl"))
         client.lines()
         client.send("PRIVMSG nobody :hi", "PRIVMSG carl :hi", "NOTICE nobody :hi")
         self.assertEqual(client.lines(), [":p2pchat 401 alice nobody :No such nick",
                                           ":p2pchat 401 alice carl :No such nick"])
-        self.assertEqual([e for e in self.node.room.history if e.type == PRIVATE], [])
+        self.assertEqual([line for line in self.node.store.lines  # type: ignore[attr-defined]
+                          if line.room.startswith("@")], [])
 
 
 class IgnoreTests(IrcTestCase):

@@ -55,7 +55,7 @@ class Listener(ProtocolTest):
     def test_join_then_chat(self) -> None:
         proto, transport = self.connect()
         proto.dataReceived(line(id="j1", type="join", content="zed joined the chat"))
-        self.assertIs(self.node.links["zed_1"], proto)
+        self.assertIs(self.node.links["zed_1"].wire, proto)
         self.assertEqual([e.nick for e in self.events if isinstance(e, events.PeerJoined)],
                          ["zed"])
         # to a base peer the listener sends one join after its first line, as a base dialer
@@ -150,7 +150,7 @@ class Dialing(ProtocolTest):
         self.assertEqual((first.type, first.sender_id, first.username, first.sequence),
                          ("join", "mmm_1", "mmm", 0))
         self.assertIn(wire.CAP_OURS, first.caps)
-        self.assertIs(self.node.links["zed_1"], proto)
+        self.assertIs(self.node.links["zed_1"].wire, proto)
         proto.dataReceived(line(id="c1", content="hi back"))
         self.assertEqual(self.chats(), ["hi back"])
 

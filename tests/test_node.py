@@ -10,11 +10,11 @@ from twisted.trial.unittest import TestCase
 from p2pchat import events
 from p2pchat.identity import Identity
 from p2pchat.interfaces import Done
-from p2pchat.node import FLAP_WINDOW, IDLE_TIMEOUT, PROBE_TIMEOUT, Node
+from p2pchat.node import CAPS, FLAP_WINDOW, FLAPS_TOLD, IDLE_TIMEOUT, PROBE_TIMEOUT, Node
 from p2pchat.peers import GONE_AFTER
 from p2pchat.wire import Beacon, Message
 
-from tests.fakes import FakeAnnouncer, FakeDialer, FakeLink, refusal, said
+from tests.fakes import FakeAnnouncer, FakeDialer, FakeLink, ReadOnlyLink, refusal, said
 
 
 def beacon(peer_id: str, kind: str = "announce", when: float = 0.0, name: str = "",
@@ -106,6 +106,55 @@ class Links(NodeTest):
         self.assertEqual([(e.nick, e.reason) for e in left], [("zed", "connection lost")])
         self.assertIn("zed_1", self.dialer.wanted)  # still announced: redial
 
+    def flaps(self, peer_id: str, count: int, caps: tuple[str, ...]) -> list[str]:
+        """``count`` links to ``peer_id`` that each die at once; the notices shown."""
+        self.node.beacon_heard(beacon(peer_id, when=1000), "127.0.0.1")
+        for _ in range(count):
+            link = self.link(peer_id, caps=caps)
+            self.clock.advance(0.5)
+            self.node.link_lost(link, "closed by the peer")
+        return [e.text for e in self.shown(events.Notice)]
+
+    def test_a_base_peer_closing_every_link_is_told_once(self) -> None:
+        self.assertEqual(self.flaps("gopher_1", FLAPS_TOLD - 1, caps=()), [])
+        told = self.flaps("gopher_1", 3, caps=())  # the FLAPS_TOLD-th, and more
+        self.assertEqual(len(told), 1, told)
+        self.assertIn("closes every connection right after it opens", told[0])
+        self.assertEqual(self.shown(events.PeerLeft), [])  # flapping: no leave shown
+
+    def test_one_of_ours_flapping_is_not_told_and_a_long_link_resets_the_count(self) -> None:
+        self.assertEqual(self.flaps("zed_1", FLAPS_TOLD + 1, caps=("p2pchat-py/1",)), [])
+        self.flaps("gopher_1", FLAPS_TOLD - 1, caps=())
+        link = self.link("gopher_1", caps=())
+        self.clock.advance(FLAP_WINDOW)
+        self.node.link_lost(link, "closed after a while")
+        self.assertEqual(self.flaps("gopher_1", FLAPS_TOLD - 1, caps=()), [])
+
+    def test_the_node_writes_nothing_onto_a_connection(self) -> None:
+        # A plain link to a node with a key (its caps are not believed), a rename, lines,
+        # a sync, an ack, a goodbye: all the node keeps goes to the session.
+        node = Node("kkk", self.clock, identity=Identity.generate())
+        link = ReadOnlyLink("aaa_1", "aaa", caps=("p2pchat-py/1", "catchup/1", "rooms/1"),
+                            now=self.clock.seconds())
+        self.assertTrue(node.link_ready(link))
+        node.message_received(link, Message(id="j", type="join", sender_id="aaa_1",
+                                            username="bbb"))
+        self.assertEqual((node.links["aaa_1"].username, link.username), ("bbb", "aaa"))
+        self.assertEqual(link.caps, ("p2pchat-py/1", "catchup/1", "rooms/1"))  # as it said
+        node.message_received(link, chat("aaa_1", "hi", msg_id="c1"))
+        node.say("hello")
+        ours = ReadOnlyLink("zed_1", "zed", caps=CAPS, now=self.clock.seconds())
+        self.assertTrue(self.node.link_ready(ours))
+        self.node.message_received(ours, Message(id="s", type="sync", sender_id="zed_1",
+                                                 metadata={"sent": 5, "have": 0}))
+        self.node.say("to zed")
+        self.node.message_received(ours, Message(id="a", type="ack", sender_id="zed_1",
+                                                 metadata={"have": 2**62}))
+        self.node.message_received(ours, Message(id="l", type="leave", sender_id="zed_1"))
+        self.node.link_lost(ours, "it left")
+        node.link_lost(link, "gone")
+        self.assertEqual(ours.closed, "it left")
+
     def test_goodbye_then_close_shows_one_leave_and_no_redial(self) -> None:
         self.node.beacon_heard(beacon("zed_1", when=1000), "127.0.0.1")
         link = self.link("zed_1")
@@ -129,7 +178,7 @@ class Links(NodeTest):
         theirs = FakeLink("zed_1", "zed", dialer_id="zed_1")
         self.assertFalse(self.node.link_ready(theirs))
         self.assertIsNotNone(theirs.closed)
-        self.assertIs(self.node.links["zed_1"], ours)
+        self.assertIs(self.node.links["zed_1"].wire, ours)
         # Against "aaa_1" the rightful dialer is them.
         mine = self.link("aaa_1", dialer_id="mmm_1")
         rightful = FakeLink("aaa_1", "aaa", dialer_id="aaa_1")
@@ -199,7 +248,9 @@ class Links(NodeTest):
         node = Node("kkk", self.clock, identity=Identity.generate())
         link = FakeLink("aaa_1", "aaa", caps=("p2pchat-py/1", "catchup/1", "rooms/1"))
         self.assertTrue(node.link_ready(link))
-        self.assertEqual(link.caps, ("p2pchat-py/1",))
+        session = node.links["aaa_1"]
+        self.assertEqual((session.ours, session.catchup, session.rooms, session.relay),
+                         (True, False, False, False))
         node.message_received(link, Message(id="s", type="sync", sender_id="aaa_1",
                                             metadata={"sent": 2**64 - 1, "have": None}))
         self.assertNotIn("aaa_1", node.room.high_water)

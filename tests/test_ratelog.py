@@ -52,6 +52,7 @@ class BeaconFlood(Captured):
         node = Node("me", clock, identity=Identity.generate())
         beacons = BeaconProtocol(node, "239.255.1.1", 9999, None, clock)
         mallory = Node("mallory", clock, identity=Identity.generate())
+        mallory.port = 8000  # (port 0 makes a beacon that does not parse: no signature checked)
         rate = 77_000.0
         for n in range(100_000):
             if n % 2:
@@ -71,3 +72,39 @@ class BeaconFlood(Captured):
         summed = sum(e["n"] for e in self.lines if "kind" in e and "n" in e)
         self.assertGreater(summed, 99_000)  # counted, not lost
         self.assertEqual(len(node.peers), 0)
+
+
+class LineFlood(Captured):
+    """A linked peer that repeats bad lines can't flood the log either: each per-line log
+    site of the node (hearing.py, syncing.py, node.py) is rate-limited."""
+
+    def test_bad_lines_from_a_link_make_few_log_lines(self) -> None:
+        from p2pchat.wire import CAP_CATCHUP, CAP_OURS, CAP_ROOMS, Message
+
+        from tests.fakes import FakeLink
+
+        clock = Clock()
+        clock.advance(10_000)
+        node = Node("me", clock)
+        link = FakeLink("zed_1", "zed", caps=(CAP_OURS, CAP_CATCHUP, CAP_ROOMS),
+                        now=clock.seconds())
+        self.assertTrue(node.link_ready(link))
+        bad = [
+            lambda n: Message(id=f"o{n}", type="chat", sender_id="other_2", content="hi"),
+            lambda n: Message(id=f"f{n}", type="file", sender_id="zed_1"),
+            lambda n: Message(id=f"r{n}", type="rooms", sender_id="zed_1",
+                              metadata={"rooms": "not a list"}),
+            lambda n: Message(id=f"s{n}", type="ack", sender_id="zed_1",
+                              metadata={"ack": "not a number"}),
+            lambda n: Message(id=f"p{n}", type="private", sender_id="zed_1", content="hi",
+                              metadata={"to": "someone_else"}),
+        ]
+        for n in range(2000):
+            for make in bad:
+                node.message_received(link, make(n))
+        texts = ("sent a line as", "not known here", "bad rooms line", "bad {kind} from",
+                 "private line not for us")
+        for text in texts:
+            logged = [e for e in self.lines if text in str(e.get("log_format", ""))]
+            self.assertTrue(logged, text)  # the site logs at all
+            self.assertLessEqual(len(logged), LOGGED_PER_INTERVAL, text)

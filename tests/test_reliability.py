@@ -68,7 +68,7 @@ async def test_lines_said_while_the_link_is_down_arrive_once_in_order() -> None:
         await wait_for(lambda: heard(b) == ["a0"])
         # Cut the link and talk at once on both sides: what is written now dies with the
         # connection; the redial (at once) and the catch-up must bring it all back.
-        next(iter(a.node.links.values())).transport.abortConnection()
+        next(iter(a.node.links.values())).wire.transport.abortConnection()
         for i in range(1, 6):
             a.node.say(f"a{i}")
             b.node.say(f"b{i}")
@@ -103,7 +103,7 @@ async def test_a_peer_that_never_reads_is_dropped_and_others_unaffected(monkeypa
         # what waits for the lazy peer is not buffered: its cursor stays behind, and the
         # transport holds at most its 64 KiB high-water mark and one line
         assert link.backed_up and link.cursor < a.node.run_start + 3000
-        buffered = len(link.transport.dataBuffer) + link.transport._tempDataLen
+        buffered = len(link.wire.transport.dataBuffer) + link.wire.transport._tempDataLen
         assert buffered <= 64 * 1024 + 4096, buffered
         await wait_for(lambda: "lazy_1" not in a.node.links, timeout=10)
         assert b.node.peer_id in a.node.links

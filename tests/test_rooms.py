@@ -130,7 +130,7 @@ class RoomTraffic(TestCase):
         self.assertIn("no peer called nobody", refusal(self.a.say_private("nobody", "hello?")))
 
     def test_private_lines_not_for_us_are_dropped(self) -> None:
-        link = self.b.links["alice_1"]
+        link = self.b.links["alice_1"].wire
         forged = Message(id="x", type="private", sender_id="alice_1", username="alice",
                          content="for carol", sequence=5, metadata={"to": "carol_1"})
         self.b.message_received(link, forged)

@@ -12,7 +12,7 @@ from twisted.internet.task import Clock
 from twisted.logger import globalLogPublisher
 from twisted.trial.unittest import TestCase
 
-from p2pchat import events, node as node_module, slots, wire
+from p2pchat import events, node as node_module, presence, slots, wire
 from p2pchat.identity import Identity, Pins, peer_id_for
 from p2pchat.node import MAX_LINKS, Node
 from p2pchat.peers import Heard, PeerTable
@@ -230,13 +230,13 @@ class VerifyBudgetTest(SecureNode):
 
     def counting(self) -> list[int]:
         calls = [0]
-        real = node_module.verify_beacon
+        real = presence.verify_beacon
 
         def verify(*args):
             calls[0] += 1
             return real(*args)
 
-        self.patch(node_module, "verify_beacon", verify)
+        self.patch(presence, "verify_beacon", verify)
         return calls
 
     def test_signature_checks_per_source_are_bounded(self) -> None:
@@ -338,7 +338,7 @@ class ReplayedBeaconAddress(SecureNode):
                           caps=(CAP_OURS, CAP_TLS), now=self.clock.seconds())
         direct.fp, direct.address = bob.identity.fingerprint, "10.0.0.2:8081"
         self.assertTrue(self.node.link_ready(direct))
-        self.assertIs(self.node.links[bob.peer_id], direct)
+        self.assertIs(self.node.links[bob.peer_id].wire, direct)
         self.assertEqual(via.closed, "replaced by a newer link")
         # the replayer's copies of bob's beacons can't move it back
         self.node.beacon_heard(on_wire(bob.beacon("announce")), "10.0.0.2")
@@ -393,7 +393,7 @@ async def test_a_link_refused_for_want_of_a_slot_never_looks_linked(logged) -> N
     from twisted.internet.task import deferLater
 
     dialer, listener = pair()
-    listener.node._slot_refusal = lambda *args: "no slot for you (test)"
+    listener.node.presence.slot_refusal = lambda *args: "no slot for you (test)"
     try:
         await dialer.start()
         await listener.start()
@@ -413,7 +413,7 @@ async def test_a_link_refused_for_want_of_a_slot_never_looks_linked(logged) -> N
 @pytest_twisted.ensureDeferred
 async def test_a_link_refused_after_tls_is_lost_on_the_dialers_side_too(logged) -> None:
     dialer, listener = pair()
-    listener.node._refusal = lambda link: "refused after the handshake (test)"
+    listener.node.keys.refusal = lambda link: "refused after the handshake (test)"
     try:
         await dialer.start()
         await listener.start()

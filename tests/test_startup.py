@@ -344,7 +344,7 @@ async def test_a_tls_link_the_node_closes_is_closed() -> None:
         await a.start()
         await b.start()
         await wait_for(lambda: len(a.node.links) == 1 and len(b.node.links) == 1, timeout=10)
-        link = next(iter(a.node.links.values()))
+        link = next(iter(a.node.links.values())).wire
         assert link.tls, "not a TLS link"
         link.close("a test")
         await wait_for(lambda: link.closed.called, timeout=2)

@@ -1,0 +1,320 @@
+"""Who is around, for the node: our beacons and the peers' (discovery.py carries them), the
+peer table, dialing, sweeping out the silent, and probing a link whose peer's beacons came
+back after a silence (linkwatch.py keeps the bookkeeping).
+
+A signed beacon must be signed by the key its peer id comes from, and newer than the last one
+(a replay from elsewhere can't move a peer); a peer once heard signing is never believed
+unsigned again; a leave datagram is not believed against a live link.  A signature is checked
+only within its host's budget (slots.py), so a flood of forged beacons costs a bounded share of
+the CPU; who gets the table's places and the link slots is decided by how well each peer is
+known (slots.Standing, the node's ``standing``).  Every log line that network input can repeat
+at will is rate-limited (ratelog.py).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from twisted.logger import Logger, LogLevel
+
+from p2pchat import events
+from p2pchat.clocks import Delayed, flush_logs, log_limited
+from p2pchat.identity import beacon_payload, peer_id_for, verify_beacon
+from p2pchat.linkwatch import IDLE_TIMEOUT, PROBE_TIMEOUT
+from p2pchat.peers import GONE_AFTER, Heard, Liveness, should_dial
+from p2pchat.slots import slot_refusal
+from p2pchat.wire import CAP_TLS, HEARTBEAT, LEAVE, Beacon, format_time, is_fresh, new_message_id
+
+if TYPE_CHECKING:
+    from p2pchat.node import Node
+    from p2pchat.peers import PeerInfo
+    from p2pchat.session import PeerSession
+    from p2pchat.wire import Message
+
+log = Logger()
+
+
+class Presence:
+    """The beacon side of one node (``node``)."""
+
+    def __init__(self, node: Node) -> None:
+        self.node = node
+        self._full_warned = False
+        #: the timers of the probes in flight
+        self._probe_timers: dict[str, Delayed] = {}
+
+    def stop(self) -> None:
+        """We leave: no probe is waited for any more."""
+        for timer in self._probe_timers.values():
+            if timer.active():
+                timer.cancel()
+        self._probe_timers.clear()
+        self.node.watch.probes.clear()
+
+    def beacon(self, kind: str) -> Beacon:
+        """A beacon from us; signed when we have an identity, so no one else can announce
+        our id at another address or say we left."""
+        node = self.node
+        now = node.clock.seconds()
+        beacon = Beacon(type=kind, peer_id=node.peer_id, username=node.nick, port=node.port,
+                        timestamp=now, address=f"0.0.0.0:{node.port}", caps=node.caps)
+        if node.identity is None:
+            return beacon
+        fp = node.identity.fingerprint
+        payload = beacon_payload(kind, node.peer_id, node.nick, node.port, format_time(now), fp)
+        return Beacon(type=kind, peer_id=node.peer_id, username=node.nick, port=node.port,
+                      timestamp=now, address=beacon.address, caps=node.caps, fp=fp,
+                      pk=node.identity.public_key_b64(), sig=node.identity.sign(payload))
+
+    def heard(self, beacon: Beacon, host: str) -> None:
+        node = self.node
+        if beacon.peer_id == node.peer_id:
+            return
+        now = node.clock.seconds()
+        if not is_fresh(beacon, now):
+            log_limited(node.clock, log, "old beacon", LogLevel.debug,
+                        "old beacon from {host} ({peer}) ignored", host=host,
+                        peer=beacon.peer_id)
+            return
+        if not self._trusted(beacon, host):
+            return
+        if beacon.type == LEAVE:
+            self._leave(beacon, host)
+            return
+        before = node.peers.get(beacon.peer_id)
+        was_quiet = before is None or before.liveness(now) is not Liveness.ALIVE
+        heard = node.peers.heard(beacon, host, now)
+        if was_quiet and beacon.peer_id in node.links:
+            self.probe(node.links[beacon.peer_id])
+        if heard is Heard.FULL:
+            if not self._full_warned:
+                log.warn("peer table full ({n} peers): new peers ignored unless better known "
+                         "than the worst of them", n=len(node.peers))
+                self._full_warned = True
+            return
+        if heard is Heard.IGNORED:
+            return
+        for old in node.peers.evicted:
+            log_limited(node.clock, log, "table eviction", LogLevel.info,
+                        "peer table full: {old} forgotten to make room for {new}",
+                        old=old.peer_id, new=beacon.peer_id)
+            self._forget_peer(old)
+        if heard in (Heard.NEW, Heard.MOVED):
+            fp = beacon.fp
+            for old in node.peers.evict_address(
+                    beacon.peer_id, host, beacon.port, signed=bool(fp),
+                    keep=lambda p: p.peer_id in node.links or (
+                        bool(p.fp) and p.fp != fp and node.trust.pins.get(p.username) == p.fp)):
+                log_limited(node.clock, log, "address eviction", LogLevel.info,
+                            "{old} was at {host}:{port}, where {new} now is: forgotten",
+                            old=old.peer_id, new=beacon.peer_id, host=host, port=beacon.port)
+                self._forget_peer(old)
+        if heard is Heard.MOVED and beacon.fp:
+            self.moved_while_linked(beacon.peer_id, host)
+        if heard is Heard.NEW:
+            log_limited(node.clock, log, "discovered", LogLevel.info,
+                        "discovered {peer} at {host}:{port}",
+                        burst=50, peer=beacon.peer_id, host=host, port=beacon.port)
+            if node.announcer is not None:
+                node.announcer.reply_soon()  # so the newcomer learns of us at once
+            node.emit(events.PeersChanged(now))
+        info = node.peers.get(beacon.peer_id)
+        if info is not None and beacon.peer_id not in node.links:
+            self.maybe_dial(info)
+
+    def _trusted(self, beacon: Beacon, host: str) -> bool:
+        """A signed beacon must carry a valid signature by the key its id is derived from; a
+        peer once heard signing is never again believed unsigned; and a signed beacon must be
+        newer than the last one (a replay from elsewhere can't move a peer's address).
+
+        The cheap checks come first (the id against the key, the key and age against what we
+        know); a signature is checked only within the source host's budget (slots.py), so a
+        flood of forged beacons costs a bounded share of the CPU."""
+        node = self.node
+        signed = bool(beacon.fp or beacon.sig or beacon.pk)
+        if signed and beacon.peer_id != peer_id_for(beacon.fp):
+            log_limited(node.clock, log, "bad beacon signature", LogLevel.info,
+                        "beacon for {peer} from {host} with a bad signature ignored",
+                        peer=beacon.peer_id, host=host)
+            return False
+        known = node.peers.get(beacon.peer_id)
+        if known is not None and known.fp:
+            if beacon.fp != known.fp:
+                log_limited(node.clock, log, "unsigned beacon", LogLevel.info,
+                            "unsigned beacon for {peer} (which signs) from {host} ignored",
+                            peer=beacon.peer_id, host=host)
+                return False
+            if beacon.timestamp <= known.last_stamp:
+                log_limited(node.clock, log, "replayed beacon", LogLevel.debug,
+                            "replayed beacon for {peer} from {host} ignored",
+                            peer=beacon.peer_id, host=host)
+                return False
+        if signed:
+            if not node.verify_budget.allow(host, node.clock.seconds()):
+                log_limited(node.clock, log, "verify budget", LogLevel.warn,
+                            "too many signed beacons from {host}: {peer}'s not checked, "
+                            "ignored", host=host, peer=beacon.peer_id)
+                return False
+            payload = beacon_payload(beacon.type, beacon.peer_id, beacon.username, beacon.port,
+                                     beacon.stamp, beacon.fp)
+            if not verify_beacon(beacon.pk, beacon.sig, payload, beacon.fp):
+                log_limited(node.clock, log, "bad beacon signature", LogLevel.info,
+                            "beacon for {peer} from {host} with a bad signature ignored",
+                            peer=beacon.peer_id, host=host)
+                return False
+        return True
+
+    def _leave(self, beacon: Beacon, host: str) -> None:
+        node = self.node
+        link = node.links.get(beacon.peer_id)
+        if link is not None and not link.said_leave:
+            # A datagram anyone could forge against a live connection: trust the connection.
+            log_limited(node.clock, log, "leave ignored", LogLevel.info,
+                        "leave datagram for {peer} from {host} ignored: its link is up",
+                        peer=beacon.peer_id, host=host)
+            return
+        if node.peers.left(beacon.peer_id) is not None:
+            if node.dialer is not None:
+                node.dialer.drop(beacon.peer_id)
+            node.emit(events.PeersChanged(node.clock.seconds()))
+
+    def maybe_dial(self, info: PeerInfo) -> None:
+        node = self.node
+        if (node.dialer is None or node.leaving
+                or not should_dial(node.peer_id, info.peer_id)):
+            return
+        # A link we would refuse at once is not dialed (--secure-only and a base peer, a
+        # pinned nick without a key): nor redialed while its beacons keep coming.
+        plain = node.identity is None or CAP_TLS not in info.caps
+        refusal = node.trust.refusal(info.username, "", info.fp) if plain else None
+        if refusal is None and info.peer_id not in node.links:
+            refusal = self.slot_refusal(info.peer_id, info.username, info.fp)
+        if refusal is not None:
+            log_limited(node.clock, log, "not dialed", LogLevel.info, "{peer} not dialed: {why}",
+                        peer=info.peer_id, why=refusal)
+            node.dialer.drop(info.peer_id)
+            return
+        node.dialer.want(info)
+
+    def link_offered(self, peer_id: str, nick: str, fp: str) -> str | None:
+        """A dialer's join came (before TLS): why we would refuse it, or None.  Refusing
+        here, before the dialer's link is up, keeps both sides agreeing that it is not
+        linked.  ``fp`` is only claimed yet: link_ready checks again once TLS proved it."""
+        node = self.node
+        if node.leaving:
+            return "we are leaving"
+        if peer_id == node.peer_id:
+            return "it claims to be us"
+        if peer_id in node.links:
+            return None  # a replacement takes the slot of the link it replaces
+        return self.slot_refusal(peer_id, nick, fp)
+
+    def slot_refusal(self, peer_id: str, nick: str, fp: str) -> str | None:
+        """Why a new link to this peer would get no slot now, or None (slots.py)."""
+        node = self.node
+        known = node.standing.known(peer_id, nick, fp)
+        strangers = len(node.links) - len(node.standing.known_links)
+        return slot_refusal(known, len(node.links), strangers, node.max_links)
+
+    def make_slot(self, link: PeerSession) -> None:
+        """Every slot is taken and a known peer came (``link``, linked already): the newest
+        stranger's link goes."""
+        node = self.node
+        strangers = [pid for pid in node.links if pid not in node.standing.known_links]
+        newest = max(strangers, key=lambda pid: node.links[pid].linked_at)
+        victim = node.links[newest]
+        why = f"its slot went to {link.peer_id}, a known peer"
+        self.refuse(victim, why)
+        node.link_lost(victim.wire, why)
+
+    def refuse(self, link: PeerSession, why: str) -> None:
+        """Close a link we won't have; a peer of ours is told why first (mesh.refuse)."""
+        log_limited(self.node.clock, log, "link refused", LogLevel.warn,
+                    "link from {peer} ({address}) refused: {why}", peer=link.peer_id,
+                    address=link.address, why=why)
+        link.refuse(why)
+
+    def moved_while_linked(self, peer_id: str, host: str) -> None:
+        """A signed peer's newest beacons come from another host than the link we dialed
+        (a newcomer can be led to a replayed beacon's sender first): that link is not
+        trusted to stay; dial the address its beacons come from, whose link replaces it."""
+        node = self.node
+        link = node.links.get(peer_id)
+        info = node.peers.get(peer_id)
+        if (link is None or info is None or link.dialer_id != node.peer_id
+                or link.address.rsplit(":", 1)[0] == host or node.dialer is None):
+            return
+        log_limited(node.clock, log, "moved while linked", LogLevel.warn,
+                    "{peer}'s signed beacons come from {host}, but its link goes to "
+                    "{address}: redialing it at {host}:{port}", peer=peer_id, host=host,
+                    address=link.address, port=info.port)
+        node.dialer.want(info)
+
+    def _forget_peer(self, old: PeerInfo) -> None:
+        """A table entry went (pushed out, or another peer at its address)."""
+        node = self.node
+        if node.dialer is not None:
+            node.dialer.drop(old.peer_id)
+        if old.peer_id not in node.links:
+            node.left_room(old.peer_id)
+
+    def sweep(self) -> None:
+        """Forget peers silent too long; drop links that died quietly.  Called every second."""
+        node = self.node
+        now = node.clock.seconds()
+        flush_logs(node.clock)
+        gone = node.peers.sweep(now)
+        for info in gone:
+            log_limited(node.clock, log, "forgotten", LogLevel.info,
+                        "{peer} not heard for a while: forgotten", burst=50,
+                        peer=info.peer_id)
+            if node.dialer is not None:
+                node.dialer.drop(info.peer_id)
+            link = node.links.get(info.peer_id)
+            if link is None:
+                node.left_room(info.peer_id)
+            elif not link.ours:
+                link.close("its beacons stopped")
+        forgotten = {info.peer_id for info in gone}
+        for pid, link in list(node.links.items()):
+            if (not link.ours and pid not in node.peers and pid not in forgotten
+                    and now - link.linked_at > GONE_AFTER):
+                link.close("it never announced itself")
+        for link in node.watch.idle(list(node.links.values()), now):
+            link.abort(f"silent for {IDLE_TIMEOUT:.0f} s")
+        changed = node.watch.liveness_changed({info.peer_id: info.liveness(now)
+                                               for info in node.peers})
+        for pid, nick in node.watch.settled(now, node.links):
+            node.emit(events.PeerLeft(now, nick, pid, "connection lost"))
+        if gone or changed:
+            node.emit(events.PeersChanged(now))
+
+    def probe(self, link: PeerSession) -> None:
+        """Ask a peer of ours to answer on this link; drop the link if it doesn't in time."""
+        node = self.node
+        token = new_message_id()
+        if not link.ours or not node.watch.probe(link.peer_id, token):
+            return
+        self._probe_timers[link.peer_id] = node.clock.callLater(
+            PROBE_TIMEOUT, self._probe_failed, link, token)
+        link.send(node.sender.message(HEARTBEAT, "", metadata={"probe": token}))
+
+    def _probe_failed(self, link: PeerSession, token: str) -> None:
+        node = self.node
+        if not node.watch.timed_out(link.peer_id, token):
+            return
+        self._probe_timers.pop(link.peer_id, None)
+        if node.links.get(link.peer_id) is link:
+            log.info("{peer} is back but its link does not answer: redialing", peer=link.peer_id)
+            link.abort(f"no answer within {PROBE_TIMEOUT:.0f} s after a silence")
+
+    def heartbeat_line(self, link: PeerSession, msg: Message) -> None:
+        node = self.node
+        meta = msg.metadata or {}
+        probe, answer = meta.get("probe"), meta.get("answer")
+        if isinstance(probe, str) and len(probe) <= 32 and link.ours:
+            link.send(node.sender.message(HEARTBEAT, "", metadata={"answer": probe}))
+        if isinstance(answer, str) and node.watch.answered(link.peer_id, answer):
+            timer = self._probe_timers.pop(link.peer_id, None)
+            if timer is not None and timer.active():
+                timer.cancel()

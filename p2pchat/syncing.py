@@ -1,0 +1,234 @@
+"""Catching a peer up when its link comes up (catchup.py's sync and ack lines) and handing on
+the lines of authors who are not here (relay.py), for the node.
+
+On a new link a catch-up peer is told how far we have its lines; its sync says how far it has
+ours (the outbox then says where its cursor starts) and which other authors' lines it lacks,
+which we hand on from the history as the peer reads, a turn's worth at a time.  Acks are sent
+shortly after lines come (one per burst) and clear the delivery marks of what we said.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from twisted.logger import Logger, LogLevel
+
+from p2pchat import events
+from p2pchat.clocks import Delayed, log_limited
+from p2pchat.catchup import ACK_DELAY, parse_ack, parse_sync, sync_metadata
+from p2pchat.relay import (
+    RELAY,
+    RELAY_STEP_LINES,
+    RELAY_TURN_BYTES,
+    HandOn,
+    check_relayed,
+    relay_batches,
+    relayed_of,
+)
+from p2pchat.wire import ACK, SYNC, Message, WireError, encode_message
+
+if TYPE_CHECKING:
+    from p2pchat.catchup import Sync
+    from p2pchat.node import Node
+    from p2pchat.session import PeerSession
+
+log = Logger()
+
+
+class CatchUp:
+    """The catch-up and hand-on side of one node (``node``)."""
+
+    def __init__(self, node: Node) -> None:
+        self.node = node
+        #: the ack waiting to go to each peer (one per burst of its lines)
+        self._ack_calls: dict[str, Delayed] = {}
+
+    def stop(self) -> None:
+        """We leave: no more acks (the next sync, when we are back, says the same)."""
+        for call in self._ack_calls.values():
+            if call.active():
+                call.cancel()
+        self._ack_calls.clear()
+
+    def start(self, link: PeerSession) -> None:
+        """A new link: a catch-up peer is told how far we have its lines, and new lines wait
+        (in the sent log) until its sync says how far it has ours.  Others get lines at once."""
+        node = self.node
+        node.away.pop(link.peer_id, None)
+        link.cursor = node.outbox.sequence
+        if link.rooms:
+            link.send(node.rooms_message())  # before the sync: resends depend on our rooms
+        if not link.catchup:
+            link.synced = True
+            return
+        link.synced = False
+        link.sync_point = node.outbox.sequence
+        have = node.room.high_water.get(link.peer_id)
+        others = ({s: h for s, h in node.room.high_water.items() if s != link.peer_id}
+                  if link.relay else None)
+        link.send(node.sender.message(SYNC, "", sequenced=False,
+                                metadata=sync_metadata(node.outbox.sequence, have, others)))
+
+    def line(self, link: PeerSession, msg: Message) -> None:
+        node = self.node
+        if not link.catchup:
+            log_limited(node.clock, log, "catch-up unannounced", LogLevel.debug,
+                        "{peer} sent {kind} without announcing catch-up: ignored",
+                        peer=link.peer_id, kind=msg.type)
+            return
+        try:
+            if msg.type == SYNC:
+                state = self.hand_on_state(link)
+                now = node.clock.seconds()
+                if not state.allow_sync(now):
+                    if state.should_log_refusal(now):
+                        log.warn("{peer} sends sync lines too often: the extra ones ignored",
+                                 peer=link.peer_id)
+                    return
+                self.synced(link, parse_sync(msg))
+            else:
+                self.acked(link, parse_ack(msg))
+        except WireError as e:
+            log_limited(node.clock, log, "bad sync or ack", LogLevel.warn,
+                        "bad {kind} from {peer} skipped: {why}", kind=msg.type,
+                        peer=link.peer_id, why=str(e))
+
+    def synced(self, link: PeerSession, sync: Sync) -> None:
+        # Lines it said before we were in the room are not ours to have; from now on we are
+        # in its room, also across our restarts (so it resends what we miss while away).
+        node = self.node
+        if link.peer_id not in node.room.high_water:
+            node.room.high_water[link.peer_id] = sync.sent
+            node.store.set_high_water(link.peer_id, sync.sent)
+        start = node.outbox.sync_start(link.peer_id, sync.have, link.sync_point,
+                                       node.clock.seconds())
+        link.cursor = start
+        if start < node.outbox.sequence:
+            log.info("{peer} lacks {n} of our lines: resending", peer=link.peer_id,
+                     n=node.outbox.sequence - start)
+        link.synced = True
+        if sync.have is not None:
+            self.acked(link, sync.have)
+        node.sender.pump(link)
+        if sync.others and link.relay:
+            self.relay_to(link, sync.others)
+
+    def hand_on_state(self, link: PeerSession) -> HandOn:
+        node = self.node
+        state = link.hand_on
+        if state is None:
+            state = link.hand_on = HandOn(node.clock.seconds())
+        return state
+
+    def relay_to(self, link: PeerSession, others: dict[str, int]) -> None:
+        """Hand on the signed lines of authors that are not here now, which the peer lacks
+        (it said how far it has each author), in the rooms it is in.  This replaces what was
+        still to hand on to it; the lines go by ``_pump_relay``, as the peer reads."""
+        node = self.node
+        wanted = {author: have for author, have in others.items()
+                  if author not in (node.peer_id, link.peer_id)}
+        state = self.hand_on_state(link)
+        state.replace(wanted, sorted(node.rooms.rooms_of_peer(link.peer_id)),
+                      node.clock.seconds() - node.outbox.log.max_age)
+        self.pump_relay(link)
+
+    def pump_relay(self, link: PeerSession) -> None:
+        """Write to ``link`` the next of what it is to be handed on: in steps of
+        RELAY_STEP_LINES, only while its peer reads (not ``backed_up``), RELAY_TURN_BYTES at
+        most per reactor turn (then it goes on at the next turn)."""
+        node = self.node
+        state = link.hand_on
+        if state is None or state.scheduled or not state.pending:
+            return
+        written = 0
+        while state.pending:
+            if link.backed_up or node.links.get(link.peer_id) is not link:
+                return  # link_writable brings us back
+            if written >= RELAY_TURN_BYTES:
+                state.scheduled = True
+                node.clock.callLater(0, self._next_turn, link)
+                return
+            author = next(iter(state.pending))
+            after, left = state.pending[author]
+            rows = [] if author in node.links else node.store.relayable_after(
+                author, after, state.rooms, min(RELAY_STEP_LINES, left), state.since)
+            if not rows:  # done with it (a linked author resends its own lines)
+                del state.pending[author]
+                continue
+            for metadata, last, count in relay_batches(
+                    [(seq, raw, author, key) for seq, raw, key in rows]):
+                if link.backed_up:
+                    return
+                data = encode_message(node.sender.message(RELAY, "", metadata=metadata))
+                link.send_bytes(data)
+                written += len(data)
+                state.sent += count
+                left -= count
+                state.pending[author] = [last, left]
+            if left <= 0:
+                del state.pending[author]
+        if state.sent:
+            log.info("handed on {n} lines of absent authors to {peer}", n=state.sent,
+                     peer=link.peer_id)
+            state.sent = 0
+
+    def _next_turn(self, link: PeerSession) -> None:
+        state = link.hand_on
+        if state is not None:
+            state.scheduled = False
+            self.pump_relay(link)
+
+    def relayed(self, link: PeerSession, msg: Message) -> None:
+        """Lines of other authors handed on by ``link``'s peer: shown only if signed by their
+        author's key (the one its peer id comes from)."""
+        node = self.node
+        if not link.relay or node.leaving:
+            return  # leaving: not shown any more (see message_received)
+        try:
+            pairs = relayed_of(msg)
+        except WireError as e:
+            log_limited(node.clock, log, "bad relay line", LogLevel.warn,
+                        "bad relay line from {peer} skipped: {why}", peer=link.peer_id,
+                        why=str(e))
+            return
+        now = node.clock.seconds()
+        for raw, key in pairs:
+            try:
+                relayed = check_relayed(raw, key)
+            except WireError as e:
+                log_limited(node.clock, log, "relayed line refused", LogLevel.warn,
+                            "a line {peer} handed on was refused: {why}", peer=link.peer_id,
+                            why=str(e))
+                continue
+            line = relayed.msg
+            if line.sender_id == node.peer_id or line.room_id not in node.rooms.joined:
+                continue
+            # A relayer has only some of an author's lines (its rooms): they don't tell how
+            # far we have that author, so the author still resends whatever we lack.
+            if not node.room.accept(line, advance=False):
+                continue  # already had it
+            nick = node.trust.display(line.username or line.sender_id, relayed.fp)
+            node.hearing.show_line(line, nick, line.room_id, "", now, (raw, key), via=link)
+
+    def acked(self, link: PeerSession, have: int) -> None:
+        node = self.node
+        now = node.clock.seconds()
+        for message_id in node.delivery.acked(link.peer_id, have):
+            node.emit(events.Delivered(now, message_id))
+
+    def schedule_ack(self, link: PeerSession) -> None:
+        node = self.node
+        call = self._ack_calls.get(link.peer_id)
+        if call is None or not call.active():
+            self._ack_calls[link.peer_id] = node.clock.callLater(ACK_DELAY, self.send_ack,
+                                                                 link.peer_id)
+
+    def send_ack(self, peer_id: str) -> None:
+        """Ack on whatever link to the peer is up now (the one that got the lines may be gone;
+        if none is, the next sync says the same)."""
+        node = self.node
+        self._ack_calls.pop(peer_id, None)
+        link = node.links.get(peer_id)
+        if link is not None:
+            have = node.room.high_water.get(peer_id, 0)
+            link.send(node.sender.message(ACK, "", sequenced=False, metadata={"have": have}))

@@ -1,0 +1,195 @@
+"""Keeping the history file to its limits: lines, age and bytes, at start in full and while
+running in bounded steps (a few milliseconds each), with free pages given back to the file
+system.  Keys cost nothing, so the byte budget is what all peers together can make us keep.
+
+A part of ``store.Store`` (its base class), apart so each stays small: it works on the
+Store's connection and limits.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from typing import Any
+
+from twisted.logger import Logger
+
+log = Logger()
+
+#: Lines kept on disk: at most this many, none older than this (seconds), and the file at most
+#: this many bytes of pages in use (``--history-lines``, ``--history-days``, ``--history-mb``):
+#: keys cost nothing, so this budget is what all peers together can make us keep.  Pruned in
+#: full at start, and while running in steps (``upkeep``).
+HISTORY_MAX_LINES = 100_000
+HISTORY_MAX_AGE = 30 * 24 * 3600.0
+HISTORY_MAX_BYTES = 200 * 1024 * 1024
+#: While running: ``upkeep`` runs every UPKEEP_INTERVAL seconds (the byte budget is also kept
+#: after every UPKEEP_AFTER_BYTES written); one step deletes at most PRUNE_STEP lines and
+#: PRUNE_STEP_BYTES of them, and gives back at most VACUUM_STEP_PAGES free pages to the file
+#: system (auto_vacuum=incremental), so one step holds the reactor a few milliseconds.
+UPKEEP_INTERVAL = 1.0
+UPKEEP_AFTER_BYTES = 1024 * 1024
+PRUNE_STEP = 2000
+PRUNE_STEP_BYTES = 1024 * 1024
+VACUUM_STEP_PAGES = 256
+#: Authors whose seen sequences (seen.py) are kept on disk: the ones heard least lately go
+#: first past this count, and any not heard for the history's age.
+MAX_SEEN_AUTHORS = 20_000
+
+
+class Retention:
+    """Pruning and the byte budget of the history file (``store.Store`` is one)."""
+
+    _db: sqlite3.Connection
+    max_lines: int
+    max_age: float
+    max_bytes: int
+    needs_vacuum: bool
+    closed: bool
+    sent_age: float
+    _written: int
+    _upkeep_error: str
+    _pending: dict[str, list[tuple[Any, ...]]]
+    _high: dict[str, int]
+    _settings: dict[str, str]
+    _seen: dict[str, Any]
+
+    def flush(self) -> None:
+        raise NotImplementedError  # the Store's
+
+    def prune(self, now: float, max_lines: int | None = None, max_age: float | None = None,
+              sent_age: float = HISTORY_MAX_AGE) -> None:
+        """Drop lines past the age, count and byte limits, and sent lines too old to resend;
+        lines older than ``sent_age`` are no longer handed on.  In full, at start (before the
+        reactor runs); a file of an older layout is then compacted once (VACUUM, bounded by
+        the byte budget since it comes after the prune)."""
+        self.flush()
+        max_lines = self.max_lines if max_lines is None else max_lines
+        max_age = self.max_age if max_age is None else max_age
+        with self._db:
+            self._db.execute("begin")
+            self._db.execute("delete from lines where ts < ?", (now - max_age,))
+            self._db.execute("delete from lines where rowid not in (select rowid from lines "
+                             "order by ts desc limit ?)", (max_lines,))
+            self._db.execute("delete from sent where ts < ?", (now - sent_age,))
+            self._db.execute("delete from seen where ts < ?", (now - max_age,))
+            self._db.execute("update lines set pk = null where pk is not null and ts < ?",
+                             (now - sent_age,))
+        self.sent_age = sent_age
+        while self._over_budget() > 0 and self._drop_oldest(PRUNE_STEP * 32,
+                                                            PRUNE_STEP_BYTES * 64):
+            pass  # before the reactor runs: big steps
+        if self.needs_vacuum:
+            started = time.perf_counter()
+            self._db.execute("vacuum")
+            self.needs_vacuum = False
+            log.info("history file compacted once for its new layout in {ms:.0f} ms",
+                     ms=(time.perf_counter() - started) * 1000)
+        else:
+            self._db.executescript("pragma incremental_vacuum;")
+
+    def upkeep(self, now: float) -> None:
+        """One bounded step of pruning while running (of the PRUNE_STEP lines that came first,
+        PRUNE_STEP_BYTES at most: those too old, or too many), then the byte budget kept and
+        VACUUM_STEP_PAGES free pages given back to the file system."""
+        if self.closed:
+            return
+        self._written = 0
+        if self._pending or self._high or self._settings or self._seen:
+            self.flush()
+        try:
+            cutoff = now - self.max_age
+            window = self._oldest(PRUNE_STEP)  # (last rowid, how many) of a bounded step
+            with self._db:
+                self._db.execute("begin")
+                if window is not None:
+                    last, n = window
+                    self._db.execute("delete from lines where rowid <= ? and ts < ?",
+                                     (last, cutoff))
+                    extra = self._db.execute("select count(*) from lines").fetchone()[0] - \
+                        self.max_lines
+                    if extra > 0:
+                        self._db.execute(
+                            "delete from lines where rowid in (select rowid from lines "
+                            "where rowid <= ? order by rowid limit ?)", (last, extra))
+                sent_age = getattr(self, "sent_age", HISTORY_MAX_AGE)
+                self._db.execute("update lines set pk = null where rowid in (select rowid from "
+                                 "lines where pk is not null order by rowid limit ?) and ts < ?",
+                                 (PRUNE_STEP, now - sent_age))
+                self._db.execute("delete from sent where seq in (select seq from sent order by "
+                                 "seq limit ?) and ts < ?", (PRUNE_STEP, now - sent_age))
+                self._db.execute("delete from seen where rowid in (select rowid from seen "
+                                 "order by rowid limit ?) and ts < ?", (PRUNE_STEP, cutoff))
+                extra = self._db.execute("select count(*) from seen").fetchone()[0] - \
+                    MAX_SEEN_AUTHORS
+                if extra > 0:  # rowid order is write order: the least lately heard first
+                    self._db.execute("delete from seen where rowid in (select rowid from seen "
+                                     "order by rowid limit ?)", (min(extra, PRUNE_STEP),))
+        except sqlite3.Error as e:
+            self._upkeep_failed(e)
+            return
+        self._keep_to_budget()
+
+    def _upkeep_failed(self, e: Exception) -> None:
+        """Logged once per kind of failure (it is retried every second); the face hears of
+        failing writes from ``flush``, which are what loses lines."""
+        if str(e) != self._upkeep_error:
+            self._upkeep_error = str(e)
+            log.error("history upkeep failed (retried every {t:.0f} s): {why}",
+                      t=UPKEEP_INTERVAL, why=str(e))
+
+    def _keep_to_budget(self) -> None:
+        """One step back under the byte budget, and free pages given back: bounded work, done
+        after each UPKEEP_AFTER_BYTES written and at each upkeep."""
+        try:
+            if self._over_budget() > 0:
+                self._drop_oldest(PRUNE_STEP)
+            # (executescript: it runs the pragma to its end; execute frees one page only)
+            self._db.executescript(f"pragma incremental_vacuum({VACUUM_STEP_PAGES});")
+            # the file shrinks when the log is written back: do it now if it is quick
+            self._db.execute("pragma wal_checkpoint(passive)").fetchall()
+        except sqlite3.Error as e:
+            self._upkeep_failed(e)
+
+    def used_bytes(self) -> int:
+        """Bytes of the file's pages in use (its free pages not counted): what the budget
+        bounds."""
+        pages = self._db.execute("pragma page_count").fetchone()[0]
+        free = self._db.execute("pragma freelist_count").fetchone()[0]
+        size = self._db.execute("pragma page_size").fetchone()[0]
+        return (pages - free) * size
+
+    def _over_budget(self) -> int:
+        return self.used_bytes() - self.max_bytes
+
+    def _oldest(self, count: int, enough: int = PRUNE_STEP_BYTES) -> tuple[int, int] | None:
+        """The last rowid and the number of the lines that came first: ``count`` of them at
+        most, and no more than come to ``enough`` bytes (so a step deletes a bounded amount,
+        whatever the size of the lines)."""
+        last, freed, n = None, 0, 0
+        for rowid, size in self._db.execute(
+                "select rowid, length(text) + coalesce(length(raw), 0) + length(id) + 60 "
+                "from lines order by rowid limit ?", (count,)):
+            last, freed, n = rowid, freed + size, n + 1
+            if freed >= enough:
+                break
+        return None if last is None else (last, n)
+
+    def _drop_oldest(self, count: int, step: int = PRUNE_STEP_BYTES) -> int:
+        """Delete the lines that came first: enough of them (``count`` and ``step`` bytes at
+        most) to free what is over the budget and a twentieth of it more (so not every step
+        has to).  Returns how many went."""
+        over = self._over_budget() + self.max_bytes // 20
+        if over <= 0:
+            return 0
+        window = self._oldest(count, min(over, step))
+        if window is None:
+            return 0
+        last = window[0]
+        with self._db:
+            self._db.execute("begin")
+            gone = self._db.execute("delete from lines where rowid <= ?", (last,)).rowcount
+        if gone:
+            log.info("history over its {mb:.0f} MB budget: {n} oldest lines dropped",
+                     mb=self.max_bytes / 2**20, n=gone)
+        return gone

@@ -205,6 +205,10 @@ class Wire(Protocol):
 class IMeshSink(Protocol):
     """What a peer connection calls on the node."""
 
+    def link_offered(self, peer_id: str, nick: str, fp: str) -> str | None:
+        """A dialer's join came, before TLS: why the link would be refused, or None."""
+        ...
+
     def link_ready(self, wire: Wire) -> bool: ...
 
     def message_received(self, wire: Wire, msg: Message, raw: bytes = b"") -> None: ...

@@ -115,6 +115,13 @@ class NegotiationTests(V3TestCase):
         self.assertEqual(untagged(), [":p2pchat CAP * NAK :",
                                           ":p2pchat CAP * LIST :multi-prefix server-time"])
 
+    def test_a_request_naming_too_many_caps_is_refused(self) -> None:
+        client = Client(self.factory)
+        client.send("CAP REQ :" + " ".join(["batch"] * (caps.MAX_CAP_REQ + 1)))
+        (line,) = client.lines()
+        self.assertTrue(line.startswith(":p2pchat CAP * NAK :batch batch"), line)
+        self.assertEqual(client.proto.caps, set())
+
     def test_req_before_registration_holds_it_too(self) -> None:
         client = Client(self.factory)
         client.send("CAP REQ :server-time", "NICK alice", "USER a 0 * :a")

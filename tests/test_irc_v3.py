@@ -242,6 +242,21 @@ class TagTests(V3TestCase):
             self.assertEqual(set(tags), {"msgid"})
             self.assertIn(":[", rest)  # no server-time: the time stays written in the line
 
+    def test_the_written_time_goes_only_for_a_client_with_server_time_and_batch(self) -> None:
+        """irssi 1.4 asks for server-time (and multi-prefix) but shows the time a line came
+        unless show_server_time is on: the history it is played keeps its written time."""
+        old_id, old_when, mine_id, mine_when = self.said_before()
+        irssi = self.capable("multi-prefix", "server-time")
+        both = self.capable("server-time", "batch")
+        played = [split_tags(line) for line in irssi.lines() if " PRIVMSG " in line]
+        self.assertEqual([rest for _, rest in played], [
+            f":bob!bob_00000002@history PRIVMSG #general :[{stamp(old_when)}] an old line",
+            f":alice!alice_00000001@local PRIVMSG #general :[{stamp(mine_when)}] my old line"])
+        self.assertEqual([tags["time"] for tags, _ in played], [utc(old_when), utc(mine_when)])
+        played = [split_tags(line)[1] for line in both.lines() if " PRIVMSG " in line]
+        self.assertEqual(played, [":bob!bob_00000002@history PRIVMSG #general :an old line",
+                                  ":alice!alice_00000001@local PRIVMSG #general :my old line"])
+
     def test_tag_values_are_escaped(self) -> None:
         self.assertEqual(caps.escape_value("a;b c\\d\r\ne"), "a\\:b\\sc\\\\d\\r\\ne")
         line = caps.tags({caps.MESSAGE_TAGS, caps.SERVER_TIME}, 0.0, None, "x; y")

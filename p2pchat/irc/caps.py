@@ -6,7 +6,8 @@ IRCv3 came (no tags, the history's times written into its lines).  What each off
 
 - ``server-time``: every line carries ``@time=`` (UTC, ISO 8601 with milliseconds): a chat
   line its original time (live, replayed on JOIN, or asked for by CHATHISTORY), any other
-  line the time it was sent;
+  line the time it was sent (with ``batch`` too, history lines lose the ``[HH:MM]`` written
+  in front: playback.py says why only then);
 - ``message-tags``: tags at all, and ``msgid`` (the p2pchat message id) on chat lines; the
   client may send TAGMSG (read and dropped: p2pchat carries no client tags yet);
 - ``echo-message``: a client's own PRIVMSG or NOTICE comes back to it (with its msgid and

@@ -2,8 +2,12 @@
 ``CHATHISTORY`` command (``draft/chathistory``), both from ``IChat.history``.
 
 A client with ``batch`` gets them between ``BATCH +id chathistory TARGET`` and ``BATCH -id``;
-with ``server-time`` each line carries its original time (and loses the ``[HH:MM]`` written
-in front of it for clients without: they show no other); with ``message-tags`` its msgid.
+with ``server-time`` each line carries its original time; with ``message-tags`` its msgid.
+The ``[HH:MM]`` written in front of a line played back (for clients that show no other time)
+is left out only for a client with both ``server-time`` and ``batch``: irssi 1.4 asks for
+server-time but by default shows the time a line came (``show_server_time`` is off), so
+without the written time its history would show the wrong times; a client that knows
+batches of history shows theirs.
 
 CHATHISTORY is answered from the last CHATHISTORY_WINDOW lines of the conversation (what
 ``IChat.history`` gives at most), filtered by the references asked: an answer that might
@@ -23,7 +27,7 @@ from dataclasses import dataclass
 from p2pchat.interfaces import StoredLine
 from twisted.words.protocols import irc
 
-from p2pchat.irc.caps import CHATHISTORY, SERVER_TIME
+from p2pchat.irc.caps import BATCH, CHATHISTORY, SERVER_TIME
 from p2pchat.irc.client import Handler, IrcClientProtocol
 from p2pchat.irc.names import SELF_HOST, Member, channel, channel_room, irc_nick, irc_user
 from p2pchat.irc.names import is_channel
@@ -60,7 +64,7 @@ def show_stored(client: IrcClientProtocol, line: StoredLine, target: str, batch:
                     line.sender_id, irc_user(line.sender_id),
                     SELF_HOST if line.own else "history")
     text = line.text
-    if not client.has(SERVER_TIME):
+    if not (client.has(SERVER_TIME) and client.has(BATCH)):
         text = f"[{time.strftime('%H:%M', time.localtime(line.when))}] {text}"
     to = client.lan.roster.me.nick if private and not line.own else target
     client.show_chat(author, to, text, line.action, when=line.when, msgid=line.id,

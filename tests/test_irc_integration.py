@@ -9,10 +9,12 @@ import pytest_twisted
 from twisted.internet import defer, reactor
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 from twisted.internet.testing import StringTransport
+from twisted.protocols.basic import LineReceiver
 from twisted.words.protocols import irc as twirc
 
 from p2pchat.identity import Identity
 from p2pchat.irc import CHANNEL, IrcService
+from p2pchat.irc.caps import server_time
 from p2pchat.lines import LineFace
 from p2pchat.store import Store
 from tests.support import LOOPBACK, InProcessPeer, fresh_multicast, wait_for
@@ -344,3 +346,81 @@ async def test_a_private_line_to_a_peer_that_quit_is_delivered_when_it_is_back(
         assert [e for e in client.seen if e[0] == "401"] == [("401", "nobody")]
     finally:
         await _tear_down(client, running, ircd)
+
+
+class RawClient(LineReceiver):
+    """A raw IRC client that sends what it is told and writes down every line it gets."""
+
+    delimiter = b"\r\n"
+
+    def __init__(self) -> None:
+        self.got: list[str] = []
+        self.gone: defer.Deferred[None] = defer.Deferred()
+
+    def lineReceived(self, line: bytes) -> None:
+        self.got.append(line.decode("utf-8"))
+
+    def send(self, *lines: str) -> None:
+        for line in lines:
+            self.sendLine(line.encode("utf-8"))
+
+    def connectionLost(self, reason: Any = None) -> None:
+        if not self.gone.called:
+            self.gone.callback(None)
+
+
+@pytest_twisted.ensureDeferred
+async def test_an_ircv3_client_gets_times_ids_batches_and_chathistory_from_disk(
+        tmp_path) -> None:
+    """CAP LS 302, every cap asked for, history from the SQLite file played in a batch with
+    its original times, CHATHISTORY answered from it, and the client's own line echoed."""
+    multicast = fresh_multicast()
+    store = Store(str(tmp_path / "alice-history.sqlite3"))
+    alice = InProcessPeer("alice", multicast, store=store)
+    bob = LinePeer("bob", multicast)
+    ircd = IrcService(alice.node, reactor, LOOPBACK, 0)
+    client = RawClient()
+    running: list[Any] = []
+    try:
+        await alice.start()
+        running.append(alice)
+        await bob.start()
+        running.append(bob)
+        await wait_for(lambda: linked(alice, bob.peer))
+        for i in range(3):
+            bob.type(f"line {i}")
+        await wait_for(lambda: len(alice.node.history("general", 10)) == 3)
+        said = alice.node.history("general", 10)
+        ircd.startService()
+        running.append(ircd)
+        await connectProtocol(TCP4ClientEndpoint(reactor, LOOPBACK, ircd.port), client)
+        client.send("CAP LS 302", "NICK alice", "USER alice 0 * :a")
+        await wait_for(lambda: any(" CAP * LS " in line for line in client.got))
+        client.send("CAP REQ :batch draft/chathistory echo-message message-tags server-time",
+                    "CAP END")
+        await wait_for(lambda: any(line.endswith(" BATCH -p2p1") for line in client.got))
+        played = [line for line in client.got if " PRIVMSG #general " in line]
+        assert played == [f"@time={server_time(line.when)};msgid={line.id};batch=p2p1 "
+                          f":bob!{bob.peer.node.peer_id}@history PRIVMSG #general :{line.text}"
+                          for line in said]
+        client.got.clear()
+        client.send("CHATHISTORY BEFORE #general msgid=" + said[2].id + " 5")
+        await wait_for(lambda: any(line.endswith(" BATCH -p2p2") for line in client.got))
+        assert [line.rsplit(" :", 1)[1] for line in client.got if " PRIVMSG " in line] == [
+            "line 0", "line 1"]
+        client.got.clear()
+        client.send("PRIVMSG #general :echoed")
+        await wait_for(lambda: bob.shows("<alice> echoed"))
+        await wait_for(lambda: any(line.endswith("PRIVMSG #general :echoed")
+                                   for line in client.got))
+        (echo,) = client.got
+        assert echo.startswith("@time=") and ";msgid=" in echo
+    finally:
+        if client.transport is not None and not client.gone.called:
+            client.transport.loseConnection()
+            await client.gone
+        for thing in reversed(running):
+            if thing is ircd:
+                await ircd.stopService()
+            else:
+                await thing.stop()

@@ -9,20 +9,23 @@ registration, whatever nick it asked for, and renames the peer only by a NICK co
 
 Several clients may attach at once.  They share one peer, so they share its rooms: a JOIN or
 PART by one (or by the console) is seen by all.  Each client sees what the others said, in
-rooms and privately; IRC servers don't echo a client's own lines back to it, so neither do we.
+rooms and privately; IRC servers don't echo a client's own lines back to it, so neither do we,
+unless it asked for IRCv3's echo-message (caps.py has the capabilities offered).
 
 The face talks to the chat only through ``interfaces.IChat``.  Its modules, from the bottom:
 
 - ``names``: nicks, masks and channels (pure), and the ``Roster``: one unique IRC nick per
   linked peer;
 - ``text``: IRC lines as text (the 512-byte line, cleaning, cutting long lines);
+- ``caps``: the IRCv3 capabilities offered, their negotiation, and the tags they add;
 - ``lockout``: wrong passwords by host (pure);
 - ``lan``: what the clients of one peer share (the chat, the roster, who left);
 - ``client``: one connection on ``LineReceiver``: framing, flood (``flow.TokenBucket``),
   back-pressure (``flow.Backpressure``), liveness, the lines it is sent;
 - the command handlers by concern: ``register`` (CAP, PASS, NICK, USER, PING...),
-  ``channels`` (JOIN, PART, NAMES, TOPIC, MODE, LIST), ``queries`` (WHO, WHOIS, ISON,
-  USERHOST), ``talk`` (PRIVMSG, NOTICE), ``own_commands`` (``/msg *p2pchat``, IGNORE);
+  ``channels`` (JOIN, PART, NAMES, TOPIC, MODE, LIST), ``playback`` (history on JOIN,
+  CHATHISTORY), ``queries`` (WHO, WHOIS, ISON,
+  USERHOST), ``talk`` (PRIVMSG, NOTICE, TAGMSG), ``own_commands`` (``/msg *p2pchat``, IGNORE);
   ``dispatch`` puts them in one table;
 - ``fanout``: ``IrcFactory``, the clients of one peer and the node's events shown to them;
 - ``service``: ``IrcService``, the listener and the shutdown (``flow.close_within``).
@@ -33,7 +36,8 @@ address parser and bind rule, which live in ``options.py`` with every other opti
 
 from __future__ import annotations
 
-from p2pchat.irc.channels import HISTORY_PLAYBACK, NO_TOPIC, TOPIC
+from p2pchat.irc.channels import NO_TOPIC, TOPIC
+from p2pchat.irc.playback import CHATHISTORY_LIMIT, CHATHISTORY_WINDOW, HISTORY_PLAYBACK
 from p2pchat.irc.client import (FLOOD_BURST, FLOOD_RATE, MAX_OUTBOX_BYTES, PING_INTERVAL,
                                 PRE_REGISTRATION, REGISTRATION_TIMEOUT, IrcClientProtocol)
 from p2pchat.irc.fanout import MAX_UNREGISTERED, IrcFactory
@@ -51,7 +55,7 @@ from p2pchat.options import LOOPBACK, check_irc_bind, is_loopback, parse_irc_add
 from p2pchat.wire import MAX_NICK_CHARS
 
 __all__ = [
-    "CHANNEL", "CLOSE_TIMEOUT", "DEFAULT_IRC_PORT", "FLAG_SUFFIX", "FLOOD_BURST", "FLOOD_RATE",
+    "CHANNEL", "CHATHISTORY_LIMIT", "CHATHISTORY_WINDOW", "CLOSE_TIMEOUT", "DEFAULT_IRC_PORT", "FLAG_SUFFIX", "FLOOD_BURST", "FLOOD_RATE",
     "HISTORY_PLAYBACK", "IrcClientProtocol", "IrcFactory", "IrcService", "Lan", "LOOPBACK",
     "Lockout", "MAX_GUESSING_HOSTS", "MAX_IRC_CLIENTS", "MAX_IRC_LINE_BYTES", "MAX_NICK_CHARS",
     "MAX_OUTBOX_BYTES", "MAX_TARGETS", "MAX_UNREGISTERED", "MAX_USER_CHARS", "Member",

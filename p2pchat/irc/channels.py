@@ -6,19 +6,16 @@ room (its names and the last lines of its history)."""
 
 from __future__ import annotations
 
-import time
-
 from twisted.words.protocols import irc
 
 from p2pchat.irc.client import Handler, IrcClientProtocol
 from p2pchat.irc.lan import refusal
-from p2pchat.irc.names import CHANNEL, SELF_HOST, Member, channel, channel_room, irc_fold
-from p2pchat.irc.names import irc_nick, irc_user, is_channel
+from p2pchat.irc.caps import USERHOST_IN_NAMES
+from p2pchat.irc.names import CHANNEL, channel, channel_room, irc_fold, is_channel
+from p2pchat.irc.playback import play_history
 from p2pchat.irc.text import MAX_IRC_LINE_BYTES, SERVER_NAME, split_text
 from p2pchat.wire import DEFAULT_ROOM, MAX_ROOMS
 
-#: Lines of a room's history played back to a client that joins it.
-HISTORY_PLAYBACK = 20
 TOPIC = "the LAN room: everyone running p2pchat on this network is in it"
 #: What TOPIC says of the other rooms (331): p2pchat rooms have no topic.
 NO_TOPIC = "No topic is set (p2pchat rooms have no topic)"
@@ -74,17 +71,7 @@ def enter(client: IrcClientProtocol, room: str) -> None:
     if room == DEFAULT_ROOM:
         _topic(client, room)
     names(client, room)
-    _play_history(client, room)
-
-
-def _play_history(client: IrcClientProtocol, room: str) -> None:
-    """The room's last lines, as bouncers play back a buffer: from their nick, the time they
-    were said in front (clients without IRCv3 server-time show no other)."""
-    for line in client.lan.node.history(room, HISTORY_PLAYBACK):
-        stamp = time.strftime("%H:%M", time.localtime(line.when))
-        author = Member(irc_nick(line.nick), line.sender_id, irc_user(line.sender_id),
-                        SELF_HOST if line.own else "history")
-        client.show_chat(author, channel(room), f"[{stamp}] {line.text}", line.action)
+    play_history(client, room)
 
 
 def part(client: IrcClientProtocol, params: list[str]) -> None:
@@ -127,7 +114,8 @@ def names(client: IrcClientProtocol, room: str) -> None:
     name = channel(room)
     head = f":{SERVER_NAME} {irc.RPL_NAMREPLY} {client.nick} = {name} :"
     budget = MAX_IRC_LINE_BYTES - 2 - len(head.encode("utf-8"))
-    listed = " ".join(m.nick for m in client.lan.members(room))
+    masks = client.has(USERHOST_IN_NAMES)
+    listed = " ".join(m.mask if masks else m.nick for m in client.lan.members(room))
     if listed:
         for piece in split_text(listed, budget):
             client.numeric(irc.RPL_NAMREPLY, "=", name, text=piece)

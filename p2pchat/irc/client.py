@@ -25,6 +25,7 @@ from twisted.python.failure import Failure
 from twisted.words.protocols import irc
 
 from p2pchat.flow import Backpressure, TokenBucket
+from p2pchat.irc import caps
 from p2pchat.irc.lan import MAX_TARGETS, Lan
 from p2pchat.irc.names import ERR_BADCHANNAME, Member, channel
 from p2pchat.irc.text import (ERR_INPUTTOOLONG, ERR_TOOMANYTARGETS, MAX_IRC_LINE_BYTES,
@@ -103,7 +104,11 @@ class IrcClientProtocol(LineReceiver):
         self.wanted_nick: str | None = None
         self.user_given = False
         self.password: str | None = None
-        self.negotiating = False  # CAP LS seen, CAP END not yet
+        self.negotiating = False  # CAP LS or REQ seen, CAP END not yet
+        #: the IRCv3 capabilities this client asked for (caps.py), and its CAP LS version
+        self.caps: set[str] = set()
+        self.cap_version = 0
+        self._batches = 0  # batch ids given to this client so far
         #: the away peers this client was told its lines are kept for (until each is back)
         self.told_kept: set[str] = set()
         self.backpressure: Backpressure | None = None
@@ -208,12 +213,17 @@ class IrcClientProtocol(LineReceiver):
         elif silent >= PING_INTERVAL:
             self.write_line(f"PING :{SERVER_NAME}")
 
-    def write_line(self, text: str) -> None:
+    def write_line(self, text: str, when: float | None = None, msgid: str = "",
+                   batch: str = "") -> None:
         """One line to the client (CR LF added), unless it is going; a client that stopped
-        reading with MAX_OUTBOX_BYTES already waiting for it is dropped."""
+        reading with MAX_OUTBOX_BYTES already waiting for it is dropped.  Its IRCv3 tags
+        (caps.tags) go in front, for a client that asked for them: ``when`` the line's own
+        time (else now), ``msgid`` its message id, ``batch`` the batch it is in."""
         tcp = self.tcp
         if self.closing or tcp is None or tcp.disconnected:
             return
+        if self.caps:
+            text = caps.tags(self.caps, self.clock.seconds(), when, msgid, batch) + text
         data = text.encode("utf-8") + b"\r\n"
         if self.backpressure is not None and not self.backpressure.written(len(data)):
             log.warn("IRC client {peer} stopped reading ({n} bytes waiting): dropped",
@@ -313,9 +323,28 @@ class IrcClientProtocol(LineReceiver):
     # --- lines out --------------------------------------------------------------------------
 
     def send(self, command: str, *middle: str, text: str | None = None,
-             prefix: str = SERVER_NAME) -> None:
-        """One line (see ``text.line``)."""
-        self.write_line(line(command, *middle, text=text, prefix=prefix))
+             prefix: str = SERVER_NAME, batch: str = "") -> None:
+        """One line (see ``text.line``), in ``batch`` if given."""
+        self.write_line(line(command, *middle, text=text, prefix=prefix), batch=batch)
+
+    def has(self, capability: str) -> bool:
+        """Whether this client asked for ``capability`` (caps.py)."""
+        return capability in self.caps
+
+    def open_batch(self, kind: str, *params: str) -> str:
+        """``BATCH +id kind params`` to a client with the batch capability: returns the id
+        to tag the lines in it with and to close it (``close_batch``); "" (and nothing
+        sent) for a client without it."""
+        if not self.has(caps.BATCH):
+            return ""
+        self._batches += 1
+        ref = f"p2p{self._batches}"
+        self.send("BATCH", f"+{ref}", kind, *params)
+        return ref
+
+    def close_batch(self, ref: str) -> None:
+        if ref:
+            self.send("BATCH", f"-{ref}")
 
     def numeric(self, code: str, *middle: str, text: str | None = None) -> None:
         self.send(code, self.nick, *middle, text=text)
@@ -330,16 +359,21 @@ class IrcClientProtocol(LineReceiver):
         if code != ERR_BADCHANNAME:
             self.server_notice(f"{target[:64]}: {why}")
 
-    def show_chat(self, member: Member, target: str, text: str, action: bool) -> None:
+    def show_chat(self, member: Member, target: str, text: str, action: bool,
+                  when: float | None = None, msgid: str = "", batch: str = "",
+                  command: str = "PRIVMSG") -> None:
         """A line from ``member`` to ``target`` (a channel, or a nick for a private line),
-        split to fit 512 bytes."""
-        head = f":{member.mask} PRIVMSG {target} :"
+        split to fit 512 bytes.  ``when`` (its time), ``msgid`` and ``batch`` are its IRCv3
+        tags, for a client that asked for them; the msgid only on the first piece of a line
+        cut in several (a msgid names one line)."""
+        head = f":{member.mask} {command} {target} :"
         budget = MAX_IRC_LINE_BYTES - 2 - len(head.encode("utf-8"))
         if action:
             budget -= len("\x01ACTION \x01")
-        for piece in split_text(clean(text).replace("\x01", ""), budget):
-            self.send("PRIVMSG", target, prefix=member.mask,
-                      text=f"\x01ACTION {piece}\x01" if action else piece)
+        for i, piece in enumerate(split_text(clean(text).replace("\x01", ""), budget)):
+            out = line(command, target, prefix=member.mask,
+                       text=f"\x01ACTION {piece}\x01" if action else piece)
+            self.write_line(out, when, msgid if i == 0 else "", batch)
 
     def show_join(self, member: Member, room: str = DEFAULT_ROOM) -> None:
         self.send("JOIN", channel(room), prefix=member.mask)

@@ -4,10 +4,10 @@ are let through."""
 
 from __future__ import annotations
 
-from p2pchat.irc import channels, own_commands, queries, register, talk
+from p2pchat.irc import channels, own_commands, playback, queries, register, talk
 from p2pchat.irc.client import Handler
 
 COMMANDS: dict[str, Handler] = {
     **register.COMMANDS, **channels.COMMANDS, **queries.COMMANDS, **talk.COMMANDS,
-    **own_commands.COMMANDS,
+    **own_commands.COMMANDS, **playback.COMMANDS,
 }

@@ -4,7 +4,8 @@
 line said in a room to the clients showing that room, a private line to every client (one
 said by another client or face of ours comes as a PRIVMSG from our nick to the other party,
 as bouncers show it), peers linking, leaving and renaming as JOIN, QUIT and NICK.  IRC
-servers don't echo a client's own lines back to it, so neither do we (``Lan.origin``).
+servers don't echo a client's own lines back to it, so neither do we (``Lan.origin``), but
+to a client that asked for IRCv3's echo-message.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from twisted.internet.protocol import ServerFactory
 
 from p2pchat import events
 from p2pchat.interfaces import IChat
+from p2pchat.irc.caps import ECHO_MESSAGE
 from p2pchat.irc.channels import enter
 from p2pchat.irc.client import IrcClientProtocol
 from p2pchat.irc.dispatch import COMMANDS
@@ -169,16 +171,27 @@ class IrcFactory(ServerFactory[IrcClientProtocol]):
                 if event.own:
                     # Said by another client or face of ours: shown as bouncers do, from us
                     # to the other party (irssi and weechat put it in that query).
-                    if client is not lan.origin:
-                        client.show_chat(me, other.nick, event.text, event.action)
+                    command = self._echo(client)
+                    if command:
+                        client.show_chat(me, other.nick, event.text, event.action,
+                                         event.when, event.message_id, command=command)
                 else:
-                    client.show_chat(other, me.nick, event.text, event.action)
+                    client.show_chat(other, me.nick, event.text, event.action, event.when,
+                                     event.message_id)
             return
         member = me if event.own else lan.sender(event.sender_id, event.nick)
         for client in self._registered(event.room):
-            if event.own and client is lan.origin:
-                continue
-            client.show_chat(member, channel(event.room), event.text, event.action)
+            command = self._echo(client) if event.own else "PRIVMSG"
+            if command:
+                client.show_chat(member, channel(event.room), event.text, event.action,
+                                 event.when, event.message_id, command=command)
+
+    def _echo(self, client: IrcClientProtocol) -> str:
+        """How our own line is shown to ``client``: "" (not at all) to the client that said
+        it, unless it asked for echo-message (then as it said it: PRIVMSG or NOTICE)."""
+        if client is not self.lan.origin:
+            return "PRIVMSG"
+        return self.lan.origin_command if client.has(ECHO_MESSAGE) else ""
 
     def _room_changed(self, event: events.RoomChanged) -> None:
         lan = self.lan

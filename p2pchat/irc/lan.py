@@ -53,6 +53,9 @@ class Lan:
         self.started = time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(clock.seconds()))
         #: the client a verb runs for (its own lines are not echoed back to it), while it runs
         self.origin: object | None = None
+        #: what the client whose verb runs said it with (PRIVMSG or NOTICE): its echo
+        #: (echo-message) comes back as that
+        self.origin_command = "PRIVMSG"
         #: the node's notices while a verb of a client runs (that client was shown them)
         self.verb_notices: list[str] = []
         #: the reason a client gave with PART, while the node's RoomChanged for it is shown
@@ -71,15 +74,19 @@ class Lan:
 
     # --- verbs on behalf of a client -------------------------------------------------------
 
-    def run_verb(self, origin: object, verb: Callable[..., T], *args: Any) -> T:
+    def run_verb(self, origin: object, verb: Callable[..., T], *args: Any,
+                 command: str = "PRIVMSG") -> T:
         """Run a node verb on behalf of ``origin`` (a client), so the events it causes are not
-        echoed back to that client (IRC servers don't echo a client's own lines)."""
+        echoed back to that client (IRC servers don't echo a client's own lines) unless it
+        asked for echo-message (then as ``command``)."""
         self.origin = origin
+        self.origin_command = command
         self.verb_notices = []
         try:
             return verb(*args)
         finally:
             self.origin = None
+            self.origin_command = "PRIVMSG"
 
     def part_room(self, origin: object, room: str, reason: str | None) -> str | None:
         """PART of a room (not general) from a client: the peer leaves it, and every client

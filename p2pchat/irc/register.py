@@ -15,12 +15,14 @@ from twisted.logger import Logger
 from twisted.words.protocols import irc
 
 from p2pchat import __version__
+from p2pchat.irc.caps import CHATHISTORY, negotiate
 from p2pchat.irc.channels import enter
+from p2pchat.irc.playback import CHATHISTORY_LIMIT
 from p2pchat.irc.client import Handler, IrcClientProtocol
 from p2pchat.irc.lan import refusal
 from p2pchat.irc.names import CHANNEL, irc_nick_problem
 from p2pchat.irc.own_commands import SERVICE_NICK
-from p2pchat.irc.text import ERR_INVALIDCAPCMD, SERVER_NAME
+from p2pchat.irc.text import SERVER_NAME
 from p2pchat.wire import MAX_NICK_CHARS
 
 log = Logger()
@@ -31,22 +33,9 @@ MAX_IRC_CLIENTS = 16
 
 
 def cap(client: IrcClientProtocol, params: list[str]) -> None:
-    """We offer no capabilities, but answer CAP so clients that ask (weechat, irssi) go on."""
-    sub = params[0].upper() if params else ""
-    target = client.nick
-    if sub == "LS":
-        if not client.registered:
-            client.negotiating = True
-        client.send("CAP", target, "LS", text="")
-    elif sub == "LIST":
-        client.send("CAP", target, "LIST", text="")
-    elif sub == "REQ":
-        client.send("CAP", target, "NAK", text=params[1] if len(params) > 1 else "")
-    elif sub == "END":
-        client.negotiating = False
+    """IRCv3 capability negotiation (caps.py); CAP END lets a held registration go on."""
+    if negotiate(client, params):
         try_register(client)
-    else:
-        client.numeric(ERR_INVALIDCAPCMD, sub[:32] or "*", text="Invalid CAP command")
 
 
 def password(client: IrcClientProtocol, params: list[str]) -> None:
@@ -147,7 +136,10 @@ def _welcome(client: IrcClientProtocol) -> None:
                    text=f"Your host is {SERVER_NAME}, running p2pchat {__version__}")
     client.numeric(irc.RPL_CREATED, text=f"This server was created {lan.started}")
     client.numeric(irc.RPL_MYINFO, SERVER_NAME, __version__, "i", "nt")
-    client.numeric(irc.RPL_ISUPPORT, *lan.isupport(), text="are supported by this server")
+    tokens = lan.isupport()
+    if CHATHISTORY in client.caps:  # only then: a client without caps sees 005 as before
+        tokens += [f"CHATHISTORY={CHATHISTORY_LIMIT}", "MSGREFTYPES=timestamp,msgid"]
+    client.numeric(irc.RPL_ISUPPORT, *tokens, text="are supported by this server")
 
 
 def motd(client: IrcClientProtocol, params: list[str]) -> None:

@@ -1,7 +1,8 @@
 """Saying things: PRIVMSG and NOTICE, to channels (a line said in that room) and to nicks (a
 private line, kept by the node for a peer that is away).  A CTCP ACTION is an action (/me);
 other CTCPs are dropped.  A NOTICE never gets an error reply (RFC 2812: it must never trigger
-an automatic answer), and a CTCP in a NOTICE is a reply: dropped."""
+an automatic answer), and a CTCP in a NOTICE is a reply: dropped.  TAGMSG (IRCv3) is read
+and dropped."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import Callable
 from twisted.logger import Logger
 from twisted.words.protocols import irc
 
+from p2pchat.irc.caps import MESSAGE_TAGS
 from p2pchat.irc.channels import room_of
 from p2pchat.irc.client import Handler, IrcClientProtocol
 from p2pchat.irc.lan import kept_notice, refusal
@@ -106,7 +108,8 @@ def _speak(client: IrcClientProtocol, target: str, text: str, quiet: bool,
     if text.startswith("\x01"):
         kind, _, arg = text.strip("\x01").partition(" ")
         if kind.upper() == "ACTION" and not quiet and arg.strip():
-            result = client.lan.run_verb(client, act, irc.stripFormatting(arg))
+            result = client.lan.run_verb(client, act, irc.stripFormatting(arg),
+                                         command="PRIVMSG")
         else:
             log.debug("CTCP {kind} to {target} ignored", kind=kind[:16], target=target[:64])
             return None
@@ -114,11 +117,19 @@ def _speak(client: IrcClientProtocol, target: str, text: str, quiet: bool,
         plain = irc.stripFormatting(text)
         if not plain.strip():
             return None
-        result = client.lan.run_verb(client, say, plain)
+        result = client.lan.run_verb(client, say, plain,
+                                     command="NOTICE" if quiet else "PRIVMSG")
     problem = refusal(result)
     if problem and not quiet:
         client.server_notice(f"{target}: not sent: {problem}")
     return result
 
 
-COMMANDS: dict[str, Handler] = {"PRIVMSG": privmsg, "NOTICE": notice}
+def tagmsg(client: IrcClientProtocol, params: list[str]) -> None:
+    """TAGMSG (message-tags): read and dropped.  p2pchat carries no client tags (such as
+    ``+typing``) between peers yet; without message-tags it is an unknown command (421)."""
+    if not client.has(MESSAGE_TAGS):
+        client.numeric(irc.ERR_UNKNOWNCOMMAND, "TAGMSG", text="Unknown command")
+
+
+COMMANDS: dict[str, Handler] = {"PRIVMSG": privmsg, "NOTICE": notice, "TAGMSG": tagmsg}

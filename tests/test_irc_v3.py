@@ -9,7 +9,7 @@ import re
 import time
 
 from p2pchat.irc import caps, playback
-from p2pchat.node import HISTORY_MAX_SHOWN
+from p2pchat.chat import HISTORY_MAX_SHOWN
 from p2pchat.wire import CHAT
 from tests.test_irc import START, Client, IrcTestCase
 

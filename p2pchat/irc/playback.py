@@ -38,7 +38,7 @@ HISTORY_PLAYBACK = 20
 #: cut to it.
 CHATHISTORY_LIMIT = 100
 #: The lines of a conversation CHATHISTORY looks through: the most ``IChat.history`` gives
-#: (the node's HISTORY_MAX_SHOWN; tests check they agree).
+#: (chat.HISTORY_MAX_SHOWN; tests check they agree).
 CHATHISTORY_WINDOW = 1000
 
 _TIMESTAMP = re.compile(r"(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)(?:\.(\d{1,6}))?Z?")

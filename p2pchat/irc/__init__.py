@@ -51,7 +51,7 @@ from p2pchat.irc.own_commands import SERVICE_HELP, SERVICE_MASK, SERVICE_NICK
 from p2pchat.irc.register import MAX_IRC_CLIENTS
 from p2pchat.irc.service import CLOSE_TIMEOUT, DEFAULT_IRC_PORT, IrcService
 from p2pchat.irc.text import MAX_IRC_LINE_BYTES, SERVER_NAME, split_text
-from p2pchat.options import LOOPBACK, check_irc_bind, is_loopback, parse_irc_address
+from p2pchat.addresses import LOOPBACK, check_irc_bind, is_loopback, parse_irc_address
 from p2pchat.wire import MAX_NICK_CHARS
 
 __all__ = [

@@ -15,7 +15,7 @@ from p2pchat.errors import StartError
 from p2pchat.flow import close_within
 from p2pchat.interfaces import IChat
 from p2pchat.irc.fanout import IrcFactory
-from p2pchat.options import LOOPBACK, check_irc_bind
+from p2pchat.addresses import LOOPBACK, check_irc_bind
 
 log = Logger()
 

@@ -377,3 +377,19 @@ class ServiceTests(unittest.TestCase):
         self.assertEqual(self.screen.written, [])
         self.assertIsNone(self.service.desktop.path)
 
+
+
+class OtherFaceTests(unittest.TestCase):
+    def test_the_line_face_says_they_are_the_consoles(self) -> None:
+        from twisted.internet.testing import StringTransport
+
+        from p2pchat.lines import LineFace
+        from tests.fakechat import FakeChat
+
+        face = LineFace(FakeChat(), on_quit=lambda: None)
+        transport = StringTransport()
+        face.makeConnection(transport)
+        for command in (b"/dnd", b"/mute #ops", b"/unmute", b"/highlight add x"):
+            transport.clear()
+            face.lineReceived(command)
+            self.assertIn("is for the console", transport.value().decode("utf-8"))

@@ -43,6 +43,12 @@ COMMANDS: tuple[Spec, ...] = (
     Spec("ignore", (), "[NICK]", "hide NICK's lines (by its key, kept); alone: who is ignored"),
     Spec("unignore", (), "NICK", "show NICK's lines again", needs_arg=True),
     Spec("clear", (), "", "clear the message pane (console)"),
+    Spec("highlight", (), "[add|del WORD]",
+         "notify for lines with WORD (kept); alone: the words (console)"),
+    Spec("mute", (), "[#ROOM|NICK]", "no notifications from a room or nick (default: the "
+         "current conversation; console)"),
+    Spec("unmute", (), "[#ROOM|NICK]", "notifications from it again (console)"),
+    Spec("dnd", (), "", "do not disturb: no notifications until /dnd again (console)"),
     Spec("quit", ("q", "exit"), "", "leave the chat (peers are told)"),
 )
 

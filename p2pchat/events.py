@@ -30,6 +30,9 @@ class ChatLine:
     #: for our own private line: its peer is away, so it was kept (in the sent log) and is
     #: sent when the peer is back; pending until then (a pending mark, not "not delivered")
     kept: bool = False
+    #: said before we heard it live: resent by catch-up, or handed on for an absent author
+    #: (a face shows it but does not notify for it)
+    replayed: bool = False
 
 
 @dataclass(frozen=True)

@@ -197,5 +197,7 @@ class CommandFace:
             self._tell(self.node.unignore(arg))
         elif name == "clear":
             self.clear()
+        elif name in ("highlight", "mute", "unmute", "dnd"):
+            self.show_error(f"/{name} is for the console (the one face that notifies)")
         elif name == "quit":
             self.quit()

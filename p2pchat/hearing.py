@@ -74,10 +74,15 @@ class Hearing:
                             peer=link.peer_id, room=room)
                 return
         nick = node.trust.display(link.username or msg.username or link.peer_id, link.fp)
-        self.show_line(msg, nick, room, private, now, relay, via=link)
+        # A catch-up peer resends what we missed before any new line: a line said before
+        # this link was up is one of those (replayed), not news.
+        replayed = (link.catchup and msg.timestamp is not None
+                    and 0 < msg.timestamp < link.linked_at)
+        self.show_line(msg, nick, room, private, now, relay, via=link, replayed=replayed)
 
     def show_line(self, msg: Message, nick: str, room: str, private: str, now: float,
-                   relay: tuple[bytes, str] | None = None, via: PeerSession | None = None) -> None:
+                   relay: tuple[bytes, str] | None = None, via: PeerSession | None = None,
+                   replayed: bool = False) -> None:
         """A line from someone else, accepted: keep it, save it, show it (at the time it was
         said, unless that time is nonsense).  ``relay``: its bytes and author's key, kept
         with it to hand on; ``via``: the link it came by (which may have only so much saved).
@@ -89,7 +94,8 @@ class Hearing:
         when = msg.timestamp if msg.timestamp and 0 < msg.timestamp <= now else now
         action = _action_text(msg)
         line = events.ChatLine(when, nick, printable(action or msg.content), msg.sender_id,
-                               msg.id, action=action is not None, room=room, private=private)
+                               msg.id, action=action is not None, room=room, private=private,
+                               replayed=replayed)
         self.remember(line, msg.sequence, relay, via)
         node.emit(line)
 

@@ -18,6 +18,7 @@ from twisted.python import usage
 from p2pchat import datadir, logs
 from p2pchat.catchup import LOG_AGE, LOG_LINES
 from p2pchat.discovery import DEFAULT_GROUP, DEFAULT_PORT
+from p2pchat.notify import DEFAULT_OUTPUTS, OUTPUTS, parse_outputs
 from p2pchat.store import HISTORY_MAX_AGE, HISTORY_MAX_BYTES, HISTORY_MAX_LINES
 from p2pchat.addresses import (  # noqa: F401 (re-exported: the parsers' one home is addresses.py)
     LOOPBACK,
@@ -97,11 +98,15 @@ class Options(usage.Options):
         ["history-lines", None, str(HISTORY_MAX_LINES), "most lines kept in the history file"],
         ["history-days", None, f"{HISTORY_MAX_AGE / 86400:g}",
          "days lines are kept in the history file"],
+        ["notify", None, ",".join(DEFAULT_OUTPUTS), "how the console tells you of a mention, "
+         "a private line or a highlight word: any of " + ",".join(OUTPUTS)
+         + " (bell; the terminal's OSC 777, OSC 9, OSC 99 (kitty); notify-send)"],
         ["history-mb", None, f"{HISTORY_MAX_BYTES / 2**20:g}",
          "most megabytes the history file holds (the oldest lines go first)"],
     ]
     optFlags = [
         ["debug", None, "log debug detail too"],
+        ["notify-hide-text", None, "notifications say who, not what"],
         ["secure-only", None, "refuse peers without encryption (base peers, such as the Go "
          "reference)"],
     ]
@@ -137,6 +142,7 @@ class Options(usage.Options):
                 self[name] = int(value) if name.endswith("-lines") else value
             if self["ui"] not in UIS:
                 raise ValueError(f"--ui must be one of {', '.join(UIS)}, not {self['ui']!r}")
+            self["notify"] = parse_outputs(self["notify"])
             self._irc_options()
         except ValueError as e:
             raise usage.UsageError(str(e)) from None

@@ -40,6 +40,7 @@ from p2pchat.store import (
     Store,
 )
 from p2pchat.nick import NickKeeper, start_nick
+from p2pchat.notify import DEFAULT_OUTPUTS, HIGHLIGHTS_NAME, NotifyConfig
 from p2pchat.options import PORT_RANGE, Options
 from p2pchat.trust import Trust
 
@@ -199,8 +200,10 @@ class ChatService(MultiService):
         return passed
 
 
-def make_face(ui: str, node: Node, reactor: Any, data_dir: str) -> Service | None:
-    """The face --ui names (the console only on a terminal, else the line face), or None."""
+def make_face(ui: str, node: Node, reactor: Any, data_dir: str,
+              notify: NotifyConfig | None = None) -> Service | None:
+    """The face --ui names (the console only on a terminal, else the line face), or None.
+    ``notify``: the console's notifications (--notify, --notify-hide-text)."""
     if ui == "none":
         return None
     if ui == "console":
@@ -210,7 +213,8 @@ def make_face(ui: str, node: Node, reactor: Any, data_dir: str) -> Service | Non
         else:
             from p2pchat.console import ConsoleService  # urwid only when the console runs
 
-            return ConsoleService(node, reactor, data_dir, lambda: stop_reactor(reactor))
+            return ConsoleService(node, reactor, data_dir, lambda: stop_reactor(reactor),
+                                  notify=notify)
     from p2pchat.lines import LineFaceService
 
     return LineFaceService(node, reactor, lambda: stop_reactor(reactor))
@@ -300,7 +304,10 @@ def makeService(options: Options, reactor: Any = None) -> ChatService:
     node.subscribe(NickKeeper(data_dir))
     node_service = NodeService(node, reactor, options["port"], options["multicast"],
                                options["interface"])
-    face = make_face(options["ui"], node, reactor, options["data-dir"])
+    notify = NotifyConfig(options.get("notify", DEFAULT_OUTPUTS),
+                          bool(options.get("notify-hide-text")),
+                          os.path.join(data_dir, HIGHLIGHTS_NAME))
+    face = make_face(options["ui"], node, reactor, options["data-dir"], notify)
     chat = ChatService(node, node_service, face)
     chat.lock = lock  # held for as long as the process runs
     if options.pidfile is not None:

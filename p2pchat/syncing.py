@@ -208,7 +208,8 @@ class CatchUp:
             if not node.room.accept(line, advance=False):
                 continue  # already had it
             nick = node.trust.display(line.username or line.sender_id, relayed.fp)
-            node.hearing.show_line(line, nick, line.room_id, "", now, (raw, key), via=link)
+            node.hearing.show_line(line, nick, line.room_id, "", now, (raw, key), via=link,
+                                   replayed=True)
 
     def acked(self, link: PeerSession, have: int) -> None:
         node = self.node

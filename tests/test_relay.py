@@ -122,6 +122,12 @@ async def test_lines_of_an_author_gone_meanwhile_come_from_another_peer(tmp_path
         await wait_for(lambda: len(heard(bob)) == 2, timeout=10)
         assert heard(bob) == [("general", "alice", "while bob was away, in general"),
                               ("ops", "alice", "and in ops")]
+        # Handed on for an absent author: replayed (a face notifies for none of them); what
+        # carol heard live was not.
+        assert [e.replayed for e in bob.events
+                if isinstance(e, events.ChatLine) and not e.own] == [True] * 2
+        assert not any(e.replayed for e in peers["carol"].events
+                       if isinstance(e, events.ChatLine))
         await deferLater(reactor, 1.0, lambda: None)  # nothing more comes (no duplicates)
         assert len(heard(bob)) == 2
     finally:

@@ -15,6 +15,7 @@ from twisted.logger import Logger
 
 from p2pchat import events
 from p2pchat.commands import COMMANDS, Command, Refusal, help_lines, parse_input
+from p2pchat.console.alerts import ALERT_COMMANDS, Alerts
 from p2pchat.console.complete import candidates
 from p2pchat.console.format import (
     PALETTE,
@@ -51,6 +52,7 @@ from p2pchat.console.widgets import (
 )
 from p2pchat.face import CommandFace, conversation_label
 from p2pchat.interfaces import IChat, StoredLine, private_key
+from p2pchat.notify import Notifier
 from p2pchat.wire import DEFAULT_ROOM, MAX_SAY_BYTES
 
 log = Logger()
@@ -150,12 +152,16 @@ class ConsoleFace(CommandFace, Keyboard):
 
     def __init__(self, node: IChat, on_quit: Callable[[], object], clock: IReactorTime,
                  bell: Callable[[], object] = lambda: None, log_path: str | None = None,
-                 changed: Callable[[], object] = lambda: None) -> None:
-        """``clock``: where the paste timers run (the reactor; a test's Clock)."""
+                 changed: Callable[[], object] = lambda: None,
+                 alert: Callable[[str, str], object] | None = None,
+                 notifier: Notifier | None = None) -> None:
+        """``clock``: where the paste timers run (the reactor; a test's Clock).  ``alert``
+        tells the user of a line (title, body); without it, ``bell`` rings."""
         self.node = node
         self.clock = clock
         self._on_quit = on_quit
-        self._bell = bell
+        self.alerts = Alerts(notifier or Notifier(),
+                             alert if alert is not None else (lambda title, body: bell()))
         self.log_path = log_path
         #: called after the node changed what is shown (the service redraws)
         self.changed = changed
@@ -243,14 +249,14 @@ class ConsoleFace(CommandFace, Keyboard):
             if conv is not self.current:
                 self._add(echo_row(line, self.label(conv), self.number(conv)))
             return
-        if conv is not self.current:
+        on_screen = conv is self.current
+        if not on_screen:
             conv.unread += 1
             if row.mention or line.private:
                 conv.mention = True
-                self._bell()
             self.refresh_conversations()
-        elif row.mention:
-            self._bell()
+        self.alerts.heard(line, self.node.nick, "" if conv.private else self.label(conv),
+                          on_screen)
 
     def _room_changed(self, event: events.RoomChanged) -> None:
         label = f"#{event.room}"
@@ -477,6 +483,9 @@ class ConsoleFace(CommandFace, Keyboard):
                            + [f"log file: {where}"])
         elif command.name == "part" and not command.arg and self.current.private:
             self.close(self.current)
+        elif command.name in ALERT_COMMANDS:
+            self.show_info(self.alerts.command(command.name, command.arg, self.current.key,
+                                               self.label(self.current)))
         else:
             super().run_command(command)
 

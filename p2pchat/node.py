@@ -28,6 +28,7 @@ from twisted.logger import Logger, LogLevel
 
 from p2pchat import events
 from p2pchat.absent import RecentPeers
+from p2pchat.activity import Activity
 from p2pchat.catchup import LOG_AGE, LOG_LINES
 from p2pchat.chat import HISTORY_SHOWN, Chat
 from p2pchat.clocks import Clock, log_limited
@@ -70,10 +71,13 @@ from p2pchat.trust import Trust
 from p2pchat.wire import (
     ACK,
     Beacon,
+    AWAY,
+    CAP_AWAY,
     CAP_CATCHUP,
     CAP_OURS,
     CAP_ROOMS,
     CAP_TLS,
+    CAP_TYPING,
     CHAT,
     DEFAULT_ROOM,
     HEARTBEAT,
@@ -83,6 +87,7 @@ from p2pchat.wire import (
     PRIVATE,
     ROOMS,
     SYNC,
+    TYPING,
     new_peer_id,
     nick_problem,
     printable,
@@ -96,7 +101,7 @@ HEARTBEAT_INTERVAL = 30.0
 MAX_LINKS = 256
 
 #: What every peer of ours announces; with an identity, CAP_TLS too.
-CAPS: tuple[str, ...] = (CAP_OURS, CAP_CATCHUP, CAP_ROOMS)
+CAPS: tuple[str, ...] = (CAP_OURS, CAP_CATCHUP, CAP_ROOMS, CAP_TYPING, CAP_AWAY)
 
 
 class Dialer(Protocol):
@@ -190,6 +195,8 @@ class Node:
         self.sender = Sender(self)
         #: beacons, the peer table, dialing, sweeping and probes (presence.py)
         self.presence = Presence(self)
+        #: typing and away, ours and the peers' (activity.py)
+        self.activity = Activity(self)
 
     # --- observers ------------------------------------------------------------------------
 
@@ -276,6 +283,18 @@ class Node:
 
     def unignore(self, text: str) -> Outcome:
         return self.chat.unignore(text)
+
+    def typing(self, room: str) -> None:
+        self.activity.typing(room)
+
+    def set_away(self, text: str) -> Outcome:
+        return self.activity.set_away(text)
+
+    def setting(self, text: str) -> Outcome | list[str]:
+        return self.activity.setting(text)
+
+    def away_of(self, peer_id: str) -> str:
+        return self.activity.away_of(peer_id)
 
     def addressee(self, shown: str) -> tuple[str, str] | Refused:
         return self.chat.addressee(shown)
@@ -409,6 +428,7 @@ class Node:
         if not link.ours:
             link.username = self.line_names.get(link.peer_id, link.username)
         self.catchup.start(link)
+        self.activity.linked(link)
         if existing is None:
             log_limited(self.clock, log, "linked", LogLevel.info,
                         "linked with {peer} at {address} ({how})",
@@ -450,6 +470,7 @@ class Node:
         if link is None or self.links.get(link.peer_id) is not link:
             return  # a refused or replaced link
         del self.links[link.peer_id]
+        self.activity.lost(link.peer_id)
         if link.rooms and link.catchup:
             self.recent.seen(link.peer_id, self.nick_of(link))  # as last shown
         self.standing.known_links.discard(link.peer_id)
@@ -524,6 +545,12 @@ class Node:
             return
         if kind == RELAY:
             self.catchup.relayed(link, msg)
+            return
+        if kind == TYPING:
+            self.activity.heard_typing(link, msg)
+            return
+        if kind == AWAY:
+            self.activity.heard_away(link, msg)
             return
         self.hearing.peer_line(link, msg)  # join (a rename), leave, or one not known here
 

@@ -22,8 +22,8 @@ from twisted.internet.interfaces import IListeningPort, ITCPTransport
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
-from p2pchat.activity import SETTINGS_NAME, Settings
 from p2pchat import datadir, logs, startup
+from p2pchat.activity import SETTINGS_NAME, Settings
 from p2pchat.discovery import BeaconProtocol
 from p2pchat.errors import StartError, stop_reactor
 from p2pchat.flow import close_within

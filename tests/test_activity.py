@@ -17,9 +17,10 @@ from p2pchat.activity import (
     TYPING_SHOWN,
     Settings,
 )
+from p2pchat.identity import Identity
 from p2pchat.interfaces import Done, Refused
 from p2pchat.node import Node
-from p2pchat.wire import AWAY, CAP_AWAY, CAP_OURS, CAP_ROOMS, CAP_TYPING, TYPING, Message
+from p2pchat.wire import AWAY, CAP_AWAY, MAX_AWAY_CHARS, CAP_OURS, CAP_ROOMS, CAP_TYPING, TYPING, Message
 from p2pchat.wire import new_message_id
 from tests.fakes import FakeLink
 from tests.test_catchup import Wire
@@ -123,6 +124,12 @@ class TwoNodes(TestCase):
         self.wire.pump()
         self.assertEqual(self.b.away_of("a_1"), "in a meeting")
 
+    def test_a_received_away_text_is_cut_and_made_printable(self) -> None:
+        link = self.b.links["a_1"]
+        self.b.message_received(link.wire, Message(new_message_id(), AWAY, "a_1",
+                                                   content="\x07" + "z" * 5000))
+        self.assertEqual(self.b.away_of("a_1"), "\ufffd" + "z" * (MAX_AWAY_CHARS - 1))
+
     def test_away_text_is_cut_and_made_printable(self) -> None:
         self.a.set_away("x\x1b[2J" + "y" * 500)
         self.wire.pump()
@@ -154,6 +161,14 @@ class BasePeers(TestCase):
         self.node.link_ready(later)
         self.assertEqual([m.content for m in later.sent if m.type == AWAY], ["lunch"])
         self.assertEqual([m for m in later_base.sent if m.type == AWAY], [])
+
+    def test_a_plain_link_claiming_the_caps_gets_none_while_we_have_a_key(self) -> None:
+        node = Node("alice", self.clock, identity=Identity.generate())
+        claims = FakeLink("c_1", "carol", caps=OURS)  # proved no key: not one of ours
+        self.assertTrue(node.link_ready(claims))
+        node.set_away("lunch")
+        node.typing("general")
+        self.assertEqual([m.type for m in claims.sent if m.type in (TYPING, AWAY)], [])
 
     def test_typing_and_away_from_a_peer_without_the_caps_are_ignored(self) -> None:
         seen: list = []

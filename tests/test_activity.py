@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 
+import pytest_twisted
 from twisted.internet.task import Clock
 from twisted.trial.unittest import TestCase
 
@@ -23,6 +24,7 @@ from p2pchat.node import Node
 from p2pchat.wire import AWAY, CAP_AWAY, MAX_AWAY_CHARS, CAP_OURS, CAP_ROOMS, CAP_TYPING, TYPING, Message
 from p2pchat.wire import new_message_id
 from tests.fakes import FakeLink
+from tests.support import InProcessPeer, fresh_multicast, wait_for
 from tests.test_catchup import Wire
 from tests.test_console import ChatHarness
 from tests.test_irc import Client, IrcTestCase
@@ -318,3 +320,32 @@ class IrcActivity(IrcTestCase):
         self.assertEqual([m.content for m in bob.sent if m.type == AWAY],
                          ["gone fishing", ""])
 
+
+
+@pytest_twisted.ensureDeferred
+async def test_typing_and_away_reach_the_other_node_over_tls() -> None:
+    """Two whole nodes on loopback (keys, TLS links): alice's typing and away reach bob;
+    bob, linking while alice is away, learns it in the link's first exchange."""
+    multicast = fresh_multicast()
+    alice = InProcessPeer("alice", multicast, identity=Identity.generate())
+    bob = InProcessPeer("bob", multicast, identity=Identity.generate())
+    running: list[InProcessPeer] = []
+    try:
+        await alice.start()
+        running.append(alice)
+        alice.node.set_away("lunch")
+        await bob.start()
+        running.append(bob)
+        await wait_for(lambda: alice.node.peer_id in bob.node.links
+                       and bob.node.peer_id in alice.node.links)
+        assert bob.node.links[alice.node.peer_id].tls  # one of ours, proven
+        await wait_for(lambda: bob.node.away_of(alice.node.peer_id) == "lunch")
+        alice.node.typing("general")
+        await wait_for(lambda: any(isinstance(e, events.Typing) and e.nick == "alice"
+                                   for e in bob.events))
+        alice.node.set_away("")
+        await wait_for(lambda: bob.node.away_of(alice.node.peer_id) == "")
+        assert bob.node.history("general") == []  # nothing of it was stored
+    finally:
+        for peer in reversed(running):
+            await peer.stop()

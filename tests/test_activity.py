@@ -20,9 +20,19 @@ from p2pchat.activity import (
 )
 from p2pchat.identity import Identity
 from p2pchat.interfaces import Done, Refused
+from p2pchat.irc import caps
 from p2pchat.node import Node
-from p2pchat.wire import AWAY, CAP_AWAY, MAX_AWAY_CHARS, CAP_OURS, CAP_ROOMS, CAP_TYPING, TYPING, Message
-from p2pchat.wire import new_message_id
+from p2pchat.wire import (
+    AWAY,
+    CAP_AWAY,
+    CAP_OURS,
+    CAP_ROOMS,
+    CAP_TYPING,
+    MAX_AWAY_CHARS,
+    TYPING,
+    Message,
+    new_message_id,
+)
 from tests.fakes import FakeLink
 from tests.support import InProcessPeer, fresh_multicast, wait_for
 from tests.test_catchup import Wire
@@ -281,8 +291,16 @@ class IrcActivity(IrcTestCase):
     def test_tags_of_a_client_without_message_tags_are_ignored(self) -> None:
         client = self.client()
         bob = self.peer()
-        client.send("@+typing=active PRIVMSG #general :hi")
+        client.lines()
+        client.send("@+typing=active PRIVMSG #general :hi", "@+typing=active TAGMSG #general")
         self.assertEqual([m.type for m in bob.sent if m.type == TYPING], [])
+        self.assertEqual(client.proto.tags_in, {})
+        self.assertIn("421", client.commands())
+
+    def test_client_tags_are_bounded(self) -> None:
+        many = ";".join(f"+t{i}=v" for i in range(100))
+        self.assertEqual(len(caps.parse_tags(many)), caps.MAX_CLIENT_TAGS)
+        self.assertEqual(caps.parse_tags(r"+typing=a\sb\:c"), {"+typing": "a b;c"})
 
     def test_away_notify_and_rpl_away(self) -> None:
         notified = self.capable("away-notify")

@@ -366,7 +366,8 @@ class StatusBar(urwid.WidgetWrap):
                unread: int = 0, over: tuple[int, int] | None = None,
                elsewhere: tuple[int, bool, Sequence[int]] = (0, False, ()),
                plain: Sequence[str] = (), typing: Sequence[str] = ()) -> None:
-        """``typing``: who is typing in this conversation ("alice is typing").  ``elsewhere``: unread lines in the other conversations, whether one names you (or
+        """``typing``: who is typing in this conversation ("alice is typing").
+        ``elsewhere``: unread lines in the other conversations, whether one names you (or
         is private), and the numbers of the conversations that have them.  ``plain``: the
         nicks of the linked peers whose link is not encrypted (base peers included), shown
         first and loud: they read #general in the clear."""

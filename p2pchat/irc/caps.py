@@ -51,7 +51,8 @@ TYPING_ACTIVE = "active"
 #: The capabilities offered, each with its value for ``CAP LS 302`` ("" for none: none of
 #: these has one; CHATHISTORY's limit is in 005, as its spec asks).
 OFFERED: dict[str, str] = {
-    AWAY_NOTIFY: "", BATCH: "", CHATHISTORY: "", ECHO_MESSAGE: "", MESSAGE_TAGS: "", MULTI_PREFIX: "",
+    AWAY_NOTIFY: "", BATCH: "", CHATHISTORY: "", ECHO_MESSAGE: "", MESSAGE_TAGS: "",
+    MULTI_PREFIX: "",
     SERVER_TIME: "", USERHOST_IN_NAMES: "",
 }
 #: What one CAP reply's list may hold (bytes), so the line stays within 512 with its head;

@@ -274,7 +274,8 @@ class Chat:
                                  link.ours, encrypted=bool(link.fp),
                                  flagged=node.trust.flagged(link.username, link.fp),
                                  rooms=tuple(sorted(node.rooms.rooms_of_peer(pid),
-                                                    key=lambda r: (r != DEFAULT_ROOM, r)))))
+                                                    key=lambda r: (r != DEFAULT_ROOM, r))),
+                                 away=node.activity.away_of(pid)))
         for info in node.peers:
             if info.peer_id in node.links:
                 continue
@@ -307,6 +308,9 @@ class Chat:
         else:
             base = "" if link.ours else " (a base peer: no encryption, no key)"
             lines.append(f"  plain: not encrypted{base}")
+        away = node.activity.away_of(link.peer_id)
+        if away:
+            lines.append(f"  away: {away}")
         return lines
 
     def trust_peer(self, shown: str) -> Outcome:

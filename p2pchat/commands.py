@@ -42,6 +42,10 @@ COMMANDS: tuple[Spec, ...] = (
     Spec("forget", (), "NICK", "forget the key pinned for NICK", needs_arg=True),
     Spec("ignore", (), "[NICK]", "hide NICK's lines (by its key, kept); alone: who is ignored"),
     Spec("unignore", (), "NICK", "show NICK's lines again", needs_arg=True),
+    Spec("away", (), "[TEXT]", "tell your peers you are away (TEXT, or just 'away')"),
+    Spec("back", (), "", "you are back: no longer away"),
+    Spec("set", (), "[typing on|off]", "settings (kept); typing off: peers are not told "
+         "when you type"),
     Spec("clear", (), "", "clear the message pane (console)"),
     Spec("highlight", (), "[add|del WORD]",
          "notify for lines with WORD (kept); alone: the words (console)"),

@@ -105,4 +105,28 @@ class PeersChanged:
     when: float
 
 
-Event = ChatLine | Delivered | RoomChanged | PeerJoined | PeerLeft | NickChanged | Notice | PeersChanged
+@dataclass(frozen=True)
+class Typing:
+    """A peer is typing in a conversation (``room``: a room name, or ``@peer_id`` for its
+    private talk with us); shown until ``until`` unless a newer one or its line comes."""
+
+    when: float
+    nick: str
+    peer_id: str
+    room: str
+    until: float
+
+
+@dataclass(frozen=True)
+class AwayChanged:
+    """A peer (or we: ``own``) went away (``text`` says why) or came back (``text`` "")."""
+
+    when: float
+    nick: str
+    peer_id: str
+    text: str
+    own: bool = False
+
+
+Event = (ChatLine | Delivered | RoomChanged | PeerJoined | PeerLeft | NickChanged | Notice
+         | PeersChanged | Typing | AwayChanged)

@@ -31,7 +31,8 @@ def describe_users(rows: list[PeerView], me: str) -> list[str]:
         how = "encrypted" if r.encrypted else "plain" if r.state == "connected" else ""
         kind = "" if r.ours else " (base peer)"
         flag = ", KEY NOT THE PINNED ONE" if r.flagged else ""
-        lines.append(f"  {r.nick:<21} {r.state:<10} {how:<9} {r.address}{kind}{flag}")
+        away = f", away: {r.away}" if r.away else ""
+        lines.append(f"  {r.nick:<21} {r.state:<10} {how:<9} {r.address}{kind}{flag}{away}")
     return lines
 
 
@@ -195,6 +196,18 @@ class CommandFace:
                 self.show_info(self.node.ignored())
         elif name == "unignore":
             self._tell(self.node.unignore(arg))
+        elif name == "away":
+            self._tell(self.node.set_away(arg or "away"))
+        elif name == "back":
+            self._tell(self.node.set_away(""))
+        elif name == "set":
+            answer = self.node.setting(arg)
+            if isinstance(answer, list):
+                self.show_info(answer)
+            elif isinstance(answer, Refused):
+                self.show_error(answer.why)
+            else:
+                self._tell(answer)
         elif name == "clear":
             self.clear()
         elif name in ("highlight", "mute", "unmute", "dnd"):

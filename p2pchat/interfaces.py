@@ -85,6 +85,7 @@ class PeerView:
     encrypted: bool = False  # a TLS link whose key was checked
     flagged: bool = False  # its key is not the one pinned for its nick (shown as "nick?")
     rooms: tuple[str, ...] = ()  # the rooms it is in (general first)
+    away: str = ""  # its away text (/away), "" when it is here
 
 
 @dataclass(slots=True)
@@ -151,7 +152,24 @@ class IChat(Protocol):
 
     def unignore(self, text: str) -> Outcome: ...
 
+    def typing(self, room: str) -> None:
+        """The user is typing in ``room`` (a room name or ``@peer_id``): the node tells the
+        peers there, rate-limited, unless ``/set typing off``."""
+        ...
+
+    def set_away(self, text: str) -> Outcome:
+        """/away TEXT, or /back with ``""``."""
+        ...
+
+    def setting(self, text: str) -> Outcome | list[str]:
+        """/set NAME on|off; with no name, the settings as lines."""
+        ...
+
     # queries
+    def away_of(self, peer_id: str) -> str:
+        """A linked peer's away text (ours for our own id); "" when it is here."""
+        ...
+
     def addressee(self, shown: str) -> tuple[str, str] | Refused: ...
 
     def my_rooms(self) -> list[str]: ...

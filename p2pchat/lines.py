@@ -65,6 +65,9 @@ def format_event(event: events.Event) -> str | None:
         return f"{stamp} * {event.old} is now known as {event.new}"
     if isinstance(event, events.Notice):
         return f"{stamp} {'!' if event.error else '-'} {event.text}"
+    if isinstance(event, events.AwayChanged) and not event.own:
+        return (f"{stamp} * {event.nick} is away: {event.text}" if event.text
+                else f"{stamp} * {event.nick} is back")
     return None
 
 

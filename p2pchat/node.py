@@ -28,8 +28,10 @@ from twisted.logger import Logger, LogLevel
 
 from p2pchat import events
 from p2pchat.absent import RecentPeers
+from p2pchat.activity import Activity
 from p2pchat.catchup import LOG_AGE, LOG_LINES
-from p2pchat.chat import HISTORY_SHOWN, Chat
+from p2pchat.chat import HISTORY_SHOWN, Chat  # noqa: F401 (HISTORY_SHOWN: its old home)
+from p2pchat.front import ChatFront
 from p2pchat.clocks import Clock, log_limited
 from p2pchat.hearing import Hearing
 from p2pchat.history import History, MemoryHistory
@@ -70,10 +72,13 @@ from p2pchat.trust import Trust
 from p2pchat.wire import (
     ACK,
     Beacon,
+    AWAY,
+    CAP_AWAY,
     CAP_CATCHUP,
     CAP_OURS,
     CAP_ROOMS,
     CAP_TLS,
+    CAP_TYPING,
     CHAT,
     DEFAULT_ROOM,
     HEARTBEAT,
@@ -83,6 +88,7 @@ from p2pchat.wire import (
     PRIVATE,
     ROOMS,
     SYNC,
+    TYPING,
     new_peer_id,
     nick_problem,
     printable,
@@ -96,7 +102,7 @@ HEARTBEAT_INTERVAL = 30.0
 MAX_LINKS = 256
 
 #: What every peer of ours announces; with an identity, CAP_TLS too.
-CAPS: tuple[str, ...] = (CAP_OURS, CAP_CATCHUP, CAP_ROOMS)
+CAPS: tuple[str, ...] = (CAP_OURS, CAP_CATCHUP, CAP_ROOMS, CAP_TYPING, CAP_AWAY)
 
 
 class Dialer(Protocol):
@@ -122,7 +128,7 @@ class Announcer(Protocol):
 Observer = Callable[[events.Event], None]
 
 
-class Node:
+class Node(ChatFront):
     """The hub between the edges and the faces."""
 
     def __init__(self, nick: str, clock: Clock, peer_id: str | None = None,
@@ -190,6 +196,8 @@ class Node:
         self.sender = Sender(self)
         #: beacons, the peer table, dialing, sweeping and probes (presence.py)
         self.presence = Presence(self)
+        #: typing and away, ours and the peers' (activity.py)
+        self.activity = Activity(self)
 
     # --- observers ------------------------------------------------------------------------
 
@@ -244,71 +252,6 @@ class Node:
         if link is not None and self.links.get(link.peer_id) is link:
             self.sender.pump(link)
             self.catchup.pump_relay(link)
-
-    # --- IChat: what the faces call (chat.py does it) ----------------------------------------
-
-    def say(self, text: str, room: str = DEFAULT_ROOM) -> Said | Refused:
-        return self.chat.say(text, room)
-
-    def act(self, action: str, room: str = DEFAULT_ROOM) -> Said | Refused:
-        return self.chat.act(action, room)
-
-    def say_private(self, target: str, text: str, action: bool = False) -> Said | Refused:
-        return self.chat.say_private(target, text, action)
-
-    def join_room(self, text: str) -> Outcome:
-        return self.chat.join_room(text)
-
-    def part_room(self, text: str) -> Outcome:
-        return self.chat.part_room(text)
-
-    def set_nick(self, nick: str) -> Outcome:
-        return self.chat.set_nick(nick)
-
-    def trust_peer(self, shown: str) -> Outcome:
-        return self.chat.trust_peer(shown)
-
-    def forget_pin(self, nick: str) -> Outcome:
-        return self.chat.forget_pin(nick)
-
-    def ignore(self, shown: str) -> Outcome:
-        return self.chat.ignore(shown)
-
-    def unignore(self, text: str) -> Outcome:
-        return self.chat.unignore(text)
-
-    def addressee(self, shown: str) -> tuple[str, str] | Refused:
-        return self.chat.addressee(shown)
-
-    def now(self) -> float:
-        return self.clock.seconds()
-
-    def my_rooms(self) -> list[str]:
-        return self.chat.my_rooms()
-
-    def members(self, room: str) -> frozenset[str]:
-        return self.chat.members(room)
-
-    def rooms_of(self, peer_id: str) -> frozenset[str]:
-        return self.chat.rooms_of(peer_id)
-
-    def room_list(self) -> list[tuple[str, list[str]]]:
-        return self.chat.room_list()
-
-    def users(self) -> list[PeerView]:
-        return self.chat.users()
-
-    def shown_nick(self, peer_id: str) -> str:
-        return self.chat.shown_nick(peer_id)
-
-    def whois(self, shown: str) -> list[str] | Refused:
-        return self.chat.whois(shown)
-
-    def ignored(self) -> list[str]:
-        return self.chat.ignored()
-
-    def history(self, room: str, count: int = HISTORY_SHOWN) -> list[StoredLine]:
-        return self.chat.history(room, count)
 
     # --- our own lines and rooms ------------------------------------------------------------
 
@@ -409,6 +352,7 @@ class Node:
         if not link.ours:
             link.username = self.line_names.get(link.peer_id, link.username)
         self.catchup.start(link)
+        self.activity.linked(link)
         if existing is None:
             log_limited(self.clock, log, "linked", LogLevel.info,
                         "linked with {peer} at {address} ({how})",
@@ -450,6 +394,7 @@ class Node:
         if link is None or self.links.get(link.peer_id) is not link:
             return  # a refused or replaced link
         del self.links[link.peer_id]
+        self.activity.lost(link.peer_id)
         if link.rooms and link.catchup:
             self.recent.seen(link.peer_id, self.nick_of(link))  # as last shown
         self.standing.known_links.discard(link.peer_id)
@@ -524,6 +469,12 @@ class Node:
             return
         if kind == RELAY:
             self.catchup.relayed(link, msg)
+            return
+        if kind == TYPING:
+            self.activity.heard_typing(link, msg)
+            return
+        if kind == AWAY:
+            self.activity.heard_away(link, msg)
             return
         self.hearing.peer_line(link, msg)  # join (a rename), leave, or one not known here
 

@@ -23,6 +23,7 @@ from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
 from p2pchat import datadir, logs, startup
+from p2pchat.activity import SETTINGS_NAME, Settings
 from p2pchat.discovery import BeaconProtocol
 from p2pchat.errors import StartError, stop_reactor
 from p2pchat.flow import close_within
@@ -301,6 +302,7 @@ def makeService(options: Options, reactor: Any = None) -> ChatService:
                 log_lines=options["catchup-lines"],
                 log_age=options["catchup-age"], identity=identity, trust=trust, store=store)
     node.ignores = Ignores(os.path.join(data_dir, IGNORED_NAME))
+    node.activity.settings = Settings(os.path.join(data_dir, SETTINGS_NAME))
     node.subscribe(NickKeeper(data_dir))
     node_service = NodeService(node, reactor, options["port"], options["multicast"],
                                options["interface"])

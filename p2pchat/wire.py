@@ -72,6 +72,16 @@ MAX_ROOM_CHARS = 32
 MAX_ROOMS = 32
 #: A SHA-256 fingerprint in hex.
 FINGERPRINT_CHARS = 64
+#: ``typing/1``: ``typing`` lines, "I am typing in this room" (``room_id``) or "to you"
+#: (``metadata.to``, a private talk); never stored, sequenced or caught up (activity.py).
+CAP_TYPING = "typing/1"
+TYPING = "typing"
+#: ``away/1``: ``away`` lines, the sender's away text in ``content`` ("" = back); one is
+#: sent when a link comes up while we are away, so a newcomer learns it; never stored.
+CAP_AWAY = "away/1"
+AWAY = "away"
+#: An away text longer than this (characters) is cut, ours and a peer's.
+MAX_AWAY_CHARS = 200
 
 
 class WireError(ValueError):

@@ -56,6 +56,7 @@ class FakeChat:
         self.calls: list[tuple] = []
         self.said: list[tuple[str, str, bool]] = []
         self._count = 0
+        self.away_text = ""  # ours (/away)
 
     # --- for the test -----------------------------------------------------------------------
 
@@ -229,6 +230,18 @@ class FakeChat:
                 return Done(f"no longer ignoring {nick}")
         return Refused(f"{text} is not ignored; /ignore lists who is")
 
+    def typing(self, room: str) -> None:
+        self.calls.append(("typing", room))
+
+    def set_away(self, text: str) -> Outcome:
+        self.calls.append(("set_away", text))
+        self.away_text = text
+        return Done(f"you are away: {text}" if text else "you are back")
+
+    def setting(self, text: str) -> Outcome | list[str]:
+        self.calls.append(("setting", text))
+        return ["typing: on"] if not text else Done(f"set {text}")
+
     # --- IChat: queries ---------------------------------------------------------------------
 
     def addressee(self, shown: str) -> tuple[str, str] | Refused:
@@ -262,6 +275,14 @@ class FakeChat:
 
     def users(self) -> list[PeerView]:
         return list(self.peers)
+
+    def away_of(self, peer_id: str) -> str:
+        if peer_id == self._peer_id:
+            return self.away_text
+        for peer in self.peers:
+            if peer.peer_id == peer_id:
+                return peer.away
+        return ""
 
     def shown_nick(self, peer_id: str) -> str:
         peer = self._linked(peer_id)

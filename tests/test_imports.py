@@ -33,7 +33,8 @@ BELOW_THE_FACES = ("p2pchat.node", "p2pchat.store", "p2pchat.mesh", "p2pchat.ser
                    "p2pchat.linkwatch", "p2pchat.history", "p2pchat.handshake",
                    "p2pchat.chat", "p2pchat.syncing", "p2pchat.presence", "p2pchat.sending",
                    "p2pchat.hearing", "p2pchat.keys", "p2pchat.clocks",
-                   "p2pchat.retention", "p2pchat.options", "p2pchat.reach")
+                   "p2pchat.retention", "p2pchat.options", "p2pchat.reach",
+                   "p2pchat.front", "p2pchat.activity")
 
 #: Plain values in, plain values out: these import nothing but each other.
 PURE_CORE = ("p2pchat.wire", "p2pchat.commands", "p2pchat.events", "p2pchat.interfaces",

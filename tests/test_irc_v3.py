@@ -19,8 +19,8 @@ from tests.test_irc import START, Client, IrcTestCase
 TAGS = re.compile(r"@(?:\+?(?:[A-Za-z0-9.-]+/)?[A-Za-z0-9-]+(?:=[^\0\r\n; ]*)?)"
                   r"(?:;\+?(?:[A-Za-z0-9.-]+/)?[A-Za-z0-9-]+(?:=[^\0\r\n; ]*)?)* ")
 TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
-ALL_CAPS = ("batch draft/chathistory echo-message message-tags multi-prefix server-time "
-            "userhost-in-names")
+ALL_CAPS = ("away-notify batch draft/chathistory echo-message message-tags multi-prefix "
+            "server-time userhost-in-names")
 
 
 def split_tags(line: str) -> tuple[dict[str, str], str]:

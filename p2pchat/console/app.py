@@ -187,6 +187,9 @@ class ConsoleFace(CommandFace, Keyboard):
         self.undelivered: dict[str, MessageRow] = {}
         #: the rooms each peer was in when last looked (to show its leaving in them)
         self._peer_rooms: dict[str, tuple[str, ...]] = {}
+        #: who is typing, by conversation: peer id -> (nick, shown until) (events.Typing)
+        self.typing_now: dict[str, dict[str, tuple[str, float]]] = {}
+        self._typing_call: IDelayedCall | None = None
         self.widget = ConsoleWidget(self)
         self.refresh_peers()
 
@@ -211,12 +214,22 @@ class ConsoleFace(CommandFace, Keyboard):
 
     def detach(self) -> None:
         self.node.unsubscribe(self.on_event)
+        if self._typing_call is not None and self._typing_call.active():
+            self._typing_call.cancel()
 
     def on_event(self, event: events.Event) -> None:
+        if isinstance(event, events.Typing):
+            self._typing(event)
+            return
         if isinstance(event, events.Delivered):
             self.delivered(event.message_id)
         elif isinstance(event, events.ChatLine):
+            self.typing_now.get(event.room, {}).pop(event.sender_id, None)  # it said it
             self._chat_line(event)
+        elif isinstance(event, events.AwayChanged):
+            if not event.own:
+                self.show_info([f"{event.nick} is away: {event.text}" if event.text
+                                else f"{event.nick} is back"])
         elif isinstance(event, events.RoomChanged):
             self._room_changed(event)
         elif isinstance(event, (events.PeerJoined, events.PeerLeft, events.NickChanged)):
@@ -230,6 +243,41 @@ class ConsoleFace(CommandFace, Keyboard):
         else:
             self.refresh_status()
         self.changed()
+
+    def _typing(self, event: events.Typing) -> None:
+        """A peer types in a conversation: named in the status line while it is shown, until
+        ``event.until`` (a timer takes it off)."""
+        self.typing_now.setdefault(event.room, {})[event.peer_id] = (event.nick, event.until)
+        self._typing_timer()
+        self.refresh_status()
+        self.changed()
+
+    def _typing_timer(self) -> None:
+        """One timer, for the first typing mark to end."""
+        if self._typing_call is not None and self._typing_call.active():
+            self._typing_call.cancel()
+        self._typing_call = None
+        ends = [until for who in self.typing_now.values() for _, until in who.values()]
+        if ends:
+            delay = max(0.0, min(ends) - self.clock.seconds()) + 0.01
+            self._typing_call = self.clock.callLater(delay, self._typing_ended)
+
+    def _typing_ended(self) -> None:
+        self._typing_call = None
+        self.refresh_status()
+        self._typing_timer()
+        self.changed()
+
+    def typing_nicks(self) -> list[str]:
+        """Who is typing in the conversation on screen now (marks that ended are dropped)."""
+        now = self.clock.seconds()
+        for room in list(self.typing_now):
+            who = self.typing_now[room]
+            for peer_id in [p for p, (_, until) in who.items() if until <= now]:
+                del who[peer_id]
+            if not who:
+                del self.typing_now[room]
+        return sorted(nick for nick, _ in self.typing_now.get(self.current.key, {}).values())
 
     def _chat_line(self, line: events.ChatLine) -> None:
         conv = self.find(line.room)
@@ -449,7 +497,8 @@ class ConsoleFace(CommandFace, Keyboard):
                      [self.number(c) for c in others])
         self.status.update(self.node.nick, self.label(self.current), self.node.port,
                            sum(1 for p in rows if p.state == "connected"), len(rows),
-                           self.messages.unread, over, elsewhere, self.plain_peers())
+                           self.messages.unread, over, elsewhere, self.plain_peers(),
+                           typing=self.typing_nicks())
 
     # --- input ------------------------------------------------------------------------------
 

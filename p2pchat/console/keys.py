@@ -105,9 +105,13 @@ class Keyboard:
         gate, runs of typed characters into the input line at once, so however much arrives
         the work is a pass over it (no layout per key).  Returns the keys nobody took."""
         unhandled: list = []
+        before = self.input.edit_text
         try:
             for action in self.paste.feed(keys):
                 unhandled += self._act(action, size)
+            after = self.input.edit_text
+            if after != before and after.strip() and not after.startswith("/"):
+                self.node.typing(self.room)  # the node rate-limits what it sends
         except Exception:
             log.failure("console keys {keys!r} failed", keys=keys[:20])
             self.show_error("that failed; the log has the details")

@@ -365,13 +365,20 @@ class StatusBar(urwid.WidgetWrap):
     def update(self, nick: str, room: str, port: int, connected: int, known: int,
                unread: int = 0, over: tuple[int, int] | None = None,
                elsewhere: tuple[int, bool, Sequence[int]] = (0, False, ()),
-               plain: Sequence[str] = ()) -> None:
-        """``elsewhere``: unread lines in the other conversations, whether one names you (or
+               plain: Sequence[str] = (), typing: Sequence[str] = ()) -> None:
+        """``typing``: who is typing in this conversation ("alice is typing").
+        ``elsewhere``: unread lines in the other conversations, whether one names you (or
         is private), and the numbers of the conversations that have them.  ``plain``: the
         nicks of the linked peers whose link is not encrypted (base peers included), shown
         first and loud: they read #general in the clear."""
-        self.left.set_text([("status_nick", f" {nick} "), f"│ {room} │ port {port} │ "
-                            f"peers {connected}/{known} "])
+        left: list = [("status_nick", f" {nick} "), f"│ {room} │ port {port} │ "
+                      f"peers {connected}/{known} "]
+        if typing:
+            who = (f"{typing[0]} is" if len(typing) == 1 else
+                   f"{typing[0]} and {typing[1]} are" if len(typing) == 2 else
+                   f"{len(typing)} people are")
+            left.append(f"│ {who} typing ")
+        self.left.set_text(left)
         right: list = []
         if plain:
             shown = ", ".join(plain[:PLAIN_SHOWN])

@@ -18,7 +18,12 @@ IRCv3 came (no tags, the history's times written into its lines).  What each off
   ``MSGREFTYPES=`` in 005;
 - ``multi-prefix``: every prefix of a member in NAMES and WHO (p2pchat has no channel
   modes, so there are none: offered so clients that ask for it get an ACK);
-- ``userhost-in-names``: NAMES lists ``nick!user@host``.
+- ``userhost-in-names``: NAMES lists ``nick!user@host``;
+- ``away-notify``: a peer going away or coming back is an ``AWAY`` line from it;
+- typing, over ``message-tags``: a peer typing (``typing/1``) is ``@+typing=active TAGMSG``
+  from it to the channel (or to us, in a private talk), and a client's own ``TAGMSG`` with
+  ``+typing=active`` tells the peers we type (``paused`` and ``done`` are read and dropped:
+  a typing mark simply ends).
 """
 
 from __future__ import annotations
@@ -38,11 +43,16 @@ BATCH = "batch"
 CHATHISTORY = "draft/chathistory"
 MULTI_PREFIX = "multi-prefix"
 USERHOST_IN_NAMES = "userhost-in-names"
+AWAY_NOTIFY = "away-notify"
+#: The client tag of typing notifications (IRCv3 ``+typing``), and the value that means it.
+TYPING_TAG = "+typing"
+TYPING_ACTIVE = "active"
 
 #: The capabilities offered, each with its value for ``CAP LS 302`` ("" for none: none of
 #: these has one; CHATHISTORY's limit is in 005, as its spec asks).
 OFFERED: dict[str, str] = {
-    BATCH: "", CHATHISTORY: "", ECHO_MESSAGE: "", MESSAGE_TAGS: "", MULTI_PREFIX: "",
+    AWAY_NOTIFY: "", BATCH: "", CHATHISTORY: "", ECHO_MESSAGE: "", MESSAGE_TAGS: "",
+    MULTI_PREFIX: "",
     SERVER_TIME: "", USERHOST_IN_NAMES: "",
 }
 #: What one CAP reply's list may hold (bytes), so the line stays within 512 with its head;
@@ -124,11 +134,13 @@ def escape_value(value: str) -> str:
 
 
 def tags(caps: set[str], now: float, when: float | None = None, msgid: str = "",
-         batch: str = "") -> str:
+         batch: str = "", extra: str = "") -> str:
     """The tags in front of one line to a client with ``caps`` (``@a=b;c=d `` or ""): time
     (``when``, the line's own time, or ``now``), msgid and batch, each where its capability
-    was asked for."""
+    was asked for; ``extra`` (client tags such as ``+typing=active``) with message-tags."""
     out = []
+    if extra and MESSAGE_TAGS in caps:
+        out.append(extra)
     if SERVER_TIME in caps:
         out.append(f"time={server_time(now if when is None else when)}")
     if msgid and MESSAGE_TAGS in caps:
@@ -136,3 +148,35 @@ def tags(caps: set[str], now: float, when: float | None = None, msgid: str = "",
     if batch and BATCH in caps:
         out.append(f"batch={escape_value(batch)}")
     return "@" + ";".join(out) + " " if out else ""
+
+
+#: Most tags read from one client line (the rest are ignored).
+MAX_CLIENT_TAGS = 16
+
+
+def parse_tags(text: str) -> dict[str, str]:
+    """The tags of a client line (``@a=b;+c=d`` without the ``@``), unescaped; at most
+    MAX_CLIENT_TAGS of them."""
+    out: dict[str, str] = {}
+    for item in text.split(";")[:MAX_CLIENT_TAGS]:
+        key, _, value = item.partition("=")
+        if key:
+            out[key] = _unescape(value)
+    return out
+
+
+_UNESCAPES = {":": ";", "s": " ", "\\": "\\", "r": "\r", "n": "\n"}
+
+
+def _unescape(value: str) -> str:
+    out, i = [], 0
+    while i < len(value):
+        ch = value[i]
+        if ch == "\\" and i + 1 < len(value):
+            out.append(_UNESCAPES.get(value[i + 1], value[i + 1]))
+            i += 2
+            continue
+        if ch != "\\":
+            out.append(ch)
+        i += 1
+    return "".join(out)

@@ -108,6 +108,8 @@ class IrcClientProtocol(LineReceiver):
         #: the IRCv3 capabilities this client asked for (caps.py), and its CAP LS version
         self.caps: set[str] = set()
         self.cap_version = 0
+        #: the IRCv3 tags of the line being handled (a client with message-tags only)
+        self.tags_in: dict[str, str] = {}
         self._batches = 0  # batch ids given to this client so far
         #: the away peers this client was told its lines are kept for (until each is back)
         self.told_kept: set[str] = set()
@@ -214,7 +216,7 @@ class IrcClientProtocol(LineReceiver):
             self.write_line(f"PING :{SERVER_NAME}")
 
     def write_line(self, text: str, when: float | None = None, msgid: str = "",
-                   batch: str = "") -> None:
+                   batch: str = "", extra: str = "") -> None:
         """One line to the client (CR LF added), unless it is going; a client that stopped
         reading with MAX_OUTBOX_BYTES already waiting for it is dropped.  Its IRCv3 tags
         (caps.tags) go in front, for a client that asked for them: ``when`` the line's own
@@ -223,7 +225,7 @@ class IrcClientProtocol(LineReceiver):
         if self.closing or tcp is None or tcp.disconnected:
             return
         if self.caps:
-            text = caps.tags(self.caps, self.clock.seconds(), when, msgid, batch) + text
+            text = caps.tags(self.caps, self.clock.seconds(), when, msgid, batch, extra) + text
         data = text.encode("utf-8") + b"\r\n"
         if self.backpressure is not None and not self.backpressure.written(len(data)):
             log.warn("IRC client {peer} stopped reading ({n} bytes waiting): dropped",
@@ -286,8 +288,11 @@ class IrcClientProtocol(LineReceiver):
         except UnicodeDecodeError:
             text = raw.decode("latin-1")  # clients still set to latin-1 stay readable
         text = text.replace("\0", "")
-        if text.startswith("@"):  # IRCv3 tags: never negotiated, so ignored
-            text = text.partition(" ")[2]
+        self.tags_in = {}
+        if text.startswith("@"):  # IRCv3 tags: read only from a client with message-tags
+            head, _, text = text.partition(" ")
+            if self.has(caps.MESSAGE_TAGS):
+                self.tags_in = caps.parse_tags(head[1:])
         if not text.strip():
             return
         try:

@@ -15,13 +15,14 @@ from twisted.internet.protocol import ServerFactory
 
 from p2pchat import events
 from p2pchat.interfaces import IChat
-from p2pchat.irc.caps import ECHO_MESSAGE
+from p2pchat.irc.caps import AWAY_NOTIFY, ECHO_MESSAGE, MESSAGE_TAGS, TYPING_ACTIVE, TYPING_TAG
 from p2pchat.irc.channels import enter
 from p2pchat.irc.client import IrcClientProtocol
 from p2pchat.irc.dispatch import COMMANDS
 from p2pchat.irc.lan import Lan
 from p2pchat.irc.lockout import Lockout
 from p2pchat.irc.names import Roster, channel
+from p2pchat.irc.text import line
 
 #: Most connections waiting to register at once, counted apart from the registered clients:
 #: one more closes the oldest waiting one, so connections that never register can't lock
@@ -110,6 +111,14 @@ class IrcFactory(ServerFactory[IrcClientProtocol]):
             self._chat(event)
         elif isinstance(event, events.RoomChanged):
             self._room_changed(event)
+        elif isinstance(event, events.Typing):
+            self._typing(event)
+        elif isinstance(event, events.AwayChanged):
+            if not event.own:
+                member = self.lan.roster.peer(event.peer_id)
+                for client in self._registered():
+                    if member is not None and client.has(AWAY_NOTIFY):
+                        client.send("AWAY", prefix=member.mask, text=event.text or None)
         elif isinstance(event, events.Notice):
             if event.topic == events.OWN_NICK:
                 return  # each client is warned in IRC's names (warn_of_nick_users)
@@ -185,6 +194,21 @@ class IrcFactory(ServerFactory[IrcClientProtocol]):
             if command:
                 client.show_chat(member, channel(event.room), event.text, event.action,
                                  event.when, event.message_id, command=command)
+
+    def _typing(self, event: events.Typing) -> None:
+        """A peer types: ``@+typing=active TAGMSG`` from it, to the clients with
+        message-tags that show that channel (or, in a private talk, to our nick)."""
+        lan = self.lan
+        member = lan.roster.peer(event.peer_id)
+        if member is None:
+            return
+        private = event.room.startswith("@")
+        target = lan.roster.me.nick if private else channel(event.room)
+        clients = self._registered() if private else self._registered(event.room)
+        for client in clients:
+            if client.has(MESSAGE_TAGS):
+                client.write_line(line("TAGMSG", target, prefix=member.mask),
+                                  extra=f"{TYPING_TAG}={TYPING_ACTIVE}")
 
     def _echo(self, client: IrcClientProtocol) -> str:
         """How our own line is shown to ``client``: "" (not at all) to the client that said

@@ -45,6 +45,9 @@ def whois(client: IrcClientProtocol, params: list[str]) -> None:
         view = {v.peer_id: v for v in lan.node.users()}.get(member.peer_id)
         client.numeric(irc.RPL_WHOISUSER, member.nick, member.user, member.host, "*",
                        text=_realname(client, member, view))
+        away = lan.node.away_of(member.peer_id)
+        if away:
+            client.numeric(irc.RPL_AWAY, member.nick, text=away)
         client.numeric(irc.RPL_WHOISCHANNELS, member.nick,
                        text=" ".join(channel(r) for r in lan.rooms_of(member)))
         client.numeric(irc.RPL_WHOISSERVER, member.nick, SERVER_NAME, text="the p2pchat LAN")

@@ -173,7 +173,9 @@ def quit_(client: IrcClientProtocol, params: list[str]) -> None:
 
 
 def away(client: IrcClientProtocol, params: list[str]) -> None:
-    if params and params[0]:
+    """AWAY TEXT marks us away (to every peer, as /away does), AWAY alone brings us back."""
+    client.lan.node.set_away(params[0] if params else "")
+    if params and params[0].strip():
         client.numeric(irc.RPL_NOWAWAY, text="You have been marked as being away")
     else:
         client.numeric(irc.RPL_UNAWAY, text="You are no longer marked as being away")

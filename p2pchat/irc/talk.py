@@ -2,7 +2,7 @@
 private line, kept by the node for a peer that is away).  A CTCP ACTION is an action (/me);
 other CTCPs are dropped.  A NOTICE never gets an error reply (RFC 2812: it must never trigger
 an automatic answer), and a CTCP in a NOTICE is a reply: dropped.  TAGMSG (IRCv3) is read
-and dropped."""
+and passed on only for ``+typing``."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ from typing import Callable
 from twisted.logger import Logger
 from twisted.words.protocols import irc
 
-from p2pchat.irc.caps import MESSAGE_TAGS
+from p2pchat.interfaces import private_key
+from p2pchat.irc.caps import MESSAGE_TAGS, TYPING_ACTIVE, TYPING_TAG
 from p2pchat.irc.channels import room_of
 from p2pchat.irc.client import Handler, IrcClientProtocol
 from p2pchat.irc.lan import kept_notice, refusal
@@ -88,6 +89,9 @@ def _to_nick(client: IrcClientProtocol, target: str, text: str, quiet: bool) -> 
     told = kept_notice(result)
     if told:
         _tell_kept(client, peer_id, told)
+    away = node.away_of(peer_id) if member is not None and not quiet else ""
+    if away and member is not None:  # RPL_AWAY, as an ircd answers a line to an away user
+        client.numeric(irc.RPL_AWAY, member.nick, text=away)
 
 
 def _tell_kept(client: IrcClientProtocol, peer_id: str, told: str) -> None:
@@ -126,10 +130,23 @@ def _speak(client: IrcClientProtocol, target: str, text: str, quiet: bool,
 
 
 def tagmsg(client: IrcClientProtocol, params: list[str]) -> None:
-    """TAGMSG (message-tags): read and dropped.  p2pchat carries no client tags (such as
-    ``+typing``) between peers yet; without message-tags it is an unknown command (421)."""
+    """TAGMSG (message-tags): ``+typing=active`` to a channel we are in, or to a peer's nick,
+    tells the peers there we type (the node rate-limits it); other tags are dropped.  Without
+    message-tags it is an unknown command (421)."""
     if not client.has(MESSAGE_TAGS):
         client.numeric(irc.ERR_UNKNOWNCOMMAND, "TAGMSG", text="Unknown command")
+        return
+    if client.tags_in.get(TYPING_TAG) != TYPING_ACTIVE or not params:
+        return
+    target = params[0]
+    if is_channel(target):
+        room = room_of(client, target, quiet=True)
+        if room is not None and client.in_channel(room):
+            client.lan.node.typing(room)
+        return
+    member = client.lan.roster.find(target)
+    if member is not None and member is not client.lan.roster.me:
+        client.lan.node.typing(private_key(member.peer_id))
 
 
 COMMANDS: dict[str, Handler] = {"PRIVMSG": privmsg, "NOTICE": notice, "TAGMSG": tagmsg}

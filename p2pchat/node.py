@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Callable, Protocol
 
+from twisted.internet.defer import Deferred
 from twisted.logger import Logger, LogLevel
 
 from p2pchat import events
@@ -44,6 +45,7 @@ from p2pchat.interfaces import (
     PeerView,
     Refused,
     Said,
+    SearchHit,
     Wire,
 )
 from p2pchat.linkwatch import (  # noqa: F401 (the limits are re-exported: tests use them)
@@ -309,6 +311,12 @@ class Node:
 
     def history(self, room: str, count: int = HISTORY_SHOWN) -> list[StoredLine]:
         return self.chat.history(room, count)
+
+    def search(self, text: str) -> Deferred[list[SearchHit] | Refused]:
+        return self.chat.search(text)
+
+    def search_indexing(self) -> int | None:
+        return self.chat.search_indexing()
 
     # --- our own lines and rooms ------------------------------------------------------------
 

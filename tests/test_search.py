@@ -234,7 +234,7 @@ class Indexing(TestCase):
         self.assertEqual(store.index.steps, 3)  # 2.5 steps' worth
         self.assertIsNone(store.indexing())
         self.assertFalse(store.index.loop.running)
-        hits = yield store.search(Query(words=("old",)), 5000)
+        hits = yield store.search(Query(words=("old",)), 10 * self.count)
         self.assertEqual(len(hits), self.count + 1)
         self.assertEqual(hits[0].text, "old news, new line")
         rows = store._db.execute("select count(*) from lines_fts").fetchone()[0]

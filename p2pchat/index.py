@@ -25,7 +25,8 @@ from twisted.logger import Logger
 from p2pchat.interfaces import SearchHit
 from p2pchat.search import (
     INDEX_STEP,
-    INDEX_STEP_SECONDS,
+    INDEX_STEP_SECONDS,  # noqa: F401 (a step is timed against it)
+    SEARCH_INDEX_CHARS,
     SEARCH_MAX_HITS,
     Query,
     has_fts5,
@@ -36,9 +37,23 @@ log = Logger()
 
 #: ``settings`` key: "done", or "UPTO TARGET" (rowids) while an upgrade indexes the file.
 INDEX_KEY = "search_index"
-#: What a line is written to the index with (queued with the line, in its transaction).
-INDEX_LINE = ("insert or replace into lines_fts(rowid, text) "
-              "select rowid, ? from lines where id = ?")
+#: A line's text as SQL (``L`` the row), its first SEARCH_INDEX_CHARS: its text, or for a
+#: line kept as its signed bytes only, the action or content in them (a malformed line:
+#: nothing, never an error).  Deterministic, so a line's entry is deleted with the very
+#: words it was indexed with (the index is contentless: it keeps no copy of the text).
+SHOWN_TEXT = ("substr(case when L.text != '' then L.text when L.raw is not null and "
+              "json_valid(cast(L.raw as text)) then coalesce(nullif(json_extract("
+              "cast(L.raw as text), '$.metadata.action'), ''), json_extract(cast(L.raw as text),"
+              f" '$.content'), '') else '' end, 1, {SEARCH_INDEX_CHARS})")
+_TRIGGERS = (
+    "create trigger if not exists lines_fts_new after insert on lines begin "
+    "insert into lines_fts(rowid, text) values (new.rowid, "
+    + SHOWN_TEXT.replace("L.", "new.") + "); end",
+    "create trigger if not exists lines_fts_gone after delete on lines begin "
+    "insert into lines_fts(lines_fts, rowid, text) values ('delete', old.rowid, "
+    + SHOWN_TEXT.replace("L.", "old.") + "); end",
+)
+
 
 
 class SearchIndex:
@@ -69,6 +84,7 @@ class SearchIndex:
         else:
             # Deletes must not need FTS5: a file indexed elsewhere is re-indexed from scratch
             # once it is opened where FTS5 is.
+            db.execute("drop trigger if exists lines_fts_new")
             db.execute("drop trigger if exists lines_fts_gone")
             db.execute("delete from settings where key = ?", (INDEX_KEY,))
 
@@ -79,14 +95,14 @@ class SearchIndex:
                              ).fetchone() is not None
         with db:
             db.execute("begin")
-            db.execute("create virtual table if not exists lines_fts using fts5(text)")
-            db.execute("create trigger if not exists lines_fts_gone after delete on lines "
-                       "begin delete from lines_fts where rowid = old.rowid; end")
+            db.execute("create virtual table if not exists lines_fts using fts5(text, content='')")
+            for trigger in _TRIGGERS:
+                db.execute(trigger)
             if existed and row is not None:
                 state = row[0]
             else:  # new, or left by a build without FTS5 (stale): index every line
                 if existed:
-                    db.execute("delete from lines_fts")
+                    db.execute("insert into lines_fts(lines_fts) values ('delete-all')")
                 last = db.execute("select max(rowid) from lines").fetchone()[0] or 0
                 state = f"0 {last}" if last else "done"
                 db.execute("insert or replace into settings values (?, ?)", (INDEX_KEY, state))
@@ -102,7 +118,7 @@ class SearchIndex:
             return
         with self._db:
             self._db.execute("begin")
-            self._db.execute("delete from lines_fts")
+            self._db.execute("insert into lines_fts(lines_fts) values ('delete-all')")
             self._db.execute("delete from settings where key = ?", (INDEX_KEY,))
         self._open()
 
@@ -119,23 +135,22 @@ class SearchIndex:
             return False
         started = time.perf_counter()
         db = self._db
-        rows = db.execute("select rowid, text, raw from lines where rowid > ? and rowid <= ? "
-                          "order by rowid limit ?", (self.upto, self.target, INDEX_STEP))
-        batch: list[tuple[int, str]] = []
-        upto = self.upto
-        for rowid, text, raw in rows:
-            batch.append((rowid, text or self._text_of(raw)))
-            upto = rowid
-            if time.perf_counter() - started > INDEX_STEP_SECONDS:
-                break
-        else:
-            if len(batch) < INDEX_STEP:
-                upto = self.target
-        state = "done" if upto >= self.target else f"{upto} {self.target}"
         with db:
             db.execute("begin")
-            db.executemany("insert or replace into lines_fts(rowid, text) values (?, ?)", batch)
+            last = db.execute("select max(rowid) from (select rowid from lines where rowid > ? "
+                              "and rowid <= ? order by rowid limit ?)",
+                              (self.upto, self.target, INDEX_STEP)).fetchone()[0]
+            upto = self.target if last is None else last
+            db.execute("insert into lines_fts(rowid, text) select L.rowid, "
+                       f"{SHOWN_TEXT} from lines L where L.rowid > ? and L.rowid <= ?",
+                       (self.upto, upto))
+            if upto >= self.target or last is None:
+                upto = self.target
+            state = "done" if upto >= self.target else f"{upto} {self.target}"
             db.execute("insert or replace into settings values (?, ?)", (INDEX_KEY, state))
+        took = time.perf_counter() - started
+        if took > INDEX_STEP_SECONDS:
+            log.warn("history: an indexing step took {ms:.0f} ms", ms=took * 1000)
         self.upto = upto
         self.steps += 1
         if state == "done":

@@ -1,12 +1,14 @@
 """/search over the history: what the user typed, parsed into words and filters, and how a
 SQLite file or the lines in memory are searched for it.
 
-The SQLite history keeps a full-text index (FTS5) in a table of its own, ``lines_fts``,
-written in the same transaction as each line (its rowid is the line's rowid): a separate
-table, not an external-content one, because lines kept to hand on are stored as their signed
-bytes only (their text is read back from them), which a trigger could not index; a trigger
-does delete a line's entry with the line, so pruning keeps the two in step.  Where the
-sqlite3 build lacks FTS5, a search scans the lines with LIKE (slower, same answers).
+The SQLite history keeps a full-text index (FTS5) in a table of its own, ``lines_fts`` (its
+rowid is the line's rowid), kept in step with the lines by triggers (index.py): a line's
+entry is written with it, in its transaction, and deleted with it (pruning).  It is a
+contentless FTS5 table (no copy of the text: the file grows by the index alone), not an
+external-content one over ``lines``, because lines kept to hand on are stored as their
+signed bytes only (``text`` is empty): the triggers index the text read from those bytes
+(SQL's json functions), which ``lines.text`` could not give FTS5 back.  Where the sqlite3 build lacks FTS5, a search scans the lines with LIKE (slower, same
+answers, but a word matches inside a longer one, where FTS5 matches whole words).
 
 Each word is quoted as an FTS5 string (``"it""s"``), so no text the user types is FTS5
 syntax (``"``, ``*``, ``NEAR(``, ``-``, ``AND``): a query can't fail to parse.
@@ -24,8 +26,12 @@ from p2pchat.interfaces import SearchHit, StoredLine
 
 #: The most hits one /search answers (the newest).
 SEARCH_MAX_HITS = 50
-#: Lines indexed per reactor turn when an existing file is indexed on upgrade, and the most
-#: time (seconds) one step may take whatever the count.
+#: Characters of a line indexed (the longest line our peers say, MAX_SAY_BYTES, fits):
+#: words past them in a base peer's longer line are not found (with FTS5), and the index of
+#: a flood of huge lines stays small beside the lines themselves.
+SEARCH_INDEX_CHARS = 4000
+#: Lines indexed per reactor turn when an existing file is indexed on upgrade, and the time
+#: (seconds) past which a step is logged as slow (2,000 lines take about 10 ms).
 INDEX_STEP = 2000
 INDEX_STEP_SECONDS = 0.03
 #: The most words (and filters) one query may have, and the longest query (characters).

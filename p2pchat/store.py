@@ -20,7 +20,7 @@ from twisted.logger import Logger
 
 from twisted.internet.defer import Deferred
 
-from p2pchat.index import INDEX_LINE, SearchIndex
+from p2pchat.index import SearchIndex
 from p2pchat.search import Query
 from p2pchat.interfaces import SearchHit, StoredLine  # noqa: F401 (the value type lives there)
 from p2pchat.retention import (  # noqa: F401 (the limits live there; options read them here)
@@ -132,7 +132,7 @@ class Store(Retention):
             self._db.execute(f"pragma user_version={LAYOUT}")
         elif layout < 1:
             self._shift_sequences()  # after _migrate: sequences it moved are shifted too
-        #: the /search index (index.py): new lines go in with their row, old ones in steps
+        #: the /search index (index.py): new lines go in by a trigger, old ones in steps
         self.index = SearchIndex(self._db, path, _text_of, fts=fts)
         #: authors of lines we keep to hand on: no query for the others (a peer joining a
         #: mesh of 50 is asked about 49 authors on each of its 49 links)
@@ -328,8 +328,6 @@ class Store(Retention):
                     (line.id, line.room, line.sender_id, line.nick, text, int(line.action),
                      int(line.own), line.when, to_db(line.seq) if line.seq else None, line.raw,
                      line.pk or None))
-        if self.index.fts:
-            self._queue(INDEX_LINE, (line.text, line.id))
 
     def set_high_water(self, sender_id: str, seq: int) -> None:
         """We have ``sender_id``'s lines up to ``seq`` (never lowered on disk)."""

@@ -210,6 +210,7 @@ class Indexing(TestCase):
         store.close()
         db = sqlite3.connect(self.path)
         db.execute("drop trigger lines_fts_gone")
+        db.execute("drop trigger lines_fts_new")
         db.execute("drop table lines_fts")
         db.execute("delete from settings where key = 'search_index'")
         self.count = int(index_module.INDEX_STEP * 2.5)

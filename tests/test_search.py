@@ -17,9 +17,10 @@ from p2pchat.chat import Chat
 from p2pchat.face import CommandFace
 from p2pchat.history import MemoryHistory
 from p2pchat.interfaces import Refused, SearchHit, StoredLine
-from p2pchat.search import SEARCH_MAX_HITS, Query, day_start, fts_text, parse_query
+from p2pchat.search import USAGE, SEARCH_MAX_HITS, Query, day_start, fts_text, parse_query
 from p2pchat.store import Store
 from p2pchat.wire import Message, encode_message
+from tests import test_irc
 from tests.fakechat import FakeChat
 
 #: noon local time on 2026-03-10, and a day
@@ -353,3 +354,29 @@ class FaceSearch(TestCase):
         face.info.clear()
         face.handle_input("/search")
         self.assertEqual(face.info, ["ERROR usage: /search WORDS"])
+
+
+class IrcSearch(test_irc.IrcTestCase):
+    """``/msg *p2pchat search WORDS`` (answered by *p2pchat) and ``/quote SEARCH WORDS``
+    (answered in notices), over the node's history."""
+
+    BOT = ":*p2pchat!p2pchat@p2pchat PRIVMSG alice :"
+
+    def test_search_by_message_and_by_quote(self) -> None:
+        bob = self.link("bob_1", "bob")
+        self.hear(bob, "chat", "the build is green")
+        self.hear(bob, "chat", "lunch")
+        client = self.client()
+        client.lines()
+        stamp = time.strftime("%Y-%m-%d %H:%M", time.localtime(self.clock.seconds()))
+        client.send("PRIVMSG *p2pchat :search build from:bob")
+        self.assertEqual(client.lines(), [
+            self.BOT + "search build from:bob: 1 lines, newest first",
+            self.BOT + f"  {stamp} #general <bob> the build is green",
+            self.BOT + "end of search"])
+        client.send('SEARCH NEAR( "x', "SEARCH", "SEARCH x before:never")
+        self.assertEqual(client.lines(), [
+            ':p2pchat NOTICE alice :no lines found for NEAR( "x',
+            ":p2pchat NOTICE alice :" + USAGE,
+            ":p2pchat NOTICE alice :before:never is not a date; dates are YYYY-MM-DD "
+            "(local time)"])

@@ -380,3 +380,17 @@ class IrcSearch(test_irc.IrcTestCase):
             ":p2pchat NOTICE alice :" + USAGE,
             ":p2pchat NOTICE alice :before:never is not a date; dates are YYYY-MM-DD "
             "(local time)"])
+
+
+class EveryFace(TestCase):
+    """The console and the line face show the same /search answer (face.py)."""
+
+    def test_console_and_line_face(self) -> None:
+        from tests.test_faces import Console, Lines
+
+        for face in (Console(), Lines()):
+            face.chat.lines = [at(1, "the build is green", "bob", "ops", T0)]
+            shown = "\n".join(face.enter("/search green in:#ops"))
+            self.assertIn("search green in:#ops: 1 lines, newest first", shown)
+            self.assertIn("#ops <bob> the build is green", shown)
+            self.assertIn("end of search", shown)

@@ -75,6 +75,9 @@ class SearchIndex:
         self.done = True
         #: a test hook: told the name of the thread each search runs in
         self.on_thread: Callable[[str], None] | None = None
+        #: how a search is run in a thread (the reactor's pool; tests may run it in one of
+        #: their own, without the reactor running)
+        self.in_thread: Callable[..., Deferred[list[SearchHit]]] = deferToThread
         #: how many steps the upgrade took (a figure for the log and the tests)
         self.steps = 0
         #: what runs ``step`` once per reactor turn (``index_in_steps``), stopped at close
@@ -163,7 +166,7 @@ class SearchIndex:
     def search(self, query: Query, limit: int = SEARCH_MAX_HITS) -> Deferred[list[SearchHit]]:
         """The newest ``limit`` lines that match, found in a thread (the Store flushed its
         queued lines first); fails with the sqlite3 error if the search did."""
-        return deferToThread(self._search, query, limit)
+        return self.in_thread(self._search, query, limit)
 
     def _reader(self) -> sqlite3.Connection:
         db = getattr(self._local, "db", None)

@@ -37,6 +37,30 @@ def at(n: int, text: str, nick: str = "ann", room: str = "general", when: float 
     return StoredLine(f"id{n}", room, sender, nick, text, False, False, when)
 
 
+def in_a_thread(f, *args):
+    """deferToThread without the reactor (trial and pytest-twisted share the reactor in the
+    suite): ``f`` runs in a thread of its own, joined; its result as a fired Deferred."""
+    out: list = []
+
+    def run() -> None:
+        try:
+            out.append(defer.succeed(f(*args)))
+        except Exception:
+            out.append(defer.fail())
+
+    thread = threading.Thread(target=run, name="SearchTestThread")
+    thread.start()
+    thread.join(30)
+    return out[0]
+
+
+def opened(path: str, **kw: object) -> Store:
+    """A Store whose searches run in_a_thread."""
+    store = Store(path, **kw)
+    store.index.in_thread = in_a_thread
+    return store
+
+
 def texts(hits: list[SearchHit]) -> list[str]:
     return [hit.text for hit in hits]
 
@@ -130,7 +154,7 @@ class StoreSearches(_Searches, TestCase):
     def make(self) -> Store:
         path = self.mktemp()
         os.makedirs(path)
-        store = Store(os.path.join(path, "h.sqlite3"), fts=self.fts)
+        store = opened(os.path.join(path, "h.sqlite3"), fts=self.fts)
         self.assertEqual(store.index.fts, self.fts)
         return store
 
@@ -142,7 +166,14 @@ class StoreSearches(_Searches, TestCase):
         self.assertEqual(hits, ["lunch?"])
         self.assertEqual(len(names), 1)
         self.assertNotEqual(names[0], threading.current_thread().name)
-        self.assertIn("PoolThread", names[0])
+        self.assertEqual(names[0], "SearchTestThread")
+
+    def test_the_chat_searches_in_the_reactors_thread_pool(self) -> None:
+        from twisted.internet.threads import deferToThread
+
+        store = Store(self.mktemp() + ".sqlite3")
+        self.addCleanup(store.close)
+        self.assertIs(store.index.in_thread, deferToThread)
 
     @defer.inlineCallbacks
     def test_a_line_kept_as_its_bytes_is_found_by_its_text(self):
@@ -223,7 +254,7 @@ class Indexing(TestCase):
 
     @defer.inlineCallbacks
     def test_an_older_file_is_indexed_in_steps_and_once(self):
-        store = Store(self.path)
+        store = opened(self.path)
         self.addCleanup(store.close)
         self.assertEqual(store.indexing(), 0)
         hits = yield store.search(Query(words=("old",)), 50)
@@ -301,7 +332,7 @@ class ChatSearch(TestCase):
     def test_hostile_queries_on_the_real_file(self):
         path = self.mktemp()
         os.makedirs(path)
-        store = Store(os.path.join(path, "h.sqlite3"))
+        store = opened(os.path.join(path, "h.sqlite3"))
         self.addCleanup(store.close)
         store.remember(at(1, "hello world"))
         chat = self.chat(store)

@@ -7,8 +7,9 @@ entry is written with it, in its transaction, and deleted with it (pruning).  It
 contentless FTS5 table (no copy of the text: the file grows by the index alone), not an
 external-content one over ``lines``, because lines kept to hand on are stored as their
 signed bytes only (``text`` is empty): the triggers index the text read from those bytes
-(SQL's json functions), which ``lines.text`` could not give FTS5 back.  Where the sqlite3 build lacks FTS5, a search scans the lines with LIKE (slower, same
-answers, but a word matches inside a longer one, where FTS5 matches whole words).
+(SQL's json functions), which ``lines.text`` could not give FTS5 back.  Where the sqlite3
+build lacks FTS5, a search scans the lines with LIKE (slower, same answers, but a word
+matches inside a longer one, where FTS5 matches whole words).
 
 Each word is quoted as an FTS5 string (``"it""s"``), so no text the user types is FTS5
 syntax (``"``, ``*``, ``NEAR(``, ``-``, ``AND``): a query can't fail to parse.

@@ -13,9 +13,10 @@ import tempfile
 import time
 
 from bench import profiling, scenarios
+from bench import search as search_bench
 from bench.procs import Children, install_signal_handlers, precompile
 
-PHASES = ("mesh", "fanout", "cost", "profile")
+PHASES = ("mesh", "fanout", "cost", "profile", "search")
 
 
 def int_list(text: str) -> list[int]:
@@ -54,6 +55,8 @@ def options(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--profile-k", type=int, default=10, help="receivers in the profiled run")
     p.add_argument("--profile-messages", type=int, default=10000,
                    help="messages sent in the profiled saturation run [10000]")
+    p.add_argument("--search-lines", type=int, default=1_000_000,
+                   help="lines in the history file of the search run [1000000]")
     p.add_argument("--quick", action="store_true", help="fewer trials, shorter windows")
     p.add_argument("--timeout-scale", type=float, default=1.0,
                    help="multiply every timeout (a loaded machine)")
@@ -224,6 +227,8 @@ def render(r: dict) -> str:
                 lines += [""] + profiling.render(name, p[name])
             else:
                 lines.append(f"{name}: {p.get(name, {}).get('status')}")
+    if "search" in r:
+        lines += ["", search_bench.render(r["search"])]
     return "\n".join(lines)
 
 
@@ -256,6 +261,9 @@ def main(argv: list[str] | None = None) -> int:
                                             a.timeout_scale, say)
         if "profile" in a.phases:
             result["profile"] = run_profile(kids, a, workdir, say)
+        if "search" in a.phases:
+            say(f"search: filling a history file with {a.search_lines} lines")
+            result["search"] = search_bench.run(a.search_lines, 1 if a.quick else 5)
     except KeyboardInterrupt:
         say("interrupted: stopping every peer")
         result["interrupted"] = True

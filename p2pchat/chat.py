@@ -9,7 +9,11 @@ comes from the edges and emits events, and offers these same verbs (``Node`` is 
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import TYPE_CHECKING
+
+from twisted.internet.defer import Deferred, succeed
+from twisted.python.failure import Failure
 
 from p2pchat import events
 from p2pchat.absent import HELD_LINES
@@ -20,6 +24,7 @@ from p2pchat.interfaces import (
     PeerView,
     Refused,
     Said,
+    SearchHit,
     StoredLine,
     no_linked_peer,
     no_peer_called,
@@ -27,6 +32,7 @@ from p2pchat.interfaces import (
 from p2pchat.outbox import LONELY_GRACE
 from p2pchat.peers import Liveness
 from p2pchat.rooms import private_key, room_name
+from p2pchat.search import SEARCH_MAX_HITS, parse_query
 from p2pchat.wire import (
     CAP_OURS,
     CHAT,
@@ -232,6 +238,38 @@ class Chat:
         count = max(1, min(count, HISTORY_MAX_SHOWN))
         return node.store.recent(room, count,
                                  skip=[peer_id for _, peer_id, _ in node.ignores.entries()])
+
+    def search(self, text: str) -> Deferred[list[SearchHit] | Refused]:
+        """/search WORDS [from:NICK] [in:#ROOM|NICK] [before:DATE] [after:DATE]: the newest
+        SEARCH_MAX_HITS lines, found by the history off the reactor.  Never fails: a bad
+        query or a failing search (a sqlite error) is a Refused."""
+        parsed = parse_query(text)
+        if isinstance(parsed, str):
+            return succeed(Refused(parsed))
+        node = self.node
+        rooms: tuple[str, ...] = ()
+        if parsed.room:
+            found = None if parsed.room.startswith("#") else self.addressee(parsed.room)
+            if isinstance(found, tuple):
+                rooms = (private_key(found[0]),)
+            else:
+                rooms = (room_name(parsed.room)[0],)
+        query = replace(parsed, rooms=rooms,
+                        skip=tuple(peer_id for _, peer_id, _ in node.ignores.entries()))
+        try:
+            found_lines = node.store.search(query, SEARCH_MAX_HITS)
+        except Exception as e:  # a closed file, a failing disk: told, never raised
+            return succeed(Refused(f"search failed: {e}"))
+
+        def failed(failure: Failure) -> Refused:
+            return Refused(f"search failed: {failure.getErrorMessage()}")
+
+        done: Deferred[list[SearchHit] | Refused] = found_lines.addCallback(list)
+        return done.addErrback(failed)
+
+    def search_indexing(self) -> int | None:
+        """Percent done of indexing an older history file for /search (None: all done)."""
+        return self.node.store.indexing()
 
     def set_nick(self, nick: str) -> Outcome:
         """Change our nick: ``Done``, or ``Refused`` with why not."""

@@ -35,6 +35,8 @@ COMMANDS: tuple[Spec, ...] = (
     Spec("query", (), "NICK [TEXT]", "talk to NICK alone from now on (and say TEXT)",
          needs_arg=True),
     Spec("history", (), "[N]", "show the last N lines of this room (default 50)"),
+    Spec("search", (), "WORDS", "find lines in the history; filters from:NICK in:#ROOM "
+         "before:YYYY-MM-DD after:YYYY-MM-DD", needs_arg=True),
     Spec("whois", (), "NICK", "a peer's key, address, and whether the link is encrypted",
          needs_arg=True),
     Spec("trust", (), "NICK", "pin the key NICK uses now (e.g. after a 'carol?' warning)",

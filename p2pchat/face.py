@@ -7,7 +7,16 @@ from __future__ import annotations
 import time
 
 from p2pchat.commands import Command, Refusal, Say, help_lines, parse_input, room_name
-from p2pchat.interfaces import Done, IChat, Outcome, PeerView, Refused, StoredLine, private_key
+from p2pchat.interfaces import (
+    Done,
+    IChat,
+    Outcome,
+    PeerView,
+    Refused,
+    SearchHit,
+    StoredLine,
+    private_key,
+)
 from p2pchat.wire import DEFAULT_ROOM
 
 #: The last second ``clock_text`` formatted, and its text (it is on every line shown).
@@ -58,6 +67,26 @@ def history_line(line: StoredLine) -> str:
     if line.action:
         return f"{stamp} [history] * {line.nick} {line.text}"
     return f"{stamp} [history] <{line.nick}> {line.text}"
+
+
+def search_line(hit: SearchHit, node: IChat) -> str:
+    """One /search result: ``YYYY-MM-DD HH:MM #room <nick> text`` (local time)."""
+    stamp = time.strftime("%Y-%m-%d %H:%M", time.localtime(hit.when))
+    where = conversation_label(hit.room, node)
+    said = f"* {hit.nick} {hit.text}" if hit.action else f"<{hit.nick}> {hit.text}"
+    return f"{stamp} {where} {said}"
+
+
+def search_answer(found: list[SearchHit] | Refused, text: str, node: IChat) -> list[str]:
+    """What /search shows: the hits, newest first, between a head and a count, or why not."""
+    if isinstance(found, Refused):
+        return [found.why]
+    indexing = node.search_indexing()
+    note = f" (indexing: {indexing}% done)" if indexing is not None else ""
+    if not found:
+        return [f"no lines found for {text}{note}"]
+    return ([f"search {text}: {len(found)} lines, newest first{note}"]
+            + [f"  {search_line(hit, node)}" for hit in found] + ["end of search"])
 
 
 class CommandFace:
@@ -179,6 +208,9 @@ class CommandFace:
         elif name == "history":
             kept = self.node.history(self.room, int(arg)) if arg else self.node.history(self.room)
             self.show_history(self.room, kept)
+        elif name == "search":
+            self.node.search(arg).addCallback(
+                lambda found: self.show_info(search_answer(found, arg, self.node)))
         elif name == "whois":
             lines = self.node.whois(arg)
             if isinstance(lines, Refused):

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from p2pchat.interfaces import Outcome, PeerView, Refused, Said, StoredLine
+from twisted.internet.defer import Deferred
+
+from p2pchat.interfaces import Outcome, PeerView, Refused, Said, SearchHit, StoredLine
 from p2pchat.wire import DEFAULT_ROOM
 
 from p2pchat.chat import HISTORY_SHOWN, Chat
@@ -98,3 +100,9 @@ class ChatFront:
 
     def history(self, room: str, count: int = HISTORY_SHOWN) -> list[StoredLine]:
         return self.chat.history(room, count)
+
+    def search(self, text: str) -> Deferred[list[SearchHit] | Refused]:
+        return self.chat.search(text)
+
+    def search_indexing(self) -> int | None:
+        return self.chat.search_indexing()

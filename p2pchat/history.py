@@ -12,7 +12,10 @@ from __future__ import annotations
 from collections import deque
 from typing import TYPE_CHECKING, Callable, Protocol, Sequence
 
-from p2pchat.interfaces import StoredLine
+from twisted.internet.defer import Deferred, succeed
+
+from p2pchat.interfaces import SearchHit, StoredLine
+from p2pchat.search import Query, search_lines
 
 if TYPE_CHECKING:
     from p2pchat.seen import SeenSet
@@ -62,6 +65,12 @@ class History(Protocol):
     def flush(self) -> None: ...
 
     def close(self) -> None: ...
+
+    # /search (search.py): the newest ``limit`` lines matching, found off the reactor where
+    # that takes long; and how far indexing an older file got (percent, None when done)
+    def search(self, query: Query, limit: int) -> Deferred[list[SearchHit]]: ...
+
+    def indexing(self) -> int | None: ...
 
 
 class MemoryHistory:
@@ -142,6 +151,13 @@ class MemoryHistory:
 
     def close(self) -> None:
         pass
+
+    def search(self, query: Query, limit: int) -> Deferred[list[SearchHit]]:
+        """At most MEMORY_LINES lines: searched here and now (a few milliseconds)."""
+        return succeed(search_lines(self.lines, query, limit))
+
+    def indexing(self) -> int | None:
+        return None
 
 
 if TYPE_CHECKING:  # both really are Histories (checked by mypy)

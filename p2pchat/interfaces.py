@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, Callable, Protocol, Union
 from p2pchat.wire import printable
 
 if TYPE_CHECKING:
+    from twisted.internet.defer import Deferred
+
     from p2pchat import events
     from p2pchat.wire import Beacon, Message
 
@@ -107,6 +109,19 @@ class StoredLine:
     pk: str = ""
 
 
+@dataclass(frozen=True)
+class SearchHit:
+    """One line /search found: its conversation (a room name, or ``@peer_id``), who said it
+    (the nick shown then), what, and when."""
+
+    id: str
+    room: str
+    nick: str
+    text: str
+    action: bool
+    when: float
+
+
 Observer = Callable[["events.Event"], None]
 
 
@@ -189,6 +204,16 @@ class IChat(Protocol):
     def ignored(self) -> list[str]: ...
 
     def history(self, room: str, count: int = ...) -> list[StoredLine]: ...
+
+    def search(self, text: str) -> Deferred[list[SearchHit] | Refused]:
+        """/search: the newest lines matching ``text`` (words and filters), found off the
+        reactor; never fails (a problem is a Refused)."""
+        ...
+
+    def search_indexing(self) -> int | None:
+        """Percent done of indexing an older history for /search; None when searches see
+        it all."""
+        ...
 
 
 # --- what the edges call ------------------------------------------------------------------

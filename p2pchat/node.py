@@ -42,10 +42,7 @@ from p2pchat.interfaces import (
     IBeaconSink,
     IChat,
     IMeshSink,
-    Outcome,
-    PeerView,
-    Refused,
-    Said,
+    PeerView,  # noqa: F401 (tests take it from here)
     Wire,
 )
 from p2pchat.linkwatch import (  # noqa: F401 (the limits are re-exported: tests use them)

@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from twisted.logger import Logger
+
+if TYPE_CHECKING:
+    from p2pchat.index import SearchIndex
 
 log = Logger()
 
@@ -54,6 +57,8 @@ class Retention:
     _settings: dict[str, str]
     _seen: dict[str, Any]
 
+    index: SearchIndex
+
     def flush(self) -> None:
         raise NotImplementedError  # the Store's
 
@@ -83,6 +88,7 @@ class Retention:
             started = time.perf_counter()
             self._db.execute("vacuum")
             self.needs_vacuum = False
+            self.index.reset()  # rowids may have changed
             log.info("history file compacted once for its new layout in {ms:.0f} ms",
                      ms=(time.perf_counter() - started) * 1000)
         else:

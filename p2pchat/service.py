@@ -267,6 +267,7 @@ def open_store(data_dir: str, reactor: Any, sent_age: float, max_lines: int = HI
     loop.clock = reactor
     loop.start(UPKEEP_INTERVAL, now=False)
     store.upkeep_loop = loop
+    store.index.index_in_steps(reactor)  # an older file: indexed for /search, in steps
     return store
 
 

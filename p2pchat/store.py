@@ -18,7 +18,11 @@ from typing import Any, Callable, Sequence
 
 from twisted.logger import Logger
 
-from p2pchat.interfaces import StoredLine  # noqa: F401 (the value type lives there)
+from twisted.internet.defer import Deferred
+
+from p2pchat.index import SearchIndex
+from p2pchat.search import Query
+from p2pchat.interfaces import SearchHit, StoredLine  # noqa: F401 (the value type lives there)
 from p2pchat.retention import (  # noqa: F401 (the limits live there; options read them here)
     HISTORY_MAX_AGE,
     HISTORY_MAX_BYTES,
@@ -102,8 +106,9 @@ create index if not exists lines_to_hand_on on lines (sender_id, seq) where raw 
 class Store(Retention):
     def __init__(self, path: str, call_soon: Callable[[Callable[[], None]], Any] | None = None,
                  max_lines: int = HISTORY_MAX_LINES, max_age: float = HISTORY_MAX_AGE,
-                 max_bytes: int = HISTORY_MAX_BYTES) -> None:
-        """``call_soon(f)`` runs f a little later on the reactor
+                 max_bytes: int = HISTORY_MAX_BYTES, fts: bool | None = None) -> None:
+        """``fts``: False searches without FTS5 (as where the build lacks it; index.py).
+        ``call_soon(f)`` runs f a little later on the reactor
         (``reactor.callLater(FLUSH_DELAY, f)``); without it every write commits at once.
         ``max_*``: what ``prune`` and ``upkeep`` keep."""
         self.path = path
@@ -127,6 +132,8 @@ class Store(Retention):
             self._db.execute(f"pragma user_version={LAYOUT}")
         elif layout < 1:
             self._shift_sequences()  # after _migrate: sequences it moved are shifted too
+        #: the /search index (index.py): new lines go in by a trigger, old ones in steps
+        self.index = SearchIndex(self._db, path, _text_of, fts=fts)
         #: authors of lines we keep to hand on: no query for the others (a peer joining a
         #: mesh of 50 is asked about 49 authors on each of its 49 links)
         self._relay_authors: set[str] = {row[0] for row in self._db.execute(
@@ -417,6 +424,16 @@ class Store(Retention):
                 log.warn("a saved line could not be read back: {why}", why=str(e))
         return out
 
+    def search(self, query: Query, limit: int) -> Deferred[list[SearchHit]]:
+        """/search (search.Query): the newest ``limit`` matching lines, found in a thread
+        after the queued lines are written."""
+        self.flush()
+        return self.index.search(query, limit)
+
+    def indexing(self) -> int | None:
+        """Percent done of indexing an older file for /search, or None when done."""
+        return self.index.progress()
+
     def rooms(self) -> list[str]:
         self.flush()
         row = self._db.execute("select value from settings where key = 'rooms'").fetchone()
@@ -428,6 +445,7 @@ class Store(Retention):
 
     def close(self) -> None:
         self.flush()
+        self.index.close()
         self._db.close()
         self.closed = True
         if self.upkeep_loop is not None and self.upkeep_loop.running:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from twisted.internet.defer import Deferred, succeed
 from twisted.internet.task import Clock
 
 from p2pchat import events
@@ -21,11 +22,13 @@ from p2pchat.interfaces import (
     PeerView,
     Refused,
     Said,
+    SearchHit,
     StoredLine,
     no_linked_peer,
     no_peer_called,
     private_key,
 )
+from p2pchat.search import parse_query, search_lines
 from p2pchat.wire import CHAT, DEFAULT_ROOM, PRIVATE, Message, nick_problem
 
 NOW = 1_700_000_000.0
@@ -52,6 +55,8 @@ class FakeChat:
         self.peers: list[PeerView] = []
         self.away: dict[str, str] = {}  # peer id -> nick
         self.lines: list[StoredLine] = []
+        #: what search_indexing answers (percent done, None when done)
+        self.indexing: int | None = None
         self.ignores: dict[str, str] = {}  # peer id -> nick
         self.calls: list[tuple] = []
         self.said: list[tuple[str, str, bool]] = []
@@ -304,6 +309,19 @@ class FakeChat:
 
     def history(self, room: str, count: int = 50) -> list[StoredLine]:
         return [line for line in self.lines if line.room == room][-count:]
+
+    def search(self, text: str) -> Deferred[list[SearchHit] | Refused]:
+        """Over ``lines``, as the in-memory history searches (``indexing``: what
+        search_indexing answers)."""
+        self.calls.append(("search", text))
+        parsed = parse_query(text)
+        if isinstance(parsed, str):
+            return succeed(Refused(parsed))
+        query = replace(parsed, rooms=(parsed.room.lstrip("#"),) if parsed.room else ())
+        return succeed(list(search_lines(self.lines, query)))
+
+    def search_indexing(self) -> int | None:
+        return self.indexing
 
 
 #: mypy: FakeChat is an IChat (tests/test_types.py runs mypy over p2pchat/; ``python -m mypy

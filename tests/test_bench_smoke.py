@@ -61,3 +61,18 @@ def test_hotpath_bench_produces_figures() -> None:
         assert result[path]["us_per_line"] > 0 and result[path]["baseline_us_per_line"] > 0
     assert result["send"]["links"] == 3
     assert result["floor"]["us_per_line"] > 0
+
+
+def test_search_bench_produces_figures() -> None:
+    """The /search scenario (``--only search``), at a tiny size: every search ran and found
+    lines where the file has them."""
+    out = subprocess.run([sys.executable, "-m", "bench", "--only", "search", "--search-lines",
+                          "3000", "--quick", "--json", "--quiet"], cwd=str(ROOT),
+                         env=child_env(), capture_output=True, timeout=120, check=True).stdout
+    result = json.loads(out)["search"]
+    assert result["lines"] == 3000 and result["fts"] is True
+    for name, figures in result["searches"].items():
+        assert figures["median_ms"] >= 0, name
+    assert result["searches"]["common_word"]["hits"] == 31  # one line in 97 of 3000
+    assert result["searches"]["rare_word"]["hits"] == 1
+    assert result["searches"]["word_from_nick"]["hits"] > 0

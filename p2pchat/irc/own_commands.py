@@ -5,12 +5,16 @@ names the peer by its id, so the node finds the right one."""
 
 from __future__ import annotations
 
+from typing import Callable
+
 from twisted.words.protocols import irc
 
-from p2pchat.interfaces import Refused
+from p2pchat.face import search_answer
+from p2pchat.interfaces import Refused, SearchHit
 from p2pchat.irc.client import Handler, IrcClientProtocol
 from p2pchat.irc.lan import answer
 from p2pchat.irc.text import SERVER_NAME
+from p2pchat.search import USAGE
 
 #: The service nick.  ``*`` can't be in a peer's IRC nick, so no peer can be shown as it.
 SERVICE_NICK = "*p2pchat"
@@ -20,6 +24,8 @@ SERVICE_HELP = (
     "p2pchat's commands, as /msg *p2pchat COMMAND (or /quote COMMAND):",
     "  ignore [NICK]   hide NICK's lines from now on (by its key, kept); alone: who is ignored",
     "  unignore NICK   show NICK's lines again",
+    "  search WORDS    find lines in the history (newest first); filters from:NICK",
+    "                  in:#ROOM before:YYYY-MM-DD after:YYYY-MM-DD (local time)",
     "  help            this list",
 )
 
@@ -28,6 +34,10 @@ def to_service(client: IrcClientProtocol, text: str) -> None:
     """``/msg *p2pchat COMMAND [ARG]``: answered by PRIVMSGs from *p2pchat (a query window
     of its own in irssi and weechat)."""
     command, _, arg = irc.stripFormatting(text).strip().partition(" ")
+    if command.lower() == "search":
+        find(client, arg.strip(), lambda line: client.send(
+            "PRIVMSG", client.nick, prefix=SERVICE_MASK, text=line))
+        return
     for line in run(client, command.lower(), arg.strip()):
         client.send("PRIVMSG", client.nick, prefix=SERVICE_MASK, text=line)
 
@@ -44,6 +54,28 @@ def unignore(client: IrcClientProtocol, params: list[str]) -> None:
         return
     for line in run(client, "unignore", params[0]):
         client.server_notice(line)
+
+
+def search(client: IrcClientProtocol, params: list[str]) -> None:
+    """``/quote SEARCH WORDS``: the node's /search, answered as server notices."""
+    find(client, " ".join(params), client.server_notice)
+
+
+def find(client: IrcClientProtocol, text: str, tell: Callable[[str], None]) -> None:
+    """Search (off the reactor) and tell each line of the answer when it comes, if the
+    client is still there."""
+    if not text.strip():
+        tell(USAGE)
+        return
+    node = client.lan.node
+
+    def answer_lines(found: list[SearchHit] | Refused) -> None:
+        if not client.connected:
+            return
+        for line in search_answer(found, text, node):
+            tell(line)
+
+    node.search(text).addCallback(answer_lines)
 
 
 def run(client: IrcClientProtocol, command: str, arg: str) -> list[str]:
@@ -64,7 +96,8 @@ def run(client: IrcClientProtocol, command: str, arg: str) -> list[str]:
         return [answer(result)]
     if command == "help":
         return list(SERVICE_HELP)
-    return [f"unknown: {command or '(nothing)'}; commands: ignore [NICK], unignore NICK, help"]
+    return [f"unknown: {command or '(nothing)'}; commands: ignore [NICK], unignore NICK, "
+            "search WORDS, help"]
 
 
-COMMANDS: dict[str, Handler] = {"IGNORE": ignore, "UNIGNORE": unignore}
+COMMANDS: dict[str, Handler] = {"IGNORE": ignore, "UNIGNORE": unignore, "SEARCH": search}

@@ -53,6 +53,8 @@ if TYPE_CHECKING:
 #: Lines shown from history when a face starts, and the most /history shows at once.
 HISTORY_SHOWN = 50
 HISTORY_MAX_SHOWN = 1000
+#: The most lines /context shows on each side of a search hit (two bounded reads).
+CONTEXT_MAX = 50
 
 
 class Chat:
@@ -237,6 +239,13 @@ class Chat:
         node = self.node
         count = max(1, min(count, HISTORY_MAX_SHOWN))
         return node.store.recent(room, count,
+                                 skip=[peer_id for _, peer_id, _ in node.ignores.entries()])
+
+    def around(self, room: str, when: float, count: int) -> list[StoredLine]:
+        """/context: the lines around ``when`` in a conversation (``count`` each side, at
+        most CONTEXT_MAX, so the reads stay short on the reactor), ignored authors left out."""
+        node = self.node
+        return node.store.around(room, when, max(0, min(count, CONTEXT_MAX)),
                                  skip=[peer_id for _, peer_id, _ in node.ignores.entries()])
 
     def search(self, text: str) -> Deferred[list[SearchHit] | Refused]:

@@ -37,6 +37,8 @@ COMMANDS: tuple[Spec, ...] = (
     Spec("history", (), "[N]", "show the last N lines of this room (default 50)"),
     Spec("search", (), "WORDS", "find lines in the history; filters from:NICK in:#ROOM "
          "before:YYYY-MM-DD after:YYYY-MM-DD", needs_arg=True),
+    Spec("context", (), "N", "show the lines around result N of the last /search",
+         needs_arg=True),
     Spec("whois", (), "NICK", "a peer's key, address, and whether the link is encrypted",
          needs_arg=True),
     Spec("trust", (), "NICK", "pin the key NICK uses now (e.g. after a 'carol?' warning)",

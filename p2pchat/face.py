@@ -19,6 +19,9 @@ from p2pchat.interfaces import (
 )
 from p2pchat.wire import DEFAULT_ROOM
 
+#: Lines /context shows on each side of a search result (the chat bounds it: CONTEXT_MAX).
+CONTEXT_LINES = 5
+
 #: The last second ``clock_text`` formatted, and its text (it is on every line shown).
 _last_clock: list = [None, ""]
 
@@ -77,8 +80,10 @@ def search_line(hit: SearchHit, node: IChat) -> str:
     return f"{stamp} {where} {said}"
 
 
-def search_answer(found: list[SearchHit] | Refused, text: str, node: IChat) -> list[str]:
-    """What /search shows: the hits, newest first, between a head and a count, or why not."""
+def search_answer(found: list[SearchHit] | Refused, text: str, node: IChat,
+                  numbered: bool = False) -> list[str]:
+    """What /search shows: the hits, newest first, between a head and a count, or why not;
+    ``numbered`` ([1], [2], ...) where /context N can open them (the console, the line face)."""
     if isinstance(found, Refused):
         return [found.why]
     indexing = node.search_indexing()
@@ -86,7 +91,10 @@ def search_answer(found: list[SearchHit] | Refused, text: str, node: IChat) -> l
     if not found:
         return [f"no lines found for {text}{note}"]
     return ([f"search {text}: {len(found)} lines, newest first{note}"]
-            + [f"  {search_line(hit, node)}" for hit in found] + ["end of search"])
+            + [f"  {f'[{n}] ' if numbered else ''}{search_line(hit, node)}"
+               for n, hit in enumerate(found, 1)]
+            + ["end of search (/context N: the lines around result N)" if numbered
+               else "end of search"])
 
 
 class CommandFace:
@@ -97,6 +105,8 @@ class CommandFace:
 
     node: IChat
     room: str = DEFAULT_ROOM
+    #: the results of the last /search, newest first, which /context N opens
+    last_hits: tuple[SearchHit, ...] = ()
 
     def show_info(self, lines: list[str]) -> None:
         raise NotImplementedError
@@ -114,16 +124,38 @@ class CommandFace:
         """Make ``room`` the current conversation."""
         self.room = room
 
-    def show_history(self, room: str, lines: list[StoredLine]) -> None:
+    def show_history(self, room: str, lines: list[StoredLine], title: str = "") -> None:
         """/history (and the line face's start): the lines between "history of ..." and "end
-        of history"."""
+        of history"; with a ``title`` (/context), between it and "end of context"."""
         label = conversation_label(room, self.node)
         if not lines:
             self.show_info([f"no history for {label}"])
             return
-        self.show_info([f"history of {label}, last {len(lines)} lines:"])
+        self.show_info([title or f"history of {label}, last {len(lines)} lines:"])
         self.show_history_lines([history_line(line) for line in lines])
-        self.show_info(["end of history"])
+        self.show_info(["end of context" if title else "end of history"])
+
+    def searched(self, found: list[SearchHit] | Refused, text: str) -> None:
+        """/search's answer: shown numbered, and kept for /context N."""
+        if not isinstance(found, Refused):
+            self.last_hits = tuple(found)
+        self.show_info(search_answer(found, text, self.node, numbered=True))
+
+    def context(self, arg: str) -> None:
+        """/context N: the lines around result N of the last /search (CONTEXT_LINES before
+        and after it, by time, in its conversation), set apart in the current pane."""
+        hits = self.last_hits
+        if not hits:
+            self.show_error("/context N: no search results to open (/search WORDS first)")
+            return
+        if not arg.strip().isdigit() or not 1 <= int(arg) <= len(hits):
+            self.show_error(f"/context N: N is the number of a result of the last /search, "
+                            f"1 to {len(hits)} (not {arg.strip()!r})")
+            return
+        hit = hits[int(arg) - 1]
+        lines = self.node.around(hit.room, hit.when, CONTEXT_LINES)
+        where = conversation_label(hit.room, self.node)
+        self.show_history(self.room, lines, f"context of [{int(arg)}] in {where}")
 
     def show_history_lines(self, lines: list[str]) -> None:
         """The history lines themselves (a face may write them as they are)."""
@@ -209,8 +241,9 @@ class CommandFace:
             kept = self.node.history(self.room, int(arg)) if arg else self.node.history(self.room)
             self.show_history(self.room, kept)
         elif name == "search":
-            self.node.search(arg).addCallback(
-                lambda found: self.show_info(search_answer(found, arg, self.node)))
+            self.node.search(arg).addCallback(self.searched, arg)
+        elif name == "context":
+            self.context(arg)
         elif name == "whois":
             lines = self.node.whois(arg)
             if isinstance(lines, Refused):

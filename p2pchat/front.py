@@ -101,6 +101,9 @@ class ChatFront:
     def history(self, room: str, count: int = HISTORY_SHOWN) -> list[StoredLine]:
         return self.chat.history(room, count)
 
+    def around(self, room: str, when: float, count: int) -> list[StoredLine]:
+        return self.chat.around(room, when, count)
+
     def search(self, text: str) -> Deferred[list[SearchHit] | Refused]:
         return self.chat.search(text)
 

@@ -40,6 +40,9 @@ class History(Protocol):
 
     def recent_ids(self, count: int) -> list[str]: ...
 
+    def around(self, room: str, when: float, count: int,
+               skip: Sequence[str] = ()) -> list[StoredLine]: ...
+
     def relayable_after(self, sender_id: str, after: int, rooms: list[str], limit: int,
                         since: float) -> list[tuple[int, bytes, str]]: ...
 
@@ -105,6 +108,16 @@ class MemoryHistory:
                 out.append(line)
         out.reverse()
         return out
+
+    def around(self, room: str, when: float, count: int,
+               skip: Sequence[str] = ()) -> list[StoredLine]:
+        """/context: up to ``count`` lines of a conversation said before ``when`` and up to
+        ``count + 1`` from ``when`` on (the line at ``when`` and those after), oldest first;
+        none by the authors in ``skip``.  At most MEMORY_LINES lines to look through."""
+        mine = [line for line in self.lines if line.room == room and line.sender_id not in skip]
+        before = [line for line in mine if line.when < when]
+        after = [line for line in mine if line.when >= when]
+        return (before[-count:] if count > 0 else []) + after[:count + 1]
 
     def recent_ids(self, count: int) -> list[str]:
         return [line.id for line in list(self.lines)[-count:]] if count > 0 else []

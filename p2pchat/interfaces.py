@@ -205,6 +205,11 @@ class IChat(Protocol):
 
     def history(self, room: str, count: int = ...) -> list[StoredLine]: ...
 
+    def around(self, room: str, when: float, count: int) -> list[StoredLine]:
+        """/context: up to ``count`` lines of a conversation before ``when`` and ``count``
+        after the line at ``when``, oldest first (``count`` is bounded by the chat)."""
+        ...
+
     def search(self, text: str) -> Deferred[list[SearchHit] | Refused]:
         """/search: the newest lines matching ``text`` (words and filters), found off the
         reactor; never fails (a problem is a Refused)."""

@@ -398,6 +398,23 @@ class Store(Retention):
         return [StoredLine(r[0], r[1], r[2], r[3], r[4] or _text_of(r[8]), bool(r[5]),
                            bool(r[6]), r[7]) for r in reversed(rows)]
 
+    def around(self, room: str, when: float, count: int,
+               skip: Sequence[str] = ()) -> list[StoredLine]:
+        """/context: up to ``count`` lines of a room said before ``when`` and up to
+        ``count + 1`` from ``when`` on (the line at ``when`` and those after), oldest first;
+        none of the authors in ``skip``.  Two bounded reads over ``lines_by_room``."""
+        self.flush()
+        unless = f"and sender_id not in ({','.join('?' * len(skip))}) " if skip else ""
+        columns = "select id, room, sender_id, nick, text, action, own, ts, raw from lines "
+        before = self._db.execute(
+            f"{columns}where room = ? and ts < ? {unless}order by ts desc, rowid desc limit ?",
+            (room, when, *skip, max(0, count))).fetchall()
+        after = self._db.execute(
+            f"{columns}where room = ? and ts >= ? {unless}order by ts, rowid limit ?",
+            (room, when, *skip, max(0, count) + 1)).fetchall()
+        return [StoredLine(r[0], r[1], r[2], r[3], r[4] or _text_of(r[8]), bool(r[5]),
+                           bool(r[6]), r[7]) for r in [*reversed(before), *after]]
+
     def recent_ids(self, count: int) -> list[str]:
         """The ids of the last ``count`` lines, oldest first (to drop duplicates after a
         restart, when a peer resends what we already have)."""

@@ -310,6 +310,13 @@ class FakeChat:
     def history(self, room: str, count: int = 50) -> list[StoredLine]:
         return [line for line in self.lines if line.room == room][-count:]
 
+    def around(self, room: str, when: float, count: int) -> list[StoredLine]:
+        """Over ``lines``, as the in-memory history reads them."""
+        self.calls.append(("around", room, when, count))
+        mine = [line for line in self.lines if line.room == room]
+        return ([line for line in mine if line.when < when][-count:] if count > 0 else []) + [
+            line for line in mine if line.when >= when][:count + 1]
+
     def search(self, text: str) -> Deferred[list[SearchHit] | Refused]:
         """Over ``lines``, as the in-memory history searches (``indexing``: what
         search_indexing answers)."""

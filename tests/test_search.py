@@ -375,9 +375,10 @@ class FaceSearch(TestCase):
         face.handle_input("/search build")
         stamp = time.strftime("%Y-%m-%d %H:%M", time.localtime(T0 + 60))
         self.assertEqual(face.info[0], "search build: 2 lines, newest first")
-        self.assertEqual(face.info[1], f"  {stamp} #ops <bob> second build")
+        self.assertEqual(face.info[1], f"  [1] {stamp} #ops <bob> second build")
+        self.assertIn("[2] ", face.info[2])
         self.assertIn("#general <ann> first build", face.info[2])
-        self.assertEqual(face.info[-1], "end of search")
+        self.assertEqual(face.info[-1], "end of search (/context N: the lines around result N)")
         face.info.clear()
         chat.indexing = 40
         face.handle_input("/search nothing")

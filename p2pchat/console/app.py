@@ -450,16 +450,18 @@ class ConsoleFace(CommandFace, Keyboard):
         for row in history_rows(lines, f"history of {self.label(conv)}", now, "now"):
             self._add(row, conv)
 
-    def show_history(self, room: str, lines: list[StoredLine]) -> None:
-        """/history N: the lines into the conversation's pane, set apart."""
+    def show_history(self, room: str, lines: list[StoredLine], title: str = "") -> None:
+        """/history N (and /context N, with its ``title``): the lines into the conversation's
+        pane, set apart."""
         conv = self.find(room) or self.current
         if not lines:
             self.show_info([f"no history for {self.label(conv)}"])
             return
         now = self.node.now()
         count = f"{len(lines)} line{'s' if len(lines) != 1 else ''}"
-        title = f"history of {self.label(conv)}, last {count}"
-        for row in history_rows(lines, title, now, "end of history"):
+        end = "end of context" if title else "end of history"
+        title = title or f"history of {self.label(conv)}, last {count}"
+        for row in history_rows(lines, title, now, end):
             self._add(row, conv)
         self.changed()
 

@@ -13,7 +13,8 @@ IRCv3 came (no tags, the history's times written into its lines).  What each off
 - ``echo-message``: a client's own PRIVMSG or NOTICE comes back to it (with its msgid and
   time) once the peer said it, instead of nothing;
 - ``batch``: the history played back on JOIN, and each CHATHISTORY answer, come between
-  ``BATCH +id chathistory TARGET`` and ``BATCH -id``;
+  ``BATCH +id chathistory TARGET`` and ``BATCH -id``, and so do lines caught up live
+  (caught_up.py);
 - ``draft/chathistory``: the CHATHISTORY command (playback.py), and ``CHATHISTORY=`` and
   ``MSGREFTYPES=`` in 005;
 - ``multi-prefix``: every prefix of a member in NAMES and WHO (p2pchat has no channel

@@ -16,6 +16,7 @@ from twisted.internet.protocol import ServerFactory
 from p2pchat import events
 from p2pchat.interfaces import IChat
 from p2pchat.irc.caps import AWAY_NOTIFY, ECHO_MESSAGE, MESSAGE_TAGS, TYPING_ACTIVE, TYPING_TAG
+from p2pchat.irc.caught_up import CaughtUp
 from p2pchat.irc.channels import enter
 from p2pchat.irc.client import IrcClientProtocol
 from p2pchat.irc.dispatch import COMMANDS
@@ -39,6 +40,8 @@ class IrcFactory(ServerFactory[IrcClientProtocol]):
     def __init__(self, node: IChat, clock: IReactorTime, password: str | None = None) -> None:
         self.node = node
         self.lan = Lan(node, clock, password)
+        #: the catch-up batches open (caught_up.py)
+        self.caught_up = CaughtUp(clock)
         #: every connection, registered or not, oldest first (a dict keeps the order)
         self.clients: dict[IrcClientProtocol, None] = {}
         self._attached = False
@@ -82,6 +85,7 @@ class IrcFactory(ServerFactory[IrcClientProtocol]):
 
     def client_disconnected(self, client: IrcClientProtocol) -> None:
         self.clients.pop(client, None)
+        self.caught_up.forget(client)
 
     def waiting(self) -> list[IrcClientProtocol]:
         """The connections not registered yet (and not going), oldest first."""
@@ -177,23 +181,27 @@ class IrcFactory(ServerFactory[IrcClientProtocol]):
         if event.room.startswith("@"):  # a private line: no channel
             other = lan.sender(event.room[1:], event.private or event.nick)
             for client in self._registered():
+                batch = self.caught_up.batch_for(client, event.room, other.nick,
+                                                 event.replayed)
                 if event.own:
                     # Said by another client or face of ours: shown as bouncers do, from us
                     # to the other party (irssi and weechat put it in that query).
                     command = self._echo(client)
                     if command:
                         client.show_chat(me, other.nick, event.text, event.action,
-                                         event.when, event.message_id, command=command)
+                                         event.when, event.message_id, batch, command)
                 else:
                     client.show_chat(other, me.nick, event.text, event.action, event.when,
-                                     event.message_id)
+                                     event.message_id, batch)
             return
         member = me if event.own else lan.sender(event.sender_id, event.nick)
         for client in self._registered(event.room):
             command = self._echo(client) if event.own else "PRIVMSG"
+            batch = self.caught_up.batch_for(client, event.room, channel(event.room),
+                                             event.replayed)
             if command:
                 client.show_chat(member, channel(event.room), event.text, event.action,
-                                 event.when, event.message_id, command=command)
+                                 event.when, event.message_id, batch, command)
 
     def _typing(self, event: events.Typing) -> None:
         """A peer types: ``@+typing=active TAGMSG`` from it, to the clients with

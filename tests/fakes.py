@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from p2pchat.interfaces import Done, Refused, Said
+from p2pchat.face import CommandFace
+from p2pchat.interfaces import IChat, Done, Refused, Said
 from p2pchat.peers import PeerInfo
 from p2pchat import wire
 from p2pchat.wire import Message
@@ -111,3 +112,24 @@ class FakeAnnouncer:
 
     def reply_soon(self) -> None:
         self.replies += 1
+
+
+class RecordingFace(CommandFace):
+    """A face that keeps what it is told (info lines, errors), for tests of the commands."""
+
+    def __init__(self, node: IChat) -> None:
+        self.node = node
+        self.info: list[str] = []
+        self.errors: list[str] = []
+
+    def show_info(self, lines: list[str]) -> None:
+        self.info.extend(lines)
+
+    def show_error(self, text: str) -> None:
+        self.errors.append(text)
+
+    def clear(self) -> None:
+        pass
+
+    def quit(self) -> None:
+        pass

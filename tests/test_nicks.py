@@ -16,7 +16,6 @@ from twisted.trial.unittest import TestCase
 
 from p2pchat import events, wire
 from p2pchat.commands import Command, Refusal, parse_input
-from p2pchat.face import CommandFace
 from p2pchat.identity import (MAX_PINS_PER_KEY, PIN_IDLE_EVICT, Identity, Pins, peer_id_for,
                               short_form)
 from p2pchat.ignore import IGNORED_NAME, Ignores
@@ -26,7 +25,7 @@ from p2pchat.node import CAPS, Node
 from p2pchat.trust import Trust
 from p2pchat.wire import MAX_ROOMS, Message
 
-from tests.fakes import FakeLink, done, refusal
+from tests.fakes import RecordingFace, FakeLink, done, refusal
 
 
 def key(n: int) -> str:
@@ -270,31 +269,12 @@ class Printable(TestCase):
             self.assertEqual(out.count(ch), text.count(ch))
 
 
-class _Face(CommandFace):
-    def __init__(self, node: Node) -> None:
-        self.node = node
-        self.info: list[str] = []
-        self.errors: list[str] = []
-
-    def show_info(self, lines: list[str]) -> None:
-        self.info.extend(lines)
-
-    def show_error(self, text: str) -> None:
-        self.errors.append(text)
-
-    def clear(self) -> None:
-        pass
-
-    def quit(self) -> None:
-        pass
-
-
 class Ignoring(NickTest):
     def test_ignored_lines_not_shown_kept_across_restarts(self) -> None:
         path = os.path.join(self.mktemp(), IGNORED_NAME)
         os.makedirs(os.path.dirname(path))
         self.node.ignores = Ignores(path)
-        face = _Face(self.node)
+        face = RecordingFace(self.node)
         mallory, bob = self.link("mallory", 40), self.link("bob", 41)
         face.handle_input("/ignore")
         self.assertEqual(face.info[-1], "nobody is ignored")
@@ -385,7 +365,7 @@ class KeptNick(TestCase):
 
 class RoomAndHistoryInput(NickTest):
     def test_join_of_a_room_we_are_in_switches_even_at_the_limit(self) -> None:
-        face = _Face(self.node)
+        face = RecordingFace(self.node)
         for n in range(MAX_ROOMS - 1):
             self.assertEqual(self.node.join_room(f"r{n}"), Done())
         face.handle_input("/join #r3")
@@ -399,6 +379,6 @@ class RoomAndHistoryInput(NickTest):
         for arg in ("²", "٣", "0", "-1", "x"):
             self.assertIsInstance(parse_input(f"/history {arg}"), Refusal, arg)
         self.assertEqual(parse_input("/history 12"), Command("history", "12"))
-        face = _Face(self.node)
+        face = RecordingFace(self.node)
         face.handle_input("/history ²")
         self.assertIn("usage", face.errors[-1])

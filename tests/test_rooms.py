@@ -6,13 +6,13 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import TestCase
 
 from p2pchat import events, wire
-from p2pchat.face import CommandFace, describe_rooms
+from p2pchat.face import describe_rooms
 from p2pchat.interfaces import Done, Refused, Said
 from p2pchat.node import CAPS, Node
 from p2pchat.rooms import Rooms, room_name, rooms_of
 from p2pchat.wire import Message, WireError
 
-from tests.fakes import FakeLink, refusal
+from tests.fakes import RecordingFace, FakeLink, refusal
 
 
 class Names(TestCase):
@@ -153,7 +153,7 @@ class FaceCommands(TestCase):
     def setUp(self) -> None:
         self.clock = Clock()
         self.mesh = Mesh(self.clock, "alice", "bob")
-        self.face = _Face(self.mesh.nodes["alice"])
+        self.face = RecordingFace(self.mesh.nodes["alice"])
 
     def test_join_talk_part(self) -> None:
         self.face.handle_input("/join #ops")
@@ -189,20 +189,3 @@ class FaceCommands(TestCase):
         self.assertEqual(text[1].split()[:3], ["*", "#ops", "1"])
 
 
-class _Face(CommandFace):
-    def __init__(self, node: Node) -> None:
-        self.node = node
-        self.info: list[str] = []
-        self.errors: list[str] = []
-
-    def show_info(self, lines: list[str]) -> None:
-        self.info.extend(lines)
-
-    def show_error(self, text: str) -> None:
-        self.errors.append(text)
-
-    def clear(self) -> None:
-        pass
-
-    def quit(self) -> None:
-        pass

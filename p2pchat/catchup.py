@@ -189,6 +189,19 @@ class Delivery:
         self._compact()
         return done
 
+    def received(self, seq: int, peer_id: str) -> str | None:
+        """``peer_id`` has our line ``seq``, said by another way than its acks (a receipt for
+        a sealed line, sealed.py); the line's id if it is now delivered to all, else None."""
+        entry = self._waiting.get(seq)
+        if entry is None or peer_id not in entry[1]:
+            return None
+        entry[1].discard(peer_id)
+        if entry[1]:
+            return None
+        self._done(seq)
+        self._compact()
+        return entry[0]
+
     def private_waiting(self, peer_id: str) -> int:
         """How many of our private lines to ``peer_id`` it has not acknowledged yet."""
         return self._private_counts.get(peer_id, 0)

@@ -119,6 +119,7 @@ class Chat:
                                kept_for=peer_id if away else "")
         if not away:
             return Said(sent)
+        node.sealing.kept(msg, nick, text)  # and sealed, for carriers to hand her (sealing.py)
         kept = Said(sent, waits_for=nick)
         if peer_id not in self.told_kept:
             self.told_kept.add(peer_id)
@@ -372,7 +373,7 @@ class Chat:
             return Refused(f"{printable_name(link.username)} is your own nick: no other key "
                            "can have it")
         old = node.nick_of(link)
-        if not node.trust.pins.pin(link.username, link.fp, trusted=True):
+        if not node.trust.pins.pin(link.username, link.fp, trusted=True, pk=link.pk):
             return Refused("not pinned: the pin table is full (/forget a nick first)")
         node.emit(events.PeersChanged(node.clock.seconds()))
         return Done(f"pinned {short_form(link.fp)} for {printable_name(link.username)} "

@@ -209,6 +209,17 @@ def certificate_public_key(cert: Any) -> str:
 # --- beacon signatures ----------------------------------------------------------------------
 
 
+def key_matches(public_key_b64: str, fingerprint: str) -> bool:
+    """Whether ``public_key_b64`` (an Ed25519 key, raw, base64) is the key of
+    ``fingerprint``."""
+    try:
+        key = ed25519.Ed25519PublicKey.from_public_bytes(
+            base64.b64decode(public_key_b64, validate=True))
+    except (ValueError, TypeError):
+        return False
+    return spki_fingerprint(key) == fingerprint
+
+
 def beacon_payload(kind: str, peer_id: str, username: str, port: int, timestamp: str,
                    fingerprint: str) -> bytes:
     """The bytes a beacon signature covers: every field a receiver acts on."""
@@ -248,6 +259,9 @@ class Pin:
     fp: str
     seen: float
     trusted: bool = False
+    #: the key itself (Ed25519, base64), once seen: what a sealed line is sealed to
+    #: (sealed.py); "" in pins made before keys were kept, until the key is seen again
+    pk: str = ""
 
 
 class Pins:
@@ -299,7 +313,10 @@ class Pins:
             elif isinstance(value, dict) and isinstance(value.get("fp"), str):
                 seen = value.get("seen")
                 seen = float(seen) if isinstance(seen, (int, float)) else now
-                entries.append((str(nick), Pin(value["fp"], seen, value.get("trusted") is True)))
+                pk = value.get("pk")
+                pk = pk if isinstance(pk, str) and key_matches(pk, value["fp"]) else ""
+                entries.append((str(nick), Pin(value["fp"], seen, value.get("trusted") is True,
+                                               pk)))
         entries.sort(key=lambda e: (e[1].seen))
         for nick, pin in entries:
             self._add(nick, pin)
@@ -312,6 +329,14 @@ class Pins:
         pin = self._by_nick.get(nick)
         return pin.fp if pin is not None else None
 
+    def public_key(self, peer_id: str) -> str | None:
+        """The key (base64) of the pinned peer with this peer id, if it was seen since keys
+        are kept (a scan: asked once per private line sealed, not per line)."""
+        for pin in self._by_nick.values():
+            if pin.pk and peer_id_for(pin.fp) == peer_id:
+                return pin.pk
+        return None
+
     def is_trusted(self, nick: str) -> bool:
         pin = self._by_nick.get(nick)
         return pin is not None and pin.trusted
@@ -321,15 +346,20 @@ class Pins:
         """True when a nick could not be pinned for want of room, and still can't be."""
         return self._refused and len(self._by_nick) >= self.max_pins
 
-    def pin(self, nick: str, fingerprint: str, trusted: bool = False) -> bool:
+    def pin(self, nick: str, fingerprint: str, trusted: bool = False, pk: str = "") -> bool:
         """Pin ``fingerprint`` for ``nick``; True if it is pinned now.  On first use
         (``trusted`` False) a nick pinned to another key is never taken over; ``trusted`` (the
-        user's /trust) replaces it and is never dropped to make room."""
+        user's /trust) replaces it and is never dropped to make room.  ``pk``: the key
+        itself, kept only if it is the one the fingerprint is of."""
+        pk = pk if pk and key_matches(pk, fingerprint) else ""
         old = self._by_nick.get(nick)
         if old is not None and old.fp == fingerprint:
             if trusted and not old.trusted:
                 self._drop(nick)
-                self._add(nick, Pin(fingerprint, self._now(), True))
+                self._add(nick, Pin(fingerprint, self._now(), True, pk or old.pk))
+                self._save()
+            elif pk and not old.pk:
+                old.pk = pk
                 self._save()
             return True
         if old is not None and not trusted:
@@ -348,15 +378,21 @@ class Pins:
                          "not pinned are shown flagged", n=self.max_pins, nick=nick)
             self._refused = True
             return False
-        self._add(nick, Pin(fingerprint, self._now(), trusted))
+        self._add(nick, Pin(fingerprint, self._now(), trusted, pk))
         self._save()
         return True
 
-    def touch(self, nick: str, fingerprint: str) -> None:
-        """The key pinned for ``nick`` was seen using it (so its pins are kept longest)."""
+    def touch(self, nick: str, fingerprint: str, pk: str = "") -> None:
+        """The key pinned for ``nick`` was seen using it (so its pins are kept longest); a
+        pin made before keys were kept takes the key ``pk`` now (if it is that key)."""
         pin = self._by_nick.get(nick)
         now = self._now()
-        if pin is not None and pin.fp == fingerprint and now - pin.seen >= PIN_TOUCH_EVERY:
+        if pin is None or pin.fp != fingerprint:
+            return
+        if pk and not pin.pk and key_matches(pk, fingerprint):
+            pin.pk = pk
+            self._save()
+        if now - pin.seen >= PIN_TOUCH_EVERY:
             pin.seen = now
             self._save()
 
@@ -431,7 +467,8 @@ class Pins:
         self._dirty = False
         if not self.path:
             return  # a table in memory only (tests, no data dir)
-        table = {nick: {"fp": pin.fp, "seen": round(pin.seen, 3), "trusted": pin.trusted}
+        table = {nick: {"fp": pin.fp, "seen": round(pin.seen, 3), "trusted": pin.trusted,
+                        **({"pk": pin.pk} if pin.pk else {})}
                  for nick, pin in self._by_nick.items()}
         data = json.dumps(table, indent=1, sort_keys=True).encode("utf-8")
         try:

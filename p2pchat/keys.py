@@ -36,7 +36,7 @@ class KeyCheck:
         node = self.node
         if not link.username:
             return
-        if node.trust.first_use(link.username, link.fp):
+        if node.trust.first_use(link.username, link.fp, link.pk):
             node.notice(f"pinned {printable_name(link.username)}'s key {short_form(link.fp)}")
         elif (node.trust.flagged(link.username, link.fp)
               and node.trust.warn_once(link.username, link.fp)):

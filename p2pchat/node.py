@@ -59,6 +59,8 @@ from p2pchat.presence import Presence
 from p2pchat.relay import CAP_RELAY, RELAY
 from p2pchat.room import Room
 from p2pchat.rooms import Rooms
+from p2pchat.sealed import CAP_SEALED, SEALED
+from p2pchat.sealing import Sealing
 from p2pchat.seen import SeenSet
 from p2pchat.sending import Sender
 from p2pchat.session import PeerSession
@@ -142,7 +144,7 @@ class Node(ChatFront):
         #: peers whose lines are not shown (/ignore); the service gives it its file
         self.ignores = Ignores(None)
         self.peer_id = peer_id or (identity.peer_id if identity else new_peer_id(nick))
-        self.caps = CAPS + ((CAP_TLS, CAP_RELAY) if identity else ())
+        self.caps = CAPS + ((CAP_TLS, CAP_RELAY, CAP_SEALED) if identity else ())
         self.clock = clock
         self.peers = PeerTable()
         #: how well each peer is known: who gets table places and link slots (slots.py)
@@ -195,6 +197,8 @@ class Node(ChatFront):
         self.presence = Presence(self)
         #: typing and away, ours and the peers' (activity.py)
         self.activity = Activity(self)
+        #: private lines sealed for absent peers, and those we carry (sealing.py)
+        self.sealing = Sealing(self)
 
     # --- observers ------------------------------------------------------------------------
 
@@ -249,6 +253,7 @@ class Node(ChatFront):
         if link is not None and self.links.get(link.peer_id) is link:
             self.sender.pump(link)
             self.catchup.pump_relay(link)
+            self.sealing.pump(link)
 
     # --- our own lines and rooms ------------------------------------------------------------
 
@@ -350,6 +355,7 @@ class Node(ChatFront):
             link.username = self.line_names.get(link.peer_id, link.username)
         self.catchup.start(link)
         self.activity.linked(link)
+        self.sealing.linked(link)
         if existing is None:
             log_limited(self.clock, log, "linked", LogLevel.info,
                         "linked with {peer} at {address} ({how})",
@@ -469,6 +475,9 @@ class Node(ChatFront):
             return
         if kind == TYPING:
             self.activity.heard_typing(link, msg)
+            return
+        if kind == SEALED:
+            self.sealing.line(link, msg)
             return
         if kind == AWAY:
             self.activity.heard_away(link, msg)

@@ -190,3 +190,7 @@ def relayed_of(msg: Message) -> list[tuple[bytes, str]]:
             raise WireError("a relayed line has no key for its author")
         out.append((text.encode("utf-8"), key))
     return out
+
+
+#: What an author signed, read from its line as written (sealed.py checks a sealed line's).
+raw_payload = _raw_payload

@@ -43,6 +43,7 @@ from p2pchat.store import (
 from p2pchat.nick import NickKeeper, start_nick
 from p2pchat.notify import DEFAULT_OUTPUTS, HIGHLIGHTS_NAME, NotifyConfig
 from p2pchat.options import PORT_RANGE, Options
+from p2pchat.sealstore import SEALED_NAME
 from p2pchat.trust import Trust
 
 log = Logger()
@@ -303,6 +304,7 @@ def makeService(options: Options, reactor: Any = None) -> ChatService:
                 log_lines=options["catchup-lines"],
                 log_age=options["catchup-age"], identity=identity, trust=trust, store=store)
     node.ignores = Ignores(os.path.join(data_dir, IGNORED_NAME))
+    node.sealing.open_store(os.path.join(data_dir, SEALED_NAME))
     node.activity.settings = Settings(os.path.join(data_dir, SETTINGS_NAME))
     node.subscribe(NickKeeper(data_dir))
     node_service = NodeService(node, reactor, options["port"], options["multicast"],

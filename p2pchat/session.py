@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from p2pchat.relay import CAP_RELAY
+from p2pchat.sealed import CAP_SEALED
 from p2pchat.wire import CAP_AWAY, CAP_CATCHUP, CAP_OURS, CAP_ROOMS, CAP_TLS, CAP_TYPING
 
 if TYPE_CHECKING:
@@ -22,7 +23,7 @@ if TYPE_CHECKING:
     from p2pchat.wire import Message
 
 #: The caps of ours a plain link (no proven key) is never believed to have, while we have a key.
-KEYED_CAPS = (CAP_CATCHUP, CAP_ROOMS, CAP_RELAY, CAP_TLS, CAP_TYPING, CAP_AWAY)
+KEYED_CAPS = (CAP_CATCHUP, CAP_ROOMS, CAP_RELAY, CAP_TLS, CAP_TYPING, CAP_AWAY, CAP_SEALED)
 
 
 class PeerSession:
@@ -31,7 +32,7 @@ class PeerSession:
 
     __slots__ = ("wire", "peer_id", "username", "fp", "ours", "catchup", "rooms", "relay",
                  "linked_at", "cursor", "synced", "sync_point", "said_leave", "hand_on",
-                 "save_rate", "typing", "speaks_away")
+                 "save_rate", "typing", "speaks_away", "sealed")
 
     def __init__(self, wire: Wire, linked_at: float, keyed: bool) -> None:
         """``keyed``: we have a key, so a link that proved none is a base peer's (or claims
@@ -52,6 +53,8 @@ class PeerSession:
         #: takes ``typing`` and ``away`` lines (activity.py); a base peer never gets one
         self.typing = CAP_TYPING in caps
         self.speaks_away = CAP_AWAY in caps
+        #: carries sealed items and takes its own (sealing.py); a base peer never gets one
+        self.sealed = CAP_SEALED in caps
         self.linked_at = linked_at
         #: the last of our sequenced lines written to it (the rest wait in the sent log)
         self.cursor = 0

@@ -216,6 +216,7 @@ class CatchUp:
         now = node.clock.seconds()
         for message_id in node.delivery.acked(link.peer_id, have):
             node.emit(events.Delivered(now, message_id))
+        node.sealing.acked(link.peer_id, have)
 
     def schedule_ack(self, link: PeerSession) -> None:
         node = self.node

@@ -65,16 +65,17 @@ class Trust:
         name = printable_name(nick)
         return f"{name}?" if self.flagged(nick, fp) else name
 
-    def first_use(self, nick: str, fp: str) -> bool:
-        """Pin ``fp`` for ``nick`` if the nick has no pin yet (and is not ours); True if it
-        pinned.  Seeing a nick with its pinned key keeps that pin fresh."""
+    def first_use(self, nick: str, fp: str, pk: str = "") -> bool:
+        """Pin ``fp`` (and its key ``pk``) for ``nick`` if the nick has no pin yet (and is
+        not ours); True if it pinned.  Seeing a nick with its pinned key keeps that pin fresh
+        (and gives it the key, if it was pinned before keys were kept)."""
         if not fp or not nick or self.is_own(nick):
             return False
         pinned = self.pins.get(nick)
         if pinned is None:
-            return self.pins.pin(nick, fp)
+            return self.pins.pin(nick, fp, pk=pk)
         if pinned == fp:
-            self.pins.touch(nick, fp)
+            self.pins.touch(nick, fp, pk)
         return False
 
     def warn_once(self, nick: str, fp: str) -> bool:

@@ -126,7 +126,7 @@ class Sealing:
         carriers = [link for link in node.links.values() if link.sealed]
         for link in carriers:
             self._write(link, [item])
-        log.info("a private line to {peer} sealed, handed to {n} carriers", peer=to,
+        log.info("a private line to {peer} sealed, handed to {n} carrier(s)", peer=to,
                  n=len(carriers))
 
     def _keep_own(self, item: Item, now: float, note: Note | None = None) -> bool:

@@ -71,6 +71,13 @@ def test_a_field_changed_is_refused(change: dict) -> None:
         verify(dataclasses.replace(sealed(), **change))
 
 
+def test_an_item_signed_by_another_key_in_the_authors_name_is_refused() -> None:
+    forged = dataclasses.replace(sealed(author=MALLORY), author=ALICE.peer_id, sig="")
+    forged = dataclasses.replace(forged, sig=MALLORY.sign(forged.payload()))
+    with pytest.raises(WireError, match="not its author's"):
+        verify(forged)
+
+
 def test_tampered_ciphertext_or_signature_refused() -> None:
     item = sealed()
     body = item.body[:10] + ("A" if item.body[10] != "A" else "B") + item.body[11:]

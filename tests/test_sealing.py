@@ -14,7 +14,7 @@ from twisted.trial.unittest import TestCase
 from p2pchat import events, wire
 from p2pchat.identity import Identity
 from p2pchat.node import Node
-from p2pchat.sealed import LINE, RECEIPT, SEALED
+from p2pchat.sealed import LINE, RECEIPT, SEALED, Sealer
 from p2pchat.wire import Message
 from tests.fakes import FakeLink
 
@@ -236,10 +236,15 @@ class SealedTest(TestCase):
         self.say_to_carol()
         self.assertEqual(len(self.bob.sealing.held), 1)  # a carrier got it
         self.assertEqual((sealed_to(base), sealed_to(plain)), ([], []))
-        item = self.bob.sealing.held.all()[0]
+        item = Sealer(mallory).seal(b"{}", self.carol.peer_id, self.carol_id.public_key_b64(),
+                                    self.clock.seconds())
         self.alice.message_received(plain, Message(id="p", type=SEALED, sender_id=plain.peer_id,
                                                    metadata=item.metadata()))
         self.assertEqual(len(self.alice.sealing.held), 0)  # nor taken from them
+        self.alice.message_received(self.net.links[self.alice.peer_id, self.bob.peer_id],
+                                    Message(id="q", type=SEALED, sender_id=self.bob.peer_id,
+                                            metadata=item.metadata()))
+        self.assertEqual(len(self.alice.sealing.held), 1)  # from a peer of ours, carried
 
     def test_without_a_known_key_the_line_waits_in_the_sent_log_only(self) -> None:
         self.alice.trust.pins.forget("carol")
@@ -265,7 +270,8 @@ class SealedTest(TestCase):
         again = self.replay_item()
         self.net.unlink(self.alice, self.bob)
         self.net.link(self.bob, self.carol)
-        self.net.link(self.alice, self.bob)  # the receipt goes to alice
+        self.net.unlink(self.bob, self.carol)
+        self.net.link(self.alice, self.bob)  # the receipt goes to alice, the line comes again
         self.assertEqual(len(self.bob.sealing.held), 0)
         self.bob.message_received(self.net.links[self.bob.peer_id, self.alice.peer_id], again)
         self.assertEqual(len(self.bob.sealing.held), 0)

@@ -1,5 +1,13 @@
-"""Private lines sealed for an absent recipient, carried by others (PROTOCOL.md Part 2,
-"Sealed lines").  Pure code: plain values in, plain values out.
+"""Private lines sealed for an absent recipient, carried by others (README "Sealed private
+lines, carried by others").  Pure code: plain values in, plain values out.
+
+On the wire an item is one line of type ``sealed`` (sent only to peers that announced
+``sealed/1``, which a peer with a key does), its fields in ``metadata``: ``kind`` ("line" or
+"receipt"), ``id``, ``to``, ``from`` (the author's peer id), ``pk`` (the author's Ed25519 key,
+base64), ``ts`` (seconds), ``body`` (the ciphertext, base64; for a receipt the id of the item
+it answers) and ``sig`` (the author's signature over all of them, ``Item.payload``).  The
+line's own ``sender_id`` is the peer that hands it on: who wrote an item and who handed it to
+us are never confused.
 
 A private line to a peer that is not linked now is kept in our sent log (absent.py) and, when
 we know the peer's key, also *sealed*: the author's whole signed line, encrypted to the

@@ -258,6 +258,8 @@ class Sealing:
                 return
         elif item.id in self.answered:
             return  # its recipient has it
+        if item.id in self.held:
+            return  # its author hands it to each carrier at each link: held already
         taken = self.held.add(item, now)
         self.store.delete(taken.dropped)
         if not taken.held:
@@ -272,6 +274,8 @@ class Sealing:
     def _open(self, link: PeerSession, item: Item, fp: str, now: float) -> None:
         node = self.node
         assert self.sealer is not None
+        if node.leaving:
+            return  # our face is gone: it stays with its carriers, for when we are back
         if item.id in self.opened:
             log_limited(node.clock, log, "sealed replay", LogLevel.warn,
                         "the sealed line {id} of {author} came again (by {peer}): a replay, "
@@ -288,7 +292,7 @@ class Sealing:
         self.store.forget_opened(self.opened.add(item.id, item.ts))
         self.store.opened(item.id, item.ts)
         self._answer(item, now)
-        if node.leaving or not node.room.accept(line, advance=False):
+        if not node.room.accept(line, advance=False):
             return  # had it already (its author's catch-up came first)
         log.info("opened a sealed line of {author} handed on by {peer}", author=item.author,
                  peer=link.peer_id)

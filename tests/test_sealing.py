@@ -275,3 +275,51 @@ class SealedTest(TestCase):
         self.assertEqual(len(self.bob.sealing.held), 0)
         self.bob.message_received(self.net.links[self.bob.peer_id, self.alice.peer_id], again)
         self.assertEqual(len(self.bob.sealing.held), 0)
+
+    def test_a_line_said_before_the_authors_restart_is_told_delivered_once(self) -> None:
+        path = self.mktemp()
+        alice_id = Identity.generate()
+        alice = self.net.node("alice", alice_id, sealed=path)
+        for other in (self.bob, self.carol):
+            self.net.link(alice, other)
+        self.net.unlink(alice, self.carol)
+        self.assertEqual(getattr(alice.chat.say_private("carol", SECRET), "waits_for"), "carol")
+        self.net.unlink(alice, self.bob)
+        alice.sealing.store.close()
+        self.net.link(self.bob, self.carol)
+        self.assertEqual(len(shown(self.carol)), 1)
+        again = self.net.node("alice", alice_id, sealed=path)  # alice back, a new run
+        self.assertEqual(len(again.sealing.own), 1)
+        self.net.link(again, self.bob)  # bob hands her carol's receipt
+        self.net.link(again, self.carol)  # carol too: her own copy of it
+        told = [e.text for e in again.events  # type: ignore[attr-defined]
+                if isinstance(e, events.Notice) and "delivered" in e.text]
+        self.assertEqual(told, [f"delivered to carol: {SECRET}"])
+        self.assertEqual(len(again.sealing.own), 0)
+
+    def test_an_ack_tells_an_earlier_runs_sealed_line_delivered(self) -> None:
+        path = self.mktemp()
+        alice_id = Identity.generate()
+        alice = self.net.node("alice", alice_id, sealed=path)
+        self.net.link(alice, self.carol)
+        self.net.unlink(alice, self.carol)
+        said = alice.chat.say_private("carol", SECRET)
+        alice.sealing.store.close()
+        again = self.net.node("alice", alice_id, sealed=path)
+        again.sealing.acked(self.carol.peer_id, said.msg.sequence - 1)  # type: ignore[union-attr]
+        self.assertEqual(len(again.sealing.own), 1)  # not that far
+        again.sealing.acked(self.carol.peer_id, said.msg.sequence)  # type: ignore[union-attr]
+        self.assertEqual(len(again.sealing.own), 0)
+        self.assertEqual([e.text for e in again.events  # type: ignore[attr-defined]
+                          if isinstance(e, events.Notice) and "delivered" in e.text],
+                         [f"delivered to carol: {SECRET}"])
+
+    def test_a_leaving_peer_opens_nothing(self) -> None:
+        self.say_to_carol()
+        item = self.replay_item()
+        self.net.unlink(self.alice, self.bob)
+        self.net.link(self.bob, self.carol)
+        self.carol.say_goodbye()
+        self.carol.sealing.opened = type(self.carol.sealing.opened)()  # as if never opened
+        self.carol.message_received(self.net.links[self.carol.peer_id, self.bob.peer_id], item)
+        self.assertEqual(len(self.carol.sealing.opened), 0)

@@ -23,6 +23,11 @@ SEALED_TOTAL = 1000
 SEALED_TOTAL_BYTES = 4 * 1024 * 1024
 #: Items older than this (seconds) are dropped, and refused when they come.
 SEALED_AGE = 7 * 24 * 3600.0
+#: Sealed items taken from one link: SEALED_RATE a second after a burst of SEALED_BURST (each
+#: costs a signature check; a link-up hands at most our own and a carrier's items for us, which
+#: the burst covers).  Past it they are ignored (and logged): their author hands them again.
+SEALED_RATE = 100.0
+SEALED_BURST = 2 * SEALED_TOTAL
 #: Most ids of opened items remembered (to refuse replays); each is kept SEALED_AGE at most.
 OPENED_MAX = 10_000
 

@@ -23,8 +23,9 @@ from twisted.logger import Logger, LogLevel
 
 from p2pchat import events
 from p2pchat.absent import HELD_LINES, RECENT_PEERS
-from p2pchat.carrier import SEALED_AGE, Bag, Opened
+from p2pchat.carrier import SEALED_AGE, SEALED_BURST, SEALED_RATE, Bag, Opened
 from p2pchat.clocks import log_limited
+from p2pchat.flow import TokenBucket
 from p2pchat.interfaces import private_key
 from p2pchat.sealed import LINE, RECEIPT, SEALED, Item, Sealer, check_time, parse_item, verify
 from p2pchat.sealstore import HELD, OWN, SealStore
@@ -72,6 +73,8 @@ class Sealing:
         #: the keys of peers linked in this run (besides the pins), bounded
         self.keys: dict[str, str] = {}
         self.store = SealStore(None)
+        #: how many items each linked peer may still hand us (SEALED_RATE)
+        self._rates: dict[str, TokenBucket] = {}
         #: items still to write to a peer that was slow to read: its link, and the items
         self._queues: dict[str, tuple[PeerSession, list[Item]]] = {}
 
@@ -177,6 +180,11 @@ class Sealing:
             self.keys[link.peer_id] = link.pk
             while len(self.keys) > RECENT_PEERS:
                 del self.keys[next(iter(self.keys))]
+        self._rates.pop(link.peer_id, None)
+        self._rates[link.peer_id] = TokenBucket(SEALED_RATE, SEALED_BURST,
+                                                self.node.clock.seconds())
+        while len(self._rates) > RECENT_PEERS:
+            del self._rates[next(iter(self._rates))]
         self._expire(self.node.clock.seconds())
         self._queues.pop(link.peer_id, None)
         self._write(link, self.own.all() + self.held.for_peer(link.peer_id))
@@ -223,6 +231,12 @@ class Sealing:
                         peer=link.peer_id)
             return
         now = node.clock.seconds()
+        rate = self._rates.get(link.peer_id)
+        if rate is None or not rate.take(now):
+            log_limited(node.clock, log, "sealed too fast", LogLevel.warn,
+                        "{peer} hands us sealed items too fast: the extra ones ignored",
+                        peer=link.peer_id)
+            return
         try:
             item = parse_item(msg.metadata)
             fp = verify(item)

@@ -11,7 +11,7 @@ from twisted.internet.task import Clock
 from twisted.logger import formatEvent, globalLogPublisher
 from twisted.trial.unittest import TestCase
 
-from p2pchat import events, wire
+from p2pchat import events, sealing, wire
 from p2pchat.identity import Identity
 from p2pchat.node import Node
 from p2pchat.sealed import LINE, RECEIPT, SEALED, Sealer
@@ -323,3 +323,32 @@ class SealedTest(TestCase):
         self.carol.sealing.opened = type(self.carol.sealing.opened)()  # as if never opened
         self.carol.message_received(self.net.links[self.carol.peer_id, self.bob.peer_id], item)
         self.assertEqual(len(self.carol.sealing.opened), 0)
+
+    def test_items_handed_too_fast_are_ignored(self) -> None:
+        self.patch(sealing, "SEALED_BURST", 3)
+        dave = self.net.node("dave")
+        self.net.link(self.bob, dave)
+        mallory = Identity.generate()  # items for her, by her: carried by dave
+        link = self.net.links[dave.peer_id, self.bob.peer_id]
+        for n in range(5):
+            item = Sealer(mallory).seal(b"{}", mallory.peer_id, mallory.public_key_b64(),
+                                        self.clock.seconds())
+            dave.message_received(link, Message(id=f"f{n}", type=SEALED,
+                                                sender_id=self.bob.peer_id,
+                                                metadata=item.metadata()))
+        self.assertEqual(len(dave.sealing.held), 3)
+        self.assertTrue(any("too fast" in line for line in self.logged))
+        self.clock.advance(1.0)  # 100 a second again
+        dave.message_received(link, Message(id="later", type=SEALED, sender_id=self.bob.peer_id,
+                                            metadata=Sealer(mallory).seal(
+                                                b"{}", mallory.peer_id,
+                                                mallory.public_key_b64(),
+                                                self.clock.seconds()).metadata()))
+        self.assertEqual(len(dave.sealing.held), 4)
+
+    def test_a_sealed_file_that_cant_be_used_keeps_items_in_memory(self) -> None:
+        dave = self.net.node("dave", sealed=self.mktemp() + "/no/such/dir/sealed.sqlite3")
+        self.assertTrue(any("held in memory only" in line for line in self.logged))
+        self.net.link(self.alice, dave)
+        self.say_to_carol()
+        self.assertEqual(len(dave.sealing.held), 1)

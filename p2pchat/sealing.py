@@ -38,7 +38,7 @@ if TYPE_CHECKING:
 log = Logger()
 
 #: The most characters of a line a "delivered" notice quotes (for a line said in an earlier
-#: run, which no face remembers).
+#: run, or out of the sent log by now: no face remembers it).
 NOTICE_TEXT = 60
 
 
@@ -160,13 +160,14 @@ class Sealing:
         note = self.notes.pop(item.id, None)
         if note is None:
             return
-        if note.earlier:
+        if by_ack and not note.earlier:
+            return  # the ack told it (syncing.py)
+        message_id = None if note.earlier else node.delivery.received(note.seq, peer_id)
+        if message_id is not None:
+            node.emit(events.Delivered(node.clock.seconds(), message_id))
+        else:  # said in an earlier run, or its mark went with the sent log: no face knows it
             text = note.text if len(note.text) <= NOTICE_TEXT else note.text[:NOTICE_TEXT] + "…"
             node.notice(f"delivered to {note.nick}: {text}")
-        elif not by_ack:
-            message_id = node.delivery.received(note.seq, peer_id)
-            if message_id is not None:
-                node.emit(events.Delivered(node.clock.seconds(), message_id))
 
     # --- links ----------------------------------------------------------------------------
 

@@ -352,3 +352,12 @@ class SealedTest(TestCase):
         self.net.link(self.alice, dave)
         self.say_to_carol()
         self.assertEqual(len(dave.sealing.held), 1)
+
+    def test_a_receipt_after_the_line_left_the_sent_log_is_still_told(self) -> None:
+        self.say_to_carol()
+        self.alice.delivery.forget_through(self.alice.outbox.sequence)  # the log let it go
+        self.net.link(self.bob, self.carol)  # alice still linked with bob: receipt at once
+        self.assertEqual(delivered(self.alice), [])
+        self.assertEqual([e.text for e in self.alice.events  # type: ignore[attr-defined]
+                          if isinstance(e, events.Notice) and "delivered" in e.text],
+                         [f"delivered to carol: {SECRET}"])

@@ -84,8 +84,9 @@ class Sealing:
         items, opened = self.store.load()
         for bag, item, note in items:
             if bag == OWN:
-                if self.own.add(item, item.ts).held and note is not None:
-                    self.notes[item.id] = Note(str(note.get("msg", "")), int(note.get("seq", 0)),
+                seq = note.get("seq") if note is not None else None
+                if self.own.add(item, item.ts).held and note is not None and isinstance(seq, int):
+                    self.notes[item.id] = Note(str(note.get("msg", "")), seq,
                                                str(note.get("nick", "")),
                                                str(note.get("text", "")), earlier=True)
             else:

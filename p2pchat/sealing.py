@@ -284,6 +284,9 @@ class Sealing:
                         why=taken.why)
             return
         self.store.put(HELD, item)
+        log_limited(node.clock, log, "sealed carried", LogLevel.info,
+                    "carrying a sealed {kind} of {author} for {peer}", kind=item.kind,
+                    author=item.author, peer=item.to)
         if to is not None and to.sealed:
             self._write(to, [item])
 

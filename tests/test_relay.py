@@ -34,6 +34,20 @@ class Checking(TestCase):
         self.alice = Identity.generate()
         self.key = self.alice.public_key_b64()
 
+    def test_libsodium_signs_as_openssl_does(self) -> None:
+        """Identity.sign goes through libsodium (faster here); the signature must be the very
+        one OpenSSL makes (Ed25519 is deterministic), and OpenSSL's check must take it."""
+        import base64
+
+        from p2pchat import identity as identity_module
+
+        self.assertIsNotNone(identity_module._crypto_sign)  # PyNaCl is installed (setup.py)
+        for data in (b"", b"hello", "é".encode() * 3000):
+            sig = self.alice.sign(data)
+            self.assertEqual(sig, base64.b64encode(self.alice.key.sign(data)).decode())
+            self.alice.key.public_key().verify(base64.b64decode(sig), data)
+        self.assertTrue(self.alice._sodium)
+
     def test_a_signed_line_checks_out(self) -> None:
         msg, raw = signed(self.alice)
         relayed = check_relayed(raw, self.key)

@@ -7,6 +7,7 @@ import dataclasses
 import os
 
 import pytest_twisted
+from hypothesis import given, settings, strategies as st
 from twisted.internet import reactor
 from twisted.internet.task import deferLater
 from twisted.trial.unittest import TestCase
@@ -33,6 +34,23 @@ class Checking(TestCase):
     def setUp(self) -> None:
         self.alice = Identity.generate()
         self.key = self.alice.public_key_b64()
+
+    @settings(max_examples=300)
+    @given(st.lists(st.one_of(st.text(), st.integers(0, 2**64 - 1)), max_size=10))
+    def test_the_signed_payload_is_written_as_json_writes_it(self, fields: list) -> None:
+        """line_payload (the signer) writes with msgspec, _raw_payload (the checker, and
+        peers of older builds) with json: the bytes must be the same."""
+        from p2pchat import relay
+
+        try:
+            expected: object = relay._payload(fields)
+        except UnicodeEncodeError:
+            expected = "refused"
+        try:
+            got: object = relay._encode_list(fields)
+        except UnicodeEncodeError:
+            got = "refused"
+        self.assertEqual(got, expected)
 
     def test_libsodium_signs_as_openssl_does(self) -> None:
         """Identity.sign goes through libsodium (faster here); the signature must be the very

@@ -253,18 +253,18 @@ def render(r: dict) -> str:
         return f"Side by side with the reference Go peer: {r.get('status')}"
     lines = [f"Side by side with the reference Go peer ({r['go']}): a burst of {r['lines']} "
              f"lines, one sender, two receivers (median of {len(r['trials'])})"]
-    lines.append(f"  {'':<40}{'reference':>13}{'p2pchat':>13}")
+    lines.append(f"  {'':<40}{'reference':>14}{'p2pchat':>14}")
     ref, ours = r["reference"], r["p2pchat"]
-    shares = "".join(f"{'%.1f%% (%.0f%%)' % (100 * e['share'], 100 * e['share_min']):>13}"
+    shares = "".join(f"{'%.1f%% (%.0f%%)' % (100 * e['share'], 100 * e['share_min']):>14}"
                      for e in (ref, ours))
     lines.append(f"  {'share delivered (lowest)':<40}{shares}")
-    lines.append(f"  {'delivered lines/s':<40}{ref['lines_per_s']:>13.0f}"
-                 f"{ours['lines_per_s']:>13.0f}")
+    lines.append(f"  {'delivered lines/s':<40}{ref['lines_per_s']:>14.0f}"
+                 f"{ours['lines_per_s']:>14.0f}")
     for key, label in (("sender_cpu_us_per_line", "sender CPU us/line"),
                        ("receiver_cpu_us_per_line", "receiver CPU us/line")):
-        cells = "".join(f"{v:>13.1f}" if v is not None else f"{'-':>13}"
+        cells = "".join(f"{v:>14.1f}" if v is not None else f"{'-':>14}"
                         for v in (ref.get(key), ours.get(key)))
         lines.append(f"  {label:<40}{cells}")
     if "ratio" in r:
-        lines.append(f"  {'p2pchat / reference, delivered rate':<40}{r['ratio']:>25.2f}x")
+        lines.append(f"  {'p2pchat / reference, delivered rate':<40}{r['ratio']:>27.2f}x")
     return "\n".join(lines)

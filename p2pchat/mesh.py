@@ -15,13 +15,13 @@ from twisted.internet import defer
 from twisted.internet.interfaces import IAddress, IHandshakeListener, IReactorTCP, IReactorTime
 from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger, LogLevel
-from twisted.protocols.basic import LineReceiver
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from p2pchat import handshake, ratelog
 from p2pchat.reach import DIAL_TIMEOUT, Endpoint, peer_endpoint
 from p2pchat.flow import Backpressure, TokenBucket
+from p2pchat.framing import LinesPerRead
 from p2pchat.gather import Gather
 from p2pchat.identity import ContextFactory, certificate_fingerprint, certificate_public_key
 
@@ -87,7 +87,7 @@ def _describe(address: IAddress | None) -> str:
 
 
 @implementer(IHandshakeListener)
-class PeerProtocol(LineReceiver):
+class PeerProtocol(LinesPerRead):
     """One TCP connection to a peer.  The dialer's first line is a join from itself; the
     listener learns who called from it and sends no greeting (as the base protocol says).
 
@@ -317,6 +317,9 @@ class PeerProtocol(LineReceiver):
         now = self.last_heard = self.clock.seconds()
         self._flood.refill(now)
         super().dataReceived(data)
+
+    def lines_at_once(self) -> bool:
+        return self.handshake.ready  # a read split once (framing.py) only on a live link
 
     def lineReceived(self, line: bytes) -> None:
         flood = self._flood

@@ -78,8 +78,9 @@ def build(reference: str, workdir: str) -> tuple[str | None, str]:
     # The core imports only the standard library; its own go.mod says 1.25.4 and lists the
     # UI's modules, which a Go 1.19 can't take and which would need the network.
     (folder / "go.mod").write_text("module p2pchat\n\ngo 1.19\n")
-    env = dict(os.environ, GOFLAGS="-mod=mod", GOPROXY="off", GOTOOLCHAIN="local",
-               GOCACHE=os.environ.get("GOCACHE") or str(Path(workdir) / "gocache"))
+    env = dict(os.environ, GOFLAGS="-mod=mod", GOPROXY="off", GOTOOLCHAIN="local")
+    if not env.get("GOCACHE") and not env.get("HOME"):
+        env["GOCACHE"] = str(Path(workdir) / "gocache")  # else Go's own, kept between runs
     binary = folder / "refpeer"
     try:
         done = subprocess.run(["go", "build", "-o", str(binary), "./cmd/refpeer"], cwd=folder,

@@ -12,11 +12,11 @@ import sys
 import tempfile
 import time
 
-from bench import profiling, scenarios
+from bench import profiling, reference, scenarios
 from bench import search as search_bench
 from bench.procs import Children, install_signal_handlers, precompile
 
-PHASES = ("mesh", "fanout", "cost", "profile", "search")
+PHASES = ("mesh", "fanout", "cost", "profile", "search", "reference")
 
 
 def int_list(text: str) -> list[int]:
@@ -57,6 +57,11 @@ def options(argv: list[str] | None) -> argparse.Namespace:
                    help="messages sent in the profiled saturation run [10000]")
     p.add_argument("--search-lines", type=int, default=1_000_000,
                    help="lines in the history file of the search run [1000000]")
+    p.add_argument("--reference", default=None, metavar="DIR",
+                   help="a checkout of the reference Go peer (Redsskull/p2pchat), for the "
+                   "reference phase")
+    p.add_argument("--reference-lines", type=int, default=5000,
+                   help="lines in each burst of the reference phase [5000]")
     p.add_argument("--quick", action="store_true", help="fewer trials, shorter windows")
     p.add_argument("--timeout-scale", type=float, default=1.0,
                    help="multiply every timeout (a loaded machine)")
@@ -78,6 +83,8 @@ def options(argv: list[str] | None) -> argparse.Namespace:
     bad = [x for x in a.phases if x not in PHASES]
     if bad:
         p.error(f"unknown phase {bad[0]!r}; phases: {', '.join(PHASES)}")
+    if not 0 < a.reference_lines <= 100000:
+        p.error("keep --reference-lines within 1-100000")
     if not 0 < a.rate <= 20000 or (a.messages or 0) > 100000 or a.duration > 120:
         p.error("keep --rate within 20000/s, --messages within 100000, --duration within 120 s")
     return a
@@ -229,6 +236,8 @@ def render(r: dict) -> str:
                 lines.append(f"{name}: {p.get(name, {}).get('status')}")
     if "search" in r:
         lines += ["", search_bench.render(r["search"])]
+    if "reference" in r:
+        lines += ["", reference.render(r["reference"])]
     return "\n".join(lines)
 
 
@@ -264,6 +273,9 @@ def main(argv: list[str] | None = None) -> int:
         if "search" in a.phases:
             say(f"search: filling a history file with {a.search_lines} lines")
             result["search"] = search_bench.run(a.search_lines, 1 if a.quick else 5)
+        if "reference" in a.phases:
+            result["reference"] = reference.run(kids, a.reference, workdir, a.reference_lines,
+                                                a.trials, a.timeout_scale, say)
     except KeyboardInterrupt:
         say("interrupted: stopping every peer")
         result["interrupted"] = True

@@ -15,13 +15,14 @@ from twisted.internet import defer
 from twisted.internet.interfaces import IAddress, IHandshakeListener, IReactorTCP, IReactorTime
 from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger, LogLevel
-from twisted.protocols.basic import LineReceiver
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from p2pchat import handshake, ratelog
 from p2pchat.reach import DIAL_TIMEOUT, Endpoint, peer_endpoint
 from p2pchat.flow import Backpressure, TokenBucket
+from p2pchat.framing import LinesPerRead
+from p2pchat.gather import Gather
 from p2pchat.identity import ContextFactory, certificate_fingerprint, certificate_public_key
 
 from p2pchat.node import Node
@@ -86,7 +87,7 @@ def _describe(address: IAddress | None) -> str:
 
 
 @implementer(IHandshakeListener)
-class PeerProtocol(LineReceiver):
+class PeerProtocol(LinesPerRead):
     """One TCP connection to a peer.  The dialer's first line is a join from itself; the
     listener learns who called from it and sends no greeting (as the base protocol says).
 
@@ -129,6 +130,8 @@ class PeerProtocol(LineReceiver):
         self._flood_timer: _Timer | None = None
         self._flood_logged = False
         self._registered = False  # our backpressure producer is registered with the transport
+        #: a live TLS link's writes, gathered per reactor turn (gather.py)
+        self._gather: Gather | None = None
         #: fires when the connection is gone, for a shutdown that waits for goodbyes
         self.closed: defer.Deferred[None] = defer.Deferred()
 
@@ -157,7 +160,18 @@ class PeerProtocol(LineReceiver):
 
     def send_bytes(self, data: bytes) -> None:
         if self.transport is not None and self.connected:
+            if self._gather is not None:
+                self._gather.add(data)
+            else:
+                self.transport.write(data)
+
+    def _write(self, data: bytes) -> None:
+        if self.transport is not None and self.connected:
             self.transport.write(data)
+
+    def _flush(self) -> None:
+        if self._gather is not None:
+            self._gather.flush()
 
     def writable(self) -> None:
         if self.handshake.ready:
@@ -176,6 +190,7 @@ class PeerProtocol(LineReceiver):
         transport = self.transport
         if transport is None or not self.connected:
             return
+        self._flush()  # the leave line
         if self._registered:
             self._registered = False
             transport.unregisterProducer()
@@ -189,6 +204,7 @@ class PeerProtocol(LineReceiver):
         _log(self.clock, "closing link", LogLevel.info,
              "closing link with {peer} ({address}): {why}", burst=50, peer=self.peer_id or "?", address=self.address, why=why)
         if self.transport is not None:
+            self._flush()  # what we said before closing (a refused line) goes first
             # Over TLS, loseConnection waits for a registered producer to go: without this,
             # a refused or replaced TLS link stayed open (and looked alive on the other side).
             if self._registered:
@@ -250,6 +266,8 @@ class PeerProtocol(LineReceiver):
                 self.tls = handle.get_protocol_version_name() if handle is not None else "TLS"
             elif isinstance(action, handshake.GoLive):
                 self._stop_handshake_timer()
+                if self.tls:  # TLS is up: writes are gathered per reactor turn
+                    self._gather = Gather(self.clock, self._write)
                 self._do(self.handshake.linked(self.node.link_ready(self)))
             elif isinstance(action, handshake.Deliver):
                 self.node.message_received(self, action.msg)
@@ -299,6 +317,9 @@ class PeerProtocol(LineReceiver):
         now = self.last_heard = self.clock.seconds()
         self._flood.refill(now)
         super().dataReceived(data)
+
+    def lines_at_once(self) -> bool:
+        return self.handshake.ready  # a read split once (framing.py) only on a live link
 
     def lineReceived(self, line: bytes) -> None:
         flood = self._flood
@@ -353,6 +374,8 @@ class PeerProtocol(LineReceiver):
         self.transport.abortConnection()
 
     def connectionLost(self, reason: Failure | None = None) -> None:
+        if self._gather is not None:
+            self._gather.drop()
         self._backpressure.cancel()
         self._stop_handshake_timer()
         if self._flood_timer is not None and self._flood_timer.active():

@@ -40,6 +40,8 @@ log = Logger()
 STORE_NAME = "history.sqlite3"
 #: Writes are committed together at most this long (seconds) after the first of them.
 FLUSH_DELAY = 0.05
+#: how a line is added (one executemany per commit; the search index takes them after it)
+_ADD_LINE = "insert or ignore into lines values (?,?,?,?,?,?,?,?,?,?,?)"
 #: The write-ahead log is truncated back to this size after a checkpoint.
 WAL_LIMIT_BYTES = 8 * 1024 * 1024
 #: Bytes of lines one link may have us save per second, after a burst of SAVE_BURST: past
@@ -277,6 +279,8 @@ class Store(Retention):
                 settings: dict[str, str], row_by_row: bool) -> None:
         with self._db:
             self._db.execute("begin")
+            lines_before = (self._db.execute("select max(rowid) from lines").fetchone()[0] or 0
+                            if _ADD_LINE in pending else None)
             for sql, rows in pending.items():
                 if row_by_row:
                     for row in rows:
@@ -295,6 +299,8 @@ class Store(Retention):
                         self._one_row(sql, row)
                 elif rows:
                     self._db.executemany(sql, rows)
+            if lines_before is not None:
+                self.index.add_new(lines_before)  # the new lines, for /search
 
     def _one_row(self, sql: str, row: tuple) -> None:
         try:
@@ -324,7 +330,7 @@ class Store(Retention):
             self._relay_authors.add(line.sender_id)
         text = "" if line.raw is not None else line.text
         self._written += len(text) + len(line.raw or b"") + 100
-        self._queue("insert or ignore into lines values (?,?,?,?,?,?,?,?,?,?,?)",
+        self._queue(_ADD_LINE,
                     (line.id, line.room, line.sender_id, line.nick, text, int(line.action),
                      int(line.own), line.when, to_db(line.seq) if line.seq else None, line.raw,
                      line.pk or None))

@@ -76,3 +76,29 @@ def test_search_bench_produces_figures() -> None:
     assert result["searches"]["common_word"]["hits"] == 31  # one line in 97 of 3000
     assert result["searches"]["rare_word"]["hits"] == 1
     assert result["searches"]["word_from_nick"]["hits"] > 0
+
+
+def test_reference_phase_says_why_it_is_skipped(tmp_path) -> None:
+    """Without a checkout of the reference (or go, or root), the phase is one clear line."""
+    from bench import reference
+
+    assert "no --reference DIR" in reference.missing(None)
+    why = reference.missing(str(tmp_path))
+    assert why and ("not a checkout" in why or "no go" in why), why
+    proc = subprocess.run([sys.executable, "-m", "bench", "--only", "reference", "--reference",
+                           str(tmp_path), "--quiet"], cwd=str(ROOT), env=child_env(),
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "Side by side with the reference Go peer: skipped: " in proc.stdout, proc.stdout
+
+
+def test_reference_table() -> None:
+    from bench import reference
+
+    side = {"share": 1.0, "share_min": 1.0, "lines_per_s": 9000.0,
+            "sender_cpu_us_per_line": 40.0, "receiver_cpu_us_per_line": None}
+    text = reference.render({"go": "go1.19", "lines": 5000, "trials": [{}, {}],
+                             "reference": dict(side, share=0.5, lines_per_s=6000.0),
+                             "p2pchat": side, "ratio": 1.5})
+    assert "50.0% (100%)" in text and "100.0% (100%)" in text
+    assert "1.50x" in text and "median of 2" in text

@@ -7,6 +7,7 @@ import dataclasses
 import os
 
 import pytest_twisted
+from hypothesis import given, settings, strategies as st
 from twisted.internet import reactor
 from twisted.internet.task import deferLater
 from twisted.trial.unittest import TestCase
@@ -33,6 +34,37 @@ class Checking(TestCase):
     def setUp(self) -> None:
         self.alice = Identity.generate()
         self.key = self.alice.public_key_b64()
+
+    @settings(max_examples=300)
+    @given(st.lists(st.one_of(st.text(), st.integers(0, 2**64 - 1)), max_size=10))
+    def test_the_signed_payload_is_written_as_json_writes_it(self, fields: list) -> None:
+        """line_payload (the signer) writes with msgspec, _raw_payload (the checker, and
+        peers of older builds) with json: the bytes must be the same."""
+        from p2pchat import relay
+
+        try:
+            expected: object = relay._payload(fields)
+        except UnicodeEncodeError:
+            expected = "refused"
+        try:
+            got: object = relay._encode_list(fields)
+        except UnicodeEncodeError:
+            got = "refused"
+        self.assertEqual(got, expected)
+
+    def test_libsodium_signs_as_openssl_does(self) -> None:
+        """Identity.sign goes through libsodium (faster here); the signature must be the very
+        one OpenSSL makes (Ed25519 is deterministic), and OpenSSL's check must take it."""
+        import base64
+
+        from p2pchat import identity as identity_module
+
+        self.assertIsNotNone(identity_module._crypto_sign)  # PyNaCl is installed (setup.py)
+        for data in (b"", b"hello", "é".encode() * 3000):
+            sig = self.alice.sign(data)
+            self.assertEqual(sig, base64.b64encode(self.alice.key.sign(data)).decode())
+            self.alice.key.public_key().verify(base64.b64decode(sig), data)
+        self.assertTrue(self.alice._sodium)
 
     def test_a_signed_line_checks_out(self) -> None:
         msg, raw = signed(self.alice)

@@ -176,6 +176,31 @@ class StoreSearches(_Searches, TestCase):
         self.assertIs(store.index.in_thread, deferToThread)
 
     @defer.inlineCallbacks
+    def test_new_lines_are_indexed_once_at_commit_even_in_a_file_of_an_older_build(self):
+        """New lines go into the index at each commit (index.add_new); the per-row trigger of
+        an older build is dropped when the file is opened, else they'd be in it twice."""
+        path = os.path.join(self.mktemp(), "h.sqlite3")
+        os.makedirs(os.path.dirname(path))
+        opened(path).close()
+        db = sqlite3.connect(path)
+        db.execute("create trigger lines_fts_new after insert on lines begin insert into "
+                   "lines_fts(rowid, text) values (new.rowid, new.text); end")
+        db.commit()
+        db.close()
+        store = opened(path)
+        self.addCleanup(store.close)
+        self.assertIsNone(store._db.execute(
+            "select 1 from sqlite_master where name = 'lines_fts_new'").fetchone())
+        store.remember(at(1, "zebra crossing"))
+        store.remember(at(2, "a zebra again"))
+        store.flush()
+        count = store._db.execute("select count(*) from lines_fts where lines_fts match 'zebra'"
+                                  ).fetchone()[0]
+        self.assertEqual(count, 2)
+        hits = yield store.search(Query(words=("zebra",)), 10)
+        self.assertEqual(sorted(h.text for h in hits), ["a zebra again", "zebra crossing"])
+
+    @defer.inlineCallbacks
     def test_a_line_kept_as_its_bytes_is_found_by_its_text(self):
         msg = Message(type="chat", sender_id="d_1", username="dan",
                       content="signed words here", id="m-raw", timestamp=T0,
@@ -242,7 +267,7 @@ class Indexing(TestCase):
         store.close()
         db = sqlite3.connect(self.path)
         db.execute("drop trigger lines_fts_gone")
-        db.execute("drop trigger lines_fts_new")
+        db.execute("drop trigger if exists lines_fts_new")  # (an older build had one)
         db.execute("drop table lines_fts")
         db.execute("delete from settings where key = 'search_index'")
         self.count = int(index_module.INDEX_STEP * 2.5)

@@ -220,6 +220,56 @@ class RoundTrips(TestCase):
     def test_quick_checks_agree_with_the_full_ones(self, changes: list) -> None:
         self.agree(changes)
 
+    def same_either_way(self, fields: dict) -> None:
+        """The msgspec way (parse_message) and the long way (_parse_checked) give the same
+        Message, or refuse the line with the same reason."""
+        data = json.dumps(fields).encode()
+        try:
+            expected: object = wire._parse_checked(data)
+        except WireError as e:
+            expected = f"refused: {e}"
+        try:
+            got: object = wire.parse_message(data)
+        except WireError as e:
+            got = f"refused: {e}"
+        self.assertEqual(got, expected, fields)
+
+    _EXTRA = st.one_of(_VALUES, st.just(["catchup/1", "tls/1"]), st.just(["x" * 129]),
+                       st.just([""]), st.just(["a"] * 33), st.just("ab" * 32),
+                       st.just("AB" * 32), st.just("2025-11-16T10:30:05.25Z"),
+                       st.just("2025-11-16T10:30:05Z"), st.just("yesterday"),
+                       st.just({"sig": "x", "action": "waves"}), st.just({"to": 3}))
+
+    @settings(max_examples=400)
+    @given(st.lists(st.tuples(st.sampled_from(_FIELDS + ("caps", "fp", "timestamp",
+                                                         "metadata")),
+                              st.one_of(_EXTRA, st.just(None))), max_size=4),
+           st.booleans())
+    def test_msgspec_way_agrees_with_the_long_way(self, changes: list, nulls: bool) -> None:
+        fields: dict = {"id": "i1", "type": "chat", "sender_id": "s_1", "username": "sam",
+                        "content": "hi", "timestamp": "2025-11-16T10:30:05.25+01:00",
+                        "sequence": 3, "room_id": "ops", "metadata": {"sig": "abc"},
+                        "caps": ["rooms/1"], "fp": "0f" * 32}
+        for key, value in changes:
+            if value is None and not nulls:
+                fields.pop(key, None)
+            else:
+                fields[key] = value  # None: a JSON null
+        self.same_either_way(fields)
+
+    def test_msgspec_way_agrees_at_every_bound(self) -> None:
+        for key in _FIELDS + ("caps", "fp", "timestamp", "metadata"):
+            for value in _BOUNDS + [["tls/1"], ["x" * 129], "0f" * 32, "0F" * 32]:
+                self.same_either_way({"id": "i1", "type": "chat", "sender_id": "s_1",
+                                      key: value})
+
+    def test_odd_json_goes_the_long_way(self) -> None:
+        """What msgspec refuses but json reads (NaN, a huge exponent) is judged as before."""
+        line = b'{"id":"i","type":"chat","sender_id":"s","metadata":{"x":NaN,"y":1e999}}'
+        m = wire.parse_message(line)
+        self.assertEqual(m.metadata["y"], float("inf"))
+        self.assertEqual(m, wire._parse_checked(line))
+
     @settings(max_examples=300)
     @given(st.datetimes(min_value=datetime(1970, 1, 2), max_value=datetime(9999, 1, 1)))
     def test_timestamps_read_back_as_datetime_reads_them(self, moment: datetime) -> None:

@@ -9,6 +9,7 @@ reached in ``reach.py``; the dialer keeps one explicit ``DialState`` per peer.
 from __future__ import annotations
 
 import enum
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Callable, Protocol as TypingProtocol, cast
 
 from twisted.internet import defer
@@ -41,6 +42,12 @@ if TYPE_CHECKING:
     from p2pchat.interfaces import Wire
 
 log = Logger()
+
+#: The join metadata key that carries an invite's secret over an onion link.
+INVITE_KEY = "invite"
+#: An onion listener's gate: (the dialer's join, the key TLS proved) to why it is not let
+#: in, or None.
+Admit = Callable[[Message, str], "str | None"]
 
 #: A connection that has not sent its first line (a join), or finished its TLS handshake,
 #: after this many seconds is closed (defined in handshake.py; read here when a connection
@@ -104,7 +111,8 @@ class PeerProtocol(LineReceiver):
     transport: Any
 
     def __init__(self, node: Node, clock: IReactorTime, expected: PeerInfo | None = None,
-                 registry: set[PeerProtocol] | None = None) -> None:
+                 registry: set[PeerProtocol] | None = None, tls_first: bool = False,
+                 admit: Admit | None = None, invite: str = "") -> None:
         self.node = node
         self.registry = registry if registry is not None else set()
         self.clock: Any = cast(Any, clock)  # see _Timer
@@ -117,7 +125,11 @@ class PeerProtocol(LineReceiver):
         self.last_heard = self.clock.seconds()
         self.handshake = handshake.Handshake(
             self.outgoing, node.identity is not None, self.peer_id, self.caps,
-            expected.fp if expected else "", timeout=HANDSHAKE_TIMEOUT)
+            expected.fp if expected else "", timeout=HANDSHAKE_TIMEOUT, tls_first=tls_first)
+        #: an onion listener's gate: why a join (with the key TLS proved) is not let in
+        self.admit = admit
+        #: an onion dialer's invite secret, carried in its join (``INVITE_KEY``)
+        self.invite = invite
         self._handshake_timer: _Timer | None = None
         #: the key fingerprint the peer proved by TLS ("" while plain), and the TLS version
         self.fp = ""
@@ -225,7 +237,11 @@ class PeerProtocol(LineReceiver):
                 else:
                     self.transport.loseConnection()
             elif isinstance(action, handshake.SendJoin):
-                self.send(self.node.handshake())
+                join = self.node.handshake()
+                if self.invite:
+                    join = replace(join, metadata={**(join.metadata or {}),
+                                                   INVITE_KEY: self.invite})
+                self.send(join)
             elif isinstance(action, handshake.SendStartTLS):
                 self.send(self.node.starttls())
             elif isinstance(action, handshake.StartTLS):
@@ -237,10 +253,14 @@ class PeerProtocol(LineReceiver):
             elif isinstance(action, handshake.Learn):
                 self.peer_id, self.username, self.caps = (action.peer_id, action.username,
                                                           action.caps)
-                self.dialer_id = action.peer_id
+                if not self.outgoing:
+                    self.dialer_id = action.peer_id
             elif isinstance(action, handshake.Offer):
-                self._do(self.handshake.offered(
-                    self.node.link_offered(action.peer_id, action.username, action.fp)))
+                why = (self.admit(self.handshake.first, self.handshake.proven)
+                       if self.admit is not None and self.handshake.first is not None
+                       else None)
+                self._do(self.handshake.offered(why or self.node.link_offered(
+                    action.peer_id, action.username, action.fp)))
             elif isinstance(action, handshake.Refuse):
                 self.refuse(action.why)
             elif isinstance(action, handshake.Proven):
@@ -445,7 +465,8 @@ class Dialer:
     def __init__(self, node: Node, reactor: IReactorTCP, clock: IReactorTime,
                  bind_host: str | None = None,
                  backoff: Callable[[], Backoff] = Backoff,
-                 endpoint: Callable[[PeerInfo], Endpoint] | None = None) -> None:
+                 endpoint: Callable[[PeerInfo], Endpoint] | None = None,
+                 make: Callable[[PeerInfo], PeerProtocol] | None = None) -> None:
         self.node = node
         self.reactor = reactor
         self.clock: Any = cast(Any, clock)  # see _Timer
@@ -455,6 +476,9 @@ class Dialer:
             lambda info: peer_endpoint(self.reactor, info.host, info.port, self.bind_host))
         self._peers: dict[str, _Peer] = {}
         self.outgoing: set[PeerProtocol] = set()
+        #: builds the protocol of a dial (static peers and contacts give their own)
+        self._make = make or (lambda info: PeerProtocol(self.node, self.clock, expected=info,
+                                                        registry=self.outgoing))
 
     def state(self, peer_id: str) -> DialState | None:
         """Where the dialer is with this peer (None: it knows nothing of it)."""
@@ -518,7 +542,7 @@ class Dialer:
         peer.state, peer.conn = DialState.DIALING, None
 
         def make() -> PeerProtocol:
-            return PeerProtocol(self.node, self.clock, expected=info, registry=self.outgoing)
+            return self._make(info)
 
         log.debug("dialing {peer} at {host}:{port}", peer=info.peer_id, host=info.host,
                   port=info.port)

@@ -42,6 +42,8 @@ from p2pchat.interfaces import (
     IBeaconSink,
     IChat,
     IMeshSink,
+    IReach,
+    NoReach,
     PeerView,  # noqa: F401 (tests take it from here)
     Wire,
 )
@@ -195,6 +197,8 @@ class Node(ChatFront):
         self.presence = Presence(self)
         #: typing and away, ours and the peers' (activity.py)
         self.activity = Activity(self)
+        #: static peers and Tor contacts (keeper.py; the service gives the real one)
+        self.reach: IReach = NoReach()
 
     # --- observers ------------------------------------------------------------------------
 
@@ -424,7 +428,7 @@ class Node(ChatFront):
             info = self.peers.get(link.peer_id)
             if info is not None:
                 self.presence.maybe_dial(info)
-            else:
+            elif not self.reach.keeps(link.peer_id):
                 # Not announced (any more): nothing will bring it back, so nothing waits.
                 self.left_room(link.peer_id)
                 if self.dialer is not None:

@@ -158,17 +158,22 @@ class Handshake:
     ``peer_id``, ``caps`` and the fingerprint ``expect_fp`` it announced; a static peer's id
     may be "": then the listener's starttls line tells it); ``have_key``: we have an
     identity, so a peer announcing CAP_TLS gets mutual TLS.  ``tls_first``: the connection
-    is TLS from its first byte (an onion link), checked against the same keys."""
+    is TLS from its first byte (an onion link), checked against the same keys.  ``learn``:
+    the dialer knows no nick or caps of the listener yet (a static peer, a contact)."""
 
     def __init__(self, outgoing: bool, have_key: bool, peer_id: str = "",
                  caps: tuple[str, ...] = (), expect_fp: str = "",
-                 timeout: float = HANDSHAKE_TIMEOUT, tls_first: bool = False) -> None:
+                 timeout: float = HANDSHAKE_TIMEOUT, tls_first: bool = False,
+                 learn: bool = False) -> None:
         self.outgoing = outgoing
         self.timeout_after = timeout
         self.have_key = have_key
         self.peer_id = peer_id
         self.expect_fp = expect_fp
         self.tls_first = tls_first
+        #: the dialer takes the listener's id, nick and caps from its starttls line (a
+        #: static peer or a contact: no beacon told them)
+        self.learn = learn or not peer_id
         #: tls_first: the fingerprint TLS proved ("" until it did)
         self.proven = ""
         #: the fingerprint a peer showed that was not the expected one ("" if none was)
@@ -333,7 +338,7 @@ class Handshake:
                          "{peer} ({address}) answered with a {kind} line, not starttls: "
                          "closed", {"kind": msg.type}), Drop(abort=True)]
         learn: list[Action] = []
-        if not self.peer_id:  # a static peer's first link: who answered
+        if self.learn:  # a static peer or contact: who answered
             self.peer_id = msg.sender_id
             learn.append(Learn(msg.sender_id, msg.username, msg.caps))
         if self.tls_first:  # the listener took our join: the link is on

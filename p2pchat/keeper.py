@@ -90,8 +90,8 @@ class LinkKeeper:
         c = next((c for c in self.book.contacts if c.key == info.peer_id), None)
         if c is None:  # forgotten while dialing: the protocol is closed at once
             c = Contact(PEER, info.host, info.port)
-        expected = PeerInfo(c.peer_id, c.nick, c.host, c.port, 0.0, caps=self.node.caps,
-                            fp=c.fp)
+        # No nick: the listener's starttls line tells its nick and caps (handshake.learn).
+        expected = PeerInfo(c.peer_id, "", c.host, c.port, 0.0, caps=self.node.caps, fp=c.fp)
         proto = PeerProtocol(self.node, self.reactor, expected=expected,
                              registry=self.dialer.outgoing, tls_first=c.kind == ONION,
                              invite=c.secret)

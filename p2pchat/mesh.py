@@ -125,7 +125,8 @@ class PeerProtocol(LineReceiver):
         self.last_heard = self.clock.seconds()
         self.handshake = handshake.Handshake(
             self.outgoing, node.identity is not None, self.peer_id, self.caps,
-            expected.fp if expected else "", timeout=HANDSHAKE_TIMEOUT, tls_first=tls_first)
+            expected.fp if expected else "", timeout=HANDSHAKE_TIMEOUT, tls_first=tls_first,
+            learn=expected is not None and not expected.username)
         #: an onion listener's gate: why a join (with the key TLS proved) is not let in
         self.admit = admit
         #: an onion dialer's invite secret, carried in its join (``INVITE_KEY``)

@@ -40,6 +40,15 @@ ONION_KEY_NAME = "onion.key"
 TOR_DIR_NAME = "tor"
 #: How long (seconds) a Tor we start may take to bootstrap before we give up on it.
 TOR_START_TIMEOUT = 180.0
+#: An onion dial that has not connected after this many seconds has failed (Tor's own
+#: circuit timeouts can take minutes).
+ONION_DIAL_TIMEOUT = 60.0
+#: After a failed onion dial, Tor is told to forget its circuits and onion descriptors
+#: (NEWNYM: a stale descriptor of a contact that came back is not tried again), at most
+#: this often (seconds; Tor itself rate-limits it to once per 10 s).
+NEWNYM_EVERY = 10.0
+#: Tries (0.2 s apart) to connect to the control socket of a Tor we launched.
+CONTROL_ATTEMPTS = 50
 #: Lines of a --torrc file, at most.
 MAX_TORRC_LINES = 500
 
@@ -94,6 +103,20 @@ class _NoTor:
         return defer.fail(error.ConnectError(string=self.why))
 
 
+class _OnionDial:
+    """A dial through Tor, bounded by ONION_DIAL_TIMEOUT; a failure tells ``onion``."""
+
+    def __init__(self, onion: Onion, endpoint: Any) -> None:
+        self.onion = onion
+        self.endpoint = endpoint
+
+    def connect(self, protocolFactory: Any) -> defer.Deferred[Any]:
+        d: defer.Deferred[Any] = self.endpoint.connect(protocolFactory)
+        d.addTimeout(ONION_DIAL_TIMEOUT, self.onion.reactor)
+        d.addErrback(self.onion.dial_failed)
+        return d
+
+
 class Onion:
     """Our Tor and our onion service.  ``server`` builds the protocol of one connection that
     came through the onion (the onion listener's factory, unwrapped: TLS goes around it)."""
@@ -115,6 +138,7 @@ class Onion:
         self.host = ""
         self.state = "starting"
         self._stopping = False
+        self._newnym_at = -NEWNYM_EVERY
 
     @property
     def port(self) -> int:
@@ -143,10 +167,13 @@ class Onion:
                 old = config.unsaved.get(name)
                 setattr(config, name, value if old is None else
                         ([*old, value] if isinstance(old, list) else [old, value]))
-            tor_dir = os.path.join(self.data_dir, TOR_DIR_NAME)
+            tor_dir = os.path.realpath(os.path.join(self.data_dir, TOR_DIR_NAME))
             os.makedirs(tor_dir, mode=0o700, exist_ok=True)
+            control = os.path.join(tor_dir, "control.socket")
             self.tor = await txtorcon.launch(
                 self.reactor, data_directory=tor_dir, tor_binary=tor_binary(),
+                control_port=f"unix:{control}",
+                connection_creator=lambda: defer.ensureDeferred(self._control(control)),
                 timeout=TOR_START_TIMEOUT, kill_on_stderr=False, _tor_config=config,
                 progress_updates=lambda pct, tag, text: log.info(
                     "Tor: {pct}% {text}", pct=pct, text=text))
@@ -174,6 +201,23 @@ class Onion:
         self.notice(f"Tor: our onion service is up ({self.host}); /invite makes an invite "
                     "for a friend", False)
 
+    async def _control(self, path: str) -> Any:
+        """Connect to the control socket of the Tor we launched.  txtorcon tries once, when
+        Tor says it opens the socket, which may be just before it exists (and then never
+        again): here it is retried for a few seconds."""
+        from twisted.internet.endpoints import UNIXClientEndpoint
+        from twisted.internet.task import deferLater
+        from txtorcon.torcontrolprotocol import TorProtocolFactory
+
+        for attempt in range(CONTROL_ATTEMPTS):
+            try:
+                return await UNIXClientEndpoint(self.reactor, path).connect(
+                    TorProtocolFactory())
+            except error.ConnectError:
+                if attempt == CONTROL_ATTEMPTS - 1:
+                    raise
+                await deferLater(self.reactor, 0.2, lambda: None)
+
     def _failed(self, failure: Any) -> None:
         why = failure.getErrorMessage() if failure.check(Exception) else str(failure)
         if isinstance(failure.value, StartError):
@@ -188,8 +232,18 @@ class Onion:
         if self.tor is None:
             return _NoTor(f"Tor is not up ({self.state})")
         ctx = ContextFactory(self.identity, server=False)
-        ep: Endpoint = self.tor.stream_via(host, port, tls=ctx)
-        return ep
+        return _OnionDial(self, self.tor.stream_via(host, port, tls=ctx))
+
+    def dial_failed(self, failure: Any) -> Any:
+        """An onion dial failed: Tor forgets what it had of onions (NEWNYM), so the next
+        dial fetches the contact's descriptor afresh (it may have come back since)."""
+        now = self.reactor.seconds()
+        if self.tor is not None and now - self._newnym_at >= NEWNYM_EVERY:
+            self._newnym_at = now
+            d = defer.maybeDeferred(self.tor.protocol.signal, "NEWNYM")
+            d.addErrback(lambda f: log.info("Tor NEWNYM failed: {why}",
+                                            why=f.getErrorMessage()))
+        return failure
 
     def stop(self) -> defer.Deferred[Any]:
         """Our onion goes with our control connection; a Tor we launched is stopped."""

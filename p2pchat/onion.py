@@ -179,10 +179,7 @@ class Onion:
                     "Tor: {pct}% {text}", pct=pct, text=text))
         if self._stopping:
             return
-        tls = _TLSListener(ContextFactory(self.identity, server=True), False,
-                                  self.server)
-        self.listener = self.reactor.listenTCP(0, tls, interface="127.0.0.1")
-        local = self.listener.getHost().port
+        local = self.listen()
         self.state = "publishing our onion service"
         key_path = os.path.join(self.data_dir, ONION_KEY_NAME)
         key: str | None = None
@@ -217,6 +214,13 @@ class Onion:
                 if attempt == CONTROL_ATTEMPTS - 1:
                     raise
                 await deferLater(self.reactor, 0.2, lambda: None)
+
+    def listen(self) -> int:
+        """The onion listener, on a free port of 127.0.0.1 (returned): TLS from the first
+        byte around ``server``."""
+        tls = _TLSListener(ContextFactory(self.identity, server=True), False, self.server)
+        self.listener = self.reactor.listenTCP(0, tls, interface="127.0.0.1")
+        return int(self.listener.getHost().port)
 
     def _failed(self, failure: Any) -> None:
         why = failure.getErrorMessage() if failure.check(Exception) else str(failure)

@@ -15,6 +15,8 @@ setup(
         "twisted[tls]>=24.7",
         "urwid>=2.6",
         "platformdirs>=3",
+        # --tor, --tor-control: its onion API is documented as not yet stable, so pinned
+        "txtorcon>=26.6,<27",
     ],
     extras_require={
         "test": [

@@ -47,6 +47,8 @@ ONION_DIAL_TIMEOUT = 60.0
 #: (NEWNYM: a stale descriptor of a contact that came back is not tried again), at most
 #: this often (seconds; Tor itself rate-limits it to once per 10 s).
 NEWNYM_EVERY = 10.0
+#: Where ``tor`` is looked for when it is not on the PATH (a user's PATH may lack /usr/sbin).
+TOR_PLACES = ("/usr/bin/tor", "/usr/sbin/tor")
 #: Tries (0.2 s apart) to connect to the control socket of a Tor we launched.
 CONTROL_ATTEMPTS = 50
 #: Lines of a --torrc file, at most.
@@ -77,7 +79,7 @@ def read_torrc(path: str) -> list[tuple[str, str]]:
 
 def tor_binary() -> str:
     """The system's ``tor``, or a StartError saying how to get it."""
-    path = shutil.which("tor") or ("/usr/sbin/tor" if os.path.exists("/usr/sbin/tor") else "")
+    path = shutil.which("tor") or next((p for p in TOR_PLACES if os.path.exists(p)), "")
     if not path:
         raise StartError("--tor needs the tor program, not found (Debian: apt-get install "
                          "tor); or use a running Tor with --tor-control")

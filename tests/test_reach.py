@@ -402,3 +402,107 @@ class TorrcFile(TestCase):
             read_torrc(path)
         with self.assertRaises(ValueError):
             read_torrc(path + ".missing")
+
+
+class Options_(TestCase):
+    def parse(self, *args: str):
+        from p2pchat.options import Options
+
+        options = Options()
+        options.parseOptions(["--data-dir", self.mktemp(), *args])
+        return options
+
+    def bad(self, *args: str, why: str) -> None:
+        from twisted.python import usage
+
+        with self.assertRaises(usage.UsageError) as caught:
+            self.parse(*args)
+        self.assertIn(why, str(caught.exception))
+
+    def test_peers_tor_and_torrc(self) -> None:
+        o = self.parse("--peer", "10.0.0.2:8080", "--peer=[fd00::2]:9000")
+        self.assertEqual(o["peer"], [("10.0.0.2", 8080), ("fd00::2", 9000)])
+        self.assertEqual(self.parse()["peer"], [])
+        self.bad("--peer", "10.0.0.2", why="HOST:PORT")
+        self.bad("--tor", "--tor-control", "tcp:127.0.0.1:9051", why="not both")
+        path = self.mktemp()
+        with open(path, "w") as f:
+            f.write("TestingTorNetwork 1\n")
+        self.bad("--torrc", path, why="--torrc is for the Tor that --tor starts")
+        self.assertEqual(self.parse("--tor", "--torrc", path)["torrc"],
+                         [("TestingTorNetwork", "1")])
+        self.bad("--tor", "--torrc", path + ".missing", why="can't read it")
+
+    def test_tor_missing_is_one_clear_line(self) -> None:
+        from p2pchat import onion
+        from p2pchat.errors import StartError
+        from p2pchat.keeper import build_reach
+
+        self.patch(onion.shutil, "which", lambda name: None)
+        self.patch(onion, "TOR_PLACES", ())
+        with self.assertRaises(StartError) as caught:
+            onion.tor_binary()
+        self.assertIn("apt-get install tor", str(caught.exception))
+        node = Node("alice", Clock(), identity=Identity.load_or_create(self.mktemp()))
+        data = self.mktemp()
+        os.makedirs(data)
+        with self.assertRaises(StartError):
+            build_reach(node, Clock(), data, [], None, True, None, None)
+        # --tor-control needs no tor program here
+        reach = build_reach(node, Clock(), data, [("10.0.0.2", 8080)], None, False,
+                            "tcp:127.0.0.1:9051", None)
+        self.assertIsNotNone(reach.keeper.onion)
+        self.assertEqual([c.address for c in reach.keeper.book.contacts], ["10.0.0.2:8080"])
+
+
+# --- the faces -----------------------------------------------------------------------------
+
+
+class Faces(TestCase):
+    def test_the_line_and_console_commands_reach_ireach(self) -> None:
+        from p2pchat.interfaces import Refused
+        from tests.fakechat import FakeChat
+        from tests.fakes import RecordingFace
+
+        chat = FakeChat()
+        face = RecordingFace(chat)
+        face.handle_input("/connect 10.0.0.2:8080")
+        face.handle_input("/contacts")
+        face.handle_input("/invite")
+        chat.reach.answer = Refused("no such contact")
+        face.handle_input("/disconnect bob")
+        face.handle_input("/connect")
+        self.assertEqual(chat.reach.calls, [("connect", "10.0.0.2:8080"), ("contacts", ""),
+                                            ("invite", ""), ("disconnect", "bob")])
+        self.assertEqual(face.info, ["done", "no static peers nor contacts", "done"])
+        self.assertEqual(face.errors, ["no such contact",
+                                       "usage: /connect HOST:PORT|INVITE"])
+
+
+class IrcReach(TestCase):
+    def test_the_service_nick_takes_the_commands_irc_clients_keep(self) -> None:
+        from tests.test_irc import IrcTestCase
+
+        case = IrcTestCase()
+        case.setUp()
+        try:
+            keeper = LinkKeeper(case.node, case.clock, Book(None))
+            keeper.dialer._endpoint = lambda info: _NoTor("x")
+            case.node.reach = keeper
+            client = case.client()
+            client.lines()
+            bot = ":*p2pchat!p2pchat@p2pchat PRIVMSG alice :"
+            client.send("PRIVMSG *p2pchat :connect 10.0.0.2:8080")
+            self.assertIn("10.0.0.2:8080: dialing it directly", client.lines()[0])
+            client.send("PRIVMSG *p2pchat :contacts")
+            listed = client.lines()
+            self.assertEqual(listed[0], bot + "static peers and contacts:")
+            self.assertIn("static 10.0.0.2:8080", listed[1])
+            client.send("PRIVMSG *p2pchat :invite", "PRIVMSG *p2pchat :connect")
+            self.assertEqual(client.lines(), [
+                bot + "/invite needs Tor: start p2pchat with --tor or --tor-control ENDPOINT",
+                bot + "connect HOST:PORT|INVITE: whom"])
+            client.send("PRIVMSG *p2pchat :disconnect 10.0.0.2:8080")
+            self.assertIn("forgot 10.0.0.2:8080", client.lines()[0])
+        finally:
+            case.doCleanups()

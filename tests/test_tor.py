@@ -54,18 +54,22 @@ class Peers:
         self.torrc.write_text(net.client_torrc())
         self.running: list[NsPeer] = []
 
-    def start(self, nick: str) -> NsPeer:
+    def start(self, nick: str, multicast: tuple[str, int] | None = None,
+              tor: bool = True) -> NsPeer:
+        """alice uses the client Tor (--tor-control), the others a Tor of their own (--tor);
+        ``tor`` False: none (a LAN peer)."""
         data_dir = self.tmp / nick
         data_dir.mkdir(mode=0o700, exist_ok=True)
         client = self.net.clients[0]
-        tor = (["--tor-control", f"tcp:127.0.0.1:{client.control}"] if nick == "alice"
-               else ["--tor", "--torrc", str(self.torrc)])
+        how = (["--tor-control", f"tcp:127.0.0.1:{client.control}"] if nick == "alice"
+               else ["--tor", "--torrc", str(self.torrc)]) if tor else []
         assert self.net.ns is not None
-        argv = self.net.ns.argv(*peer_argv(nick, fresh_multicast(), str(data_dir),
-                                           "127.0.0.1", *tor))
+        argv = self.net.ns.argv(*peer_argv(nick, multicast or fresh_multicast(),
+                                           str(data_dir), "127.0.0.1", *how))
         peer = NsPeer(nick, argv, str(data_dir))
         self.running.append(peer)
-        peer.wait_for(lambda ls: any("onion service is up" in x for x in ls), ONION_UP)
+        if tor:
+            peer.wait_for(lambda ls: any("onion service is up" in x for x in ls), ONION_UP)
         return peer
 
     def stop(self, peer: NsPeer) -> None:
@@ -159,3 +163,37 @@ def test_invite_connect_chat_and_restarts(peers) -> None:
     linked(bob, invite.host)
     chat(alice, bob, "alice is back")
     chat(bob, alice, "and bob hears her")
+
+
+def test_one_room_across_the_lan_and_tor(peers) -> None:
+    """carol is on alice's LAN (one multicast group), bob reaches alice over Tor only: alice
+    has both in her room, and what was said while bob was away reaches him by catch-up over
+    his Tor link.  Lines between bob and carol must go through alice (relaying: the relay
+    issue's gossip.py); where that is not there yet, that last part is an expected failure."""
+    import importlib.util
+
+    lan = fresh_multicast()
+    alice = peers.start("alice", lan)
+    carol = peers.start("carol", lan, tor=False)
+    shown(alice, "* carol joined", LINK_TIMEOUT)
+    bob = peers.start("bob")
+    mark = alice.mark()
+    alice.send("/invite")
+    token = TOKEN.search(shown(alice, "p2pchat:1/", 10.0, mark)).group(1)
+    bob.send(f"/connect {token}")
+    linked(bob, parse_invite(token).host)
+    chat(carol, alice, "carol on the LAN")
+    chat(bob, alice, "bob over Tor")
+    chat(alice, bob, "alice to both")
+    shown(carol, "<alice> alice to both", LINK_TIMEOUT)
+
+    peers.stop(bob)
+    alice.send("while bob was away")
+    bob = peers.start("bob")
+    shown(bob, "<alice> while bob was away", LINK_TIMEOUT)
+
+    if importlib.util.find_spec("p2pchat.gossip") is None:
+        pytest.xfail("lines between bob (Tor) and carol (LAN) go through alice: that needs "
+                     "relaying (gossip.py, the relay issue), not on this branch")
+    chat(bob, carol, "bob to carol through alice")
+    chat(carol, bob, "carol to bob through alice")

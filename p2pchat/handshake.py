@@ -29,8 +29,8 @@ a classifier in front of it; the lines of a live link also never go through the 
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
-from typing import Union
+from dataclasses import dataclass, field, replace
+from typing import Callable, Optional, Union
 
 from p2pchat.wire import CAP_TLS, JOIN, STARTTLS, Message, printable
 
@@ -148,6 +148,20 @@ Action = Union[Note, SendJoin, SendStartTLS, ArmTimer, Learn, Offer, Refuse, Sta
                GoLive, Deliver, Close, Drop]
 
 
+#: The join metadata key that carries an invite's secret over an onion link.
+INVITE_KEY = "invite"
+#: An onion listener's gate: (the dialer's join, the key TLS proved) to why it is not let
+#: in, or None.
+Admit = Callable[[Message, str], Optional[str]]
+
+
+def with_invite(join: Message, secret: str) -> Message:
+    """Our join, carrying an invite's secret (an onion dialer's; "" leaves it as it is)."""
+    if not secret:
+        return join
+    return replace(join, metadata={**(join.metadata or {}), INVITE_KEY: secret})
+
+
 def _injection() -> list[Action]:
     return [Note("plaintext after starttls", "warn",
                  "{address} sent plaintext after the switch to TLS: closed"), Drop(abort=True)]
@@ -159,12 +173,13 @@ class Handshake:
     may be "": then the listener's starttls line tells it); ``have_key``: we have an
     identity, so a peer announcing CAP_TLS gets mutual TLS.  ``tls_first``: the connection
     is TLS from its first byte (an onion link), checked against the same keys.  ``learn``:
-    the dialer knows no nick or caps of the listener yet (a static peer, a contact)."""
+    the dialer knows no nick or caps of the listener yet (a static peer, a contact).
+    ``admit``: the listener lets in only a join it admits (an onion's invite gate)."""
 
     def __init__(self, outgoing: bool, have_key: bool, peer_id: str = "",
                  caps: tuple[str, ...] = (), expect_fp: str = "",
                  timeout: float = HANDSHAKE_TIMEOUT, tls_first: bool = False,
-                 learn: bool = False) -> None:
+                 learn: bool = False, admit: Admit | None = None) -> None:
         self.outgoing = outgoing
         self.timeout_after = timeout
         self.have_key = have_key
@@ -174,6 +189,8 @@ class Handshake:
         #: the dialer takes the listener's id, nick and caps from its starttls line (a
         #: static peer or a contact: no beacon told them)
         self.learn = learn or not peer_id
+        #: an onion listener's gate, asked before the node is (``Admit``)
+        self.admit = admit
         #: tls_first: the fingerprint TLS proved ("" until it did)
         self.proven = ""
         #: the fingerprint a peer showed that was not the expected one ("" if none was)
@@ -325,6 +342,10 @@ class Handshake:
         self.stage = Stage.OFFERED
         tls = self._tls_wanted(msg.caps) and bool(msg.fp)
         self.expect_fp = msg.fp if tls else ""
+        why = self.admit(msg, self.proven) if self.admit is not None else None
+        if why:
+            self.stage = Stage.REFUSED
+            return [Learn(msg.sender_id, msg.username, msg.caps), Refuse(why)]
         # Refused now, before TLS, the dialer's link never comes up: both sides agree.
         return [Learn(msg.sender_id, msg.username, msg.caps),
                 Offer(msg.sender_id, msg.username,

@@ -25,7 +25,8 @@ from p2pchat.contacts import CONTACTS_NAME, ONION, PEER, Book, Contact, Entry, p
 from p2pchat.identity import peer_id_for, short_form
 from p2pchat.interfaces import Done, Outcome, Refused
 from p2pchat.invite import Invite, is_invite, new_secret, parse_invite
-from p2pchat.mesh import INVITE_KEY, Admit, Dialer, PeerProtocol, PeerServerFactory
+from p2pchat.handshake import INVITE_KEY, Admit
+from p2pchat.mesh import Dialer, PeerProtocol, PeerServerFactory
 from p2pchat.node import Node
 from p2pchat.onion import Onion, _NoTor, tor_binary
 from p2pchat.peers import PeerInfo

@@ -9,7 +9,6 @@ reached in ``reach.py``; the dialer keeps one explicit ``DialState`` per peer.
 from __future__ import annotations
 
 import enum
-from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Callable, Protocol as TypingProtocol, cast
 
 from twisted.internet import defer
@@ -42,12 +41,6 @@ if TYPE_CHECKING:
     from p2pchat.interfaces import Wire
 
 log = Logger()
-
-#: The join metadata key that carries an invite's secret over an onion link.
-INVITE_KEY = "invite"
-#: An onion listener's gate: (the dialer's join, the key TLS proved) to why it is not let
-#: in, or None.
-Admit = Callable[[Message, str], "str | None"]
 
 #: A connection that has not sent its first line (a join), or finished its TLS handshake,
 #: after this many seconds is closed (defined in handshake.py; read here when a connection
@@ -112,7 +105,7 @@ class PeerProtocol(LineReceiver):
 
     def __init__(self, node: Node, clock: IReactorTime, expected: PeerInfo | None = None,
                  registry: set[PeerProtocol] | None = None, tls_first: bool = False,
-                 admit: Admit | None = None, invite: str = "") -> None:
+                 admit: handshake.Admit | None = None, invite: str = "") -> None:
         self.node = node
         self.registry = registry if registry is not None else set()
         self.clock: Any = cast(Any, clock)  # see _Timer
@@ -126,10 +119,8 @@ class PeerProtocol(LineReceiver):
         self.handshake = handshake.Handshake(
             self.outgoing, node.identity is not None, self.peer_id, self.caps,
             expected.fp if expected else "", timeout=HANDSHAKE_TIMEOUT, tls_first=tls_first,
-            learn=expected is not None and not expected.username)
-        #: an onion listener's gate: why a join (with the key TLS proved) is not let in
-        self.admit = admit
-        #: an onion dialer's invite secret, carried in its join (``INVITE_KEY``)
+            learn=expected is not None and not expected.username, admit=admit)
+        #: an onion dialer's invite secret, carried in its join (``handshake.INVITE_KEY``)
         self.invite = invite
         self._handshake_timer: _Timer | None = None
         #: the key fingerprint the peer proved by TLS ("" while plain), and the TLS version
@@ -238,11 +229,7 @@ class PeerProtocol(LineReceiver):
                 else:
                     self.transport.loseConnection()
             elif isinstance(action, handshake.SendJoin):
-                join = self.node.handshake()
-                if self.invite:
-                    join = replace(join, metadata={**(join.metadata or {}),
-                                                   INVITE_KEY: self.invite})
-                self.send(join)
+                self.send(handshake.with_invite(self.node.handshake(), self.invite))
             elif isinstance(action, handshake.SendStartTLS):
                 self.send(self.node.starttls())
             elif isinstance(action, handshake.StartTLS):
@@ -257,11 +244,8 @@ class PeerProtocol(LineReceiver):
                 if not self.outgoing:
                     self.dialer_id = action.peer_id
             elif isinstance(action, handshake.Offer):
-                why = (self.admit(self.handshake.first, self.handshake.proven)
-                       if self.admit is not None and self.handshake.first is not None
-                       else None)
-                self._do(self.handshake.offered(why or self.node.link_offered(
-                    action.peer_id, action.username, action.fp)))
+                self._do(self.handshake.offered(
+                    self.node.link_offered(action.peer_id, action.username, action.fp)))
             elif isinstance(action, handshake.Refuse):
                 self.refuse(action.why)
             elif isinstance(action, handshake.Proven):

@@ -429,7 +429,8 @@ class Node(ChatFront):
             if info is not None:
                 self.presence.maybe_dial(info)
             elif not self.reach.keeps(link.peer_id):
-                # Not announced (any more): nothing will bring it back, so nothing waits.
+                # Not announced (any more) nor kept (keeper.py): nothing will bring it
+                # back, so nothing waits.
                 self.left_room(link.peer_id)
                 if self.dialer is not None:
                     self.dialer.drop(link.peer_id)

@@ -33,7 +33,8 @@ from p2pchat.handshake import Handshake, Stage
 from p2pchat.identity import Identity, peer_id_for
 from p2pchat.invite import MAX_INVITE_CHARS, Invite, new_secret, parse_invite
 from p2pchat.keeper import LinkKeeper
-from p2pchat.mesh import INVITE_KEY, DialState
+from p2pchat.handshake import INVITE_KEY
+from p2pchat.mesh import DialState
 from p2pchat.node import Node
 from p2pchat.onion import Onion, _NoTor, _OnionDial, read_torrc
 from p2pchat.reach import TCPPeerEndpoint
@@ -239,11 +240,21 @@ class OnionHandshake(TestCase):
         h.receive(msg(fp="", caps=(CAP_OURS,)))
         self.assertIn(hs.Drop(abort=True), h.offered(None))
 
-    def test_listener_gate_refusal_is_a_refusal(self) -> None:
-        h = Handshake(outgoing=False, have_key=True, tls_first=True)
+    def test_the_listener_gate_refuses_before_the_node_is_asked(self) -> None:
+        asked: list[tuple[str, str]] = []
+
+        def admit(join: Message, fp: str) -> str | None:
+            asked.append((join.sender_id, fp))
+            return None if join.sender_id == "zed_1" else "no invite of ours"
+
+        h = Handshake(outgoing=False, have_key=True, tls_first=True, admit=admit)
         h.tls_done(FP)
-        h.receive(msg())
-        self.assertEqual(h.offered("no invite of ours"), [hs.Refuse("no invite of ours")])
+        self.assertEqual(h.receive(msg(sender="eve_2"))[-1], hs.Refuse("no invite of ours"))
+        self.assertIs(h.stage, Stage.REFUSED)
+        h = Handshake(outgoing=False, have_key=True, tls_first=True, admit=admit)
+        h.tls_done(FP)
+        self.assertEqual(h.receive(msg())[-1], hs.Offer("zed_1", "zed", FP))
+        self.assertEqual(asked, [("eve_2", FP), ("zed_1", FP)])
 
     def test_dialer_sends_its_join_only_to_the_expected_key(self) -> None:
         h = Handshake(outgoing=True, have_key=True, peer_id="zed_1", caps=(CAP_TLS,),
@@ -506,3 +517,21 @@ class IrcReach(TestCase):
             self.assertIn("forgot 10.0.0.2:8080", client.lines()[0])
         finally:
             case.doCleanups()
+
+
+class KeptPeers(TestCase):
+    def test_a_kept_peer_whose_link_goes_is_away_not_gone(self) -> None:
+        from p2pchat.node import CAPS
+        from tests.fakes import FakeLink
+
+        for kept in (True, False):
+            node = Node("alice", Clock(), peer_id="alice_1")
+            book = Book(None)
+            if kept:
+                book.add(Contact(PEER, "10.0.0.2", 8080, peer_id="zed_1"))
+            node.reach = LinkKeeper(node, Clock(), book)
+            link = FakeLink("zed_1", "zed", caps=CAPS)
+            self.assertTrue(node.link_ready(link))
+            node.link_lost(link, "gone")
+            # not announced by beacons: only a kept peer's lines still wait for it
+            self.assertEqual("zed_1" in node.away, kept)

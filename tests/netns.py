@@ -270,27 +270,31 @@ class Lab:
         with _LABS_LOCK:
             _LABS.add(self)
         try:
-            self._ns_add(self.bridge_ns)
-            self.ip(self.bridge_ns, "link", "set", "lo", "up")
-            # No IGMP snooping: the bridge floods multicast, as a plain switch does.
-            self.ip(self.bridge_ns, "link", "add", self.bridge, "type", "bridge",
-                    "mcast_snooping", "0")
-            self.ip(self.bridge_ns, "link", "set", self.bridge, "up")
-            for host in self.hosts:
-                self._ns_add(host.ns)
-                # Both ends made straight in their namespaces: nothing in the root namespace.
-                _run([IP, "link", "add", host.veth, "netns", host.ns, "type", "veth",
-                      "peer", "name", host.port, "netns", self.bridge_ns])
-                self.ip(self.bridge_ns, "link", "set", host.port, "master", self.bridge)
-                self.ip(self.bridge_ns, "link", "set", host.port, "up")
-                self.ip(host.ns, "link", "set", "lo", "up")
-                self.ip(host.ns, "addr", "add", f"{host.address}/24", "dev", host.veth)
-                self.ip(host.ns, "link", "set", host.veth, "up")
-                self.ip(host.ns, "route", "add", "224.0.0.0/4", "dev", host.veth)
-            self._wait_links_up()
+            self._build()
         except BaseException:
             self.teardown()
             raise
+
+    def _build(self) -> None:
+        """The namespaces, links and addresses (``create`` tears down what a failure left)."""
+        self._ns_add(self.bridge_ns)
+        self.ip(self.bridge_ns, "link", "set", "lo", "up")
+        # No IGMP snooping: the bridge floods multicast, as a plain switch does.
+        self.ip(self.bridge_ns, "link", "add", self.bridge, "type", "bridge",
+                "mcast_snooping", "0")
+        self.ip(self.bridge_ns, "link", "set", self.bridge, "up")
+        for host in self.hosts:
+            self._ns_add(host.ns)
+            # Both ends made straight in their namespaces: nothing in the root namespace.
+            _run([IP, "link", "add", host.veth, "netns", host.ns, "type", "veth",
+                  "peer", "name", host.port, "netns", self.bridge_ns])
+            self.ip(self.bridge_ns, "link", "set", host.port, "master", self.bridge)
+            self.ip(self.bridge_ns, "link", "set", host.port, "up")
+            self.ip(host.ns, "link", "set", "lo", "up")
+            self.ip(host.ns, "addr", "add", f"{host.address}/24", "dev", host.veth)
+            self.ip(host.ns, "link", "set", host.veth, "up")
+            self.ip(host.ns, "route", "add", "224.0.0.0/4", "dev", host.veth)
+        self._wait_links_up()
 
     def _wait_links_up(self, timeout: float = 10.0) -> None:
         """Until every host's veth has its carrier and its address is usable (no DAD for
@@ -431,30 +435,23 @@ class RoutedLab(Lab):
             host.address = f"10.{subnet}.{self.octet}.{10 + host.index}"
         self.gateways = [f"10.213.{self.octet}.1", f"10.214.{self.octet}.1"]
 
-    def create(self) -> None:
-        _catch_termination()
-        with _LABS_LOCK:
-            _LABS.add(self)
-        try:
-            self._ns_add(self.bridge_ns)
-            self.ip(self.bridge_ns, "link", "set", "lo", "up")
-            _run([IP, "netns", "exec", self.bridge_ns, "sysctl", "-q", "-w",
-                  "net.ipv4.ip_forward=1"])
-            for host, gateway in zip(self.hosts, self.gateways):
-                self._ns_add(host.ns)
-                _run([IP, "link", "add", host.veth, "netns", host.ns, "type", "veth",
-                      "peer", "name", host.port, "netns", self.bridge_ns])
-                self.ip(self.bridge_ns, "addr", "add", f"{gateway}/24", "dev", host.port)
-                self.ip(self.bridge_ns, "link", "set", host.port, "up")
-                self.ip(host.ns, "link", "set", "lo", "up")
-                self.ip(host.ns, "addr", "add", f"{host.address}/24", "dev", host.veth)
-                self.ip(host.ns, "link", "set", host.veth, "up")
-                self.ip(host.ns, "route", "add", "10.0.0.0/8", "via", gateway)
-                self.ip(host.ns, "route", "add", "224.0.0.0/4", "dev", host.veth)
-            self._wait_routed()
-        except BaseException:
-            self.teardown()
-            raise
+    def _build(self) -> None:
+        self._ns_add(self.bridge_ns)
+        self.ip(self.bridge_ns, "link", "set", "lo", "up")
+        _run([IP, "netns", "exec", self.bridge_ns, "sysctl", "-q", "-w",
+              "net.ipv4.ip_forward=1"])
+        for host, gateway in zip(self.hosts, self.gateways):
+            self._ns_add(host.ns)
+            _run([IP, "link", "add", host.veth, "netns", host.ns, "type", "veth",
+                  "peer", "name", host.port, "netns", self.bridge_ns])
+            self.ip(self.bridge_ns, "addr", "add", f"{gateway}/24", "dev", host.port)
+            self.ip(self.bridge_ns, "link", "set", host.port, "up")
+            self.ip(host.ns, "link", "set", "lo", "up")
+            self.ip(host.ns, "addr", "add", f"{host.address}/24", "dev", host.veth)
+            self.ip(host.ns, "link", "set", host.veth, "up")
+            self.ip(host.ns, "route", "add", "10.0.0.0/8", "via", gateway)
+            self.ip(host.ns, "route", "add", "224.0.0.0/4", "dev", host.veth)
+        self._wait_routed()
 
     def _wait_routed(self, timeout: float = 10.0) -> None:
         deadline = time.monotonic() + timeout

@@ -167,7 +167,10 @@ class LinkKeeper:
     # --- IReach ---------------------------------------------------------------------------
 
     def keeps(self, peer_id: str) -> bool:
-        return any(c.peer_id == peer_id for c in self.book.contacts)
+        """A static peer or contact (we redial it), or a friend who came with our invite
+        (it redials us)."""
+        return any(c.peer_id == peer_id for c in self.book.contacts) or any(
+            g.peer_id == peer_id for g in self.book.given if g.fp)
 
     def connect(self, text: str) -> Outcome:
         text = text.strip()

@@ -473,14 +473,17 @@ class KeptPeers(TestCase):
         from p2pchat.node import CAPS
         from tests.fakes import FakeLink
 
-        for kept in (True, False):
+        for kept in ("static", "invited", ""):
             node = Node("alice", Clock(), peer_id="alice_1")
             book = Book(None)
-            if kept:
+            if kept == "static":
                 book.add(Contact(PEER, "10.0.0.2", 8080, peer_id="zed_1"))
+            elif kept == "invited":
+                given = book.give(new_secret(), 0.0)
+                given.fp, given.peer_id = FP, "zed_1"
             node.reach = LinkKeeper(node, Clock(), book)
             link = FakeLink("zed_1", "zed", caps=CAPS)
             self.assertTrue(node.link_ready(link))
             node.link_lost(link, "gone")
             # not announced by beacons: only a kept peer's lines still wait for it
-            self.assertEqual("zed_1" in node.away, kept)
+            self.assertEqual("zed_1" in node.away, bool(kept), kept)

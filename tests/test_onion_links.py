@@ -187,6 +187,9 @@ async def test_invites_link_nodes_and_refuse_a_wrong_key_or_secret(tmp_path) -> 
         await until(lambda: any("showed the key" in n for n in bob.notices))
         assert "not dialed again" in next(n for n in bob.notices if "showed the key" in n)
         assert not alice.node.links and not bob.node.links
+        await task.deferLater(reactor, 0.3, lambda: None)  # a reconcile or two later
+        assert bob.keeper.dialer.state(f"onion:{ONION}:7467") is None
+        assert "refused: it showed another key" in "\n".join(bob.keeper.contacts())
 
         # the right key, a wrong secret: alice's listener refuses it and tells bob why
         bob.keeper.connect(token.replace(invite.secret, "a" * 32))

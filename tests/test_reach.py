@@ -487,3 +487,23 @@ class KeptPeers(TestCase):
             node.link_lost(link, "gone")
             # not announced by beacons: only a kept peer's lines still wait for it
             self.assertEqual("zed_1" in node.away, bool(kept), kept)
+
+
+class ConsoleReach(TestCase):
+    def test_the_console_runs_them_and_shows_the_answers(self) -> None:
+        from p2pchat.interfaces import Refused
+        from tests.test_console import ChatHarness
+
+        h = ChatHarness()
+        h.chat.reach.listed = ["static peers and contacts:", "  static 10.0.0.2:8080 bob: linked"]
+        h.enter("/contacts")
+        h.chat.reach.answer = Refused("/invite needs Tor")
+        h.enter("/invite")
+        rows = "\n".join(h.face.messages.rows_text())
+        self.assertIn("static 10.0.0.2:8080 bob: linked", rows)
+        self.assertIn("/invite needs Tor", rows)
+        h.enter("/help")
+        rows = "\n".join(h.face.messages.rows_text())
+        for word in ("/connect HOST:PORT|INVITE", "/disconnect NAME|ADDRESS", "/contacts",
+                     "/invite"):
+            self.assertIn(word, rows)

@@ -194,6 +194,7 @@ class Book:
         return next((g for g in self.given if g.fp and text in (g.nick, g.peer_id)), None)
 
     def remove(self, entry: Entry) -> None:
+        """Forget a contact or a given invite (and write the file)."""
         if isinstance(entry, Contact):
             self.contacts.remove(entry)
         else:
@@ -201,6 +202,7 @@ class Book:
         self.save()
 
     def save(self) -> None:
+        """Write the file (0600, atomically); a failure is logged, the chat goes on."""
         if not self.path:
             return
         data = {"version": 1, "contacts": [asdict(c) for c in self.contacts],

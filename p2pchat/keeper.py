@@ -63,11 +63,13 @@ class LinkKeeper:
     # --- running -------------------------------------------------------------------------
 
     def start(self) -> None:
+        """Dial every kept contact, and follow the node's links from now on."""
         self._running = True
         self.node.subscribe(self._event)
         self._reconcile()
 
     def stop(self) -> None:
+        """We leave: nothing more is dialed."""
         self._running = False
         self.node.unsubscribe(self._event)
         self.dialer.stop()
@@ -173,6 +175,7 @@ class LinkKeeper:
             g.peer_id == peer_id for g in self.book.given if g.fp)
 
     def connect(self, text: str) -> Outcome:
+        """/connect HOST:PORT or /connect INVITE: kept, and dialed now."""
         text = text.strip()
         try:
             if is_invite(text):
@@ -207,6 +210,7 @@ class LinkKeeper:
         return Done(f"{contact.address}: {how} (/disconnect {contact.address} forgets it)")
 
     def disconnect(self, text: str) -> Outcome:
+        """/disconnect: a contact (by address, nick or id) or a used invite (by nick)."""
         entry: Entry | None = self.book.find_contact(text) or self.book.find_given(text)
         if entry is None:
             return Refused(f"no static peer or contact {printable(text)[:80]}; /contacts "
@@ -225,6 +229,7 @@ class LinkKeeper:
         return Done(f"forgot {what}: not dialed nor let in again")
 
     def invite(self) -> Outcome:
+        """/invite: a new secret, kept, in a token with our onion and our key."""
         onion = self.onion
         if onion is None:
             return Refused("/invite needs Tor: start p2pchat with --tor or --tor-control "
@@ -237,6 +242,7 @@ class LinkKeeper:
         return Done(f"invite for one friend (send it privately; it lets one peer in): {token}")
 
     def contacts(self) -> list[str]:
+        """/contacts: each kept peer with its state, the invites, Tor's state."""
         lines = []
         for c in self.book.contacts:
             lines.append(f"  {'static' if c.kind == PEER else 'onion'} {c.address} "
@@ -275,6 +281,7 @@ class OnionServerFactory(PeerServerFactory):
         self.admit = admit
 
     def buildProtocol(self, addr: IAddress | None) -> Protocol | None:
+        """A gated, TLS-first peer protocol (None past MAX_INBOUND, as the LAN's)."""
         if super().buildProtocol(addr) is None:
             return None
         return PeerProtocol(self.node, self.clock, registry=self.open, tls_first=True,
@@ -290,6 +297,7 @@ class Reach:
         self.server = server
 
     def start(self) -> None:
+        """The keeper dials; Tor starts in the background."""
         self.keeper.start()
         if self.keeper.onion is not None:
             self.keeper.onion.start()

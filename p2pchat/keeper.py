@@ -18,9 +18,10 @@ from typing import Any
 from twisted.internet import defer
 from twisted.internet.interfaces import IAddress
 from twisted.internet.protocol import Protocol
-from twisted.logger import Logger
+from twisted.logger import Logger, LogLevel
 
 from p2pchat import events
+from p2pchat.clocks import log_limited
 from p2pchat.contacts import CONTACTS_NAME, ONION, PEER, Book, Contact, Entry, parse_peer_address
 from p2pchat.identity import peer_id_for, short_form
 from p2pchat.interfaces import Done, Outcome, Refused
@@ -154,8 +155,9 @@ class LinkKeeper:
         why = self.book.admission(secret if isinstance(secret, str) else "", fp,
                                   self.reactor.seconds())
         if why is not None:
-            log.info("onion link from {nick} ({peer}) refused: {why}",
-                     nick=printable(join.username)[:40], peer=join.sender_id[:40], why=why)
+            log_limited(self.node.clock, log, "onion refused", LogLevel.info,
+                        "onion link from {nick} ({peer}) refused: {why}",
+                        nick=printable(join.username)[:40], peer=join.sender_id[:40], why=why)
             return why
         given = next(g for g in self.book.given if g.secret == secret)
         if (given.peer_id, given.nick) != (join.sender_id, join.username):

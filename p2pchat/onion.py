@@ -181,6 +181,7 @@ class Onion:
                     "Tor: {pct}% {text}", pct=pct, text=text))
         if self._stopping:
             return
+        self.tor.protocol.on_disconnect.addBoth(self._gone)
         local = self.listen()
         self.state = "publishing our onion service"
         key_path = os.path.join(self.data_dir, ONION_KEY_NAME)
@@ -199,6 +200,17 @@ class Onion:
         log.info("our onion service is up: {host}:{port}", host=self.host, port=ONION_PORT)
         self.notice(f"Tor: our onion service is up ({self.host}); /invite makes an invite "
                     "for a friend", False)
+
+    def _gone(self, _: object) -> None:
+        """Our control connection to Tor closed (Tor stopped or restarted): our onion is
+        gone with it, and dials through Tor fail at once until p2pchat restarts."""
+        if self._stopping:
+            return
+        self.tor = None
+        self.state = "lost: Tor went away (restart p2pchat to use it again)"
+        log.warn("the control connection to Tor closed: no onion links")
+        self.notice("Tor went away: no onion service nor onion links until p2pchat restarts",
+                    True)
 
     async def _control(self, path: str) -> Any:
         """Connect to the control socket of the Tor we launched.  txtorcon tries once, when

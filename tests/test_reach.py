@@ -333,6 +333,19 @@ class Keeping(TestCase):
         self.failureResultOf(ep.connect(None))
         self.assertEqual(tor.signals, ["NEWNYM"])  # a failed onion dial refreshes Tor
 
+    def test_tor_going_away_is_told_and_dials_fail_at_once(self) -> None:
+        told: list[tuple[str, bool]] = []
+        self.onion.notice = lambda text, error: told.append((text, error))
+        self.onion.tor = FakeTor()
+        self.onion._gone(None)
+        self.assertEqual(told, [("Tor went away: no onion service nor onion links until "
+                                 "p2pchat restarts", True)])
+        self.assertIn("lost", "\n".join(self.keeper.contacts()))
+        self.assertIsInstance(self.onion.endpoint("x.onion", 1), _NoTor)
+        self.onion._stopping = True
+        self.onion._gone(None)  # at our own stop: nothing told
+        self.assertEqual(len(told), 1)
+
     def test_without_tor_an_onion_dial_fails_and_invites_are_refused(self) -> None:
         keeper = LinkKeeper(self.node, self.clock, Book(None))
         ep = keeper._endpoint(keeper._info(Contact(ONION, "x.onion", 1)))

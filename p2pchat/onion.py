@@ -26,6 +26,7 @@ from twisted.internet.protocol import Factory
 from twisted.logger import Logger
 from twisted.protocols.tls import TLSMemoryBIOFactory
 
+from p2pchat.addresses import parse_port
 from p2pchat.errors import StartError
 from p2pchat.identity import ContextFactory, Identity, _write_private
 from p2pchat.reach import Endpoint
@@ -75,6 +76,21 @@ def read_torrc(path: str) -> list[tuple[str, str]]:
     if len(lines) > MAX_TORRC_LINES:
         raise ValueError(f"--torrc {path}: over {MAX_TORRC_LINES} lines")
     return lines
+
+
+def parse_tor_control(text: str) -> str:
+    """--tor-control: ``tcp:HOST:PORT`` or ``unix:PATH`` (Twisted's endpoint syntax);
+    ValueError says what is wrong."""
+    kind, _, rest = text.partition(":")
+    if kind == "unix" and rest.strip():
+        return text
+    if kind == "tcp":
+        host, sep, port = rest.rpartition(":")
+        if sep and host and port.isascii() and port.isdigit():
+            parse_port(port, "--tor-control port")
+            return text
+    raise ValueError(f"--tor-control must be tcp:HOST:PORT or unix:PATH (e.g. "
+                     f"tcp:127.0.0.1:9051), not {text[:80]!r}")
 
 
 def tor_binary() -> str:

@@ -18,7 +18,7 @@ from twisted.python import usage
 from p2pchat import datadir, logs
 from p2pchat.catchup import LOG_AGE, LOG_LINES
 from p2pchat.contacts import parse_peer_address
-from p2pchat.onion import read_torrc
+from p2pchat.onion import parse_tor_control, read_torrc
 from p2pchat.discovery import DEFAULT_GROUP, DEFAULT_PORT
 from p2pchat.notify import DEFAULT_OUTPUTS, OUTPUTS, parse_outputs
 from p2pchat.store import HISTORY_MAX_AGE, HISTORY_MAX_BYTES, HISTORY_MAX_LINES
@@ -176,6 +176,8 @@ class Options(usage.Options):
         """--tor, --tor-control and --torrc; ValueError says what is wrong."""
         if self["tor"] and self["tor-control"]:
             raise ValueError("--tor starts a Tor, --tor-control uses a running one: not both")
+        if self["tor-control"] is not None:
+            self["tor-control"] = parse_tor_control(self["tor-control"])
         if self["torrc"] is not None:
             if not self["tor"]:
                 raise ValueError("--torrc is for the Tor that --tor starts")

@@ -71,6 +71,10 @@ class Parsing(TestCase):
         self.assertEqual(self.parse()["peer"], [])
         self.bad("--peer", "10.0.0.2", why="HOST:PORT")
         self.bad("--tor", "--tor-control", "tcp:127.0.0.1:9051", why="not both")
+        for good in ("tcp:127.0.0.1:9051", "unix:/run/tor/control"):
+            self.assertEqual(self.parse("--tor-control", good)["tor-control"], good)
+        for junk in ("junk", "tcp:host", "tcp::9051", "tcp:h:99999", "unix:"):
+            self.bad("--tor-control", junk, why="--tor-control")
         path = self.mktemp()
         with open(path, "w") as f:
             f.write("TestingTorNetwork 1\n")

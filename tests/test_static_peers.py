@@ -1,6 +1,6 @@
 """Static peers (issue 18, item 1) across a router: two hosts on two subnets, routed to each
-other, with no multicast between them (tests/netns.py ``RoutedLab``; each peer on a multicast
-group of its own, too).  ``--peer`` links them; they chat both ways; a peer that restarts
+other, with no multicast between them (tests/netns.py ``RoutedLab``): on one multicast group
+they don't find each other; ``--peer`` links them; they chat both ways; a peer that restarts
 catches up on what was said meanwhile; the static peer is kept in the data dir (a restart
 without --peer relinks), /contacts shows it, /disconnect forgets it.
 
@@ -9,8 +9,11 @@ Needs root and ``ip netns``; skips with the reason otherwise.
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
+from p2pchat.discovery import ANNOUNCE_INTERVAL
 from tests import netns
 from tests.netns import NsPeer, RoutedLab, chat_texts
 from tests.support import fresh_multicast
@@ -43,8 +46,6 @@ def says(peer: NsPeer, nick: str, text: str, timeout: float = LINK_TIMEOUT, star
 
 def linked(peer: NsPeer, other: str, timeout: float = LINK_TIMEOUT) -> None:
     """Until /contacts on ``peer`` says ``other``'s address is linked."""
-    import time
-
     deadline = time.monotonic() + timeout
     while True:
         mark = peer.mark()
@@ -65,8 +66,19 @@ def test_static_peers_across_a_router(routed, tmp_path) -> None:
     h1, h2 = routed.hosts
     bob_at = f"{h2.address}:{BOB_PORT}"
     alice_dir, bob_dir = str(tmp_path / "alice"), str(tmp_path / "bob")
-    bob = routed.start_peer(h2, "bob", fresh_multicast(), bob_dir, "--port", str(BOB_PORT))
-    alice = routed.start_peer(h1, "alice", fresh_multicast(), alice_dir, "--peer", bob_at)
+    group = fresh_multicast()
+    bob = routed.start_peer(h2, "bob", group, bob_dir, "--port", str(BOB_PORT))
+    # On one multicast group, but the router does not carry multicast: no beacon crosses.
+    alice = routed.start_peer(h1, "alice", group, alice_dir)
+    time.sleep(2 * ANNOUNCE_INTERVAL + 1)
+    mark = alice.mark()
+    alice.send("/users")
+    users = alice.wait_for(lambda ls: any(" connected, " in x for x in ls), 10.0, mark)
+    assert any(" 0 connected, 0 known" in x for x in users), users
+    alice.send("/quit")
+    alice.proc.wait(15)
+
+    alice = routed.start_peer(h1, "alice", group, alice_dir, "--peer", bob_at)
     linked(alice, bob_at)
 
     alice.send("hello over the router")

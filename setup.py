@@ -19,6 +19,8 @@ setup(
         "msgspec>=0.18",
         # Ed25519 signatures of our lines through libsodium (identity.py; optional there)
         "pynacl>=1.5",
+        # --tor, --tor-control: its onion API is documented as not yet stable, so pinned
+        "txtorcon>=26.6,<27",
     ],
     extras_require={
         "test": [

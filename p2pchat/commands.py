@@ -46,6 +46,12 @@ COMMANDS: tuple[Spec, ...] = (
     Spec("forget", (), "NICK", "forget the key pinned for NICK", needs_arg=True),
     Spec("ignore", (), "[NICK]", "hide NICK's lines (by its key, kept); alone: who is ignored"),
     Spec("unignore", (), "NICK", "show NICK's lines again", needs_arg=True),
+    Spec("connect", (), "HOST:PORT|INVITE", "link with a static peer (direct TCP), or with "
+         "a friend's p2pchat: invite (over Tor); kept, and redialed", needs_arg=True),
+    Spec("disconnect", (), "NAME|ADDRESS", "forget a static peer, contact or used invite",
+         needs_arg=True),
+    Spec("contacts", (), "", "list the static peers and contacts, and their state"),
+    Spec("invite", (), "", "make an invite for one friend to reach you over Tor"),
     Spec("away", (), "[TEXT]", "tell your peers you are away (TEXT, or just 'away')"),
     Spec("back", (), "", "you are back: no longer away"),
     Spec("set", (), "[typing on|off]", "settings (kept); typing off: peers are not told "

@@ -273,6 +273,16 @@ class CommandFace:
                 self.show_error(answer.why)
             else:
                 self._tell(answer)
+        elif name in ("connect", "disconnect", "invite"):
+            reach = self.node.reach
+            outcome = (reach.connect(arg) if name == "connect" else
+                       reach.disconnect(arg) if name == "disconnect" else reach.invite())
+            if isinstance(outcome, Refused):
+                self.show_error(outcome.why)
+            else:
+                self.show_info([outcome.text])
+        elif name == "contacts":
+            self.show_info(self.node.reach.contacts())
         elif name == "clear":
             self.clear()
         elif name in ("highlight", "mute", "unmute", "dnd"):

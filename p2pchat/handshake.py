@@ -8,6 +8,11 @@ Its stages replace the seven flags the protocol object had::
                                                   --TLS: starttls sent--> TLS --cert ok--> READY
     dialer:    (join sent) --plain--> READY
                (join sent) --TLS--> AWAIT_STARTTLS --starttls--> TLS --cert ok--> READY
+    onion links (``tls_first``: TLS from the first byte, as txtorcon's SOCKS wrapper keeps
+    the transport's protocol for itself, so a STARTTLS never tells ours it finished):
+    listener:  AWAIT_JOIN (cert proven meanwhile) --join, cert is its key--> starttls sent,
+               READY
+    dialer:    TLS --cert is the expected key--> join sent, AWAIT_STARTTLS --starttls--> READY
     any stage before READY --bad first line, refusal, timeout, wrong cert--> REFUSED
     READY --connection lost--> LOST          (anything else lost: REFUSED)
 
@@ -24,8 +29,8 @@ a classifier in front of it; the lines of a live link also never go through the 
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
-from typing import Union
+from dataclasses import dataclass, field, replace
+from typing import Callable, Optional, Union
 
 from p2pchat.wire import CAP_TLS, JOIN, STARTTLS, Message, printable
 
@@ -143,6 +148,20 @@ Action = Union[Note, SendJoin, SendStartTLS, ArmTimer, Learn, Offer, Refuse, Sta
                GoLive, Deliver, Close, Drop]
 
 
+#: The join metadata key that carries an invite's secret over an onion link.
+INVITE_KEY = "invite"
+#: An onion listener's gate: (the dialer's join, the key TLS proved) to why it is not let
+#: in, or None.
+Admit = Callable[[Message, str], Optional[str]]
+
+
+def with_invite(join: Message, secret: str) -> Message:
+    """Our join, carrying an invite's secret (an onion dialer's; "" leaves it as it is)."""
+    if not secret:
+        return join
+    return replace(join, metadata={**(join.metadata or {}), INVITE_KEY: secret})
+
+
 def _injection() -> list[Action]:
     return [Note("plaintext after starttls", "warn",
                  "{address} sent plaintext after the switch to TLS: closed"), Drop(abort=True)]
@@ -150,19 +169,36 @@ def _injection() -> list[Action]:
 
 class Handshake:
     """One connection's handshake.  ``outgoing``: we dialed (we know whom, from its beacon:
-    ``peer_id``, ``caps`` and the fingerprint ``expect_fp`` it announced); ``have_key``: we
-    have an identity, so a peer announcing CAP_TLS gets mutual TLS."""
+    ``peer_id``, ``caps`` and the fingerprint ``expect_fp`` it announced; a static peer's id
+    may be "": then the listener's starttls line tells it); ``have_key``: we have an
+    identity, so a peer announcing CAP_TLS gets mutual TLS.  ``tls_first``: the connection
+    is TLS from its first byte (an onion link), checked against the same keys.  ``learn``:
+    the dialer knows no nick or caps of the listener yet (a static peer, a contact).
+    ``admit``: the listener lets in only a join it admits (an onion's invite gate)."""
 
     def __init__(self, outgoing: bool, have_key: bool, peer_id: str = "",
                  caps: tuple[str, ...] = (), expect_fp: str = "",
-                 timeout: float = HANDSHAKE_TIMEOUT) -> None:
+                 timeout: float = HANDSHAKE_TIMEOUT, tls_first: bool = False,
+                 learn: bool = False, admit: Admit | None = None) -> None:
         self.outgoing = outgoing
         self.timeout_after = timeout
         self.have_key = have_key
         self.peer_id = peer_id
         self.expect_fp = expect_fp
+        self.tls_first = tls_first
+        #: the dialer takes the listener's id, nick and caps from its starttls line (a
+        #: static peer or a contact: no beacon told them)
+        self.learn = learn or not peer_id
+        #: an onion listener's gate, asked before the node is (``Admit``)
+        self.admit = admit
+        #: tls_first: the fingerprint TLS proved ("" until it did)
+        self.proven = ""
+        #: the fingerprint a peer showed that was not the expected one ("" if none was)
+        self.wrong_fp = ""
         self.stage = Stage.AWAIT_STARTTLS if outgoing and self._tls_wanted(caps) else (
             Stage.GOING_LIVE if outgoing else Stage.AWAIT_JOIN)
+        if tls_first and outgoing:
+            self.stage = Stage.TLS
         #: the listener's join, handed to the node once the link is live
         self.first: Message | None = None
         #: why the other side refused this link, if it said so (a ``refused`` line)
@@ -184,7 +220,7 @@ class Handshake:
 
     def connected(self) -> list[Action]:
         """The TCP connection is up."""
-        if not self.outgoing:
+        if not self.outgoing or self.tls_first:
             return [ArmTimer()]
         if self.stage is Stage.AWAIT_STARTTLS:
             return [SendJoin(), ArmTimer()]
@@ -223,6 +259,8 @@ class Handshake:
         if why is not None:
             self.stage = Stage.REFUSED
             return [Refuse(why)]
+        if self.tls_first:
+            return self._tls_first_taken()
         if self.expect_fp:
             if self._more:
                 self.stage = Stage.REFUSED
@@ -235,15 +273,34 @@ class Handshake:
     def tls_done(self, fp: str) -> list[Action]:
         """TLS is up; ``fp``: the fingerprint of the peer's certificate ("" if none).  It must
         be the key the peer announced."""
+        if self.tls_first and self.stage is Stage.AWAIT_JOIN:
+            self.proven = fp  # checked against the join's key when it comes
+            return []
         if self.stage is not Stage.TLS:
             return []
         if not fp or fp != self.expect_fp:
-            self.stage = Stage.REFUSED
-            return [Note("wrong certificate", "warn",
-                         "{peer} ({address}) showed a certificate that is not the key it "
-                         "announced: closed"), Drop(abort=True)]
+            return self._wrong_certificate(fp)
+        if self.tls_first:  # the dialer: the listener proved the key we expected
+            self.proven = fp
+            self.stage = Stage.AWAIT_STARTTLS
+            return [SendJoin()]
         self.stage = Stage.GOING_LIVE
         return [Proven(fp), GoLive()]
+
+    def _wrong_certificate(self, fp: str) -> list[Action]:
+        self.stage = Stage.REFUSED
+        self.wrong_fp = fp or "(none)"
+        return [Note("wrong certificate", "warn",
+                     "{peer} ({address}) showed a certificate that is not the key it "
+                     "announced: closed"), Drop(abort=True)]
+
+    def _tls_first_taken(self) -> list[Action]:
+        """The listener of a tls_first link took the join: its key must be the one TLS
+        proved; then our starttls line says we took it (no switch follows: TLS is on)."""
+        if not self.expect_fp or self.proven != self.expect_fp:
+            return self._wrong_certificate(self.proven)
+        self.stage = Stage.GOING_LIVE
+        return [SendStartTLS(), Proven(self.proven), GoLive()]
 
     def linked(self, taken: bool) -> list[Action]:
         """The node's answer to ``GoLive``: True, it took the link (else it closed it)."""
@@ -285,6 +342,10 @@ class Handshake:
         self.stage = Stage.OFFERED
         tls = self._tls_wanted(msg.caps) and bool(msg.fp)
         self.expect_fp = msg.fp if tls else ""
+        why = self.admit(msg, self.proven) if self.admit is not None else None
+        if why:
+            self.stage = Stage.REFUSED
+            return [Learn(msg.sender_id, msg.username, msg.caps), Refuse(why)]
         # Refused now, before TLS, the dialer's link never comes up: both sides agree.
         return [Learn(msg.sender_id, msg.username, msg.caps),
                 Offer(msg.sender_id, msg.username,
@@ -292,14 +353,21 @@ class Handshake:
 
     def _starttls(self, msg: Message, more: bool) -> list[Action]:
         """The dialer's side: the listener said ``starttls``; the TLS handshake follows."""
-        if msg.type != STARTTLS or msg.sender_id != self.peer_id:
+        if msg.type != STARTTLS or (self.peer_id and msg.sender_id != self.peer_id):
             self.stage = Stage.REFUSED
             return [Note("not starttls", "warn",
                          "{peer} ({address}) answered with a {kind} line, not starttls: "
                          "closed", {"kind": msg.type}), Drop(abort=True)]
+        learn: list[Action] = []
+        if self.learn:  # a static peer or contact: who answered
+            self.peer_id = msg.sender_id
+            learn.append(Learn(msg.sender_id, msg.username, msg.caps))
+        if self.tls_first:  # the listener took our join: the link is on
+            self.stage = Stage.GOING_LIVE
+            return learn + [Proven(self.proven), GoLive()]
         self.expect_fp = self.expect_fp or msg.fp
         if more:  # STARTTLS injection on the dialer's side
             self.stage = Stage.REFUSED
             return _injection()
         self.stage = Stage.TLS
-        return [StartTLS(server=False)]
+        return learn + [StartTLS(server=False)]

@@ -128,6 +128,49 @@ Observer = Callable[["events.Event"], None]
 # --- what the faces may call --------------------------------------------------------------
 
 
+class IReach(Protocol):
+    """Static peers and Tor contacts, as the faces see them (keeper.LinkKeeper)."""
+
+    def connect(self, text: str) -> Outcome:
+        """/connect HOST:PORT (a static peer) or /connect INVITE (a friend over Tor)."""
+        ...
+
+    def disconnect(self, text: str) -> Outcome:
+        """/disconnect NAME|ADDRESS: forget a static peer or contact (and its link)."""
+        ...
+
+    def contacts(self) -> list[str]:
+        """/contacts: the static peers, contacts and invites given, with their state."""
+        ...
+
+    def invite(self) -> Outcome:
+        """/invite: a new invite token for one friend (Done's text holds it)."""
+        ...
+
+    def keeps(self, peer_id: str) -> bool:
+        """Whether this peer is one we redial (so its link going is not its leaving)."""
+        ...
+
+
+class NoReach:
+    """The IReach of a chat with no static peers nor Tor (tests, the bench)."""
+
+    def connect(self, text: str) -> Outcome:
+        return Refused("static peers and contacts are not available here")
+
+    def disconnect(self, text: str) -> Outcome:
+        return Refused(f"no static peer or contact {printable(text)}")
+
+    def contacts(self) -> list[str]:
+        return ["no static peers nor contacts"]
+
+    def invite(self) -> Outcome:
+        return Refused("/invite needs Tor: start p2pchat with --tor or --tor-control")
+
+    def keeps(self, peer_id: str) -> bool:
+        return False
+
+
 class IChat(Protocol):
     """The chat as a face sees it: who we are, verbs, and queries returning plain values."""
 
@@ -141,6 +184,11 @@ class IChat(Protocol):
     def port(self) -> int: ...
 
     def now(self) -> float: ...
+
+    @property
+    def reach(self) -> IReach:
+        """/connect, /disconnect, /contacts, /invite."""
+        ...
 
     def subscribe(self, observer: Observer) -> None: ...
 

@@ -105,7 +105,8 @@ class PeerProtocol(LinesPerRead):
     transport: Any
 
     def __init__(self, node: Node, clock: IReactorTime, expected: PeerInfo | None = None,
-                 registry: set[PeerProtocol] | None = None) -> None:
+                 registry: set[PeerProtocol] | None = None, tls_first: bool = False,
+                 admit: handshake.Admit | None = None, invite: str = "") -> None:
         self.node = node
         self.registry = registry if registry is not None else set()
         self.clock: Any = cast(Any, clock)  # see _Timer
@@ -118,7 +119,10 @@ class PeerProtocol(LinesPerRead):
         self.last_heard = self.clock.seconds()
         self.handshake = handshake.Handshake(
             self.outgoing, node.identity is not None, self.peer_id, self.caps,
-            expected.fp if expected else "", timeout=HANDSHAKE_TIMEOUT)
+            expected.fp if expected else "", timeout=HANDSHAKE_TIMEOUT, tls_first=tls_first,
+            learn=expected is not None and not expected.username, admit=admit)
+        #: an onion dialer's invite secret, carried in its join (``handshake.INVITE_KEY``)
+        self.invite = invite
         self._handshake_timer: _Timer | None = None
         #: the key fingerprint the peer proved by TLS ("" while plain), and the TLS version
         self.fp = ""
@@ -241,7 +245,7 @@ class PeerProtocol(LinesPerRead):
                 else:
                     self.transport.loseConnection()
             elif isinstance(action, handshake.SendJoin):
-                self.send(self.node.handshake())
+                self.send(handshake.with_invite(self.node.handshake(), self.invite))
             elif isinstance(action, handshake.SendStartTLS):
                 self.send(self.node.starttls())
             elif isinstance(action, handshake.StartTLS):
@@ -253,7 +257,8 @@ class PeerProtocol(LinesPerRead):
             elif isinstance(action, handshake.Learn):
                 self.peer_id, self.username, self.caps = (action.peer_id, action.username,
                                                           action.caps)
-                self.dialer_id = action.peer_id
+                if not self.outgoing:
+                    self.dialer_id = action.peer_id
             elif isinstance(action, handshake.Offer):
                 self._do(self.handshake.offered(
                     self.node.link_offered(action.peer_id, action.username, action.fp)))
@@ -468,7 +473,8 @@ class Dialer:
     def __init__(self, node: Node, reactor: IReactorTCP, clock: IReactorTime,
                  bind_host: str | None = None,
                  backoff: Callable[[], Backoff] = Backoff,
-                 endpoint: Callable[[PeerInfo], Endpoint] | None = None) -> None:
+                 endpoint: Callable[[PeerInfo], Endpoint] | None = None,
+                 make: Callable[[PeerInfo], PeerProtocol] | None = None) -> None:
         self.node = node
         self.reactor = reactor
         self.clock: Any = cast(Any, clock)  # see _Timer
@@ -478,6 +484,9 @@ class Dialer:
             lambda info: peer_endpoint(self.reactor, info.host, info.port, self.bind_host))
         self._peers: dict[str, _Peer] = {}
         self.outgoing: set[PeerProtocol] = set()
+        #: builds the protocol of a dial (static peers and contacts give their own)
+        self._make = make or (lambda info: PeerProtocol(self.node, self.clock, expected=info,
+                                                        registry=self.outgoing))
 
     def state(self, peer_id: str) -> DialState | None:
         """Where the dialer is with this peer (None: it knows nothing of it)."""
@@ -541,7 +550,7 @@ class Dialer:
         peer.state, peer.conn = DialState.DIALING, None
 
         def make() -> PeerProtocol:
-            return PeerProtocol(self.node, self.clock, expected=info, registry=self.outgoing)
+            return self._make(info)
 
         log.debug("dialing {peer} at {host}:{port}", peer=info.peer_id, host=info.host,
                   port=info.port)

@@ -42,6 +42,8 @@ from p2pchat.interfaces import (
     IBeaconSink,
     IChat,
     IMeshSink,
+    IReach,
+    NoReach,
     PeerView,  # noqa: F401 (tests take it from here)
     Wire,
 )
@@ -199,6 +201,8 @@ class Node(ChatFront):
         self.activity = Activity(self)
         #: private lines sealed for absent peers, and those we carry (sealing.py)
         self.sealing = Sealing(self)
+        #: static peers and Tor contacts (keeper.py; the service gives the real one)
+        self.reach: IReach = NoReach()
 
     # --- observers ------------------------------------------------------------------------
 
@@ -430,8 +434,9 @@ class Node(ChatFront):
             info = self.peers.get(link.peer_id)
             if info is not None:
                 self.presence.maybe_dial(info)
-            else:
-                # Not announced (any more): nothing will bring it back, so nothing waits.
+            elif not self.reach.keeps(link.peer_id):
+                # Not announced (any more) nor kept (keeper.py): nothing will bring it
+                # back, so nothing waits.
                 self.left_room(link.peer_id)
                 if self.dialer is not None:
                     self.dialer.drop(link.peer_id)

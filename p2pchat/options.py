@@ -17,6 +17,8 @@ from twisted.python import usage
 
 from p2pchat import datadir, logs
 from p2pchat.catchup import LOG_AGE, LOG_LINES
+from p2pchat.contacts import parse_peer_address
+from p2pchat.onion import parse_tor_control, read_torrc
 from p2pchat.discovery import DEFAULT_GROUP, DEFAULT_PORT
 from p2pchat.notify import DEFAULT_OUTPUTS, OUTPUTS, parse_outputs
 from p2pchat.store import HISTORY_MAX_AGE, HISTORY_MAX_BYTES, HISTORY_MAX_LINES
@@ -73,6 +75,18 @@ class Options(usage.Options):
     daemon = False
     pidfile: str | None = None
 
+    def __init__(self) -> None:
+        super().__init__()
+        self["peer"] = []
+
+    def opt_peer(self, text: str) -> None:
+        """a static peer to dial, HOST:PORT (repeatable; kept in the data dir): for routed
+        networks and VPNs, where multicast does not reach"""
+        try:
+            self["peer"].append(parse_peer_address(text))
+        except ValueError as e:
+            raise usage.UsageError(str(e)) from None
+
     optParameters = [
         ["username", "u", None, "your nick: 1-20 characters, no spaces "
          "[default: the nick you had last time, else your login name]"],
@@ -101,11 +115,17 @@ class Options(usage.Options):
         ["notify", None, ",".join(DEFAULT_OUTPUTS), "how the console tells you of a mention, "
          "a private line or a highlight word: any of " + ",".join(OUTPUTS)
          + " (bell; the terminal's OSC 777, OSC 9, OSC 99 (kitty); notify-send)"],
+        ["tor-control", None, None, "use the running Tor whose control port is here "
+         "(tcp:127.0.0.1:9051, unix:/run/tor/control) for an onion service and onion contacts"],
+        ["torrc", None, None, "a file of torrc lines (Key value) for the Tor that --tor starts "
+         "(e.g. a private test network's)"],
         ["history-mb", None, f"{HISTORY_MAX_BYTES / 2**20:g}",
          "most megabytes the history file holds (the oldest lines go first)"],
     ]
     optFlags = [
         ["debug", None, "log debug detail too"],
+        ["tor", None, "start a Tor of our own (the system's tor) for an onion service and "
+         "onion contacts (/invite, /connect INVITE)"],
         ["notify-hide-text", None, "notifications say who, not what"],
         ["secure-only", None, "refuse peers without encryption (base peers, such as the Go "
          "reference)"],
@@ -144,12 +164,24 @@ class Options(usage.Options):
                 raise ValueError(f"--ui must be one of {', '.join(UIS)}, not {self['ui']!r}")
             self["notify"] = parse_outputs(self["notify"])
             self._irc_options()
+            self._tor_options()
         except ValueError as e:
             raise usage.UsageError(str(e)) from None
         self["data-dir"] = os.path.abspath(os.path.expanduser(
             self["data-dir"] or default_data_dir()))
         if self.parent is not None:
             self._adjust_twistd(self.parent)
+
+    def _tor_options(self) -> None:
+        """--tor, --tor-control and --torrc; ValueError says what is wrong."""
+        if self["tor"] and self["tor-control"]:
+            raise ValueError("--tor starts a Tor, --tor-control uses a running one: not both")
+        if self["tor-control"] is not None:
+            self["tor-control"] = parse_tor_control(self["tor-control"])
+        if self["torrc"] is not None:
+            if not self["tor"]:
+                raise ValueError("--torrc is for the Tor that --tor starts")
+            self["torrc"] = read_torrc(self["torrc"])
 
     def _irc_options(self) -> None:
         """--irc and --irc-password; ValueError says what is wrong."""

@@ -59,11 +59,12 @@ class Sender:
         return self.message(JOIN, f"{node.nick} joined the chat")
 
     def starttls(self) -> Message:
-        """The listener's answer to a join offering TLS (our fingerprint in ``fp``)."""
+        """The listener's answer to a join offering TLS (our fingerprint in ``fp``; our caps,
+        for a static peer's dialer, which had no beacon to learn them from)."""
         node = self.node
         return Message(id=new_message_id(), type=STARTTLS, sender_id=node.peer_id,
                        username=node.nick, timestamp=node.clock.seconds(),
-                       fp=node.identity.fingerprint if node.identity else "")
+                       fp=node.identity.fingerprint if node.identity else "", caps=node.caps)
 
     def broadcast(self, msg: Message) -> int:
         """Send an unsequenced line (a heartbeat) on every link."""

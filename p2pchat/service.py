@@ -29,6 +29,7 @@ from p2pchat.errors import StartError, stop_reactor
 from p2pchat.flow import close_within
 from p2pchat.identity import PINS_NAME, PINS_SAVE_DELAY, Identity, Pins
 from p2pchat.ignore import IGNORED_NAME, Ignores
+from p2pchat.keeper import Reach, build_reach
 from p2pchat.mesh import Dialer, PeerProtocol, PeerServerFactory
 from p2pchat.node import HEARTBEAT_INTERVAL, Node
 from p2pchat.store import (
@@ -72,6 +73,8 @@ class NodeService(Service):
         self.dialer = Dialer(node, reactor, reactor, bind_host=interface)
         self.beacons = BeaconProtocol(node, self.group, self.group_port, interface, reactor)
         self._loops: list[LoopingCall] = []
+        #: static peers and Tor (keeper.build_reach), if the service was given them
+        self.reach: Reach | None = None
 
     def startService(self) -> None:
         self.listener = listener = self._listen_tcp()
@@ -91,6 +94,8 @@ class NodeService(Service):
             loop.clock = self.reactor
             loop.start(every, now=False)
             self._loops.append(loop)
+        if self.reach is not None:
+            self.reach.start()
         log.info("{nick} ({peer}) listening on TCP port {port}", nick=self.node.nick,
                  peer=self.node.peer_id, port=self.node.port)
         super().startService()
@@ -115,9 +120,13 @@ class NodeService(Service):
                 loop.stop()
         self._loops.clear()
         self.dialer.stop()
+        reach = self.reach
+        if reach is not None:
+            reach.stop()
         links = self.node.say_goodbye()
         self.beacons.say_leave()
         protos: set[PeerProtocol] = set(self.server.open) | set(self.dialer.outgoing)
+        protos |= reach.connections() if reach is not None else set()
         protos.update(link for link in links if isinstance(link, PeerProtocol))
         closing = [p.closed for p in protos]
         for proto in protos:
@@ -127,7 +136,8 @@ class NodeService(Service):
             if self.node.store is not None:
                 self.node.store.close()
             self.node.trust.pins.flush()
-            return self._stop_listening()
+            stopped = self._stop_listening()
+            return stopped.addCallback(lambda _: reach.close()) if reach else stopped
 
         return close_within(self.reactor, GOODBYE_TIMEOUT, closing,
                             lambda: self._cut(protos)).addCallback(done)
@@ -309,6 +319,12 @@ def makeService(options: Options, reactor: Any = None) -> ChatService:
     node.subscribe(NickKeeper(data_dir))
     node_service = NodeService(node, reactor, options["port"], options["multicast"],
                                options["interface"])
+    try:
+        node_service.reach = build_reach(node, reactor, data_dir, options.get("peer", []),
+                                         options["interface"], bool(options.get("tor")),
+                                         options.get("tor-control"), options.get("torrc"))
+    except StartError as e:
+        startup.fail(f"p2pchat: {e}")
     notify = NotifyConfig(options.get("notify", DEFAULT_OUTPUTS),
                           bool(options.get("notify-hide-text")),
                           os.path.join(data_dir, HIGHLIGHTS_NAME))

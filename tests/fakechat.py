@@ -34,6 +34,34 @@ from p2pchat.wire import CHAT, DEFAULT_ROOM, PRIVATE, Message, nick_problem
 NOW = 1_700_000_000.0
 
 
+class FakeReach:
+    """The faces' IReach: answers what a test sets, records the calls."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, str]] = []
+        self.answer: Outcome = Done("done")
+        self.listed = ["no static peers nor contacts"]
+
+    def connect(self, text: str) -> Outcome:
+        self.calls.append(("connect", text))
+        return self.answer
+
+    def disconnect(self, text: str) -> Outcome:
+        self.calls.append(("disconnect", text))
+        return self.answer
+
+    def contacts(self) -> list[str]:
+        self.calls.append(("contacts", ""))
+        return self.listed
+
+    def invite(self) -> Outcome:
+        self.calls.append(("invite", ""))
+        return self.answer
+
+    def keeps(self, peer_id: str) -> bool:
+        return False
+
+
 class FakeChat:
     """What a face sees of the chat, kept in plain fields a test may set.
 
@@ -51,6 +79,8 @@ class FakeChat:
         self._peer_id = peer_id
         self._port = port
         self.observers: list[Observer] = []
+        #: /connect, /disconnect, /contacts, /invite
+        self.reach = FakeReach()
         self.rooms: list[str] = [DEFAULT_ROOM]
         self.peers: list[PeerView] = []
         self.away: dict[str, str] = {}  # peer id -> nick

@@ -270,27 +270,31 @@ class Lab:
         with _LABS_LOCK:
             _LABS.add(self)
         try:
-            self._ns_add(self.bridge_ns)
-            self.ip(self.bridge_ns, "link", "set", "lo", "up")
-            # No IGMP snooping: the bridge floods multicast, as a plain switch does.
-            self.ip(self.bridge_ns, "link", "add", self.bridge, "type", "bridge",
-                    "mcast_snooping", "0")
-            self.ip(self.bridge_ns, "link", "set", self.bridge, "up")
-            for host in self.hosts:
-                self._ns_add(host.ns)
-                # Both ends made straight in their namespaces: nothing in the root namespace.
-                _run([IP, "link", "add", host.veth, "netns", host.ns, "type", "veth",
-                      "peer", "name", host.port, "netns", self.bridge_ns])
-                self.ip(self.bridge_ns, "link", "set", host.port, "master", self.bridge)
-                self.ip(self.bridge_ns, "link", "set", host.port, "up")
-                self.ip(host.ns, "link", "set", "lo", "up")
-                self.ip(host.ns, "addr", "add", f"{host.address}/24", "dev", host.veth)
-                self.ip(host.ns, "link", "set", host.veth, "up")
-                self.ip(host.ns, "route", "add", "224.0.0.0/4", "dev", host.veth)
-            self._wait_links_up()
+            self._build()
         except BaseException:
             self.teardown()
             raise
+
+    def _build(self) -> None:
+        """The namespaces, links and addresses (``create`` tears down what a failure left)."""
+        self._ns_add(self.bridge_ns)
+        self.ip(self.bridge_ns, "link", "set", "lo", "up")
+        # No IGMP snooping: the bridge floods multicast, as a plain switch does.
+        self.ip(self.bridge_ns, "link", "add", self.bridge, "type", "bridge",
+                "mcast_snooping", "0")
+        self.ip(self.bridge_ns, "link", "set", self.bridge, "up")
+        for host in self.hosts:
+            self._ns_add(host.ns)
+            # Both ends made straight in their namespaces: nothing in the root namespace.
+            _run([IP, "link", "add", host.veth, "netns", host.ns, "type", "veth",
+                  "peer", "name", host.port, "netns", self.bridge_ns])
+            self.ip(self.bridge_ns, "link", "set", host.port, "master", self.bridge)
+            self.ip(self.bridge_ns, "link", "set", host.port, "up")
+            self.ip(host.ns, "link", "set", "lo", "up")
+            self.ip(host.ns, "addr", "add", f"{host.address}/24", "dev", host.veth)
+            self.ip(host.ns, "link", "set", host.veth, "up")
+            self.ip(host.ns, "route", "add", "224.0.0.0/4", "dev", host.veth)
+        self._wait_links_up()
 
     def _wait_links_up(self, timeout: float = 10.0) -> None:
         """Until every host's veth has its carrier and its address is usable (no DAD for
@@ -417,12 +421,105 @@ class Lab:
             self.tc(ns, "qdisc", "del", "dev", dev, "root", check=False)
 
 
+class RoutedLab(Lab):
+    """Two hosts on two subnets joined by a router (a namespace forwarding IPv4 unicast; no
+    multicast routing, so the hosts' beacons never reach each other), for static peers::
+
+        p2p-<tok>-h1 [10.213.N.11/24] --- [10.213.N.1  p2p-<tok>-br  10.214.N.1] --- [10.214.N.12/24] p2p-<tok>-h2
+
+    (the router is the lab's ``bridge_ns``, so ``teardown`` deletes it too)."""
+
+    def __init__(self) -> None:
+        super().__init__(2)
+        for host, subnet in zip(self.hosts, ("213", "214")):
+            host.address = f"10.{subnet}.{self.octet}.{10 + host.index}"
+        self.gateways = [f"10.213.{self.octet}.1", f"10.214.{self.octet}.1"]
+
+    def _build(self) -> None:
+        self._ns_add(self.bridge_ns)
+        self.ip(self.bridge_ns, "link", "set", "lo", "up")
+        _run([IP, "netns", "exec", self.bridge_ns, "sysctl", "-q", "-w",
+              "net.ipv4.ip_forward=1"])
+        for host, gateway in zip(self.hosts, self.gateways):
+            self._ns_add(host.ns)
+            _run([IP, "link", "add", host.veth, "netns", host.ns, "type", "veth",
+                  "peer", "name", host.port, "netns", self.bridge_ns])
+            self.ip(self.bridge_ns, "addr", "add", f"{gateway}/24", "dev", host.port)
+            self.ip(self.bridge_ns, "link", "set", host.port, "up")
+            self.ip(host.ns, "link", "set", "lo", "up")
+            self.ip(host.ns, "addr", "add", f"{host.address}/24", "dev", host.veth)
+            self.ip(host.ns, "link", "set", host.veth, "up")
+            self.ip(host.ns, "route", "add", "10.0.0.0/8", "via", gateway)
+            self.ip(host.ns, "route", "add", "224.0.0.0/4", "dev", host.veth)
+        self._wait_routed()
+
+    def _wait_routed(self, timeout: float = 10.0) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            pending = [h for h in self.hosts if "LOWER_UP" not in self.ip(
+                h.ns, "link", "show", h.veth).stdout]
+            if not pending:
+                return
+            if time.monotonic() > deadline:
+                raise LabError(f"links not up after {timeout} s: {pending}")
+            time.sleep(0.1)
+
+
+class LoopbackNs:
+    """One network namespace with only ``lo`` (up): what runs in it reaches 127.0.0.1 of its
+    own and nothing else (the private Tor network of tests/tornet.py).  ``teardown`` kills
+    what is still in it and deletes it."""
+
+    def __init__(self) -> None:
+        self.name = f"p2p-{secrets.token_hex(3)}-lo"
+        _catch_termination()
+        _run([IP, "netns", "add", self.name])
+        _LOOPBACKS.add(self)
+        try:
+            _run([IP, "-n", self.name, "link", "set", "lo", "up"])
+            # Quick ACKs on loopback (inside this namespace only): tor leaves Nagle on
+            # between relays, which meets the 40 ms delayed ACK (TOR-TESTING.md).
+            for dest in ("127.0.0.0/8", "127.0.0.1"):
+                _run([IP, "-n", self.name, "route", "change", "table", "local", "local", dest,
+                      "dev", "lo", "proto", "kernel", "scope", "host", "src", "127.0.0.1",
+                      "quickack", "1"], check=False)
+        except BaseException:
+            self.teardown()
+            raise
+
+    def argv(self, *argv: str) -> list[str]:
+        """A command line that runs inside the namespace."""
+        return [IP, "netns", "exec", self.name, *argv]
+
+    def teardown(self) -> None:
+        for pid in _run([IP, "netns", "pids", self.name], check=False).stdout.split():
+            try:
+                os.kill(int(pid), signal.SIGCONT)
+                os.kill(int(pid), signal.SIGKILL)
+            except (ValueError, OSError):
+                pass
+        _run([IP, "netns", "del", self.name], check=False)
+        _LOOPBACKS.discard(self)
+
+    def exists(self) -> bool:
+        listed = _run([IP, "netns", "list"], check=False).stdout
+        return any(line.split()[:1] == [self.name] for line in listed.splitlines())
+
+
+_LOOPBACKS: set[LoopbackNs] = set()
+
+
 def _teardown_all() -> None:
     with _LABS_LOCK:
         labs = list(_LABS)
     for lab in labs:
         try:
             lab.teardown()
+        except Exception:
+            pass
+    for ns in list(_LOOPBACKS):
+        try:
+            ns.teardown()
         except Exception:
             pass
 

@@ -1240,7 +1240,8 @@ class IgnoreTests(IrcTestCase):
         self.assertEqual(lines[:len(irc.SERVICE_HELP)],
                          [self.BOT + line for line in irc.SERVICE_HELP])
         self.assertEqual(lines[len(irc.SERVICE_HELP):], [
-            self.BOT + "unknown: frob; commands: ignore [NICK], unignore NICK, search WORDS, help",
+            self.BOT + "unknown: frob; commands: ignore [NICK], unignore NICK, search WORDS, "
+            "connect, disconnect, contacts, invite, help",
             self.BOT + "unignore NICK: whose lines to show again"])  # the NOTICE: nothing
 
 

@@ -65,6 +65,49 @@ class Parsing(TestCase):
         self.assertEqual(self.parse("--irc", "127.0.0.1:7000")["irc"], ("127.0.0.1", 7000))
         self.assertIsNone(self.parse()["irc"])
 
+    def test_peers_tor_and_torrc(self) -> None:
+        o = self.parse("--peer", "10.0.0.2:8080", "--peer=[fd00::2]:9000")
+        self.assertEqual(o["peer"], [("10.0.0.2", 8080), ("fd00::2", 9000)])
+        self.assertEqual(self.parse()["peer"], [])
+        self.bad("--peer", "10.0.0.2", why="HOST:PORT")
+        self.bad("--tor", "--tor-control", "tcp:127.0.0.1:9051", why="not both")
+        for good in ("tcp:127.0.0.1:9051", "unix:/run/tor/control"):
+            self.assertEqual(self.parse("--tor-control", good)["tor-control"], good)
+        for junk in ("junk", "tcp:host", "tcp::9051", "tcp:h:99999", "unix:"):
+            self.bad("--tor-control", junk, why="--tor-control")
+        path = self.mktemp()
+        with open(path, "w") as f:
+            f.write("TestingTorNetwork 1\n")
+        self.bad("--torrc", path, why="--torrc is for the Tor that --tor starts")
+        self.assertEqual(self.parse("--tor", "--torrc", path)["torrc"],
+                         [("TestingTorNetwork", "1")])
+        self.bad("--tor", "--torrc", path + ".missing", why="can't read it")
+
+    def test_tor_missing_is_one_clear_line(self) -> None:
+        from twisted.internet.task import Clock
+
+        from p2pchat import onion
+        from p2pchat.errors import StartError
+        from p2pchat.identity import Identity
+        from p2pchat.keeper import build_reach
+        from p2pchat.node import Node
+
+        self.patch(onion.shutil, "which", lambda name: None)
+        self.patch(onion, "TOR_PLACES", ())
+        with self.assertRaises(StartError) as caught:
+            onion.tor_binary()
+        self.assertIn("apt-get install tor", str(caught.exception))
+        node = Node("alice", Clock(), identity=Identity.load_or_create(self.mktemp()))
+        data = self.mktemp()
+        os.makedirs(data)
+        with self.assertRaises(StartError):
+            build_reach(node, Clock(), data, [], None, True, None, None)
+        # --tor-control needs no tor program here
+        reach = build_reach(node, Clock(), data, [("10.0.0.2", 8080)], None, False,
+                            "tcp:127.0.0.1:9051", None)
+        self.assertIsNotNone(reach.keeper.onion)
+        self.assertEqual([c.address for c in reach.keeper.book.contacts], ["10.0.0.2:8080"])
+
 
 class AddressParsers(TestCase):
     """The one port rule behind --port, --multicast and --irc (options.parse_port): the same

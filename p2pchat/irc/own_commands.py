@@ -1,6 +1,6 @@
-"""p2pchat's own commands that IRC clients keep for themselves (their /ignore is local):
-``/msg *p2pchat COMMAND`` (a service nick, as ZNC's ``*status``), or ``/quote IGNORE`` and
-``/quote UNIGNORE``.  A nick in them is the one IRC shows (``bob|2``, ``carol|other``): it
+"""p2pchat's own commands that IRC clients keep for themselves (their /ignore is local; irssi
+and weechat take /connect, /disconnect and /invite): ``/msg *p2pchat COMMAND`` (a service
+nick, as ZNC's ``*status``), or ``/quote IGNORE`` and ``/quote UNIGNORE``.  A nick in them is the one IRC shows (``bob|2``, ``carol|other``): it
 names the peer by its id, so the node finds the right one."""
 
 from __future__ import annotations
@@ -26,6 +26,10 @@ SERVICE_HELP = (
     "  unignore NICK   show NICK's lines again",
     "  search WORDS    find lines in the history (newest first); filters from:NICK",
     "                  in:#ROOM before:YYYY-MM-DD after:YYYY-MM-DD (local time)",
+    "  connect HOST:PORT|INVITE  link with a static peer, or a friend's invite (over Tor)",
+    "  disconnect NAME|ADDRESS   forget a static peer, contact or used invite",
+    "  contacts        the static peers and contacts, and their state",
+    "  invite          an invite for one friend to reach you over Tor",
     "  help            this list",
 )
 
@@ -96,8 +100,18 @@ def run(client: IrcClientProtocol, command: str, arg: str) -> list[str]:
         return [answer(result)]
     if command == "help":
         return list(SERVICE_HELP)
+    reach = node.reach
+    if command == "contacts":
+        return reach.contacts()
+    if command == "invite":
+        return [answer(reach.invite())]
+    if command in ("connect", "disconnect"):
+        if not arg:
+            return [f"{command} {'HOST:PORT|INVITE' if command == 'connect' else 'NAME|ADDRESS'}"
+                    ": whom"]
+        return [answer(reach.connect(arg) if command == "connect" else reach.disconnect(arg))]
     return [f"unknown: {command or '(nothing)'}; commands: ignore [NICK], unignore NICK, "
-            "search WORDS, help"]
+            "search WORDS, connect, disconnect, contacts, invite, help"]
 
 
 COMMANDS: dict[str, Handler] = {"IGNORE": ignore, "UNIGNORE": unignore, "SEARCH": search}

@@ -31,6 +31,8 @@ from p2pchat.absent import RecentPeers
 from p2pchat.activity import Activity
 from p2pchat.catchup import LOG_AGE, LOG_LINES
 from p2pchat.chat import HISTORY_SHOWN, Chat  # noqa: F401 (HISTORY_SHOWN: its old home)
+from p2pchat.files.offers import CAP_FILES, FILE
+from p2pchat.files.transfers import Transfers
 from p2pchat.front import ChatFront
 from p2pchat.clocks import Clock, log_limited
 from p2pchat.hearing import Hearing
@@ -142,7 +144,7 @@ class Node(ChatFront):
         #: peers whose lines are not shown (/ignore); the service gives it its file
         self.ignores = Ignores(None)
         self.peer_id = peer_id or (identity.peer_id if identity else new_peer_id(nick))
-        self.caps = CAPS + ((CAP_TLS, CAP_RELAY) if identity else ())
+        self.caps = CAPS + ((CAP_TLS, CAP_RELAY, CAP_FILES) if identity else ())
         self.clock = clock
         self.peers = PeerTable()
         #: how well each peer is known: who gets table places and link slots (slots.py)
@@ -195,6 +197,8 @@ class Node(ChatFront):
         self.presence = Presence(self)
         #: typing and away, ours and the peers' (activity.py)
         self.activity = Activity(self)
+        #: file offers and transfers (files/transfers.py); the service configures it
+        self.files = Transfers(self)
 
     # --- observers ------------------------------------------------------------------------
 
@@ -350,6 +354,7 @@ class Node(ChatFront):
             link.username = self.line_names.get(link.peer_id, link.username)
         self.catchup.start(link)
         self.activity.linked(link)
+        self.files.linked(link)
         if existing is None:
             log_limited(self.clock, log, "linked", LogLevel.info,
                         "linked with {peer} at {address} ({how})",
@@ -472,6 +477,9 @@ class Node(ChatFront):
             return
         if kind == AWAY:
             self.activity.heard_away(link, msg)
+            return
+        if kind == FILE:
+            self.files.line(link, msg)
             return
         self.hearing.peer_line(link, msg)  # join (a rename), leave, or one not known here
 

@@ -114,6 +114,8 @@ class Options(usage.Options):
         ["download-dir", None, None, "where received files land [the user's download dir]"],
         ["max-file-size", None, f"{MAX_FILE_SIZE >> 30}G",
          "offers to us larger than this are refused (4G, 500M, bytes)"],
+        ["file-rate", None, "0", "most bytes per second each file we send goes at (10M, "
+         "500k; 0: no limit)"],
     ]
     optFlags = [
         ["debug", None, "log debug detail too"],
@@ -155,6 +157,8 @@ class Options(usage.Options):
                 raise ValueError(f"--ui must be one of {', '.join(UIS)}, not {self['ui']!r}")
             self["notify"] = parse_outputs(self["notify"])
             self["max-file-size"] = parse_size(self["max-file-size"])
+            self["file-rate"] = (0 if self["file-rate"].strip() == "0"
+                                 else parse_size(self["file-rate"], "--file-rate"))
             self._irc_options()
         except ValueError as e:
             raise usage.UsageError(str(e)) from None

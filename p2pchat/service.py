@@ -316,7 +316,7 @@ def makeService(options: Options, reactor: Any = None) -> ChatService:
     chat = ChatService(node, node_service, face)
     node.files.configure(options.get("download-dir") or os.path.join(data_dir, "downloads"),
                          data_dir, options.get("max-file-size", MAX_FILE_SIZE), reactor,
-                         options["interface"])
+                         options["interface"], options.get("file-rate", 0))
     FilesService(node.files, reactor, options["interface"]).setServiceParent(chat)
     chat.lock = lock  # held for as long as the process runs
     if options.pidfile is not None:

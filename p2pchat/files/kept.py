@@ -54,6 +54,7 @@ class Incoming:
     rate: float = 0.0
     mark: tuple[float, int] = (0.0, 0)
     retries: int = 0
+    started: bool = False  # "started" told for this connection (after the partial's check)
 
     def had(self) -> int:
         """Bytes had: the files done, and the current one so far."""

@@ -59,8 +59,10 @@ class FileProducer:
     more bytes written; ``done()``: all written (not called if stopped)."""
 
     def __init__(self, file: IO[bytes], offset: int, length: int, consumer: Any, clock: Any,
-                 sent: Callable[[int], None], done: Callable[[], None]) -> None:
+                 sent: Callable[[int], None], done: Callable[[], None],
+                 rate: float = 0.0) -> None:
         self.file = file
+        self.rate = rate  # bytes per second at most (0: as fast as the consumer takes them)
         self.left = length
         self.consumer = consumer
         self.clock = clock
@@ -69,6 +71,7 @@ class FileProducer:
         self.paused = False
         self.stopped = False
         self._call: Any = None
+        self._next_at = 0.0  # with a rate: not before then
         file.seek(offset)
 
     def start(self) -> None:
@@ -77,16 +80,15 @@ class FileProducer:
 
     def _schedule(self) -> None:
         if self._call is None and not self.paused and not self.stopped:
-            self._call = self.clock.callLater(0, self._pump)
+            delay = max(0.0, self._next_at - self.clock.seconds())
+            self._call = self.clock.callLater(delay, self._pump)
 
     def _pump(self) -> None:
         self._call = None
+        before = self.left
         for _ in range(BLOCKS_PER_TURN):
-            if self.paused or self.stopped:
-                return
-            if self.left <= 0:
-                self._finish()
-                return
+            if self.paused or self.stopped or self.left <= 0:
+                break
             block = self.file.read(min(BLOCK_BYTES, self.left))
             if not block:  # the file shrank: the receiver's count comes up short
                 self.stopProducing()
@@ -95,10 +97,14 @@ class FileProducer:
             self.left -= len(block)
             self.consumer.write(block)
             self._sent(len(block))
-        if self.left <= 0 and not self.stopped:
+        if self.stopped:
+            return
+        if self.left <= 0:
             self._finish()
-        else:
-            self._schedule()
+            return
+        if self.rate:  # the next blocks wait until these went at the rate
+            self._next_at = self.clock.seconds() + (before - self.left) / self.rate
+        self._schedule()
 
     def _finish(self) -> None:
         self.stopped = True
@@ -127,6 +133,11 @@ class Serving(TypingProtocol):
 
     @property
     def identity(self) -> Identity | None: ...
+
+    @property
+    def rate(self) -> float:
+        """Bytes per second a transfer of ours sends at most (0: no limit; --file-rate)."""
+        ...
 
     def fp_known(self, fp: str) -> bool: ...
 
@@ -259,7 +270,7 @@ class ServeProtocol(_TLSLink):
             self.files.sent(self.fp, offer_id, entry, position[0])
 
         self.producer = FileProducer(what, offset, length, self.transport, self.clock, sent,
-                                     self._sent_all)
+                                     self._sent_all, self.files.rate)
         self.producer.start()
 
     def _header(self, obj: dict[str, Any]) -> None:

@@ -76,6 +76,7 @@ class Transfers(OurOffers):
         self.node = node
         self.download_dir = ""
         self.max_size = MAX_FILE_SIZE
+        self.rate = 0.0  # --file-rate
         self.reactor: Any = None
         self.interface: str | None = None
         self.port = 0  # our file port, once listening
@@ -88,9 +89,10 @@ class Transfers(OurOffers):
         self.fetching: set[FetchProtocol] = set()
 
     def configure(self, download_dir: str, data_dir: str | None, max_size: int, reactor: Any,
-                  interface: str | None) -> None:
-        """Where files land, where the state is kept, the size limit, and how to dial."""
-        self.download_dir, self.max_size = download_dir, max_size
+                  interface: str | None, rate: float = 0.0) -> None:
+        """Where files land, where the state is kept, the size limit, how fast we send, and
+        how to dial."""
+        self.download_dir, self.max_size, self.rate = download_dir, max_size, rate
         self.reactor, self.interface = reactor, interface
         self.kept = Kept(data_dir)
         self.incoming, self.outgoing, self.next_number = self.kept.load()
@@ -292,8 +294,7 @@ class Transfers(OurOffers):
                          bad=False, retry=False)
             return
         job = inc.job = Receive(inc, self, self.in_thread)
-        inc.state, inc.mark = "receiving", (self.node.clock.seconds(), inc.had())
-        self._emit(view_in(inc), "started")
+        inc.state, inc.mark, inc.started = "receiving", (self.node.clock.seconds(), 0), False
 
         identity = self.identity
 
@@ -314,6 +315,10 @@ class Transfers(OurOffers):
 
     def progress(self, inc: Incoming, n: int) -> None:
         now = self.node.clock.seconds()
+        if not inc.started:  # the partial file checked: where it starts from is known
+            inc.started, inc.mark = True, (now, inc.had())
+            self._emit(view_in(inc), "started")
+            return
         at, had = inc.mark
         if now - at >= PROGRESS_EVERY:
             have = inc.had()

@@ -1,0 +1,559 @@
+"""File transfer, without processes: hostile names, resume ranges, hash checks, the offer
+bounds and age, the receiving side's checks (a bad chunk, more than offered), the sending
+side's (who may fetch what), and the faces' commands."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+
+from twisted.internet.defer import succeed
+from twisted.internet.task import Clock
+from twisted.internet.testing import StringTransport
+from twisted.trial.unittest import TestCase
+
+from p2pchat import events
+from p2pchat.files import offers
+from p2pchat.files.describe import Steps, event_text, files_table, status_text
+from p2pchat.files.hashing import check_prefix, hash_file
+from p2pchat.files.kept import Incoming, Outgoing, Receiver
+from p2pchat.files.offers import (
+    CAP_FILES,
+    CHUNK_BYTES,
+    FILE,
+    Entry,
+    Offer,
+    OfferError,
+    check_hash_list,
+    kept_bytes,
+    offer_metadata,
+    parse_offer,
+    parse_size,
+    resume_from,
+    safe_name,
+    safe_parts,
+    unique_name,
+)
+from p2pchat.files.receive import Receive
+from p2pchat.files.stream import FetchProtocol
+from p2pchat.identity import peer_id_for
+from p2pchat.interfaces import Done, Refused, TransferView
+from p2pchat.node import Node
+from p2pchat.wire import Message
+from tests.fakechat import FakeChat
+from tests.fakes import FakeLink, RecordingFace
+
+FP = "ab" * 32
+BOB = peer_id_for(FP)
+
+
+class Names(TestCase):
+    def test_hostile_names_become_safe_base_names(self) -> None:
+        cases = {
+            "../../etc/passwd": "passwd",
+            "..\\..\\windows\\system32\\x.dll": "x.dll",
+            "..": "file",
+            ".": "file",
+            "": "file",
+            " . ": "file",
+            "/": "file",
+            ".bashrc": "bashrc",
+            "notes.txt. . ": "notes.txt",
+            "a\x1b[31mred\x07.txt": "a[31mred.txt",
+            "\u202egnp.exe": "gnp.exe",
+            "tab\there": "tabhere",
+            'a<b>c:d"e|f?g*h': "a_b_c_d_e_f_g_h",
+            "CON": "_CON",
+            "nul.txt": "_nul.txt",
+            "Lpt1.tar.gz": "_Lpt1.tar.gz",
+            "console.txt": "console.txt",
+            "ok name (2).pdf": "ok name (2).pdf",
+        }
+        for given, wanted in cases.items():
+            self.assertEqual(safe_name(given), wanted, repr(given))
+
+    def test_long_names_are_cut_keeping_the_extension(self) -> None:
+        name = safe_name("é" * 300 + ".jpeg")
+        self.assertLessEqual(len(name.encode("utf-8")), offers.MAX_NAME_BYTES)
+        self.assertTrue(name.endswith("é.jpeg"), name)
+
+    def test_folder_paths_never_climb_out(self) -> None:
+        self.assertEqual(safe_parts("a/../../b/./c.txt"), ["a", "b", "c.txt"])
+        self.assertEqual(safe_parts("/etc/shadow"), ["etc", "shadow"])
+        self.assertEqual(safe_parts("../.."), ["file"])
+        self.assertEqual(safe_parts("x\\..\\y"), ["x", "y"])
+
+    def test_a_name_taken_gets_a_number(self) -> None:
+        taken = {"a.txt", "a (1).txt", "b", "c.tar.gz"}
+        self.assertEqual(unique_name("a.txt", taken.__contains__), "a (2).txt")
+        self.assertEqual(unique_name("b", taken.__contains__), "b (1)")
+        self.assertEqual(unique_name("new.txt", taken.__contains__), "new.txt")
+        self.assertEqual(unique_name("c.tar.gz", taken.__contains__), "c.tar (1).gz")
+
+    def test_sizes(self) -> None:
+        self.assertEqual(parse_size("4G"), 4 << 30)
+        self.assertEqual(parse_size("500M"), 500 << 20)
+        self.assertEqual(parse_size("1.5k"), 1536)
+        self.assertEqual(parse_size("1048576"), 1 << 20)
+        self.assertEqual(parse_size("2GiB"), 2 << 30)
+        for bad in ("", "x", "-1", "0", "4Q"):
+            self.assertRaises(ValueError, parse_size, bad)
+
+
+class Ranges(TestCase):
+    def test_resume_starts_at_the_chunk_the_partial_file_ends_in(self) -> None:
+        size = 5 * CHUNK_BYTES + 10
+        self.assertEqual(resume_from(0, size), 0)
+        self.assertEqual(resume_from(CHUNK_BYTES - 1, size), 0)
+        self.assertEqual(resume_from(CHUNK_BYTES, size), CHUNK_BYTES)
+        self.assertEqual(resume_from(2 * CHUNK_BYTES + 7, size), 2 * CHUNK_BYTES)
+        self.assertEqual(resume_from(size, size), size)
+        self.assertEqual(resume_from(size + 1, size), 0)  # longer than the file: start over
+
+    def test_the_kept_bytes_stop_at_the_first_bad_chunk(self) -> None:
+        self.assertEqual(kept_bytes([]), 0)
+        self.assertEqual(kept_bytes([True, True]), 2 * CHUNK_BYTES)
+        self.assertEqual(kept_bytes([True, False, True]), CHUNK_BYTES)
+        self.assertEqual(kept_bytes([False]), 0)
+
+
+def _file(path: str, size: int) -> bytes:
+    data = bytes((i * 7 + i // 4096) % 256 for i in range(size))
+    with open(path, "wb") as f:
+        f.write(data)
+    return data
+
+
+class Hashes(TestCase):
+    def test_a_file_and_its_chunk_list(self) -> None:
+        path = self.mktemp()
+        data = _file(path, 2 * CHUNK_BYTES + 100)
+        hashed = hash_file(path, "x.bin")
+        self.assertEqual(hashed.entry.sha256, hashlib.sha256(data).hexdigest())
+        self.assertEqual(len(hashed.hashes), 3 * 32)
+        self.assertEqual(check_hash_list(hashed.hashes, hashed.entry)[2],
+                         hashlib.sha256(data[2 * CHUNK_BYTES:]).digest())
+
+    def test_a_hash_list_that_is_not_the_offers_is_refused(self) -> None:
+        path = self.mktemp()
+        _file(path, CHUNK_BYTES + 1)
+        hashed = hash_file(path, "x.bin")
+        wrong = bytes([hashed.hashes[0] ^ 1]) + hashed.hashes[1:]
+        self.assertRaises(OfferError, check_hash_list, wrong, hashed.entry)
+        self.assertRaises(OfferError, check_hash_list, hashed.hashes[:32], hashed.entry)
+        self.assertRaises(OfferError, check_hash_list, hashed.hashes + b"x" * 32, hashed.entry)
+
+    def test_a_partial_file_is_cut_after_its_last_good_chunk(self) -> None:
+        src, part = self.mktemp(), self.mktemp()
+        data = _file(src, 4 * CHUNK_BYTES)
+        hashes = check_hash_list(hash_file(src, "x").hashes, hash_file(src, "x").entry)
+        damaged = bytearray(data[:3 * CHUNK_BYTES + 5])
+        damaged[CHUNK_BYTES + 10] ^= 0xFF  # in the second chunk
+        with open(part, "wb") as f:
+            f.write(damaged)
+        prefix = check_prefix(part, len(data), hashes)
+        self.assertEqual(prefix.length, CHUNK_BYTES)
+        self.assertEqual(os.path.getsize(part), CHUNK_BYTES)
+        self.assertEqual(prefix.whole.digest(), hashlib.sha256(data[:CHUNK_BYTES]).digest())
+
+    def test_a_good_partial_file_keeps_its_whole_chunks(self) -> None:
+        src, part = self.mktemp(), self.mktemp()
+        data = _file(src, 3 * CHUNK_BYTES)
+        hashes = check_hash_list(hash_file(src, "x").hashes, hash_file(src, "x").entry)
+        with open(part, "wb") as f:
+            f.write(data[:2 * CHUNK_BYTES + 99])
+        self.assertEqual(check_prefix(part, len(data), hashes).length, 2 * CHUNK_BYTES)
+        self.assertEqual(check_prefix(self.mktemp(), len(data), hashes).length, 0)
+
+
+def _entry(size: int = 10) -> Entry:
+    return Entry("a.txt", size, "0" * 64, "1" * 64)
+
+
+def _offer(**kw) -> Offer:
+    base = dict(id="abc123", name="a.txt", entries=(_entry(),), port=4000, made=1000.0)
+    base.update(kw)
+    return Offer(**base)  # type: ignore[arg-type]
+
+
+class OfferLines(TestCase):
+    def test_an_offer_goes_and_comes_back(self) -> None:
+        offer = _offer(entries=(_entry(5), Entry("d/b.txt", 7, "2" * 64, "3" * 64)),
+                       folder=True, name="d")
+        self.assertEqual(parse_offer(json.loads(json.dumps(offer_metadata(offer))), 100), offer)
+
+    def test_bad_offers_are_refused(self) -> None:
+        good = offer_metadata(_offer())
+        bad = [
+            {"port": 0}, {"port": "80"}, {"offer": "../x"}, {"offer": ""}, {"name": ""},
+            {"entries": []}, {"entries": [["a", -1, "0" * 64, "1" * 64]]},
+            {"entries": [["a", 1, "0" * 63, "1" * 64]]}, {"entries": [["a", 1, "G" * 64,
+                                                                       "1" * 64]]},
+            {"entries": [["a", 1, "0" * 64]]}, {"entries": "x"},
+            {"entries": [["a", 1, "0" * 64, "1" * 64]] * (offers.MAX_FOLDER_FILES + 1)},
+            {"entries": [["a", 101, "0" * 64, "1" * 64]]},  # over max_size
+        ]
+        for change in bad:
+            meta = dict(good, **change)
+            self.assertRaises(OfferError, parse_offer, meta, 100)
+
+
+class NodeFiles(TestCase):
+    """The node's Transfers with a fake link (no sockets: no identity, so nothing dials)."""
+
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.clock.advance(10_000)
+        self.node = Node("mmm", self.clock, peer_id="mmm_1")
+        self.events: list = []
+        self.node.subscribe(self.events.append)
+        self.down = self.mktemp()
+        self.files = self.node.files
+        self.files.configure(self.down, self.mktemp(), 1000, self.clock, None)
+        self.link = FakeLink(BOB, "bob", caps=("p2pchat-py/1", CAP_FILES))
+        self.link.fp = FP
+        self.assertTrue(self.node.link_ready(self.link))
+        self.link.sent.clear()
+
+    def offer_line(self, offer: Offer, sender: str = BOB) -> None:
+        self.node.message_received(self.link, Message(
+            id=offer.id + "m", type=FILE, sender_id=sender, username="bob",
+            metadata=offer_metadata(offer)))
+
+    def answers(self) -> list[tuple[str, str]]:
+        return [((m.metadata or {}).get("op"), (m.metadata or {}).get("why", ""))
+                for m in self.link.sent if m.type == FILE]
+
+    def offered(self) -> list[TransferView]:
+        return [e.view for e in self.events
+                if isinstance(e, events.TransferChanged) and e.what == "offered"]
+
+    def test_an_offer_is_shown_with_the_command_to_take_it(self) -> None:
+        self.offer_line(_offer())
+        [view] = self.offered()
+        self.assertEqual((view.peer, view.name, view.size, view.state), ("bob", "a.txt", 10,
+                                                                         "offered"))
+        self.assertIn("/accept 1", event_text(view, "offered") or "")
+        self.offer_line(_offer())  # the same offer again (a link back up): not a new one
+        self.assertEqual(len(self.offered()), 1)
+
+    def test_offers_are_bounded_per_peer(self) -> None:
+        for i in range(offers.MAX_OFFERS_PER_PEER + 3):
+            self.offer_line(_offer(id=f"o{i}"))
+        self.assertEqual(len(self.offered()), offers.MAX_OFFERS_PER_PEER)
+        self.assertEqual(len([a for a in self.answers() if a[0] == "reject"]), 3)
+
+    def test_offers_are_bounded_in_all(self) -> None:
+        self.patch(offers, "MAX_OFFERS_HELD", 4)
+        for i in range(6):
+            self.offer_line(_offer(id=f"o{i}"))
+        self.assertEqual(len(self.offered()), 4)
+
+    def test_an_offer_over_the_size_limit_is_refused(self) -> None:
+        self.offer_line(_offer(entries=(_entry(1001),)))
+        self.assertEqual(self.offered(), [])
+        self.assertEqual(self.answers()[0][0], "reject")
+        self.assertIn("--max-file-size", self.answers()[0][1])
+
+    def test_a_line_from_a_peer_without_the_cap_is_ignored(self) -> None:
+        plain = FakeLink(peer_id_for("cd" * 32), "eve", caps=("p2pchat-py/1",))
+        plain.fp = "cd" * 32
+        self.assertTrue(self.node.link_ready(plain))
+        self.node.message_received(plain, Message(id="x", type=FILE, sender_id=plain.peer_id,
+                                                  metadata=offer_metadata(_offer())))
+        self.assertEqual(self.offered(), [])
+
+    def test_old_offers_are_forgotten(self) -> None:
+        self.offer_line(_offer())
+        self.clock.advance(offers.OFFER_MAX_AGE + 1)
+        self.assertEqual(self.files.transfers(), [])
+
+    def test_accept_places_the_file_under_a_name_not_taken(self) -> None:
+        os.makedirs(self.down)
+        with open(os.path.join(self.down, "a.txt"), "w") as f:
+            f.write("mine")
+        self.offer_line(_offer())
+        done = self.files.accept(None)
+        self.assertIsInstance(done, Done)
+        [inc] = self.files.incoming
+        self.assertEqual(inc.finals, [os.path.join(self.down, "a (1).txt")])
+        self.assertEqual(inc.parts, [os.path.join(self.down, "a (1).txt.part")])
+        self.assertIn(("accept", ""), self.answers())
+        with open(os.path.join(self.down, "a.txt")) as f:
+            self.assertEqual(f.read(), "mine")
+
+    def test_a_folder_lands_in_its_own_folder(self) -> None:
+        self.offer_line(_offer(name="../pics", folder=True, entries=(
+            Entry("../../x.jpg", 1, "0" * 64, "1" * 64), Entry("a/CON", 1, "0" * 64, "1" * 64),
+            Entry("a/./CON", 1, "0" * 64, "1" * 64))))
+        self.files.accept(None)
+        [inc] = self.files.incoming
+        top = os.path.join(self.down, "pics")
+        self.assertEqual(inc.finals, [os.path.join(top, "x.jpg"), os.path.join(top, "a", "_CON"),
+                                      os.path.join(top, "a", "_CON (1)")])
+
+    def test_accept_needs_the_free_space(self) -> None:
+        import shutil
+
+        class Usage:
+            free = 10
+
+        self.patch(shutil, "disk_usage", lambda path: Usage)
+        self.offer_line(_offer())
+        refused = self.files.accept(1)
+        self.assertIsInstance(refused, Refused)
+        self.assertIn("free space", refused.why)  # type: ignore[union-attr]
+        self.assertEqual(self.files.incoming[0].state, "offered")
+
+    def test_reject_and_cancel_tell_the_sender(self) -> None:
+        self.offer_line(_offer(id="o1"))
+        self.offer_line(_offer(id="o2"))
+        self.assertIsInstance(self.files.reject(1), Done)
+        self.files.accept(2)
+        self.assertIsInstance(self.files.cancel(2), Done)
+        self.assertEqual([a[0] for a in self.answers()], ["reject", "accept", "cancel"])
+        self.assertIsInstance(self.files.accept(1), Refused)  # rejected: can't take it now
+
+    def test_state_survives_a_restart(self) -> None:
+        self.offer_line(_offer())
+        self.files.accept(1)
+        again = Node("mmm", self.clock, peer_id="mmm_1")
+        again.files.configure(self.down, self.files.kept.folder and os.path.dirname(
+            self.files.kept.folder), 1000, self.clock, None)
+        [inc] = again.files.incoming
+        self.assertEqual((inc.offer.id, inc.state, inc.fp), ("abc123", "accepted", FP))
+
+
+class Serving(TestCase):
+    """Who may fetch what from our offers."""
+
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.node = Node("mmm", self.clock, peer_id="mmm_1")
+        self.files = self.node.files
+        self.path = self.mktemp()
+        data = _file(self.path, 3000)
+        hashed = hash_file(self.path, "a.bin")
+        offer = Offer("o1", "a.bin", (hashed.entry,), 4000)
+        self.out = Outgoing(1, offer, "bob", [self.path], [hashed.mtime], [hashed.hashes],
+                            {"bob_1": Receiver("bob", FP)})
+        self.files.outgoing.append(self.out)
+        self.data = data
+
+    def test_the_receiver_gets_the_hash_list_and_the_range(self) -> None:
+        self.assertTrue(self.files.fp_known(FP))
+        blob, none = self.files.serve(FP, {"offer": "o1", "entry": 0, "what": "chunks"})  # type: ignore[misc]
+        self.assertEqual(blob, self.out.hashes[0])
+        f, span = self.files.serve(FP, {"offer": "o1", "entry": 0, "what": "bytes",  # type: ignore[misc]
+                                        "from": 1000})
+        self.assertEqual(span, (1000, 2000))
+        f.close()
+
+    def test_another_key_or_range_or_a_changed_file_is_refused(self) -> None:
+        self.assertFalse(self.files.fp_known("cd" * 32))
+        asks = [("cd" * 32, {"offer": "o1", "entry": 0, "what": "chunks"}),
+                (FP, {"offer": "o2", "entry": 0, "what": "chunks"}),
+                (FP, {"offer": "o1", "entry": 1, "what": "chunks"}),
+                (FP, {"offer": "o1", "entry": True, "what": "chunks"}),
+                (FP, {"offer": "o1", "entry": 0, "what": "bytes", "from": 3001}),
+                (FP, {"offer": "o1", "entry": 0, "what": "bytes", "from": -1})]
+        for fp, ask in asks:
+            self.assertIsInstance(self.files.serve(fp, ask), str, ask)
+        with open(self.path, "r+b") as f:
+            f.write(b"X")
+        os.utime(self.path, (1, 1))
+        self.assertIn("changed", str(self.files.serve(FP, {"offer": "o1", "entry": 0,
+                                                           "what": "bytes", "from": 0})))
+
+    def test_a_rejected_or_cancelled_offer_is_not_served(self) -> None:
+        self.out.receivers["bob_1"].state = "rejected"
+        self.assertIsInstance(self.files.serve(FP, {"offer": "o1", "entry": 0,
+                                                    "what": "chunks"}), str)
+        self.out.receivers["bob_1"].state = "offered"
+        self.out.cancelled = True
+        self.assertIsInstance(self.files.serve(FP, {"offer": "o1", "entry": 0,
+                                                    "what": "chunks"}), str)
+
+
+class _Owner:
+    def __init__(self) -> None:
+        self.stops: list[tuple[str, bool]] = []
+        self.done = 0
+
+    def progress(self, inc, n) -> None:
+        pass
+
+    def received(self, inc) -> None:
+        self.done += 1
+
+    def stopped(self, inc, why, bad) -> None:
+        self.stops.append((why, bad))
+
+
+class _Link:
+    """What a Receive asks of its connection, recorded; the test answers."""
+
+    def __init__(self) -> None:
+        self.asked: list = []
+        self.cuts: list[str] = []
+        self.transport = StringTransport()
+
+    def ask(self, request, expect, sink, end, refused) -> None:
+        self.asked.append((request, expect, sink, end, refused))
+
+    def cut(self, why: str) -> None:
+        self.cuts.append(why)
+
+
+class Receiving(TestCase):
+    def setUp(self) -> None:
+        self.src = self.mktemp()
+        self.data = _file(self.src, 2 * CHUNK_BYTES + 500)
+        self.hashed = hash_file(self.src, "a.bin")
+        folder = self.mktemp()
+        os.makedirs(folder)
+        self.final = os.path.join(folder, "a.bin")
+        offer = Offer("o1", "a.bin", (self.hashed.entry,), 4000)
+        self.inc = Incoming(1, offer, "bob_1", "bob", FP, "127.0.0.1", "accepted",
+                            finals=[self.final], parts=[self.final + ".part"],
+                            entry_done=[False])
+        self.owner = _Owner()
+        self.job = Receive(self.inc, self.owner, lambda f, *a: succeed(f(*a)))
+        self.link = _Link()
+        self.job.proven(self.link)  # type: ignore[arg-type]
+
+    def answer(self, data: bytes, pieces: int = 7) -> None:
+        request, expect, sink, end, refused = self.link.asked[-1]
+        self.assertEqual(len(data), expect)
+        step = max(1, len(data) // pieces)
+        for i in range(0, len(data), step):
+            sink(data[i:i + step])
+            if self.job.over:
+                return
+        end()
+
+    def test_a_whole_file_is_checked_and_renamed(self) -> None:
+        self.answer(self.hashed.hashes)
+        self.assertEqual(self.link.asked[-1][0]["from"], 0)
+        self.answer(self.data)
+        self.assertEqual(self.owner.done, 1)
+        with open(self.final, "rb") as f:
+            self.assertEqual(f.read(), self.data)
+        self.assertFalse(os.path.exists(self.final + ".part"))
+
+    def test_a_resume_asks_from_the_chunk_the_part_ends_in(self) -> None:
+        with open(self.final + ".part", "wb") as f:
+            f.write(self.data[:CHUNK_BYTES + 77])
+        self.answer(self.hashed.hashes)
+        self.assertEqual(self.link.asked[-1][0]["from"], CHUNK_BYTES)
+        self.answer(self.data[CHUNK_BYTES:])
+        with open(self.final, "rb") as f:
+            self.assertEqual(hashlib.sha256(f.read()).hexdigest(), self.hashed.entry.sha256)
+
+    def test_a_bad_chunk_is_not_kept_and_cuts_the_sender(self) -> None:
+        self.answer(self.hashed.hashes)
+        bad = bytearray(self.data)
+        bad[CHUNK_BYTES + 3] ^= 1
+        self.answer(bytes(bad))
+        [(why, is_bad)] = self.owner.stops
+        self.assertTrue(is_bad)
+        self.assertIn("chunk 2 of a.bin did not match its hash", why)
+        self.assertEqual(self.link.cuts, [why])
+        self.assertEqual(os.path.getsize(self.final + ".part"), CHUNK_BYTES)
+        self.assertFalse(os.path.exists(self.final))
+
+    def test_a_wrong_hash_list_cuts_the_sender(self) -> None:
+        self.answer(b"\0" * len(self.hashed.hashes))
+        self.assertTrue(self.owner.stops[0][1])
+        self.assertIn("bad hash list", self.owner.stops[0][0])
+
+
+class FetchFraming(TestCase):
+    """The receiving connection reads exactly what it was told, no more."""
+
+    def setUp(self) -> None:
+        self.got: list[bytes] = []
+        self.ends = 0
+
+        class Job:
+            def proven(self, link) -> None:
+                pass
+
+            def lost(self, link, why) -> None:
+                pass
+
+        self.proto = FetchProtocol(None, Clock(), FP, Job())  # type: ignore[arg-type]
+        self.transport = StringTransport()
+        self.proto.transport = self.transport
+        self.proto.connected = True
+
+    def ask(self, expect: int) -> None:
+        def end() -> None:
+            self.ends += 1
+
+        self.proto.ask({"what": "bytes"}, expect, self.got.append, end, lambda why: None)
+
+    def test_the_bytes_offered_are_taken(self) -> None:
+        self.ask(5)
+        self.proto.dataReceived(b'{"length": 5}\nab')
+        self.proto.dataReceived(b"cde")
+        self.assertEqual((b"".join(self.got), self.ends), (b"abcde", 1))
+        self.assertFalse(self.transport.disconnecting)
+
+    def test_more_than_offered_is_cut_off(self) -> None:
+        self.ask(5)
+        self.proto.dataReceived(b'{"length": 5}\nabcdefgh')
+        self.assertIn("more than it offered", self.proto.why)
+        self.assertEqual(b"".join(self.got), b"")
+
+    def test_a_wrong_length_or_garbage_is_cut_off(self) -> None:
+        self.ask(5)
+        self.proto.dataReceived(b'{"length": 6}\n')
+        self.assertIn("not the 5 asked", self.proto.why)
+        self.setUp()
+        self.ask(5)
+        self.proto.dataReceived(b'\x00\xff garbage\n')
+        self.assertIn("not JSON", self.proto.why)
+
+    def test_bytes_not_asked_for_are_cut_off(self) -> None:
+        self.proto.dataReceived(b'{"length": 5}\n')
+        self.assertIn("not asked for", self.proto.why)
+
+
+def _view(**kw) -> TransferView:
+    base = dict(number=3, incoming=True, peer="bob", name="a.bin", size=1000, done=0,
+                sha256="f" * 64, state="offered")
+    base.update(kw)
+    return TransferView(**base)  # type: ignore[arg-type]
+
+
+class Faces(TestCase):
+    def test_the_line_face_prints_progress_every_ten_percent_at_most(self) -> None:
+        steps = Steps()
+        shown = [steps.show(_view(done=d, state="receiving"), "progress")
+                 for d in (10, 50, 99, 100, 150, 310, 320, 900)]
+        self.assertEqual(shown, [True, False, False, True, False, True, False, True])
+        self.assertTrue(steps.show(_view(done=1000, state="done"), "done"))
+
+    def test_files_table_and_status(self) -> None:
+        rows = [_view(), _view(number=4, incoming=False, state="sending", done=500, rate=100.0)]
+        table = "\n".join(files_table(rows))
+        self.assertIn("[3] in  from bob", table)
+        self.assertIn("50%", table)
+        self.assertIn("↑a.bin █████░░░░░ 50%", status_text(rows))
+
+    def test_commands_reach_the_files(self) -> None:
+        chat = FakeChat()
+        face = RecordingFace(chat)
+        face.handle_input("/send bob /tmp/some file.txt")
+        face.handle_input("/accept")
+        face.handle_input("/accept 4")
+        face.handle_input("/reject 2")
+        face.handle_input("/cancel 7")
+        face.handle_input("/cancel x")
+        face.handle_input("/files")
+        self.assertEqual([c for c in chat.calls if c[0] in ("send", "accept", "reject",
+                                                              "cancel")],
+                         [("send", "bob", "/tmp/some file.txt"), ("accept", None),
+                          ("accept", 4), ("reject", 2), ("cancel", 7)])

@@ -557,3 +557,45 @@ class Faces(TestCase):
                                                               "cancel")],
                          [("send", "bob", "/tmp/some file.txt"), ("accept", None),
                           ("accept", 4), ("reject", 2), ("cancel", 7)])
+
+
+class Console(TestCase):
+    def test_a_running_transfer_is_in_the_status_line_not_the_scrollback(self) -> None:
+        from tests.test_console import ChatHarness
+
+        h = ChatHarness()
+        view = _view(state="receiving", done=420, rate=2048.0)
+        h.chat.files.rows = [view]
+        before = len(h.face.messages.rows_text())
+        for what in ("started", "progress", "progress"):
+            h.chat.emit(events.TransferChanged(h.clock.seconds(), view, what))
+        self.assertEqual(len(h.face.messages.rows_text()), before)
+        status = h.lines()[-2]
+        self.assertIn("↓a.bin ████░░░░░░ 42% 2.0 KB/s 0:00", status)
+        h.chat.emit(events.TransferChanged(h.clock.seconds(), _view(state="done", done=1000,
+                                                                    path="/d/a.bin"), "done"))
+        self.assertIn("saved as /d/a.bin", h.face.messages.rows_text()[-1])
+
+
+class Irc(TestCase):
+    def test_offers_are_notices_and_the_service_takes_the_commands(self) -> None:
+        from tests.test_irc import IrcTestCase
+
+        case = IrcTestCase("setUp")
+        case.setUp()
+        self.addCleanup(case.tearDown)
+        client = case.client()
+        client.lines()
+        view = _view()
+        case.node.emit(events.TransferChanged(1.0, view, "offered"))
+        case.node.emit(events.TransferChanged(1.0, _view(state="receiving", done=500),
+                                              "progress"))
+        [notice] = client.lines()
+        self.assertIn("bob offers a.bin (1000 B, sha256 ffffffffffff): /msg *p2pchat accept 3",
+                      notice)
+        client.send("PRIVMSG *p2pchat :accept 3", "PRIVMSG *p2pchat :files", "FILES")
+        self.assertEqual(client.lines(), [
+            ":*p2pchat!p2pchat@p2pchat PRIVMSG alice :no offer [3] to you; /files lists them",
+            ":*p2pchat!p2pchat@p2pchat PRIVMSG alice :no file transfers (/send NICK PATH "
+            "offers one)",
+            ":p2pchat NOTICE alice :no file transfers (/send NICK PATH offers one)"])

@@ -51,6 +51,7 @@ from p2pchat.console.widgets import (
     StatusBar,
 )
 from p2pchat.face import CommandFace, conversation_label
+from p2pchat.files.describe import event_text, status_text
 from p2pchat.interfaces import IChat, StoredLine, private_key
 from p2pchat.notify import Notifier
 from p2pchat.wire import DEFAULT_ROOM, MAX_SAY_BYTES
@@ -230,6 +231,10 @@ class ConsoleFace(CommandFace, Keyboard):
             if not event.own:
                 self.show_info([f"{event.nick} is away: {event.text}" if event.text
                                 else f"{event.nick} is back"])
+        elif isinstance(event, events.TransferChanged):
+            text = event_text(event.view, event.what)  # progress: in the status line only
+            if text and event.what not in ("progress", "started"):
+                self.show_info([text])
         elif isinstance(event, events.RoomChanged):
             self._room_changed(event)
         elif isinstance(event, (events.PeerJoined, events.PeerLeft, events.NickChanged)):
@@ -500,7 +505,8 @@ class ConsoleFace(CommandFace, Keyboard):
         self.status.update(self.node.nick, self.label(self.current), self.node.port,
                            sum(1 for p in rows if p.state == "connected"), len(rows),
                            self.messages.unread, over, elsewhere, self.plain_peers(),
-                           typing=self.typing_nicks())
+                           typing=self.typing_nicks(),
+                           transfers=status_text(self.node.files.transfers()))
 
     # --- input ------------------------------------------------------------------------------
 

@@ -13,10 +13,11 @@ import tempfile
 import time
 
 from bench import profiling, scenarios
+from bench import files as files_bench
 from bench import search as search_bench
 from bench.procs import Children, install_signal_handlers, precompile
 
-PHASES = ("mesh", "fanout", "cost", "profile", "search")
+PHASES = ("mesh", "fanout", "cost", "profile", "search", "files")
 
 
 def int_list(text: str) -> list[int]:
@@ -57,6 +58,8 @@ def options(argv: list[str] | None) -> argparse.Namespace:
                    help="messages sent in the profiled saturation run [10000]")
     p.add_argument("--search-lines", type=int, default=1_000_000,
                    help="lines in the history file of the search run [1000000]")
+    p.add_argument("--files-mb", type=int, default=1024,
+                   help="size of the file of the files run, MB [1024; --quick: 256]")
     p.add_argument("--quick", action="store_true", help="fewer trials, shorter windows")
     p.add_argument("--timeout-scale", type=float, default=1.0,
                    help="multiply every timeout (a loaded machine)")
@@ -229,6 +232,8 @@ def render(r: dict) -> str:
                 lines.append(f"{name}: {p.get(name, {}).get('status')}")
     if "search" in r:
         lines += ["", search_bench.render(r["search"])]
+    if "files" in r:
+        lines += ["", files_bench.render(r["files"])]
     return "\n".join(lines)
 
 
@@ -264,6 +269,9 @@ def main(argv: list[str] | None = None) -> int:
         if "search" in a.phases:
             say(f"search: filling a history file with {a.search_lines} lines")
             result["search"] = search_bench.run(a.search_lines, 1 if a.quick else 5)
+        if "files" in a.phases:
+            size = (256 if a.quick and a.files_mb == 1024 else a.files_mb) << 20
+            result["files"] = files_bench.run(kids, size, workdir, say, a.timeout_scale)
     except KeyboardInterrupt:
         say("interrupted: stopping every peer")
         result["interrupted"] = True

@@ -76,3 +76,16 @@ def test_search_bench_produces_figures() -> None:
     assert result["searches"]["common_word"]["hits"] == 31  # one line in 97 of 3000
     assert result["searches"]["rare_word"]["hits"] == 1
     assert result["searches"]["word_from_nick"]["hits"] > 0
+
+
+def test_files_bench_produces_figures() -> None:
+    """``python -m bench --only files`` at 8 MB: both pushes finish, figures come."""
+    out = subprocess.run([sys.executable, "-m", "bench", "--only", "files", "--files-mb", "8",
+                          "--json", "--quiet"], cwd=str(ROOT), env=child_env(),
+                         capture_output=True, timeout=180, check=True).stdout
+    files = json.loads(out)["files"]
+    assert files["baseline"]["status"] == "ok", files
+    assert files["p2pchat"]["status"] == "ok", files
+    assert files["ratio"] > 0
+    assert files["p2pchat"]["pings_lost"] == 0
+    assert set(files["p2pchat"]["rss_peak_mb"]) == {"alice", "bob"}

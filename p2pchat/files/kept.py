@@ -60,7 +60,7 @@ class Incoming:
         """Bytes had: the files done, and the current one so far."""
         done = sum(e.size for e, ok in zip(self.offer.entries, self.entry_done) if ok)
         if self.job is not None and self.job.entry >= 0 and not self.entry_done[self.job.entry]:
-            done += self.job.pos
+            done += self.job.written
         return done
 
 

@@ -14,7 +14,7 @@ import hashlib
 import os
 from typing import IO, TYPE_CHECKING, Any, Callable, Protocol
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, succeed
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
@@ -33,6 +33,11 @@ if TYPE_CHECKING:
     from p2pchat.files.transfers import Incoming
 
 log = Logger()
+
+
+#: Chunks waiting for the writer thread past which the connection is paused: memory stays at a
+#: few chunks whatever the file's size.
+QUEUED_CHUNKS = 4
 
 
 class Owner(Protocol):
@@ -59,8 +64,13 @@ class Receive:
         self._blob = bytearray()
         self.file: IO[bytes] | None = None
         self.whole: Any = None
-        self.chunk: Any = None
-        self.pos = 0  # where the next byte goes in the current file
+        self.pos = 0  # bytes of the current file received (written or waiting to be)
+        self.written = 0  # bytes of the current file written and checked
+        self.buf = bytearray()  # received, not yet a whole chunk
+        self.queued = 0  # chunks given to the writer thread, not yet written
+        self.paused = False  # the connection paused while the writer catches up
+        self.ended = False  # every byte asked for came
+        self._tail: Deferred[Any] = succeed(None)  # the writer's queue, one at a time
         self.over = False  # stopped: nothing more is done
 
     # --- from the connection ------------------------------------------------------------------
@@ -70,7 +80,7 @@ class Receive:
         self._next()
 
     def lost(self, link: FetchProtocol, why: str) -> None:
-        self._close_file()
+        self._tail.addBoth(lambda _: self._close_file())  # after a write under way
         if not self.over:
             self.over = True
             # cut by us (it sent more than it said, or garbage): failed, not retried
@@ -124,6 +134,7 @@ class Receive:
         entry = self.inc.offer.entries[self.entry]
         part = self.inc.parts[self.entry]
         self.whole, self.pos = prefix.whole, prefix.length
+        self.written, self.buf, self.ended = prefix.length, bytearray(), False
         self.owner.progress(self.inc, 0)  # what is had now (done is read from the files)
         try:
             self.file = open(part, "r+b" if os.path.exists(part) else "w+b")
@@ -131,7 +142,6 @@ class Receive:
         except OSError as e:
             self._stop(f"can't write {part}: {e.strerror}", bad=False)
             return
-        self.chunk = hashlib.sha256()
         if self.pos >= entry.size:
             self._file_end()
             return
@@ -141,28 +151,64 @@ class Receive:
                       self._refused)
 
     def _data(self, data: bytes) -> None:
+        """Bytes came: each whole chunk (or the file's last) goes to the writer thread."""
         size = self.inc.offer.entries[self.entry].size
-        view = memoryview(data)
-        while view:
-            room = CHUNK_BYTES - self.pos % CHUNK_BYTES
-            piece, view = view[:room], view[room:]
-            try:
-                assert self.file is not None
-                self.file.write(piece)
-            except OSError as e:
-                self._stop(f"can't write {self.inc.parts[self.entry]}: {e.strerror}",
-                           bad=False)
-                return
-            self.whole.update(piece)
-            self.chunk.update(piece)
-            self.pos += len(piece)
-            if self.pos % CHUNK_BYTES == 0 or self.pos == size:
-                index = (self.pos - 1) // CHUNK_BYTES
-                if self.chunk.digest() != self.hashes[index]:
-                    self._bad_chunk(index)
-                    return
-                self.chunk = hashlib.sha256()
-        self.owner.progress(self.inc, len(data))
+        self.buf += data
+        self.pos += len(data)
+        start = self.pos - len(self.buf)  # where buf starts in the file (a chunk start)
+        while self.buf:
+            take = min(CHUNK_BYTES, len(self.buf))
+            if take < CHUNK_BYTES and self.pos < size:
+                break
+            chunk = bytes(self.buf[:take])
+            del self.buf[:take]
+            self._queue(start // CHUNK_BYTES, chunk)
+            start += take
+        if self.queued > QUEUED_CHUNKS and not self.paused and self.link is not None:
+            self.paused = True  # the writer is behind: TCP slows the sender meanwhile
+            self.link.transport.pauseProducing()
+
+    def _queue(self, index: int, chunk: bytes) -> None:
+        """Write a chunk, add it to the whole file's hash and hash it, in one thread after
+        the chunks before it (the reactor only compares the hash)."""
+        self.queued += 1
+        file, whole = self.file, self.whole
+
+        def work() -> bytes:
+            assert file is not None
+            file.write(chunk)
+            whole.update(chunk)
+            return hashlib.sha256(chunk).digest()
+
+        def run(_: object) -> Deferred[None] | None:
+            if self.over:
+                self.queued -= 1
+                return None
+            return self.in_thread(work).addCallbacks(
+                self._written, self._write_failed, callbackArgs=(index, len(chunk)))
+
+        self._tail.addCallback(run)
+
+    def _written(self, digest: bytes, index: int, n: int) -> None:
+        """A chunk is on disk (no other write runs now: the next waits for this one)."""
+        self.queued -= 1
+        if self.over:
+            return
+        if digest != self.hashes[index]:
+            self._bad_chunk(index)
+            return
+        self.written += n
+        self.owner.progress(self.inc, n)
+        if self.paused and self.queued <= 1 and self.link is not None:
+            self.paused = False
+            self.link.transport.resumeProducing()
+        if self.ended and self.queued == 0:
+            self._whole_file()
+
+    def _write_failed(self, failure: Failure) -> None:
+        self.queued -= 1
+        self._stop(f"can't write {self.inc.parts[self.entry]}: {failure.getErrorMessage()}",
+                   bad=False)
 
     def _bad_chunk(self, index: int) -> None:
         """A chunk that is not what the offer said: dropped, and the sender cut off."""
@@ -176,6 +222,12 @@ class Receive:
         self._stop(why, bad=True)
 
     def _file_end(self) -> None:
+        """Every byte asked for came; the file is checked once the writer has them all."""
+        self.ended = True
+        if self.queued == 0:
+            self._whole_file()
+
+    def _whole_file(self) -> None:
         entry = self.inc.offer.entries[self.entry]
         self._close_file()
         if self.whole.hexdigest() != entry.sha256:
@@ -207,7 +259,7 @@ class Receive:
         if self.over:
             return
         self.over = True
-        self._close_file()
+        self._tail.addBoth(lambda _: self._close_file())  # after a write under way
         if self.link is not None:
             self.link.cut(why)
         self.owner.stopped(self.inc, why, bad)

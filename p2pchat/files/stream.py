@@ -15,6 +15,7 @@ counts them and cuts a sender that sends more than it said.
 from __future__ import annotations
 
 import json
+import socket
 from typing import IO, TYPE_CHECKING, Any, Callable, Protocol as TypingProtocol
 
 from twisted.internet.interfaces import IHandshakeListener, IPushProducer
@@ -38,10 +39,15 @@ STREAM_TIMEOUT = 30.0
 MAX_STREAMS = 16
 #: Bytes read from the file per write, and writes per reactor turn (then the reactor serves
 #: the chat before the next ones).
-BLOCK_BYTES = 64 * 1024
-BLOCKS_PER_TURN = 16
+BLOCK_BYTES = 128 * 1024
+BLOCKS_PER_TURN = 4
 #: A request or answer line is at most this long.
 HEADER_BYTES = 4096
+#: Bytes a transfer connection's socket buffers hold, and what one read takes (and the write
+#: buffer holds before the producer is paused): a larger read would hold the reactor longer
+#: (the chat waits behind it).
+SOCKET_BUFFER = 4 << 20
+READ_BYTES = 256 * 1024
 
 
 class _Timer(TypingProtocol):
@@ -147,6 +153,18 @@ class Serving(TypingProtocol):
     def sent(self, fp: str, offer_id: str, entry: int, upto: int) -> None: ...
 
 
+def _bigger_buffers(transport: Any) -> None:
+    """More bytes per wake-up on a transfer connection: a larger write buffer before the
+    producer is paused, larger socket buffers (fewer turns of each reactor per megabyte)."""
+    transport.bufferSize = READ_BYTES  # also what one read takes (tcp.Connection.doRead)
+    handle: Any = getattr(transport, "getHandle", lambda: None)()
+    for option in (socket.SO_SNDBUF, socket.SO_RCVBUF):
+        try:
+            handle.setsockopt(socket.SOL_SOCKET, option, SOCKET_BUFFER)
+        except (AttributeError, OSError):
+            pass
+
+
 class _TLSLink(LineReceiver):
     """TLS from the first byte, the peer's certificate checked against ``expected(fp)``, and
     a timeout while waiting."""
@@ -172,6 +190,7 @@ class _TLSLink(LineReceiver):
     def connectionMade(self) -> None:
         if hasattr(self.transport, "setTcpNoDelay"):
             self.transport.setTcpNoDelay(1)
+        _bigger_buffers(self.transport)
         self.transport.startTLS(ContextFactory(self.identity, server=self.server))
         self._timer = self.clock.callLater(STREAM_TIMEOUT, self._too_slow)
 

@@ -16,6 +16,8 @@ tests, so its output format is stable and documented in README.rst:
              "- end of history")
     10:34:00 - delivered to bob: a line of yours that was kept for bob (away) or said with
              nobody linked, once acknowledged ("delivered: ..." for a room line)
+    10:35:00 - alice offers a.bin (1.0 MB, sha256 3f2a9c0d11b7): /accept 2 to take it, ...
+    10:35:05 - file [2] a.bin from alice: started at 0% (then at most every 10%, then done)
 """
 
 from __future__ import annotations

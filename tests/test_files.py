@@ -599,3 +599,158 @@ class Irc(TestCase):
             ":*p2pchat!p2pchat@p2pchat PRIVMSG alice :no file transfers (/send NICK PATH "
             "offers one)",
             ":p2pchat NOTICE alice :no file transfers (/send NICK PATH offers one)"])
+
+
+class _TLSTransport(StringTransport):
+    """A transport that says TLS is up with ``cert`` as the peer's certificate."""
+
+    def __init__(self, cert) -> None:
+        super().__init__()
+        self.cert = cert
+        self.aborted = False
+        self.tls = None
+
+    def startTLS(self, context) -> None:
+        self.tls = context
+
+    def getPeerCertificate(self):
+        return self.cert
+
+    def abortConnection(self) -> None:
+        self.aborted = True
+        super().abortConnection()
+
+
+class _Serving:
+    def __init__(self, identity, known: str) -> None:
+        self.identity, self.known, self.rate = identity, known, 0.0
+        self.asked: list = []
+
+    def fp_known(self, fp: str) -> bool:
+        return fp == self.known
+
+    def serve(self, fp, request):
+        self.asked.append(request)
+        return b"", None
+
+    def sent(self, fp, offer_id, entry, upto) -> None:
+        pass
+
+
+class TransferConnections(TestCase):
+    """Each side of a transfer connection takes only the key it expects, and nothing before."""
+
+    def setUp(self) -> None:
+        from p2pchat.identity import Identity
+
+        self.ours, self.theirs = Identity.generate(), Identity.generate()
+        self.clock = Clock()
+
+    def serve(self, known: str):
+        from p2pchat.files.stream import ServeProtocol
+
+        files = _Serving(self.ours, known)
+        proto = ServeProtocol(files, self.clock, set())  # type: ignore[arg-type]
+        transport = _TLSTransport(self.theirs.cert)
+        proto.makeConnection(transport)
+        return proto, transport, files
+
+    def test_the_offerer_takes_only_a_receiver_it_offered_to(self) -> None:
+        proto, transport, files = self.serve(known="00" * 32)
+        self.assertIsNotNone(transport.tls)
+        proto.dataReceived(b'{"offer": "o1", "entry": 0, "what": "chunks"}\n')
+        self.assertTrue(transport.aborted)  # asked before TLS proved anything
+        proto, transport, files = self.serve(known="00" * 32)
+        proto.handshakeCompleted()
+        self.assertTrue(transport.aborted)
+        self.assertEqual(files.asked, [])
+
+    def test_a_known_receiver_is_served(self) -> None:
+        proto, transport, files = self.serve(known=self.theirs.fingerprint)
+        proto.handshakeCompleted()
+        self.assertFalse(transport.aborted)
+        proto.dataReceived(b'{"offer": "o1", "entry": 0, "what": "chunks"}\n')
+        self.assertEqual(files.asked, [{"offer": "o1", "entry": 0, "what": "chunks"}])
+        self.assertIn(b'{"length": 0}\n', transport.value())
+
+    def test_the_receiver_takes_only_the_offerers_key(self) -> None:
+        proven: list = []
+
+        class Job:
+            def proven(self, link) -> None:
+                proven.append(link)
+
+            def lost(self, link, why) -> None:
+                pass
+
+        for expect, ok in (("00" * 32, False), (self.theirs.fingerprint, True)):
+            proto = FetchProtocol(self.ours, self.clock, expect, Job())  # type: ignore[arg-type]
+            transport = _TLSTransport(self.theirs.cert)
+            proto.makeConnection(transport)
+            proto.handshakeCompleted()
+            self.assertEqual(transport.aborted, not ok)
+        self.assertEqual(len(proven), 1)
+
+    def test_a_silent_connection_is_closed(self) -> None:
+        from p2pchat.files.stream import STREAM_TIMEOUT
+
+        proto, transport, files = self.serve(known=self.theirs.fingerprint)
+        self.clock.advance(STREAM_TIMEOUT + 1)
+        self.assertTrue(transport.aborted)
+
+    def test_a_long_request_line_is_cut(self) -> None:
+        from p2pchat.files.stream import HEADER_BYTES
+
+        proto, transport, files = self.serve(known=self.theirs.fingerprint)
+        proto.handshakeCompleted()
+        proto.dataReceived(b"x" * (HEADER_BYTES + 10))
+        self.assertTrue(transport.aborted)
+
+    def test_transfer_connections_are_bounded(self) -> None:
+        from p2pchat.files.stream import MAX_STREAMS, ServeFactory
+
+        factory = ServeFactory(_Serving(self.ours, ""), self.clock)  # type: ignore[arg-type]
+        for _ in range(MAX_STREAMS):
+            factory.buildProtocol(None).makeConnection(_TLSTransport(None))  # type: ignore[union-attr]
+        self.assertIsNone(factory.buildProtocol(None))
+
+
+class WholeFile(TestCase):
+    def test_chunks_that_match_but_a_whole_hash_that_does_not_are_not_kept(self) -> None:
+        src = self.mktemp()
+        data = _file(src, CHUNK_BYTES + 10)
+        hashed = hash_file(src, "a.bin")
+        entry = Entry("a.bin", hashed.entry.size, "0" * 64, hashed.entry.root)
+        folder = self.mktemp()
+        os.makedirs(folder)
+        final = os.path.join(folder, "a.bin")
+        inc = Incoming(1, Offer("o1", "a.bin", (entry,), 4000), "bob_1", "bob", FP, "::1",
+                       "accepted", finals=[final], parts=[final + ".part"], entry_done=[False])
+        owner, link = _Owner(), _Link()
+        job = Receive(inc, owner, lambda f, *a: succeed(f(*a)))
+        job.proven(link)  # type: ignore[arg-type]
+        for blob in (hashed.hashes, data):
+            request, expect, sink, end, refused = link.asked[-1]
+            sink(blob)
+            end()
+        self.assertEqual(owner.done, 0)
+        self.assertIn("does not match its SHA-256", owner.stops[0][0])
+        self.assertFalse(os.path.exists(final))
+
+
+class Folders(TestCase):
+    def test_a_folder_of_too_many_files_is_refused(self) -> None:
+        from p2pchat.files.ours import _listed
+
+        top = self.mktemp()
+        os.makedirs(os.path.join(top, "sub"))
+        for i in range(offers.MAX_FOLDER_FILES + 1):
+            with open(os.path.join(top, "sub", f"{i}.txt"), "w") as f:
+                f.write("x")
+        found = _listed(top)
+        self.assertIsInstance(found, Refused)
+        os.unlink(os.path.join(top, "sub", "0.txt"))
+        os.symlink("/etc/passwd", os.path.join(top, "link"))
+        name, folder, files = _listed(top)  # type: ignore[misc]
+        self.assertEqual((folder, len(files)), (True, offers.MAX_FOLDER_FILES))
+        self.assertNotIn("link", [rel for _, rel in files])

@@ -191,12 +191,18 @@ class OfferLines(TestCase):
             {"entries": [["a", 1, "0" * 63, "1" * 64]]}, {"entries": [["a", 1, "G" * 64,
                                                                        "1" * 64]]},
             {"entries": [["a", 1, "0" * 64]]}, {"entries": "x"},
-            {"entries": [["a", 1, "0" * 64, "1" * 64]] * (offers.MAX_FOLDER_FILES + 1)},
             {"entries": [["a", 101, "0" * 64, "1" * 64]]},  # over max_size
         ]
         for change in bad:
             meta = dict(good, **change)
             self.assertRaises(OfferError, parse_offer, meta, 100)
+
+    def test_an_offer_holds_a_bounded_number_of_files(self) -> None:
+        most = [["a", 1, "0" * 64, "1" * 64]] * offers.MAX_FOLDER_FILES
+        meta = dict(offer_metadata(_offer()), entries=most)
+        self.assertEqual(len(parse_offer(meta, 1 << 30).entries), offers.MAX_FOLDER_FILES)
+        meta["entries"] = most + most[:1]
+        self.assertRaises(OfferError, parse_offer, meta, 1 << 30)
 
 
 class NodeFiles(TestCase):
@@ -754,3 +760,52 @@ class Folders(TestCase):
         name, folder, files = _listed(top)  # type: ignore[misc]
         self.assertEqual((folder, len(files)), (True, offers.MAX_FOLDER_FILES))
         self.assertNotIn("link", [rel for _, rel in files])
+
+
+class SendTargets(TestCase):
+    """Whom /send can offer to, and what it says when it can't."""
+
+    def setUp(self) -> None:
+        from p2pchat.identity import Identity
+
+        self.clock = Clock()
+        self.node = Node("mmm", self.clock, identity=Identity.generate())
+        self.node.files.configure(self.mktemp(), None, 1000, self.clock, None)
+        self.node.files.port = 4000
+        self.path = self.mktemp()
+        with open(self.path, "w") as f:
+            f.write("hello")
+
+    def answer(self, target: str, path: str = "") -> str:
+        got: list = []
+        self.node.files.send(target, path or self.path).addCallback(got.append)
+        [outcome] = got
+        return outcome.why if isinstance(outcome, Refused) else "DONE " + outcome.text
+
+    def link(self, nick: str, caps: tuple[str, ...], address: str = "127.0.0.1:5555"):
+        fp = hashlib.sha256(nick.encode()).hexdigest()
+        link = FakeLink(peer_id_for(fp), nick, caps=("p2pchat-py/1", "rooms/1") + caps)
+        link.fp, link.address = fp, address
+        self.assertTrue(self.node.link_ready(link))
+        return link
+
+    def test_who_can_take_files(self) -> None:
+        self.link("base", ())
+        self.link("far", (CAP_FILES,), address="abcdefghij.onion:80")
+        self.assertIn("no peer called nobody", self.answer("nobody"))
+        self.assertIn("base can't take files", self.answer("base"))
+        self.assertIn("far is not on a direct link: it can't be reached for files yet",
+                      self.answer("far"))
+        self.assertIn("you are not in #ops", self.answer("#ops"))
+        self.assertIn("nobody linked in #general can take files", self.answer("#general"))
+        self.link("bob", (CAP_FILES,))
+        self.assertIn("no file or folder", self.answer("bob", "/nonexistent/x"))
+
+    def test_an_offer_goes_to_a_peer_that_takes_files(self) -> None:
+        bob = self.link("bob", (CAP_FILES,))
+        self.node.files.in_thread = lambda f, *a: succeed(f(*a))
+        self.assertIn("DONE offered", self.answer("bob"))
+        [line] = [m for m in bob.sent if m.type == FILE]
+        self.assertEqual(line.metadata["op"], "offer")
+        self.assertEqual(line.metadata["entries"][0][1], 5)
+        self.assertEqual(line.metadata["port"], 4000)

@@ -67,13 +67,14 @@ def pull(port: int, size: int) -> None:
         start = 0.0
 
         def connectionMade(self) -> None:
-            self.start = time.monotonic()
+            self.start, self.cpu = time.monotonic(), time.process_time()
 
         def dataReceived(self, data: bytes) -> None:
             self.got += len(data)
 
         def connectionLost(self, reason: object = None) -> None:
-            print(f"pulled {self.got} in {time.monotonic() - self.start:.6f}", flush=True)
+            print(f"pulled {self.got} in {time.monotonic() - self.start:.6f} cpu "
+                  f"{time.process_time() - self.cpu:.6f}", flush=True)
             reactor.stop()
 
     protocol.ClientCreator(reactor, Pull).connectTCP("127.0.0.1", port)
@@ -95,14 +96,18 @@ def baseline(kids: Children, path: str, size: int, timeout: float) -> dict:
     port = int(seen["port"].split()[1])
     client = kids.start("pull", [sys.executable, "-m", "bench.files", "--pull", str(port),
                                  str(size)], read)
+    before = server.cpu_seconds() or 0.0
     ok = kids.pump(lambda: "pulled" in seen, timeout)
+    cpu = {"sender": (server.cpu_seconds() or 0.0) - before}
     kids.stop([server, client])
     if not ok:
         return {"status": f"not done in {timeout:.0f} s"}
-    _, got, _, seconds = seen["pulled"].split()
+    _, got, _, seconds, _, pulled_cpu = seen["pulled"].split()
+    cpu["receiver"] = float(pulled_cpu)
     if int(got) != size:
         return {"status": f"pulled {got} bytes of {size}"}
-    return {"status": "ok", "seconds": float(seconds), "mb_s": size / MB / float(seconds)}
+    return {"status": "ok", "seconds": float(seconds), "mb_s": size / MB / float(seconds),
+            "cpu_ms_per_mb": {k: v * 1000 / (size / MB) for k, v in cpu.items()}}
 
 
 # --- p2pchat ----------------------------------------------------------------------------------
@@ -169,6 +174,7 @@ def p2pchat(kids: Children, path: str, size: int, timeout: float, workdir: str, 
             return {"status": "no offer came"}
         out["hash_s"] = (bob.when("offers ") or t0) - t0
         number = re.search(r"/accept (\d+)", next(x for _, x in bob.lines if "offers " in x))
+        cpu0 = {p.nick: p.child.cpu_seconds() or 0.0 for p in (alice, bob)}
         kids.write(bob.child, f"/accept {number.group(1) if number else ''}\n".encode())
         peak = dict(idle_rss)
 
@@ -179,6 +185,8 @@ def p2pchat(kids: Children, path: str, size: int, timeout: float, workdir: str, 
 
         done = kids.pump(lambda: bob.when("done, SHA-256 checked") is not None
                          or bob.when(": failed") is not None, timeout, tick=during)
+        cpu = {"sender": (alice.child.cpu_seconds() or 0.0) - cpu0["alice"],
+               "receiver": (bob.child.cpu_seconds() or 0.0) - cpu0["bob"]}
         start, end = bob.when("started at"), bob.when("done, SHA-256 checked")
         if not done or start is None or end is None:
             return {"status": "not done" if not done else "failed: " + str(
@@ -193,6 +201,7 @@ def p2pchat(kids: Children, path: str, size: int, timeout: float, workdir: str, 
         idle_ms, busy_ms = latencies(sorted(idle_pings)), latencies(busy)
         out.update({
             "seconds": end - start, "mb_s": size / MB / (end - start),
+            "cpu_ms_per_mb": {k: v * 1000 / (size / MB) for k, v in cpu.items()},
             "rss_idle_mb": idle_rss, "rss_peak_mb": peak,
             "rss_growth_mb": {n: peak[n] - idle_rss[n] for n in peak},
             "latency_idle_p50_ms": _percentile(idle_ms, 0.5),
@@ -225,6 +234,10 @@ def run(kids: Children, size: int, workdir: str, say, timeout_scale: float = 1.0
     result = {"size_mb": size / MB, "baseline": base, "p2pchat": ours, "load": os.getloadavg()[0]}
     if base.get("mb_s") and ours.get("mb_s"):
         result["ratio"] = ours["mb_s"] / base["mb_s"]
+        # CPU per MB, the slower side of each: what the rate would be on idle cores
+        worst = max(ours["cpu_ms_per_mb"].values()), max(base["cpu_ms_per_mb"].values())
+        if worst[0] > 0:
+            result["cpu_ratio"] = worst[1] / worst[0]
     return result
 
 
@@ -241,6 +254,14 @@ def render(r: dict) -> str:
                  + ("" if p.get("status") == "ok" else f"  ({p.get('status')})"))
     if "ratio" in r:
         lines.append(f"  {'p2pchat / bare push (target >= 50%)':<44}{r['ratio']:>10.0%}")
+        pc, bc = p["cpu_ms_per_mb"], b["cpu_ms_per_mb"]
+        lines.append(f"  {'CPU ms/MB sender / receiver, p2pchat':<44}"
+                     f"{f(pc['sender'], '.2f')} / {f(pc['receiver'], '.2f')}")
+        lines.append(f"  {'CPU ms/MB sender / receiver, bare push':<44}"
+                     f"{f(bc['sender'], '.2f')} / {f(bc['receiver'], '.2f')}")
+        if "cpu_ratio" in r:
+            lines.append(f"  {'rate on idle cores, p2pchat / bare (by CPU)':<44}"
+                         f"{r['cpu_ratio']:>10.0%}")
     if p.get("status") == "ok":
         lines.append(f"  {'offer hashing by the sender':<44}{f(p['hash_s'], '.2f'):>10} s")
         for n in ("alice", "bob"):

@@ -66,7 +66,8 @@ class Receive:
         self.whole: Any = None
         self.pos = 0  # bytes of the current file received (written or waiting to be)
         self.written = 0  # bytes of the current file written and checked
-        self.buf = bytearray()  # received, not yet a whole chunk
+        self.buf: list[bytes] = []  # received, not yet a whole chunk
+        self.held = 0  # bytes in buf
         self.queued = 0  # chunks given to the writer thread, not yet written
         self.paused = False  # the connection paused while the writer catches up
         self.ended = False  # every byte asked for came
@@ -134,7 +135,7 @@ class Receive:
         entry = self.inc.offer.entries[self.entry]
         part = self.inc.parts[self.entry]
         self.whole, self.pos = prefix.whole, prefix.length
-        self.written, self.buf, self.ended = prefix.length, bytearray(), False
+        self.written, self.buf, self.held, self.ended = prefix.length, [], 0, False
         self.owner.progress(self.inc, 0)  # what is had now (done is read from the files)
         try:
             self.file = open(part, "r+b" if os.path.exists(part) else "w+b")
@@ -153,17 +154,14 @@ class Receive:
     def _data(self, data: bytes) -> None:
         """Bytes came: each whole chunk (or the file's last) goes to the writer thread."""
         size = self.inc.offer.entries[self.entry].size
-        self.buf += data
+        self.buf.append(data)
+        self.held += len(data)
         self.pos += len(data)
-        start = self.pos - len(self.buf)  # where buf starts in the file (a chunk start)
-        while self.buf:
-            take = min(CHUNK_BYTES, len(self.buf))
-            if take < CHUNK_BYTES and self.pos < size:
-                break
-            chunk = bytes(self.buf[:take])
-            del self.buf[:take]
-            self._queue(start // CHUNK_BYTES, chunk)
-            start += take
+        while self.held >= CHUNK_BYTES or (self.held and self.pos == size):
+            joined = b"".join(self.buf)
+            chunk, rest = joined[:CHUNK_BYTES], joined[CHUNK_BYTES:]
+            self.buf, self.held = ([rest] if rest else []), len(rest)
+            self._queue((self.pos - self.held - len(chunk)) // CHUNK_BYTES, chunk)
         if self.queued > QUEUED_CHUNKS and not self.paused and self.link is not None:
             self.paused = True  # the writer is behind: TCP slows the sender meanwhile
             self.link.transport.pauseProducing()

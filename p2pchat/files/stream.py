@@ -180,6 +180,7 @@ class _TLSLink(LineReceiver):
         self.fp = ""
         self.proven = False
         self._timer: _Timer | None = None
+        self.heard = 0.0  # when the last bytes of an answer came
 
     def expected(self, fp: str) -> bool:
         raise NotImplementedError
@@ -216,6 +217,10 @@ class _TLSLink(LineReceiver):
 
     def _too_slow(self) -> None:
         self._timer = None
+        quiet = self.clock.seconds() - self.heard
+        if quiet < STREAM_TIMEOUT:  # bytes came meanwhile
+            self._timer = self.clock.callLater(STREAM_TIMEOUT - quiet, self._too_slow)
+            return
         log.info("transfer connection {address} silent for {t:.0f} s: closed",
                  address=self.address(), t=STREAM_TIMEOUT)
         self.transport.abortConnection()
@@ -398,7 +403,7 @@ class FetchProtocol(_TLSLink):
             self.cut("it sent more than it offered")
             return
         self.left -= len(data)
-        self.waiting(True)
+        self.heard = self.clock.seconds()  # the timer, when it rings, counts from here
         assert self._sink is not None
         self._sink(data)
         if self.left == 0 and not self.why:

@@ -372,6 +372,14 @@ class Serving(TestCase):
         self.assertIn("changed", str(self.files.serve(FP, {"offer": "o1", "entry": 0,
                                                            "what": "bytes", "from": 0})))
 
+    def test_a_connection_gone_mid_file_leaves_the_receiver_waiting(self) -> None:
+        f, span = self.files.serve(FP, {"offer": "o1", "entry": 0, "what": "bytes",  # type: ignore[misc]
+                                        "from": 0})
+        f.close()
+        self.assertEqual(self.out.state, "sending")
+        self.files.unserved(FP, "o1")
+        self.assertEqual(self.out.state, "accepted")
+
     def test_a_rejected_or_cancelled_offer_is_not_served(self) -> None:
         self.out.receivers["bob_1"].state = "rejected"
         self.assertIsInstance(self.files.serve(FP, {"offer": "o1", "entry": 0,
@@ -640,6 +648,9 @@ class _Serving:
         return b"", None
 
     def sent(self, fp, offer_id, entry, upto) -> None:
+        pass
+
+    def unserved(self, fp, offer_id) -> None:
         pass
 
 

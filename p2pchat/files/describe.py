@@ -51,8 +51,8 @@ def event_text(view: TransferView, what: str) -> str | None:
     ones not told as lines."""
     n, name = view.number, printable(view.name)
     way = f"from {printable(view.peer)}" if view.incoming else f"to {printable(view.peer)}"
-    if what == "offered":
-        return offer_text(view) if view.incoming else f"file [{n}] {_what(view)} offered {way}"
+    if what == "offered":  # ours: /send's answer says so
+        return offer_text(view) if view.incoming else None
     if what == "started":
         return f"file [{n}] {name} {way}: started at {percent(view)}%"
     if what == "progress":

@@ -201,6 +201,17 @@ class OurOffers:
                     self._emit(view_out(out), "progress")
                 return
 
+    def unserved(self, fp: str, offer_id: str) -> None:
+        """A receiver's connection closed mid-file: it waits (it resumes when it dials)."""
+        for out in self.outgoing:
+            if out.offer.id == offer_id:
+                for r in out.receivers.values():
+                    if r.fp == fp and r.state == "sending":
+                        r.state = "accepted"
+                        out.rate = 0.0
+                        self._emit(view_out(out), "paused")
+                return
+
     def _cut_serving(self, fp: str) -> None:
         for proto in list(self.serving.open):
             if proto.fp == fp and proto.producer is not None:

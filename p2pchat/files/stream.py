@@ -152,6 +152,10 @@ class Serving(TypingProtocol):
 
     def sent(self, fp: str, offer_id: str, entry: int, upto: int) -> None: ...
 
+    def unserved(self, fp: str, offer_id: str) -> None:
+        """A connection that was sending ``offer_id`` closed before the end."""
+        ...
+
 
 def _bigger_buffers(transport: Any) -> None:
     """More bytes per wake-up on a transfer connection: a larger write buffer before the
@@ -248,6 +252,7 @@ class ServeProtocol(_TLSLink):
         self.files = files
         self.registry = registry
         self.producer: FileProducer | None = None
+        self.offer_id = ""  # what it sends now
 
     def expected(self, fp: str) -> bool:
         return self.files.fp_known(fp)
@@ -287,6 +292,7 @@ class ServeProtocol(_TLSLink):
         self._header({"length": length})
         self.waiting(False)
         offer_id, entry = str(request.get("offer")), int(request.get("entry", 0))
+        self.offer_id = offer_id
         position = [offset]
 
         def sent(n: int) -> None:
@@ -310,6 +316,7 @@ class ServeProtocol(_TLSLink):
         if self.producer is not None:
             self.producer.stopProducing()
             self.producer = None
+            self.files.unserved(self.fp, self.offer_id)
 
 
 class ServeFactory(Factory):

@@ -121,7 +121,8 @@ def started_at(peer: PeerProcess, name: str) -> list[int]:
 RATE = ("--file-rate", "10M")  # 50 MB in about 5 s: time to kill a side midway
 
 
-def test_the_receiver_killed_midway_resumes_after_a_restart(pair) -> None:
+def sending_midway(pair) -> tuple[PeerProcess, PeerProcess, str]:
+    """alice sends bob 50 MB at RATE; returns once bob has 30% or more (and the hash)."""
     alice, bob = pair.start("alice", *RATE), pair.start("bob")
     linked(alice)
     linked(bob)
@@ -129,11 +130,16 @@ def test_the_receiver_killed_midway_resumes_after_a_restart(pair) -> None:
     digest = make_file(src, 50 * MB)
     alice.send(f"/send bob {src}")
     bob.send(f"/accept {offer_number(bob, 'big.bin')}")
-    seen = percent_seen(bob, "big.bin", 30)
+    percent_seen(bob, "big.bin", 30)
+    return alice, bob, digest
+
+
+def test_the_receiver_killed_midway_resumes_after_a_restart(pair) -> None:
+    alice, bob, digest = sending_midway(pair)
     bob.stop()  # SIGKILL: nothing saved at the end
     part = pair.down["bob"] / "big.bin.part"
     had = os.path.getsize(part)
-    assert 0 < had < 50 * MB, (seen, had)
+    assert 0 < had < 50 * MB, had
     bob = pair.start("bob")
     bob.wait_line("done, SHA-256 checked", timeout=60)
     assert sha(pair.down["bob"] / "big.bin") == digest
@@ -144,14 +150,7 @@ def test_the_receiver_killed_midway_resumes_after_a_restart(pair) -> None:
 
 
 def test_the_sender_killed_midway_resumes_after_a_restart(pair) -> None:
-    alice, bob = pair.start("alice", *RATE), pair.start("bob")
-    linked(alice)
-    linked(bob)
-    src = pair.tmp / "big.bin"
-    digest = make_file(src, 50 * MB)
-    alice.send(f"/send bob {src}")
-    bob.send(f"/accept {offer_number(bob, 'big.bin')}")
-    percent_seen(bob, "big.bin", 30)
+    alice, bob, digest = sending_midway(pair)
     alice.stop()
     bob.wait_line("big.bin from alice: paused", timeout=20)
     alice = pair.start("alice", *RATE)

@@ -157,6 +157,15 @@ class Serving(TypingProtocol):
         ...
 
 
+def _json_object(line: bytes) -> dict[str, Any] | None:
+    """A request or answer line: a JSON object, or None."""
+    try:
+        obj = json.loads(line)
+    except ValueError:
+        return None
+    return obj if isinstance(obj, dict) else None
+
+
 def _bigger_buffers(transport: Any) -> None:
     """More bytes per wake-up on a transfer connection: a larger write buffer before the
     producer is paused, larger socket buffers (fewer turns of each reactor per megabyte)."""
@@ -268,11 +277,8 @@ class ServeProtocol(_TLSLink):
         if not self.proven or self.producer is not None:
             self.transport.abortConnection()  # nothing is asked before TLS, nor while sending
             return
-        try:
-            request = json.loads(line)
-            if not isinstance(request, dict):
-                raise ValueError("not an object")
-        except ValueError:
+        request = _json_object(line)
+        if request is None:
             log.warn("transfer connection {address}: a request that is not JSON: closed",
                      address=self.address())
             self.transport.abortConnection()
@@ -383,11 +389,8 @@ class FetchProtocol(_TLSLink):
         if self.left != -1 or self._sink is None:
             self.cut("it sent something not asked for")
             return
-        try:
-            header = json.loads(line)
-            if not isinstance(header, dict):
-                raise ValueError("not an object")
-        except ValueError:
+        header = _json_object(line)
+        if header is None:
             self.cut("it answered with something that is not JSON")
             return
         if "error" in header:

@@ -249,6 +249,9 @@ class NodeFiles(TestCase):
             self.offer_line(_offer(id=f"o{i}"))
         self.assertEqual(len(self.offered()), offers.MAX_OFFERS_PER_PEER)
         self.assertEqual(len([a for a in self.answers() if a[0] == "reject"]), 3)
+        told = [e for e in self.events if isinstance(e, events.Notice)
+                and "offers from bob refused" in e.text]
+        self.assertEqual(len(told), 1)  # once, not once per offer of a flood
 
     def test_offers_are_bounded_in_all(self) -> None:
         self.patch(offers, "MAX_OFFERS_HELD", 4)

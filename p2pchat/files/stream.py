@@ -20,17 +20,23 @@ from typing import IO, TYPE_CHECKING, Any, Callable, Protocol as TypingProtocol
 
 from twisted.internet.interfaces import IHandshakeListener, IPushProducer
 from twisted.internet.protocol import Factory, Protocol
-from twisted.logger import Logger
+from twisted.logger import Logger, LogLevel
 from twisted.protocols.basic import LineReceiver
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from p2pchat import ratelog
 from p2pchat.identity import ContextFactory, Identity, certificate_fingerprint
 
 if TYPE_CHECKING:
     from twisted.internet.interfaces import IAddress
 
 log = Logger()
+
+
+def _log(clock: Any, kind: str, level: LogLevel, fmt: str, /, **kw: Any) -> None:
+    """Per connection, which anyone on the LAN can open at will: rate-limited (ratelog.py)."""
+    ratelog.limiter(clock).emit(log, kind, level, fmt, **kw)
 
 #: A transfer connection that has not finished TLS, or sent nothing while a request is
 #: waiting, for this many seconds is closed.
@@ -211,8 +217,9 @@ class _TLSLink(LineReceiver):
     def handshakeCompleted(self) -> None:
         fp = certificate_fingerprint(self.transport.getPeerCertificate()) or ""
         if not fp or not self.expected(fp):
-            log.warn("transfer connection from {address}: a certificate we don't expect "
-                     "({fp:.16}): closed", address=self.address(), fp=fp or "none")
+            _log(self.clock, "transfer key", LogLevel.warn,
+                 "transfer connection from {address}: a certificate we don't expect "
+                 "({fp:.16}): closed", address=self.address(), fp=fp or "none")
             self.transport.abortConnection()
             return
         self.fp, self.proven = fp, True
@@ -234,13 +241,15 @@ class _TLSLink(LineReceiver):
         if quiet < STREAM_TIMEOUT:  # bytes came meanwhile
             self._timer = self.clock.callLater(STREAM_TIMEOUT - quiet, self._too_slow)
             return
-        log.info("transfer connection {address} silent for {t:.0f} s: closed",
-                 address=self.address(), t=STREAM_TIMEOUT)
+        _log(self.clock, "transfer silent", LogLevel.info,
+             "transfer connection {address} silent for {t:.0f} s: closed",
+             address=self.address(), t=STREAM_TIMEOUT)
         self.transport.abortConnection()
 
     def lineLengthExceeded(self, line: bytes) -> None:
-        log.warn("transfer connection {address}: a line over {n} bytes: closed",
-                 address=self.address(), n=HEADER_BYTES)
+        _log(self.clock, "transfer line", LogLevel.warn,
+             "transfer connection {address}: a line over {n} bytes: closed",
+             address=self.address(), n=HEADER_BYTES)
         self.transport.abortConnection()
 
     def connectionLost(self, reason: Failure | None = None) -> None:
@@ -279,8 +288,9 @@ class ServeProtocol(_TLSLink):
             return
         request = _json_object(line)
         if request is None:
-            log.warn("transfer connection {address}: a request that is not JSON: closed",
-                     address=self.address())
+            _log(self.clock, "transfer request", LogLevel.warn,
+                 "transfer connection {address}: a request that is not JSON: closed",
+                 address=self.address())
             self.transport.abortConnection()
             return
         answer = self.files.serve(self.fp, request)
@@ -335,8 +345,9 @@ class ServeFactory(Factory):
 
     def buildProtocol(self, addr: IAddress | None) -> Protocol | None:
         if len(self.open) >= MAX_STREAMS or self.files.identity is None:
-            log.warn("{n} transfer connections open: {address} refused", n=len(self.open),
-                     address=f"{getattr(addr, 'host', '?')}")
+            _log(self.clock, "transfers full", LogLevel.warn,
+                 "{n} transfer connections open: {address} refused", n=len(self.open),
+                 address=f"{getattr(addr, 'host', '?')}")
             return None
         return ServeProtocol(self.files, self.clock, self.open)
 

@@ -21,10 +21,11 @@ from typing import TYPE_CHECKING, Any, Callable
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import TCP4ClientEndpoint
 from twisted.internet.threads import deferToThread
-from twisted.logger import Logger
+from twisted.logger import Logger, LogLevel
 from twisted.python.failure import Failure
 
 from p2pchat import events
+from p2pchat.clocks import log_limited
 from p2pchat.files.kept import (
     OPEN_IN,
     OPEN_OUT,
@@ -87,6 +88,8 @@ class Transfers(OurOffers):
         self.in_thread: Callable[..., Deferred[Any]] = deferToThread
         self.serving = ServeFactory(self, node.clock)
         self.fetching: set[FetchProtocol] = set()
+        #: peers told "offers refused" (the bounds) since their last offer taken
+        self.told_full: set[str] = set()
 
     def configure(self, download_dir: str, data_dir: str | None, max_size: int, reactor: Any,
                   interface: str | None, rate: float = 0.0) -> None:
@@ -209,8 +212,9 @@ class Transfers(OurOffers):
         meta = msg.metadata or {}
         op = meta.get("op")
         if not speaks_files(link) or op not in OPS:
-            log.info("a file line from {peer} ignored (op {op!r})", peer=link.peer_id,
-                     op=str(op)[:20])
+            log_limited(self.node.clock, log, "file line ignored", LogLevel.info,
+                        "a file line from {peer} ignored (op {op!r})", peer=link.peer_id,
+                        op=str(op)[:20])
             return
         offer_id = str(meta.get("offer", ""))[:64]
         if op == "offer":
@@ -246,7 +250,8 @@ class Transfers(OurOffers):
         try:
             offer = parse_offer(meta, self.max_size)
         except OfferError as e:
-            log.info("an offer from {peer} refused: {why}", peer=link.peer_id, why=str(e))
+            log_limited(self.node.clock, log, "offer refused", LogLevel.info,
+                        "an offer from {peer} refused: {why}", peer=link.peer_id, why=str(e))
             offer_id = str(meta.get("offer", ""))
             if offer_id.isascii() and offer_id.isalnum() and len(offer_id) <= 64:
                 self._line(link, "reject", Offer(offer_id, "?", (), 0), str(e))
@@ -264,9 +269,12 @@ class Transfers(OurOffers):
         why = refusal(len(held), sum(1 for i in held if i.peer_id == link.peer_id))
         if why is not None:
             self._line(link, "reject", offer, why)
-            self.node.notice(f"an offer of {printable(offer.name)} from "
-                             f"{self.node.nick_of(link)} refused: {why}", error=True)
+            if link.peer_id not in self.told_full:  # once, not once per offer of a flood
+                self.told_full.add(link.peer_id)
+                self.node.notice(f"offers from {self.node.nick_of(link)} refused: {why}",
+                                 error=True)
             return
+        self.told_full.discard(link.peer_id)
         inc = Incoming(self._number(), offer, link.peer_id, self.node.nick_of(link), link.fp,
                        _host(link.address), made=self.node.clock.seconds(),
                        entry_done=[False] * len(offer.entries))

@@ -51,7 +51,7 @@ from p2pchat.console.widgets import (
     StatusBar,
 )
 from p2pchat.face import CommandFace, conversation_label
-from p2pchat.files.describe import event_text, status_text
+from p2pchat.files.describe import status_text
 from p2pchat.interfaces import IChat, StoredLine, private_key
 from p2pchat.notify import Notifier
 from p2pchat.wire import DEFAULT_ROOM, MAX_SAY_BYTES
@@ -231,10 +231,6 @@ class ConsoleFace(CommandFace, Keyboard):
             if not event.own:
                 self.show_info([f"{event.nick} is away: {event.text}" if event.text
                                 else f"{event.nick} is back"])
-        elif isinstance(event, events.TransferChanged):
-            text = event_text(event.view, event.what)  # progress: in the status line only
-            if text and event.what not in ("progress", "started"):
-                self.show_info([text])
         elif isinstance(event, events.RoomChanged):
             self._room_changed(event)
         elif isinstance(event, (events.PeerJoined, events.PeerLeft, events.NickChanged)):

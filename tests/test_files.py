@@ -823,3 +823,20 @@ class SendTargets(TestCase):
         self.assertEqual(line.metadata["op"], "offer")
         self.assertEqual(line.metadata["entries"][0][1], 5)
         self.assertEqual(line.metadata["port"], 4000)
+
+    def test_a_room_offer_goes_to_each_member_that_takes_files(self) -> None:
+        bob, carol = self.link("bob", (CAP_FILES,)), self.link("carol", (CAP_FILES,))
+        base = self.link("base", ())
+        self.node.files.in_thread = lambda f, *a: succeed(f(*a))
+        for link in (bob, carol, base):
+            self.node.message_received(link, Message(
+                id=f"r{link.username}", type="rooms", sender_id=link.peer_id,
+                metadata={"rooms": []}))
+        self.assertIn("DONE offered", self.answer("#general"))
+        for link in (bob, carol):
+            [line] = [m for m in link.sent if m.type == FILE]
+            self.assertEqual(line.metadata["room"], "general")
+        self.assertEqual([m for m in base.sent if m.type == FILE], [])
+        [out] = self.node.files.outgoing
+        self.assertEqual(sorted(r.nick for r in out.receivers.values()), ["bob", "carol"])
+        self.assertEqual(out.label, "#general")

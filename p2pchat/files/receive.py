@@ -68,6 +68,7 @@ class Receive:
         self.written = 0  # bytes of the current file written and checked
         self.buf: list[bytes] = []  # received, not yet a whole chunk
         self.held = 0  # bytes in buf
+        self.size = 0  # the current file's
         self.queued = 0  # chunks given to the writer thread, not yet written
         self.paused = False  # the connection paused while the writer catches up
         self.ended = False  # every byte asked for came
@@ -136,6 +137,7 @@ class Receive:
         part = self.inc.parts[self.entry]
         self.whole, self.pos = prefix.whole, prefix.length
         self.written, self.buf, self.held, self.ended = prefix.length, [], 0, False
+        self.size = entry.size
         self.owner.progress(self.inc, 0)  # what is had now (done is read from the files)
         try:
             self.file = open(part, "r+b" if os.path.exists(part) else "w+b")
@@ -153,7 +155,7 @@ class Receive:
 
     def _data(self, data: bytes) -> None:
         """Bytes came: each whole chunk (or the file's last) goes to the writer thread."""
-        size = self.inc.offer.entries[self.entry].size
+        size = self.size
         self.buf.append(data)
         self.held += len(data)
         self.pos += len(data)

@@ -419,6 +419,12 @@ class FetchProtocol(_TLSLink):
             return
         self.setRawMode()
 
+    def dataReceived(self, data: bytes) -> None:
+        if not self.line_mode and not self._buffer and not self._busyReceiving:
+            self.rawDataReceived(data)  # the bytes of an answer: straight to the job
+        else:
+            super().dataReceived(data)
+
     def rawDataReceived(self, data: bytes) -> None:
         if self.left <= 0 or len(data) > self.left:
             self.cut("it sent more than it offered")

@@ -840,3 +840,99 @@ class SendTargets(TestCase):
         [out] = self.node.files.outgoing
         self.assertEqual(sorted(r.nick for r in out.receivers.values()), ["bob", "carol"])
         self.assertEqual(out.label, "#general")
+
+
+class FlatMemory(TestCase):
+    """Whatever the size, only a few blocks or chunks are held at once."""
+
+    def test_the_producer_writes_a_few_blocks_per_turn_and_stops_when_paused(self) -> None:
+        import io
+
+        from p2pchat.files.stream import BLOCK_BYTES, BLOCKS_PER_TURN, FileProducer
+
+        class Turns(Clock):
+            def turn(self) -> None:
+                """One turn of the reactor: the calls due now, not the ones they make."""
+                due = [c for c in self.calls if c.getTime() <= self.seconds()]
+                for call in due:
+                    self.calls.remove(call)
+                    call.func(*call.args, **call.kw)
+
+        clock, transport = Turns(), StringTransport()
+        done: list = []
+        producer = FileProducer(io.BytesIO(b"x" * (100 * BLOCK_BYTES)), BLOCK_BYTES,
+                                99 * BLOCK_BYTES, transport, clock, lambda n: None,
+                                lambda: done.append(1))
+        producer.start()
+        self.assertEqual(len(transport.value()), 0)  # nothing until the reactor turns
+        clock.turn()
+        self.assertEqual(len(transport.value()), BLOCKS_PER_TURN * BLOCK_BYTES)
+        producer.pauseProducing()
+        clock.turn()
+        clock.turn()
+        self.assertEqual(len(transport.value()), BLOCKS_PER_TURN * BLOCK_BYTES)
+        producer.resumeProducing()
+        for _ in range(100):
+            clock.turn()
+        self.assertEqual((len(transport.value()), done), (99 * BLOCK_BYTES, [1]))
+
+    def test_the_producer_keeps_to_its_rate(self) -> None:
+        import io
+
+        from p2pchat.files.stream import FileProducer
+
+        clock, transport = Clock(), StringTransport()
+        producer = FileProducer(io.BytesIO(b"x" * (8 << 20)), 0, 8 << 20, transport, clock,
+                                lambda n: None, lambda: None, rate=1 << 20)
+        producer.start()
+        for _ in range(40):
+            clock.advance(0.1)  # 4 s
+        self.assertLessEqual(len(transport.value()), 5 << 20)
+        self.assertGreaterEqual(len(transport.value()), 3 << 20)
+
+    def test_the_receiver_pauses_the_connection_while_its_writer_is_behind(self) -> None:
+        from twisted.internet.defer import Deferred
+
+        from p2pchat.files.receive import QUEUED_CHUNKS
+
+        src = self.mktemp()
+        data = _file(src, (QUEUED_CHUNKS + 4) * CHUNK_BYTES)
+        hashed = hash_file(src, "a.bin")
+        folder = self.mktemp()
+        os.makedirs(folder)
+        final = os.path.join(folder, "a.bin")
+        inc = Incoming(1, Offer("o1", "a.bin", (hashed.entry,), 4000), "bob_1", "bob", FP,
+                       "::1", "accepted", finals=[final], parts=[final + ".part"],
+                       entry_done=[False])
+        writes: list = []  # the writer thread's work, run when the test says
+
+        def in_thread(f, *a):
+            if f is check_prefix:
+                return succeed(f(*a))
+            d: Deferred = Deferred()
+            writes.append((d, f, a))
+            return d
+
+        owner, link = _Owner(), _Link()
+        transport = link.transport
+        paused: list = []
+        transport.pauseProducing = lambda: paused.append(True)  # type: ignore[method-assign]
+        transport.resumeProducing = lambda: paused.append(False)  # type: ignore[method-assign]
+        job = Receive(inc, owner, in_thread)
+        job.proven(link)  # type: ignore[arg-type]
+        request, expect, sink, end, refused = link.asked[-1]
+        sink(hashed.hashes)
+        end()
+        request, expect, sink, end, refused = link.asked[-1]
+        for i in range(0, len(data), 256 * 1024):
+            sink(data[i:i + 256 * 1024])
+        self.assertEqual(paused, [True])  # past QUEUED_CHUNKS chunks waiting
+        self.assertLessEqual(len(writes), 1)  # one at a time
+        end()
+        while writes:
+            d, f, a = writes.pop(0)
+            d.callback(f(*a))
+        self.assertEqual(paused, [True, False])
+        self.assertEqual(owner.done, 1)
+        with open(final, "rb") as f:
+            self.assertEqual(f.read(), data)

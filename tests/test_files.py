@@ -557,6 +557,8 @@ class SendTargets(TestCase):
         self.assertIn("nobody linked in #general can take files", self.answer("#general"))
         self.link("bob", (CAP_FILES,))
         self.assertIn("no file or folder", self.answer("bob", "/nonexistent/x"))
+        self.node.files.max_size = 4
+        self.assertIn("over the limit of 4 B (--max-file-size)", self.answer("bob"))
 
     def test_an_offer_goes_to_a_peer_that_takes_files(self) -> None:
         bob = self.link("bob", (CAP_FILES,))

@@ -92,6 +92,9 @@ class OurOffers:
         if isinstance(found, Refused):
             return succeed(found)
         name, folder, files = found
+        total = sum(os.path.getsize(p) for p, _ in files)
+        if total > self.max_size:  # refused before hashing it all, and again after
+            return succeed(_too_big(name, total, self.max_size))
         d = self.in_thread(lambda: [hash_file(p, rel) for p, rel in files])
 
         def hashed(done: list[Hashed]) -> Outcome:
@@ -132,8 +135,7 @@ class OurOffers:
         offer = Offer(new_offer_id(), name, tuple(h.entry for h in done), self.port, folder,
                       target[1:] if target.startswith("#") else "", self.node.clock.seconds())
         if offer.size > self.max_size:
-            return Refused(f"{name} is {human_size(offer.size)}: over the limit of "
-                           f"{human_size(self.max_size)} (--max-file-size)")
+            return _too_big(name, offer.size, self.max_size)
         if not offer_fits(offer):
             return Refused(f"{name}: its names are too long for one offer line")
         out = Outgoing(self._number(), offer, target if target.startswith("#") else
@@ -216,6 +218,11 @@ class OurOffers:
         for proto in list(self.serving.open):
             if proto.fp == fp and proto.producer is not None:
                 proto.transport.abortConnection()
+
+
+def _too_big(name: str, size: int, limit: int) -> Refused:
+    return Refused(f"{name} is {human_size(size)}: over the limit of {human_size(limit)} "
+                   "(--max-file-size)")
 
 
 def _listed(path: str) -> tuple[str, bool, list[tuple[str, str]]] | Refused:

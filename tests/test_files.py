@@ -203,7 +203,7 @@ class OfferLines(TestCase):
         self.assertRaises(OfferError, parse_offer, meta, 1 << 30)
 
 
-class NodeFiles(TestCase):
+class NodeSetup(TestCase):
     """The node's Transfers with a fake link (no sockets: no identity, so nothing dials)."""
 
     def setUp(self) -> None:
@@ -232,6 +232,10 @@ class NodeFiles(TestCase):
     def offered(self) -> list[TransferView]:
         return [e.view for e in self.events
                 if isinstance(e, events.TransferChanged) and e.what == "offered"]
+
+
+class NodeFiles(NodeSetup):
+    """Offers to us: shown, bounded, aged, placed, answered."""
 
     def test_an_offer_is_shown_with_the_command_to_take_it(self) -> None:
         self.offer_line(_offer())
@@ -585,3 +589,32 @@ class SendTargets(TestCase):
         [out] = self.node.files.outgoing
         self.assertEqual(sorted(r.nick for r in out.receivers.values()), ["bob", "carol"])
         self.assertEqual(out.label, "#general")
+
+
+class Answers(NodeSetup):
+    """What the other side's answers do."""
+
+    def test_a_cancel_from_the_offerer_stops_the_transfer_and_drops_the_part(self) -> None:
+        self.offer_line(_offer())
+        self.files.accept(1)
+        [inc] = self.files.incoming
+        with open(inc.parts[0], "wb") as f:
+            f.write(b"half")
+        self.node.message_received(self.link, Message(
+            id="c1", type=FILE, sender_id=BOB, metadata={"op": "cancel", "offer": "abc123"}))
+        self.assertEqual((inc.state, inc.why), ("cancelled", "bob cancelled it"))
+        self.assertFalse(os.path.exists(inc.parts[0]))
+
+    def test_answers_to_our_offer_change_its_receivers_state(self) -> None:
+        offer = _offer(id="ours1")
+        out = Outgoing(7, offer, "bob", ["/nonexistent"], [0.0], [b""],
+                       {BOB: Receiver("bob", FP)})
+        self.files.outgoing.append(out)
+        for op, state in (("accept", "accepted"), ("failed", "failed"), ("done", "done"),
+                          ("reject", "done")):  # done is final: a later reject changes nothing
+            self.node.message_received(self.link, Message(
+                id=f"a{op}", type=FILE, sender_id=BOB,
+                metadata={"op": op, "offer": "ours1", "why": "\x1b[31mred"}))
+            self.assertEqual(out.receivers[BOB].state, state, op)
+        self.assertEqual(out.receivers[BOB].sent, offer.size)
+        self.assertNotIn("\x1b", out.receivers[BOB].why)

@@ -605,6 +605,17 @@ class Answers(NodeSetup):
         self.assertEqual((inc.state, inc.why), ("cancelled", "bob cancelled it"))
         self.assertFalse(os.path.exists(inc.parts[0]))
 
+    def test_another_peer_cant_cancel_an_offer_to_us(self) -> None:
+        eve = FakeLink(peer_id_for("ee" * 32), "eve", caps=("p2pchat-py/1", CAP_FILES))
+        eve.fp = "ee" * 32
+        self.assertTrue(self.node.link_ready(eve))
+        self.offer_line(_offer())
+        self.files.accept(1)
+        self.node.message_received(eve, Message(
+            id="c2", type=FILE, sender_id=eve.peer_id,
+            metadata={"op": "cancel", "offer": "abc123"}))
+        self.assertEqual(self.files.incoming[0].state, "accepted")
+
     def test_answers_to_our_offer_change_its_receivers_state(self) -> None:
         offer = _offer(id="ours1")
         out = Outgoing(7, offer, "bob", ["/nonexistent"], [0.0], [b""],

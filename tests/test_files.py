@@ -629,3 +629,31 @@ class Answers(NodeSetup):
             self.assertEqual(out.receivers[BOB].state, state, op)
         self.assertEqual(out.receivers[BOB].sent, offer.size)
         self.assertNotIn("\x1b", out.receivers[BOB].why)
+
+
+class Keeping(TestCase):
+    def test_an_older_state_is_never_written_over_a_newer(self) -> None:
+        from p2pchat.files.kept import KEPT_NAME, Kept
+
+        data_dir = self.mktemp()
+        kept = Kept(data_dir)
+        kept.save({"next": 2, "in": [], "out": []}, 2)
+        kept.save({"next": 1, "in": [], "out": []}, 1)  # a thread's write, come late
+        with open(os.path.join(data_dir, "files", KEPT_NAME)) as f:
+            self.assertEqual(json.load(f)["next"], 2)
+        self.assertEqual(kept.load()[2], 2)
+
+    def test_saves_go_to_the_thread_in_order(self) -> None:
+        clock = Clock()
+        node = Node("mmm", clock, peer_id="mmm_1")
+        data_dir = self.mktemp()
+        node.files.configure(self.mktemp(), data_dir, 1000, clock, None)
+        ran: list = []
+        node.files.in_thread = lambda f, *a: (ran.append(a[1]), succeed(f(*a)))[1]
+        node.files.save_in_thread = True
+        node.files.next_number = 5
+        node.files.save()
+        node.files.next_number = 6
+        node.files.save()
+        self.assertEqual(ran, [1, 2])
+        self.assertEqual(node.files.kept.load()[2], 6)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -148,14 +149,26 @@ class Kept:
 
     def __init__(self, data_dir: str | None) -> None:
         self.folder = os.path.join(data_dir, FILES_DIR) if data_dir else None
+        self._lock = threading.Lock()
+        self._written = 0  # the newest state written
 
     def _hashes_path(self, offer_id: str, i: int) -> str:
         assert self.folder is not None
         return os.path.join(self.folder, f"{offer_id}-{i}.hashes")
 
-    def save(self, state: dict[str, Any]) -> None:
+    def save(self, state: dict[str, Any], seq: int = 0) -> None:
+        """Write the state (in a thread, or at stop in the reactor: one at a time, and never
+        an older state, numbered ``seq``, over a newer one)."""
         if self.folder is None:
             return
+        with self._lock:
+            if seq and seq <= self._written:
+                return
+            self._write(state)
+            self._written = max(self._written, seq)
+
+    def _write(self, state: dict[str, Any]) -> None:
+        assert self.folder is not None
         path = os.path.join(self.folder, KEPT_NAME)
         try:
             os.makedirs(self.folder, mode=0o700, exist_ok=True)

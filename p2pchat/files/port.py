@@ -28,6 +28,7 @@ class FilesService(Service):
 
     def startService(self) -> None:
         super().startService()
+        self.files.save_in_thread = True
         try:
             self.listener = self.reactor.listenTCP(0, self.files.serving,
                                                    interface=self.interface or "")

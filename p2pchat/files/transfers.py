@@ -18,7 +18,7 @@ import os
 import shutil
 from typing import TYPE_CHECKING, Any, Callable
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, succeed
 from twisted.internet.endpoints import TCP4ClientEndpoint
 from twisted.internet.threads import deferToThread
 from twisted.logger import Logger, LogLevel
@@ -90,6 +90,10 @@ class Transfers(OurOffers):
         self.fetching: set[FetchProtocol] = set()
         #: peers told "offers refused" (the bounds) since their last offer taken
         self.told_full: set[str] = set()
+        #: saves: in a thread once the service runs (port.py), one after the other
+        self.save_in_thread = False
+        self._saves = 0
+        self._writes: Deferred[Any] = succeed(None)
 
     def configure(self, download_dir: str, data_dir: str | None, max_size: int, reactor: Any,
                   interface: str | None, rate: float = 0.0) -> None:
@@ -394,7 +398,7 @@ class Transfers(OurOffers):
         for inc in self.incoming:
             if inc.job is not None:
                 inc.job.over = True
-        self.save()
+        self.save(now=True)
         for proto in list(self.serving.open) + list(self.fetching):
             if proto.transport is not None:
                 proto.transport.abortConnection()
@@ -414,8 +418,20 @@ class Transfers(OurOffers):
             self.kept.drop_hashes(out)
             self.outgoing.remove(out)
 
-    def save(self) -> None:
-        self.kept.save(dump(self.incoming, self.outgoing, self.next_number))
+    def save(self, now: bool = False) -> None:
+        """Keep the state: encoded and written in a thread once the service runs (at the
+        bounds it is megabytes of JSON: tens of ms), in order; ``now``: here, at once."""
+        self._saves += 1
+        state, seq = dump(self.incoming, self.outgoing, self.next_number), self._saves
+        if now or not self.save_in_thread:
+            self.kept.save(state, seq)
+            return
+
+        def write(_: object) -> Deferred[None]:
+            return self.in_thread(self.kept.save, state, seq).addErrback(
+                lambda f: log.failure("saving the transfers failed", f))
+
+        self._writes.addCallback(write)
 
     def _emit(self, view: TransferView, what: str) -> None:
         self.node.emit(events.TransferChanged(self.node.clock.seconds(), view, what))

@@ -17,6 +17,12 @@ from bench import search as search_bench
 from bench.procs import Children, install_signal_handlers, precompile
 
 PHASES = ("mesh", "fanout", "cost", "profile", "search", "reference")
+from bench import profiling, scenarios
+from bench import files as files_bench
+from bench import search as search_bench
+from bench.procs import Children, install_signal_handlers, precompile
+
+PHASES = ("mesh", "fanout", "cost", "profile", "search", "files")
 
 
 def int_list(text: str) -> list[int]:
@@ -62,6 +68,8 @@ def options(argv: list[str] | None) -> argparse.Namespace:
                    "reference phase")
     p.add_argument("--reference-lines", type=int, default=5000,
                    help="lines in each burst of the reference phase [5000]")
+    p.add_argument("--files-mb", type=int, default=1024,
+                   help="size of the file of the files run, MB [1024; --quick: 256]")
     p.add_argument("--quick", action="store_true", help="fewer trials, shorter windows")
     p.add_argument("--timeout-scale", type=float, default=1.0,
                    help="multiply every timeout (a loaded machine)")
@@ -238,6 +246,8 @@ def render(r: dict) -> str:
         lines += ["", search_bench.render(r["search"])]
     if "reference" in r:
         lines += ["", reference.render(r["reference"])]
+    if "files" in r:
+        lines += ["", files_bench.render(r["files"])]
     return "\n".join(lines)
 
 
@@ -276,6 +286,9 @@ def main(argv: list[str] | None = None) -> int:
         if "reference" in a.phases:
             result["reference"] = reference.run(kids, a.reference, workdir, a.reference_lines,
                                                 a.trials, a.timeout_scale, say)
+        if "files" in a.phases:
+            size = (256 if a.quick and a.files_mb == 1024 else a.files_mb) << 20
+            result["files"] = files_bench.run(kids, size, workdir, say, a.timeout_scale)
     except KeyboardInterrupt:
         say("interrupted: stopping every peer")
         result["interrupted"] = True

@@ -56,6 +56,12 @@ COMMANDS: tuple[Spec, ...] = (
     Spec("back", (), "", "you are back: no longer away"),
     Spec("set", (), "[typing on|off]", "settings (kept); typing off: peers are not told "
          "when you type"),
+    Spec("send", (), "NICK|#ROOM PATH", "offer a file (or a folder, with its tree) to NICK, "
+         "or to everyone in #ROOM", needs_arg=True),
+    Spec("files", (), "", "the file transfers, in and out: state, size, progress, rate"),
+    Spec("accept", (), "[N]", "take file offer N (the newest waiting without N)"),
+    Spec("reject", (), "[N]", "refuse file offer N (the newest waiting without N)"),
+    Spec("cancel", (), "N", "stop file transfer N (yours or to you)", needs_arg=True),
     Spec("clear", (), "", "clear the message pane (console)"),
     Spec("highlight", (), "[add|del WORD]",
          "notify for lines with WORD (kept); alone: the words (console)"),

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from typing import TYPE_CHECKING
+
 from p2pchat.wire import DEFAULT_ROOM
+
+if TYPE_CHECKING:
+    from p2pchat.interfaces import TransferView
 
 
 @dataclass(slots=True)
@@ -128,5 +133,16 @@ class AwayChanged:
     own: bool = False
 
 
+@dataclass(frozen=True)
+class TransferChanged:
+    """A file transfer changed (``what``): offered (to us, or by us), started, progress (at
+    most once a second; ``view.done`` grows), done, failed, rejected, cancelled, paused."""
+
+    when: float
+    view: TransferView
+    what: str
+
+
 Event = (ChatLine | Delivered | RoomChanged | PeerJoined | PeerLeft | NickChanged | Notice
-         | PeersChanged | Typing | AwayChanged)
+         | PeersChanged | Typing | AwayChanged
+         | TransferChanged)

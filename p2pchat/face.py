@@ -7,6 +7,7 @@ from __future__ import annotations
 import time
 
 from p2pchat.commands import Command, Refusal, Say, help_lines, parse_input, room_name
+from p2pchat.files.describe import FILE_COMMANDS, file_command
 from p2pchat.interfaces import (
     Done,
     IChat,
@@ -283,6 +284,8 @@ class CommandFace:
                 self.show_info([outcome.text])
         elif name == "contacts":
             self.show_info(self.node.reach.contacts())
+        elif name in FILE_COMMANDS:
+            file_command(self, name, arg)
         elif name == "clear":
             self.clear()
         elif name in ("highlight", "mute", "unmute", "dnd"):

@@ -122,6 +122,46 @@ class SearchHit:
     when: float
 
 
+@dataclass(frozen=True)
+class TransferView:
+    """One row of /files: an offer to us (``incoming``) or of ours, as it stands.  ``state``:
+    offered, accepted, receiving, sending, paused, done, failed, rejected, cancelled."""
+
+    number: int
+    incoming: bool
+    peer: str  # who offers (incoming), or to whom (a nick, or "#room")
+    name: str
+    size: int
+    done: int  # bytes had (incoming) or sent (the most of any receiver)
+    sha256: str
+    state: str
+    files: int = 1  # a folder: how many files
+    rate: float = 0.0  # bytes per second now (0 when not moving)
+    why: str = ""  # why it failed, was rejected or cancelled
+    path: str = ""  # where it landed (or lands), for an incoming one
+
+
+class IFiles(Protocol):
+    """File transfers as a face sees them (``IChat.files``): the verbs of /send, /accept,
+    /reject, /cancel and the rows of /files; what happens after comes as
+    ``events.TransferChanged``."""
+
+    def send(self, target: str, path: str) -> Deferred[Outcome]:
+        """/send NICK PATH or /send #room PATH: the file or folder is hashed (off the
+        reactor), then offered."""
+        ...
+
+    def transfers(self) -> list[TransferView]: ...
+
+    def accept(self, number: int | None) -> Outcome:
+        """/accept [N]: the newest offer waiting without N."""
+        ...
+
+    def reject(self, number: int | None) -> Outcome: ...
+
+    def cancel(self, number: int) -> Outcome: ...
+
+
 Observer = Callable[["events.Event"], None]
 
 
@@ -266,6 +306,11 @@ class IChat(Protocol):
     def search_indexing(self) -> int | None:
         """Percent done of indexing an older history for /search; None when searches see
         it all."""
+        ...
+
+    @property
+    def files(self) -> IFiles:
+        """File transfers (files/transfers.py)."""
         ...
 
 

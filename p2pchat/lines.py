@@ -16,6 +16,8 @@ tests, so its output format is stable and documented in README.rst:
              "- end of history")
     10:34:00 - delivered to bob: a line of yours that was kept for bob (away) or said with
              nobody linked, once acknowledged ("delivered: ..." for a room line)
+    10:35:00 - alice offers a.bin (1.0 MB, sha256 3f2a9c0d11b7): /accept 2 to take it, ...
+    10:35:05 - file [2] a.bin from alice: started at 0% (then at most every 10%, then done)
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from twisted.python.failure import Failure
 
 from p2pchat import events
 from p2pchat.face import CommandFace, clock_text, conversation_label
+from p2pchat.files.describe import Steps, event_text
 from p2pchat.interfaces import IChat
 from p2pchat.wire import DEFAULT_ROOM
 
@@ -65,6 +68,9 @@ def format_event(event: events.Event) -> str | None:
         return f"{stamp} * {event.old} is now known as {event.new}"
     if isinstance(event, events.Notice):
         return f"{stamp} {'!' if event.error else '-'} {event.text}"
+    if isinstance(event, events.TransferChanged):
+        text = event_text(event.view, event.what)
+        return f"{stamp} - {text}" if text else None
     if isinstance(event, events.AwayChanged) and not event.own:
         return (f"{stamp} * {event.nick} is away: {event.text}" if event.text
                 else f"{stamp} * {event.nick} is back")
@@ -83,6 +89,8 @@ class LineFace(LineReceiver, CommandFace):
         self._quitting = False
         #: own lines whose delivery is told when it comes (see _delivered), by message id
         self._told_later: dict[str, events.ChatLine] = {}
+        #: file progress printed at most every 10%
+        self._steps = Steps()
 
     def connectionMade(self) -> None:
         history = self.node.history(DEFAULT_ROOM)
@@ -108,6 +116,9 @@ class LineFace(LineReceiver, CommandFace):
     def on_event(self, event: events.Event) -> None:
         if isinstance(event, events.Delivered):
             line = self._delivered(event)
+        elif isinstance(event, events.TransferChanged) and not self._steps.show(event.view,
+                                                                                 event.what):
+            return
         else:
             line = format_event(event)
             if (isinstance(event, events.ChatLine) and event.own and event.pending

@@ -31,6 +31,8 @@ from p2pchat.absent import RecentPeers
 from p2pchat.activity import Activity
 from p2pchat.catchup import LOG_AGE, LOG_LINES
 from p2pchat.chat import HISTORY_SHOWN, Chat  # noqa: F401 (HISTORY_SHOWN: its old home)
+from p2pchat.files.offers import CAP_FILES, FILE
+from p2pchat.files.transfers import Transfers
 from p2pchat.front import ChatFront
 from p2pchat.clocks import Clock, log_limited
 from p2pchat.hearing import Hearing
@@ -146,7 +148,7 @@ class Node(ChatFront):
         #: peers whose lines are not shown (/ignore); the service gives it its file
         self.ignores = Ignores(None)
         self.peer_id = peer_id or (identity.peer_id if identity else new_peer_id(nick))
-        self.caps = CAPS + ((CAP_TLS, CAP_RELAY, CAP_SEALED) if identity else ())
+        self.caps = CAPS + ((CAP_TLS, CAP_RELAY, CAP_SEALED, CAP_FILES) if identity else ())
         self.clock = clock
         self.peers = PeerTable()
         #: how well each peer is known: who gets table places and link slots (slots.py)
@@ -203,6 +205,8 @@ class Node(ChatFront):
         self.sealing = Sealing(self)
         #: static peers and Tor contacts (keeper.py; the service gives the real one)
         self.reach: IReach = NoReach()
+        #: file offers and transfers (files/transfers.py); the service configures it
+        self.files = Transfers(self)
 
     # --- observers ------------------------------------------------------------------------
 
@@ -360,6 +364,7 @@ class Node(ChatFront):
         self.catchup.start(link)
         self.activity.linked(link)
         self.sealing.linked(link)
+        self.files.linked(link)
         if existing is None:
             log_limited(self.clock, log, "linked", LogLevel.info,
                         "linked with {peer} at {address} ({how})",
@@ -486,6 +491,9 @@ class Node(ChatFront):
             return
         if kind == AWAY:
             self.activity.heard_away(link, msg)
+            return
+        if kind == FILE:
+            self.files.line(link, msg)
             return
         self.hearing.peer_line(link, msg)  # join (a rename), leave, or one not known here
 

@@ -20,6 +20,7 @@ from p2pchat.catchup import LOG_AGE, LOG_LINES
 from p2pchat.contacts import parse_peer_address
 from p2pchat.onion import parse_tor_control, read_torrc
 from p2pchat.discovery import DEFAULT_GROUP, DEFAULT_PORT
+from p2pchat.files.offers import MAX_FILE_SIZE, parse_size
 from p2pchat.notify import DEFAULT_OUTPUTS, OUTPUTS, parse_outputs
 from p2pchat.store import HISTORY_MAX_AGE, HISTORY_MAX_BYTES, HISTORY_MAX_LINES
 from p2pchat.addresses import (  # noqa: F401 (re-exported: the parsers' one home is addresses.py)
@@ -50,6 +51,13 @@ def default_nick() -> str:
         name = "guest"
     name = "".join(ch for ch in name if not ch.isspace())[:MAX_NICK_CHARS]
     return name if nick_problem(name) is None else "guest"
+
+
+def default_download_dir() -> str:
+    """The user's download dir (platformdirs: ``~/Downloads`` or what XDG says)."""
+    import platformdirs
+
+    return platformdirs.user_downloads_dir()
 
 
 def default_data_dir() -> str:
@@ -121,6 +129,11 @@ class Options(usage.Options):
          "(e.g. a private test network's)"],
         ["history-mb", None, f"{HISTORY_MAX_BYTES / 2**20:g}",
          "most megabytes the history file holds (the oldest lines go first)"],
+        ["download-dir", None, None, "where received files land [the user's download dir]"],
+        ["max-file-size", None, f"{MAX_FILE_SIZE >> 30}G",
+         "offers to us larger than this are refused (4G, 500M, bytes)"],
+        ["file-rate", None, "0", "most bytes per second each file we send goes at (10M, "
+         "500k; 0: no limit)"],
     ]
     optFlags = [
         ["debug", None, "log debug detail too"],
@@ -163,12 +176,17 @@ class Options(usage.Options):
             if self["ui"] not in UIS:
                 raise ValueError(f"--ui must be one of {', '.join(UIS)}, not {self['ui']!r}")
             self["notify"] = parse_outputs(self["notify"])
+            self["max-file-size"] = parse_size(self["max-file-size"])
+            self["file-rate"] = (0 if self["file-rate"].strip() == "0"
+                                 else parse_size(self["file-rate"], "--file-rate"))
             self._irc_options()
             self._tor_options()
         except ValueError as e:
             raise usage.UsageError(str(e)) from None
         self["data-dir"] = os.path.abspath(os.path.expanduser(
             self["data-dir"] or default_data_dir()))
+        self["download-dir"] = os.path.abspath(os.path.expanduser(
+            self["download-dir"] or default_download_dir()))
         if self.parent is not None:
             self._adjust_twistd(self.parent)
 

@@ -24,6 +24,7 @@ from p2pchat.interfaces import (
     Said,
     SearchHit,
     StoredLine,
+    TransferView,
     no_linked_peer,
     no_peer_called,
     private_key,
@@ -92,6 +93,8 @@ class FakeChat:
         self.said: list[tuple[str, str, bool]] = []
         self._count = 0
         self.away_text = ""  # ours (/away)
+        #: file transfers (IFiles): rows a test sets, verbs recorded in ``calls``
+        self.files = FakeFiles(self.calls)
 
     # --- for the test -----------------------------------------------------------------------
 
@@ -359,6 +362,35 @@ class FakeChat:
 
     def search_indexing(self) -> int | None:
         return self.indexing
+
+
+class FakeFiles:
+    """IFiles for the faces' tests: ``rows`` is what /files lists; each verb is recorded in
+    ``calls`` (shared with the FakeChat) and answers ``answer`` (Done by default)."""
+
+    def __init__(self, calls: list[tuple]) -> None:
+        self.calls = calls
+        self.rows: list[TransferView] = []
+        self.answer: Outcome = Done("ok")
+
+    def send(self, target: str, path: str) -> Deferred[Outcome]:
+        self.calls.append(("send", target, path))
+        return succeed(self.answer)
+
+    def transfers(self) -> list[TransferView]:
+        return list(self.rows)
+
+    def accept(self, number: int | None) -> Outcome:
+        self.calls.append(("accept", number))
+        return self.answer
+
+    def reject(self, number: int | None) -> Outcome:
+        self.calls.append(("reject", number))
+        return self.answer
+
+    def cancel(self, number: int) -> Outcome:
+        self.calls.append(("cancel", number))
+        return self.answer
 
 
 #: mypy: FakeChat is an IChat (tests/test_types.py runs mypy over p2pchat/; ``python -m mypy

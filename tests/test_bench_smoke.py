@@ -102,3 +102,14 @@ def test_reference_table() -> None:
                              "p2pchat": side, "ratio": 1.5})
     assert "50.0% (100%)" in text and "100.0% (100%)" in text
     assert "1.50x" in text and "median of 2" in text
+def test_files_bench_produces_figures() -> None:
+    """``python -m bench --only files`` at 8 MB: both pushes finish, figures come."""
+    out = subprocess.run([sys.executable, "-m", "bench", "--only", "files", "--files-mb", "8",
+                          "--json", "--quiet"], cwd=str(ROOT), env=child_env(),
+                         capture_output=True, timeout=180, check=True).stdout
+    files = json.loads(out)["files"]
+    assert files["baseline"]["status"] == "ok", files
+    assert files["p2pchat"]["status"] == "ok", files
+    assert files["ratio"] > 0
+    assert files["p2pchat"]["pings_lost"] == 0
+    assert set(files["p2pchat"]["rss_peak_mb"]) == {"alice", "bob"}

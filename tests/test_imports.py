@@ -36,13 +36,17 @@ BELOW_THE_FACES = ("p2pchat.node", "p2pchat.store", "p2pchat.mesh", "p2pchat.ser
                    "p2pchat.retention", "p2pchat.options", "p2pchat.reach",
                    "p2pchat.front", "p2pchat.activity", "p2pchat.keeper", "p2pchat.onion",
                    "p2pchat.contacts")
+                   "p2pchat.front", "p2pchat.activity", "p2pchat.files.transfers",
+                   "p2pchat.files.ours", "p2pchat.files.kept", "p2pchat.files.receive",
+                   "p2pchat.files.stream", "p2pchat.files.port", "p2pchat.files.hashing")
 
 #: Plain values in, plain values out: these import nothing but each other.
 PURE_CORE = ("p2pchat.wire", "p2pchat.commands", "p2pchat.events", "p2pchat.interfaces",
              "p2pchat.flow", "p2pchat.peers", "p2pchat.rooms", "p2pchat.seen",
              "p2pchat.identity", "p2pchat.trust", "p2pchat.relay", "p2pchat.absent",
              "p2pchat.catchup", "p2pchat.room", "p2pchat.outbox", "p2pchat.addresses",
-             "p2pchat.sealed", "p2pchat.carrier", "p2pchat.invite")
+             "p2pchat.sealed", "p2pchat.carrier", "p2pchat.invite",
+             "p2pchat.files.offers")
 
 #: Imports inside functions, each with its reason: a new one fails the test until it is
 #: listed (a lazy import is often a cycle hidden, or a start-up cost moved).

@@ -91,7 +91,9 @@ class LineFlood(Captured):
         self.assertTrue(node.link_ready(link))
         bad = [
             lambda n: Message(id=f"o{n}", type="chat", sender_id="other_2", content="hi"),
-            lambda n: Message(id=f"f{n}", type="file", sender_id="zed_1"),
+            lambda n: Message(id=f"f{n}", type="frob", sender_id="zed_1"),
+            lambda n: Message(id=f"g{n}", type="file", sender_id="zed_1",
+                              metadata={"op": "offer"}),
             lambda n: Message(id=f"r{n}", type="rooms", sender_id="zed_1",
                               metadata={"rooms": "not a list"}),
             lambda n: Message(id=f"s{n}", type="ack", sender_id="zed_1",
@@ -103,7 +105,7 @@ class LineFlood(Captured):
             for make in bad:
                 node.message_received(link, make(n))
         texts = ("sent a line as", "not known here", "bad rooms line", "bad {kind} from",
-                 "private line not for us")
+                 "private line not for us", "a file line from")
         for text in texts:
             logged = [e for e in self.lines if text in str(e.get("log_format", ""))]
             self.assertTrue(logged, text)  # the site logs at all

@@ -51,6 +51,7 @@ from p2pchat.console.widgets import (
     StatusBar,
 )
 from p2pchat.face import CommandFace, conversation_label
+from p2pchat.files.describe import status_text
 from p2pchat.interfaces import IChat, StoredLine, private_key
 from p2pchat.notify import Notifier
 from p2pchat.wire import DEFAULT_ROOM, MAX_SAY_BYTES
@@ -500,7 +501,8 @@ class ConsoleFace(CommandFace, Keyboard):
         self.status.update(self.node.nick, self.label(self.current), self.node.port,
                            sum(1 for p in rows if p.state == "connected"), len(rows),
                            self.messages.unread, over, elsewhere, self.plain_peers(),
-                           typing=self.typing_nicks())
+                           typing=self.typing_nicks(),
+                           transfers=status_text(self.node.files.transfers()))
 
     # --- input ------------------------------------------------------------------------------
 

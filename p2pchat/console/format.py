@@ -16,6 +16,7 @@ from urwid.str_util import calc_width
 
 from p2pchat import events
 from p2pchat.face import clock_text  # noqa: F401 (HH:MM:SS: one function for every face)
+from p2pchat.files.describe import event_text
 from p2pchat.interfaces import StoredLine
 
 #: urwid text markup: a string, an (attribute, markup) pair, or a list of those.
@@ -176,8 +177,8 @@ def chat_row(line: events.ChatLine, my_nick: str) -> Row:
 
 
 def event_row(event: events.Event, my_nick: str) -> Row | None:
-    """The row for a node event, or None for events that only redraw (PeersChanged, Delivered;
-    RoomChanged has ``room_row``)."""
+    """The row for a node event, or None for events that only redraw (PeersChanged, Delivered,
+    a transfer's progress; RoomChanged has ``room_row``)."""
     if isinstance(event, events.ChatLine):
         return chat_row(event, my_nick)
     if isinstance(event, events.PeerJoined):
@@ -198,6 +199,10 @@ def event_row(event: events.Event, my_nick: str) -> Row | None:
     if isinstance(event, events.Notice):
         return error_row(event.when, event.text) if event.error else info_row(event.when,
                                                                               event.text)
+    if isinstance(event, events.TransferChanged):  # progress: in the status line only
+        text = event_text(event.view, event.what)
+        if text and event.what not in ("progress", "started"):
+            return (error_row if event.what == "failed" else info_row)(event.when, text)
     return None
 
 

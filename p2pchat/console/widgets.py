@@ -365,8 +365,10 @@ class StatusBar(urwid.WidgetWrap):
     def update(self, nick: str, room: str, port: int, connected: int, known: int,
                unread: int = 0, over: tuple[int, int] | None = None,
                elsewhere: tuple[int, bool, Sequence[int]] = (0, False, ()),
-               plain: Sequence[str] = (), typing: Sequence[str] = ()) -> None:
+               plain: Sequence[str] = (), typing: Sequence[str] = (),
+               transfers: str = "") -> None:
         """``typing``: who is typing in this conversation ("alice is typing").
+        ``transfers``: the running file transfers, a bar, rate and time left each.
         ``elsewhere``: unread lines in the other conversations, whether one names you (or
         is private), and the numbers of the conversations that have them.  ``plain``: the
         nicks of the linked peers whose link is not encrypted (base peers included), shown
@@ -378,6 +380,8 @@ class StatusBar(urwid.WidgetWrap):
                    f"{typing[0]} and {typing[1]} are" if len(typing) == 2 else
                    f"{len(typing)} people are")
             left.append(f"│ {who} typing ")
+        if transfers:
+            left.append(f"│ {transfers} ")
         self.left.set_text(left)
         right: list = []
         if plain:

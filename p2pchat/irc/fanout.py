@@ -14,6 +14,7 @@ from twisted.internet.interfaces import IAddress, IReactorTime
 from twisted.internet.protocol import ServerFactory
 
 from p2pchat import events
+from p2pchat.files.describe import event_text
 from p2pchat.interfaces import IChat
 from p2pchat.irc.caps import AWAY_NOTIFY, ECHO_MESSAGE, MESSAGE_TAGS, TYPING_ACTIVE, TYPING_TAG
 from p2pchat.irc.caught_up import CaughtUp
@@ -123,6 +124,12 @@ class IrcFactory(ServerFactory[IrcClientProtocol]):
                 for client in self._registered():
                     if member is not None and client.has(AWAY_NOTIFY):
                         client.send("AWAY", prefix=member.mask, text=event.text or None)
+        elif isinstance(event, events.TransferChanged):
+            text = event_text(event.view, event.what)
+            if text and event.what != "progress":  # offers and results, not every second
+                for client in self._registered():
+                    client.server_notice(text.replace("/accept", "/msg *p2pchat accept")
+                                         .replace("/reject", "/msg *p2pchat reject"))
         elif isinstance(event, events.Notice):
             if event.topic == events.OWN_NICK:
                 return  # each client is warned in IRC's names (warn_of_nick_users)

@@ -10,7 +10,8 @@ from typing import Callable
 from twisted.words.protocols import irc
 
 from p2pchat.face import search_answer
-from p2pchat.interfaces import Refused, SearchHit
+from p2pchat.files.describe import FILE_COMMANDS, file_command
+from p2pchat.interfaces import IChat, Refused, SearchHit
 from p2pchat.irc.client import Handler, IrcClientProtocol
 from p2pchat.irc.lan import answer
 from p2pchat.irc.text import SERVER_NAME
@@ -30,6 +31,8 @@ SERVICE_HELP = (
     "  disconnect NAME|ADDRESS   forget a static peer, contact or used invite",
     "  contacts        the static peers and contacts, and their state",
     "  invite          an invite for one friend to reach you over Tor",
+    "  send NICK PATH  offer a file or folder to NICK (or #ROOM: everyone in it)",
+    "  files           the file transfers; accept [N], reject [N], cancel N",
     "  help            this list",
 )
 
@@ -40,6 +43,10 @@ def to_service(client: IrcClientProtocol, text: str) -> None:
     command, _, arg = irc.stripFormatting(text).strip().partition(" ")
     if command.lower() == "search":
         find(client, arg.strip(), lambda line: client.send(
+            "PRIVMSG", client.nick, prefix=SERVICE_MASK, text=line))
+        return
+    if command.lower() in FILE_COMMANDS:
+        files(client, command.lower(), arg.strip(), lambda line: client.send(
             "PRIVMSG", client.nick, prefix=SERVICE_MASK, text=line))
         return
     for line in run(client, command.lower(), arg.strip()):
@@ -63,6 +70,37 @@ def unignore(client: IrcClientProtocol, params: list[str]) -> None:
 def search(client: IrcClientProtocol, params: list[str]) -> None:
     """``/quote SEARCH WORDS``: the node's /search, answered as server notices."""
     find(client, " ".join(params), client.server_notice)
+
+
+class _FileAnswers:
+    """/send, /files, /accept, /reject, /cancel answered to one IRC client."""
+
+    def __init__(self, node: IChat, client: IrcClientProtocol,
+                 tell: Callable[[str], None]) -> None:
+        self.node, self.client, self.tell = node, client, tell
+
+    def show_info(self, lines: list[str]) -> None:
+        if self.client.connected:
+            for line in lines:
+                self.tell(line)
+
+    def show_error(self, text: str) -> None:
+        self.show_info([text])
+
+
+def files(client: IrcClientProtocol, command: str, arg: str, tell: Callable[[str], None]
+          ) -> None:
+    """The file commands; a nick in /send is the one IRC shows (``bob|2``)."""
+    if command == "send":
+        target, _, path = arg.partition(" ")
+        member = client.lan.roster.holder(target) if target else None
+        arg = f"{member.peer_id if member is not None else target} {path}"
+    file_command(_FileAnswers(client.lan.node, client, tell), command, arg)
+
+
+def files_quote(client: IrcClientProtocol, params: list[str]) -> None:
+    """``/quote FILES``: the transfers, as server notices."""
+    files(client, "files", "", client.server_notice)
 
 
 def find(client: IrcClientProtocol, text: str, tell: Callable[[str], None]) -> None:
@@ -114,4 +152,5 @@ def run(client: IrcClientProtocol, command: str, arg: str) -> list[str]:
             "search WORDS, connect, disconnect, contacts, invite, help"]
 
 
-COMMANDS: dict[str, Handler] = {"IGNORE": ignore, "UNIGNORE": unignore, "SEARCH": search}
+COMMANDS: dict[str, Handler] = {"IGNORE": ignore, "UNIGNORE": unignore, "SEARCH": search,
+                                "FILES": files_quote}

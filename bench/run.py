@@ -12,17 +12,12 @@ import sys
 import tempfile
 import time
 
+from bench import files as files_bench
 from bench import profiling, reference, scenarios
 from bench import search as search_bench
 from bench.procs import Children, install_signal_handlers, precompile
 
-PHASES = ("mesh", "fanout", "cost", "profile", "search", "reference")
-from bench import profiling, scenarios
-from bench import files as files_bench
-from bench import search as search_bench
-from bench.procs import Children, install_signal_handlers, precompile
-
-PHASES = ("mesh", "fanout", "cost", "profile", "search", "files")
+PHASES = ("mesh", "fanout", "cost", "profile", "search", "reference", "files")
 
 
 def int_list(text: str) -> list[int]:

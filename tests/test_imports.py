@@ -35,8 +35,7 @@ BELOW_THE_FACES = ("p2pchat.node", "p2pchat.store", "p2pchat.mesh", "p2pchat.ser
                    "p2pchat.hearing", "p2pchat.keys", "p2pchat.clocks",
                    "p2pchat.retention", "p2pchat.options", "p2pchat.reach",
                    "p2pchat.front", "p2pchat.activity", "p2pchat.keeper", "p2pchat.onion",
-                   "p2pchat.contacts")
-                   "p2pchat.front", "p2pchat.activity", "p2pchat.files.transfers",
+                   "p2pchat.contacts", "p2pchat.files.transfers",
                    "p2pchat.files.ours", "p2pchat.files.kept", "p2pchat.files.receive",
                    "p2pchat.files.stream", "p2pchat.files.port", "p2pchat.files.hashing")
 

@@ -21,6 +21,7 @@ from twisted.logger import Logger
 from twisted.internet.defer import Deferred
 
 from p2pchat.index import SearchIndex
+from p2pchat.packing import is_packed, pack, unpack
 from p2pchat.search import Query
 from p2pchat.interfaces import SearchHit, StoredLine  # noqa: F401 (the value type lives there)
 from p2pchat.retention import (  # noqa: F401 (the limits live there; options read them here)
@@ -55,8 +56,13 @@ RETRY_MAX_BYTES = 16 * 1024 * 1024
 #: Sequence numbers are stored shifted by -2**63: the wire's whole uint64 range fits SQLite's
 #: signed 64-bit INTEGER and keeps its order (``seq > ?`` and ``max`` still hold).
 SEQ_SHIFT = 2**63
-#: ``pragma user_version`` of the current layout: 1 = shifted sequences, incremental vacuum.
-LAYOUT = 1
+#: ``pragma user_version`` of the current layout: 1 = shifted sequences, incremental vacuum;
+#: 2 = authors' keys in a table of their own (``keys``), lines packed (packing.py).
+LAYOUT = 2
+#: Lines packed (packing.py) per ``upkeep`` (every UPKEEP_INTERVAL): a few milliseconds.
+PACK_STEP = 500
+#: The statement every line is saved with (its changes are counted: ``line_count``).
+_SAVE_LINE = "insert or ignore into lines values (?,?,?,?,?,?,?,?,?,?,?)"
 
 
 #: What one row can make a statement fail with (its values), unlike a full disk.
@@ -93,6 +99,7 @@ create table if not exists sent (seq integer primary key, ts real not null, line
 create table if not exists settings (key text primary key, value text not null);
 create table if not exists seen (sender_id text primary key, ranges text not null,
                                  ts real not null);
+create table if not exists keys (sender_id text primary key, pk text not null);
 """
 
 
@@ -132,12 +139,24 @@ class Store(Retention):
             self._db.execute(f"pragma user_version={LAYOUT}")
         elif layout < 1:
             self._shift_sequences()  # after _migrate: sequences it moved are shifted too
+        if existed and layout < 2:
+            with self._db:  # once: the keys of the authors of lines kept to hand on
+                self._db.execute("begin")
+                self._db.execute("insert or ignore into keys select sender_id, pk from lines "
+                                 "where raw is not null and pk is not null and pk != ''")
+                self._db.execute(f"pragma user_version={LAYOUT}")
         #: the /search index (index.py): new lines go in by a trigger, old ones in steps
-        self.index = SearchIndex(self._db, path, _text_of, fts=fts)
-        #: authors of lines we keep to hand on: no query for the others (a peer joining a
-        #: mesh of 50 is asked about 49 authors on each of its 49 links)
-        self._relay_authors: set[str] = {row[0] for row in self._db.execute(
-            "select distinct sender_id from lines where raw is not null")}
+        self.index = SearchIndex(self._db, path, shown, fts=fts)
+        #: authors of lines we keep to hand on, and their keys (a packed line keeps none of
+        #: its own): no query for the others (a peer joining a mesh of 50 is asked about 49
+        #: authors on each of its 49 links)
+        self._keys: dict[str, str] = dict(self._db.execute("select sender_id, pk from keys"))
+        self.line_count = self._db.execute("select count(*) from lines").fetchone()[0]
+        self.hand_on_after = 0.0
+        #: lines up to this rowid were looked at for packing (packing.py), in ``pack_step``
+        row = self._db.execute("select value from settings where key = 'packed_upto'"
+                               ).fetchone()
+        self.packed_upto = int(row[0]) if row and row[0].isdigit() else 0
         self._call_soon = call_soon
         #: queued rows, by statement (in the order each statement was first queued)
         self._pending: dict[str, list[tuple]] = {}
@@ -282,7 +301,9 @@ class Store(Retention):
                     for row in rows:
                         self._one_row(sql, row)
                 else:
-                    self._db.executemany(sql, rows)
+                    changed = self._db.executemany(sql, rows).rowcount
+                    if sql == _SAVE_LINE:
+                        self.line_count += max(0, changed)
             extra: dict[str, list[tuple[Any, ...]]] = {
                 "insert into high_water values (?, ?) on conflict(sender_id) do update "
                 "set seq = max(seq, excluded.seq)":
@@ -298,7 +319,9 @@ class Store(Retention):
 
     def _one_row(self, sql: str, row: tuple) -> None:
         try:
-            self._db.execute(sql, row)
+            changed = self._db.execute(sql, row).rowcount
+            if sql == _SAVE_LINE:
+                self.line_count += max(0, changed)
         except _BAD_ROW as e:
             if self._bad_rows_logged < 10:  # a few, not one per row of a flood
                 self._bad_rows_logged += 1
@@ -320,11 +343,12 @@ class Store(Retention):
     def remember(self, line: StoredLine) -> None:
         """Keep a line.  One to hand on is kept once, as its bytes: its text is read back
         from them (``recent``)."""
-        if line.raw is not None:
-            self._relay_authors.add(line.sender_id)
+        if line.raw is not None and line.pk and self._keys.get(line.sender_id) != line.pk:
+            self._keys[line.sender_id] = line.pk
+            self._queue("insert or replace into keys values (?, ?)", (line.sender_id, line.pk))
         text = "" if line.raw is not None else line.text
         self._written += len(text) + len(line.raw or b"") + 100
-        self._queue("insert or ignore into lines values (?,?,?,?,?,?,?,?,?,?,?)",
+        self._queue(_SAVE_LINE,
                     (line.id, line.room, line.sender_id, line.nick, text, int(line.action),
                      int(line.own), line.when, to_db(line.seq) if line.seq else None, line.raw,
                      line.pk or None))
@@ -369,16 +393,50 @@ class Store(Retention):
     def relayable_after(self, sender_id: str, after: int, rooms: list[str], limit: int,
                         since: float) -> list[tuple[int, bytes, str]]:
         """(sequence, raw line, author key) of ``sender_id``'s lines after sequence ``after``
-        in ``rooms``, said at ``since`` or later, oldest first."""
-        if sender_id not in self._relay_authors or after >= SEQ_SHIFT * 2 - 1:
+        in ``rooms``, said at ``since`` or later (and not before ``hand_on_after``), oldest
+        first: packed lines unpacked, as their author wrote them."""
+        key = self._keys.get(sender_id)
+        if key is None or after >= SEQ_SHIFT * 2 - 1:
             return []
         self.flush()
         marks = ",".join("?" * len(rooms))
         rows = self._db.execute(
-            f"select seq, raw, pk from lines where sender_id = ? and seq > ? and ts >= ? "
-            f"and raw is not null and pk is not null and room in ({marks}) order by seq "
-            f"limit ?", (sender_id, to_db(after), since, *rooms, limit)).fetchall()
-        return [(from_db(seq), bytes(raw), pk) for seq, raw, pk in rows]
+            f"select seq, raw, pk, id, room, nick, text, ts from lines where sender_id = ? "
+            f"and seq > ? and ts >= ? and raw is not null and pk is not null "
+            f"and room in ({marks}) order by seq limit ?",
+            (sender_id, to_db(after), max(since, self.hand_on_after), *rooms, limit)).fetchall()
+        out = []
+        for seq, raw, pk, message_id, room, nick, text, when in rows:
+            raw = bytes(raw)
+            if is_packed(raw):
+                raw = unpack(message_id, room, sender_id, nick, text, when, from_db(seq), raw)
+            out.append((from_db(seq), raw, pk or key))
+        return out
+
+    def pack_step(self) -> int:
+        """Pack (packing.py) the next PACK_STEP lines saved since the last step; returns how
+        many were packed.  Off the path a line comes by: a burst is saved as it came and
+        packed a second or more later, PACK_STEP a second."""
+        rows = self._db.execute(
+            "select rowid, raw, room, sender_id, nick, ts, seq from lines where rowid > ? "
+            "order by rowid limit ?", (self.packed_upto, PACK_STEP)).fetchall()
+        if not rows:
+            return 0
+        packed = []
+        for rowid, raw, room, sender_id, nick, when, seq in rows:
+            if raw is None or is_packed(raw) or seq is None or sender_id not in self._keys:
+                continue
+            done = pack(bytes(raw), room, sender_id, nick, when, from_db(seq))
+            if done is not None:
+                packed.append((done[0], done[1], rowid))
+        with self._db:
+            self._db.execute("begin")
+            self._db.executemany("update lines set text = ?, raw = ?, pk = '' where rowid = ?",
+                                 packed)
+            self.packed_upto = rows[-1][0]
+            self._db.execute("insert or replace into settings values ('packed_upto', ?)",
+                             (str(self.packed_upto),))
+        return len(packed)
 
     def set_rooms(self, rooms: list[str]) -> None:
         self._settings["rooms"] = json.dumps(rooms)
@@ -395,7 +453,7 @@ class Store(Retention):
             "select id, room, sender_id, nick, text, action, own, ts, raw from lines "
             f"where room = ? {unless}order by ts desc, rowid desc limit ?",
             (room, *skip, count)).fetchall()
-        return [StoredLine(r[0], r[1], r[2], r[3], r[4] or _text_of(r[8]), bool(r[5]),
+        return [StoredLine(r[0], r[1], r[2], r[3], shown(r[4], r[8]), bool(r[5]),
                            bool(r[6]), r[7]) for r in reversed(rows)]
 
     def around(self, room: str, when: float, count: int,
@@ -412,7 +470,7 @@ class Store(Retention):
         after = self._db.execute(
             f"{columns}where room = ? and ts >= ? {unless}order by ts, rowid limit ?",
             (room, when, *skip, max(0, count) + 1)).fetchall()
-        return [StoredLine(r[0], r[1], r[2], r[3], r[4] or _text_of(r[8]), bool(r[5]),
+        return [StoredLine(r[0], r[1], r[2], r[3], shown(r[4], r[8]), bool(r[5]),
                            bool(r[6]), r[7]) for r in [*reversed(before), *after]]
 
     def recent_ids(self, count: int) -> list[str]:
@@ -471,6 +529,16 @@ class Store(Retention):
 
 def _row_bytes(row: tuple) -> int:
     return 16 + sum(len(x) for x in row if isinstance(x, (str, bytes)))
+
+
+def shown(text: str, raw: bytes | None) -> str:
+    """The text shown for a row: its ``text``; of a packed line (packing.py) the text
+    said, made printable; of a line kept as its bytes only, read from them."""
+    if raw is None:
+        return text
+    if is_packed(raw):
+        return printable(text)
+    return text or _text_of(raw)
 
 
 def _text_of(raw: bytes | None) -> str:

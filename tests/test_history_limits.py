@@ -495,7 +495,7 @@ class Budget(TestCase):
         self.assertTrue(store.upkeep_loop.running)
         store.close()
         self.assertFalse(store.upkeep_loop.running)
-        self.assertEqual(Options().parseOptions([]) or Options()["history-mb"], "200")
+        self.assertEqual(Options().parseOptions([]) or Options()["history-mb"], "512")
 
 
 class SavingRate(TestCase):

@@ -15,6 +15,7 @@ setup(
         "twisted[tls]>=24.7",
         "urwid>=2.6",
         "platformdirs>=3",
+        "pynacl>=1.5",  # relay.py: signatures of relayed lines checked by libsodium
     ],
     extras_require={
         "test": [

@@ -31,6 +31,7 @@ from p2pchat.identity import PINS_NAME, PINS_SAVE_DELAY, Identity, Pins
 from p2pchat.ignore import IGNORED_NAME, Ignores
 from p2pchat.mesh import Dialer, PeerProtocol, PeerServerFactory
 from p2pchat.node import HEARTBEAT_INTERVAL, Node
+from p2pchat.probe import start_if_asked as start_probe_if_asked
 from p2pchat.store import (
     FLUSH_DELAY,
     HISTORY_MAX_AGE,
@@ -312,6 +313,7 @@ def makeService(options: Options, reactor: Any = None) -> ChatService:
                           os.path.join(data_dir, HIGHLIGHTS_NAME))
     face = make_face(options["ui"], node, reactor, options["data-dir"], notify)
     chat = ChatService(node, node_service, face)
+    start_probe_if_asked(reactor)  # the bench's reactor-hold probe (P2PCHAT_PROBE)
     chat.lock = lock  # held for as long as the process runs
     if options.pidfile is not None:
         write_pidfile(options.pidfile)

@@ -45,10 +45,10 @@ FLUSH_DELAY = 0.05
 WAL_LIMIT_BYTES = 8 * 1024 * 1024
 #: Bytes of lines one link may have us save per second, after a burst of SAVE_BURST: past
 #: it its lines are still shown, but not saved (so one flooding peer churns the byte budget
-#: slowly: 200 MB takes it 12 minutes at least).  The burst covers a peer's whole catch-up log
-#: coming at once (10,000 lines of 1.6 KB).
+#: slowly: 512 MB takes it half an hour at least).  The burst covers a day of catch-up coming
+#: at once by one link (100,000 lines of about 500 bytes, text and signed bytes).
 SAVE_RATE = 256 * 1024
-SAVE_BURST = 16 * 1024 * 1024
+SAVE_BURST = 64 * 1024 * 1024
 #: Writes kept in memory to retry while saving fails (a full disk), at most this many and this
 #: many bytes; past it the oldest are lost.
 RETRY_MAX_WRITES = 20_000
@@ -59,8 +59,10 @@ SEQ_SHIFT = 2**63
 #: ``pragma user_version`` of the current layout: 1 = shifted sequences, incremental vacuum;
 #: 2 = authors' keys in a table of their own (``keys``), lines packed (packing.py).
 LAYOUT = 2
-#: Lines packed (packing.py) per ``upkeep`` (every UPKEEP_INTERVAL): a few milliseconds.
-PACK_STEP = 500
+#: Lines packed (packing.py) per ``upkeep`` (every UPKEEP_INTERVAL): at most PACK_STEP, and
+#: no more than PACK_STEP_SECONDS of packing.
+PACK_STEP = 200
+PACK_STEP_SECONDS = 0.01
 #: The statement every line is saved with (its changes are counted: ``line_count``).
 _SAVE_LINE = "insert or ignore into lines values (?,?,?,?,?,?,?,?,?,?,?)"
 
@@ -423,7 +425,12 @@ class Store(Retention):
         if not rows:
             return 0
         packed = []
+        deadline = time.perf_counter() + PACK_STEP_SECONDS
+        upto = self.packed_upto
         for rowid, raw, room, sender_id, nick, when, seq in rows:
+            if time.perf_counter() > deadline:
+                break
+            upto = rowid
             if raw is None or is_packed(raw) or seq is None or sender_id not in self._keys:
                 continue
             done = pack(bytes(raw), room, sender_id, nick, when, from_db(seq))
@@ -433,7 +440,7 @@ class Store(Retention):
             self._db.execute("begin")
             self._db.executemany("update lines set text = ?, raw = ?, pk = '' where rowid = ?",
                                  packed)
-            self.packed_upto = rows[-1][0]
+            self.packed_upto = upto
             self._db.execute("insert or replace into settings values ('packed_upto', ?)",
                              (str(self.packed_upto),))
         return len(packed)

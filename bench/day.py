@@ -177,8 +177,8 @@ def run(count: int, timeout_scale: float = 1.0,
             done = kids.pump(lambda: shown() >= count, 120 * timeout_scale)
             kids.sleep(CATCH_UP_QUIET + 1.0)  # a duplicate would come after
             end_wall = time.time()
-            figures["cpu_s"] = {"away": away.cpu_seconds(), "keeper": (keeper.cpu_seconds()
-                                                                      or 0.0) - cpu_before["keeper"]}
+            keeper_cpu = (keeper.cpu_seconds() or 0.0) - cpu_before["keeper"]
+            figures["cpu_s"] = {"away": away.cpu_seconds(), "keeper": keeper_cpu}
             figures["load"] = os.getloadavg()[0]
             kids.quit_cleanly([away, keeper, idle], 20 * timeout_scale)
         finally:
@@ -222,7 +222,8 @@ def render(f: dict) -> str:
     lines.append(f"  has {f['has']:,}, shown {f['shown']:,}, duplicates {f['duplicates']}")
     cpu = f.get("cpu_s", {})
     if cpu.get("away"):
-        lines.append(f"  CPU: the away peer {cpu['away']:.1f} s ({cpu['away'] / f['lines'] * 1e6:.0f}"
+        per_line = cpu["away"] / f["lines"] * 1e6
+        lines.append(f"  CPU: the away peer {cpu['away']:.1f} s ({per_line:.0f}"
                      f" us a line, its start included), the keeper {cpu['keeper']:.1f} s "
                      f"({cpu['keeper'] / f['lines'] * 1e6:.0f} us a line); load average "
                      f"{f['load']:.1f} at the end")

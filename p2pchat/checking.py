@@ -2,11 +2,11 @@
 lines, each an Ed25519 signature to check: 60-250 us here) never holds the reactor long.
 
 The lines of a relay line are queued per link and checked RELAY_CHECK_STEP seconds' worth at
-a time: the first step at once, then one per reactor turn, the links in turn.  Past RELAY_CHECK_HIGH lines waiting
-from one link its reading is paused (the lines of the read under way stop there too: the
-line receiver holds the rest, and TCP then slows the peer handing on, whose hand-on waits
-while its link is backed up); under RELAY_CHECK_LOW it reads again.  So memory is bounded by
-the high mark and a read, and no step is longer than one.
+a time: the first step at once, then one per reactor turn, the links in turn.  Past
+RELAY_CHECK_HIGH lines waiting from one link its reading is paused (the lines of the read
+under way stop there too: the line receiver holds the rest, and TCP then slows the peer
+handing on, whose hand-on waits while its link is backed up); under RELAY_CHECK_LOW it reads
+again.  So memory is bounded by the high mark and a read, and no step is longer than one.
 """
 
 from __future__ import annotations
@@ -58,9 +58,11 @@ class RelayChecks:
         deadline = time.perf_counter() + RELAY_CHECK_STEP
         for link in list(self._waiting):
             waiting = self._waiting[link]
-            while waiting and time.perf_counter() < deadline:
+            while waiting:  # one line at least, then as many as the step has time for
                 raw, key = waiting.popleft()
                 self._check(link, raw, key)
+                if time.perf_counter() >= deadline:
+                    break
             if not waiting:
                 del self._waiting[link]
             if link in self._paused and len(waiting) <= RELAY_CHECK_LOW:

@@ -12,11 +12,13 @@ import sys
 import tempfile
 import time
 
+from bench import day as day_bench
 from bench import profiling, scenarios
 from bench import search as search_bench
+from bench import year as year_bench
 from bench.procs import Children, install_signal_handlers, precompile
 
-PHASES = ("mesh", "fanout", "cost", "profile", "search")
+PHASES = ("mesh", "fanout", "cost", "profile", "search", "year", "day")
 
 
 def int_list(text: str) -> list[int]:
@@ -57,6 +59,13 @@ def options(argv: list[str] | None) -> argparse.Namespace:
                    help="messages sent in the profiled saturation run [10000]")
     p.add_argument("--search-lines", type=int, default=1_000_000,
                    help="lines in the history file of the search run [1000000]")
+    p.add_argument("--year-lines", type=int, default=1_000_000,
+                   help="lines in the history file of the year run [1000000; at most "
+                   f"{year_bench.MAX_LINES}]")
+    p.add_argument("--year-starts", type=int, default=3,
+                   help="timed starts of each peer in the year run [3]")
+    p.add_argument("--day-lines", type=int, default=100_000,
+                   help=f"lines caught up in the day run [100000; at most {day_bench.MAX_LINES}]")
     p.add_argument("--quick", action="store_true", help="fewer trials, shorter windows")
     p.add_argument("--timeout-scale", type=float, default=1.0,
                    help="multiply every timeout (a loaded machine)")
@@ -229,6 +238,10 @@ def render(r: dict) -> str:
                 lines.append(f"{name}: {p.get(name, {}).get('status')}")
     if "search" in r:
         lines += ["", search_bench.render(r["search"])]
+    if "year" in r:
+        lines += ["", year_bench.render(r["year"])]
+    if "day" in r:
+        lines += ["", day_bench.render(r["day"])]
     return "\n".join(lines)
 
 
@@ -264,6 +277,11 @@ def main(argv: list[str] | None = None) -> int:
         if "search" in a.phases:
             say(f"search: filling a history file with {a.search_lines} lines")
             result["search"] = search_bench.run(a.search_lines, 1 if a.quick else 5)
+        if "year" in a.phases:
+            result["year"] = year_bench.run(a.year_lines, 1 if a.quick else a.year_starts,
+                                            a.timeout_scale, say)
+        if "day" in a.phases:
+            result["day"] = day_bench.run(a.day_lines, a.timeout_scale, say)
     except KeyboardInterrupt:
         say("interrupted: stopping every peer")
         result["interrupted"] = True

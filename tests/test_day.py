@@ -5,7 +5,10 @@ figures (time, duplicates, reactor holds) are in ``bench.day``."""
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
 
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
@@ -18,6 +21,7 @@ from p2pchat.lines import LineFace
 from p2pchat.node import Node
 from p2pchat.store import Store
 from tests.fakechat import FakeChat
+from tests.support import ROOT, child_env
 from tests.test_console import ChatHarness
 from tests.test_history_limits import ROGUE_CAPS, Reads, plant, sync
 
@@ -200,17 +204,26 @@ class ConsoleSummary(TestCase):
 
 
 class RealCatchUp(TestCase):
-    """Two real peers on loopback (a private multicast group): one hands on 2,000 signed
-    lines of three absent authors in two rooms to the other, which comes back."""
+    """``python -m bench --only year,day`` at a small size: two real peers on loopback (a
+    private multicast group), one handing on 2,000 signed lines of three absent authors in two
+    rooms to the other, which comes back; and a year's file of 3,000 lines, opened by a real
+    peer.  No timing asserted: the figures are the bench's."""
 
     timeout = 300
 
-    def test_every_line_exactly_once(self) -> None:
-        from bench import day
-
-        figures = day.run(2000, timeout_scale=3.0)
-        self.assertEqual(figures["status"], "ok", figures)
-        self.assertEqual(figures["has"], 2000)
-        self.assertEqual(figures["shown"], 2000)
-        self.assertEqual(figures["duplicates"], 0)
-        self.assertEqual(sorted(figures["by_room"]), ["#dev", "#general"])
+    def test_every_line_exactly_once_and_the_year_figures(self) -> None:
+        proc = subprocess.run([sys.executable, "-m", "bench", "--only", "year,day",
+                               "--year-lines", "3000", "--year-starts", "1", "--day-lines",
+                               "2000", "--timeout-scale", "3", "--json", "--quiet"],
+                              cwd=str(ROOT), env=child_env(), capture_output=True, timeout=280)
+        self.assertEqual(proc.returncode, 0, proc.stderr.decode()[-2000:])
+        result = json.loads(proc.stdout)
+        day = result["day"]
+        self.assertEqual(day["status"], "ok", day)
+        self.assertEqual((day["has"], day["shown"], day["duplicates"]), (2000, 2000, 0))
+        self.assertEqual(sorted(day["by_room"]), ["#dev", "#general"])
+        self.assertIsNotNone(day["worst_hold_ms"]["away"])
+        year = result["year"]
+        self.assertEqual(year["lines"], 3000)
+        self.assertIn("slower", year["start_s"], year)
+        self.assertGreater(year["bytes_per_line"], 0)

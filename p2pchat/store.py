@@ -343,12 +343,13 @@ class Store(Retention):
                 log.failure("telling of a history problem failed")
 
     def remember(self, line: StoredLine) -> None:
-        """Keep a line.  One to hand on is kept once, as its bytes: its text is read back
-        from them (``recent``)."""
+        """Keep a line.  One to hand on is kept once, with its bytes, and with its text as
+        shown (so the /search index takes the text, not three JSON reads of the bytes in
+        SQL); ``pack_step`` leaves only the signature of the bytes, a second or more later."""
         if line.raw is not None and line.pk and self._keys.get(line.sender_id) != line.pk:
             self._keys[line.sender_id] = line.pk
             self._queue("insert or replace into keys values (?, ?)", (line.sender_id, line.pk))
-        text = "" if line.raw is not None else line.text
+        text = line.text
         self._written += len(text) + len(line.raw or b"") + 100
         self._queue(_SAVE_LINE,
                     (line.id, line.room, line.sender_id, line.nick, text, int(line.action),
@@ -420,21 +421,23 @@ class Store(Retention):
         many were packed.  Off the path a line comes by: a burst is saved as it came and
         packed a second or more later, PACK_STEP a second."""
         rows = self._db.execute(
-            "select rowid, raw, room, sender_id, nick, ts, seq from lines where rowid > ? "
+            "select rowid, raw, room, sender_id, nick, ts, seq, text from lines where rowid > ? "
             "order by rowid limit ?", (self.packed_upto, PACK_STEP)).fetchall()
         if not rows:
             return 0
         packed = []
         deadline = time.perf_counter() + PACK_STEP_SECONDS
         upto = self.packed_upto
-        for rowid, raw, room, sender_id, nick, when, seq in rows:
+        for rowid, raw, room, sender_id, nick, when, seq, text in rows:
             if time.perf_counter() > deadline:
                 break
             upto = rowid
             if raw is None or is_packed(raw) or seq is None or sender_id not in self._keys:
                 continue
             done = pack(bytes(raw), room, sender_id, nick, when, from_db(seq))
-            if done is not None:
+            # the text the /search index has for the row must stay what it is (a shown text
+            # made printable, or an action, is not the text said: such a line stays whole)
+            if done is not None and text in ("", done[0]):
                 packed.append((done[0], done[1], rowid))
         with self._db:
             self._db.execute("begin")

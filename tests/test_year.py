@@ -16,7 +16,7 @@ from p2pchat.relay import check_relayed, sign_line
 from p2pchat.search import Query
 from p2pchat.service import Options
 from p2pchat.store import Store, StoredLine
-from p2pchat.wire import CHAT, Message, encode_message
+from p2pchat.wire import CHAT, Message, encode_message, printable
 
 T0 = 1_800_000_000.0
 
@@ -32,9 +32,12 @@ def signed(author: Identity, n: int, text: str = "", room: str = "general",
 
 
 def stored(author: Identity, msg: Message, raw: bytes, nick: str = "ann") -> StoredLine:
+    """As the node keeps it: with the text shown (an action's, made printable)."""
     assert msg.timestamp is not None
-    return StoredLine(msg.id, msg.room_id, msg.sender_id, nick, msg.content, False, False,
-                      msg.timestamp, msg.sequence, raw, author.public_key_b64())
+    action = (msg.metadata or {}).get("action")
+    return StoredLine(msg.id, msg.room_id, msg.sender_id, nick, printable(action or msg.content),
+                      bool(action), False, msg.timestamp, msg.sequence, raw,
+                      author.public_key_b64())
 
 
 class Packing(TestCase):
@@ -89,16 +92,19 @@ class Packing(TestCase):
         action, action_raw = signed(self.ann, 1, action="waves")
         spaced, spaced_raw = signed(self.ann, 2)
         spaced_raw = spaced_raw.replace(b'","type"', b'", "type"')  # not as we would write it
-        for msg, raw in ((action, action_raw), (spaced, spaced_raw)):
+        bell, bell_raw = signed(self.ann, 3, "a bell \x07 here")  # shown otherwise than said
+        lines = ((action, action_raw), (spaced, spaced_raw), (bell, bell_raw))
+        for msg, raw in lines:
             self.store.remember(stored(self.ann, msg, raw))
         self.store.flush()
         self.assertEqual(self.store.pack_step(), 0)
-        self.assertEqual(self.raw_of(action.id), action_raw)
-        self.assertEqual(self.raw_of(spaced.id), spaced_raw)
+        for msg, raw in lines:
+            self.assertEqual(self.raw_of(msg.id), raw)
         handed = self.store.relayable_after(self.ann.peer_id, 0, ["general"], 10, 0.0)
-        self.assertEqual([raw for _, raw, _ in handed], [action_raw, spaced_raw])
+        self.assertEqual([raw for _, raw, _ in handed], [raw for _, raw in lines])
         self.assertEqual([x.text for x in self.store.recent("general", 5)],
-                         ["waves", spaced.content])
+                         ["waves", spaced.content, printable(bell.content)])
+        self.assertEqual(len(self.store.index._search(Query(words=("bell",)), 10)), 1)
 
     def test_pack_refuses_what_would_not_come_back(self) -> None:
         msg, raw = signed(self.ann, 1)

@@ -20,8 +20,9 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from p2pchat import events
 from p2pchat.interfaces import IChat
 
-#: Lines of one run shown as they come; past this they are counted, and summed up.
-CATCH_UP_SHOWN = 20
+#: Lines of one run shown as they come; past this they are counted, and summed up (a catch-up
+#: after a minute or two away is still shown line by line, as before, in every face).
+CATCH_UP_SHOWN = 200
 #: Seconds without another caught-up line of a conversation before its run ends.
 CATCH_UP_QUIET = 0.5
 #: Nicks a summary names (then "and N more").

@@ -17,7 +17,7 @@ tests, so its output format is stable and documented in README.rst:
     10:34:00 - delivered to bob: a line of yours that was kept for bob (away) or said with
              nobody linked, once acknowledged ("delivered: ..." for a room line)
     10:35:00 - caught up 33,412 lines in #general from alice, bob and carol; the last 20:
-             a big catch-up (catching_up.py): its first lines as they came, then this, then
+             a big catch-up (catching_up.py): its first 200 lines as they came, then this, then
              the last lines of the conversation as [history] lines and "- end of history"
 """
 

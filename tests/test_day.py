@@ -138,16 +138,17 @@ class LineFaceSummary(TestCase):
         return lines
 
     def test_a_big_catch_up_is_summed_up_not_poured_out(self) -> None:
-        count = 300
+        count = CATCH_UP_SHOWN + 100
         for n in range(count):
             self.chat.emit(replayed(self.chat, n, ("alice", "bob", "carol")[n % 3]))
-            if n == 100:  # a live line meanwhile is shown at once
+            if n == 50:  # a live line meanwhile is shown at once
                 self.chat.emit(events.ChatLine(self.clock.seconds(), "dave", "hello now",
                                                "dave_1", "live1"))
         shown = self.out()
         self.assertEqual(len(shown), CATCH_UP_SHOWN + 1)
         self.assertTrue(shown[0].endswith("<alice> caught line 0"))
-        self.assertTrue(shown[-1].endswith("<dave> hello now"))
+        self.assertTrue(shown[51].endswith("<dave> hello now"))
+        self.assertTrue(shown[-1].endswith(f"caught line {CATCH_UP_SHOWN - 1}"))
         self.clock.advance(CATCH_UP_QUIET)
         summary = self.out()
         self.assertTrue(summary[0].endswith(
@@ -168,24 +169,24 @@ class LineFaceSummary(TestCase):
         self.assertTrue(all("[#ops] <alice> caught line" in line for line in shown))
 
     def test_each_conversation_has_its_summary_and_the_face_going_stops_it(self) -> None:
-        for n in range(60):
+        count = 2 * CATCH_UP_SHOWN + 100
+        for n in range(count):
             self.chat.emit(replayed(self.chat, n, "alice", room=("ops", "dev")[n % 2]))
         self.clock.advance(CATCH_UP_QUIET)
         said = [line for line in self.out() if "caught up" in line]
         self.assertEqual(len(said), 2)
-        self.assertIn("caught up 30 lines in #ops from alice", said[0])
-        for n in range(60, 100):
+        self.assertIn(f"caught up {count // 2} lines in #ops from alice", said[0])
+        for n in range(count, count + CATCH_UP_SHOWN + 10):
             self.chat.emit(replayed(self.chat, n, "alice", room="ops"))
         self.face.connectionLost()
         self.clock.advance(CATCH_UP_QUIET)
         self.assertFalse([line for line in self.out() if "caught up" in line])
         self.assertEqual(self.clock.getDelayedCalls(), [])
 
-
 class ConsoleSummary(TestCase):
     def test_the_pane_is_filled_from_the_history_after_a_summary(self) -> None:
         h = ChatHarness()
-        count = 700
+        count = CATCH_UP_SHOWN + 600
         for n in range(count):
             h.chat.emit(replayed(h.chat, n, ("alice", "bob")[n % 2]))
         rows = h.face.messages.rows_text()

@@ -6,8 +6,8 @@ shown as they come (a short catch-up looks as it always did); the rest are only 
 When no line of the run came for CATCH_UP_QUIET seconds, the run ends and, if lines were held,
 the face is told: "caught up 33,412 lines in #general from alice, bob, carol", and it fills
 its scrollback from the history (which has every line by then, in the order they were said,
-whichever peer they came from).  One timer for every run; nothing kept but counts and up to
-SUMMARY_NICKS nicks per run.  (The IRC face batches them instead: irc/caught_up.py.)
+whichever peer they came from).  One timer, only while a run holds lines (a short catch-up
+leaves none); nothing kept but counts and up to SUMMARY_NICKS nicks per conversation.  (The IRC face batches them instead: irc/caught_up.py.)
 """
 
 from __future__ import annotations
@@ -105,10 +105,10 @@ class CatchingUp:
             return True
         now = self.clock.seconds()
         run = self.runs.get(line.room)
-        if run is None:
-            run = self.runs[line.room] = Run(line.room)
+        if run is None or (not run.held and now - run.last >= CATCH_UP_QUIET):
+            run = self.runs[line.room] = Run(line.room)  # (a short run ended: forgotten)
         run.add(line.nick, now)
-        if self._timer is None:
+        if run.held and self._timer is None:  # a timer only once lines are held
             self._timer = self.clock.callLater(CATCH_UP_QUIET, self._quiet)
         return run.count <= CATCH_UP_SHOWN
 
@@ -119,8 +119,9 @@ class CatchingUp:
         ended = [run for run in self.runs.values() if now - run.last >= CATCH_UP_QUIET - 1e-6]
         for run in ended:
             del self.runs[run.room]
-        if self.runs:
-            soonest = min(run.last for run in self.runs.values()) + CATCH_UP_QUIET
+        holding = [run for run in self.runs.values() if run.held]
+        if holding:
+            soonest = min(run.last for run in holding) + CATCH_UP_QUIET
             self._timer = self.clock.callLater(max(0.0, soonest - now), self._quiet)
         for run in ended:
             if run.held:

@@ -3,7 +3,8 @@ running in bounded steps (a few milliseconds each), with free pages given back t
 system.  Keys cost nothing, so the byte budget is what all peers together can make us keep.
 
 A part of ``store.Store`` (its base class), apart so each stays small: it works on the
-Store's connection and limits.
+Store's connection and limits; and packs the lines to hand on (packing.py) in steps, which is
+what keeps a year of lines within the byte budget.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from twisted.logger import Logger
+
+from p2pchat.packing import is_packed, pack
 
 if TYPE_CHECKING:
     from p2pchat.index import SearchIndex
@@ -37,6 +40,13 @@ UPKEEP_AFTER_BYTES = 1024 * 1024
 PRUNE_STEP = 2000
 PRUNE_STEP_BYTES = 1024 * 1024
 VACUUM_STEP_PAGES = 256
+#: Lines packed (packing.py) per ``upkeep`` (every UPKEEP_INTERVAL): at most PACK_STEP, and
+#: no more than PACK_STEP_SECONDS of packing.
+PACK_STEP = 200
+PACK_STEP_SECONDS = 0.01
+#: Sequence numbers are stored shifted by -2**63: the wire's whole uint64 range fits SQLite's
+#: signed 64-bit INTEGER and keeps its order (``seq > ?`` and ``max`` still hold).
+SEQ_SHIFT = 2**63
 #: Authors whose seen sequences (seen.py) are kept on disk: the ones heard least lately go
 #: first past this count, and any not heard for the history's age.
 MAX_SEEN_AUTHORS = 20_000
@@ -54,6 +64,9 @@ class Retention:
     line_count: int
     #: lines said before this are no longer handed on (``sent_age`` ago, at the last prune)
     hand_on_after: float
+    #: lines up to this rowid were looked at for packing; the keys of authors of lines kept
+    packed_upto: int
+    _keys: dict[str, str]
     closed: bool
     sent_age: float
     _written: int
@@ -69,7 +82,37 @@ class Retention:
         raise NotImplementedError  # the Store's
 
     def pack_step(self) -> int:
-        raise NotImplementedError  # the Store's
+        """Pack (packing.py) the next PACK_STEP lines saved since the last step; returns how
+        many were packed.  Off the path a line comes by: a burst is saved as it came and
+        packed a second or more later, PACK_STEP a second."""
+        rows = self._db.execute(
+            "select rowid, raw, room, sender_id, nick, ts, seq, text from lines where rowid > ? "
+            "order by rowid limit ?", (self.packed_upto, PACK_STEP)).fetchall()
+        if not rows:
+            return 0
+        packed = []
+        deadline = time.perf_counter() + PACK_STEP_SECONDS
+        upto = self.packed_upto
+        for rowid, raw, room, sender_id, nick, when, seq, text in rows:
+            if time.perf_counter() > deadline:
+                break
+            upto = rowid
+            if raw is None or is_packed(raw) or seq is None or sender_id not in self._keys:
+                continue
+            done = pack(bytes(raw), room, sender_id, nick, when, seq + SEQ_SHIFT)
+            # the text the /search index has for the row must stay what it is (a shown text
+            # made printable, or an action, is not the text said: such a line stays whole)
+            if done is not None and text in ("", done[0]):
+                packed.append((done[0], done[1], rowid))
+        with self._db:
+            self._db.execute("begin")
+            self._db.executemany("update lines set text = ?, raw = ?, pk = '' where rowid = ?",
+                                 packed)
+            self.packed_upto = upto
+            self._db.execute("insert or replace into settings values ('packed_upto', ?)",
+                             (str(self.packed_upto),))
+        return len(packed)
+
 
     def prune(self, now: float, max_lines: int | None = None, max_age: float | None = None,
               sent_age: float = HISTORY_MAX_AGE) -> None:

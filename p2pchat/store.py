@@ -21,7 +21,7 @@ from twisted.logger import Logger
 from twisted.internet.defer import Deferred
 
 from p2pchat.index import SearchIndex
-from p2pchat.packing import is_packed, pack, unpack
+from p2pchat.packing import is_packed, unpack
 from p2pchat.search import Query
 from p2pchat.interfaces import SearchHit, StoredLine  # noqa: F401 (the value type lives there)
 from p2pchat.retention import (  # noqa: F401 (the limits live there; options read them here)
@@ -30,6 +30,7 @@ from p2pchat.retention import (  # noqa: F401 (the limits live there; options re
     HISTORY_MAX_LINES,
     MAX_SEEN_AUTHORS,
     PRUNE_STEP,
+    SEQ_SHIFT,
     UPKEEP_AFTER_BYTES,
     UPKEEP_INTERVAL,
     Retention,
@@ -53,16 +54,9 @@ SAVE_BURST = 64 * 1024 * 1024
 #: many bytes; past it the oldest are lost.
 RETRY_MAX_WRITES = 20_000
 RETRY_MAX_BYTES = 16 * 1024 * 1024
-#: Sequence numbers are stored shifted by -2**63: the wire's whole uint64 range fits SQLite's
-#: signed 64-bit INTEGER and keeps its order (``seq > ?`` and ``max`` still hold).
-SEQ_SHIFT = 2**63
 #: ``pragma user_version`` of the current layout: 1 = shifted sequences, incremental vacuum;
 #: 2 = authors' keys in a table of their own (``keys``), lines packed (packing.py).
 LAYOUT = 2
-#: Lines packed (packing.py) per ``upkeep`` (every UPKEEP_INTERVAL): at most PACK_STEP, and
-#: no more than PACK_STEP_SECONDS of packing.
-PACK_STEP = 200
-PACK_STEP_SECONDS = 0.01
 #: The statement every line is saved with (its changes are counted: ``line_count``).
 _SAVE_LINE = "insert or ignore into lines values (?,?,?,?,?,?,?,?,?,?,?)"
 
@@ -415,38 +409,6 @@ class Store(Retention):
                 raw = unpack(message_id, room, sender_id, nick, text, when, from_db(seq), raw)
             out.append((from_db(seq), raw, pk or key))
         return out
-
-    def pack_step(self) -> int:
-        """Pack (packing.py) the next PACK_STEP lines saved since the last step; returns how
-        many were packed.  Off the path a line comes by: a burst is saved as it came and
-        packed a second or more later, PACK_STEP a second."""
-        rows = self._db.execute(
-            "select rowid, raw, room, sender_id, nick, ts, seq, text from lines where rowid > ? "
-            "order by rowid limit ?", (self.packed_upto, PACK_STEP)).fetchall()
-        if not rows:
-            return 0
-        packed = []
-        deadline = time.perf_counter() + PACK_STEP_SECONDS
-        upto = self.packed_upto
-        for rowid, raw, room, sender_id, nick, when, seq, text in rows:
-            if time.perf_counter() > deadline:
-                break
-            upto = rowid
-            if raw is None or is_packed(raw) or seq is None or sender_id not in self._keys:
-                continue
-            done = pack(bytes(raw), room, sender_id, nick, when, from_db(seq))
-            # the text the /search index has for the row must stay what it is (a shown text
-            # made printable, or an action, is not the text said: such a line stays whole)
-            if done is not None and text in ("", done[0]):
-                packed.append((done[0], done[1], rowid))
-        with self._db:
-            self._db.execute("begin")
-            self._db.executemany("update lines set text = ?, raw = ?, pk = '' where rowid = ?",
-                                 packed)
-            self.packed_upto = upto
-            self._db.execute("insert or replace into settings values ('packed_upto', ?)",
-                             (str(self.packed_upto),))
-        return len(packed)
 
     def set_rooms(self, rooms: list[str]) -> None:
         self._settings["rooms"] = json.dumps(rooms)

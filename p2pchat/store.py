@@ -42,6 +42,8 @@ log = Logger()
 STORE_NAME = "history.sqlite3"
 #: Writes are committed together at most this long (seconds) after the first of them.
 FLUSH_DELAY = 0.05
+#: how a line is added (one executemany per commit; its changes are counted: ``line_count``)
+_ADD_LINE = "insert or ignore into lines values (?,?,?,?,?,?,?,?,?,?,?)"
 #: The write-ahead log is truncated back to this size after a checkpoint.
 WAL_LIMIT_BYTES = 8 * 1024 * 1024
 #: Bytes of lines one link may have us save per second, after a burst of SAVE_BURST: past
@@ -57,8 +59,6 @@ RETRY_MAX_BYTES = 16 * 1024 * 1024
 #: ``pragma user_version`` of the current layout: 1 = shifted sequences, incremental vacuum;
 #: 2 = authors' keys in a table of their own (``keys``), lines packed (packing.py).
 LAYOUT = 2
-#: The statement every line is saved with (its changes are counted: ``line_count``).
-_SAVE_LINE = "insert or ignore into lines values (?,?,?,?,?,?,?,?,?,?,?)"
 
 
 #: What one row can make a statement fail with (its values), unlike a full disk.
@@ -298,7 +298,7 @@ class Store(Retention):
                         self._one_row(sql, row)
                 else:
                     changed = self._db.executemany(sql, rows).rowcount
-                    if sql == _SAVE_LINE:
+                    if sql == _ADD_LINE:
                         self.line_count += max(0, changed)
             extra: dict[str, list[tuple[Any, ...]]] = {
                 "insert into high_water values (?, ?) on conflict(sender_id) do update "
@@ -316,7 +316,7 @@ class Store(Retention):
     def _one_row(self, sql: str, row: tuple) -> None:
         try:
             changed = self._db.execute(sql, row).rowcount
-            if sql == _SAVE_LINE:
+            if sql == _ADD_LINE:
                 self.line_count += max(0, changed)
         except _BAD_ROW as e:
             if self._bad_rows_logged < 10:  # a few, not one per row of a flood
@@ -345,7 +345,7 @@ class Store(Retention):
             self._queue("insert or replace into keys values (?, ?)", (line.sender_id, line.pk))
         text = line.text
         self._written += len(text) + len(line.raw or b"") + 100
-        self._queue(_SAVE_LINE,
+        self._queue(_ADD_LINE,
                     (line.id, line.room, line.sender_id, line.nick, text, int(line.action),
                      int(line.own), line.when, to_db(line.seq) if line.seq else None, line.raw,
                      line.pk or None))

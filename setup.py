@@ -17,7 +17,7 @@ setup(
         "platformdirs>=3",
         # the chat line codec (wire.py): decodes and checks a line in a tenth of json's time
         "msgspec>=0.18",
-        # Ed25519 signatures of our lines through libsodium (identity.py; optional there)
+        # Ed25519 signatures through libsodium (identity.py, relay.py), sealed lines (sealed.py)
         "pynacl>=1.5",
         # --tor, --tor-control: its onion API is documented as not yet stable, so pinned
         "txtorcon>=26.6,<27",

@@ -12,12 +12,14 @@ import sys
 import tempfile
 import time
 
+from bench import day as day_bench
 from bench import files as files_bench
 from bench import profiling, reference, scenarios
 from bench import search as search_bench
+from bench import year as year_bench
 from bench.procs import Children, install_signal_handlers, precompile
 
-PHASES = ("mesh", "fanout", "cost", "profile", "search", "reference", "files")
+PHASES = ("mesh", "fanout", "cost", "profile", "search", "reference", "files", "year", "day")
 
 
 def int_list(text: str) -> list[int]:
@@ -65,6 +67,13 @@ def options(argv: list[str] | None) -> argparse.Namespace:
                    help="lines in each burst of the reference phase [5000]")
     p.add_argument("--files-mb", type=int, default=1024,
                    help="size of the file of the files run, MB [1024; --quick: 256]")
+    p.add_argument("--year-lines", type=int, default=1_000_000,
+                   help="lines in the history file of the year run [1000000; at most "
+                   f"{year_bench.MAX_LINES}]")
+    p.add_argument("--year-starts", type=int, default=3,
+                   help="timed starts of each peer in the year run [3]")
+    p.add_argument("--day-lines", type=int, default=100_000,
+                   help=f"lines caught up in the day run [100000; at most {day_bench.MAX_LINES}]")
     p.add_argument("--quick", action="store_true", help="fewer trials, shorter windows")
     p.add_argument("--timeout-scale", type=float, default=1.0,
                    help="multiply every timeout (a loaded machine)")
@@ -243,6 +252,10 @@ def render(r: dict) -> str:
         lines += ["", reference.render(r["reference"])]
     if "files" in r:
         lines += ["", files_bench.render(r["files"])]
+    if "year" in r:
+        lines += ["", year_bench.render(r["year"])]
+    if "day" in r:
+        lines += ["", day_bench.render(r["day"])]
     return "\n".join(lines)
 
 
@@ -284,6 +297,11 @@ def main(argv: list[str] | None = None) -> int:
         if "files" in a.phases:
             size = (256 if a.quick and a.files_mb == 1024 else a.files_mb) << 20
             result["files"] = files_bench.run(kids, size, workdir, say, a.timeout_scale)
+        if "year" in a.phases:
+            result["year"] = year_bench.run(a.year_lines, 1 if a.quick else a.year_starts,
+                                            a.timeout_scale, say)
+        if "day" in a.phases:
+            result["day"] = day_bench.run(a.day_lines, a.timeout_scale, say)
     except KeyboardInterrupt:
         say("interrupted: stopping every peer")
         result["interrupted"] = True

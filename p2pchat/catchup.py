@@ -20,7 +20,10 @@ from p2pchat.wire import MAX_ID_CHARS, MAX_SEQUENCE, Message, WireError, encode_
 
 #: Default bounds of the sent log: lines older than this (seconds) or beyond this count are not
 #: resent (the user is told how many were too old).  ``--catchup-lines`` / ``--catchup-age``.
-LOG_LINES = 10_000
+#: A day of catch-up: a peer away while three authors said 100,000 lines gets them all back
+#: (from the authors, or handed on: a peer hands on as many of an absent author's lines as
+#: it would resend of its own).
+LOG_LINES = 50_000
 LOG_AGE = 24 * 3600.0
 #: An ack is sent this long (seconds) after the first unacknowledged line, covering all since.
 ACK_DELAY = 0.05

@@ -60,8 +60,8 @@ class SearchIndex:
     """The index of one history file (``db``, the Store's connection, at ``path``).
     ``fts``: False forces the LIKE fallback (as where the sqlite3 build lacks FTS5)."""
 
-    def __init__(self, db: sqlite3.Connection, path: str, text_of: Callable[[bytes | None], str],
-                 fts: bool | None = None) -> None:
+    def __init__(self, db: sqlite3.Connection, path: str,
+                 text_of: Callable[[str, bytes | None], str], fts: bool | None = None) -> None:
         self._db = db
         self.path = path
         self._text_of = text_of
@@ -98,7 +98,8 @@ class SearchIndex:
                              ).fetchone() is not None
         with db:
             db.execute("begin")
-            db.execute("create virtual table if not exists lines_fts using fts5(text, content='')")
+            db.execute("create virtual table if not exists lines_fts using fts5(text, "
+                       "content='', columnsize=0)")
             db.execute("drop trigger if exists lines_fts_new")  # of an older build: add_new
             for trigger in _TRIGGERS:
                 db.execute(trigger)
@@ -181,8 +182,7 @@ class SearchIndex:
         if db is None:
             db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True,
                                  check_same_thread=False)
-            db.create_function("shown", 2, lambda text, raw: text or self._text_of(raw),
-                               deterministic=True)
+            db.create_function("shown", 2, self._text_of, deterministic=True)
             self._local.db = db
             with self._lock:
                 self._readers.append(db)
@@ -191,8 +191,7 @@ class SearchIndex:
     def _search(self, query: Query, limit: int) -> list[SearchHit]:
         if self.on_thread is not None:
             self.on_thread(threading.current_thread().name)
-        return search_db(self._reader(), query, self.fts, limit,
-                         text_of=lambda text, raw: text or self._text_of(raw))
+        return search_db(self._reader(), query, self.fts, limit, text_of=self._text_of)
 
     def index_in_steps(self, clock: IReactorTime) -> None:
         """Start the upgrade's steps, one per reactor turn, if the file needs them; a step

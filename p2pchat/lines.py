@@ -18,20 +18,25 @@ tests, so its output format is stable and documented in README.rst:
              nobody linked, once acknowledged ("delivered: ..." for a room line)
     10:35:00 - alice offers a.bin (1.0 MB, sha256 3f2a9c0d11b7): /accept 2 to take it, ...
     10:35:05 - file [2] a.bin from alice: started at 0% (then at most every 10%, then done)
+    10:35:00 - caught up 33,412 lines in #general from alice, bob and carol; the last 20:
+             a big catch-up (catching_up.py): its first 200 lines as they came, then this, then
+             the last lines of the conversation as [history] lines and "- end of history"
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Callable, cast
 
 from twisted.application.service import Service
 from twisted.internet import stdio
+from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.protocols.basic import LineReceiver
 from twisted.python.failure import Failure
 
 from p2pchat import events
-from p2pchat.face import CommandFace, clock_text, conversation_label
+from p2pchat.catching_up import CATCH_UP_TAIL, CatchingUp, Run, summary
+from p2pchat.face import CommandFace, clock_text, conversation_label, history_line
 from p2pchat.files.describe import Steps, event_text
 from p2pchat.interfaces import IChat
 from p2pchat.wire import DEFAULT_ROOM
@@ -83,10 +88,17 @@ class LineFace(LineReceiver, CommandFace):
     delimiter = b"\n"
     MAX_LENGTH = 64 * 1024
 
-    def __init__(self, node: IChat, on_quit: Callable[[], object]) -> None:
+    def __init__(self, node: IChat, on_quit: Callable[[], object],
+                 clock: IReactorTime | None = None) -> None:
+        """``clock``: what times a big catch-up's summary (the reactor's, by default)."""
         self.node = node
         self._on_quit = on_quit
         self._quitting = False
+        if clock is None:
+            from twisted.internet import reactor
+
+            clock = cast(IReactorTime, reactor)
+        self.catching_up = CatchingUp(clock, self._caught_up)
         #: own lines whose delivery is told when it comes (see _delivered), by message id
         self._told_later: dict[str, events.ChatLine] = {}
         #: file progress printed at most every 10%
@@ -96,7 +108,7 @@ class LineFace(LineReceiver, CommandFace):
         history = self.node.history(DEFAULT_ROOM)
         if history:
             self.show_history(DEFAULT_ROOM, history)
-        self.node.subscribe(self.on_event)
+        self.catching_up.watch(self.node, self.on_event)  # a big catch-up summed up
         self.show_info([f"you are {self.node.nick} ({self.node.peer_id}), on port "
                         f"{self.node.port}; /help lists the commands"])
 
@@ -128,6 +140,15 @@ class LineFace(LineReceiver, CommandFace):
                     del self._told_later[next(iter(self._told_later))]
         if line is not None:
             self._write(line)
+
+    def _caught_up(self, run: Run) -> None:
+        """A big catch-up ended: how many lines, from whom, then the conversation's last
+        lines from the history (in the order they were said)."""
+        lines = self.node.history(run.room, CATCH_UP_TAIL)
+        self.show_info([f"{summary(run, conversation_label(run.room, self.node))}; the last "
+                        f"{len(lines)}:"])
+        self.show_history_lines([history_line(line) for line in lines])
+        self.show_info(["end of history"])
 
     def _delivered(self, event: events.Delivered) -> str | None:
         """The line face has no marks: a line that was told kept (or said to nobody) is told
@@ -174,7 +195,7 @@ class LineFace(LineReceiver, CommandFace):
 
     def connectionLost(self, reason: Failure | None = None) -> None:
         # End of stdin: leave cleanly, as /quit does.
-        self.node.unsubscribe(self.on_event)
+        self.catching_up.unwatch()
         self.quit()
 
 
@@ -190,10 +211,10 @@ class LineFaceService(Service):
 
     def startService(self) -> None:
         super().startService()
-        self.face = LineFace(self.node, self._on_quit)
+        self.face = LineFace(self.node, self._on_quit, self.reactor)
         stdio.StandardIO(self.face, reactor=self.reactor)
 
     def stopService(self) -> None:
         super().stopService()
         if self.face is not None:
-            self.face.node.unsubscribe(self.face.on_event)
+            self.face.catching_up.unwatch()

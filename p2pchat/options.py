@@ -114,7 +114,8 @@ class Options(usage.Options):
         ["irc-password", None, None, "password IRC clients must give (required for a "
          "non-loopback --irc)"],
         ["catchup-lines", None, str(LOG_LINES),
-         "how many of your recent lines are kept to resend to peers that missed them"],
+         "how many of your recent lines are kept to resend to peers that missed them (and "
+         "how many of an absent author's lines you hand on per sync)"],
         ["catchup-age", None, f"{LOG_AGE:g}",
          "seconds your lines are kept to resend to peers that missed them"],
         ["history-lines", None, str(HISTORY_MAX_LINES), "most lines kept in the history file"],

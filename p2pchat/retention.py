@@ -3,7 +3,8 @@ running in bounded steps (a few milliseconds each), with free pages given back t
 system.  Keys cost nothing, so the byte budget is what all peers together can make us keep.
 
 A part of ``store.Store`` (its base class), apart so each stays small: it works on the
-Store's connection and limits.
+Store's connection and limits; and packs the lines to hand on (packing.py) in steps, which is
+what keeps a year of lines within the byte budget.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 from twisted.logger import Logger
 
+from p2pchat.packing import is_packed, pack
+
 if TYPE_CHECKING:
     from p2pchat.index import SearchIndex
 
@@ -23,9 +26,11 @@ log = Logger()
 #: this many bytes of pages in use (``--history-lines``, ``--history-days``, ``--history-mb``):
 #: keys cost nothing, so this budget is what all peers together can make us keep.  Pruned in
 #: full at start, and while running in steps (``upkeep``).
-HISTORY_MAX_LINES = 100_000
-HISTORY_MAX_AGE = 30 * 24 * 3600.0
-HISTORY_MAX_BYTES = 200 * 1024 * 1024
+#: A year of history: a million lines (at most 400 bytes a line of 100 characters, indexes
+#: included: packing.py) fit the byte budget.
+HISTORY_MAX_LINES = 1_000_000
+HISTORY_MAX_AGE = 365 * 24 * 3600.0
+HISTORY_MAX_BYTES = 512 * 1024 * 1024
 #: While running: ``upkeep`` runs every UPKEEP_INTERVAL seconds (the byte budget is also kept
 #: after every UPKEEP_AFTER_BYTES written); one step deletes at most PRUNE_STEP lines and
 #: PRUNE_STEP_BYTES of them, and gives back at most VACUUM_STEP_PAGES free pages to the file
@@ -35,6 +40,13 @@ UPKEEP_AFTER_BYTES = 1024 * 1024
 PRUNE_STEP = 2000
 PRUNE_STEP_BYTES = 1024 * 1024
 VACUUM_STEP_PAGES = 256
+#: Lines packed (packing.py) per ``upkeep`` (every UPKEEP_INTERVAL): at most PACK_STEP, and
+#: no more than PACK_STEP_SECONDS of packing.
+PACK_STEP = 200
+PACK_STEP_SECONDS = 0.01
+#: Sequence numbers are stored shifted by -2**63: the wire's whole uint64 range fits SQLite's
+#: signed 64-bit INTEGER and keeps its order (``seq > ?`` and ``max`` still hold).
+SEQ_SHIFT = 2**63
 #: Authors whose seen sequences (seen.py) are kept on disk: the ones heard least lately go
 #: first past this count, and any not heard for the history's age.
 MAX_SEEN_AUTHORS = 20_000
@@ -48,6 +60,13 @@ class Retention:
     max_age: float
     max_bytes: int
     needs_vacuum: bool
+    #: lines in the file (counted once at open, then kept up to date by every write)
+    line_count: int
+    #: lines said before this are no longer handed on (``sent_age`` ago, at the last prune)
+    hand_on_after: float
+    #: lines up to this rowid were looked at for packing; the keys of authors of lines kept
+    packed_upto: int
+    _keys: dict[str, str]
     closed: bool
     sent_age: float
     _written: int
@@ -62,25 +81,65 @@ class Retention:
     def flush(self) -> None:
         raise NotImplementedError  # the Store's
 
+    def pack_step(self) -> int:
+        """Pack (packing.py) the next PACK_STEP lines saved since the last step; returns how
+        many were packed.  Off the path a line comes by: a burst is saved as it came and
+        packed a second or more later, PACK_STEP a second."""
+        rows = self._db.execute(
+            "select rowid, raw, room, sender_id, nick, ts, seq, text from lines where rowid > ? "
+            "order by rowid limit ?", (self.packed_upto, PACK_STEP)).fetchall()
+        if not rows:
+            return 0
+        packed = []
+        deadline = time.perf_counter() + PACK_STEP_SECONDS
+        upto = self.packed_upto
+        for rowid, raw, room, sender_id, nick, when, seq, text in rows:
+            if time.perf_counter() > deadline:
+                break
+            upto = rowid
+            if raw is None or is_packed(raw) or seq is None or sender_id not in self._keys:
+                continue
+            done = pack(bytes(raw), room, sender_id, nick, when, seq + SEQ_SHIFT)
+            # the text the /search index has for the row must stay what it is (a shown text
+            # made printable, or an action, is not the text said: such a line stays whole)
+            if done is not None and text in ("", done[0]):
+                packed.append((done[0], done[1], rowid))
+        with self._db:
+            self._db.execute("begin")
+            self._db.executemany("update lines set text = ?, raw = ?, pk = '' where rowid = ?",
+                                 packed)
+            self.packed_upto = upto
+            self._db.execute("insert or replace into settings values ('packed_upto', ?)",
+                             (str(self.packed_upto),))
+        return len(packed)
+
+
     def prune(self, now: float, max_lines: int | None = None, max_age: float | None = None,
               sent_age: float = HISTORY_MAX_AGE) -> None:
         """Drop lines past the age, count and byte limits, and sent lines too old to resend;
         lines older than ``sent_age`` are no longer handed on.  In full, at start (before the
-        reactor runs); a file of an older layout is then compacted once (VACUUM, bounded by
-        the byte budget since it comes after the prune)."""
+        reactor runs), yet without reading every line: the age through ``lines_by_room``
+        (each conversation's old end), the count from ``line_count``, so a file of a million
+        lines opens about as fast as an empty one.  A file of an older layout is then
+        compacted once (VACUUM, bounded by the byte budget since it comes after the prune)."""
         self.flush()
         max_lines = self.max_lines if max_lines is None else max_lines
         max_age = self.max_age if max_age is None else max_age
         with self._db:
             self._db.execute("begin")
-            self._db.execute("delete from lines where ts < ?", (now - max_age,))
-            self._db.execute("delete from lines where rowid not in (select rowid from lines "
-                             "order by ts desc limit ?)", (max_lines,))
+            for room in self.conversations():
+                self.line_count -= self._db.execute(
+                    "delete from lines where room = ? and ts < ?", (room, now - max_age)
+                ).rowcount
+            extra = self.line_count - max_lines
+            if extra > 0:
+                self.line_count -= self._db.execute(
+                    "delete from lines where rowid in (select rowid from lines order by rowid "
+                    "limit ?)", (extra,)).rowcount
             self._db.execute("delete from sent where ts < ?", (now - sent_age,))
             self._db.execute("delete from seen where ts < ?", (now - max_age,))
-            self._db.execute("update lines set pk = null where pk is not null and ts < ?",
-                             (now - sent_age,))
         self.sent_age = sent_age
+        self.hand_on_after = now - sent_age
         while self._over_budget() > 0 and self._drop_oldest(PRUNE_STEP * 32,
                                                             PRUNE_STEP_BYTES * 64):
             pass  # before the reactor runs: big steps
@@ -94,10 +153,20 @@ class Retention:
         else:
             self._db.executescript("pragma incremental_vacuum;")
 
+    def conversations(self) -> list[str]:
+        """Every room (and private conversation) with lines kept: a skip through the
+        ``lines_by_room`` index, one step per conversation, not a read of every line."""
+        return [row[0] for row in self._db.execute(
+            "with recursive r(room) as (select min(room) from lines union all "
+            "select (select min(room) from lines where room > r.room) from r "
+            "where r.room is not null) select room from r where room is not null")]
+
     def upkeep(self, now: float) -> None:
-        """One bounded step of pruning while running (of the PRUNE_STEP lines that came first,
-        PRUNE_STEP_BYTES at most: those too old, or too many), then the byte budget kept and
-        VACUUM_STEP_PAGES free pages given back to the file system."""
+        """One bounded step of pruning while running (per conversation, at most PRUNE_STEP
+        lines too old, found through ``lines_by_room``; the oldest past the count, PRUNE_STEP
+        at most), then the byte budget kept, VACUUM_STEP_PAGES free pages given back to the
+        file system and the next lines packed (``pack_step``).  With nothing to do it reads
+        a few index pages, whatever the size of the file."""
         if self.closed:
             return
         self._written = 0
@@ -105,23 +174,19 @@ class Retention:
             self.flush()
         try:
             cutoff = now - self.max_age
-            window = self._oldest(PRUNE_STEP)  # (last rowid, how many) of a bounded step
+            sent_age = getattr(self, "sent_age", HISTORY_MAX_AGE)
+            self.hand_on_after = now - sent_age
             with self._db:
                 self._db.execute("begin")
-                if window is not None:
-                    last, n = window
-                    self._db.execute("delete from lines where rowid <= ? and ts < ?",
-                                     (last, cutoff))
-                    extra = self._db.execute("select count(*) from lines").fetchone()[0] - \
-                        self.max_lines
-                    if extra > 0:
-                        self._db.execute(
-                            "delete from lines where rowid in (select rowid from lines "
-                            "where rowid <= ? order by rowid limit ?)", (last, extra))
-                sent_age = getattr(self, "sent_age", HISTORY_MAX_AGE)
-                self._db.execute("update lines set pk = null where rowid in (select rowid from "
-                                 "lines where pk is not null order by rowid limit ?) and ts < ?",
-                                 (PRUNE_STEP, now - sent_age))
+                for room in self.conversations():
+                    self.line_count -= self._db.execute(
+                        "delete from lines where rowid in (select rowid from lines where "
+                        "room = ? and ts < ? limit ?)", (room, cutoff, PRUNE_STEP)).rowcount
+                extra = min(self.line_count - self.max_lines, PRUNE_STEP)
+                if extra > 0:
+                    self.line_count -= self._db.execute(
+                        "delete from lines where rowid in (select rowid from lines "
+                        "order by rowid limit ?)", (extra,)).rowcount
                 self._db.execute("delete from sent where seq in (select seq from sent order by "
                                  "seq limit ?) and ts < ?", (PRUNE_STEP, now - sent_age))
                 self._db.execute("delete from seen where rowid in (select rowid from seen "
@@ -135,6 +200,10 @@ class Retention:
             self._upkeep_failed(e)
             return
         self._keep_to_budget()
+        try:
+            self.pack_step()
+        except sqlite3.Error as e:
+            self._upkeep_failed(e)
 
     def _upkeep_failed(self, e: Exception) -> None:
         """Logged once per kind of failure (it is retried every second); the face hears of
@@ -195,6 +264,7 @@ class Retention:
         with self._db:
             self._db.execute("begin")
             gone = self._db.execute("delete from lines where rowid <= ?", (last,)).rowcount
+        self.line_count -= gone
         if gone:
             log.info("history over its {mb:.0f} MB budget: {n} oldest lines dropped",
                      mb=self.max_bytes / 2**20, n=gone)

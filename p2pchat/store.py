@@ -21,6 +21,7 @@ from twisted.logger import Logger
 from twisted.internet.defer import Deferred
 
 from p2pchat.index import SearchIndex
+from p2pchat.packing import is_packed, unpack
 from p2pchat.search import Query
 from p2pchat.interfaces import SearchHit, StoredLine  # noqa: F401 (the value type lives there)
 from p2pchat.retention import (  # noqa: F401 (the limits live there; options read them here)
@@ -29,6 +30,7 @@ from p2pchat.retention import (  # noqa: F401 (the limits live there; options re
     HISTORY_MAX_LINES,
     MAX_SEEN_AUTHORS,
     PRUNE_STEP,
+    SEQ_SHIFT,
     UPKEEP_AFTER_BYTES,
     UPKEEP_INTERVAL,
     Retention,
@@ -40,25 +42,24 @@ log = Logger()
 STORE_NAME = "history.sqlite3"
 #: Writes are committed together at most this long (seconds) after the first of them.
 FLUSH_DELAY = 0.05
-#: how a line is added (one executemany per commit; the search index takes them after it)
+#: how a line is added (one executemany per commit; its changes are counted: ``line_count``;
+#: the search index takes them after it)
 _ADD_LINE = "insert or ignore into lines values (?,?,?,?,?,?,?,?,?,?,?)"
 #: The write-ahead log is truncated back to this size after a checkpoint.
 WAL_LIMIT_BYTES = 8 * 1024 * 1024
 #: Bytes of lines one link may have us save per second, after a burst of SAVE_BURST: past
 #: it its lines are still shown, but not saved (so one flooding peer churns the byte budget
-#: slowly: 200 MB takes it 12 minutes at least).  The burst covers a peer's whole catch-up log
-#: coming at once (10,000 lines of 1.6 KB).
+#: slowly: 512 MB takes it half an hour at least).  The burst covers a day of catch-up coming
+#: at once by one link (100,000 lines of about 500 bytes, text and signed bytes).
 SAVE_RATE = 256 * 1024
-SAVE_BURST = 16 * 1024 * 1024
+SAVE_BURST = 64 * 1024 * 1024
 #: Writes kept in memory to retry while saving fails (a full disk), at most this many and this
 #: many bytes; past it the oldest are lost.
 RETRY_MAX_WRITES = 20_000
 RETRY_MAX_BYTES = 16 * 1024 * 1024
-#: Sequence numbers are stored shifted by -2**63: the wire's whole uint64 range fits SQLite's
-#: signed 64-bit INTEGER and keeps its order (``seq > ?`` and ``max`` still hold).
-SEQ_SHIFT = 2**63
-#: ``pragma user_version`` of the current layout: 1 = shifted sequences, incremental vacuum.
-LAYOUT = 1
+#: ``pragma user_version`` of the current layout: 1 = shifted sequences, incremental vacuum;
+#: 2 = authors' keys in a table of their own (``keys``), lines packed (packing.py).
+LAYOUT = 2
 
 
 #: What one row can make a statement fail with (its values), unlike a full disk.
@@ -95,6 +96,7 @@ create table if not exists sent (seq integer primary key, ts real not null, line
 create table if not exists settings (key text primary key, value text not null);
 create table if not exists seen (sender_id text primary key, ranges text not null,
                                  ts real not null);
+create table if not exists keys (sender_id text primary key, pk text not null);
 """
 
 
@@ -134,12 +136,24 @@ class Store(Retention):
             self._db.execute(f"pragma user_version={LAYOUT}")
         elif layout < 1:
             self._shift_sequences()  # after _migrate: sequences it moved are shifted too
+        if existed and layout < 2:
+            with self._db:  # once: the keys of the authors of lines kept to hand on
+                self._db.execute("begin")
+                self._db.execute("insert or ignore into keys select sender_id, pk from lines "
+                                 "where raw is not null and pk is not null and pk != ''")
+                self._db.execute(f"pragma user_version={LAYOUT}")
         #: the /search index (index.py): new lines go in by a trigger, old ones in steps
-        self.index = SearchIndex(self._db, path, _text_of, fts=fts)
-        #: authors of lines we keep to hand on: no query for the others (a peer joining a
-        #: mesh of 50 is asked about 49 authors on each of its 49 links)
-        self._relay_authors: set[str] = {row[0] for row in self._db.execute(
-            "select distinct sender_id from lines where raw is not null")}
+        self.index = SearchIndex(self._db, path, shown, fts=fts)
+        #: authors of lines we keep to hand on, and their keys (a packed line keeps none of
+        #: its own): no query for the others (a peer joining a mesh of 50 is asked about 49
+        #: authors on each of its 49 links)
+        self._keys: dict[str, str] = dict(self._db.execute("select sender_id, pk from keys"))
+        self.line_count = self._db.execute("select count(*) from lines").fetchone()[0]
+        self.hand_on_after = 0.0
+        #: lines up to this rowid were looked at for packing (packing.py), in ``pack_step``
+        row = self._db.execute("select value from settings where key = 'packed_upto'"
+                               ).fetchone()
+        self.packed_upto = int(row[0]) if row and row[0].isdigit() else 0
         self._call_soon = call_soon
         #: queued rows, by statement (in the order each statement was first queued)
         self._pending: dict[str, list[tuple]] = {}
@@ -286,7 +300,9 @@ class Store(Retention):
                     for row in rows:
                         self._one_row(sql, row)
                 else:
-                    self._db.executemany(sql, rows)
+                    changed = self._db.executemany(sql, rows).rowcount
+                    if sql == _ADD_LINE:
+                        self.line_count += max(0, changed)
             extra: dict[str, list[tuple[Any, ...]]] = {
                 "insert into high_water values (?, ?) on conflict(sender_id) do update "
                 "set seq = max(seq, excluded.seq)":
@@ -304,7 +320,9 @@ class Store(Retention):
 
     def _one_row(self, sql: str, row: tuple) -> None:
         try:
-            self._db.execute(sql, row)
+            changed = self._db.execute(sql, row).rowcount
+            if sql == _ADD_LINE:
+                self.line_count += max(0, changed)
         except _BAD_ROW as e:
             if self._bad_rows_logged < 10:  # a few, not one per row of a flood
                 self._bad_rows_logged += 1
@@ -324,11 +342,13 @@ class Store(Retention):
                 log.failure("telling of a history problem failed")
 
     def remember(self, line: StoredLine) -> None:
-        """Keep a line.  One to hand on is kept once, as its bytes: its text is read back
-        from them (``recent``)."""
-        if line.raw is not None:
-            self._relay_authors.add(line.sender_id)
-        text = "" if line.raw is not None else line.text
+        """Keep a line.  One to hand on is kept once, with its bytes, and with its text as
+        shown (so the /search index takes the text, not three JSON reads of the bytes in
+        SQL); ``pack_step`` leaves only the signature of the bytes, a second or more later."""
+        if line.raw is not None and line.pk and self._keys.get(line.sender_id) != line.pk:
+            self._keys[line.sender_id] = line.pk
+            self._queue("insert or replace into keys values (?, ?)", (line.sender_id, line.pk))
+        text = line.text
         self._written += len(text) + len(line.raw or b"") + 100
         self._queue(_ADD_LINE,
                     (line.id, line.room, line.sender_id, line.nick, text, int(line.action),
@@ -375,16 +395,25 @@ class Store(Retention):
     def relayable_after(self, sender_id: str, after: int, rooms: list[str], limit: int,
                         since: float) -> list[tuple[int, bytes, str]]:
         """(sequence, raw line, author key) of ``sender_id``'s lines after sequence ``after``
-        in ``rooms``, said at ``since`` or later, oldest first."""
-        if sender_id not in self._relay_authors or after >= SEQ_SHIFT * 2 - 1:
+        in ``rooms``, said at ``since`` or later (and not before ``hand_on_after``), oldest
+        first: packed lines unpacked, as their author wrote them."""
+        key = self._keys.get(sender_id)
+        if key is None or after >= SEQ_SHIFT * 2 - 1:
             return []
         self.flush()
         marks = ",".join("?" * len(rooms))
         rows = self._db.execute(
-            f"select seq, raw, pk from lines where sender_id = ? and seq > ? and ts >= ? "
-            f"and raw is not null and pk is not null and room in ({marks}) order by seq "
-            f"limit ?", (sender_id, to_db(after), since, *rooms, limit)).fetchall()
-        return [(from_db(seq), bytes(raw), pk) for seq, raw, pk in rows]
+            f"select seq, raw, pk, id, room, nick, text, ts from lines where sender_id = ? "
+            f"and seq > ? and ts >= ? and raw is not null and pk is not null "
+            f"and room in ({marks}) order by seq limit ?",
+            (sender_id, to_db(after), max(since, self.hand_on_after), *rooms, limit)).fetchall()
+        out = []
+        for seq, raw, pk, message_id, room, nick, text, when in rows:
+            raw = bytes(raw)
+            if is_packed(raw):
+                raw = unpack(message_id, room, sender_id, nick, text, when, from_db(seq), raw)
+            out.append((from_db(seq), raw, pk or key))
+        return out
 
     def set_rooms(self, rooms: list[str]) -> None:
         self._settings["rooms"] = json.dumps(rooms)
@@ -401,7 +430,7 @@ class Store(Retention):
             "select id, room, sender_id, nick, text, action, own, ts, raw from lines "
             f"where room = ? {unless}order by ts desc, rowid desc limit ?",
             (room, *skip, count)).fetchall()
-        return [StoredLine(r[0], r[1], r[2], r[3], r[4] or _text_of(r[8]), bool(r[5]),
+        return [StoredLine(r[0], r[1], r[2], r[3], shown(r[4], r[8]), bool(r[5]),
                            bool(r[6]), r[7]) for r in reversed(rows)]
 
     def around(self, room: str, when: float, count: int,
@@ -418,7 +447,7 @@ class Store(Retention):
         after = self._db.execute(
             f"{columns}where room = ? and ts >= ? {unless}order by ts, rowid limit ?",
             (room, when, *skip, max(0, count) + 1)).fetchall()
-        return [StoredLine(r[0], r[1], r[2], r[3], r[4] or _text_of(r[8]), bool(r[5]),
+        return [StoredLine(r[0], r[1], r[2], r[3], shown(r[4], r[8]), bool(r[5]),
                            bool(r[6]), r[7]) for r in [*reversed(before), *after]]
 
     def recent_ids(self, count: int) -> list[str]:
@@ -477,6 +506,16 @@ class Store(Retention):
 
 def _row_bytes(row: tuple) -> int:
     return 16 + sum(len(x) for x in row if isinstance(x, (str, bytes)))
+
+
+def shown(text: str, raw: bytes | None) -> str:
+    """The text shown for a row: its ``text``; of a packed line (packing.py) the text
+    said, made printable; of a line kept as its bytes only, read from them."""
+    if raw is None:
+        return text
+    if is_packed(raw):
+        return printable(text)
+    return text or _text_of(raw)
 
 
 def _text_of(raw: bytes | None) -> str:

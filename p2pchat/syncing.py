@@ -9,17 +9,20 @@ shortly after lines come (one per burst) and clear the delivery marks of what we
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING
 
 from twisted.logger import Logger, LogLevel
 
 from p2pchat import events
 from p2pchat.clocks import Delayed, log_limited
+from p2pchat.checking import RelayChecks
 from p2pchat.catchup import ACK_DELAY, parse_ack, parse_sync, sync_metadata
 from p2pchat.relay import (
     RELAY,
     RELAY_STEP_LINES,
     RELAY_TURN_BYTES,
+    RELAY_TURN_SECONDS,
     HandOn,
     check_relayed,
     relay_batches,
@@ -42,6 +45,8 @@ class CatchUp:
         self.node = node
         #: the ack waiting to go to each peer (one per burst of its lines)
         self._ack_calls: dict[str, Delayed] = {}
+        #: relayed lines waiting for their signatures to be checked, in steps
+        self.checks = RelayChecks(node.clock, self.check_relayed)
 
     def stop(self) -> None:
         """We leave: no more acks (the next sync, when we are back, says the same)."""
@@ -129,22 +134,23 @@ class CatchUp:
                   if author not in (node.peer_id, link.peer_id)}
         state = self.hand_on_state(link)
         state.replace(wanted, sorted(node.rooms.rooms_of_peer(link.peer_id)),
-                      node.clock.seconds() - node.outbox.log.max_age)
+                      node.clock.seconds() - node.outbox.log.max_age, node.outbox.log.max_lines)
         self.pump_relay(link)
 
     def pump_relay(self, link: PeerSession) -> None:
         """Write to ``link`` the next of what it is to be handed on: in steps of
-        RELAY_STEP_LINES, only while its peer reads (not ``backed_up``), RELAY_TURN_BYTES at
-        most per reactor turn (then it goes on at the next turn)."""
+        RELAY_STEP_LINES, only while its peer reads (not ``backed_up``), RELAY_TURN_BYTES (and
+        RELAY_TURN_SECONDS) at most per reactor turn (then it goes on at the next turn)."""
         node = self.node
         state = link.hand_on
         if state is None or state.scheduled or not state.pending:
             return
         written = 0
+        deadline = time.perf_counter() + RELAY_TURN_SECONDS
         while state.pending:
             if link.backed_up or node.links.get(link.peer_id) is not link:
                 return  # link_writable brings us back
-            if written >= RELAY_TURN_BYTES:
+            if written >= RELAY_TURN_BYTES or time.perf_counter() > deadline:
                 state.scheduled = True
                 node.clock.callLater(0, self._next_turn, link)
                 return
@@ -191,25 +197,30 @@ class CatchUp:
                         "bad relay line from {peer} skipped: {why}", peer=link.peer_id,
                         why=str(e))
             return
-        now = node.clock.seconds()
-        for raw, key in pairs:
-            try:
-                relayed = check_relayed(raw, key)
-            except WireError as e:
-                log_limited(node.clock, log, "relayed line refused", LogLevel.warn,
-                            "a line {peer} handed on was refused: {why}", peer=link.peer_id,
-                            why=str(e))
-                continue
-            line = relayed.msg
-            if line.sender_id == node.peer_id or line.room_id not in node.rooms.joined:
-                continue
-            # A relayer has only some of an author's lines (its rooms): they don't tell how
-            # far we have that author, so the author still resends whatever we lack.
-            if not node.room.accept(line, advance=False):
-                continue  # already had it
-            nick = node.trust.display(line.username or line.sender_id, relayed.fp)
-            node.hearing.show_line(line, nick, line.room_id, "", now, (raw, key), via=link,
-                                   replayed=True)
+        self.checks.add(link, pairs)  # checked in steps (checking.py)
+
+    def check_relayed(self, link: PeerSession, raw: bytes, key: str) -> None:
+        """One line ``link``'s peer handed on: shown if its author's signature checks out."""
+        node = self.node
+        if node.leaving:
+            return
+        try:
+            relayed = check_relayed(raw, key)
+        except WireError as e:
+            log_limited(node.clock, log, "relayed line refused", LogLevel.warn,
+                        "a line {peer} handed on was refused: {why}", peer=link.peer_id,
+                        why=str(e))
+            return
+        line = relayed.msg
+        if line.sender_id == node.peer_id or line.room_id not in node.rooms.joined:
+            return
+        # A relayer has only some of an author's lines (its rooms): they don't tell how
+        # far we have that author, so the author still resends whatever we lack.
+        if not node.room.accept(line, advance=False):
+            return  # already had it
+        nick = node.trust.display(line.username or line.sender_id, relayed.fp)
+        node.hearing.show_line(line, nick, line.room_id, "", node.clock.seconds(), (raw, key),
+                               via=link, replayed=True)
 
     def acked(self, link: PeerSession, have: int) -> None:
         node = self.node

@@ -495,7 +495,7 @@ class Budget(TestCase):
         self.assertTrue(store.upkeep_loop.running)
         store.close()
         self.assertFalse(store.upkeep_loop.running)
-        self.assertEqual(Options().parseOptions([]) or Options()["history-mb"], "200")
+        self.assertEqual(Options().parseOptions([]) or Options()["history-mb"], "512")
 
 
 class SavingRate(TestCase):
@@ -518,7 +518,7 @@ class SavingRate(TestCase):
         for n in range(count):
             node.message_received(flood, Message(id=f"f{n}", type="chat", sender_id="flood_1",
                                                  username="flood", content="x" * size))
-            if n % 100 == 0:
+            if n % (count // 10) == 0:  # ten steps of 0.1 s: about a second in all
                 clock.advance(0.1)
         clock.advance(0.1)
         self.assertEqual(len(shown), count)

@@ -215,8 +215,10 @@ class StoreSearches(_Searches, TestCase):
         self.assertEqual((yield self.find(words=("build",))),
                          ["build again tomorrow", "Deploy done, BUILD fine"])
         if self.fts:
-            rows = self.history._db.execute("select count(*) from lines_fts").fetchone()[0]
-            self.assertEqual(rows, 3)
+            # (columnsize=0: the index can't be counted whole, only matched)
+            rows = self.history._db.execute("select count(*) from lines_fts where lines_fts "
+                                            "match '\"build\"'").fetchone()[0]
+            self.assertEqual(rows, 2)
 
 
 class FallbackSearches(StoreSearches):
@@ -254,6 +256,13 @@ class QueryParsing(TestCase):
 
     def test_words_are_quoted_as_fts5_strings(self) -> None:
         self.assertEqual(fts_text(['a"b', "NEAR("]), '"a""b" "NEAR("')
+
+
+def indexed(store: Store) -> int:
+    """Index entries of the word every line has (columnsize=0: the index can't be counted
+    whole, only matched; a line indexed twice is matched twice)."""
+    return store._db.execute("select count(*) from lines_fts where lines_fts match "
+                             "'\"old\"'").fetchone()[0]
 
 
 class Indexing(TestCase):
@@ -295,7 +304,7 @@ class Indexing(TestCase):
         hits = yield store.search(Query(words=("old",)), 10 * self.count)
         self.assertEqual(len(hits), self.count + 1)
         self.assertEqual(hits[0].text, "old news, new line")
-        rows = store._db.execute("select count(*) from lines_fts").fetchone()[0]
+        rows = indexed(store)
         self.assertEqual(rows, self.count + 1)  # nothing indexed twice
         store.close()
         again = Store(self.path)
@@ -306,7 +315,7 @@ class Indexing(TestCase):
         store = Store(self.path)
         self.addCleanup(store.close)
         self.assertTrue(store.index.step())
-        rows = store._db.execute("select count(*) from lines_fts").fetchone()[0]
+        rows = indexed(store)
         self.assertEqual(rows, index_module.INDEX_STEP)
         self.assertEqual(store.indexing(), int(100 * index_module.INDEX_STEP / self.count))
 
@@ -319,7 +328,7 @@ class Indexing(TestCase):
         self.assertEqual(again.index.upto, index_module.INDEX_STEP)
         while again.index.step():
             pass
-        rows = again._db.execute("select count(*) from lines_fts").fetchone()[0]
+        rows = indexed(again)
         self.assertEqual(rows, self.count)
 
 

@@ -14,6 +14,7 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 
 from p2pchat import events
+from p2pchat.catching_up import CATCH_UP_SCROLLBACK, CatchingUp, Run, summary
 from p2pchat.commands import COMMANDS, Command, Refusal, help_lines, parse_input
 from p2pchat.console.alerts import ALERT_COMMANDS, Alerts
 from p2pchat.console.complete import candidates
@@ -191,6 +192,7 @@ class ConsoleFace(CommandFace, Keyboard):
         #: who is typing, by conversation: peer id -> (nick, shown until) (events.Typing)
         self.typing_now: dict[str, dict[str, tuple[str, float]]] = {}
         self._typing_call: IDelayedCall | None = None
+        self.catching_up = CatchingUp(clock, lambda run: caught_up(self, run))
         self.widget = ConsoleWidget(self)
         self.refresh_peers()
 
@@ -207,14 +209,14 @@ class ConsoleFace(CommandFace, Keyboard):
         for room in self.node.my_rooms():
             if self.find(room) is None:
                 self.open(room)
-        self.node.subscribe(self.on_event)
+        self.catching_up.watch(self.node, self.on_event)  # a big catch-up summed up
         self.show_info([f"you are {self.node.nick} ({self.node.peer_id}), on port "
                         f"{self.node.port}, in {self.label(self.current)}",
                         "/help lists the commands and keys; /quit or Ctrl-C leaves"])
         self.refresh_peers()
 
     def detach(self) -> None:
-        self.node.unsubscribe(self.on_event)
+        self.catching_up.unwatch()
         if self._typing_call is not None and self._typing_call.active():
             self._typing_call.cancel()
 
@@ -565,3 +567,17 @@ class ConsoleFace(CommandFace, Keyboard):
         if not self.quitting:
             self.quitting = True
             self._on_quit()
+
+
+def caught_up(face: ConsoleFace, run: Run) -> None:
+    """A big catch-up ended (catching_up.py): a summary, then the conversation's last lines
+    from the history (in the order they were said, whoever handed them on) fill its pane."""
+    conv = face.find(run.room) or face.open(run.room)
+    lines = face.node.history(run.room, CATCH_UP_SCROLLBACK)
+    title = f"{summary(run, face.label(conv))}; the last {len(lines)}:"
+    for row in history_rows(lines, title, face.node.now(), "now"):
+        face._add(row, conv)
+    if conv is not face.current:
+        conv.unread += run.held
+        face.refresh_conversations()
+    face.changed()

@@ -48,8 +48,17 @@ SHOWN_TEXT = ("substr(case when L.text != '' then L.text when L.raw is not null 
 #: A deleted line leaves the index by a trigger.  New lines go in at each commit, all at once
 #: (``add_new``): a trigger per inserted row cost four times as much (about 22 us a line here,
 #: most of what receiving a line cost; bench.hotpath).
+#: A line deleted is taken out of the index, unless an upgrade has not indexed it yet (its
+#: rowid between the upgrade's "upto" and "target"): a contentless index told to delete what
+#: it never held calls itself malformed, and every later prune would fail.
+_NOT_YET_INDEXED = (
+    f"exists (select 1 from settings where key = '{INDEX_KEY}' and value != 'done' and "
+    "old.rowid > cast(value as integer) and "
+    "old.rowid <= cast(substr(value, instr(value, ' ') + 1) as integer))")
 _TRIGGERS = (
-    "create trigger if not exists lines_fts_gone after delete on lines begin "
+    "drop trigger if exists lines_fts_gone",  # an older build's, without the when clause
+    "create trigger lines_fts_gone after delete on lines when not "
+    + _NOT_YET_INDEXED + " begin "
     "insert into lines_fts(lines_fts, rowid, text) values ('delete', old.rowid, "
     + SHOWN_TEXT.replace("L.", "old.") + "); end",
 )

@@ -185,6 +185,7 @@ class Bounds(TestCase):
             db.executemany("insert into lines values (?,?,?,?,?,0,0,?,null,null,null)",
                            [(f"x{n}", "general", "s_1", "sam", f"t {n}",
                              T0 - 400 * 86400 * (n < step + 5)) for n in range(count)])
+            store.index.add_new(0)  # as a commit does
         store.line_count = count
         store.upkeep(T0)
         # at most PRUNE_STEP too old, then at most PRUNE_STEP past the count

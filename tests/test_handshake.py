@@ -117,6 +117,15 @@ class Listener(TestCase):
         acts = h.timeout()
         self.assertEqual(kinds(acts), [hs.Note, hs.Drop])
         self.assertEqual(acts[0].fields, {"t": 3.0})
+        # heard within the timeout, or a timer that rang late (we were starved): re-armed
+        slow = Handshake(outgoing=False, have_key=True, timeout=3.0)
+        self.assertEqual(slow.timeout(quiet=1.0, age=10.0), [hs.ArmTimer(after=2.0)])
+        self.assertEqual(slow.timeout(quiet=5.0, age=5.0, late=2.0), [hs.ArmTimer()])
+        self.assertEqual(kinds(slow.timeout(quiet=5.0, age=5.0, late=0.1)), [hs.Note, hs.Drop])
+        # past the hard limit, nothing re-arms it
+        old = Handshake(outgoing=False, have_key=True, timeout=3.0)
+        self.assertEqual(kinds(old.timeout(quiet=0.0, age=3.0 * hs.HANDSHAKE_MAX_FACTOR,
+                                           late=5.0)), [hs.Note, hs.Drop])
         live = Handshake(outgoing=False, have_key=False)
         live.receive(msg())
         live.offered(None)

@@ -21,6 +21,7 @@ from p2pchat.mesh import (
     PeerProtocol,
     PeerServerFactory,
 )
+from p2pchat.handshake import HANDSHAKE_MAX_FACTOR
 from p2pchat.node import FLAP_WINDOW, Node
 from p2pchat.peers import Backoff, PeerInfo
 from p2pchat.wire import Message
@@ -30,6 +31,21 @@ def line(**fields) -> bytes:
     base = {"id": "i1", "type": "chat", "sender_id": "zed_1", "username": "zed"}
     base.update(fields)
     return wire.encode_message(Message(**base))
+
+
+class TurnClock(MemoryReactorClock):
+    """A clock that runs, per ``advance``, only the calls due when it began, as the reactor
+    runs its timers between two reads of its sockets: a call scheduled by one of them (even
+    for now) waits for the next turn."""
+
+    def advance(self, amount: float) -> None:
+        self.rightNow += amount
+        due = [c for c in self.calls if c.getTime() <= self.rightNow]
+        for call in sorted(due, key=lambda c: c.getTime()):
+            if call in self.calls:
+                self.calls.remove(call)
+                call.called = 1
+                call.func(*call.args, **call.kw)
 
 
 class ProtocolTest(TestCase):
@@ -100,6 +116,50 @@ class Listener(ProtocolTest):
         self.reactor.advance(HANDSHAKE_TIMEOUT - 0.1)
         self.assertTrue(transport.connected)
         self.reactor.advance(0.2)
+        self.assertFalse(transport.connected)
+
+    def test_handshake_that_moves_is_not_cut(self) -> None:
+        """The timeout counts from the last bytes heard (a crowd starting at once makes every
+        handshake slow), within HANDSHAKE_MAX_FACTOR timeouts in all."""
+        proto, transport = self.connect()
+        step = HANDSHAKE_TIMEOUT * 0.8
+        for _ in range(4):  # a partial first line, a little more at each step
+            self.reactor.advance(step)
+            self.assertTrue(transport.connected)
+            proto.dataReceived(b'{"id":')
+        self.reactor.advance(HANDSHAKE_TIMEOUT - 0.1)
+        self.assertTrue(transport.connected)
+        self.reactor.advance(0.2)  # silent a whole timeout since the last bytes
+        self.assertFalse(transport.connected)
+
+    def test_trickling_handshake_closed_at_the_hard_limit(self) -> None:
+        proto, transport = self.connect()
+        for _ in range(int(HANDSHAKE_MAX_FACTOR * 2) + 2):
+            if not transport.connected:
+                break
+            self.reactor.advance(HANDSHAKE_TIMEOUT / 2)
+            proto.dataReceived(b" ")
+        self.assertFalse(transport.connected)
+        self.assertLessEqual(self.reactor.seconds(), HANDSHAKE_TIMEOUT * HANDSHAKE_MAX_FACTOR + 1)
+
+    def test_bytes_waiting_when_the_timer_rings_are_read_first(self) -> None:
+        """A starved process finds its timer due before it reads its sockets: the verdict
+        waits a reactor turn, and what came meanwhile counts."""
+        self.reactor = TurnClock()
+        self.node = Node("mmm", self.reactor, peer_id="mmm_1")
+        proto, transport = self.connect()
+        self.reactor.advance(HANDSHAKE_TIMEOUT)  # rings; the verdict is the next turn
+        self.assertTrue(transport.connected)
+        proto.dataReceived(line(id="j1", type="join"))  # read in that turn
+        self.reactor.advance(0)
+        self.assertTrue(transport.connected)
+        self.assertIn("zed_1", self.node.links)
+
+    def test_timer_that_rang_late_rearms(self) -> None:
+        proto, transport = self.connect()
+        self.reactor.advance(HANDSHAKE_TIMEOUT + 5.0)  # one jump: it rang 5 s late
+        self.assertTrue(transport.connected)
+        self.reactor.advance(HANDSHAKE_TIMEOUT)
         self.assertFalse(transport.connected)
 
     def test_endless_line_closes(self) -> None:

@@ -39,7 +39,9 @@ HANDSHAKE_TIMEOUT = 10.0
 #: closed (a peer trickling bytes can't hold a connection open for ever).
 HANDSHAKE_MAX_FACTOR = 6.0
 #: A timer that rang this many seconds late says our own process was starved (the machine is
-#: saturated): the peer most likely was too, so the timeout counts from now.
+#: saturated): the peer most likely was too, so the timeout counts from now.  And the verdict
+#: waits one reactor turn (``mesh``): a starved process finds its timers due before it reads
+#: its sockets, and what came meanwhile counts as heard.
 STARVED_LATENESS = 1.0
 
 
@@ -80,9 +82,9 @@ class SendStartTLS:
 @dataclass(frozen=True)
 class ArmTimer:
     """Start the handshake timer: ``Handshake.timeout`` when it rings, ``after`` seconds from
-    now (None: the full timeout)."""
+    now."""
 
-    after: float | None = None
+    after: float
 
 
 @dataclass(frozen=True)
@@ -197,9 +199,9 @@ class Handshake:
     def connected(self) -> list[Action]:
         """The TCP connection is up."""
         if not self.outgoing:
-            return [ArmTimer()]
+            return [ArmTimer(self.timeout_after)]
         if self.stage is Stage.AWAIT_STARTTLS:
-            return [SendJoin(), ArmTimer()]
+            return [SendJoin(), ArmTimer(self.timeout_after)]
         return [SendJoin(), GoLive()]
 
     def receive(self, msg: Message, more: bool = False) -> list[Action]:
@@ -279,7 +281,7 @@ class Handshake:
             return []
         if age < self.timeout_after * HANDSHAKE_MAX_FACTOR:
             if late >= STARVED_LATENESS:
-                return [ArmTimer()]
+                return [ArmTimer(self.timeout_after)]
             if quiet < self.timeout_after:
                 return [ArmTimer(after=self.timeout_after - quiet)]
         self.stage = Stage.REFUSED

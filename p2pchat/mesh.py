@@ -51,6 +51,9 @@ HANDSHAKE_TIMEOUT = handshake.HANDSHAKE_TIMEOUT
 STABLE_AFTER = 10.0
 #: Connections we accept at once, handshaken or not; past this, new ones are closed at once.
 MAX_INBOUND = 512
+#: Dials in flight at once (connecting or handshaking); the others wait their turn, so a
+#: peer that hears a crowd at once does not start a hundred TLS handshakes together.
+MAX_DIALING = 16
 #: A peer that reads nothing of what we write for this long (seconds) loses its link; our
 #: lines for it wait in the sent log meanwhile (catch-up resends them when it is back).
 STALL_TIMEOUT = 30.0
@@ -64,8 +67,8 @@ _LEVELS = {"info": LogLevel.info, "warn": LogLevel.warn}
 # Twisted's zope interfaces (IReactorTime, ITransport, IDelayedCall, ...) are not understood by
 # mypy without the mypy-zope plugin, so what this module calls on them is typed here as
 # ``typing.Protocol``s (or Any for a transport, whose kind, TCP or TLS, decides its methods).
-__all__ = ["DIAL_TIMEOUT", "HANDSHAKE_TIMEOUT", "STABLE_AFTER", "MAX_INBOUND", "STALL_TIMEOUT",
-           "FLOOD_RATE", "FLOOD_BURST", "PeerProtocol", "PeerServerFactory", "DialState",
+__all__ = ["DIAL_TIMEOUT", "HANDSHAKE_TIMEOUT", "STABLE_AFTER", "MAX_INBOUND", "MAX_DIALING",
+           "STALL_TIMEOUT", "FLOOD_RATE", "FLOOD_BURST", "PeerProtocol", "PeerServerFactory", "DialState",
            "Dialer", "peer_endpoint"]
 
 
@@ -119,8 +122,7 @@ class PeerProtocol(LineReceiver):
             self.outgoing, node.identity is not None, self.peer_id, self.caps,
             expected.fp if expected else "", timeout=HANDSHAKE_TIMEOUT)
         self._handshake_timer: _Timer | None = None
-        self._timer_due = 0.0  # when the handshake timer should ring
-        self.connected_at = self.clock.seconds()
+        self._timer_due = self.connected_at = self.clock.seconds()  # the timer's due time
         #: the key fingerprint the peer proved by TLS ("" while plain), and the TLS version
         self.fp = ""
         self.tls = ""
@@ -234,9 +236,8 @@ class PeerProtocol(LineReceiver):
                 assert self.node.identity is not None  # TLS is wanted only with a key
                 self.transport.startTLS(ContextFactory(self.node.identity, server=action.server))
             elif isinstance(action, handshake.ArmTimer):
-                after = self.handshake.timeout_after if action.after is None else action.after
-                self._timer_due = self.clock.seconds() + after
-                self._handshake_timer = self.clock.callLater(after, self._too_slow)
+                self._timer_due = self.clock.seconds() + action.after
+                self._handshake_timer = self.clock.callLater(action.after, self._too_slow)
             elif isinstance(action, handshake.Learn):
                 self.peer_id, self.username, self.caps = (action.peer_id, action.username,
                                                           action.caps)
@@ -271,17 +272,13 @@ class PeerProtocol(LineReceiver):
         self._handshake_timer = None
 
     def _too_slow(self) -> None:
-        """The handshake timer rang.  The verdict waits one reactor turn, so what already
-        came (a process starved of CPU finds its timers due before its sockets read) is read
-        first and counts as heard."""
+        """The verdict waits a turn: bytes that came meanwhile are read first (handshake.py)."""
         late = self.clock.seconds() - self._timer_due
         self._handshake_timer = self.clock.callLater(0, self._judge, late)
 
     def _judge(self, late: float) -> None:
-        self._handshake_timer = None
-        now = self.clock.seconds()
-        self._do(self.handshake.timeout(quiet=now - self.last_heard,
-                                        age=now - self.connected_at, late=late))
+        self._handshake_timer, now = None, self.clock.seconds()
+        self._do(self.handshake.timeout(now - self.last_heard, now - self.connected_at, late))
 
     def _stalled(self) -> None:
         _log(self.clock, "stalled", LogLevel.warn,
@@ -425,6 +422,7 @@ class DialState(enum.Enum):
     DIALING = "dialing"  # an attempt in flight: connecting, or connected and handshaking
     WAITING = "waiting"  # an attempt failed: the next waits out the backoff
     HELD = "held"  # its last link was short: the next dial waits ``hold`` seconds
+    QUEUED = "queued"  # wanted now, waiting for one of the MAX_DIALING dials in flight
 
 
 class _Peer:
@@ -467,6 +465,7 @@ class Dialer:
             lambda info: peer_endpoint(self.reactor, info.host, info.port, self.bind_host))
         self._peers: dict[str, _Peer] = {}
         self.outgoing: set[PeerProtocol] = set()
+        self._queue: list[_Peer] = []  # QUEUED, first wanted first
 
     def state(self, peer_id: str) -> DialState | None:
         """Where the dialer is with this peer (None: it knows nothing of it)."""
@@ -478,6 +477,9 @@ class Dialer:
         if peer is None:
             peer = self._peers[peer_id] = _Peer(None, self._backoff())
         return peer
+
+    def dialing(self) -> int:
+        return sum(1 for peer in self._peers.values() if peer.state is DialState.DIALING)
 
     def want(self, info: PeerInfo) -> None:
         peer = self._peer(info.peer_id)
@@ -509,6 +511,7 @@ class Dialer:
         attempt, peer.attempt, peer.conn = peer.attempt, None, None
         if attempt is not None:
             attempt.cancel()
+        self._next()
 
     def connected(self, peer_id: str) -> None:
         """The peer is linked (whoever dialed): stop trying.  An attempt in flight is left to
@@ -518,15 +521,28 @@ class Dialer:
             return  # a hold not yet waited out still counts at the next want
         peer.stop_timer()
         peer.state = DialState.IDLE
+        self._next()
 
     def stop(self) -> None:
+        self._queue.clear()
         for peer_id in list(self._peers):
             self.drop(peer_id)
+
+    def _next(self) -> None:
+        """A dial slot may be free: dial the peers that wait for one, first wanted first."""
+        while self._queue and self.dialing() < MAX_DIALING:
+            peer = self._queue.pop(0)
+            if peer.state is DialState.QUEUED and self._current(peer):
+                self._dial(peer)
 
     def _dial(self, peer: _Peer) -> None:
         info = peer.info
         assert info is not None
         peer.timer = None
+        if self.dialing() >= MAX_DIALING:
+            peer.state, peer.conn = DialState.QUEUED, None
+            self._queue.append(peer)
+            return
         peer.state, peer.conn = DialState.DIALING, None
 
         def make() -> PeerProtocol:
@@ -558,6 +574,7 @@ class Dialer:
             return
         if proto.was_ready:  # a link (the node said connected, or should have): gone now
             peer.state = DialState.IDLE
+            self._next()
         else:
             self._wait(peer, peer.backoff.next_delay())
 
@@ -580,3 +597,4 @@ class Dialer:
     def _wait(self, peer: _Peer, delay: float) -> None:
         peer.state = DialState.WAITING
         peer.timer = self.clock.callLater(delay, self._dial, peer)
+        self._next()

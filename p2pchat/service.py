@@ -29,7 +29,7 @@ from p2pchat.errors import StartError, stop_reactor
 from p2pchat.flow import close_within
 from p2pchat.identity import PINS_NAME, PINS_SAVE_DELAY, Identity, Pins
 from p2pchat.ignore import IGNORED_NAME, Ignores
-from p2pchat.mesh import Dialer, PeerProtocol, PeerServerFactory
+from p2pchat.mesh import MAX_INBOUND, Dialer, PeerProtocol, PeerServerFactory
 from p2pchat.node import HEARTBEAT_INTERVAL, Node
 from p2pchat.store import (
     FLUSH_DELAY,
@@ -51,6 +51,10 @@ log = Logger()
 GOODBYE_TIMEOUT = 2.0
 #: How often the peer table is swept for silent peers.
 SWEEP_INTERVAL = 1.0
+#: Connections the kernel queues for our listener before we accept them.  Twisted's default,
+#: 50, overflowed when a crowd dialed one peer at once: the kernel dropped their SYNs and each
+#: dial waited out TCP's retransmission (1 s, then 3 s), often past DIAL_TIMEOUT, and redialed.
+LISTEN_BACKLOG = MAX_INBOUND
 
 __all__ = ["ChatService", "NodeService", "Options", "StartError", "makeService"]
 
@@ -100,7 +104,8 @@ class NodeService(Service):
         last = None
         for port in ports:
             try:
-                return self.reactor.listenTCP(port, self.server, interface=host)
+                return self.reactor.listenTCP(port, self.server, backlog=LISTEN_BACKLOG,
+                                              interface=host)
             except error.CannotListenError as e:
                 last = e
         where = (f"port {self.wanted_port}" if self.wanted_port is not None

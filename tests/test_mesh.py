@@ -15,6 +15,7 @@ from p2pchat import events, wire
 from p2pchat.identity import Identity
 from p2pchat.mesh import (
     HANDSHAKE_TIMEOUT,
+    MAX_DIALING,
     STABLE_AFTER,
     DialState,
     Dialer,
@@ -346,6 +347,28 @@ class DialerBackoff(TestCase):
         self.assertEqual(len(self.reactor.tcpClients), 1)
         self.reactor.advance(1.01)
         self.assertEqual(len(self.reactor.tcpClients), 2)
+
+    def test_at_most_max_dialing_dials_in_flight(self) -> None:
+        """A crowd heard at once is dialed MAX_DIALING at a time, first heard first; each
+        dial that ends (failed, linked, dropped) lets the next one go."""
+        crowd = [PeerInfo(f"p{i:03d}_1", "p", "127.0.0.1", 9000 + i, 0.0)
+                 for i in range(MAX_DIALING + 3)]
+        for info in crowd:
+            self.dialer.want(info)
+        self.assertEqual(len(self.reactor.tcpClients), MAX_DIALING)
+        self.assertEqual(self.dialer.dialing(), MAX_DIALING)
+        self.assertIs(self.dialer.state(crowd[-1].peer_id), DialState.QUEUED)
+        self.dialer.want(crowd[-1])  # its next beacon: still waits its turn
+        self.assertEqual(len(self.reactor.tcpClients), MAX_DIALING)
+        self.fail_last()  # one failed: waits its backoff, and the first queued goes
+        self.assertEqual(self.reactor.tcpClients[-1][1], 9000 + MAX_DIALING)
+        self.dialer.connected(crowd[0].peer_id)  # linked (whoever dialed)
+        self.assertEqual(self.reactor.tcpClients[-1][1], 9000 + MAX_DIALING + 1)
+        self.dialer.drop(crowd[1].peer_id)
+        self.assertEqual(self.reactor.tcpClients[-1][1], 9000 + MAX_DIALING + 2)
+        self.assertEqual(self.dialer.dialing(), MAX_DIALING)
+        self.dialer.stop()  # nothing queued is dialed on the way out
+        self.assertEqual(len(self.reactor.tcpClients), MAX_DIALING + 3)
 
     def test_connected_stops_retries(self) -> None:
         self.dialer.want(self.info)

@@ -325,6 +325,10 @@ def makeService(options: Options, reactor: Any = None) -> ChatService:
         chat.twistd_pidfile = os.path.abspath(options.parent["pidfile"])
     if warning:
         reactor.callWhenRunning(node.notice, warning)  # once the face is there to show it
+    from p2pchat import lateness  # the probe runs only when the bench asks (P2PCHAT_STALL_PROBE)
+
+    if lateness.wanted():
+        reactor.callWhenRunning(lateness.StallProbe(reactor).start)
     if options["irc"] is not None:
         from p2pchat.irc import IrcService
 

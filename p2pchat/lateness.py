@@ -9,7 +9,7 @@ Every ``REPORT_EVERY`` seconds it logs the worst lateness of that stretch::
     stall probe: worst 12.3 ms late in the last 1.0 s (worst since start 40.1 ms)
 
 The log (the data dir's ``p2pchat.log``) is the channel: every face has it, none shows it.
-Off by default: nothing is scheduled and this module is not imported.
+Off by default: nothing is scheduled.
 """
 
 from __future__ import annotations

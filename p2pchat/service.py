@@ -22,7 +22,7 @@ from twisted.internet.interfaces import IListeningPort, ITCPTransport
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
-from p2pchat import datadir, logs, startup
+from p2pchat import datadir, lateness, logs, startup
 from p2pchat.activity import SETTINGS_NAME, Settings
 from p2pchat.discovery import BeaconProtocol
 from p2pchat.errors import StartError, stop_reactor
@@ -325,9 +325,7 @@ def makeService(options: Options, reactor: Any = None) -> ChatService:
         chat.twistd_pidfile = os.path.abspath(options.parent["pidfile"])
     if warning:
         reactor.callWhenRunning(node.notice, warning)  # once the face is there to show it
-    from p2pchat import lateness  # the probe runs only when the bench asks (P2PCHAT_STALL_PROBE)
-
-    if lateness.wanted():
+    if lateness.wanted():  # the stall probe, only when the bench asks (P2PCHAT_STALL_PROBE)
         reactor.callWhenRunning(lateness.StallProbe(reactor).start)
     if options["irc"] is not None:
         from p2pchat.irc import IrcService

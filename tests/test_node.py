@@ -229,6 +229,33 @@ class Links(NodeTest):
         self.clock.advance(PROBE_TIMEOUT + 1)
         self.assertIsNone(again.closed)
 
+    def test_a_link_heard_during_the_beacon_silence_is_not_probed(self) -> None:
+        """A saturated machine loses and delays beacons first: a link heard while its peer's
+        beacons were overdue is alive, and is not probed (nor dropped) when they return."""
+        self.node.beacon_heard(beacon("zed_1", when=1000), "127.0.0.1")
+        link = self.link("zed_1")
+        self.clock.advance(8)
+        link.last_heard = self.clock.seconds()  # a line came on the link meanwhile
+        self.clock.advance(4)  # its beacons: stale
+        self.node.beacon_heard(beacon("zed_1", when=self.clock.seconds()), "127.0.0.1")
+        self.assertEqual([m for m in link.sent if (m.metadata or {}).get("probe")], [])
+        self.clock.advance(PROBE_TIMEOUT + 1)
+        self.assertIsNone(link.closed)
+
+    def test_a_probed_link_that_speaks_is_kept(self) -> None:
+        """Anything heard on the link after the probe proves it (the answer may queue
+        behind other lines on a busy link)."""
+        self.node.beacon_heard(beacon("zed_1", when=1000), "127.0.0.1")
+        link = self.link("zed_1")
+        self.clock.advance(12)
+        self.node.beacon_heard(beacon("zed_1", when=self.clock.seconds()), "127.0.0.1")
+        self.assertTrue(link.sent[-1].metadata.get("probe"))
+        self.clock.advance(1)
+        link.last_heard = self.clock.seconds()  # some other line came
+        self.clock.advance(PROBE_TIMEOUT + 1)
+        self.assertIsNone(link.closed)
+        self.assertEqual(self.node.watch.probes, {})  # and the probe is over
+
     def test_probes_are_answered(self) -> None:
         link = self.link("zed_1")
         self.node.message_received(link, Message(id="p1", type="heartbeat", sender_id="zed_1",

@@ -14,9 +14,10 @@ import time
 
 from bench import profiling, scenarios
 from bench import search as search_bench
+from bench import stall, trend
 from bench.procs import Children, install_signal_handlers, precompile
 
-PHASES = ("mesh", "fanout", "cost", "profile", "search")
+PHASES = ("mesh", "fanout", "cost", "profile", "search", "stall")
 
 
 def int_list(text: str) -> list[int]:
@@ -62,6 +63,10 @@ def options(argv: list[str] | None) -> argparse.Namespace:
                    help="multiply every timeout (a loaded machine)")
     p.add_argument("--json", action="store_true", help="print the figures as JSON")
     p.add_argument("--keep", action="store_true", help="keep the work directory (logs)")
+    p.add_argument("--record", metavar="LABEL", default=None,
+                   help="add the figures to bench/runs.json as run LABEL (merged into the "
+                   "newest run if it has that label) and chart them against the previous "
+                   "run in bench/performance.svg")
     p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     a = p.parse_args(argv)
     a.trials = a.trials or (1 if a.quick else 3)
@@ -229,6 +234,8 @@ def render(r: dict) -> str:
                 lines.append(f"{name}: {p.get(name, {}).get('status')}")
     if "search" in r:
         lines += ["", search_bench.render(r["search"])]
+    if "stall" in r:
+        lines += ["", stall.render(r["stall"])]
     return "\n".join(lines)
 
 
@@ -264,6 +271,8 @@ def main(argv: list[str] | None = None) -> int:
         if "search" in a.phases:
             say(f"search: filling a history file with {a.search_lines} lines")
             result["search"] = search_bench.run(a.search_lines, 1 if a.quick else 5)
+        if "stall" in a.phases:
+            result["stall"] = stall.run(kids, a.timeout_scale, say)
     except KeyboardInterrupt:
         say("interrupted: stopping every peer")
         result["interrupted"] = True
@@ -278,4 +287,8 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(result, indent=2))
     else:
         print(render(result))
+    if a.record and not result.get("interrupted"):
+        runs = trend.record(result, a.record)
+        say(f"figures recorded in {trend.RUNS} (run {a.record!r}); chart: "
+            f"{trend.chart(runs)}")
     return 130 if result.get("interrupted") else 0

@@ -19,7 +19,7 @@ from twisted.protocols.basic import LineReceiver
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from p2pchat import handshake, ratelog
+from p2pchat import busy, handshake, ratelog
 from p2pchat.reach import DIAL_TIMEOUT, Endpoint, peer_endpoint
 from p2pchat.flow import Backpressure, TokenBucket
 from p2pchat.identity import ContextFactory, certificate_fingerprint, certificate_public_key
@@ -120,7 +120,7 @@ class PeerProtocol(LineReceiver):
         self.last_heard = self.clock.seconds()
         self.handshake = handshake.Handshake(
             self.outgoing, node.identity is not None, self.peer_id, self.caps,
-            expected.fp if expected else "", timeout=HANDSHAKE_TIMEOUT)
+            expected.fp if expected else "", timeout=HANDSHAKE_TIMEOUT * busy.load_factor())
         self._handshake_timer: _Timer | None = None
         self._timer_due = self.connected_at = self.clock.seconds()  # the timer's due time
         #: the key fingerprint the peer proved by TLS ("" while plain), and the TLS version

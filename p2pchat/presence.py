@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 from twisted.logger import Logger, LogLevel
 
 from p2pchat import events
+from p2pchat.busy import load_factor
 from p2pchat.clocks import Delayed, flush_logs, log_limited
 from p2pchat.identity import beacon_payload, peer_id_for, verify_beacon
 from p2pchat.linkwatch import IDLE_TIMEOUT, OVERDUE_AFTER, PROBE_TIMEOUT
@@ -306,7 +307,7 @@ class Presence:
         if not link.ours or not node.watch.probe(link.peer_id, token):
             return
         self._probe_timers[link.peer_id] = node.clock.callLater(
-            PROBE_TIMEOUT, self._probe_rang, link, token, node.clock.seconds())
+            PROBE_TIMEOUT * load_factor(), self._probe_rang, link, token, node.clock.seconds())
         link.send(node.sender.message(HEARTBEAT, "", metadata={"probe": token}))
 
     def _probe_rang(self, link: PeerSession, token: str, sent: float) -> None:

@@ -145,7 +145,9 @@ def render(r: dict) -> str:
         lines.append(f"  {'N':<40}" + "".join(f"{n:>10}" for n in sizes))
         for key, label in (("from_last_up", "last peer up -> full mesh"),
                            ("from_last_spawn", "last peer spawned -> full mesh"),
-                           ("all_up", "first spawned -> all peers up")):
+                           ("all_up", "first spawned -> all peers up"),
+                           ("cpu_s_per_peer", "CPU per peer until full (or timed out), s"),
+                           ("thrown_away", "connections thrown away (log lines)")):
             lines.append(f"  {label:<40}" + "".join(
                 f"{fmt(r['mesh'][n].get(key)):>10}" if r["mesh"][n].get(key) is not None
                 else f"{r['mesh'][n]['status'][:9]:>10}" for n in sizes))

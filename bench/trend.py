@@ -41,6 +41,10 @@ def figures(r: dict) -> Figures:
              "lower", note)
         _fig(out, f"mesh N={n}: last spawn -> full mesh", e.get("from_last_spawn"), "s",
              "lower", note)
+        if e.get("cpu_s_per_peer") is not None:
+            _fig(out, f"mesh N={n}: CPU per peer to form it", e["cpu_s_per_peer"], "s", "lower")
+        if e.get("thrown_away") is not None:
+            _fig(out, f"mesh N={n}: connections thrown away", e["thrown_away"], "", "lower")
     for k, e in r.get("fanout", {}).items():
         try:
             sat = e["p2pchat"]["saturation"]

@@ -147,7 +147,9 @@ def render(r: dict) -> str:
                            ("from_last_spawn", "last peer spawned -> full mesh"),
                            ("all_up", "first spawned -> all peers up"),
                            ("cpu_s_per_peer", "CPU per peer until full (or timed out), s"),
-                           ("thrown_away", "connections thrown away (log lines)")):
+                           ("thrown_away", "connections thrown away (log lines)"),
+                           ("one_line_each_s", "then one line from each, to all, s"),
+                           ("one_line_each_lost", "  lost"), ("one_line_each_twice", "  twice")):
             lines.append(f"  {label:<40}" + "".join(
                 f"{fmt(r['mesh'][n].get(key)):>10}" if r["mesh"][n].get(key) is not None
                 else f"{r['mesh'][n]['status'][:9]:>10}" for n in sizes))

@@ -173,9 +173,33 @@ def mesh_trial(kids: Children, n: int, scale: float) -> dict:
         t_last_up = max(ep.up or t_first for ep in eps)
         result.update(status="ok", from_last_up=t_full - t_last_up,
                       from_last_spawn=t_full - t_last_spawn, all_up=t_last_up - t_first)
+        result["one_line_each"] = one_line_each(kids, eps, 30 * scale)
         return result
     finally:
         kids.stop([ep.child for ep in eps])
+
+
+def one_line_each(kids: Children, eps: list[Endpoint], timeout: float) -> dict:
+    """Every peer says one marked line at once: how long until each peer printed every
+    other's line, and how many were lost or printed twice."""
+    n = len(eps)
+    d = Delivery(b"each", n, n)
+    for i, ep in enumerate(eps):
+        ep.delivery, ep.index = d, i
+    start = time.monotonic()
+    for i, ep in enumerate(eps):
+        kids.write(ep.child, b"~each:%d:%d\n" % (i, now_us()))
+
+    def everyone() -> bool:
+        return all(d.seen[i][j] for i in range(n) for j in range(n) if j != i)
+
+    ok = kids.pump(everyone, timeout)
+    kids.pump(lambda: False, 0.3)  # late duplicates, if any
+    for ep in eps:
+        ep.delivery = None
+    missing = sum(1 for i in range(n) for j in range(n) if j != i and not d.seen[i][j])
+    return {"status": "ok" if ok else "timed out", "seconds": d.last - start if d.last else None,
+            "lost": missing, "duplicated": d.dups}
 
 
 #: Log lines of work thrown away while a mesh forms: a connection cut before or after it
@@ -221,7 +245,9 @@ def mesh_formation(kids: Children, sizes: list[int], trials: int, scale: float,
                 f"{r['from_last_up']:.2f} s from last peer up, {r['from_last_spawn']:.2f} s "
                 f"from last spawn (all up {r['all_up']:.2f} s after first spawn)"
                 if r["status"] == "ok" else f"{r['status']} ({r['links']}/{r['links_wanted']} "
-                f"links)") + f"; CPU {r['cpu_s_per_peer'] or 0:.2f} s per peer; thrown away: "
+                f"links)") + (f"; one line from each everywhere in {r['one_line_each']['seconds']:.2f} s"
+                f" ({r['one_line_each']['lost']} lost, {r['one_line_each']['duplicated']} twice)"
+                if r.get("one_line_each") else "") + f"; CPU {r['cpu_s_per_peer'] or 0:.2f} s per peer; thrown away: "
                 + ", ".join(f"{v} {k}" for k, v in r["churn"].items()))
         good = [r for r in runs if r["status"] == "ok"]
         entry = {"trials": runs, "ok": len(good)}
@@ -232,6 +258,11 @@ def mesh_formation(kids: Children, sizes: list[int], trials: int, scale: float,
         if cpus:
             entry["cpu_s_per_peer"] = statistics.median(cpus)
         entry["thrown_away"] = statistics.median(sum(r["churn"].values()) for r in runs)
+        each = [r["one_line_each"] for r in good if r.get("one_line_each", {}).get("seconds")]
+        if each:
+            entry["one_line_each_s"] = statistics.median(e["seconds"] for e in each)
+            entry["one_line_each_lost"] = sum(e["lost"] for e in each)
+            entry["one_line_each_twice"] = sum(e["duplicated"] for e in each)
         entry["status"] = "ok" if len(good) == len(runs) else (
             f"{len(runs) - len(good)}/{len(runs)} timed out")
         out[str(n)] = entry

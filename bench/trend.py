@@ -43,6 +43,9 @@ def figures(r: dict) -> Figures:
              "lower", note)
         if e.get("cpu_s_per_peer") is not None:
             _fig(out, f"mesh N={n}: CPU per peer to form it", e["cpu_s_per_peer"], "s", "lower")
+        if e.get("one_line_each_s") is not None:
+            _fig(out, f"mesh N={n}: one line from each reaches all", e["one_line_each_s"], "s",
+                 "lower")
         if e.get("thrown_away") is not None:
             _fig(out, f"mesh N={n}: connections thrown away", e["thrown_away"], "", "lower")
     for k, e in r.get("fanout", {}).items():

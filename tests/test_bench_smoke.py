@@ -111,11 +111,12 @@ def test_stall_probe_lines_are_read_after_the_mark(tmp_path) -> None:
     from bench import stall
 
     log = tmp_path / "p2pchat.log"
-    log.write_bytes(b"x [p2pchat.lateness#info] stall probe: worst 80.0 ms late in the last "
-                    b"1.0 s (worst since start 80.0 ms)\n")
+    log.write_bytes(b"x [p2pchat.lateness#info] stall probe: worst 80.0 ms late, 70.0 ms of "
+                    b"CPU between ticks, in the last 1.0 s (worst since start 80.0 ms late)\n")
     mark = stall.log_end(str(log))
     with open(log, "ab") as f:
-        f.write(b"x stall probe: worst 3.5 ms late in the last 1.0 s (worst since start 80.0 "
-                b"ms)\nx stall probe: worst 12.0 ms late in the last 1.0 s (...)\n")
-    assert stall.worst_since(str(log), mark) == 12.0
+        f.write(b"x stall probe: worst 3.5 ms late, 3.0 ms of CPU between ticks, in ...\n"
+                b"x stall probe: worst 12.0 ms late, 1.5 ms of CPU between ticks, in ...\n")
+    assert stall.worst_since(str(log), mark) == 3.0
+    assert stall.worst_since(str(log), mark, cpu=False) == 12.0
     assert stall.worst_since(str(log), stall.log_end(str(log))) is None

@@ -52,8 +52,8 @@ STABLE_AFTER = 10.0
 #: Connections we accept at once, handshaken or not; past this, new ones are closed at once.
 MAX_INBOUND = 512
 #: Dials in flight at once (connecting or handshaking); the others wait their turn, so a
-#: peer that hears a crowd at once does not start a hundred TLS handshakes together.
-MAX_DIALING = 16
+#: peer that hears a crowd at once (a table of 256) does not start every handshake together.
+MAX_DIALING = 64
 #: A peer that reads nothing of what we write for this long (seconds) loses its link; our
 #: lines for it wait in the sent log meanwhile (catch-up resends them when it is back).
 STALL_TIMEOUT = 30.0

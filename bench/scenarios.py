@@ -233,6 +233,13 @@ def formation_cost(eps: list[Endpoint]) -> dict:
             "cpu_s_per_peer": sum(known) / len(known) if known else None, "churn": churn}
 
 
+def lines_said(each: dict | None) -> str:
+    if not each or each.get("seconds") is None:
+        return ""
+    return (f"; one line from each everywhere in {each['seconds']:.2f} s ({each['lost']} lost, "
+            f"{each['duplicated']} twice)")
+
+
 def mesh_formation(kids: Children, sizes: list[int], trials: int, scale: float,
                    say: Callable[[str], None]) -> dict:
     out = {}
@@ -245,9 +252,8 @@ def mesh_formation(kids: Children, sizes: list[int], trials: int, scale: float,
                 f"{r['from_last_up']:.2f} s from last peer up, {r['from_last_spawn']:.2f} s "
                 f"from last spawn (all up {r['all_up']:.2f} s after first spawn)"
                 if r["status"] == "ok" else f"{r['status']} ({r['links']}/{r['links_wanted']} "
-                f"links)") + (f"; one line from each everywhere in {r['one_line_each']['seconds']:.2f} s"
-                f" ({r['one_line_each']['lost']} lost, {r['one_line_each']['duplicated']} twice)"
-                if r.get("one_line_each") else "") + f"; CPU {r['cpu_s_per_peer'] or 0:.2f} s per peer; thrown away: "
+                f"links)") + lines_said(r.get("one_line_each"))
+                + f"; CPU {r['cpu_s_per_peer'] or 0:.2f} s per peer; thrown away: "
                 + ", ".join(f"{v} {k}" for k, v in r["churn"].items()))
         good = [r for r in runs if r["status"] == "ok"]
         entry = {"trials": runs, "ok": len(good)}

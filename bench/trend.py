@@ -92,8 +92,8 @@ def record(r: dict, label: str, path: str = RUNS) -> list[dict]:
     m = r.get("machine", {})
     if runs and runs[-1].get("label") == label:
         run = runs[-1]
-        loads = [run.get("load_before"), m.get("load_before")]
-        run["load_before"] = f"{run.get('load_before')}; {m.get('load_before')}" if None not in loads else run.get("load_before")
+        if m.get("load_before") is not None:
+            run["load_before"] = f"{run.get('load_before')}; {m['load_before']:.2f}"
         run["figures"].update(figures(r))
     else:
         runs.append({"date": m.get("date"), "label": label, "load_before": m.get("load_before"),
@@ -155,8 +155,9 @@ def chart(runs: list[dict], path: str = CHART) -> str:
         if old is not None:
             w = bar_w * old["value"] / top
             parts.append(f'<rect x="{x0}" y="{y + 2}" width="{w:.1f}" height="12" fill="#bbb"/>')
+            when = html.escape(str(old_run.get("date") if old_run else ""))
             parts.append(f'<text x="{x0 + w + 4:.1f}" y="{y + 12}" fill="#555">'
-                         f'{html.escape(_fmt(old))} [{html.escape(str(old_run.get("date") if old_run else ""))}]</text>')
+                         f'{html.escape(_fmt(old))} [{when}]</text>')
         if fig.get("value") is not None:
             w = bar_w * fig["value"] / top
             color = "#3b73b9"

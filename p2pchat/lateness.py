@@ -9,7 +9,8 @@ also notes the CPU time the process used between two of its calls: what a callba
 the reactor costs, whatever the load.  Every ``REPORT_EVERY`` seconds it logs the worst of
 that stretch::
 
-    stall probe: worst 12.3 ms late, 10.2 ms of CPU between ticks, in the last 1.0 s (worst since start 40.1 ms late)
+    stall probe: worst 12.3 ms late, 10.2 ms of CPU between ticks, in the last 1.0 s
+    (worst since start 40.1 ms late)
 
 The log (the data dir's ``p2pchat.log``) is the channel: every face has it, none shows it.
 Off by default: nothing is scheduled.

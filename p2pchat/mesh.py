@@ -68,8 +68,8 @@ _LEVELS = {"info": LogLevel.info, "warn": LogLevel.warn}
 # mypy without the mypy-zope plugin, so what this module calls on them is typed here as
 # ``typing.Protocol``s (or Any for a transport, whose kind, TCP or TLS, decides its methods).
 __all__ = ["DIAL_TIMEOUT", "HANDSHAKE_TIMEOUT", "STABLE_AFTER", "MAX_INBOUND", "MAX_DIALING",
-           "STALL_TIMEOUT", "FLOOD_RATE", "FLOOD_BURST", "PeerProtocol", "PeerServerFactory", "DialState",
-           "Dialer", "peer_endpoint"]
+           "STALL_TIMEOUT", "FLOOD_RATE", "FLOOD_BURST", "PeerProtocol", "PeerServerFactory",
+           "DialState", "Dialer", "peer_endpoint"]
 
 
 class _Timer(TypingProtocol):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from twisted.internet.address import IPv4Address
 from twisted.internet.testing import MemoryReactorClock, StringTransportWithDisconnection
 from twisted.trial.unittest import TestCase
@@ -38,5 +40,5 @@ class LoadFactor(TestCase):
         self.assertTrue(transport.connected)
         reactor.advance(0.2)
         self.assertFalse(transport.connected)
-        self.assertEqual(peer_endpoint(reactor, "127.0.0.1", 1).timeout,  # type: ignore[attr-defined]
-                         DIAL_TIMEOUT * 3.0)
+        endpoint: Any = peer_endpoint(reactor, "127.0.0.1", 1)
+        self.assertEqual(endpoint.timeout, DIAL_TIMEOUT * 3.0)

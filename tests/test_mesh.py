@@ -26,27 +26,13 @@ from p2pchat.handshake import HANDSHAKE_MAX_FACTOR
 from p2pchat.node import FLAP_WINDOW, Node
 from p2pchat.peers import Backoff, PeerInfo
 from p2pchat.wire import Message
+from tests.fakes import TurnClock
 
 
 def line(**fields) -> bytes:
     base = {"id": "i1", "type": "chat", "sender_id": "zed_1", "username": "zed"}
     base.update(fields)
     return wire.encode_message(Message(**base))
-
-
-class TurnClock(MemoryReactorClock):
-    """A clock that runs, per ``advance``, only the calls due when it began, as the reactor
-    runs its timers between two reads of its sockets: a call scheduled by one of them (even
-    for now) waits for the next turn."""
-
-    def advance(self, amount: float) -> None:
-        self.rightNow += amount
-        due = [c for c in self.calls if c.getTime() <= self.rightNow]
-        for call in sorted(due, key=lambda c: c.getTime()):
-            if call in self.calls:
-                self.calls.remove(call)
-                call.called = 1
-                call.func(*call.args, **call.kw)
 
 
 class ProtocolTest(TestCase):

@@ -256,6 +256,28 @@ class Links(NodeTest):
         self.assertIsNone(link.closed)
         self.assertEqual(self.node.watch.probes, {})  # and the probe is over
 
+    def test_a_probe_answer_waiting_when_the_deadline_rings_is_read_first(self) -> None:
+        """A starved process finds the probe's deadline due before it reads the answer that
+        came: the verdict waits a reactor turn."""
+        from tests.fakes import TurnClock
+
+        clock = TurnClock()
+        clock.advance(1000)
+        node = Node("mmm", clock, peer_id="mmm_1")
+        node.dialer, node.announcer = FakeDialer(), FakeAnnouncer()
+        node.beacon_heard(beacon("zed_1", when=1000), "127.0.0.1")
+        link = FakeLink("zed_1", "zed", now=clock.seconds())
+        self.assertTrue(node.link_ready(link))
+        clock.advance(12)
+        node.beacon_heard(beacon("zed_1", when=clock.seconds()), "127.0.0.1")
+        token = link.sent[-1].metadata["probe"]
+        clock.advance(PROBE_TIMEOUT + 0.5)  # rings; the verdict is the next turn
+        self.assertIsNone(link.closed)
+        node.message_received(link, Message(id="a1", type="heartbeat", sender_id="zed_1",
+                                            metadata={"answer": token}))  # read in that turn
+        clock.advance(0)
+        self.assertIsNone(link.closed)
+
     def test_probes_are_answered(self) -> None:
         link = self.link("zed_1")
         self.node.message_received(link, Message(id="p1", type="heartbeat", sender_id="zed_1",

@@ -72,8 +72,9 @@ def format_event(event: events.Event) -> str | None:
 
 
 #: Lines taken from stdin in one reactor turn: each said line is signed, saved and written to
-#: every link (about 60 us), so a burst of 2,000 written at once held the reactor 140 ms.
-LINES_PER_TURN = 200
+#: every link (about 60 us), so a burst of 2,000 written at once held the reactor 140 ms
+#: (100 a turn: the sender of a saturated burst held it 50 ms at 200).
+LINES_PER_TURN = 100
 
 
 class LineFace(LineReceiver, CommandFace):

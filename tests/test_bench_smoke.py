@@ -120,3 +120,16 @@ def test_stall_probe_lines_are_read_after_the_mark(tmp_path) -> None:
     assert stall.worst_since(str(log), mark) == 3.0
     assert stall.worst_since(str(log), mark, cpu=False) == 12.0
     assert stall.worst_since(str(log), stall.log_end(str(log))) is None
+
+
+def test_stall_bench_produces_figures() -> None:
+    """``--only stall``: every built case ran (the probe's log lines were found), the others
+    say they are not built.  No thresholds: the figures live in the bench."""
+    out = subprocess.run([sys.executable, "-m", "bench", "--only", "stall", "--json",
+                          "--quiet"], cwd=str(ROOT), env=child_env(), capture_output=True,
+                         timeout=180, check=True).stdout
+    result = json.loads(out)["stall"]
+    for case in ("idle", "receive", "burst", "paste"):
+        assert result[case]["status"] == "ok", (case, result[case])
+        assert result[case]["worst_ms"] is not None, (case, result[case])
+    assert result["catchup"] == result["file"] == {"status": "n/a (not built)"}

@@ -16,10 +16,12 @@ from bench import day as day_bench
 from bench import files as files_bench
 from bench import profiling, reference, scenarios
 from bench import search as search_bench
+from bench import stall, trend
 from bench import year as year_bench
 from bench.procs import Children, install_signal_handlers, precompile
 
-PHASES = ("mesh", "fanout", "cost", "profile", "search", "reference", "files", "year", "day")
+PHASES = ("mesh", "fanout", "cost", "profile", "search", "reference", "files", "year", "day",
+          "stall")
 
 
 def int_list(text: str) -> list[int]:
@@ -79,6 +81,10 @@ def options(argv: list[str] | None) -> argparse.Namespace:
                    help="multiply every timeout (a loaded machine)")
     p.add_argument("--json", action="store_true", help="print the figures as JSON")
     p.add_argument("--keep", action="store_true", help="keep the work directory (logs)")
+    p.add_argument("--record", metavar="LABEL", default=None,
+                   help="add the figures to bench/runs.json as run LABEL (merged into the "
+                   "newest run if it has that label) and chart them against the previous "
+                   "run in bench/performance.svg")
     p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     a = p.parse_args(argv)
     a.trials = a.trials or (1 if a.quick else 3)
@@ -159,7 +165,11 @@ def render(r: dict) -> str:
         lines.append(f"  {'N':<40}" + "".join(f"{n:>10}" for n in sizes))
         for key, label in (("from_last_up", "last peer up -> full mesh"),
                            ("from_last_spawn", "last peer spawned -> full mesh"),
-                           ("all_up", "first spawned -> all peers up")):
+                           ("all_up", "first spawned -> all peers up"),
+                           ("cpu_s_per_peer", "CPU per peer until full (or timed out), s"),
+                           ("thrown_away", "connections thrown away (log lines)"),
+                           ("one_line_each_s", "then one line from each, to all, s"),
+                           ("one_line_each_lost", "  lost"), ("one_line_each_twice", "  twice")):
             lines.append(f"  {label:<40}" + "".join(
                 f"{fmt(r['mesh'][n].get(key)):>10}" if r["mesh"][n].get(key) is not None
                 else f"{r['mesh'][n]['status'][:9]:>10}" for n in sizes))
@@ -256,6 +266,8 @@ def render(r: dict) -> str:
         lines += ["", year_bench.render(r["year"])]
     if "day" in r:
         lines += ["", day_bench.render(r["day"])]
+    if "stall" in r:
+        lines += ["", stall.render(r["stall"])]
     return "\n".join(lines)
 
 
@@ -302,6 +314,8 @@ def main(argv: list[str] | None = None) -> int:
                                             a.timeout_scale, say)
         if "day" in a.phases:
             result["day"] = day_bench.run(a.day_lines, a.timeout_scale, say)
+        if "stall" in a.phases:
+            result["stall"] = stall.run(kids, a.timeout_scale, say)
     except KeyboardInterrupt:
         say("interrupted: stopping every peer")
         result["interrupted"] = True
@@ -316,4 +330,8 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(result, indent=2))
     else:
         print(render(result))
+    if a.record and not result.get("interrupted"):
+        runs = trend.record(result, a.record)
+        say(f"figures recorded in {trend.RUNS} (run {a.record!r}); chart: "
+            f"{trend.chart(runs)}")
     return 130 if result.get("interrupted") else 0

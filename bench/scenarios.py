@@ -4,6 +4,7 @@ it saw, instead of hanging."""
 
 from __future__ import annotations
 
+import os
 import statistics
 import sys
 import time
@@ -164,6 +165,7 @@ def mesh_trial(kids: Children, n: int, scale: float) -> dict:
     try:
         ok = kids.pump(lambda: mesh_full(eps) or bool(died(eps)), mesh_timeout(n, scale))
         result = {"n": n, "links": links_seen(eps), "links_wanted": n * (n - 1)}
+        result.update(formation_cost(eps))
         if not ok or not mesh_full(eps):
             result["status"] = "timed out" if not died(eps) else f"died: {died(eps)[:3]}"
             return result
@@ -171,9 +173,71 @@ def mesh_trial(kids: Children, n: int, scale: float) -> dict:
         t_last_up = max(ep.up or t_first for ep in eps)
         result.update(status="ok", from_last_up=t_full - t_last_up,
                       from_last_spawn=t_full - t_last_spawn, all_up=t_last_up - t_first)
+        result["one_line_each"] = one_line_each(kids, eps, 30 * scale)
         return result
     finally:
         kids.stop([ep.child for ep in eps])
+
+
+def one_line_each(kids: Children, eps: list[Endpoint], timeout: float) -> dict:
+    """Every peer says one marked line at once: how long until each peer printed every
+    other's line, and how many were lost or printed twice."""
+    n = len(eps)
+    d = Delivery(b"each", n, n)
+    for i, ep in enumerate(eps):
+        ep.delivery, ep.index = d, i
+    start = time.monotonic()
+    for i, ep in enumerate(eps):
+        kids.write(ep.child, b"~each:%d:%d\n" % (i, now_us()))
+
+    def everyone() -> bool:
+        return all(d.seen[i][j] for i in range(n) for j in range(n) if j != i)
+
+    ok = kids.pump(everyone, timeout)
+    kids.pump(lambda: False, 0.3)  # late duplicates, if any
+    for ep in eps:
+        ep.delivery = None
+    missing = sum(1 for i in range(n) for j in range(n) if j != i and not d.seen[i][j])
+    return {"status": "ok" if ok else "timed out", "seconds": d.last - start if d.last else None,
+            "lost": missing, "duplicated": d.dups}
+
+
+#: Log lines of work thrown away while a mesh forms: a connection cut before or after it
+#: became a link (each one redialed, its TLS handshake done again).
+CHURN = {"handshake timeouts": b"did not finish its handshake",
+         "dial failures": b"dial to ",
+         "probe drops": b"no answer within",
+         "links lost": b"#info] link with "}
+
+
+def formation_cost(eps: list[Endpoint]) -> dict:
+    """What forming the mesh cost, whatever the machine's load: the CPU every peer used from
+    its start (the scheduler's count), and the connections thrown away (from their logs;
+    a rate-limited log line counts as one)."""
+    cpu = [ep.child.cpu_seconds() for ep in eps if ep.child is not None]
+    churn = dict.fromkeys(CHURN, 0)
+    for ep in eps:
+        if ep.child is None:
+            continue
+        argv = ep.child.argv
+        path = os.path.join(argv[argv.index("--data-dir") + 1], "p2pchat.log")
+        try:
+            with open(path, "rb") as f:
+                text = f.read()
+        except OSError:
+            continue
+        for key, needle in CHURN.items():
+            churn[key] += text.count(needle)
+    known = [c for c in cpu if c is not None]
+    return {"cpu_s_total": sum(known) if known else None,
+            "cpu_s_per_peer": sum(known) / len(known) if known else None, "churn": churn}
+
+
+def lines_said(each: dict | None) -> str:
+    if not each or each.get("seconds") is None:
+        return ""
+    return (f"; one line from each everywhere in {each['seconds']:.2f} s ({each['lost']} lost, "
+            f"{each['duplicated']} twice)")
 
 
 def mesh_formation(kids: Children, sizes: list[int], trials: int, scale: float,
@@ -188,12 +252,23 @@ def mesh_formation(kids: Children, sizes: list[int], trials: int, scale: float,
                 f"{r['from_last_up']:.2f} s from last peer up, {r['from_last_spawn']:.2f} s "
                 f"from last spawn (all up {r['all_up']:.2f} s after first spawn)"
                 if r["status"] == "ok" else f"{r['status']} ({r['links']}/{r['links_wanted']} "
-                f"links)"))
+                f"links)") + lines_said(r.get("one_line_each"))
+                + f"; CPU {r['cpu_s_per_peer'] or 0:.2f} s per peer; thrown away: "
+                + ", ".join(f"{v} {k}" for k, v in r["churn"].items()))
         good = [r for r in runs if r["status"] == "ok"]
         entry = {"trials": runs, "ok": len(good)}
         if good:
             for key in ("from_last_up", "from_last_spawn", "all_up"):
                 entry[key] = statistics.median(r[key] for r in good)
+        cpus = [r["cpu_s_per_peer"] for r in runs if r.get("cpu_s_per_peer") is not None]
+        if cpus:
+            entry["cpu_s_per_peer"] = statistics.median(cpus)
+        entry["thrown_away"] = statistics.median(sum(r["churn"].values()) for r in runs)
+        each = [r["one_line_each"] for r in good if r.get("one_line_each", {}).get("seconds")]
+        if each:
+            entry["one_line_each_s"] = statistics.median(e["seconds"] for e in each)
+            entry["one_line_each_lost"] = sum(e["lost"] for e in each)
+            entry["one_line_each_twice"] = sum(e["duplicated"] for e in each)
         entry["status"] = "ok" if len(good) == len(runs) else (
             f"{len(runs) - len(good)}/{len(runs)} timed out")
         out[str(n)] = entry

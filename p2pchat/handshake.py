@@ -35,8 +35,19 @@ from typing import Callable, Optional, Union
 from p2pchat.wire import CAP_TLS, JOIN, STARTTLS, Message, printable
 
 #: A connection that has not sent its first line (a join), or finished its TLS handshake,
-#: after this many seconds is closed (``mesh.HANDSHAKE_TIMEOUT`` is this one).
+#: after this many seconds with nothing heard from it is closed (``mesh.HANDSHAKE_TIMEOUT``
+#: is this one).  The timer counts from the last bytes received, not from the connect: on a
+#: machine saturated by a crowd of peers starting at once, a handshake that moves at every
+#: step is slow, not dead, and closing it only to redial it fed the load that slowed it.
 HANDSHAKE_TIMEOUT = 10.0
+#: However it moves, a connection that is not a link after this many times the timeout is
+#: closed (a peer trickling bytes can't hold a connection open for ever).
+HANDSHAKE_MAX_FACTOR = 6.0
+#: A timer that rang this many seconds late says our own process was starved (the machine is
+#: saturated): the peer most likely was too, so the timeout counts from now.  And the verdict
+#: waits one reactor turn (``mesh``): a starved process finds its timers due before it reads
+#: its sockets, and what came meanwhile counts as heard.
+STARVED_LATENESS = 1.0
 
 
 class Stage(enum.Enum):
@@ -75,7 +86,10 @@ class SendStartTLS:
 
 @dataclass(frozen=True)
 class ArmTimer:
-    """Start the handshake timer: ``Handshake.timeout`` when it rings."""
+    """Start the handshake timer: ``Handshake.timeout`` when it rings, ``after`` seconds from
+    now."""
+
+    after: float
 
 
 @dataclass(frozen=True)
@@ -221,9 +235,9 @@ class Handshake:
     def connected(self) -> list[Action]:
         """The TCP connection is up."""
         if not self.outgoing or self.tls_first:
-            return [ArmTimer()]
+            return [ArmTimer(self.timeout_after)]
         if self.stage is Stage.AWAIT_STARTTLS:
-            return [SendJoin(), ArmTimer()]
+            return [SendJoin(), ArmTimer(self.timeout_after)]
         return [SendJoin(), GoLive()]
 
     def receive(self, msg: Message, more: bool = False) -> list[Action]:
@@ -313,10 +327,20 @@ class Handshake:
         self.stage = Stage.READY
         return [Deliver(first)] if first is not None else []
 
-    def timeout(self) -> list[Action]:
-        """The handshake timer rang."""
+    def timeout(self, quiet: float = float("inf"), age: float = float("inf"),
+                late: float = 0.0) -> list[Action]:
+        """The handshake timer rang (and the reactor read what had come meanwhile).
+        ``quiet``: seconds since bytes last came; ``age``: since the connection opened;
+        ``late``: how late the timer rang.  Bytes heard within the timeout, or a timer that
+        rang so late that we were starved, re-arm it, up to ``HANDSHAKE_MAX_FACTOR`` times the
+        timeout in all; else the connection is closed."""
         if self.stage in (Stage.READY, Stage.LOST, Stage.REFUSED):
             return []
+        if age < self.timeout_after * HANDSHAKE_MAX_FACTOR:
+            if late >= STARVED_LATENESS:
+                return [ArmTimer(self.timeout_after)]
+            if quiet < self.timeout_after:
+                return [ArmTimer(after=self.timeout_after - quiet)]
         self.stage = Stage.REFUSED
         return [Note("handshake timeout", "info",
                      "{peer} ({address}) did not finish its handshake within {t:.0f} s: closed",

@@ -25,6 +25,9 @@ FLAPS_TOLD = 3
 #: (a cut cable) or stuck in TCP's retransmission backoff: it is probed, and dropped (then
 #: redialed and caught up) if no answer comes within this many seconds.
 PROBE_TIMEOUT = 3.0
+#: A link heard this long (seconds) after its peer's last beacon, when the next one was due
+#: (every 5 s), worked during the silence: it is not probed when the beacons come back.
+OVERDUE_AFTER = 5.0
 
 
 def keep_newer(us: str, peer_id: str, new_dialer: str, old_dialer: str) -> bool:

@@ -18,7 +18,7 @@ from twisted.logger import Logger, LogLevel
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from p2pchat import handshake, ratelog
+from p2pchat import busy, handshake, ratelog
 from p2pchat.reach import DIAL_TIMEOUT, Endpoint, peer_endpoint
 from p2pchat.flow import Backpressure, TokenBucket
 from p2pchat.framing import LinesPerRead
@@ -52,6 +52,9 @@ HANDSHAKE_TIMEOUT = handshake.HANDSHAKE_TIMEOUT
 STABLE_AFTER = 10.0
 #: Connections we accept at once, handshaken or not; past this, new ones are closed at once.
 MAX_INBOUND = 512
+#: Dials in flight at once (connecting or handshaking); the others wait their turn, so a
+#: peer that hears a crowd at once (a table of 256) does not start every handshake together.
+MAX_DIALING = 64
 #: A peer that reads nothing of what we write for this long (seconds) loses its link; our
 #: lines for it wait in the sent log meanwhile (catch-up resends them when it is back).
 STALL_TIMEOUT = 30.0
@@ -65,9 +68,9 @@ _LEVELS = {"info": LogLevel.info, "warn": LogLevel.warn}
 # Twisted's zope interfaces (IReactorTime, ITransport, IDelayedCall, ...) are not understood by
 # mypy without the mypy-zope plugin, so what this module calls on them is typed here as
 # ``typing.Protocol``s (or Any for a transport, whose kind, TCP or TLS, decides its methods).
-__all__ = ["DIAL_TIMEOUT", "HANDSHAKE_TIMEOUT", "STABLE_AFTER", "MAX_INBOUND", "STALL_TIMEOUT",
-           "FLOOD_RATE", "FLOOD_BURST", "PeerProtocol", "PeerServerFactory", "DialState",
-           "Dialer", "peer_endpoint"]
+__all__ = ["DIAL_TIMEOUT", "HANDSHAKE_TIMEOUT", "STABLE_AFTER", "MAX_INBOUND", "MAX_DIALING",
+           "STALL_TIMEOUT", "FLOOD_RATE", "FLOOD_BURST", "PeerProtocol", "PeerServerFactory",
+           "DialState", "Dialer", "peer_endpoint"]
 
 
 class _Timer(TypingProtocol):
@@ -123,7 +126,9 @@ class PeerProtocol(LinesPerRead):
             learn=expected is not None and not expected.username, admit=admit)
         #: an onion dialer's invite secret, carried in its join (``handshake.INVITE_KEY``)
         self.invite = invite
+            expected.fp if expected else "", timeout=HANDSHAKE_TIMEOUT * busy.load_factor())
         self._handshake_timer: _Timer | None = None
+        self._timer_due = self.connected_at = self.clock.seconds()  # the timer's due time
         #: the key fingerprint the peer proved by TLS ("" while plain), and the TLS version
         self.fp = ""
         self.tls = ""
@@ -252,8 +257,8 @@ class PeerProtocol(LinesPerRead):
                 assert self.node.identity is not None  # TLS is wanted only with a key
                 self.transport.startTLS(ContextFactory(self.node.identity, server=action.server))
             elif isinstance(action, handshake.ArmTimer):
-                self._handshake_timer = self.clock.callLater(self.handshake.timeout_after,
-                                                             self._too_slow)
+                self._timer_due = self.clock.seconds() + action.after
+                self._handshake_timer = self.clock.callLater(action.after, self._too_slow)
             elif isinstance(action, handshake.Learn):
                 self.peer_id, self.username, self.caps = (action.peer_id, action.username,
                                                           action.caps)
@@ -291,8 +296,13 @@ class PeerProtocol(LinesPerRead):
         self._handshake_timer = None
 
     def _too_slow(self) -> None:
-        self._handshake_timer = None
-        self._do(self.handshake.timeout())
+        """The verdict waits a turn: bytes that came meanwhile are read first (handshake.py)."""
+        late = self.clock.seconds() - self._timer_due
+        self._handshake_timer = self.clock.callLater(0, self._judge, late)
+
+    def _judge(self, late: float) -> None:
+        self._handshake_timer, now = None, self.clock.seconds()
+        self._do(self.handshake.timeout(now - self.last_heard, now - self.connected_at, late))
 
     def _stalled(self) -> None:
         _log(self.clock, "stalled", LogLevel.warn,
@@ -306,7 +316,7 @@ class PeerProtocol(LinesPerRead):
     def connectionMade(self) -> None:
         self.registry.add(self)
         self.address = _describe(self.transport.getPeer())
-        self.last_heard = self.clock.seconds()
+        self.last_heard = self.connected_at = self.clock.seconds()
         if hasattr(self.transport, "setTcpKeepAlive"):
             self.transport.setTcpKeepAlive(1)
             # Chat lines are small and should go at once, not wait to fill a segment.
@@ -441,6 +451,7 @@ class DialState(enum.Enum):
     DIALING = "dialing"  # an attempt in flight: connecting, or connected and handshaking
     WAITING = "waiting"  # an attempt failed: the next waits out the backoff
     HELD = "held"  # its last link was short: the next dial waits ``hold`` seconds
+    QUEUED = "queued"  # wanted now, waiting for one of the MAX_DIALING dials in flight
 
 
 class _Peer:
@@ -487,6 +498,7 @@ class Dialer:
         #: builds the protocol of a dial (static peers and contacts give their own)
         self._make = make or (lambda info: PeerProtocol(self.node, self.clock, expected=info,
                                                         registry=self.outgoing))
+        self._queue: list[_Peer] = []  # QUEUED, first wanted first
 
     def state(self, peer_id: str) -> DialState | None:
         """Where the dialer is with this peer (None: it knows nothing of it)."""
@@ -498,6 +510,9 @@ class Dialer:
         if peer is None:
             peer = self._peers[peer_id] = _Peer(None, self._backoff())
         return peer
+
+    def dialing(self) -> int:
+        return sum(1 for peer in self._peers.values() if peer.state is DialState.DIALING)
 
     def want(self, info: PeerInfo) -> None:
         peer = self._peer(info.peer_id)
@@ -529,6 +544,7 @@ class Dialer:
         attempt, peer.attempt, peer.conn = peer.attempt, None, None
         if attempt is not None:
             attempt.cancel()
+        self._next()
 
     def connected(self, peer_id: str) -> None:
         """The peer is linked (whoever dialed): stop trying.  An attempt in flight is left to
@@ -538,15 +554,28 @@ class Dialer:
             return  # a hold not yet waited out still counts at the next want
         peer.stop_timer()
         peer.state = DialState.IDLE
+        self._next()
 
     def stop(self) -> None:
+        self._queue.clear()
         for peer_id in list(self._peers):
             self.drop(peer_id)
+
+    def _next(self) -> None:
+        """A dial slot may be free: dial the peers that wait for one, first wanted first."""
+        while self._queue and self.dialing() < MAX_DIALING:
+            peer = self._queue.pop(0)
+            if peer.state is DialState.QUEUED and self._current(peer):
+                self._dial(peer)
 
     def _dial(self, peer: _Peer) -> None:
         info = peer.info
         assert info is not None
         peer.timer = None
+        if self.dialing() >= MAX_DIALING:
+            peer.state, peer.conn = DialState.QUEUED, None
+            self._queue.append(peer)
+            return
         peer.state, peer.conn = DialState.DIALING, None
 
         def make() -> PeerProtocol:
@@ -578,6 +607,7 @@ class Dialer:
             return
         if proto.was_ready:  # a link (the node said connected, or should have): gone now
             peer.state = DialState.IDLE
+            self._next()
         else:
             self._wait(peer, peer.backoff.next_delay())
 
@@ -600,3 +630,4 @@ class Dialer:
     def _wait(self, peer: _Peer, delay: float) -> None:
         peer.state = DialState.WAITING
         peer.timer = self.clock.callLater(delay, self._dial, peer)
+        self._next()

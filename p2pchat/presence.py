@@ -18,9 +18,10 @@ from typing import TYPE_CHECKING
 from twisted.logger import Logger, LogLevel
 
 from p2pchat import events
+from p2pchat.busy import load_factor
 from p2pchat.clocks import Delayed, flush_logs, log_limited
 from p2pchat.identity import beacon_payload, peer_id_for, verify_beacon
-from p2pchat.linkwatch import IDLE_TIMEOUT, PROBE_TIMEOUT
+from p2pchat.linkwatch import IDLE_TIMEOUT, OVERDUE_AFTER, PROBE_TIMEOUT
 from p2pchat.peers import GONE_AFTER, Heard, Liveness, should_dial
 from p2pchat.slots import slot_refusal
 from p2pchat.wire import CAP_TLS, HEARTBEAT, LEAVE, Beacon, format_time, is_fresh, new_message_id
@@ -83,9 +84,15 @@ class Presence:
             return
         before = node.peers.get(beacon.peer_id)
         was_quiet = before is None or before.liveness(now) is not Liveness.ALIVE
+        last_beacon = before.last_seen if before is not None else float("-inf")
         heard = node.peers.heard(beacon, host, now)
-        if was_quiet and beacon.peer_id in node.links:
-            self.probe(node.links[beacon.peer_id])
+        link = node.links.get(beacon.peer_id)
+        # A link heard once its peer's next beacon was overdue was alive during the silence
+        # (a saturated machine loses and delays datagrams first): probing it anyway, with a
+        # 3 s deadline, dropped live links by the thousand in a room of 100 (and redialing
+        # them fed the load).
+        if was_quiet and link is not None and link.last_heard <= last_beacon + OVERDUE_AFTER:
+            self.probe(link)
         if heard is Heard.FULL:
             if not self._full_warned:
                 log.warn("peer table full ({n} peers): new peers ignored unless better known "
@@ -115,8 +122,12 @@ class Presence:
             log_limited(node.clock, log, "discovered", LogLevel.info,
                         "discovered {peer} at {host}:{port}",
                         burst=50, peer=beacon.peer_id, host=host, port=beacon.port)
-            if node.announcer is not None:
-                node.announcer.reply_soon()  # so the newcomer learns of us at once
+            if node.announcer is not None and should_dial(beacon.peer_id, node.peer_id):
+                # so the newcomer learns of us at once, and dials us (the smaller id dials);
+                # a newcomer we dial learns of us from our join, so it needs no answer: a
+                # crowd starting at once sends half the datagrams (each a signature check
+                # for every peer that hears it)
+                node.announcer.reply_soon()
             node.emit(events.PeersChanged(now))
         info = node.peers.get(beacon.peer_id)
         if info is not None and beacon.peer_id not in node.links:
@@ -296,11 +307,21 @@ class Presence:
         if not link.ours or not node.watch.probe(link.peer_id, token):
             return
         self._probe_timers[link.peer_id] = node.clock.callLater(
-            PROBE_TIMEOUT, self._probe_failed, link, token)
+            PROBE_TIMEOUT * load_factor(), self._probe_rang, link, token, node.clock.seconds())
         link.send(node.sender.message(HEARTBEAT, "", metadata={"probe": token}))
 
-    def _probe_failed(self, link: PeerSession, token: str) -> None:
+    def _probe_rang(self, link: PeerSession, token: str, sent: float) -> None:
+        """The verdict waits a reactor turn, so what already came is read first (as the
+        handshake timer: a starved process finds its timers due before it reads)."""
+        self._probe_timers[link.peer_id] = self.node.clock.callLater(
+            0, self._probe_failed, link, token, sent)
+
+    def _probe_failed(self, link: PeerSession, token: str, sent: float) -> None:
         node = self.node
+        if link.last_heard > sent:  # anything heard since the probe: the link is alive
+            if node.watch.answered(link.peer_id, token):
+                self._probe_timers.pop(link.peer_id, None)
+            return
         if not node.watch.timed_out(link.peer_id, token):
             return
         self._probe_timers.pop(link.peer_id, None)

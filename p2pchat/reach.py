@@ -18,7 +18,10 @@ from twisted.internet.protocol import ClientFactory
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-#: A dial that has not connected after this many seconds has failed.
+from p2pchat.busy import load_factor
+
+#: A dial that has not connected after this many seconds has failed (times busy.load_factor():
+#: a starved process finds the timeout due before it reads the connect's completion).
 DIAL_TIMEOUT = 5.0
 
 
@@ -84,4 +87,4 @@ def peer_endpoint(reactor: IReactorTCP, host: str, port: int,
                   bind_host: str | None = None) -> Endpoint:
     """How to reach a peer at ``host``:``port``: the one place that picks an endpoint for a
     peer's address (today always direct TCP; a Tor or static-peer endpoint goes here)."""
-    return TCPPeerEndpoint(reactor, host, port, DIAL_TIMEOUT, bind_host)
+    return TCPPeerEndpoint(reactor, host, port, DIAL_TIMEOUT * load_factor(), bind_host)

@@ -11,6 +11,7 @@ runs), and nothing imports it (tests/test_imports.py).
 
 from __future__ import annotations
 
+import gc
 import os
 import sys
 from typing import IO, Any, cast
@@ -22,7 +23,7 @@ from twisted.internet.interfaces import IListeningPort, ITCPTransport
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
-from p2pchat import datadir, logs, startup
+from p2pchat import datadir, lateness, logs, startup
 from p2pchat.activity import SETTINGS_NAME, Settings
 from p2pchat.discovery import BeaconProtocol
 from p2pchat.errors import StartError, stop_reactor
@@ -32,7 +33,7 @@ from p2pchat.flow import close_within
 from p2pchat.identity import PINS_NAME, PINS_SAVE_DELAY, Identity, Pins
 from p2pchat.ignore import IGNORED_NAME, Ignores
 from p2pchat.keeper import Reach, build_reach
-from p2pchat.mesh import Dialer, PeerProtocol, PeerServerFactory
+from p2pchat.mesh import MAX_INBOUND, Dialer, PeerProtocol, PeerServerFactory
 from p2pchat.node import HEARTBEAT_INTERVAL, Node
 from p2pchat.probe import start_if_asked as start_probe_if_asked
 from p2pchat.store import (
@@ -56,6 +57,10 @@ log = Logger()
 GOODBYE_TIMEOUT = 2.0
 #: How often the peer table is swept for silent peers.
 SWEEP_INTERVAL = 1.0
+#: Connections the kernel queues for our listener before we accept them.  Twisted's default,
+#: 50, overflowed when a crowd dialed one peer at once: the kernel dropped their SYNs and each
+#: dial waited out TCP's retransmission (1 s, then 3 s), often past DIAL_TIMEOUT, and redialed.
+LISTEN_BACKLOG = MAX_INBOUND
 
 __all__ = ["ChatService", "NodeService", "Options", "StartError", "makeService"]
 
@@ -109,7 +114,8 @@ class NodeService(Service):
         last = None
         for port in ports:
             try:
-                return self.reactor.listenTCP(port, self.server, interface=host)
+                return self.reactor.listenTCP(port, self.server, backlog=LISTEN_BACKLOG,
+                                              interface=host)
             except error.CannotListenError as e:
                 last = e
         where = (f"port {self.wanted_port}" if self.wanted_port is not None
@@ -346,6 +352,11 @@ def makeService(options: Options, reactor: Any = None) -> ChatService:
         chat.twistd_pidfile = os.path.abspath(options.parent["pidfile"])
     if warning:
         reactor.callWhenRunning(node.notice, warning)  # once the face is there to show it
+    # What start-up made (modules, classes, functions: most of the heap) is never garbage:
+    # out of the collector's sight, a full collection no longer walks it (10-20 ms held).
+    gc.freeze()
+    if lateness.wanted():  # the stall probe, only when the bench asks (P2PCHAT_STALL_PROBE)
+        reactor.callWhenRunning(lateness.StallProbe(reactor).start)
     if options["irc"] is not None:
         from p2pchat.irc import IrcService
 

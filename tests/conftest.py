@@ -12,3 +12,11 @@ def pytest_configure(config) -> None:
         "markers", "soak: the bounded soak test (P2PCHAT_SOAK_SECONDS, default 15)")
     # The end-to-end tests start many twistd peers from this checkout, as the bench does.
     precompile()
+
+
+def pytest_runtest_setup(item) -> None:
+    """Unit tests time things on a fake clock: the machine's load must not stretch the
+    timeouts they check (p2pchat.busy).  Peers started as processes see the real load."""
+    from p2pchat import busy
+
+    busy.source = lambda: 1.0

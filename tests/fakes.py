@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from twisted.internet.testing import MemoryReactorClock
+
 from p2pchat.face import CommandFace
 from p2pchat.interfaces import IChat, Done, Refused, Said
 from p2pchat.peers import PeerInfo
@@ -133,3 +135,18 @@ class RecordingFace(CommandFace):
 
     def quit(self) -> None:
         pass
+
+
+class TurnClock(MemoryReactorClock):
+    """A clock that runs, per ``advance``, only the calls due when it began, as the reactor
+    runs its timers between two reads of its sockets: a call scheduled by one of them (even
+    for now) waits for the next turn."""
+
+    def advance(self, amount: float) -> None:
+        self.rightNow += amount
+        due = [c for c in self.calls if c.getTime() <= self.rightNow]
+        for call in sorted(due, key=lambda c: c.getTime()):
+            if call in self.calls:
+                self.calls.remove(call)
+                call.called = 1
+                call.func(*call.args, **call.kw)

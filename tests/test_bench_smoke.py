@@ -113,3 +113,58 @@ def test_files_bench_produces_figures() -> None:
     assert files["ratio"] > 0
     assert files["p2pchat"]["pings_lost"] == 0
     assert set(files["p2pchat"]["rss_peak_mb"]) == {"alice", "bob"}
+def test_runs_are_kept_and_charted(tmp_path) -> None:
+    """bench.trend: a result's figures go into the runs file (merged under one label) and
+    the chart shows them against the previous run's."""
+    from bench import trend
+
+    runs_path, chart_path = str(tmp_path / "runs.json"), str(tmp_path / "chart.svg")
+    old = {"machine": {"date": "d0", "load_before": 1.0},
+           "mesh": {"50": {"status": "ok", "from_last_up": 2.0, "from_last_spawn": 7.0}}}
+    trend.record(old, "before", runs_path)
+    new = {"machine": {"date": "d1", "load_before": 2.0},
+           "mesh": {"50": {"status": "ok", "from_last_up": 1.0, "from_last_spawn": 6.0}}}
+    trend.record(new, "now", runs_path)
+    trend.record({"machine": {"date": "d1", "load_before": 3.0},
+                  "stall": {"paste": {"status": "ok", "worst_ms": 12.5},
+                            "file": {"status": "n/a (not built)"}}}, "now", runs_path)
+    runs = trend.load(runs_path)
+    assert [r["label"] for r in runs] == ["before", "now"]
+    figs = runs[-1]["figures"]
+    assert figs["mesh N=50: last peer up -> full mesh"]["value"] == 1.0
+    assert figs["stall: paste"]["value"] == 12.5
+    assert figs["stall: file"] == {"value": None, "unit": "ms", "better": "lower",
+                                   "note": "n/a (not built)"}
+    _, prev = trend.previous(runs, "mesh N=50: last peer up -> full mesh")
+    assert prev is not None and prev["value"] == 2.0
+    svg = open(trend.chart(runs, chart_path), encoding="utf-8").read()
+    assert svg.startswith("<svg") and "2.00 s" in svg and "1.00 s" in svg
+    assert "n/a (not built)" in svg
+
+
+def test_stall_probe_lines_are_read_after_the_mark(tmp_path) -> None:
+    from bench import stall
+
+    log = tmp_path / "p2pchat.log"
+    log.write_bytes(b"x [p2pchat.lateness#info] stall probe: worst 80.0 ms late, 70.0 ms of "
+                    b"CPU between ticks, in the last 1.0 s (worst since start 80.0 ms late)\n")
+    mark = stall.log_end(str(log))
+    with open(log, "ab") as f:
+        f.write(b"x stall probe: worst 3.5 ms late, 3.0 ms of CPU between ticks, in ...\n"
+                b"x stall probe: worst 12.0 ms late, 1.5 ms of CPU between ticks, in ...\n")
+    assert stall.worst_since(str(log), mark) == 3.0
+    assert stall.worst_since(str(log), mark, cpu=False) == 12.0
+    assert stall.worst_since(str(log), stall.log_end(str(log))) is None
+
+
+def test_stall_bench_produces_figures() -> None:
+    """``--only stall``: every built case ran (the probe's log lines were found), the others
+    say they are not built.  No thresholds: the figures live in the bench."""
+    out = subprocess.run([sys.executable, "-m", "bench", "--only", "stall", "--json",
+                          "--quiet"], cwd=str(ROOT), env=child_env(), capture_output=True,
+                         timeout=180, check=True).stdout
+    result = json.loads(out)["stall"]
+    for case in ("idle", "receive", "burst", "paste"):
+        assert result[case]["status"] == "ok", (case, result[case])
+        assert result[case]["worst_ms"] is not None, (case, result[case])
+    assert result["catchup"] == result["file"] == {"status": "n/a (not built)"}

@@ -83,7 +83,10 @@ class BeaconTest(TestCase):
 
     def test_newcomer_answered_within_a_moment_rate_limited(self) -> None:
         self.clock.advance(1.0)  # our own start announce is REPLY_GAP old
-        self.hear("new_1")
+        self.hear("zed_1")  # a newcomer we dial: it learns of us from our join, no answer
+        self.clock.advance(REPLY_SPREAD)
+        self.assertEqual(len(self.transport.sent), 1)
+        self.hear("abc_1")  # one that dials us (a smaller id) is answered at once
         self.clock.advance(REPLY_SPREAD)
         self.assertEqual(len(self.transport.sent), 2)
         # ten newcomers at once get one answer within REPLY_GAP, not ten
@@ -91,7 +94,7 @@ class BeaconTest(TestCase):
             self.hear(f"crowd_{i}")
         self.clock.advance(REPLY_GAP + REPLY_SPREAD)
         self.assertEqual(len(self.transport.sent), 3)
-        self.assertEqual(len(self.node.peers), 11)
+        self.assertEqual(len(self.node.peers), 12)
 
     def test_garbage_and_own_beacons_ignored(self) -> None:
         for data in (b"garbage", b"\xff" * 2000, b"{}", b'{"type":"announce"}'):

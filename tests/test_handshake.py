@@ -5,7 +5,7 @@ from __future__ import annotations
 from twisted.trial.unittest import TestCase
 
 from p2pchat import handshake as hs
-from p2pchat.handshake import Handshake, Stage
+from p2pchat.handshake import HANDSHAKE_TIMEOUT, Handshake, Stage
 from p2pchat.wire import CAP_OURS, CAP_TLS, JOIN, STARTTLS, Message
 
 FP = "ab" * 32
@@ -24,7 +24,7 @@ def kinds(actions: list[hs.Action]) -> list[type]:
 class Listener(TestCase):
     def test_a_plain_join_asks_the_node_then_goes_live_and_hands_the_join_on(self) -> None:
         h = Handshake(outgoing=False, have_key=True)
-        self.assertEqual(h.connected(), [hs.ArmTimer()])
+        self.assertEqual(h.connected(), [hs.ArmTimer(HANDSHAKE_TIMEOUT)])
         join = msg(caps=(CAP_OURS,))
         acts = h.receive(join)
         self.assertEqual(acts, [hs.Learn("zed_1", "zed", (CAP_OURS,)),
@@ -117,6 +117,15 @@ class Listener(TestCase):
         acts = h.timeout()
         self.assertEqual(kinds(acts), [hs.Note, hs.Drop])
         self.assertEqual(acts[0].fields, {"t": 3.0})
+        # heard within the timeout, or a timer that rang late (we were starved): re-armed
+        slow = Handshake(outgoing=False, have_key=True, timeout=3.0)
+        self.assertEqual(slow.timeout(quiet=1.0, age=10.0), [hs.ArmTimer(after=2.0)])
+        self.assertEqual(slow.timeout(quiet=5.0, age=5.0, late=2.0), [hs.ArmTimer(3.0)])
+        self.assertEqual(kinds(slow.timeout(quiet=5.0, age=5.0, late=0.1)), [hs.Note, hs.Drop])
+        # past the hard limit, nothing re-arms it
+        old = Handshake(outgoing=False, have_key=True, timeout=3.0)
+        self.assertEqual(kinds(old.timeout(quiet=0.0, age=3.0 * hs.HANDSHAKE_MAX_FACTOR,
+                                           late=5.0)), [hs.Note, hs.Drop])
         live = Handshake(outgoing=False, have_key=False)
         live.receive(msg())
         live.offered(None)
@@ -135,7 +144,7 @@ class Dialer(TestCase):
     def test_tls_dial_waits_for_starttls_then_tls_as_client(self) -> None:
         h = Handshake(outgoing=True, have_key=True, peer_id="zed_1", caps=(CAP_TLS,),
                       expect_fp=FP)
-        self.assertEqual(h.connected(), [hs.SendJoin(), hs.ArmTimer()])
+        self.assertEqual(h.connected(), [hs.SendJoin(), hs.ArmTimer(HANDSHAKE_TIMEOUT)])
         self.assertIs(h.stage, Stage.AWAIT_STARTTLS)
         self.assertEqual(h.receive(msg(type=STARTTLS)), [hs.StartTLS(server=False)])
         self.assertEqual(h.tls_done(FP), [hs.Proven(FP), hs.GoLive()])

@@ -30,3 +30,22 @@ class WordingTests(unittest.TestCase):
         self.assertNotIn("now talking in bob", out)
         self.face.lineReceived(b"/join #ops")
         self.assertIn("now talking in #ops", self.said())
+
+
+class BurstTests(unittest.TestCase):
+    def test_a_burst_on_stdin_is_taken_in_steps(self) -> None:
+        """Thousands of lines written at once are said LINES_PER_TURN per reactor turn (each
+        is signed, saved and sent), not in one callback that holds the reactor."""
+        from p2pchat.lines import LINES_PER_TURN
+
+        chat, turns = FakeChat(), []  # what waits for the next reactor turn
+        face = LineFace(chat, on_quit=lambda: None, call_soon=turns.append)
+        face.makeConnection(StringTransport())
+        count = LINES_PER_TURN * 2 + 7
+        face.dataReceived(b"".join(b"line %d\n" % i for i in range(count)))
+        self.assertEqual(len(chat.said), LINES_PER_TURN)
+        turns.pop(0)()
+        self.assertEqual(len(chat.said), LINES_PER_TURN * 2)
+        turns.pop(0)()
+        self.assertEqual(turns, [])
+        self.assertEqual([text for _, text, _ in chat.said], [f"line {i}" for i in range(count)])

@@ -15,15 +15,18 @@ from p2pchat import events, wire
 from p2pchat.identity import Identity
 from p2pchat.mesh import (
     HANDSHAKE_TIMEOUT,
+    MAX_DIALING,
     STABLE_AFTER,
     DialState,
     Dialer,
     PeerProtocol,
     PeerServerFactory,
 )
+from p2pchat.handshake import HANDSHAKE_MAX_FACTOR
 from p2pchat.node import FLAP_WINDOW, Node
 from p2pchat.peers import Backoff, PeerInfo
 from p2pchat.wire import Message
+from tests.fakes import TurnClock
 
 
 def line(**fields) -> bytes:
@@ -100,6 +103,50 @@ class Listener(ProtocolTest):
         self.reactor.advance(HANDSHAKE_TIMEOUT - 0.1)
         self.assertTrue(transport.connected)
         self.reactor.advance(0.2)
+        self.assertFalse(transport.connected)
+
+    def test_handshake_that_moves_is_not_cut(self) -> None:
+        """The timeout counts from the last bytes heard (a crowd starting at once makes every
+        handshake slow), within HANDSHAKE_MAX_FACTOR timeouts in all."""
+        proto, transport = self.connect()
+        step = HANDSHAKE_TIMEOUT * 0.8
+        for _ in range(4):  # a partial first line, a little more at each step
+            self.reactor.advance(step)
+            self.assertTrue(transport.connected)
+            proto.dataReceived(b'{"id":')
+        self.reactor.advance(HANDSHAKE_TIMEOUT - 0.1)
+        self.assertTrue(transport.connected)
+        self.reactor.advance(0.2)  # silent a whole timeout since the last bytes
+        self.assertFalse(transport.connected)
+
+    def test_trickling_handshake_closed_at_the_hard_limit(self) -> None:
+        proto, transport = self.connect()
+        for _ in range(int(HANDSHAKE_MAX_FACTOR * 2) + 2):
+            if not transport.connected:
+                break
+            self.reactor.advance(HANDSHAKE_TIMEOUT / 2)
+            proto.dataReceived(b" ")
+        self.assertFalse(transport.connected)
+        self.assertLessEqual(self.reactor.seconds(), HANDSHAKE_TIMEOUT * HANDSHAKE_MAX_FACTOR + 1)
+
+    def test_bytes_waiting_when_the_timer_rings_are_read_first(self) -> None:
+        """A starved process finds its timer due before it reads its sockets: the verdict
+        waits a reactor turn, and what came meanwhile counts."""
+        self.reactor = TurnClock()
+        self.node = Node("mmm", self.reactor, peer_id="mmm_1")
+        proto, transport = self.connect()
+        self.reactor.advance(HANDSHAKE_TIMEOUT)  # rings; the verdict is the next turn
+        self.assertTrue(transport.connected)
+        proto.dataReceived(line(id="j1", type="join"))  # read in that turn
+        self.reactor.advance(0)
+        self.assertTrue(transport.connected)
+        self.assertIn("zed_1", self.node.links)
+
+    def test_timer_that_rang_late_rearms(self) -> None:
+        proto, transport = self.connect()
+        self.reactor.advance(HANDSHAKE_TIMEOUT + 5.0)  # one jump: it rang 5 s late
+        self.assertTrue(transport.connected)
+        self.reactor.advance(HANDSHAKE_TIMEOUT)
         self.assertFalse(transport.connected)
 
     def test_endless_line_closes(self) -> None:
@@ -286,6 +333,28 @@ class DialerBackoff(TestCase):
         self.assertEqual(len(self.reactor.tcpClients), 1)
         self.reactor.advance(1.01)
         self.assertEqual(len(self.reactor.tcpClients), 2)
+
+    def test_at_most_max_dialing_dials_in_flight(self) -> None:
+        """A crowd heard at once is dialed MAX_DIALING at a time, first heard first; each
+        dial that ends (failed, linked, dropped) lets the next one go."""
+        crowd = [PeerInfo(f"p{i:03d}_1", "p", "127.0.0.1", 9000 + i, 0.0)
+                 for i in range(MAX_DIALING + 3)]
+        for info in crowd:
+            self.dialer.want(info)
+        self.assertEqual(len(self.reactor.tcpClients), MAX_DIALING)
+        self.assertEqual(self.dialer.dialing(), MAX_DIALING)
+        self.assertIs(self.dialer.state(crowd[-1].peer_id), DialState.QUEUED)
+        self.dialer.want(crowd[-1])  # its next beacon: still waits its turn
+        self.assertEqual(len(self.reactor.tcpClients), MAX_DIALING)
+        self.fail_last()  # one failed: waits its backoff, and the first queued goes
+        self.assertEqual(self.reactor.tcpClients[-1][1], 9000 + MAX_DIALING)
+        self.dialer.connected(crowd[0].peer_id)  # linked (whoever dialed)
+        self.assertEqual(self.reactor.tcpClients[-1][1], 9000 + MAX_DIALING + 1)
+        self.dialer.drop(crowd[1].peer_id)
+        self.assertEqual(self.reactor.tcpClients[-1][1], 9000 + MAX_DIALING + 2)
+        self.assertEqual(self.dialer.dialing(), MAX_DIALING)
+        self.dialer.stop()  # nothing queued is dialed on the way out
+        self.assertEqual(len(self.reactor.tcpClients), MAX_DIALING + 3)
 
     def test_connected_stops_retries(self) -> None:
         self.dialer.want(self.info)

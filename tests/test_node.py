@@ -49,13 +49,18 @@ class NodeTest(TestCase):
 
 class Discovery(NodeTest):
     def test_dials_only_larger_ids_and_answers_newcomers(self) -> None:
+        """A newcomer that dials us (a smaller id) is answered at once; one we dial learns
+        of us from our join, so it gets no answer (a crowd starting together sends half the
+        datagrams)."""
         self.node.beacon_heard(beacon("zed_1", when=1000), "127.0.0.1")
+        self.assertEqual(list(self.dialer.wanted), ["zed_1"])
+        self.assertEqual(self.announcer.replies, 0)
         self.node.beacon_heard(beacon("aaa_1", when=1000), "127.0.0.1")
         self.assertEqual(list(self.dialer.wanted), ["zed_1"])
-        self.assertEqual(self.announcer.replies, 2)
+        self.assertEqual(self.announcer.replies, 1)
         # a known peer announcing again is not answered again
-        self.node.beacon_heard(beacon("zed_1", when=1000), "127.0.0.1")
-        self.assertEqual(self.announcer.replies, 2)
+        self.node.beacon_heard(beacon("aaa_1", when=1000), "127.0.0.1")
+        self.assertEqual(self.announcer.replies, 1)
 
     def test_own_and_old_beacons_ignored(self) -> None:
         self.node.beacon_heard(beacon("mmm_1", when=1000), "127.0.0.1")
@@ -223,6 +228,55 @@ class Links(NodeTest):
                                                   sender_id="zed_1", metadata={"answer": token}))
         self.clock.advance(PROBE_TIMEOUT + 1)
         self.assertIsNone(again.closed)
+
+    def test_a_link_heard_during_the_beacon_silence_is_not_probed(self) -> None:
+        """A saturated machine loses and delays beacons first: a link heard while its peer's
+        beacons were overdue is alive, and is not probed (nor dropped) when they return."""
+        self.node.beacon_heard(beacon("zed_1", when=1000), "127.0.0.1")
+        link = self.link("zed_1")
+        self.clock.advance(8)
+        link.last_heard = self.clock.seconds()  # a line came on the link meanwhile
+        self.clock.advance(4)  # its beacons: stale
+        self.node.beacon_heard(beacon("zed_1", when=self.clock.seconds()), "127.0.0.1")
+        self.assertEqual([m for m in link.sent if (m.metadata or {}).get("probe")], [])
+        self.clock.advance(PROBE_TIMEOUT + 1)
+        self.assertIsNone(link.closed)
+
+    def test_a_probed_link_that_speaks_is_kept(self) -> None:
+        """Anything heard on the link after the probe proves it (the answer may queue
+        behind other lines on a busy link)."""
+        self.node.beacon_heard(beacon("zed_1", when=1000), "127.0.0.1")
+        link = self.link("zed_1")
+        self.clock.advance(12)
+        self.node.beacon_heard(beacon("zed_1", when=self.clock.seconds()), "127.0.0.1")
+        self.assertTrue(link.sent[-1].metadata.get("probe"))
+        self.clock.advance(1)
+        link.last_heard = self.clock.seconds()  # some other line came
+        self.clock.advance(PROBE_TIMEOUT + 1)
+        self.assertIsNone(link.closed)
+        self.assertEqual(self.node.watch.probes, {})  # and the probe is over
+
+    def test_a_probe_answer_waiting_when_the_deadline_rings_is_read_first(self) -> None:
+        """A starved process finds the probe's deadline due before it reads the answer that
+        came: the verdict waits a reactor turn."""
+        from tests.fakes import TurnClock
+
+        clock = TurnClock()
+        clock.advance(1000)
+        node = Node("mmm", clock, peer_id="mmm_1")
+        node.dialer, node.announcer = FakeDialer(), FakeAnnouncer()
+        node.beacon_heard(beacon("zed_1", when=1000), "127.0.0.1")
+        link = FakeLink("zed_1", "zed", now=clock.seconds())
+        self.assertTrue(node.link_ready(link))
+        clock.advance(12)
+        node.beacon_heard(beacon("zed_1", when=clock.seconds()), "127.0.0.1")
+        token = link.sent[-1].metadata["probe"]
+        clock.advance(PROBE_TIMEOUT + 0.5)  # rings; the verdict is the next turn
+        self.assertIsNone(link.closed)
+        node.message_received(link, Message(id="a1", type="heartbeat", sender_id="zed_1",
+                                            metadata={"answer": token}))  # read in that turn
+        clock.advance(0)
+        self.assertIsNone(link.closed)
 
     def test_probes_are_answered(self) -> None:
         link = self.link("zed_1")

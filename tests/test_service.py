@@ -8,7 +8,7 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import TestCase
 
 from p2pchat.node import Node
-from p2pchat.service import GOODBYE_TIMEOUT, NodeService
+from p2pchat.service import GOODBYE_TIMEOUT, LISTEN_BACKLOG, NodeService
 
 
 class StuckTransport:
@@ -57,6 +57,17 @@ class Stopping(TestCase):
         self.clock.advance(GOODBYE_TIMEOUT * 0.2)
         self.assertTrue(link.transport.aborted)
         self.assertTrue(stopped.called)
+
+    def test_the_listener_queues_a_crowd(self) -> None:
+        """A crowd dialing at once must not overflow the kernel's accept queue (Twisted's
+        default of 50 dropped SYNs: each dial then waited seconds for TCP to retry)."""
+        from twisted.internet.testing import MemoryReactor
+
+        reactor = MemoryReactor()
+        service = NodeService(self.node, reactor, 0, ("239.255.1.1", 30000), "127.0.0.1")
+        service._listen_tcp()
+        self.assertEqual(reactor.tcpServers[0][2], LISTEN_BACKLOG)
+        self.assertGreaterEqual(LISTEN_BACKLOG, 256)
 
     def test_nothing_open_stops_at_once_and_leaves_no_timer(self) -> None:
         stopped = self.service.stopService()

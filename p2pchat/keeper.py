@@ -3,7 +3,7 @@ directly, and onion contacts (``/connect INVITE``) dialed through Tor; the invit
 (``/invite``) and the gate of our onion listener.  The faces reach it as ``IChat.reach``.
 
 Its links are ordinary peer links (``mesh.PeerProtocol``: the same handshake, keys, catch-up
-and relaying as the LAN's); it only decides whom to dial.  It has a ``mesh.Dialer`` of its
+and relaying as the LAN's); it only decides whom to dial.  It has a ``dial.Dialer`` of its
 own, keyed by the contact's address (a static peer's id is not known before its first link),
 so dials and redials wait out the same backoff as discovered peers'; it watches the node's
 links (``PeersChanged``) to stop dialing a contact that is linked, whoever dialed, and to
@@ -27,7 +27,8 @@ from p2pchat.identity import peer_id_for, short_form
 from p2pchat.interfaces import Done, Outcome, Refused
 from p2pchat.invite import Invite, is_invite, new_secret, parse_invite
 from p2pchat.handshake import INVITE_KEY, Admit
-from p2pchat.mesh import Dialer, PeerProtocol, PeerServerFactory
+from p2pchat.dial import Dialer
+from p2pchat.mesh import PeerProtocol, PeerServerFactory
 from p2pchat.node import Node
 from p2pchat.onion import Onion, _NoTor, tor_binary
 from p2pchat.peers import PeerInfo

@@ -109,7 +109,7 @@ CAPS: tuple[str, ...] = (CAP_OURS, CAP_CATCHUP, CAP_ROOMS, CAP_TYPING, CAP_AWAY)
 
 
 class Dialer(Protocol):
-    """Something that dials peers and redials with backoff (mesh.Dialer)."""
+    """Something that dials peers and redials with backoff (dial.Dialer)."""
 
     def want(self, peer: PeerInfo) -> None: ...
 

@@ -33,7 +33,8 @@ from p2pchat.flow import close_within
 from p2pchat.identity import PINS_NAME, PINS_SAVE_DELAY, Identity, Pins
 from p2pchat.ignore import IGNORED_NAME, Ignores
 from p2pchat.keeper import Reach, build_reach
-from p2pchat.mesh import MAX_INBOUND, Dialer, PeerProtocol, PeerServerFactory
+from p2pchat.dial import Dialer
+from p2pchat.mesh import MAX_INBOUND, PeerProtocol, PeerServerFactory
 from p2pchat.node import HEARTBEAT_INTERVAL, Node
 from p2pchat.probe import start_if_asked as start_probe_if_asked
 from p2pchat.store import (

@@ -34,7 +34,7 @@ from p2pchat.identity import Identity, peer_id_for
 from p2pchat.invite import MAX_INVITE_CHARS, Invite, new_secret, parse_invite
 from p2pchat.keeper import LinkKeeper
 from p2pchat.handshake import INVITE_KEY
-from p2pchat.mesh import DialState
+from p2pchat.dial import DialState
 from p2pchat.node import Node
 from p2pchat.onion import Onion, _NoTor, _OnionDial, read_torrc
 from p2pchat.reach import TCPPeerEndpoint
@@ -218,7 +218,7 @@ def msg(type: str = JOIN, sender: str = "zed_1", fp: str = FP,
 class OnionHandshake(TestCase):
     def test_listener_takes_a_join_whose_key_tls_proved(self) -> None:
         h = Handshake(outgoing=False, have_key=True, tls_first=True)
-        self.assertEqual(h.connected(), [hs.ArmTimer()])
+        self.assertEqual(h.connected(), [hs.ArmTimer(h.timeout_after)])
         self.assertEqual(h.tls_done(FP), [])  # before the join: kept
         acts = h.receive(msg())
         self.assertEqual(acts[-1], hs.Offer("zed_1", "zed", FP))
@@ -259,7 +259,7 @@ class OnionHandshake(TestCase):
     def test_dialer_sends_its_join_only_to_the_expected_key(self) -> None:
         h = Handshake(outgoing=True, have_key=True, peer_id="zed_1", caps=(CAP_TLS,),
                       expect_fp=FP, tls_first=True, learn=True)
-        self.assertEqual(h.connected(), [hs.ArmTimer()])
+        self.assertEqual(h.connected(), [hs.ArmTimer(h.timeout_after)])
         self.assertEqual(h.tls_done(FP), [hs.SendJoin()])
         acts = h.receive(msg(type=STARTTLS))
         self.assertEqual(acts, [hs.Learn("zed_1", "zed", (CAP_OURS, CAP_TLS)), hs.Proven(FP),
@@ -282,7 +282,7 @@ class OnionHandshake(TestCase):
 
     def test_a_static_peer_dialer_learns_who_answered(self) -> None:
         h = Handshake(outgoing=True, have_key=True, caps=(CAP_TLS,))
-        self.assertEqual(h.connected(), [hs.SendJoin(), hs.ArmTimer()])
+        self.assertEqual(h.connected(), [hs.SendJoin(), hs.ArmTimer(h.timeout_after)])
         acts = h.receive(msg(type=STARTTLS))
         self.assertEqual(acts, [hs.Learn("zed_1", "zed", (CAP_OURS, CAP_TLS)),
                                 hs.StartTLS(server=False)])

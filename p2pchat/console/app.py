@@ -271,17 +271,6 @@ class ConsoleFace(CommandFace, Keyboard):
         self._typing_timer()
         self.changed()
 
-    def typing_nicks(self) -> list[str]:
-        """Who is typing in the conversation on screen now (marks that ended are dropped)."""
-        now = self.clock.seconds()
-        for room in list(self.typing_now):
-            who = self.typing_now[room]
-            for peer_id in [p for p, (_, until) in who.items() if until <= now]:
-                del who[peer_id]
-            if not who:
-                del self.typing_now[room]
-        return sorted(nick for nick, _ in self.typing_now.get(self.current.key, {}).values())
-
     def _chat_line(self, line: events.ChatLine) -> None:
         conv = self.find(line.room)
         if conv is None:
@@ -503,7 +492,7 @@ class ConsoleFace(CommandFace, Keyboard):
         self.status.update(self.node.nick, self.label(self.current), self.node.port,
                            sum(1 for p in rows if p.state == "connected"), len(rows),
                            self.messages.unread, over, elsewhere, self.plain_peers(),
-                           typing=self.typing_nicks(),
+                           typing=typing_nicks(self),
                            transfers=status_text(self.node.files.transfers()))
 
     # --- input ------------------------------------------------------------------------------
@@ -581,3 +570,15 @@ def caught_up(face: ConsoleFace, run: Run) -> None:
         conv.unread += run.held
         face.refresh_conversations()
     face.changed()
+
+
+def typing_nicks(face: ConsoleFace) -> list[str]:
+    """Who is typing in the conversation on screen now (marks that ended are dropped)."""
+    now = face.clock.seconds()
+    for room in list(face.typing_now):
+        who = face.typing_now[room]
+        for peer_id in [p for p, (_, until) in who.items() if until <= now]:
+            del who[peer_id]
+        if not who:
+            del face.typing_now[room]
+    return sorted(nick for nick, _ in face.typing_now.get(face.current.key, {}).values())

@@ -26,6 +26,11 @@ from p2pchat.wire import (CHAT, DEFAULT_ROOM, MAX_LINE_BYTES, Message, WireError
 #: ``relay/1``: signs its lines, and hands on (and takes) other authors' signed lines.
 CAP_RELAY = "relay/1"
 RELAY = "relay"
+#: A signed, sequenced statement of its author's nick, rooms and links (gossip.py), relayed
+#: like a room line.
+MEMBER = "member"
+#: The kinds of signed lines that may be relayed.
+RELAYED_KINDS = frozenset({CHAT, MEMBER})
 #: At most this many lines of one author are handed on per (re)connection.
 RELAY_MAX_LINES = 1000
 #: A relay line carries lines up to this many bytes in all (a line must stay under 64 KiB).
@@ -46,13 +51,20 @@ def _payload(fields: list[Any]) -> bytes:
     return json.dumps(fields, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
 
+def _member_fields(kind: Any, meta: dict[str, Any]) -> list[Any]:
+    """A member line's statement is signed too (its rooms, links and event)."""
+    if kind != MEMBER:
+        return []
+    return [meta.get("rooms"), meta.get("links"), meta.get("event")]
+
+
 def line_payload(msg: Message) -> bytes:
     """What an author signs: every field a reader of the line sees."""
     meta = msg.metadata or {}
     stamp = format_time(msg.timestamp) if msg.timestamp is not None else ""
     return _payload([msg.id, msg.type, msg.sender_id, msg.username, msg.content, stamp,
                      msg.sequence, msg.room_id, str(meta.get("to", "")),
-                     str(meta.get("action", ""))])
+                     str(meta.get("action", ""))] + _member_fields(msg.type, meta))
 
 
 def _raw_payload(obj: dict[str, Any]) -> bytes:
@@ -61,7 +73,8 @@ def _raw_payload(obj: dict[str, Any]) -> bytes:
     return _payload([obj.get("id"), obj.get("type"), obj.get("sender_id"),
                      obj.get("username", ""), obj.get("content", ""), obj.get("timestamp", ""),
                      obj.get("sequence", 0), obj.get("room_id") or DEFAULT_ROOM,
-                     str(meta.get("to", "")), str(meta.get("action", ""))])
+                     str(meta.get("to", "")), str(meta.get("action", ""))]
+                    + _member_fields(obj.get("type"), meta))
 
 
 def sign_line(identity: Identity, msg: Message) -> str:
@@ -80,8 +93,8 @@ class Relayed:
 def check_relayed(raw: bytes, public_key_b64: str) -> Relayed:
     """A relayed line and its author's key to a verified message; WireError says why not."""
     msg = parse_message(raw)
-    if msg.type != CHAT:
-        raise WireError("only room lines are relayed")
+    if msg.type not in RELAYED_KINDS:
+        raise WireError("only room lines and member lines are relayed")
     try:
         key = ed25519.Ed25519PublicKey.from_public_bytes(
             base64.b64decode(public_key_b64, validate=True))

@@ -16,7 +16,9 @@ from twisted.logger import Logger, LogLevel
 from p2pchat import events
 from p2pchat.clocks import Delayed, log_limited
 from p2pchat.catchup import ACK_DELAY, parse_ack, parse_sync, sync_metadata
+from p2pchat.gossip import hops_of
 from p2pchat.relay import (
+    MEMBER,
     RELAY,
     RELAY_STEP_LINES,
     RELAY_TURN_BYTES,
@@ -64,8 +66,11 @@ class CatchUp:
         link.synced = False
         link.sync_point = node.outbox.sequence
         have = node.room.high_water.get(link.peer_id)
-        others = ({s: h for s, h in node.room.high_water.items() if s != link.peer_id}
-                  if link.relay else None)
+        others = None
+        if link.relay:
+            others = {s: h for s, h in node.forwarder.relayed_high.items()
+                      if s != link.peer_id and s not in node.room.high_water}
+            others.update((s, h) for s, h in node.room.high_water.items() if s != link.peer_id)
         link.send(node.sender.message(SYNC, "", sequenced=False,
                                 metadata=sync_metadata(node.outbox.sequence, have, others)))
 
@@ -150,9 +155,10 @@ class CatchUp:
                 return
             author = next(iter(state.pending))
             after, left = state.pending[author]
-            rows = [] if author in node.links else node.store.relayable_after(
-                author, after, state.rooms, min(RELAY_STEP_LINES, left), state.since)
-            if not rows:  # done with it (a linked author resends its own lines)
+            rows = [] if node.forwarder.author_linked_to(link, author) else (
+                node.store.relayable_after(author, after, state.rooms,
+                                           min(RELAY_STEP_LINES, left), state.since))
+            if not rows:  # done with it (an author linked to it resends its own lines)
                 del state.pending[author]
                 continue
             for metadata, last, count in relay_batches(
@@ -192,6 +198,9 @@ class CatchUp:
                         why=str(e))
             return
         now = node.clock.seconds()
+        hops = hops_of(msg.metadata)
+        # Handed on at catch-up (no hop count): not news, and one hop from its hander.
+        replayed, hops = hops is None, 1 if hops is None else hops
         for raw, key in pairs:
             try:
                 relayed = check_relayed(raw, key)
@@ -201,15 +210,21 @@ class CatchUp:
                             why=str(e))
                 continue
             line = relayed.msg
+            if line.type == MEMBER:
+                node.forwarder.member(line, relayed.fp, link, raw, key, hops)
+                continue
             if line.sender_id == node.peer_id or line.room_id not in node.rooms.joined:
                 continue
             # A relayer has only some of an author's lines (its rooms): they don't tell how
             # far we have that author, so the author still resends whatever we lack.
             if not node.room.accept(line, advance=False):
+                node.forwarder.duplicate(line, link)
                 continue  # already had it
             nick = node.trust.display(line.username or line.sender_id, relayed.fp)
             node.hearing.show_line(line, nick, line.room_id, "", now, (raw, key), via=link,
-                                   replayed=True)
+                                   replayed=replayed)
+            node.forwarder.relayed_line(line)
+            node.forwarder.spread(raw, key, line, link, hops)
 
     def acked(self, link: PeerSession, have: int) -> None:
         node = self.node

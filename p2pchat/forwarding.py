@@ -125,10 +125,9 @@ class Forwarder:
                 or now - self._sent_at >= ALIVE_INTERVAL):
             self._dirty = False
             self._send_member("alive")
-        changes = self.reached.sweep(now)
-        for change in changes:
-            self.relayed_high.pop(change.author, None)
-        self._tell(changes, now)
+        # How far we have a peer that is gone stays known: when a path to it is back, a sync
+        # asks for what it said meanwhile.
+        self._tell(self.reached.sweep(now), now)
 
     # --- lines heard ----------------------------------------------------------------------------
 
@@ -221,7 +220,6 @@ class Forwarder:
                 self.relayed_high.setdefault(author, msg.sequence)
             if member.event == "bye":
                 node.rooms.forget_peer(author)
-                self.relayed_high.pop(author, None)
             else:
                 node.rooms.set_peer(author, member.rooms)
         self._tell(changes, now)

@@ -269,3 +269,18 @@ class Topologies(TestCase):
         self.assertNotIn("a: i am a", sim.said("c"))
         self.assertTrue(any("refused" in str(e.get("log_format", "")) for e in logged))
         self.assertEqual(len(c.forwarder.log), 0)
+
+    def test_catch_up_after_the_only_path_was_gone(self) -> None:
+        sim = chain(["a", "b", "c"])
+        sim.nodes["c"].say("first")
+        sim.run()
+        sim.cut("b", "c")
+        sim.cut("a", "b")
+        sim.tick(int(GONE_AFTER) + 2)  # c is gone for a
+        self.assertTrue(any(isinstance(e, events.PeerLeft) and e.nick == "c"
+                            for e in sim.heard["a"]))
+        sim.nodes["c"].say("while gone")
+        sim.link("b", "c")  # b gets it from c itself...
+        sim.link("a", "b")  # ...and a, linking later, by b's catch-up
+        sim.tick(1)
+        self.assertEqual(sim.said("a"), ["c: first", "c: while gone"])

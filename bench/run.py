@@ -13,10 +13,11 @@ import tempfile
 import time
 
 from bench import profiling, scenarios
+from bench import gossip as gossip_bench
 from bench import search as search_bench
 from bench.procs import Children, install_signal_handlers, precompile
 
-PHASES = ("mesh", "fanout", "cost", "profile", "search")
+PHASES = ("mesh", "fanout", "cost", "profile", "search", "gossip")
 
 
 def int_list(text: str) -> list[int]:
@@ -229,6 +230,8 @@ def render(r: dict) -> str:
                 lines.append(f"{name}: {p.get(name, {}).get('status')}")
     if "search" in r:
         lines += ["", search_bench.render(r["search"])]
+    if "gossip" in r:
+        lines += ["", gossip_bench.render(r["gossip"])]
     return "\n".join(lines)
 
 
@@ -264,6 +267,9 @@ def main(argv: list[str] | None = None) -> int:
         if "search" in a.phases:
             say(f"search: filling a history file with {a.search_lines} lines")
             result["search"] = search_bench.run(a.search_lines, 1 if a.quick else 5)
+        if "gossip" in a.phases:
+            say("gossip: bytes per line in a chain, a ring and a full mesh of 10")
+            result["gossip"] = gossip_bench.run(10, 20 if a.quick else 100)
     except KeyboardInterrupt:
         say("interrupted: stopping every peer")
         result["interrupted"] = True

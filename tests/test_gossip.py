@@ -15,7 +15,7 @@ from p2pchat.gossip import (GONE_AFTER, MAX_HOPS, AuthorId, ForwardLog, HanderId
 from p2pchat.identity import Identity
 from p2pchat.relay import MEMBER, RELAY, check_relayed, sign_line
 from p2pchat.wire import Message, WireError
-from tests.meshsim import Sim
+from bench.meshsim import Sim
 
 A, B, C, D = (HanderId(x) for x in ("a", "b", "c", "d"))
 
@@ -284,3 +284,13 @@ class Topologies(TestCase):
         sim.link("a", "b")  # ...and a, linking later, by b's catch-up
         sim.tick(1)
         self.assertEqual(sim.said("a"), ["c: first", "c: while gone"])
+
+
+def test_the_gossip_bench_delivers_everything_once() -> None:
+    from bench import gossip as bench_gossip
+    result = bench_gossip.run(5, 10)
+    for shape in ("full", "chain", "ring"):
+        assert result[shape]["deliveries"] == result[shape]["expected"] == 40, result[shape]
+    assert result["full"]["forwarded"] == 0
+    assert result["chain"]["copies_per_delivery"] == 1.0
+    assert "ratio to the full mesh" in bench_gossip.render(result)

@@ -1,7 +1,8 @@
-"""A mesh of real Nodes in one process with no sockets: each link is a pair of in-memory wires
-that hand each other's bytes to the other node (parsed as the mesh does), delivered when the
-test says (``Sim.run``), so any topology (a chain, a ring) can be built and cut at will under
-one ``task.Clock``.  Every byte written is counted, per node."""
+"""A mesh of real Nodes in one process with no sockets (bench/gossip.py, tests/test_gossip.py):
+each link is a pair of in-memory wires that hand each other's bytes to the other node (parsed
+as the mesh does), delivered when the caller says (``Sim.run``), so any topology (a chain, a
+ring) can be built and cut at will under one ``task.Clock``.  Every byte written is counted,
+per node."""
 
 from __future__ import annotations
 
@@ -62,6 +63,8 @@ class Sim:
         self.bytes_sent: dict[str, int] = {}
         self.queue: deque[tuple[SimWire, bytes]] = deque()
         self.wires: dict[frozenset[str], tuple[SimWire, SimWire]] = {}
+        #: copies of chat lines that reached a node (directly or in a relay line)
+        self.copies = 0
         for nick in nicks:
             node = Node(nick, self.clock, identity=Identity.generate())
             self.nodes[nick] = node
@@ -106,7 +109,13 @@ class Sim:
                 continue
             raw = data.rstrip(b"\n")
             target.last_heard = self.clock.seconds()
-            target.node.message_received(target, wire.parse_message(raw), raw)
+            msg = wire.parse_message(raw)
+            if msg.type == "chat":
+                self.copies += 1
+            elif msg.type == "relay":
+                self.copies += sum('"type":"chat"' in x for x in (msg.metadata or {}).get(
+                    "lines", []))
+            target.node.message_received(target, msg, raw)
         raise AssertionError("the simulated mesh never went quiet")
 
     def tick(self, seconds: float) -> None:

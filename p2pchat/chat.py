@@ -229,8 +229,9 @@ class Chat:
         out = []
         for name in node.rooms.known():
             members = [node.nick] if name in node.rooms.joined else []
-            members += sorted(node.nick_of(link) for pid, link in node.links.items()
-                              if node.rooms.peer_in(pid, name))
+            members += sorted([node.nick_of(link) for pid, link in node.links.items()
+                               if node.rooms.peer_in(pid, name)]
+                              + node.forwarder.members_of(name))
             out.append((name, members))
         return out
 

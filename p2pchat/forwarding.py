@@ -251,6 +251,11 @@ class Forwarder:
 
     # --- what the faces see ---------------------------------------------------------------------
 
+    def members_of(self, room: str) -> list[str]:
+        """The peers in ``room`` reached only through others, as shown."""
+        return [self.node.trust.display(r.nick, r.fp) for a, r in self.reached.shown()
+                if room in r.rooms and a not in self.node.links]
+
     def views(self) -> list[PeerView]:
         """/users rows for the peers reached only through others."""
         node = self.node

@@ -194,6 +194,7 @@ class Topologies(TestCase):
         sim.nodes["a"].say("open")
         sim.run()
         self.assertEqual(sim.said("c"), ["a: open"])  # b is not in #ops: it carries nothing
+        self.assertIn(("ops", ["c", "a"]), sim.nodes["c"].room_list())  # a listed in #ops
         sim.nodes["b"].join_room("ops")
         sim.run()
         sim.nodes["a"].say("now", room="ops")

@@ -40,6 +40,10 @@ class Forwarder:
         self._sent_state: tuple[str, tuple[str, ...], tuple[str, ...]] | None = None
         self._sent_at = float("-inf")
         self._dirty = False
+        #: per author, the neighbours its lines may go to (``_lacking``), and what they
+        #: were worked out from (our links and their member lines, by generation)
+        self._lacking_cache: dict[str, tuple[int, tuple[str, ...]]] = {}
+        self._generation = 0
 
     # --- links ---------------------------------------------------------------------------
 
@@ -48,6 +52,7 @@ class Forwarder:
         sync, so its neighbour list is known when it asks for lines) and the member lines of
         the peers we reach only through others."""
         node = self.node
+        self._generation += 1
         if self.reached.linked(link.peer_id):
             node.emit(events.PeersChanged(node.clock.seconds()))
         if not link.gossip:
@@ -61,6 +66,7 @@ class Forwarder:
             link.send(node.sender.message(RELAY, "", metadata=metadata))
 
     def lost(self, link: PeerSession) -> None:
+        self._generation += 1
         self.log.stop(link.peer_id)
         self.reached.unlinked(link.peer_id, self.node.clock.seconds())
 
@@ -139,11 +145,13 @@ class Forwarder:
             return
         if msg.room_id != DEFAULT_ROOM and msg.room_id not in node.rooms.joined:
             return  # a non-member never carries a room's lines
+        candidates = self._lacking(msg.sender_id)
+        if not candidates or candidates == (hander.peer_id,):
+            return  # the usual case in a full mesh: every neighbour has it from its author
         heard = Heard(AuthorId(msg.sender_id), msg.sequence, msg.room_id,
                       HanderId(hander.peer_id), hops)
-        neighbours = [Neighbour(HanderId(pid), link.gossip, node.rooms.rooms_of_peer(pid),
-                                self.reached.links_of(pid))
-                      for pid, link in node.links.items() if link.gossip]
+        neighbours = [Neighbour(HanderId(pid), True, node.rooms.rooms_of_peer(pid),
+                                self.reached.links_of(pid)) for pid in candidates]
         targets = forward_to(heard, neighbours)
         if not targets:
             return
@@ -159,6 +167,20 @@ class Forwarder:
                 self.log.cursors[pid] = self.log.last
             else:
                 self.pump(link)
+
+    def _lacking(self, author: str) -> tuple[str, ...]:
+        """Our gossip neighbours that are not ``author`` and not linked to it: the only ones
+        a line of it may go to.  Kept per author until a link or a neighbour's links change,
+        so a line costs a dict lookup where nothing is to be forwarded."""
+        cached = self._lacking_cache.get(author)
+        if cached is not None and cached[0] == self._generation:
+            return cached[1]
+        found = tuple(pid for pid, link in self.node.links.items() if link.gossip
+                      and pid != author and author not in self.reached.links_of(pid))
+        if len(self._lacking_cache) >= 4096:
+            self._lacking_cache.clear()
+        self._lacking_cache[author] = (self._generation, found)
+        return found
 
     def duplicate(self, msg: Message, hander: PeerSession) -> None:
         """A line we had came again from ``hander``: it is not to be forwarded to it."""
@@ -209,9 +231,11 @@ class Forwarder:
         now = node.clock.seconds()
         author = AuthorId(msg.sender_id)
         linked = author in node.links
-        if linked and any(p not in node.links and p != node.peer_id
-                          for p in member.links - self.reached.links_of(author)):
-            self._dirty = True  # a new peer behind a neighbour: it hears of us at the tick
+        if linked and member.links != self.reached.links_of(author):
+            self._generation += 1  # whom lines may go to changed
+            if any(p not in node.links and p != node.peer_id
+                   for p in member.links - self.reached.links_of(author)):
+                self._dirty = True  # a new peer behind a neighbour: it hears of us at the tick
         changes = self.reached.heard(author, msg.sequence, member, fp, HanderId(hander.peer_id),
                                      now, linked, raw, pk)
         if not linked:
@@ -228,9 +252,10 @@ class Forwarder:
     def _tell(self, changes: list[Change], now: float) -> None:
         node = self.node
         for c in changes:
-            nick = node.trust.display(c.nick, self.reached.of[c.author].fp)
-            if c.kind == "joined":
-                via = node.links.get(self.reached.of[c.author].via)
+            reach = self.reached.of.get(c.author)
+            nick = node.trust.display(c.nick, c.fp or (reach.fp if reach else ""))
+            if c.kind == "joined" and reach is not None:
+                via = node.links.get(reach.via)
                 where = f"via {node.nick_of(via)}" if via is not None else "relayed"
                 node.emit(events.PeerJoined(now, nick, c.author, where))
             elif c.kind in ("left", "gone"):

@@ -183,6 +183,7 @@ class Change:
     author: AuthorId
     nick: str
     old_nick: str = ""
+    fp: str = ""
     joined_rooms: tuple[str, ...] = ()
     left_rooms: tuple[str, ...] = ()
 
@@ -207,12 +208,15 @@ class Reached:
         reach = self.of.get(author)
         if reach is not None and seq <= reach.version:
             return []  # older than what we hold: it changes nothing
+        changes: list[Change] = []
         if reach is None:
             reach = Reach(member.nick, fp, member.rooms, member.links, hander, now, seq, raw,
                           pk)
             self.of[author] = reach
             while len(self.of) > self.max_authors:
-                self.of.popitem(last=False)
+                old_author, old = self.of.popitem(last=False)
+                if old.shown:  # no longer listed: told as gone
+                    changes.append(Change("gone", old_author, old.nick, fp=old.fp))
             old_nick, old_rooms = member.nick, frozenset({DEFAULT_ROOM})
             was_shown = False
         else:
@@ -222,7 +226,6 @@ class Reached:
                                                               member.links)
             reach.via, reach.heard_at, reach.version = hander, now, seq
             reach.raw, reach.pk = raw, pk
-        changes: list[Change] = []
         if linked:
             reach.shown = False
             return changes
@@ -266,7 +269,7 @@ class Reached:
         for author, reach in self.of.items():
             if reach.shown and now - reach.heard_at > GONE_AFTER:
                 reach.shown = False
-                gone.append(Change("gone", author, reach.nick))
+                gone.append(Change("gone", author, reach.nick, fp=reach.fp))
         return gone
 
     def shown(self) -> list[tuple[AuthorId, Reach]]:

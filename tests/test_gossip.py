@@ -129,9 +129,12 @@ class Members(TestCase):
     def test_reached_is_bounded(self) -> None:
         r = Reached(max_authors=5)
         m = Member("x", frozenset({"general"}), frozenset(), "alive")
+        gone = []
         for i in range(20):
-            r.heard(AuthorId(f"p{i}"), 1, m, "", B, 0.0, False)
+            gone += [c.author for c in r.heard(AuthorId(f"p{i}"), 1, m, "", B, 0.0, False)
+                     if c.kind == "gone"]
         self.assertEqual(len(r.of), 5)
+        self.assertEqual(gone, [f"p{i}" for i in range(15)])  # no longer listed: told gone
 
 
 # --- real nodes, simulated links --------------------------------------------------------------

@@ -91,9 +91,21 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--peers", type=int, default=10)
     p.add_argument("--lines", type=int, default=100)
     p.add_argument("--json", action="store_true")
+    p.add_argument("--real", action="store_true",
+                   help="also with real peers on namespace hosts (root; a few minutes)")
     a = p.parse_args(argv)
-    result = run(a.peers, a.lines)
-    print(json.dumps(result, indent=2) if a.json else render(result))
+    result = {"in_process": run(a.peers, a.lines)}
+    if a.real:
+        from bench import gossip_real
+        result["real"] = gossip_real.run(a.peers, a.lines, edges)
+    if a.json:
+        print(json.dumps(result, indent=2))
+    else:
+        print(render(result["in_process"]))
+        if a.real:
+            from bench import gossip_real
+            print()
+            print(gossip_real.render(result["real"]))
     return 0
 
 

@@ -298,3 +298,21 @@ def test_the_gossip_bench_delivers_everything_once() -> None:
     assert result["full"]["forwarded"] == 0
     assert result["chain"]["copies_per_delivery"] == 1.0
     assert "ratio to the full mesh" in bench_gossip.render(result)
+
+
+class Marks(TestCase):
+    def test_a_peer_reached_through_others_is_not_waited_for(self) -> None:
+        sim = Sim(["a", "b", "c"])
+        for x, y in (("a", "b"), ("b", "c"), ("a", "c")):
+            sim.link(x, y)
+        sim.tick(2)
+        sim.cut("a", "c")
+        # its beacons still come (no route for TCP, say): it is away for a, not gone
+        sim.nodes["a"].away[sim.nodes["c"].peer_id] = "c"
+        sim.tick(12)  # c's member lines now come to a through b
+        rows = {r.nick: r.state for r in sim.nodes["a"].users()}
+        self.assertEqual(rows["c"], "relayed")
+        sim.nodes["a"].say("hello")
+        sim.run()
+        self.assertEqual(sim.said("c"), ["a: hello"])
+        self.assertTrue(any(isinstance(e, events.Delivered) for e in sim.heard["a"]))

@@ -316,3 +316,13 @@ class Marks(TestCase):
         sim.run()
         self.assertEqual(sim.said("c"), ["a: hello"])
         self.assertTrue(any(isinstance(e, events.Delivered) for e in sim.heard["a"]))
+
+    def test_a_goodbye_travels_and_is_told_once(self) -> None:
+        sim = chain(["a", "b", "c"])
+        sim.nodes["a"].say_goodbye()
+        sim.run()
+        left = [(e.nick, e.reason) for e in sim.heard["c"] if isinstance(e, events.PeerLeft)]
+        self.assertEqual(left, [("a", None)])
+        self.assertNotIn("a", {r.nick for r in sim.nodes["c"].users()})
+        sim.tick(30)
+        self.assertEqual(len([e for e in sim.heard["c"] if isinstance(e, events.PeerLeft)]), 1)

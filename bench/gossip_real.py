@@ -39,7 +39,7 @@ def _reached(peer, count: int) -> bool:
     mark = peer.mark()
     peer.send("/users")
     try:
-        lines = peer.wait_for(lambda ls: any(" connected, " in x for x in ls), 10.0, start=mark)
+        peer.wait_for(lambda ls: any(" connected, " in x for x in ls), 10.0, start=mark)
     except AssertionError:
         return False
     time.sleep(0.3)

@@ -16,7 +16,7 @@ Two different peers are named for every line, and never mixed up: its *author* (
 and signed it: ``AuthorId``) and its *hander* (the linked peer that handed it to us:
 ``HanderId``).  A line is never forwarded to its hander nor to its author, nor to a peer that
 is linked to its author (that peer's signed ``member`` line lists its links), nor to one
-that already handed it to us; it goes at most ``MAX_HOPS`` hops from its author.
+that already handed it to us; it is forwarded at most ``MAX_HOPS`` times on its way.
 
 Membership travels the same way: a ``member`` line (relay.MEMBER), signed and sequenced by
 its author, states its nick, its rooms and its links; it is sent at link-up, when any of
@@ -37,7 +37,8 @@ from p2pchat.wire import (DEFAULT_ROOM, MAX_ID_CHARS, MAX_LINE_BYTES, Message, W
 
 #: Announced by peers that forward lines live and send ``member`` lines.
 CAP_GOSSIP = "gossip/1"
-#: A line goes at most this many hops from its author (a chain of 17 peers, end to end).
+#: A line is forwarded at most this many times on its way (so it reaches 17 links from its
+#: author: the end of a chain of 18 peers).
 MAX_HOPS = 16
 #: Our ``member`` line goes out at least this often (seconds), so a peer reached through
 #: others knows we are still there.

@@ -13,12 +13,11 @@ namespace).
 
 from __future__ import annotations
 
+import os
 import time
 
 from tests import netns
 from tests.netns import IP, Lab, LabError, NsPeer, _catch_termination, _run, peer_argv
-
-import os
 
 
 def chain(count: int) -> list[tuple[int, int]]:

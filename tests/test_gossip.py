@@ -326,3 +326,11 @@ class Marks(TestCase):
         self.assertNotIn("a", {r.nick for r in sim.nodes["c"].users()})
         sim.tick(30)
         self.assertEqual(len([e for e in sim.heard["c"] if isinstance(e, events.PeerLeft)]), 1)
+
+    def test_the_hop_limit_in_a_long_chain(self) -> None:
+        nicks = [f"n{i}" for i in range(MAX_HOPS + 3)]  # n0 .. n18
+        sim = chain(nicks)
+        sim.nodes["n0"].say("far")
+        sim.run()
+        self.assertEqual(sim.said(f"n{MAX_HOPS + 1}"), ["n0: far"])  # 17 links away
+        self.assertEqual(sim.said(f"n{MAX_HOPS + 2}"), [])  # forwarded 16 times: no more

@@ -162,6 +162,8 @@ class Forwarder:
         self.log.append((heard.author, heard.seq), data, set(targets))
         for pid in targets:
             link = node.links[pid]
+            if not link.synced:
+                continue  # after its sync: what it lacks from before comes first
             if self.log.cursors.get(pid) == previous and not link.backed_up:
                 link.send_bytes(data)
                 self.log.cursors[pid] = self.log.last
@@ -188,7 +190,7 @@ class Forwarder:
 
     def pump(self, link: PeerSession) -> None:
         """Write to ``link`` what it lacks of the forward log, while its peer reads."""
-        if link.peer_id not in self.log.cursors:
+        if link.peer_id not in self.log.cursors or not link.synced:
             return
         entries, missed = self.log.due(link.peer_id)
         if missed:

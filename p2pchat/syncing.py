@@ -117,6 +117,7 @@ class CatchUp:
         node.sender.pump(link)
         if sync.others and link.relay:
             self.relay_to(link, sync.others)
+        node.forwarder.pump(link)  # what came for it since it linked, after the hand-on
 
     def hand_on_state(self, link: PeerSession) -> HandOn:
         node = self.node

@@ -14,7 +14,7 @@ from twisted.logger import Logger, LogLevel
 
 from p2pchat import events
 from p2pchat.clocks import log_limited
-from p2pchat.gossip import (ALIVE_INTERVAL, AuthorId, Change, ForwardLog, HanderId, Heard,
+from p2pchat.gossip import (ALIVE_INTERVAL, LINKS_GAP, AuthorId, Change, ForwardLog, HanderId, Heard,
                             Neighbour, Reached, forward_to, member_metadata, parse_member)
 from p2pchat.interfaces import PeerView
 from p2pchat.relay import MEMBER, RELAY, relay_lines, sign_line
@@ -108,14 +108,23 @@ class Forwarder:
         """Our nick or rooms changed: every gossip link hears it now."""
         self._send_member("changed")
 
-    def _send_member(self, event: str) -> None:
-        links = [link for link in self.node.links.values() if link.gossip]
-        if not links or self.node.identity is None:
+    def _send_member(self, event: str, only_carriers: bool = False) -> None:
+        """Our member line to every gossip link (encoded once); ``only_carriers``: nothing
+        changed, so only to those that carry it on (a neighbour linked to a peer we are not
+        linked to: that peer learns from it that we are still there).  A full mesh then
+        sends no member line at all while nothing changes."""
+        node = self.node
+        links = [link for link in node.links.values() if link.gossip]
+        if only_carriers:
+            links = [link for link in links if any(
+                p not in node.links and p != node.peer_id
+                for p in self.reached.links_of(link.peer_id))]
+        self._sent_state, self._sent_at = self._state(), node.clock.seconds()
+        if not links or node.identity is None:
             return
-        msg = self.member_message(event)
-        self._sent_state, self._sent_at = self._state(), self.node.clock.seconds()
+        data = encode_message(self.member_message(event))
         for link in links:
-            link.send(msg)
+            link.send_bytes(data)
 
     def goodbye(self) -> None:
         self._send_member("bye")
@@ -127,13 +136,16 @@ class Forwarder:
         now = node.clock.seconds()
         if node.leaving:
             return
-        if (self._dirty or self._state() != self._sent_state
-                or now - self._sent_at >= ALIVE_INTERVAL):
+        since = now - self._sent_at
+        if since >= LINKS_GAP and (self._dirty or self._state() != self._sent_state):
             self._dirty = False
             self._send_member("alive")
+        elif since >= ALIVE_INTERVAL:
+            self._send_member("alive", only_carriers=True)
         # How far we have a peer that is gone stays known: when a path to it is back, a sync
         # asks for what it said meanwhile.
-        self._tell(self.reached.sweep(now), now)
+        self._tell(self.reached.due(now, lambda pid: node.peers.get(pid) is not None)
+                   + self.reached.sweep(now), now)
 
     # --- lines heard ----------------------------------------------------------------------------
 

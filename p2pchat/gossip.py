@@ -29,7 +29,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Any, Iterable, NewType
+from typing import Any, Callable, Iterable, NewType
 
 from p2pchat.rooms import rooms_of
 from p2pchat.wire import (DEFAULT_ROOM, MAX_ID_CHARS, MAX_LINE_BYTES, Message, WireError,
@@ -43,10 +43,18 @@ MAX_HOPS = 16
 #: Our ``member`` line goes out at least this often (seconds), so a peer reached through
 #: others knows we are still there.
 ALIVE_INTERVAL = 10.0
+#: When only our links changed, it goes out at most this often (a forming mesh changes them
+#: every moment); a new nick or room goes out at once.
+LINKS_GAP = 3.0
 #: A peer reached only through others and not heard of for this long is shown gone (within
 #: 30 s of the last line it could have sent: the window after which a silent peer is
 #: forgotten by its beacons).
 GONE_AFTER = 25.0
+#: A peer first reached through others is shown joining so only if no link of our own to it
+#: is up within JOIN_WAIT seconds, or JOIN_GRACE when we hear its beacons (that link is on
+#: its way): so a forming full mesh shows each peer joining once, by its own link.
+JOIN_WAIT = 3.0
+JOIN_GRACE = 10.0
 #: Peers reached only through others that we keep (the rest are not listed; their lines
 #: are still shown and forwarded).
 MAX_REACHED = 1024
@@ -173,6 +181,8 @@ class Reach:
     pk: str = ""
     #: shown to the faces as reached through others (a join was told)
     shown: bool = False
+    #: since when its join waits for a link of our own (JOIN_GRACE), or None
+    waiting_since: float | None = None
 
 
 @dataclass(frozen=True)
@@ -205,7 +215,8 @@ class Reached:
               now: float, linked: bool, raw: bytes = b"", pk: str = "") -> list[Change]:
         """A member line of ``author`` (sequence ``seq``) came through ``hander``.
         ``linked``: the author is linked to us (its own lines tell the faces about it, so
-        nothing is told here).  Returns what to tell the faces."""
+        nothing is told here).  A first one waits (``due``) before it is told as a join.
+        Returns what to tell the faces."""
         reach = self.of.get(author)
         if reach is not None and seq <= reach.version:
             return []  # older than what we hold: it changes nothing
@@ -228,18 +239,17 @@ class Reached:
             reach.via, reach.heard_at, reach.version = hander, now, seq
             reach.raw, reach.pk = raw, pk
         if linked:
-            reach.shown = False
+            reach.shown, reach.waiting_since = False, None
             return changes
         if member.event == "bye":
             if was_shown:
                 changes.append(Change("left", author, member.nick))
-            reach.shown = False
+            reach.shown, reach.waiting_since = False, None
             return changes
         if not was_shown:
-            reach.shown = True
-            changes.append(Change("joined", author, member.nick,
-                                  joined_rooms=tuple(sorted(member.rooms - {DEFAULT_ROOM}))))
-            return changes
+            if reach.waiting_since is None:
+                reach.waiting_since = now
+            return changes  # its join is told by ``due``, unless a link of ours comes first
         if old_nick != member.nick:
             changes.append(Change("nick", author, member.nick, old_nick=old_nick))
         if old_rooms != member.rooms:
@@ -252,7 +262,10 @@ class Reached:
         """``author`` linked to us: it is not shown as reached through others any more.
         Returns whether it was."""
         reach = self.of.get(AuthorId(author))
-        if reach is None or not reach.shown:
+        if reach is None:
+            return False
+        reach.waiting_since = None
+        if not reach.shown:
             return False
         reach.shown = False
         return True
@@ -263,6 +276,22 @@ class Reached:
         reach = self.of.get(AuthorId(author))
         if reach is not None:
             reach.heard_at = now
+
+    def due(self, now: float, link_coming: Callable[[str], bool]) -> list[Change]:
+        """Joins through others that waited long enough for a link of our own (JOIN_WAIT;
+        JOIN_GRACE while ``link_coming``: we hear its beacons)."""
+        joined = []
+        for author, reach in self.of.items():
+            if reach.waiting_since is None or reach.shown:
+                continue
+            if now - reach.heard_at > GONE_AFTER:
+                reach.waiting_since = None  # gone before it was told
+                continue
+            wait = JOIN_GRACE if link_coming(author) else JOIN_WAIT
+            if now - reach.waiting_since >= wait:
+                reach.shown, reach.waiting_since = True, None
+                joined.append(Change("joined", author, reach.nick, fp=reach.fp))
+        return joined
 
     def sweep(self, now: float) -> list[Change]:
         """Peers shown as reached through others and not heard of for GONE_AFTER: gone."""

@@ -90,9 +90,11 @@ class Relayed:
     raw: bytes
 
 
-def check_relayed(raw: bytes, public_key_b64: str) -> Relayed:
-    """A relayed line and its author's key to a verified message; WireError says why not."""
-    msg = parse_message(raw)
+def check_relayed(raw: bytes, public_key_b64: str, msg: Message | None = None) -> Relayed:
+    """A relayed line and its author's key to a verified message; WireError says why not.
+    ``msg``: the line already parsed (a receiver looks whether it had it before checking)."""
+    if msg is None:
+        msg = parse_message(raw)
     if msg.type not in RELAYED_KINDS:
         raise WireError("only room lines and member lines are relayed")
     try:

@@ -27,7 +27,7 @@ from p2pchat.relay import (
     relay_batches,
     relayed_of,
 )
-from p2pchat.wire import ACK, SYNC, Message, WireError, encode_message
+from p2pchat.wire import ACK, SYNC, Message, WireError, encode_message, parse_message
 
 if TYPE_CHECKING:
     from p2pchat.catchup import Sync
@@ -202,9 +202,18 @@ class CatchUp:
         hops = hops_of(msg.metadata)
         # Handed on at catch-up (no hop count): not news, and one hop from its hander.
         replayed, hops = hops is None, 1 if hops is None else hops
+        seqs = node.room.seqs
         for raw, key in pairs:
             try:
-                relayed = check_relayed(raw, key)
+                parsed = parse_message(raw)
+                if parsed.sender_id == node.peer_id:
+                    continue  # our own, come back
+                if parsed.sequence and (parsed.sender_id, parsed.sequence) in seqs:
+                    # had it (a copy by another path): no signature to check, not forwarded
+                    # back to this peer
+                    node.forwarder.duplicate(parsed, link)
+                    continue
+                relayed = check_relayed(raw, key, parsed)
             except WireError as e:
                 log_limited(node.clock, log, "relayed line refused", LogLevel.warn,
                             "a line {peer} handed on was refused: {why}", peer=link.peer_id,

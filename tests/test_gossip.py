@@ -10,8 +10,9 @@ from collections import Counter
 from twisted.trial.unittest import TestCase
 
 from p2pchat import events, wire
-from p2pchat.gossip import (GONE_AFTER, MAX_HOPS, AuthorId, ForwardLog, HanderId, Heard,
-                            Member, Neighbour, Reached, forward_to, hops_of, parse_member)
+from p2pchat.gossip import (GONE_AFTER, JOIN_GRACE, JOIN_WAIT, MAX_HOPS, AuthorId,
+                            ForwardLog, HanderId, Heard, Member, Neighbour, Reached,
+                            forward_to, hops_of, parse_member)
 from p2pchat.identity import Identity
 from p2pchat.relay import MEMBER, RELAY, check_relayed, sign_line
 from p2pchat.wire import Message, WireError
@@ -115,7 +116,10 @@ class Members(TestCase):
         r = Reached()
         a = AuthorId("a")
         m = Member("alice", frozenset({"general"}), frozenset(), "alive")
-        self.assertEqual([c.kind for c in r.heard(a, 1, m, "", B, 0.0, False)], ["joined"])
+        self.assertEqual(r.heard(a, 1, m, "", B, 0.0, False), [])  # told once it waited
+        self.assertEqual(r.due(JOIN_WAIT - 0.1, lambda _: False), [])
+        self.assertEqual([c.kind for c in r.due(JOIN_WAIT, lambda _: False)], ["joined"])
+        self.assertEqual(r.due(JOIN_WAIT + 1, lambda _: False), [])  # told once
         self.assertEqual(r.heard(a, 1, m, "", C, 0.0, False), [])  # the same one again
         self.assertEqual(r.heard(a, 2, m, "", C, 5.0, False), [])  # nothing new
         renamed = Member("alicia", frozenset({"general", "ops"}), frozenset(), "alive")
@@ -133,6 +137,7 @@ class Members(TestCase):
         for i in range(20):
             gone += [c.author for c in r.heard(AuthorId(f"p{i}"), 1, m, "", B, 0.0, False)
                      if c.kind == "gone"]
+            r.due(JOIN_WAIT, lambda _: False)  # each shown
         self.assertEqual(len(r.of), 5)
         self.assertEqual(gone, [f"p{i}" for i in range(15)])  # no longer listed: told gone
 
@@ -144,7 +149,7 @@ def chain(nicks: list[str], ring: bool = False) -> Sim:
     sim = Sim(nicks)
     for left, right in zip(nicks, nicks[1:] + (nicks[:1] if ring else [])):
         sim.link(left, right)
-    sim.tick(2)  # member lines (neighbour lists) go round
+    sim.tick(5)  # member lines (neighbour lists) go round; joins through others told
     return sim
 
 
@@ -334,3 +339,30 @@ class Marks(TestCase):
         sim.run()
         self.assertEqual(sim.said(f"n{MAX_HOPS + 1}"), ["n0: far"])  # 17 links away
         self.assertEqual(sim.said(f"n{MAX_HOPS + 2}"), [])  # forwarded 16 times: no more
+
+
+class Joins(TestCase):
+    def test_a_join_waits_for_our_own_link(self) -> None:
+        r = Reached()
+        m = Member("alice", frozenset({"general"}), frozenset(), "alive")
+        never = lambda _: False  # noqa: E731
+        # its own link comes within JOIN_WAIT: its join through others is never told
+        self.assertEqual(r.heard(AuthorId("a"), 1, m, "", B, 0.0, False), [])
+        self.assertFalse(r.linked("a"))
+        self.assertEqual(r.due(JOIN_GRACE + 1, never), [])
+        # we hear its beacons (a link is coming): it waits JOIN_GRACE, then told
+        r.heard(AuthorId("x"), 1, m, "", B, 0.0, False)
+        self.assertEqual(r.due(JOIN_WAIT, lambda _: True), [])
+        self.assertEqual([c.kind for c in r.due(JOIN_GRACE, lambda _: True)], ["joined"])
+
+    def test_a_forming_full_mesh_shows_each_join_once_by_its_own_link(self) -> None:
+        nicks = ["a", "b", "c", "d"]
+        sim = Sim(nicks)
+        sim.link("a", "b")
+        sim.link("a", "c")  # c is first reached by b through a...
+        sim.tick(1)
+        sim.link("b", "c")  # ...then linked
+        sim.tick(15)
+        joins = [(e.nick, e.address) for e in sim.heard["b"] if isinstance(e, events.PeerJoined)]
+        self.assertEqual(sorted(n for n, _ in joins), ["a", "c"])
+        self.assertFalse(any(a.startswith("via") for _, a in joins))

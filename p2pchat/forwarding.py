@@ -2,8 +2,8 @@
 it): a line first seen goes on to the other linked peers that may lack it, through a forward
 log with a cursor per link (written only while the peer reads, as our own lines); our own
 ``member`` line (nick, rooms, links) goes out at link-up, on a change, and every
-ALIVE_INTERVAL; member lines of others tell who is reached only through others, and when such
-a peer is gone.
+ALIVE_INTERVAL to the neighbours that carry it on; member lines of others tell who is reached
+only through others, and when such a peer is gone.
 """
 
 from __future__ import annotations
@@ -14,8 +14,9 @@ from twisted.logger import Logger, LogLevel
 
 from p2pchat import events
 from p2pchat.clocks import log_limited
-from p2pchat.gossip import (ALIVE_INTERVAL, LINKS_GAP, AuthorId, Change, ForwardLog, HanderId, Heard,
-                            Neighbour, Reached, forward_to, member_metadata, parse_member)
+from p2pchat.gossip import (ALIVE_INTERVAL, LINKS_GAP, AuthorId, Change, ForwardLog, HanderId,
+                            Heard, Neighbour, Reached, forward_to, member_metadata,
+                            parse_member)
 from p2pchat.interfaces import PeerView
 from p2pchat.relay import MEMBER, RELAY, relay_lines, sign_line
 from p2pchat.wire import DEFAULT_ROOM, Message, WireError, encode_message, new_message_id

@@ -15,13 +15,15 @@ import time
 from bench import day as day_bench
 from bench import files as files_bench
 from bench import profiling, reference, scenarios
+from bench import profiling, scenarios
+from bench import gossip as gossip_bench
 from bench import search as search_bench
 from bench import stall, trend
 from bench import year as year_bench
 from bench.procs import Children, install_signal_handlers, precompile
 
 PHASES = ("mesh", "fanout", "cost", "profile", "search", "reference", "files", "year", "day",
-          "stall")
+          "stall", "gossip")
 
 
 def int_list(text: str) -> list[int]:
@@ -268,6 +270,8 @@ def render(r: dict) -> str:
         lines += ["", day_bench.render(r["day"])]
     if "stall" in r:
         lines += ["", stall.render(r["stall"])]
+    if "gossip" in r:
+        lines += ["", gossip_bench.render(r["gossip"])]
     return "\n".join(lines)
 
 
@@ -316,6 +320,9 @@ def main(argv: list[str] | None = None) -> int:
             result["day"] = day_bench.run(a.day_lines, a.timeout_scale, say)
         if "stall" in a.phases:
             result["stall"] = stall.run(kids, a.timeout_scale, say)
+        if "gossip" in a.phases:
+            say("gossip: bytes per line in a chain, a ring and a full mesh of 10")
+            result["gossip"] = gossip_bench.run(10, 20 if a.quick else 100)
     except KeyboardInterrupt:
         say("interrupted: stopping every peer")
         result["interrupted"] = True

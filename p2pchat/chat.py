@@ -230,8 +230,9 @@ class Chat:
         out = []
         for name in node.rooms.known():
             members = [node.nick] if name in node.rooms.joined else []
-            members += sorted(node.nick_of(link) for pid, link in node.links.items()
-                              if node.rooms.peer_in(pid, name))
+            members += sorted([node.nick_of(link) for pid, link in node.links.items()
+                               if node.rooms.peer_in(pid, name)]
+                              + node.forwarder.members_of(name))
             out.append((name, members))
         return out
 
@@ -302,6 +303,7 @@ class Chat:
         node.sender.broadcast(node.sender.message(JOIN, f"{old} changed their name to {nick}"))
         if node.announcer is not None:
             node.announcer.announce()
+        node.forwarder.changed()  # signed, so peers reached through others hear it too
         node.emit(events.NickChanged(node.clock.seconds(), old, nick, node.peer_id, own=True))
         for link in list(node.links.values()):
             if link.username in (old, nick):
@@ -330,6 +332,7 @@ class Chat:
             state = "stale" if info.liveness(now) is not Liveness.ALIVE else "connecting"
             rows.append(PeerView(printable_name(info.username or info.peer_id), info.peer_id,
                                  state, f"{info.host}:{info.port}", CAP_OURS in info.caps))
+        rows += node.forwarder.views()
         return sorted(rows, key=lambda r: (r.state != "connected", r.nick.lower()))
 
     def find_link(self, shown: str) -> PeerSession | None:

@@ -25,20 +25,21 @@ RELAY_CHECK_LOW = 500
 
 
 class RelayChecks:
-    """The relayed lines waiting to be checked, per link; ``check(link, raw, key)`` checks
-    (and shows) one."""
+    """The relayed lines waiting to be checked, per link; ``check(link, *item)`` checks (and
+    shows) one: an item is (raw line, author key, what the relay line said of it: its hops,
+    whether it is catch-up)."""
 
-    def __init__(self, clock: Clock, check: Callable[[Any, bytes, str], None]) -> None:
+    def __init__(self, clock: Clock, check: Callable[..., None]) -> None:
         self.clock = clock
         self._check = check
-        self._waiting: dict[Any, deque[tuple[bytes, str]]] = {}
+        self._waiting: dict[Any, deque[tuple[Any, ...]]] = {}
         self._paused: set[Any] = set()
         self._scheduled = False
         #: steps run so far (a figure for the tests)
         self.steps = 0
 
-    def add(self, link: Any, pairs: list[tuple[bytes, str]]) -> None:
-        """Queue ``link``'s relayed (raw line, author key) pairs; its reading pauses past
+    def add(self, link: Any, pairs: list[tuple[Any, ...]]) -> None:
+        """Queue ``link``'s relayed items (raw line, author key, ...); its reading pauses past
         RELAY_CHECK_HIGH waiting."""
         waiting = self._waiting.get(link)
         if waiting is None:
@@ -59,8 +60,7 @@ class RelayChecks:
         for link in list(self._waiting):
             waiting = self._waiting[link]
             while waiting:  # one line at least, then as many as the step has time for
-                raw, key = waiting.popleft()
-                self._check(link, raw, key)
+                self._check(link, *waiting.popleft())
                 if time.perf_counter() >= deadline:
                     break
             if not waiting:

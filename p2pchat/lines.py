@@ -65,7 +65,9 @@ def format_event(event: events.Event) -> str | None:
     if isinstance(event, events.RoomChanged):
         return f"{stamp} [#{event.room}] * {event.nick} {'joined' if event.joined else 'left'}"
     if isinstance(event, events.PeerJoined):
-        return f"{stamp} * {event.nick} joined"
+        # a peer reached only through others says through whom (gossip.py)
+        via = f" ({event.address})" if event.address.startswith("via ") else ""
+        return f"{stamp} * {event.nick} joined{via}"
     if isinstance(event, events.PeerLeft):
         tail = f" ({event.reason})" if event.reason else ""
         return f"{stamp} * {event.nick} left{tail}"

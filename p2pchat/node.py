@@ -33,7 +33,9 @@ from p2pchat.catchup import LOG_AGE, LOG_LINES
 from p2pchat.chat import HISTORY_SHOWN, Chat  # noqa: F401 (HISTORY_SHOWN: its old home)
 from p2pchat.files.offers import CAP_FILES, FILE
 from p2pchat.files.transfers import Transfers
+from p2pchat.forwarding import Forwarder
 from p2pchat.front import ChatFront
+from p2pchat.gossip import CAP_GOSSIP
 from p2pchat.clocks import Clock, log_limited
 from p2pchat.hearing import Hearing
 from p2pchat.history import History, MemoryHistory
@@ -60,7 +62,7 @@ from p2pchat.linkwatch import (  # noqa: F401 (the limits are re-exported: tests
 from p2pchat.outbox import LONELY_GRACE, Outbox  # noqa: F401 (re-exported)
 from p2pchat.peers import PeerInfo, PeerTable
 from p2pchat.presence import Presence
-from p2pchat.relay import CAP_RELAY, RELAY
+from p2pchat.relay import CAP_RELAY, MEMBER, RELAY
 from p2pchat.room import Room
 from p2pchat.rooms import Rooms
 from p2pchat.sealed import CAP_SEALED, SEALED
@@ -148,7 +150,8 @@ class Node(ChatFront):
         #: peers whose lines are not shown (/ignore); the service gives it its file
         self.ignores = Ignores(None)
         self.peer_id = peer_id or (identity.peer_id if identity else new_peer_id(nick))
-        self.caps = CAPS + ((CAP_TLS, CAP_RELAY, CAP_SEALED, CAP_FILES) if identity else ())
+        self.caps = CAPS + ((CAP_TLS, CAP_RELAY, CAP_SEALED, CAP_FILES, CAP_GOSSIP)
+                            if identity else ())
         self.clock = clock
         self.peers = PeerTable()
         #: how well each peer is known: who gets table places and link slots (slots.py)
@@ -207,6 +210,8 @@ class Node(ChatFront):
         self.reach: IReach = NoReach()
         #: file offers and transfers (files/transfers.py); the service configures it
         self.files = Transfers(self)
+        #: lines forwarded through a partial mesh, peers reached through others (forwarding.py)
+        self.forwarder = Forwarder(self)
 
     # --- observers ------------------------------------------------------------------------
 
@@ -262,11 +267,13 @@ class Node(ChatFront):
             self.sender.pump(link)
             self.catchup.pump_relay(link)
             self.sealing.pump(link)
+            self.forwarder.pump(link)
 
     # --- our own lines and rooms ------------------------------------------------------------
 
     def rooms_changed(self) -> None:
         self.store.set_rooms(self.rooms.joined)
+        self.forwarder.changed()
         msg = self.rooms_message()
         for link in list(self.links.values()):
             if link.rooms:
@@ -282,6 +289,7 @@ class Node(ChatFront):
         self.leaving = True
         self.presence.stop()
         self.catchup.stop()
+        self.forwarder.goodbye()
         self.sender.broadcast(self.sender.message(LEAVE, f"{self.nick} left the chat"))
         self.store.flush()
         return [link.wire for link in self.links.values()]
@@ -297,6 +305,7 @@ class Node(ChatFront):
     def sweep(self) -> None:
         """Forget peers silent too long; drop links that died quietly.  Called every second."""
         self.presence.sweep()
+        self.forwarder.tick()
 
     def heartbeat(self) -> None:
         """Keep links alive (the reference drops a link silent for 2 minutes)."""
@@ -361,6 +370,8 @@ class Node(ChatFront):
             self.dialer.connected(link.peer_id)
         if not link.ours:
             link.username = self.line_names.get(link.peer_id, link.username)
+        shown = self.forwarder.was_shown(link.peer_id)  # reached through others until now
+        self.forwarder.linked(link)
         self.catchup.start(link)
         self.activity.linked(link)
         self.sealing.linked(link)
@@ -374,7 +385,7 @@ class Node(ChatFront):
                 # A base peer takes a dialer's first line as identification only, and shows
                 # nobody joining until a join comes after it (as its own dialer sends).
                 link.send(self.sender.message(JOIN, f"{self.nick} joined the chat"))
-            if not self.watch.linked(link.peer_id):
+            if not self.watch.linked(link.peer_id) and not shown:
                 self.emit(events.PeerJoined(self.clock.seconds(), self.nick_of(link),
                                              link.peer_id, link.address))
             pinned = self.trust.pins.get(link.username) if link.fp else None
@@ -407,6 +418,7 @@ class Node(ChatFront):
             return  # a refused or replaced link
         del self.links[link.peer_id]
         self.activity.lost(link.peer_id)
+        self.forwarder.lost(link)
         if link.rooms and link.catchup:
             self.recent.seen(link.peer_id, self.nick_of(link))  # as last shown
         self.standing.known_links.discard(link.peer_id)
@@ -470,6 +482,8 @@ class Node(ChatFront):
             relay = ((raw, link.pk) if raw and kind == CHAT and link.relay
                      and link.pk and msg.metadata and msg.metadata.get("sig") else None)
             self.hearing.chat_line(link, msg, self.clock.seconds(), relay)
+            if relay is not None and link.gossip:
+                self.forwarder.spread(raw, link.pk, msg, link, 0)
             return
         if kind == HEARTBEAT:
             self.presence.heartbeat_line(link, msg)
@@ -482,6 +496,10 @@ class Node(ChatFront):
             return
         if kind == RELAY:
             self.catchup.relayed(link, msg)
+            return
+        if kind == MEMBER:
+            if link.gossip and not self.leaving:
+                self.forwarder.member(msg, link.fp, link, raw, link.pk, 0)
             return
         if kind == TYPING:
             self.activity.heard_typing(link, msg)

@@ -104,8 +104,9 @@ class Options(usage.Options):
         ["multicast", "m", f"{DEFAULT_GROUP}:{DEFAULT_PORT}",
          "multicast group and UDP port for discovery, GROUP:PORT"],
         ["interface", "i", None,
-         "IPv4 address of the interface to send and join on (and to listen on for TCP) "
-         "[default: the system's choice; TCP on all]"],
+         "IPv4 address of the interface to send and join on (and to listen on for TCP); "
+         "several, comma-separated, for a peer on several LANs "
+         "[default: every interface that takes multicast; TCP on all]"],
         ["ui", None, "console", "the face: console (full screen), lines (stdin/stdout), none"],
         ["data-dir", "d", None, "where your key, the pinned keys of others and the log are "
          "kept [default: the user's data dir]"],
@@ -168,8 +169,13 @@ class Options(usage.Options):
             if self["port"] is not None:
                 self["port"] = parse_port(self["port"], "--port", lowest=0)
             self["multicast"] = parse_multicast(self["multicast"])
+            # One address (the usual case) stays as it was; several: ``interfaces``.
+            self["interfaces"] = []
             if self["interface"] is not None:
-                self["interface"] = parse_ipv4(self["interface"], "--interface")
+                self["interfaces"] = [parse_ipv4(a.strip(), "--interface")
+                                      for a in self["interface"].split(",")]
+                self["interface"] = (self["interfaces"][0] if len(self["interfaces"]) == 1
+                                     else None)
             for name in ("catchup-lines", "catchup-age", "history-lines", "history-days",
                          "history-mb"):
                 value = parse_positive(self[name], f"--{name}")

@@ -33,6 +33,11 @@ RELAY = "relay"
 #: At most this many lines of one author are handed on per (re)connection, by default: the
 #: node gives its ``--catchup-lines`` (catchup.LOG_LINES), what it would resend of its own.
 RELAY_MAX_LINES = 50_000
+#: A signed, sequenced statement of its author's nick, rooms and links (gossip.py), relayed
+#: like a room line.
+MEMBER = "member"
+#: The kinds of signed lines that may be relayed.
+RELAYED_KINDS = frozenset({CHAT, MEMBER})
 #: A relay line carries lines up to this many bytes in all (a line must stay under 64 KiB).
 RELAY_BATCH_BYTES = MAX_LINE_BYTES // 2
 #: Handing on goes in steps of at most this many lines (one query each), and at most this many
@@ -57,6 +62,13 @@ def _payload(fields: list[Any]) -> bytes:
     return json.dumps(fields, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
 
+def _member_fields(kind: Any, meta: dict[str, Any]) -> list[Any]:
+    """A member line's statement is signed too (its rooms, links and event)."""
+    if kind != MEMBER:
+        return []
+    return [meta.get("rooms"), meta.get("links"), meta.get("event")]
+
+
 def line_payload(msg: Message) -> bytes:
     """What an author signs: every field a reader of the line sees.  Strings and whole
     numbers only, which msgspec writes byte for byte as ``_payload`` (json) does, in a tenth
@@ -65,7 +77,7 @@ def line_payload(msg: Message) -> bytes:
     stamp = format_time(msg.timestamp) if msg.timestamp is not None else ""
     return _encode_list([msg.id, msg.type, msg.sender_id, msg.username, msg.content, stamp,
                      msg.sequence, msg.room_id, str(meta.get("to", "")),
-                     str(meta.get("action", ""))])
+                     str(meta.get("action", ""))] + _member_fields(msg.type, meta))
 
 
 def _raw_payload(obj: dict[str, Any]) -> bytes:
@@ -74,7 +86,8 @@ def _raw_payload(obj: dict[str, Any]) -> bytes:
     return _payload([obj.get("id"), obj.get("type"), obj.get("sender_id"),
                      obj.get("username", ""), obj.get("content", ""), obj.get("timestamp", ""),
                      obj.get("sequence", 0), obj.get("room_id") or DEFAULT_ROOM,
-                     str(meta.get("to", "")), str(meta.get("action", ""))])
+                     str(meta.get("to", "")), str(meta.get("action", ""))]
+                    + _member_fields(obj.get("type"), meta))
 
 
 def sign_line(identity: Identity, msg: Message) -> str:
@@ -113,11 +126,13 @@ def _verify(key: bytes, signature: bytes, payload: bytes) -> bool:
     return True
 
 
-def check_relayed(raw: bytes, public_key_b64: str) -> Relayed:
-    """A relayed line and its author's key to a verified message; WireError says why not."""
-    msg = parse_message(raw)
-    if msg.type != CHAT:
-        raise WireError("only room lines are relayed")
+def check_relayed(raw: bytes, public_key_b64: str, msg: Message | None = None) -> Relayed:
+    """A relayed line and its author's key to a verified message; WireError says why not.
+    ``msg``: the line already parsed (a receiver looks whether it had it before checking)."""
+    if msg is None:
+        msg = parse_message(raw)
+    if msg.type not in RELAYED_KINDS:
+        raise WireError("only room lines and member lines are relayed")
     try:
         key, fp, author = _author_key(public_key_b64)
         signature = base64.b64decode(str((msg.metadata or {}).get("sig", "")), validate=True)

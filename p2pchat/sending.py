@@ -138,5 +138,6 @@ class Sender:
         ``wanted``: the linked peers it goes to."""
         node = self.node
         waiting = {pid for pid in wanted if node.links[pid].catchup}
+        # One away but reached through others gets it that way (it acks only by a link).
         return waiting | {pid for pid in node.away
-                          if self.is_for(msg, pid, True)}
+                          if self.is_for(msg, pid, True) and not node.forwarder.was_shown(pid)}

@@ -70,17 +70,21 @@ class NodeService(Service):
     """Owns the node's sockets and timers: the TCP listener, the dialer, discovery."""
 
     def __init__(self, node: Node, reactor: Any, port: int | None, multicast: tuple[str, int],
-                 interface: str | None) -> None:
+                 interface: str | None, interfaces: list[str] | None = None) -> None:
         self.node = node
         self.reactor = reactor
         self.wanted_port = port
         self.group, self.group_port = multicast
         self.interface = interface
+        #: every address given to --interface (a peer on several LANs: one each)
+        self.interfaces = interfaces or ([interface] if interface else [])
+        self.more_listeners: list[IListeningPort] = []
         self.listener: IListeningPort | None = None
         self.udp: IListeningPort | None = None
         self.server = PeerServerFactory(node, reactor)
         self.dialer = Dialer(node, reactor, reactor, bind_host=interface)
-        self.beacons = BeaconProtocol(node, self.group, self.group_port, interface, reactor)
+        self.beacons = BeaconProtocol(node, self.group, self.group_port, interface, reactor,
+                                      interfaces=self.interfaces or None)
         self._loops: list[LoopingCall] = []
         #: static peers and Tor (keeper.build_reach), if the service was given them
         self.reach: Reach | None = None
@@ -88,11 +92,21 @@ class NodeService(Service):
     def startService(self) -> None:
         self.listener = listener = self._listen_tcp()
         self.node.port = cast(IPv4Address, listener.getHost()).port
+        for host in self.interfaces[1:]:  # the same port on each further address given
+            try:
+                self.more_listeners.append(self.reactor.listenTCP(self.node.port, self.server,
+                                                                  interface=host))
+            except error.CannotListenError as e:
+                self._stop_more()
+                listener.stopListening()
+                raise StartError(f"can't listen on {host}:{self.node.port}: "
+                                 f"{e.socketError}") from None
         try:
             self.udp = self.reactor.listenMulticast(self.group_port, self.beacons,
                                                     listenMultiple=True)
         except error.CannotListenError as e:
             listener.stopListening()
+            self._stop_more()
             raise StartError(f"can't listen for peers on UDP port {self.group_port}: "
                              f"{e.socketError}") from None
         self.node.dialer = self.dialer
@@ -109,8 +123,13 @@ class NodeService(Service):
                  peer=self.node.peer_id, port=self.node.port)
         super().startService()
 
+    def _stop_more(self) -> None:
+        for port in self.more_listeners:
+            port.stopListening()
+        self.more_listeners.clear()
+
     def _listen_tcp(self) -> IListeningPort:
-        host = self.interface or ""
+        host = self.interfaces[0] if self.interfaces else ""
         ports = PORT_RANGE if self.wanted_port is None else [self.wanted_port]
         last = None
         for port in ports:
@@ -160,10 +179,11 @@ class NodeService(Service):
 
     def _stop_listening(self) -> defer.Deferred[Any]:
         stops: list[defer.Deferred[object]] = []
-        for port in (self.listener, self.udp):
+        for port in (self.listener, self.udp, *self.more_listeners):
             if port is not None:
                 stops.append(defer.maybeDeferred(port.stopListening))
         self.listener = self.udp = None
+        self.more_listeners = []
         return defer.DeferredList(stops, consumeErrors=True)
 
 
@@ -328,7 +348,7 @@ def makeService(options: Options, reactor: Any = None) -> ChatService:
     node.activity.settings = Settings(os.path.join(data_dir, SETTINGS_NAME))
     node.subscribe(NickKeeper(data_dir))
     node_service = NodeService(node, reactor, options["port"], options["multicast"],
-                               options["interface"])
+                               options["interface"], options.get("interfaces"))
     try:
         node_service.reach = build_reach(node, reactor, data_dir, options.get("peer", []),
                                          options["interface"], bool(options.get("tor")),

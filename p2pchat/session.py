@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from p2pchat.gossip import CAP_GOSSIP
 from p2pchat.relay import CAP_RELAY
 from p2pchat.sealed import CAP_SEALED
 from p2pchat.wire import CAP_AWAY, CAP_CATCHUP, CAP_OURS, CAP_ROOMS, CAP_TLS, CAP_TYPING
@@ -23,7 +24,8 @@ if TYPE_CHECKING:
     from p2pchat.wire import Message
 
 #: The caps of ours a plain link (no proven key) is never believed to have, while we have a key.
-KEYED_CAPS = (CAP_CATCHUP, CAP_ROOMS, CAP_RELAY, CAP_TLS, CAP_TYPING, CAP_AWAY, CAP_SEALED)
+KEYED_CAPS = (CAP_CATCHUP, CAP_ROOMS, CAP_RELAY, CAP_TLS, CAP_TYPING, CAP_AWAY, CAP_SEALED,
+              CAP_GOSSIP)
 
 
 class PeerSession:
@@ -32,7 +34,7 @@ class PeerSession:
 
     __slots__ = ("wire", "peer_id", "username", "fp", "ours", "catchup", "rooms", "relay",
                  "linked_at", "cursor", "synced", "sync_point", "said_leave", "hand_on",
-                 "save_rate", "typing", "speaks_away", "sealed")
+                 "save_rate", "typing", "speaks_away", "sealed", "gossip")
 
     def __init__(self, wire: Wire, linked_at: float, keyed: bool) -> None:
         """``keyed``: we have a key, so a link that proved none is a base peer's (or claims
@@ -50,6 +52,8 @@ class PeerSession:
         self.catchup = CAP_CATCHUP in caps
         self.rooms = CAP_ROOMS in caps
         self.relay = CAP_RELAY in caps
+        #: forwards lines live and sends member lines (gossip.py); it takes relay lines too
+        self.gossip = self.relay and CAP_GOSSIP in caps
         #: takes ``typing`` and ``away`` lines (activity.py); a base peer never gets one
         self.typing = CAP_TYPING in caps
         self.speaks_away = CAP_AWAY in caps

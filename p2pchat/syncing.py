@@ -18,7 +18,9 @@ from p2pchat import events
 from p2pchat.clocks import Delayed, log_limited
 from p2pchat.checking import RelayChecks
 from p2pchat.catchup import ACK_DELAY, parse_ack, parse_sync, sync_metadata
+from p2pchat.gossip import hops_of
 from p2pchat.relay import (
+    MEMBER,
     RELAY,
     RELAY_STEP_LINES,
     RELAY_TURN_BYTES,
@@ -28,7 +30,7 @@ from p2pchat.relay import (
     relay_batches,
     relayed_of,
 )
-from p2pchat.wire import ACK, SYNC, Message, WireError, encode_message
+from p2pchat.wire import ACK, SYNC, Message, WireError, encode_message, parse_message
 
 if TYPE_CHECKING:
     from p2pchat.catchup import Sync
@@ -69,8 +71,11 @@ class CatchUp:
         link.synced = False
         link.sync_point = node.outbox.sequence
         have = node.room.high_water.get(link.peer_id)
-        others = ({s: h for s, h in node.room.high_water.items() if s != link.peer_id}
-                  if link.relay else None)
+        others = None
+        if link.relay:
+            others = {s: h for s, h in node.forwarder.relayed_high.items()
+                      if s != link.peer_id and s not in node.room.high_water}
+            others.update((s, h) for s, h in node.room.high_water.items() if s != link.peer_id)
         link.send(node.sender.message(SYNC, "", sequenced=False,
                                 metadata=sync_metadata(node.outbox.sequence, have, others)))
 
@@ -117,6 +122,7 @@ class CatchUp:
         node.sender.pump(link)
         if sync.others and link.relay:
             self.relay_to(link, sync.others)
+        node.forwarder.pump(link)  # what came for it since it linked, after the hand-on
 
     def hand_on_state(self, link: PeerSession) -> HandOn:
         node = self.node
@@ -156,9 +162,10 @@ class CatchUp:
                 return
             author = next(iter(state.pending))
             after, left = state.pending[author]
-            rows = [] if author in node.links else node.store.relayable_after(
-                author, after, state.rooms, min(RELAY_STEP_LINES, left), state.since)
-            if not rows:  # done with it (a linked author resends its own lines)
+            rows = [] if node.forwarder.author_linked_to(link, author) else (
+                node.store.relayable_after(author, after, state.rooms,
+                                           min(RELAY_STEP_LINES, left), state.since))
+            if not rows:  # done with it (an author linked to it resends its own lines)
                 del state.pending[author]
                 continue
             for metadata, last, count in relay_batches(
@@ -197,30 +204,49 @@ class CatchUp:
                         "bad relay line from {peer} skipped: {why}", peer=link.peer_id,
                         why=str(e))
             return
-        self.checks.add(link, pairs)  # checked in steps (checking.py)
+        hops = hops_of(msg.metadata)
+        # Handed on at catch-up (no hop count): not news, and one hop from its hander.
+        replayed, hops = hops is None, 1 if hops is None else hops
+        self.checks.add(link, [(raw, key, hops, replayed) for raw, key in pairs])  # in steps
 
-    def check_relayed(self, link: PeerSession, raw: bytes, key: str) -> None:
-        """One line ``link``'s peer handed on: shown if its author's signature checks out."""
+    def check_relayed(self, link: PeerSession, raw: bytes, key: str, hops: int = 1,
+                      replayed: bool = True) -> None:
+        """One line ``link``'s peer handed on: shown (and forwarded on, gossip.py) if its
+        author's signature checks out; ``hops``: how far it came, ``replayed``: handed on at
+        catch-up rather than live."""
         node = self.node
         if node.leaving:
             return
         try:
-            relayed = check_relayed(raw, key)
+            parsed = parse_message(raw)
+            if parsed.sender_id == node.peer_id:
+                return  # our own, come back
+            if parsed.sequence and (parsed.sender_id, parsed.sequence) in node.room.seqs:
+                # had it (a copy by another path): no signature to check, not forwarded back
+                node.forwarder.duplicate(parsed, link)
+                return
+            relayed = check_relayed(raw, key, parsed)
         except WireError as e:
             log_limited(node.clock, log, "relayed line refused", LogLevel.warn,
                         "a line {peer} handed on was refused: {why}", peer=link.peer_id,
                         why=str(e))
             return
         line = relayed.msg
-        if line.sender_id == node.peer_id or line.room_id not in node.rooms.joined:
+        if line.type == MEMBER:
+            node.forwarder.member(line, relayed.fp, link, raw, key, hops)
+            return
+        if line.room_id not in node.rooms.joined:
             return
         # A relayer has only some of an author's lines (its rooms): they don't tell how
         # far we have that author, so the author still resends whatever we lack.
         if not node.room.accept(line, advance=False):
+            node.forwarder.duplicate(line, link)
             return  # already had it
         nick = node.trust.display(line.username or line.sender_id, relayed.fp)
         node.hearing.show_line(line, nick, line.room_id, "", node.clock.seconds(), (raw, key),
-                               via=link, replayed=True)
+                               via=link, replayed=replayed)
+        node.forwarder.relayed_line(line)
+        node.forwarder.spread(raw, key, line, link, hops)
 
     def acked(self, link: PeerSession, have: int) -> None:
         node = self.node

@@ -105,3 +105,57 @@ class BeaconTest(TestCase):
     def test_leave(self) -> None:
         self.proto.say_leave()
         self.assertEqual(self.sent()[-1].type, "leave")
+
+
+class OnEveryInterface(TestCase):
+    """A peer on two LANs (issue 17.4): one membership and one beacon per interface."""
+
+    def start(self, **kwargs) -> tuple[BeaconProtocol, FakeMulticast, list[str]]:
+        clock = Clock()
+        clock.advance(5000)
+        node = Node("mmm", clock, peer_id="mmm_1")
+        node.port = 8085
+        node.dialer = FakeDialer()
+        proto = BeaconProtocol(node, "239.255.1.2", 4567, None, clock, rng=random.Random(3),
+                               **kwargs)
+        transport = FakeMulticast()
+        via: list[str] = []
+        write = transport.write
+        transport.write = lambda data, addr: (via.append(str(transport.options.get("iface"))),
+                                              write(data, addr))  # type: ignore[method-assign]
+        proto.makeConnection(transport)
+        self.addCleanup(proto.doStop)
+        clock.advance(ANNOUNCE_INTERVAL)
+        return proto, transport, via
+
+    def test_joins_and_announces_on_each(self) -> None:
+        _, transport, via = self.start(interfaces=["10.0.1.2", "10.0.2.2"])
+        self.assertEqual(transport.joined, [("239.255.1.2", "10.0.1.2"),
+                                            ("239.255.1.2", "10.0.2.2")])
+        self.assertEqual(via, ["10.0.1.2", "10.0.2.2"] * 2)  # the start and one interval
+        beacons = [wire.parse_beacon(d) for d, _ in transport.sent]
+        self.assertEqual(beacons[0], beacons[1])  # the same beacon (a second copy: a replay)
+
+    def test_without_interface_every_multicast_one(self) -> None:
+        import p2pchat.discovery as discovery
+        self.patch(discovery, "multicast_interfaces", lambda: ["192.0.2.7", "198.51.100.7"])
+        _, transport, via = self.start()
+        self.assertEqual([i for _, i in transport.joined], ["192.0.2.7", "198.51.100.7"])
+        self.assertEqual(len(via), 4)
+
+    def test_none_found_the_system_choice(self) -> None:
+        import p2pchat.discovery as discovery
+        self.patch(discovery, "multicast_interfaces", lambda: [])
+        _, transport, via = self.start()
+        self.assertEqual(transport.joined, [("239.255.1.2", "")])
+        self.assertEqual(len(transport.sent), 2)
+
+    def test_interface_still_narrows(self) -> None:
+        _, transport, via = self.start(interfaces=["127.0.0.1"])
+        self.assertEqual(transport.joined, [("239.255.1.2", "127.0.0.1")])
+        self.assertEqual(len(transport.sent), 2)
+
+    def test_the_host_enumeration_leaves_loopback_out(self) -> None:
+        from p2pchat.discovery import multicast_interfaces
+        found = multicast_interfaces()
+        self.assertFalse(any(a.startswith("127.") for a in found), found)

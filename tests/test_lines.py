@@ -31,6 +31,15 @@ class WordingTests(unittest.TestCase):
         self.face.lineReceived(b"/join #ops")
         self.assertIn("now talking in #ops", self.said())
 
+    def test_a_peer_reached_through_others_says_through_whom(self) -> None:
+        from p2pchat import events
+        self.said()
+        self.chat.emit(events.PeerJoined(0.0, "carol", "carol_1", "via bob"))
+        self.chat.emit(events.PeerJoined(0.0, "dave", "dave_1", "10.0.0.4:8080"))
+        out = self.said()
+        self.assertIn("* carol joined (via bob)", out)
+        self.assertIn("* dave joined\n", out.replace("\r\n", "\n"))
+
 
 class BurstTests(unittest.TestCase):
     def test_a_burst_on_stdin_is_taken_in_steps(self) -> None:

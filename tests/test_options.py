@@ -177,3 +177,13 @@ class UnderTwistd(TestCase):
         # The faces need the terminal: the help says to run in the foreground, and how not to.
         self.assertIn("twistd -n p2pchat", out)
         self.assertIn("--ui none", out)
+
+
+def test_several_interfaces() -> None:
+    from p2pchat.options import Options
+    o = Options()
+    o.parseOptions(["--username", "x", "--interface", "10.0.1.2,10.0.2.2"])
+    assert (o["interface"], o["interfaces"]) == (None, ["10.0.1.2", "10.0.2.2"])
+    o = Options()
+    o.parseOptions(["--username", "x", "--interface", "10.0.1.2"])
+    assert (o["interface"], o["interfaces"]) == ("10.0.1.2", ["10.0.1.2"])

@@ -211,6 +211,7 @@ STATE_MARKS: dict[str, tuple[str, str]] = {
     "connected": ("●", "peer_connected"),
     "connecting": ("○", "peer_connecting"),
     "stale": ("?", "peer_stale"),
+    "relayed": ("◌", "peer_connecting"),  # reached only through others (gossip.py)
 }
 #: The encryption mark (two cells wide; a plain peer gets two blanks and a "plain" note).
 LOCK = "🔒"

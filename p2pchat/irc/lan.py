@@ -69,7 +69,7 @@ class Lan:
         """The roster anew, from the node's current links."""
         self.roster = Roster(self.node.peer_id, self.node.nick)
         for view in self.node.users():
-            if view.state == "connected":
+            if view.state in ("connected", "relayed"):  # relayed: reached through others
                 self.roster.add(view.peer_id, view.nick, view.address, view.flagged)
 
     # --- verbs on behalf of a client -------------------------------------------------------

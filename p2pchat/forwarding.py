@@ -1,0 +1,311 @@
+"""Forwarding signed lines through a partial mesh, for the node (gossip.py decides, this does
+it): a line first seen goes on to the other linked peers that may lack it, through a forward
+log with a cursor per link (written only while the peer reads, as our own lines); our own
+``member`` line (nick, rooms, links) goes out at link-up, on a change, and every
+ALIVE_INTERVAL to the neighbours that carry it on; member lines of others tell who is reached
+only through others, and when such a peer is gone.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from twisted.logger import Logger, LogLevel
+
+from p2pchat import events
+from p2pchat.clocks import log_limited
+from p2pchat.gossip import (ALIVE_INTERVAL, LINKS_GAP, AuthorId, Change, ForwardLog, HanderId,
+                            Heard, Neighbour, Reached, forward_to, member_metadata,
+                            parse_member)
+from p2pchat.interfaces import PeerView
+from p2pchat.relay import MEMBER, RELAY, relay_lines, sign_line
+from p2pchat.wire import DEFAULT_ROOM, Message, WireError, encode_message, new_message_id
+
+if TYPE_CHECKING:
+    from p2pchat.node import Node
+    from p2pchat.session import PeerSession
+
+log = Logger()
+
+
+class Forwarder:
+    """The relaying side of one node (``node``)."""
+
+    def __init__(self, node: Node) -> None:
+        self.node = node
+        self.log = ForwardLog()
+        self.reached = Reached()
+        #: per author reached only through others, the highest sequence of its lines we
+        #: took from a relay (what a sync says we have of it)
+        self.relayed_high: dict[str, int] = {}
+        self._sent_state: tuple[str, tuple[str, ...], tuple[str, ...]] | None = None
+        self._sent_at = float("-inf")
+        self._dirty = False
+        #: per author, the neighbours its lines may go to (``_lacking``), and what they
+        #: were worked out from (our links and their member lines, by generation)
+        self._lacking_cache: dict[str, tuple[int, tuple[str, ...]]] = {}
+        self._generation = 0
+
+    # --- links ---------------------------------------------------------------------------
+
+    def linked(self, link: PeerSession) -> None:
+        """A new link: it starts at the forward log's end, gets our member line (before the
+        sync, so its neighbour list is known when it asks for lines) and the member lines of
+        the peers we reach only through others."""
+        node = self.node
+        self._generation += 1
+        if self.reached.linked(link.peer_id):
+            node.emit(events.PeersChanged(node.clock.seconds()))
+        if not link.gossip:
+            return
+        self.log.start(link.peer_id)
+        link.send(self.member_message("hello"))
+        pairs: list[tuple[bytes, str, str]] = [(r.raw, a, r.pk) for a, r in self.reached.shown()
+                                               if r.raw and a != link.peer_id]
+        for metadata in relay_lines(pairs):
+            metadata["hops"] = 1
+            link.send(node.sender.message(RELAY, "", metadata=metadata))
+
+    def lost(self, link: PeerSession) -> None:
+        self._generation += 1
+        self.log.stop(link.peer_id)
+        self.reached.unlinked(link.peer_id, self.node.clock.seconds())
+
+    def was_shown(self, peer_id: str) -> bool:
+        """Whether ``peer_id`` is shown as reached through others (so a join for its new
+        link is not news)."""
+        reach = self.reached.of.get(AuthorId(peer_id))
+        return reach is not None and reach.shown
+
+    def author_linked_to(self, link: PeerSession, author: str) -> bool:
+        """Whether ``link``'s peer has ``author``'s lines from ``author`` itself (so we hand
+        none on): a gossip peer if it is the author or lists it among its links; an older
+        peer of ours if the author is linked to us (it was so in a full mesh)."""
+        if author == link.peer_id:
+            return True
+        if link.gossip:
+            return author in self.reached.links_of(link.peer_id)
+        return author in self.node.links
+
+    # --- our member line ----------------------------------------------------------------------
+
+    def _state(self) -> tuple[str, tuple[str, ...], tuple[str, ...]]:
+        node = self.node
+        return (node.nick, tuple(node.rooms.joined),
+                tuple(sorted(pid for pid, link in node.links.items() if link.gossip)))
+
+    def member_message(self, event: str) -> Message:
+        """Our member line now: signed, and numbered from our one counter."""
+        node = self.node
+        nick, rooms, links = self._state()
+        msg = Message(new_message_id(), MEMBER, node.peer_id, nick, "",
+                      node.clock.seconds(), node.outbox.number(), DEFAULT_ROOM,
+                      member_metadata(event, list(rooms), list(links)))
+        if node.identity is not None and msg.metadata is not None:
+            msg.metadata["sig"] = sign_line(node.identity, msg)
+        return msg
+
+    def changed(self) -> None:
+        """Our nick or rooms changed: every gossip link hears it now."""
+        self._send_member("changed")
+
+    def _send_member(self, event: str, only_carriers: bool = False) -> None:
+        """Our member line to every gossip link (encoded once); ``only_carriers``: nothing
+        changed, so only to those that carry it on (a neighbour linked to a peer we are not
+        linked to: that peer learns from it that we are still there).  A full mesh then
+        sends no member line at all while nothing changes."""
+        node = self.node
+        links = [link for link in node.links.values() if link.gossip]
+        if only_carriers:
+            links = [link for link in links if any(
+                p not in node.links and p != node.peer_id
+                for p in self.reached.links_of(link.peer_id))]
+        self._sent_state, self._sent_at = self._state(), node.clock.seconds()
+        if not links or node.identity is None:
+            return
+        data = encode_message(self.member_message(event))
+        for link in links:
+            link.send_bytes(data)
+
+    def goodbye(self) -> None:
+        self._send_member("bye")
+
+    def tick(self) -> None:
+        """Every second (the node's sweep): our member line when our links changed or every
+        ALIVE_INTERVAL; peers reached through others and silent too long are gone."""
+        node = self.node
+        now = node.clock.seconds()
+        if node.leaving:
+            return
+        since = now - self._sent_at
+        if since >= LINKS_GAP and (self._dirty or self._state() != self._sent_state):
+            self._dirty = False
+            self._send_member("alive")
+        elif since >= ALIVE_INTERVAL:
+            self._send_member("alive", only_carriers=True)
+        # How far we have a peer that is gone stays known: when a path to it is back, a sync
+        # asks for what it said meanwhile.
+        self._tell(self.reached.due(now, lambda pid: node.peers.get(pid) is not None)
+                   + self.reached.sweep(now), now)
+
+    # --- lines heard ----------------------------------------------------------------------------
+
+    def spread(self, raw: bytes, pk: str, msg: Message, hander: PeerSession, hops: int) -> None:
+        """A signed line first seen (``raw``, its author's key ``pk``): on to the linked peers
+        that may lack it, through the forward log."""
+        node = self.node
+        if node.leaving:
+            return
+        if msg.room_id != DEFAULT_ROOM and msg.room_id not in node.rooms.joined:
+            return  # a non-member never carries a room's lines
+        candidates = self._lacking(msg.sender_id)
+        if not candidates or candidates == (hander.peer_id,):
+            return  # the usual case in a full mesh: every neighbour has it from its author
+        heard = Heard(AuthorId(msg.sender_id), msg.sequence, msg.room_id,
+                      HanderId(hander.peer_id), hops)
+        neighbours = [Neighbour(HanderId(pid), True, node.rooms.rooms_of_peer(pid),
+                                self.reached.links_of(pid)) for pid in candidates]
+        targets = forward_to(heard, neighbours)
+        if not targets:
+            return
+        metadata = relay_lines([(raw, msg.sender_id, pk)])[0]
+        metadata["hops"] = hops + 1
+        data = encode_message(node.sender.message(RELAY, "", metadata=metadata))
+        previous = self.log.last
+        self.log.append((heard.author, heard.seq), data, set(targets))
+        for pid in targets:
+            link = node.links[pid]
+            if not link.synced:
+                continue  # after its sync: what it lacks from before comes first
+            if self.log.cursors.get(pid) == previous and not link.backed_up:
+                link.send_bytes(data)
+                self.log.cursors[pid] = self.log.last
+            else:
+                self.pump(link)
+
+    def _lacking(self, author: str) -> tuple[str, ...]:
+        """Our gossip neighbours that are not ``author`` and not linked to it: the only ones
+        a line of it may go to.  Kept per author until a link or a neighbour's links change,
+        so a line costs a dict lookup where nothing is to be forwarded."""
+        cached = self._lacking_cache.get(author)
+        if cached is not None and cached[0] == self._generation:
+            return cached[1]
+        found = tuple(pid for pid, link in self.node.links.items() if link.gossip
+                      and pid != author and author not in self.reached.links_of(pid))
+        if len(self._lacking_cache) >= 4096:
+            self._lacking_cache.clear()
+        self._lacking_cache[author] = (self._generation, found)
+        return found
+
+    def duplicate(self, msg: Message, hander: PeerSession) -> None:
+        """A line we had came again from ``hander``: it is not to be forwarded to it."""
+        self.log.had_by((AuthorId(msg.sender_id), msg.sequence), hander.peer_id)
+
+    def pump(self, link: PeerSession) -> None:
+        """Write to ``link`` what it lacks of the forward log, while its peer reads."""
+        if link.peer_id not in self.log.cursors or not link.synced:
+            return
+        entries, missed = self.log.due(link.peer_id)
+        if missed:
+            log_limited(self.node.clock, log, "forward log overrun", LogLevel.warn,
+                        "{peer} reads too slowly: {n} lines to forward to it were dropped "
+                        "(it gets them by catch-up when it links again)", peer=link.peer_id,
+                        n=missed)
+        for entry in entries:
+            if link.backed_up:
+                return
+            link.send_bytes(entry.data)
+            self.log.cursors[link.peer_id] = entry.index
+        self.log.cursors[link.peer_id] = self.log.last
+
+    def relayed_line(self, msg: Message) -> None:
+        """A line of another author taken from a relay: how far we have that author."""
+        if msg.sender_id not in self.node.links:
+            high = self.relayed_high.get(msg.sender_id, 0)
+            if msg.sequence > high and (high or len(self.relayed_high) < 1024):
+                self.relayed_high[msg.sender_id] = msg.sequence
+
+    def member(self, msg: Message, fp: str, hander: PeerSession, raw: bytes, pk: str,
+               hops: int) -> None:
+        """A member line (direct: ``hops`` 0, or relayed), after its signature or its link
+        proved its author: dedup, what it changes, then on to the others."""
+        node = self.node
+        if msg.sender_id == node.peer_id:
+            return
+        if not msg.sequence or not node.room.seqs.add(msg.sender_id, msg.sequence):
+            if msg.sequence:
+                self.duplicate(msg, hander)
+            return
+        try:
+            member = parse_member(msg)
+        except WireError as e:
+            log_limited(node.clock, log, "bad member line", LogLevel.warn,
+                        "bad member line from {peer} skipped: {why}", peer=hander.peer_id,
+                        why=str(e))
+            return
+        now = node.clock.seconds()
+        author = AuthorId(msg.sender_id)
+        linked = author in node.links
+        if linked and member.links != self.reached.links_of(author):
+            self._generation += 1  # whom lines may go to changed
+            if any(p not in node.links and p != node.peer_id
+                   for p in member.links - self.reached.links_of(author)):
+                self._dirty = True  # a new peer behind a neighbour: it hears of us at the tick
+        changes = self.reached.heard(author, msg.sequence, member, fp, HanderId(hander.peer_id),
+                                     now, linked, raw, pk)
+        if not linked:
+            # From now on its lines are ours to have: a sync asks for those after this one.
+            if len(self.relayed_high) < 1024:
+                self.relayed_high.setdefault(author, msg.sequence)
+            if member.event == "bye":
+                node.rooms.forget_peer(author)
+            else:
+                node.rooms.set_peer(author, member.rooms)
+        self._tell(changes, now)
+        self.spread(raw, pk, msg, hander, hops)
+
+    def _tell(self, changes: list[Change], now: float) -> None:
+        node = self.node
+        for c in changes:
+            reach = self.reached.of.get(c.author)
+            nick = node.trust.display(c.nick, c.fp or (reach.fp if reach else ""))
+            if c.kind == "joined" and reach is not None:
+                via = node.links.get(reach.via)
+                where = f"via {node.nick_of(via)}" if via is not None else "relayed"
+                node.emit(events.PeerJoined(now, nick, c.author, where))
+            elif c.kind in ("left", "gone"):
+                node.emit(events.PeerLeft(now, nick, c.author,
+                                          None if c.kind == "left" else "no longer reached"))
+                node.rooms.forget_peer(c.author)
+            elif c.kind == "nick":
+                node.emit(events.NickChanged(now, node.trust.display(c.old_nick, ""), nick,
+                                             c.author))
+            for room in c.joined_rooms:
+                if room in node.rooms.joined and c.kind != "joined":
+                    node.emit(events.RoomChanged(now, room, nick, c.author, joined=True))
+            for room in c.left_rooms:
+                if room in node.rooms.joined:
+                    node.emit(events.RoomChanged(now, room, nick, c.author, joined=False))
+        if changes:
+            node.emit(events.PeersChanged(now))
+
+    # --- what the faces see ---------------------------------------------------------------------
+
+    def members_of(self, room: str) -> list[str]:
+        """The peers in ``room`` reached only through others, as shown."""
+        return [self.node.trust.display(r.nick, r.fp) for a, r in self.reached.shown()
+                if room in r.rooms and a not in self.node.links]
+
+    def views(self) -> list[PeerView]:
+        """/users rows for the peers reached only through others."""
+        node = self.node
+        rows = []
+        for author, reach in self.reached.shown():
+            if author in node.links:
+                continue
+            via = node.links.get(reach.via)
+            rows.append(PeerView(node.trust.display(reach.nick, reach.fp), author, "relayed",
+                                 f"via {node.nick_of(via) if via is not None else '?'}", True,
+                                 rooms=tuple(sorted(reach.rooms,
+                                                    key=lambda r: (r != DEFAULT_ROOM, r)))))
+        return rows

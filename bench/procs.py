@@ -25,6 +25,12 @@ from typing import Callable
 ROOT = Path(__file__).resolve().parent.parent
 LOOPBACK = "127.0.0.1"
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+#: the size asked for a child's stdin pipe: a burst is written at once, all of it, so the
+#: child never waits for the bench (itself one process among many on a busy machine) to
+#: refill a 64 KiB pipe; Linux's default most for a user is 1 MiB (fs/pipe-max-size)
+STDIN_PIPE_BYTES = 1 << 20
+#: fcntl's F_SETPIPE_SZ (Linux; Python's fcntl names it from 3.10)
+F_SETPIPE_SZ = 1031
 
 LineHandler = Callable[["Child", bytes, float], None]
 
@@ -83,6 +89,15 @@ def peer_argv(nick: str, multicast: tuple[str, int], data_dir: str,
     return argv
 
 
+def _widen(fd: int) -> None:
+    """Ask for a pipe of STDIN_PIPE_BYTES (where the system allows it; else the default)."""
+    try:
+        import fcntl
+        fcntl.fcntl(fd, F_SETPIPE_SZ, STDIN_PIPE_BYTES)
+    except (ImportError, OSError):
+        pass
+
+
 class Child:
     """One child process; its stdout is read by the Pump, its stdin written through it."""
 
@@ -102,6 +117,7 @@ class Child:
         self.stdin_fd = self.popen.stdin.fileno()
         os.set_blocking(self.stdout_fd, False)
         os.set_blocking(self.stdin_fd, False)
+        _widen(self.stdin_fd)
         self._partial = b""
         self.pending = bytearray()  # bytes not yet taken by the stdin pipe
         self.eof = False

@@ -4,6 +4,7 @@ duplicated.  No timing thresholds here: timings live in ``python -m bench``."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -102,3 +103,21 @@ def test_reference_table() -> None:
                              "p2pchat": side, "ratio": 1.5})
     assert "50.0% (100%)" in text and "100.0% (100%)" in text
     assert "1.50x" in text and "median of 2" in text
+
+
+def test_a_childs_stdin_pipe_takes_a_whole_burst(tmp_path) -> None:
+    """A burst is written to a child's stdin at once: its pipe is widened (the default
+    64 KiB held the sender back whenever the bench, busy itself, was late to refill it)."""
+    import fcntl
+
+    from bench.procs import STDIN_PIPE_BYTES, Child
+
+    child = Child("cat", ["cat"], str(tmp_path))
+    try:
+        F_GETPIPE_SZ = 1032
+        assert fcntl.fcntl(child.stdin_fd, F_GETPIPE_SZ) >= STDIN_PIPE_BYTES
+        burst = b"x" * (STDIN_PIPE_BYTES - 1)  # taken in one write, the child reading nothing
+        assert os.write(child.stdin_fd, burst) == len(burst)
+    finally:
+        child.kill()
+        child.reap()

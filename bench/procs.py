@@ -179,6 +179,20 @@ class Child:
             return None
         return None
 
+    def waited_seconds(self) -> float | None:
+        """How long the process was ready to run but waited for a core, in seconds (the
+        scheduler's second figure in ``/proc/PID/task/*/schedstat``), or None where there is
+        none: beside ``cpu_seconds`` it tells a process held back by a busy machine from one
+        that had nothing to do."""
+        try:
+            total = 0
+            for task in os.listdir(f"/proc/{self.pid}/task"):
+                with open(f"/proc/{self.pid}/task/{task}/schedstat") as f:
+                    total += int(f.read().split()[1])
+            return total / 1e9
+        except (OSError, ValueError, IndexError):
+            return None
+
     def cpu_seconds(self) -> float | None:
         """CPU time the process has used, in seconds: the scheduler's nanosecond count
         (``/proc/PID/task/*/schedstat``, summed over its threads), else utime + stime from

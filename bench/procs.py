@@ -89,6 +89,19 @@ def peer_argv(nick: str, multicast: tuple[str, int], data_dir: str,
     return argv
 
 
+def _schedstat(pid: int, index: int) -> float | None:
+    """Field ``index`` of ``/proc/PID/task/*/schedstat`` summed over the threads, in
+    seconds (0: time running, 1: time waiting for a core), or None where there is none."""
+    try:
+        total = 0
+        for task in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{task}/schedstat") as f:
+                total += int(f.read().split()[index])
+        return total / 1e9
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def _widen(fd: int) -> None:
     """Ask for a pipe of STDIN_PIPE_BYTES (where the system allows it; else the default)."""
     try:
@@ -184,14 +197,7 @@ class Child:
         scheduler's second figure in ``/proc/PID/task/*/schedstat``), or None where there is
         none: beside ``cpu_seconds`` it tells a process held back by a busy machine from one
         that had nothing to do."""
-        try:
-            total = 0
-            for task in os.listdir(f"/proc/{self.pid}/task"):
-                with open(f"/proc/{self.pid}/task/{task}/schedstat") as f:
-                    total += int(f.read().split()[1])
-            return total / 1e9
-        except (OSError, ValueError, IndexError):
-            return None
+        return _schedstat(self.pid, 1)
 
     def cpu_seconds(self) -> float | None:
         """CPU time the process has used, in seconds: the scheduler's nanosecond count
@@ -201,14 +207,9 @@ class Child:
         The scheduler's count is what makes a per-message figure of a 200-line run mean
         something; a thread that exits between two reads takes its time with it (our peers
         run in one thread)."""
-        try:
-            total = 0
-            for task in os.listdir(f"/proc/{self.pid}/task"):
-                with open(f"/proc/{self.pid}/task/{task}/schedstat") as f:
-                    total += int(f.read().split()[0])
-            return total / 1e9
-        except (OSError, ValueError, IndexError):
-            pass
+        ran = _schedstat(self.pid, 0)
+        if ran is not None:
+            return ran
         try:
             with open(f"/proc/{self.pid}/stat") as f:
                 text = f.read()

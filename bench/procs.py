@@ -25,6 +25,12 @@ from typing import Callable
 ROOT = Path(__file__).resolve().parent.parent
 LOOPBACK = "127.0.0.1"
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+#: the size asked for a child's stdin pipe: a burst is written at once, all of it, so the
+#: child never waits for the bench (itself one process among many on a busy machine) to
+#: refill a 64 KiB pipe; Linux's default most for a user is 1 MiB (fs/pipe-max-size)
+STDIN_PIPE_BYTES = 1 << 20
+#: fcntl's F_SETPIPE_SZ (Linux; Python's fcntl names it from 3.10)
+F_SETPIPE_SZ = 1031
 
 LineHandler = Callable[["Child", bytes, float], None]
 
@@ -83,6 +89,28 @@ def peer_argv(nick: str, multicast: tuple[str, int], data_dir: str,
     return argv
 
 
+def _schedstat(pid: int, index: int) -> float | None:
+    """Field ``index`` of ``/proc/PID/task/*/schedstat`` summed over the threads, in
+    seconds (0: time running, 1: time waiting for a core), or None where there is none."""
+    try:
+        total = 0
+        for task in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{task}/schedstat") as f:
+                total += int(f.read().split()[index])
+        return total / 1e9
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _widen(fd: int) -> None:
+    """Ask for a pipe of STDIN_PIPE_BYTES (where the system allows it; else the default)."""
+    try:
+        import fcntl
+        fcntl.fcntl(fd, F_SETPIPE_SZ, STDIN_PIPE_BYTES)
+    except (ImportError, OSError):
+        pass
+
+
 class Child:
     """One child process; its stdout is read by the Pump, its stdin written through it."""
 
@@ -102,6 +130,7 @@ class Child:
         self.stdin_fd = self.popen.stdin.fileno()
         os.set_blocking(self.stdout_fd, False)
         os.set_blocking(self.stdin_fd, False)
+        _widen(self.stdin_fd)
         self._partial = b""
         self.pending = bytearray()  # bytes not yet taken by the stdin pipe
         self.eof = False
@@ -163,6 +192,13 @@ class Child:
             return None
         return None
 
+    def waited_seconds(self) -> float | None:
+        """How long the process was ready to run but waited for a core, in seconds (the
+        scheduler's second figure in ``/proc/PID/task/*/schedstat``), or None where there is
+        none: beside ``cpu_seconds`` it tells a process held back by a busy machine from one
+        that had nothing to do."""
+        return _schedstat(self.pid, 1)
+
     def cpu_seconds(self) -> float | None:
         """CPU time the process has used, in seconds: the scheduler's nanosecond count
         (``/proc/PID/task/*/schedstat``, summed over its threads), else utime + stime from
@@ -171,14 +207,9 @@ class Child:
         The scheduler's count is what makes a per-message figure of a 200-line run mean
         something; a thread that exits between two reads takes its time with it (our peers
         run in one thread)."""
-        try:
-            total = 0
-            for task in os.listdir(f"/proc/{self.pid}/task"):
-                with open(f"/proc/{self.pid}/task/{task}/schedstat") as f:
-                    total += int(f.read().split()[0])
-            return total / 1e9
-        except (OSError, ValueError, IndexError):
-            pass
+        ran = _schedstat(self.pid, 0)
+        if ran is not None:
+            return ran
         try:
             with open(f"/proc/{self.pid}/stat") as f:
                 text = f.read()

@@ -154,6 +154,7 @@ def burst(kids: Children, sender: Child, receivers: list[Endpoint], tag: str, co
         ep.delivery, ep.index = d, i
     everyone = [sender] + [ep.child for ep in receivers if ep.child is not None]
     cpu_before = [c.cpu_seconds() for c in everyone]
+    waited_before = sender.waited_seconds()
     btag = tag.encode()
     t = now_us()
     start = time.monotonic()
@@ -164,6 +165,7 @@ def burst(kids: Children, sender: Child, receivers: list[Endpoint], tag: str, co
         return d.done() or now - (d.last or start) > QUIET
     kids.pump(settled, timeout)
     cpu_after = [c.cpu_seconds() for c in everyone]
+    waited_after = sender.waited_seconds()
     for ep in receivers:
         ep.delivery = None
     delivered = sum(d.distinct)
@@ -178,6 +180,12 @@ def burst(kids: Children, sender: Child, receivers: list[Endpoint], tag: str, co
     if None not in used and len(used) == 3:
         result["sender_cpu_us_per_line"] = used[0]
         result["receiver_cpu_us_per_line"] = statistics.median(used[1:])
+    if seconds and used[0] is not None and waited_before is not None and waited_after is not None:
+        # what held the sender: its own work, a busy machine, or waiting (its stdin, its links)
+        running = used[0] * count / 1e6
+        waiting = waited_after - waited_before
+        result["sender_shares"] = (running / seconds, waiting / seconds,
+                                   max(0.0, 1 - (running + waiting) / seconds))
     return result
 
 
@@ -236,6 +244,7 @@ def run(kids: Children, reference: str | None, workdir: str, lines: int, trials:
                 "lines_per_s": statistics.median(r.get("lines_per_s") or 0 for r in runs),
                 "sender_cpu_us_per_line": _median(runs, "sender_cpu_us_per_line"),
                 "receiver_cpu_us_per_line": _median(runs, "receiver_cpu_us_per_line"),
+                "sender_shares": _median_shares(runs),
             }
         if out["reference"]["lines_per_s"]:
             out["ratio"] = out["p2pchat"]["lines_per_s"] / out["reference"]["lines_per_s"]
@@ -247,6 +256,17 @@ def run(kids: Children, reference: str | None, workdir: str, lines: int, trials:
 def _median(runs: list[dict], key: str) -> float | None:
     values = [r[key] for r in runs if r.get(key) is not None]
     return statistics.median(values) if values else None
+
+
+def _median_shares(runs: list[dict]) -> tuple[float, float, float] | None:
+    """The sender's shares of the burst (running, waiting for a core, idle) in the run of
+    the median rate, or None without the scheduler's figures."""
+    rated = sorted((r for r in runs if r.get("sender_shares")),
+                   key=lambda r: r.get("lines_per_s") or 0)
+    if not rated:
+        return None
+    running, waiting, idle = rated[len(rated) // 2]["sender_shares"]
+    return running, waiting, idle
 
 
 def render(r: dict) -> str:
@@ -266,6 +286,9 @@ def render(r: dict) -> str:
         cells = "".join(f"{v:>14.1f}" if v is not None else f"{'-':>14}"
                         for v in (ref.get(key), ours.get(key)))
         lines.append(f"  {label:<40}{cells}")
+    cells = "".join(f"{'%.0f/%.0f/%.0f%%' % tuple(100 * x for x in e['sender_shares']):>14}"
+                    if e.get("sender_shares") else f"{'-':>14}" for e in (ref, ours))
+    lines.append(f"  {'sender running/waiting for a core/idle':<40}{cells}")
     if "ratio" in r:
         lines.append(f"  {'p2pchat / reference, delivered rate':<40}{r['ratio']:>27.2f}x")
     return "\n".join(lines)

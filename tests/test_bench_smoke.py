@@ -4,6 +4,7 @@ duplicated.  No timing thresholds here: timings live in ``python -m bench``."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -168,3 +169,40 @@ def test_stall_bench_produces_figures() -> None:
         assert result[case]["status"] == "ok", (case, result[case])
         assert result[case]["worst_ms"] is not None, (case, result[case])
     assert result["catchup"] == result["file"] == {"status": "n/a (not built)"}
+
+
+def test_reference_table_says_what_held_the_sender() -> None:
+    """Running, waiting for a core, idle: the sender's shares of the burst, of the run with
+    the median rate (a table row; '-' where the scheduler's figures are missing)."""
+    from bench import reference
+
+    runs = [{"lines_per_s": 1.0, "sender_shares": (0.1, 0.2, 0.7)},
+            {"lines_per_s": 3.0, "sender_shares": (0.3, 0.3, 0.4)},
+            {"lines_per_s": 2.0, "sender_shares": (0.25, 0.5, 0.25)}, {"lines_per_s": 9.0}]
+    assert reference._median_shares(runs) == (0.25, 0.5, 0.25)
+    assert reference._median_shares([{"lines_per_s": 1.0}]) is None
+    side = {"share": 1.0, "share_min": 1.0, "lines_per_s": 9000.0,
+            "sender_cpu_us_per_line": 40.0, "receiver_cpu_us_per_line": None}
+    text = reference.render({"go": "go1.19", "lines": 5000, "trials": [{}],
+                             "reference": dict(side, sender_shares=None),
+                             "p2pchat": dict(side, sender_shares=(0.25, 0.5, 0.25))})
+    row = next(line for line in text.splitlines() if "waiting for a core" in line)
+    assert row.split()[-2:] == ["-", "25/50/25%"]
+
+
+def test_a_childs_stdin_pipe_takes_a_whole_burst(tmp_path) -> None:
+    """A burst is written to a child's stdin at once: its pipe is widened (the default
+    64 KiB held the sender back whenever the bench, busy itself, was late to refill it)."""
+    import fcntl
+
+    from bench.procs import STDIN_PIPE_BYTES, Child
+
+    child = Child("cat", ["cat"], str(tmp_path))
+    try:
+        F_GETPIPE_SZ = 1032
+        assert fcntl.fcntl(child.stdin_fd, F_GETPIPE_SZ) >= STDIN_PIPE_BYTES
+        burst = b"x" * (STDIN_PIPE_BYTES - 1)  # taken in one write, the child reading nothing
+        assert os.write(child.stdin_fd, burst) == len(burst)
+    finally:
+        child.kill()
+        child.reap()

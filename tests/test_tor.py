@@ -168,10 +168,8 @@ def test_invite_connect_chat_and_restarts(peers) -> None:
 def test_one_room_across_the_lan_and_tor(peers) -> None:
     """carol is on alice's LAN (one multicast group), bob reaches alice over Tor only: alice
     has both in her room, and what was said while bob was away reaches him by catch-up over
-    his Tor link.  Lines between bob and carol must go through alice (relaying: the relay
-    issue's gossip.py); where that is not there yet, that last part is an expected failure."""
-    import importlib.util
-
+    his Tor link.  Lines between bob and carol go through alice (gossip.py): bob has no
+    link to carol, carol none to bob."""
     lan = fresh_multicast()
     alice = peers.start("alice", lan)
     carol = peers.start("carol", lan, tor=False)
@@ -192,8 +190,5 @@ def test_one_room_across_the_lan_and_tor(peers) -> None:
     bob = peers.start("bob")
     shown(bob, "<alice> while bob was away", LINK_TIMEOUT)
 
-    if importlib.util.find_spec("p2pchat.gossip") is None:
-        pytest.xfail("lines between bob (Tor) and carol (LAN) go through alice: that needs "
-                     "relaying (gossip.py, the relay issue), not on this branch")
     chat(bob, carol, "bob to carol through alice")
     chat(carol, bob, "carol to bob through alice")

@@ -165,7 +165,11 @@ class Forwarder:
                       HanderId(hander.peer_id), hops)
         neighbours = [Neighbour(HanderId(pid), True, node.rooms.rooms_of_peer(pid),
                                 self.reached.links_of(pid)) for pid in candidates]
-        targets = forward_to(heard, neighbours)
+        # A neighbour whose sync said it has this author this far already gets nothing (a
+        # line we are caught up on is, mostly, one the others have too).
+        had_by = frozenset(pid for pid in candidates
+                           if node.links[pid].has.get(msg.sender_id, 0) >= msg.sequence)
+        targets = forward_to(heard, neighbours, had_by)
         if not targets:
             return
         metadata = relay_lines([(raw, msg.sender_id, pk)])[0]

@@ -34,7 +34,7 @@ class PeerSession:
 
     __slots__ = ("wire", "peer_id", "username", "fp", "ours", "catchup", "rooms", "relay",
                  "linked_at", "cursor", "synced", "sync_point", "said_leave", "hand_on",
-                 "save_rate", "typing", "speaks_away", "sealed", "gossip")
+                 "save_rate", "typing", "speaks_away", "sealed", "gossip", "has")
 
     def __init__(self, wire: Wire, linked_at: float, keyed: bool) -> None:
         """``keyed``: we have a key, so a link that proved none is a base peer's (or claims
@@ -72,6 +72,9 @@ class PeerSession:
         self.hand_on: HandOn | None = None
         #: how many bytes of its lines we save (store.SAVE_RATE)
         self.save_rate: SaveRate | None = None
+        #: how far it has each author of others, as its sync said (a line it has already is
+        #: not forwarded to it: gossip.forward_to's ``had_by``)
+        self.has: dict[str, int] = {}
 
     # What the wire knows, read through (the mesh keeps these up to date).
 

@@ -121,6 +121,7 @@ class CatchUp:
             self.acked(link, sync.have)
         node.sender.pump(link)
         if sync.others and link.relay:
+            link.has = dict(sync.others)
             self.relay_to(link, sync.others)
         node.forwarder.pump(link)  # what came for it since it linked, after the hand-on
 

@@ -255,6 +255,33 @@ class Topologies(TestCase):
         self.assertEqual(sim.said("c"), ["a: before", "a: while cut"])
         self.assertEqual(sim.said("a"), ["c: from c while cut"])  # handed on by b
 
+    def test_a_line_caught_up_on_is_not_forwarded_to_a_neighbour_that_has_it(self) -> None:
+        """w was away while a spoke to k and i; a left. w catches up from both: neither
+        gets a's lines forwarded back (their syncs said how far they have a: forward_to's
+        had_by), so a day of catch-up is not checked again by every neighbour."""
+        sim = Sim(["a", "k", "i", "w"])
+        for x, y in (("a", "k"), ("a", "i"), ("k", "i"), ("w", "k"), ("w", "i")):
+            sim.link(x, y)
+        sim.tick(2)
+        sim.cut("w", "k")
+        sim.cut("w", "i")
+        sim.tick(1)
+        for k in range(5):
+            sim.nodes["a"].say(f"x{k}")
+        sim.run()
+        sim.cut("a", "k")
+        sim.cut("a", "i")
+        sim.tick(int(GONE_AFTER) + 2)
+        # i's hand-on comes after k's (a real peer's goes in steps, so they interleave)
+        sim.nodes["i"].catchup.relay_to = lambda link, others: None  # type: ignore
+        sim.link("w", "i")
+        sim.link("w", "k")
+        sim.tick(2)
+        self.assertEqual(sorted(sim.said("w")), [f"a: x{k}" for k in range(5)])
+        w = sim.nodes["w"]
+        self.assertEqual([e.key for e in w.forwarder.log.entries
+                          if e.key[0] == sim.nodes["a"].peer_id], [])
+
     def test_a_forged_relayed_line_is_dropped_and_logged(self) -> None:
         sim = chain(["a", "b", "c"])
         b, c = sim.nodes["b"], sim.nodes["c"]

@@ -13,26 +13,26 @@ Printed: the time from the away peer's spawn (and from its link to the keeper) u
 every line (its last summary of the catch-up, less catching_up.CATCH_UP_QUIET), the lines
 it has (its history file: distinct ids), those it showed (its line face: lines shown as they
 came plus those each summary counts), the duplicates (shown less distinct: target 0), and
-the worst reactor hold in either peer during the catch-up (probe.py, a 10 ms LoopingCall).
+the worst reactor hold in each peer during the catch-up (the stall probe, lateness.py: a
+10 ms LoopingCall; bench/holds.py reads it from the peers' logs).
 Targets: every line, exactly once, within 30 s, no hold over 50 ms.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import re
 import tempfile
 import time
-from typing import Callable, Iterator
+from typing import Callable
 
+from bench.holds import Watch, after_report, probing
 from bench.procs import Children, fresh_multicast, peer_argv
 from p2pchat.catching_up import CATCH_UP_QUIET, CATCH_UP_SHOWN
 from p2pchat.identity import Identity
 from p2pchat.packing import pack
-from p2pchat.probe import PROBE_ENV
 from p2pchat.relay import sign_line
 from p2pchat.store import STORE_NAME, Store, to_db
 from p2pchat.wire import CHAT, Message, encode_message, new_message_id
@@ -95,36 +95,6 @@ def build(folder: str, count: int, now: float) -> tuple[str, str, float]:
     return keeper, away, time.perf_counter() - began
 
 
-@contextlib.contextmanager
-def probing(path: str) -> Iterator[None]:
-    """Children spawned inside run the reactor-hold probe (probe.py) into ``path``."""
-    old = os.environ.get(PROBE_ENV)
-    os.environ[PROBE_ENV] = path
-    try:
-        yield
-    finally:
-        if old is None:
-            del os.environ[PROBE_ENV]
-        else:
-            os.environ[PROBE_ENV] = old
-
-
-def worst_hold(path: str, start: float, end: float) -> dict[str, float] | None:
-    """The worst lateness and the worst CPU between two ticks (ms) the probe wrote for the
-    seconds within [start, end + 1]."""
-    wall = cpu = None
-    try:
-        with open(path) as f:
-            for line in f:
-                when, late, used = (float(x) for x in line.split())
-                if start <= when <= end + 1.0:
-                    wall = late if wall is None else max(wall, late)
-                    cpu = used if cpu is None else max(cpu, used)
-    except (OSError, ValueError):
-        return None
-    return None if wall is None or cpu is None else {"wall": wall, "cpu": cpu}
-
-
 def run(count: int, timeout_scale: float = 1.0,
         say: Callable[[str], None] = lambda text: None) -> dict:
     count = max(1, min(count, MAX_LINES))
@@ -157,26 +127,25 @@ def run(count: int, timeout_scale: float = 1.0,
         def shown() -> int:
             return state["direct"] + sum(state["summaries"].values())
 
-        probes = {name: os.path.join(folder, f"{name}.probe")
-                  for name in ("keeper", "away", "idle")}
         try:
-            with probing(probes["keeper"]):
+            with probing():  # every peer runs the stall probe (lateness.py) into its log
                 keeper = kids.start("keeper", peer_argv("keeper", multicast, keeper_dir),
                                     keeper_line)
-            with probing(probes["idle"]):  # the baseline: a peer with nothing to catch up
+                # the baseline: a peer with nothing to catch up
                 idle = kids.start("idle", peer_argv("idle", multicast,
                                                     os.path.join(folder, "idle")))
-            if not kids.pump(lambda: state["up"] is not None, 60 * timeout_scale):
-                figures["status"] = "the keeper did not come up"
-                return figures
-            with probing(probes["away"]):
+                if not kids.pump(lambda: state["up"] is not None, 60 * timeout_scale):
+                    figures["status"] = "the keeper did not come up"
+                    return figures
                 away = kids.start("away", peer_argv("away", multicast, away_dir), away_line)
-            began_wall = time.time()
+            watch = Watch([keeper, idle, away])  # the away peer's log starts now
             say("day: the away peer is back")
             cpu_before = {"keeper": keeper.cpu_seconds() or 0.0}
             done = kids.pump(lambda: shown() >= count, 120 * timeout_scale)
             kids.sleep(CATCH_UP_QUIET + 1.0)  # a duplicate would come after
-            end_wall = time.time()
+            after_report(kids)
+            figures["worst_hold_ms"] = {"keeper": watch.both(keeper), "away": watch.both(away),
+                                        "idle": watch.both(idle)}
             keeper_cpu = (keeper.cpu_seconds() or 0.0) - cpu_before["keeper"]
             figures["cpu_s"] = {"away": away.cpu_seconds(), "keeper": keeper_cpu}
             figures["load"] = os.getloadavg()[0]
@@ -199,8 +168,6 @@ def run(count: int, timeout_scale: float = 1.0,
             if state["linked"] is not None:
                 figures["seconds_from_link"] = end - state["linked"]
             figures["lines_per_s"] = count / max(1e-9, end - away.spawned)
-        figures["worst_hold_ms"] = {name: worst_hold(path, began_wall, end_wall)
-                                    for name, path in probes.items()}
     return figures
 
 
@@ -227,7 +194,7 @@ def render(f: dict) -> str:
                      f" us a line, its start included), the keeper {cpu['keeper']:.1f} s "
                      f"({cpu['keeper'] / f['lines'] * 1e6:.0f} us a line); load average "
                      f"{f['load']:.1f} at the end")
-    holds = f["worst_hold_ms"]
+    holds = f.get("worst_hold_ms", {})
     for kind, label in (("cpu", "CPU between two ticks"), ("wall", "lateness")):
         cells = ", ".join(f"{name} {h[kind]:.0f}" if h else f"{name} -"
                           for name, h in holds.items())

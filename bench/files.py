@@ -18,6 +18,7 @@ import sys
 import tempfile
 import time
 
+from bench.holds import Watch, after_report
 from bench.procs import Child, Children, fresh_multicast, peer_argv, precompile
 
 MB = 1 << 20
@@ -143,7 +144,11 @@ def _percentile(values: list[float], p: float) -> float | None:
     return ordered[min(len(ordered) - 1, int(len(ordered) * p))]
 
 
-def p2pchat(kids: Children, path: str, size: int, timeout: float, workdir: str, say) -> dict:
+def p2pchat(kids: Children, path: str, size: int, timeout: float, workdir: str, say,
+            holds: bool = False) -> dict:
+    """The transfer between two peers; ``holds``: the peers run the stall probe (the caller
+    spawns them inside ``holds.probing()``) and the worst reactor hold of each, from the
+    ``/send`` (the sender hashes the file) to the end, is in ``worst_hold_ms``."""
     group = fresh_multicast()
     alice, bob = (Peer(kids, n, group, workdir) for n in ("alice", "bob"))
     out: dict = {"status": "ok"}
@@ -169,6 +174,7 @@ def p2pchat(kids: Children, path: str, size: int, timeout: float, workdir: str, 
         idle_rss = {p.nick: (p.child.rss_kb() or 0) / 1024 for p in (alice, bob)}
         say(f"files: offering {size // MB} MB (alice hashes it)")
         t0 = time.monotonic()
+        watch = Watch([alice.child, bob.child]) if holds else None
         kids.write(alice.child, f"/send bob {path}\n".encode())
         if not kids.pump(lambda: bob.when("offers "), timeout):
             return {"status": "no offer came"}
@@ -192,6 +198,10 @@ def p2pchat(kids: Children, path: str, size: int, timeout: float, workdir: str, 
             return {"status": "not done" if not done else "failed: " + str(
                 [x for _, x in bob.lines if "failed" in x][:1])}
         kids.sleep(0.5)
+        if watch is not None:
+            after_report(kids)
+            out["worst_hold_ms"] = {"sender": watch.both(alice.child),
+                                    "receiver": watch.both(bob.child)}
         busy = [k for k in sent if k not in idle_pings and start <= sent[k] <= end]
 
         def latencies(keys) -> list[float]:

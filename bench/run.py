@@ -15,7 +15,6 @@ import time
 from bench import day as day_bench
 from bench import files as files_bench
 from bench import profiling, reference, scenarios
-from bench import profiling, scenarios
 from bench import gossip as gossip_bench
 from bench import search as search_bench
 from bench import stall, trend
@@ -78,6 +77,11 @@ def options(argv: list[str] | None) -> argparse.Namespace:
                    help="timed starts of each peer in the year run [3]")
     p.add_argument("--day-lines", type=int, default=100_000,
                    help=f"lines caught up in the day run [100000; at most {day_bench.MAX_LINES}]")
+    p.add_argument("--stall-day-lines", type=int, default=stall.DAY_LINES,
+                   help=f"lines of the stall phase's catch-up [{stall.DAY_LINES}; at most "
+                   f"{day_bench.MAX_LINES}]")
+    p.add_argument("--stall-file-mb", type=int, default=stall.FILE_MB,
+                   help=f"size of the stall phase's file transfer, MB [{stall.FILE_MB}]")
     p.add_argument("--quick", action="store_true", help="fewer trials, shorter windows")
     p.add_argument("--timeout-scale", type=float, default=1.0,
                    help="multiply every timeout (a loaded machine)")
@@ -103,6 +107,9 @@ def options(argv: list[str] | None) -> argparse.Namespace:
     bad = [x for x in a.phases if x not in PHASES]
     if bad:
         p.error(f"unknown phase {bad[0]!r}; phases: {', '.join(PHASES)}")
+    if not 1 <= a.stall_file_mb <= 16384 or not 1 <= a.stall_day_lines <= day_bench.MAX_LINES:
+        p.error(f"keep --stall-file-mb within 1-16384, --stall-day-lines within 1-"
+                f"{day_bench.MAX_LINES}")
     if not 0 < a.reference_lines <= 100000:
         p.error("keep --reference-lines within 1-100000")
     if not 0 < a.rate <= 20000 or (a.messages or 0) > 100000 or a.duration > 120:
@@ -319,7 +326,8 @@ def main(argv: list[str] | None = None) -> int:
         if "day" in a.phases:
             result["day"] = day_bench.run(a.day_lines, a.timeout_scale, say)
         if "stall" in a.phases:
-            result["stall"] = stall.run(kids, a.timeout_scale, say)
+            result["stall"] = stall.run(kids, a.timeout_scale, say, a.stall_day_lines,
+                                        a.stall_file_mb)
         if "gossip" in a.phases:
             say("gossip: bytes per line in a chain, a ring and a full mesh of 10")
             result["gossip"] = gossip_bench.run(10, 20 if a.quick else 100)

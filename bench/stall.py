@@ -1,19 +1,22 @@
 """``python -m bench --only stall``: the longest the reactor of a peer was held, in each kind of
 heavy work (issue 21, item 6: target 50 ms each).
 
-Every peer of this phase runs with ``P2PCHAT_STALL_PROBE=1`` (p2pchat/lateness.py): a 10 ms
-timer whose worst lateness of each second goes to the peer's log.  The bench notes where each
+Every peer of this phase runs the stall probe (p2pchat/lateness.py, turned on by
+``P2PCHAT_STALL_PROBE=1``): a 10 ms timer whose worst lateness of each second, and the most CPU
+the process used between two of its calls, go to the peer's log.  The bench notes where each
 log ends before a case, runs the case, waits for the probe's next report, and takes the worst
-lateness logged since.  The cases:
+logged since (bench/holds.py).  The cases:
 
 - *idle* (the baseline of the run): two linked peers doing nothing for 3 s;
 - *saturated receive*: 20,000 lines said by one peer as fast as it takes them, the other
   receiving them (the receiver's figure; the sender's is shown too);
+- *catch-up*: the day of catch-up of bench/day.py (``--stall-day-lines``, 100,000), the away
+  peer and the keeper handing the lines on;
 - *history commit burst*: 2,000 lines written to a peer's stdin at once (signed, sent and
   saved in one go), the sender's and the receiver's worst;
 - *paste*: 20,000 characters pasted (bracketed) into a console peer on a pseudo-terminal;
-- hooks for the 100,000-line catch-up and a file transfer: ``CASES`` names them with no
-  function until those features exist, and they print ``n/a (not built)``.
+- *file transfer*: the transfer of bench/files.py (``--stall-file-mb``, 256 MB), from the
+  ``/send`` (the sender hashes the file) to the receiver's check of the whole file.
 """
 
 from __future__ import annotations
@@ -21,69 +24,29 @@ from __future__ import annotations
 import fcntl
 import os
 import pty
-import re
 import struct
 import subprocess
 import termios
 import time
 from typing import Callable, Optional
 
+from bench import day as day_bench
+from bench import files as files_bench
+from bench.holds import Watch, after_report, log_end, probing, worst_since
 from bench.procs import Child, Children, child_env, fresh_multicast, peer_argv
 from bench.scenarios import died, mesh_full, mesh_timeout, start_peers
 
-#: What the probe logs (p2pchat/lateness.py).
-PROBE_ENV = "P2PCHAT_STALL_PROBE"
-PROBE_LINE = re.compile(rb"stall probe: worst ([0-9.]+) ms late, ([0-9.]+) ms of CPU")
 #: The target, milliseconds.
 TARGET_MS = 50.0
 RECEIVE_LINES = 20_000
 BURST_LINES = 2_000
 PASTE_CHARS = 20_000
 
-Case = Callable[[Children, float], dict]
+#: The sizes of the catch-up and of the file, unless the run asks otherwise.
+DAY_LINES = 100_000
+FILE_MB = 256
 
-
-def log_of(child: Child) -> str:
-    """The peer's log file (its data dir is the argument after --data-dir)."""
-    argv = child.argv
-    return os.path.join(argv[argv.index("--data-dir") + 1], "p2pchat.log")
-
-
-def log_end(path: str) -> int:
-    try:
-        return os.path.getsize(path)
-    except OSError:
-        return 0
-
-
-def worst_since(path: str, offset: int, cpu: bool = True) -> float | None:
-    """The worst the probe logged after ``offset`` bytes of its log, in ms: the most CPU
-    used between two of its ticks (``cpu``: the reactor held, whatever the machine's load),
-    else the worst lateness (which also counts waiting for a core)."""
-    try:
-        with open(path, "rb") as f:
-            f.seek(offset)
-            text = f.read()
-    except OSError:
-        return None
-    found = [float(m.group(2 if cpu else 1)) for m in PROBE_LINE.finditer(text)]
-    return max(found) if found else None
-
-
-def after_report(kids: Children) -> None:
-    """Wait past the probe's next report (it logs once a second)."""
-    kids.sleep(1.3)
-
-
-class Watch:
-    """Where each peer's log ended when a case began."""
-
-    def __init__(self, children: list[Child]) -> None:
-        self.marks = {c.name: (log_of(c), log_end(log_of(c))) for c in children}
-
-    def worst(self, child: Child, cpu: bool = True) -> float | None:
-        path, offset = self.marks[child.name]
-        return worst_since(path, offset, cpu)
+Case = Callable[[Children, float, dict], dict]
 
 
 def _pair(kids: Children, scale: float):
@@ -135,7 +98,7 @@ def pair_cases(kids: Children, scale: float) -> dict:
         kids.stop([ep.child for ep in eps])
 
 
-def paste_case(kids: Children, scale: float) -> dict:
+def paste_case(kids: Children, scale: float, sizes: dict) -> dict:
     """A console peer on a pseudo-terminal of 100 x 30 takes a bracketed paste of
     ``PASTE_CHARS`` characters (one line: it is refused as too long, as it should be, after
     the console showed it being pasted)."""
@@ -202,40 +165,77 @@ def _tail(path: str) -> bytes:
         return b""
 
 
-#: (key, what the table says, the function that runs it, or None until the feature exists:
-#: the lead wires ``catchup`` and ``file`` in when those land).
+def _worse(*holds: dict[str, float] | None, kind: str = "cpu") -> float | None:
+    return max((h[kind] for h in holds if h), default=None)
+
+
+def catchup_case(kids: Children, scale: float, sizes: dict) -> dict:
+    """The day of catch-up (bench/day.py, with its own peers): the worse of the away peer and
+    the keeper handing the lines on (the idle peer beside them, in the JSON, is the baseline)."""
+    day = day_bench.run(sizes["day_lines"], scale)
+    holds = day.get("worst_hold_ms", {})
+    away, keeper = holds.get("away"), holds.get("keeper")
+    return {"status": day.get("status", "-"), "lines": day["lines"],
+            "seconds": day.get("seconds_from_spawn"), "duplicates": day.get("duplicates"),
+            "worst_ms": _worse(away, keeper), "receiver_worst_ms": _worse(away),
+            "sender_worst_ms": _worse(keeper), "late_ms": _worse(away, kind="wall"),
+            "idle_worst_ms": _worse(holds.get("idle"))}
+
+
+def file_case(kids: Children, scale: float, sizes: dict) -> dict:
+    """A file of ``file_mb`` between two peers (bench/files.py's transfer, no baseline)."""
+    size = sizes["file_mb"] * files_bench.MB
+    path = os.path.join(kids.workdir, "stall-transfer.bin")
+    files_bench.make_file(path, size)
+    try:
+        got = files_bench.p2pchat(kids, path, size, max(60.0, size / files_bench.MB / 10) * scale,
+                                  kids.workdir, lambda text: None, holds=True)
+    finally:
+        os.unlink(path)
+    holds = got.get("worst_hold_ms", {})
+    snd, rcv = holds.get("sender"), holds.get("receiver")
+    return {"status": got.get("status", "-"), "size_mb": sizes["file_mb"],
+            "mb_s": got.get("mb_s"), "worst_ms": _worse(snd, rcv),
+            "receiver_worst_ms": _worse(rcv), "sender_worst_ms": _worse(snd),
+            "late_ms": _worse(rcv, kind="wall")}
+
+
+#: (key, what the table says (formatted with the case's figures), the function that runs it;
+#: None for the cases run on one linked pair by ``pair_cases``).
 CASES: list[tuple[str, str, Optional[Case]]] = [
     ("idle", "idle (baseline)", None),
     ("receive", f"saturated receive ({RECEIVE_LINES:,} lines)", None),
+    ("catchup", "{lines:,}-line catch-up (handed on, checked)", catchup_case),
     ("burst", f"history commit burst ({BURST_LINES:,} lines said at once)", None),
     ("paste", f"paste of {PASTE_CHARS:,} characters (console, pty)", paste_case),
-    ("catchup", "100,000-line catch-up", None),
-    ("file", "file transfer", None),
+    ("file", "file transfer ({size_mb:,} MB)", file_case),
 ]
 PAIR = ("idle", "receive", "burst")
 
 
-def run(kids: Children, scale: float, say: Callable[[str], None]) -> dict:
-    """Every case, with the probe on for these peers only (the variable is removed after)."""
-    before = os.environ.get(PROBE_ENV)
-    os.environ[PROBE_ENV] = "1"
-    out: dict = {}
+def label_of(template: str, entry: dict) -> str:
     try:
+        return template.format(**entry)
+    except (KeyError, ValueError):
+        return template.replace("{lines:,}", "?").replace("{size_mb:,}", "?")
+
+
+def run(kids: Children, scale: float, say: Callable[[str], None],
+        day_lines: int = DAY_LINES, file_mb: int = FILE_MB) -> dict:
+    """Every case, with the probe on for these peers only (the variable is removed after)."""
+    sizes = {"day_lines": day_lines, "file_mb": file_mb}
+    out: dict = {}
+    with probing():
         out.update(pair_cases(kids, scale))
         for key, label, case in CASES:
-            if key in PAIR:
-                continue
-            out[key] = case(kids, scale) if case is not None else {"status": "n/a (not built)"}
-        for key, label, _ in CASES:
-            entry = out[key]
-            say(f"stall: {label}: " + (f"{entry['worst_ms']:.1f} ms"
-                                       if entry.get("worst_ms") is not None
-                                       else entry["status"]))
-    finally:
-        if before is None:
-            os.environ.pop(PROBE_ENV, None)
-        else:
-            os.environ[PROBE_ENV] = before
+            if case is not None:
+                say(f"stall: {label_of(label, sizes | {'lines': day_lines, 'size_mb': file_mb})}")
+                out[key] = case(kids, scale, sizes)
+    for key, label, _ in CASES:
+        entry = out[key]
+        say(f"stall: {label_of(label, entry)}: " + (f"{entry['worst_ms']:.1f} ms"
+                                                  if entry.get("worst_ms") is not None
+                                                  else entry["status"]))
     return out
 
 
@@ -255,5 +255,10 @@ def render(r: dict) -> str:
                 cell += f" [{e.get('status')}]"
         else:
             cell = f"{str(e.get('status', '-')):>12}"
-        lines.append(f"  {label:<52}{cell}")
+        lines.append(f"  {label_of(label, e):<52}{cell}")
+    over = [label_of(label, r[key]) for key, label, _ in CASES
+            if (r.get(key, {}).get("worst_ms") or 0) > TARGET_MS]
+    lines.append("  (held: the receiver's; for the catch-up, the burst and the file the worse of "
+                 "the two peers; " + ("over the target: " + "; ".join(over) if over
+                                     else "every case within the target") + ")")
     return "\n".join(lines)

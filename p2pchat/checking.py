@@ -2,7 +2,9 @@
 lines, each an Ed25519 signature to check: 60-250 us here) never holds the reactor long.
 
 The lines of a relay line are queued per link and checked RELAY_CHECK_STEP seconds' worth at
-a time: the first step at once, then one per reactor turn, the links in turn.  Past
+a time: the first step at once, then one per reactor turn, the links in turn.  One read brings
+many relay lines (a TLS read of 64 KiB holds about 200 lines): the steps done at once in one
+turn share one RELAY_CHECK_STEP, so a read of many small hand-ons is not checked whole.  Past
 RELAY_CHECK_HIGH lines waiting from one link its reading is paused (the lines of the read
 under way stop there too: the line receiver holds the rest, and TCP then slows the peer
 handing on, whose hand-on waits while its link is backed up); under RELAY_CHECK_LOW it reads
@@ -35,6 +37,9 @@ class RelayChecks:
         self._waiting: dict[Any, deque[tuple[Any, ...]]] = {}
         self._paused: set[Any] = set()
         self._scheduled = False
+        #: the end of the budget the steps done at once in this reactor turn share (None: no
+        #: step was done at once in this turn)
+        self._turn_deadline: float | None = None
         #: steps run so far (a figure for the tests)
         self.steps = 0
 
@@ -48,15 +53,29 @@ class RelayChecks:
         if len(waiting) >= RELAY_CHECK_HIGH and link not in self._paused:
             self._pause(link, True)
         if not self._scheduled:
-            self._step()  # the first step at once (a short hand-on is done there and then)
+            self._step(at_once=True)  # a short hand-on is done there and then
 
     def waiting(self) -> int:
         return sum(map(len, self._waiting.values()))
 
-    def _step(self) -> None:
+    def _turn_over(self) -> None:
+        self._turn_deadline = None
+
+    def _step(self, at_once: bool = False) -> None:
         self._scheduled = False
+        now = time.perf_counter()
+        if not at_once:
+            deadline = now + RELAY_CHECK_STEP
+        elif self._turn_deadline is None:  # the first step at once of this turn
+            deadline = self._turn_deadline = now + RELAY_CHECK_STEP
+            self.clock.callLater(0, self._turn_over)
+        else:  # another relay line of the same read: what is left of the turn's budget
+            deadline = self._turn_deadline
+            if now >= deadline:
+                self._scheduled = True
+                self.clock.callLater(0, self._step)
+                return
         self.steps += 1
-        deadline = time.perf_counter() + RELAY_CHECK_STEP
         for link in list(self._waiting):
             waiting = self._waiting[link]
             while waiting:  # one line at least, then as many as the step has time for

@@ -36,7 +36,6 @@ from p2pchat.keeper import Reach, build_reach
 from p2pchat.dial import Dialer
 from p2pchat.mesh import MAX_INBOUND, PeerProtocol, PeerServerFactory
 from p2pchat.node import HEARTBEAT_INTERVAL, Node
-from p2pchat.probe import start_if_asked as start_probe_if_asked
 from p2pchat.store import (
     FLUSH_DELAY,
     HISTORY_MAX_AGE,
@@ -364,7 +363,6 @@ def makeService(options: Options, reactor: Any = None) -> ChatService:
                          data_dir, options.get("max-file-size", MAX_FILE_SIZE), reactor,
                          options["interface"], options.get("file-rate", 0))
     FilesService(node.files, reactor, options["interface"]).setServiceParent(chat)
-    start_probe_if_asked(reactor)  # the bench's reactor-hold probe (P2PCHAT_PROBE)
     chat.lock = lock  # held for as long as the process runs
     if options.pidfile is not None:
         write_pidfile(options.pidfile)

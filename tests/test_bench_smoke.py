@@ -144,7 +144,7 @@ def test_runs_are_kept_and_charted(tmp_path) -> None:
 
 
 def test_stall_probe_lines_are_read_after_the_mark(tmp_path) -> None:
-    from bench import stall
+    from bench import holds as stall
 
     log = tmp_path / "p2pchat.log"
     log.write_bytes(b"x [p2pchat.lateness#info] stall probe: worst 80.0 ms late, 70.0 ms of "
@@ -159,16 +159,21 @@ def test_stall_probe_lines_are_read_after_the_mark(tmp_path) -> None:
 
 
 def test_stall_bench_produces_figures() -> None:
-    """``--only stall``: every built case ran (the probe's log lines were found), the others
-    say they are not built.  No thresholds: the figures live in the bench."""
+    """``--only stall`` (a small catch-up and file): every case ran (the probe's log lines
+    were found, in both peers of each).  No thresholds: the figures live in the bench."""
     out = subprocess.run([sys.executable, "-m", "bench", "--only", "stall", "--json",
-                          "--quiet"], cwd=str(ROOT), env=child_env(), capture_output=True,
-                         timeout=180, check=True).stdout
+                          "--quiet", "--stall-day-lines", "2000", "--stall-file-mb", "4"],
+                         cwd=str(ROOT), env=child_env(), capture_output=True,
+                         timeout=240, check=True).stdout
     result = json.loads(out)["stall"]
-    for case in ("idle", "receive", "burst", "paste"):
+    for case in ("idle", "receive", "catchup", "burst", "paste", "file"):
         assert result[case]["status"] == "ok", (case, result[case])
         assert result[case]["worst_ms"] is not None, (case, result[case])
-    assert result["catchup"] == result["file"] == {"status": "n/a (not built)"}
+    for case in ("catchup", "file"):
+        for side in ("sender_worst_ms", "receiver_worst_ms"):
+            assert result[case][side] is not None, (case, side, result[case])
+    assert (result["catchup"]["lines"], result["catchup"]["duplicates"]) == (2000, 0)
+    assert result["file"]["size_mb"] == 4
 
 
 def test_reference_table_says_what_held_the_sender() -> None:

@@ -34,6 +34,7 @@ from p2pchat.catching_up import CATCH_UP_QUIET, CATCH_UP_SHOWN
 from p2pchat.identity import Identity
 from p2pchat.packing import pack
 from p2pchat.relay import sign_line
+from p2pchat.seen import SeenSet
 from p2pchat.store import STORE_NAME, Store, to_db
 from p2pchat.wire import CHAT, Message, encode_message, new_message_id
 
@@ -85,6 +86,11 @@ def build(folder: str, count: int, now: float) -> tuple[str, str, float]:
         db.executemany("insert into lines values (?,?,?,?,?,?,?,?,?,?,?)", rows)
         db.execute("insert or replace into settings values ('packed_upto', ?)",
                    (str(db.execute("select max(rowid) from lines").fetchone()[0]),))
+    seen = SeenSet(store)  # the keeper heard every one of them (as a peer that was there)
+    for a, author in enumerate(authors):
+        for seq in range(1, seqs[a] + 1):
+            seen.add(author.peer_id, seq)
+        store.seen_changed(author.peer_id, seen)
     store.set_rooms(ROOMS)
     store.close()
     store = Store(os.path.join(away, STORE_NAME))

@@ -121,7 +121,9 @@ class Peer:
         self.lines: list[tuple[float, str]] = []
         self.pings: dict[int, float] = {}
         self.down = os.path.join(workdir, f"down-{nick}")
-        argv = peer_argv(nick, group, os.path.join(workdir, f"data-{nick}-{group[1]}"))
+        profile = os.environ.get("BENCH_FILES_PROFILE")  # a folder: each peer's cProfile
+        argv = peer_argv(nick, group, os.path.join(workdir, f"data-{nick}-{group[1]}"),
+                         os.path.join(profile, f"{nick}.prof") if profile else None)
         self.child = kids.start(nick, argv + ["--download-dir", self.down], self._read)
 
     def _read(self, child: Child, line: bytes, when: float) -> None:

@@ -46,7 +46,7 @@ MAX_STREAMS = 16
 #: Bytes read from the file per write, and writes per reactor turn (then the reactor serves
 #: the chat before the next ones).
 BLOCK_BYTES = 128 * 1024
-BLOCKS_PER_TURN = 2
+BLOCKS_PER_TURN = 4
 #: A request or answer line is at most this long.
 HEADER_BYTES = 4096
 #: Bytes a transfer connection's socket buffers hold, and what one read takes (and the write
@@ -54,10 +54,6 @@ HEADER_BYTES = 4096
 #: (the chat waits behind it).
 SOCKET_BUFFER = 4 << 20
 READ_BYTES = 256 * 1024
-#: What one read takes on the receiving side (each byte of it is decrypted and handed on in
-#: that turn: about 5 ms per MB of CPU, so 128 KiB holds the reactor well under a millisecond
-#: on an idle core).
-FETCH_READ_BYTES = 128 * 1024
 
 
 class _Timer(TypingProtocol):
@@ -176,10 +172,10 @@ def _json_object(line: bytes) -> dict[str, Any] | None:
     return obj if isinstance(obj, dict) else None
 
 
-def _bigger_buffers(transport: Any, read: int) -> None:
+def _bigger_buffers(transport: Any) -> None:
     """More bytes per wake-up on a transfer connection: a larger write buffer before the
     producer is paused, larger socket buffers (fewer turns of each reactor per megabyte)."""
-    transport.bufferSize = read  # also what one read takes (tcp.Connection.doRead)
+    transport.bufferSize = READ_BYTES  # also what one read takes (tcp.Connection.doRead)
     handle: Any = getattr(transport, "getHandle", lambda: None)()
     for option in (socket.SO_SNDBUF, socket.SO_RCVBUF):
         try:
@@ -214,7 +210,7 @@ class _TLSLink(LineReceiver):
     def connectionMade(self) -> None:
         if hasattr(self.transport, "setTcpNoDelay"):
             self.transport.setTcpNoDelay(1)
-        _bigger_buffers(self.transport, READ_BYTES if self.server else FETCH_READ_BYTES)
+        _bigger_buffers(self.transport)
         self.transport.startTLS(ContextFactory(self.identity, server=self.server))
         self._timer = self.clock.callLater(STREAM_TIMEOUT, self._too_slow)
 

@@ -124,7 +124,9 @@ class Peer:
         profile = os.environ.get("BENCH_FILES_PROFILE")  # a folder: each peer's cProfile
         argv = peer_argv(nick, group, os.path.join(workdir, f"data-{nick}-{group[1]}"),
                          os.path.join(profile, f"{nick}.prof") if profile else None)
-        self.child = kids.start(nick, argv + ["--download-dir", self.down], self._read)
+        rate = os.environ.get("BENCH_FILES_RATE")  # e.g. 50M: the sender's --file-rate
+        extra = ["--file-rate", rate] if rate else []
+        self.child = kids.start(nick, argv + ["--download-dir", self.down] + extra, self._read)
 
     def _read(self, child: Child, line: bytes, when: float) -> None:
         text = line.decode("utf-8", "replace")

@@ -122,8 +122,12 @@ class Peer:
         self.lines: list[tuple[float, str]] = []
         self.pings: dict[int, float] = {}
         self.down = os.path.join(workdir, f"down-{nick}")
-        argv = peer_argv(nick, group, os.path.join(workdir, f"data-{nick}-{group[1]}"))
-        self.child = kids.start(nick, argv + ["--download-dir", self.down], self._read)
+        profile = os.environ.get("BENCH_FILES_PROFILE")  # a folder: each peer's cProfile
+        argv = peer_argv(nick, group, os.path.join(workdir, f"data-{nick}-{group[1]}"),
+                         os.path.join(profile, f"{nick}.prof") if profile else None)
+        rate = os.environ.get("BENCH_FILES_RATE")  # e.g. 50M: the sender's --file-rate
+        extra = ["--file-rate", rate] if rate else []
+        self.child = kids.start(nick, argv + ["--download-dir", self.down] + extra, self._read)
 
     def _read(self, child: Child, line: bytes, when: float) -> None:
         text = line.decode("utf-8", "replace")
@@ -135,6 +139,16 @@ class Peer:
 
     def when(self, fragment: str) -> float | None:
         return next((t for t, x in self.lines if fragment in x), None)
+
+
+def reactor_cpu(child: Child) -> float:
+    """CPU seconds of the child's main thread (the reactor's; its tid is its pid), from
+    ``/proc/PID/task/PID/schedstat``: the rest of its time is the threads' (hashing, writing)."""
+    try:
+        with open(f"/proc/{child.pid}/task/{child.pid}/schedstat") as f:
+            return int(f.read().split()[0]) / 1e9
+    except (OSError, ValueError, IndexError):
+        return 0.0
 
 
 def _percentile(values: list[float], p: float) -> float | None:
@@ -181,6 +195,7 @@ def p2pchat(kids: Children, path: str, size: int, timeout: float, workdir: str, 
         out["hash_s"] = (bob.when("offers ") or t0) - t0
         number = re.search(r"/accept (\d+)", next(x for _, x in bob.lines if "offers " in x))
         cpu0 = {p.nick: p.child.cpu_seconds() or 0.0 for p in (alice, bob)}
+        main0 = {p.nick: reactor_cpu(p.child) for p in (alice, bob)}
         kids.write(bob.child, f"/accept {number.group(1) if number else ''}\n".encode())
         peak = dict(idle_rss)
 
@@ -193,6 +208,8 @@ def p2pchat(kids: Children, path: str, size: int, timeout: float, workdir: str, 
                          or bob.when(": failed") is not None, timeout, tick=during)
         cpu = {"sender": (alice.child.cpu_seconds() or 0.0) - cpu0["alice"],
                "receiver": (bob.child.cpu_seconds() or 0.0) - cpu0["bob"]}
+        main = {"sender": reactor_cpu(alice.child) - main0["alice"],
+                "receiver": reactor_cpu(bob.child) - main0["bob"]}
         start, end = bob.when("started at"), bob.when("done, SHA-256 checked")
         if not done or start is None or end is None:
             return {"status": "not done" if not done else "failed: " + str(
@@ -212,6 +229,7 @@ def p2pchat(kids: Children, path: str, size: int, timeout: float, workdir: str, 
         out.update({
             "seconds": end - start, "mb_s": size / MB / (end - start),
             "cpu_ms_per_mb": {k: v * 1000 / (size / MB) for k, v in cpu.items()},
+            "reactor_cpu_ms_per_mb": {k: v * 1000 / (size / MB) for k, v in main.items()},
             "rss_idle_mb": idle_rss, "rss_peak_mb": peak,
             "rss_growth_mb": {n: peak[n] - idle_rss[n] for n in peak},
             "latency_idle_p50_ms": _percentile(idle_ms, 0.5),
@@ -267,6 +285,9 @@ def render(r: dict) -> str:
         pc, bc = p["cpu_ms_per_mb"], b["cpu_ms_per_mb"]
         lines.append(f"  {'CPU ms/MB sender / receiver, p2pchat':<44}"
                      f"{f(pc['sender'], '.2f')} / {f(pc['receiver'], '.2f')}")
+        rc = p.get("reactor_cpu_ms_per_mb", {})
+        lines.append(f"  {'  of it in the reactor thread':<44}"
+                     f"{f(rc.get('sender'), '.2f')} / {f(rc.get('receiver'), '.2f')}")
         lines.append(f"  {'CPU ms/MB sender / receiver, bare push':<44}"
                      f"{f(bc['sender'], '.2f')} / {f(bc['receiver'], '.2f')}")
         if "cpu_ratio" in r:

@@ -55,6 +55,13 @@ class Receiving(TestCase):
             self.assertEqual(f.read(), self.data)
         self.assertFalse(os.path.exists(self.final + ".part"))
 
+    def test_many_small_pieces_make_the_file(self) -> None:
+        self.answer(self.hashed.hashes)
+        self.answer(self.data, pieces=len(self.data) // 1000)  # 1000 B: over 1000 a chunk
+        self.assertEqual(self.owner.done, 1)
+        with open(self.final, "rb") as f:
+            self.assertEqual(f.read(), self.data)
+
     def test_a_resume_asks_from_the_chunk_the_part_ends_in(self) -> None:
         with open(self.final + ".part", "wb") as f:
             f.write(self.data[:CHUNK_BYTES + 77])

@@ -68,6 +68,7 @@ class Receive:
         self.written = 0  # bytes of the current file written and checked
         self.buf: list[bytes] = []  # received, not yet a whole chunk
         self.held = 0  # bytes in buf
+        self.at = 0  # the offset in the file of buf's first byte
         self.size = 0  # the current file's
         self.queued = 0  # chunks given to the writer thread, not yet written
         self.paused = False  # the connection paused while the writer catches up
@@ -137,6 +138,7 @@ class Receive:
         part = self.inc.parts[self.entry]
         self.whole, self.pos = prefix.whole, prefix.length
         self.written, self.buf, self.held, self.ended = prefix.length, [], 0, False
+        self.at = prefix.length  # where buf starts in the file (a chunk's start)
         self.size = entry.size
         self.owner.progress(self.inc, 0)  # what is had now (done is read from the files)
         try:
@@ -154,21 +156,28 @@ class Receive:
                       self._refused)
 
     def _data(self, data: bytes) -> None:
-        """Bytes came: each whole chunk (or the file's last) goes to the writer thread."""
-        size = self.size
-        self.buf.append(data)
-        self.held += len(data)
+        """Bytes came (a TLS record, 16 KiB at most): kept as they are until a whole chunk
+        (or the file's last) is had, then the pieces go to the writer thread, which joins
+        them (a MiB's copy less on the reactor)."""
         self.pos += len(data)
-        while self.held >= CHUNK_BYTES or (self.held and self.pos == size):
-            joined = b"".join(self.buf)
-            chunk, rest = joined[:CHUNK_BYTES], joined[CHUNK_BYTES:]
-            self.buf, self.held = ([rest] if rest else []), len(rest)
-            self._queue((self.pos - self.held - len(chunk)) // CHUNK_BYTES, chunk)
+        while data:
+            room = CHUNK_BYTES - self.held
+            if len(data) > room:
+                piece, data = data[:room], data[room:]
+            else:
+                piece, data = data, b""
+            self.buf.append(piece)
+            self.held += len(piece)
+            if self.held == CHUNK_BYTES or (not data and self.pos == self.size):
+                pieces, n = self.buf, self.held
+                self.buf, self.held = [], 0
+                self._queue(self.at // CHUNK_BYTES, pieces, n)
+                self.at += n
         if self.queued > QUEUED_CHUNKS and not self.paused and self.link is not None:
             self.paused = True  # the writer is behind: TCP slows the sender meanwhile
             self.link.transport.pauseProducing()
 
-    def _queue(self, index: int, chunk: bytes) -> None:
+    def _queue(self, index: int, pieces: list[bytes], n: int) -> None:
         """Write a chunk, add it to the whole file's hash and hash it, in one thread after
         the chunks before it (the reactor only compares the hash)."""
         self.queued += 1
@@ -176,6 +185,7 @@ class Receive:
 
         def work() -> bytes:
             assert file is not None
+            chunk = b"".join(pieces)  # here, not on the reactor
             file.write(chunk)
             whole.update(chunk)
             return hashlib.sha256(chunk).digest()
@@ -185,7 +195,7 @@ class Receive:
                 self.queued -= 1
                 return None
             return self.in_thread(work).addCallbacks(
-                self._written, self._write_failed, callbackArgs=(index, len(chunk)))
+                self._written, self._write_failed, callbackArgs=(index, n))
 
         self._tail.addCallback(run)
 

@@ -6,25 +6,21 @@ from __future__ import annotations
 import dataclasses
 from types import SimpleNamespace
 
-from twisted.internet.task import Clock
 from twisted.trial.unittest import TestCase
 
 from p2pchat import presence, wire
 from p2pchat.discovery import ANNOUNCE_INTERVAL
-from p2pchat.identity import Identity
-from p2pchat.node import Node
 from p2pchat.slots import RECHECK_AFTER
+from tests import test_security
 
-HOST = "10.0.0.2"
+HOST = "10.0.0.2"  # where test_security.SignedBeacons.hear says bob's beacons come from
 
 
 class UncheckedBeacons(TestCase):
+    hear = test_security.SignedBeacons.hear
+
     def setUp(self) -> None:
-        self.clock = Clock()
-        self.clock.advance(10_000)
-        self.me = Node("me", self.clock, identity=Identity.generate())
-        self.bob = Node("bob", self.clock, identity=Identity.generate())
-        self.bob.port = 8081
+        test_security.SignedBeacons.setUp(self)  # type: ignore[arg-type]  # me, bob (port 8081), the clock
         self.checks = 0
         real = presence.verify_beacon
 
@@ -33,9 +29,6 @@ class UncheckedBeacons(TestCase):
             return real(*args)  # type: ignore[arg-type]
 
         self.patch(presence, "verify_beacon", counted)
-
-    def hear(self, beacon: wire.Beacon, host: str = HOST) -> None:
-        self.me.beacon_heard(wire.parse_beacon(wire.encode_beacon(beacon)), host)
 
     def link(self, fp: str | None = None) -> None:
         """bob linked over TLS that proved ``fp`` (his key unless told)."""

@@ -20,7 +20,8 @@ class UncheckedBeacons(TestCase):
     hear = test_security.SignedBeacons.hear
 
     def setUp(self) -> None:
-        test_security.SignedBeacons.setUp(self)  # type: ignore[arg-type]  # me, bob (port 8081), the clock
+        # me, bob (port 8081), the clock
+        test_security.SignedBeacons.setUp(self)  # type: ignore[arg-type]
         self.checks = 0
         real = presence.verify_beacon
 

@@ -449,6 +449,11 @@ def summary(r: dict) -> str:
 # --- cost -----------------------------------------------------------------------------------
 
 
+#: The idle cost is measured on a mesh that has this share of its links in time (a loaded
+#: machine can leave a pair unlinked for minutes; the status says so).
+NEARLY_FULL = 0.97
+
+
 def cost(kids: Children, links: int, idle_seconds: float, scale: float,
          say: Callable[[str], None]) -> dict:
     """RSS and CPU of idle peers: one alone (0 links), and ``links + 1`` peers in a full mesh
@@ -460,10 +465,14 @@ def cost(kids: Children, links: int, idle_seconds: float, scale: float,
         ok = kids.pump(lambda: mesh_full(eps) and lone[0].up is not None,
                        mesh_timeout(links + 1, scale))
         result: dict = {"links": links}
-        if not ok:
+        seen, full = links_seen(eps), links * (links + 1)
+        if not ok and seen < NEARLY_FULL * full:
             result["status"] = "mesh timed out"
-            result["links_seen"] = links_seen(eps)
+            result["links_seen"] = seen
             return result
+        if not ok:  # a loaded machine leaves a pair or two unlinked: measured, and said
+            result["links_seen"] = seen
+            say(f"cost: mesh not full in time ({seen} of {full} links seen): measured as is")
         kids.sleep(min(3.0, idle_seconds / 4))  # let discovery answers and handshakes settle
         cpu0 = {ep.name: ep.child.cpu_seconds() for ep in everyone}
         t0 = time.monotonic()
@@ -475,7 +484,8 @@ def cost(kids: Children, links: int, idle_seconds: float, scale: float,
                for name in cpu0 if cpu0[name] is not None and cpu1[name] is not None}
         meshed = [ep.name for ep in eps]
         result.update(
-            status="ok" if mesh_full(eps) else "mesh broke during the window",
+            status="ok" if mesh_full(eps) else ("mesh broke during the window" if ok else
+                                                 f"mesh not full ({seen} of {full} links)"),
             window_s=window,
             idle_rss_mb=rss["alone"] / 1024 if rss["alone"] else None,
             idle_cpu_pct=pct.get("alone"),

@@ -52,6 +52,9 @@ class PeerInfo:
     #: for signed beacons: the key fingerprint, and the newest signed timestamp accepted
     fp: str = ""
     last_stamp: float = 0.0
+    #: when a beacon of it last had its signature checked (presence.py: a linked peer's
+    #: unchanged beacons are believed unchecked for a while, slots.RECHECK_AFTER)
+    checked_at: float = float("-inf")
 
     def liveness(self, now: float) -> Liveness:
         silent = now - self.last_seen
@@ -86,11 +89,16 @@ class PeerTable:
         self.evicted: list[PeerInfo] = []
         self._worst: tuple[float, PeerInfo] | None = None  # when found, and the entry
 
-    def heard(self, beacon: Beacon, host: str, now: float) -> Heard:
+    def heard(self, beacon: Beacon, host: str, now: float, checked: bool = True) -> Heard:
         """Record a beacon from ``host``.  ``announce`` and ``ping`` add or refresh a peer; a
-        ``pong`` only refreshes one we know (as the reference does).  ``leave`` is ``left``."""
+        ``pong`` only refreshes one we know (as the reference does).  ``leave`` is ``left``.
+        ``checked=False``: a signed beacon believed without its signature check (one that says
+        what the last checked one said): it only says the peer is still there."""
         known = self._peers.get(beacon.peer_id)
         self.evicted = []
+        if not checked and known is not None:
+            known.last_seen = now  # not its stamp: an unchecked one can't hold back the next
+            return Heard.REFRESHED
         if known is None:
             if beacon.type not in (ANNOUNCE, PING):
                 return Heard.IGNORED
@@ -98,7 +106,7 @@ class PeerTable:
                 return Heard.FULL
             self._peers[beacon.peer_id] = PeerInfo(
                 beacon.peer_id, beacon.username, host, beacon.port, now, beacon.caps,
-                beacon.fp, beacon.timestamp if beacon.fp else 0.0,
+                beacon.fp, beacon.timestamp if beacon.fp else 0.0, now,
             )
             return Heard.NEW
         known.last_seen = now
@@ -108,7 +116,7 @@ class PeerTable:
             return Heard.REFRESHED
         known.caps = beacon.caps
         if beacon.fp:
-            known.fp, known.last_stamp = beacon.fp, beacon.timestamp
+            known.fp, known.last_stamp, known.checked_at = beacon.fp, beacon.timestamp, now
         if (known.host, known.port) != (host, beacon.port):
             known.host, known.port = host, beacon.port
             return Heard.MOVED

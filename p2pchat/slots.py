@@ -13,7 +13,8 @@ count as known until their link has lasted: a sybil's first link pins its key to
   newest stranger.
 - Signature checks (60-120 us each): at most ``VERIFY_RATE`` per second per source host
   (after a burst of ``VERIFY_BURST``) and ``VERIFY_TOTAL_RATE`` in all; the cheap checks
-  (parse, age, id against key, replay) come first.
+  (parse, age, id against key, replay) come first.  A linked peer's unchanged beacons are
+  checked once per ``RECHECK_AFTER`` (presence.py says what an unchecked one can do).
 
 Pure code: the time is passed in, as in peers.py.
 """
@@ -35,6 +36,10 @@ MAX_REMEMBERED = 10_000
 VERIFY_RATE = 500.0
 VERIFY_BURST = 1000.0
 VERIFY_TOTAL_RATE = 2000.0
+#: A beacon from a peer linked by TLS (which proved its key) that says what the last checked
+#: one said (the same nick, port, caps and source host; a newer stamp) is believed without a
+#: signature check for this long after the last check (seconds): 1 check in 12 announces.
+RECHECK_AFTER = 60.0
 #: Source hosts whose budget is tracked; the longest unseen is forgotten past this.
 MAX_SOURCES = 1024
 

@@ -91,7 +91,8 @@ def search_answer(found: list[SearchHit] | Refused, text: str, node: IChat,
     note = f" (indexing: {indexing}% done)" if indexing is not None else ""
     if not found:
         return [f"no lines found for {text}{note}"]
-    return ([f"search {text}: {len(found)} lines, newest first{note}"]
+    count = f"{len(found)} line" + ("" if len(found) == 1 else "s")
+    return ([f"search {text}: {count}, newest first{note}"]
             + [f"  {f'[{n}] ' if numbered else ''}{search_line(hit, node)}"
                for n, hit in enumerate(found, 1)]
             + ["end of search (/context N: the lines around result N)" if numbered

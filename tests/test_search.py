@@ -458,7 +458,7 @@ class IrcSearch(test_irc.IrcTestCase):
         stamp = time.strftime("%Y-%m-%d %H:%M", time.localtime(self.clock.seconds()))
         client.send("PRIVMSG *p2pchat :search build from:bob")
         self.assertEqual(client.lines(), [
-            self.BOT + "search build from:bob: 1 lines, newest first",
+            self.BOT + "search build from:bob: 1 line, newest first",
             self.BOT + f"  {stamp} #general <bob> the build is green",
             self.BOT + "end of search"])
         client.send('SEARCH NEAR( "x', "SEARCH", "SEARCH x before:never")
@@ -478,6 +478,6 @@ class EveryFace(TestCase):
         for face in (Console(), Lines()):
             face.chat.lines = [at(1, "the build is green", "bob", "ops", T0)]
             shown = "\n".join(face.enter("/search green in:#ops"))
-            self.assertIn("search green in:#ops: 1 lines, newest first", shown)
+            self.assertIn("search green in:#ops: 1 line, newest first", shown)
             self.assertIn("#ops <bob> the build is green", shown)
             self.assertIn("end of search", shown)

@@ -76,7 +76,3 @@ def defer_tls() -> bool:
             del twisted.protocols.tls  # type: ignore[attr-defined]
     return True
 
-
-def loaded(names: tuple[str, ...] = LATE_MODULES) -> list[str]:
-    """Which of ``names`` (top-level packages or modules) this process has imported."""
-    return sorted(n for n in names if sys.modules.get(n) is not None)

@@ -3,14 +3,16 @@
 first seen for each nick (trust on first use), beacon signatures, and the TLS contexts that
 check a peer's certificate against the fingerprint it announced.
 
-No hand-made cryptography: keys, certificates and signatures come from ``cryptography``; TLS
-from pyOpenSSL through Twisted.
+No hand-made cryptography: keys and signatures are libsodium's (PyNaCl), certificates
+``cryptography``'s, TLS pyOpenSSL's through Twisted, the last two imported at the first TLS
+context only (latetls.py).  So the key is kept as libsodium takes it (seed and public key),
+and its file is the one DER layout of an Ed25519 key in PKCS #8 (RFC 8410), byte for byte
+what ``cryptography`` writes (tests/test_latetls.py checks both ways).
 """
 
 from __future__ import annotations
 
 import base64
-import datetime
 import functools
 import hashlib
 import json
@@ -18,42 +20,24 @@ import os
 import tempfile
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
-from cryptography import x509
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ed25519
-from cryptography.x509.oid import NameOID
-from OpenSSL import SSL
+from nacl.bindings import crypto_sign as _crypto_sign
+from nacl.bindings import crypto_sign_keypair, crypto_sign_seed_keypair
+from nacl.bindings import crypto_sign_open as _crypto_sign_open
+from nacl.exceptions import BadSignatureError as _BadSignature
 from twisted.internet.interfaces import IOpenSSLContextFactory
 from twisted.logger import Logger
 from zope.interface import implementer
 
+from p2pchat.keyfile import KEY_BYTES, key_pem, raw_fingerprint, seed_from_pem
+
+if TYPE_CHECKING:
+    from cryptography import x509
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+    from OpenSSL import SSL
+
 log = Logger()
-
-
-_crypto_sign: Callable[[bytes, bytes], bytes] | None
-_crypto_sign_open: Callable[[bytes, bytes], bytes] | None
-try:
-    from nacl.bindings import crypto_sign as _crypto_sign
-    from nacl.bindings import crypto_sign_open as _crypto_sign_open
-    from nacl.exceptions import BadSignatureError as _BadSignature
-except ImportError:  # PyNaCl is optional: OpenSSL signs the same, a little slower
-    _crypto_sign = _crypto_sign_open = None
-    _BadSignature = ValueError  # type: ignore[misc,assignment]
-
-
-def _sodium_key(key: ed25519.Ed25519PrivateKey) -> bytes:
-    """``key`` as libsodium's signing functions take it (seed then public key), or b"" where
-    PyNaCl is not installed."""
-    if _crypto_sign is None:
-        return b""
-    seed = key.private_bytes(serialization.Encoding.Raw, serialization.PrivateFormat.Raw,
-                             serialization.NoEncryption())
-    public = key.public_key().public_bytes(serialization.Encoding.Raw,
-                                           serialization.PublicFormat.Raw)
-    return seed + public
 
 KEY_NAME = "identity.key"
 CERT_NAME = "identity.crt"
@@ -68,12 +52,12 @@ PIN_IDLE_EVICT = 30 * 24 * 3600.0
 #: How often (seconds) seeing a pinned key again is written down (its "seen" time).
 PIN_TOUCH_EVERY = 3600.0
 
-
 def spki_fingerprint(public_key: ed25519.Ed25519PublicKey) -> str:
-    """SHA-256 of the SubjectPublicKeyInfo, in hex: the identity of a peer."""
-    der = public_key.public_bytes(serialization.Encoding.DER,
-                                  serialization.PublicFormat.SubjectPublicKeyInfo)
-    return hashlib.sha256(der).hexdigest()
+    """``raw_fingerprint`` of a ``cryptography`` key."""
+    from cryptography.hazmat.primitives import serialization
+
+    return raw_fingerprint(public_key.public_bytes(serialization.Encoding.Raw,
+                                                   serialization.PublicFormat.Raw))
 
 
 def short_form(fingerprint: str) -> str:
@@ -105,16 +89,25 @@ def _write_private(path: str, data: bytes) -> None:
 
 @dataclass
 class Identity:
-    """Our key and certificate."""
+    """Our key (its seed and public key, as libsodium takes them), and our certificate: read
+    from ``cert_path`` or made (and written there) when the first TLS context needs it."""
 
-    key: ed25519.Ed25519PrivateKey
-    cert: x509.Certificate
-    #: the key as libsodium takes it (seed and public key), once made; b"": no libsodium
-    _sodium: bytes | None = field(default=None, init=False, repr=False, compare=False)
+    seed: bytes
+    public: bytes
+    #: where the certificate is kept; None: made in memory only
+    cert_path: str | None = None
+    _cert: x509.Certificate | None = field(default=None, init=False, repr=False, compare=False)
+    _contexts: dict[bool, SSL.Context] = field(default_factory=dict, init=False, repr=False,
+                                               compare=False)
 
-    @property
+    @classmethod
+    def from_seed(cls, seed: bytes, cert_path: str | None = None) -> Identity:
+        public, _ = crypto_sign_seed_keypair(seed)
+        return cls(seed, public, cert_path)
+
+    @functools.cached_property
     def fingerprint(self) -> str:
-        return spki_fingerprint(self.key.public_key())
+        return raw_fingerprint(self.public)
 
     @property
     def short(self) -> str:
@@ -125,24 +118,82 @@ class Identity:
         return peer_id_for(self.fingerprint)
 
     def public_key_b64(self) -> str:
-        raw = self.key.public_key().public_bytes(serialization.Encoding.Raw,
-                                                 serialization.PublicFormat.Raw)
-        return base64.b64encode(raw).decode("ascii")
+        return base64.b64encode(self.public).decode("ascii")
 
     def sign(self, data: bytes) -> str:
-        """Ed25519 over ``data``, in base64.  Every line we say is signed: libsodium (PyNaCl)
-        does it in about two thirds of OpenSSL's time here; Ed25519 signatures are
-        deterministic, so both give the very same bytes."""
-        sodium = self._sodium
-        if sodium is None:
-            sodium = self._sodium = _sodium_key(self.key)
-        if sodium and _crypto_sign is not None:
-            return base64.b64encode(_crypto_sign(data, sodium)[:64]).decode("ascii")
-        return base64.b64encode(self.key.sign(data)).decode("ascii")
+        """Ed25519 over ``data``, in base64, by libsodium (about two thirds of OpenSSL's time
+        here; Ed25519 signatures are deterministic: OpenSSL makes the very same bytes)."""
+        return base64.b64encode(_crypto_sign(data, self.seed + self.public)[:64]).decode("ascii")
+
+    @property
+    def key(self) -> ed25519.Ed25519PrivateKey:
+        """The key as a ``cryptography`` object (TLS contexts, certificates, tests)."""
+        from cryptography.hazmat.primitives.asymmetric import ed25519
+
+        return ed25519.Ed25519PrivateKey.from_private_bytes(self.seed)
+
+    @property
+    def cert(self) -> x509.Certificate:
+        """Our self-signed certificate: the one kept at ``cert_path`` if it is of our key,
+        else a new one (written there)."""
+        if self._cert is None:
+            self._cert = self._read_cert() or self._make_cert()
+        return self._cert
 
     @classmethod
     def generate(cls) -> Identity:
-        key = ed25519.Ed25519PrivateKey.generate()
+        public, secret = crypto_sign_keypair()
+        return cls(secret[:KEY_BYTES], public)
+
+    @classmethod
+    def load_or_create(cls, data_dir: str) -> Identity:
+        """Our identity from the data dir, its key made on first run (files mode 0600; the
+        certificate is made at the first TLS link, from the key)."""
+        key_path = os.path.join(data_dir, KEY_NAME)
+        cert_path = os.path.join(data_dir, CERT_NAME)
+        if os.path.exists(key_path):
+            with open(key_path, "rb") as f:
+                pem = f.read()
+            try:
+                return cls.from_seed(seed_from_pem(pem), cert_path)
+            except ValueError as e:
+                raise ValueError(f"{key_path} is not an Ed25519 key ({e})") from None
+        os.makedirs(data_dir, mode=0o700, exist_ok=True)
+        made = cls.generate()
+        made.cert_path = cert_path
+        _write_private(key_path, key_pem(made.seed))
+        log.info("made a new identity {short} in {dir}", short=made.short, dir=data_dir)
+        return made
+
+    def _read_cert(self) -> x509.Certificate | None:
+        if not self.cert_path or not os.path.exists(self.cert_path):
+            return None
+        from cryptography import x509
+        from cryptography.hazmat.primitives import serialization
+
+        try:
+            with open(self.cert_path, "rb") as f:
+                cert = x509.load_pem_x509_certificate(f.read())
+            theirs = cert.public_key().public_bytes(serialization.Encoding.Raw,
+                                                    serialization.PublicFormat.Raw)
+        except (OSError, ValueError, TypeError) as e:
+            log.warn("can't use the certificate in {path} ({why}): making a new one",
+                     path=self.cert_path, why=str(e))
+            return None
+        if theirs != self.public:
+            log.warn("the certificate in {path} is not of our key: making a new one",
+                     path=self.cert_path)
+            return None
+        return cert
+
+    def _make_cert(self) -> x509.Certificate:
+        import datetime
+
+        from cryptography import x509
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.x509.oid import NameOID
+
+        key = self.key
         name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "p2pchat peer")])
         now = datetime.datetime.now(datetime.timezone.utc)
         cert = (x509.CertificateBuilder()
@@ -152,29 +203,13 @@ class Identity:
                 .not_valid_before(now - datetime.timedelta(days=1))
                 .not_valid_after(now + datetime.timedelta(days=365 * 30))
                 .sign(key, None))
-        return cls(key, cert)
-
-    @classmethod
-    def load_or_create(cls, data_dir: str) -> Identity:
-        """Our identity from the data dir, made on first run (files mode 0600)."""
-        key_path = os.path.join(data_dir, KEY_NAME)
-        cert_path = os.path.join(data_dir, CERT_NAME)
-        if os.path.exists(key_path) and os.path.exists(cert_path):
-            with open(key_path, "rb") as f:
-                key = serialization.load_pem_private_key(f.read(), password=None)
-            with open(cert_path, "rb") as f:
-                cert = x509.load_pem_x509_certificate(f.read())
-            if not isinstance(key, ed25519.Ed25519PrivateKey):
-                raise ValueError(f"{key_path} is not an Ed25519 key")
-            return cls(key, cert)
-        os.makedirs(data_dir, mode=0o700, exist_ok=True)
-        made = cls.generate()
-        _write_private(key_path, made.key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption()))
-        _write_private(cert_path, made.cert.public_bytes(serialization.Encoding.PEM))
-        log.info("made a new identity {short} in {dir}", short=made.short, dir=data_dir)
-        return made
+        if self.cert_path:
+            try:
+                _write_private(self.cert_path, cert.public_bytes(serialization.Encoding.PEM))
+            except OSError as e:
+                log.error("can't save our certificate in {path}: {why}", path=self.cert_path,
+                          why=str(e))
+        return cert
 
     def tls_context(self, server: bool) -> SSL.Context:
         """One context per side, made once and never changed after (pyOpenSSL refuses changes
@@ -182,12 +217,13 @@ class Identity:
         the peer's certificate required but accepted here whatever it is: it is checked
         against the pinned fingerprint once the handshake is done
         (``certificate_fingerprint``), as there is no CA to check it against."""
-        cache = self.__dict__.setdefault("_contexts", {})
-        if server not in cache:
-            cache[server] = self._make_context(server)
-        return cache[server]
+        if server not in self._contexts:
+            self._contexts[server] = self._make_context(server)
+        return self._contexts[server]
 
     def _make_context(self, server: bool) -> SSL.Context:
+        from OpenSSL import SSL
+
         ctx = SSL.Context(SSL.TLS_METHOD)
         ctx.set_min_proto_version(SSL.TLS1_2_VERSION)
         # An idle link keeps no read/write buffers (tens of KB each): a peer with 50 links
@@ -215,29 +251,33 @@ class ContextFactory:
         return self.identity.tls_context(self.server)
 
 
-def certificate_fingerprint(cert: Any) -> str | None:
-    """The SPKI fingerprint of a peer's certificate (a pyOpenSSL X509 or a cryptography one)."""
+def _certificate_key(cert: Any) -> bytes | None:
+    """The Ed25519 key (raw) of a peer's certificate (a pyOpenSSL X509 or a ``cryptography``
+    one), or None (no certificate, or another kind of key).  Asked once a TLS handshake is
+    done: the TLS libraries are loaded by then."""
     if cert is None:
         return None
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+
     if hasattr(cert, "to_cryptography"):
         cert = cert.to_cryptography()
     key = cert.public_key()
     if not isinstance(key, ed25519.Ed25519PublicKey):
         return None
-    return spki_fingerprint(key)
+    return key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+
+
+def certificate_fingerprint(cert: Any) -> str | None:
+    """The SPKI fingerprint of a peer's certificate (a pyOpenSSL X509 or a cryptography one)."""
+    raw = _certificate_key(cert)
+    return raw_fingerprint(raw) if raw is not None else None
 
 
 def certificate_public_key(cert: Any) -> str:
     """The Ed25519 public key of a peer's certificate, base64 (raw bytes), or ""."""
-    if cert is None:
-        return ""
-    if hasattr(cert, "to_cryptography"):
-        cert = cert.to_cryptography()
-    key = cert.public_key()
-    if not isinstance(key, ed25519.Ed25519PublicKey):
-        return ""
-    raw = key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-    return base64.b64encode(raw).decode("ascii")
+    raw = _certificate_key(cert)
+    return base64.b64encode(raw).decode("ascii") if raw is not None else ""
 
 
 # --- beacon signatures ----------------------------------------------------------------------
@@ -247,11 +287,9 @@ def key_matches(public_key_b64: str, fingerprint: str) -> bool:
     """Whether ``public_key_b64`` (an Ed25519 key, raw, base64) is the key of
     ``fingerprint``."""
     try:
-        key = ed25519.Ed25519PublicKey.from_public_bytes(
-            base64.b64decode(public_key_b64, validate=True))
+        return raw_fingerprint(base64.b64decode(public_key_b64, validate=True)) == fingerprint
     except (ValueError, TypeError):
         return False
-    return spki_fingerprint(key) == fingerprint
 
 
 def beacon_payload(kind: str, peer_id: str, username: str, port: int, timestamp: str,
@@ -267,34 +305,27 @@ BEACON_KEYS_KEPT = 1024
 
 
 @functools.lru_cache(maxsize=BEACON_KEYS_KEPT)
-def _beacon_key(public_key_b64: str) -> tuple[bytes, ed25519.Ed25519PublicKey, str]:
-    """A beacon's key (base64) to its raw bytes, key object and fingerprint, worked out once
-    per key (about 20 us), not once per beacon.  ValueError/TypeError for a bad key."""
+def _beacon_key(public_key_b64: str) -> tuple[bytes, str]:
+    """A beacon's key (base64) to its raw bytes and fingerprint, worked out once per key, not
+    once per beacon.  ValueError/TypeError for a bad key."""
     raw = base64.b64decode(public_key_b64, validate=True)
-    key = ed25519.Ed25519PublicKey.from_public_bytes(raw)
-    return raw, key, spki_fingerprint(key)
+    return raw, raw_fingerprint(raw)
 
 
 def verify_beacon(public_key_b64: str, signature_b64: str, payload: bytes,
                   fingerprint: str) -> bool:
-    """True if the key matches the fingerprint and signed the payload (by libsodium where
-    PyNaCl is installed: about half of OpenSSL's time here; relay._verify says more)."""
+    """True if the key matches the fingerprint and signed the payload (by libsodium: about
+    half of OpenSSL's time here; relay._verify says more)."""
     try:
-        raw, key, fp = _beacon_key(public_key_b64)
+        raw, fp = _beacon_key(public_key_b64)
         signature = base64.b64decode(signature_b64, validate=True)
     except (ValueError, TypeError):
         return False
     if fp != fingerprint or len(signature) != 64:
         return False
-    if _crypto_sign_open is not None:
-        try:
-            _crypto_sign_open(signature + payload, raw)
-        except _BadSignature:
-            return False
-        return True
     try:
-        key.verify(signature, payload)
-    except InvalidSignature:
+        _crypto_sign_open(signature + payload, raw)
+    except _BadSignature:
         return False
     return True
 

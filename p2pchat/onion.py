@@ -24,7 +24,6 @@ from typing import Any, Callable
 from twisted.internet import defer, error
 from twisted.internet.protocol import Factory
 from twisted.logger import Logger
-from twisted.protocols.tls import TLSMemoryBIOFactory
 
 from p2pchat.addresses import parse_port
 from p2pchat.errors import StartError
@@ -102,13 +101,18 @@ def tor_binary() -> str:
     return path
 
 
-class _TLSListener(TLSMemoryBIOFactory):
+def _tls_listener(context: ContextFactory, server: Factory) -> Any:
     """TLS around the onion listener's factory, which may refuse a connection (None): then
-    no TLS protocol is made around nothing."""
+    no TLS protocol is made around nothing.  (Twisted's TLS layer imported here, with --tor
+    only: latetls.py.)"""
+    from twisted.protocols.tls import TLSMemoryBIOFactory
 
-    def buildProtocol(self, addr: Any) -> Any:
-        inner = self.wrappedFactory.buildProtocol(addr)
-        return None if inner is None else self.protocol(self, inner)
+    class TLSListener(TLSMemoryBIOFactory):
+        def buildProtocol(self, addr: Any) -> Any:
+            inner = self.wrappedFactory.buildProtocol(addr)
+            return None if inner is None else self.protocol(self, inner)
+
+    return TLSListener(context, False, server)
 
 
 class _NoTor:
@@ -248,7 +252,7 @@ class Onion:
     def listen(self) -> int:
         """The onion listener, on a free port of 127.0.0.1 (returned): TLS from the first
         byte around ``server``."""
-        tls = _TLSListener(ContextFactory(self.identity, server=True), False, self.server)
+        tls = _tls_listener(ContextFactory(self.identity, server=True), self.server)
         self.listener = self.reactor.listenTCP(0, tls, interface="127.0.0.1")
         return int(self.listener.getHost().port)
 

@@ -19,11 +19,10 @@ import msgspec
 from dataclasses import dataclass
 from typing import Any
 
-from cryptography.hazmat.primitives.asymmetric import ed25519
 from nacl.bindings import crypto_sign_open
 from nacl.exceptions import BadSignatureError
 
-from p2pchat.identity import Identity, peer_id_for, spki_fingerprint
+from p2pchat.identity import Identity, peer_id_for, raw_fingerprint
 from p2pchat.wire import (CHAT, DEFAULT_ROOM, MAX_LINE_BYTES, Message, WireError, format_time,
                           parse_message)
 
@@ -108,7 +107,7 @@ def _author_key(public_key_b64: str) -> tuple[bytes, str, str]:
     """An author's key as given (base64) to its raw bytes, fingerprint and peer id: worked
     out once per key, not once per line (a catch-up brings thousands by a few authors)."""
     raw = base64.b64decode(public_key_b64, validate=True)
-    fp = spki_fingerprint(ed25519.Ed25519PublicKey.from_public_bytes(raw))
+    fp = raw_fingerprint(raw)
     return raw, fp, peer_id_for(fp)
 
 

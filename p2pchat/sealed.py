@@ -28,11 +28,8 @@ import binascii
 import json
 import math
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ed25519
 from nacl.exceptions import CryptoError
 from nacl.public import PrivateKey, SealedBox
 from nacl.signing import SigningKey, VerifyKey
@@ -41,6 +38,9 @@ from p2pchat.identity import Identity, peer_id_for, spki_fingerprint
 from p2pchat.relay import raw_payload
 from p2pchat.wire import (MAX_ID_CHARS, PRIVATE, Message, WireError, new_message_id,
                           parse_message)
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric import ed25519
 
 #: ``sealed/1``: carries sealed items for others and takes its own (never sent to base peers).
 CAP_SEALED = "sealed/1"
@@ -109,6 +109,10 @@ def parse_item(meta: dict[str, Any] | None) -> Item:
 
 
 def _public_key(pk: str) -> ed25519.Ed25519PublicKey:
+    """The key ``pk`` (base64) as ``cryptography`` takes it (imported at the first sealed item,
+    not at start: latetls.py)."""
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+
     try:
         return ed25519.Ed25519PublicKey.from_public_bytes(base64.b64decode(pk, validate=True))
     except (ValueError, TypeError, binascii.Error):
@@ -132,9 +136,16 @@ def verify(item: Item) -> str:
         raise WireError("the key given is not its author's")
     try:
         key.verify(base64.b64decode(item.sig, validate=True), item.payload())
-    except (InvalidSignature, ValueError, binascii.Error):
+    except (_invalid_signature(), ValueError, binascii.Error):
         raise WireError("its author's signature does not match") from None
     return fp
+
+
+def _invalid_signature() -> type[Exception]:
+    """``cryptography``'s bad-signature error (imported where a check failed, not at start)."""
+    from cryptography.exceptions import InvalidSignature
+
+    return InvalidSignature
 
 
 def check_time(item: Item, now: float, max_age: float) -> None:
@@ -157,10 +168,7 @@ class Sealer:
 
     def __init__(self, identity: Identity) -> None:
         self.identity = identity
-        seed = identity.key.private_bytes(serialization.Encoding.Raw,
-                                          serialization.PrivateFormat.Raw,
-                                          serialization.NoEncryption())
-        self._box_key: PrivateKey = SigningKey(seed).to_curve25519_private_key()
+        self._box_key: PrivateKey = SigningKey(identity.seed).to_curve25519_private_key()
 
     def seal(self, line: bytes, to: str, to_pk: str, now: float) -> Item:
         """Our signed private line ``line`` (its bytes as sent) sealed for the peer ``to``,
@@ -197,6 +205,6 @@ class Sealer:
             signature = base64.b64decode(str((msg.metadata or {}).get("sig", "")),
                                          validate=True)
             _public_key(item.pk).verify(signature, raw_payload(json.loads(raw)))
-        except (InvalidSignature, ValueError, binascii.Error):
+        except (_invalid_signature(), ValueError, binascii.Error):
             raise WireError("the line inside is not signed by its author") from None
         return msg, raw

@@ -16,6 +16,10 @@ import os
 import sys
 from typing import IO, Any, cast
 
+from p2pchat import latetls
+
+latetls.defer_tls()  # first, before anything imports twisted.internet.tcp (latetls.py)
+
 from twisted.application.service import MultiService, Service
 from twisted.internet import defer, error
 from twisted.internet.address import IPv4Address

@@ -64,7 +64,7 @@ class Checking(TestCase):
             sig = self.alice.sign(data)
             self.assertEqual(sig, base64.b64encode(self.alice.key.sign(data)).decode())
             self.alice.key.public_key().verify(base64.b64decode(sig), data)
-        self.assertTrue(self.alice._sodium)
+        self.assertEqual(len(self.alice.seed + self.alice.public), 64)  # libsodium's key
 
     def test_a_signed_line_checks_out(self) -> None:
         msg, raw = signed(self.alice)

@@ -27,10 +27,14 @@ class IdentityFiles(TestCase):
     def test_made_once_private_and_reused(self) -> None:
         folder = self.mktemp()
         first = Identity.load_or_create(folder)
+        # the certificate is made from the key when the first TLS link needs it (latetls.py)
+        self.assertFalse(os.path.exists(os.path.join(folder, "identity.crt")))
+        first.tls_context(server=True)
         for name in ("identity.key", "identity.crt"):
             mode = stat.S_IMODE(os.stat(os.path.join(folder, name)).st_mode)
             self.assertEqual(mode, 0o600, name)
         again = Identity.load_or_create(folder)
+        self.assertEqual(again.cert, first.cert)  # the kept one, not a new one
         self.assertEqual(again.fingerprint, first.fingerprint)
         self.assertEqual(again.peer_id, first.peer_id)
         self.assertEqual(len(first.fingerprint), 64)

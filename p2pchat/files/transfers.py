@@ -19,7 +19,6 @@ import shutil
 from typing import TYPE_CHECKING, Any, Callable
 
 from twisted.internet.defer import Deferred, succeed
-from twisted.internet.endpoints import TCP4ClientEndpoint
 from twisted.internet.threads import deferToThread
 from twisted.logger import Logger, LogLevel
 from twisted.python.failure import Failure
@@ -316,6 +315,8 @@ class Transfers(OurOffers):
             return proto
 
         bind = (self.interface, 0) if self.interface else None
+        from twisted.internet.endpoints import TCP4ClientEndpoint  # its import loads TLS
+
         endpoint = TCP4ClientEndpoint(self.reactor, inc.host, inc.offer.port, timeout=10,
                                       bindAddress=bind)
 

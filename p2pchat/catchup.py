@@ -45,9 +45,16 @@ class SentLog:
 
     def append(self, msg: Message, now: float) -> list[Message]:
         """Keep ``msg``; returns the lines that fell out of the log."""
-        self._seqs.append(msg.sequence)
-        self._entries.append((msg, encode_message(msg)))
+        self.keep(msg)
         return self.trim(now)
+
+    def keep(self, msg: Message) -> bytes:
+        """Keep ``msg`` without trimming (a run of lines is trimmed once: saying.py); its
+        encoded bytes."""
+        data = encode_message(msg)
+        self._seqs.append(msg.sequence)
+        self._entries.append((msg, data))
+        return data
 
     def trim(self, now: float) -> list[Message]:
         dropped = []
@@ -170,6 +177,23 @@ class Delivery:
         for peer in peers:  # an ack it already sent may not cover a line it gets now
             if self._acked.get(peer, -1) >= seq:
                 self._acked[peer] = seq - 1
+
+    def expect_run(self, lines: list[tuple[int, str]], peers: set[str]) -> None:
+        """Each of ``lines`` (sequence, message id: a run of new lines, said at once, above
+        any expected before) waits for ``peers``, as ``expect`` makes each wait."""
+        if not peers or not lines:
+            return
+        waiting, seqs = self._waiting, self._seqs
+        for seq, message_id in lines:
+            if seq in waiting or (seqs and seq <= seqs[-1]):
+                self.expect(seq, message_id, peers)
+            else:
+                waiting[seq] = (message_id, set(peers))
+                seqs.append(seq)
+        first = lines[0][0]
+        for peer in peers:  # an ack it already sent may not cover the lines it gets now
+            if self._acked.get(peer, -1) >= first:
+                self._acked[peer] = first - 1
 
     def acked(self, peer_id: str, have: int) -> list[str]:
         """``peer_id`` has our lines up to ``have``; returns the ids now delivered to all."""

@@ -56,12 +56,7 @@ class Saying:
         refused: list[Refused] = []
         kept: list[tuple[Message, bytes]] = []
         try:
-            for text in texts:
-                try:
-                    self._line(text, room, kept, count, bool(waiting))
-                except Exception:
-                    log.failure("saying {text!r} failed", text=text[:80])
-                    refused.append(Refused(FAILED))
+            self._lines(texts, room, kept, refused, count, bool(waiting))
         finally:
             try:
                 node.delivery.expect_run([(msg.sequence, msg.id) for msg, _ in kept], waiting)
@@ -78,23 +73,32 @@ class Saying:
             log.failure("saying {text!r} failed", text=text[:80])
             return Refused(FAILED)
 
-    def _line(self, text: str, room: str, kept: list[tuple[Message, bytes]], count: int,
-              pending: bool) -> None:
-        """One line of the run: numbered, signed, seen, in the sent log (and in ``kept``,
-        for the history and the delivery marks, once the run is done), shown.  The links
-        get it with the run (``_write``)."""
+    def _lines(self, texts: list[str], room: str, kept: list[tuple[Message, bytes]],
+               refused: list[Refused], count: int, pending: bool) -> None:
+        """Each line of the run: numbered, signed, seen, in the sent log (and in ``kept``,
+        for the history and the delivery marks, once the run is done), shown; a line that
+        fails is refused alone.  The links get the run at its end (``_write``)."""
         node = self.node
-        now = node.clock.seconds()
         identity = node.identity
         assert identity is not None
-        metadata: dict[str, str] = {}
-        msg = Message(new_message_id(), CHAT, node.peer_id, node.nick, text, now,
-                      node.outbox.number(), room, metadata)
-        metadata["sig"] = identity.sign(line_payload(msg))
-        node.room.accept(msg)
-        kept.append((msg, node.outbox.keep(msg)))  # nothing after this can fail the line
-        node.emit(events.ChatLine(now, msg.username, text, msg.sender_id, msg.id, True, False,
-                                  count, pending, room))
+        seconds, number, keep = node.clock.seconds, node.outbox.number, node.outbox.keep
+        accept, emit, sign = node.room.accept, node.emit, identity.sign
+        peer_id, nick = node.peer_id, node.nick
+        for text in texts:
+            try:
+                now = seconds()
+                metadata: dict[str, str] = {}
+                msg = Message(new_message_id(), CHAT, peer_id, nick, text, now, number(), room,
+                              metadata)
+                metadata["sig"] = sign(line_payload(msg))
+                accept(msg)
+                kept.append((msg, keep(msg)))  # nothing after this can fail the line
+            except Exception:
+                log.failure("saying {text!r} failed", text=text[:80])
+                refused.append(Refused(FAILED))
+                continue
+            emit(events.ChatLine(now, nick, text, peer_id, msg.id, True, False, count, pending,
+                                 room))
 
     def _write(self, previous: int | None, wanted: set[str]) -> None:
         """The run to each link: in one write to a link that had everything before it (the

@@ -37,8 +37,11 @@ class SentLog:
     def __init__(self, max_lines: int = LOG_LINES, max_age: float = LOG_AGE) -> None:
         self.max_lines = max_lines
         self.max_age = max_age
+        # Side by side, not as pairs: a pair per line would be one more object the garbage
+        # collector walks through, for as long as the line is kept.
         self._seqs: list[int] = []
-        self._entries: list[tuple[Message, bytes]] = []
+        self._msgs: list[Message] = []
+        self._datas: list[bytes] = []
         self._head = 0  # entries before this index were trimmed (compacted now and then)
         #: the highest sequence that fell out of the log (0: none did)
         self.dropped_upto = 0
@@ -53,21 +56,23 @@ class SentLog:
         encoded bytes."""
         data = encode_message(msg)
         self._seqs.append(msg.sequence)
-        self._entries.append((msg, data))
+        self._msgs.append(msg)
+        self._datas.append(data)
         return data
 
     def trim(self, now: float) -> list[Message]:
         dropped = []
-        while self._head < len(self._entries):
-            msg = self._entries[self._head][0]
+        msgs = self._msgs
+        while self._head < len(msgs):
+            msg = msgs[self._head]
             if len(self) > self.max_lines or now - _when(msg, now) > self.max_age:
                 dropped.append(msg)
                 self.dropped_upto = max(self.dropped_upto, msg.sequence)
                 self._head += 1
             else:
                 break
-        if self._head > 1024 and self._head * 2 > len(self._entries):
-            del self._seqs[:self._head], self._entries[:self._head]
+        if self._head > 1024 and self._head * 2 > len(msgs):
+            del self._seqs[:self._head], self._msgs[:self._head], self._datas[:self._head]
             self._head = 0
         return dropped
 
@@ -75,7 +80,15 @@ class SentLog:
         """The lines after sequence ``have`` (with their bytes), and whether some lines after
         ``have`` fell out of the log already."""
         start = bisect.bisect_right(self._seqs, have, lo=self._head)
-        return self._entries[start:], have < self.dropped_upto
+        return list(zip(self._msgs[start:], self._datas[start:])), have < self.dropped_upto
+
+    def bytes_since(self, have: int) -> tuple[bytes, int | None]:
+        """The bytes of the lines after sequence ``have``, in one piece, and the newest one's
+        sequence (None: there is none after it)."""
+        start = bisect.bisect_right(self._seqs, have, lo=self._head)
+        if start >= len(self._seqs):
+            return b"", None
+        return b"".join(self._datas[start:]), self._seqs[-1]
 
     def last_sequence(self) -> int | None:
         """The sequence of the newest line (None when the log is empty)."""
@@ -83,10 +96,10 @@ class SentLog:
 
     def last_bytes(self) -> bytes | None:
         """The encoded bytes of the newest line (to save it without encoding it again)."""
-        return self._entries[-1][1] if len(self) else None
+        return self._datas[-1] if len(self) else None
 
     def __len__(self) -> int:
-        return len(self._entries) - self._head
+        return len(self._msgs) - self._head
 
 
 def _when(msg: Message, default: float) -> float:

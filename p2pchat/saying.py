@@ -107,9 +107,9 @@ class Saying:
         got there goes too, as it would have alone)."""
         node = self.node
         try:
-            lines = node.outbox.log.since(previous)[0] if previous is not None else []
-            data = b"".join([line[1] for line in lines])
-            last = lines[-1][0].sequence if lines else (previous or 0)
+            data, newest = (node.outbox.log.bytes_since(previous) if previous is not None
+                            else (b"", None))
+            last = newest if newest is not None else (previous or 0)
             for link in list(node.links.values()):
                 if not link.synced:
                     continue

@@ -166,7 +166,10 @@ class Delivery:
     sent log (``forget_through``), so this is bounded by the log."""
 
     def __init__(self) -> None:
-        self._waiting: dict[int, tuple[str, set[str]]] = {}
+        #: the peers each line waits for, and its message id, by sequence (apart, not as
+        #: pairs: one object less per line for the garbage collector to walk through)
+        self._waiting: dict[int, set[str]] = {}
+        self._ids: dict[int, str] = {}
         self._seqs: list[int] = []  # ascending; may hold sequences already done
         self._acked: dict[str, int] = {}
         #: private lines waiting, by sequence: their addressee; and how many per addressee
@@ -179,9 +182,10 @@ class Delivery:
         if not peers:
             return
         if seq in self._waiting:
-            self._waiting[seq][1].update(peers)
+            self._waiting[seq].update(peers)
             return
-        self._waiting[seq] = (message_id, set(peers))
+        self._waiting[seq] = set(peers)
+        self._ids[seq] = message_id
         bisect.insort(self._seqs, seq)
         if private and len(peers) == 1:
             (to,) = peers
@@ -196,12 +200,13 @@ class Delivery:
         any expected before) waits for ``peers``, as ``expect`` makes each wait."""
         if not peers or not lines:
             return
-        waiting, seqs = self._waiting, self._seqs
+        waiting, seqs, ids = self._waiting, self._seqs, self._ids
         for seq, message_id in lines:
             if seq in waiting or (seqs and seq <= seqs[-1]):
                 self.expect(seq, message_id, peers)
             else:
-                waiting[seq] = (message_id, set(peers))
+                waiting[seq] = set(peers)
+                ids[seq] = message_id
                 seqs.append(seq)
         first = lines[0][0]
         for peer in peers:  # an ack it already sent may not cover the lines it gets now
@@ -218,10 +223,10 @@ class Delivery:
         hi = bisect.bisect_right(self._seqs, have)
         done = []
         for seq in self._seqs[lo:hi]:
-            entry = self._waiting.get(seq)
-            if entry is None:
+            peers = self._waiting.get(seq)
+            if peers is None:
                 continue
-            message_id, peers = entry
+            message_id = self._ids[seq]
             peers.discard(peer_id)
             if not peers:
                 self._done(seq)
@@ -232,15 +237,16 @@ class Delivery:
     def received(self, seq: int, peer_id: str) -> str | None:
         """``peer_id`` has our line ``seq``, said by another way than its acks (a receipt for
         a sealed line, sealed.py); the line's id if it is now delivered to all, else None."""
-        entry = self._waiting.get(seq)
-        if entry is None or peer_id not in entry[1]:
+        peers = self._waiting.get(seq)
+        if peers is None or peer_id not in peers:
             return None
-        entry[1].discard(peer_id)
-        if entry[1]:
+        peers.discard(peer_id)
+        if peers:
             return None
+        message_id = self._ids[seq]
         self._done(seq)
         self._compact()
-        return entry[0]
+        return message_id
 
     def private_waiting(self, peer_id: str) -> int:
         """How many of our private lines to ``peer_id`` it has not acknowledged yet."""
@@ -262,6 +268,7 @@ class Delivery:
 
     def _done(self, seq: int) -> None:
         del self._waiting[seq]
+        del self._ids[seq]
         to = self._private.pop(seq, None)
         if to is not None:
             left = self._private_counts[to] - 1

@@ -10,7 +10,7 @@ import os
 import tempfile
 
 from twisted.internet.address import IPv4Address
-from twisted.internet.testing import MemoryReactorClock, StringTransportWithDisconnection
+from twisted.internet.testing import MemoryReactorClock
 from twisted.trial.unittest import TestCase
 
 from p2pchat.identity import Identity
@@ -20,16 +20,7 @@ from p2pchat.node import Node
 from p2pchat.relay import _verify, line_payload
 from p2pchat.store import Store
 from p2pchat.wire import CHAT, parse_message
-
-
-class Counting(StringTransportWithDisconnection):
-    def __init__(self, **kw: object) -> None:
-        super().__init__(**kw)
-        self.writes = 0
-
-    def write(self, data: bytes) -> None:
-        self.writes += 1
-        super().write(data)
+from tests.test_gather import Counting  # a transport that counts its writes
 
 
 class Paste(TestCase):

@@ -37,30 +37,42 @@ class SentLog:
     def __init__(self, max_lines: int = LOG_LINES, max_age: float = LOG_AGE) -> None:
         self.max_lines = max_lines
         self.max_age = max_age
+        # Side by side, not as pairs: a pair per line would be one more object the garbage
+        # collector walks through, for as long as the line is kept.
         self._seqs: list[int] = []
-        self._entries: list[tuple[Message, bytes]] = []
+        self._msgs: list[Message] = []
+        self._datas: list[bytes] = []
         self._head = 0  # entries before this index were trimmed (compacted now and then)
         #: the highest sequence that fell out of the log (0: none did)
         self.dropped_upto = 0
 
     def append(self, msg: Message, now: float) -> list[Message]:
         """Keep ``msg``; returns the lines that fell out of the log."""
-        self._seqs.append(msg.sequence)
-        self._entries.append((msg, encode_message(msg)))
+        self.keep(msg)
         return self.trim(now)
+
+    def keep(self, msg: Message) -> bytes:
+        """Keep ``msg`` without trimming (a run of lines is trimmed once: saying.py); its
+        encoded bytes."""
+        data = encode_message(msg)
+        self._seqs.append(msg.sequence)
+        self._msgs.append(msg)
+        self._datas.append(data)
+        return data
 
     def trim(self, now: float) -> list[Message]:
         dropped = []
-        while self._head < len(self._entries):
-            msg = self._entries[self._head][0]
+        msgs = self._msgs
+        while self._head < len(msgs):
+            msg = msgs[self._head]
             if len(self) > self.max_lines or now - _when(msg, now) > self.max_age:
                 dropped.append(msg)
                 self.dropped_upto = max(self.dropped_upto, msg.sequence)
                 self._head += 1
             else:
                 break
-        if self._head > 1024 and self._head * 2 > len(self._entries):
-            del self._seqs[:self._head], self._entries[:self._head]
+        if self._head > 1024 and self._head * 2 > len(msgs):
+            del self._seqs[:self._head], self._msgs[:self._head], self._datas[:self._head]
             self._head = 0
         return dropped
 
@@ -68,7 +80,15 @@ class SentLog:
         """The lines after sequence ``have`` (with their bytes), and whether some lines after
         ``have`` fell out of the log already."""
         start = bisect.bisect_right(self._seqs, have, lo=self._head)
-        return self._entries[start:], have < self.dropped_upto
+        return list(zip(self._msgs[start:], self._datas[start:])), have < self.dropped_upto
+
+    def bytes_since(self, have: int) -> tuple[bytes, int | None]:
+        """The bytes of the lines after sequence ``have``, in one piece, and the newest one's
+        sequence (None: there is none after it)."""
+        start = bisect.bisect_right(self._seqs, have, lo=self._head)
+        if start >= len(self._seqs):
+            return b"", None
+        return b"".join(self._datas[start:]), self._seqs[-1]
 
     def last_sequence(self) -> int | None:
         """The sequence of the newest line (None when the log is empty)."""
@@ -76,10 +96,10 @@ class SentLog:
 
     def last_bytes(self) -> bytes | None:
         """The encoded bytes of the newest line (to save it without encoding it again)."""
-        return self._entries[-1][1] if len(self) else None
+        return self._datas[-1] if len(self) else None
 
     def __len__(self) -> int:
-        return len(self._entries) - self._head
+        return len(self._msgs) - self._head
 
 
 def _when(msg: Message, default: float) -> float:
@@ -146,7 +166,10 @@ class Delivery:
     sent log (``forget_through``), so this is bounded by the log."""
 
     def __init__(self) -> None:
-        self._waiting: dict[int, tuple[str, set[str]]] = {}
+        #: the peers each line waits for, and its message id, by sequence (apart, not as
+        #: pairs: one object less per line for the garbage collector to walk through)
+        self._waiting: dict[int, set[str]] = {}
+        self._ids: dict[int, str] = {}
         self._seqs: list[int] = []  # ascending; may hold sequences already done
         self._acked: dict[str, int] = {}
         #: private lines waiting, by sequence: their addressee; and how many per addressee
@@ -159,9 +182,10 @@ class Delivery:
         if not peers:
             return
         if seq in self._waiting:
-            self._waiting[seq][1].update(peers)
+            self._waiting[seq].update(peers)
             return
-        self._waiting[seq] = (message_id, set(peers))
+        self._waiting[seq] = set(peers)
+        self._ids[seq] = message_id
         bisect.insort(self._seqs, seq)
         if private and len(peers) == 1:
             (to,) = peers
@@ -170,6 +194,24 @@ class Delivery:
         for peer in peers:  # an ack it already sent may not cover a line it gets now
             if self._acked.get(peer, -1) >= seq:
                 self._acked[peer] = seq - 1
+
+    def expect_run(self, lines: list[tuple[int, str]], peers: set[str]) -> None:
+        """Each of ``lines`` (sequence, message id: a run of new lines, said at once, above
+        any expected before) waits for ``peers``, as ``expect`` makes each wait."""
+        if not peers or not lines:
+            return
+        waiting, seqs, ids = self._waiting, self._seqs, self._ids
+        for seq, message_id in lines:
+            if seq in waiting or (seqs and seq <= seqs[-1]):
+                self.expect(seq, message_id, peers)
+            else:
+                waiting[seq] = set(peers)
+                ids[seq] = message_id
+                seqs.append(seq)
+        first = lines[0][0]
+        for peer in peers:  # an ack it already sent may not cover the lines it gets now
+            if self._acked.get(peer, -1) >= first:
+                self._acked[peer] = first - 1
 
     def acked(self, peer_id: str, have: int) -> list[str]:
         """``peer_id`` has our lines up to ``have``; returns the ids now delivered to all."""
@@ -181,10 +223,10 @@ class Delivery:
         hi = bisect.bisect_right(self._seqs, have)
         done = []
         for seq in self._seqs[lo:hi]:
-            entry = self._waiting.get(seq)
-            if entry is None:
+            peers = self._waiting.get(seq)
+            if peers is None:
                 continue
-            message_id, peers = entry
+            message_id = self._ids[seq]
             peers.discard(peer_id)
             if not peers:
                 self._done(seq)
@@ -195,15 +237,16 @@ class Delivery:
     def received(self, seq: int, peer_id: str) -> str | None:
         """``peer_id`` has our line ``seq``, said by another way than its acks (a receipt for
         a sealed line, sealed.py); the line's id if it is now delivered to all, else None."""
-        entry = self._waiting.get(seq)
-        if entry is None or peer_id not in entry[1]:
+        peers = self._waiting.get(seq)
+        if peers is None or peer_id not in peers:
             return None
-        entry[1].discard(peer_id)
-        if entry[1]:
+        peers.discard(peer_id)
+        if peers:
             return None
+        message_id = self._ids[seq]
         self._done(seq)
         self._compact()
-        return entry[0]
+        return message_id
 
     def private_waiting(self, peer_id: str) -> int:
         """How many of our private lines to ``peer_id`` it has not acknowledged yet."""
@@ -225,6 +268,7 @@ class Delivery:
 
     def _done(self, seq: int) -> None:
         del self._waiting[seq]
+        del self._ids[seq]
         to = self._private.pop(seq, None)
         if to is not None:
             left = self._private_counts[to] - 1

@@ -32,6 +32,7 @@ from p2pchat.interfaces import (
 from p2pchat.outbox import LONELY_GRACE
 from p2pchat.peers import Liveness
 from p2pchat.rooms import private_key, room_name
+from p2pchat.saying import Saying
 from p2pchat.search import SEARCH_MAX_HITS, parse_query
 from p2pchat.wire import (
     CAP_OURS,
@@ -66,6 +67,8 @@ class Chat:
         self.told_alone = False
         #: peers told about as away (a line is kept for them), once per absence
         self.told_kept: set[str] = set()
+        #: runs of lines said at once (a paste): saying.py
+        self.saying = Saying(node)
 
     def linked(self, peer_id: str) -> None:
         """A link came up: what was told once is told anew when it applies again."""

@@ -100,6 +100,9 @@ class Refusal:
 def parse_input(text: str) -> Say | Command | Refusal | None:
     """One line of user input.  None for blank input (nothing to do).  ``//text`` says
     ``/text`` literally, as IRC clients do."""
+    if (text and text[0] != "/" and len(text) * 4 <= MAX_SAY_BYTES and text[-1] not in "\r\n"
+            and not text.isspace()):
+        return Say(text)  # plain text, short enough in any encoding: what a paste is made of
     text = text.rstrip("\r\n")
     if not text.strip():
         return None

@@ -29,6 +29,9 @@ class ChatFront:
     def say(self, text: str, room: str = DEFAULT_ROOM) -> Said | Refused:
         return self.chat.say(text, room)
 
+    def say_lines(self, texts: list[str], room: str = DEFAULT_ROOM) -> list[Refused]:
+        return self.chat.saying.say_lines(texts, room)
+
     def act(self, action: str, room: str = DEFAULT_ROOM) -> Said | Refused:
         return self.chat.act(action, room)
 

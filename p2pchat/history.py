@@ -48,6 +48,8 @@ class History(Protocol):
 
     def save_sent(self, msg: Message, data: bytes | None = None) -> None: ...
 
+    def save_said(self, said: list[tuple[Message, bytes]]) -> None: ...
+
     def load_sent(self, max_lines: int, max_age: float, now: float) -> list[Message]: ...
 
     def last_sequence(self) -> int: ...
@@ -134,6 +136,13 @@ class MemoryHistory:
 
     def save_sent(self, msg: Message, data: bytes | None = None) -> None:
         """Our sent log lives in memory already (catchup.SentLog): nothing more to keep."""
+
+    def save_said(self, said: list[tuple[Message, bytes]]) -> None:
+        """A run of our own room lines (saying.py): in the history, as ``remember`` keeps
+        each (the sent log is in memory already)."""
+        for msg, _ in said:
+            self.remember(StoredLine(msg.id, msg.room_id, msg.sender_id, msg.username,
+                                     msg.content, False, True, msg.timestamp or 0.0))
 
     def load_sent(self, max_lines: int, max_age: float, now: float) -> list[Message]:
         return []

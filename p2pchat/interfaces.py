@@ -237,6 +237,11 @@ class IChat(Protocol):
     # verbs
     def say(self, text: str, room: str = ...) -> Said | Refused: ...
 
+    def say_lines(self, texts: list[str], room: str = ...) -> list[Refused]:
+        """Say several lines at once (a paste), in order, each as ``say`` would; the
+        refusals, in order (none when all were said).  The links get them in one write
+        each."""
+
     def act(self, action: str, room: str = ...) -> Said | Refused: ...
 
     def say_private(self, target: str, text: str, action: bool = False) -> Said | Refused: ...

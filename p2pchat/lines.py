@@ -31,14 +31,15 @@ from twisted.application.service import Service
 from twisted.internet import stdio
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
-from twisted.protocols.basic import LineReceiver
 from twisted.python.failure import Failure
 
 from p2pchat import events
 from p2pchat.catching_up import CATCH_UP_TAIL, CatchingUp, Run, summary
+from p2pchat.commands import Say, parse_input
 from p2pchat.face import CommandFace, clock_text, conversation_label, history_line
 from p2pchat.files.describe import Steps, event_text
-from p2pchat.interfaces import IChat
+from p2pchat.framing import LinesPerRead
+from p2pchat.interfaces import IChat, Refused
 from p2pchat.wire import DEFAULT_ROOM
 
 log = Logger()
@@ -90,8 +91,12 @@ def format_event(event: events.Event) -> str | None:
 LINES_PER_TURN = 100
 
 
-class LineFace(LineReceiver, CommandFace):
-    """Reads lines from a transport (stdin), writes event lines to it (stdout)."""
+class LineFace(LinesPerRead, CommandFace):
+    """Reads lines from a transport (stdin), writes event lines to it (stdout).
+
+    The plain lines of one read (a paste, a script's burst) are said together
+    (``IChat.say_lines``: each numbered, signed, kept and shown as alone, but written to each
+    link once); a command among them is run in its place, after the lines before it."""
 
     delimiter = b"\n"
     MAX_LENGTH = 64 * 1024
@@ -106,6 +111,10 @@ class LineFace(LineReceiver, CommandFace):
         self._on_quit = on_quit
         self._call_soon = call_soon
         self._taken = 0  # lines taken in this reactor turn
+        #: the plain lines of the read being taken, said together at its end (None: no read)
+        self._run: list[str] | None = None
+        #: what the face writes while a run is said (one write at its end)
+        self._held: list[bytes] | None = None
         self._quitting = False
         if clock is None:
             from twisted.internet import reactor
@@ -175,8 +184,21 @@ class LineFace(LineReceiver, CommandFace):
         return f"{clock_text(event.when)} - delivered{where}: {text}"
 
     def _write(self, line: str) -> None:
-        if self.transport is not None:
+        if self._held is not None:  # a run being said: written at its end, at once
+            self._held.append(line.encode("utf-8", "replace") + b"\n")
+        elif self.transport is not None:
             self.transport.write(line.encode("utf-8", "replace") + b"\n")
+
+    def dataReceived(self, data: bytes) -> None:
+        if self._run is not None:  # within a read already
+            super().dataReceived(data)
+            return
+        self._run = []
+        try:
+            super().dataReceived(data)
+        finally:
+            self._say_run()
+            self._run = None
 
     def lineReceived(self, line: bytes) -> None:
         self._taken += 1
@@ -184,11 +206,36 @@ class LineFace(LineReceiver, CommandFace):
             self.pauseProducing()  # the rest waits in the buffer (and stdin is not read)
             self._call_soon(self._next_turn)
         text = line.decode("utf-8", "replace").rstrip("\r")
+        if self._run is not None:
+            parsed = parse_input(text)
+            if isinstance(parsed, Say):
+                self._run.append(parsed.text)
+                return
+            self._say_run()  # the lines before this one go first
         try:
             self.handle_input(text)
         except Exception:
             log.failure("input {text!r} failed", text=text[:80])
             self.show_error("that failed; the log has the details")
+
+    def _say_run(self) -> None:
+        """Say the plain lines gathered so far, in the room we are in."""
+        run = self._run
+        if not run:
+            return
+        self._run = []
+        self._held = []
+        try:
+            refused = self.node.say_lines(run, room=self.room)
+        except Exception:
+            log.failure("saying {n} lines failed", n=len(run))
+            refused = [Refused(f"{len(run)} lines were not said; the log has the details")]
+        finally:
+            held, self._held = self._held, None
+            if held and self.transport is not None:
+                self.transport.write(b"".join(held))
+        for answer in refused:
+            self._answer(answer)
 
     def _next_turn(self) -> None:
         self._taken = 0

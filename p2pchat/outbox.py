@@ -56,6 +56,15 @@ class Outbox:
         self._forget(self.log.append(msg, now))
         return previous
 
+    def keep(self, msg: Message) -> bytes:
+        """Put one line of a run said at once in the sent log, untrimmed (``trimmed`` once
+        the run is in); its encoded bytes."""
+        return self.log.keep(msg)
+
+    def trimmed(self, now: float) -> None:
+        """Trim the sent log by its bounds (after a run of ``keep``)."""
+        self._forget(self.log.trim(now))
+
     def last_bytes(self) -> bytes:
         """The encoded bytes of the line just appended."""
         data = self.log.last_bytes()

@@ -381,6 +381,26 @@ class Store(Retention):
                     (msg.sequence, msg.timestamp or 0.0, data or encode_message(msg)))
         self._settings["last_sequence"] = str(msg.sequence)
 
+    def save_said(self, said: list[tuple[Message, bytes]]) -> None:
+        """A run of our own room lines said at once (saying.py), with their bytes: each as
+        ``save_sent`` and ``remember`` keep it (the sent log on disk, the history), in one
+        call."""
+        if not said:
+            return
+        sent = self._pending.setdefault("insert or replace into sent values (?, ?, ?)", [])
+        for msg, data in said:
+            sent.append((msg.sequence, msg.timestamp or 0.0, data))
+        lines = self._pending.setdefault(_ADD_LINE, [])
+        written = 0
+        for msg, _ in said:
+            text = msg.content
+            written += len(text) + 100
+            lines.append((msg.id, msg.room_id, msg.sender_id, msg.username, text, 0, 1,
+                          msg.timestamp or 0.0, None, None, None))
+        self._written += written
+        self._settings["last_sequence"] = str(said[-1][0].sequence)
+        self._soon()
+
     def last_sequence(self) -> int:
         """The highest sequence number we ever used (0 if none): a new run continues above
         it even if the clock went back."""

@@ -133,9 +133,16 @@ def parse_time(text: str) -> float:
 _last_second: list = [None, ""]
 
 
+#: The last moment formatted and its text: a line we say is stamped twice, for its
+#: signature and its bytes (saying.py).
+_last_stamp: list = [None, ""]
+
+
 def format_time(when: float) -> str:
     """Unix seconds to RFC 3339 in UTC with microseconds, as Go's time package reads it.
     Rounds to the microsecond as ``datetime.fromtimestamp`` does (half to even)."""
+    if when == _last_stamp[0]:
+        return _last_stamp[1]  # type: ignore[no-any-return]
     second = int(when)
     if when >= 0:
         micro = round((when - second) * 1e6)
@@ -144,7 +151,9 @@ def format_time(when: float) -> str:
                 _last_second[0] = second
                 _last_second[1] = datetime.fromtimestamp(second, timezone.utc).strftime(
                     "%Y-%m-%dT%H:%M:%S")
-            return f"{_last_second[1]}.{micro:06d}Z"
+            text = f"{_last_second[1]}.{micro:06d}Z"
+            _last_stamp[0], _last_stamp[1] = when, text
+            return text
     moment = datetime.fromtimestamp(when, timezone.utc)
     return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 

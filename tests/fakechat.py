@@ -170,6 +170,10 @@ class FakeChat:
         self.calls.append(("say", text, room))
         return self._say(text, room, action=False)
 
+    def say_lines(self, texts: list[str], room: str = DEFAULT_ROOM) -> list[Refused]:
+        said = [self.say(text, room) for text in texts]
+        return [answer for answer in said if isinstance(answer, Refused)]
+
     def act(self, action: str, room: str = DEFAULT_ROOM) -> Said | Refused:
         self.calls.append(("act", action, room))
         return self._say(action, room, action=True)

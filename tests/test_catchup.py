@@ -51,7 +51,7 @@ class SentLogTest(TestCase):
         for seq in range(1, 5000):
             small.append(line(seq), now=0.0)
         self.assertEqual(len(small), 10)
-        self.assertLess(len(small._entries), 2100)  # trimmed entries are let go
+        self.assertLess(len(small._msgs), 2100)  # trimmed entries are let go
         self.assertEqual([m.sequence for m, _ in small.since(4995)[0]], [4996, 4997, 4998, 4999])
 
 

@@ -30,6 +30,18 @@ class Parse(TestCase):
         self.assertIn(str(MAX_SAY_BYTES), too_long.reason)
         self.assertEqual(parse_input("x" * MAX_SAY_BYTES), Say("x" * MAX_SAY_BYTES))
 
+    def test_the_short_way_for_plain_text_answers_as_the_long_way(self) -> None:
+        """A plain line short enough in any encoding skips the byte count (a paste is made of
+        them); at the edge, and past it, the long way counts the bytes."""
+        four = "\U0001f600"  # four bytes in UTF-8
+        self.assertEqual(parse_input(four * (MAX_SAY_BYTES // 4)),
+                         Say(four * (MAX_SAY_BYTES // 4)))
+        self.assertIsInstance(parse_input(four * (MAX_SAY_BYTES // 4 + 1)), Refusal)
+        self.assertIsNone(parse_input(" \t "))
+        self.assertIsNone(parse_input("\r\n"))
+        self.assertEqual(parse_input("hi\r"), Say("hi"))
+        self.assertEqual(parse_input(" hi "), Say(" hi "))
+
     def test_help_lists_every_command(self) -> None:
         text = "\n".join(help_lines())
         for name in ("/help", "/users", "/who", "/nick", "/me", "/clear", "/quit", "/q", "/exit"):

@@ -1,0 +1,124 @@
+"""Saying many lines at once: a paste, or a script's burst on stdin, one read of the line face.
+
+Each line is what ``Chat.say`` makes of it, no less: its own sequence number, its own
+Ed25519 signature, its place in the sent log (so it is never lost), its history row, its
+event.  What is done once for the whole run instead of once per line is what is the same
+for all of them: who the lines go to (the links in the room, who must ack them), the links'
+writes (each link gets the run's bytes in one write, so ten links cost ten writes a run, not
+ten a line), and the sent log's trim.  A run is one room's plain lines; anything else (a
+private talk, nobody linked) is said line by line by the chat.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Callable
+
+from twisted.logger import Logger
+
+from p2pchat import events
+from p2pchat.interfaces import Refused, Said
+from p2pchat.relay import line_payload
+from p2pchat.wire import CHAT, Message, new_message_id
+
+if TYPE_CHECKING:
+    from p2pchat.node import Node
+
+log = Logger()
+
+#: What a line that failed (a bug, a failing disk) answers; the log has the traceback.
+FAILED = "that failed; the log has the details"
+
+
+class Saying:
+    """Runs of lines said at once by one node (``node``)."""
+
+    def __init__(self, node: Node) -> None:
+        self.node = node
+
+    def say_lines(self, texts: list[str], room: str) -> list[Refused]:
+        """Say ``texts`` in ``room``, in order, as ``Chat.say`` says each; returns the
+        refusals (none when every line was said).  A line that fails is refused (and
+        logged); the others are said."""
+        node = self.node
+        chat = node.chat
+        if (len(texts) < 2 or room.startswith("@") or room not in node.rooms.joined
+                or not node.links or node.identity is None):
+            said = [self._one(chat.say, text, room) for text in texts]
+            return [answer for answer in said if isinstance(answer, Refused)]
+        sender = node.sender
+        probe = Message("", CHAT, node.peer_id, room_id=room)
+        # Who the run goes to and who must ack it: the same for every line of one room.
+        wanted = {pid for pid, link in node.links.items()
+                  if not link.said_leave and sender.is_for(probe, pid, link.rooms)}
+        waiting = sender.waiting_for(probe, wanted)
+        count = sum(1 for pid in wanted if node.links[pid].synced)
+        previous = node.outbox.log.last_sequence()
+        refused: list[Refused] = []
+        kept: list[tuple[Message, bytes]] = []
+        try:
+            self._lines(texts, room, kept, refused, count, bool(waiting))
+        finally:
+            try:
+                node.delivery.expect_run([(msg.sequence, msg.id) for msg, _ in kept], waiting)
+                node.store.save_said(kept)
+            finally:  # what is in the sent log goes out, whatever failed
+                self._write(previous, wanted)
+        return refused
+
+    @staticmethod
+    def _one(say: Callable[[str, str], Said | Refused], text: str, room: str) -> Said | Refused:
+        try:
+            return say(text, room)
+        except Exception:
+            log.failure("saying {text!r} failed", text=text[:80])
+            return Refused(FAILED)
+
+    def _lines(self, texts: list[str], room: str, kept: list[tuple[Message, bytes]],
+               refused: list[Refused], count: int, pending: bool) -> None:
+        """Each line of the run: numbered, signed, seen, in the sent log (and in ``kept``,
+        for the history and the delivery marks, once the run is done), shown; a line that
+        fails is refused alone.  The links get the run at its end (``_write``)."""
+        node = self.node
+        identity = node.identity
+        assert identity is not None
+        seconds, number, keep = node.clock.seconds, node.outbox.number, node.outbox.keep
+        accept, emit, sign = node.room.accept, node.emit, identity.sign
+        peer_id, nick = node.peer_id, node.nick
+        for text in texts:
+            try:
+                now = seconds()
+                metadata: dict[str, str] = {}
+                msg = Message(new_message_id(), CHAT, peer_id, nick, text, now, number(), room,
+                              metadata)
+                metadata["sig"] = sign(line_payload(msg))
+                accept(msg)
+                kept.append((msg, keep(msg)))  # nothing after this can fail the line
+            except Exception:
+                log.failure("saying {text!r} failed", text=text[:80])
+                refused.append(Refused(FAILED))
+                continue
+            emit(events.ChatLine(now, nick, text, peer_id, msg.id, True, False, count, pending,
+                                 room))
+
+    def _write(self, previous: int | None, wanted: set[str]) -> None:
+        """The run to each link: in one write to a link that had everything before it (the
+        usual case), else pumped from the sent log, in order, as far as its peer reads.
+        What is written is what the run put in the sent log (a line that failed after it
+        got there goes too, as it would have alone)."""
+        node = self.node
+        try:
+            data, newest = (node.outbox.log.bytes_since(previous) if previous is not None
+                            else (b"", None))
+            last = newest if newest is not None else (previous or 0)
+            for link in list(node.links.values()):
+                if not link.synced:
+                    continue
+                wire = link.wire
+                if previous is not None and link.cursor == previous and not wire.backed_up:
+                    if link.peer_id in wanted and data:
+                        wire.send_bytes(data)
+                    link.cursor = last
+                else:
+                    node.sender.pump(link)
+        finally:
+            node.outbox.trimmed(node.clock.seconds())

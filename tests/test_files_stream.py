@@ -12,7 +12,7 @@ import socket
 import threading
 import time
 
-from twisted.trial.unittest import TestCase
+from twisted.trial.unittest import SkipTest, TestCase
 
 from p2pchat.files import stream
 from p2pchat.files.hashing import hash_file
@@ -430,7 +430,7 @@ class Bounds(TestCase):
                       _Reactor(), None)
         path = self.mktemp()
         fd = os.open(path, os.O_WRONLY | os.O_CREAT)
-        writer = _Writer(job, fd, hashlib.sha256(), path)
+        writer = _Writer(job, fd, hashlib.sha256(), "a.bin", path)
         held = [writer.buffer() for _ in range(WRITE_BUFFERS)]
         got: list = []
         t = threading.Thread(target=lambda: got.append(writer.buffer()))
@@ -443,3 +443,69 @@ class Bounds(TestCase):
         writer.finish()
         os.close(fd)
         self.assertEqual(os.path.getsize(path), 10)
+
+
+class DirectWrites(TestCase):
+    def test_a_file_system_that_refuses_them_gets_the_file_as_usual(self) -> None:
+        from p2pchat.files import receive
+
+        src = self.mktemp()
+        data = _file(src, 3 * CHUNK_BYTES)
+        hashed = hash_file(src, "a.bin")
+        inc, final = _incoming(self, hashed.entry)
+        opened: list[int] = []
+        paths: list[str] = []
+
+        def refusing(path: str) -> int:  # a descriptor that fails every write
+            paths.append(path)
+            opened.append(os.open(path, os.O_RDONLY))
+            return opened[-1]
+
+        self.patch(receive, "_open_direct", refusing)
+        owner = _Owner()
+
+        def answer(request):
+            blob = hashed.hashes if request["what"] == "chunks" else data
+            return {"length": len(blob)}, blob
+
+        job = Receive(inc, owner, _Reactor(), None)
+        job._dial = lambda: _Channel(answer)  # type: ignore[method-assign]
+        job.run()
+        self.assertEqual((owner.done, owner.stops), (1, []))
+        self.assertEqual(paths, [final + ".part"])
+        with open(final, "rb") as f:
+            self.assertEqual(f.read(), data)
+
+    def test_whole_chunks_go_past_the_page_cache_where_they_can(self) -> None:
+        from p2pchat.files import receive
+
+        src = self.mktemp()
+        data = _file(src, 2 * CHUNK_BYTES + 10)
+        hashed = hash_file(src, "a.bin")
+        inc, final = _incoming(self, hashed.entry)
+        direct: list[int] = []
+        real = receive._Writer._direct
+
+        def counted(writer, chunk, pos):
+            n = real(writer, chunk, pos)
+            direct.append(n)
+            return n
+
+        self.patch(receive._Writer, "_direct", counted)
+        owner = _Owner()
+
+        def answer(request):
+            blob = hashed.hashes if request["what"] == "chunks" else data
+            return {"length": len(blob)}, blob
+
+        job = Receive(inc, owner, _Reactor(), None)
+        job._dial = lambda: _Channel(answer)  # type: ignore[method-assign]
+        job.run()
+        self.assertEqual(owner.done, 1)
+        with open(final, "rb") as f:
+            self.assertEqual(f.read(), data)
+        fd = receive._open_direct(final)
+        if fd is None:
+            raise SkipTest("no direct writes on this file system")
+        os.close(fd)
+        self.assertEqual(direct, [CHUNK_BYTES, CHUNK_BYTES, 0])  # the last, 10 B, as usual

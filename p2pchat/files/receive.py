@@ -16,6 +16,7 @@ answer of another length than asked, or bytes past its end.  What the reactor ow
 from __future__ import annotations
 
 import hashlib
+import mmap
 import os
 import queue
 import socket
@@ -43,6 +44,9 @@ DIAL_TIMEOUT = 10.0
 #: Chunk buffers a receive holds at most: one being read, the others checked and waiting
 #: for the writer thread.
 WRITE_BUFFERS = 3
+#: Direct writes (``_open_direct``) are of whole blocks at aligned offsets: the file's last
+#: chunk, when it is not, is written as usual.
+DIRECT_ALIGN = 4096
 
 
 class Owner(Protocol):
@@ -184,7 +188,7 @@ class Receive:
                 channel.send_line(request | {"what": "bytes", "from": prefix.length})
                 self._answer(channel, entry.size - prefix.length)
                 self._take(channel, fd, prefix.whole, prefix.length, entry.size, hashes,
-                           entry.path)
+                           entry.path, part)
         finally:
             os.close(fd)
         if prefix.whole.hexdigest() != entry.sha256:
@@ -203,11 +207,11 @@ class Receive:
         self.reactor.callFromThread(self._entry_done, i, final)
 
     def _take(self, channel: Channel, fd: int, whole: Any, pos: int, size: int,
-              hashes: list[bytes], path: str) -> None:
+              hashes: list[bytes], path: str, part: str) -> None:
         """The file from ``pos`` (a chunk's start) to ``size``: each chunk read whole into a
         buffer and checked against its hash here, then added to the whole file's hash and
         written by the writer thread while the next one comes (both cores at work)."""
-        writer = _Writer(self, fd, whole, path)
+        writer = _Writer(self, fd, whole, path, part)
         try:
             while pos < size:
                 want = min(CHUNK_BYTES, size - pos)
@@ -231,18 +235,33 @@ class Receive:
             writer.finish()  # what was checked is written (a resume starts after it)
 
 
+def _open_direct(path: str) -> int | None:
+    """The ``.part`` file opened for direct writes (O_DIRECT: no copy into the page cache,
+    which was most of the receiver's CPU, and a download does not push the rest out of the
+    cache), or None where the system or the file system has no such thing."""
+    flag = getattr(os, "O_DIRECT", 0)
+    if not flag:
+        return None
+    try:
+        return os.open(path, os.O_WRONLY | flag)
+    except OSError:
+        return None
+
+
 class _Writer:
     """The second thread of a receive: chunks already checked are added to the whole file's
     SHA-256 and written, in order, WRITE_BUFFERS buffers of a chunk at most in flight (flat
     memory: the reading thread waits for a free one)."""
 
-    def __init__(self, job: Receive, fd: int, whole: Any, path: str) -> None:
+    def __init__(self, job: Receive, fd: int, whole: Any, path: str, part: str) -> None:
         self.job, self.fd, self.whole, self.path = job, fd, whole, path
         self.free: queue.Queue[memoryview] = queue.Queue()
         for _ in range(WRITE_BUFFERS):
-            self.free.put(memoryview(bytearray(CHUNK_BYTES)))
+            # page-aligned (an anonymous mapping), as direct writes need
+            self.free.put(memoryview(mmap.mmap(-1, CHUNK_BYTES)))
         self.work: queue.Queue[tuple[memoryview, int, int] | None] = queue.Queue()
         self.error: BaseException | None = None
+        self.direct = _open_direct(part)
         self.thread = threading.Thread(target=self.run, name="p2pchat file write", daemon=True)
         self.thread.start()
         self.done = False
@@ -266,8 +285,23 @@ class _Writer:
             self.done = True
             self.work.put(None)
             self.thread.join()
+            if self.direct is not None:
+                os.close(self.direct)
+                self.direct = None
         if self.error is not None:
             raise self.error
+
+    def _direct(self, chunk: memoryview, pos: int) -> int:
+        """A whole chunk written past the page cache where the file system can (bytes
+        written; 0: not done so, the caller writes it as usual)."""
+        if self.direct is None or len(chunk) % DIRECT_ALIGN or pos % DIRECT_ALIGN:
+            return 0
+        try:
+            return os.pwrite(self.direct, chunk, pos)
+        except OSError:  # not for this file system after all: as usual from now on
+            os.close(self.direct)
+            self.direct = None
+            return 0
 
     def run(self) -> None:
         job = self.job
@@ -276,7 +310,7 @@ class _Writer:
                 buf, pos, n = item
                 chunk = buf[:n]
                 self.whole.update(chunk)
-                done = 0
+                done = self._direct(chunk, pos)
                 while done < n:
                     done += os.pwrite(self.fd, chunk[done:], pos + done)
                 job.written = pos + n

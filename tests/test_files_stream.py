@@ -509,3 +509,23 @@ class DirectWrites(TestCase):
             raise SkipTest("no direct writes on this file system")
         os.close(fd)
         self.assertEqual(direct, [CHUNK_BYTES, CHUNK_BYTES, 0])  # the last, 10 B, as usual
+
+
+class Priority(TestCase):
+    def test_a_transfer_thread_yields_to_the_chat(self) -> None:
+        import sys
+
+        if not sys.platform.startswith("linux"):
+            raise SkipTest("per-thread nice values are Linux's")
+        seen: list[int] = []
+
+        def thread() -> None:
+            stream.behind_the_chat()
+            seen.append(os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
+
+        t = threading.Thread(target=thread)
+        t.start()
+        t.join(5)
+        mine = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+        self.assertEqual(seen, [min(19, mine + stream.TRANSFER_NICE)])
+        self.assertGreater(stream.TRANSFER_NICE, 0)

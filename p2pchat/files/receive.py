@@ -33,7 +33,13 @@ from p2pchat.files.offers import (
     chunk_count,
     unique_name,
 )
-from p2pchat.files.stream import REPORT_EVERY, Channel, StreamError, log_crash
+from p2pchat.files.stream import (
+    REPORT_EVERY,
+    Channel,
+    StreamError,
+    behind_the_chat,
+    log_crash,
+)
 
 if TYPE_CHECKING:
     from p2pchat.files.transfers import Incoming
@@ -115,6 +121,7 @@ class Receive:
     # --- in the thread ------------------------------------------------------------------------
 
     def run(self) -> None:
+        behind_the_chat()
         ok, why, bad = False, "", False
         try:
             self.fetch(self._dial())
@@ -304,6 +311,7 @@ class _Writer:
             return 0
 
     def run(self) -> None:
+        behind_the_chat()
         job = self.job
         try:
             while (item := self.work.get()) is not None:

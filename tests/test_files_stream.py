@@ -546,3 +546,26 @@ class Priority(TestCase):
         mine = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
         self.assertEqual(seen, [min(19, mine + stream.TRANSFER_NICE)])
         self.assertGreater(stream.TRANSFER_NICE, 0)
+
+
+class Crashes(TestCase):
+    def test_a_bug_in_a_transfer_thread_is_a_log_line_and_a_stop(self) -> None:
+        src = self.mktemp()
+        _file(src, 10)
+        hashed = hash_file(src, "a.bin")
+        inc, final = _incoming(self, hashed.entry)
+        owner = _Owner()
+
+        def answer(*request):
+            raise RuntimeError("a bug")
+
+        job = Receive(inc, owner, _Reactor(), None)
+        job._dial = lambda: _Channel(answer)  # type: ignore[method-assign]
+        job.run()
+        self.assertEqual(owner.stops, [("an error (logged)", False)])
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+        files = _Files(None, FP, src)
+        channel = _Requests([{"offer": "o1", "entry": 0, "what": "chunks"}])
+        files.serve = answer  # type: ignore[method-assign,assignment]
+        Served(files, _Reactor(), channel, "127.0.0.1:1", set()).run()  # type: ignore[arg-type]
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)

@@ -113,6 +113,18 @@ def _incoming(test: TestCase, entry: Entry) -> tuple[Incoming, str]:
     return inc, final
 
 
+def _receive(inc: Incoming, owner: _Owner, hashes: bytes, data: bytes) -> None:
+    """A Receive run to its end against a sender that answers with ``hashes`` and ``data``."""
+
+    def answer(request):
+        blob = hashes if request["what"] == "chunks" else data[request["from"]:]
+        return {"length": len(blob)}, blob
+
+    job = Receive(inc, owner, _Reactor(), None)
+    job._dial = lambda: _Channel(answer)  # type: ignore[method-assign]
+    job.run()
+
+
 class Receiving(TestCase):
     def setUp(self) -> None:
         self.src = self.mktemp()
@@ -221,13 +233,7 @@ class WholeFile(TestCase):
         inc, final = _incoming(self, entry)
         owner = _Owner()
 
-        def answer(request):
-            blob = hashed.hashes if request["what"] == "chunks" else data
-            return {"length": len(blob)}, blob
-
-        job = Receive(inc, owner, _Reactor(), None)
-        job._dial = lambda: _Channel(answer)  # type: ignore[method-assign]
-        job.run()
+        _receive(inc, owner, hashed.hashes, data)
         self.assertEqual(owner.done, 0)
         self.assertIn("does not match its SHA-256", owner.stops[0][0])
         self.assertFalse(os.path.exists(final))
@@ -481,13 +487,7 @@ class DirectWrites(TestCase):
         self.patch(receive, "_open_direct", refusing)
         owner = _Owner()
 
-        def answer(request):
-            blob = hashed.hashes if request["what"] == "chunks" else data
-            return {"length": len(blob)}, blob
-
-        job = Receive(inc, owner, _Reactor(), None)
-        job._dial = lambda: _Channel(answer)  # type: ignore[method-assign]
-        job.run()
+        _receive(inc, owner, hashed.hashes, data)
         self.assertEqual((owner.done, owner.stops), (1, []))
         self.assertEqual(paths, [final + ".part"])
         with open(final, "rb") as f:
@@ -511,13 +511,7 @@ class DirectWrites(TestCase):
         self.patch(receive._Writer, "_direct", counted)
         owner = _Owner()
 
-        def answer(request):
-            blob = hashed.hashes if request["what"] == "chunks" else data
-            return {"length": len(blob)}, blob
-
-        job = Receive(inc, owner, _Reactor(), None)
-        job._dial = lambda: _Channel(answer)  # type: ignore[method-assign]
-        job.run()
+        _receive(inc, owner, hashed.hashes, data)
         self.assertEqual(owner.done, 1)
         with open(final, "rb") as f:
             self.assertEqual(f.read(), data)

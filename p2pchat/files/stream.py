@@ -47,9 +47,10 @@ MAX_STREAMS = 16
 BLOCK_BYTES = 1 << 20
 #: A request or answer line is at most this long.
 HEADER_BYTES = 4096
-#: Bytes a transfer connection's socket buffers hold, and what one TLS read takes at most.
+#: Bytes a transfer connection's socket buffers hold, and what one TLS read asks for: a TLS
+#: record's most (one read gives one record; pyOpenSSL allocates what is asked each time).
 SOCKET_BUFFER = 4 << 20
-READ_BYTES = 256 * 1024
+READ_BYTES = 16 * 1024
 #: Progress is handed to the reactor at most this often (seconds) per connection.
 REPORT_EVERY = 0.25
 #: A thread waits this long (seconds) for the reactor to answer it (the reactor gone: stop).

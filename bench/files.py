@@ -151,6 +151,18 @@ def reactor_cpu(child: Child) -> float:
         return 0.0
 
 
+def process_cpu(child: Child) -> float:
+    """CPU seconds of the whole child, its exited threads too (utime + stime of
+    ``/proc/PID/stat``, 10 ms ticks): a transfer's threads end with it, and the per-thread
+    counts of ``Child.cpu_seconds`` leave their time out."""
+    try:
+        with open(f"/proc/{child.pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return 0.0
+
+
 def _percentile(values: list[float], p: float) -> float | None:
     if not values:
         return None
@@ -194,7 +206,7 @@ def p2pchat(kids: Children, path: str, size: int, timeout: float, workdir: str, 
             return {"status": "no offer came"}
         out["hash_s"] = (bob.when("offers ") or t0) - t0
         number = re.search(r"/accept (\d+)", next(x for _, x in bob.lines if "offers " in x))
-        cpu0 = {p.nick: p.child.cpu_seconds() or 0.0 for p in (alice, bob)}
+        cpu0 = {p.nick: process_cpu(p.child) for p in (alice, bob)}
         main0 = {p.nick: reactor_cpu(p.child) for p in (alice, bob)}
         kids.write(bob.child, f"/accept {number.group(1) if number else ''}\n".encode())
         peak = dict(idle_rss)
@@ -206,8 +218,8 @@ def p2pchat(kids: Children, path: str, size: int, timeout: float, workdir: str, 
 
         done = kids.pump(lambda: bob.when("done, SHA-256 checked") is not None
                          or bob.when(": failed") is not None, timeout, tick=during)
-        cpu = {"sender": (alice.child.cpu_seconds() or 0.0) - cpu0["alice"],
-               "receiver": (bob.child.cpu_seconds() or 0.0) - cpu0["bob"]}
+        cpu = {"sender": process_cpu(alice.child) - cpu0["alice"],
+               "receiver": process_cpu(bob.child) - cpu0["bob"]}
         main = {"sender": reactor_cpu(alice.child) - main0["alice"],
                 "receiver": reactor_cpu(bob.child) - main0["bob"]}
         start, end = bob.when("started at"), bob.when("done, SHA-256 checked")

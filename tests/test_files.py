@@ -385,6 +385,23 @@ class Serving(TestCase):
         self.files.unserved(FP, "o1")
         self.assertEqual(self.out.state, "accepted")
 
+    def test_a_cancel_cuts_the_connection_sending_it(self) -> None:
+        class Sending:
+            fp, sending = FP, True
+            cuts: list[str] = []
+
+            def cut(self, why: str) -> None:
+                self.cuts.append(why)
+
+        other = Sending()
+        other.fp = "cd" * 32
+        mine = Sending()
+        mine.cuts = []
+        other.cuts = []
+        self.files.serving.update({mine, other})  # type: ignore[arg-type]
+        self.files.cancel(1)
+        self.assertEqual((mine.cuts, other.cuts), (["cancelled"], []))
+
     def test_a_rejected_or_cancelled_offer_is_not_served(self) -> None:
         self.out.receivers["bob_1"].state = "rejected"
         self.assertIsInstance(self.files.serve(FP, {"offer": "o1", "entry": 0,

@@ -227,3 +227,30 @@ def test_a_folder_goes_with_its_tree(pair) -> None:
     for rel, data in files.items():
         assert (pair.down["bob"] / "album" / rel).read_bytes() == data, rel
     assert not list((pair.down["bob"] / "album").rglob("*.part"))
+
+
+def test_a_peer_that_quits_midway_exits_at_once_and_resumes_later(pair) -> None:
+    """/quit while its transfer threads run: the process ends in seconds (the threads are
+    cut, none keeps it), with no traceback; back, the transfer goes on."""
+    alice, bob, digest = sending_midway(pair)
+    began = time.monotonic()
+    bob.send("/quit")
+    bob.proc.wait(15)
+    assert time.monotonic() - began < 10
+    assert "Traceback" not in bob.stderr()
+    bob = pair.start("bob")
+    bob.wait_line("done, SHA-256 checked", timeout=60)
+    assert sha(pair.down["bob"] / "big.bin") == digest
+    alice.send("/quit")
+    alice.proc.wait(15)
+    assert "Traceback" not in alice.stderr()
+
+
+def test_a_sender_that_quits_midway_exits_at_once(pair) -> None:
+    alice, bob, digest = sending_midway(pair)
+    began = time.monotonic()
+    alice.send("/quit")
+    alice.proc.wait(15)
+    assert time.monotonic() - began < 10
+    assert "Traceback" not in alice.stderr()
+    bob.wait_line("big.bin from alice: paused", timeout=20)

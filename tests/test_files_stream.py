@@ -1,63 +1,165 @@
 """File transfer's connections and their two ends, without processes: the receiving side's
-checks (a bad chunk, a wrong hash list, a whole-file mismatch, more than offered), the key
-checks of a transfer connection, and flat memory (the producer, the writer thread)."""
+checks (a bad chunk, a wrong hash list, a whole-file mismatch, more than offered, garbage),
+the key checks of a transfer connection (real TLS over a socket pair), its timeout and cut,
+the bound on connections, and flat memory (the writer's few buffers)."""
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
+import socket
+import threading
+import time
 
-from twisted.internet.defer import succeed
-from twisted.internet.task import Clock
-from twisted.internet.testing import StringTransport
-from twisted.trial.unittest import TestCase
+from OpenSSL import SSL
+from twisted.trial.unittest import SkipTest, TestCase
 
-from p2pchat.files.hashing import check_prefix, hash_file
+from p2pchat.files import stream
+from p2pchat.files.hashing import hash_file
 from p2pchat.files.kept import Incoming
 from p2pchat.files.offers import CHUNK_BYTES, Entry, Offer
-from p2pchat.files.receive import Receive
-from p2pchat.files.stream import FetchProtocol
-from tests.test_files import FP, _file, _Link, _Owner
+from p2pchat.files.receive import WRITE_BUFFERS, Receive, _Writer
+from p2pchat.files.stream import Acceptor, Channel, Served, StreamError
+from p2pchat.identity import Identity
+from tests.test_files import FP, _file, _Owner
+
+
+class _Reactor:
+    """Runs what a thread hands to the reactor at once (the tests run one thread)."""
+
+    def __init__(self) -> None:
+        self.readers: list = []
+
+    def callFromThread(self, f, *a, **kw) -> None:
+        f(*a, **kw)
+
+    def seconds(self) -> float:
+        return time.monotonic()
+
+    def callLater(self, delay, f, *a, **kw):  # ratelog's window
+        class Call:
+            def active(self) -> bool:
+                return False
+
+            def cancel(self) -> None:
+                pass
+
+        return Call()
+
+    def addReader(self, r) -> None:
+        self.readers.append(r)
+
+    def removeReader(self, r) -> None:
+        self.readers.remove(r)
+
+
+class _Channel:
+    """A transfer connection's other end, scripted: ``answer(request)`` gives the header and
+    the bytes; the bytes come in ``piece``-sized reads, ``more`` past their end."""
+
+    def __init__(self, answer, piece: int = 100_000, more: bytes = b"") -> None:
+        self.answer = answer
+        self.piece = piece
+        self.more = more
+        self.asked: list[dict] = []
+        self.lines: list = []
+        self.data = b""
+        self.past = b""
+        self.cuts: list[str] = []
+
+    def handshake(self, expected) -> str:
+        if not expected(FP):
+            raise StreamError("a certificate we don't expect", bad=True)
+        return FP
+
+    def send_line(self, obj) -> None:
+        self.asked.append(obj)
+        header, self.data = self.answer(obj)
+        self.past = self.more if obj.get("what") == "bytes" else b""
+        self.lines.append(header)
+
+    def read_line(self) -> dict:
+        if not self.lines:
+            raise StreamError("closed")
+        return self.lines.pop(0)
+
+    def read_into(self, view) -> int:
+        if not self.data:
+            raise StreamError("closed")
+        n = min(len(view), self.piece, len(self.data))
+        view[:n] = self.data[:n]
+        self.data = self.data[n:]
+        if not self.data:
+            self.data, self.past = self.past, b""
+        return n
+
+    def extra(self) -> bool:
+        return bool(self.data)
+
+    def cut(self, why: str) -> None:
+        self.cuts.append(why)
+
+    def close(self) -> None:
+        pass
+
+
+def _incoming(test: TestCase, entry: Entry) -> tuple[Incoming, str]:
+    folder = test.mktemp()
+    os.makedirs(folder)
+    final = os.path.join(folder, "a.bin")
+    inc = Incoming(1, Offer("o1", "a.bin", (entry,), 4000), "bob_1", "bob", FP, "127.0.0.1",
+                   "accepted", finals=[final], parts=[final + ".part"], entry_done=[False])
+    return inc, final
+
+
+def _receive(inc: Incoming, owner: _Owner, hashes: bytes, data: bytes) -> None:
+    """A Receive run to its end against a sender that answers with ``hashes`` and ``data``."""
+
+    def answer(request):
+        blob = hashes if request["what"] == "chunks" else data[request["from"]:]
+        return {"length": len(blob)}, blob
+
+    job = Receive(inc, owner, _Reactor(), None)
+    job._dial = lambda: _Channel(answer)  # type: ignore[method-assign]
+    job.run()
+
 
 class Receiving(TestCase):
     def setUp(self) -> None:
         self.src = self.mktemp()
         self.data = _file(self.src, 2 * CHUNK_BYTES + 500)
         self.hashed = hash_file(self.src, "a.bin")
-        folder = self.mktemp()
-        os.makedirs(folder)
-        self.final = os.path.join(folder, "a.bin")
-        offer = Offer("o1", "a.bin", (self.hashed.entry,), 4000)
-        self.inc = Incoming(1, offer, "bob_1", "bob", FP, "127.0.0.1", "accepted",
-                            finals=[self.final], parts=[self.final + ".part"],
-                            entry_done=[False])
+        self.inc, self.final = _incoming(self, self.hashed.entry)
         self.owner = _Owner()
-        self.job = Receive(self.inc, self.owner, lambda f, *a: succeed(f(*a)))
-        self.link = _Link()
-        self.job.proven(self.link)  # type: ignore[arg-type]
 
-    def answer(self, data: bytes, pieces: int = 7) -> None:
-        request, expect, sink, end, refused = self.link.asked[-1]
-        self.assertEqual(len(data), expect)
-        step = max(1, len(data) // pieces)
-        for i in range(0, len(data), step):
-            sink(data[i:i + step])
-            if self.job.over:
-                return
-        end()
+    def run_job(self, data: bytes | None = None, hashes: bytes | None = None, **kw) -> _Channel:
+        data = self.data if data is None else data
+        hashes = self.hashed.hashes if hashes is None else hashes
+
+        def answer(request):
+            if request["what"] == "chunks":
+                return {"length": len(hashes)}, hashes
+            rest = data[request["from"]:]
+            return {"length": len(rest)}, rest
+
+        channel = _Channel(answer, **kw)
+        job = Receive(self.inc, self.owner, _Reactor(), None)
+        job._dial = lambda: channel  # type: ignore[method-assign]
+        job.run()
+        return channel
 
     def test_a_whole_file_is_checked_and_renamed(self) -> None:
-        self.answer(self.hashed.hashes)
-        self.assertEqual(self.link.asked[-1][0]["from"], 0)
-        self.answer(self.data)
-        self.assertEqual(self.owner.done, 1)
+        channel = self.run_job()
+        self.assertEqual(channel.asked[-1]["from"], 0)
+        self.assertEqual((self.owner.done, self.owner.stops), (1, []))
         with open(self.final, "rb") as f:
             self.assertEqual(f.read(), self.data)
         self.assertFalse(os.path.exists(self.final + ".part"))
+        self.assertEqual(self.inc.entry_done, [True])
 
     def test_many_small_pieces_make_the_file(self) -> None:
-        self.answer(self.hashed.hashes)
-        self.answer(self.data, pieces=len(self.data) // 1000)  # 1000 B: over 1000 a chunk
+        self.run_job(piece=1000)  # 1000 B: over 1000 reads a chunk
         self.assertEqual(self.owner.done, 1)
         with open(self.final, "rb") as f:
             self.assertEqual(f.read(), self.data)
@@ -65,193 +167,62 @@ class Receiving(TestCase):
     def test_a_resume_asks_from_the_chunk_the_part_ends_in(self) -> None:
         with open(self.final + ".part", "wb") as f:
             f.write(self.data[:CHUNK_BYTES + 77])
-        self.answer(self.hashed.hashes)
-        self.assertEqual(self.link.asked[-1][0]["from"], CHUNK_BYTES)
-        self.answer(self.data[CHUNK_BYTES:])
+        channel = self.run_job()
+        self.assertEqual(channel.asked[-1]["from"], CHUNK_BYTES)
         with open(self.final, "rb") as f:
             self.assertEqual(hashlib.sha256(f.read()).hexdigest(), self.hashed.entry.sha256)
 
     def test_a_bad_chunk_is_not_kept_and_cuts_the_sender(self) -> None:
-        self.answer(self.hashed.hashes)
         bad = bytearray(self.data)
         bad[CHUNK_BYTES + 3] ^= 1
-        self.answer(bytes(bad))
+        self.run_job(bytes(bad))
         [(why, is_bad)] = self.owner.stops
         self.assertTrue(is_bad)
         self.assertIn("chunk 2 of a.bin did not match its hash", why)
-        self.assertEqual(self.link.cuts, [why])
         self.assertEqual(os.path.getsize(self.final + ".part"), CHUNK_BYTES)
         self.assertFalse(os.path.exists(self.final))
 
     def test_a_wrong_hash_list_cuts_the_sender(self) -> None:
-        self.answer(b"\0" * len(self.hashed.hashes))
+        self.run_job(hashes=b"\0" * len(self.hashed.hashes))
         self.assertTrue(self.owner.stops[0][1])
         self.assertIn("bad hash list", self.owner.stops[0][0])
 
-class FetchFraming(TestCase):
-    """The receiving connection reads exactly what it was told, no more."""
-
-    def setUp(self) -> None:
-        self.got: list[bytes] = []
-        self.ends = 0
-
-        class Job:
-            def proven(self, link) -> None:
-                pass
-
-            def lost(self, link, why) -> None:
-                pass
-
-        self.proto = FetchProtocol(None, Clock(), FP, Job())  # type: ignore[arg-type]
-        self.transport = StringTransport()
-        self.proto.transport = self.transport
-        self.proto.connected = True
-
-    def ask(self, expect: int) -> None:
-        def end() -> None:
-            self.ends += 1
-
-        self.proto.ask({"what": "bytes"}, expect, self.got.append, end, lambda why: None)
-
-    def test_the_bytes_offered_are_taken(self) -> None:
-        self.ask(5)
-        self.proto.dataReceived(b'{"length": 5}\nab')
-        self.proto.dataReceived(b"cde")
-        self.assertEqual((b"".join(self.got), self.ends), (b"abcde", 1))
-        self.assertFalse(self.transport.disconnecting)
-
     def test_more_than_offered_is_cut_off(self) -> None:
-        self.ask(5)
-        self.proto.dataReceived(b'{"length": 5}\nabcdefgh')
-        self.assertIn("more than it offered", self.proto.why)
-        self.assertEqual(b"".join(self.got), b"")
+        self.run_job(more=b"abc")
+        [(why, is_bad)] = self.owner.stops
+        self.assertTrue(is_bad)
+        self.assertIn("more than it offered", why)
+        self.assertFalse(os.path.exists(self.final))
 
-    def test_a_wrong_length_or_garbage_is_cut_off(self) -> None:
-        self.ask(5)
-        self.proto.dataReceived(b'{"length": 6}\n')
-        self.assertIn("not the 5 asked", self.proto.why)
-        self.setUp()
-        self.ask(5)
-        self.proto.dataReceived(b'\x00\xff garbage\n')
-        self.assertIn("not JSON", self.proto.why)
+    def test_a_wrong_length_or_a_refusal(self) -> None:
+        def answer(request):
+            return {"length": 5}, b"abcde"
 
-    def test_bytes_not_asked_for_are_cut_off(self) -> None:
-        self.proto.dataReceived(b'{"length": 5}\n')
-        self.assertIn("not asked for", self.proto.why)
+        job = Receive(self.inc, self.owner, _Reactor(), None)
+        job._dial = lambda: _Channel(answer)  # type: ignore[method-assign]
+        job.run()
+        self.assertEqual(self.owner.stops[-1][1], True)
+        self.assertIn("not the 96 asked", self.owner.stops[-1][0])
+        job = Receive(self.inc, self.owner, _Reactor(), None)
+        job._dial = lambda: _Channel(lambda r: ({"error": "no such offer"}, b""))  # type: ignore[method-assign]
+        job.run()
+        self.assertEqual(self.owner.stops[-1], ("bob refused: no such offer", False))
 
-class _TLSTransport(StringTransport):
-    """A transport that says TLS is up with ``cert`` as the peer's certificate."""
+    def test_the_offerers_key_only(self) -> None:
+        self.inc.fp = "00" * 32
+        self.run_job()
+        [(why, is_bad)] = self.owner.stops
+        self.assertTrue(is_bad)
+        self.assertIn("a certificate we don't expect", why)
+        self.assertFalse(os.path.exists(self.final + ".part"))
 
-    def __init__(self, cert) -> None:
-        super().__init__()
-        self.cert = cert
-        self.aborted = False
-        self.tls = None
+    def test_a_cancel_says_nothing_more(self) -> None:
+        job = Receive(self.inc, self.owner, _Reactor(), None)
+        job.cut("you cancelled it")
+        job._dial = lambda: _Channel(lambda r: ({"error": "x"}, b""))  # type: ignore[method-assign]
+        job.run()
+        self.assertEqual((self.owner.stops, self.owner.done), ([], 0))
 
-    def startTLS(self, context) -> None:
-        self.tls = context
-
-    def getPeerCertificate(self):
-        return self.cert
-
-    def abortConnection(self) -> None:
-        self.aborted = True
-        super().abortConnection()
-
-class _Serving:
-    def __init__(self, identity, known: str) -> None:
-        self.identity, self.known, self.rate = identity, known, 0.0
-        self.asked: list = []
-
-    def fp_known(self, fp: str) -> bool:
-        return fp == self.known
-
-    def serve(self, fp, request):
-        self.asked.append(request)
-        return b"", None
-
-    def sent(self, fp, offer_id, entry, upto) -> None:
-        pass
-
-    def unserved(self, fp, offer_id) -> None:
-        pass
-
-class TransferConnections(TestCase):
-    """Each side of a transfer connection takes only the key it expects, and nothing before."""
-
-    def setUp(self) -> None:
-        from p2pchat.identity import Identity
-
-        self.ours, self.theirs = Identity.generate(), Identity.generate()
-        self.clock = Clock()
-
-    def serve(self, known: str):
-        from p2pchat.files.stream import ServeProtocol
-
-        files = _Serving(self.ours, known)
-        proto = ServeProtocol(files, self.clock, set())  # type: ignore[arg-type]
-        transport = _TLSTransport(self.theirs.cert)
-        proto.makeConnection(transport)
-        return proto, transport, files
-
-    def test_the_offerer_takes_only_a_receiver_it_offered_to(self) -> None:
-        proto, transport, files = self.serve(known="00" * 32)
-        self.assertIsNotNone(transport.tls)
-        proto.dataReceived(b'{"offer": "o1", "entry": 0, "what": "chunks"}\n')
-        self.assertTrue(transport.aborted)  # asked before TLS proved anything
-        proto, transport, files = self.serve(known="00" * 32)
-        proto.handshakeCompleted()
-        self.assertTrue(transport.aborted)
-        self.assertEqual(files.asked, [])
-
-    def test_a_known_receiver_is_served(self) -> None:
-        proto, transport, files = self.serve(known=self.theirs.fingerprint)
-        proto.handshakeCompleted()
-        self.assertFalse(transport.aborted)
-        proto.dataReceived(b'{"offer": "o1", "entry": 0, "what": "chunks"}\n')
-        self.assertEqual(files.asked, [{"offer": "o1", "entry": 0, "what": "chunks"}])
-        self.assertIn(b'{"length": 0}\n', transport.value())
-
-    def test_the_receiver_takes_only_the_offerers_key(self) -> None:
-        proven: list = []
-
-        class Job:
-            def proven(self, link) -> None:
-                proven.append(link)
-
-            def lost(self, link, why) -> None:
-                pass
-
-        for expect, ok in (("00" * 32, False), (self.theirs.fingerprint, True)):
-            proto = FetchProtocol(self.ours, self.clock, expect, Job())  # type: ignore[arg-type]
-            transport = _TLSTransport(self.theirs.cert)
-            proto.makeConnection(transport)
-            proto.handshakeCompleted()
-            self.assertEqual(transport.aborted, not ok)
-        self.assertEqual(len(proven), 1)
-
-    def test_a_silent_connection_is_closed(self) -> None:
-        from p2pchat.files.stream import STREAM_TIMEOUT
-
-        proto, transport, files = self.serve(known=self.theirs.fingerprint)
-        self.clock.advance(STREAM_TIMEOUT + 1)
-        self.assertTrue(transport.aborted)
-
-    def test_a_long_request_line_is_cut(self) -> None:
-        from p2pchat.files.stream import HEADER_BYTES
-
-        proto, transport, files = self.serve(known=self.theirs.fingerprint)
-        proto.handshakeCompleted()
-        proto.dataReceived(b"x" * (HEADER_BYTES + 10))
-        self.assertTrue(transport.aborted)
-
-    def test_transfer_connections_are_bounded(self) -> None:
-        from p2pchat.files.stream import MAX_STREAMS, ServeFactory
-
-        factory = ServeFactory(_Serving(self.ours, ""), self.clock)  # type: ignore[arg-type]
-        for _ in range(MAX_STREAMS):
-            factory.buildProtocol(None).makeConnection(_TLSTransport(None))  # type: ignore[union-attr]
-        self.assertIsNone(factory.buildProtocol(None))
 
 class WholeFile(TestCase):
     def test_chunks_that_match_but_a_whole_hash_that_does_not_are_not_kept(self) -> None:
@@ -259,113 +230,336 @@ class WholeFile(TestCase):
         data = _file(src, CHUNK_BYTES + 10)
         hashed = hash_file(src, "a.bin")
         entry = Entry("a.bin", hashed.entry.size, "0" * 64, hashed.entry.root)
-        folder = self.mktemp()
-        os.makedirs(folder)
-        final = os.path.join(folder, "a.bin")
-        inc = Incoming(1, Offer("o1", "a.bin", (entry,), 4000), "bob_1", "bob", FP, "::1",
-                       "accepted", finals=[final], parts=[final + ".part"], entry_done=[False])
-        owner, link = _Owner(), _Link()
-        job = Receive(inc, owner, lambda f, *a: succeed(f(*a)))
-        job.proven(link)  # type: ignore[arg-type]
-        for blob in (hashed.hashes, data):
-            request, expect, sink, end, refused = link.asked[-1]
-            sink(blob)
-            end()
+        inc, final = _incoming(self, entry)
+        owner = _Owner()
+
+        _receive(inc, owner, hashed.hashes, data)
         self.assertEqual(owner.done, 0)
         self.assertIn("does not match its SHA-256", owner.stops[0][0])
         self.assertFalse(os.path.exists(final))
 
-class FlatMemory(TestCase):
-    """Whatever the size, only a few blocks or chunks are held at once."""
 
-    def test_the_producer_writes_a_few_blocks_per_turn_and_stops_when_paused(self) -> None:
-        import io
+class _Files:
+    """The transfers, as a sending connection sees them."""
 
-        from p2pchat.files.stream import BLOCK_BYTES, BLOCKS_PER_TURN, FileProducer
+    def __init__(self, identity, known: str, path: str = "", rate: float = 0.0) -> None:
+        self.identity, self.known, self.rate, self.path = identity, known, rate, path
+        self.asked: list = []
+        self.progress: list[int] = []
+        self.unserved_ = 0
 
-        class Turns(Clock):
-            def turn(self) -> None:
-                """One turn of the reactor: the calls due now, not the ones they make."""
-                due = [c for c in self.calls if c.getTime() <= self.seconds()]
-                for call in due:
-                    self.calls.remove(call)
-                    call.func(*call.args, **call.kw)
+    def fp_known(self, fp: str) -> bool:
+        return fp == self.known
 
-        clock, transport = Turns(), StringTransport()
-        done: list = []
-        producer = FileProducer(io.BytesIO(b"x" * (100 * BLOCK_BYTES)), BLOCK_BYTES,
-                                99 * BLOCK_BYTES, transport, clock, lambda n: None,
-                                lambda: done.append(1))
-        producer.start()
-        self.assertEqual(len(transport.value()), 0)  # nothing until the reactor turns
-        clock.turn()
-        self.assertEqual(len(transport.value()), BLOCKS_PER_TURN * BLOCK_BYTES)
-        producer.pauseProducing()
-        clock.turn()
-        clock.turn()
-        self.assertEqual(len(transport.value()), BLOCKS_PER_TURN * BLOCK_BYTES)
-        producer.resumeProducing()
-        for _ in range(100):
-            clock.turn()
-        self.assertEqual((len(transport.value()), done), (99 * BLOCK_BYTES, [1]))
+    def serve(self, fp, request):
+        self.asked.append(request)
+        if request.get("what") == "bytes":
+            return open(self.path, "rb"), (request["from"], os.path.getsize(self.path)
+                                           - request["from"])
+        return b"hashes", None
 
-    def test_the_producer_keeps_to_its_rate(self) -> None:
-        import io
+    def sent(self, fp, offer_id, entry, upto) -> None:
+        self.progress.append(upto)
 
-        from p2pchat.files.stream import FileProducer
+    def unserved(self, fp, offer_id) -> None:
+        self.unserved_ += 1
 
-        clock, transport = Clock(), StringTransport()
-        producer = FileProducer(io.BytesIO(b"x" * (8 << 20)), 0, 8 << 20, transport, clock,
-                                lambda n: None, lambda: None, rate=1 << 20)
-        producer.start()
-        for _ in range(40):
-            clock.advance(0.1)  # 4 s
-        self.assertLessEqual(len(transport.value()), 5 << 20)
-        self.assertGreaterEqual(len(transport.value()), 3 << 20)
 
-    def test_the_receiver_pauses_the_connection_while_its_writer_is_behind(self) -> None:
-        from twisted.internet.defer import Deferred
+class _Requests(_Channel):
+    """The receiver's end as the sending connection sees it: the requests, then closed."""
 
-        from p2pchat.files.receive import QUEUED_CHUNKS
+    def __init__(self, requests: list[dict], fail_after: int | None = None) -> None:
+        super().__init__(lambda r: ({}, b""))
+        self.requests = requests
+        self.out = bytearray()
+        self.fail_after = fail_after
+
+    def read_line(self) -> dict:
+        if not self.requests:
+            raise StreamError("closed")
+        return self.requests.pop(0)
+
+    def send_line(self, obj) -> None:
+        self.out += json.dumps(obj).encode() + b"\n"
+
+    def sendall(self, data) -> None:
+        self.out += data
+        if self.fail_after is not None and len(self.out) > self.fail_after:
+            raise StreamError("closed")
+
+
+class Sending(TestCase):
+    def setUp(self) -> None:
+        self.path = self.mktemp()
+        self.data = _file(self.path, 3 * (1 << 20) + 5)
+
+    def serve(self, files: _Files, channel: _Requests) -> Served:
+        served = Served(files, _Reactor(), channel, "127.0.0.1:1", set())  # type: ignore[arg-type]
+        served.run()
+        return served
+
+    def test_a_known_receiver_gets_what_it_asks(self) -> None:
+        files = _Files(None, FP, self.path)
+        channel = _Requests([{"offer": "o1", "entry": 0, "what": "chunks"},
+                             {"offer": "o1", "entry": 0, "what": "bytes", "from": 100}])
+        self.serve(files, channel)
+        self.assertEqual(len(files.asked), 2)
+        header = b'{"length": %d}\n' % (len(self.data) - 100)
+        self.assertEqual(bytes(channel.out), b'{"length": 6}\nhashes' + header
+                         + self.data[100:])
+        self.assertEqual(files.progress[-1], len(self.data))
+        self.assertEqual(files.unserved_, 0)
+
+    def test_an_unknown_key_is_not_served(self) -> None:
+        files = _Files(None, "00" * 32, self.path)
+        channel = _Requests([{"offer": "o1", "entry": 0, "what": "chunks"}])
+        self.serve(files, channel)
+        self.assertEqual((files.asked, bytes(channel.out)), ([], b""))
+
+    def test_a_connection_lost_mid_file_is_told(self) -> None:
+        files = _Files(None, FP, self.path)
+        channel = _Requests([{"offer": "o1", "entry": 0, "what": "bytes", "from": 0}],
+                            fail_after=1 << 20)
+        self.serve(files, channel)
+        self.assertEqual(files.unserved_, 1)
+
+    def test_the_sender_keeps_to_its_rate(self) -> None:
+        files = _Files(None, FP, self.path, rate=8 << 20)  # 3 MB at 8 MB/s: 0.25 s or so
+        channel = _Requests([{"offer": "o1", "entry": 0, "what": "bytes", "from": 0}])
+        began = time.monotonic()
+        self.serve(files, channel)
+        self.assertGreaterEqual(time.monotonic() - began, 0.2)
+        self.assertGreater(len(channel.out), len(self.data))
+
+
+class RealTLS(TestCase):
+    """Two Channels over a socket pair, each in its thread: mutual TLS, the keys checked."""
+
+    def setUp(self) -> None:
+        self.a, self.b = Identity.generate(), Identity.generate()
+
+    def pair(self, a_expects: str, b_expects: str) -> tuple[list, list, Channel, Channel]:
+        sa, sb = socket.socketpair()
+        ca, cb = Channel(sa, self.a, server=True), Channel(sb, self.b, server=False)
+        results: tuple[list, list] = ([], [])
+
+        def side(ch: Channel, expects: str, out: list) -> None:
+            try:
+                out.append(ch.handshake(lambda fp: fp == expects))
+                ch.send_line({"hello": expects[:4]})
+                out.append(ch.read_line())
+            except StreamError as e:
+                out.append(e)
+                ch.cut("failed")
+
+        threads = [threading.Thread(target=side, args=(ca, a_expects, results[0])),
+                   threading.Thread(target=side, args=(cb, b_expects, results[1]))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(10)
+        ca.close()
+        cb.close()
+        return results[0], results[1], ca, cb
+
+    def test_both_keys_checked(self) -> None:
+        a, b, _, _ = self.pair(self.b.fingerprint, self.a.fingerprint)
+        self.assertEqual(a[0], self.b.fingerprint)
+        self.assertEqual(b[0], self.a.fingerprint)
+        self.assertEqual(a[1], {"hello": self.a.fingerprint[:4]})
+
+    def test_a_key_not_expected_is_refused(self) -> None:
+        a, b, _, _ = self.pair("00" * 32, self.a.fingerprint)
+        self.assertIsInstance(a[0], StreamError)
+        self.assertTrue(a[0].bad)
+        self.assertIn("don't expect", a[0].why)
+        self.assertIsInstance(b[-1], StreamError)  # cut: the receiver is told nothing
+
+    def test_a_silent_connection_times_out_and_a_cut_wakes_a_read(self) -> None:
+        self.patch(stream, "STREAM_TIMEOUT", 0.3)
+        sa, sb = socket.socketpair()
+        ch = Channel(sa, self.a, server=True)
+        said: list = []
+
+        def handshake() -> None:
+            try:
+                ch.handshake(lambda fp: True)  # the other end says nothing
+            except StreamError as e:
+                said.append(e.why)
+
+        t = threading.Thread(target=handshake)
+        t.start()
+        t.join(5)
+        if t.is_alive():  # no timeout: ended by hand, and failed
+            ch.cut("the test gave up")
+            t.join(5)
+        self.assertEqual(len(said), 1)
+        self.assertIn("silent", said[0])
+        ch.close()
+        self.patch(stream, "STREAM_TIMEOUT", 30.0)
+        sa, sb2 = socket.socketpair()
+        ch = Channel(sa, self.a, server=True)
+        threading.Timer(0.2, ch.cut, ("you cancelled it",)).start()
+        with self.assertRaises(StreamError) as e:
+            ch.handshake(lambda fp: True)
+        self.assertEqual(e.exception.why, "you cancelled it")
+        ch.close()
+        sb.close()
+        sb2.close()
+
+    def test_a_long_line_is_cut(self) -> None:
+        ch = Channel(socket.socket(), self.a, server=True)
+
+        class Conn:
+            calls = 0
+
+            def recv(self, n):
+                self.calls += 1
+                if self.calls > 20:  # the guard gone: ends, not a bad line
+                    raise SSL.ZeroReturnError()
+                return b"x" * n
+
+        ch.conn = Conn()  # type: ignore[assignment]
+        with self.assertRaises(StreamError) as e:
+            ch.read_line()
+        self.assertTrue(e.exception.bad)
+        ch.close()
+
+
+class Bounds(TestCase):
+    def test_transfer_connections_are_bounded(self) -> None:
+        reactor = _Reactor()
+        class Open:
+            def cut(self, why: str) -> None:
+                cuts.append(why)
+
+        cuts: list[str] = []
+        registry: set = set(Open() for _ in range(stream.MAX_STREAMS))
+        acceptor = Acceptor(_Files(Identity.generate(), ""), reactor, "127.0.0.1",
+                            registry)  # type: ignore[arg-type]
+        acceptor.start()
+        client = socket.create_connection(("127.0.0.1", acceptor.port), timeout=5)
+        time.sleep(0.1)
+        acceptor.doRead()
+        self.assertEqual(len(registry), stream.MAX_STREAMS)  # nobody new
+        self.assertEqual(client.recv(10), b"")  # closed at once
+        client.close()
+        acceptor.stop()
+        self.assertEqual(reactor.readers, [])
+        self.assertEqual(len(cuts), stream.MAX_STREAMS)  # stopping cuts them all
+
+    def test_the_writer_holds_a_few_chunks_at_most(self) -> None:
+        job = Receive(_incoming(self, Entry("a.bin", 10, "0" * 64, "0" * 64))[0], _Owner(),
+                      _Reactor(), None)
+        path = self.mktemp()
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT)
+        writer = _Writer(job, fd, hashlib.sha256(), "a.bin", path)
+        held = [writer.buffer() for _ in range(WRITE_BUFFERS)]
+        got: list = []
+        t = threading.Thread(target=lambda: got.append(writer.buffer()))
+        t.start()
+        t.join(0.3)
+        self.assertEqual(got, [])  # no more buffers than WRITE_BUFFERS
+        writer.put(held[0], 0, 10)
+        t.join(5)
+        self.assertEqual(len(got), 1)
+        writer.finish()
+        os.close(fd)
+        self.assertEqual(os.path.getsize(path), 10)
+
+
+class DirectWrites(TestCase):
+    def test_a_file_system_that_refuses_them_gets_the_file_as_usual(self) -> None:
+        from p2pchat.files import receive
 
         src = self.mktemp()
-        data = _file(src, (QUEUED_CHUNKS + 4) * CHUNK_BYTES)
+        data = _file(src, 3 * CHUNK_BYTES)
         hashed = hash_file(src, "a.bin")
-        folder = self.mktemp()
-        os.makedirs(folder)
-        final = os.path.join(folder, "a.bin")
-        inc = Incoming(1, Offer("o1", "a.bin", (hashed.entry,), 4000), "bob_1", "bob", FP,
-                       "::1", "accepted", finals=[final], parts=[final + ".part"],
-                       entry_done=[False])
-        writes: list = []  # the writer thread's work, run when the test says
+        inc, final = _incoming(self, hashed.entry)
+        opened: list[int] = []
+        paths: list[str] = []
 
-        def in_thread(f, *a):
-            if f is check_prefix:
-                return succeed(f(*a))
-            d: Deferred = Deferred()
-            writes.append((d, f, a))
-            return d
+        def refusing(path: str) -> int:  # a descriptor that fails every write
+            paths.append(path)
+            opened.append(os.open(path, os.O_RDONLY))
+            return opened[-1]
 
-        owner, link = _Owner(), _Link()
-        transport = link.transport
-        paused: list = []
-        transport.pauseProducing = lambda: paused.append(True)  # type: ignore[method-assign]
-        transport.resumeProducing = lambda: paused.append(False)  # type: ignore[method-assign]
-        job = Receive(inc, owner, in_thread)
-        job.proven(link)  # type: ignore[arg-type]
-        request, expect, sink, end, refused = link.asked[-1]
-        sink(hashed.hashes)
-        end()
-        request, expect, sink, end, refused = link.asked[-1]
-        for i in range(0, len(data), 256 * 1024):
-            sink(data[i:i + 256 * 1024])
-        self.assertEqual(paused, [True])  # past QUEUED_CHUNKS chunks waiting
-        self.assertLessEqual(len(writes), 1)  # one at a time
-        end()
-        while writes:
-            d, f, a = writes.pop(0)
-            d.callback(f(*a))
-        self.assertEqual(paused, [True, False])
+        self.patch(receive, "_open_direct", refusing)
+        owner = _Owner()
+
+        _receive(inc, owner, hashed.hashes, data)
+        self.assertEqual((owner.done, owner.stops), (1, []))
+        self.assertEqual(paths, [final + ".part"])
+        with open(final, "rb") as f:
+            self.assertEqual(f.read(), data)
+
+    def test_whole_chunks_go_past_the_page_cache_where_they_can(self) -> None:
+        from p2pchat.files import receive
+
+        src = self.mktemp()
+        data = _file(src, 2 * CHUNK_BYTES + 10)
+        hashed = hash_file(src, "a.bin")
+        inc, final = _incoming(self, hashed.entry)
+        direct: list[int] = []
+        real = receive._Writer._direct
+
+        def counted(writer, chunk, pos):
+            n = real(writer, chunk, pos)
+            direct.append(n)
+            return n
+
+        self.patch(receive._Writer, "_direct", counted)
+        owner = _Owner()
+
+        _receive(inc, owner, hashed.hashes, data)
         self.assertEqual(owner.done, 1)
         with open(final, "rb") as f:
             self.assertEqual(f.read(), data)
+        fd = receive._open_direct(final)
+        if fd is None:
+            raise SkipTest("no direct writes on this file system")
+        os.close(fd)
+        self.assertEqual(direct, [CHUNK_BYTES, CHUNK_BYTES, 0])  # the last, 10 B, as usual
+
+
+class Priority(TestCase):
+    def test_a_transfer_thread_yields_to_the_chat(self) -> None:
+        import sys
+
+        if not sys.platform.startswith("linux"):
+            raise SkipTest("per-thread nice values are Linux's")
+        seen: list[int] = []
+
+        def thread() -> None:
+            stream.behind_the_chat()
+            seen.append(os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
+
+        t = threading.Thread(target=thread)
+        t.start()
+        t.join(5)
+        mine = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+        self.assertEqual(seen, [min(19, mine + stream.TRANSFER_NICE)])
+        self.assertGreater(stream.TRANSFER_NICE, 0)
+
+
+class Crashes(TestCase):
+    def test_a_bug_in_a_transfer_thread_is_a_log_line_and_a_stop(self) -> None:
+        src = self.mktemp()
+        _file(src, 10)
+        hashed = hash_file(src, "a.bin")
+        inc, final = _incoming(self, hashed.entry)
+        owner = _Owner()
+
+        def answer(*request):
+            raise RuntimeError("a bug")
+
+        job = Receive(inc, owner, _Reactor(), None)
+        job._dial = lambda: _Channel(answer)  # type: ignore[method-assign]
+        job.run()
+        self.assertEqual(owner.stops, [("an error (logged)", False)])
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+        files = _Files(None, FP, src)
+        channel = _Requests([{"offer": "o1", "entry": 0, "what": "chunks"}])
+        files.serve = answer  # type: ignore[method-assign,assignment]
+        Served(files, _Reactor(), channel, "127.0.0.1:1", set()).run()  # type: ignore[arg-type]
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)

@@ -24,7 +24,7 @@ from p2pchat.files.offers import (
     new_offer_id,
     offer_fits,
 )
-from p2pchat.files.stream import ServeFactory
+from p2pchat.files.stream import Served
 from p2pchat.interfaces import Done, Outcome, Refused, TransferView
 from p2pchat.rooms import room_name
 
@@ -61,7 +61,7 @@ class OurOffers:
     max_size: int
     outgoing: list[Outgoing]
     in_thread: Any
-    serving: ServeFactory
+    serving: set[Served]
     kept: Any
 
     @property
@@ -215,9 +215,9 @@ class OurOffers:
                 return
 
     def _cut_serving(self, fp: str) -> None:
-        for proto in list(self.serving.open):
-            if proto.fp == fp and proto.producer is not None:
-                proto.transport.abortConnection()
+        for served in list(self.serving):
+            if served.fp == fp and served.sending:
+                served.cut("cancelled")
 
 
 def _too_big(name: str, size: int, limit: int) -> Refused:

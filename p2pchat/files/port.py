@@ -1,16 +1,15 @@
 """The file port: the TCP listener for transfer connections, beside the chat's listener, on
-the same interface (any free port; offers carry its number, so a restart may change it)."""
+the same interface (any free port; offers carry its number, so a restart may change it).
+The reactor only accepts; each connection runs in a thread of its own (stream.py)."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from twisted.application.service import Service
-from twisted.internet import error
-from twisted.internet.address import IPv4Address
-from twisted.internet.interfaces import IListeningPort
 from twisted.logger import Logger
 
+from p2pchat.files.stream import Acceptor
 from p2pchat.files.transfers import Transfers
 
 log = Logger()
@@ -18,31 +17,30 @@ log = Logger()
 
 class FilesService(Service):
     """Listens for transfer connections while the peer runs; at stop, saves the transfers'
-    state and closes their connections."""
+    state and cuts their connections (their threads end at once)."""
 
     def __init__(self, files: Transfers, reactor: Any, interface: str | None) -> None:
         self.files = files
         self.reactor = reactor
         self.interface = interface
-        self.listener: IListeningPort | None = None
+        self.listener: Acceptor | None = None
 
     def startService(self) -> None:
         super().startService()
         self.files.save_in_thread = True
         try:
-            self.listener = self.reactor.listenTCP(0, self.files.serving,
-                                                   interface=self.interface or "")
-        except error.CannotListenError as e:
-            log.warn("no file port ({why}): files can't be sent", why=str(e.socketError))
+            self.listener = Acceptor(self.files, self.reactor, self.interface or "",
+                                     self.files.serving)
+        except OSError as e:
+            log.warn("no file port ({why}): files can't be sent", why=e.strerror or str(e))
             return
-        assert self.listener is not None
-        self.files.port = getattr(self.listener.getHost(), "port", 0)
-        if isinstance(self.listener.getHost(), IPv4Address):
-            log.info("file port {port}", port=self.files.port)
+        self.listener.start()
+        self.files.port = self.listener.port
+        log.info("file port {port}", port=self.files.port)
 
     def stopService(self) -> None:
         super().stopService()
         self.files.stop()
         if self.listener is not None:
-            self.listener.stopListening()
+            self.listener.stop()
             self.listener = None

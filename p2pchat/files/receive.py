@@ -1,24 +1,30 @@
-"""The receiving side of one transfer over one connection: for each file of the offer not yet
-had, fetch its chunk hashes (checked against the offer's root), check what the ``.part`` file
-already holds (in a thread; a bad chunk and what follows are dropped), ask for the rest from
-the start of the first missing chunk, check each chunk as it completes and the whole file's
-SHA-256 at its end, and only then rename the ``.part`` file to its name.
+"""The receiving side of one transfer over one connection, in a thread of its own (stream.py
+says why): dial the offerer's file port, mutual TLS and its key checked, then for each file of
+the offer not yet had, fetch its chunk hashes (checked against the offer's root), check what
+the ``.part`` file already holds (a bad chunk and what follows are dropped), ask for the rest
+from the start of the first missing chunk, check each chunk as it completes (its hash and the
+whole file's SHA-256 from the same buffer, then written), the whole file's SHA-256 at its
+end, and only then rename the ``.part`` file to its name.
 
 A chunk that does not match its hash cuts the connection: the bytes are not kept, and the
-transfer fails with that said (the sender's copy is damaged, or it sent garbage).
+transfer fails with that said (the sender's copy is damaged, or it sent garbage); so does an
+answer of another length than asked, or bytes past its end.  What the reactor owns (the
+``Incoming``, the owner) is only touched on the reactor: progress and the end are handed to it
+(``callFromThread``), progress a few times a second at most.
 """
 
 from __future__ import annotations
 
 import hashlib
+import mmap
 import os
-from typing import IO, TYPE_CHECKING, Any, Callable, Protocol
+import queue
+import socket
+import threading
+import time
+from typing import TYPE_CHECKING, Any, Protocol
 
-from twisted.internet.defer import Deferred, succeed
-from twisted.logger import Logger
-from twisted.python.failure import Failure
-
-from p2pchat.files.hashing import Prefix, check_prefix
+from p2pchat.files.hashing import check_prefix
 from p2pchat.files.offers import (
     CHUNK_BYTES,
     HASH_BYTES,
@@ -27,21 +33,30 @@ from p2pchat.files.offers import (
     chunk_count,
     unique_name,
 )
+from p2pchat.files.stream import (
+    REPORT_EVERY,
+    Channel,
+    StreamError,
+    behind_the_chat,
+    log_crash,
+)
 
 if TYPE_CHECKING:
-    from p2pchat.files.stream import FetchProtocol
     from p2pchat.files.transfers import Incoming
+    from p2pchat.identity import Identity
 
-log = Logger()
-
-
-#: Chunks waiting for the writer thread past which the connection is paused: memory stays at a
-#: few chunks whatever the file's size.
-QUEUED_CHUNKS = 4
+#: Seconds a dial of the offerer's file port may take.
+DIAL_TIMEOUT = 10.0
+#: Chunk buffers a receive holds at most: one being read, the others checked and waiting
+#: for the writer thread.
+WRITE_BUFFERS = 3
+#: Direct writes (``_open_direct``) are of whole blocks at aligned offsets: the file's last
+#: chunk, when it is not, is written as usual.
+DIRECT_ALIGN = 4096
 
 
 class Owner(Protocol):
-    """What a receive reports to (transfers.Transfers)."""
+    """What a receive reports to (transfers.Transfers), on the reactor."""
 
     def progress(self, inc: Incoming, n: int) -> None: ...
 
@@ -51,225 +66,268 @@ class Owner(Protocol):
 
 
 class Receive:
-    """One connection's work for the incoming transfer ``inc``."""
+    """One connection's work for the incoming transfer ``inc``.  ``entry`` and ``written``
+    (the bytes of the current file on disk and checked) are read by the reactor for
+    progress; ``over``: it stopped, or was cut by the reactor (nothing more is told)."""
 
-    def __init__(self, inc: Incoming, owner: Owner,
-                 in_thread: Callable[..., Deferred[Any]]) -> None:
+    def __init__(self, inc: Incoming, owner: Owner, reactor: Any, identity: Identity | None,
+                 bind: tuple[str, int] | None = None) -> None:
         self.inc = inc
         self.owner = owner
-        self.in_thread = in_thread
-        self.link: FetchProtocol | None = None
+        self.reactor = reactor
+        self.identity = identity
+        self.bind = bind
+        self.channel: Channel | None = None
         self.entry = -1
-        self.hashes: list[bytes] = []
-        self._blob = bytearray()
-        self.file: IO[bytes] | None = None
-        self.whole: Any = None
-        self.pos = 0  # bytes of the current file received (written or waiting to be)
-        self.written = 0  # bytes of the current file written and checked
-        self.buf: list[bytes] = []  # received, not yet a whole chunk
-        self.held = 0  # bytes in buf
-        self.at = 0  # the offset in the file of buf's first byte
-        self.size = 0  # the current file's
-        self.queued = 0  # chunks given to the writer thread, not yet written
-        self.paused = False  # the connection paused while the writer catches up
-        self.ended = False  # every byte asked for came
-        self._tail: Deferred[Any] = succeed(None)  # the writer's queue, one at a time
-        self.over = False  # stopped: nothing more is done
+        self.written = 0
+        self.over = False
+        self._why = ""
+        self.told = 0.0  # when progress was last handed to the reactor
+        # What the thread reads of the Incoming, taken on the reactor before it starts.
+        self.offer = inc.offer
+        self.parts = list(inc.parts)
+        self.finals = list(inc.finals)
+        self.todo = [i for i, done in enumerate(inc.entry_done) if not done]
+        self.host, self.port, self.expect_fp = inc.host, inc.offer.port, inc.fp
 
-    # --- from the connection ------------------------------------------------------------------
+    # --- on the reactor -----------------------------------------------------------------------
 
-    def proven(self, link: FetchProtocol) -> None:
-        self.link = link
-        self._next()
+    def start(self) -> None:
+        threading.Thread(target=self.run, name="p2pchat file in", daemon=True).start()
 
-    def lost(self, link: FetchProtocol, why: str) -> None:
-        self._tail.addBoth(lambda _: self._close_file())  # after a write under way
+    def cut(self, why: str) -> None:
+        """Stop it (cancelled, shutting down): the thread ends at its next read or write."""
+        self.over, self._why = True, self._why or why
+        if self.channel is not None:
+            self.channel.cut(why)
+
+    def _progress(self) -> None:
         if not self.over:
-            self.over = True
-            # cut by us (it sent more than it said, or garbage): failed, not retried
-            self.owner.stopped(self.inc, f"the transfer connection closed ({why})",
-                               bad=bool(link.why))
+            self.owner.progress(self.inc, 0)
 
-    # --- the steps ----------------------------------------------------------------------------
+    def _entry_done(self, i: int, final: str) -> None:
+        self.inc.finals[i] = final
+        self.inc.entry_done[i] = True
 
-    def _next(self) -> None:
-        inc = self.inc
-        for i, done in enumerate(inc.entry_done):
-            if not done:
-                break
+    def _ended(self, ok: bool, why: str, bad: bool) -> None:
+        if self.over:
+            return
+        self.over = True
+        if ok:
+            self.owner.received(self.inc)
         else:
-            self.over = True
-            if self.link is not None:
-                self.link.transport.loseConnection()
-            self.owner.received(inc)
-            return
-        self.entry = i
-        entry = inc.offer.entries[i]
-        self._blob = bytearray()
-        assert self.link is not None
-        self.link.ask({"offer": inc.offer.id, "entry": i, "what": "chunks"},
-                      chunk_count(entry.size) * HASH_BYTES, self._blob.extend,
-                      self._got_hashes, self._refused)
+            self.owner.stopped(self.inc, why, bad)
 
-    def _refused(self, why: str) -> None:
-        self._stop(f"{self.inc.nick} refused: {why}", bad=False)
+    # --- in the thread ------------------------------------------------------------------------
 
-    def _got_hashes(self) -> None:
-        entry = self.inc.offer.entries[self.entry]
+    def run(self) -> None:
+        behind_the_chat()
+        ok, why, bad = False, "", False
         try:
-            self.hashes = check_hash_list(bytes(self._blob), entry)
-        except OfferError as e:
-            self._stop(f"bad hash list for {entry.path}: {e}", bad=True)
-            return
-        self._blob = bytearray()
-        part = self.inc.parts[self.entry]
-        os.makedirs(os.path.dirname(part), exist_ok=True)
-        d = self.in_thread(check_prefix, part, entry.size, self.hashes)
-        d.addCallbacks(self._checked, self._check_failed)
+            self.fetch(self._dial())
+            ok = True
+        except StreamError as e:
+            why, bad = e.why, e.bad
+        except Exception as e:
+            why, bad = "an error (logged)", False
+            log_crash(self.reactor, "receiving a file", e)
+        finally:
+            if self.channel is not None:
+                self.channel.close()
+            self.reactor.callFromThread(self._ended, ok, why, bad)
 
-    def _check_failed(self, failure: Failure) -> None:
-        self._stop(f"can't read {self.inc.parts[self.entry]}: {failure.getErrorMessage()}",
-                   bad=False)
-
-    def _checked(self, prefix: Prefix) -> None:
-        if self.over:
-            return
-        entry = self.inc.offer.entries[self.entry]
-        part = self.inc.parts[self.entry]
-        self.whole, self.pos = prefix.whole, prefix.length
-        self.written, self.buf, self.held, self.ended = prefix.length, [], 0, False
-        self.at = prefix.length  # where buf starts in the file (a chunk's start)
-        self.size = entry.size
-        self.owner.progress(self.inc, 0)  # what is had now (done is read from the files)
+    def _dial(self) -> Channel:
+        assert self.identity is not None
         try:
-            self.file = open(part, "r+b" if os.path.exists(part) else "w+b")
-            self.file.seek(self.pos)
+            sock = socket.create_connection((self.host, self.port), timeout=DIAL_TIMEOUT,
+                                            source_address=self.bind)
         except OSError as e:
-            self._stop(f"can't write {part}: {e.strerror}", bad=False)
-            return
-        if self.pos >= entry.size:
-            self._file_end()
-            return
-        assert self.link is not None
-        self.link.ask({"offer": self.inc.offer.id, "entry": self.entry, "what": "bytes",
-                       "from": self.pos}, entry.size - self.pos, self._data, self._file_end,
-                      self._refused)
+            raise StreamError(f"can't reach {self.inc.nick}: {e.strerror or e}") from None
+        channel = self.channel = Channel(sock, self.identity, server=False)
+        if self.over:  # cut while it dialed
+            channel.cut(self._why)
+        return channel
 
-    def _data(self, data: bytes) -> None:
-        """Bytes came (a TLS record, 16 KiB at most): kept as they are until a whole chunk
-        (or the file's last) is had, then the pieces go to the writer thread, which joins
-        them (a MiB's copy less on the reactor)."""
-        self.pos += len(data)
-        while data:
-            room = CHUNK_BYTES - self.held
-            if len(data) > room:
-                piece, data = data[:room], data[room:]
-            else:
-                piece, data = data, b""
-            self.buf.append(piece)
-            self.held += len(piece)
-            if self.held == CHUNK_BYTES or (not data and self.pos == self.size):
-                pieces, n = self.buf, self.held
-                self.buf, self.held = [], 0
-                self._queue(self.at // CHUNK_BYTES, pieces, n)
-                self.at += n
-        if self.queued > QUEUED_CHUNKS and not self.paused and self.link is not None:
-            self.paused = True  # the writer is behind: TCP slows the sender meanwhile
-            self.link.transport.pauseProducing()
+    def fetch(self, channel: Channel) -> None:
+        """Every file not yet had, over ``channel`` (its handshake done here)."""
+        try:
+            channel.handshake(lambda fp: fp == self.expect_fp)
+        except StreamError as e:
+            raise StreamError(f"the transfer connection closed ({e.why})", e.bad) from None
+        for i in self.todo:
+            self._one(channel, i)
 
-    def _queue(self, index: int, pieces: list[bytes], n: int) -> None:
-        """Write a chunk, add it to the whole file's hash and hash it, in one thread after
-        the chunks before it (the reactor only compares the hash)."""
-        self.queued += 1
-        file, whole = self.file, self.whole
+    def _answer(self, channel: Channel, expect: int) -> None:
+        """The header of an answer: refused, or the length asked."""
+        header = channel.read_line()
+        if "error" in header:
+            raise StreamError(f"{self.inc.nick} refused: {str(header['error'])[:200]}")
+        if header.get("length") != expect:
+            raise StreamError(f"the transfer connection closed (it offered "
+                              f"{header.get('length')!r} bytes, not the {expect} asked)",
+                              bad=True)
 
-        def work() -> bytes:
-            assert file is not None
-            chunk = b"".join(pieces)  # here, not on the reactor
-            file.write(chunk)
-            whole.update(chunk)
-            return hashlib.sha256(chunk).digest()
-
-        def run(_: object) -> Deferred[None] | None:
-            if self.over:
-                self.queued -= 1
-                return None
-            return self.in_thread(work).addCallbacks(
-                self._written, self._write_failed, callbackArgs=(index, n))
-
-        self._tail.addCallback(run)
-
-    def _written(self, digest: bytes, index: int, n: int) -> None:
-        """A chunk is on disk (no other write runs now: the next waits for this one)."""
-        self.queued -= 1
-        if self.over:
-            return
-        if digest != self.hashes[index]:
-            self._bad_chunk(index)
-            return
-        self.written += n
-        self.owner.progress(self.inc, n)
-        if self.paused and self.queued <= 1 and self.link is not None:
-            self.paused = False
-            self.link.transport.resumeProducing()
-        if self.ended and self.queued == 0:
-            self._whole_file()
-
-    def _write_failed(self, failure: Failure) -> None:
-        self.queued -= 1
-        self._stop(f"can't write {self.inc.parts[self.entry]}: {failure.getErrorMessage()}",
-                   bad=False)
-
-    def _bad_chunk(self, index: int) -> None:
-        """A chunk that is not what the offer said: dropped, and the sender cut off."""
-        entry = self.inc.offer.entries[self.entry]
-        if self.file is not None:
-            self.file.truncate(index * CHUNK_BYTES)
-        why = (f"chunk {index + 1} of {entry.path} did not match its hash: the sender's "
-               "copy is damaged or it sent garbage")
-        log.warn("transfer {offer} from {peer}: {why}", offer=self.inc.offer.id,
-                 peer=self.inc.peer_id, why=why)
-        self._stop(why, bad=True)
-
-    def _file_end(self) -> None:
-        """Every byte asked for came; the file is checked once the writer has them all."""
-        self.ended = True
-        if self.queued == 0:
-            self._whole_file()
-
-    def _whole_file(self) -> None:
-        entry = self.inc.offer.entries[self.entry]
-        self._close_file()
-        if self.whole.hexdigest() != entry.sha256:
-            self._stop(f"{entry.path} does not match its SHA-256: not kept", bad=True)
-            return
-        part, final = self.inc.parts[self.entry], self.inc.finals[self.entry]
+    def _one(self, channel: Channel, i: int) -> None:
+        entry = self.offer.entries[i]
+        request = {"offer": self.offer.id, "entry": i}
+        channel.send_line(request | {"what": "chunks"})
+        expect = chunk_count(entry.size) * HASH_BYTES
+        self._answer(channel, expect)
+        blob = memoryview(bytearray(expect))
+        got = 0
+        while got < expect:
+            got += channel.read_into(blob[got:])
+        try:
+            hashes = check_hash_list(bytes(blob), entry)
+        except OfferError as e:
+            raise StreamError(f"bad hash list for {entry.path}: {e}", bad=True) from None
+        part = self.parts[i]
+        try:
+            os.makedirs(os.path.dirname(part), exist_ok=True)
+            prefix = check_prefix(part, entry.size, hashes)
+            fd = os.open(part, os.O_WRONLY | os.O_CREAT, 0o666)
+        except OSError as e:
+            raise StreamError(f"can't write {part}: {e.strerror}") from None
+        self.entry, self.written = i, prefix.length
+        self.reactor.callFromThread(self._progress)  # where it starts from is known
+        try:
+            if prefix.length < entry.size:
+                channel.send_line(request | {"what": "bytes", "from": prefix.length})
+                self._answer(channel, entry.size - prefix.length)
+                self._take(channel, fd, prefix.whole, prefix.length, entry.size, hashes,
+                           entry.path, part)
+        finally:
+            os.close(fd)
+        if prefix.whole.hexdigest() != entry.sha256:
+            raise StreamError(f"{entry.path} does not match its SHA-256: not kept", bad=True)
+        if self.over:  # cancelled meanwhile: its .part is gone
+            raise StreamError(self._why or "cancelled")
+        final = self.finals[i]
         if os.path.exists(final):  # made meanwhile by someone else: never overwritten
             folder, name = os.path.split(final)
             final = os.path.join(folder, unique_name(name, lambda n: os.path.exists(
                 os.path.join(folder, n))))
-            self.inc.finals[self.entry] = final
         try:
             os.replace(part, final)
         except OSError as e:
-            self._stop(f"can't rename {part}: {e.strerror}", bad=False)
-            return
-        self.inc.entry_done[self.entry] = True
-        self._next()
+            raise StreamError(f"can't rename {part}: {e.strerror}") from None
+        self.reactor.callFromThread(self._entry_done, i, final)
 
-    def _close_file(self) -> None:
-        if self.file is not None:
+    def _take(self, channel: Channel, fd: int, whole: Any, pos: int, size: int,
+              hashes: list[bytes], path: str, part: str) -> None:
+        """The file from ``pos`` (a chunk's start) to ``size``: each chunk read whole into a
+        buffer and checked against its hash here, then added to the whole file's hash and
+        written by the writer thread while the next one comes (both cores at work)."""
+        writer = _Writer(self, fd, whole, path, part)
+        try:
+            while pos < size:
+                want = min(CHUNK_BYTES, size - pos)
+                buf = writer.buffer()
+                got = 0
+                while got < want:
+                    got += channel.read_into(buf[got:want])
+                index = pos // CHUNK_BYTES
+                if hashlib.sha256(buf[:want]).digest() != hashes[index]:
+                    writer.finish()
+                    os.ftruncate(fd, pos)  # the chunks before it are kept
+                    raise StreamError(f"chunk {index + 1} of {path} did not match its hash: "
+                                      "the sender's copy is damaged or it sent garbage",
+                                      bad=True)
+                writer.put(buf, pos, want)
+                pos += want
+            if channel.extra():
+                raise StreamError("the transfer connection closed (it sent more than it "
+                                  "offered)", bad=True)
+        finally:
+            writer.finish()  # what was checked is written (a resume starts after it)
+
+
+def _open_direct(path: str) -> int | None:
+    """The ``.part`` file opened for direct writes (O_DIRECT: no copy into the page cache,
+    which was most of the receiver's CPU, and a download does not push the rest out of the
+    cache), or None where the system or the file system has no such thing."""
+    flag = getattr(os, "O_DIRECT", 0)
+    if not flag:
+        return None
+    try:
+        return os.open(path, os.O_WRONLY | flag)
+    except OSError:
+        return None
+
+
+class _Writer:
+    """The second thread of a receive: chunks already checked are added to the whole file's
+    SHA-256 and written, in order, WRITE_BUFFERS buffers of a chunk at most in flight (flat
+    memory: the reading thread waits for a free one)."""
+
+    def __init__(self, job: Receive, fd: int, whole: Any, path: str, part: str) -> None:
+        self.job, self.fd, self.whole, self.path = job, fd, whole, path
+        self.free: queue.Queue[memoryview] = queue.Queue()
+        for _ in range(WRITE_BUFFERS):
+            # page-aligned (an anonymous mapping), as direct writes need
+            self.free.put(memoryview(mmap.mmap(-1, CHUNK_BYTES)))
+        self.work: queue.Queue[tuple[memoryview, int, int] | None] = queue.Queue()
+        self.error: BaseException | None = None
+        self.direct = _open_direct(part)
+        self.thread = threading.Thread(target=self.run, name="p2pchat file write", daemon=True)
+        self.thread.start()
+        self.done = False
+
+    def buffer(self) -> memoryview:
+        """A free buffer (one the writer is done with); its failure, raised here."""
+        while True:
+            if self.error is not None:
+                raise self.error
             try:
-                self.file.close()
-            except OSError:
-                pass
-            self.file = None
+                return self.free.get(timeout=1.0)
+            except queue.Empty:
+                continue
 
-    def _stop(self, why: str, bad: bool) -> None:
-        if self.over:
-            return
-        self.over = True
-        self._tail.addBoth(lambda _: self._close_file())  # after a write under way
-        if self.link is not None:
-            self.link.cut(why)
-        self.owner.stopped(self.inc, why, bad)
+    def put(self, buf: memoryview, pos: int, n: int) -> None:
+        self.work.put((buf, pos, n))
+
+    def finish(self) -> None:
+        """Everything put is written (or the writer failed: raised)."""
+        if not self.done:
+            self.done = True
+            self.work.put(None)
+            self.thread.join()
+            if self.direct is not None:
+                os.close(self.direct)
+                self.direct = None
+        if self.error is not None:
+            raise self.error
+
+    def _direct(self, chunk: memoryview, pos: int) -> int:
+        """A whole chunk written past the page cache where the file system can (bytes
+        written; 0: not done so, the caller writes it as usual)."""
+        if self.direct is None or len(chunk) % DIRECT_ALIGN or pos % DIRECT_ALIGN:
+            return 0
+        try:
+            return os.pwrite(self.direct, chunk, pos)
+        except OSError:  # not for this file system after all: as usual from now on
+            os.close(self.direct)
+            self.direct = None
+            return 0
+
+    def run(self) -> None:
+        behind_the_chat()
+        job = self.job
+        try:
+            while (item := self.work.get()) is not None:
+                buf, pos, n = item
+                chunk = buf[:n]
+                self.whole.update(chunk)
+                done = self._direct(chunk, pos)
+                while done < n:
+                    done += os.pwrite(self.fd, chunk[done:], pos + done)
+                job.written = pos + n
+                now = time.monotonic()
+                if now - job.told >= REPORT_EVERY:
+                    job.told = now
+                    job.reactor.callFromThread(job._progress)
+                self.free.put(buf)
+        except OSError as e:
+            self.error = StreamError(f"can't write {self.path}: {e.strerror}")
+        except Exception as e:  # the reading thread raises it, and it is logged there
+            self.error = e

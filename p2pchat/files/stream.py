@@ -7,137 +7,262 @@ checks the other's certificate against the fingerprint of the chat link the offe
     {"offer": ID, "entry": I, "what": "bytes", "from": K}  -> {"length": N} + the file from K
     (or {"error": WHY}: refused)
 
-The bytes come from ``FileProducer``, a push producer over the open file (flat memory:
-at most a few blocks in flight, paused whenever TLS's buffer is full); the receiving side
-counts them and cuts a sender that sends more than it said.
+Each transfer connection runs in a thread of its own (``Channel``: a blocking socket, TLS by
+pyOpenSSL with the very contexts and checks of the chat links), not on the reactor: the
+encryption, the hashing and the file's reads and writes let go of the GIL on their megabyte
+buffers, so the reactor thread only serves the chat, and a chat line never waits behind a
+transfer.  The reactor only accepts connections (``Acceptor``), answers what the threads ask
+of the transfers' state (``on_reactor``), and takes their progress, a few times a second.
+Memory stays flat: one block per connection and the socket buffers, whatever the size.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import queue
 import socket
+import struct
+import threading
+import time
 from typing import IO, TYPE_CHECKING, Any, Callable, Protocol as TypingProtocol
 
-from twisted.internet.interfaces import IHandshakeListener, IPushProducer
-from twisted.internet.protocol import Factory, Protocol
+from twisted.internet.interfaces import IReadDescriptor
 from twisted.logger import Logger, LogLevel
-from twisted.protocols.basic import LineReceiver
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from p2pchat import ratelog
-from p2pchat.identity import ContextFactory, Identity, certificate_fingerprint
+from p2pchat.identity import Identity, certificate_fingerprint
 
 if TYPE_CHECKING:
-    from twisted.internet.interfaces import IAddress
+    from OpenSSL import SSL
 
 log = Logger()
 
-
-def _log(clock: Any, kind: str, level: LogLevel, fmt: str, /, **kw: Any) -> None:
-    """Per connection, which anyone on the LAN can open at will: rate-limited (ratelog.py)."""
-    ratelog.limiter(clock).emit(log, kind, level, fmt, **kw)
-
-#: A transfer connection that has not finished TLS, or sent nothing while a request is
-#: waiting, for this many seconds is closed.
+#: A transfer connection that has not finished TLS, or sent nothing (or taken nothing) for this
+#: many seconds while the other side is waited for, is closed.
 STREAM_TIMEOUT = 30.0
 #: Transfer connections we take at once (past this a new one is closed at once).
 MAX_STREAMS = 16
-#: Bytes read from the file per write, and writes per reactor turn (then the reactor serves
-#: the chat before the next ones).
-BLOCK_BYTES = 128 * 1024
-BLOCKS_PER_TURN = 4
+#: Bytes read from the file and given to TLS at once (one buffer per connection).
+BLOCK_BYTES = 1 << 20
 #: A request or answer line is at most this long.
 HEADER_BYTES = 4096
-#: Bytes a transfer connection's socket buffers hold, and what one read takes (and the write
-#: buffer holds before the producer is paused): a larger read would hold the reactor longer
-#: (the chat waits behind it).
+#: Bytes a transfer connection's socket buffers hold, and what one TLS read asks for: a TLS
+#: record's most (one read gives one record; pyOpenSSL allocates what is asked each time).
 SOCKET_BUFFER = 4 << 20
-READ_BYTES = 256 * 1024
+READ_BYTES = 16 * 1024
+#: Progress is handed to the reactor at most this often (seconds) per connection.
+REPORT_EVERY = 0.25
+#: A thread waits this long (seconds) for the reactor to answer it (the reactor gone: stop).
+REACTOR_WAIT = 10.0
+#: How much lower a transfer thread's priority is than the chat's (nice; 5: about a third of
+#: a core's share where both want it, all of an idle one).
+TRANSFER_NICE = 5
 
 
-class _Timer(TypingProtocol):
-    def active(self) -> bool: ...
+class StreamError(Exception):
+    """The transfer connection can't go on: ``why`` (said to the user), ``bad``: the other
+    side went wrong (garbage, more than offered, a wrong key), not merely gone."""
 
-    def cancel(self) -> None: ...
+    def __init__(self, why: str, bad: bool = False) -> None:
+        super().__init__(why)
+        self.why = why
+        self.bad = bad
 
-    def reset(self, seconds: float) -> None: ...
+
+def _log(reactor: Any, kind: str, level: LogLevel, fmt: str, /, **kw: Any) -> None:
+    """Per connection, which anyone on the LAN can open at will: rate-limited (ratelog.py);
+    on the reactor (the loggers are the reactor's)."""
+    reactor.callFromThread(ratelog.limiter(reactor).emit, log, kind, level, fmt, **kw)
 
 
-@implementer(IPushProducer)
-class FileProducer:
-    """Writes ``length`` bytes of ``file`` from ``offset`` to ``consumer`` (a transport), a
-    few blocks per reactor turn, paused while the consumer's buffer is full.  ``sent(n)``: n
-    more bytes written; ``done()``: all written (not called if stopped)."""
+def on_reactor(reactor: Any, fn: Callable[..., Any], *args: Any) -> Any:
+    """From a transfer thread: ``fn(*args)`` run on the reactor (the transfers' state is
+    the reactor's), its result here; the reactor gone (shutting down): StreamError."""
+    answers: queue.Queue[tuple[bool, Any]] = queue.Queue(1)
 
-    def __init__(self, file: IO[bytes], offset: int, length: int, consumer: Any, clock: Any,
-                 sent: Callable[[int], None], done: Callable[[], None],
-                 rate: float = 0.0) -> None:
-        self.file = file
-        self.rate = rate  # bytes per second at most (0: as fast as the consumer takes them)
-        self.left = length
-        self.consumer = consumer
-        self.clock = clock
-        self._sent = sent
-        self._done = done
-        self.paused = False
-        self.stopped = False
-        self._call: Any = None
-        self._next_at = 0.0  # with a rate: not before then
-        file.seek(offset)
+    def call() -> None:
+        try:
+            answers.put((True, fn(*args)))
+        except Exception as e:  # said to the thread, which fails the transfer and logs it
+            answers.put((False, e))
 
-    def start(self) -> None:
-        self.consumer.registerProducer(self, True)
-        self._schedule()
+    reactor.callFromThread(call)
+    try:
+        ok, value = answers.get(timeout=REACTOR_WAIT)
+    except queue.Empty:
+        raise StreamError("shutting down") from None
+    if not ok:
+        raise value
+    return value
 
-    def _schedule(self) -> None:
-        if self._call is None and not self.paused and not self.stopped:
-            delay = max(0.0, self._next_at - self.clock.seconds())
-            self._call = self.clock.callLater(delay, self._pump)
 
-    def _pump(self) -> None:
-        self._call = None
-        before = self.left
-        for _ in range(BLOCKS_PER_TURN):
-            if self.paused or self.stopped or self.left <= 0:
-                break
-            block = self.file.read(min(BLOCK_BYTES, self.left))
-            if not block:  # the file shrank: the receiver's count comes up short
-                self.stopProducing()
-                self.consumer.loseConnection()
-                return
-            self.left -= len(block)
-            self.consumer.write(block)
-            self._sent(len(block))
-        if self.stopped:
-            return
-        if self.left <= 0:
-            self._finish()
-            return
-        if self.rate:  # the next blocks wait until these went at the rate
-            self._next_at = self.clock.seconds() + (before - self.left) / self.rate
-        self._schedule()
+def behind_the_chat() -> None:
+    """Called by a transfer thread as it starts: it yields the CPU to the reactor thread
+    (the chat) when both want one (a nice value TRANSFER_NICE higher, for this thread only:
+    Linux's threads each have theirs); elsewhere nothing."""
+    try:
+        tid = threading.get_native_id()
+        os.setpriority(os.PRIO_PROCESS, tid,
+                       min(19, os.getpriority(os.PRIO_PROCESS, tid) + TRANSFER_NICE))
+    except (AttributeError, OSError):
+        pass
 
-    def _finish(self) -> None:
-        self.stopped = True
-        self.file.close()
-        self.consumer.unregisterProducer()
-        self._done()
 
-    def pauseProducing(self) -> None:
-        self.paused = True
+def log_crash(reactor: Any, what: str, error: BaseException) -> None:
+    """A bug in a transfer thread: one log line with its traceback (never on screen), on the
+    reactor; the transfer fails."""
+    failure = Failure(error)
+    reactor.callFromThread(lambda: log.failure("{what} failed", failure, what=what))
 
-    def resumeProducing(self) -> None:
-        self.paused = False
-        self._schedule()
 
-    def stopProducing(self) -> None:
-        if not self.stopped:
-            self.stopped = True
-            self.file.close()
-        if self._call is not None and self._call.active():
-            self._call.cancel()
-        self._call = None
+def _tls() -> Any:
+    """pyOpenSSL's SSL module, imported at the first transfer connection, not at start (an
+    idle peer holds no TLS library: latetls.py)."""
+    from OpenSSL import SSL
+
+    return SSL
+
+
+class Channel:
+    """One transfer connection, used from its own thread only (but ``cut``): blocking
+    reads and writes with STREAM_TIMEOUT on each, TLS by pyOpenSSL."""
+
+    def __init__(self, sock: socket.socket, identity: Identity, server: bool) -> None:
+        self.sock = sock
+        self.identity = identity
+        self.server = server
+        self.fp = ""
+        self.conn: SSL.Connection | None = None
+        self._in = bytearray()  # read, not yet taken (after a line, the answer's first bytes)
+        self._why = ""  # set by cut
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def handshake(self, expected: Callable[[str], bool]) -> str:
+        """Mutual TLS, then the peer's certificate checked (``expected(fp)``); its fp."""
+        sock = self.sock
+        sock.setblocking(True)
+        seconds = int(STREAM_TIMEOUT)
+        timeval = struct.pack("ll", seconds, int((STREAM_TIMEOUT - seconds) * 1e6))
+        for option, value in ((socket.SO_RCVTIMEO, timeval), (socket.SO_SNDTIMEO, timeval),
+                              (socket.SO_SNDBUF, SOCKET_BUFFER),
+                              (socket.SO_RCVBUF, SOCKET_BUFFER)):
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, option,
+                                value if isinstance(value, bytes) else int(value))
+            except OSError:
+                pass
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except OSError:
+            pass
+        SSL = _tls()
+        conn = SSL.Connection(self.identity.tls_context(self.server), sock)
+        if self.server:
+            conn.set_accept_state()
+        else:
+            conn.set_connect_state()
+        self.conn = conn
+        self._io(conn.do_handshake)
+        fp = certificate_fingerprint(conn.get_peer_certificate()) or ""
+        if not fp or not expected(fp):
+            raise StreamError(f"a certificate we don't expect ({fp[:16] or 'none'})", bad=True)
+        self.fp = fp
+        return fp
+
+    def _io(self, fn: Callable[..., Any], *args: Any) -> Any:
+        if self._why:
+            raise StreamError(self._why)
+        SSL = _tls()
+        try:
+            return fn(*args)
+        except (SSL.WantReadError, SSL.WantWriteError):
+            raise StreamError(self._why or f"silent for {STREAM_TIMEOUT:.0f} s") from None
+        except SSL.ZeroReturnError:
+            raise StreamError(self._why or "closed") from None
+        except SSL.SysCallError as e:
+            raise StreamError(self._why or _said(e)) from None
+        except (SSL.Error, OSError) as e:
+            raise StreamError(self._why or f"TLS: {_said(e)}") from None
+
+    def send_line(self, obj: dict[str, Any]) -> None:
+        self.sendall(json.dumps(obj).encode("utf-8") + b"\n")
+
+    def sendall(self, data: bytes | memoryview) -> None:
+        assert self.conn is not None
+        self._io(self.conn.sendall, data)
+
+    def read_line(self) -> dict[str, Any]:
+        """The next line, a JSON object (else StreamError, bad)."""
+        assert self.conn is not None
+        while b"\n" not in self._in:
+            if len(self._in) > HEADER_BYTES:
+                raise StreamError(f"a line over {HEADER_BYTES} bytes", bad=True)
+            self._in += self._io(self.conn.recv, HEADER_BYTES)
+        end = self._in.index(b"\n")
+        line, self._in = bytes(self._in[:end]), self._in[end + 1:]
+        if len(line) > HEADER_BYTES:
+            raise StreamError(f"a line over {HEADER_BYTES} bytes", bad=True)
+        try:
+            obj = json.loads(line)
+        except ValueError:
+            obj = None
+        if not isinstance(obj, dict):
+            raise StreamError("something that is not a JSON line", bad=True)
+        return obj
+
+    def read_into(self, view: memoryview) -> int:
+        """Bytes of an answer into ``view`` (what is there, one TLS record or so): how many."""
+        if self._in:
+            n = min(len(view), len(self._in))
+            view[:n] = self._in[:n]
+            del self._in[:n]
+            return n
+        assert self.conn is not None
+        n = int(self._io(self.conn.recv_into, view, min(len(view), READ_BYTES)))
+        if n <= 0:
+            raise StreamError(self._why or "closed")
+        return n
+
+    def extra(self) -> bool:
+        """Bytes came past an answer's end that nobody asked for."""
+        return bool(self._in) or (self.conn is not None and self.conn.pending() > 0)
+
+    def cut(self, why: str) -> None:
+        """Close it (from any thread): the thread's read or write under way ends, and it
+        says ``why``."""
+        self._why = self._why or why
+        with self._lock:
+            if not self._closed:
+                try:
+                    self.sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def close(self) -> None:
+        """By its own thread, at its end."""
+        with self._lock:
+            if not self._closed:
+                self._closed = True
+                self.sock.close()
+
+
+def _said(e: BaseException) -> str:
+    args = getattr(e, "args", ())
+    if args and isinstance(args[-1], str):
+        return args[-1]
+    return str(e) or type(e).__name__
+
+
+def address_of(sock: socket.socket) -> str:
+    try:
+        host, port = sock.getpeername()[:2]
+    except OSError:
+        return "?"
+    return f"{host}:{port}"
 
 
 class Serving(TypingProtocol):
@@ -163,297 +288,153 @@ class Serving(TypingProtocol):
         ...
 
 
-def _json_object(line: bytes) -> dict[str, Any] | None:
-    """A request or answer line: a JSON object, or None."""
-    try:
-        obj = json.loads(line)
-    except ValueError:
-        return None
-    return obj if isinstance(obj, dict) else None
+class Served:
+    """The offerer's side of one transfer connection, in its own thread."""
 
-
-def _bigger_buffers(transport: Any) -> None:
-    """More bytes per wake-up on a transfer connection: a larger write buffer before the
-    producer is paused, larger socket buffers (fewer turns of each reactor per megabyte)."""
-    transport.bufferSize = READ_BYTES  # also what one read takes (tcp.Connection.doRead)
-    handle: Any = getattr(transport, "getHandle", lambda: None)()
-    for option in (socket.SO_SNDBUF, socket.SO_RCVBUF):
-        try:
-            handle.setsockopt(socket.SOL_SOCKET, option, SOCKET_BUFFER)
-        except (AttributeError, OSError):
-            pass
-
-
-class _TLSLink(LineReceiver):
-    """TLS from the first byte, the peer's certificate checked against ``expected(fp)``, and
-    a timeout while waiting."""
-
-    delimiter = b"\n"
-    MAX_LENGTH = HEADER_BYTES
-    transport: Any
-    server = False
-
-    def __init__(self, identity: Identity, clock: Any) -> None:
-        self.identity = identity
-        self.clock = clock
-        self.fp = ""
-        self.proven = False
-        self._timer: _Timer | None = None
-        self.heard = 0.0  # when the last bytes of an answer came
-
-    def expected(self, fp: str) -> bool:
-        raise NotImplementedError
-
-    def proven_now(self) -> None:
-        raise NotImplementedError
-
-    def connectionMade(self) -> None:
-        if hasattr(self.transport, "setTcpNoDelay"):
-            self.transport.setTcpNoDelay(1)
-        _bigger_buffers(self.transport)
-        self.transport.startTLS(ContextFactory(self.identity, server=self.server))
-        self._timer = self.clock.callLater(STREAM_TIMEOUT, self._too_slow)
-
-    def handshakeCompleted(self) -> None:
-        fp = certificate_fingerprint(self.transport.getPeerCertificate()) or ""
-        if not fp or not self.expected(fp):
-            _log(self.clock, "transfer key", LogLevel.warn,
-                 "transfer connection from {address}: a certificate we don't expect "
-                 "({fp:.16}): closed", address=self.address(), fp=fp or "none")
-            self.transport.abortConnection()
-            return
-        self.fp, self.proven = fp, True
-        self.proven_now()
-
-    def address(self) -> str:
-        peer = self.transport.getPeer() if self.transport is not None else None
-        return f"{getattr(peer, 'host', '?')}:{getattr(peer, 'port', '?')}"
-
-    def waiting(self, on: bool) -> None:
-        """The timeout runs while we wait for the other side (``on``), not while we send."""
-        if self._timer is not None and self._timer.active():
-            self._timer.cancel()
-        self._timer = self.clock.callLater(STREAM_TIMEOUT, self._too_slow) if on else None
-
-    def _too_slow(self) -> None:
-        self._timer = None
-        quiet = self.clock.seconds() - self.heard
-        if quiet < STREAM_TIMEOUT:  # bytes came meanwhile
-            self._timer = self.clock.callLater(STREAM_TIMEOUT - quiet, self._too_slow)
-            return
-        _log(self.clock, "transfer silent", LogLevel.info,
-             "transfer connection {address} silent for {t:.0f} s: closed",
-             address=self.address(), t=STREAM_TIMEOUT)
-        self.transport.abortConnection()
-
-    def lineLengthExceeded(self, line: bytes) -> None:
-        _log(self.clock, "transfer line", LogLevel.warn,
-             "transfer connection {address}: a line over {n} bytes: closed",
-             address=self.address(), n=HEADER_BYTES)
-        self.transport.abortConnection()
-
-    def connectionLost(self, reason: Failure | None = None) -> None:
-        if self._timer is not None and self._timer.active():
-            self._timer.cancel()
-        self._timer = None
-
-
-@implementer(IHandshakeListener)
-class ServeProtocol(_TLSLink):
-    """The offerer's side of one transfer connection."""
-
-    server = True
-
-    def __init__(self, files: Serving, clock: Any, registry: set[ServeProtocol]) -> None:
-        assert files.identity is not None
-        super().__init__(files.identity, clock)
+    def __init__(self, files: Serving, reactor: Any, channel: Channel, address: str,
+                 registry: set[Served]) -> None:
         self.files = files
+        self.reactor = reactor
+        self.channel = channel
+        self.address = address
         self.registry = registry
-        self.producer: FileProducer | None = None
+        self.fp = ""
         self.offer_id = ""  # what it sends now
+        self.sending = False
+        self._stop = threading.Event()
 
-    def expected(self, fp: str) -> bool:
-        return self.files.fp_known(fp)
-
-    def proven_now(self) -> None:
-        self.waiting(True)
-
-    def connectionMade(self) -> None:
+    def start(self) -> None:
         self.registry.add(self)
-        super().connectionMade()
+        threading.Thread(target=self.run, name="p2pchat file out", daemon=True).start()
 
-    def lineReceived(self, line: bytes) -> None:
-        if not self.proven or self.producer is not None:
-            self.transport.abortConnection()  # nothing is asked before TLS, nor while sending
-            return
-        request = _json_object(line)
-        if request is None:
-            _log(self.clock, "transfer request", LogLevel.warn,
-                 "transfer connection {address}: a request that is not JSON: closed",
-                 address=self.address())
-            self.transport.abortConnection()
-            return
-        answer = self.files.serve(self.fp, request)
+    def cut(self, why: str) -> None:
+        self._stop.set()
+        self.channel.cut(why)
+
+    def run(self) -> None:
+        """The thread: handshake, then each request answered, until the receiver closes."""
+        behind_the_chat()
+        why, bad = "closed", False
+        try:
+            self.fp = self.channel.handshake(
+                lambda fp: bool(on_reactor(self.reactor, self.files.fp_known, fp)))
+            while True:
+                self._answer(self.channel.read_line())
+        except StreamError as e:
+            why, bad = e.why, e.bad
+        except Exception as e:
+            why, bad = "an error (logged)", True
+            log_crash(self.reactor, "sending a file", e)
+        finally:
+            self.channel.close()
+            self.reactor.callFromThread(self._ended, why, bad)
+
+    def _answer(self, request: dict[str, Any]) -> None:
+        answer = on_reactor(self.reactor, self.files.serve, self.fp, request)
         if isinstance(answer, str):
-            self._header({"error": answer})
+            self.channel.send_line({"error": answer})
             return
         what, span = answer
         if span is None:
             assert isinstance(what, bytes)
-            self._header({"length": len(what)})
-            self.transport.write(what)
+            self.channel.send_line({"length": len(what)})
+            self.channel.sendall(what)
             return
         assert not isinstance(what, bytes)
-        offset, length = span
-        self._header({"length": length})
-        self.waiting(False)
-        offer_id, entry = str(request.get("offer")), int(request.get("entry", 0))
-        self.offer_id = offer_id
-        position = [offset]
+        self.offer_id, entry = str(request.get("offer")), int(request.get("entry", 0))
+        self.sending = True
+        with what:
+            self._send(what, entry, *span)
+        self.sending = False
 
-        def sent(n: int) -> None:
-            position[0] += n
-            self.files.sent(self.fp, offer_id, entry, position[0])
+    def _send(self, file: IO[bytes], entry: int, offset: int, length: int) -> None:
+        """The file from ``offset``, a block at a time, at --file-rate at most."""
+        self.channel.send_line({"length": length})
+        buf = memoryview(bytearray(BLOCK_BYTES))
+        fd, pos, end = file.fileno(), offset, offset + length
+        rate, began, told = self.files.rate, time.monotonic(), time.monotonic()
+        while pos < end:
+            n = os.preadv(fd, [buf[:min(BLOCK_BYTES, end - pos)]], pos)
+            if n <= 0:  # the file shrank: the receiver's count comes up short
+                raise StreamError("the file shrank while it was sent")
+            self.channel.sendall(buf[:n])
+            pos += n
+            now = time.monotonic()
+            if now - told >= REPORT_EVERY or pos >= end:
+                told = now
+                self.reactor.callFromThread(self.files.sent, self.fp, self.offer_id, entry, pos)
+            if rate:  # the next block waits until these went at the rate
+                wait = began + (pos - offset) / rate - now
+                if wait > 0 and self._stop.wait(wait):
+                    raise StreamError("cancelled")
 
-        self.producer = FileProducer(what, offset, length, self.transport, self.clock, sent,
-                                     self._sent_all, self.files.rate)
-        self.producer.start()
-
-    def _header(self, obj: dict[str, Any]) -> None:
-        self.transport.write(json.dumps(obj).encode("utf-8") + b"\n")
-
-    def _sent_all(self) -> None:
-        self.producer = None
-        self.waiting(True)
-
-    def connectionLost(self, reason: Failure | None = None) -> None:
-        super().connectionLost(reason)
+    def _ended(self, why: str, bad: bool) -> None:
+        """On the reactor, once the thread is done."""
         self.registry.discard(self)
-        if self.producer is not None:
-            self.producer.stopProducing()
-            self.producer = None
+        if not self.fp:
+            _log(self.reactor, "transfer key", LogLevel.warn if bad else LogLevel.info,
+                 "transfer connection from {address}: {why}: closed", address=self.address,
+                 why=why)
+        elif bad:
+            _log(self.reactor, "transfer request", LogLevel.warn,
+                 "transfer connection {address}: {why}: closed", address=self.address, why=why)
+        if self.sending:
+            self.sending = False
             self.files.unserved(self.fp, self.offer_id)
 
 
-class ServeFactory(Factory):
-    noisy = False
+@implementer(IReadDescriptor)
+class Acceptor:
+    """The file port's listening socket, read by the reactor: each connection taken goes to
+    a thread of its own (``Served``), MAX_STREAMS at most."""
 
-    def __init__(self, files: Serving, clock: Any) -> None:
+    def __init__(self, files: Serving, reactor: Any, interface: str,
+                 registry: set[Served]) -> None:
         self.files = files
-        self.clock = clock
-        self.open: set[ServeProtocol] = set()
+        self.reactor = reactor
+        self.open = registry  # the connections running
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind((interface, 0))
+        self.sock.listen(MAX_STREAMS)
+        self.sock.setblocking(False)
+        self.port: int = self.sock.getsockname()[1]
 
-    def buildProtocol(self, addr: IAddress | None) -> Protocol | None:
-        if len(self.open) >= MAX_STREAMS or self.files.identity is None:
-            _log(self.clock, "transfers full", LogLevel.warn,
-                 "{n} transfer connections open: {address} refused", n=len(self.open),
-                 address=f"{getattr(addr, 'host', '?')}")
-            return None
-        return ServeProtocol(self.files, self.clock, self.open)
+    def start(self) -> None:
+        self.reactor.addReader(self)
 
+    def stop(self) -> None:
+        """The port closed and every transfer connection cut."""
+        self.reactor.removeReader(self)
+        self.sock.close()
+        for served in list(self.open):
+            served.cut("shutting down")
 
-class Fetching(TypingProtocol):
-    """The receiving side's job over one connection (receive.Receive)."""
+    def fileno(self) -> int:
+        return self.sock.fileno()
 
-    def proven(self, link: FetchProtocol) -> None: ...
+    def doRead(self) -> None:
+        for _ in range(MAX_STREAMS):
+            try:
+                sock, addr = self.sock.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as e:  # out of descriptors, say: the next turn tries again
+                _log(self.reactor, "file port", LogLevel.warn, "file port: {why}", why=str(e))
+                return
+            address = f"{addr[0]}:{addr[1]}"
+            identity = self.files.identity
+            if len(self.open) >= MAX_STREAMS or identity is None:
+                _log(self.reactor, "transfers full", LogLevel.warn,
+                     "{n} transfer connections open: {address} refused", n=len(self.open),
+                     address=addr[0])
+                sock.close()
+                continue
+            Served(self.files, self.reactor, Channel(sock, identity, server=True), address,
+                   self.open).start()
 
-    def lost(self, link: FetchProtocol, why: str) -> None: ...
+    def connectionLost(self, reason: Failure) -> None:
+        self.sock.close()
 
-
-@implementer(IHandshakeListener)
-class FetchProtocol(_TLSLink):
-    """The receiver's side: asks, then reads exactly the length announced, handing the bytes
-    to ``sink``; more than that is a sender gone wrong and is cut off."""
-
-    def __init__(self, identity: Identity, clock: Any, expect_fp: str, job: Fetching) -> None:
-        super().__init__(identity, clock)
-        self.expect_fp = expect_fp
-        self.job = job
-        self.left = -1  # bytes still to come of the answer (-1: waiting for its header)
-        self.expect = 0
-        self._sink: Callable[[bytes], None] | None = None
-        self._end: Callable[[], None] | None = None
-        self._refused: Callable[[str], None] | None = None
-        self.why = ""
-
-    def expected(self, fp: str) -> bool:
-        return fp == self.expect_fp
-
-    def proven_now(self) -> None:
-        self.waiting(False)
-        self.job.proven(self)
-
-    def ask(self, request: dict[str, Any], expect: int, sink: Callable[[bytes], None],
-            end: Callable[[], None], refused: Callable[[str], None]) -> None:
-        """Send one request; ``expect``: the length the answer must have."""
-        self.expect, self.left = expect, -1
-        self._sink, self._end, self._refused = sink, end, refused
-        self.transport.write(json.dumps(request).encode("utf-8") + b"\n")
-        self.waiting(True)
-
-    def cut(self, why: str) -> None:
-        """Close at once (the sender went wrong): ``why`` is what the job is told."""
-        self.why = why
-        self.transport.abortConnection()
-
-    def lineReceived(self, line: bytes) -> None:
-        if self.left != -1 or self._sink is None:
-            self.cut("it sent something not asked for")
-            return
-        header = _json_object(line)
-        if header is None:
-            self.cut("it answered with something that is not JSON")
-            return
-        if "error" in header:
-            refused, self._sink = self._refused, None
-            self.waiting(False)
-            assert refused is not None
-            refused(str(header["error"])[:200])
-            return
-        if header.get("length") != self.expect:
-            self.cut(f"it offered {header.get('length')!r} bytes, not the {self.expect} asked")
-            return
-        self.left = self.expect
-        if self.left == 0:
-            self._answered()
-            return
-        self.setRawMode()
-
-    def dataReceived(self, data: bytes) -> None:
-        if not self.line_mode and not self._buffer and not self._busyReceiving:
-            self.rawDataReceived(data)  # the bytes of an answer: straight to the job
-        else:
-            super().dataReceived(data)
-
-    def rawDataReceived(self, data: bytes) -> None:
-        if self.left <= 0 or len(data) > self.left:
-            self.cut("it sent more than it offered")
-            return
-        self.left -= len(data)
-        self.heard = self.clock.seconds()  # the timer, when it rings, counts from here
-        assert self._sink is not None
-        self._sink(data)
-        if self.left == 0 and not self.why:
-            self.setLineMode()
-            self._answered()
-
-    def _answered(self) -> None:
-        end, self._sink, self.left = self._end, None, -1
-        self.waiting(False)
-        if end is not None:
-            end()
-
-    def connectionLost(self, reason: Failure | None = None) -> None:
-        super().connectionLost(reason)
-        why = self.why or (reason.getErrorMessage() if reason is not None else "closed")
-        self.job.lost(self, why)
-
-
-class FetchFactory(Factory):
-    noisy = False
-
-    def __init__(self, make: Callable[[], FetchProtocol]) -> None:
-        self._make = make
-
-    def buildProtocol(self, addr: IAddress | None) -> Protocol:
-        return self._make()
+    def logPrefix(self) -> str:
+        return "file port"

@@ -21,7 +21,6 @@ from typing import TYPE_CHECKING, Any, Callable
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.threads import deferToThread
 from twisted.logger import Logger, LogLevel
-from twisted.python.failure import Failure
 
 from p2pchat import events
 from p2pchat.clocks import log_limited
@@ -53,7 +52,7 @@ from p2pchat.files.offers import (
     unique_name,
 )
 from p2pchat.files.receive import Receive
-from p2pchat.files.stream import FetchFactory, FetchProtocol, ServeFactory
+from p2pchat.files.stream import Served
 from p2pchat.files.ours import PROGRESS_EVERY, OurOffers, _host, speaks_files
 from p2pchat.interfaces import Done, Outcome, Refused, TransferView
 from p2pchat.wire import printable
@@ -85,8 +84,8 @@ class Transfers(OurOffers):
         self.outgoing: list[Outgoing] = []
         self.next_number = 1
         self.in_thread: Callable[..., Deferred[Any]] = deferToThread
-        self.serving = ServeFactory(self, node.clock)
-        self.fetching: set[FetchProtocol] = set()
+        #: our transfer connections that send (stream.Served), each in its thread
+        self.serving: set[Served] = set()
         #: peers told "offers refused" (the bounds) since their last offer taken
         self.told_full: set[str] = set()
         #: saves: in a thread once the service runs (port.py), one after the other
@@ -304,27 +303,10 @@ class Transfers(OurOffers):
             self.stopped(inc, "the peer can't be reached for files yet (not a direct link)",
                          bad=False, retry=False)
             return
-        job = inc.job = Receive(inc, self, self.in_thread)
         inc.state, inc.mark, inc.started = "receiving", (self.node.clock.seconds(), 0), False
-
-        identity = self.identity
-
-        def make() -> FetchProtocol:
-            proto = FetchProtocol(identity, self.reactor, inc.fp, job)
-            self.fetching.add(proto)
-            return proto
-
         bind = (self.interface, 0) if self.interface else None
-        from twisted.internet.endpoints import TCP4ClientEndpoint  # its import loads TLS
-
-        endpoint = TCP4ClientEndpoint(self.reactor, inc.host, inc.offer.port, timeout=10,
-                                      bindAddress=bind)
-
-        def unreachable(f: Failure) -> None:
-            if inc.job is job:
-                self.stopped(inc, f"can't reach {inc.nick}: {f.getErrorMessage()}", False)
-
-        endpoint.connect(FetchFactory(make)).addErrback(unreachable)
+        job = inc.job = Receive(inc, self, self.reactor, self.identity, bind)
+        job.start()
 
     def progress(self, inc: Incoming, n: int) -> None:
         now = self.node.clock.seconds()
@@ -340,7 +322,6 @@ class Transfers(OurOffers):
 
     def received(self, inc: Incoming) -> None:
         inc.job, inc.state, inc.why = None, "done", ""
-        self._forget_fetch()
         link = self.node.links.get(inc.peer_id)
         if link is not None:
             self._line(link, "done", inc.offer)
@@ -349,7 +330,6 @@ class Transfers(OurOffers):
 
     def stopped(self, inc: Incoming, why: str, bad: bool, retry: bool = True) -> None:
         inc.job = None
-        self._forget_fetch()
         if inc.state not in ("receiving", "accepted"):
             return  # cancelled or rejected meanwhile
         inc.why = why
@@ -371,16 +351,11 @@ class Transfers(OurOffers):
         if inc.state == "paused" and inc.job is None and inc.peer_id in self.node.links:
             self._fetch(inc)
 
-    def _forget_fetch(self) -> None:
-        self.fetching = {p for p in self.fetching if p.connected}
-
     def _close_in(self, inc: Incoming, state: str, why: str, tell: str | None) -> None:
         job, inc.job = inc.job, None
         inc.state, inc.why = state, why
         if job is not None:
-            job.over = True
-            if job.link is not None:
-                job.link.cut(why)
+            job.cut(why)
         for part in inc.parts:
             try:
                 os.unlink(part)
@@ -398,11 +373,10 @@ class Transfers(OurOffers):
         """At shutdown: the state saved, every transfer connection closed."""
         for inc in self.incoming:
             if inc.job is not None:
-                inc.job.over = True
+                inc.job.cut("shutting down")
         self.save(now=True)
-        for proto in list(self.serving.open) + list(self.fetching):
-            if proto.transport is not None:
-                proto.transport.abortConnection()
+        for served in list(self.serving):
+            served.cut("shutting down")
 
     def _number(self) -> int:
         self.next_number += 1

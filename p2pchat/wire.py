@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import re
 import secrets
+import time
 import unicodedata
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -152,15 +153,25 @@ def format_time(when: float) -> str:
 #: Random bytes for message ids, drawn from the system's source in blocks (one system call
 #: per 512 ids instead of one per line).
 _id_pool: list[str] = []
+#: A message id of ours starts with the time, in ID_TIME_STEPS steps a second (5 hex digits:
+#: it wraps every 18 hours); the other 11 digits (44 bits) are random.
+ID_TIME_STEPS = 16
+_ID_RANDOM_HEX = 11
 
 
 def new_message_id() -> str:
-    """16 lowercase hex digits, like the reference (unpredictable: a peer that could guess
-    our next id could send a line with it first, and ours would be dropped as a duplicate)."""
+    """16 lowercase hex digits, like the reference.  Unpredictable (44 random bits: a peer
+    that could guess our next id could send a line with it first, and ours would be dropped
+    as a duplicate), and ordered by time (the first 5 digits): every peer keeps its history
+    keyed by message id, and a B-tree over random keys has each line written to its own page
+    of the index (a commit of a burst rewrites hundreds of them: most of what saving a line
+    cost on a peer with a long history), while ids said about the same time sort together.
+    Two of our ids collide only if said in the same 1/16 s and then with odds of one in
+    2**44 per pair."""
     if not _id_pool:
         block = secrets.token_hex(8 * 512)
-        _id_pool.extend(block[i:i + 16] for i in range(0, len(block), 16))
-    return _id_pool.pop()
+        _id_pool.extend(block[i:i + _ID_RANDOM_HEX] for i in range(0, len(block), 16))
+    return f"{int(time.time() * ID_TIME_STEPS) & 0xFFFFF:05x}{_id_pool.pop()}"
 
 
 def new_peer_id(nick: str) -> str:

@@ -152,16 +152,17 @@ class SearchIndex:
 
     def add_new(self, after: int) -> None:
         """The commit under way (in its transaction) saved lines above rowid ``after``: they
-        are indexed a moment later (INDEX_DELAY, ``catch_up_step``), not in the commit.  The
-        first commit that leaves lines waiting writes how far the index goes (LIVE_KEY), in
-        its transaction, so a deleted line not indexed yet is not told to the index and a
-        restart indexes what was left."""
+        are indexed a moment later (INDEX_DELAY, ``catch_up_step``), not in the commit.  Each
+        such commit writes how far the index goes (LIVE_KEY), in its transaction, so a deleted
+        line not indexed yet is not told to the index and a restart indexes what was left
+        (each commit, not only the first: a first one that failed, a full disk, wrote
+        nothing)."""
         if not self.fts:
             return
         if self.live_upto is None:
             self.live_upto = after
-            self._db.execute("insert or replace into settings values (?, ?)",
-                             (LIVE_KEY, str(after)))
+        self._db.execute("insert or replace into settings values (?, ?)",
+                         (LIVE_KEY, str(self.live_upto)))
         self._schedule(INDEX_DELAY)
 
     def _schedule(self, delay: float) -> None:

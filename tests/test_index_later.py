@@ -116,3 +116,16 @@ class IndexedLater(TestCase):
         self.said(2, word="gnu", start=7)
         self.clock.advance(index_module.INDEX_DELAY)
         self.assertEqual(indexed(self.store, "gnu"), 2)
+
+    def test_a_commit_that_failed_leaves_the_next_one_to_say_what_waits(self) -> None:
+        """The first commit that left lines waiting failed (rolled back: a full disk): the
+        next one still writes how far the index goes, else a line deleted before it is
+        indexed would be told to the index, which then calls itself malformed."""
+        db = self.store._db
+        db.execute("begin")
+        self.store.index.add_new(0)
+        db.execute("rollback")
+        self.said(2)
+        row = db.execute("select value from settings where key = ?",
+                         (index_module.LIVE_KEY,)).fetchone()
+        self.assertEqual(row, ("0",))

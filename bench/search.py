@@ -54,6 +54,7 @@ def fill(path: str, count: int, seed: int = 1) -> float:
         before = db.execute("select max(rowid) from lines").fetchone()[0] or 0
         db.executemany("insert into lines values (?,?,?,?,?,?,?,?,?,?,?)", rows)
         store.index.add_new(before)  # as Store's commit does
+    store.index.catch_up()  # and indexed, as a peer does a moment after its commit
     store.close()
     return time.perf_counter() - began
 

@@ -92,6 +92,7 @@ def fill(path: str, count: int, now: float, seed: int = 1) -> float:
             before = db.execute("select coalesce(max(rowid), 0) from lines").fetchone()[0]
             db.executemany("insert into lines values (?,?,?,?,?,?,?,?,?,?,?)", rows)
             store.index.add_new(before)  # the /search index, fed as a commit feeds it
+        store.index.catch_up()  # and indexed, as a peer does a moment after its commit
     db.execute("insert or replace into settings values ('packed_upto', ?)",
                (str(db.execute("select max(rowid) from lines").fetchone()[0] or 0),))
     db.execute("pragma wal_checkpoint(truncate)")

@@ -4,7 +4,9 @@ reactor.
 A file made before the index existed is indexed once, in steps of INDEX_STEP lines (and at
 most INDEX_STEP_SECONDS) run one per reactor turn (``step``, called by a LoopingCall the
 service starts), so no step holds the reactor for long; how far it got is kept in the
-``settings`` table, so a restart goes on where it stopped.  Searches run in a thread of the
+``settings`` table, so a restart goes on where it stopped.  Lines saved while running are
+indexed the same way, a moment after their commit (INDEX_DELAY), not in it: a burst of
+received lines pays nothing for the index while it comes.  Searches run in a thread of the
 reactor's pool, each thread with a read-only SQLite connection of its own (the file is in
 WAL mode, so reading there while the reactor writes is safe).
 """
@@ -14,9 +16,9 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
-from typing import Callable
+from typing import Any, Callable
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, fail
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.internet.threads import deferToThread
@@ -37,6 +39,15 @@ log = Logger()
 
 #: ``settings`` key: "done", or "UPTO TARGET" (rowids) while an upgrade indexes the file.
 INDEX_KEY = "search_index"
+#: ``settings`` key: while lines saved since the file was opened wait to be indexed, the rowid
+#: up to which they are (written in the commit that leaves the first of them unindexed, so
+#: the delete trigger and a restart know; absent once they are all indexed).
+LIVE_KEY = "search_index_live"
+#: Lines saved while running go into the index this long (seconds) after the commit that
+#: saved the first of them, INDEX_STEP at a time, one step per reactor turn: off the path a
+#: received line takes (in a burst, after it), and in bigger steps than a commit's.  A
+#: /search indexes what still waits first, so it finds every line.
+INDEX_DELAY = 1.0
 #: A line's text as SQL (``L`` the row), its first SEARCH_INDEX_CHARS: its text, or for a
 #: line kept as its signed bytes only, the action or content in them (a malformed line:
 #: nothing, never an error).  Deterministic, so a line's entry is deleted with the very
@@ -45,20 +56,22 @@ SHOWN_TEXT = ("substr(case when L.text != '' then L.text when L.raw is not null 
               "json_valid(cast(L.raw as text)) then coalesce(nullif(json_extract("
               "cast(L.raw as text), '$.metadata.action'), ''), json_extract(cast(L.raw as text),"
               f" '$.content'), '') else '' end, 1, {SEARCH_INDEX_CHARS})")
-#: A deleted line leaves the index by a trigger.  New lines go in at each commit, all at once
-#: (``add_new``): a trigger per inserted row cost four times as much (about 22 us a line here,
-#: most of what receiving a line cost; bench.hotpath).
-#: A line deleted is taken out of the index, unless an upgrade has not indexed it yet (its
-#: rowid between the upgrade's "upto" and "target"): a contentless index told to delete what
-#: it never held calls itself malformed, and every later prune would fail.
+#: A deleted line leaves the index by a trigger.  New lines go in a moment after their commit,
+#: many at once (``add_new``, ``catch_up_step``): a trigger per inserted row cost four times as
+#: much (about 22 us a line here, most of what receiving a line cost; bench.hotpath), and
+#: even one ``insert ... select`` per commit 2 us of each received line.
+#: A line deleted is taken out of the index, unless it was not indexed yet (its rowid between
+#: an upgrade's "upto" and "target", or above LIVE_KEY's): a contentless index told to delete
+#: what it never held calls itself malformed, and every later prune would fail.
 _NOT_YET_INDEXED = (
     f"exists (select 1 from settings where key = '{INDEX_KEY}' and value != 'done' and "
     "old.rowid > cast(value as integer) and "
-    "old.rowid <= cast(substr(value, instr(value, ' ') + 1) as integer))")
+    "old.rowid <= cast(substr(value, instr(value, ' ') + 1) as integer)) or exists ("
+    f"select 1 from settings where key = '{LIVE_KEY}' and old.rowid > cast(value as integer))")
 _TRIGGERS = (
     "drop trigger if exists lines_fts_gone",  # an older build's, without the when clause
-    "create trigger lines_fts_gone after delete on lines when not "
-    + _NOT_YET_INDEXED + " begin "
+    "create trigger lines_fts_gone after delete on lines when not ("
+    + _NOT_YET_INDEXED + ") begin "
     "insert into lines_fts(lines_fts, rowid, text) values ('delete', old.rowid, "
     + SHOWN_TEXT.replace("L.", "old.") + "); end",
 )
@@ -91,6 +104,12 @@ class SearchIndex:
         self.steps = 0
         #: what runs ``step`` once per reactor turn (``index_in_steps``), stopped at close
         self.loop: LoopingCall | None = None
+        #: lines saved since the file was opened are indexed up to this rowid; None: all are
+        self.live_upto: int | None = None
+        #: the reactor (given by ``index_in_steps``): without it, lines waiting are indexed
+        #: only when a search asks (tests, bench.hotpath)
+        self.clock: IReactorTime | None = None
+        self._live_call: Any = None
         if self.fts:
             self._open()
         else:
@@ -98,7 +117,7 @@ class SearchIndex:
             # once it is opened where FTS5 is.
             db.execute("drop trigger if exists lines_fts_new")
             db.execute("drop trigger if exists lines_fts_gone")
-            db.execute("delete from settings where key = ?", (INDEX_KEY,))
+            db.execute("delete from settings where key in (?, ?)", (INDEX_KEY, LIVE_KEY))
 
     def _open(self) -> None:
         db = self._db
@@ -114,12 +133,17 @@ class SearchIndex:
                 db.execute(trigger)
             if existed and row is not None:
                 state = row[0]
+                live = db.execute("select value from settings where key = ?",
+                                  (LIVE_KEY,)).fetchone()
+                self.live_upto = int(live[0]) if live and live[0].isdigit() else None
             else:  # new, or left by a build without FTS5 (stale): index every line
                 if existed:
                     db.execute("insert into lines_fts(lines_fts) values ('delete-all')")
                 last = db.execute("select max(rowid) from lines").fetchone()[0] or 0
                 state = f"0 {last}" if last else "done"
                 db.execute("insert or replace into settings values (?, ?)", (INDEX_KEY, state))
+                db.execute("delete from settings where key = ?", (LIVE_KEY,))
+                self.live_upto = None
         if state != "done":
             upto, _, target = state.partition(" ")
             self.upto, self.target, self.done = int(upto), int(target), False
@@ -127,11 +151,63 @@ class SearchIndex:
                      n=self.target - self.upto)
 
     def add_new(self, after: int) -> None:
-        """Index the lines above rowid ``after``: the ones the commit under way added (in its
-        transaction: a line is in the file and the index, or in neither)."""
-        if self.fts:
-            self._db.execute("insert into lines_fts(rowid, text) select L.rowid, "
-                             f"{SHOWN_TEXT} from lines L where L.rowid > ?", (after,))
+        """The commit under way (in its transaction) saved lines above rowid ``after``: they
+        are indexed a moment later (INDEX_DELAY, ``catch_up_step``), not in the commit.  Each
+        such commit writes how far the index goes (LIVE_KEY), in its transaction, so a deleted
+        line not indexed yet is not told to the index and a restart indexes what was left
+        (each commit, not only the first: a first one that failed, a full disk, wrote
+        nothing)."""
+        if not self.fts:
+            return
+        if self.live_upto is None:
+            self.live_upto = after
+        self._db.execute("insert or replace into settings values (?, ?)",
+                         (LIVE_KEY, str(self.live_upto)))
+        self._schedule(INDEX_DELAY)
+
+    def _schedule(self, delay: float) -> None:
+        if self.clock is not None and self._live_call is None:
+            self._live_call = self.clock.callLater(delay, self._live_step)
+
+    def _live_step(self) -> None:
+        self._live_call = None
+        try:
+            more = self.catch_up_step()
+        except sqlite3.Error as e:  # a full disk: the lines wait for the next start
+            log.error("history: indexing new lines for /search failed: {why}", why=str(e))
+            return
+        if more:
+            self._schedule(0)
+
+    def catch_up_step(self) -> bool:
+        """Index the next INDEX_STEP lines saved since the file was opened that wait (in one
+        transaction, with how far it got); True while more wait."""
+        if self.live_upto is None:
+            return False
+        db, upto = self._db, self.live_upto
+        with db:
+            db.execute("begin")
+            top = db.execute("select max(rowid) from lines").fetchone()[0] or 0
+            last = db.execute("select max(rowid) from (select rowid from lines where rowid > ? "
+                              "order by rowid limit ?)", (upto, INDEX_STEP)).fetchone()[0]
+            if last is not None:
+                db.execute("insert into lines_fts(rowid, text) select L.rowid, "
+                           f"{SHOWN_TEXT} from lines L where L.rowid > ? and L.rowid <= ?",
+                           (upto, last))
+            if last is None or last >= top:
+                db.execute("delete from settings where key = ?", (LIVE_KEY,))
+                done = True
+            else:
+                db.execute("insert or replace into settings values (?, ?)",
+                           (LIVE_KEY, str(last)))
+                done = False
+        self.live_upto = None if done else last
+        return not done
+
+    def catch_up(self) -> None:
+        """Index every line that waits, at once (a search where no reactor is known)."""
+        while self.catch_up_step():
+            pass
 
     def reset(self) -> None:
         """The lines' rowids may have changed (a VACUUM): index them all again."""
@@ -140,7 +216,8 @@ class SearchIndex:
         with self._db:
             self._db.execute("begin")
             self._db.execute("insert into lines_fts(lines_fts) values ('delete-all')")
-            self._db.execute("delete from settings where key = ?", (INDEX_KEY,))
+            self._db.execute("delete from settings where key in (?, ?)", (INDEX_KEY, LIVE_KEY))
+        self.live_upto = None
         self._open()
 
     def progress(self) -> int | None:
@@ -183,8 +260,31 @@ class SearchIndex:
 
     def search(self, query: Query, limit: int = SEARCH_MAX_HITS) -> Deferred[list[SearchHit]]:
         """The newest ``limit`` lines that match, found in a thread (the Store flushed its
-        queued lines first); fails with the sqlite3 error if the search did."""
-        return self.in_thread(self._search, query, limit)
+        queued lines first) once the lines waiting to be indexed are (a step per reactor turn
+        when the reactor is known, so a search after a long burst holds no turn for long);
+        fails with the sqlite3 error if indexing or the search did."""
+        clock = self.clock
+        if clock is None or self.live_upto is None:
+            try:
+                self.catch_up()
+            except sqlite3.Error as e:
+                return fail(e)
+            return self.in_thread(self._search, query, limit)
+        found: Deferred[list[SearchHit]] = Deferred()
+
+        def step() -> None:
+            try:
+                more = self.catch_up_step()
+            except sqlite3.Error as e:
+                found.errback(e)
+                return
+            if more:
+                clock.callLater(0, step)
+            else:
+                self.in_thread(self._search, query, limit).chainDeferred(found)
+
+        step()
+        return found
 
     def _reader(self) -> sqlite3.Connection:
         db = getattr(self._local, "db", None)
@@ -205,6 +305,9 @@ class SearchIndex:
     def index_in_steps(self, clock: IReactorTime) -> None:
         """Start the upgrade's steps, one per reactor turn, if the file needs them; a step
         that fails (a full disk) is logged and the rest waits for the next start."""
+        self.clock = clock
+        if self.live_upto is not None:  # left waiting by the last run
+            self._schedule(0)
         if self.done or self.loop is not None:
             return
 
@@ -225,6 +328,9 @@ class SearchIndex:
         """Close the threads' connections (at the Store's close)."""
         if self.loop is not None and self.loop.running:
             self.loop.stop()
+        if self._live_call is not None and self._live_call.active():
+            self._live_call.cancel()
+        self._live_call = None
         with self._lock:
             readers, self._readers = self._readers, []
         for db in readers:

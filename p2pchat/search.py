@@ -2,8 +2,9 @@
 SQLite file or the lines in memory are searched for it.
 
 The SQLite history keeps a full-text index (FTS5) in a table of its own, ``lines_fts`` (its
-rowid is the line's rowid), kept in step with the lines by triggers (index.py): a line's
-entry is written with it, in its transaction, and deleted with it (pruning).  It is a
+rowid is the line's rowid), kept in step with the lines (index.py): a line's entry is
+written a moment after its commit, in steps (a search first writes those that wait), and
+deleted with it by a trigger (pruning).  It is a
 contentless FTS5 table (no copy of the text: the file grows by the index alone), not an
 external-content one over ``lines``, because lines kept to hand on are stored as their
 signed bytes only (``text`` is empty): the triggers index the text read from those bytes

@@ -71,6 +71,7 @@ class Packing(TestCase):
             self.assertEqual(check_relayed(raw, key).msg.sender_id, self.ann.peer_id)
         self.assertEqual([x.text for x in self.store.recent("general", 5)],
                          [msg.content for msg, _ in lines])
+        self.store.index.catch_up()  # (as a search does first)
         hits = self.store.index._search(Query(words=("deploy",)), 10)
         self.assertEqual(len(hits), 2)
         self.assertEqual(hits[0].text, "line 2 about the deploy")
@@ -104,6 +105,7 @@ class Packing(TestCase):
         self.assertEqual([raw for _, raw, _ in handed], [raw for _, raw in lines])
         self.assertEqual([x.text for x in self.store.recent("general", 5)],
                          ["waves", spaced.content, printable(bell.content)])
+        self.store.index.catch_up()  # (as a search does first)
         self.assertEqual(len(self.store.index._search(Query(words=("bell",)), 10)), 1)
 
     def test_pack_refuses_what_would_not_come_back(self) -> None:

@@ -229,7 +229,6 @@ class ChatService(MultiService):
                 except OSError:
                     pass
             startup.fail(f"p2pchat: {e}")
-        startup.settle()
         startup.started(f"p2pchat: {self.node.nick} runs in the background (pid {os.getpid()}"
                         f"), listening on TCP port {self.node.port}")
 

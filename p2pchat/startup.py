@@ -9,7 +9,6 @@ to say it started, or why not, then prints that one line and exits with the chil
 
 from __future__ import annotations
 
-import gc
 import os
 import select
 import sys
@@ -40,15 +39,6 @@ def started(line: str) -> None:
     """A detached child is up: the terminal prints ``line`` and returns (status 0)."""
     if _report_fd is not None:
         _report(f"0 {line}")
-
-
-def settle() -> None:
-    """Start-up is done: what it made (modules, classes, options: about 50,000 objects, alive
-    as long as the process) is frozen out of the garbage collector's sight.  A full
-    collection can fall inside any callback, and walking them all took 10-50 ms here (more
-    on a loaded machine: the 50 ms reactor-hold rule); afterwards it walks only what the
-    chat made since."""
-    gc.freeze()
 
 
 def _report(text: str) -> None:

@@ -14,8 +14,8 @@ from twisted.logger import Logger, LogLevel
 
 from p2pchat import events
 from p2pchat.clocks import log_limited
-from p2pchat.gossip import (ALIVE_INTERVAL, LINKS_GAP, AuthorId, Change, ForwardLog, HanderId,
-                            Heard, Neighbour, Reached, forward_to, member_metadata,
+from p2pchat.gossip import (ALIVE_INTERVAL, GONE_AFTER, LINKS_GAP, AuthorId, Change,
+                            ForwardLog, HanderId, Heard, Neighbour, Reached, forward_to, member_metadata,
                             parse_member)
 from p2pchat.interfaces import PeerView
 from p2pchat.relay import MEMBER, RELAY, relay_lines, sign_line
@@ -145,8 +145,49 @@ class Forwarder:
             self._send_member("alive", only_carriers=True)
         # How far we have a peer that is gone stays known: when a path to it is back, a sync
         # asks for what it said meanwhile.
-        self._tell(self.reached.due(now, lambda pid: node.peers.get(pid) is not None)
+        heard, wants = node.peers.get, node.neighbours.wants
+        self._tell(self.reached.due(now, lambda pid: heard(pid) is not None and wants(pid),
+                                    lambda pid: heard(pid) is not None and not wants(pid))
                    + self.reached.sweep(now), now)
+
+    def proven(self, peer_id: str, now: float) -> str:
+        """The key fingerprint a peer reached through others proved within GONE_AFTER (its
+        signed member line checked by its key), or "" (presence's unchanged beacons)."""
+        reach = self.reached.of.get(AuthorId(peer_id))
+        if reach is None or not reach.shown or now - reach.heard_at > GONE_AFTER:
+            return ""
+        return reach.fp
+
+    def relayed_now(self, peer_id: str) -> bool:
+        """Its link was pruned (neighbours.py): if another neighbour of ours is linked to it,
+        it is listed as reached through others at once, with no leave and no join shown.
+        False: no neighbour of ours says it is linked to it."""
+        node = self.node
+        reach = self.reached.of.get(AuthorId(peer_id))
+        via = self.path_to(peer_id)
+        if reach is None or via is None:
+            return False
+        reach.shown, reach.waiting_since = True, None
+        reach.heard_at, reach.via = node.clock.seconds(), HanderId(via)
+        return True
+
+    def path_to(self, peer_id: str) -> str | None:
+        """The neighbour of ours through which ``peer_id`` is reached other than by a link
+        of ours to it, as the member lines say who is linked to whom (a search of that graph:
+        some 1,000 edges in a room of 100), or None."""
+        node = self.node
+        first: dict[str, str] = {pid: pid for pid, link in node.links.items()
+                                 if link.gossip and pid != peer_id}
+        todo = list(first)
+        while todo:
+            here = todo.pop(0)
+            for there in self.reached.links_of(here):
+                if there == peer_id:
+                    return first[here]
+                if there not in first and there != node.peer_id:
+                    first[there] = first[here]
+                    todo.append(there)
+        return None
 
     # --- lines heard ----------------------------------------------------------------------------
 

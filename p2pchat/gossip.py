@@ -277,9 +277,11 @@ class Reached:
         if reach is not None:
             reach.heard_at = now
 
-    def due(self, now: float, link_coming: Callable[[str], bool]) -> list[Change]:
+    def due(self, now: float, link_coming: Callable[[str], bool],
+            no_link: Callable[[str], bool] = lambda _: False) -> list[Change]:
         """Joins through others that waited long enough for a link of our own (JOIN_WAIT;
-        JOIN_GRACE while ``link_coming``: we hear its beacons)."""
+        JOIN_GRACE while ``link_coming``: we hear its beacons; none when ``no_link``: we hear
+        them but won't link to it, neighbours.py)."""
         joined = []
         for author, reach in self.of.items():
             if reach.waiting_since is None or reach.shown:
@@ -287,7 +289,8 @@ class Reached:
             if now - reach.heard_at > GONE_AFTER:
                 reach.waiting_since = None  # gone before it was told
                 continue
-            wait = JOIN_GRACE if link_coming(author) else JOIN_WAIT
+            wait = (JOIN_GRACE if link_coming(author) else 0.0 if no_link(author)
+                    else JOIN_WAIT)
             if now - reach.waiting_since >= wait:
                 reach.shown, reach.waiting_since = True, None
                 joined.append(Change("joined", author, reach.nick, fp=reach.fp))

@@ -1,0 +1,190 @@
+"""Which peers we keep a link to (``--links N``): a small room is a full mesh; in a larger
+one each peer keeps a bounded set of neighbours and the rest of the room is reached by gossip
+relay (gossip.py, forwarding.py).
+
+The choice (``ring_wanted``) is pure and deterministic: the room's peers that relay (signed,
+``gossip/1``), sorted by peer id, form a ring; a peer keeps the peers at ring distances
+``offsets(n, cap)`` both ways: 1 (the ring itself, so the graph is connected whatever the
+rest), then distances growing geometrically up to about n/2, like Chord's fingers, so the
+diameter stays small (5 hops in a room of 100 with 8 links, 6 in one of 256).  A ring
+distance is symmetric, so both ends of a link, seeing the same peers (on a LAN everyone hears
+every beacon), agree that it is kept: nothing flaps.  A peer joining or leaving moves only
+the pairs whose ring arc it is on.
+
+- Base peers (the Go reference) don't relay: they are always linked directly, outside the
+  ring; so are peers we don't hear beacons of (static peers, contacts: not ours to choose).
+- Rooms: a non-member never carries a room's lines, so each room we are in gets a ring of its
+  own among its members (whose rooms we know from their member and rooms lines): we keep the
+  union of our neighbours in every ring, so each room's members stay connected among
+  themselves (a small room, up to FULL_MESH_UP_TO members, is a full mesh).
+- While views differ (a room forming), a link the other end wants is accepted up to
+  ``hard_bound`` (2N) links; one wanted by neither end is closed ("pruned") once it has been
+  unwanted for PRUNE_AFTER seconds, and only if that peer is reached through our other
+  neighbours, as their member lines say (it stays reached, and is listed as relayed at once:
+  no leave, no second join).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Iterable
+
+from twisted.logger import Logger, LogLevel
+
+from p2pchat.clocks import log_limited
+from p2pchat.gossip import CAP_GOSSIP
+from p2pchat.wire import DEFAULT_ROOM
+
+if TYPE_CHECKING:
+    from p2pchat.node import Node
+    from p2pchat.session import PeerSession
+
+log = Logger()
+
+#: The links a peer keeps in a room larger than FULL_MESH_UP_TO (``--links``; 0: no cap,
+#: a full mesh whatever the size).
+DEFAULT_LINKS = 8
+#: The fewest ``--links`` allowed (a ring and one finger each way).
+MIN_LINKS = 4
+#: A room of at most this many peers (us included) is a full mesh whatever ``--links`` says.
+FULL_MESH_UP_TO = 12
+#: A link wanted by neither end is closed after it has been unwanted this long (seconds):
+#: long enough for the views of a forming room to settle.
+PRUNE_AFTER = 15.0
+#: A peer whose end closed our link as not a neighbour is not dialed again for this long
+#: (seconds), unless it links to us: so views that differ a while don't flap a link.
+PRUNED_HOLD = 60.0
+#: The reason a pruned link is closed with (its peer, told so, lists us as relayed at once).
+PRUNED = "not a neighbour any more"
+
+
+def offsets(n: int, cap: int) -> list[int]:
+    """The ring distances kept in a ring of ``n`` peers with ``cap`` links: ``cap // 2`` of
+    them, 1 then growing geometrically to about n/2 (each distinct)."""
+    m = max(1, cap // 2)
+    out: list[int] = []
+    for k in range(m):
+        d = max(out[-1] + 1 if out else 1, round((n / 2) ** (k / m)))
+        out.append(d)
+    return out
+
+
+def ring_wanted(me: str, members: Iterable[str], cap: int) -> set[str]:
+    """The members (``me`` among them or not) that ``me`` keeps a link to: all of them in a
+    room of at most ``max(FULL_MESH_UP_TO, cap + 1)`` or with ``cap`` 0, else those at the ring
+    distances ``offsets`` both ways.  ``b in ring_wanted(a, M)`` iff ``a in ring_wanted(b, M)``
+    (for ``a`` and ``b`` in M): both ends agree."""
+    ids = sorted(set(members) | {me})
+    n = len(ids)
+    if cap <= 0 or n <= max(FULL_MESH_UP_TO, cap + 1):
+        return set(ids) - {me}
+    i = ids.index(me)
+    out = set()
+    for d in offsets(n, cap):
+        out.add(ids[(i + d) % n])
+        out.add(ids[(i - d) % n])
+    out.discard(me)
+    return out
+
+
+class Neighbours:
+    """The link choice of one node: whom to dial, whose link to accept, which to prune."""
+
+    def __init__(self, node: Node, cap: int = DEFAULT_LINKS) -> None:
+        self.node = node
+        self.cap = cap
+        self._wanted: set[str] = set()
+        self._key: tuple[object, ...] | None = None
+        #: linked peers we don't want, since when
+        self._unwanted_since: dict[str, float] = {}
+        #: peers that pruned our link, when (PRUNED_HOLD)
+        self._pruned_by: dict[str, float] = {}
+        #: peers whose link we pruned (their loss is not a leave)
+        self._pruning: set[str] = set()
+
+    @property
+    def hard_bound(self) -> int:
+        """Relaying links past which a link neither end wants is refused (D_hi)."""
+        return 2 * self.cap
+
+    def _ring_member(self, peer_id: str) -> bool:
+        info = self.node.peers.get(peer_id)
+        return info is not None and bool(info.fp) and CAP_GOSSIP in info.caps
+
+    def wanted(self) -> set[str]:
+        """The relaying peers we keep a link to now (worked out again only when the peer
+        table's ids or the rooms changed)."""
+        node = self.node
+        ids = tuple(info.peer_id for info in node.peers if self._ring_member(info.peer_id))
+        rooms = tuple(node.rooms.joined)
+        key = (ids, rooms, self.cap,
+               tuple(node.rooms.rooms_of_peer(p) for p in ids) if len(rooms) > 1 else ())
+        if key != self._key:
+            self._key = key
+            wanted = ring_wanted(node.peer_id, ids, self.cap)
+            for room in rooms:
+                if room != DEFAULT_ROOM:
+                    members = [p for p in ids if node.rooms.peer_in(p, room)]
+                    wanted |= ring_wanted(node.peer_id, members, self.cap)
+            self._wanted = wanted
+        return self._wanted
+
+    def wants(self, peer_id: str) -> bool:
+        """Whether we keep (and dial) a link to ``peer_id``: always with no cap, for a base
+        peer and for one we hear no beacons of; else if the choice says so."""
+        if self.cap <= 0 or not self._ring_member(peer_id):
+            return True
+        held = self._pruned_by.get(peer_id)
+        if held is not None:
+            if self.node.clock.seconds() - held < PRUNED_HOLD:
+                return False
+            del self._pruned_by[peer_id]
+        return peer_id in self.wanted()
+
+    def refusal(self, peer_id: str) -> str | None:
+        """Why an inbound link from ``peer_id`` is refused now, or None: one we don't want
+        is taken while we have fewer than ``hard_bound`` relaying links (its end wants it)."""
+        if self.wants(peer_id) or peer_id in self.node.links:
+            return None
+        relaying = sum(1 for link in self.node.links.values() if link.gossip)
+        if relaying < self.hard_bound:
+            return None
+        return f"not a neighbour, and {relaying} links are up (--links {self.cap})"
+
+    def pruned(self, link: PeerSession, why: str) -> bool:
+        """Whether the lost ``link`` was pruned (by us, or its end said so): then its peer,
+        still reached through others, is not shown leaving."""
+        ours = link.peer_id in self._pruning
+        self._pruning.discard(link.peer_id)
+        theirs = PRUNED in why
+        if theirs:
+            self._pruned_by[link.peer_id] = self.node.clock.seconds()
+        return ours or theirs
+
+    def tick(self) -> None:
+        """Every second: close the links neither end wants once they have been unwanted for
+        PRUNE_AFTER, if their peer is still reached through another neighbour."""
+        node = self.node
+        if self.cap <= 0 or node.leaving:
+            return
+        now = node.clock.seconds()
+        since = self._unwanted_since
+        for pid in list(since):
+            if pid not in node.links:
+                del since[pid]
+        for pid, link in list(node.links.items()):
+            if not link.gossip or self.wants(pid):
+                since.pop(pid, None)
+                continue
+            first = since.setdefault(pid, now)
+            if now - first < PRUNE_AFTER or now - link.linked_at < PRUNE_AFTER:
+                continue
+            via = node.forwarder.path_to(pid)
+            if via is None:
+                continue  # not reached otherwise (yet): kept
+            log_limited(node.clock, log, "pruned", LogLevel.info,
+                        "link with {peer} closed: not a neighbour any more (reached through "
+                        "{via})", burst=50, peer=pid, via=via)
+            del since[pid]
+            self._pruning.add(pid)
+            link.refuse(PRUNED)
+            node.link_lost(link.wire, PRUNED)

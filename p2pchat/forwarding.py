@@ -91,8 +91,10 @@ class Forwarder:
 
     def _state(self) -> tuple[str, tuple[str, ...], tuple[str, ...]]:
         node = self.node
+        draining = node.neighbours.draining  # links about to be pruned: not listed
         return (node.nick, tuple(node.rooms.joined),
-                tuple(sorted(pid for pid, link in node.links.items() if link.gossip)))
+                tuple(sorted(pid for pid, link in node.links.items()
+                             if link.gossip and pid not in draining)))
 
     def member_message(self, event: str) -> Message:
         """Our member line now: signed, and numbered from our one counter."""
@@ -145,10 +147,17 @@ class Forwarder:
             self._send_member("alive", only_carriers=True)
         # How far we have a peer that is gone stays known: when a path to it is back, a sync
         # asks for what it said meanwhile.
-        heard, wants = node.peers.get, node.neighbours.wants
-        self._tell(self.reached.due(now, lambda pid: heard(pid) is not None and wants(pid),
-                                    lambda pid: heard(pid) is not None and not wants(pid))
-                   + self.reached.sweep(now), now)
+        self._tell(self._due(now) + self.reached.sweep(now), now)
+
+    def _due(self, now: float) -> list[Change]:
+        """The joins through others to tell now.  A forming full mesh shows each peer joining
+        by its own link; a room past a full mesh (--links, neighbours.py) lists a peer reached
+        through others at once (a link of ours to it, if one comes, tells nothing more)."""
+        node = self.node
+        heard, wants, capped = node.peers.get, node.neighbours.wants, node.neighbours.capped()
+        return self.reached.due(
+            now, lambda pid: not capped and heard(pid) is not None and wants(pid),
+            lambda pid: capped or (heard(pid) is not None and not wants(pid)))
 
     def proven(self, peer_id: str, now: float) -> str:
         """The key fingerprint a peer reached through others proved within GONE_AFTER (its
@@ -291,6 +300,10 @@ class Forwarder:
         now = node.clock.seconds()
         author = AuthorId(msg.sender_id)
         linked = author in node.links
+        before = self.reached.of.get(author)
+        if (linked and node.peer_id not in member.links and member.event != "bye"
+                and (before is None or msg.sequence > before.version)):
+            node.neighbours.dropped_by(author)  # it is about to prune our link
         if linked and member.links != self.reached.links_of(author):
             self._generation += 1  # whom lines may go to changed
             if any(p not in node.links and p != node.peer_id
@@ -306,6 +319,9 @@ class Forwarder:
                 node.rooms.forget_peer(author)
             else:
                 node.rooms.set_peer(author, member.rooms)
+        reach = self.reached.of.get(author)
+        if reach is not None and reach.waiting_since is not None and node.neighbours.capped():
+            changes += self._due(now)  # a room past a full mesh lists it at once
         self._tell(changes, now)
         self.spread(raw, pk, msg, hander, hops)
 

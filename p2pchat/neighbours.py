@@ -47,9 +47,14 @@ DEFAULT_LINKS = 8
 MIN_LINKS = 4
 #: A room of at most this many peers (us included) is a full mesh whatever ``--links`` says.
 FULL_MESH_UP_TO = 12
+#: A peer starting only listens this long (seconds) before it dials (listen_first).
+LISTEN_FIRST = 1.5
 #: A link wanted by neither end is closed after it has been unwanted this long (seconds):
 #: long enough for the views of a forming room to settle.
 PRUNE_AFTER = 15.0
+#: A link to be pruned is left out of our member line this long (seconds) before it is
+#: closed, so the room relays between its two ends before it goes.
+DRAIN_FOR = 4.0
 #: A peer whose end closed our link as not a neighbour is not dialed again for this long
 #: (seconds), unless it links to us: so views that differ a while don't flap a link.
 PRUNED_HOLD = 60.0
@@ -94,12 +99,16 @@ class Neighbours:
         self.cap = cap
         self._wanted: set[str] = set()
         self._key: tuple[object, ...] | None = None
+        self._members = 0  # the ring's peers (us not counted)
+        self._listen_until = 0.0  # listen_first: no dial before this
         #: linked peers we don't want, since when
         self._unwanted_since: dict[str, float] = {}
         #: peers that pruned our link, when (PRUNED_HOLD)
         self._pruned_by: dict[str, float] = {}
         #: peers whose link we pruned (their loss is not a leave)
         self._pruning: set[str] = set()
+        #: links being pruned: left out of our member line since when (DRAIN_FOR)
+        self.draining: dict[str, float] = {}
 
     @property
     def hard_bound(self) -> int:
@@ -119,7 +128,7 @@ class Neighbours:
         key = (ids, rooms, self.cap,
                tuple(node.rooms.rooms_of_peer(p) for p in ids) if len(rooms) > 1 else ())
         if key != self._key:
-            self._key = key
+            self._key, self._members = key, len(ids)
             wanted = ring_wanted(node.peer_id, ids, self.cap)
             for room in rooms:
                 if room != DEFAULT_ROOM:
@@ -127,6 +136,30 @@ class Neighbours:
                     wanted |= ring_wanted(node.peer_id, members, self.cap)
             self._wanted = wanted
         return self._wanted
+
+    def capped(self) -> bool:
+        """Whether the room is larger than a full mesh (we don't link to every peer in it):
+        then a peer reached through others is listed at once, with no wait for a link of
+        our own (gossip.Reached.due)."""
+        # the room as its beacons and its member lines tell it (a newcomer hears the member
+        # lines of everyone from its first neighbour, before every beacon)
+        self.wanted()
+        known = max(self._members, len(self.node.forwarder.reached.of))
+        return self.cap > 0 and known + 1 > max(FULL_MESH_UP_TO, self.cap + 1)
+
+    def listen_first(self) -> None:
+        """We start: for LISTEN_FIRST seconds we only listen (the room answers our first
+        beacon within REPLY_GAP), then dial the neighbours chosen from the whole room, not
+        the first dozen peers heard (a full mesh of them, pruned later)."""
+        if self.cap > 0:
+            self._listen_until = self.node.clock.seconds() + LISTEN_FIRST
+
+    def dial_now(self, peer_id: str) -> bool:
+        """Whether ``peer_id`` may be dialed now: wanted, and not while we listen first."""
+        if self._listen_until and self._ring_member(peer_id):
+            if self.node.clock.seconds() < self._listen_until:
+                return False
+        return self.wants(peer_id)
 
     def wants(self, peer_id: str) -> bool:
         """Whether we keep (and dial) a link to ``peer_id``: always with no cap, for a base
@@ -160,31 +193,60 @@ class Neighbours:
             self._pruned_by[link.peer_id] = self.node.clock.seconds()
         return ours or theirs
 
+    def dropped_by(self, peer_id: str) -> None:
+        """A linked peer's member line no longer lists us: it is about to prune our link.
+        We drop it from ours too (so the others relay its lines to us, and ours to it, from
+        now on), and close it ourselves after DRAIN_FOR if it has not."""
+        if peer_id in self.node.links and peer_id not in self.draining:
+            self.draining[peer_id] = self.node.clock.seconds()
+            self.node.forwarder.changed()
+
     def tick(self) -> None:
-        """Every second: close the links neither end wants once they have been unwanted for
-        PRUNE_AFTER, if their peer is still reached through another neighbour."""
+        """Every second: a link neither end wants, unwanted for PRUNE_AFTER, whose peer is
+        reached through our other neighbours, is first dropped from our member line (the
+        others then relay between its two ends), then closed DRAIN_FOR later: no line is in
+        flight only on it when it goes."""
         node = self.node
         if self.cap <= 0 or node.leaving:
             return
         now = node.clock.seconds()
-        since = self._unwanted_since
-        for pid in list(since):
-            if pid not in node.links:
-                del since[pid]
+        if self._listen_until and now >= self._listen_until:
+            self._listen_until = 0.0  # listened: dial the chosen neighbours
+            for info in list(node.peers):
+                if info.peer_id not in node.links:
+                    node.presence.maybe_dial(info)
+        since, draining = self._unwanted_since, self.draining
+        for table in (since, draining):
+            for pid in [p for p in table if p not in node.links]:
+                del table[pid]
         for pid, link in list(node.links.items()):
             if not link.gossip or self.wants(pid):
                 since.pop(pid, None)
+                if draining.pop(pid, None) is not None:
+                    node.forwarder.changed()  # kept after all: listed again
                 continue
             first = since.setdefault(pid, now)
+            if pid in draining:
+                if now - draining[pid] >= DRAIN_FOR:
+                    self._prune(pid, link)
+                continue
             if now - first < PRUNE_AFTER or now - link.linked_at < PRUNE_AFTER:
                 continue
-            via = node.forwarder.path_to(pid)
-            if via is None:
+            if node.forwarder.path_to(pid) is None:
                 continue  # not reached otherwise (yet): kept
-            log_limited(node.clock, log, "pruned", LogLevel.info,
-                        "link with {peer} closed: not a neighbour any more (reached through "
-                        "{via})", burst=50, peer=pid, via=via)
-            del since[pid]
-            self._pruning.add(pid)
-            link.refuse(PRUNED)
-            node.link_lost(link.wire, PRUNED)
+            draining[pid] = now
+            node.forwarder.changed()
+
+    def _prune(self, pid: str, link: PeerSession) -> None:
+        node = self.node
+        via = node.forwarder.path_to(pid)
+        if via is None:
+            return  # no other path any more: kept (not listed) until there is one
+        log_limited(node.clock, log, "pruned", LogLevel.info,
+                    "pruned: the link with {peer} closed, not a neighbour any more (reached "
+                    "through {via})", burst=50, peer=pid, via=via)
+        del self.draining[pid]
+        self._unwanted_since.pop(pid, None)
+        self._pruning.add(pid)
+        link.refuse(PRUNED)
+        node.link_lost(link.wire, PRUNED)

@@ -125,11 +125,13 @@ class Presence:
             log_limited(node.clock, log, "discovered", LogLevel.info,
                         "discovered {peer} at {host}:{port}",
                         burst=50, peer=beacon.peer_id, host=host, port=beacon.port)
-            if node.announcer is not None and should_dial(beacon.peer_id, node.peer_id):
+            if node.announcer is not None and (should_dial(beacon.peer_id, node.peer_id)
+                                               or node.neighbours.capped()):
                 # so the newcomer learns of us at once, and dials us (the smaller id dials);
                 # a newcomer we dial learns of us from our join, so it needs no answer: a
                 # crowd starting at once sends half the datagrams (each a signature check
-                # for every peer that hears it)
+                # for every peer that hears it).  In a room past a full mesh every newcomer
+                # hears from us at once: it chooses its neighbours from the whole room.
                 node.announcer.reply_soon()
             node.emit(events.PeersChanged(now))
         info = node.peers.get(beacon.peer_id)
@@ -228,7 +230,7 @@ class Presence:
         node = self.node
         if (node.dialer is None or node.leaving
                 or not should_dial(node.peer_id, info.peer_id)
-                or not node.neighbours.wants(info.peer_id)):
+                or not node.neighbours.dial_now(info.peer_id)):
             return
         # A link we would refuse at once is not dialed (--secure-only and a base peer, a
         # pinned nick without a key): nor redialed while its beacons keep coming.

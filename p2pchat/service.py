@@ -110,6 +110,7 @@ class NodeService(Service):
                              f"{e.socketError}") from None
         self.node.dialer = self.dialer
         self.node.announcer = self.beacons
+        self.node.neighbours.listen_first()
         for call, every in ((self.node.sweep, SWEEP_INTERVAL),
                             (self.node.heartbeat, HEARTBEAT_INTERVAL)):
             loop = LoopingCall(call)

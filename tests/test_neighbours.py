@@ -13,8 +13,7 @@ from twisted.trial.unittest import TestCase
 
 from p2pchat import events
 from p2pchat.gossip import MAX_HOPS
-from p2pchat.neighbours import (FULL_MESH_UP_TO, PRUNE_AFTER, PRUNED, offsets,
-                                ring_wanted)
+from p2pchat.neighbours import FULL_MESH_UP_TO, PRUNE_AFTER, PRUNED, ring_wanted
 from p2pchat.options import parse_links
 from p2pchat.wire import encode_beacon, parse_beacon
 from bench.meshsim import Sim
@@ -68,6 +67,8 @@ class Choice(TestCase):
 
     def test_small_diameter_in_a_room_of_100(self) -> None:
         self.assertLessEqual(diameter(graph(ids(100), 8)) or 99, 5)
+        degrees = [len(w) for w in graph(ids(100), 8).values()]
+        self.assertGreaterEqual(sum(degrees) / len(degrees), 5)  # long links there are
 
     def test_a_small_room_is_a_full_mesh(self) -> None:
         members = ids(FULL_MESH_UP_TO)
@@ -79,20 +80,17 @@ class Choice(TestCase):
 
     def test_one_peer_leaving_or_joining_moves_few_links(self) -> None:
         members = ids(100)
-        before = edges(graph(members, 8))
-        for gone in members[:10]:
+        whole = graph(members, 8)
+        before = edges(whole)
+        for gone in members[:5]:
             rest = [m for m in members if m != gone]
             after = edges(graph(rest, 8))
             kept = {e for e in before if gone not in e}
-            self.assertIsNotNone(diameter({m: {x for x in graph(members, 8)[m] if x != gone}
-                                           for m in rest}))  # connected before relinking
-            changed = len(kept ^ after)
-            self.assertLessEqual(changed, 4 * sum(offsets(100, 8)), gone)
-            self.assertLess(changed, len(after) // 3)
-
-    def test_offsets(self) -> None:
-        self.assertEqual(offsets(100, 8), [1, 3, 7, 19])
-        self.assertEqual(len(set(offsets(13, 12))), 6)
+            self.assertIsNotNone(diameter({m: whole[m] - {gone} for m in rest}))  # connected
+            # before relinking
+            self.assertLessEqual(len(kept ^ after), 16, gone)  # a few, not the whole ring
+        joined = edges(graph(members + ids(1, seed=99), 8))
+        self.assertLessEqual(len(before - joined), 8)
 
     def test_parse_links(self) -> None:
         self.assertEqual(parse_links("0"), 0)

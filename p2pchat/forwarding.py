@@ -41,6 +41,8 @@ class Forwarder:
         self._sent_state: tuple[str, tuple[str, ...], tuple[str, ...]] | None = None
         self._sent_at = float("-inf")
         self._dirty = False
+        #: our last member line sent to every link, and the links it listed
+        self._last_member: tuple[bytes, tuple[str, ...]] = (b"", ())
         #: per author, the neighbours its lines may go to (``_lacking``), and what they
         #: were worked out from (our links and their member lines, by generation)
         self._lacking_cache: dict[str, tuple[int, tuple[str, ...]]] = {}
@@ -59,7 +61,16 @@ class Forwarder:
         if not link.gossip:
             return
         self.log.start(link.peer_id)
-        link.send(self.member_message("hello"))
+        last, sent_links = self._last_member
+        if (last and node.neighbours.capped()
+                and set(sent_links) <= {p for p, x in node.links.items() if x.gossip}):
+            # A room past a full mesh: the member line the room has already (its links only
+            # fewer than now: a neighbour then hands on more at our sync, never less), so a
+            # link-up is not a new line flooding every peer; the new link goes out with the
+            # next change (LINKS_GAP).
+            link.send_bytes(last)
+        else:
+            link.send(self.member_message("hello"))
         pairs: list[tuple[bytes, str, str]] = [(r.raw, a, r.pk) for a, r in self.reached.shown()
                                                if r.raw and a != link.peer_id]
         for metadata in relay_lines(pairs):
@@ -126,6 +137,7 @@ class Forwarder:
         if not links or node.identity is None:
             return
         data = encode_message(self.member_message(event))
+        self._last_member = (data, self._sent_state[2])
         for link in links:
             link.send_bytes(data)
 
@@ -301,14 +313,20 @@ class Forwarder:
         author = AuthorId(msg.sender_id)
         linked = author in node.links
         before = self.reached.of.get(author)
-        if (linked and node.peer_id not in member.links and member.event != "bye"
-                and (before is None or msg.sequence > before.version)):
-            node.neighbours.dropped_by(author)  # it is about to prune our link
+        if linked and member.event != "bye" and before is not None and (
+                msg.sequence > before.version):
+            if node.peer_id not in member.links and node.peer_id in before.links:
+                node.neighbours.dropped_by(author)  # it is about to prune our link
+            elif node.peer_id in member.links:
+                node.neighbours.listed_by(author)
         if linked and member.links != self.reached.links_of(author):
             self._generation += 1  # whom lines may go to changed
             if any(p not in node.links and p != node.peer_id
                    for p in member.links - self.reached.links_of(author)):
-                self._dirty = True  # a new peer behind a neighbour: it hears of us at the tick
+                # a new peer behind a neighbour: it hears of us at the tick (in a room past a
+                # full mesh it has our member line from its own neighbour's link-up, and a
+                # resend here, at every link change of a neighbour, flooded the room)
+                self._dirty = not node.neighbours.capped()
         changes = self.reached.heard(author, msg.sequence, member, fp, HanderId(hander.peer_id),
                                      now, linked, raw, pk)
         if not linked:

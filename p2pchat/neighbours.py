@@ -51,6 +51,8 @@ DEFAULT_LINKS = 8
 MIN_LINKS = 4
 #: A room of at most this many peers (us included) is a full mesh whatever ``--links`` says.
 FULL_MESH_UP_TO = 12
+#: The choice is worked out again at most this often (seconds): each beacon asks it.
+WORKED_FOR = 1.0
 #: A peer starting only listens this long (seconds) before it dials (listen_first).
 LISTEN_FIRST = 1.5
 #: A link wanted by neither end is closed after it has been unwanted this long (seconds):
@@ -113,6 +115,8 @@ class Neighbours:
         self._key: tuple[object, ...] | None = None
         self._members = 0  # the ring's peers (us not counted)
         self._listen_until = 0.0  # listen_first: no dial before this
+        self._worked_at = float("-inf")  # when ``wanted`` was last worked out
+        self._rooms: list[str] = []  # our rooms then
         #: linked peers we don't want, since when
         self._unwanted_since: dict[str, float] = {}
         #: peers that pruned our link, when (PRUNED_HOLD)
@@ -121,6 +125,8 @@ class Neighbours:
         self._pruning: set[str] = set()
         #: links being pruned: left out of our member line since when (DRAIN_FOR)
         self.draining: dict[str, float] = {}
+        #: of those, the ones whose other end left us out of its member line first
+        self._dropped: set[str] = set()
 
     @property
     def hard_bound(self) -> int:
@@ -135,6 +141,11 @@ class Neighbours:
         """The relaying peers we keep a link to now (worked out again only when the peer
         table's ids or the rooms changed)."""
         node = self.node
+        now = node.clock.seconds()
+        if self._key is not None and now - self._worked_at < WORKED_FOR and (
+                self._rooms == node.rooms.joined):
+            return self._wanted
+        self._worked_at, self._rooms = now, list(node.rooms.joined)
         ids = tuple(sorted(info.peer_id for info in node.peers
                            if self._ring_member(info.peer_id)))
         rooms = tuple(node.rooms.joined)
@@ -212,7 +223,16 @@ class Neighbours:
         now on), and close it ourselves after DRAIN_FOR if it has not."""
         if peer_id in self.node.links and peer_id not in self.draining:
             self.draining[peer_id] = self.node.clock.seconds()
+            self._dropped.add(peer_id)
             self.node.forwarder.changed()
+
+    def listed_by(self, peer_id: str) -> None:
+        """A linked peer's member line lists us (again): if it had dropped us, it keeps the
+        link after all."""
+        if peer_id in self._dropped:
+            self._dropped.discard(peer_id)
+            if self.draining.pop(peer_id, None) is not None:
+                self.node.forwarder.changed()
 
     def tick(self) -> None:
         """Every second: a link neither end wants, unwanted for PRUNE_AFTER, whose peer is
@@ -232,7 +252,10 @@ class Neighbours:
         for table in (since, draining):
             for pid in [p for p in table if p not in node.links]:
                 del table[pid]
+        self._dropped &= set(node.links)
         for pid, link in list(node.links.items()):
+            if pid in self._dropped:
+                continue  # its end prunes it (and tells us), or lists us again
             if not link.gossip or self.wants(pid):
                 since.pop(pid, None)
                 if draining.pop(pid, None) is not None:

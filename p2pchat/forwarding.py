@@ -14,10 +14,12 @@ from twisted.logger import Logger, LogLevel
 
 from p2pchat import events
 from p2pchat.clocks import log_limited
-from p2pchat.gossip import (ALIVE_INTERVAL, GONE_AFTER, LINKS_GAP, AuthorId, Change,
-                            ForwardLog, HanderId, Heard, Neighbour, Reached, forward_to, member_metadata,
+from p2pchat.gossip import (ALIVE_INTERVAL, GONE_AFTER, LARGE_ALIVE_INTERVAL,
+                            LARGE_GONE_AFTER, LINKS_GAP, AuthorId, Change, ForwardLog,
+                            HanderId, Heard, Neighbour, Reached, forward_to, member_metadata,
                             parse_member)
 from p2pchat.interfaces import PeerView
+from p2pchat.peers import Liveness
 from p2pchat.relay import MEMBER, RELAY, relay_lines, sign_line
 from p2pchat.wire import DEFAULT_ROOM, Message, WireError, encode_message, new_message_id
 
@@ -155,11 +157,28 @@ class Forwarder:
         if since >= LINKS_GAP and (self._dirty or self._state() != self._sent_state):
             self._dirty = False
             self._send_member("alive")
-        elif since >= ALIVE_INTERVAL:
+        elif since >= (LARGE_ALIVE_INTERVAL if node.neighbours.capped() else ALIVE_INTERVAL):
             self._send_member("alive", only_carriers=True)
         # How far we have a peer that is gone stays known: when a path to it is back, a sync
         # asks for what it said meanwhile.
-        self._tell(self._due(now) + self.reached.sweep(now), now)
+        self._tell(self._due(now) + self._sweep(now), now)
+
+    def _gone_after(self) -> float:
+        return LARGE_GONE_AFTER if self.node.neighbours.capped() else GONE_AFTER
+
+    def _sweep(self, now: float) -> list[Change]:
+        """The peers reached through others that are gone: in a room past a full mesh, not
+        one whose signed beacons still come (checked, or unchanged since a checked one within
+        slots.RECHECK_AFTER: presence._unchanged)."""
+        node = self.node
+        if not node.neighbours.capped():
+            return self.reached.sweep(now)
+
+        def beacons(pid: str) -> bool:
+            info = node.peers.get(pid)
+            return info is not None and bool(info.fp) and info.liveness(now) is Liveness.ALIVE
+
+        return self.reached.sweep(now, LARGE_GONE_AFTER, beacons)
 
     def _due(self, now: float) -> list[Change]:
         """The joins through others to tell now.  A forming full mesh shows each peer joining
@@ -175,7 +194,7 @@ class Forwarder:
         """The key fingerprint a peer reached through others proved within GONE_AFTER (its
         signed member line checked by its key), or "" (presence's unchanged beacons)."""
         reach = self.reached.of.get(AuthorId(peer_id))
-        if reach is None or not reach.shown or now - reach.heard_at > GONE_AFTER:
+        if reach is None or not reach.shown or now - reach.heard_at > self._gone_after():
             return ""
         return reach.fp
 

@@ -50,6 +50,12 @@ LINKS_GAP = 3.0
 #: 30 s of the last line it could have sent: the window after which a silent peer is
 #: forgotten by its beacons).
 GONE_AFTER = 25.0
+#: In a room past a full mesh (--links, neighbours.py) member lines go out this rarely when
+#: nothing changes, and a peer reached through others is gone after LARGE_GONE_AFTER without
+#: one; but while its signed beacons come it is not gone (on a LAN the beacons say it is
+#: there: a member line every 10 s from each of 100 peers was most of an idle peer's CPU).
+LARGE_ALIVE_INTERVAL = 30.0
+LARGE_GONE_AFTER = 75.0
 #: A peer first reached through others is shown joining so only if no link of our own to it
 #: is up within JOIN_WAIT seconds, or JOIN_GRACE when we hear its beacons (that link is on
 #: its way): so a forming full mesh shows each peer joining once, by its own link.
@@ -296,11 +302,15 @@ class Reached:
                 joined.append(Change("joined", author, reach.nick, fp=reach.fp))
         return joined
 
-    def sweep(self, now: float) -> list[Change]:
-        """Peers shown as reached through others and not heard of for GONE_AFTER: gone."""
+    def sweep(self, now: float, gone_after: float = GONE_AFTER,
+              heard_otherwise: Callable[[str], bool] = lambda _: False) -> list[Change]:
+        """Peers shown as reached through others and not heard of for ``gone_after``: gone
+        (unless ``heard_otherwise``: its signed beacons still come, neighbours.py)."""
         gone = []
         for author, reach in self.of.items():
-            if reach.shown and now - reach.heard_at > GONE_AFTER:
+            if reach.shown and now - reach.heard_at > gone_after and heard_otherwise(author):
+                reach.heard_at = now  # alive: its signed beacons say so
+            elif reach.shown and now - reach.heard_at > gone_after:
                 reach.shown = False
                 gone.append(Change("gone", author, reach.nick, fp=reach.fp))
         return gone

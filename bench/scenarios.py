@@ -529,7 +529,9 @@ def cost(kids: Children, links: int, idle_seconds: float, scale: float,
         if not ok:  # a loaded machine leaves a pair or two unlinked: measured, and said
             result["links_seen"] = seen
             say(f"cost: mesh not full in time ({seen} of {full} links seen): measured as is")
-        kids.sleep(min(3.0, idle_seconds / 4))  # let discovery answers and handshakes settle
+        # let discovery answers and handshakes settle; a room past a full mesh (--links)
+        # prunes the links no end wants 15-20 s after they formed: idle is after that
+        kids.sleep(25.0 if links + 1 > 12 else min(3.0, idle_seconds / 4))
         cpu0 = {ep.name: ep.child.cpu_seconds() for ep in everyone}
         t0 = time.monotonic()
         kids.sleep(idle_seconds)

@@ -15,7 +15,7 @@ from twisted.logger import Logger, LogLevel
 from p2pchat import events
 from p2pchat.clocks import log_limited
 from p2pchat.gossip import (ALIVE_INTERVAL, GONE_AFTER, LARGE_ALIVE_INTERVAL,
-                            LARGE_GONE_AFTER, LINKS_GAP, AuthorId, Change, ForwardLog,
+                            LARGE_GONE_AFTER, LARGE_LINKS_GAP, LINKS_GAP, AuthorId, Change, ForwardLog,
                             HanderId, Heard, Neighbour, Reached, forward_to, member_metadata,
                             parse_member)
 from p2pchat.interfaces import PeerView
@@ -154,10 +154,12 @@ class Forwarder:
         if node.leaving:
             return
         since = now - self._sent_at
-        if since >= LINKS_GAP and (self._dirty or self._state() != self._sent_state):
+        capped = node.neighbours.capped()
+        if since >= (LARGE_LINKS_GAP if capped else LINKS_GAP) and (
+                self._dirty or self._state() != self._sent_state):
             self._dirty = False
             self._send_member("alive")
-        elif since >= (LARGE_ALIVE_INTERVAL if node.neighbours.capped() else ALIVE_INTERVAL):
+        elif since >= (LARGE_ALIVE_INTERVAL if capped else ALIVE_INTERVAL):
             self._send_member("alive", only_carriers=True)
         # How far we have a peer that is gone stays known: when a path to it is back, a sync
         # asks for what it said meanwhile.

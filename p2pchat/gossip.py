@@ -56,6 +56,9 @@ GONE_AFTER = 25.0
 #: there: a member line every 10 s from each of 100 peers was most of an idle peer's CPU).
 LARGE_ALIVE_INTERVAL = 30.0
 LARGE_GONE_AFTER = 75.0
+#: There, changed links go out at most this often (a forming room of 100 changes them every
+#: moment, and each member line goes to every peer: a signature check and a write each).
+LARGE_LINKS_GAP = 10.0
 #: A peer first reached through others is shown joining so only if no link of our own to it
 #: is up within JOIN_WAIT seconds, or JOIN_GRACE when we hear its beacons (that link is on
 #: its way): so a forming full mesh shows each peer joining once, by its own link.
@@ -359,6 +362,15 @@ class ForwardLog:
         self._by_key[key] = entry
         self._bytes += len(data)
         while len(self) > self.max_lines or self._bytes > self.max_bytes:
+            old = self.entries[self._head]
+            self._head += 1
+            self._bytes -= len(old.data)
+            if self._by_key.get(old.key) is old:
+                del self._by_key[old.key]
+        # entries every link has been written past are kept no longer (in a large room the
+        # log of every member line relayed was most of what an idle peer's memory grew by)
+        low = min(self.cursors.values(), default=self.last)
+        while len(self) and self.entries[self._head].index <= low:
             old = self.entries[self._head]
             self._head += 1
             self._bytes -= len(old.data)

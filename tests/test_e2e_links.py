@@ -23,7 +23,7 @@ DELIVERY_TIMEOUT = 20.0
 
 JOINED = re.compile(r"^\d\d:\d\d:\d\d \* (\S+) joined( \(via \S+\))?$")
 USERS = re.compile(r"(\d+) connected, (\d+) known; you are ")
-ROW = re.compile(r"^\s+(\S+)\s+(connected|relayed)\s")
+ROW = re.compile(r"\s(p\d\d)\s+(connected|relayed)\s")
 
 
 def joined(peer: PeerProcess) -> Counter[str]:
@@ -42,7 +42,7 @@ def users(peer: PeerProcess) -> tuple[int, set[str]]:
     head = next(i for i, x in enumerate(lines) if USERS.search(x))
     m = USERS.search(lines[head])
     assert m is not None
-    rows = {r.group(1) for r in map(ROW.match, lines[head + 1:]) if r}
+    rows = {r.group(1) for r in map(ROW.search, lines[head + 1:]) if r}
     return int(m.group(1)), rows
 
 
@@ -75,7 +75,7 @@ def test_sixteen_peers_with_four_links_each(room) -> None:
     def shown(peer: PeerProcess) -> Counter[str]:
         peer._drain()
         return Counter(x.split("> ", 1)[1] for x in peer.lines if re.match(
-            r"^\d\d:\d\d:\d\d <p\d\d> hello from ", x))
+            r"^\d\d:\d\d:\d\d <p\d\d> hello from ", x) and f"<{peer.nick}>" not in x)
 
     deadline = time.monotonic() + DELIVERY_TIMEOUT
     for peer in room:

@@ -13,7 +13,9 @@ from twisted.trial.unittest import TestCase
 
 from p2pchat import events
 from p2pchat.gossip import MAX_HOPS
-from p2pchat.neighbours import FULL_MESH_UP_TO, PRUNE_AFTER, PRUNED, ring_wanted
+from p2pchat import presence
+from p2pchat.neighbours import (FULL_MESH_UP_TO, LISTEN_FIRST, PRUNE_AFTER, PRUNED,
+                                ring_wanted)
 from p2pchat.options import parse_links
 from p2pchat.wire import encode_beacon, parse_beacon
 from bench.meshsim import Sim
@@ -264,3 +266,59 @@ class Linked(TestCase):
         sim.run()
         for nick in room.present[1:]:
             self.assertEqual(sim.said(nick).count(f"{room.present[0]}: still here"), 1, nick)
+
+
+class Guards(TestCase):
+    def test_a_link_with_no_other_path_is_kept(self) -> None:
+        room = Room(14, 4)  # past a full mesh
+        room.beacons()
+        sim, nodes = room.sim, room.sim.nodes
+        lonely = nodes["p0"]
+        other = next(n for n in room.nicks[1:]
+                     if not lonely.neighbours.wants(nodes[n].peer_id))
+        sim.link("p0", other)  # its only link, and not one it would choose
+        rest = room.nicks[1:]
+        for i, a in enumerate(rest):
+            for b in rest[i + 1:]:
+                if nodes[a].neighbours.wants(nodes[b].peer_id):
+                    sim.link(a, b)
+        for _ in range(int(PRUNE_AFTER) + 10):
+            sim.clock.advance(0.5)
+            room.beacons()
+            sim.tick(1)
+        self.assertIn(nodes[other].peer_id, lonely.links)  # no other way to the room
+
+    def test_a_starting_peer_listens_first(self) -> None:
+        room = Room(14, 4)
+        room.beacons()
+        node = room.sim.nodes["p0"]
+        wanted = next(iter(node.neighbours.wanted()))
+        node.neighbours.listen_first()
+        self.assertFalse(node.neighbours.dial_now(wanted))
+        room.sim.clock.advance(LISTEN_FIRST)
+        self.assertTrue(node.neighbours.dial_now(wanted))
+
+    def test_an_unchanged_beacon_of_a_relayed_peer_is_not_checked_again(self) -> None:
+        room = Room(20, 4)
+        room.settle(4)
+        node = room.sim.nodes["p0"]
+        relayed = next(n for n in room.nicks[1:]
+                       if room.sim.nodes[n].peer_id not in node.links)
+        far = room.sim.nodes[relayed]
+        self.assertTrue(node.forwarder.proven(far.peer_id, room.sim.clock.seconds()))
+        checks: list[str] = []
+        real = presence.verify_beacon
+
+        def counting(*args: object) -> bool:
+            checks.append("x")
+            return real(*args)  # type: ignore[arg-type]
+
+        self.patch(presence, "verify_beacon", counting)
+        host = "10.0.0.%d" % room.nicks.index(relayed)
+        room.sim.clock.advance(1)
+        node.beacon_heard(parse_beacon(encode_beacon(far.beacon("announce"))), host)
+        self.assertEqual(checks, [])  # unchanged, and its member lines prove its key
+        node.forwarder.reached.of.clear()  # no longer reached through others
+        room.sim.clock.advance(1)
+        node.beacon_heard(parse_beacon(encode_beacon(far.beacon("announce"))), host)
+        self.assertEqual(checks, ["x"])

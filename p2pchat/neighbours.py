@@ -117,6 +117,8 @@ class Neighbours:
         self._listen_until = 0.0  # listen_first: no dial before this
         self._worked_at = float("-inf")  # when ``wanted`` was last worked out
         self._rooms: list[str] = []  # our rooms then
+        self._table = 0  # and the peer table's size
+        self._ids: frozenset[str] = frozenset()  # the ring's peers it was worked out for
         #: linked peers we don't want, since when
         self._unwanted_since: dict[str, float] = {}
         #: peers that pruned our link, when (PRUNED_HOLD)
@@ -137,22 +139,22 @@ class Neighbours:
         info = self.node.peers.get(peer_id)
         return info is not None and bool(info.fp) and CAP_GOSSIP in info.caps
 
-    def wanted(self) -> set[str]:
+    def wanted(self, fresh: bool = False) -> set[str]:
         """The relaying peers we keep a link to now (worked out again only when the peer
         table's ids or the rooms changed)."""
         node = self.node
         now = node.clock.seconds()
-        if self._key is not None and now - self._worked_at < WORKED_FOR and (
-                self._rooms == node.rooms.joined):
-            return self._wanted
-        self._worked_at, self._rooms = now, list(node.rooms.joined)
+        if not fresh and self._key is not None and now - self._worked_at < WORKED_FOR and (
+                self._rooms == node.rooms.joined and self._table == len(node.peers)):
+            return self._wanted  # (a peer new to the table is chosen at once)
+        self._worked_at, self._rooms, self._table = now, list(node.rooms.joined), len(node.peers)
         ids = tuple(sorted(info.peer_id for info in node.peers
                            if self._ring_member(info.peer_id)))
         rooms = tuple(node.rooms.joined)
         key = (ids, rooms, self.cap,
                tuple(node.rooms.rooms_of_peer(p) for p in ids) if len(rooms) > 1 else ())
         if key != self._key:
-            self._key, self._members = key, len(ids)
+            self._key, self._members, self._ids = key, len(ids), frozenset(ids)
             wanted = ring_wanted(node.peer_id, ids, self.cap)
             for room in rooms:
                 if room != DEFAULT_ROOM:
@@ -180,9 +182,9 @@ class Neighbours:
 
     def dial_now(self, peer_id: str) -> bool:
         """Whether ``peer_id`` may be dialed now: wanted, and not while we listen first."""
-        if self._listen_until and self._ring_member(peer_id):
+        if self._listen_until and self._ring_member(peer_id) and self.capped():
             if self.node.clock.seconds() < self._listen_until:
-                return False
+                return False  # (a room of a full mesh is dialed at once, as before)
         return self.wants(peer_id)
 
     def wants(self, peer_id: str) -> bool:
@@ -195,7 +197,10 @@ class Neighbours:
             if self.node.clock.seconds() - held < PRUNED_HOLD:
                 return False
             del self._pruned_by[peer_id]
-        return peer_id in self.wanted()
+        wanted = self.wanted()
+        if peer_id not in self._ids:
+            wanted = self.wanted(fresh=True)  # new to the table since: chosen at once
+        return peer_id in wanted
 
     def refusal(self, peer_id: str) -> str | None:
         """Why an inbound link from ``peer_id`` is refused now, or None: one we don't want

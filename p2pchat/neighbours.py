@@ -174,9 +174,11 @@ class Neighbours:
         return self.cap > 0 and known + 1 > max(FULL_MESH_UP_TO, self.cap + 1)
 
     def listen_first(self) -> None:
-        """We start: for LISTEN_FIRST seconds we only listen (the room answers our first
-        beacon within REPLY_GAP), then dial the neighbours chosen from the whole room, not
-        the first dozen peers heard (a full mesh of them, pruned later)."""
+        """We start: until LISTEN_FIRST seconds from now, once the room we hear is past a full
+        mesh, we only listen (the room answers our first beacon within REPLY_GAP), then dial
+        the neighbours chosen from the whole room; the first dozen heard before that are
+        dialed at once, as in a full mesh (a small room forms as fast as before), and pruned
+        later if no end wants them."""
         if self.cap > 0:
             self._listen_until = self.node.clock.seconds() + LISTEN_FIRST
 

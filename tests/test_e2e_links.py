@@ -20,6 +20,7 @@ LINKS = 4
 #: 16 processes starting on 2 shared cores, then discovery, links, member lines going round
 MESH_TIMEOUT = 60.0
 DELIVERY_TIMEOUT = 20.0
+PRUNE_TIMEOUT = 35.0
 
 JOINED = re.compile(r"^\d\d:\d\d:\d\d \* (\S+) joined( \(via \S+\))?$")
 USERS = re.compile(r"(\d+) connected, (\d+) known; you are ")
@@ -68,7 +69,17 @@ def test_sixteen_peers_with_four_links_each(room) -> None:
         assert set(counts.values()) == {1}, (peer.nick, counts)  # each join told once
         linked, listed = users(peer)
         assert listed == nicks - {peer.nick}, (peer.nick, listed)
+    # a starting peer dials the first dozen it hears (a full mesh) until the room is larger:
+    # the links no end wants are pruned 15-20 s later (neighbours.PRUNE_AFTER, DRAIN_FOR)
+    deadline = time.monotonic() + PRUNE_TIMEOUT
+    for peer in room:
+        while True:
+            linked, listed = users(peer)
+            if linked <= 2 * LINKS or time.monotonic() > deadline:
+                break
+            time.sleep(1.0)
         assert 1 <= linked <= 2 * LINKS, (peer.nick, linked)
+        assert listed == nicks - {peer.nick}, (peer.nick, listed)  # still, after pruning
     for peer in room:
         peer.send(f"hello from {peer.nick}")
 

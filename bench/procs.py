@@ -82,6 +82,8 @@ def peer_argv(nick: str, multicast: tuple[str, int], data_dir: str,
     argv = [twistd_path(), "-n", "p2pchat", "--username", nick, "--ui", "lines",
             "--port", "0", "--interface", LOOPBACK, "--multicast", f"{group}:{port}",
             "--data-dir", data_dir]
+    if os.environ.get("BENCH_LINKS"):  # the link cap the peers run with (--links)
+        argv += ["--links", os.environ["BENCH_LINKS"]]
     if profile_to:
         argv = [sys.executable, "-m", "cProfile", "-o", profile_to] + argv
     i = argv.index("--interface")

@@ -85,12 +85,14 @@ class Endpoint:
         self.up: float | None = None
         self.port: int | None = None
         self.linked: set[bytes] = set()
+        self.listed_at: dict[bytes, float] = {}  # when each other peer was last listed
         self.full_at: float | None = None
         self.want = 0  # links that make the mesh full for this one
         self.delivery: Delivery | None = None
         self.index = 0
         self.ready = False  # baseline sender: all dialed
         self.marked = 0  # marked lines printed (a receiver's deliveries, a sender's echoes)
+        self.users: tuple[int, int] | None = None  # /users: (linked directly, listed)
 
     def on_line(self, child: Child, line: bytes, when: float) -> None:
         i = line.find(MARK)
@@ -99,17 +101,25 @@ class Endpoint:
             if self.delivery is not None:
                 self.delivery.got(self.index, line[i + 1:], when)
             return
-        # the line face: "HH:MM:SS * nick joined", "HH:MM:SS * nick left[ (why)]"
+        # the line face: "HH:MM:SS * nick joined[ (via nick)]", "HH:MM:SS * nick left[ (why)]"
+        # (a peer reached only through others, --links, is listed too: it counts)
         if line[8:11] == b" * ":
             rest = line[11:]
-            if rest.endswith(b" joined"):
-                self.linked.add(rest[:-7])
+            if rest.endswith(b" joined") or (b" joined (via " in rest and rest.endswith(b")")):
+                self.linked.add(rest.split(b" joined", 1)[0])
+                self.listed_at[rest.split(b" joined", 1)[0]] = when
                 if self.full_at is None and len(self.linked) >= self.want:
                     self.full_at = when
             elif b" left" in rest:
                 self.linked.discard(rest.split(b" left", 1)[0])
                 if len(self.linked) < self.want:
                     self.full_at = None
+        elif b" connected, " in line and b" known; you are " in line:
+            head = line[11:].split()  # "N connected, M known; you are NICK"
+            try:
+                self.users = (int(head[0]), int(head[2]))
+            except (IndexError, ValueError):
+                pass
         elif line[8:19] == b" - you are ":
             self.up = when
             j = line.find(b"on port ")
@@ -173,7 +183,9 @@ def mesh_trial(kids: Children, n: int, scale: float) -> dict:
         t_last_up = max(ep.up or t_first for ep in eps)
         result.update(status="ok", from_last_up=t_full - t_last_up,
                       from_last_spawn=t_full - t_last_spawn, all_up=t_last_up - t_first)
+        result["slowest_listing"] = slowest_listing(eps)
         result["one_line_each"] = one_line_each(kids, eps, 30 * scale)
+        result["links_per_peer"] = links_per_peer(kids, eps, 10 * scale)
         return result
     finally:
         kids.stop([ep.child for ep in eps])
@@ -202,12 +214,52 @@ def one_line_each(kids: Children, eps: list[Endpoint], timeout: float) -> dict:
             "lost": missing, "duplicated": d.dups}
 
 
+def slowest_listing(eps: list[Endpoint]) -> dict:
+    """Per pair, how long after both were up one listed the other: the median, and the
+    slowest pair (where a mesh waits)."""
+    up = {ep.name.encode(): ep.up for ep in eps}
+    waits = []
+    for ep in eps:
+        for name, when in ep.listed_at.items():
+            both = max(ep.up or when, up.get(name) or when)
+            waits.append((when - both, ep.name, name.decode()))
+    if not waits:
+        return {}
+    waits.sort()
+    worst = waits[-1]
+    return {"median_s": waits[len(waits) // 2][0], "max_s": worst[0],
+            "slowest": f"{worst[1]} listed {worst[2]}"}
+
+
+def links_per_peer(kids: Children, eps: list[Endpoint], timeout: float) -> dict:
+    """Each peer's /users: how many peers it links to directly, and how many it lists
+    (linked or reached through others: --links)."""
+    for ep in eps:
+        ep.users = None
+        kids.write(ep.child, b"/users\n")
+    kids.pump(lambda: all(ep.users is not None for ep in eps), timeout)
+    got = [ep.users for ep in eps if ep.users is not None]
+    if not got:
+        return {"answered": 0}
+    direct = sorted(u[0] for u in got)
+    return {"answered": len(got), "direct_min": direct[0], "direct_max": direct[-1],
+            "direct_median": statistics.median(direct), "listed_min": min(u[1] for u in got)}
+
+
+def links_said(links: dict | None) -> str:
+    if not links or not links.get("answered"):
+        return ""
+    return (f"; direct links per peer {links['direct_min']}-{links['direct_max']} (median "
+            f"{links['direct_median']:g}), each lists >= {links['listed_min']}")
+
+
 #: Log lines of work thrown away while a mesh forms: a connection cut before or after it
 #: became a link (each one redialed, its TLS handshake done again).
 CHURN = {"handshake timeouts": b"did not finish its handshake",
          "dial failures": b"dial to ",
          "probe drops": b"no answer within",
-         "links lost": b"#info] link with "}
+         "links lost": b"#info] link with ",
+         "links pruned": b"#info] pruned: "}
 
 
 def formation_cost(eps: list[Endpoint]) -> dict:
@@ -253,6 +305,10 @@ def mesh_formation(kids: Children, sizes: list[int], trials: int, scale: float,
                 f"from last spawn (all up {r['all_up']:.2f} s after first spawn)"
                 if r["status"] == "ok" else f"{r['status']} ({r['links']}/{r['links_wanted']} "
                 f"links)") + lines_said(r.get("one_line_each"))
+                + links_said(r.get("links_per_peer"))
+                + ("; a pair listed {median_s:.2f} s after both up (median), {max_s:.2f} s "
+                   "at most ({slowest})".format(**r["slowest_listing"])
+                   if r.get("slowest_listing") else "")
                 + f"; CPU {r['cpu_s_per_peer'] or 0:.2f} s per peer; thrown away: "
                 + ", ".join(f"{v} {k}" for k, v in r["churn"].items()))
         good = [r for r in runs if r["status"] == "ok"]
@@ -473,7 +529,9 @@ def cost(kids: Children, links: int, idle_seconds: float, scale: float,
         if not ok:  # a loaded machine leaves a pair or two unlinked: measured, and said
             result["links_seen"] = seen
             say(f"cost: mesh not full in time ({seen} of {full} links seen): measured as is")
-        kids.sleep(min(3.0, idle_seconds / 4))  # let discovery answers and handshakes settle
+        # let discovery answers and handshakes settle; a room past a full mesh (--links)
+        # prunes the links no end wants 15-20 s after they formed: idle is after that
+        kids.sleep(25.0 if links + 1 > 12 else min(3.0, idle_seconds / 4))
         cpu0 = {ep.name: ep.child.cpu_seconds() for ep in everyone}
         t0 = time.monotonic()
         kids.sleep(idle_seconds)
@@ -494,8 +552,10 @@ def cost(kids: Children, links: int, idle_seconds: float, scale: float,
             meshed_cpu_pct_median=statistics.median(pct[n] for n in meshed),
             meshed_cpu_pct_max=max(pct[n] for n in meshed),
         )
+        result["links_per_peer"] = links_per_peer(kids, eps, 10 * scale)
         say(f"cost: alone {result['idle_rss_mb']:.1f} MB, {result['idle_cpu_pct']:.2f}% CPU; "
-            f"with {links} links {result['meshed_rss_mb_median']:.1f} MB (max "
+            f"in a room of {links + 1}{links_said(result['links_per_peer'])}:"
+            f" {result['meshed_rss_mb_median']:.1f} MB (max "
             f"{result['meshed_rss_mb_max']:.1f}), {result['meshed_cpu_pct_median']:.2f}% CPU "
             f"(max {result['meshed_cpu_pct_max']:.2f}) over {window:.0f} s")
         return result

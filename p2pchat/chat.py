@@ -330,8 +330,8 @@ class Chat:
                                                     key=lambda r: (r != DEFAULT_ROOM, r))),
                                  away=node.activity.away_of(pid)))
         for info in node.peers:
-            if info.peer_id in node.links:
-                continue
+            if info.peer_id in node.links or node.forwarder.was_shown(info.peer_id):
+                continue  # (one reached through others is listed so, below)
             state = "stale" if info.liveness(now) is not Liveness.ALIVE else "connecting"
             rows.append(PeerView(printable_name(info.username or info.peer_id), info.peer_id,
                                  state, f"{info.host}:{info.port}", CAP_OURS in info.caps))

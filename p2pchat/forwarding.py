@@ -14,10 +14,12 @@ from twisted.logger import Logger, LogLevel
 
 from p2pchat import events
 from p2pchat.clocks import log_limited
-from p2pchat.gossip import (ALIVE_INTERVAL, LINKS_GAP, AuthorId, Change, ForwardLog, HanderId,
-                            Heard, Neighbour, Reached, forward_to, member_metadata,
+from p2pchat.gossip import (ALIVE_INTERVAL, GONE_AFTER, LARGE_ALIVE_INTERVAL,
+                            LARGE_GONE_AFTER, LARGE_LINKS_GAP, LINKS_GAP, AuthorId, Change, ForwardLog,
+                            HanderId, Heard, Neighbour, Reached, forward_to, member_metadata,
                             parse_member)
 from p2pchat.interfaces import PeerView
+from p2pchat.peers import Liveness
 from p2pchat.relay import MEMBER, RELAY, relay_lines, sign_line
 from p2pchat.wire import DEFAULT_ROOM, Message, WireError, encode_message, new_message_id
 
@@ -41,6 +43,8 @@ class Forwarder:
         self._sent_state: tuple[str, tuple[str, ...], tuple[str, ...]] | None = None
         self._sent_at = float("-inf")
         self._dirty = False
+        #: our last member line sent to every link, and the links it listed
+        self._last_member: tuple[bytes, tuple[str, ...]] = (b"", ())
         #: per author, the neighbours its lines may go to (``_lacking``), and what they
         #: were worked out from (our links and their member lines, by generation)
         self._lacking_cache: dict[str, tuple[int, tuple[str, ...]]] = {}
@@ -59,7 +63,16 @@ class Forwarder:
         if not link.gossip:
             return
         self.log.start(link.peer_id)
-        link.send(self.member_message("hello"))
+        last, sent_links = self._last_member
+        if (last and node.neighbours.capped()
+                and set(sent_links) <= {p for p, x in node.links.items() if x.gossip}):
+            # A room past a full mesh: the member line the room has already (its links only
+            # fewer than now: a neighbour then hands on more at our sync, never less), so a
+            # link-up is not a new line flooding every peer; the new link goes out with the
+            # next change (LINKS_GAP).
+            link.send_bytes(last)
+        else:
+            link.send(self.member_message("hello"))
         pairs: list[tuple[bytes, str, str]] = [(r.raw, a, r.pk) for a, r in self.reached.shown()
                                                if r.raw and a != link.peer_id]
         for metadata in relay_lines(pairs):
@@ -91,8 +104,10 @@ class Forwarder:
 
     def _state(self) -> tuple[str, tuple[str, ...], tuple[str, ...]]:
         node = self.node
+        draining = node.neighbours.draining  # links about to be pruned: not listed
         return (node.nick, tuple(node.rooms.joined),
-                tuple(sorted(pid for pid, link in node.links.items() if link.gossip)))
+                tuple(sorted(pid for pid, link in node.links.items()
+                             if link.gossip and pid not in draining)))
 
     def member_message(self, event: str) -> Message:
         """Our member line now: signed, and numbered from our one counter."""
@@ -124,6 +139,7 @@ class Forwarder:
         if not links or node.identity is None:
             return
         data = encode_message(self.member_message(event))
+        self._last_member = (data, self._sent_state[2])
         for link in links:
             link.send_bytes(data)
 
@@ -138,15 +154,82 @@ class Forwarder:
         if node.leaving:
             return
         since = now - self._sent_at
-        if since >= LINKS_GAP and (self._dirty or self._state() != self._sent_state):
+        capped = node.neighbours.capped()
+        if since >= (LARGE_LINKS_GAP if capped else LINKS_GAP) and (
+                self._dirty or self._state() != self._sent_state):
             self._dirty = False
             self._send_member("alive")
-        elif since >= ALIVE_INTERVAL:
+        elif since >= (LARGE_ALIVE_INTERVAL if capped else ALIVE_INTERVAL):
             self._send_member("alive", only_carriers=True)
         # How far we have a peer that is gone stays known: when a path to it is back, a sync
         # asks for what it said meanwhile.
-        self._tell(self.reached.due(now, lambda pid: node.peers.get(pid) is not None)
-                   + self.reached.sweep(now), now)
+        self._tell(self._due(now) + self._sweep(now), now)
+
+    def _gone_after(self) -> float:
+        return LARGE_GONE_AFTER if self.node.neighbours.capped() else GONE_AFTER
+
+    def _sweep(self, now: float) -> list[Change]:
+        """The peers reached through others that are gone: in a room past a full mesh, not
+        one whose signed beacons still come (checked, or unchanged since a checked one within
+        slots.RECHECK_AFTER: presence._unchanged)."""
+        node = self.node
+        if not node.neighbours.capped():
+            return self.reached.sweep(now)
+
+        def beacons(pid: str) -> bool:
+            info = node.peers.get(pid)
+            return info is not None and bool(info.fp) and info.liveness(now) is Liveness.ALIVE
+
+        return self.reached.sweep(now, LARGE_GONE_AFTER, beacons)
+
+    def _due(self, now: float) -> list[Change]:
+        """The joins through others to tell now.  A forming full mesh shows each peer joining
+        by its own link; a room past a full mesh (--links, neighbours.py) lists a peer reached
+        through others at once (a link of ours to it, if one comes, tells nothing more)."""
+        node = self.node
+        heard, wants, capped = node.peers.get, node.neighbours.wants, node.neighbours.capped()
+        return self.reached.due(
+            now, lambda pid: not capped and heard(pid) is not None and wants(pid),
+            lambda pid: capped or (heard(pid) is not None and not wants(pid)))
+
+    def proven(self, peer_id: str, now: float) -> str:
+        """The key fingerprint a peer reached through others proved within GONE_AFTER (its
+        signed member line checked by its key), or "" (presence's unchanged beacons)."""
+        reach = self.reached.of.get(AuthorId(peer_id))
+        if reach is None or not reach.shown or now - reach.heard_at > self._gone_after():
+            return ""
+        return reach.fp
+
+    def relayed_now(self, peer_id: str) -> bool:
+        """Its link was pruned (neighbours.py): if another neighbour of ours is linked to it,
+        it is listed as reached through others at once, with no leave and no join shown.
+        False: no neighbour of ours says it is linked to it."""
+        node = self.node
+        reach = self.reached.of.get(AuthorId(peer_id))
+        via = self.path_to(peer_id)
+        if reach is None or via is None:
+            return False
+        reach.shown, reach.waiting_since = True, None
+        reach.heard_at, reach.via = node.clock.seconds(), HanderId(via)
+        return True
+
+    def path_to(self, peer_id: str) -> str | None:
+        """The neighbour of ours through which ``peer_id`` is reached other than by a link
+        of ours to it, as the member lines say who is linked to whom (a search of that graph:
+        some 1,000 edges in a room of 100), or None."""
+        node = self.node
+        first: dict[str, str] = {pid: pid for pid, link in node.links.items()
+                                 if link.gossip and pid != peer_id}
+        todo = list(first)
+        while todo:
+            here = todo.pop(0)
+            for there in self.reached.links_of(here):
+                if there == peer_id:
+                    return first[here]
+                if there not in first and there != node.peer_id:
+                    first[there] = first[here]
+                    todo.append(there)
+        return None
 
     # --- lines heard ----------------------------------------------------------------------------
 
@@ -250,11 +333,21 @@ class Forwarder:
         now = node.clock.seconds()
         author = AuthorId(msg.sender_id)
         linked = author in node.links
+        before = self.reached.of.get(author)
+        if linked and member.event != "bye" and before is not None and (
+                msg.sequence > before.version):
+            if node.peer_id not in member.links and node.peer_id in before.links:
+                node.neighbours.dropped_by(author)  # it is about to prune our link
+            elif node.peer_id in member.links:
+                node.neighbours.listed_by(author)
         if linked and member.links != self.reached.links_of(author):
             self._generation += 1  # whom lines may go to changed
             if any(p not in node.links and p != node.peer_id
                    for p in member.links - self.reached.links_of(author)):
-                self._dirty = True  # a new peer behind a neighbour: it hears of us at the tick
+                # a new peer behind a neighbour: it hears of us at the tick (in a room past a
+                # full mesh it has our member line from its own neighbour's link-up, and a
+                # resend here, at every link change of a neighbour, flooded the room)
+                self._dirty = not node.neighbours.capped()
         changes = self.reached.heard(author, msg.sequence, member, fp, HanderId(hander.peer_id),
                                      now, linked, raw, pk)
         if not linked:
@@ -265,6 +358,9 @@ class Forwarder:
                 node.rooms.forget_peer(author)
             else:
                 node.rooms.set_peer(author, member.rooms)
+        reach = self.reached.of.get(author)
+        if reach is not None and reach.waiting_since is not None and node.neighbours.capped():
+            changes += self._due(now)  # a room past a full mesh lists it at once
         self._tell(changes, now)
         self.spread(raw, pk, msg, hander, hops)
 

@@ -50,6 +50,15 @@ LINKS_GAP = 3.0
 #: 30 s of the last line it could have sent: the window after which a silent peer is
 #: forgotten by its beacons).
 GONE_AFTER = 25.0
+#: In a room past a full mesh (--links, neighbours.py) member lines go out this rarely when
+#: nothing changes, and a peer reached through others is gone after LARGE_GONE_AFTER without
+#: one; but while its signed beacons come it is not gone (on a LAN the beacons say it is
+#: there: a member line every 10 s from each of 100 peers was most of an idle peer's CPU).
+LARGE_ALIVE_INTERVAL = 30.0
+LARGE_GONE_AFTER = 75.0
+#: There, changed links go out at most this often (a forming room of 100 changes them every
+#: moment, and each member line goes to every peer: a signature check and a write each).
+LARGE_LINKS_GAP = 10.0
 #: A peer first reached through others is shown joining so only if no link of our own to it
 #: is up within JOIN_WAIT seconds, or JOIN_GRACE when we hear its beacons (that link is on
 #: its way): so a forming full mesh shows each peer joining once, by its own link.
@@ -277,9 +286,11 @@ class Reached:
         if reach is not None:
             reach.heard_at = now
 
-    def due(self, now: float, link_coming: Callable[[str], bool]) -> list[Change]:
+    def due(self, now: float, link_coming: Callable[[str], bool],
+            no_link: Callable[[str], bool] = lambda _: False) -> list[Change]:
         """Joins through others that waited long enough for a link of our own (JOIN_WAIT;
-        JOIN_GRACE while ``link_coming``: we hear its beacons)."""
+        JOIN_GRACE while ``link_coming``: we hear its beacons; none when ``no_link``: we hear
+        them but won't link to it, neighbours.py)."""
         joined = []
         for author, reach in self.of.items():
             if reach.waiting_since is None or reach.shown:
@@ -287,17 +298,22 @@ class Reached:
             if now - reach.heard_at > GONE_AFTER:
                 reach.waiting_since = None  # gone before it was told
                 continue
-            wait = JOIN_GRACE if link_coming(author) else JOIN_WAIT
+            wait = (JOIN_GRACE if link_coming(author) else 0.0 if no_link(author)
+                    else JOIN_WAIT)
             if now - reach.waiting_since >= wait:
                 reach.shown, reach.waiting_since = True, None
                 joined.append(Change("joined", author, reach.nick, fp=reach.fp))
         return joined
 
-    def sweep(self, now: float) -> list[Change]:
-        """Peers shown as reached through others and not heard of for GONE_AFTER: gone."""
+    def sweep(self, now: float, gone_after: float = GONE_AFTER,
+              heard_otherwise: Callable[[str], bool] = lambda _: False) -> list[Change]:
+        """Peers shown as reached through others and not heard of for ``gone_after``: gone
+        (unless ``heard_otherwise``: its signed beacons still come, neighbours.py)."""
         gone = []
         for author, reach in self.of.items():
-            if reach.shown and now - reach.heard_at > GONE_AFTER:
+            if reach.shown and now - reach.heard_at > gone_after and heard_otherwise(author):
+                reach.heard_at = now  # alive: its signed beacons say so
+            elif reach.shown and now - reach.heard_at > gone_after:
                 reach.shown = False
                 gone.append(Change("gone", author, reach.nick, fp=reach.fp))
         return gone
@@ -346,6 +362,15 @@ class ForwardLog:
         self._by_key[key] = entry
         self._bytes += len(data)
         while len(self) > self.max_lines or self._bytes > self.max_bytes:
+            old = self.entries[self._head]
+            self._head += 1
+            self._bytes -= len(old.data)
+            if self._by_key.get(old.key) is old:
+                del self._by_key[old.key]
+        # entries every link has been written past are kept no longer (in a large room the
+        # log of every member line relayed was most of what an idle peer's memory grew by)
+        low = min(self.cursors.values(), default=self.last)
+        while len(self) and self.entries[self._head].index <= low:
             old = self.entries[self._head]
             self._head += 1
             self._bytes -= len(old.data)

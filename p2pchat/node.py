@@ -51,6 +51,7 @@ from p2pchat.interfaces import (
     PeerView,  # noqa: F401 (tests take it from here)
     Wire,
 )
+from p2pchat.neighbours import Neighbours
 from p2pchat.linkwatch import (  # noqa: F401 (the limits are re-exported: tests use them)
     FLAP_WINDOW,
     FLAPS_TOLD,
@@ -212,6 +213,8 @@ class Node(ChatFront):
         self.files = Transfers(self)
         #: lines forwarded through a partial mesh, peers reached through others (forwarding.py)
         self.forwarder = Forwarder(self)
+        #: whom we keep links to in a large room (--links; neighbours.py)
+        self.neighbours = Neighbours(self)
 
     # --- observers ------------------------------------------------------------------------
 
@@ -306,6 +309,7 @@ class Node(ChatFront):
         """Forget peers silent too long; drop links that died quietly.  Called every second."""
         self.presence.sweep()
         self.forwarder.tick()
+        self.neighbours.tick()
 
     def heartbeat(self) -> None:
         """Keep links alive (the reference drops a link silent for 2 minutes)."""
@@ -433,6 +437,8 @@ class Node(ChatFront):
             if self.dialer is not None:
                 self.dialer.drop(link.peer_id)
             self.left_room(link.peer_id)
+        elif self.neighbours.pruned(link, why) and self.forwarder.relayed_now(link.peer_id):
+            pass  # a link no end wants any more: its peer is reached through others
         elif not self.leaving:
             if link.catchup:
                 self.away[link.peer_id] = self.nick_of(link)

@@ -21,6 +21,7 @@ from p2pchat.contacts import parse_peer_address
 from p2pchat.onion import parse_tor_control, read_torrc
 from p2pchat.discovery import DEFAULT_GROUP, DEFAULT_PORT
 from p2pchat.files.offers import MAX_FILE_SIZE, parse_size
+from p2pchat.neighbours import DEFAULT_LINKS, FULL_MESH_UP_TO, MIN_LINKS
 from p2pchat.notify import DEFAULT_OUTPUTS, OUTPUTS, parse_outputs
 from p2pchat.store import HISTORY_MAX_AGE, HISTORY_MAX_BYTES, HISTORY_MAX_LINES
 from p2pchat.addresses import (  # noqa: F401 (re-exported: the parsers' one home is addresses.py)
@@ -65,6 +66,18 @@ def default_data_dir() -> str:
     import platformdirs
 
     return platformdirs.user_data_dir("p2pchat", appauthor=False)
+
+
+def parse_links(text: str) -> int:
+    """``--links``: 0 (no cap), or at least MIN_LINKS; ValueError says what is wrong."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise ValueError(f"--links must be a whole number, not {text!r}") from None
+    if value != 0 and not MIN_LINKS <= value <= 256:
+        raise ValueError(f"--links must be 0 (link to everyone) or {MIN_LINKS}-256, "
+                         f"not {value}")
+    return value
 
 
 class Options(usage.Options):
@@ -136,6 +149,9 @@ class Options(usage.Options):
          "offers to us larger than this are refused (4G, 500M, bytes)"],
         ["file-rate", None, "0", "most bytes per second each file we send goes at (10M, "
          "500k; 0: no limit)"],
+        ["links", None, str(DEFAULT_LINKS), f"in a room of over {FULL_MESH_UP_TO} peers, how "
+         "many peers to keep a link to (the rest are reached through them); 0: link to "
+         f"everyone [at least {MIN_LINKS}]"],
     ]
     optFlags = [
         ["debug", None, "log debug detail too"],
@@ -186,6 +202,7 @@ class Options(usage.Options):
             self["max-file-size"] = parse_size(self["max-file-size"])
             self["file-rate"] = (0 if self["file-rate"].strip() == "0"
                                  else parse_size(self["file-rate"], "--file-rate"))
+            self["links"] = parse_links(self["links"])
             self._irc_options()
             self._tor_options()
         except ValueError as e:

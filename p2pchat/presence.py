@@ -125,11 +125,13 @@ class Presence:
             log_limited(node.clock, log, "discovered", LogLevel.info,
                         "discovered {peer} at {host}:{port}",
                         burst=50, peer=beacon.peer_id, host=host, port=beacon.port)
-            if node.announcer is not None and should_dial(beacon.peer_id, node.peer_id):
+            if node.announcer is not None and (should_dial(beacon.peer_id, node.peer_id)
+                                               or node.neighbours.capped()):
                 # so the newcomer learns of us at once, and dials us (the smaller id dials);
                 # a newcomer we dial learns of us from our join, so it needs no answer: a
                 # crowd starting at once sends half the datagrams (each a signature check
-                # for every peer that hears it)
+                # for every peer that hears it).  In a room past a full mesh every newcomer
+                # hears from us at once: it chooses its neighbours from the whole room.
                 node.announcer.reply_soon()
             node.emit(events.PeersChanged(now))
         info = node.peers.get(beacon.peer_id)
@@ -139,7 +141,9 @@ class Presence:
     def _unchanged(self, beacon: Beacon, host: str, now: float) -> bool:
         """Whether this signed announce may be believed without its signature check (about
         115 us; in a room of 100, 20 a second, most of an idle peer's CPU): its peer is
-        linked now over TLS that proved the key ``beacon.fp``, the beacon comes from the host
+        linked now over TLS that proved the key ``beacon.fp``, or (not a neighbour of ours,
+        neighbours.py) is listed as reached through others by member lines signed by that key
+        within gossip.GONE_AFTER (forwarder.proven), the beacon comes from the host
         its last checked one came from and says the same nick, port and caps, and that check
         was less than RECHECK_AFTER ago.  The cheap checks still run first (id against key, a
         stamp newer than the last checked one).
@@ -148,13 +152,19 @@ class Presence:
         within those RECHECK_AFTER seconds, that a peer with a live link is still there
         (peers.heard): it can't move it, rename it, change its caps, say it left, or raise its
         stamp (the next real beacon is never taken for a replay).  A dead peer behind that
-        forger is still found out: its link goes silent (linkwatch's IDLE_TIMEOUT), and once
-        it is down, every beacon for it is checked again.  Whatever differs is checked."""
+        forger is still found out: its link goes silent (linkwatch's IDLE_TIMEOUT), or its
+        member lines stop (it is shown gone after GONE_AFTER), and from then on every beacon
+        for it is checked again.  For a relayed peer the forger can at most keep its table
+        entry (whose address we would dial, were it a neighbour) for RECHECK_AFTER after it
+        died: it is not listed by beacons, so it is not shown alive.  Whatever differs is
+        checked."""
         if beacon.type != ANNOUNCE or not beacon.fp:
             return False
         link = self.node.links.get(beacon.peer_id)
         info = self.node.peers.get(beacon.peer_id)
-        return (link is not None and link.fp == beacon.fp and info is not None
+        proven = link.fp if link is not None else self.node.forwarder.proven(beacon.peer_id,
+                                                                              now)
+        return (proven == beacon.fp and info is not None
                 and info.fp == beacon.fp and now - info.checked_at < RECHECK_AFTER
                 and (info.host, info.port, info.username, info.caps)
                 == (host, beacon.port, beacon.username, beacon.caps))
@@ -219,7 +229,8 @@ class Presence:
     def maybe_dial(self, info: PeerInfo) -> None:
         node = self.node
         if (node.dialer is None or node.leaving
-                or not should_dial(node.peer_id, info.peer_id)):
+                or not should_dial(node.peer_id, info.peer_id)
+                or not node.neighbours.dial_now(info.peer_id)):
             return
         # A link we would refuse at once is not dialed (--secure-only and a base peer, a
         # pinned nick without a key): nor redialed while its beacons keep coming.
@@ -245,7 +256,7 @@ class Presence:
             return "it claims to be us"
         if peer_id in node.links:
             return None  # a replacement takes the slot of the link it replaces
-        return self.slot_refusal(peer_id, nick, fp)
+        return node.neighbours.refusal(peer_id) or self.slot_refusal(peer_id, nick, fp)
 
     def slot_refusal(self, peer_id: str, nick: str, fp: str) -> str | None:
         """Why a new link to this peer would get no slot now, or None (slots.py)."""

@@ -114,6 +114,7 @@ class NodeService(Service):
                              f"{e.socketError}") from None
         self.node.dialer = self.dialer
         self.node.announcer = self.beacons
+        self.node.neighbours.listen_first()
         for call, every in ((self.node.sweep, SWEEP_INTERVAL),
                             (self.node.heartbeat, HEARTBEAT_INTERVAL)):
             loop = LoopingCall(call)
@@ -346,6 +347,7 @@ def makeService(options: Options, reactor: Any = None) -> ChatService:
     node = Node(start_nick(data_dir, given, options["username"]), reactor,
                 log_lines=options["catchup-lines"],
                 log_age=options["catchup-age"], identity=identity, trust=trust, store=store)
+    node.neighbours.cap = options.get("links", node.neighbours.cap)
     node.ignores = Ignores(os.path.join(data_dir, IGNORED_NAME))
     node.sealing.open_store(os.path.join(data_dir, SEALED_NAME))
     node.activity.settings = Settings(os.path.join(data_dir, SETTINGS_NAME))

@@ -1,0 +1,299 @@
+"""Which peers we keep a link to (``--links N``): a small room is a full mesh; in a larger
+one each peer keeps a bounded set of neighbours and the rest of the room is reached by gossip
+relay (gossip.py, forwarding.py).
+
+The choice (``ring_wanted``) is pure and deterministic: the room's peers that relay (signed,
+``gossip/1``), sorted by peer id, form a ring, and each keeps its two ring neighbours (so the
+graph is connected whatever the rest) and a few random long links: the pairs each of which is
+among the other's ``N - 2`` lowest pair scores (a hash of the two ids: both ends work it out
+alike), as in a mutual nearest-neighbour graph.  So a peer has at most N links (6.6 on average
+with 8 in a room of 100), the diameter stays small (4 hops there, 6 in a room of 256), both
+ends of a link agree that it is kept (the rule is symmetric), and a peer joining or leaving
+changes about N/2 links in the whole room, not the ring distances of everyone: nothing flaps.
+(A first version took Chord-like ring distances 1, 3, 7, 19: in a room of 100 started over a
+minute, each newcomer moved some 60 links, 1,665 links were pruned, and the room never
+settled.)
+
+- Base peers (the Go reference) don't relay: they are always linked directly, outside the
+  ring; so are peers we don't hear beacons of (static peers, contacts: not ours to choose).
+- Rooms: a non-member never carries a room's lines, so each room we are in gets a ring of its
+  own among its members (whose rooms we know from their member and rooms lines): we keep the
+  union of our neighbours in every ring, so each room's members stay connected among
+  themselves (a small room, up to FULL_MESH_UP_TO members, is a full mesh).
+- While views differ (a room forming), a link the other end wants is accepted up to
+  ``hard_bound`` (2N) links; one wanted by neither end is closed ("pruned") once it has been
+  unwanted for PRUNE_AFTER seconds, and only if that peer is reached through our other
+  neighbours, as their member lines say (it stays reached, and is listed as relayed at once:
+  no leave, no second join).
+"""
+
+from __future__ import annotations
+
+from hashlib import blake2b
+from typing import TYPE_CHECKING, Iterable
+
+from twisted.logger import Logger, LogLevel
+
+from p2pchat.clocks import log_limited
+from p2pchat.gossip import CAP_GOSSIP
+from p2pchat.wire import DEFAULT_ROOM
+
+if TYPE_CHECKING:
+    from p2pchat.node import Node
+    from p2pchat.session import PeerSession
+
+log = Logger()
+
+#: The links a peer keeps in a room larger than FULL_MESH_UP_TO (``--links``; 0: no cap,
+#: a full mesh whatever the size).
+DEFAULT_LINKS = 8
+#: The fewest ``--links`` allowed (a ring and one finger each way).
+MIN_LINKS = 4
+#: A room of at most this many peers (us included) is a full mesh whatever ``--links`` says.
+FULL_MESH_UP_TO = 12
+#: The choice is worked out again at most this often (seconds): each beacon asks it.
+WORKED_FOR = 1.0
+#: A peer starting only listens this long (seconds) before it dials (listen_first).
+LISTEN_FIRST = 1.5
+#: ... once it hears more than this many peers (the first ones are dialed at once).
+LISTEN_PAST = 3
+#: A link wanted by neither end is closed after it has been unwanted this long (seconds):
+#: long enough for the views of a forming room to settle.
+PRUNE_AFTER = 15.0
+#: A link to be pruned is left out of our member line this long (seconds) before it is
+#: closed, so the room relays between its two ends before it goes.
+DRAIN_FOR = 4.0
+#: A peer whose end closed our link as not a neighbour is not dialed again for this long
+#: (seconds), unless it links to us: so views that differ a while don't flap a link.
+PRUNED_HOLD = 60.0
+#: The reason a pruned link is closed with (its peer, told so, lists us as relayed at once).
+PRUNED = "not a neighbour any more"
+
+
+def pair_score(a: str, b: str) -> int:
+    """A number both ends of a pair work out alike, and no one can aim (a hash of both ids,
+    in order): the random part of the choice."""
+    x, y = (a, b) if a < b else (b, a)
+    return int.from_bytes(blake2b(f"{x} {y}".encode("utf-8"), digest_size=8).digest(), "big")
+
+
+def lowest(a: str, ids: Iterable[str], k: int) -> set[str]:
+    """The ``k`` peers of ``ids`` whose pair score with ``a`` is lowest."""
+    return set(sorted((x for x in ids if x != a), key=lambda x: pair_score(a, x))[:k])
+
+
+def ring_wanted(me: str, members: Iterable[str], cap: int) -> set[str]:
+    """The members (``me`` among them or not) that ``me`` keeps a link to: all of them in a
+    room of at most ``max(FULL_MESH_UP_TO, cap + 1)`` or with ``cap`` 0; else its two ring
+    neighbours (by peer id: the graph is connected whatever the rest) and the peers ``b``
+    among its ``cap - 2`` lowest pair scores that have ``me`` among theirs (random long
+    links, so the diameter stays small: 4 hops in a room of 100 with 8 links).
+
+    ``b in ring_wanted(a, M)`` iff ``a in ring_wanted(b, M)``: both ends agree.  At most
+    ``cap`` each.  A peer joining changes a few links in the whole room (the ring pair it
+    steps between, and the few peers that have it among their lowest scores), not the ring
+    distances of everyone."""
+    ids = sorted(set(members) | {me})
+    n = len(ids)
+    if cap <= 0 or n <= max(FULL_MESH_UP_TO, cap + 1):
+        return set(ids) - {me}
+    i = ids.index(me)
+    out = {ids[(i + 1) % n], ids[(i - 1) % n]}
+    k = cap - 2
+    for b in lowest(me, ids, k):
+        if me in lowest(b, ids, k):
+            out.add(b)
+    out.discard(me)
+    return out
+
+
+class Neighbours:
+    """The link choice of one node: whom to dial, whose link to accept, which to prune."""
+
+    def __init__(self, node: Node, cap: int = DEFAULT_LINKS) -> None:
+        self.node = node
+        self.cap = cap
+        self._wanted: set[str] = set()
+        self._key: tuple[object, ...] | None = None
+        self._members = 0  # the ring's peers (us not counted)
+        self._listen_until = 0.0  # listen_first: no dial before this
+        self._worked_at = float("-inf")  # when ``wanted`` was last worked out
+        self._rooms: list[str] = []  # our rooms then
+        self._table = 0  # and the peer table's size
+        self._ids: frozenset[str] = frozenset()  # the ring's peers it was worked out for
+        #: linked peers we don't want, since when
+        self._unwanted_since: dict[str, float] = {}
+        #: peers that pruned our link, when (PRUNED_HOLD)
+        self._pruned_by: dict[str, float] = {}
+        #: peers whose link we pruned (their loss is not a leave)
+        self._pruning: set[str] = set()
+        #: links being pruned: left out of our member line since when (DRAIN_FOR)
+        self.draining: dict[str, float] = {}
+        #: of those, the ones whose other end left us out of its member line first
+        self._dropped: set[str] = set()
+
+    @property
+    def hard_bound(self) -> int:
+        """Relaying links past which a link neither end wants is refused (D_hi)."""
+        return 2 * self.cap
+
+    def _ring_member(self, peer_id: str) -> bool:
+        info = self.node.peers.get(peer_id)
+        return info is not None and bool(info.fp) and CAP_GOSSIP in info.caps
+
+    def wanted(self, fresh: bool = False) -> set[str]:
+        """The relaying peers we keep a link to now (worked out again only when the peer
+        table's ids or the rooms changed)."""
+        node = self.node
+        now = node.clock.seconds()
+        if not fresh and self._key is not None and now - self._worked_at < WORKED_FOR and (
+                self._rooms == node.rooms.joined and self._table == len(node.peers)):
+            return self._wanted  # (a peer new to the table is chosen at once)
+        self._worked_at, self._rooms, self._table = now, list(node.rooms.joined), len(node.peers)
+        ids = tuple(sorted(info.peer_id for info in node.peers
+                           if self._ring_member(info.peer_id)))
+        rooms = tuple(node.rooms.joined)
+        key = (ids, rooms, self.cap,
+               tuple(node.rooms.rooms_of_peer(p) for p in ids) if len(rooms) > 1 else ())
+        if key != self._key:
+            self._key, self._members, self._ids = key, len(ids), frozenset(ids)
+            wanted = ring_wanted(node.peer_id, ids, self.cap)
+            for room in rooms:
+                if room != DEFAULT_ROOM:
+                    members = [p for p in ids if node.rooms.peer_in(p, room)]
+                    wanted |= ring_wanted(node.peer_id, members, self.cap)
+            self._wanted = wanted
+        return self._wanted
+
+    def capped(self) -> bool:
+        """Whether the room is larger than a full mesh (we don't link to every peer in it):
+        then a peer reached through others is listed at once, with no wait for a link of
+        our own (gossip.Reached.due)."""
+        # the room as its beacons and its member lines tell it (a newcomer hears the member
+        # lines of everyone from its first neighbour, before every beacon)
+        self.wanted()
+        known = max(self._members, len(self.node.forwarder.reached.of))
+        return self.cap > 0 and known + 1 > max(FULL_MESH_UP_TO, self.cap + 1)
+
+    def listen_first(self) -> None:
+        """We start: until LISTEN_FIRST seconds from now, once we hear more than LISTEN_PAST
+        peers, we only listen (the room answers our first beacon within REPLY_GAP), then dial
+        the neighbours chosen from the whole room; the first few heard before that are
+        dialed at once (two or three peers link as fast as before).  Dialing the first dozen
+        (a full mesh, until the room was known to be larger) made a room of 100 started
+        together prune 1,152 links and take 93 s, against 261 and 27 s."""
+        if self.cap > 0:
+            self._listen_until = self.node.clock.seconds() + LISTEN_FIRST
+
+    def dial_now(self, peer_id: str) -> bool:
+        """Whether ``peer_id`` may be dialed now: wanted, and not while we listen first."""
+        if self._listen_until and self._ring_member(peer_id):
+            self.wanted()
+            if self._members > LISTEN_PAST and self.node.clock.seconds() < self._listen_until:
+                return False  # (the first few heard are dialed at once: a pair forms at once)
+        return self.wants(peer_id)
+
+    def wants(self, peer_id: str) -> bool:
+        """Whether we keep (and dial) a link to ``peer_id``: always with no cap, for a base
+        peer and for one we hear no beacons of; else if the choice says so."""
+        if self.cap <= 0 or not self._ring_member(peer_id):
+            return True
+        held = self._pruned_by.get(peer_id)
+        if held is not None:
+            if self.node.clock.seconds() - held < PRUNED_HOLD:
+                return False
+            del self._pruned_by[peer_id]
+        wanted = self.wanted()
+        if peer_id not in self._ids:
+            wanted = self.wanted(fresh=True)  # new to the table since: chosen at once
+        return peer_id in wanted
+
+    def refusal(self, peer_id: str) -> str | None:
+        """Why an inbound link from ``peer_id`` is refused now, or None: one we don't want
+        is taken while we have fewer than ``hard_bound`` relaying links (its end wants it)."""
+        if self.wants(peer_id) or peer_id in self.node.links:
+            return None
+        relaying = sum(1 for link in self.node.links.values() if link.gossip)
+        if relaying < self.hard_bound:
+            return None
+        return f"not a neighbour, and {relaying} links are up (--links {self.cap})"
+
+    def pruned(self, link: PeerSession, why: str) -> bool:
+        """Whether the lost ``link`` was pruned (by us, or its end said so): then its peer,
+        still reached through others, is not shown leaving."""
+        ours = link.peer_id in self._pruning
+        self._pruning.discard(link.peer_id)
+        theirs = PRUNED in why
+        if theirs:
+            self._pruned_by[link.peer_id] = self.node.clock.seconds()
+        return ours or theirs
+
+    def dropped_by(self, peer_id: str) -> None:
+        """A linked peer's member line no longer lists us: it is about to prune our link.
+        We drop it from ours too (so the others relay its lines to us, and ours to it, from
+        now on), and close it ourselves after DRAIN_FOR if it has not."""
+        if peer_id in self.node.links and peer_id not in self.draining:
+            self.draining[peer_id] = self.node.clock.seconds()
+            self._dropped.add(peer_id)
+            self.node.forwarder.changed()
+
+    def listed_by(self, peer_id: str) -> None:
+        """A linked peer's member line lists us (again): if it had dropped us, it keeps the
+        link after all."""
+        if peer_id in self._dropped:
+            self._dropped.discard(peer_id)
+            if self.draining.pop(peer_id, None) is not None:
+                self.node.forwarder.changed()
+
+    def tick(self) -> None:
+        """Every second: a link neither end wants, unwanted for PRUNE_AFTER, whose peer is
+        reached through our other neighbours, is first dropped from our member line (the
+        others then relay between its two ends), then closed DRAIN_FOR later: no line is in
+        flight only on it when it goes."""
+        node = self.node
+        if self.cap <= 0 or node.leaving:
+            return
+        now = node.clock.seconds()
+        if self._listen_until and now >= self._listen_until:
+            self._listen_until = 0.0  # listened: dial the chosen neighbours
+            for info in list(node.peers):
+                if info.peer_id not in node.links:
+                    node.presence.maybe_dial(info)
+        since, draining = self._unwanted_since, self.draining
+        for table in (since, draining):
+            for pid in [p for p in table if p not in node.links]:
+                del table[pid]
+        self._dropped &= set(node.links)
+        for pid, link in list(node.links.items()):
+            if pid in self._dropped:
+                continue  # its end prunes it (and tells us), or lists us again
+            if not link.gossip or self.wants(pid):
+                since.pop(pid, None)
+                if draining.pop(pid, None) is not None:
+                    node.forwarder.changed()  # kept after all: listed again
+                continue
+            first = since.setdefault(pid, now)
+            if pid in draining:
+                if now - draining[pid] >= DRAIN_FOR:
+                    self._prune(pid, link)
+                continue
+            if now - first < PRUNE_AFTER or now - link.linked_at < PRUNE_AFTER:
+                continue
+            if node.forwarder.path_to(pid) is None:
+                continue  # not reached otherwise (yet): kept
+            draining[pid] = now
+            node.forwarder.changed()
+
+    def _prune(self, pid: str, link: PeerSession) -> None:
+        node = self.node
+        via = node.forwarder.path_to(pid)
+        if via is None:
+            return  # no other path any more: kept (not listed) until there is one
+        log_limited(node.clock, log, "pruned", LogLevel.info,
+                    "pruned: the link with {peer} closed, not a neighbour any more (reached "
+                    "through {via})", burst=50, peer=pid, via=via)
+        del self.draining[pid]
+        self._unwanted_since.pop(pid, None)
+        self._pruning.add(pid)
+        link.refuse(PRUNED)
+        node.link_lost(link.wire, PRUNED)

@@ -1,0 +1,324 @@
+"""The link cap (``--links``, neighbours.py): the neighbour choice (pure: connected, bounded,
+both ends agree, stable when one peer comes or goes, each room connected among its members),
+and real Nodes hearing each other's beacons in one process (bench/meshsim.py), linked as
+their choice says: every peer lists every other (linked or relayed), a line from each reaches
+everyone exactly once, a pruned link shows no leave and no second join."""
+
+from __future__ import annotations
+
+import random
+from collections import Counter, deque
+
+from twisted.trial.unittest import TestCase
+
+from p2pchat import events
+from p2pchat.gossip import MAX_HOPS
+from p2pchat import presence
+from p2pchat.neighbours import (FULL_MESH_UP_TO, LISTEN_FIRST, PRUNE_AFTER, PRUNED,
+                                ring_wanted)
+from p2pchat.options import parse_links
+from p2pchat.wire import encode_beacon, parse_beacon
+from bench.meshsim import Sim
+
+
+def ids(n: int, seed: int = 1) -> list[str]:
+    rng = random.Random(seed)
+    return [f"{rng.getrandbits(64):016x}" for _ in range(n)]
+
+
+def graph(members: list[str], cap: int) -> dict[str, set[str]]:
+    return {m: ring_wanted(m, members, cap) for m in members}
+
+
+def diameter(g: dict[str, set[str]]) -> int | None:
+    """The longest shortest path, or None when the graph is not connected."""
+    worst = 0
+    for start in g:
+        dist = {start: 0}
+        todo = deque([start])
+        while todo:
+            u = todo.popleft()
+            for v in g[u]:
+                if v in g and v not in dist:
+                    dist[v] = dist[u] + 1
+                    todo.append(v)
+        if len(dist) < len(g):
+            return None
+        worst = max(worst, max(dist.values()))
+    return worst
+
+
+def edges(g: dict[str, set[str]]) -> set[frozenset[str]]:
+    return {frozenset((a, b)) for a in g for b in g[a]}
+
+
+class Choice(TestCase):
+    def test_connected_bounded_and_agreed(self) -> None:
+        for n in (13, 16, 25, 50, 100, 256):
+            for cap in (4, 8, 12):
+                members = ids(n, seed=n + cap)
+                g = graph(members, cap)
+                for a, wanted in g.items():
+                    self.assertLessEqual(len(wanted), cap, (n, cap))
+                    for b in wanted:
+                        self.assertIn(a, g[b], (n, cap))  # both ends agree
+                d = diameter(g)
+                self.assertIsNotNone(d, (n, cap))
+                assert d is not None
+                self.assertLessEqual(d, MAX_HOPS, (n, cap))  # every line gets everywhere
+
+    def test_small_diameter_in_a_room_of_100(self) -> None:
+        self.assertLessEqual(diameter(graph(ids(100), 8)) or 99, 5)
+        degrees = [len(w) for w in graph(ids(100), 8).values()]
+        self.assertGreaterEqual(sum(degrees) / len(degrees), 5)  # long links there are
+
+    def test_a_small_room_is_a_full_mesh(self) -> None:
+        members = ids(FULL_MESH_UP_TO)
+        for m in members:
+            self.assertEqual(ring_wanted(m, members, 4), set(members) - {m})
+        for m in ids(40):  # no cap
+            self.assertEqual(len(ring_wanted(m, ids(40), 0)), 39)
+        self.assertLess(len(ring_wanted(members[0], ids(FULL_MESH_UP_TO + 1), 4)), 12)
+
+    def test_one_peer_leaving_or_joining_moves_few_links(self) -> None:
+        members = ids(100)
+        whole = graph(members, 8)
+        before = edges(whole)
+        for gone in members[:5]:
+            rest = [m for m in members if m != gone]
+            after = edges(graph(rest, 8))
+            kept = {e for e in before if gone not in e}
+            self.assertIsNotNone(diameter({m: whole[m] - {gone} for m in rest}))  # connected
+            # before relinking
+            self.assertLessEqual(len(kept ^ after), 16, gone)  # a few, not the whole ring
+        joined = edges(graph(members + ids(1, seed=99), 8))
+        self.assertLessEqual(len(before - joined), 8)
+
+    def test_parse_links(self) -> None:
+        self.assertEqual(parse_links("0"), 0)
+        self.assertEqual(parse_links("8"), 8)
+        for bad in ("3", "-1", "x", "257"):
+            with self.assertRaises(ValueError):
+                parse_links(bad)
+
+
+# --- real nodes hearing each other's beacons ----------------------------------------------
+
+
+class Room:
+    """A Sim whose nodes hear each other's beacons and link as their choice says (what the
+    dialer does, without sockets)."""
+
+    def __init__(self, n: int, cap: int) -> None:
+        self.nicks = [f"p{i}" for i in range(n)]
+        self.sim = Sim(self.nicks)
+        for i, nick in enumerate(self.nicks):
+            node = self.sim.nodes[nick]
+            node.port = 2000 + i
+            node.neighbours.cap = cap
+        self.present = list(self.nicks)
+
+    def beacons(self) -> None:
+        for a in self.present:
+            beacon = parse_beacon(encode_beacon(self.sim.nodes[a].beacon("announce")))
+            for b in self.present:
+                if b != a:
+                    self.sim.nodes[b].beacon_heard(beacon, "10.0.0.%d" % (self.nicks.index(a)))
+
+    def dial(self) -> None:
+        nodes = self.sim.nodes
+        for i, a in enumerate(self.present):
+            for b in self.present[i + 1:]:
+                na, nb = nodes[a], nodes[b]
+                if (nb.peer_id not in na.links and na.neighbours.wants(nb.peer_id)
+                        and nb.presence.link_offered(na.peer_id, a, "") is None):
+                    self.sim.link(a, b)
+
+    def settle(self, seconds: int) -> None:
+        for _ in range(seconds):
+            self.sim.clock.advance(0.5)
+            self.beacons()
+            self.dial()
+            self.sim.tick(1)
+
+    def degrees(self) -> list[int]:
+        return [len(self.sim.nodes[n].links) for n in self.present]
+
+    def listed(self, nick: str) -> set[str]:
+        return {r.nick for r in self.sim.nodes[nick].users()
+                if r.state in ("connected", "relayed")}
+
+
+class Linked(TestCase):
+    def test_a_room_of_30_with_4_links(self) -> None:
+        room = Room(30, 4)
+        room.settle(8)
+        self.assertLessEqual(max(room.degrees()), 8)  # the hard bound: 2 x --links
+        room.settle(int(PRUNE_AFTER) + 5)  # links no end wants pruned
+        self.assertLessEqual(max(room.degrees()), 4)
+        sim = room.sim
+        for nick in room.nicks:
+            self.assertEqual(room.listed(nick), set(room.nicks) - {nick}, nick)
+            joins = Counter(e.nick for e in sim.heard[nick] if isinstance(e, events.PeerJoined))
+            self.assertEqual(set(joins), set(room.nicks) - {nick}, nick)
+            self.assertEqual(set(joins.values()), {1}, nick)  # each join told once
+            self.assertFalse([e for e in sim.heard[nick] if isinstance(e, events.PeerLeft)])
+        for nick in room.nicks:
+            sim.nodes[nick].say(f"hi from {nick}")
+        sim.run()
+        for nick in room.nicks:
+            got = Counter(sim.said(nick))
+            self.assertEqual(sorted(got), sorted(f"{o}: hi from {o}" for o in room.nicks
+                                                 if o != nick), nick)
+            self.assertEqual(set(got.values()), {1}, nick)
+
+    def test_a_room_s_members_stay_linked_among_themselves(self) -> None:
+        room = Room(30, 4)
+        ops = room.nicks[::7]  # 5 members, scattered round the ring
+        for nick in ops:
+            room.sim.nodes[nick].join_room("ops")
+        room.settle(8)
+        sim = room.sim
+        members = {sim.nodes[n].peer_id for n in ops}
+        g = {sim.nodes[n].peer_id: {p for p in sim.nodes[n].links if p in members}
+             for n in ops}
+        self.assertIsNotNone(diameter(g), g)  # through members only
+        sim.nodes[ops[0]].say("secret", room="ops")
+        sim.run()
+        for nick in room.nicks:
+            shown = [x for x in sim.said(nick) if "secret" in x]
+            self.assertEqual(shown, [f"{ops[0]}: secret"] if nick in ops[1:] else [], nick)
+
+    def test_base_peers_and_unknown_peers_always_wanted(self) -> None:
+        room = Room(20, 4)
+        room.settle(3)
+        node = room.sim.nodes["p0"]
+        self.assertTrue(node.neighbours.wants("a-peer-we-hear-no-beacon-of"))
+        wanted = [info.peer_id for info in node.peers if node.neighbours.wants(info.peer_id)]
+        self.assertLess(len(wanted), 19)
+        for info in node.peers:
+            node.peers.get(info.peer_id).caps = ("p2pchat/1",)  # type: ignore[union-attr]
+        self.assertTrue(all(node.neighbours.wants(info.peer_id) for info in node.peers))
+
+    def test_an_unwanted_dialer_is_refused_past_the_hard_bound(self) -> None:
+        room = Room(30, 4)
+        room.settle(int(PRUNE_AFTER) + 5)
+        node = room.sim.nodes["p0"]
+        unwanted = [info for info in node.peers if not node.neighbours.wants(info.peer_id)
+                    and info.peer_id not in node.links]
+        self.assertTrue(unwanted)
+        self.assertIsNone(node.presence.link_offered(unwanted[0].peer_id, "x", ""))
+        while len(node.links) < node.neighbours.hard_bound:
+            other = next(n for n in room.nicks if room.sim.nodes[n].peer_id not in node.links
+                         and n != "p0")
+            room.sim.link("p0", other)
+        why = node.presence.link_offered(unwanted[-1].peer_id, "x", "")
+        self.assertIsNotNone(why)
+        assert why is not None
+        self.assertIn("not a neighbour", why)
+
+    def test_a_pruned_link_is_not_a_leave_and_its_end_holds_off(self) -> None:
+        room = Room(20, 4)
+        room.settle(3)
+        sim = room.sim
+        extra = [(a, b) for a in room.nicks for b in room.nicks if a < b
+                 and sim.nodes[b].peer_id in sim.nodes[a].links
+                 and not sim.nodes[a].neighbours.wants(sim.nodes[b].peer_id)]
+        if not extra:  # make one: a link no end wants
+            a, b = next((a, b) for a in room.nicks for b in room.nicks if a < b
+                        and sim.nodes[b].peer_id not in sim.nodes[a].links)
+            sim.link(a, b)
+            extra = [(a, b)]
+        a, b = extra[0]
+        room.settle(int(PRUNE_AFTER) + 3)
+        self.assertNotIn(sim.nodes[b].peer_id, sim.nodes[a].links)
+        for x, y in ((a, b), (b, a)):
+            rows = {r.nick: r.state for r in sim.nodes[x].users()}
+            self.assertEqual(rows[y], "relayed")
+            self.assertFalse([e for e in sim.heard[x] if isinstance(e, events.PeerLeft)])
+            self.assertEqual(len([e for e in sim.heard[x] if isinstance(e, events.PeerJoined)
+                                  and e.nick == y]), 1)
+
+    def test_told_pruned_the_other_end_holds_off(self) -> None:
+        room = Room(20, 4)
+        room.settle(3)
+        node = room.sim.nodes["p0"]
+        other = next(info.peer_id for info in node.peers if node.neighbours.wants(info.peer_id))
+        link = node.links.get(other)
+        self.assertIsNotNone(link)
+        assert link is not None
+        self.assertTrue(node.neighbours.pruned(link, f"it refused the link: {PRUNED}"))
+        self.assertFalse(node.neighbours.wants(other))  # not redialed at once
+
+    def test_one_peer_leaving_keeps_everyone_reached(self) -> None:
+        room = Room(25, 4)
+        room.settle(int(PRUNE_AFTER) + 5)
+        sim = room.sim
+        gone = room.present.pop(5)
+        sim.nodes[gone].say_goodbye()
+        sim.run()
+        for pair in [k for k in sim.wires if gone in k]:
+            sim.cut(*sorted(pair))
+        room.settle(5)
+        for nick in room.present:
+            self.assertEqual(room.listed(nick), set(room.present) - {nick}, nick)
+        sim.nodes[room.present[0]].say("still here")
+        sim.run()
+        for nick in room.present[1:]:
+            self.assertEqual(sim.said(nick).count(f"{room.present[0]}: still here"), 1, nick)
+
+
+class Guards(TestCase):
+    def test_a_link_with_no_other_path_is_kept(self) -> None:
+        room = Room(14, 4)  # past a full mesh
+        room.beacons()
+        sim, nodes = room.sim, room.sim.nodes
+        lonely = nodes["p0"]
+        other = next(n for n in room.nicks[1:]
+                     if not lonely.neighbours.wants(nodes[n].peer_id))
+        sim.link("p0", other)  # its only link, and not one it would choose
+        rest = room.nicks[1:]
+        for i, a in enumerate(rest):
+            for b in rest[i + 1:]:
+                if nodes[a].neighbours.wants(nodes[b].peer_id):
+                    sim.link(a, b)
+        for _ in range(int(PRUNE_AFTER) + 10):
+            sim.clock.advance(0.5)
+            room.beacons()
+            sim.tick(1)
+        self.assertIn(nodes[other].peer_id, lonely.links)  # no other way to the room
+
+    def test_a_starting_peer_listens_first(self) -> None:
+        room = Room(14, 4)
+        room.beacons()
+        node = room.sim.nodes["p0"]
+        wanted = next(iter(node.neighbours.wanted()))
+        node.neighbours.listen_first()
+        self.assertFalse(node.neighbours.dial_now(wanted))
+        room.sim.clock.advance(LISTEN_FIRST)
+        self.assertTrue(node.neighbours.dial_now(wanted))
+
+    def test_an_unchanged_beacon_of_a_relayed_peer_is_not_checked_again(self) -> None:
+        room = Room(20, 4)
+        room.settle(4)
+        node = room.sim.nodes["p0"]
+        relayed = next(n for n in room.nicks[1:]
+                       if room.sim.nodes[n].peer_id not in node.links)
+        far = room.sim.nodes[relayed]
+        self.assertTrue(node.forwarder.proven(far.peer_id, room.sim.clock.seconds()))
+        checks: list[str] = []
+        real = presence.verify_beacon
+
+        def counting(*args: object) -> bool:
+            checks.append("x")
+            return real(*args)  # type: ignore[arg-type]
+
+        self.patch(presence, "verify_beacon", counting)
+        host = "10.0.0.%d" % room.nicks.index(relayed)
+        room.sim.clock.advance(1)
+        node.beacon_heard(parse_beacon(encode_beacon(far.beacon("announce"))), host)
+        self.assertEqual(checks, [])  # unchanged, and its member lines prove its key
+        node.forwarder.reached.of.clear()  # no longer reached through others
+        room.sim.clock.advance(1)
+        node.beacon_heard(parse_beacon(encode_beacon(far.beacon("announce"))), host)
+        self.assertEqual(checks, ["x"])

@@ -30,6 +30,8 @@ import sys
 import types
 from typing import Any
 
+from twisted.python.failure import Failure
+
 _NEWTLS = "twisted.internet._newtls"
 _TLS = "twisted.protocols.tls"
 _SSL = "twisted.internet.ssl"
@@ -76,3 +78,55 @@ def defer_tls() -> bool:
             del twisted.protocols.tls  # type: ignore[attr-defined]
     return True
 
+
+
+#: What the first TLS link needs, imported by ``preload`` in a thread (Twisted's TLS layer,
+#: pyOpenSSL, what identity.py makes its certificate and context with, and what the peer's
+#: certificate is read with).
+_LIBRARIES = ("twisted.protocols.tls", "OpenSSL.SSL", "cryptography.x509",
+              "cryptography.x509.oid", "cryptography.hazmat.primitives.serialization",
+              "cryptography.hazmat.primitives.asymmetric.ed25519")
+#: The links waiting for the import under way (None: none under way).
+_waiters: list[Any] | None = None
+
+
+def _import_all() -> None:
+    for name in _LIBRARIES:
+        __import__(name)  # (the import statement's way: ``-X importtime`` shows it)
+
+
+def loaded() -> bool:
+    """Whether the TLS libraries are in (at start where TLS couldn't be deferred, or since
+    ``preload`` finished)."""
+    return all(sys.modules.get(name) is not None for name in _LIBRARIES)
+
+
+def preload() -> Any:
+    """A Deferred that fires once the TLS libraries are imported, in a thread: imported in
+    the reactor's thread at the first link they held it 44-58 ms (the stall bench's idle and
+    catch-up cases); in a thread the reactor goes on (its longest wait for the importing
+    thread was 6.6 ms).  The first link's STARTTLS waits for it (mesh.py ``_do``); a peer
+    alone never imports them.  A failed import fails the Deferred (the waiting link is
+    dropped, as a TLS start that fails) and the next link tries again."""
+    from twisted.internet import defer, reactor, threads
+
+    global _waiters
+    if loaded():
+        return defer.succeed(None)
+    waiting: Any = defer.Deferred()
+    if _waiters is None:
+        _waiters = []
+
+        def done(result: object) -> None:
+            global _waiters
+            waiters, _waiters = _waiters or [], None
+            for each in waiters:
+                if isinstance(result, Failure):
+                    each.errback(result)
+                else:
+                    each.callback(None)
+
+        threads.deferToThreadPool(reactor, reactor.getThreadPool(),  # type: ignore[arg-type,attr-defined]
+                                  _import_all).addBoth(done)
+    _waiters.append(waiting)
+    return waiting

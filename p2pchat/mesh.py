@@ -17,7 +17,7 @@ from twisted.logger import Logger, LogLevel
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from p2pchat import busy, handshake, ratelog
+from p2pchat import busy, handshake, latetls, ratelog
 from p2pchat.reach import DIAL_TIMEOUT, peer_endpoint
 from p2pchat.flow import Backpressure, TokenBucket
 from p2pchat.framing import LinesPerRead
@@ -233,8 +233,25 @@ class PeerProtocol(LinesPerRead):
 
     # --- carrying out what the handshake says -----------------------------------------------
 
+    def _go_on(self, actions: list[handshake.Action]) -> None:
+        """The TLS libraries are in (latetls.preload): the handshake goes on, if the link is."""
+        if self.transport is not None and self.connected:
+            self._do(actions)
+
+    def _no_tls(self, failure: Failure) -> None:
+        log.failure("the TLS libraries could not be imported", failure)
+        if self.transport is not None and self.connected:
+            self.transport.abortConnection()
+
     def _do(self, actions: list[handshake.Action]) -> None:
-        for action in actions:
+        for at, action in enumerate(actions):
+            if (isinstance(action, (handshake.SendStartTLS, handshake.StartTLS))
+                    and not latetls.loaded()):
+                # the first TLS link: the libraries come in a thread, this link's STARTTLS
+                # (and what follows it) once they are in, not holding the reactor meanwhile
+                latetls.preload().addCallbacks(lambda _: self._go_on(actions[at:]),
+                                               lambda f: self._no_tls(f))
+                return
             if isinstance(action, handshake.Note):
                 _log(self.clock, action.kind, _LEVELS[action.level], action.text,
                      peer=self.peer_id or "?", address=self.address, **action.fields)

@@ -234,13 +234,14 @@ class PeerProtocol(LinesPerRead):
     # --- carrying out what the handshake says -----------------------------------------------
 
     def _go_on(self, actions: list[handshake.Action]) -> None:
-        """The TLS libraries are in (latetls.preload): the handshake goes on, if the link is."""
-        if self.transport is not None and self.connected:
+        """The TLS libraries are in (latetls.preload): the handshake goes on, if the link is
+        (a TCP transport says ``disconnected`` once lost)."""
+        if self.transport is not None and not getattr(self.transport, "disconnected", False):
             self._do(actions)
 
     def _no_tls(self, failure: Failure) -> None:
         log.failure("the TLS libraries could not be imported", failure)
-        if self.transport is not None and self.connected:
+        if self.transport is not None and not getattr(self.transport, "disconnected", False):
             self.transport.abortConnection()
 
     def _do(self, actions: list[handshake.Action]) -> None:

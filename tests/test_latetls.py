@@ -220,6 +220,6 @@ class FirstLinkWaitsForTheImport(TestCase):
         proto, transport, started, waiting, handshake = self._link()
         proto._do([handshake.StartTLS(server=False)])
         proto.connectionLost(None)
-        proto.connected = False
+        transport.disconnected = True  # as a TCP transport says once lost
         waiting[0].callback(None)
         self.assertEqual(started, [])

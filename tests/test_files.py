@@ -246,6 +246,21 @@ class NodeFiles(NodeSetup):
         self.offer_line(_offer())  # the same offer again (a link back up): not a new one
         self.assertEqual(len(self.offered()), 1)
 
+    def test_our_own_reject_is_told_once_by_its_answer_but_the_peers_cancel_is_told(self
+                                                                                 ) -> None:
+        self.offer_line(_offer())
+        self.assertEqual(self.files.reject(1).text, "rejected [1] a.txt")
+        [closed] = [e for e in self.events if isinstance(e, events.TransferChanged)
+                    and e.what == "rejected"]
+        self.assertIsNone(event_text(closed.view, "rejected"))
+        self.offer_line(_offer(id="o2"))
+        self.node.message_received(self.link, Message(
+            id="c9", type=FILE, sender_id=BOB, metadata={"op": "cancel", "offer": "o2"}))
+        [gone] = [e for e in self.events if isinstance(e, events.TransferChanged)
+                  and e.what == "cancelled"]
+        self.assertEqual(event_text(gone.view, "cancelled"),
+                         "file [2] a.txt from bob: cancelled: bob cancelled it")
+
     def test_offers_are_bounded_per_peer(self) -> None:
         for i in range(offers.MAX_OFFERS_PER_PEER + 3):
             self.offer_line(_offer(id=f"o{i}"))
@@ -646,6 +661,19 @@ class Answers(NodeSetup):
             self.assertEqual(out.receivers[BOB].state, state, op)
         self.assertEqual(out.receivers[BOB].sent, offer.size)
         self.assertNotIn("\x1b", out.receivers[BOB].why)
+
+    def test_each_answer_to_a_room_offer_says_which_member_gave_it(self) -> None:
+        out = Outgoing(8, _offer(id="room1"), "#general", ["/nonexistent"], [0.0], [b""],
+                       {BOB: Receiver("bob", FP), "carol_1": Receiver("carol", "cc" * 32)})
+        self.files.outgoing.append(out)
+        self.node.message_received(self.link, Message(
+            id="arej", type=FILE, sender_id=BOB,
+            metadata={"op": "reject", "offer": "room1", "why": "no room on my disk"}))
+        [view] = [e.view for e in self.events
+                  if isinstance(e, events.TransferChanged) and e.what == "rejected"]
+        self.assertEqual(event_text(view, "rejected"),
+                         f"file [8] {out.offer.name} to bob in #general: rejected: "
+                         "no room on my disk")
 
 
 class Keeping(TestCase):

@@ -46,6 +46,11 @@ def offer_text(view: TransferView) -> str:
             f"/reject {view.number} to refuse")
 
 
+#: Why an offer to us closed when we closed it ourselves: /reject and /cancel answer for it
+#: already, so the event is not told a second time.
+YOU_REJECTED, YOU_CANCELLED = "you rejected it", "you cancelled it"
+
+
 def event_text(view: TransferView, what: str) -> str | None:
     """One transfer event as one line (the line face, the IRC face's notices); None for the
     ones not told as lines."""
@@ -63,6 +68,8 @@ def event_text(view: TransferView, what: str) -> str | None:
         where = f": saved as {view.path}" if view.incoming else ""
         return f"file [{n}] {name} {way}: done, SHA-256 checked{where}"
     if what in ("failed", "paused", "rejected", "cancelled", "expired"):
+        if view.incoming and view.why in (YOU_REJECTED, YOU_CANCELLED):
+            return None  # the command's own answer said it
         why = f": {printable(view.why)}" if view.why else ""
         tail = " (resumes by itself)" if what == "paused" else ""
         return f"file [{n}] {name} {way}: {what}{why}{tail}"

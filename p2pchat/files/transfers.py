@@ -14,6 +14,7 @@ while the link stays is redialed a few times (RETRY_DELAYS).
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 from typing import TYPE_CHECKING, Any, Callable
@@ -51,6 +52,7 @@ from p2pchat.files.offers import (
     safe_parts,
     unique_name,
 )
+from p2pchat.files.describe import YOU_CANCELLED, YOU_REJECTED
 from p2pchat.files.receive import Receive
 from p2pchat.files.stream import Served
 from p2pchat.files.ours import PROGRESS_EVERY, OurOffers, _host, speaks_files
@@ -138,13 +140,13 @@ class Transfers(OurOffers):
         inc = self._pick(number, ("offered",))
         if isinstance(inc, Refused):
             return inc
-        self._close_in(inc, "rejected", "you rejected it", "reject")
+        self._close_in(inc, "rejected", YOU_REJECTED, "reject")
         return Done(f"rejected [{inc.number}] {inc.offer.name}")
 
     def cancel(self, number: int) -> Outcome:
         for inc in self.incoming:
             if inc.number == number and inc.state in OPEN_IN | {"failed"}:
-                self._close_in(inc, "cancelled", "you cancelled it", "cancel")
+                self._close_in(inc, "cancelled", YOU_CANCELLED, "cancel")
                 return Done(f"cancelled [{number}] {inc.offer.name}")
         for out in self.outgoing:
             if out.number == number and out.state in OPEN_OUT | {"failed"}:
@@ -246,7 +248,10 @@ class Transfers(OurOffers):
         if state in ("rejected", "cancelled"):
             self._cut_serving(r.fp)
         self.save()
-        self._emit(view_out(out), state)
+        view = view_out(out)
+        if out.label != r.nick:  # a room offer: each member answers for themselves, so say who
+            view = dataclasses.replace(view, peer=f"{r.nick} in {out.label}", why=r.why)
+        self._emit(view, state)
 
     def _offered(self, link: PeerSession, meta: dict[str, Any]) -> None:
         try:

@@ -40,6 +40,23 @@ class WordingTests(unittest.TestCase):
         self.assertIn("* carol joined (via bob)", out)
         self.assertIn("* dave joined\n", out.replace("\r\n", "\n"))
 
+    def test_send_says_it_hashes_only_when_it_does(self) -> None:
+        from twisted.internet.defer import Deferred
+
+        from p2pchat.interfaces import Done, Refused
+        self.said()
+        self.chat.files.answer = Refused("no file or folder /nope")
+        self.face.lineReceived(b"/send bob /nope")
+        out = self.said()
+        self.assertIn("no file or folder /nope", out)
+        self.assertNotIn("hashing", out)
+        later: Deferred = Deferred()
+        self.chat.files.send = lambda target, path: later  # type: ignore[method-assign]
+        self.face.lineReceived(b"/send bob /big.iso")
+        self.assertIn("hashing /big.iso to offer it ...", self.said())
+        later.callback(Done("offered big.iso"))
+        self.assertIn("offered big.iso", self.said())
+
 
 class BurstTests(unittest.TestCase):
     def test_a_burst_on_stdin_is_taken_in_steps(self) -> None:

@@ -153,8 +153,10 @@ def file_command(face: Answers, name: str, arg: str) -> None:
         if not target or not path.strip():
             face.show_error("usage: /send NICK PATH or /send #ROOM PATH")
             return
-        face.show_info([f"hashing {path.strip()} to offer it ..."])
-        files.send(target, path.strip()).addCallback(tell)
+        answer = files.send(target, path.strip())
+        if not answer.called:  # a refusal comes at once; hashing takes a while: say so
+            face.show_info([f"hashing {path.strip()} to offer it ..."])
+        answer.addCallback(tell)
         return
     number = _number(arg)
     if isinstance(number, str):

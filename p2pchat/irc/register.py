@@ -149,7 +149,8 @@ def motd(client: IrcClientProtocol, params: list[str]) -> None:
         f"{CHANNEL} is the LAN room: every peer on this network is in it.",
         "/join #room joins a room (or makes it), /part #room leaves it; /msg NICK is private.",
         "QUIT detaches this client; the peer keeps running.",
-        f"/msg {SERVICE_NICK} help: p2pchat's own commands (ignore, unignore).",
+        f"/msg {SERVICE_NICK} help: p2pchat's own commands (search, send and accept files,"
+        " invites, ignore and more).",
     ]
     client.numeric(irc.RPL_MOTDSTART, text=f"- {SERVER_NAME} Message of the day -")
     for line in lines:

@@ -38,8 +38,9 @@ _SSL = "twisted.internet.ssl"
 #: Imported already: too late to defer TLS.
 _ALREADY = (_NEWTLS, _TLS, _SSL, "twisted.internet.tcp", "twisted.internet.posixbase", "OpenSSL")
 #: What an idle peer alone must not hold (tests/test_latetls.py): they come with a link, the
-#: console face, or --tor.
-LATE_MODULES = ("OpenSSL", "cryptography", "service_identity", _TLS, "urwid", "txtorcon")
+#: console face, or --tor (and platformdirs with the first file received, or no --data-dir).
+LATE_MODULES = ("OpenSSL", "cryptography", "service_identity", _TLS, "urwid", "txtorcon",
+                "platformdirs")
 
 
 def _factory(*args: Any, **kwargs: Any) -> Any:

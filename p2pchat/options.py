@@ -61,6 +61,26 @@ def default_download_dir() -> str:
     return platformdirs.user_downloads_dir()
 
 
+class UserDownloads(os.PathLike[str]):
+    """``--download-dir`` when not given: the user's download dir, looked up (platformdirs)
+    the first time a file lands, not at start (platformdirs held 0.4 MB of an idle peer that
+    never receives a file; README "Performance").  The file code uses it as a path (``os``
+    takes it; ``str`` shows it)."""
+
+    def __init__(self) -> None:
+        self._path: str | None = None
+
+    def __fspath__(self) -> str:
+        if self._path is None:
+            self._path = os.path.abspath(os.path.expanduser(default_download_dir()))
+        return self._path
+
+    __str__ = __fspath__
+
+    def __repr__(self) -> str:
+        return f"UserDownloads({self._path!r})"
+
+
 def default_data_dir() -> str:
     """The user's data dir for p2pchat (platformdirs: ~/.local/share/p2pchat on Linux)."""
     import platformdirs
@@ -209,8 +229,8 @@ class Options(usage.Options):
             raise usage.UsageError(str(e)) from None
         self["data-dir"] = os.path.abspath(os.path.expanduser(
             self["data-dir"] or default_data_dir()))
-        self["download-dir"] = os.path.abspath(os.path.expanduser(
-            self["download-dir"] or default_download_dir()))
+        self["download-dir"] = (os.path.abspath(os.path.expanduser(self["download-dir"]))
+                                if self["download-dir"] else UserDownloads())
         if self.parent is not None:
             self._adjust_twistd(self.parent)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 
 from twisted.application.service import IServiceMaker
 from twisted.plugin import getPlugins
@@ -187,3 +188,27 @@ def test_several_interfaces() -> None:
     o = Options()
     o.parseOptions(["--username", "x", "--interface", "10.0.1.2"])
     assert (o["interface"], o["interfaces"]) == ("10.0.1.2", ["10.0.1.2"])
+
+
+class DownloadDir(TestCase):
+    """Without --download-dir the user's download dir is looked up (platformdirs) when a file
+    first lands, not at start: an idle peer does without platformdirs (0.4 MB)."""
+
+    def test_parsing_leaves_platformdirs_unimported_until_the_dir_is_used(self) -> None:
+        code = ("import os, sys\n"
+                "from p2pchat.options import Options\n"
+                "o = Options(); o.parseOptions(['--data-dir', sys.argv[1]])\n"
+                "print('parsed', 'platformdirs' in sys.modules)\n"
+                "where = os.path.join(o['download-dir'], 'f')\n"
+                "import platformdirs\n"
+                "print('dir', where == os.path.join(platformdirs.user_downloads_dir(), 'f'),"
+                " str(o['download-dir']) == os.fspath(o['download-dir']))\n")
+        done = subprocess.run([sys.executable, "-c", code, self.mktemp()],
+                              capture_output=True, text=True, env=child_env(), timeout=60)
+        self.assertEqual(done.returncode, 0, done.stderr)
+        self.assertEqual(done.stdout.split("\n")[:2], ["parsed False", "dir True True"])
+
+    def test_a_given_dir_is_taken_as_it_is(self) -> None:
+        o = Options()
+        o.parseOptions(["--data-dir", self.mktemp(), "--download-dir", "~/got"])
+        self.assertEqual(o["download-dir"], os.path.expanduser("~/got"))

@@ -355,6 +355,25 @@ class Store(Retention):
                      int(line.own), line.when, to_db(line.seq) if line.seq else None, line.raw,
                      line.pk or None))
 
+    def remember_lines(self, lines: list[StoredLine]) -> None:
+        """Keep the lines of a run (reading.py) as ``remember`` keeps each, queued at once."""
+        if not lines:
+            return
+        keys, queued, written = self._keys, self._pending.setdefault(_ADD_LINE, []), 0
+        for line in lines:
+            raw = line.raw
+            if raw is not None and line.pk and keys.get(line.sender_id) != line.pk:
+                keys[line.sender_id] = line.pk
+                self._pending.setdefault("insert or replace into keys values (?, ?)",
+                                         []).append((line.sender_id, line.pk))
+            text = line.text
+            written += len(text) + (len(raw) if raw is not None else 0) + 100
+            queued.append((line.id, line.room, line.sender_id, line.nick, text, int(line.action),
+                           int(line.own), line.when, to_db(line.seq) if line.seq else None, raw,
+                           line.pk or None))
+        self._written += written
+        self._soon()
+
     def set_high_water(self, sender_id: str, seq: int) -> None:
         """We have ``sender_id``'s lines up to ``seq`` (never lowered on disk)."""
         if seq > self._high.get(sender_id, -1):

@@ -130,8 +130,9 @@ class Reading:
             node.store.remember_lines(node.hearing.may_save(link, rows))
         if lines:
             emit_each(node, lines)
-        for raw, msg in relayed:
-            node.forwarder.spread(raw, pk, msg, link, 0)
+        if relayed and node.forwarder.may_spread(author, link):
+            for raw, msg in relayed:
+                node.forwarder.spread(raw, pk, msg, link, 0)
         if stranger is not None:
             node.hearing.not_its_own(link, stranger)
 

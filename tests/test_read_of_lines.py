@@ -110,6 +110,26 @@ class RunOfLines(_Linked):
         self.flusher.turn(force=True)
         self.assertEqual(lines_in(self.store), 8)
 
+    def test_the_sequences_seen_are_written_for_each_run(self) -> None:
+        lines = self.said(6)
+        first = self.parsed(lines[0]).sequence
+        for part in (lines[:3], lines[3:]):
+            self.proto.dataReceived(b"".join(part))
+            self.flusher.turn(force=True)
+        self.assertEqual(self.store.seen_text(self.alice.peer_id), f"[[{first},{first + 5}]]")
+
+    def test_an_unsigned_line_again_is_a_duplicate_by_its_id(self) -> None:
+        unsigned = []  # as a base peer's lines come: known by their id alone
+        for raw in self.said(4):
+            msg = self.parsed(raw)
+            msg.metadata = None
+            unsigned.append(encode_message(msg))
+        self.proto.dataReceived(b"".join(unsigned[:2]))
+        self.proto.dataReceived(b"".join([unsigned[2], unsigned[2], unsigned[0], unsigned[3]]))
+        self.assertEqual(self.shown(), [f"word{n} of the burst" for n in range(4)])
+        self.flusher.turn(force=True)
+        self.assertEqual(lines_in(self.store), 4)
+
     def test_a_line_again_under_another_id_is_a_duplicate_by_its_sequence(self) -> None:
         lines = self.said(5)
         again = self.parsed(lines[2])

@@ -497,7 +497,7 @@ class Node(ChatFront):
             if msg.sequence and link.catchup:
                 self.catchup.schedule_ack(link)
                 self.store.set_high_water(link.peer_id, self.room.high_water[link.peer_id])
-            self.hearing.chat_line(link, msg, self.clock.seconds())
+            self.hearing.private_line(link, msg, self.clock.seconds())
             return
         if kind == HEARTBEAT:
             self.presence.heartbeat_line(link, msg)

@@ -356,27 +356,17 @@ class PeerProtocol(LinesPerRead):
         other line as ``lineReceived`` takes it, the run before it first.  Returns how many
         were taken (fewer once the flood limit paused reading, or the link is closing: the
         rest wait, as in LineReceiver)."""
-        flood, peer, node, transport = self._flood, self.peer_id, self.node, self.transport
+        peer, node, transport = self.peer_id, self.node, self.transport
         run: list[tuple[Message, bytes]] = []
         for i, line in enumerate(lines):
-            flood.tokens -= 1
-            if flood.tokens < 0 and self._flood_timer is None:
-                self._throttle()
-            try:
-                msg = parse_message(line)
-            except WireError as e:
+            msg = self._parsed(line)
+            if msg is not None and msg.type == CHAT and msg.sender_id == peer:
+                run.append((msg, line))
+            elif msg is not None:
                 if run:
                     node.chat_lines(self, run)
                     run = []
-                self._bad_line(line, e)
-            else:
-                if msg.type == CHAT and msg.sender_id == peer:
-                    run.append((msg, line))
-                else:
-                    if run:
-                        node.chat_lines(self, run)
-                        run = []
-                    self._line(msg, line)
+                self._line(msg, line)
             if self.paused or transport.disconnecting:
                 if run:
                     node.chat_lines(self, run)
@@ -386,16 +376,21 @@ class PeerProtocol(LinesPerRead):
         return len(lines)
 
     def lineReceived(self, line: bytes) -> None:
+        msg = self._parsed(line)
+        if msg is not None:
+            self._line(msg, line)
+
+    def _parsed(self, line: bytes) -> Message | None:
+        """``line`` counted against the flood limit, and parsed (None: a bad line, logged)."""
         flood = self._flood
         flood.tokens -= 1
         if flood.tokens < 0 and self._flood_timer is None:
             self._throttle()
         try:
-            msg = parse_message(line)
+            return parse_message(line)
         except WireError as e:
             self._bad_line(line, e)
-            return
-        self._line(msg, line)
+            return None
 
     def _bad_line(self, line: bytes, e: WireError) -> None:
         if not line.strip():

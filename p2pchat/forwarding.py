@@ -270,6 +270,12 @@ class Forwarder:
             else:
                 self.pump(link)
 
+    def may_spread(self, author: str, hander: PeerSession) -> bool:
+        """Whether a line of ``author`` heard from ``hander`` may have anyone to go on to
+        (else ``spread`` would find no one): asked once for a run of its lines (reading.py)."""
+        candidates = self._lacking(author)
+        return bool(candidates) and candidates != (hander.peer_id,)
+
     def _lacking(self, author: str) -> tuple[str, ...]:
         """Our gossip neighbours that are not ``author`` and not linked to it: the only ones
         a line of it may go to.  Kept per author until a link or a neighbour's links change,

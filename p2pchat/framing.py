@@ -36,20 +36,32 @@ class LinesPerRead(LineReceiver):
             while b"\n" in self._buffer and not self.paused:
                 lines = self._buffer.split(self.delimiter)
                 self._buffer = lines.pop()  # the partial last line, if any
-                for i, line in enumerate(lines):
-                    if len(line) > self.MAX_LENGTH:
-                        self._buffer = b""
-                        self.lineLengthExceeded(line)
-                        return
-                    self.lineReceived(line)
-                    if self.paused or (self.transport and self.transport.disconnecting):
-                        rest = lines[i + 1:]
-                        if rest:  # read later (paused) or never (closing), in order
-                            rest.append(self._buffer)
-                            self._buffer = self.delimiter.join(rest)
-                        return
+                long = len(lines)  # the first line too long, if any (the lines before it go)
+                if max(map(len, lines)) > self.MAX_LENGTH:
+                    long = next(i for i, line in enumerate(lines) if len(line) > self.MAX_LENGTH)
+                taken = self.lines_received(lines if long == len(lines) else lines[:long])
+                if taken < long:  # read later (paused) or never (closing), in order
+                    rest = lines[taken:]
+                    rest.append(self._buffer)
+                    self._buffer = self.delimiter.join(rest)
+                    return
+                if long < len(lines):
+                    self._buffer = b""
+                    self.lineLengthExceeded(lines[long])
+                    return
             if len(self._buffer) >= self.MAX_LENGTH + len(self.delimiter):
                 line, self._buffer = self._buffer, b""
                 self.lineLengthExceeded(line)
         finally:
             self._busyReceiving = False
+
+    def lines_received(self, lines: list[bytes]) -> int:
+        """Hand on the lines of one read (none too long), in order; returns how many were
+        taken: fewer once the protocol is paused or its transport closing (the rest wait in
+        the buffer).  One by one to ``lineReceived`` here; a subclass may take them together
+        (mesh.py)."""
+        for i, line in enumerate(lines):
+            self.lineReceived(line)
+            if self.paused or (self.transport and self.transport.disconnecting):
+                return i + 1
+        return len(lines)

@@ -1,5 +1,5 @@
-"""Taking in what the others say, for the node: a chat or private line from a link (is it for
-us, in a room we are in?), how it is shown and kept (history.py, each link only so fast:
+"""Taking in what the others say, for the node: a private line from a link (is it for us?;
+a room line comes by reading.py), how a line is shown and kept (history.py, each link only so fast:
 store.SAVE_RATE), the rooms a peer says it is in, its renames and goodbyes, and a line that
 speaks for another peer (the link is closed).  An ignored peer's lines are kept in
 memory only, to drop duplicates: not saved, not shown.
@@ -17,7 +17,7 @@ from p2pchat.interfaces import StoredLine
 from p2pchat.rooms import private_key, rooms_of
 from p2pchat.flow import TokenBucket
 from p2pchat.store import SAVE_BURST, SAVE_RATE
-from p2pchat.wire import JOIN, LEAVE, PRIVATE, Message, WireError, printable
+from p2pchat.wire import JOIN, LEAVE, Message, WireError, printable
 
 if TYPE_CHECKING:
     from p2pchat.node import Node
@@ -42,6 +42,18 @@ class Hearing:
                                        line.text, line.action, line.own, line.when,
                                        seq if relay else 0, raw, pk))
 
+    def may_save(self, link: PeerSession, rows: list[StoredLine]) -> list[StoredLine]:
+        """The rows of a run from ``link`` (reading.py) that are saved: all of them by one
+        take of the budget when it holds the lot, else each as ``remember`` takes one."""
+        size = 0
+        for row in rows:
+            size += len(row.text) + len(row.raw or b"")
+        rate = link.save_rate
+        now = self.node.clock.seconds()
+        if rate is not None and rate.bucket.take(now, size):
+            return rows
+        return [row for row in rows if self._may_save(link, len(row.text) + len(row.raw or b""))]
+
     def _may_save(self, link: PeerSession, size: int) -> bool:
         """Whether a line of ``size`` bytes from ``link`` is saved: each link only so fast."""
         node = self.node
@@ -57,28 +69,20 @@ class Hearing:
             rate.refused = 0
         return False
 
-    def chat_line(self, link: PeerSession, msg: Message, now: float,
-                   relay: tuple[bytes, str] | None = None) -> None:
+    def private_line(self, link: PeerSession, msg: Message, now: float) -> None:
+        """A private line from ``link``, accepted (room lines: reading.py)."""
         node = self.node
-        if msg.type == PRIVATE:
-            if (msg.metadata or {}).get("to") != node.peer_id or not link.rooms:
-                log_limited(node.clock, log, "private not for us", LogLevel.warn,
-                            "{peer} sent a private line not for us: dropped", peer=link.peer_id)
-                return
-            room, private = private_key(link.peer_id), node.nick_of(link)
-        else:
-            room, private = msg.room_id, ""
-            if room not in node.rooms.joined:
-                log_limited(node.clock, log, "room not ours", LogLevel.debug,
-                            "{peer} sent a line for #{room}, which we are not in: dropped",
-                            peer=link.peer_id, room=room)
-                return
+        if (msg.metadata or {}).get("to") != node.peer_id or not link.rooms:
+            log_limited(node.clock, log, "private not for us", LogLevel.warn,
+                        "{peer} sent a private line not for us: dropped", peer=link.peer_id)
+            return
+        room, private = private_key(link.peer_id), node.nick_of(link)
         nick = node.trust.display(link.username or msg.username or link.peer_id, link.fp)
         # A catch-up peer resends what we missed before any new line: a line said before
         # this link was up is one of those (replayed), not news.
         replayed = (link.catchup and msg.timestamp is not None
                     and 0 < msg.timestamp < link.linked_at)
-        self.show_line(msg, nick, room, private, now, relay, via=link, replayed=replayed)
+        self.show_line(msg, nick, room, private, now, via=link, replayed=replayed)
 
     def show_line(self, msg: Message, nick: str, room: str, private: str, now: float,
                    relay: tuple[bytes, str] | None = None, via: PeerSession | None = None,

@@ -36,6 +36,8 @@ class History(Protocol):
 
     def remember(self, line: StoredLine) -> None: ...
 
+    def remember_lines(self, lines: list[StoredLine]) -> None: ...
+
     def recent(self, room: str, count: int, skip: Sequence[str] = ()) -> list[StoredLine]: ...
 
     def recent_ids(self, count: int) -> list[str]: ...
@@ -98,6 +100,10 @@ class MemoryHistory:
         self._relay_bytes += len(line.raw or b"")
         while len(self.lines) > self.max_lines or self._relay_bytes > self.max_relay_bytes:
             self._relay_bytes -= len(self.lines.popleft().raw or b"")
+
+    def remember_lines(self, lines: list[StoredLine]) -> None:
+        for line in lines:
+            self.remember(line)
 
     def recent(self, room: str, count: int, skip: Sequence[str] = ()) -> list[StoredLine]:
         """The last ``count`` lines of a conversation, oldest first; none by the authors in

@@ -148,6 +148,11 @@ class LineFace(LinesPerRead, CommandFace):
             self._write(line)
 
     def on_event(self, event: events.Event) -> None:
+        if isinstance(event, events.ChatLine) and not event.own:  # most events: a peer's line
+            line = format_event(event)
+            if line is not None:
+                self._write(line)
+            return
         if isinstance(event, events.Delivered):
             line = self._delivered(event)
         elif isinstance(event, events.TransferChanged) and not self._steps.show(event.view,

@@ -29,6 +29,7 @@ from p2pchat.peers import PeerInfo
 from p2pchat.slots import REFUSED
 from p2pchat.wire import (
     CAP_OURS,
+    CHAT,
     MAX_LINE_BYTES,
     Message,
     WireError,
@@ -349,21 +350,57 @@ class PeerProtocol(LinesPerRead):
     def lines_at_once(self) -> bool:
         return self.handshake.ready  # a read split once (framing.py) only on a live link
 
+    def lines_received(self, lines: list[bytes]) -> int:
+        """The lines of one read on a live link (framing.py), in order: the run of room lines
+        of the peer itself handed to the node together (``Node.chat_lines``, reading.py), each
+        other line as ``lineReceived`` takes it, the run before it first.  Returns how many
+        were taken (fewer once the flood limit paused reading, or the link is closing: the
+        rest wait, as in LineReceiver)."""
+        peer, node, transport = self.peer_id, self.node, self.transport
+        run: list[tuple[Message, bytes]] = []
+        for i, line in enumerate(lines):
+            msg = self._parsed(line)
+            if msg is not None and msg.type == CHAT and msg.sender_id == peer:
+                run.append((msg, line))
+            elif msg is not None:
+                if run:
+                    node.chat_lines(self, run)
+                    run = []
+                self._line(msg, line)
+            if self.paused or transport.disconnecting:
+                if run:
+                    node.chat_lines(self, run)
+                return i + 1
+        if run:
+            node.chat_lines(self, run)
+        return len(lines)
+
     def lineReceived(self, line: bytes) -> None:
+        msg = self._parsed(line)
+        if msg is not None:
+            self._line(msg, line)
+
+    def _parsed(self, line: bytes) -> Message | None:
+        """``line`` counted against the flood limit, and parsed (None: a bad line, logged)."""
         flood = self._flood
         flood.tokens -= 1
         if flood.tokens < 0 and self._flood_timer is None:
             self._throttle()
         try:
-            msg = parse_message(line)
+            return parse_message(line)
         except WireError as e:
-            if not line.strip():
-                return
-            _log(self.clock, "bad line", LogLevel.warn,
-                 "bad line from {peer} ({address}) skipped: {why}", peer=self.peer_id or "?", address=self.address, why=str(e))
-            if not self.handshake.ready:
-                self._do(self.handshake.bad_line())
+            self._bad_line(line, e)
+            return None
+
+    def _bad_line(self, line: bytes, e: WireError) -> None:
+        if not line.strip():
             return
+        _log(self.clock, "bad line", LogLevel.warn,
+             "bad line from {peer} ({address}) skipped: {why}", peer=self.peer_id or "?", address=self.address, why=str(e))
+        if not self.handshake.ready:
+            self._do(self.handshake.bad_line())
+
+    def _line(self, msg: Message, line: bytes) -> None:
         if msg.type == REFUSED and self.peer_id and msg.sender_id == self.peer_id:
             self._do(self.handshake.refused_line(msg))
             return

@@ -63,6 +63,7 @@ from p2pchat.linkwatch import (  # noqa: F401 (the limits are re-exported: tests
 from p2pchat.outbox import LONELY_GRACE, Outbox  # noqa: F401 (re-exported)
 from p2pchat.peers import PeerInfo, PeerTable
 from p2pchat.presence import Presence
+from p2pchat.reading import Reading
 from p2pchat.relay import CAP_RELAY, MEMBER, RELAY
 from p2pchat.room import Room
 from p2pchat.rooms import Rooms
@@ -199,6 +200,8 @@ class Node(ChatFront):
         self.keys = KeyCheck(self)
         #: taking in, showing and keeping what the others say (hearing.py)
         self.hearing = Hearing(self)
+        #: the room lines of a read, taken together (reading.py)
+        self.reading = Reading(self)
         #: making our messages and writing them to the links (sending.py)
         self.sender = Sender(self)
         #: beacons, the peer table, dialing, sweeping and probes (presence.py)
@@ -465,6 +468,13 @@ class Node(ChatFront):
                     self.dialer.drop(link.peer_id)
         self.emit(events.PeersChanged(now))
 
+    def chat_lines(self, wire: Wire, run: list[tuple[Message, bytes]]) -> None:
+        """The room lines of one read from a handshaken link, each with its bytes, in order
+        (mesh.py): taken together (reading.py)."""
+        link = self._sessions.get(wire)
+        if link is not None:
+            self.reading.chat_lines(link, run)
+
     def message_received(self, wire: Wire, msg: Message, raw: bytes = b"") -> None:
         """A parsed line from a handshaken link (``raw``: the line as received)."""
         link = self._sessions.get(wire)
@@ -474,7 +484,10 @@ class Node(ChatFront):
             self.hearing.not_its_own(link, msg)
             return
         kind = msg.type
-        if kind == CHAT or kind == PRIVATE:  # most lines: checked first
+        if kind == CHAT:  # most lines: checked first, as one of a run (reading.py)
+            self.reading.chat_lines(link, [(msg, raw)])
+            return
+        if kind == PRIVATE:
             if self.leaving:
                 # Our face is gone: a line taken now would be kept and acked but never shown.
                 # Not taking it, its author resends it when we are back (catch-up).
@@ -484,12 +497,7 @@ class Node(ChatFront):
             if msg.sequence and link.catchup:
                 self.catchup.schedule_ack(link)
                 self.store.set_high_water(link.peer_id, self.room.high_water[link.peer_id])
-            # A signed room line of one of ours is kept with its bytes, to hand on (relay.py).
-            relay = ((raw, link.pk) if raw and kind == CHAT and link.relay
-                     and link.pk and msg.metadata and msg.metadata.get("sig") else None)
-            self.hearing.chat_line(link, msg, self.clock.seconds(), relay)
-            if relay is not None and link.gossip:
-                self.forwarder.spread(raw, link.pk, msg, link, 0)
+            self.hearing.private_line(link, msg, self.clock.seconds())
             return
         if kind == HEARTBEAT:
             self.presence.heartbeat_line(link, msg)

@@ -92,6 +92,17 @@ class SeenSet:
             self.backing.seen_changed(author, self)
         return True
 
+    def run(self, author: str) -> tuple[list[int], list[int]]:
+        """``author``'s (starts, ends), for a caller taking a run of its lines at once
+        (reading.py): it may extend the last range in place by the next sequence
+        (``ends[-1] = ends[-1] + 1``), ``add`` the others, then tell ``changed`` once."""
+        return self._of(author)
+
+    def changed(self, author: str) -> None:
+        """``author``'s set was changed in place (``run``): the backing is told, once."""
+        if self.backing is not None:
+            self.backing.seen_changed(author, self)
+
     def ranges(self, author: str) -> list[tuple[int, int]]:
         starts, ends = self._of(author)
         return list(zip(starts, ends))

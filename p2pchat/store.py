@@ -212,14 +212,6 @@ class Store(Retention):
                     "where relayable.id = lines.id) where id in (select id from relayable)")
                 self._db.execute("drop table relayable")
 
-    def _queue(self, sql: str, args: tuple) -> None:
-        rows = self._pending.get(sql)
-        if rows is None:
-            self._pending[sql] = [args]
-        else:
-            rows.append(args)
-        self._soon()
-
     def _soon(self) -> None:
         if self._call_soon is None:
             self.flush()
@@ -342,18 +334,28 @@ class Store(Retention):
                 log.failure("telling of a history problem failed")
 
     def remember(self, line: StoredLine) -> None:
-        """Keep a line.  One to hand on is kept once, with its bytes, and with its text as
-        shown (so the /search index takes the text, not three JSON reads of the bytes in
-        SQL); ``pack_step`` leaves only the signature of the bytes, a second or more later."""
-        if line.raw is not None and line.pk and self._keys.get(line.sender_id) != line.pk:
-            self._keys[line.sender_id] = line.pk
-            self._queue("insert or replace into keys values (?, ?)", (line.sender_id, line.pk))
-        text = line.text
-        self._written += len(text) + len(line.raw or b"") + 100
-        self._queue(_ADD_LINE,
-                    (line.id, line.room, line.sender_id, line.nick, text, int(line.action),
-                     int(line.own), line.when, to_db(line.seq) if line.seq else None, line.raw,
-                     line.pk or None))
+        self.remember_lines([line])
+
+    def remember_lines(self, lines: list[StoredLine]) -> None:
+        """Keep lines (a run of them at once: reading.py).  One to hand on is kept once, with
+        its bytes, and with its text as shown (so the /search index takes the text, not three
+        JSON reads of the bytes in SQL); ``pack_step`` leaves only the signature of the
+        bytes, a second or more later."""
+        if not lines:
+            return
+        keys, queued, written = self._keys, self._pending.setdefault(_ADD_LINE, []), 0
+        for line in lines:
+            raw, pk = line.raw, line.pk
+            if raw is not None and pk and keys.get(line.sender_id) != pk:
+                keys[line.sender_id] = pk
+                self._pending.setdefault("insert or replace into keys values (?, ?)",
+                                         []).append((line.sender_id, pk))
+            written += len(line.text) + (len(raw) if raw is not None else 0) + 100
+            queued.append((line.id, line.room, line.sender_id, line.nick, line.text,
+                           int(line.action), int(line.own), line.when,
+                           to_db(line.seq) if line.seq else None, raw, pk or None))
+        self._written += written
+        self._soon()
 
     def set_high_water(self, sender_id: str, seq: int) -> None:
         """We have ``sender_id``'s lines up to ``seq`` (never lowered on disk)."""
@@ -377,8 +379,9 @@ class Store(Retention):
         return row[0] if row else None
 
     def save_sent(self, msg: Message, data: bytes | None = None) -> None:
-        self._queue("insert or replace into sent values (?, ?, ?)",
-                    (msg.sequence, msg.timestamp or 0.0, data or encode_message(msg)))
+        self._pending.setdefault("insert or replace into sent values (?, ?, ?)", []).append(
+            (msg.sequence, msg.timestamp or 0.0, data or encode_message(msg)))
+        self._soon()
         self._settings["last_sequence"] = str(msg.sequence)
 
     def save_said(self, said: list[tuple[Message, bytes]]) -> None:

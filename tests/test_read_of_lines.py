@@ -18,10 +18,12 @@ from bench.store import lines_in
 from p2pchat import index as index_module
 from p2pchat.catchup import ACK_DELAY
 from p2pchat.search import Query
-from p2pchat.wire import ACK, CHAT, encode_message, parse_message
+from p2pchat.wire import ACK, CHAT, JOIN, Message, encode_message, parse_message
 
 
-class ReadOfLines(TestCase):
+class _Linked(TestCase):
+    """bob, with a history file and a line face, linked to alice (as bench.hotpath)."""
+
     def setUp(self) -> None:
         self.clock = task.Clock()
         self.clock.advance(time.time())
@@ -48,6 +50,8 @@ class ReadOfLines(TestCase):
         sent = [parse_message(line) for line in self.back.value().splitlines() if line]
         return [m.metadata["have"] for m in sent if m.type == ACK and m.metadata]
 
+
+class ReadOfLines(_Linked):
     def test_each_line_of_a_read_shown_once_in_order_saved_and_acked_once(self) -> None:
         lines = self.said(60)
         self.proto.dataReceived(b"".join(lines))
@@ -89,3 +93,104 @@ class ReadOfLines(TestCase):
         self.assertEqual(len(hits), 30)
         hits = yield self.store.search(Query(words=("word17",)), 50)
         self.assertEqual([h.text for h in hits], ["word17 of the burst"])
+
+
+class RunOfLines(_Linked):
+    """The room lines of a read taken together (reading.py): each check still per line, in
+    the order the lines came."""
+
+    def parsed(self, raw: bytes) -> Message:
+        return parse_message(raw.rstrip(b"\n"))
+
+    def test_a_duplicate_in_the_read_and_one_of_an_earlier_read_shown_and_saved_once(self):
+        lines = self.said(8)
+        self.proto.dataReceived(b"".join(lines[:3]))
+        self.proto.dataReceived(b"".join(lines[3:5] + [lines[4], lines[1]] + lines[5:]))
+        self.assertEqual(self.shown(), [f"word{n} of the burst" for n in range(8)])
+        self.flusher.turn(force=True)
+        self.assertEqual(lines_in(self.store), 8)
+
+    def test_the_sequences_seen_are_written_for_each_run(self) -> None:
+        lines = self.said(6)
+        first = self.parsed(lines[0]).sequence
+        for part in (lines[:3], lines[3:]):
+            self.proto.dataReceived(b"".join(part))
+            self.flusher.turn(force=True)
+        self.assertEqual(self.store.seen_text(self.alice.peer_id), f"[[{first},{first + 5}]]")
+
+    def test_an_unsigned_line_again_is_a_duplicate_by_its_id(self) -> None:
+        unsigned = []  # as a base peer's lines come: known by their id alone
+        for raw in self.said(4):
+            msg = self.parsed(raw)
+            msg.metadata = None
+            unsigned.append(encode_message(msg))
+        self.proto.dataReceived(b"".join(unsigned[:2]))
+        self.proto.dataReceived(b"".join([unsigned[2], unsigned[2], unsigned[0], unsigned[3]]))
+        self.assertEqual(self.shown(), [f"word{n} of the burst" for n in range(4)])
+        self.flusher.turn(force=True)
+        self.assertEqual(lines_in(self.store), 4)
+
+    def test_a_line_again_under_another_id_is_a_duplicate_by_its_sequence(self) -> None:
+        lines = self.said(5)
+        again = self.parsed(lines[2])
+        again.id = "0123456789abcdef"  # the same author and sequence, another id
+        self.proto.dataReceived(b"".join(lines[:4] + [encode_message(again)] + lines[4:]))
+        self.assertEqual(self.shown(), [f"word{n} of the burst" for n in range(5)])
+        self.flusher.turn(force=True)
+        self.assertEqual(lines_in(self.store), 5)
+
+    def test_a_late_line_is_taken_in_its_place_and_the_order_kept(self) -> None:
+        lines = self.said(6)
+        order = [0, 1, 4, 2, 5, 3]
+        self.proto.dataReceived(b"".join(lines[n] for n in order))
+        self.assertEqual(self.shown(), [f"word{n} of the burst" for n in order])
+        first = self.parsed(lines[0]).sequence
+        self.assertEqual(self.bob.room.seqs.ranges(self.alice.peer_id),
+                         [(first, first + 5)])
+        self.assertEqual(self.bob.room.high_water[self.alice.peer_id], first + 5)
+        self.flusher.turn(force=True)
+        self.assertEqual(lines_in(self.store), 6)
+        # what the history file keeps of the sequences seen is the run's, written once
+        self.assertEqual(self.store.seen_text(self.alice.peer_id), f"[[{first},{first + 5}]]")
+
+    def test_a_line_of_another_kind_mid_read_is_taken_in_its_place(self) -> None:
+        lines = self.said(4)
+        rename = self.alice.sender.message(JOIN, "", sequenced=False)
+        rename.username = "alicia"
+        self.proto.dataReceived(b"".join(lines[:2] + [encode_message(rename)] + lines[2:]))
+        nicks = [line.split("<", 1)[1].split(">", 1)[0]
+                 for line in self.out.value().decode().splitlines() if "<" in line]
+        self.assertEqual(nicks, ["alice", "alice", "alicia", "alicia"])
+
+    def test_a_line_for_a_room_we_are_not_in_is_dropped_alone(self) -> None:
+        lines = self.said(3)
+        elsewhere = self.parsed(lines[1])
+        elsewhere.room_id = "ops"
+        # (unsigned: its signature would not cover another room; the room check comes first)
+        elsewhere.metadata = None
+        self.proto.dataReceived(b"".join([lines[0], encode_message(elsewhere), lines[2]]))
+        self.assertEqual(self.shown(), ["word0 of the burst", "word2 of the burst"])
+        self.flusher.turn(force=True)
+        self.assertEqual(lines_in(self.store), 2)
+
+    def test_past_the_flood_limit_the_rest_of_the_read_waits_and_comes_in_order(self) -> None:
+        lines = self.said(20)
+        self.proto._flood.tokens = 5.5  # (the read refills it: a moment later it is 5.5)
+        self.proto._flood._at = self.clock.seconds()
+        self.proto.dataReceived(b"".join(lines))
+        self.assertEqual(self.shown(), [f"word{n} of the burst" for n in range(6)])
+        self.assertTrue(self.proto.paused)
+        self.clock.advance(1.0)  # the bucket refilled: reading again, the rest in order
+        self.assertEqual(self.shown(), [f"word{n} of the burst" for n in range(20)])
+
+    def test_past_the_save_budget_the_lines_are_shown_but_not_saved(self) -> None:
+        lines = self.said(10)
+        self.proto.dataReceived(lines[0])  # the link's save budget now exists
+        link = self.bob.links[self.alice.peer_id]
+        assert link.save_rate is not None
+        link.save_rate.bucket.tokens = 3 * len(lines[1])  # room for 2 lines and their text
+        link.save_rate.bucket.rate = 0.0
+        self.proto.dataReceived(b"".join(lines[1:]))
+        self.assertEqual(self.shown(), [f"word{n} of the burst" for n in range(10)])
+        self.flusher.turn(force=True)
+        self.assertEqual(lines_in(self.store), 3)

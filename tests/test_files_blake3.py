@@ -18,7 +18,7 @@ from twisted.trial.unittest import TestCase
 
 from p2pchat.files import stream
 from p2pchat.files.hashing import check_prefix, hash_file
-from p2pchat.files.kept import Kept, Outgoing, Receiver
+from p2pchat.files.kept import Kept, Outgoing
 from p2pchat.files.offers import (
     CAP_FILES,
     CAP_FILES_BLAKE3,
@@ -34,14 +34,14 @@ from p2pchat.files.offers import (
     parse_offer,
 )
 from p2pchat.files.ours import kinds_for
-from p2pchat.files.receive import Receive
 from p2pchat.files.stream import Channel, StreamError
 from p2pchat.identity import Identity, peer_id_for
 from p2pchat.node import Node
 from p2pchat.wire import Message
 from tests.fakes import FakeLink
-from tests.test_files import FP, _file, _Owner
-from tests.test_files_stream import _Channel, _incoming, _Reactor
+from tests.test_files import _file, _Owner
+from tests import test_files_stream as fs
+from tests.test_files_stream import _incoming
 
 
 class Leaves(TestCase):
@@ -86,8 +86,9 @@ class Leaves(TestCase):
             self.assertRaises(OfferError, parse_offer, dict(meta, chunks=bad), 1 << 30)
 
 
-class ReceivingBlake3(TestCase):
-    """A Receive of an offer with BLAKE3 chunk hashes."""
+class ReceivingBlake3(fs.Receiving):
+    """Every check of a Receive (test_files_stream.Receiving: a bad chunk, a resume, a wrong
+    hash list, more than offered ...), for an offer with BLAKE3 chunk hashes; and these."""
 
     def setUp(self) -> None:
         self.src = self.mktemp()
@@ -97,47 +98,11 @@ class ReceivingBlake3(TestCase):
         self.inc.offer = Offer("o1", "a.bin", (self.hashed.entry,), 4000, chunks=LEAF_BLAKE3)
         self.owner = _Owner()
 
-    def run_job(self, data: bytes | None = None, hashes: bytes | None = None) -> _Channel:
-        data = self.data if data is None else data
-        hashes = self.hashed.hashes if hashes is None else hashes
-
-        def answer(request):
-            if request["what"] == "chunks":
-                return {"length": len(hashes)}, hashes
-            rest = data[request["from"]:]
-            return {"length": len(rest)}, rest
-
-        channel = _Channel(answer)
-        job = Receive(self.inc, self.owner, _Reactor(), None)
-        job._dial = lambda: channel  # type: ignore[method-assign]
-        job.run()
-        return channel
-
-    def test_a_whole_file_asks_for_blake3_hashes_and_checks_out(self) -> None:
+    def test_it_asks_for_blake3_hashes(self) -> None:
         channel = self.run_job()
         self.assertEqual(channel.asked[0], {"offer": "o1", "entry": 0, "what": "chunks",
                                             "hash": "blake3"})
         self.assertEqual((self.owner.done, self.owner.stops), (1, []))
-        with open(self.final, "rb") as f:
-            self.assertEqual(f.read(), self.data)
-
-    def test_a_corrupted_chunk_is_detected_and_not_kept(self) -> None:
-        bad = bytearray(self.data)
-        bad[CHUNK_BYTES + 3] ^= 1
-        self.run_job(bytes(bad))
-        [(why, is_bad)] = self.owner.stops
-        self.assertTrue(is_bad)
-        self.assertIn("chunk 2 of a.bin did not match its hash", why)
-        self.assertEqual(os.path.getsize(self.final + ".part"), CHUNK_BYTES)
-        self.assertFalse(os.path.exists(self.final))
-
-    def test_a_resume_checks_the_part_with_blake3_and_asks_from_there(self) -> None:
-        with open(self.final + ".part", "wb") as f:
-            f.write(self.data[:CHUNK_BYTES + 77])
-        channel = self.run_job()
-        self.assertEqual(channel.asked[-1]["from"], CHUNK_BYTES)
-        with open(self.final, "rb") as f:
-            self.assertEqual(hashlib.sha256(f.read()).hexdigest(), self.hashed.entry.sha256)
 
     def test_a_damaged_part_is_cut_at_its_bad_chunk(self) -> None:
         with open(self.final + ".part", "wb") as f:

@@ -21,6 +21,9 @@ setup(
         "pynacl>=1.5",
         # --tor, --tor-control: its onion API is documented as not yet stable, so pinned
         "txtorcon>=26.6,<27",
+        # the chunk hashes of a transfer between our peers (files/hashing.py): a third of
+        # SHA-256's CPU per MB
+        "blake3>=0.3",
     ],
     extras_require={
         "test": [

@@ -290,7 +290,7 @@ def render(r: dict) -> str:
     lines = [f"File transfer: {r['size_mb']:.0f} MB over loopback (load {r['load']:.2f})"]
     lines.append(f"  {'bare Twisted push (no TLS, no hashing)':<44}{f(b.get('mb_s')):>10} MB/s"
                  + ("" if b.get("status") == "ok" else f"  ({b.get('status')})"))
-    lines.append(f"  {'p2pchat (TLS, chunk + whole SHA-256)':<44}{f(p.get('mb_s')):>10} MB/s"
+    lines.append(f"  {'p2pchat (TLS, BLAKE3 chunks, whole SHA-256)':<44}{f(p.get('mb_s')):>10} MB/s"
                  + ("" if p.get("status") == "ok" else f"  ({p.get('status')})"))
     if "ratio" in r:
         lines.append(f"  {'p2pchat / bare push (target >= 50%)':<44}{r['ratio']:>10.0%}")

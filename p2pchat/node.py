@@ -31,7 +31,7 @@ from p2pchat.absent import RecentPeers
 from p2pchat.activity import Activity
 from p2pchat.catchup import LOG_AGE, LOG_LINES
 from p2pchat.chat import HISTORY_SHOWN, Chat  # noqa: F401 (HISTORY_SHOWN: its old home)
-from p2pchat.files.offers import CAP_FILES, FILE
+from p2pchat.files.offers import CAP_FILES, CAP_FILES_BLAKE3, FILE
 from p2pchat.files.transfers import Transfers
 from p2pchat.forwarding import Forwarder
 from p2pchat.front import ChatFront
@@ -152,8 +152,8 @@ class Node(ChatFront):
         #: peers whose lines are not shown (/ignore); the service gives it its file
         self.ignores = Ignores(None)
         self.peer_id = peer_id or (identity.peer_id if identity else new_peer_id(nick))
-        self.caps = CAPS + ((CAP_TLS, CAP_RELAY, CAP_SEALED, CAP_FILES, CAP_GOSSIP)
-                            if identity else ())
+        self.caps = CAPS + ((CAP_TLS, CAP_RELAY, CAP_SEALED, CAP_FILES, CAP_GOSSIP,
+                             CAP_FILES_BLAKE3) if identity else ())
         self.clock = clock
         self.peers = PeerTable()
         #: how well each peer is known: who gets table places and link slots (slots.py)

@@ -94,6 +94,11 @@ class _Channel:
             self.data, self.past = self.past, b""
         return n
 
+    def read_exactly(self, view) -> None:
+        got = 0
+        while got < len(view):
+            got += self.read_into(view[got:])
+
     def extra(self) -> bool:
         return bool(self.data)
 

@@ -7,13 +7,21 @@ from __future__ import annotations
 import json
 import os
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from twisted.logger import Logger
 
 from p2pchat import datadir
-from p2pchat.files.offers import Offer, OfferError, offer_metadata, parse_offer
+from p2pchat.files.offers import (
+    LEAF_HASHES,
+    LEAF_SHA256,
+    Offer,
+    OfferError,
+    chunk_root,
+    offer_metadata,
+    parse_offer,
+)
 from p2pchat.interfaces import TransferView
 
 if TYPE_CHECKING:
@@ -79,7 +87,8 @@ class Receiver:
 @dataclass
 class Outgoing:
     """An offer of ours: the files it sends (``sources``, their mtimes when hashed, their
-    chunk hashes) and to whom."""
+    chunk hashes: ``hashes`` of the offer's kind, ``more`` of another kind, for a room's
+    peers that don't take it) and to whom."""
 
     number: int
     offer: Offer
@@ -91,6 +100,23 @@ class Outgoing:
     cancelled: bool = False
     rate: float = 0.0
     mark: tuple[float, int] = (0.0, 0)
+    more: dict[str, list[bytes]] = field(default_factory=dict)
+
+    def leaves(self, kind: str) -> list[bytes] | None:
+        """The chunk hashes of ``kind`` of each file, or None if we have none of that kind."""
+        return self.hashes if kind == self.offer.chunks else self.more.get(kind)
+
+    def offer_of(self, kind: str) -> Offer | None:
+        """The offer as said to a peer that takes chunk hashes of ``kind``: its roots of
+        those (same id, files and whole-file SHA-256s), or None if we have none of them."""
+        if kind == self.offer.chunks:
+            return self.offer
+        blobs = self.more.get(kind)
+        if blobs is None:
+            return None
+        entries = tuple(replace(e, root=chunk_root(b))
+                        for e, b in zip(self.offer.entries, blobs))
+        return replace(self.offer, entries=entries, chunks=kind)
 
     @property
     def state(self) -> str:
@@ -137,6 +163,7 @@ def dump(incoming: list[Incoming], outgoing: list[Outgoing], next_number: int
                 "dest": i.dest} for i in incoming],
         "out": [{"number": o.number, "offer": offer_metadata(o.offer), "label": o.label,
                  "sources": o.sources, "mtimes": o.mtimes, "cancelled": o.cancelled,
+                 "more": sorted(o.more),
                  "receivers": {pid: {"nick": r.nick, "fp": r.fp, "state":
                                      "accepted" if r.state == "sending" else r.state,
                                      "sent": r.sent, "why": r.why}
@@ -152,9 +179,11 @@ class Kept:
         self._lock = threading.Lock()
         self._written = 0  # the newest state written
 
-    def _hashes_path(self, offer_id: str, i: int) -> str:
+    def _hashes_path(self, offer_id: str, i: int, kind: str = LEAF_SHA256) -> str:
+        """``ID-I.hashes`` (SHA-256 chunk hashes, as ``files/1`` kept them), ``ID-I.blake3``."""
         assert self.folder is not None
-        return os.path.join(self.folder, f"{offer_id}-{i}.hashes")
+        ext = "hashes" if kind == LEAF_SHA256 else kind
+        return os.path.join(self.folder, f"{offer_id}-{i}.{ext}")
 
     def save(self, state: dict[str, Any], seq: int = 0) -> None:
         """Write the state (in a thread, or at stop in the reactor: one at a time, and never
@@ -184,11 +213,12 @@ class Kept:
             return
         try:
             os.makedirs(self.folder, mode=0o700, exist_ok=True)
-            for i, blob in enumerate(out.hashes):
-                with os.fdopen(datadir.open_private(self._hashes_path(out.offer.id, i)),
-                               "wb") as f:
-                    f.truncate()
-                    f.write(blob)
+            for kind, blobs in [(out.offer.chunks, out.hashes), *out.more.items()]:
+                for i, blob in enumerate(blobs):
+                    with os.fdopen(datadir.open_private(
+                            self._hashes_path(out.offer.id, i, kind)), "wb") as f:
+                        f.truncate()
+                        f.write(blob)
         except OSError as e:
             log.warn("can't save the hashes of {name}: {why}", name=out.offer.name,
                      why=e.strerror)
@@ -196,11 +226,12 @@ class Kept:
     def drop_hashes(self, out: Outgoing) -> None:
         if self.folder is None:
             return
-        for i in range(len(out.offer.entries)):
-            try:
-                os.unlink(self._hashes_path(out.offer.id, i))
-            except OSError:
-                pass
+        for kind in LEAF_HASHES:
+            for i in range(len(out.offer.entries)):
+                try:
+                    os.unlink(self._hashes_path(out.offer.id, i, kind))
+                except OSError:
+                    pass
 
     def load(self) -> tuple[list[Incoming], list[Outgoing], int]:
         """What was kept; a damaged file is logged and left (renamed ``.bad``)."""
@@ -231,17 +262,23 @@ class Kept:
         outgoing = []
         for o in state["out"]:
             offer = _offer_in(o["offer"])
-            hashes = []
-            for n in range(len(offer.entries)):
-                try:
-                    with open(self._hashes_path(offer.id, n), "rb") as f:
-                        hashes.append(f.read())
-                except OSError:
-                    hashes.append(b"")  # served as a wrong list: the receiver refuses it
+            hashes = self._read_hashes(offer, offer.chunks)
+            more = {kind: self._read_hashes(offer, kind) for kind in o.get("more", [])
+                    if kind in LEAF_HASHES and kind != offer.chunks}
             receivers = {pid: Receiver(str(r["nick"]), str(r["fp"]), str(r["state"]),
                                        int(r["sent"]), str(r["why"]))
                          for pid, r in o["receivers"].items()}
             outgoing.append(Outgoing(int(o["number"]), offer, str(o["label"]),
                                      list(o["sources"]), [float(m) for m in o["mtimes"]],
-                                     hashes, receivers, bool(o["cancelled"])))
+                                     hashes, receivers, bool(o["cancelled"]), more=more))
         return incoming, outgoing, int(state["next"])
+
+    def _read_hashes(self, offer: Offer, kind: str) -> list[bytes]:
+        hashes = []
+        for n in range(len(offer.entries)):
+            try:
+                with open(self._hashes_path(offer.id, n, kind), "rb") as f:
+                    hashes.append(f.read())
+            except OSError:
+                hashes.append(b"")  # served as a wrong list: the receiver refuses it
+        return hashes

@@ -3,8 +3,10 @@ receiver gives the files, and the resume arithmetic.  Pure: no I/O, no reactor.
 
 An offer is a file, or a folder sent with its tree: a list of entries (a relative path, a
 size, the SHA-256 of the whole file, and the root of its chunk-hash list).  The chunk hashes
-themselves (one SHA-256 per CHUNK_BYTES) are fetched over the transfer connection and checked
-against the root: a list for a 4 GiB file (4096 hashes) does not fit in one chat line.
+themselves (one per CHUNK_BYTES: SHA-256, or BLAKE3 between peers that both announced
+CAP_FILES_BLAKE3; the offer's ``chunks`` names which) are fetched over the transfer connection
+and checked against the root: a list for a 4 GiB file (4096 hashes) does not fit in one chat
+line.
 """
 
 from __future__ import annotations
@@ -26,6 +28,14 @@ CAP_FILES = "files/1"
 #: The line type; ``metadata.op`` says which: offer, accept, reject, cancel, done, failed.
 FILE = "file"
 OPS = frozenset({"offer", "accept", "reject", "cancel", "done", "failed"})
+#: ``files/2`` (announced with ``files/1``): takes offers whose chunk hashes are BLAKE3 (a
+#: third of SHA-256's CPU, which was the largest part of a receiver's); the whole file's
+#: hash stays SHA-256.  A peer without it is offered SHA-256 chunk hashes, as before.
+CAP_FILES_BLAKE3 = "files/2"
+#: The chunk hashes an offer can name (its ``chunks``; absent: SHA-256, as ``files/1`` has it).
+LEAF_SHA256 = "sha256"
+LEAF_BLAKE3 = "blake3"
+LEAF_HASHES = (LEAF_SHA256, LEAF_BLAKE3)
 
 # --- limits (documented in README.rst, "Files") -------------------------------------------------
 
@@ -75,7 +85,8 @@ class Entry:
 @dataclass(frozen=True)
 class Offer:
     """An offer: ``name`` is the file's or the folder's name; ``port``: where the offerer
-    takes transfer connections; ``room``: the room it was offered in ("" for one peer)."""
+    takes transfer connections; ``room``: the room it was offered in ("" for one peer);
+    ``chunks``: the hash of its chunk-hash lists (LEAF_HASHES; the roots are of those)."""
 
     id: str
     name: str
@@ -84,6 +95,7 @@ class Offer:
     folder: bool = False
     room: str = ""
     made: float = 0.0
+    chunks: str = LEAF_SHA256
 
     @property
     def size(self) -> int:
@@ -106,10 +118,15 @@ def new_offer_id() -> str:
 
 
 def offer_metadata(offer: Offer) -> dict[str, Any]:
-    """The ``metadata`` of an offer line."""
-    return {"op": "offer", "offer": offer.id, "name": offer.name, "folder": offer.folder,
-            "room": offer.room, "port": offer.port, "made": offer.made,
-            "entries": [[e.path, e.size, e.sha256, e.root] for e in offer.entries]}
+    """The ``metadata`` of an offer line (``chunks`` only when not SHA-256: a ``files/1``
+    offer is what it always was)."""
+    meta: dict[str, Any] = {
+        "op": "offer", "offer": offer.id, "name": offer.name, "folder": offer.folder,
+        "room": offer.room, "port": offer.port, "made": offer.made,
+        "entries": [[e.path, e.size, e.sha256, e.root] for e in offer.entries]}
+    if offer.chunks != LEAF_SHA256:
+        meta["chunks"] = offer.chunks
+    return meta
 
 
 def _hex(value: object, what: str) -> str:
@@ -140,6 +157,9 @@ def parse_offer(meta: dict[str, Any], max_size: int) -> Offer:
     room = meta.get("room", "")
     if not isinstance(room, str) or len(room) > MAX_ID_CHARS:
         raise OfferError("the room is not a room name")
+    chunks = meta.get("chunks", LEAF_SHA256)
+    if chunks not in LEAF_HASHES:
+        raise OfferError(f"chunk hashes of a kind we don't know ({str(chunks)[:20]!r})")
     raw = meta.get("entries")
     if not isinstance(raw, list) or not raw:
         raise OfferError("an offer needs at least one file")
@@ -155,7 +175,7 @@ def parse_offer(meta: dict[str, Any], max_size: int) -> Offer:
         entries.append(Entry(_text(path, "a path", MAX_PATH_CHARS), size,
                              _hex(sha, "a file hash"), _hex(root, "a chunk root")))
     offer = Offer(offer_id, name, tuple(entries), port, bool(meta.get("folder")), room,
-                  float(made))
+                  float(made), str(chunks))
     if offer.size > max_size:
         raise OfferError(f"{offer.size} bytes is over the limit of {max_size} "
                          "(--max-file-size)")
@@ -232,7 +252,8 @@ def chunk_count(size: int) -> int:
 
 
 def chunk_root(hashes: bytes) -> str:
-    """The root an offer carries: the SHA-256 of the chunk hashes one after the other."""
+    """The root an offer carries: the SHA-256 of the chunk hashes one after the other
+    (whichever hash they are: the list is small)."""
     return hashlib.sha256(hashes).hexdigest()
 
 

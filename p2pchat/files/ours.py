@@ -17,6 +17,10 @@ from p2pchat.files.hashing import Hashed, hash_file
 from p2pchat.files.kept import OPEN_OUT, Outgoing, Receiver, view_out
 from p2pchat.files.offers import (
     CAP_FILES,
+    CAP_FILES_BLAKE3,
+    LEAF_BLAKE3,
+    LEAF_HASHES,
+    LEAF_SHA256,
     MAX_FOLDER_FILES,
     MAX_OFFERS_SENT,
     Offer,
@@ -39,6 +43,19 @@ if TYPE_CHECKING:
 def speaks_files(link: PeerSession) -> bool:
     """A peer of ours that proved its key and takes files."""
     return bool(link.fp) and CAP_FILES in link.wire.caps
+
+
+def chunk_kind(link: PeerSession) -> str:
+    """The chunk hashes a peer of ours takes: BLAKE3 if it announced ``files/2``."""
+    return LEAF_BLAKE3 if CAP_FILES_BLAKE3 in link.wire.caps else LEAF_SHA256
+
+
+def kinds_for(links: list[PeerSession]) -> list[str]:
+    """The chunk hashes an offer to ``links`` is hashed with, the offer's own first: BLAKE3
+    when any of them takes it, and SHA-256 too when any does not (a room of both kinds: each
+    peer is offered its own, hashed in the same read of the file)."""
+    wanted = {chunk_kind(lk) for lk in links}
+    return [k for k in (LEAF_BLAKE3, LEAF_SHA256) if k in wanted] or [LEAF_SHA256]
 
 
 def _host(address: str) -> str:
@@ -95,7 +112,8 @@ class OurOffers:
         total = sum(os.path.getsize(p) for p, _ in files)
         if total > self.max_size:  # refused before hashing it all, and again after
             return succeed(_too_big(name, total, self.max_size))
-        d = self.in_thread(lambda: [hash_file(p, rel) for p, rel in files])
+        kinds = kinds_for(links)
+        d = self.in_thread(lambda: [hash_file(p, rel, kinds) for p, rel in files])
 
         def hashed(done: list[Hashed]) -> Outcome:
             return self._offer(target, links, name, folder, [p for p, _ in files], done)
@@ -132,25 +150,40 @@ class OurOffers:
 
     def _offer(self, target: str, links: list[PeerSession], name: str, folder: bool,
                sources: list[str], done: list[Hashed]) -> Outcome:
+        kinds = list(done[0].leaves) if done else [LEAF_SHA256]
         offer = Offer(new_offer_id(), name, tuple(h.entry for h in done), self.port, folder,
-                      target[1:] if target.startswith("#") else "", self.node.clock.seconds())
+                      target[1:] if target.startswith("#") else "", self.node.clock.seconds(),
+                      kinds[0])
         if offer.size > self.max_size:
             return _too_big(name, offer.size, self.max_size)
         if not offer_fits(offer):
             return Refused(f"{name}: its names are too long for one offer line")
         out = Outgoing(self._number(), offer, target if target.startswith("#") else
                        self.node.nick_of(links[0]), sources, [h.mtime for h in done],
-                       [h.hashes for h in done])
+                       [h.hashes for h in done],
+                       more={k: [h.leaves[k] for h in done] for k in kinds[1:]})
         for link in links:
             if link.peer_id in self.node.links:
                 out.receivers[link.peer_id] = Receiver(self.node.nick_of(link), link.fp)
-                self._line(link, "offer", offer)
+                self.offer_to(link, out)
         self.outgoing.append(out)
         self.kept.save_hashes(out)
         self.save()
         self._emit(view_out(out), "offered")
         return Done(f"offered {name} ({human_size(offer.size)}, sha256 "
                     f"{offer.sha256[:12]}) to {out.label}; /files shows how it goes")
+
+    def offer_to(self, link: PeerSession, out: Outgoing) -> None:
+        """The offer line to ``link``, with the chunk hashes it takes (BLAKE3 or SHA-256), or
+        if we have none of those (it no longer takes BLAKE3: an older version now), its
+        offer failed with that said (offer the file again)."""
+        offer = out.offer_of(chunk_kind(link)) or out.offer_of(LEAF_SHA256)
+        if offer is not None:
+            self._line(link, "offer", offer)
+            return
+        r = out.receivers.get(link.peer_id)
+        if r is not None:
+            r.state, r.why = "failed", "it no longer takes BLAKE3 chunk hashes: send it again"
 
     # --- the sending side (stream.Serving) ----------------------------------------------------
 
@@ -172,7 +205,11 @@ class OurOffers:
             return "no such file in that offer"
         entry = out.offer.entries[i]
         if request.get("what") == "chunks":
-            return out.hashes[i], None
+            kind = request.get("hash", LEAF_SHA256)
+            leaves = out.leaves(kind) if kind in LEAF_HASHES else None
+            if leaves is None:
+                return f"no {str(kind)[:20]} chunk hashes for that offer"
+            return leaves[i], None
         start = request.get("from")
         if not isinstance(start, int) or isinstance(start, bool) or not 0 <= start <= entry.size:
             return "asked from outside the file"

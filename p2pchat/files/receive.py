@@ -15,7 +15,6 @@ answer of another length than asked, or bytes past its end.  What the reactor ow
 
 from __future__ import annotations
 
-import hashlib
 import mmap
 import os
 import queue
@@ -24,10 +23,11 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any, Protocol
 
-from p2pchat.files.hashing import check_prefix
+from p2pchat.files.hashing import check_prefix, leaf_hash
 from p2pchat.files.offers import (
     CHUNK_BYTES,
     HASH_BYTES,
+    LEAF_SHA256,
     OfferError,
     check_hash_list,
     chunk_count,
@@ -170,13 +170,14 @@ class Receive:
     def _one(self, channel: Channel, i: int) -> None:
         entry = self.offer.entries[i]
         request = {"offer": self.offer.id, "entry": i}
-        channel.send_line(request | {"what": "chunks"})
+        kind = self.offer.chunks
+        # the kind named only when not SHA-256: a files/1 sender is asked what it always was
+        channel.send_line(request | {"what": "chunks"}
+                          | ({"hash": kind} if kind != LEAF_SHA256 else {}))
         expect = chunk_count(entry.size) * HASH_BYTES
         self._answer(channel, expect)
         blob = memoryview(bytearray(expect))
-        got = 0
-        while got < expect:
-            got += channel.read_into(blob[got:])
+        channel.read_exactly(blob)
         try:
             hashes = check_hash_list(bytes(blob), entry)
         except OfferError as e:
@@ -184,7 +185,7 @@ class Receive:
         part = self.parts[i]
         try:
             os.makedirs(os.path.dirname(part), exist_ok=True)
-            prefix = check_prefix(part, entry.size, hashes)
+            prefix = check_prefix(part, entry.size, hashes, kind)
             fd = os.open(part, os.O_WRONLY | os.O_CREAT, 0o666)
         except OSError as e:
             raise StreamError(f"can't write {part}: {e.strerror}") from None
@@ -216,18 +217,18 @@ class Receive:
     def _take(self, channel: Channel, fd: int, whole: Any, pos: int, size: int,
               hashes: list[bytes], path: str, part: str) -> None:
         """The file from ``pos`` (a chunk's start) to ``size``: each chunk read whole into a
-        buffer and checked against its hash here, then added to the whole file's hash and
-        written by the writer thread while the next one comes (both cores at work)."""
+        buffer and checked against its hash (the offer's kind) here, then added to the whole
+        file's SHA-256 and written by the writer thread while the next one comes (both cores
+        at work)."""
+        leaf = leaf_hash(self.offer.chunks)
         writer = _Writer(self, fd, whole, path, part)
         try:
             while pos < size:
                 want = min(CHUNK_BYTES, size - pos)
                 buf = writer.buffer()
-                got = 0
-                while got < want:
-                    got += channel.read_into(buf[got:want])
+                channel.read_exactly(buf[:want])
                 index = pos // CHUNK_BYTES
-                if hashlib.sha256(buf[:want]).digest() != hashes[index]:
+                if leaf(buf[:want]) != hashes[index]:
                     writer.finish()
                     os.ftruncate(fd, pos)  # the chunks before it are kept
                     raise StreamError(f"chunk {index + 1} of {path} did not match its hash: "

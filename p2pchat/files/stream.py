@@ -49,8 +49,9 @@ MAX_STREAMS = 16
 BLOCK_BYTES = 1 << 20
 #: A request or answer line is at most this long.
 HEADER_BYTES = 4096
-#: Bytes a transfer connection's socket buffers hold, and what one TLS read asks for: a TLS
-#: record's most (one read gives one record; pyOpenSSL allocates what is asked each time).
+#: Bytes a transfer connection's socket buffers hold, and what one TLS read asks for where
+#: it goes through pyOpenSSL's ``recv_into`` (``filler``): a TLS record's most (one
+#: read gives one record; pyOpenSSL allocates what is asked each time).
 SOCKET_BUFFER = 4 << 20
 READ_BYTES = 16 * 1024
 #: Progress is handed to the reactor at most this often (seconds) per connection.
@@ -136,6 +137,7 @@ class Channel:
         self.server = server
         self.fp = ""
         self.conn: SSL.Connection | None = None
+        self._fill: Callable[[memoryview], None] | None = None  # TLS reads fill a view
         self._in = bytearray()  # read, not yet taken (after a line, the answer's first bytes)
         self._why = ""  # set by cut
         self._lock = threading.Lock()
@@ -166,6 +168,7 @@ class Channel:
         else:
             conn.set_connect_state()
         self.conn = conn
+        self._fill = filler(conn)
         self._io(conn.do_handshake)
         fp = certificate_fingerprint(conn.get_peer_certificate()) or ""
         if not fp or not expected(fp):
@@ -214,18 +217,18 @@ class Channel:
             raise StreamError("something that is not a JSON line", bad=True)
         return obj
 
-    def read_into(self, view: memoryview) -> int:
-        """Bytes of an answer into ``view`` (what is there, one TLS record or so): how many."""
+    def read_exactly(self, view: memoryview) -> None:
+        """``view`` filled with the answer's next bytes (else StreamError): what a line read
+        left over first, then TLS reads straight into it, a MiB in one call here (not one a
+        record: 64 of them)."""
+        got = 0
         if self._in:
-            n = min(len(view), len(self._in))
-            view[:n] = self._in[:n]
-            del self._in[:n]
-            return n
-        assert self.conn is not None
-        n = int(self._io(self.conn.recv_into, view, min(len(view), READ_BYTES)))
-        if n <= 0:
-            raise StreamError(self._why or "closed")
-        return n
+            got = min(len(view), len(self._in))
+            view[:got] = self._in[:got]
+            del self._in[:got]
+        if got < len(view):
+            assert self._fill is not None
+            self._io(self._fill, view[got:])
 
     def extra(self) -> bool:
         """Bytes came past an answer's end that nobody asked for."""
@@ -248,6 +251,50 @@ class Channel:
             if not self._closed:
                 self._closed = True
                 self.sock.close()
+
+
+def filler(conn: SSL.Connection) -> Callable[[memoryview], None]:
+    """What fills a buffer from the TLS connection ``conn`` (or raises as pyOpenSSL does):
+    ``SSL_read`` straight into the buffer, through pyOpenSSL's own binding, its errors
+    raised by pyOpenSSL as ``recv_into`` raises them.  ``recv_into`` reads each record (16
+    KiB) into a buffer it allocates, then copies it into ours with the GIL held: 64 times a
+    MiB, with a Python call each, a tenth of a receiver's CPU.  Where that binding is not
+    there (another pyOpenSSL): ``recv_into``."""
+    SSL = _tls()
+    try:
+        from OpenSSL.SSL import _ffi, _lib
+
+        ssl, raise_error = conn._ssl, conn._raise_ssl_error
+        read, from_buffer = _lib.SSL_read, _ffi.from_buffer
+    except (ImportError, AttributeError):
+        return recv_filler(conn)
+
+    def fill(view: memoryview) -> None:
+        got, want = 0, len(view)
+        with from_buffer(view, require_writable=True) as pointer:
+            while got < want:
+                n = read(ssl, pointer + got, want - got)
+                if n <= 0:
+                    raise_error(ssl, n)  # closed, timed out, TLS: raised as recv_into would
+                    raise SSL.ZeroReturnError()
+                got += n
+
+    return fill
+
+
+def recv_filler(conn: SSL.Connection) -> Callable[[memoryview], None]:
+    """``filler`` by pyOpenSSL's ``recv_into``, a record at a time."""
+    SSL = _tls()
+
+    def fill_slowly(view: memoryview) -> None:
+        got, want = 0, len(view)
+        while got < want:
+            n = conn.recv_into(view[got:], min(want - got, READ_BYTES))
+            if n <= 0:
+                raise SSL.ZeroReturnError()
+            got += n
+
+    return fill_slowly
 
 
 def _said(e: BaseException) -> str:

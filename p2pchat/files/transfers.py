@@ -297,7 +297,7 @@ class Transfers(OurOffers):
             r = out.receivers.get(link.peer_id)
             if r is not None and not out.cancelled and r.state in OPEN_OUT | {"failed"}:
                 r.fp = link.fp
-                self._line(link, "offer", out.offer)
+                self.offer_to(link, out)
 
     # --- the receiving side ------------------------------------------------------------------
 

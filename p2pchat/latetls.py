@@ -40,7 +40,7 @@ _ALREADY = (_NEWTLS, _TLS, _SSL, "twisted.internet.tcp", "twisted.internet.posix
 #: What an idle peer alone must not hold (tests/test_latetls.py): they come with a link, the
 #: console face, or --tor (and platformdirs with the first file received, or no --data-dir).
 LATE_MODULES = ("OpenSSL", "cryptography", "service_identity", _TLS, "urwid", "txtorcon",
-                "platformdirs")
+                "platformdirs", "blake3")
 
 
 def _factory(*args: Any, **kwargs: Any) -> Any:

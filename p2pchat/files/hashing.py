@@ -13,8 +13,6 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
-import blake3
-
 from p2pchat.files.offers import (
     CHUNK_BYTES,
     LEAF_BLAKE3,
@@ -36,6 +34,8 @@ def _sha256(block: Buffer) -> bytes:
 
 
 def _blake3(block: Buffer) -> bytes:
+    import blake3  # at the first BLAKE3 chunk, not at start: an idle peer doesn't need it
+
     return blake3.blake3(block).digest()
 
 

@@ -390,7 +390,10 @@ class PeerProtocol(LinesPerRead):
             self.resumeProducing()
 
     def handshakeCompleted(self) -> None:
-        """TLS is up: the peer's certificate must be the key it announced."""
+        """TLS is up: the peer's certificate must be the key it announced.  Its handshake's
+        bytes (not seen by ``dataReceived``) count as heard: a handshake that took longer
+        than IDLE_TIMEOUT on a saturated machine must not make a new link look dead."""
+        self.last_heard = self.clock.seconds()
         self._do(self.handshake.tls_done(
             certificate_fingerprint(self.transport.getPeerCertificate()) or ""))
 

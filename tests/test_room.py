@@ -1,0 +1,70 @@
+"""A room of 100 on a saturated machine (issue 21 item 3): the mechanisms that cut live links
+or forgot linked peers there, each under task.Clock and StringTransport."""
+
+from __future__ import annotations
+
+from twisted.internet.address import IPv4Address
+from twisted.internet.testing import MemoryReactorClock, StringTransportWithDisconnection
+from twisted.trial.unittest import TestCase
+
+from p2pchat import busy, wire
+from p2pchat.identity import Identity
+from p2pchat.linkwatch import IDLE_TIMEOUT
+from p2pchat.mesh import PeerProtocol
+from p2pchat.node import Node
+from p2pchat.wire import Message
+
+
+class _TLSTransport(StringTransportWithDisconnection):
+    """A StringTransport whose TLS switch is recorded and whose peer shows ``cert``."""
+
+    def __init__(self, cert: object, **kw: object) -> None:
+        super().__init__(**kw)
+        self.cert = cert
+        self.aborted = False
+
+    def startTLS(self, context_factory: object) -> None:
+        pass
+
+    def getPeerCertificate(self) -> object:
+        return self.cert
+
+    def getHandle(self) -> None:
+        return None
+
+    def abortConnection(self) -> None:
+        self.aborted = True
+        super().abortConnection()
+
+
+class SlowHandshake(TestCase):
+    """On a saturated machine a handshake may last minutes (its timer re-arms while we are
+    starved, up to HANDSHAKE_MAX_FACTOR times a timeout that grows with the load; the first
+    link's STARTTLS waits for the TLS libraries).  Measured in a room of 100: links dropped as
+    "silent for 90 s" in the second they came up, because the TLS handshake's bytes were never
+    counted as heard; each drop a redial, with backoff, on a machine already saturated."""
+
+    def setUp(self) -> None:
+        self.addCleanup(setattr, busy, "source", busy.source)
+        busy.source = lambda: 100.0  # the load factor at its cap
+        self.reactor = MemoryReactorClock()
+        self.node = Node("mmm", self.reactor, identity=Identity.generate())
+        self.key = Identity.generate()
+
+    def test_a_link_that_took_longer_than_the_idle_timeout_to_come_up_is_kept(self) -> None:
+        proto = PeerProtocol(self.node, self.reactor)
+        transport = _TLSTransport(self.key.cert,
+                                  peerAddress=IPv4Address("TCP", "127.0.0.1", 40000))
+        transport.protocol = proto
+        proto.makeConnection(transport)
+        join = Message(id="j1", type="join", sender_id=self.key.peer_id, username="zed",
+                       fp=self.key.fingerprint, caps=(wire.CAP_OURS, wire.CAP_TLS))
+        proto.dataReceived(wire.encode_message(join))
+        # starved: the handshake timer rings late, and re-arms, until TLS is done
+        self.reactor.advance(61.0)  # the 60 s timer rings 1 s late: re-armed
+        self.reactor.advance(IDLE_TIMEOUT + 1 - 61.0)
+        proto.handshakeCompleted()
+        self.assertIn(self.key.peer_id, self.node.links)
+        self.node.sweep()
+        self.assertFalse(transport.aborted)
+        self.assertIn(self.key.peer_id, self.node.links)

@@ -68,3 +68,54 @@ class SlowHandshake(TestCase):
         self.node.sweep()
         self.assertFalse(transport.aborted)
         self.assertIn(self.key.peer_id, self.node.links)
+
+
+class LinkedPeerNotForgotten(TestCase):
+    """A saturated machine loses and delays datagrams first: in a room of 100, peers linked to
+    us were forgotten by the thousand for a silence of their beacons, each then
+    "discovered" again by a beacon that made half the room answer with one of its own (a
+    multicast to everyone: each a parse, many a signature check), which saturated the
+    machine more.  A peer of ours whose link is up is alive by its link (heartbeats,
+    IDLE_TIMEOUT): its beacons' silence forgets it no more."""
+
+    def setUp(self) -> None:
+        from tests.fakes import FakeAnnouncer, FakeDialer
+
+        self.clock = MemoryReactorClock()
+        self.node = Node("mmm", self.clock, peer_id="mmm_1")
+        self.node.dialer = self.dialer = FakeDialer()
+        self.node.announcer = self.announcer = FakeAnnouncer()
+
+    def beacon(self, peer_id: str) -> wire.Beacon:
+        return wire.Beacon(type="announce", peer_id=peer_id, username=peer_id.split("_")[0],
+                           port=4000, timestamp=self.clock.seconds())
+
+    def test_a_linked_peer_of_ours_outlives_its_beacons_silence(self) -> None:
+        from p2pchat.peers import GONE_AFTER
+        from tests.fakes import FakeLink
+
+        self.node.beacon_heard(self.beacon("aaa_1"), "127.0.0.1")
+        self.assertEqual(self.announcer.replies, 1)  # a newcomer: answered
+        link = FakeLink("aaa_1", "aaa", dialer_id="aaa_1", now=self.clock.seconds())
+        self.assertTrue(self.node.link_ready(link))
+        for _ in range(int(GONE_AFTER) * 2):  # its beacons lost, its link heartbeating
+            self.clock.advance(1.0)
+            link.last_heard = self.clock.seconds()
+            self.node.sweep()
+        self.assertIn("aaa_1", self.node.peers)
+        self.assertNotIn("aaa_1", self.dialer.dropped)
+        self.node.beacon_heard(self.beacon("aaa_1"), "127.0.0.1")
+        self.assertEqual(self.announcer.replies, 1)  # not a newcomer: no answer
+        self.assertIsNone(link.closed)
+
+    def test_a_base_peer_whose_beacons_stop_is_still_closed(self) -> None:
+        from p2pchat.peers import GONE_AFTER
+        from tests.fakes import FakeLink
+
+        self.node.beacon_heard(self.beacon("aaa_1"), "127.0.0.1")
+        link = FakeLink("aaa_1", "aaa", dialer_id="aaa_1", caps=(), now=self.clock.seconds())
+        self.assertTrue(self.node.link_ready(link))
+        self.clock.advance(GONE_AFTER + 1)
+        self.node.sweep()
+        self.assertNotIn("aaa_1", self.node.peers)
+        self.assertEqual(link.closed, "its beacons stopped")

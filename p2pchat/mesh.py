@@ -17,7 +17,7 @@ from twisted.logger import Logger, LogLevel
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from p2pchat import busy, handshake, latetls, ratelog
+from p2pchat import busy, handshake, latetls, ratelog, tcpinfo
 from p2pchat.reach import DIAL_TIMEOUT, peer_endpoint
 from p2pchat.flow import Backpressure, TokenBucket
 from p2pchat.framing import LinesPerRead
@@ -224,6 +224,10 @@ class PeerProtocol(LinesPerRead):
                               username=self.node.nick, content=why,
                               timestamp=self.clock.seconds()))
         self.close(why)
+
+    def unacked(self) -> int | None:
+        """Segments we sent that its peer's machine has not acknowledged yet (tcpinfo.py)."""
+        return tcpinfo.unacked(self.transport)
 
     def abort(self, why: str) -> None:
         _log(self.clock, "dropping link", LogLevel.info,

@@ -364,6 +364,16 @@ class Presence:
             if node.watch.answered(link.peer_id, token):
                 self._probe_timers.pop(link.peer_id, None)
             return
+        if link.unacked() == 0:
+            # Its machine took every byte we wrote, the probe too: the peer is slow to read
+            # (a saturated machine), not cut off.  The link stays (IDLE_TIMEOUT still watches
+            # it); dropping it cost a redial and a TLS handshake (tcpinfo.py).
+            if node.watch.answered(link.peer_id, token):
+                self._probe_timers.pop(link.peer_id, None)
+            log_limited(node.clock, log, "probe acked", LogLevel.debug,
+                        "{peer}'s link did not answer a probe but its TCP took it: kept",
+                        peer=link.peer_id)
+            return
         if not node.watch.timed_out(link.peer_id, token):
             return
         self._probe_timers.pop(link.peer_id, None)

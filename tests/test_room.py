@@ -119,3 +119,77 @@ class LinkedPeerNotForgotten(TestCase):
         self.node.sweep()
         self.assertNotIn("aaa_1", self.node.peers)
         self.assertEqual(link.closed, "its beacons stopped")
+
+
+class ProbeOfASlowPeer(TestCase):
+    """A probe after its peer's beacons came back from a silence: unanswered in time, the
+    link was dropped, whatever the reason.  On a saturated machine (a room of 100: some
+    1,800 live links cut so) the reason is a slow process, whose kernel took the probe; only
+    a cut path, where the probe goes unacknowledged, drops the link now."""
+
+    def setUp(self) -> None:
+        from tests.fakes import FakeLink
+
+        self.clock = MemoryReactorClock()
+        self.node = Node("mmm", self.clock, peer_id="mmm_1")
+        self.link = FakeLink("zed_1", "zed", dialer_id="mmm_1")
+        self.node.beacon_heard(self.beacon(), "127.0.0.1")
+        self.assertTrue(self.node.link_ready(self.link))
+
+    def beacon(self) -> wire.Beacon:
+        return wire.Beacon(type="announce", peer_id="zed_1", username="zed", port=4000,
+                           timestamp=self.clock.seconds())
+
+    def probe_unanswered(self, unacked: int | None) -> str | None:
+        from p2pchat.linkwatch import PROBE_TIMEOUT
+
+        self.link.unacked_segments = unacked
+        self.clock.advance(12)  # its beacons silent past STALE_AFTER, then back
+        self.node.beacon_heard(self.beacon(), "127.0.0.1")
+        self.assertIn("probe", self.link.sent[-1].metadata or {})
+        self.clock.advance(PROBE_TIMEOUT + 0.5)
+        self.clock.advance(0)
+        return self.link.closed
+
+    def test_a_probe_its_machine_acknowledged_keeps_the_link(self) -> None:
+        self.assertIsNone(self.probe_unanswered(0))
+        self.assertIn("zed_1", self.node.links)
+        self.assertEqual(self.node.watch.probes, {})  # over: the next silence probes again
+
+    def test_a_probe_not_acknowledged_drops_the_link(self) -> None:
+        self.assertIn("no answer", self.probe_unanswered(2) or "")
+
+    def test_where_tcp_says_nothing_the_link_is_dropped_as_before(self) -> None:
+        self.assertIn("no answer", self.probe_unanswered(None) or "")
+
+
+class TCPInfo(TestCase):
+    """``tcpinfo.unacked`` on a real loopback connection."""
+
+    def test_what_the_peer_machine_took_is_acknowledged(self) -> None:
+        import socket
+        import sys
+        import time
+
+        from p2pchat import tcpinfo
+
+        if not sys.platform.startswith("linux"):
+            raise __import__("unittest").SkipTest("TCP_INFO is read on Linux only")
+        server = socket.socket()
+        self.addCleanup(server.close)
+        server.bind(("127.0.0.1", 0))
+        server.listen(1)
+        client = socket.create_connection(server.getsockname())
+        self.addCleanup(client.close)
+        peer, _ = server.accept()
+        self.addCleanup(peer.close)
+
+        class Transport:
+            socket = client
+
+        client.sendall(b"probe\n" * 100)  # not read by the peer: its kernel acks it anyway
+        deadline = time.monotonic() + 5
+        while tcpinfo.unacked(Transport) != 0 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        self.assertEqual(tcpinfo.unacked(Transport), 0)
+        self.assertIsNone(tcpinfo.unacked(object()))  # no socket: not known

@@ -333,8 +333,11 @@ class Presence:
             if (not link.ours and pid not in node.peers and pid not in forgotten
                     and now - link.linked_at > GONE_AFTER):
                 link.close("it never announced itself")
-        for link in node.watch.idle(list(node.links.values()), now):
-            link.abort(f"silent for {IDLE_TIMEOUT:.0f} s")
+        # A saturated machine (a room of 100 on 2 cores) reads late what came in time: its
+        # links are given longer, as its handshakes and probes are (busy.py).
+        factor = load_factor()
+        for link in node.watch.idle(list(node.links.values()), now, factor):
+            link.abort(f"silent for {IDLE_TIMEOUT * factor:.0f} s")
         changed = node.watch.liveness_changed({info.peer_id: info.liveness(now)
                                                for info in node.peers})
         for pid, nick in node.watch.settled(now, node.links):

@@ -193,3 +193,32 @@ class TCPInfo(TestCase):
             time.sleep(0.01)
         self.assertEqual(tcpinfo.unacked(Transport), 0)
         self.assertIsNone(tcpinfo.unacked(object()))  # no socket: not known
+
+
+class IdleOnASaturatedMachine(TestCase):
+    """A link of ours silent past IDLE_TIMEOUT is dead on an idle machine; on a saturated one
+    (a room of 100: hundreds of links dropped as silent while their peers were only late)
+    it is given as much longer as handshakes and probes are (busy.load_factor)."""
+
+    def setUp(self) -> None:
+        from tests.fakes import FakeLink
+
+        self.addCleanup(setattr, busy, "source", busy.source)
+        self.clock = MemoryReactorClock()
+        self.node = Node("mmm", self.clock, peer_id="mmm_1")
+        self.link = FakeLink("zed_1", "zed", dialer_id="mmm_1", now=self.clock.seconds())
+        self.assertTrue(self.node.link_ready(self.link))
+
+    def silent_for(self, seconds: float) -> str | None:
+        self.clock.advance(seconds)
+        self.node.sweep()
+        return self.link.closed
+
+    def test_idle_machine_drops_a_silent_link(self) -> None:
+        busy.source = lambda: 0.5
+        self.assertEqual(self.silent_for(IDLE_TIMEOUT + 1), "silent for 90 s")
+
+    def test_saturated_machine_gives_it_longer(self) -> None:
+        busy.source = lambda: 100.0
+        self.assertIsNone(self.silent_for(IDLE_TIMEOUT + 1))
+        self.assertIsNotNone(self.silent_for(IDLE_TIMEOUT * (busy.MAX_LOAD_FACTOR - 1)))

@@ -373,9 +373,8 @@ class Presence:
             # it); dropping it cost a redial and a TLS handshake (tcpinfo.py).
             if node.watch.answered(link.peer_id, token):
                 self._probe_timers.pop(link.peer_id, None)
-            log_limited(node.clock, log, "probe acked", LogLevel.debug,
-                        "{peer}'s link did not answer a probe but its TCP took it: kept",
-                        peer=link.peer_id)
+            log.debug("{peer}'s link did not answer a probe but its TCP took it: kept",
+                      peer=link.peer_id)
             return
         if not node.watch.timed_out(link.peer_id, token):
             return

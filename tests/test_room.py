@@ -222,3 +222,50 @@ class IdleOnASaturatedMachine(TestCase):
         busy.source = lambda: 100.0
         self.assertIsNone(self.silent_for(IDLE_TIMEOUT + 1))
         self.assertIsNotNone(self.silent_for(IDLE_TIMEOUT * (busy.MAX_LOAD_FACTOR - 1)))
+
+
+class MemberLinesOfAFormingFullMesh(TestCase):
+    """Every member line lists every link and goes to every link: in a full mesh forming,
+    changed links went out every LINKS_GAP (3 s) whatever the size of the room, N lines of N
+    links to each of N peers (a room of 100 spent most of its CPU on them).  Now the gap
+    grows with the links (gossip.links_gap): each peer gets about as many a second in a room
+    of 100 as in one of 30."""
+
+    def member_lines_while_forming(self, links: int, seconds: int) -> int:
+        from p2pchat.gossip import CAP_GOSSIP
+        from p2pchat.relay import CAP_RELAY, MEMBER
+        from tests.fakes import FakeLink
+
+        clock = MemoryReactorClock()
+        clock.advance(1_000_000)
+        node = Node("mmm", clock, identity=Identity.generate())
+        caps = (wire.CAP_OURS, wire.CAP_TLS, CAP_RELAY, CAP_GOSSIP)
+
+        def link_one() -> FakeLink:
+            key = Identity.generate()
+            link = FakeLink(key.peer_id, f"p{len(node.links)}", dialer_id=key.peer_id,
+                            caps=caps, now=clock.seconds())
+            link.fp = key.fingerprint
+            self.assertTrue(node.link_ready(link))
+            return link
+
+        first = [link_one() for _ in range(links)]
+        watched = first[0]
+        before = len(watched.sent)
+        for _ in range(seconds):  # one more link every second: our links keep changing
+            clock.advance(1.0)
+            link_one()
+            node.sweep()
+        return sum(1 for m in watched.sent[before:] if m.type == MEMBER)
+
+    def test_a_small_mesh_tells_its_changed_links_every_links_gap(self) -> None:
+        from p2pchat.gossip import LINKS_GAP
+
+        n = self.member_lines_while_forming(10, 30)
+        self.assertIn(n, (30 // int(LINKS_GAP) - 1, 30 // int(LINKS_GAP)))
+
+    def test_a_room_of_100_tells_them_as_rarely_as_its_size_asks(self) -> None:
+        from p2pchat.gossip import LARGE_LINKS_GAP
+
+        self.assertLessEqual(self.member_lines_while_forming(99, 30),
+                             30 // int(LARGE_LINKS_GAP))

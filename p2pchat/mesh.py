@@ -128,8 +128,10 @@ class PeerProtocol(LinesPerRead):
         self.fp = ""
         self.tls = ""
         self.pk = ""  # the peer's public key (base64), once TLS proved it
+        # a peer on a saturated machine reads late: given longer there (busy.py)
         self._backpressure = Backpressure(clock, on_resume=self.writable,
-                                          stall_after=STALL_TIMEOUT, on_stall=self._stalled)
+                                          stall_after=STALL_TIMEOUT, on_stall=self._stalled,
+                                          stretch=busy.load_factor)
         self._flood = TokenBucket(FLOOD_RATE, FLOOD_BURST, self.clock.seconds())
         self._flood_timer: _Timer | None = None
         self._flood_logged = False

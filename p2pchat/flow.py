@@ -63,7 +63,10 @@ class Backpressure:
 
     def __init__(self, clock: IReactorTime, on_resume: Callable[[], Any] | None = None,
                  stall_after: float | None = None, on_stall: Callable[[], Any] | None = None,
-                 max_backlog: int | None = None) -> None:
+                 max_backlog: int | None = None,
+                 stretch: Callable[[], float] | None = None) -> None:
+        """``stretch``: asked at each pause, how many times ``stall_after`` a saturated
+        machine gives its peer (busy.load_factor)."""
         self.clock = clock
         self.paused = False
         self.backlog = 0
@@ -71,6 +74,7 @@ class Backpressure:
         self._stall_after = stall_after
         self._on_stall = on_stall
         self._max_backlog = max_backlog
+        self._stretch = stretch
         self._stall: IDelayedCall | None = None
 
     def pauseProducing(self) -> None:
@@ -78,7 +82,8 @@ class Backpressure:
             return
         self.paused = True
         if self._stall_after is not None and self._on_stall is not None:
-            self._stall = self.clock.callLater(self._stall_after, self._stalled)
+            after = self._stall_after * (self._stretch() if self._stretch is not None else 1.0)
+            self._stall = self.clock.callLater(after, self._stalled)
 
     def resumeProducing(self) -> None:
         self.paused = False

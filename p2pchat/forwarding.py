@@ -15,9 +15,9 @@ from twisted.logger import Logger, LogLevel
 from p2pchat import events
 from p2pchat.clocks import log_limited
 from p2pchat.gossip import (ALIVE_INTERVAL, GONE_AFTER, LARGE_ALIVE_INTERVAL,
-                            LARGE_GONE_AFTER, LARGE_LINKS_GAP, LINKS_GAP, AuthorId, Change, ForwardLog,
-                            HanderId, Heard, Neighbour, Reached, forward_to, member_metadata,
-                            parse_member)
+                            LARGE_GONE_AFTER, LARGE_LINKS_GAP, AuthorId, Change, ForwardLog,
+                            HanderId, Heard, Neighbour, Reached, forward_to, links_gap,
+                            member_metadata, parse_member)
 from p2pchat.interfaces import PeerView
 from p2pchat.peers import Liveness
 from p2pchat.relay import MEMBER, RELAY, relay_lines, sign_line
@@ -155,7 +155,7 @@ class Forwarder:
             return
         since = now - self._sent_at
         capped = node.neighbours.capped()
-        if since >= (LARGE_LINKS_GAP if capped else LINKS_GAP) and (
+        if since >= (LARGE_LINKS_GAP if capped else links_gap(len(node.links))) and (
                 self._dirty or self._state() != self._sent_state):
             self._dirty = False
             self._send_member("alive")

@@ -59,6 +59,20 @@ LARGE_GONE_AFTER = 75.0
 #: There, changed links go out at most this often (a forming room of 100 changes them every
 #: moment, and each member line goes to every peer: a signature check and a write each).
 LARGE_LINKS_GAP = 10.0
+#: In a full mesh, changed links go out at most once per this many seconds per link we have
+#: (LINKS_GAP at least, LARGE_LINKS_GAP at most: ``links_gap``).  Each member line lists
+#: every link and goes to every link: a room of N forming sent N lines of N links to each of
+#: N peers per gap (a room of 100 spent most of its CPU on them, and on the writes of what
+#: each one marks seen); so every peer gets about the same number of them a second,
+#: whatever the size of the room.
+LINKS_GAP_PER_LINK = 0.1
+
+
+def links_gap(links: int) -> float:
+    """How long a full mesh's changed links wait to go out, with ``links`` links up."""
+    return min(LARGE_LINKS_GAP, max(LINKS_GAP, links * LINKS_GAP_PER_LINK))
+
+
 #: A peer first reached through others is shown joining so only if no link of our own to it
 #: is up within JOIN_WAIT seconds, or JOIN_GRACE when we hear its beacons (that link is on
 #: its way): so a forming full mesh shows each peer joining once, by its own link.

@@ -347,6 +347,11 @@ class Wire(Protocol):
 
     def abort(self, why: str) -> None: ...
 
+    def unacked(self) -> int | None:
+        """Segments its peer's machine has not acknowledged yet, or None if not known
+        (tcpinfo.py)."""
+        ...
+
 
 class IMeshSink(Protocol):
     """What a peer connection calls on the node."""

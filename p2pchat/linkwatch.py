@@ -91,9 +91,12 @@ class LinkWatch:
         self.short_links.pop(peer_id, None)
 
     @staticmethod
-    def idle(sessions: Iterable[PeerSession], now: float) -> list[PeerSession]:
-        """The links of our peers silent past IDLE_TIMEOUT (they heartbeat: these are dead)."""
-        return [s for s in sessions if s.ours and now - s.last_heard > IDLE_TIMEOUT]
+    def idle(sessions: Iterable[PeerSession], now: float,
+             factor: float = 1.0) -> list[PeerSession]:
+        """The links of our peers silent past IDLE_TIMEOUT (they heartbeat: these are dead);
+        ``factor``: how much longer a saturated machine gives them (busy.py)."""
+        after = IDLE_TIMEOUT * factor
+        return [s for s in sessions if s.ours and now - s.last_heard > after]
 
     def liveness_changed(self, liveness: dict[str, Liveness]) -> bool:
         """Whether how alive the peers sound changed since the last sweep (a face redraws)."""

@@ -17,7 +17,7 @@ from twisted.logger import Logger, LogLevel
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from p2pchat import busy, handshake, latetls, ratelog
+from p2pchat import busy, handshake, latetls, ratelog, tcpinfo
 from p2pchat.reach import DIAL_TIMEOUT, peer_endpoint
 from p2pchat.flow import Backpressure, TokenBucket
 from p2pchat.framing import LinesPerRead
@@ -129,8 +129,10 @@ class PeerProtocol(LinesPerRead):
         self.fp = ""
         self.tls = ""
         self.pk = ""  # the peer's public key (base64), once TLS proved it
+        # a peer on a saturated machine reads late: given longer there (busy.py)
         self._backpressure = Backpressure(clock, on_resume=self.writable,
-                                          stall_after=STALL_TIMEOUT, on_stall=self._stalled)
+                                          stall_after=STALL_TIMEOUT, on_stall=self._stalled,
+                                          stretch=busy.load_factor)
         self._flood = TokenBucket(FLOOD_RATE, FLOOD_BURST, self.clock.seconds())
         self._flood_timer: _Timer | None = None
         self._flood_logged = False
@@ -225,6 +227,10 @@ class PeerProtocol(LinesPerRead):
                               username=self.node.nick, content=why,
                               timestamp=self.clock.seconds()))
         self.close(why)
+
+    def unacked(self) -> int | None:
+        """Segments we sent that its peer's machine has not acknowledged yet (tcpinfo.py)."""
+        return tcpinfo.unacked(self.transport)
 
     def abort(self, why: str) -> None:
         _log(self.clock, "dropping link", LogLevel.info,
@@ -427,7 +433,10 @@ class PeerProtocol(LinesPerRead):
             self.resumeProducing()
 
     def handshakeCompleted(self) -> None:
-        """TLS is up: the peer's certificate must be the key it announced."""
+        """TLS is up: the peer's certificate must be the key it announced.  Its handshake's
+        bytes (not seen by ``dataReceived``) count as heard: a handshake that took longer
+        than IDLE_TIMEOUT on a saturated machine must not make a new link look dead."""
+        self.last_heard = self.clock.seconds()
         self._do(self.handshake.tls_done(
             certificate_fingerprint(self.transport.getPeerCertificate()) or ""))
 

@@ -170,9 +170,12 @@ class PeerTable:
         """Forget a peer that said it leaves; returns what was known of it."""
         return self._peers.pop(peer_id, None)
 
-    def sweep(self, now: float) -> list[PeerInfo]:
-        """Forget the peers silent for GONE_AFTER seconds; returns them."""
-        gone = [p for p in self._peers.values() if p.liveness(now) is Liveness.GONE]
+    def sweep(self, now: float, alive: Callable[[str], bool] = lambda _: False
+              ) -> list[PeerInfo]:
+        """Forget the peers silent for GONE_AFTER seconds (but those ``alive`` says are alive
+        otherwise: by their link); returns them."""
+        gone = [p for p in self._peers.values()
+                if p.liveness(now) is Liveness.GONE and not alive(p.peer_id)]
         for peer in gone:
             del self._peers[peer.peer_id]
         return gone

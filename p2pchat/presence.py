@@ -312,7 +312,11 @@ class Presence:
         node = self.node
         now = node.clock.seconds()
         flush_logs(node.clock)
-        gone = node.peers.sweep(now)
+        # A peer of ours with a link up is alive by its link (heartbeats, IDLE_TIMEOUT): on a
+        # saturated machine datagrams are lost first, and forgetting it for that, its next
+        # beacon was news that half the room answered (a room of 100 never settled).
+        gone = node.peers.sweep(now, alive=lambda pid: pid in node.links
+                                and node.links[pid].ours)
         for info in gone:
             log_limited(node.clock, log, "forgotten", LogLevel.info,
                         "{peer} not heard for a while: forgotten", burst=50,
@@ -329,8 +333,11 @@ class Presence:
             if (not link.ours and pid not in node.peers and pid not in forgotten
                     and now - link.linked_at > GONE_AFTER):
                 link.close("it never announced itself")
-        for link in node.watch.idle(list(node.links.values()), now):
-            link.abort(f"silent for {IDLE_TIMEOUT:.0f} s")
+        # A saturated machine (a room of 100 on 2 cores) reads late what came in time: its
+        # links are given longer, as its handshakes and probes are (busy.py).
+        factor = load_factor()
+        for link in node.watch.idle(list(node.links.values()), now, factor):
+            link.abort(f"silent for {IDLE_TIMEOUT * factor:.0f} s")
         changed = node.watch.liveness_changed({info.peer_id: info.liveness(now)
                                                for info in node.peers})
         for pid, nick in node.watch.settled(now, node.links):
@@ -359,6 +366,15 @@ class Presence:
         if link.last_heard > sent:  # anything heard since the probe: the link is alive
             if node.watch.answered(link.peer_id, token):
                 self._probe_timers.pop(link.peer_id, None)
+            return
+        if link.unacked() == 0:
+            # Its machine took every byte we wrote, the probe too: the peer is slow to read
+            # (a saturated machine), not cut off.  The link stays (IDLE_TIMEOUT still watches
+            # it); dropping it cost a redial and a TLS handshake (tcpinfo.py).
+            if node.watch.answered(link.peer_id, token):
+                self._probe_timers.pop(link.peer_id, None)
+            log.debug("{peer}'s link did not answer a probe but its TCP took it: kept",
+                      peer=link.peer_id)
             return
         if not node.watch.timed_out(link.peer_id, token):
             return

@@ -114,6 +114,9 @@ class PeerSession:
     def abort(self, why: str) -> None:
         self.wire.abort(why)
 
+    def unacked(self) -> int | None:
+        return self.wire.unacked()
+
     def refuse(self, why: str) -> None:
         """Close the link as refused: a mesh link tells a peer of ours why first (a
         ``refused`` line, mesh.PeerProtocol.refuse); any other wire is just closed."""

@@ -56,6 +56,8 @@ class FakeLink:
         self.pk = ""
         self.sent: list[Message] = []
         self.closed: str | None = None
+        #: what ``unacked`` says (None: not known, as a transport without a socket)
+        self.unacked_segments: int | None = None
 
     def send(self, msg: Message) -> None:
         self.sent.append(msg)
@@ -68,6 +70,9 @@ class FakeLink:
 
     def abort(self, why: str) -> None:
         self.closed = why
+
+    def unacked(self) -> int | None:
+        return self.unacked_segments
 
 
 class ReadOnlyLink(FakeLink):

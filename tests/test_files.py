@@ -261,6 +261,19 @@ class NodeFiles(NodeSetup):
         self.assertEqual(event_text(gone.view, "cancelled"),
                          "file [2] a.txt from bob: cancelled: bob cancelled it")
 
+    def test_each_step_of_a_transfer_is_logged_but_not_its_progress(self) -> None:
+        from twisted.logger import Logger, formatEvent
+
+        from p2pchat.files import transfers
+        logged: list[dict] = []
+        self.patch(transfers, "log", Logger(observer=logged.append))
+        self.offer_line(_offer())
+        self.files.reject(1)
+        texts = [formatEvent(e) for e in logged]
+        self.assertEqual(len(texts), 2, texts)
+        self.assertIn("bob offers a.txt", texts[0])
+        self.assertEqual(texts[1], "file [1] a.txt: rejected")
+
     def test_offers_are_bounded_per_peer(self) -> None:
         for i in range(offers.MAX_OFFERS_PER_PEER + 3):
             self.offer_line(_offer(id=f"o{i}"))
@@ -477,7 +490,9 @@ class Faces(TestCase):
         table = "\n".join(files_table(rows))
         self.assertIn("[3] in  from bob", table)
         self.assertIn("50%", table)
-        self.assertIn("↑a.bin █████░░░░░ 50%", status_text(rows))
+        self.assertIn("↑a.bin █████░░░░░ 50% 100 B/s", status_text(rows))
+        just = [_view(state="receiving", done=220, rate=0.0)]  # no rate measured yet
+        self.assertEqual(status_text(just), "↓a.bin ██░░░░░░░░ 22%")
 
     def test_commands_reach_the_files(self) -> None:
         chat = FakeChat()

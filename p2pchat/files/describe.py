@@ -119,8 +119,9 @@ def status_text(views: list[TransferView]) -> str:
         p = percent(v)
         bar = "█" * (p // 10) + "░" * (10 - p // 10)
         left = time_left(v)
-        parts.append(f"{'↓' if v.incoming else '↑'}{printable(v.name)[:16]} {bar} {p}% "
-                     f"{human_size(v.rate)}/s" + (f" {left}" if left else ""))
+        rate = f" {human_size(v.rate)}/s" if v.rate else ""  # none yet: not "0 B/s"
+        parts.append(f"{'↓' if v.incoming else '↑'}{printable(v.name)[:16]} {bar} {p}%"
+                     + rate + (f" {left}" if left else ""))
     if len(running) > 2:
         parts.append(f"+{len(running) - 2}")
     return " ".join(parts)

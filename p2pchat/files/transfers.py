@@ -52,7 +52,7 @@ from p2pchat.files.offers import (
     safe_parts,
     unique_name,
 )
-from p2pchat.files.describe import YOU_CANCELLED, YOU_REJECTED
+from p2pchat.files.describe import YOU_CANCELLED, YOU_REJECTED, event_text
 from p2pchat.files.receive import Receive
 from p2pchat.files.stream import Served
 from p2pchat.files.ours import PROGRESS_EVERY, OurOffers, _host, speaks_files
@@ -414,6 +414,9 @@ class Transfers(OurOffers):
         self._writes.addCallback(write)
 
     def _emit(self, view: TransferView, what: str) -> None:
+        if what != "progress":  # the log keeps each start (where it resumed), end and failure
+            text = event_text(view, what) or f"file [{view.number}] {view.name}: {what}"
+            log.info("{text}", text=printable(text))
         self.node.emit(events.TransferChanged(self.node.clock.seconds(), view, what))
 
 

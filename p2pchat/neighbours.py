@@ -131,6 +131,8 @@ class Neighbours:
         self._pruned_by: dict[str, float] = {}
         #: peers whose link we pruned (their loss is not a leave)
         self._pruning: set[str] = set()
+        #: peers that listed us again after dropping us, when (``dropped_by``'s hold)
+        self._relisted: dict[str, float] = {}
         #: links being pruned: left out of our member line since when (DRAIN_FOR)
         self.draining: dict[str, float] = {}
         #: of those, the ones whose other end left us out of its member line first
@@ -235,17 +237,28 @@ class Neighbours:
     def dropped_by(self, peer_id: str) -> None:
         """A linked peer's member line no longer lists us: it is about to prune our link.
         We drop it from ours too (so the others relay its lines to us, and ours to it, from
-        now on), and close it ourselves after DRAIN_FOR if it has not."""
-        if peer_id in self.node.links and peer_id not in self.draining:
-            self.draining[peer_id] = self.node.clock.seconds()
-            self._dropped.add(peer_id)
-            self.node.forwarder.changed()
+        now on), and close it ourselves after DRAIN_FOR if it has not.
+
+        Not in a full mesh (we prune nothing, so we never close it: its end does), and not
+        within DRAIN_FOR of its listing us again: two peers each mirroring the other's member
+        line, with their lines crossing on the wire, would flip each other for ever, a
+        member line each way per round trip (three peers saw it after a restart)."""
+        node = self.node
+        if self.cap <= 0 or peer_id not in node.links or peer_id in self.draining:
+            return
+        now = node.clock.seconds()
+        if now - self._relisted.get(peer_id, float("-inf")) < DRAIN_FOR:
+            return
+        self.draining[peer_id] = now
+        self._dropped.add(peer_id)
+        node.forwarder.changed()
 
     def listed_by(self, peer_id: str) -> None:
         """A linked peer's member line lists us (again): if it had dropped us, it keeps the
         link after all."""
         if peer_id in self._dropped:
             self._dropped.discard(peer_id)
+            self._relisted[peer_id] = self.node.clock.seconds()
             if self.draining.pop(peer_id, None) is not None:
                 self.node.forwarder.changed()
 
@@ -268,6 +281,8 @@ class Neighbours:
             for pid in [p for p in table if p not in node.links]:
                 del table[pid]
         self._dropped &= set(node.links)
+        for pid in [p for p, at in self._relisted.items() if now - at >= DRAIN_FOR]:
+            del self._relisted[pid]
         for pid, link in list(node.links.items()):
             if pid in self._dropped:
                 continue  # its end prunes it (and tells us), or lists us again

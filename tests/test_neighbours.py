@@ -9,13 +9,14 @@ from __future__ import annotations
 import random
 from collections import Counter, deque
 
+from twisted.internet.task import Clock
 from twisted.trial.unittest import TestCase
 
 from p2pchat import events
 from p2pchat.gossip import MAX_HOPS
 from p2pchat import presence
-from p2pchat.neighbours import (FULL_MESH_UP_TO, LISTEN_FIRST, PRUNE_AFTER, PRUNED,
-                                ring_wanted)
+from p2pchat.neighbours import (DRAIN_FOR, FULL_MESH_UP_TO, LISTEN_FIRST, PRUNE_AFTER,
+                                PRUNED, ring_wanted)
 from p2pchat.options import parse_links
 from p2pchat.wire import encode_beacon, parse_beacon
 from bench.meshsim import Sim
@@ -322,3 +323,54 @@ class Guards(TestCase):
         room.sim.clock.advance(1)
         node.beacon_heard(parse_beacon(encode_beacon(far.beacon("announce"))), host)
         self.assertEqual(checks, ["x"])
+
+
+class Mirrors(TestCase):
+    """A peer mirrors a neighbour's member line that stops listing it (``dropped_by``, then
+    ``listed_by``): never in a full mesh, and never so that two mirrors flip each other."""
+
+    def pair(self, cap: int) -> tuple[object, object, list[str], Clock]:
+        from types import SimpleNamespace
+
+        from p2pchat.neighbours import Neighbours
+
+        clock, sent = Clock(), []
+        ends = {}
+        for me, other in (("x", "y"), ("y", "x")):
+            node = SimpleNamespace(links={other: object()}, clock=clock, leaving=False,
+                                   forwarder=SimpleNamespace(
+                                       changed=lambda me=me: sent.append(me)))
+            ends[me] = Neighbours(node, cap)  # type: ignore[arg-type]
+        return ends["x"], ends["y"], sent, clock
+
+    def test_a_full_mesh_mirrors_nothing(self) -> None:
+        x, _, sent, _ = self.pair(0)
+        x.dropped_by("y")  # type: ignore[attr-defined]
+        self.assertEqual((x.draining, sent), ({}, []))  # type: ignore[attr-defined]
+
+    def test_crossing_member_lines_settle_and_do_not_flip_for_ever(self) -> None:
+        x, y, sent, clock = self.pair(4)
+
+        def listing(end: object, other: str) -> bool:  # what its member line says now
+            return other not in end.draining  # type: ignore[attr-defined]
+
+        x.dropped_by("y")  # type: ignore[attr-defined]  # y's line omitted x: x mirrors it
+        wire = [("y", listing(x, "y"))]  # x's line (omits y) on its way to y
+        y.listed_by("x")  # type: ignore[attr-defined]
+        wire.append(("x", True))  # and y's line, listing x, crossing it
+        for _ in range(50):  # a round trip at a time; each line changes its receiver
+            if not wire:
+                break
+            to, listed = wire.pop(0)
+            end, other = (x, "y") if to == "x" else (y, "x")
+            before = listing(end, other)
+            (end.listed_by if listed else end.dropped_by)(other)  # type: ignore[attr-defined]
+            if listing(end, other) != before:
+                wire.append((other, listing(end, other)))
+            clock.advance(0.01)
+        self.assertEqual(wire, [])  # settled
+        self.assertLess(len(sent), 5, sent)
+        self.assertTrue(listing(x, "y") and listing(y, "x"))  # both keep the link listed
+        clock.advance(DRAIN_FOR)
+        x.dropped_by("y")  # type: ignore[attr-defined]  # a real prune, later: mirrored
+        self.assertIn("y", x.draining)  # type: ignore[attr-defined]

@@ -45,14 +45,12 @@ class Hearing:
     def may_save(self, link: PeerSession, rows: list[StoredLine]) -> list[StoredLine]:
         """The rows of a run from ``link`` (reading.py) that are saved: all of them by one
         take of the budget when it holds the lot, else each as ``remember`` takes one."""
-        size = 0
-        for row in rows:
-            size += len(row.text) + len(row.raw or b"")
+        sizes = [len(row.text) + len(row.raw or b"") for row in rows]
         rate = link.save_rate
         now = self.node.clock.seconds()
-        if rate is not None and rate.bucket.take(now, size):
+        if rate is not None and rate.bucket.take(now, sum(sizes)):
             return rows
-        return [row for row in rows if self._may_save(link, len(row.text) + len(row.raw or b""))]
+        return [row for row, size in zip(rows, sizes) if self._may_save(link, size)]
 
     def _may_save(self, link: PeerSession, size: int) -> bool:
         """Whether a line of ``size`` bytes from ``link`` is saved: each link only so fast."""

@@ -21,6 +21,7 @@ from p2pchat.gossip import (ALIVE_INTERVAL, GONE_AFTER, LARGE_ALIVE_INTERVAL,
 from p2pchat.interfaces import PeerView
 from p2pchat.peers import Liveness
 from p2pchat.relay import MEMBER, RELAY, relay_lines, sign_line
+from p2pchat.runsig import is_run
 from p2pchat.wire import DEFAULT_ROOM, Message, WireError, encode_message, new_message_id
 
 if TYPE_CHECKING:
@@ -253,6 +254,8 @@ class Forwarder:
         had_by = frozenset(pid for pid in candidates
                            if node.links[pid].has.get(msg.sender_id, 0) >= msg.sequence)
         targets = forward_to(heard, neighbours, had_by)
+        if targets and is_run(msg.metadata):  # only to peers that take run signatures
+            targets = [pid for pid in targets if node.links[pid].runsig]
         if not targets:
             return
         metadata = relay_lines([(raw, msg.sender_id, pk)])[0]

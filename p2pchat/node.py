@@ -65,6 +65,7 @@ from p2pchat.peers import PeerInfo, PeerTable
 from p2pchat.presence import Presence
 from p2pchat.reading import Reading
 from p2pchat.relay import CAP_RELAY, MEMBER, RELAY
+from p2pchat.runsig import CAP_RUNSIG
 from p2pchat.room import Room
 from p2pchat.rooms import Rooms
 from p2pchat.sealed import CAP_SEALED, SEALED
@@ -153,7 +154,7 @@ class Node(ChatFront):
         self.ignores = Ignores(None)
         self.peer_id = peer_id or (identity.peer_id if identity else new_peer_id(nick))
         self.caps = CAPS + ((CAP_TLS, CAP_RELAY, CAP_SEALED, CAP_FILES, CAP_GOSSIP,
-                             CAP_FILES_BLAKE3) if identity else ())
+                             CAP_FILES_BLAKE3, CAP_RUNSIG) if identity else ())
         self.clock = clock
         self.peers = PeerTable()
         #: how well each peer is known: who gets table places and link slots (slots.py)

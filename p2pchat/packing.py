@@ -22,6 +22,9 @@ from p2pchat.wire import CHAT, format_time
 
 #: The first byte of a packed ``raw`` (a line as it came starts with ``{``).
 PACKED = b"\x01"
+#: ... of a packed run-signed line (runsig.py): after the signature, its index, its run's
+#: count and its path's length in bytes (one byte each), then the path.
+PACKED_RUN = b"\x02"
 SIGNATURE_BYTES = 64
 #: The keys of a line that can be packed, in the order our peers write them (wire.py).
 _KEYS = ["id", "type", "sender_id", "username", "content", "timestamp", "sequence", "room_id",
@@ -29,7 +32,7 @@ _KEYS = ["id", "type", "sender_id", "username", "content", "timestamp", "sequenc
 
 
 def is_packed(raw: bytes | None) -> bool:
-    return raw is not None and raw[:1] == PACKED
+    return raw is not None and raw[:1] in (PACKED, PACKED_RUN)
 
 
 def pack(raw: bytes, room: str, sender_id: str, nick: str, when: float,
@@ -45,19 +48,21 @@ def pack(raw: bytes, room: str, sender_id: str, nick: str, when: float,
         return None
     meta, content, username, stamp = (obj["metadata"], obj["content"], obj["username"],
                                       obj["timestamp"])
-    if not (isinstance(meta, dict) and list(meta) == ["sig"] and isinstance(meta["sig"], str)
-            and isinstance(content, str) and isinstance(username, str)
-            and isinstance(stamp, str)):
+    if not (isinstance(meta, dict) and list(meta) in (["sig"], _RUN_KEYS)
+            and isinstance(meta["sig"], str) and isinstance(content, str)
+            and isinstance(username, str) and isinstance(stamp, str)):
         return None
     try:
         signature = base64.b64decode(meta["sig"], validate=True)
-    except (binascii.Error, ValueError):
+        run = _run_bytes(meta) if len(meta) > 1 else b""
+    except (binascii.Error, ValueError, TypeError, OverflowError):
         return None
     if len(signature) != SIGNATURE_BYTES:
         return None
     extra = [username if username != nick else None,
              stamp if stamp != format_time(when) else None]
-    packed = PACKED + signature + (json.dumps(extra).encode() if extra != [None, None] else b"")
+    packed = ((PACKED_RUN if run else PACKED) + signature + run
+              + (json.dumps(extra).encode() if extra != [None, None] else b""))
     try:
         again = unpack(obj["id"], room, sender_id, nick, content, when, seq, packed)
     except (ValueError, TypeError):
@@ -65,16 +70,33 @@ def pack(raw: bytes, room: str, sender_id: str, nick: str, when: float,
     return (content, packed) if again == raw else None
 
 
+_RUN_KEYS = ["sig", "run", "path"]
+
+
+def _run_bytes(meta: dict[str, Any]) -> bytes:
+    """A run-signed line's place and path, packed (ValueError if they don't fit a byte)."""
+    index, count = meta["run"]
+    path = base64.b64decode(meta["path"], validate=True)
+    return bytes([index, count, len(path)]) + path
+
+
 def unpack(message_id: str, room: str, sender_id: str, nick: str, text: str, when: float,
            seq: int, packed: bytes) -> bytes:
     """The line's bytes as its author wrote them (``pack`` made sure they come back)."""
-    username, stamp = json.loads(packed[1 + SIGNATURE_BYTES:]) if len(packed) > 65 else (None,
-                                                                                          None)
+    signature = packed[1:1 + SIGNATURE_BYTES]
+    meta: dict[str, Any] = {"sig": base64.b64encode(signature).decode("ascii")}
+    rest = 1 + SIGNATURE_BYTES
+    if packed[:1] == PACKED_RUN:
+        index, count, size = packed[rest:rest + 3]
+        meta["run"] = [index, count]
+        meta["path"] = base64.b64encode(packed[rest + 3:rest + 3 + size]).decode("ascii")
+        rest += 3 + size
+    username, stamp = json.loads(packed[rest:]) if len(packed) > rest else (None, None)
     obj: dict[str, Any] = {
         "id": message_id, "type": CHAT, "sender_id": sender_id,
         "username": nick if username is None else username, "content": text,
         "timestamp": format_time(when) if stamp is None else stamp, "sequence": seq,
         "room_id": room,
-        "metadata": {"sig": base64.b64encode(packed[1:1 + SIGNATURE_BYTES]).decode("ascii")},
+        "metadata": meta,
     }
     return json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode("utf-8")

@@ -23,6 +23,7 @@ from nacl.bindings import crypto_sign_open
 from nacl.exceptions import BadSignatureError
 
 from p2pchat.identity import Identity, peer_id_for, raw_fingerprint
+from p2pchat.runsig import check_run
 from p2pchat.wire import (CHAT, DEFAULT_ROOM, MAX_LINE_BYTES, Message, WireError, format_time,
                           parse_message)
 
@@ -132,14 +133,18 @@ def check_relayed(raw: bytes, public_key_b64: str, msg: Message | None = None) -
         msg = parse_message(raw)
     if msg.type not in RELAYED_KINDS:
         raise WireError("only room lines and member lines are relayed")
+    meta = msg.metadata or {}
     try:
         key, fp, author = _author_key(public_key_b64)
-        signature = base64.b64decode(str((msg.metadata or {}).get("sig", "")), validate=True)
+        signature = base64.b64decode(str(meta.get("sig", "")), validate=True)
     except (ValueError, TypeError):
         raise WireError("relayed line without a usable key or signature") from None
     if author != msg.sender_id:
         raise WireError("the key given is not its author's")
-    if not _verify(key, signature, _raw_payload(json.loads(raw))):
+    payload = _raw_payload(json.loads(raw))
+    if "run" in meta:  # one signature for its run (runsig.py), checked once per run
+        check_run(key, signature, payload, meta)
+    elif not _verify(key, signature, payload):
         raise WireError("its author's signature does not match")
     return Relayed(msg, fp, raw)
 

@@ -1,7 +1,8 @@
 """Saying many lines at once: a paste, or a script's burst on stdin, one read of the line face.
 
-Each line is what ``Chat.say`` makes of it, no less: its own sequence number, its own
-Ed25519 signature, its place in the sent log (so it is never lost), its history row, its
+Each line is what ``Chat.say`` makes of it, no less: its own sequence number, its author's
+Ed25519 signature (one for each RUN_MAX_LINES lines when every link they go to takes run
+signatures: runsig.py), its place in the sent log (so it is never lost), its history row, its
 event.  What is done once for the whole run instead of once per line is what is the same
 for all of them: who the lines go to (the links in the room, who must ack them), the links'
 writes (each link gets the run's bytes in one write, so ten links cost ten writes a run, not
@@ -18,6 +19,7 @@ from twisted.logger import Logger
 from p2pchat import events
 from p2pchat.interfaces import Refused, Said
 from p2pchat.relay import line_payload
+from p2pchat.runsig import RUN_MAX_LINES, sign_run
 from p2pchat.wire import CHAT, Message, new_message_id
 
 if TYPE_CHECKING:
@@ -56,7 +58,8 @@ class Saying:
         refused: list[Refused] = []
         kept: list[tuple[Message, bytes]] = []
         try:
-            self._lines(texts, room, kept, refused, count, bool(waiting))
+            self._lines(texts, room, kept, refused, count, bool(waiting),
+                        all(node.links[pid].runsig for pid in wanted))
         finally:
             try:
                 node.delivery.expect_run([(msg.sequence, msg.id) for msg, _ in kept], waiting)
@@ -74,31 +77,49 @@ class Saying:
             return Refused(FAILED)
 
     def _lines(self, texts: list[str], room: str, kept: list[tuple[Message, bytes]],
-               refused: list[Refused], count: int, pending: bool) -> None:
+               refused: list[Refused], count: int, pending: bool, runs: bool) -> None:
         """Each line of the run: numbered, signed, seen, in the sent log (and in ``kept``,
         for the history and the delivery marks, once the run is done), shown; a line that
-        fails is refused alone.  The links get the run at its end (``_write``)."""
+        fails is refused alone.  ``runs``: every link the lines go to takes run signatures
+        (runsig.py), so each RUN_MAX_LINES of them share one.  The links get the run at its
+        end (``_write``)."""
         node = self.node
         identity = node.identity
         assert identity is not None
         seconds, number, keep = node.clock.seconds, node.outbox.number, node.outbox.keep
         accept, emit, sign = node.room.accept, node.emit, identity.sign
         peer_id, nick = node.peer_id, node.nick
-        for text in texts:
+        step = RUN_MAX_LINES if runs else 1
+        for start in range(0, len(texts), step):
+            made: list[Message] = []
+            for text in texts[start:start + step]:
+                try:
+                    made.append(Message(new_message_id(), CHAT, peer_id, nick, text, seconds(),
+                                        number(), room, {}))
+                except Exception:
+                    log.failure("saying {text!r} failed", text=text[:80])
+                    refused.append(Refused(FAILED))
             try:
-                now = seconds()
-                metadata: dict[str, str] = {}
-                msg = Message(new_message_id(), CHAT, peer_id, nick, text, now, number(), room,
-                              metadata)
-                metadata["sig"] = sign(line_payload(msg))
-                accept(msg)
-                kept.append((msg, keep(msg)))  # nothing after this can fail the line
+                if len(made) > 1:
+                    for msg, meta in zip(made, sign_run(sign, [line_payload(m) for m in made])):
+                        msg.metadata = meta
+                else:
+                    for msg in made:
+                        msg.metadata = {"sig": sign(line_payload(msg))}
             except Exception:
-                log.failure("saying {text!r} failed", text=text[:80])
-                refused.append(Refused(FAILED))
+                log.failure("signing a run of {n} lines failed", n=len(made))
+                refused.extend(Refused(FAILED) for _ in made)
                 continue
-            emit(events.ChatLine(now, nick, text, peer_id, msg.id, True, False, count, pending,
-                                 room))
+            for msg in made:
+                try:
+                    accept(msg)
+                    kept.append((msg, keep(msg)))  # nothing after this can fail the line
+                except Exception:
+                    log.failure("saying {text!r} failed", text=msg.content[:80])
+                    refused.append(Refused(FAILED))
+                    continue
+                emit(events.ChatLine(msg.timestamp or 0.0, nick, msg.content, peer_id, msg.id,
+                                     True, False, count, pending, room))
 
     def _write(self, previous: int | None, wanted: set[str]) -> None:
         """The run to each link: in one write to a link that had everything before it (the

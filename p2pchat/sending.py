@@ -6,13 +6,16 @@ that is behind is pumped from the sent log in order, as far as its peer reads.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from twisted.logger import Logger, LogLevel
 
 from p2pchat.clocks import log_limited
 from p2pchat.relay import sign_line
-from p2pchat.wire import CHAT, DEFAULT_ROOM, JOIN, PRIVATE, STARTTLS, Message, new_message_id
+from p2pchat.runsig import is_run
+from p2pchat.wire import (CHAT, DEFAULT_ROOM, JOIN, PRIVATE, STARTTLS, Message, encode_message,
+                          new_message_id)
 
 if TYPE_CHECKING:
     from p2pchat.node import Node
@@ -118,8 +121,19 @@ class Sender:
             if wire.backed_up or node.links.get(link.peer_id) is not link:
                 return
             if self.is_for(line, link.peer_id, link.rooms):
+                if not link.runsig and is_run(line.metadata):
+                    data = self.signed_alone(line)  # it takes no run signature (runsig.py)
                 wire.send_bytes(data)
             link.cursor = line.sequence
+
+    def signed_alone(self, msg: Message) -> bytes:
+        """One of our run-signed lines as it would have been said alone (its own signature),
+        for a link that takes no run signature: the same line, byte for byte, but ``sig``."""
+        node = self.node
+        assert node.identity is not None
+        meta = {k: v for k, v in (msg.metadata or {}).items() if k not in ("sig", "run", "path")}
+        meta["sig"] = sign_line(node.identity, msg)
+        return encode_message(replace(msg, metadata=meta))
 
     def is_for(self, msg: Message, peer_id: str, speaks_rooms: bool) -> bool:
         """Whether one of our lines goes to this peer: general to all; a room's to its members

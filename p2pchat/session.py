@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from p2pchat.gossip import CAP_GOSSIP
 from p2pchat.relay import CAP_RELAY
+from p2pchat.runsig import CAP_RUNSIG
 from p2pchat.sealed import CAP_SEALED
 from p2pchat.wire import CAP_AWAY, CAP_CATCHUP, CAP_OURS, CAP_ROOMS, CAP_TLS, CAP_TYPING
 
@@ -25,7 +26,7 @@ if TYPE_CHECKING:
 
 #: The caps of ours a plain link (no proven key) is never believed to have, while we have a key.
 KEYED_CAPS = (CAP_CATCHUP, CAP_ROOMS, CAP_RELAY, CAP_TLS, CAP_TYPING, CAP_AWAY, CAP_SEALED,
-              CAP_GOSSIP)
+              CAP_GOSSIP, CAP_RUNSIG)
 
 
 class PeerSession:
@@ -34,7 +35,7 @@ class PeerSession:
 
     __slots__ = ("wire", "peer_id", "username", "fp", "ours", "catchup", "rooms", "relay",
                  "linked_at", "cursor", "synced", "sync_point", "said_leave", "hand_on",
-                 "save_rate", "typing", "speaks_away", "sealed", "gossip", "has")
+                 "save_rate", "typing", "speaks_away", "sealed", "gossip", "has", "runsig")
 
     def __init__(self, wire: Wire, linked_at: float, keyed: bool) -> None:
         """``keyed``: we have a key, so a link that proved none is a base peer's (or claims
@@ -52,6 +53,8 @@ class PeerSession:
         self.catchup = CAP_CATCHUP in caps
         self.rooms = CAP_ROOMS in caps
         self.relay = CAP_RELAY in caps
+        #: takes lines signed once per run (runsig.py); a peer without it never gets one
+        self.runsig = self.relay and CAP_RUNSIG in caps
         #: forwards lines live and sends member lines (gossip.py); it takes relay lines too
         self.gossip = self.relay and CAP_GOSSIP in caps
         #: takes ``typing`` and ``away`` lines (activity.py); a base peer never gets one

@@ -19,6 +19,7 @@ from p2pchat.clocks import Delayed, log_limited
 from p2pchat.checking import RelayChecks
 from p2pchat.catchup import ACK_DELAY, parse_ack, parse_sync, sync_metadata
 from p2pchat.gossip import hops_of
+from p2pchat.runsig import is_run_raw
 from p2pchat.relay import (
     MEMBER,
     RELAY,
@@ -169,6 +170,12 @@ class CatchUp:
             if not rows:  # done with it (an author linked to it resends its own lines)
                 del state.pending[author]
                 continue
+            if not link.runsig:  # it takes no run-signed line (runsig.py): they are skipped
+                kept = [row for row in rows if not is_run_raw(row[1])]
+                if not kept:
+                    state.pending[author] = [rows[-1][0], left]
+                    continue
+                rows = kept
             for metadata, last, count in relay_batches(
                     [(seq, raw, author, key) for seq, raw, key in rows]):
                 if link.backed_up:

@@ -13,13 +13,14 @@ from twisted.internet.address import IPv4Address
 from twisted.internet.testing import MemoryReactorClock
 from twisted.trial.unittest import TestCase
 
+from p2pchat import runsig
 from p2pchat.identity import Identity
 from p2pchat.lines import LINES_PER_TURN, LineFace
 from p2pchat.mesh import PeerProtocol
 from p2pchat.node import Node
 from p2pchat.relay import _verify, line_payload
 from p2pchat.store import Store
-from p2pchat.wire import CHAT, parse_message
+from p2pchat.wire import CHAT, Message, parse_message
 from tests.test_gather import Counting  # a transport that counts its writes
 
 
@@ -66,7 +67,10 @@ class Paste(TestCase):
     def check_signed(self, msg) -> None:
         sig = base64.b64decode(msg.metadata["sig"])
         key = base64.b64decode(self.identity.public_key_b64())
-        self.assertTrue(_verify(key, sig, line_payload(msg)))
+        if runsig.is_run(msg.metadata):  # one signature for the run (runsig.py)
+            runsig.check_run(key, sig, line_payload(msg), msg.metadata)
+        else:
+            self.assertTrue(_verify(key, sig, line_payload(msg)))
 
     def test_a_paste_is_said_line_by_line_in_one_write_per_link(self) -> None:
         texts = [f"line {n}" for n in range(20)]
@@ -108,14 +112,14 @@ class Paste(TestCase):
         self.assertEqual([m.content for m in got], ["before", "* alice waves", "after"])
 
     def test_a_line_that_fails_is_refused_alone(self) -> None:
-        sign = self.identity.sign
+        accept = self.node.room.accept
 
-        def failing(data: bytes) -> str:
-            if b'"two"' in data:
-                raise RuntimeError("no signature today")
-            return sign(data)
+        def failing(msg: Message, *args: object, **kwargs: object) -> bool:
+            if msg.content == "two":
+                raise RuntimeError("no room for it today")
+            return accept(msg, *args, **kwargs)  # type: ignore[arg-type]
 
-        self.identity.sign = failing  # type: ignore[method-assign]
+        self.node.room.accept = failing  # type: ignore[method-assign]
         self.face.dataReceived(b"one\ntwo\nthree\n")
         self.assertEqual([m.content for m in self.chat_lines(self.wires[0])], ["one", "three"])
         self.assertEqual([m.content for m, _ in self.node.outbox.log.since(0)[0]],

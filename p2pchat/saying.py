@@ -58,8 +58,12 @@ class Saying:
         refused: list[Refused] = []
         kept: list[tuple[Message, bytes]] = []
         try:
-            self._lines(texts, room, kept, refused, count, bool(waiting),
-                        all(node.links[pid].runsig for pid in wanted))
+            # One signature per run only when every link the run goes to takes it, and no
+            # one is reached through others (whose caps we don't know: they get the lines
+            # forwarded as they are, so signed alone).
+            runs = (all(node.links[pid].runsig for pid in wanted)
+                    and not node.forwarder.reached.shown())
+            self._lines(texts, room, kept, refused, count, bool(waiting), runs)
         finally:
             try:
                 node.delivery.expect_run([(msg.sequence, msg.id) for msg, _ in kept], waiting)

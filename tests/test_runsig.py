@@ -18,11 +18,12 @@ from p2pchat.identity import Identity
 from p2pchat.lines import LineFace
 from p2pchat.mesh import PeerProtocol
 from p2pchat.node import Node
-from p2pchat.relay import check_relayed, line_payload
+from p2pchat.relay import RELAY, check_relayed, line_payload
 from p2pchat.runsig import (CAP_RUNSIG, MAX_PATH_NODES, NODE_BYTES, RUN_MAX_LINES, root_of,
                             sign_run)
 from p2pchat.store import Store
 from p2pchat.wire import CHAT, Message, WireError, parse_message
+from bench.meshsim import Sim
 from tests.test_gather import Counting
 
 
@@ -293,3 +294,60 @@ class Saying(TestCase):
                                for r in (msg.metadata or {})["lines"]]
             got[caps] = handed
         self.assertEqual(got, {True: ["a", "b", "c", "x", "alone"], False: ["alone"]})
+
+
+class PartialMesh(TestCase):
+    """a - b - c, where c is an older peer of ours (no runsig/1), reached by a through b."""
+
+    def sim(self) -> Sim:
+        sim = Sim(["a", "b", "c"])
+        c = sim.nodes["c"]
+        c.caps = tuple(cap for cap in c.caps if cap != CAP_RUNSIG)
+        sim.link("a", "b")
+        sim.link("b", "c")
+        sim.tick(5)  # member lines go round: a knows c is reached through b
+        return sim
+
+    def test_a_paste_reaching_an_older_peer_through_others_is_signed_per_line(self) -> None:
+        sim = self.sim()
+        sim.nodes["a"].say_lines(["one", "two", "three"], "general")
+        sim.run()
+        self.assertEqual(sim.said("c"), ["a: one", "a: two", "a: three"])
+        self.assertEqual(sim.said("b"), ["a: one", "a: two", "a: three"])
+
+    def test_no_run_signed_line_is_forwarded_to_a_peer_without_the_cap(self) -> None:
+        sim = self.sim()
+        a = sim.nodes["a"]
+        a.forwarder.reached.shown = lambda: []  # type: ignore[method-assign]  # a run-signs
+        a.say_lines(["one", "two", "three"], "general")
+        sim.run()
+        self.assertEqual(sim.said("b"), ["a: one", "a: two", "a: three"])
+        self.assertEqual(sim.said("c"), [])  # not forwarded: c would refuse to hand them on
+
+    def test_a_forged_line_of_a_run_handed_on_is_dropped_and_logged(self) -> None:
+        """b hands c a line of a's genuine run with its text changed: c refuses it (a log
+        line says why) and shows the genuine ones."""
+        from twisted.logger import globalLogPublisher
+
+        sim = Sim(["a", "b", "c"])
+        sim.link("a", "b")
+        sim.link("b", "c")
+        sim.tick(5)
+        a, b = sim.nodes["a"], sim.nodes["b"]
+        assert a.identity is not None
+        genuine = run_of(a.identity, ["one", "two", "three"], first_seq=a.outbox.number(),
+                         when=sim.clock.seconds())
+        forged = genuine[1].replace(b'"two"', b'"TWO"')
+        relay = b.sender.message(RELAY, "", metadata={
+            "lines": [genuine[0].decode(), forged.decode(), genuine[2].decode()],
+            "keys": {a.peer_id: a.identity.public_key_b64()}, "hops": 1})
+        logged: list[dict] = []
+        globalLogPublisher.addObserver(logged.append)
+        try:
+            sim.wires[frozenset(("b", "c"))][0].send(relay)
+            sim.run()
+        finally:
+            globalLogPublisher.removeObserver(logged.append)
+        self.assertEqual(sim.said("c"), ["alice: one", "alice: three"])  # its nick in the line
+        why = [e.get("why", "") for e in logged if "refused" in str(e.get("log_format", ""))]
+        self.assertEqual(why, ["its author's run signature does not match"])

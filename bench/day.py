@@ -33,7 +33,8 @@ from bench.procs import Children, fresh_multicast, peer_argv
 from p2pchat.catching_up import CATCH_UP_QUIET, CATCH_UP_SHOWN
 from p2pchat.identity import Identity
 from p2pchat.packing import pack
-from p2pchat.relay import sign_line
+from p2pchat.relay import line_payload, sign_line
+from p2pchat.runsig import sign_run
 from p2pchat.seen import SeenSet
 from p2pchat.store import STORE_NAME, Store, to_db
 from p2pchat.wire import CHAT, Message, encode_message, new_message_id
@@ -47,8 +48,11 @@ _SUMMARY = re.compile(rb" - caught up ([\d,]+) lines? in (\S+) ")
 _SHOWN = re.compile(rb"^\d\d:\d\d:\d\d (\[#\S+\] )?<")
 
 
-def build(folder: str, count: int, now: float) -> tuple[str, str, float]:
-    """The keeper's and the away peer's data dirs; returns them and the seconds it took."""
+def build(folder: str, count: int, now: float,
+          run_lines: int = 1) -> tuple[str, str, float]:
+    """The keeper's and the away peer's data dirs; returns them and the seconds it took.
+    ``run_lines``: each author's lines signed one signature per run of that many (runsig.py,
+    as lines said in a paste are), or each alone (1, as typed lines are)."""
     began = time.perf_counter()
     keeper, away = os.path.join(folder, "keeper"), os.path.join(folder, "away")
     for d in (keeper, away):
@@ -60,24 +64,34 @@ def build(folder: str, count: int, now: float) -> tuple[str, str, float]:
     seqs = [0] * len(authors)
     start = now - 20 * 3600.0  # said over the last 20 hours: within --catchup-age (a day)
     step = 14 * 3600.0 / max(1, count)
+    said: list[tuple[int, Message]] = []
     for n in range(count):
         a = n % len(authors)
         author = authors[a]
         seqs[a] += 1
         room = ROOMS[(n // len(authors)) % len(ROOMS)]
-        msg = Message(id=new_message_id(), type=CHAT, sender_id=author.peer_id,
-                      username=NICKS[a], content=f"line {n} of a long day, said by {NICKS[a]} "
-                      f"in #{room}: the build is green again, lunch at noon?",
-                      timestamp=start + n * step, sequence=seqs[a], room_id=room,
-                      metadata={})
-        assert msg.metadata is not None
-        msg.metadata["sig"] = sign_line(author, msg)
+        said.append((a, Message(id=new_message_id(), type=CHAT, sender_id=author.peer_id,
+                                username=NICKS[a], content=f"line {n} of a long day, said by "
+                                f"{NICKS[a]} in #{room}: the build is green again, lunch at "
+                                "noon?", timestamp=start + n * step, sequence=seqs[a],
+                                room_id=room, metadata={})))
+    for a, author in enumerate(authors):
+        theirs = [msg for x, msg in said if x == a]
+        for first in range(0, len(theirs), max(1, run_lines)):
+            run = theirs[first:first + max(1, run_lines)]
+            if len(run) > 1:
+                for msg, meta in zip(run, sign_run(author.sign, [line_payload(m) for m in run])):
+                    msg.metadata = meta
+            else:
+                run[0].metadata = {"sig": sign_line(author, run[0])}
+    for a, msg in said:
         raw = encode_message(msg).rstrip(b"\n")
         assert msg.timestamp is not None
-        packed = pack(raw, room, author.peer_id, NICKS[a], msg.timestamp, msg.sequence)
+        room = msg.room_id
+        packed = pack(raw, room, msg.sender_id, NICKS[a], msg.timestamp, msg.sequence)
         if packed is None:
             raise RuntimeError("a bench line did not pack")
-        rows.append((msg.id, room, author.peer_id, NICKS[a], packed[0], 0, 0, msg.timestamp,
+        rows.append((msg.id, room, msg.sender_id, NICKS[a], packed[0], 0, 0, msg.timestamp,
                      to_db(msg.sequence), packed[1], ""))
     with db:
         db.execute("begin")
@@ -102,13 +116,15 @@ def build(folder: str, count: int, now: float) -> tuple[str, str, float]:
 
 
 def run(count: int, timeout_scale: float = 1.0,
-        say: Callable[[str], None] = lambda text: None) -> dict:
+        say: Callable[[str], None] = lambda text: None, run_lines: int = 1) -> dict:
     count = max(1, min(count, MAX_LINES))
     figures: dict = {"lines": count, "authors": len(NICKS), "rooms": len(ROOMS),
+                     "run_lines": run_lines,
                      "targets": {"seconds": TARGET_S, "hold_ms": TARGET_HOLD_MS}}
     with tempfile.TemporaryDirectory(prefix="p2pchat-day-") as folder:
         say(f"day: building a keeper with {count:,} signed lines of {len(NICKS)} absent authors")
-        keeper_dir, away_dir, figures["build_s"] = build(folder, count, time.time())
+        keeper_dir, away_dir, figures["build_s"] = build(folder, count, time.time(),
+                                                         run_lines)
         kids = Children(folder)
         multicast = fresh_multicast()
         state: dict = {"up": None, "linked": None, "summaries": {}, "direct": 0, "last": None}
@@ -179,7 +195,9 @@ def run(count: int, timeout_scale: float = 1.0,
 
 def render(f: dict) -> str:
     head = (f"A day of catch-up: {f['lines']:,} lines of {f['authors']} absent authors in "
-            f"{f['rooms']} rooms, handed on by one peer (built in {f['build_s']:.1f} s)")
+            f"{f['rooms']} rooms, handed on by one peer (built in {f['build_s']:.1f} s)"
+            + (f"; signed one signature per {f['run_lines']} lines of an author"
+               if f.get("run_lines", 1) > 1 else ""))
     if "has" not in f:
         return f"{head}\n  {f.get('status')}"
     t = f["targets"]

@@ -77,6 +77,9 @@ def options(argv: list[str] | None) -> argparse.Namespace:
                    help="timed starts of each peer in the year run [3]")
     p.add_argument("--day-lines", type=int, default=100_000,
                    help=f"lines caught up in the day run [100000; at most {day_bench.MAX_LINES}]")
+    p.add_argument("--day-run-lines", type=int, default=1, choices=range(1, 17),
+                   metavar="N", help="the day run's lines signed one signature per N lines of "
+                   "an author (runsig.py: as a paste is) [1: each alone, as typed lines]")
     p.add_argument("--stall-day-lines", type=int, default=stall.DAY_LINES,
                    help=f"lines of the stall phase's catch-up [{stall.DAY_LINES}; at most "
                    f"{day_bench.MAX_LINES}]")
@@ -324,7 +327,7 @@ def main(argv: list[str] | None = None) -> int:
             result["year"] = year_bench.run(a.year_lines, 1 if a.quick else a.year_starts,
                                             a.timeout_scale, say)
         if "day" in a.phases:
-            result["day"] = day_bench.run(a.day_lines, a.timeout_scale, say)
+            result["day"] = day_bench.run(a.day_lines, a.timeout_scale, say, a.day_run_lines)
         if "stall" in a.phases:
             result["stall"] = stall.run(kids, a.timeout_scale, say, a.stall_day_lines,
                                         a.stall_file_mb)

@@ -315,7 +315,7 @@ def _beacon_key(public_key_b64: str) -> tuple[bytes, str]:
 def verify_beacon(public_key_b64: str, signature_b64: str, payload: bytes,
                   fingerprint: str) -> bool:
     """True if the key matches the fingerprint and signed the payload (by libsodium: about
-    half of OpenSSL's time here; relay._verify says more)."""
+    half of OpenSSL's time here; runsig.verify says more)."""
     try:
         raw, fp = _beacon_key(public_key_b64)
         signature = base64.b64decode(signature_b64, validate=True)

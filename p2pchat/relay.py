@@ -19,11 +19,9 @@ import msgspec
 from dataclasses import dataclass
 from typing import Any
 
-from nacl.bindings import crypto_sign_open
-from nacl.exceptions import BadSignatureError
-
 from p2pchat.identity import Identity, peer_id_for, raw_fingerprint
 from p2pchat.runsig import check_run
+from p2pchat.runsig import verify as _verify
 from p2pchat.wire import (CHAT, DEFAULT_ROOM, MAX_LINE_BYTES, Message, WireError, format_time,
                           parse_message)
 
@@ -110,20 +108,6 @@ def _author_key(public_key_b64: str) -> tuple[bytes, str, str]:
     raw = base64.b64decode(public_key_b64, validate=True)
     fp = raw_fingerprint(raw)
     return raw, fp, peer_id_for(fp)
-
-
-def _verify(key: bytes, signature: bytes, payload: bytes) -> bool:
-    """Whether ``signature`` is ``key``'s over ``payload``: by libsodium (PyNaCl), in about
-    half the time of OpenSSL's (``cryptography``) here, which a day of catch-up pays 100,000
-    times.  (libsodium is the stricter: it refuses non-canonical signatures, which no
-    author of ours makes.)"""
-    if len(signature) != 64:
-        return False
-    try:
-        crypto_sign_open(signature + payload, key)
-    except BadSignatureError:
-        return False
-    return True
 
 
 def check_relayed(raw: bytes, public_key_b64: str, msg: Message | None = None) -> Relayed:

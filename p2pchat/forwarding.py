@@ -132,8 +132,16 @@ class Forwarder:
         node = self.node
         links = [link for link in node.links.values() if link.gossip]
         if only_carriers:
+            # In a room past a full mesh a peer whose signed beacons we hear hears ours (one
+            # LAN, one group): our beacons tell it we are there (``_sweep``), so it needs no
+            # member line of ours either; one every LARGE_ALIVE_INTERVAL from each of 100
+            # peers, relayed to all, was most of an idle peer's CPU (the relayed copies'
+            # parse, the seen marks' commits).
+            now = node.clock.seconds()
+            quiet = (lambda p: not self._beacons(p, now)) if node.neighbours.capped() else (
+                lambda p: True)
             links = [link for link in links if any(
-                p not in node.links and p != node.peer_id
+                p not in node.links and p != node.peer_id and quiet(p)
                 for p in self.reached.links_of(link.peer_id))]
         self._sent_state, self._sent_at = self._state(), node.clock.seconds()
         if not links or node.identity is None:
@@ -172,15 +180,14 @@ class Forwarder:
         """The peers reached through others that are gone: in a room past a full mesh, not
         one whose signed beacons still come (checked, or unchanged since a checked one within
         slots.RECHECK_AFTER: presence._unchanged)."""
-        node = self.node
-        if not node.neighbours.capped():
+        if not self.node.neighbours.capped():
             return self.reached.sweep(now)
+        return self.reached.sweep(now, LARGE_GONE_AFTER, lambda pid: self._beacons(pid, now))
 
-        def beacons(pid: str) -> bool:
-            info = node.peers.get(pid)
-            return info is not None and bool(info.fp) and info.liveness(now) is Liveness.ALIVE
-
-        return self.reached.sweep(now, LARGE_GONE_AFTER, beacons)
+    def _beacons(self, peer_id: str, now: float) -> bool:
+        """Whether ``peer_id``'s signed beacons come (it is alive by them)."""
+        info = self.node.peers.get(peer_id)
+        return info is not None and bool(info.fp) and info.liveness(now) is Liveness.ALIVE
 
     def _due(self, now: float) -> list[Change]:
         """The joins through others to tell now.  A forming full mesh shows each peer joining

@@ -51,9 +51,11 @@ LINKS_GAP = 3.0
 #: forgotten by its beacons).
 GONE_AFTER = 25.0
 #: In a room past a full mesh (--links, neighbours.py) member lines go out this rarely when
-#: nothing changes, and a peer reached through others is gone after LARGE_GONE_AFTER without
-#: one; but while its signed beacons come it is not gone (on a LAN the beacons say it is
-#: there: a member line every 10 s from each of 100 peers was most of an idle peer's CPU).
+#: nothing changes, and only to a neighbour linked to a peer whose signed beacons we don't
+#: hear (forwarding._send_member: on one LAN, none); a peer reached through others is gone
+#: after LARGE_GONE_AFTER without one, but while its signed beacons come it is not gone (on a
+#: LAN the beacons say it is there: a member line every 10 s from each of 100 peers, then
+#: every 30 s, was most of an idle peer's CPU).
 LARGE_ALIVE_INTERVAL = 30.0
 LARGE_GONE_AFTER = 75.0
 #: There, changed links go out at most this often (a forming room of 100 changes them every

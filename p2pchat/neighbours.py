@@ -45,12 +45,14 @@ if TYPE_CHECKING:
 log = Logger()
 
 #: The links a peer keeps in a room larger than FULL_MESH_UP_TO (``--links``; 0: no cap,
-#: a full mesh whatever the size).  0 by default: measured in a room of 100 (README,
-#: "Links in a large room"), a cap of 8 lists everyone sooner (27 s against 42) but takes
-#: longer for one line from each to reach all (13.5 s against 6.7), and costs more memory
-#: (63 MB against 58) and idle CPU (1.0% against 0.86%) while member lines are sent
-#: periodically and reach each peer about 7 times; a cap is for rooms a full mesh can't hold.
-DEFAULT_LINKS = 0
+#: a full mesh whatever the size).  10 by default: a room of 100 then makes about 400 links
+#: (each a TLS handshake at both ends and a catch-up) instead of 4,950, which on 2 cores
+#: was about 160 s of CPU and a minute past the last peer up; each peer keeps 2 ring links
+#: and up to 8 mutual long ones (about 8 in all: a line crosses the room of 100 in 3-4
+#: hops, each a signature check and a reactor turn at a peer), and idle it hears its few
+#: links' keep-alives, not 99 (README, "Links in a large room").  A smaller cap means more
+#: hops (4 needs 5-6 in a room of 100); a larger one more handshakes and memory per peer.
+DEFAULT_LINKS = 10
 #: The fewest ``--links`` allowed (a ring and one finger each way).
 MIN_LINKS = 4
 #: A room of at most this many peers (us included) is a full mesh whatever ``--links`` says.

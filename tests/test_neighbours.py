@@ -374,3 +374,53 @@ class Mirrors(TestCase):
         clock.advance(DRAIN_FOR)
         x.dropped_by("y")  # type: ignore[attr-defined]  # a real prune, later: mirrored
         self.assertIn("y", x.draining)  # type: ignore[attr-defined]
+
+
+class IdleRoom(TestCase):
+    """An idle room past a full mesh sends no member lines: its peers hear each other's
+    signed beacons, which say they are there (issue 21: one member line every 30 s from each
+    of 100 peers, relayed to all, was most of an idle peer's CPU)."""
+
+    def member_lines_idle(self, seconds: int) -> tuple[int, Room]:
+        from bench import meshsim
+
+        room = Room(20, 4)
+        room.settle(30)  # formed, and pruned what no end wants
+        sent: list[bytes] = []
+        real = meshsim.SimWire.send_bytes
+
+        def counting(wire: meshsim.SimWire, data: bytes) -> None:
+            if b'"member"' in data or b'\\"member\\"' in data:
+                sent.append(data)
+            real(wire, data)
+
+        self.patch(meshsim.SimWire, "send_bytes", counting)
+        for _ in range(seconds // 10):  # 15 s, then the heartbeats of every link (the node's
+            room.settle(10)  # HEARTBEAT_INTERVAL, 30 s: twice as often here)
+            for node in room.sim.nodes.values():
+                node.heartbeat()
+            room.sim.run()
+        return len(sent), room
+
+    def test_no_member_lines_while_the_beacons_come(self) -> None:
+        n, room = self.member_lines_idle(60)  # 90 s: three LARGE_ALIVE_INTERVALs
+        self.assertEqual(n, 0)
+        for nick in room.nicks:  # and nobody is shown gone for it
+            self.assertEqual(len(room.listed(nick)), 19, nick)
+
+    def test_a_peer_whose_beacons_stop_is_gone_without_them(self) -> None:
+        from p2pchat.gossip import LARGE_GONE_AFTER
+
+        room = Room(20, 4)
+        room.settle(30)
+        node = room.sim.nodes["p0"]
+        far = next(n for n in room.nicks[1:] if room.sim.nodes[n].peer_id not in node.links)
+        far_node = room.sim.nodes[far]
+        room.present.remove(far)  # its beacons stop; its links stay, silent (a hung peer)
+        far_node.sweep = lambda: None  # type: ignore[method-assign]
+        for _ in range(int(LARGE_GONE_AFTER) // 10):
+            room.settle(10)
+            for nick in room.present:
+                room.sim.nodes[nick].heartbeat()
+            room.sim.run()
+        self.assertNotIn(far, room.listed("p0"))

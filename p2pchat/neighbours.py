@@ -285,6 +285,12 @@ class Neighbours:
         self._dropped &= set(node.links)
         for pid in [p for p, at in self._relisted.items() if now - at >= DRAIN_FOR]:
             del self._relisted[pid]
+        # Unwanted links are pruned only past the cap: in a room growing to 100 each peer's
+        # choice changed some 10 times (a newcomer steps into the ring, or has a lower pair
+        # score), and pruning each change closed 950 links, every one a handshake and a
+        # catch-up done for nothing and member lines of changed links to the whole room.
+        excess = sum(1 for p, x in node.links.items() if x.gossip and p not in draining)
+        excess -= self.cap
         for pid, link in list(node.links.items()):
             if pid in self._dropped:
                 continue  # its end prunes it (and tells us), or lists us again
@@ -300,9 +306,12 @@ class Neighbours:
                 continue
             if now - first < PRUNE_AFTER or now - link.linked_at < PRUNE_AFTER:
                 continue
+            if excess <= 0:
+                continue  # within the cap: kept (it costs less kept than made again)
             if node.forwarder.path_to(pid) is None:
                 continue  # not reached otherwise (yet): kept
             draining[pid] = now
+            excess -= 1
             node.forwarder.changed()
 
     def _prune(self, pid: str, link: PeerSession) -> None:

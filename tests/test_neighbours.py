@@ -424,3 +424,33 @@ class IdleRoom(TestCase):
                 room.sim.nodes[nick].heartbeat()
             room.sim.run()
         self.assertNotIn(far, room.listed("p0"))
+
+
+class GrowingRoom(TestCase):
+    """A room that grows one peer at a time (100 peers starting together come up over 24 s
+    on 2 cores): each newcomer changes a few peers' choice, but a link is pruned only past
+    the cap, so the room does not close (and redo) a link for every change."""
+
+    def test_links_are_pruned_only_past_the_cap(self) -> None:
+        from p2pchat.neighbours import Neighbours
+
+        cap = 8
+        room = Room(36, cap)
+        pruned: list[str] = []
+        real = Neighbours._prune
+
+        def counting(self: Neighbours, pid: str, link: object) -> None:
+            pruned.append(pid)
+            real(self, pid, link)  # type: ignore[arg-type]
+
+        self.patch(Neighbours, "_prune", counting)
+        room.present = room.nicks[:FULL_MESH_UP_TO + 1]
+        room.settle(4)
+        for nick in room.nicks[FULL_MESH_UP_TO + 1:]:
+            room.present.append(nick)
+            room.settle(2)
+        room.settle(30)  # PRUNE_AFTER and DRAIN_FOR, and then some
+        self.assertLessEqual(max(room.degrees()), cap + 2)
+        self.assertLess(len(pruned), 70)  # 80 when every change was pruned
+        for nick in room.present:
+            self.assertEqual(len(room.listed(nick)), 35, nick)

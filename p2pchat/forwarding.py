@@ -73,8 +73,13 @@ class Forwarder:
             link.send_bytes(last)
         else:
             link.send(self.member_message("hello"))
-        pairs: list[tuple[bytes, str, str]] = [(r.raw, a, r.pk) for a, r in self.reached.shown()
-                                               if r.raw and a != link.peer_id]
+        # ... of every peer we reach, our own neighbours too: no member line goes out
+        # periodically in a room past a full mesh (_send_member), so a newcomer whose every
+        # neighbour is linked to a peer would otherwise not hear of it until it changes.
+        pairs: list[tuple[bytes, str, str]] = [
+            (r.raw, a, r.pk) for a, r in self.reached.of.items()
+            if r.raw and a != link.peer_id and (r.shown or (
+                a in node.links and node.links[a].gossip))]
         for metadata in relay_lines(pairs):
             metadata["hops"] = 1
             link.send(node.sender.message(RELAY, "", metadata=metadata))

@@ -454,3 +454,16 @@ class GrowingRoom(TestCase):
         self.assertLess(len(pruned), 70)  # 80 when every change was pruned
         for nick in room.present:
             self.assertEqual(len(room.listed(nick)), 35, nick)
+
+    def test_a_newcomer_hears_of_its_neighbour_s_neighbours_at_once(self) -> None:
+        room = Room(17, 4)
+        room.present = room.nicks[:16]
+        room.settle(20)
+        newcomer, first = room.nicks[16], room.nicks[0]
+        room.sim.link(newcomer, first)  # its first link: it hears the room from it alone
+        room.sim.tick(2)
+        behind = {n for n in room.nicks[1:16]
+                  if room.sim.nodes[n].peer_id in room.sim.nodes[first].links}
+        self.assertTrue(behind)
+        self.assertLessEqual(behind, room.listed(newcomer))  # first's own neighbours too
+        self.assertEqual(len(room.listed(newcomer)), 16)

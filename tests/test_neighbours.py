@@ -222,23 +222,25 @@ class Linked(TestCase):
         room = Room(20, 4)
         room.settle(3)
         sim = room.sim
-        extra = [(a, b) for a in room.nicks for b in room.nicks if a < b
-                 and sim.nodes[b].peer_id in sim.nodes[a].links
-                 and not sim.nodes[a].neighbours.wants(sim.nodes[b].peer_id)]
-        if not extra:  # make one: a link no end wants
-            a, b = next((a, b) for a in room.nicks for b in room.nicks if a < b
-                        and sim.nodes[b].peer_id not in sim.nodes[a].links)
+        a = room.nicks[0]
+        node = sim.nodes[a]
+        # links no end wants, past the cap (within it they are kept: GrowingRoom)
+        extra = [b for b in room.nicks[1:] if sim.nodes[b].peer_id not in node.links
+                 and not node.neighbours.wants(sim.nodes[b].peer_id)][:4]
+        for b in extra:
             sim.link(a, b)
-            extra = [(a, b)]
-        a, b = extra[0]
+        self.assertGreater(len(node.links), node.neighbours.cap)
         room.settle(int(PRUNE_AFTER) + 3)
-        self.assertNotIn(sim.nodes[b].peer_id, sim.nodes[a].links)
-        for x, y in ((a, b), (b, a)):
-            rows = {r.nick: r.state for r in sim.nodes[x].users()}
-            self.assertEqual(rows[y], "relayed")
-            self.assertFalse([e for e in sim.heard[x] if isinstance(e, events.PeerLeft)])
-            self.assertEqual(len([e for e in sim.heard[x] if isinstance(e, events.PeerJoined)
-                                  and e.nick == y]), 1)
+        gone = [b for b in extra if sim.nodes[b].peer_id not in node.links]
+        self.assertTrue(gone)
+        self.assertLessEqual(len(node.links), node.neighbours.cap)
+        for b in gone:
+            for x, y in ((a, b), (b, a)):
+                rows = {r.nick: r.state for r in sim.nodes[x].users()}
+                self.assertEqual(rows[y], "relayed")
+                self.assertFalse([e for e in sim.heard[x] if isinstance(e, events.PeerLeft)])
+                self.assertEqual(len([e for e in sim.heard[x]
+                                      if isinstance(e, events.PeerJoined) and e.nick == y]), 1)
 
     def test_told_pruned_the_other_end_holds_off(self) -> None:
         room = Room(20, 4)

@@ -185,9 +185,12 @@ class Forwarder:
         """The peers reached through others that are gone: in a room past a full mesh, not
         one whose signed beacons still come (checked, or unchanged since a checked one within
         slots.RECHECK_AFTER: presence._unchanged)."""
-        if not self.node.neighbours.capped():
+        node = self.node
+        if not node.neighbours.capped():
             return self.reached.sweep(now)
-        return self.reached.sweep(now, LARGE_GONE_AFTER, lambda pid: self._beacons(pid, now))
+        gone = self.reached.sweep(now, LARGE_GONE_AFTER, lambda pid: self._beacons(pid, now))
+        return gone + self.reached.back(now, lambda pid: (
+            pid not in node.links and self._beacons(pid, now) and self.path_to(pid) is not None))
 
     def _beacons(self, peer_id: str, now: float) -> bool:
         """Whether ``peer_id``'s signed beacons come (it is alive by them)."""

@@ -141,6 +141,12 @@ class Neighbours:
         self._dropped: set[str] = set()
 
     @property
+    def soft_bound(self) -> int:
+        """Relaying links past which those neither end wants are pruned (1.5 N): within it
+        they are kept, a link kept costing less than one made again."""
+        return self.cap + self.cap // 2
+
+    @property
     def hard_bound(self) -> int:
         """Relaying links past which a link neither end wants is refused (D_hi)."""
         return 2 * self.cap
@@ -285,12 +291,12 @@ class Neighbours:
         self._dropped &= set(node.links)
         for pid in [p for p, at in self._relisted.items() if now - at >= DRAIN_FOR]:
             del self._relisted[pid]
-        # Unwanted links are pruned only past the cap: in a room growing to 100 each peer's
+        # Unwanted links are pruned only past soft_bound: in a room growing to 100 each peer's
         # choice changed some 10 times (a newcomer steps into the ring, or has a lower pair
         # score), and pruning each change closed 950 links, every one a handshake and a
         # catch-up done for nothing and member lines of changed links to the whole room.
         excess = sum(1 for p, x in node.links.items() if x.gossip and p not in draining)
-        excess -= self.cap
+        excess -= self.soft_bound
         for pid, link in list(node.links.items()):
             if pid in self._dropped:
                 continue  # its end prunes it (and tells us), or lists us again

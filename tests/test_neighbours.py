@@ -226,14 +226,14 @@ class Linked(TestCase):
         node = sim.nodes[a]
         # links no end wants, past the cap (within it they are kept: GrowingRoom)
         extra = [b for b in room.nicks[1:] if sim.nodes[b].peer_id not in node.links
-                 and not node.neighbours.wants(sim.nodes[b].peer_id)][:4]
+                 and not node.neighbours.wants(sim.nodes[b].peer_id)][:8]
         for b in extra:
             sim.link(a, b)
-        self.assertGreater(len(node.links), node.neighbours.cap)
+        self.assertGreater(len(node.links), node.neighbours.soft_bound)
         room.settle(int(PRUNE_AFTER) + 3)
         gone = [b for b in extra if sim.nodes[b].peer_id not in node.links]
         self.assertTrue(gone)
-        self.assertLessEqual(len(node.links), node.neighbours.cap)
+        self.assertLessEqual(len(node.links), node.neighbours.soft_bound)
         for b in gone:
             for x, y in ((a, b), (b, a)):
                 rows = {r.nick: r.state for r in sim.nodes[x].users()}
@@ -410,7 +410,7 @@ class IdleRoom(TestCase):
         for nick in room.nicks:  # and nobody is shown gone for it
             self.assertEqual(len(room.listed(nick)), 19, nick)
 
-    def test_a_peer_whose_beacons_stop_is_gone_without_them(self) -> None:
+    def test_a_peer_whose_beacons_stop_is_gone_and_back_with_them(self) -> None:
         from p2pchat.gossip import LARGE_GONE_AFTER
 
         room = Room(20, 4)
@@ -426,6 +426,11 @@ class IdleRoom(TestCase):
                 room.sim.nodes[nick].heartbeat()
             room.sim.run()
         self.assertNotIn(far, room.listed("p0"))
+        # its beacons come again (a saturated machine lost them a while): listed again,
+        # though no member line of it comes (nothing of it changed)
+        room.present.append(far)
+        room.settle(3)
+        self.assertIn(far, room.listed("p0"))
 
 
 class GrowingRoom(TestCase):
@@ -452,8 +457,8 @@ class GrowingRoom(TestCase):
             room.present.append(nick)
             room.settle(2)
         room.settle(30)  # PRUNE_AFTER and DRAIN_FOR, and then some
-        self.assertLessEqual(max(room.degrees()), cap + 2)
-        self.assertLess(len(pruned), 70)  # 80 when every change was pruned
+        self.assertLessEqual(max(room.degrees()), cap + cap // 2)  # soft_bound
+        self.assertLess(len(pruned), 40)  # 80 when every change was pruned
         for nick in room.present:
             self.assertEqual(len(room.listed(nick)), 35, nick)
 

@@ -247,14 +247,14 @@ def render(r: dict) -> str:
             lines.append(f"  {'RSS alone (0 connections)':<40}{fmt(c['idle_rss_mb'], '.1f'):>10} MB")
             # the room has links + 1 peers; past 12 each links to about --links of them
             lp = c.get("links_per_peer") or {}
-            room = f"in a room of {c['links'] + 1}" + (
-                f" ({lp['direct_median']:g} links)" if lp.get("answered") else "")
-            lines.append(f"  {'RSS %s, median (max)' % room:<40}"
+            room = f"{c['links'] + 1} peers" + (
+                f" x {lp['direct_median']:g} links" if lp.get("answered") else "")
+            lines.append(f"  {'RSS, %s, median (max)' % room:<40}"
                          f"{fmt(c['meshed_rss_mb_median'], '.1f'):>10} MB "
                          f"({fmt(c['meshed_rss_mb_max'], '.1f')})")
             lines.append(f"  {'CPU alone, over %.0f s' % c['window_s']:<40}"
                          f"{fmt(c['idle_cpu_pct'], '.2f'):>10} %")
-            lines.append(f"  {'CPU %s, median (max)' % room:<40}"
+            lines.append(f"  {'CPU, %s, median (max)' % room:<40}"
                          f"{fmt(c['meshed_cpu_pct_median'], '.2f'):>10} % "
                          f"({fmt(c['meshed_cpu_pct_max'], '.2f')})")
             if c["status"] != "ok":

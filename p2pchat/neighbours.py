@@ -48,7 +48,8 @@ log = Logger()
 #: a full mesh whatever the size).  10 by default: a room of 100 then makes about 400 links
 #: (each a TLS handshake at both ends and a catch-up) instead of 4,950, which on 2 cores
 #: was about 160 s of CPU and a minute past the last peer up; each peer keeps 2 ring links
-#: and up to 8 mutual long ones (about 8 in all: a line crosses the room of 100 in 3-4
+#: and up to 8 mutual long ones (about 8 chosen; links no end wants are kept up to
+#: ``soft_bound``, 15: 8-15 measured, median 14; a line crosses the room of 100 in 3-4
 #: hops, each a signature check and a reactor turn at a peer), and idle it hears its few
 #: links' keep-alives, not 99 (README, "Links in a large room").  A smaller cap means more
 #: hops (4 needs 5-6 in a room of 100); a larger one more handshakes and memory per peer.

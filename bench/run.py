@@ -51,7 +51,8 @@ def options(argv: list[str] | None) -> argparse.Namespace:
                    help="messages sent in each saturation run [50000/K within 2000-50000; "
                    "--quick: 20000/K within 500-20000]")
     p.add_argument("--cost-links", type=int, default=50,
-                   help="connections of each peer in the cost run [50]")
+                   help="the cost run's room has this many peers + 1 (a full mesh up to 12, else "
+                        "about --links 10 links each) [50]")
     p.add_argument("--idle-seconds", type=float, default=None,
                    help="CPU window of the idle peers [60; --quick: 10]")
     p.add_argument("--only", default=",".join(PHASES[:3]),
@@ -247,12 +248,16 @@ def render(r: dict) -> str:
         lines += ["", "Cost of an idle peer"]
         if c.get("status") in ("ok", "mesh broke during the window"):
             lines.append(f"  {'RSS alone (0 connections)':<40}{fmt(c['idle_rss_mb'], '.1f'):>10} MB")
-            lines.append(f"  {'RSS with %d connections, median (max)' % c['links']:<40}"
+            # the room has links + 1 peers; past 12 each links to about --links of them
+            lp = c.get("links_per_peer") or {}
+            room = f"{c['links'] + 1} peers" + (
+                f" x {lp['direct_median']:g} links" if lp.get("answered") else "")
+            lines.append(f"  {'RSS, %s, median (max)' % room:<40}"
                          f"{fmt(c['meshed_rss_mb_median'], '.1f'):>10} MB "
                          f"({fmt(c['meshed_rss_mb_max'], '.1f')})")
             lines.append(f"  {'CPU alone, over %.0f s' % c['window_s']:<40}"
                          f"{fmt(c['idle_cpu_pct'], '.2f'):>10} %")
-            lines.append(f"  {'CPU with %d connections, median (max)' % c['links']:<40}"
+            lines.append(f"  {'CPU, %s, median (max)' % room:<40}"
                          f"{fmt(c['meshed_cpu_pct_median'], '.2f'):>10} % "
                          f"({fmt(c['meshed_cpu_pct_max'], '.2f')})")
             if c["status"] != "ok":

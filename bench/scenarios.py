@@ -512,8 +512,10 @@ NEARLY_FULL = 0.97
 
 def cost(kids: Children, links: int, idle_seconds: float, scale: float,
          say: Callable[[str], None]) -> dict:
-    """RSS and CPU of idle peers: one alone (0 links), and ``links + 1`` peers in a full mesh
-    (each with ``links`` connections), after they settle."""
+    """RSS and CPU of idle peers: one alone (0 links), and a room of ``links + 1`` peers, after
+    they settle: a full mesh (``links`` connections each) up to 12 peers or with
+    ``BENCH_LINKS=0``, else each links to about ``--links`` of them (10 by default; the
+    result's ``links_per_peer`` says how many, from /users)."""
     lone = start_peers(kids, ["alone"], fresh_multicast())
     eps = start_peers(kids, [f"c{i}" for i in range(links + 1)], fresh_multicast())
     everyone = lone + eps

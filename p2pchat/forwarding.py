@@ -74,8 +74,13 @@ class Forwarder:
             link.send_bytes(last)
         else:
             link.send(self.member_message("hello"))
-        pairs: list[tuple[bytes, str, str]] = [(r.raw, a, r.pk) for a, r in self.reached.shown()
-                                               if r.raw and a != link.peer_id]
+        # ... of every peer we reach, our own neighbours too: no member line goes out
+        # periodically in a room past a full mesh (_send_member), so a newcomer whose every
+        # neighbour is linked to a peer would otherwise not hear of it until it changes.
+        pairs: list[tuple[bytes, str, str]] = [
+            (r.raw, a, r.pk) for a, r in self.reached.of.items()
+            if r.raw and a != link.peer_id and (r.shown or (
+                a in node.links and node.links[a].gossip))]
         for metadata in relay_lines(pairs):
             metadata["hops"] = 1
             link.send(node.sender.message(RELAY, "", metadata=metadata))
@@ -133,8 +138,16 @@ class Forwarder:
         node = self.node
         links = [link for link in node.links.values() if link.gossip]
         if only_carriers:
+            # In a room past a full mesh a peer whose signed beacons we hear hears ours (one
+            # LAN, one group): our beacons tell it we are there (``_sweep``), so it needs no
+            # member line of ours either; one every LARGE_ALIVE_INTERVAL from each of 100
+            # peers, relayed to all, was most of an idle peer's CPU (the relayed copies'
+            # parse, the seen marks' commits).
+            now = node.clock.seconds()
+            quiet = (lambda p: not self._beacons(p, now)) if node.neighbours.capped() else (
+                lambda p: True)
             links = [link for link in links if any(
-                p not in node.links and p != node.peer_id
+                p not in node.links and p != node.peer_id and quiet(p)
                 for p in self.reached.links_of(link.peer_id))]
         self._sent_state, self._sent_at = self._state(), node.clock.seconds()
         if not links or node.identity is None:
@@ -176,12 +189,14 @@ class Forwarder:
         node = self.node
         if not node.neighbours.capped():
             return self.reached.sweep(now)
+        gone = self.reached.sweep(now, LARGE_GONE_AFTER, lambda pid: self._beacons(pid, now))
+        return gone + self.reached.back(now, lambda pid: (
+            pid not in node.links and self._beacons(pid, now) and self.path_to(pid) is not None))
 
-        def beacons(pid: str) -> bool:
-            info = node.peers.get(pid)
-            return info is not None and bool(info.fp) and info.liveness(now) is Liveness.ALIVE
-
-        return self.reached.sweep(now, LARGE_GONE_AFTER, beacons)
+    def _beacons(self, peer_id: str, now: float) -> bool:
+        """Whether ``peer_id``'s signed beacons come (it is alive by them)."""
+        info = self.node.peers.get(peer_id)
+        return info is not None and bool(info.fp) and info.liveness(now) is Liveness.ALIVE
 
     def _due(self, now: float) -> list[Change]:
         """The joins through others to tell now.  A forming full mesh shows each peer joining

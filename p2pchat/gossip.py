@@ -51,9 +51,11 @@ LINKS_GAP = 3.0
 #: forgotten by its beacons).
 GONE_AFTER = 25.0
 #: In a room past a full mesh (--links, neighbours.py) member lines go out this rarely when
-#: nothing changes, and a peer reached through others is gone after LARGE_GONE_AFTER without
-#: one; but while its signed beacons come it is not gone (on a LAN the beacons say it is
-#: there: a member line every 10 s from each of 100 peers was most of an idle peer's CPU).
+#: nothing changes, and only to a neighbour linked to a peer whose signed beacons we don't
+#: hear (forwarding._send_member: on one LAN, none); a peer reached through others is gone
+#: after LARGE_GONE_AFTER without one, but while its signed beacons come it is not gone (on a
+#: LAN the beacons say it is there: a member line every 10 s from each of 100 peers, then
+#: every 30 s, was most of an idle peer's CPU).
 LARGE_ALIVE_INTERVAL = 30.0
 LARGE_GONE_AFTER = 75.0
 #: There, changed links go out at most this often (a forming room of 100 changes them every
@@ -206,6 +208,8 @@ class Reach:
     shown: bool = False
     #: since when its join waits for a link of our own (JOIN_GRACE), or None
     waiting_since: float | None = None
+    #: its newest member line said goodbye (it is not brought ``back`` by its beacons)
+    bye: bool = False
 
 
 @dataclass(frozen=True)
@@ -261,6 +265,7 @@ class Reached:
                                                               member.links)
             reach.via, reach.heard_at, reach.version = hander, now, seq
             reach.raw, reach.pk = raw, pk
+        reach.bye = member.event == "bye"
         if linked:
             reach.shown, reach.waiting_since = False, None
             return changes
@@ -331,6 +336,20 @@ class Reached:
                 reach.shown = False
                 gone.append(Change("gone", author, reach.nick, fp=reach.fp))
         return gone
+
+    def back(self, now: float, alive: Callable[[str], bool]) -> list[Change]:
+        """Peers not shown (gone, or whose link to us went) that are ``alive`` again (in a
+        room past a full mesh: reached through others, its signed beacons coming): shown
+        again, from their last member line.  There no member line comes while nothing
+        changes, so none would bring back a peer shown gone while the beacons of a
+        saturated machine were late."""
+        joined = []
+        for author, reach in self.of.items():
+            if (not reach.shown and reach.waiting_since is None and reach.raw and not reach.bye
+                    and alive(author)):
+                reach.shown, reach.heard_at = True, now
+                joined.append(Change("joined", author, reach.nick, fp=reach.fp))
+        return joined
 
     def shown(self) -> list[tuple[AuthorId, Reach]]:
         """The peers shown as reached through others."""

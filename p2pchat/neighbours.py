@@ -45,12 +45,15 @@ if TYPE_CHECKING:
 log = Logger()
 
 #: The links a peer keeps in a room larger than FULL_MESH_UP_TO (``--links``; 0: no cap,
-#: a full mesh whatever the size).  0 by default: measured in a room of 100 (README,
-#: "Links in a large room"), a cap of 8 lists everyone sooner (27 s against 42) but takes
-#: longer for one line from each to reach all (13.5 s against 6.7), and costs more memory
-#: (63 MB against 58) and idle CPU (1.0% against 0.86%) while member lines are sent
-#: periodically and reach each peer about 7 times; a cap is for rooms a full mesh can't hold.
-DEFAULT_LINKS = 0
+#: a full mesh whatever the size).  10 by default: a room of 100 then makes about 400 links
+#: (each a TLS handshake at both ends and a catch-up) instead of 4,950, which on 2 cores
+#: was about 160 s of CPU and a minute past the last peer up; each peer keeps 2 ring links
+#: and up to 8 mutual long ones (about 8 chosen; links no end wants are kept up to
+#: ``soft_bound``, 15: 8-15 measured, median 14; a line crosses the room of 100 in 3-4
+#: hops, each a signature check and a reactor turn at a peer), and idle it hears its few
+#: links' keep-alives, not 99 (README, "Links in a large room").  A smaller cap means more
+#: hops (4 needs 5-6 in a room of 100); a larger one more handshakes and memory per peer.
+DEFAULT_LINKS = 10
 #: The fewest ``--links`` allowed (a ring and one finger each way).
 MIN_LINKS = 4
 #: A room of at most this many peers (us included) is a full mesh whatever ``--links`` says.
@@ -137,6 +140,12 @@ class Neighbours:
         self.draining: dict[str, float] = {}
         #: of those, the ones whose other end left us out of its member line first
         self._dropped: set[str] = set()
+
+    @property
+    def soft_bound(self) -> int:
+        """Relaying links past which those neither end wants are pruned (1.5 N): within it
+        they are kept, a link kept costing less than one made again."""
+        return self.cap + self.cap // 2
 
     @property
     def hard_bound(self) -> int:
@@ -283,6 +292,12 @@ class Neighbours:
         self._dropped &= set(node.links)
         for pid in [p for p, at in self._relisted.items() if now - at >= DRAIN_FOR]:
             del self._relisted[pid]
+        # Unwanted links are pruned only past soft_bound: in a room growing to 100 each peer's
+        # choice changed some 10 times (a newcomer steps into the ring, or has a lower pair
+        # score), and pruning each change closed 950 links, every one a handshake and a
+        # catch-up done for nothing and member lines of changed links to the whole room.
+        excess = sum(1 for p, x in node.links.items() if x.gossip and p not in draining)
+        excess -= self.soft_bound
         for pid, link in list(node.links.items()):
             if pid in self._dropped:
                 continue  # its end prunes it (and tells us), or lists us again
@@ -298,9 +313,12 @@ class Neighbours:
                 continue
             if now - first < PRUNE_AFTER or now - link.linked_at < PRUNE_AFTER:
                 continue
+            if excess <= 0:
+                continue  # within the cap: kept (it costs less kept than made again)
             if node.forwarder.path_to(pid) is None:
                 continue  # not reached otherwise (yet): kept
             draining[pid] = now
+            excess -= 1
             node.forwarder.changed()
 
     def _prune(self, pid: str, link: PeerSession) -> None:

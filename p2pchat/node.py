@@ -32,7 +32,7 @@ from p2pchat.activity import Activity
 from p2pchat.catchup import LOG_AGE, LOG_LINES
 from p2pchat.chat import HISTORY_SHOWN, Chat  # noqa: F401 (HISTORY_SHOWN: its old home)
 from p2pchat.files.offers import CAP_FILES, CAP_FILES_BLAKE3, FILE
-from p2pchat.files.transfers import Transfers
+from p2pchat.files.later import FilesLater
 from p2pchat.forwarding import Forwarder
 from p2pchat.front import ChatFront
 from p2pchat.gossip import CAP_GOSSIP
@@ -212,8 +212,9 @@ class Node(ChatFront):
         self.sealing = Sealing(self)
         #: static peers and Tor contacts (keeper.py; the service gives the real one)
         self.reach: IReach = NoReach()
-        #: file offers and transfers (files/transfers.py); the service configures it
-        self.files = Transfers(self)
+        #: file offers and transfers (files/transfers.py, made at first use: files/later.py);
+        #: the service configures it
+        self.files = FilesLater(self)
         #: lines forwarded through a partial mesh, peers reached through others (forwarding.py)
         self.forwarder = Forwarder(self)
         #: whom we keep links to in a large room (--links; neighbours.py)

@@ -68,7 +68,7 @@ from p2pchat.relay import CAP_RELAY, MEMBER, RELAY
 from p2pchat.room import Room
 from p2pchat.rooms import Rooms
 from p2pchat.sealed import CAP_SEALED, SEALED
-from p2pchat.sealing import Sealing
+from p2pchat.firstuse import SealingLater
 from p2pchat.seen import SeenSet
 from p2pchat.sending import Sender
 from p2pchat.session import PeerSession
@@ -208,8 +208,9 @@ class Node(ChatFront):
         self.presence = Presence(self)
         #: typing and away, ours and the peers' (activity.py)
         self.activity = Activity(self)
-        #: private lines sealed for absent peers, and those we carry (sealing.py)
-        self.sealing = Sealing(self)
+        #: private lines sealed for absent peers, and those we carry (sealing.py, made at the
+        #: first link: firstuse.py)
+        self.sealing = SealingLater(self)
         #: static peers and Tor contacts (keeper.py; the service gives the real one)
         self.reach: IReach = NoReach()
         #: file offers and transfers (files/transfers.py, made at first use: files/later.py);

@@ -56,6 +56,7 @@ LAZY_IMPORTS = {
     ("p2pchat.service", "p2pchat.irc"): "twisted.words only with --irc",
     ("p2pchat.files.later", "p2pchat.files.transfers"): "file transfers at their first use",
     ("p2pchat.files.later", "p2pchat.files.port"): "the file port with the transfers",
+    ("p2pchat.firstuse", "p2pchat.sealing"): "sealed lines at the first link",
 }
 
 #: (face module, module below it) imported today: only ever shrinks.

@@ -6,19 +6,20 @@ imported and the file port opened: an idle peer that never sees a file does with
 Our offers carry the file port's number; it is open before the first one goes out (the
 first /send makes the transfers, which open it at once).
 
-``tests/test_files_later.py`` fails if an idle peer imports them, or if a file offered after
+``tests/test_firstuse.py`` fails if an idle peer imports them, or if a file offered after
 start doesn't go across.
 """
 
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred
 
 from p2pchat.files.offers import FILES_DIR, KEPT_NAME
+from p2pchat.firstuse import FirstUse
 from p2pchat.interfaces import Outcome, TransferView
 
 if TYPE_CHECKING:
@@ -27,45 +28,24 @@ if TYPE_CHECKING:
     from p2pchat.node import Node
     from p2pchat.session import PeerSession
 
-#: What only the real transfers hold: reading or setting any other attribute makes them.
-_OWN = frozenset({"_node", "_real", "_config", "_made"})
 
-
-class FilesLater:
+class FilesLater(FirstUse["Transfers"]):
     """``node.files``: the verbs of IFiles and what the node and the service call, passed
     to the real transfers once made (``real``); before that, nothing to pass on: no
     transfer, no offer of ours, nothing to say again to a new link."""
 
     def __init__(self, node: Node) -> None:
-        self._node = node
-        self._real: Transfers | None = None
+        super().__init__(node)
         self._config: tuple[Any, ...] | None = None
-        #: told the transfers when made (the file port's service starts them listening)
-        self._made: list[Callable[[Transfers], None]] = []
 
-    @property
-    def real(self) -> Transfers:
-        """The transfers, made (and configured, as the service asked) at the first need."""
-        if self._real is None:
-            from p2pchat.files.transfers import Transfers
+    def make(self) -> Transfers:
+        """The transfers, configured as the service asked."""
+        from p2pchat.files.transfers import Transfers
 
-            real = Transfers(self._node)
-            if self._config is not None:
-                real.configure(*self._config)
-            self._real = real
-            for tell in self._made:
-                tell(real)
-        return self._real
-
-    def made(self) -> bool:
-        return self._real is not None
-
-    def when_made(self, tell: Callable[[Transfers], None]) -> None:
-        """``tell(transfers)`` once they are made (at once if they are)."""
-        if self._real is not None:
-            tell(self._real)
-        else:
-            self._made.append(tell)
+        real = Transfers(self._node)
+        if self._config is not None:
+            real.configure(*self._config)
+        return real
 
     def configure(self, download_dir: str, data_dir: str | None, max_size: int, reactor: Any,
                   interface: str | None, rate: float = 0.0) -> None:
@@ -105,19 +85,6 @@ class FilesLater:
 
     def cancel(self, number: int) -> Outcome:
         return self.real.cancel(number)
-
-    # --- anything else (tests, the file port): the real transfers' -------------------------
-
-    def __getattr__(self, name: str) -> Any:
-        if name in _OWN:
-            raise AttributeError(name)
-        return getattr(self.real, name)
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        if name in _OWN:
-            object.__setattr__(self, name, value)
-        else:
-            setattr(self.real, name, value)
 
 
 class FilesLaterService(Service):

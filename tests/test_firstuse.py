@@ -97,3 +97,25 @@ def test_an_idle_peer_imports_no_transfer_code() -> None:
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["['p2pchat.files.describe',", "'p2pchat.files.later',",
                                    "'p2pchat.files.offers']"], done.stdout
+
+
+class Sealing(TestCase):
+    def test_made_with_its_store_at_the_first_link(self) -> None:
+        from p2pchat.identity import Identity
+        from p2pchat.sealing import Sealing as Real
+
+        clock = Clock()
+        clock.advance(10_000)
+        node = Node("mmm", clock, identity=Identity.generate())
+        path = os.path.join(self.mktemp(), "sealed.sqlite3")
+        os.makedirs(os.path.dirname(path))
+        node.sealing.open_store(path)
+        self.assertFalse(node.sealing.made())
+        self.assertFalse(os.path.exists(path))  # not even opened yet
+        link = FakeLink(BOB, "bob", caps=("p2pchat-py/1",))
+        link.fp = FP
+        self.assertTrue(node.link_ready(link))
+        self.assertTrue(node.sealing.made())
+        self.assertIsInstance(node.sealing.real, Real)
+        self.assertTrue(os.path.exists(path))
+        self.assertEqual(len(node.sealing.held), 0)  # the real one's, read through

@@ -13,7 +13,7 @@ redial one whose link went.
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from twisted.internet import defer
 from twisted.internet.interfaces import IAddress
@@ -30,10 +30,12 @@ from p2pchat.handshake import INVITE_KEY, Admit
 from p2pchat.dial import Dialer
 from p2pchat.mesh import PeerProtocol, PeerServerFactory
 from p2pchat.node import Node
-from p2pchat.onion import Onion, _NoTor, tor_binary
 from p2pchat.peers import PeerInfo
 from p2pchat.reach import peer_endpoint
 from p2pchat.wire import Message, printable
+
+if TYPE_CHECKING:
+    from p2pchat.onion import Onion
 
 log = Logger()
 
@@ -87,6 +89,8 @@ class LinkKeeper:
     def _endpoint(self, info: PeerInfo) -> Any:
         if info.peer_id.startswith(ONION + ":"):
             if self.onion is None:
+                from p2pchat.onion import _NoTor  # (onion.py: only with Tor, or this)
+
                 return _NoTor("no Tor (start p2pchat with --tor or --tor-control)")
             return self.onion.endpoint(info.host, info.port)
         return peer_endpoint(self.reactor, info.host, info.port, self.bind_host)
@@ -339,6 +343,8 @@ def build_reach(node: Node, reactor: Any, data_dir: str, peers: list[tuple[str, 
                 log.warn("--peer {host}:{port} not kept: {why}", host=host, port=port, why=why)
     onion = server = None
     if (tor or control) and node.identity is not None:
+        from p2pchat.onion import Onion, tor_binary  # (only with --tor or --tor-control)
+
         if tor:
             tor_binary()  # a clear StartError now if there is none
         keeper_ref: list[LinkKeeper] = []

@@ -38,9 +38,16 @@ _SSL = "twisted.internet.ssl"
 #: Imported already: too late to defer TLS.
 _ALREADY = (_NEWTLS, _TLS, _SSL, "twisted.internet.tcp", "twisted.internet.posixbase", "OpenSSL")
 #: What an idle peer alone must not hold (tests/test_latetls.py): they come with a link, the
-#: console face, or --tor (and platformdirs with the first file received, or no --data-dir).
+#: console face, or --tor (and platformdirs with the first file received, or no --data-dir;
+#: msgspec with the first line decoded or encoded: wire.py ``_load_codec``; the file
+#: transfers and their port, and the sealing with PyNaCl's boxes, at their first use:
+#: files/later.py, firstuse.py; onion.py with --tor or an onion contact dialed).
 LATE_MODULES = ("OpenSSL", "cryptography", "service_identity", _TLS, "urwid", "txtorcon",
-                "platformdirs", "blake3")
+                "platformdirs", "blake3", "msgspec", "p2pchat.files.transfers",
+                "p2pchat.files.port", "p2pchat.files.stream", "p2pchat.files.receive",
+                "p2pchat.files.ours", "p2pchat.files.hashing", "p2pchat.files.kept",
+                "p2pchat.sealing", "p2pchat.carrier", "nacl.public", "nacl.signing",
+                "p2pchat.onion")
 
 
 def _factory(*args: Any, **kwargs: Any) -> Any:
@@ -83,10 +90,10 @@ def defer_tls() -> bool:
 
 #: What the first TLS link needs, imported by ``preload`` in a thread (Twisted's TLS layer,
 #: pyOpenSSL, what identity.py makes its certificate and context with, and what the peer's
-#: certificate is read with).
+#: certificate is read with; and msgspec, which the link's first line needs: wire.py).
 _LIBRARIES = ("twisted.protocols.tls", "OpenSSL.SSL", "cryptography.x509",
               "cryptography.x509.oid", "cryptography.hazmat.primitives.serialization",
-              "cryptography.hazmat.primitives.asymmetric.ed25519")
+              "cryptography.hazmat.primitives.asymmetric.ed25519", "msgspec.json")
 #: The links waiting for the import under way (None: none under way).
 _waiters: list[Any] | None = None
 

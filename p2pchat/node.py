@@ -32,7 +32,7 @@ from p2pchat.activity import Activity
 from p2pchat.catchup import LOG_AGE, LOG_LINES
 from p2pchat.chat import HISTORY_SHOWN, Chat  # noqa: F401 (HISTORY_SHOWN: its old home)
 from p2pchat.files.offers import CAP_FILES, CAP_FILES_BLAKE3, FILE
-from p2pchat.files.transfers import Transfers
+from p2pchat.files.later import FilesLater
 from p2pchat.forwarding import Forwarder
 from p2pchat.front import ChatFront
 from p2pchat.gossip import CAP_GOSSIP
@@ -69,7 +69,7 @@ from p2pchat.runsig import CAP_RUNSIG
 from p2pchat.room import Room
 from p2pchat.rooms import Rooms
 from p2pchat.sealed import CAP_SEALED, SEALED
-from p2pchat.sealing import Sealing
+from p2pchat.firstuse import SealingLater
 from p2pchat.seen import SeenSet
 from p2pchat.sending import Sender
 from p2pchat.session import PeerSession
@@ -209,12 +209,14 @@ class Node(ChatFront):
         self.presence = Presence(self)
         #: typing and away, ours and the peers' (activity.py)
         self.activity = Activity(self)
-        #: private lines sealed for absent peers, and those we carry (sealing.py)
-        self.sealing = Sealing(self)
+        #: private lines sealed for absent peers, and those we carry (sealing.py, made at the
+        #: first link: firstuse.py)
+        self.sealing = SealingLater(self)
         #: static peers and Tor contacts (keeper.py; the service gives the real one)
         self.reach: IReach = NoReach()
-        #: file offers and transfers (files/transfers.py); the service configures it
-        self.files = Transfers(self)
+        #: file offers and transfers (files/transfers.py, made at first use: files/later.py);
+        #: the service configures it
+        self.files = FilesLater(self)
         #: lines forwarded through a partial mesh, peers reached through others (forwarding.py)
         self.forwarder = Forwarder(self)
         #: whom we keep links to in a large room (--links; neighbours.py)

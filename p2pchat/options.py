@@ -18,7 +18,6 @@ from twisted.python import usage
 from p2pchat import datadir, logs
 from p2pchat.catchup import LOG_AGE, LOG_LINES
 from p2pchat.contacts import parse_peer_address
-from p2pchat.onion import parse_tor_control, read_torrc
 from p2pchat.discovery import DEFAULT_GROUP, DEFAULT_PORT
 from p2pchat.files.offers import MAX_FILE_SIZE, parse_size
 from p2pchat.neighbours import DEFAULT_LINKS, FULL_MESH_UP_TO, MIN_LINKS
@@ -239,10 +238,14 @@ class Options(usage.Options):
         if self["tor"] and self["tor-control"]:
             raise ValueError("--tor starts a Tor, --tor-control uses a running one: not both")
         if self["tor-control"] is not None:
+            from p2pchat.onion import parse_tor_control  # (onion.py: only with Tor)
+
             self["tor-control"] = parse_tor_control(self["tor-control"])
         if self["torrc"] is not None:
             if not self["tor"]:
                 raise ValueError("--torrc is for the Tor that --tor starts")
+            from p2pchat.onion import read_torrc
+
             self["torrc"] = read_torrc(self["torrc"])
 
     def _irc_options(self) -> None:

@@ -14,10 +14,8 @@ from __future__ import annotations
 import base64
 import functools
 import json
-
-import msgspec
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 from p2pchat.identity import Identity, peer_id_for, raw_fingerprint
 from p2pchat.runsig import check_run
@@ -53,7 +51,17 @@ SYNC_WINDOW = 10.0
 RELAY_KEYS_KEPT = 256
 
 
-_encode_list = msgspec.json.Encoder().encode
+def _first_encode(fields: list[Any]) -> bytes:
+    """The first payload signed or checked: msgspec's encoder bound in ``_encode_list``
+    (imported then, not at start: wire.py ``_load_codec``)."""
+    global _encode_list
+    import msgspec
+
+    _encode_list = msgspec.json.Encoder().encode
+    return _encode_list(fields)
+
+
+_encode_list: Callable[[Any], bytes] = _first_encode
 
 
 def _payload(fields: list[Any]) -> bytes:

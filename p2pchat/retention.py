@@ -44,6 +44,12 @@ VACUUM_STEP_PAGES = 256
 #: no more than PACK_STEP_SECONDS of packing.
 PACK_STEP = 200
 PACK_STEP_SECONDS = 0.01
+#: An ``upkeep`` that found nothing to do (no line deleted or packed, no free page left, the
+#: write-ahead log written back) is not done again until something is written to the file
+#: (the connection's ``total_changes`` moves) or QUIET_UPKEEP_INTERVAL seconds pass (lines
+#: still age past ``--history-days`` with nothing written: they go at most this much later).
+#: An idle peer did its deletes, counts and pragmas every second for nothing.
+QUIET_UPKEEP_INTERVAL = 60.0
 #: Sequence numbers are stored shifted by -2**63: the wire's whole uint64 range fits SQLite's
 #: signed 64-bit INTEGER and keeps its order (``seq > ?`` and ``max`` still hold).
 SEQ_SHIFT = 2**63
@@ -75,6 +81,10 @@ class Retention:
     _high: dict[str, int]
     _settings: dict[str, str]
     _seen: dict[str, Any]
+    #: the connection's ``total_changes`` after an upkeep that left nothing to do (-1: none
+    #: did), and when upkeep is due anyway (QUIET_UPKEEP_INTERVAL after that one)
+    _quiet_changes: int = -1
+    _quiet_until: float = 0.0
 
     index: SearchIndex
 
@@ -172,10 +182,14 @@ class Retention:
         self._written = 0
         if self._pending or self._high or self._settings or self._seen:
             self.flush()
+        sent_age = getattr(self, "sent_age", HISTORY_MAX_AGE)
+        self.hand_on_after = now - sent_age
+        changes = getattr(self._db, "total_changes", None)
+        if changes is not None and changes == self._quiet_changes and now < self._quiet_until:
+            return  # nothing written since an upkeep that had nothing to do
+        self._quiet_changes = -1
         try:
             cutoff = now - self.max_age
-            sent_age = getattr(self, "sent_age", HISTORY_MAX_AGE)
-            self.hand_on_after = now - sent_age
             with self._db:
                 self._db.execute("begin")
                 for room in self.conversations():
@@ -199,11 +213,15 @@ class Retention:
         except sqlite3.Error as e:
             self._upkeep_failed(e)
             return
-        self._keep_to_budget()
+        settled = self._keep_to_budget()
         try:
-            self.pack_step()
+            packed = self.pack_step()
         except sqlite3.Error as e:
             self._upkeep_failed(e)
+            return
+        after = getattr(self._db, "total_changes", None)
+        if settled and not packed and after is not None and after == changes:
+            self._quiet_changes, self._quiet_until = after, now + QUIET_UPKEEP_INTERVAL
 
     def _upkeep_failed(self, e: Exception) -> None:
         """Logged once per kind of failure (it is retried every second); the face hears of
@@ -213,18 +231,22 @@ class Retention:
             log.error("history upkeep failed (retried every {t:.0f} s): {why}",
                       t=UPKEEP_INTERVAL, why=str(e))
 
-    def _keep_to_budget(self) -> None:
+    def _keep_to_budget(self) -> bool:
         """One step back under the byte budget, and free pages given back: bounded work, done
-        after each UPKEEP_AFTER_BYTES written and at each upkeep."""
+        after each UPKEEP_AFTER_BYTES written and at each upkeep.  True if nothing is left to
+        do: no free page left, the write-ahead log all written back."""
         try:
             if self._over_budget() > 0:
                 self._drop_oldest(PRUNE_STEP)
             # (executescript: it runs the pragma to its end; execute frees one page only)
             self._db.executescript(f"pragma incremental_vacuum({VACUUM_STEP_PAGES});")
             # the file shrinks when the log is written back: do it now if it is quick
-            self._db.execute("pragma wal_checkpoint(passive)").fetchall()
+            done = self._db.execute("pragma wal_checkpoint(passive)").fetchall()
+            free = self._db.execute("pragma freelist_count").fetchone()[0]
         except sqlite3.Error as e:
             self._upkeep_failed(e)
+            return False
+        return bool(free == 0 and done and done[0][0] == 0 and done[0][1] == done[0][2])
 
     def used_bytes(self) -> int:
         """Bytes of the file's pages in use (its free pages not counted): what the budget

@@ -31,8 +31,6 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from nacl.exceptions import CryptoError
-from nacl.public import PrivateKey, SealedBox
-from nacl.signing import SigningKey, VerifyKey
 
 from p2pchat.identity import Identity, peer_id_for, spki_fingerprint
 from p2pchat.relay import raw_payload
@@ -41,6 +39,7 @@ from p2pchat.wire import (MAX_ID_CHARS, PRIVATE, Message, WireError, new_message
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric import ed25519
+    from nacl.public import PrivateKey
 
 #: ``sealed/1``: carries sealed items for others and takes its own (never sent to base peers).
 CAP_SEALED = "sealed/1"
@@ -167,6 +166,10 @@ class Sealer:
     key, converted from our Ed25519 one, made once)."""
 
     def __init__(self, identity: Identity) -> None:
+        # (PyNaCl's boxes imported here: a Sealer is made with the node's sealing, at its
+        # first link, firstuse.py)
+        from nacl.signing import SigningKey
+
         self.identity = identity
         self._box_key: PrivateKey = SigningKey(identity.seed).to_curve25519_private_key()
 
@@ -176,6 +179,9 @@ class Sealer:
         from (a line is never sealed to the wrong key)."""
         if not key_gives(to_pk, to):
             raise WireError("the key is not the recipient's")
+        from nacl.public import SealedBox
+        from nacl.signing import VerifyKey
+
         box_to = VerifyKey(base64.b64decode(to_pk)).to_curve25519_public_key()
         body = base64.b64encode(SealedBox(box_to).encrypt(line)).decode("ascii")
         if len(body) > MAX_BODY_CHARS:
@@ -192,6 +198,8 @@ class Sealer:
         item author's own signed private line to us."""
         if item.kind != LINE or item.to != self.identity.peer_id:
             raise WireError("it is not a sealed line to us")
+        from nacl.public import SealedBox
+
         try:
             raw = SealedBox(self._box_key).decrypt(base64.b64decode(item.body, validate=True))
         except (CryptoError, ValueError, binascii.Error):

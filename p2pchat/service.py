@@ -32,7 +32,7 @@ from p2pchat.activity import SETTINGS_NAME, Settings
 from p2pchat.discovery import BeaconProtocol
 from p2pchat.errors import StartError, stop_reactor
 from p2pchat.files.offers import MAX_FILE_SIZE
-from p2pchat.files.port import FilesService
+from p2pchat.files.later import FilesLaterService
 from p2pchat.flow import close_within
 from p2pchat.identity import PINS_NAME, PINS_SAVE_DELAY, Identity, Pins
 from p2pchat.ignore import IGNORED_NAME, Ignores
@@ -368,7 +368,7 @@ def makeService(options: Options, reactor: Any = None) -> ChatService:
     node.files.configure(options.get("download-dir") or os.path.join(data_dir, "downloads"),
                          data_dir, options.get("max-file-size", MAX_FILE_SIZE), reactor,
                          options["interface"], options.get("file-rate", 0))
-    FilesService(node.files, reactor, options["interface"]).setServiceParent(chat)
+    FilesLaterService(node.files, reactor, options["interface"]).setServiceParent(chat)
     chat.lock = lock  # held for as long as the process runs
     if options.pidfile is not None:
         write_pidfile(options.pidfile)

@@ -15,9 +15,7 @@ import time
 import unicodedata
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Annotated, Any
-
-import msgspec
+from typing import Annotated, Any, Callable
 
 # --- limits (documented in README.rst, "Guarantees and limits") -----------------------------
 
@@ -346,34 +344,54 @@ class Message:
     fp: str = ""
 
 
-#: The lengths a well-formed line's fields have, checked by msgspec as it decodes (in C; a
-#: field outside them sends the line the long way, which refuses it with the reason).
-_Id = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_ID_CHARS)]
-_Name = Annotated[str, msgspec.Meta(max_length=MAX_NAME_CHARS)]
-_Room = Annotated[str, msgspec.Meta(max_length=MAX_ID_CHARS)]
-_Content = Annotated[str, msgspec.Meta(max_length=MAX_LINE_BYTES)]
-_Caps = Annotated[list[_Id], msgspec.Meta(max_length=MAX_CAPS)]
+class _NotYet(Exception):
+    """Stands for msgspec's DecodeError until the codec is loaded (never raised)."""
 
 
-class _Line(msgspec.Struct):
-    """A chat line as msgspec decodes it (unknown keys are skipped, as by the reference).
-    Every field may be absent or null; ``parse_message`` checks the rest of what it holds."""
+def _load_codec() -> None:
+    """msgspec (about 1 MB with what it imports: ``decimal``, ``typing_extensions``) is
+    imported at the first line decoded or encoded, or with the TLS libraries at the first
+    link (latetls.py), not at start: an idle peer alone does without it.  Binds the decoder,
+    the encoder and the decode error in place of their stand-ins, so after the first call
+    the hot path is what it was.
 
-    id: _Id | None = None
-    type: _Id | None = None
-    sender_id: _Id | None = None
-    username: _Name | None = None
-    content: _Content | None = None
-    timestamp: str | None = None
-    sequence: int | None = None
-    room_id: _Room | None = None
-    metadata: dict[str, Any] | None = None
-    caps: _Caps | None = None
-    fp: str | None = None
+    The lengths a well-formed line's fields have are checked by msgspec as it decodes (in C;
+    a field outside them sends the line the long way, which refuses it with the reason).  A
+    chat line as msgspec decodes it: unknown keys are skipped, as by the reference; every
+    field may be absent or null; ``parse_message`` checks the rest of what it holds."""
+    global _decode_line, _encode_json, _DecodeError
+    import msgspec
+
+    ident = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_ID_CHARS)]
+    name = Annotated[str, msgspec.Meta(max_length=MAX_NAME_CHARS)]
+    room = Annotated[str, msgspec.Meta(max_length=MAX_ID_CHARS)]
+    content = Annotated[str, msgspec.Meta(max_length=MAX_LINE_BYTES)]
+    caps = Annotated[list[ident], msgspec.Meta(max_length=MAX_CAPS)]  # type: ignore[valid-type]
+    line = msgspec.defstruct("_Line", [
+        ("id", ident | None, None), ("type", ident | None, None),
+        ("sender_id", ident | None, None), ("username", name | None, None),
+        ("content", content | None, None), ("timestamp", str | None, None),
+        ("sequence", int | None, None), ("room_id", room | None, None),
+        ("metadata", dict[str, Any] | None, None), ("caps", caps | None, None),
+        ("fp", str | None, None)], module=__name__)
+    _decode_line = msgspec.json.Decoder(line).decode
+    _encode_json = msgspec.json.Encoder().encode
+    _DecodeError = msgspec.DecodeError  # ValidationError too
 
 
-_decode_line = msgspec.json.Decoder(_Line).decode
-_encode_json = msgspec.json.Encoder().encode
+def _first_decode(line: bytes) -> Any:
+    _load_codec()
+    return _decode_line(line)
+
+
+def _first_encode(obj: Any) -> bytes:
+    _load_codec()
+    return _encode_json(obj)
+
+
+_decode_line: Callable[[bytes], Any] = _first_decode
+_encode_json: Callable[[Any], bytes] = _first_encode
+_DecodeError: type[Exception] = _NotYet
 
 
 def parse_message(line: bytes) -> Message:
@@ -388,11 +406,11 @@ def parse_message(line: bytes) -> Message:
         raise WireError(f"line is longer than {MAX_LINE_BYTES} bytes")
     try:
         f = _decode_line(line)
-    except msgspec.DecodeError:  # ValidationError too
+    except _DecodeError:  # ValidationError too
         return _parse_checked(line)
     kind, ident, sender, username = f.type, f.id, f.sender_id, f.username or ""
     content, room, sequence, caps, fp = f.content or "", f.room_id, f.sequence, f.caps, f.fp
-    # (the lengths: checked by msgspec, _Line)
+    # (the lengths: checked by msgspec, _load_codec)
     if not (kind is not None and ident is not None and sender is not None
             and kind.isascii() and ident.isascii() and sender.isascii() and username.isascii()
             and (sequence is None or 0 <= sequence <= MAX_SEQUENCE)

@@ -37,7 +37,8 @@ BELOW_THE_FACES = ("p2pchat.node", "p2pchat.store", "p2pchat.mesh", "p2pchat.ser
                    "p2pchat.front", "p2pchat.activity", "p2pchat.keeper", "p2pchat.onion",
                    "p2pchat.contacts", "p2pchat.files.transfers",
                    "p2pchat.files.ours", "p2pchat.files.kept", "p2pchat.files.receive",
-                   "p2pchat.files.stream", "p2pchat.files.port", "p2pchat.files.hashing")
+                   "p2pchat.files.stream", "p2pchat.files.port", "p2pchat.files.hashing",
+                   "p2pchat.files.later")
 
 #: Plain values in, plain values out: these import nothing but each other.
 PURE_CORE = ("p2pchat.wire", "p2pchat.commands", "p2pchat.events", "p2pchat.interfaces",
@@ -53,6 +54,11 @@ LAZY_IMPORTS = {
     ("p2pchat.service", "p2pchat.console"): "urwid is loaded only when the console runs",
     ("p2pchat.service", "p2pchat.lines"): "the line face only when it runs",
     ("p2pchat.service", "p2pchat.irc"): "twisted.words only with --irc",
+    ("p2pchat.files.later", "p2pchat.files.transfers"): "file transfers at their first use",
+    ("p2pchat.files.later", "p2pchat.files.port"): "the file port with the transfers",
+    ("p2pchat.firstuse", "p2pchat.sealing"): "sealed lines at the first link",
+    ("p2pchat.keeper", "p2pchat.onion"): "the onion service only with --tor or --tor-control",
+    ("p2pchat.options", "p2pchat.onion"): "its options read only with --tor or --tor-control",
 }
 
 #: (face module, module below it) imported today: only ever shrinks.

@@ -13,7 +13,9 @@ from typing import TYPE_CHECKING, Any
 from twisted.logger import Logger
 
 from p2pchat import datadir
-from p2pchat.files.offers import (
+from p2pchat.files.offers import (  # noqa: F401 (FILES_DIR, KEPT_NAME: their old home)
+    FILES_DIR,
+    KEPT_NAME,
     LEAF_HASHES,
     LEAF_SHA256,
     Offer,
@@ -28,10 +30,6 @@ if TYPE_CHECKING:
     from p2pchat.files.receive import Receive
 
 log = Logger()
-
-#: The folder in the data dir, and the file in it.
-FILES_DIR = "files"
-KEPT_NAME = "transfers.json"
 
 #: States of an offer to us, and of each receiver of ours, that are still open (they count
 #: against the bounds and are taken up again after a restart).

@@ -25,6 +25,10 @@ from p2pchat.wire import BIDI_CONTROLS, MAX_ID_CHARS, MAX_LINE_BYTES
 #: ``files/1``: takes ``file`` lines (offers and their answers) and transfer connections.
 #: Only peers that proved their key (a TLS link) get one: never a base peer.
 CAP_FILES = "files/1"
+#: The folder in the data dir where the transfers are kept (kept.py), and their file in it:
+#: where an earlier run left transfers, they are made at start (later.py).
+FILES_DIR = "files"
+KEPT_NAME = "transfers.json"
 #: The line type; ``metadata.op`` says which: offer, accept, reject, cancel, done, failed.
 FILE = "file"
 OPS = frozenset({"offer", "accept", "reject", "cancel", "done", "failed"})

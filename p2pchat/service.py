@@ -27,7 +27,7 @@ from twisted.internet.interfaces import IListeningPort, ITCPTransport
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
-from p2pchat import datadir, lateness, logs, startup
+from p2pchat import datadir, giveback, lateness, logs, startup
 from p2pchat.activity import SETTINGS_NAME, Settings
 from p2pchat.discovery import BeaconProtocol
 from p2pchat.errors import StartError, stop_reactor
@@ -91,6 +91,8 @@ class NodeService(Service):
         self._loops: list[LoopingCall] = []
         #: static peers and Tor (keeper.build_reach), if the service was given them
         self.reach: Reach | None = None
+        #: start-up's freed heap given back a moment after start (giveback.py)
+        self._give_back: Any = None
 
     def startService(self) -> None:
         self.listener = listener = self._listen_tcp()
@@ -123,6 +125,7 @@ class NodeService(Service):
             self._loops.append(loop)
         if self.reach is not None:
             self.reach.start()
+        self._give_back = giveback.give_back_later(self.reactor)
         log.info("{nick} ({peer}) listening on TCP port {port}", nick=self.node.nick,
                  peer=self.node.peer_id, port=self.node.port)
         super().startService()
@@ -148,6 +151,8 @@ class NodeService(Service):
 
     def stopService(self) -> defer.Deferred:
         super().stopService()
+        if self._give_back is not None and self._give_back.active():
+            self._give_back.cancel()
         for loop in self._loops:
             if loop.running:
                 loop.stop()

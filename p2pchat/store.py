@@ -1,10 +1,12 @@
 """History on disk: every chat line shown, our own lines to resend, how far we have each
 sender, and the rooms we are in, in one SQLite file in the data dir.
 
-Writes are queued and committed together (one transaction) within FLUSH_DELAY, so a burst of
-lines costs one commit, and the reactor is never held for long.  Queued writes of one kind go
-in one ``executemany``; how far we have each sender is written once per commit, whatever the
-number of its lines in it.  The file is in WAL mode
+Writes are queued; a read's lines (and our own said at once) are jotted down at once, by one
+append to a file beside this one (jotting.py), and every FLUSH_DELAY the queue and what is
+jotted are committed together (one transaction, WRITE_UP_ROWS rows at most), so a burst of
+lines costs one commit, behind it, and the reactor is never held for long.  Queued writes of
+one kind go in one ``executemany``; how far we have each sender is written once per commit,
+whatever the number of its lines in it.  The file is in WAL mode
 with ``synchronous=NORMAL``: a committed line survives the process being killed at any moment,
 and the file is never left corrupt (a power cut may lose the last commits, not the file).
 """
@@ -21,6 +23,7 @@ from twisted.logger import Logger
 from twisted.internet.defer import Deferred
 
 from p2pchat.index import SearchIndex
+from p2pchat.jotting import JOT_SUFFIX, WRITE_UP_ROWS, Jotter, Writes, merged
 from p2pchat.packing import is_packed, unpack
 from p2pchat.search import Query
 from p2pchat.interfaces import SearchHit, StoredLine  # noqa: F401 (the value type lives there)
@@ -45,6 +48,9 @@ FLUSH_DELAY = 0.05
 #: how a line is added (one executemany per commit; its changes are counted: ``line_count``;
 #: the search index takes them after it)
 _ADD_LINE = "insert or ignore into lines values (?,?,?,?,?,?,?,?,?,?,?)"
+_ADD_KEY = "insert or replace into keys values (?, ?)"
+_ADD_SENT = "insert or replace into sent values (?, ?, ?)"
+_ADD_SEEN = "insert or replace into seen values (?, ?, ?)"
 #: The write-ahead log is truncated back to this size after a checkpoint.
 WAL_LIMIT_BYTES = 8 * 1024 * 1024
 #: Bytes of lines one link may have us save per second, after a burst of SAVE_BURST: past
@@ -173,6 +179,16 @@ class Store(Retention):
         self._upkeep_error = ""
         #: what calls ``upkeep`` while running (a LoopingCall the service starts): stopped at close
         self.upkeep_loop: Any = None
+        #: the writes jotted down, not yet rows (jotting.py); a killed run's made rows now
+        self.jotter = Jotter(None if path == ":memory:" else path + JOT_SUFFIX,
+                             (_ADD_LINE, _ADD_KEY, _ADD_SENT, _ADD_SEEN))
+        left = self.jotter.open()
+        if left:
+            self._write_up(left)
+            self._keys.update(self._db.execute("select sender_id, pk from keys"))
+            log.info("history: {n} writes a killed run had jotted down made rows",
+                     n=sum(len(rows) for writes in left for rows in writes[0].values()))
+        self.jotter.emptied()
 
     # --- writing --------------------------------------------------------------------------
 
@@ -217,15 +233,50 @@ class Store(Retention):
             self.flush()
         elif not self._flush_scheduled:
             self._flush_scheduled = True
-            self._call_soon(self.flush)
+            self._call_soon(self._step)
+
+    def _jot(self) -> None:
+        """Every queued write kept at once by one append to the jot file (jotting.py), made
+        rows later; the oldest made rows now if too much is behind (BEHIND_MAX_ROWS)."""
+        writes = self._take_queue()
+        if writes is None:
+            return
+        jotter = self.jotter
+        if not jotter.jot(writes):
+            self._write_up([writes])  # no jot file (it failed): saved at once
+            return
+        while jotter.over() and jotter.behind:
+            self._write_up(jotter.take(WRITE_UP_ROWS))
+        jotter.emptied()
+
+    def _step(self) -> None:
+        """Every FLUSH_DELAY while writes wait: the queue jotted, then the next
+        WRITE_UP_ROWS rows made of what is jotted (one transaction)."""
+        self._flush_scheduled = False
+        if self.closed:
+            return
+        self._jot()
+        if self.jotter.behind:
+            self._write_up(self.jotter.take(WRITE_UP_ROWS))
+        if self.jotter.behind:
+            self._soon()
+        else:
+            self.jotter.emptied()
 
     def flush(self) -> None:
-        """Commit every queued write in one transaction.  A row that fails (one no file
-        could keep) fails alone: the batch is retried row by row.  A commit that fails (a full
-        disk) is told once through ``on_trouble``, and its end too."""
+        """Commit every queued and jotted write (before history is read, at leaving and
+        close; at most BEHIND_MAX_ROWS rows are behind, so the hold is bounded)."""
         self._flush_scheduled = False
+        self._jot()
+        while self.jotter.behind:
+            self._write_up(self.jotter.take(WRITE_UP_ROWS))
+        if self.trouble is None:
+            self.jotter.emptied()
+
+    def _take_queue(self) -> Writes | None:
+        """The queued writes (emptied), the seen sequences as text."""
         if not (self._pending or self._high or self._settings or self._seen):
-            return
+            return None
         pending, self._pending = self._pending, {}
         high, self._high = self._high, {}
         settings, self._settings = self._settings, {}
@@ -234,8 +285,14 @@ class Store(Retention):
         for author, source in seen.items():
             text = source if isinstance(source, str) else source.dump(author)
             if text is not None:
-                pending.setdefault("insert or replace into seen values (?, ?, ?)", []).append(
-                    (author, text, now))
+                pending.setdefault(_ADD_SEEN, []).append((author, text, now))
+        return pending, high, settings
+
+    def _write_up(self, batch: list[Writes]) -> None:
+        """Commit writes in one transaction.  A row that fails (one no file could keep)
+        fails alone: the batch is retried row by row.  A commit that fails (a full disk) is
+        told once through ``on_trouble``, and its end too."""
+        pending, high, settings = merged(batch)
         started = time.perf_counter()
         try:
             try:
@@ -348,13 +405,13 @@ class Store(Retention):
             raw, pk = line.raw, line.pk
             if raw is not None and pk and keys.get(line.sender_id) != pk:
                 keys[line.sender_id] = pk
-                self._pending.setdefault("insert or replace into keys values (?, ?)",
-                                         []).append((line.sender_id, pk))
+                self._pending.setdefault(_ADD_KEY, []).append((line.sender_id, pk))
             written += len(line.text) + (len(raw) if raw is not None else 0) + 100
             queued.append((line.id, line.room, line.sender_id, line.nick, line.text,
                            int(line.action), int(line.own), line.when,
                            to_db(line.seq) if line.seq else None, raw, pk or None))
         self._written += written
+        self._jot()  # kept now (before they are shown or acked), rows later
         self._soon()
 
     def set_high_water(self, sender_id: str, seq: int) -> None:
@@ -379,7 +436,7 @@ class Store(Retention):
         return row[0] if row else None
 
     def save_sent(self, msg: Message, data: bytes | None = None) -> None:
-        self._pending.setdefault("insert or replace into sent values (?, ?, ?)", []).append(
+        self._pending.setdefault(_ADD_SENT, []).append(
             (msg.sequence, msg.timestamp or 0.0, data or encode_message(msg)))
         self._soon()
         self._settings["last_sequence"] = str(msg.sequence)
@@ -390,7 +447,7 @@ class Store(Retention):
         call."""
         if not said:
             return
-        sent = self._pending.setdefault("insert or replace into sent values (?, ?, ?)", [])
+        sent = self._pending.setdefault(_ADD_SENT, [])
         for msg, data in said:
             sent.append((msg.sequence, msg.timestamp or 0.0, data))
         lines = self._pending.setdefault(_ADD_LINE, [])
@@ -402,6 +459,7 @@ class Store(Retention):
                           msg.timestamp or 0.0, None, None, None))
         self._written += written
         self._settings["last_sequence"] = str(said[-1][0].sequence)
+        self._jot()
         self._soon()
 
     def last_sequence(self) -> int:
@@ -520,6 +578,7 @@ class Store(Retention):
 
     def close(self) -> None:
         self.flush()
+        self.jotter.close()
         self.index.close()
         self._db.close()
         self.closed = True

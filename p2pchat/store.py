@@ -24,7 +24,7 @@ from twisted.internet.defer import Deferred
 
 from p2pchat.index import SearchIndex
 from p2pchat.jotting import JOT_SUFFIX, WRITE_UP_ROWS, Jotter, Writes, merged
-from p2pchat.packing import is_packed, unpack
+from p2pchat.packing import is_packed, shown, unpack
 from p2pchat.search import Query
 from p2pchat.interfaces import SearchHit, StoredLine  # noqa: F401 (the value type lives there)
 from p2pchat.retention import (  # noqa: F401 (the limits live there; options read them here)
@@ -38,7 +38,7 @@ from p2pchat.retention import (  # noqa: F401 (the limits live there; options re
     UPKEEP_INTERVAL,
     Retention,
 )
-from p2pchat.wire import Message, WireError, encode_message, parse_message, printable
+from p2pchat.wire import Message, WireError, encode_message, parse_message
 
 log = Logger()
 
@@ -245,9 +245,10 @@ class Store(Retention):
         if not jotter.jot(writes):
             self._write_up([writes])  # no jot file (it failed): saved at once
             return
-        while jotter.over() and jotter.behind:
-            self._write_up(jotter.take(WRITE_UP_ROWS))
-        jotter.emptied()
+        if jotter.over():
+            while jotter.over() and jotter.behind:
+                self._write_up(jotter.take(WRITE_UP_ROWS))
+            jotter.emptied()
 
     def _step(self) -> None:
         """Every FLUSH_DELAY while writes wait: the queue jotted, then the next
@@ -401,18 +402,22 @@ class Store(Retention):
         if not lines:
             return
         keys, queued, written = self._keys, self._pending.setdefault(_ADD_LINE, []), 0
+        add = queued.append
         for line in lines:
-            raw, pk = line.raw, line.pk
-            if raw is not None and pk and keys.get(line.sender_id) != pk:
-                keys[line.sender_id] = pk
-                self._pending.setdefault(_ADD_KEY, []).append((line.sender_id, pk))
-            written += len(line.text) + (len(raw) if raw is not None else 0) + 100
-            queued.append((line.id, line.room, line.sender_id, line.nick, line.text,
-                           int(line.action), int(line.own), line.when,
-                           to_db(line.seq) if line.seq else None, raw, pk or None))
+            raw, seq, pk = line.raw, line.seq, line.pk
+            if raw is not None:
+                if pk and keys.get(line.sender_id) != pk:
+                    keys[line.sender_id] = pk
+                    self._pending.setdefault(_ADD_KEY, []).append((line.sender_id, pk))
+                written += len(raw)
+            text = line.text
+            written += len(text) + 100
+            add((line.id, line.room, line.sender_id, line.nick, text, int(line.action),
+                 int(line.own), line.when, seq - SEQ_SHIFT if seq else None, raw, pk or None))
         self._written += written
         self._jot()  # kept now (before they are shown or acked), rows later
-        self._soon()
+        if not self._flush_scheduled:
+            self._soon()
 
     def set_high_water(self, sender_id: str, seq: int) -> None:
         """We have ``sender_id``'s lines up to ``seq`` (never lowered on disk)."""
@@ -588,25 +593,3 @@ class Store(Retention):
 
 def _row_bytes(row: tuple) -> int:
     return 16 + sum(len(x) for x in row if isinstance(x, (str, bytes)))
-
-
-def shown(text: str, raw: bytes | None) -> str:
-    """The text shown for a row: its ``text``; of a packed line (packing.py) the text
-    said, made printable; of a line kept as its bytes only, read from them."""
-    if raw is None:
-        return text
-    if is_packed(raw):
-        return printable(text)
-    return text or _text_of(raw)
-
-
-def _text_of(raw: bytes | None) -> str:
-    """The text shown for a line kept as its bytes only (a line to hand on)."""
-    if raw is None:
-        return ""
-    try:
-        msg = parse_message(bytes(raw).rstrip(b"\n"))
-    except WireError:
-        return ""
-    action = (msg.metadata or {}).get("action")
-    return printable(action if isinstance(action, str) and action else msg.content)

@@ -353,6 +353,10 @@ _Name = Annotated[str, msgspec.Meta(max_length=MAX_NAME_CHARS)]
 _Room = Annotated[str, msgspec.Meta(max_length=MAX_ID_CHARS)]
 _Content = Annotated[str, msgspec.Meta(max_length=MAX_LINE_BYTES)]
 _Caps = Annotated[list[_Id], msgspec.Meta(max_length=MAX_CAPS)]
+#: A line's time, read by msgspec in C (RFC 3339 with an offset; rounded to the microsecond):
+#: a third of ``parse_time``'s cost.  A time msgspec refuses goes the long way, which reads it
+#: as msgspec does where msgspec can (``_line_time``), else as ``parse_time`` does.
+_Stamp = Annotated[datetime, msgspec.Meta(tz=True)]
 
 
 class _Line(msgspec.Struct):
@@ -364,7 +368,7 @@ class _Line(msgspec.Struct):
     sender_id: _Id | None = None
     username: _Name | None = None
     content: _Content | None = None
-    timestamp: str | None = None
+    timestamp: _Stamp | None = None
     sequence: int | None = None
     room_id: _Room | None = None
     metadata: dict[str, Any] | None = None
@@ -373,6 +377,18 @@ class _Line(msgspec.Struct):
 
 
 _decode_line = msgspec.json.Decoder(_Line).decode
+_decode_stamp = msgspec.json.Decoder(_Stamp).decode
+
+
+def _line_time(text: str) -> float:
+    """A chat line's time the long way: as msgspec reads it (so both ways agree), or as
+    ``parse_time`` does what msgspec refuses."""
+    if text.isascii() and '"' not in text and "\\" not in text:
+        try:
+            return _decode_stamp(f'"{text}"'.encode()).timestamp()
+        except (msgspec.DecodeError, OverflowError, ValueError):
+            pass
+    return parse_time(text)
 _encode_json = msgspec.json.Encoder().encode
 
 
@@ -403,7 +419,7 @@ def parse_message(line: bytes) -> Message:
         _string({"content": content}, "content", MAX_LINE_BYTES)  # a lone surrogate
     stamp = f.timestamp
     return Message(ident, kind, sender, username, content,
-                   parse_time(stamp) if stamp else None, sequence or 0, room or DEFAULT_ROOM,
+                   stamp.timestamp() if stamp else None, sequence or 0, room or DEFAULT_ROOM,
                    f.metadata or None, tuple(caps) if caps else (), fp or "")
 
 
@@ -427,7 +443,7 @@ def _parse_checked(line: bytes) -> Message:
     if metadata is not None and metadata.__class__ is not dict:
         raise WireError("'metadata' is not an object")
     return Message(ident, msg_type, sender, username, content,
-                   parse_time(stamp) if stamp else None, sequence, room, metadata or None,
+                   _line_time(stamp) if stamp else None, sequence, room, metadata or None,
                    _caps(obj) if "caps" in obj else (),
                    _fingerprint(obj) if "fp" in obj else "")
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import os
 import struct
+import time
 import zlib
 from collections import deque
 from typing import Any
@@ -170,6 +171,97 @@ class Jotter:
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
+
+
+class Jotted:
+    """The jotting down and the steps behind the burst, a part of ``store.Store`` (its base
+    class, as ``retention.Retention`` is), apart so each stays small: it works on the Store's
+    queue (``_pending``, ``_high``, ``_settings``, ``_seen``) and its commit (``_write_up``)."""
+
+    jotter: Jotter
+    closed: bool
+    trouble: str | None
+    _flush_scheduled: bool
+    _db: Any
+    _keys: dict[str, str]
+    _pending: dict[str, list[Any]]
+    _high: dict[str, int]
+    _settings: dict[str, str]
+    _seen: dict[str, Any]
+    _seen_sql: str
+
+    def _write_up(self, batch: list[Writes]) -> None:
+        raise NotImplementedError  # the Store's
+
+    def _soon(self) -> None:
+        raise NotImplementedError  # the Store's
+
+    def _open_jot(self, path: str, statements: tuple[str, ...], seen_sql: str) -> None:
+        """The jot file beside ``path`` (none for ``:memory:``); what a killed run jotted
+        made rows now, before anything reads."""
+        self._seen_sql = seen_sql
+        self.jotter = Jotter(None if path == ":memory:" else path + JOT_SUFFIX, statements)
+        left = self.jotter.open()
+        if left:
+            self._write_up(left)
+            self._keys.update(self._db.execute("select sender_id, pk from keys"))
+            log.info("history: {n} writes a killed run had jotted down made rows",
+                     n=sum(len(rows) for writes in left for rows in writes[0].values()))
+        self.jotter.emptied()
+
+    def _jot(self) -> None:
+        """Every queued write kept at once by one append to the jot file (jotting.py), made
+        rows later; the oldest made rows now if too much is behind (BEHIND_MAX_ROWS)."""
+        writes = self._take_queue()
+        if writes is None:
+            return
+        jotter = self.jotter
+        if not jotter.jot(writes):
+            self._write_up([writes])  # no jot file (it failed): saved at once
+            return
+        if jotter.over():
+            while jotter.over() and jotter.behind:
+                self._write_up(jotter.take(WRITE_UP_ROWS))
+            jotter.emptied()
+
+    def _step(self) -> None:
+        """Every FLUSH_DELAY while writes wait: the queue jotted, then the next
+        WRITE_UP_ROWS rows made of what is jotted (one transaction)."""
+        self._flush_scheduled = False
+        if self.closed:
+            return
+        self._jot()
+        if self.jotter.behind:
+            self._write_up(self.jotter.take(WRITE_UP_ROWS))
+        if self.jotter.behind:
+            self._soon()
+        else:
+            self.jotter.emptied()
+
+    def flush(self) -> None:
+        """Commit every queued and jotted write (before history is read, at leaving and
+        close; at most BEHIND_MAX_ROWS rows are behind, so the hold is bounded)."""
+        self._flush_scheduled = False
+        self._jot()
+        while self.jotter.behind:
+            self._write_up(self.jotter.take(WRITE_UP_ROWS))
+        if self.trouble is None:
+            self.jotter.emptied()
+
+    def _take_queue(self) -> Writes | None:
+        """The queued writes (emptied), the seen sequences as text."""
+        if not (self._pending or self._high or self._settings or self._seen):
+            return None
+        pending, self._pending = self._pending, {}
+        high, self._high = self._high, {}
+        settings, self._settings = self._settings, {}
+        seen, self._seen = self._seen, {}
+        now = time.time()
+        for author, source in seen.items():
+            text = source if isinstance(source, str) else source.dump(author)
+            if text is not None:
+                pending.setdefault(self._seen_sql, []).append((author, text, now))
+        return pending, high, settings
 
 
 def merged(batch: list[Writes]) -> Writes:

@@ -23,7 +23,7 @@ from twisted.logger import Logger
 from twisted.internet.defer import Deferred
 
 from p2pchat.index import SearchIndex
-from p2pchat.jotting import JOT_SUFFIX, WRITE_UP_ROWS, Jotter, Writes, merged
+from p2pchat.jotting import Jotted, Writes, merged
 from p2pchat.packing import is_packed, shown, unpack
 from p2pchat.search import Query
 from p2pchat.interfaces import SearchHit, StoredLine  # noqa: F401 (the value type lives there)
@@ -113,7 +113,7 @@ create index if not exists lines_to_hand_on on lines (sender_id, seq) where raw 
 """
 
 
-class Store(Retention):
+class Store(Jotted, Retention):
     def __init__(self, path: str, call_soon: Callable[[Callable[[], None]], Any] | None = None,
                  max_lines: int = HISTORY_MAX_LINES, max_age: float = HISTORY_MAX_AGE,
                  max_bytes: int = HISTORY_MAX_BYTES, fts: bool | None = None) -> None:
@@ -179,16 +179,7 @@ class Store(Retention):
         self._upkeep_error = ""
         #: what calls ``upkeep`` while running (a LoopingCall the service starts): stopped at close
         self.upkeep_loop: Any = None
-        #: the writes jotted down, not yet rows (jotting.py); a killed run's made rows now
-        self.jotter = Jotter(None if path == ":memory:" else path + JOT_SUFFIX,
-                             (_ADD_LINE, _ADD_KEY, _ADD_SENT, _ADD_SEEN))
-        left = self.jotter.open()
-        if left:
-            self._write_up(left)
-            self._keys.update(self._db.execute("select sender_id, pk from keys"))
-            log.info("history: {n} writes a killed run had jotted down made rows",
-                     n=sum(len(rows) for writes in left for rows in writes[0].values()))
-        self.jotter.emptied()
+        self._open_jot(path, (_ADD_LINE, _ADD_KEY, _ADD_SENT, _ADD_SEEN), _ADD_SEEN)
 
     # --- writing --------------------------------------------------------------------------
 
@@ -234,60 +225,6 @@ class Store(Retention):
         elif not self._flush_scheduled:
             self._flush_scheduled = True
             self._call_soon(self._step)
-
-    def _jot(self) -> None:
-        """Every queued write kept at once by one append to the jot file (jotting.py), made
-        rows later; the oldest made rows now if too much is behind (BEHIND_MAX_ROWS)."""
-        writes = self._take_queue()
-        if writes is None:
-            return
-        jotter = self.jotter
-        if not jotter.jot(writes):
-            self._write_up([writes])  # no jot file (it failed): saved at once
-            return
-        if jotter.over():
-            while jotter.over() and jotter.behind:
-                self._write_up(jotter.take(WRITE_UP_ROWS))
-            jotter.emptied()
-
-    def _step(self) -> None:
-        """Every FLUSH_DELAY while writes wait: the queue jotted, then the next
-        WRITE_UP_ROWS rows made of what is jotted (one transaction)."""
-        self._flush_scheduled = False
-        if self.closed:
-            return
-        self._jot()
-        if self.jotter.behind:
-            self._write_up(self.jotter.take(WRITE_UP_ROWS))
-        if self.jotter.behind:
-            self._soon()
-        else:
-            self.jotter.emptied()
-
-    def flush(self) -> None:
-        """Commit every queued and jotted write (before history is read, at leaving and
-        close; at most BEHIND_MAX_ROWS rows are behind, so the hold is bounded)."""
-        self._flush_scheduled = False
-        self._jot()
-        while self.jotter.behind:
-            self._write_up(self.jotter.take(WRITE_UP_ROWS))
-        if self.trouble is None:
-            self.jotter.emptied()
-
-    def _take_queue(self) -> Writes | None:
-        """The queued writes (emptied), the seen sequences as text."""
-        if not (self._pending or self._high or self._settings or self._seen):
-            return None
-        pending, self._pending = self._pending, {}
-        high, self._high = self._high, {}
-        settings, self._settings = self._settings, {}
-        seen, self._seen = self._seen, {}
-        now = time.time()
-        for author, source in seen.items():
-            text = source if isinstance(source, str) else source.dump(author)
-            if text is not None:
-                pending.setdefault(_ADD_SEEN, []).append((author, text, now))
-        return pending, high, settings
 
     def _write_up(self, batch: list[Writes]) -> None:
         """Commit writes in one transaction.  A row that fails (one no file could keep)

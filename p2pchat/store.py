@@ -26,7 +26,7 @@ from p2pchat.index import SearchIndex
 from p2pchat.jotting import Jotted, Writes, merged
 from p2pchat.packing import is_packed, shown, unpack
 from p2pchat.search import Query
-from p2pchat.interfaces import SearchHit, StoredLine  # noqa: F401 (the value type lives there)
+from p2pchat.interfaces import Row, SearchHit, StoredLine  # noqa: F401 (the value type lives there)
 from p2pchat.retention import (  # noqa: F401 (the limits live there; options read them here)
     HISTORY_MAX_AGE,
     HISTORY_MAX_BYTES,
@@ -332,25 +332,30 @@ class Store(Jotted, Retention):
         self.remember_lines([line])
 
     def remember_lines(self, lines: list[StoredLine]) -> None:
-        """Keep lines (a run of them at once: reading.py).  One to hand on is kept once, with
-        its bytes, and with its text as shown (so the /search index takes the text, not three
-        JSON reads of the bytes in SQL); ``pack_step`` leaves only the signature of the
-        bytes, a second or more later."""
-        if not lines:
+        """Keep lines (a run of them at once).  One to hand on is kept once, with its bytes,
+        and with its text as shown (so the /search index takes the text, not three JSON
+        reads of the bytes in SQL); ``pack_step`` leaves only the signature of the bytes, a
+        second or more later."""
+        self.remember_rows([(line.id, line.room, line.sender_id, line.nick, line.text,
+                             line.action, line.own, line.when, line.seq, line.raw, line.pk)
+                            for line in lines])
+
+    def remember_rows(self, rows: list[Row]) -> None:
+        """``remember_lines`` of lines as tuples (reading.py: a read's run), jotted down at
+        once (jotting.py) and made rows behind the burst."""
+        if not rows:
             return
-        keys, queued, written = self._keys, self._pending.setdefault(_ADD_LINE, []), 0
-        add = queued.append
-        for line in lines:
-            raw, seq, pk = line.raw, line.seq, line.pk
+        keys, written = self._keys, 0
+        add = self._pending.setdefault(_ADD_LINE, []).append
+        for (ident, room, sender, nick, text, action, own, when, seq, raw, pk) in rows:
             if raw is not None:
-                if pk and keys.get(line.sender_id) != pk:
-                    keys[line.sender_id] = pk
-                    self._pending.setdefault(_ADD_KEY, []).append((line.sender_id, pk))
+                if pk and keys.get(sender) != pk:
+                    keys[sender] = pk
+                    self._pending.setdefault(_ADD_KEY, []).append((sender, pk))
                 written += len(raw)
-            text = line.text
             written += len(text) + 100
-            add((line.id, line.room, line.sender_id, line.nick, text, int(line.action),
-                 int(line.own), line.when, seq - SEQ_SHIFT if seq else None, raw, pk or None))
+            add((ident, room, sender, nick, text, action, own, when,
+                 seq - SEQ_SHIFT if seq else None, raw, pk or None))
         self._written += written
         self._jot()  # kept now (before they are shown or acked), rows later
         if not self._flush_scheduled:

@@ -28,7 +28,7 @@ import struct
 import time
 import zlib
 from collections import deque
-from typing import Any
+from typing import Any, Callable
 
 import msgspec
 from twisted.logger import Logger
@@ -189,6 +189,8 @@ class Jotted:
     _settings: dict[str, str]
     _seen: dict[str, Any]
     _seen_sql: str
+    _next_turn: Callable[[Callable[[], None]], Any] | None
+    _jot_scheduled: bool
 
     def _write_up(self, batch: list[Writes]) -> None:
         raise NotImplementedError  # the Store's
@@ -196,10 +198,22 @@ class Jotted:
     def _soon(self) -> None:
         raise NotImplementedError  # the Store's
 
+    def _jot_next_turn(self) -> None:
+        """The queue jotted down at the reactor's next turn (once, whatever was queued)."""
+        if not self._jot_scheduled and self._next_turn is not None:
+            self._jot_scheduled = True
+            self._next_turn(self._jot_turn)
+
+    def _jot_turn(self) -> None:
+        self._jot_scheduled = False
+        if not self.closed:
+            self._jot()
+
     def _open_jot(self, path: str, statements: tuple[str, ...], seen_sql: str) -> None:
         """The jot file beside ``path`` (none for ``:memory:``); what a killed run jotted
         made rows now, before anything reads."""
         self._seen_sql = seen_sql
+        self._jot_scheduled = False
         self.jotter = Jotter(None if path == ":memory:" else path + JOT_SUFFIX, statements)
         left = self.jotter.open()
         if left:

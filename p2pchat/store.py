@@ -116,10 +116,13 @@ create index if not exists lines_to_hand_on on lines (sender_id, seq) where raw 
 class Store(Jotted, Retention):
     def __init__(self, path: str, call_soon: Callable[[Callable[[], None]], Any] | None = None,
                  max_lines: int = HISTORY_MAX_LINES, max_age: float = HISTORY_MAX_AGE,
-                 max_bytes: int = HISTORY_MAX_BYTES, fts: bool | None = None) -> None:
+                 max_bytes: int = HISTORY_MAX_BYTES, fts: bool | None = None,
+                 next_turn: Callable[[Callable[[], None]], Any] | None = None) -> None:
         """``fts``: False searches without FTS5 (as where the build lacks it; index.py).
         ``call_soon(f)`` runs f a little later on the reactor
         (``reactor.callLater(FLUSH_DELAY, f)``); without it every write commits at once.
+        ``next_turn(f)``: f at the reactor's next turn (``callLater(0, f)``), where lines
+        kept one by one (``remember``) are jotted down together; without it, each at once.
         ``max_*``: what ``prune`` and ``upkeep`` keep."""
         self.path = path
         self.max_lines = max_lines
@@ -169,6 +172,7 @@ class Store(Jotted, Retention):
         #: authors whose seen sequences changed: their set (read at commit), or its text
         self._seen: dict[str, Any] = {}
         self._flush_scheduled = False
+        self._next_turn = next_turn
         #: told ``why`` once when saving fails, and None once it works again (a notice)
         self.on_trouble: Callable[[str | None], None] | None = None
         self.trouble: str | None = None
@@ -329,20 +333,17 @@ class Store(Jotted, Retention):
                 log.failure("telling of a history problem failed")
 
     def remember(self, line: StoredLine) -> None:
-        self.remember_lines([line])
+        """One line (hearing.py), jotted with the others of this turn (before an ack)."""
+        self.remember_rows([_row(line)], at_once=self._next_turn is None)
+        self._jot_next_turn()
 
     def remember_lines(self, lines: list[StoredLine]) -> None:
-        """Keep lines (a run of them at once).  One to hand on is kept once, with its bytes,
-        and with its text as shown (so the /search index takes the text, not three JSON
-        reads of the bytes in SQL); ``pack_step`` leaves only the signature of the bytes, a
-        second or more later."""
-        self.remember_rows([(line.id, line.room, line.sender_id, line.nick, line.text,
-                             line.action, line.own, line.when, line.seq, line.raw, line.pk)
-                            for line in lines])
+        """Keep lines.  One to hand on is kept once, with its bytes and its text as shown (the
+        /search index takes the text); ``pack_step`` packs the bytes a second or more later."""
+        self.remember_rows([_row(line) for line in lines])
 
-    def remember_rows(self, rows: list[Row]) -> None:
-        """``remember_lines`` of lines as tuples (reading.py: a read's run), jotted down at
-        once (jotting.py) and made rows behind the burst."""
+    def remember_rows(self, rows: list[Row], at_once: bool = True) -> None:
+        """``remember_lines`` of tuples (a read's run), jotted now, made rows behind it."""
         if not rows:
             return
         keys, written = self._keys, 0
@@ -357,7 +358,8 @@ class Store(Jotted, Retention):
             add((ident, room, sender, nick, text, action, own, when,
                  seq - SEQ_SHIFT if seq else None, raw, pk or None))
         self._written += written
-        self._jot()  # kept now (before they are shown or acked), rows later
+        if at_once:
+            self._jot()  # kept now (before they are shown or acked), rows later
         if not self._flush_scheduled:
             self._soon()
 
@@ -531,6 +533,11 @@ class Store(Jotted, Retention):
         self.closed = True
         if self.upkeep_loop is not None and self.upkeep_loop.running:
             self.upkeep_loop.stop()
+
+
+def _row(line: StoredLine) -> Row:
+    return (line.id, line.room, line.sender_id, line.nick, line.text, line.action, line.own,
+            line.when, line.seq, line.raw, line.pk)
 
 
 def _row_bytes(row: tuple) -> int:

@@ -160,3 +160,16 @@ class Jotting(TestCase):
         self.assertEqual([m.id for m in again.load_sent(10, 1e12, 2000.0)],
                          ["m0", "m1", "m2", "m3"])
         self.assertEqual(len(again.recent("general", 10)), 4)
+
+    def test_lines_kept_one_by_one_are_jotted_together_at_the_next_turn(self) -> None:
+        store = Store(self.path, call_soon=lambda f: self.clock.callLater(FLUSH_DELAY, f),
+                      next_turn=lambda f: self.clock.callLater(0, f))
+        self.addCleanup(store.close)
+        for n in range(3):
+            store.remember(line(n))
+        self.assertEqual(os.path.getsize(self.path + JOT_SUFFIX), 0)
+        self.clock.advance(0)  # the next turn: one record for the three, before any ack
+        self.assertEqual(len(store.jotter.behind), 1)
+        self.assertEqual(store.jotter.rows, 3)
+        self.clock.advance(FLUSH_DELAY)
+        self.assertEqual(rows_in(self.path), 3)

@@ -223,15 +223,17 @@ class Jotted:
                      n=sum(len(rows) for writes in left for rows in writes[0].values()))
         self.jotter.emptied()
 
-    def _jot(self) -> None:
+    def _jot(self, retry: bool = False) -> None:
         """Every queued write kept at once by one append to the jot file (jotting.py), made
         rows later; the oldest made rows now if too much is behind (BEHIND_MAX_ROWS)."""
+        if self.trouble is not None and not retry:
+            return  # saving fails (a full disk): the queue waits in memory for the next step
         writes = self._take_queue()
         if writes is None:
             return
         jotter = self.jotter
-        if not jotter.jot(writes):
-            self._write_up([writes])  # no jot file (it failed): saved at once
+        if self.trouble is not None or not jotter.jot(writes):
+            self._write_up([writes])  # a retry, or no jot file (it failed): saved at once
             return
         if jotter.over():
             while jotter.over() and jotter.behind:
@@ -244,7 +246,7 @@ class Jotted:
         self._flush_scheduled = False
         if self.closed:
             return
-        self._jot()
+        self._jot(retry=True)
         if self.jotter.behind:
             self._write_up(self.jotter.take(WRITE_UP_ROWS))
         if self.jotter.behind:
@@ -256,7 +258,7 @@ class Jotted:
         """Commit every queued and jotted write (before history is read, at leaving and
         close; at most BEHIND_MAX_ROWS rows are behind, so the hold is bounded)."""
         self._flush_scheduled = False
-        self._jot()
+        self._jot(retry=True)
         while self.jotter.behind:
             self._write_up(self.jotter.take(WRITE_UP_ROWS))
         if self.trouble is None:

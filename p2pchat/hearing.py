@@ -13,7 +13,7 @@ from twisted.logger import Logger, LogLevel
 
 from p2pchat import events
 from p2pchat.clocks import log_limited
-from p2pchat.interfaces import StoredLine
+from p2pchat.interfaces import Row, StoredLine
 from p2pchat.rooms import private_key, rooms_of
 from p2pchat.flow import TokenBucket
 from p2pchat.store import SAVE_BURST, SAVE_RATE
@@ -42,10 +42,10 @@ class Hearing:
                                        line.text, line.action, line.own, line.when,
                                        seq if relay else 0, raw, pk))
 
-    def may_save(self, link: PeerSession, rows: list[StoredLine]) -> list[StoredLine]:
+    def may_save(self, link: PeerSession, rows: list[Row]) -> list[Row]:
         """The rows of a run from ``link`` (reading.py) that are saved: all of them by one
         take of the budget when it holds the lot, else each as ``remember`` takes one."""
-        sizes = [len(row.text) + len(row.raw or b"") for row in rows]
+        sizes = [len(row[4]) + len(row[9] or b"") for row in rows]
         rate = link.save_rate
         now = self.node.clock.seconds()
         if rate is not None and rate.bucket.take(now, sum(sizes)):

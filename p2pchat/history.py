@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Callable, Protocol, Sequence
 
 from twisted.internet.defer import Deferred, succeed
 
-from p2pchat.interfaces import SearchHit, StoredLine
+from p2pchat.interfaces import Row, SearchHit, StoredLine
 from p2pchat.search import Query, search_lines
 
 if TYPE_CHECKING:
@@ -37,6 +37,8 @@ class History(Protocol):
     def remember(self, line: StoredLine) -> None: ...
 
     def remember_lines(self, lines: list[StoredLine]) -> None: ...
+
+    def remember_rows(self, rows: list[Row]) -> None: ...
 
     def recent(self, room: str, count: int, skip: Sequence[str] = ()) -> list[StoredLine]: ...
 
@@ -104,6 +106,10 @@ class MemoryHistory:
     def remember_lines(self, lines: list[StoredLine]) -> None:
         for line in lines:
             self.remember(line)
+
+    def remember_rows(self, rows: list[Row]) -> None:
+        for row in rows:
+            self.remember(StoredLine(*row))
 
     def recent(self, room: str, count: int, skip: Sequence[str] = ()) -> list[StoredLine]:
         """The last ``count`` lines of a conversation, oldest first; none by the authors in

@@ -18,7 +18,7 @@ import binascii
 import json
 from typing import Any
 
-from p2pchat.wire import CHAT, format_time
+from p2pchat.wire import CHAT, WireError, format_time, parse_message, printable
 
 #: The first byte of a packed ``raw`` (a line as it came starts with ``{``).
 PACKED = b"\x01"
@@ -100,3 +100,25 @@ def unpack(message_id: str, room: str, sender_id: str, nick: str, text: str, whe
         "metadata": meta,
     }
     return json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+def shown(text: str, raw: bytes | None) -> str:
+    """The text shown for a row: its ``text``; of a packed line (packing.py) the text
+    said, made printable; of a line kept as its bytes only, read from them."""
+    if raw is None:
+        return text
+    if is_packed(raw):
+        return printable(text)
+    return text or _text_of(raw)
+
+
+def _text_of(raw: bytes | None) -> str:
+    """The text shown for a line kept as its bytes only (a line to hand on)."""
+    if raw is None:
+        return ""
+    try:
+        msg = parse_message(bytes(raw).rstrip(b"\n"))
+    except WireError:
+        return ""
+    action = (msg.metadata or {}).get("action")
+    return printable(action if isinstance(action, str) and action else msg.content)

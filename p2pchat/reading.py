@@ -22,7 +22,7 @@ from twisted.logger import Logger, LogLevel
 
 from p2pchat import events
 from p2pchat.clocks import log_limited
-from p2pchat.interfaces import StoredLine
+from p2pchat.interfaces import Row
 from p2pchat.wire import Message, printable
 
 if TYPE_CHECKING:
@@ -62,7 +62,7 @@ class Reading:
         replaying, linked_at = link.catchup, link.linked_at
         sequenced = changed = False
         lines: list[events.ChatLine] = []
-        rows: list[StoredLine] = []
+        rows: list[Row] = []
         relayed: list[tuple[bytes, Message]] = []
         stranger: Message | None = None
         for msg, raw in run:
@@ -111,10 +111,9 @@ class Reading:
                                        replayed=bool(replaying and stamp is not None
                                                      and 0 < stamp < linked_at))
                 lines.append(line)
-                rows.append(StoredLine(message_id, room_id, author, nick, text,
-                                       action is not None, False, when,
-                                       seq if relay else 0, raw if relay else None,
-                                       pk if relay else ""))
+                rows.append((message_id, room_id, author, nick, text, action is not None,
+                             False, when, seq if relay else 0, raw if relay else None,
+                             pk if relay else ""))
             if spread:
                 relayed.append((raw, msg))
         if changed:
@@ -127,7 +126,7 @@ class Reading:
             node.catchup.schedule_ack(link)
             node.store.set_high_water(author, room.high_water[author])
         if rows:
-            node.store.remember_lines(node.hearing.may_save(link, rows))
+            node.store.remember_rows(node.hearing.may_save(link, rows))
         if lines:
             emit_each(node, lines)
         if relayed and node.forwarder.may_spread(author, link):

@@ -307,6 +307,7 @@ def open_store(data_dir: str, reactor: Any, sent_age: float, max_lines: int = HI
     path = os.path.join(data_dir, STORE_NAME)
     try:
         store = Store(path, call_soon=lambda f: reactor.callLater(FLUSH_DELAY, f),
+                      next_turn=lambda f: reactor.callLater(0, f),
                       max_lines=max_lines, max_age=max_days * 86400,
                       max_bytes=int(max_mb * 2**20))
         store.prune(reactor.seconds(), sent_age=sent_age)

@@ -1,10 +1,12 @@
 """History on disk: every chat line shown, our own lines to resend, how far we have each
 sender, and the rooms we are in, in one SQLite file in the data dir.
 
-Writes are queued and committed together (one transaction) within FLUSH_DELAY, so a burst of
-lines costs one commit, and the reactor is never held for long.  Queued writes of one kind go
-in one ``executemany``; how far we have each sender is written once per commit, whatever the
-number of its lines in it.  The file is in WAL mode
+Writes are queued; a read's lines (and our own said at once) are jotted down at once, by one
+append to a file beside this one (jotting.py), and every FLUSH_DELAY the queue and what is
+jotted are committed together (one transaction, WRITE_UP_ROWS rows at most), so a burst of
+lines costs one commit, behind it, and the reactor is never held for long.  Queued writes of
+one kind go in one ``executemany``; how far we have each sender is written once per commit,
+whatever the number of its lines in it.  The file is in WAL mode
 with ``synchronous=NORMAL``: a committed line survives the process being killed at any moment,
 and the file is never left corrupt (a power cut may lose the last commits, not the file).
 """
@@ -21,9 +23,10 @@ from twisted.logger import Logger
 from twisted.internet.defer import Deferred
 
 from p2pchat.index import SearchIndex
-from p2pchat.packing import is_packed, unpack
+from p2pchat.jotting import Jotted, Writes, merged
+from p2pchat.packing import is_packed, shown, unpack
 from p2pchat.search import Query
-from p2pchat.interfaces import SearchHit, StoredLine  # noqa: F401 (the value type lives there)
+from p2pchat.interfaces import Row, SearchHit, StoredLine  # noqa: F401 (the value type lives there)
 from p2pchat.retention import (  # noqa: F401 (the limits live there; options read them here)
     HISTORY_MAX_AGE,
     HISTORY_MAX_BYTES,
@@ -35,7 +38,7 @@ from p2pchat.retention import (  # noqa: F401 (the limits live there; options re
     UPKEEP_INTERVAL,
     Retention,
 )
-from p2pchat.wire import Message, WireError, encode_message, parse_message, printable
+from p2pchat.wire import Message, WireError, encode_message, parse_message
 
 log = Logger()
 
@@ -45,6 +48,9 @@ FLUSH_DELAY = 0.05
 #: how a line is added (one executemany per commit; its changes are counted: ``line_count``;
 #: the search index takes them after it)
 _ADD_LINE = "insert or ignore into lines values (?,?,?,?,?,?,?,?,?,?,?)"
+_ADD_KEY = "insert or replace into keys values (?, ?)"
+_ADD_SENT = "insert or replace into sent values (?, ?, ?)"
+_ADD_SEEN = "insert or replace into seen values (?, ?, ?)"
 #: The write-ahead log is truncated back to this size after a checkpoint.
 WAL_LIMIT_BYTES = 8 * 1024 * 1024
 #: Bytes of lines one link may have us save per second, after a burst of SAVE_BURST: past
@@ -107,13 +113,16 @@ create index if not exists lines_to_hand_on on lines (sender_id, seq) where raw 
 """
 
 
-class Store(Retention):
+class Store(Jotted, Retention):
     def __init__(self, path: str, call_soon: Callable[[Callable[[], None]], Any] | None = None,
                  max_lines: int = HISTORY_MAX_LINES, max_age: float = HISTORY_MAX_AGE,
-                 max_bytes: int = HISTORY_MAX_BYTES, fts: bool | None = None) -> None:
+                 max_bytes: int = HISTORY_MAX_BYTES, fts: bool | None = None,
+                 next_turn: Callable[[Callable[[], None]], Any] | None = None) -> None:
         """``fts``: False searches without FTS5 (as where the build lacks it; index.py).
         ``call_soon(f)`` runs f a little later on the reactor
         (``reactor.callLater(FLUSH_DELAY, f)``); without it every write commits at once.
+        ``next_turn(f)``: f at the reactor's next turn (``callLater(0, f)``), where lines
+        kept one by one (``remember``) are jotted down together; without it, each at once.
         ``max_*``: what ``prune`` and ``upkeep`` keep."""
         self.path = path
         self.max_lines = max_lines
@@ -163,6 +172,7 @@ class Store(Retention):
         #: authors whose seen sequences changed: their set (read at commit), or its text
         self._seen: dict[str, Any] = {}
         self._flush_scheduled = False
+        self._next_turn = next_turn
         #: told ``why`` once when saving fails, and None once it works again (a notice)
         self.on_trouble: Callable[[str | None], None] | None = None
         self.trouble: str | None = None
@@ -173,6 +183,7 @@ class Store(Retention):
         self._upkeep_error = ""
         #: what calls ``upkeep`` while running (a LoopingCall the service starts): stopped at close
         self.upkeep_loop: Any = None
+        self._open_jot(path, (_ADD_LINE, _ADD_KEY, _ADD_SENT, _ADD_SEEN), _ADD_SEEN)
 
     # --- writing --------------------------------------------------------------------------
 
@@ -217,25 +228,13 @@ class Store(Retention):
             self.flush()
         elif not self._flush_scheduled:
             self._flush_scheduled = True
-            self._call_soon(self.flush)
+            self._call_soon(self._step)
 
-    def flush(self) -> None:
-        """Commit every queued write in one transaction.  A row that fails (one no file
-        could keep) fails alone: the batch is retried row by row.  A commit that fails (a full
-        disk) is told once through ``on_trouble``, and its end too."""
-        self._flush_scheduled = False
-        if not (self._pending or self._high or self._settings or self._seen):
-            return
-        pending, self._pending = self._pending, {}
-        high, self._high = self._high, {}
-        settings, self._settings = self._settings, {}
-        seen, self._seen = self._seen, {}
-        now = time.time()
-        for author, source in seen.items():
-            text = source if isinstance(source, str) else source.dump(author)
-            if text is not None:
-                pending.setdefault("insert or replace into seen values (?, ?, ?)", []).append(
-                    (author, text, now))
+    def _write_up(self, batch: list[Writes]) -> None:
+        """Commit writes in one transaction.  A row that fails (one no file could keep)
+        fails alone: the batch is retried row by row.  A commit that fails (a full disk) is
+        told once through ``on_trouble``, and its end too."""
+        pending, high, settings = merged(batch)
         started = time.perf_counter()
         try:
             try:
@@ -334,28 +333,35 @@ class Store(Retention):
                 log.failure("telling of a history problem failed")
 
     def remember(self, line: StoredLine) -> None:
-        self.remember_lines([line])
+        """One line (hearing.py), jotted with the others of this turn (before an ack)."""
+        self.remember_rows([_row(line)], at_once=self._next_turn is None)
+        self._jot_next_turn()
 
     def remember_lines(self, lines: list[StoredLine]) -> None:
-        """Keep lines (a run of them at once: reading.py).  One to hand on is kept once, with
-        its bytes, and with its text as shown (so the /search index takes the text, not three
-        JSON reads of the bytes in SQL); ``pack_step`` leaves only the signature of the
-        bytes, a second or more later."""
-        if not lines:
+        """Keep lines.  One to hand on is kept once, with its bytes and its text as shown (the
+        /search index takes the text); ``pack_step`` packs the bytes a second or more later."""
+        self.remember_rows([_row(line) for line in lines])
+
+    def remember_rows(self, rows: list[Row], at_once: bool = True) -> None:
+        """``remember_lines`` of tuples (a read's run), jotted now, made rows behind it."""
+        if not rows:
             return
-        keys, queued, written = self._keys, self._pending.setdefault(_ADD_LINE, []), 0
-        for line in lines:
-            raw, pk = line.raw, line.pk
-            if raw is not None and pk and keys.get(line.sender_id) != pk:
-                keys[line.sender_id] = pk
-                self._pending.setdefault("insert or replace into keys values (?, ?)",
-                                         []).append((line.sender_id, pk))
-            written += len(line.text) + (len(raw) if raw is not None else 0) + 100
-            queued.append((line.id, line.room, line.sender_id, line.nick, line.text,
-                           int(line.action), int(line.own), line.when,
-                           to_db(line.seq) if line.seq else None, raw, pk or None))
+        keys, written = self._keys, 0
+        add = self._pending.setdefault(_ADD_LINE, []).append
+        for (ident, room, sender, nick, text, action, own, when, seq, raw, pk) in rows:
+            if raw is not None:
+                if pk and keys.get(sender) != pk:
+                    keys[sender] = pk
+                    self._pending.setdefault(_ADD_KEY, []).append((sender, pk))
+                written += len(raw)
+            written += len(text) + 100
+            add((ident, room, sender, nick, text, action, own, when,
+                 seq - SEQ_SHIFT if seq else None, raw, pk or None))
         self._written += written
-        self._soon()
+        if at_once:
+            self._jot()  # kept now (before they are shown or acked), rows later
+        if not self._flush_scheduled:
+            self._soon()
 
     def set_high_water(self, sender_id: str, seq: int) -> None:
         """We have ``sender_id``'s lines up to ``seq`` (never lowered on disk)."""
@@ -379,7 +385,7 @@ class Store(Retention):
         return row[0] if row else None
 
     def save_sent(self, msg: Message, data: bytes | None = None) -> None:
-        self._pending.setdefault("insert or replace into sent values (?, ?, ?)", []).append(
+        self._pending.setdefault(_ADD_SENT, []).append(
             (msg.sequence, msg.timestamp or 0.0, data or encode_message(msg)))
         self._soon()
         self._settings["last_sequence"] = str(msg.sequence)
@@ -390,7 +396,7 @@ class Store(Retention):
         call."""
         if not said:
             return
-        sent = self._pending.setdefault("insert or replace into sent values (?, ?, ?)", [])
+        sent = self._pending.setdefault(_ADD_SENT, [])
         for msg, data in said:
             sent.append((msg.sequence, msg.timestamp or 0.0, data))
         lines = self._pending.setdefault(_ADD_LINE, [])
@@ -402,6 +408,7 @@ class Store(Retention):
                           msg.timestamp or 0.0, None, None, None))
         self._written += written
         self._settings["last_sequence"] = str(said[-1][0].sequence)
+        self._jot()
         self._soon()
 
     def last_sequence(self) -> int:
@@ -520,6 +527,7 @@ class Store(Retention):
 
     def close(self) -> None:
         self.flush()
+        self.jotter.close()
         self.index.close()
         self._db.close()
         self.closed = True
@@ -527,27 +535,10 @@ class Store(Retention):
             self.upkeep_loop.stop()
 
 
+def _row(line: StoredLine) -> Row:
+    return (line.id, line.room, line.sender_id, line.nick, line.text, line.action, line.own,
+            line.when, line.seq, line.raw, line.pk)
+
+
 def _row_bytes(row: tuple) -> int:
     return 16 + sum(len(x) for x in row if isinstance(x, (str, bytes)))
-
-
-def shown(text: str, raw: bytes | None) -> str:
-    """The text shown for a row: its ``text``; of a packed line (packing.py) the text
-    said, made printable; of a line kept as its bytes only, read from them."""
-    if raw is None:
-        return text
-    if is_packed(raw):
-        return printable(text)
-    return text or _text_of(raw)
-
-
-def _text_of(raw: bytes | None) -> str:
-    """The text shown for a line kept as its bytes only (a line to hand on)."""
-    if raw is None:
-        return ""
-    try:
-        msg = parse_message(bytes(raw).rstrip(b"\n"))
-    except WireError:
-        return ""
-    action = (msg.metadata or {}).get("action")
-    return printable(action if isinstance(action, str) and action else msg.content)

@@ -4,6 +4,7 @@ data dir is shown its history, then what was said while it was away, exactly onc
 
 from __future__ import annotations
 
+import signal
 import time
 
 import pytest
@@ -85,3 +86,32 @@ def test_rooms_privates_and_missed_lines_after_a_restart(trio) -> None:
     third.wait_for(lambda lines: True)
     assert third.count("[history] <alice> said while bob was away") == 1
     assert sum("said while bob was away" in line for line in third.lines) == 1
+
+
+def test_a_peer_killed_right_after_a_burst_keeps_every_line_it_showed(tmp_path) -> None:
+    """bob is SIGKILLed the moment he has shown (and so jotted down, and then acked) the last
+    line of a burst; alice is killed too, so no catch-up can make up for what he lost: after
+    a restart, his history holds every line, once (jotting.py)."""
+    group = fresh_multicast()
+    alice = PeerProcess("alice", group, str(tmp_path / "alice"))
+    bob = PeerProcess("bob", group, str(tmp_path / "bob"))
+    peers = [alice, bob]
+    try:
+        linked(alice, 1)
+        linked(bob, 1)
+        count = 40
+        alice.proc.stdin.write(b"".join(f"burst line {n}\n".encode() for n in range(count)))
+        alice.proc.stdin.flush()
+        bob.wait_line(f"<alice> burst line {count - 1}", timeout=20)
+        bob.proc.send_signal(signal.SIGKILL)
+        alice.stop()
+        bob.proc.wait(10)
+        again = PeerProcess("bob", group, str(tmp_path / "bob"))
+        peers.append(again)
+        again.wait_line("end of history")
+        history = [line for line in again.lines if "[history] <alice> burst line" in line]
+        assert [line.split("burst line ")[1] for line in history] == [
+            str(n) for n in range(count)], again.lines
+    finally:
+        for peer in peers:
+            peer.stop()

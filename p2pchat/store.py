@@ -21,7 +21,8 @@ from twisted.logger import Logger
 from twisted.internet.defer import Deferred
 
 from p2pchat.index import SearchIndex
-from p2pchat.packing import is_packed, unpack
+from p2pchat.packing import is_packed
+from p2pchat.runpaths import hand_on
 from p2pchat.search import Query
 from p2pchat.interfaces import SearchHit, StoredLine  # noqa: F401 (the value type lives there)
 from p2pchat.retention import (  # noqa: F401 (the limits live there; options read them here)
@@ -425,18 +426,24 @@ class Store(Retention):
             return []
         self.flush()
         marks = ",".join("?" * len(rooms))
-        rows = self._db.execute(
-            f"select seq, raw, pk, id, room, nick, text, ts from lines where sender_id = ? "
-            f"and seq > ? and ts >= ? and raw is not null and pk is not null "
-            f"and room in ({marks}) order by seq limit ?",
-            (sender_id, to_db(after), max(since, self.hand_on_after), *rooms, limit)).fetchall()
-        out = []
-        for seq, raw, pk, message_id, room, nick, text, when in rows:
-            raw = bytes(raw)
-            if is_packed(raw):
-                raw = unpack(message_id, room, sender_id, nick, text, when, from_db(seq), raw)
-            out.append((from_db(seq), raw, pk or key))
-        return out
+        columns = "select seq, raw, pk, id, room, nick, text, ts from lines where sender_id = ? "
+
+        def fetch(after: int) -> list[list[Any]]:
+            return self._as_rows(self._db.execute(
+                f"{columns}and seq > ? and ts >= ? and raw is not null and pk is not null "
+                f"and room in ({marks}) order by seq limit ?",
+                (sender_id, to_db(after), max(since, self.hand_on_after), *rooms, limit)))
+
+        def run_rows(first: int, last: int) -> list[list[Any]]:  # a run's rows (runpaths.py)
+            return self._as_rows(self._db.execute(
+                f"{columns}and seq between ? and ? and raw is not null order by seq",
+                (sender_id, to_db(max(first, 0)), to_db(min(last, SEQ_SHIFT * 2 - 1)))))
+
+        return hand_on(sender_id, key, fetch, limit, after, run_rows)
+
+    @staticmethod
+    def _as_rows(cursor: sqlite3.Cursor) -> list[list[Any]]:
+        return [[from_db(r[0]), bytes(r[1]), *r[2:]] for r in cursor]
 
     def set_rooms(self, rooms: list[str]) -> None:
         self._settings["rooms"] = json.dumps(rooms)

@@ -66,8 +66,9 @@ def _hand_on_rows(author: str, key: str, rows: list[Row],
     if not runs:
         return [(seq, _plain(author, seq, raw, rest), pk or key)
                 for seq, raw, pk, *rest in rows]
-    paths = {id(row): path for run, mine in runs.items()
-             for row, path in _paths(author, key, run, mine, rows, run_rows).items()}
+    paths: dict[int, bytes] = {}
+    for run, mine in runs.items():
+        paths.update(_paths(author, key, run, mine, rows, run_rows))
     out = []
     for row in rows:
         seq, raw, pk, message_id, room, nick, text, when = row

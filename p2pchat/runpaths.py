@@ -19,18 +19,21 @@ from __future__ import annotations
 import base64
 import json
 from collections import OrderedDict
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 from twisted.logger import Logger
 
 from p2pchat.packing import is_packed, run_place, unpack, unpacked
 from p2pchat.relay import _author_key, _raw_payload
+from p2pchat.retention import SEQ_SHIFT
 from p2pchat.runsig import _run_signed, _tree, is_run_raw, leaf, run_message
 
 log = Logger()
 
 #: A row as the store reads it: sequence (as on the wire), raw, pk, id, room, nick, text, ts.
 Row = list[Any]
+#: What the store's queries give (a cursor of its rows, sequences as stored).
+Rows = Iterable[Sequence[Any]]
 #: Runs told as unprovable, remembered so that each is told once (at most this many).
 TOLD_KEPT = 1024
 #: A call that finds only unprovable lines looks this many steps of ``limit`` further (so
@@ -40,19 +43,28 @@ SKIP_STEPS = 4
 _told: OrderedDict[bytes, None] = OrderedDict()
 
 
-def hand_on(author: str, key: str, fetch: Callable[[int], list[Row]], limit: int,
-            after: int, run_rows: Callable[[int, int], list[Row]]) -> list[tuple[int, bytes, str]]:
+def hand_on(author: str, key: str, limit: int, after: int, fetch: Callable[[int], Rows],
+            fetch_run: Callable[[int, int], Rows]) -> list[tuple[int, bytes, str]]:
     """(sequence, raw line, author key) of the lines to hand on: ``fetch(after)`` gives up
-    to ``limit`` rows after ``after`` (oldest first), ``run_rows(first, last)`` the author's
-    rows of sequences ``first`` to ``last``.  A step whose lines are all unprovable is
-    followed by the next, SKIP_STEPS at most."""
+    to ``limit`` rows after ``after`` (oldest first), ``fetch_run(first, last)`` the author's
+    rows of sequences ``first`` to ``last`` (the store's rows: sequences as stored,
+    SEQ_SHIFT).  A step whose lines are all unprovable is followed by the next, SKIP_STEPS
+    at most."""
+
+    def run_rows(first: int, last: int) -> list[Row]:
+        return _rows(fetch_run(max(first, 0), min(last, SEQ_SHIFT * 2 - 1)))
+
     for _ in range(SKIP_STEPS + 1):
-        rows = fetch(after)
+        rows = _rows(fetch(after))
         out = _hand_on_rows(author, key, rows, run_rows)
         if out or len(rows) < limit:
             return out
         after = rows[-1][0]
     return []
+
+
+def _rows(cursor: Rows) -> list[Row]:
+    return [[r[0] + SEQ_SHIFT, bytes(r[1]), *r[2:]] for r in cursor]
 
 
 def _hand_on_rows(author: str, key: str, rows: list[Row],

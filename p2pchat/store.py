@@ -425,25 +425,14 @@ class Store(Retention):
         if key is None or after >= SEQ_SHIFT * 2 - 1:
             return []
         self.flush()
-        marks = ",".join("?" * len(rooms))
-        columns = "select seq, raw, pk, id, room, nick, text, ts from lines where sender_id = ? "
-
-        def fetch(after: int) -> list[list[Any]]:
-            return self._as_rows(self._db.execute(
-                f"{columns}and seq > ? and ts >= ? and raw is not null and pk is not null "
-                f"and room in ({marks}) order by seq limit ?",
-                (sender_id, to_db(after), max(since, self.hand_on_after), *rooms, limit)))
-
-        def run_rows(first: int, last: int) -> list[list[Any]]:  # a run's rows (runpaths.py)
-            return self._as_rows(self._db.execute(
-                f"{columns}and seq between ? and ? and raw is not null order by seq",
-                (sender_id, to_db(max(first, 0)), to_db(min(last, SEQ_SHIFT * 2 - 1)))))
-
-        return hand_on(sender_id, key, fetch, limit, after, run_rows)
-
-    @staticmethod
-    def _as_rows(cursor: sqlite3.Cursor) -> list[list[Any]]:
-        return [[from_db(r[0]), bytes(r[1]), *r[2:]] for r in cursor]
+        marks, db = ",".join("?" * len(rooms)), self._db
+        sql = "select seq, raw, pk, id, room, nick, text, ts from lines where sender_id = ? and "
+        return hand_on(sender_id, key, limit, after, lambda after: db.execute(
+            f"{sql}seq > ? and ts >= ? and raw is not null and pk is not null and room in "
+            f"({marks}) order by seq limit ?", (sender_id, to_db(after),
+                                                 max(since, self.hand_on_after), *rooms, limit)),
+            lambda first, last: db.execute(f"{sql}seq between ? and ? and raw is not null "
+                                           "order by seq", (sender_id, to_db(first), to_db(last))))
 
     def set_rooms(self, rooms: list[str]) -> None:
         self._settings["rooms"] = json.dumps(rooms)

@@ -23,7 +23,7 @@ from typing import Any, Callable, Iterable, Sequence
 
 from twisted.logger import Logger
 
-from p2pchat.packing import is_packed, run_place, unpack, unpacked
+from p2pchat.packing import encode, is_packed, run_place, unpack, unpacked
 from p2pchat.relay import _author_key, _raw_payload
 from p2pchat.retention import SEQ_SHIFT
 from p2pchat.runsig import _run_signed, _tree, is_run_raw, leaf, run_message
@@ -79,16 +79,23 @@ def _hand_on_rows(author: str, key: str, rows: list[Row],
         return [(seq, _plain(author, seq, raw, rest), pk or key)
                 for seq, raw, pk, *rest in rows]
     paths: dict[int, bytes] = {}
+    objs: dict[int, dict[str, Any]] = {}  # the rows' lines, made once for leaf and bytes
     for run, mine in runs.items():
-        paths.update(_paths(author, key, run, mine, rows, run_rows))
+        paths.update(_paths(author, key, run, mine, rows, run_rows, objs))
     out = []
+    b64 = base64.b64encode
     for row in rows:
         seq, raw, pk, message_id, room, nick, text, when = row
         if raw[:1] == b"\x02":
             path = paths.get(id(row))
             if path is None:
                 continue
-            raw = unpack(message_id, room, author, nick, text, when, seq, raw, path)
+            obj = objs.get(id(row))
+            if obj is None:
+                raw = unpack(message_id, room, author, nick, text, when, seq, raw, path)
+            else:
+                obj["metadata"]["path"] = b64(path).decode("ascii")
+                raw = encode(obj)
         else:
             raw = _plain(author, seq, raw, row[3:])
         out.append((seq, raw, pk or key))
@@ -103,12 +110,14 @@ def _plain(author: str, seq: int, raw: bytes, rest: Sequence[Any]) -> bytes:
 
 
 def _paths(author: str, key: str, run: tuple[bytes, int], mine: dict[int, Row],
-           rows: list[Row], run_rows: Callable[[int, int], list[Row]]) -> dict[int, bytes]:
+           rows: list[Row], run_rows: Callable[[int, int], list[Row]],
+           objs: dict[int, dict[str, Any]]) -> dict[int, bytes]:
     """Each of ``mine`` (the rows of ``run`` in this step, by index) to its path, by the
-    row's id(); {} when the run can't be proven (told once)."""
+    row's id(); {} when the run can't be proven (told once).  The lines made of ``rows``
+    go in ``objs``."""
     signature, count = run
     leaves: dict[int, bytes] = {}
-    _leaves(author, run, rows, leaves)
+    _leaves(author, run, rows, leaves, objs)
     if len(leaves) < count:
         first = min(row[0] - index for index, row in mine.items())
         _leaves(author, run, run_rows(first, first + count - 1), leaves)
@@ -135,13 +144,14 @@ def _paths(author: str, key: str, run: tuple[bytes, int], mine: dict[int, Row],
     return {}
 
 
-def _leaves(author: str, run: tuple[bytes, int], rows: list[Row],
-            leaves: dict[int, bytes]) -> None:
-    """The leaves of ``run`` among ``rows`` (packed or as they came), into ``leaves``."""
+def _leaves(author: str, run: tuple[bytes, int], rows: list[Row], leaves: dict[int, bytes],
+            objs: dict[int, dict[str, Any]] | None = None) -> None:
+    """The leaves of ``run`` among ``rows`` (packed or as they came), into ``leaves``; the
+    packed ones' lines into ``objs`` (by the row's id()) if given."""
     signature, count = run
     sig_text: str | None = None
-    for seq, raw, _pk, message_id, room, nick, text, when in rows:
-        raw = bytes(raw)
+    for row in rows:
+        seq, raw, _pk, message_id, room, nick, text, when = row
         if raw[:1] == b"\x02":
             place = run_place(raw)
             if place is None or place[0] != signature or place[2] != count:
@@ -150,6 +160,8 @@ def _leaves(author: str, run: tuple[bytes, int], rows: list[Row],
             if index in leaves:
                 continue
             obj = unpacked(message_id, room, author, nick, text, when, seq, raw)
+            if objs is not None:
+                objs[id(row)] = obj
         elif is_run_raw(raw):
             try:
                 obj = json.loads(raw)

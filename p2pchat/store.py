@@ -24,7 +24,8 @@ from twisted.internet.defer import Deferred
 
 from p2pchat.index import SearchIndex
 from p2pchat.jotting import Jotted, Writes, merged
-from p2pchat.packing import is_packed, shown, unpack
+from p2pchat.packing import shown
+from p2pchat.runpaths import hand_on
 from p2pchat.search import Query
 from p2pchat.interfaces import Row, SearchHit, StoredLine  # noqa: F401 (the value type lives there)
 from p2pchat.retention import (  # noqa: F401 (the limits live there; options read them here)
@@ -431,19 +432,14 @@ class Store(Jotted, Retention):
         if key is None or after >= SEQ_SHIFT * 2 - 1:
             return []
         self.flush()
-        marks = ",".join("?" * len(rooms))
-        rows = self._db.execute(
-            f"select seq, raw, pk, id, room, nick, text, ts from lines where sender_id = ? "
-            f"and seq > ? and ts >= ? and raw is not null and pk is not null "
-            f"and room in ({marks}) order by seq limit ?",
-            (sender_id, to_db(after), max(since, self.hand_on_after), *rooms, limit)).fetchall()
-        out = []
-        for seq, raw, pk, message_id, room, nick, text, when in rows:
-            raw = bytes(raw)
-            if is_packed(raw):
-                raw = unpack(message_id, room, sender_id, nick, text, when, from_db(seq), raw)
-            out.append((from_db(seq), raw, pk or key))
-        return out
+        marks, db = ",".join("?" * len(rooms)), self._db
+        sql = "select seq, raw, pk, id, room, nick, text, ts from lines where sender_id = ? and "
+        return hand_on(sender_id, key, limit, after, lambda after: db.execute(
+            f"{sql}seq > ? and ts >= ? and raw is not null and pk is not null and room in "
+            f"({marks}) order by seq limit ?", (sender_id, to_db(after),
+                                                 max(since, self.hand_on_after), *rooms, limit)),
+            lambda first, last: db.execute(f"{sql}seq between ? and ? and raw is not null "
+                                           "order by seq", (sender_id, to_db(first), to_db(last))))
 
     def set_rooms(self, rooms: list[str]) -> None:
         self._settings["rooms"] = json.dumps(rooms)

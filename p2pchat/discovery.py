@@ -26,7 +26,8 @@ from twisted.python.failure import Failure
 
 from p2pchat import ratelog
 from p2pchat.node import Node
-from p2pchat.wire import ANNOUNCE, LEAVE, WireError, encode_beacon, parse_beacon
+from p2pchat.beaconread import read_beacon
+from p2pchat.wire import ANNOUNCE, LEAVE, WireError, encode_beacon
 
 log = Logger()
 
@@ -179,7 +180,7 @@ class BeaconProtocol(DatagramProtocol):
     def datagramReceived(self, data: bytes, addr: tuple[str, int]) -> None:
         host = addr[0]
         try:
-            beacon = parse_beacon(data)
+            beacon = read_beacon(data)
         except WireError as e:
             ratelog.limiter(self.clock).emit(log, "bad datagram", LogLevel.info,
                                              "datagram from {host} ignored: {why}", host=host,

@@ -92,6 +92,7 @@ class DiscoveryWiringTests(unittest.TestCase):
         proto = BeaconProtocol(node, "239.255.1.2", 4567, None, clock)
         port = FakePort()
         proto.transport = port  # type: ignore[assignment]
+        proto.announce = lambda: None  # type: ignore[method-assign]
         proto._joined(None)
         self.addCleanup(proto.stopProtocol)
         assert proto.batch is not None

@@ -2,7 +2,8 @@
 (epoll, Twisted's reactor turn, a cold cache on a busy machine; about 0.35 ms of CPU each on
 the 2-core bench machine, where the parse itself is 3 us), and in a room of 100 an idle peer
 hears about 20 a second, most of what it spends.  Past a full mesh (more than
-``neighbours.FULL_MESH_UP_TO`` peers known) the multicast socket is not watched: what waits on
+``neighbours.FULL_MESH_UP_TO`` peers known, their number unchanged for SETTLED_AFTER) the
+multicast socket is not watched: what waits on
 it is read once every DRAIN_EVERY seconds, in one turn.  So a beacon is believed up to
 DRAIN_EVERY late (nothing here is that tight: a peer is overdue after 2 missed beacons, 10 s,
 and forgotten after 30 s); what we send is not touched (Part 1: our announce every 5 s).
@@ -24,6 +25,9 @@ from p2pchat.neighbours import FULL_MESH_UP_TO
 DRAIN_EVERY = 1.0
 #: A second with this many datagrams heard goes back to one read per datagram.
 DRAIN_BURST = 64
+#: Read together only once the number of peers known has not changed for this long: while a
+#: room forms (peers joining, answers, dials) each beacon is read as it comes, as before.
+SETTLED_AFTER = 10.0
 
 
 class BeaconBatch:
@@ -35,6 +39,9 @@ class BeaconBatch:
         self.room_size = room_size
         self.batched = False
         self.heard = 0  # datagrams since the last tick
+        self.clock = clock
+        self._size = -1  # the room's size at the last tick, and since when
+        self._since = 0.0
         self._loop = LoopingCall(self._tick)
         self._loop.clock = clock
 
@@ -49,7 +56,11 @@ class BeaconBatch:
         if self.batched:
             self.port.doRead()  # reads what waits, to EAGAIN (or maxThroughput)
         heard, self.heard = self.heard, 0
-        batched = self.room_size() > FULL_MESH_UP_TO and heard < DRAIN_BURST
+        size, now = self.room_size(), self.clock.seconds()
+        if size != self._size:
+            self._size, self._since = size, now
+        batched = (size > FULL_MESH_UP_TO and heard < DRAIN_BURST
+                   and now - self._since >= SETTLED_AFTER)
         if batched and not self.batched:
             self.port.stopReading()
         elif self.batched and not batched:

@@ -8,7 +8,7 @@ from typing import Any
 from twisted.internet import task
 from twisted.trial import unittest
 
-from p2pchat.beaconbatch import DRAIN_BURST, DRAIN_EVERY, BeaconBatch
+from p2pchat.beaconbatch import DRAIN_BURST, DRAIN_EVERY, SETTLED_AFTER, BeaconBatch
 from p2pchat.neighbours import FULL_MESH_UP_TO
 
 
@@ -44,25 +44,34 @@ class BeaconBatchTests(unittest.TestCase):
         self.batch.start()
         self.addCleanup(self.batch.stop)
 
-    def test_large_room_is_read_once_a_second(self) -> None:
-        self.batch.heard = 20
-        self.clock.advance(DRAIN_EVERY)
+    def settle(self) -> None:
+        self.clock.pump([DRAIN_EVERY] * int(SETTLED_AFTER / DRAIN_EVERY + 2))
         self.assertFalse(self.port.reading)
+        self.port.reads = 0
+
+    def test_large_room_is_read_once_a_second(self) -> None:
+        self.settle()
         self.port.waiting = 20
         self.clock.advance(DRAIN_EVERY)
         self.assertEqual((self.port.reads, self.port.waiting, self.port.reading), (1, 0, False))
 
+    def test_forming_room_reads_each_datagram(self) -> None:
+        """While peers keep joining, each beacon is read as it comes."""
+        for _ in range(int(3 * SETTLED_AFTER)):
+            self.room += 1
+            self.clock.advance(DRAIN_EVERY)
+            self.assertTrue(self.port.reading)
+        self.settle()
+
     def test_small_room_reads_each_datagram(self) -> None:
         self.room = FULL_MESH_UP_TO
-        self.batch.heard = 5
-        self.clock.advance(DRAIN_EVERY)
-        self.assertTrue(self.port.reading)
-        self.clock.advance(DRAIN_EVERY)
+        for _ in range(int(3 * SETTLED_AFTER)):
+            self.clock.advance(DRAIN_EVERY)
+            self.assertTrue(self.port.reading)
         self.assertEqual(self.port.reads, 0)
 
     def test_burst_goes_back_to_each_datagram(self) -> None:
-        self.clock.advance(DRAIN_EVERY)
-        self.assertFalse(self.port.reading)
+        self.settle()
         self.port.waiting = DRAIN_BURST
         self.clock.advance(DRAIN_EVERY)
         self.assertTrue(self.port.reading)
@@ -71,7 +80,7 @@ class BeaconBatchTests(unittest.TestCase):
         self.assertFalse(self.port.reading)
 
     def test_room_shrinking_goes_back_to_each_datagram(self) -> None:
-        self.clock.advance(DRAIN_EVERY)
+        self.settle()
         self.room = 3
         self.clock.advance(DRAIN_EVERY)
         self.assertTrue(self.port.reading)
@@ -95,9 +104,9 @@ class DiscoveryWiringTests(unittest.TestCase):
         proto.announce = lambda: None  # type: ignore[method-assign]
         proto._joined(None)
         self.addCleanup(proto.stopProtocol)
+        clock.pump([DRAIN_EVERY] * int(SETTLED_AFTER / DRAIN_EVERY + 2))
         assert proto.batch is not None
         port.batch = proto.batch
+        self.assertFalse(port.reading)
         proto.datagramReceived(b"{}", ("127.0.0.1", 4567))
         self.assertEqual(proto.batch.heard, 1)
-        clock.advance(DRAIN_EVERY)
-        self.assertFalse(port.reading)

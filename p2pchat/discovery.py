@@ -26,7 +26,9 @@ from twisted.python.failure import Failure
 
 from p2pchat import ratelog
 from p2pchat.node import Node
-from p2pchat.wire import ANNOUNCE, LEAVE, WireError, encode_beacon, parse_beacon
+from p2pchat.beaconbatch import BeaconBatch
+from p2pchat.beaconread import read_beacon
+from p2pchat.wire import ANNOUNCE, LEAVE, WireError, encode_beacon
 
 log = Logger()
 
@@ -95,6 +97,7 @@ class BeaconProtocol(DatagramProtocol):
         self._last_sent = float("-inf")
         self._reply: Any = None  # the DelayedCall of a reply
         self._ticker: LoopingCall | None = None
+        self.batch: BeaconBatch | None = None  # beacons read together in a large room
         self.joined: defer.Deferred = defer.Deferred()
 
     def startProtocol(self) -> None:
@@ -119,6 +122,9 @@ class BeaconProtocol(DatagramProtocol):
         self._ticker = LoopingCall(self._tick)
         self._ticker.clock = self.clock
         self._ticker.start(ANNOUNCE_INTERVAL, now=True)
+        if hasattr(self.transport, "doRead"):
+            self.batch = BeaconBatch(self.transport, lambda: len(self.node.peers), self.clock)
+            self.batch.start()
         self.joined.callback(None)
 
     def _join_failed(self, failure: Failure) -> None:
@@ -133,6 +139,8 @@ class BeaconProtocol(DatagramProtocol):
     def stopProtocol(self) -> None:
         if self._ticker is not None and self._ticker.running:
             self._ticker.stop()
+        if self.batch is not None:
+            self.batch.stop()
         if self._reply is not None and self._reply.active():
             self._reply.cancel()
 
@@ -178,8 +186,10 @@ class BeaconProtocol(DatagramProtocol):
 
     def datagramReceived(self, data: bytes, addr: tuple[str, int]) -> None:
         host = addr[0]
+        if self.batch is not None:
+            self.batch.heard += 1
         try:
-            beacon = parse_beacon(data)
+            beacon = read_beacon(data)
         except WireError as e:
             ratelog.limiter(self.clock).emit(log, "bad datagram", LogLevel.info,
                                              "datagram from {host} ignored: {why}", host=host,

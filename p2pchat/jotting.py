@@ -46,11 +46,6 @@ BEHIND_MAX_BYTES = 4 * 1024 * 1024
 JOT_FILE_BYTES = 16 * 1024 * 1024
 #: Rows made per step (one SQLite transaction), behind the burst.
 WRITE_UP_ROWS = 1_000
-#: While lines keep coming (records of more than one read jotted since the last step), a step
-#: makes no rows, at most this many steps in a row (FLUSH_DELAY each: 1 s): a burst is read,
-#: shown and acked first, and its rows are made once it is over (their CPU no longer competes
-#: with the burst's).
-BURST_STEPS = 20
 #: The jot file's name: the history file's and this.
 JOT_SUFFIX = "-jot"
 
@@ -105,8 +100,6 @@ class Jotter:
         self.behind: deque[tuple[Writes, int, int]] = deque()
         self.rows = 0
         self.bytes = 0
-        #: records jotted so far (a step tells a burst from a lull by it)
-        self.records = 0
         #: bytes in the file
         self.size = 0
         self._fd: int | None = None
@@ -169,7 +162,6 @@ class Jotter:
                 return False
             self.size += _HEAD.size + len(body)
         self.behind.append((writes, rows, len(body)))
-        self.records += 1
         self.rows += rows
         self.bytes += len(body)
         return True
@@ -249,8 +241,6 @@ class Jotted:
         made rows now, before anything reads."""
         self._seen_sql = seen_sql
         self._jot_scheduled = False
-        self._records_seen = 0
-        self._burst_steps = 0
         self.jotter = Jotter(None if path == ":memory:" else path + JOT_SUFFIX, statements)
         left = self.jotter.open()
         if left:
@@ -284,15 +274,9 @@ class Jotted:
         if self.closed:
             return
         self._jot(retry=True)
-        jotter = self.jotter
-        # more than one read's record since the last step: a burst, not a line now and then
-        coming, self._records_seen = jotter.records - self._records_seen > 1, jotter.records
-        if coming and self._burst_steps < BURST_STEPS:
-            self._burst_steps += 1  # lines keep coming: their rows wait for a lull
-        elif jotter.behind:
-            self._burst_steps = 0
-            self._write_up(jotter.take(WRITE_UP_ROWS))
-        if jotter.behind:
+        if self.jotter.behind:
+            self._write_up(self.jotter.take(WRITE_UP_ROWS))
+        if self.jotter.behind:
             self._soon()
         else:
             self.jotter.emptied()

@@ -474,7 +474,6 @@ class Budget(TestCase):
         for n in range(80):
             store.remember(StoredLine(f"m{n}", "general", "bob_1", "bob", f"hi {n}", False,
                                       False, self.clock.seconds() - 3 * 86400 * (n < 10)))
-        self.clock.advance(0.05)  # a burst of lines: their rows wait for a lull (jotting.py)
         self.clock.advance(0.05)
         store.upkeep(self.clock.seconds())
         self.assertEqual(lines_in(store), 50)

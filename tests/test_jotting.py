@@ -14,7 +14,7 @@ from twisted.trial.unittest import TestCase
 
 from p2pchat import jotting
 from p2pchat.interfaces import StoredLine
-from p2pchat.jotting import BURST_STEPS, BEHIND_MAX_ROWS, JOT_SUFFIX, WRITE_UP_ROWS
+from p2pchat.jotting import BEHIND_MAX_ROWS, JOT_SUFFIX, WRITE_UP_ROWS
 from p2pchat.store import FLUSH_DELAY, Store
 
 
@@ -62,29 +62,11 @@ class Jotting(TestCase):
         for start in range(0, count, 50):  # reads of 50 lines
             store.remember_lines([line(n) for n in range(start, min(count, start + 50))])
         self.clock.advance(FLUSH_DELAY)
-        self.assertEqual(rows_in(self.path), 0)  # a burst (many reads in a step): rows wait
-        self.clock.advance(FLUSH_DELAY)
-        self.assertEqual(rows_in(self.path), WRITE_UP_ROWS)  # a lull: one step, one transaction
+        self.assertEqual(rows_in(self.path), WRITE_UP_ROWS)  # one step, one transaction
         for _ in range(3):
             self.clock.advance(FLUSH_DELAY)
         self.assertEqual(rows_in(self.path), count)
         self.assertFalse(store.jotter.behind)
-
-    def test_rows_wait_out_a_burst_but_not_for_ever(self) -> None:
-        """While reads keep coming, steps make no rows (the burst goes first), but at most
-        BURST_STEPS steps in a row: a stream that never stops still gets its rows."""
-        store = self.store()
-        n = 0
-        for step in range(BURST_STEPS):
-            for _ in range(3):  # three reads a step: lines keep coming
-                store.remember_lines([line(n)])
-                n += 1
-            self.clock.advance(FLUSH_DELAY)
-        self.assertEqual(rows_in(self.path), 0)
-        store.remember_lines([line(n)])
-        store.remember_lines([line(n + 1)])
-        self.clock.advance(FLUSH_DELAY)
-        self.assertGreater(rows_in(self.path), 0)
 
     def test_a_killed_run_loses_nothing_it_jotted(self) -> None:
         store = self.store()

@@ -37,9 +37,10 @@ log = Logger()
 #: Rows jotted but not yet made into SQLite rows: at most this many and this many bytes of
 #: records; past either, the oldest are made rows at once (on the path a line takes), so the
 #: hold of making them all rows (a read of history, ``Store.flush``) stays bounded (about
-#: 8 us a row here: 40 ms) and so does the memory they take.
-BEHIND_MAX_ROWS = 5_000
-BEHIND_MAX_BYTES = 4 * 1024 * 1024
+#: 8-10 us a row here: 20-25 ms; 5000 held the away peer of a day's catch-up 54.6 ms) and
+#: so does the memory they take.
+BEHIND_MAX_ROWS = 2_500
+BEHIND_MAX_BYTES = 2 * 1024 * 1024
 #: The jot file is emptied whenever every record in it is rows; one that grows past this
 #: (rows made all the time, as in a long catch-up, never all of them) has them all made rows
 #: and is emptied, so what a killed run leaves to replay at start is bounded too.

@@ -1593,6 +1593,22 @@ class PasteTests(unittest.TestCase):
         self.assertEqual(len(self.said()), 5)
         self.assertEqual(self.h.clock.getDelayedCalls(), [])
 
+    def test_a_paste_is_said_in_runs(self) -> None:
+        """The lines of a turn go to ``say_lines`` together (one signature per run where the
+        links take it: runsig.py), not one ``say`` each."""
+        runs: list[list[str]] = []
+        say_lines = self.h.chat.say_lines
+
+        def recorded(texts: list[str], room: str = "general") -> list:
+            runs.append(list(texts))
+            return say_lines(texts, room)
+        self.patch(self.h.chat, "say_lines", recorded)
+        self.paste(self.block)
+        self.h.keys("ctrl y")
+        self.h.clock.advance(0)
+        self.assertEqual([len(run) for run in runs], [5])
+        self.assertEqual(len(self.said()), 5)
+
     def test_lines_past_the_limit_are_not_sent(self) -> None:
         self.patch(keys, "PASTE_MAX_LINES", 3)
         self.paste(self.block)

@@ -21,8 +21,10 @@ from p2pchat.interfaces import IChat
 log = Logger()
 #: Seconds a bracketed paste may go without its end marker before it is taken as ended.
 PASTE_END_WAIT = 1.0
-#: Lines of an accepted paste said per reactor turn (the rest in the next turns).
-PASTE_LINES_PER_TURN = 10
+#: Lines of an accepted paste said per reactor turn (the rest in the next turns): said
+#: together (``IChat.say_lines``), so a turn's lines share one signature where the links take
+#: it (runsig.py signs runs of up to 16).
+PASTE_LINES_PER_TURN = 16
 
 #: Every key the console knows, as /help and the README list them.
 KEYS: tuple[tuple[str, str], ...] = (
@@ -219,15 +221,27 @@ class Keyboard:
         self._paste_call = None
         batch = self._paste_queue[:PASTE_LINES_PER_TURN]
         del self._paste_queue[:PASTE_LINES_PER_TURN]
+        run: list[str] = []  # consecutive lines of one conversation, said together
+        run_room = ""
         for room, line in batch:
             parsed = parse_input("/" + line if line.startswith("/") else line)
+            if run and (room != run_room or not isinstance(parsed, Say)):
+                self._say_run(run, run_room)
+                run = []
             if isinstance(parsed, Say):
-                self._answer(self.node.say(parsed.text, room=room))
+                run.append(parsed.text)
+                run_room = room
             elif isinstance(parsed, Refusal):
                 self.show_error(parsed.reason)
+        if run:
+            self._say_run(run, run_room)
         if self._paste_queue and not self.quitting:
             self._paste_call = self.clock.callLater(0, self._send_some)
         self.changed()
+
+    def _say_run(self, texts: list[str], room: str) -> None:
+        for refused in self.node.say_lines(texts, room=room):
+            self._answer(refused)
 
     def stop_paste(self) -> None:
         """Nothing more of a paste is said or waited for (the console stops)."""

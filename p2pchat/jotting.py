@@ -3,8 +3,9 @@
 Saving a received line as a row of ``lines`` costs some 8 us of SQLite (three B-trees: the
 id key, ``lines_by_room``, ``lines_to_hand_on``), most of what receiving a line may cost
 (``bench.hotpath``).  So the store's queued writes of one read (its lines, the author's seen
-sequences and high water; our own lines and their sent log) are first *jotted*: one record
-appended to a file beside the history file (``history.sqlite3-jot``) by one ``write``, which
+sequences and high water; our own lines, each with its sent log: saidrows.py) are first
+*jotted*: one record appended to a file beside the history file (``history.sqlite3-jot``)
+by one ``write``, which
 survives the process being killed as a commit does (both sit in the system's page cache),
 before the lines are shown or acked.  The rows are made from them a moment later
 (``store.Store._step``, every FLUSH_DELAY, at most WRITE_UP_ROWS rows a step), and the file is
@@ -226,6 +227,10 @@ class Jotted:
     def _soon(self) -> None:
         raise NotImplementedError  # the Store's
 
+    def _replayable(self, left: list[Writes]) -> list[Writes]:
+        """A killed run's records as this version writes them (the Store's: saidrows.py)."""
+        return left
+
     def _jot_next_turn(self) -> None:
         """The queue jotted down at the reactor's next turn (once, whatever was queued)."""
         if not self._jot_scheduled and self._next_turn is not None:
@@ -243,7 +248,7 @@ class Jotted:
         self._seen_sql = seen_sql
         self._jot_scheduled = False
         self.jotter = Jotter(None if path == ":memory:" else path + JOT_SUFFIX, statements)
-        left = self.jotter.open()
+        left = self._replayable(self.jotter.open())
         if left:
             self._write_up(left)
             self._keys.update(self._db.execute("select sender_id, pk from keys"))

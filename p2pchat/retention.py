@@ -53,6 +53,10 @@ QUIET_UPKEEP_INTERVAL = 60.0
 #: Sequence numbers are stored shifted by -2**63: the wire's whole uint64 range fits SQLite's
 #: signed 64-bit INTEGER and keeps its order (``seq > ?`` and ``max`` still hold).
 SEQ_SHIFT = 2**63
+#: What the limits above may delete: any row but one of our own lines still in the sent log
+#: (saidrows.py: said after the parameter, ``--catchup-age`` ago), which is resent after a
+#: restart whatever the history's limits say (the sent log has limits of its own).
+SENT_LOG_SPARED = "(own = 0 or raw is null or ts < ?)"
 #: Authors whose seen sequences (seen.py) are kept on disk: the ones heard least lately go
 #: first past this count, and any not heard for the history's age.
 MAX_SEEN_AUTHORS = 20_000
@@ -91,6 +95,9 @@ class Retention:
     def flush(self) -> None:
         raise NotImplementedError  # the Store's
 
+    def _forget_sent(self, before: float, limit: int | None = None) -> None:
+        raise NotImplementedError  # the Store's (saidrows.py)
+
     def pack_step(self) -> int:
         """Pack (packing.py) the next PACK_STEP lines saved since the last step; returns how
         many were packed.  Off the path a line comes by: a burst is saved as it came and
@@ -107,7 +114,7 @@ class Retention:
             if time.perf_counter() > deadline:
                 break
             upto = rowid
-            if raw is None or is_packed(raw) or seq is None or sender_id not in self._keys:
+            if (raw is None or is_packed(raw) or seq is None or sender_id not in self._keys):
                 continue
             done = pack(bytes(raw), room, sender_id, nick, when, seq + SEQ_SHIFT)
             # the text the /search index has for the row must stay what it is (a shown text
@@ -135,21 +142,22 @@ class Retention:
         self.flush()
         max_lines = self.max_lines if max_lines is None else max_lines
         max_age = self.max_age if max_age is None else max_age
+        sent = now - sent_age
         with self._db:
             self._db.execute("begin")
+            self._forget_sent(sent)
             for room in self.conversations():
                 self.line_count -= self._db.execute(
-                    "delete from lines where room = ? and ts < ?", (room, now - max_age)
-                ).rowcount
+                    f"delete from lines where room = ? and ts < ? and {SENT_LOG_SPARED}",
+                    (room, now - max_age, sent)).rowcount
             extra = self.line_count - max_lines
             if extra > 0:
                 self.line_count -= self._db.execute(
-                    "delete from lines where rowid in (select rowid from lines order by rowid "
-                    "limit ?)", (extra,)).rowcount
-            self._db.execute("delete from sent where ts < ?", (now - sent_age,))
+                    "delete from lines where rowid in (select rowid from lines where "
+                    f"{SENT_LOG_SPARED} order by rowid limit ?)", (sent, extra)).rowcount
             self._db.execute("delete from seen where ts < ?", (now - max_age,))
         self.sent_age = sent_age
-        self.hand_on_after = now - sent_age
+        self.hand_on_after = sent
         while self._over_budget() > 0 and self._drop_oldest(PRUNE_STEP * 32,
                                                             PRUNE_STEP_BYTES * 64):
             pass  # before the reactor runs: big steps
@@ -192,17 +200,18 @@ class Retention:
             cutoff = now - self.max_age
             with self._db:
                 self._db.execute("begin")
+                sent = self.hand_on_after
                 for room in self.conversations():
                     self.line_count -= self._db.execute(
                         "delete from lines where rowid in (select rowid from lines where "
-                        "room = ? and ts < ? limit ?)", (room, cutoff, PRUNE_STEP)).rowcount
+                        f"room = ? and ts < ? and {SENT_LOG_SPARED} limit ?)",
+                        (room, cutoff, sent, PRUNE_STEP)).rowcount
                 extra = min(self.line_count - self.max_lines, PRUNE_STEP)
                 if extra > 0:
                     self.line_count -= self._db.execute(
-                        "delete from lines where rowid in (select rowid from lines "
-                        "order by rowid limit ?)", (extra,)).rowcount
-                self._db.execute("delete from sent where seq in (select seq from sent order by "
-                                 "seq limit ?) and ts < ?", (PRUNE_STEP, now - sent_age))
+                        "delete from lines where rowid in (select rowid from lines where "
+                        f"{SENT_LOG_SPARED} order by rowid limit ?)", (sent, extra)).rowcount
+                self._forget_sent(sent, PRUNE_STEP)
                 self._db.execute("delete from seen where rowid in (select rowid from seen "
                                  "order by rowid limit ?) and ts < ?", (PRUNE_STEP, cutoff))
                 extra = self._db.execute("select count(*) from seen").fetchone()[0] - \
@@ -266,7 +275,8 @@ class Retention:
         last, freed, n = None, 0, 0
         for rowid, size in self._db.execute(
                 "select rowid, length(text) + coalesce(length(raw), 0) + length(id) + 60 "
-                "from lines order by rowid limit ?", (count,)):
+                f"from lines where {SENT_LOG_SPARED} order by rowid limit ?",
+                (self.hand_on_after, count)):
             last, freed, n = rowid, freed + size, n + 1
             if freed >= enough:
                 break
@@ -285,7 +295,8 @@ class Retention:
         last = window[0]
         with self._db:
             self._db.execute("begin")
-            gone = self._db.execute("delete from lines where rowid <= ?", (last,)).rowcount
+            gone = self._db.execute(f"delete from lines where rowid <= ? and {SENT_LOG_SPARED}",
+                                    (last, self.hand_on_after)).rowcount
         self.line_count -= gone
         if gone:
             log.info("history over its {mb:.0f} MB budget: {n} oldest lines dropped",

@@ -26,6 +26,7 @@ from p2pchat.index import SearchIndex
 from p2pchat.jotting import Jotted, Writes, merged
 from p2pchat.packing import shown
 from p2pchat.runpaths import hand_on
+from p2pchat.saidrows import ADD_SAID, OLD_SENT, OWN_KEY, SaidRows
 from p2pchat.search import Query
 from p2pchat.interfaces import Row, SearchHit, StoredLine  # noqa: F401 (the value type lives there)
 from p2pchat.retention import (  # noqa: F401 (the limits live there; options read them here)
@@ -39,7 +40,6 @@ from p2pchat.retention import (  # noqa: F401 (the limits live there; options re
     UPKEEP_INTERVAL,
     Retention,
 )
-from p2pchat.wire import Message, WireError, encode_message, parse_message
 
 log = Logger()
 
@@ -50,7 +50,6 @@ FLUSH_DELAY = 0.05
 #: the search index takes them after it)
 _ADD_LINE = "insert or ignore into lines values (?,?,?,?,?,?,?,?,?,?,?)"
 _ADD_KEY = "insert or replace into keys values (?, ?)"
-_ADD_SENT = "insert or replace into sent values (?, ?, ?)"
 _ADD_SEEN = "insert or replace into seen values (?, ?, ?)"
 #: The write-ahead log is truncated back to this size after a checkpoint.
 WAL_LIMIT_BYTES = 8 * 1024 * 1024
@@ -65,8 +64,9 @@ SAVE_BURST = 64 * 1024 * 1024
 RETRY_MAX_WRITES = 20_000
 RETRY_MAX_BYTES = 16 * 1024 * 1024
 #: ``pragma user_version`` of the current layout: 1 = shifted sequences, incremental vacuum;
-#: 2 = authors' keys in a table of their own (``keys``), lines packed (packing.py).
-LAYOUT = 2
+#: 2 = authors' keys in a table of their own (``keys``), lines packed (packing.py);
+#: 3 = our sent log in our lines' rows (saidrows.py), no ``sent`` table.
+LAYOUT = 3
 
 
 #: What one row can make a statement fail with (its values), unlike a full disk.
@@ -99,7 +99,6 @@ create table if not exists lines (
     pk text
 );
 create table if not exists high_water (sender_id text primary key, seq integer not null);
-create table if not exists sent (seq integer primary key, ts real not null, line blob not null);
 create table if not exists settings (key text primary key, value text not null);
 create table if not exists seen (sender_id text primary key, ranges text not null,
                                  ts real not null);
@@ -114,7 +113,10 @@ create index if not exists lines_to_hand_on on lines (sender_id, seq) where raw 
 """
 
 
-class Store(Jotted, Retention):
+class Store(SaidRows, Jotted, Retention):
+    #: how a line is added (saidrows.py adds our own by it)
+    _add_line = _ADD_LINE
+
     def __init__(self, path: str, call_soon: Callable[[Callable[[], None]], Any] | None = None,
                  max_lines: int = HISTORY_MAX_LINES, max_age: float = HISTORY_MAX_AGE,
                  max_bytes: int = HISTORY_MAX_BYTES, fts: bool | None = None,
@@ -154,6 +156,11 @@ class Store(Jotted, Retention):
                 self._db.execute(f"pragma user_version={LAYOUT}")
         #: the /search index (index.py): new lines go in by a trigger, old ones in steps
         self.index = SearchIndex(self._db, path, shown, fts=fts)
+        #: our peer id: whose rows hold the sent log (saidrows.py)
+        self._own_id: str | None = (self._upgrade_sent(LAYOUT) if existed and layout < 3
+                                    else None)
+        #: the id of the line ``save_sent`` last queued (its row), which ``remember`` skips
+        self._sent_id = ""
         #: authors of lines we keep to hand on, and their keys (a packed line keeps none of
         #: its own): no query for the others (a peer joining a mesh of 50 is asked about 49
         #: authors on each of its 49 links)
@@ -184,7 +191,11 @@ class Store(Jotted, Retention):
         self._upkeep_error = ""
         #: what calls ``upkeep`` while running (a LoopingCall the service starts): stopped at close
         self.upkeep_loop: Any = None
-        self._open_jot(path, (_ADD_LINE, _ADD_KEY, _ADD_SENT, _ADD_SEEN), _ADD_SEEN)
+        self._open_jot(path, (_ADD_LINE, _ADD_KEY, OLD_SENT, _ADD_SEEN, ADD_SAID), _ADD_SEEN)
+        if self._own_id is None:  # (after what a killed run jotted: it may say)
+            row = self._db.execute("select value from settings where key = ?",
+                                   (OWN_KEY,)).fetchone()
+            self._own_id = row[0] if row else None
 
     # --- writing --------------------------------------------------------------------------
 
@@ -286,9 +297,11 @@ class Store(Jotted, Retention):
         with self._db:
             self._db.execute("begin")
             lines_before = (self._db.execute("select max(rowid) from lines").fetchone()[0] or 0
-                            if _ADD_LINE in pending else None)
+                            if _ADD_LINE in pending or ADD_SAID in pending else None)
             for sql, rows in pending.items():
-                if row_by_row:
+                if sql == ADD_SAID:  # an upsert: rows made are counted by their rowids
+                    self._add_said(rows, row_by_row)
+                elif row_by_row:
                     for row in rows:
                         self._one_row(sql, row)
                 else:
@@ -309,6 +322,16 @@ class Store(Jotted, Retention):
                     self._db.executemany(sql, rows)
             if lines_before is not None:
                 self.index.add_new(lines_before)  # the new lines, for /search
+
+    def _add_said(self, rows: list[tuple], row_by_row: bool) -> None:
+        top = self._db.execute("select max(rowid) from lines").fetchone()[0] or 0
+        if row_by_row:
+            for row in rows:
+                self._one_row(ADD_SAID, row)
+        else:
+            self._db.executemany(ADD_SAID, rows)
+        self.line_count += (self._db.execute("select max(rowid) from lines").fetchone()[0]
+                            or 0) - top
 
     def _one_row(self, sql: str, row: tuple) -> None:
         try:
@@ -334,8 +357,14 @@ class Store(Jotted, Retention):
                 log.failure("telling of a history problem failed")
 
     def remember(self, line: StoredLine) -> None:
-        """One line (hearing.py), jotted with the others of this turn (before an ack)."""
-        self.remember_rows([_row(line)], at_once=self._next_turn is None)
+        """One line (hearing.py), jotted with the others of this turn (before an ack).  Our
+        own line that ``save_sent`` just queued is that row already."""
+        if line.own and line.id == self._sent_id:
+            self._sent_id = ""
+            if self._next_turn is None:
+                self._jot()
+        else:
+            self.remember_rows([_row(line)], at_once=self._next_turn is None)
         self._jot_next_turn()
 
     def remember_lines(self, lines: list[StoredLine]) -> None:
@@ -384,33 +413,6 @@ class Store(Jotted, Retention):
         row = self._db.execute("select ranges from seen where sender_id = ?",
                                (author,)).fetchone()
         return row[0] if row else None
-
-    def save_sent(self, msg: Message, data: bytes | None = None) -> None:
-        self._pending.setdefault(_ADD_SENT, []).append(
-            (msg.sequence, msg.timestamp or 0.0, data or encode_message(msg)))
-        self._soon()
-        self._settings["last_sequence"] = str(msg.sequence)
-
-    def save_said(self, said: list[tuple[Message, bytes]]) -> None:
-        """A run of our own room lines said at once (saying.py), with their bytes: each as
-        ``save_sent`` and ``remember`` keep it (the sent log on disk, the history), in one
-        call."""
-        if not said:
-            return
-        sent = self._pending.setdefault(_ADD_SENT, [])
-        for msg, data in said:
-            sent.append((msg.sequence, msg.timestamp or 0.0, data))
-        lines = self._pending.setdefault(_ADD_LINE, [])
-        written = 0
-        for msg, _ in said:
-            text = msg.content
-            written += len(text) + 100
-            lines.append((msg.id, msg.room_id, msg.sender_id, msg.username, text, 0, 1,
-                          msg.timestamp or 0.0, None, None, None))
-        self._written += written
-        self._settings["last_sequence"] = str(said[-1][0].sequence)
-        self._jot()
-        self._soon()
 
     def last_sequence(self) -> int:
         """The highest sequence number we ever used (0 if none): a new run continues above
@@ -488,19 +490,6 @@ class Store(Jotted, Retention):
         self.flush()
         return {sender: from_db(seq) for sender, seq in
                 self._db.execute("select sender_id, seq from high_water")}
-
-    def load_sent(self, max_lines: int, max_age: float, now: float) -> list[Message]:
-        """Our own lines still young enough to resend, oldest first."""
-        self.flush()
-        rows = self._db.execute("select line from sent where ts >= ? order by seq desc limit ?",
-                                (now - max_age, max_lines)).fetchall()
-        out = []
-        for (data,) in reversed(rows):
-            try:
-                out.append(parse_message(bytes(data).rstrip(b"\n")))
-            except WireError as e:
-                log.warn("a saved line could not be read back: {why}", why=str(e))
-        return out
 
     def search(self, query: Query, limit: int) -> Deferred[list[SearchHit]]:
         """/search (search.Query): the newest ``limit`` matching lines, found in a thread

@@ -64,6 +64,16 @@ def test_hotpath_bench_produces_figures() -> None:
     assert result["floor"]["us_per_line"] > 0
 
 
+def test_rows_bench_produces_figures() -> None:
+    out = subprocess.run([sys.executable, "-m", "bench.rows", "--lines", "600", "--rounds", "1",
+                          "--history", "600", "--json"], cwd=str(ROOT), env=child_env(),
+                         capture_output=True, timeout=120, check=True).stdout
+    figures = json.loads(out)["figures"]
+    assert set(figures) == {"new file", "a file of 600 lines"}
+    for got in figures.values():
+        assert got["heard_us_per_line"] > 0 and got["said_us_per_line"] > 0
+
+
 def test_search_bench_produces_figures() -> None:
     """The /search scenario (``--only search``), at a tiny size: every search ran and found
     lines where the file has them."""

@@ -172,3 +172,24 @@ class Heaps(TestCase):
         s.look()
         self.assertTrue(s.look())
         self.assertLess(_status("RssAnon"), before - 30 * 1024)
+
+
+class Wired(TestCase):
+    def test_the_service_looks_while_it_runs(self) -> None:
+        from p2pchat.node import Node
+        from p2pchat.service import NodeService
+        from tests.test_giveback import _Reactor
+
+        looks: list[int] = []
+        self.patch(Settling, "look", lambda s: looks.append(1) or False)
+        reactor = _Reactor()
+        service = NodeService(Node("alice", reactor), reactor, 0, ("239.255.1.1", 30000),
+                              "127.0.0.1")
+        service.startService()
+        for _ in range(7):
+            reactor.advance(settling.EVERY / 2)
+        self.assertEqual(len(looks), 3)
+        service.stopService()
+        for _ in range(6):
+            reactor.advance(settling.EVERY / 2)
+        self.assertEqual(len(looks), 3)

@@ -23,7 +23,8 @@ since (the TLS libraries at the first link), it gives back:
   cache, where every peer on the machine shares one copy of them; a page used again is mapped
   back at its next use (a minor fault, no read).  What the peer keeps running is back within
   seconds (1-2 MB); what ran once is not.  Nothing is changed for the process: the same bytes
-  are mapped back, from the file they came from.
+  are mapped back, from the file they came from (a library replaced on disk since it was
+loaded is a new file, its mapping marked ``(deleted)``: left alone).
 
 A look that finds nothing to do costs one ``mallinfo2`` call (0.2 ms at most, on a heap of
 thousands of free chunks); a trim 0.3 ms; unmapping the pages 10-17 ms (the smaps read and

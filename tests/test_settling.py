@@ -1,5 +1,4 @@
-"""settling.py: the heap a burst freed and the library pages touched once, given back once the
-peer has settled (and only then; never a page the process wrote)."""
+"""settling.py: the heap a burst freed, given back once the peer has settled (and only then)."""
 
 from __future__ import annotations
 
@@ -27,13 +26,8 @@ class Looks(TestCase):
     def setUp(self) -> None:
         self.heaps: list[Heap] = []
         self.trims: list[int] = []
-        self.drops = 0
         self.imported = 500
-
-        def drop() -> int:
-            self.drops += 1
-            return 100
-        self.settling = Settling(lambda: self.heaps[-1], self.trims.append, drop,
+        self.settling = Settling(lambda: self.heaps[-1], self.trims.append,
                                  lambda: self.imported)
 
     def at(self, in_use: int, free: int) -> bool:
@@ -45,7 +39,7 @@ class Looks(TestCase):
         self.assertFalse(self.at(14 * MB, 6 * MB))  # a burst: in use still growing
         self.assertFalse(self.at(11 * MB, 9 * MB))  # the burst over: in use fell
         self.assertTrue(self.at(11 * MB, 9 * MB))  # settled, 9 MB free
-        self.assertEqual((self.trims, self.drops), ([0], 0))  # no imports: pages kept
+        self.assertEqual(self.trims, [0])
 
     def test_not_again_while_nothing_grew(self) -> None:
         self.at(11 * MB, 9 * MB)
@@ -56,14 +50,13 @@ class Looks(TestCase):
             self.assertFalse(self.at(11 * MB, 2 * MB + GROWN // 2))
         self.assertTrue(self.at(11 * MB, 2 * MB + GROWN))  # a new burst's freed heap
         self.assertEqual(len(self.trims), 2)
-        self.assertEqual(self.drops, 0)  # no new imports: the pages are left mapped
 
     def test_new_modules_are_a_reason(self) -> None:
         self.at(10 * MB, 0)
         self.assertFalse(self.at(10 * MB, 0))
         self.imported += 80  # the TLS libraries, at the first link
         self.assertTrue(self.at(10 * MB, 0))
-        self.assertEqual((self.trims, self.drops), ([0], 1))
+        self.assertEqual(self.trims, [0])
         self.assertFalse(self.at(10 * MB, 0))
 
     def test_a_moving_heap_is_left_alone(self) -> None:
@@ -73,13 +66,13 @@ class Looks(TestCase):
         self.assertEqual(self.trims, [])
 
     def test_no_mallinfo_no_look(self) -> None:
-        s = Settling(None, self.trims.append, lambda: 0, lambda: 1)
+        s = Settling(None, self.trims.append, lambda: 1)
         self.assertFalse(s.look())
 
     def test_a_failure_is_logged_and_looking_stops(self) -> None:
         def trim(pad: int) -> int:
             raise OSError("no")
-        s = Settling(lambda: Heap(MB, 9 * MB), trim, lambda: 0, lambda: 1)
+        s = Settling(lambda: Heap(MB, 9 * MB), trim, lambda: 1)
         s.look()
         self.assertFalse(s.look())
         self.assertIsNone(s.heap)
@@ -91,61 +84,6 @@ class Looks(TestCase):
         self.addCleanup(loop.stop)
         self.assertTrue(loop.running)
         self.assertEqual(loop.interval, settling.EVERY)
-
-
-SMAPS = """\
-55d0c0000000-55d0c0001000 r--p 00000000 fe:00 1 /usr/bin/python3.11
-Rss:                   4 kB
-Anonymous:             0 kB
-7f0000000000-7f0000100000 r-xp 00001000 fe:00 2 /usr/lib/libcrypto.so.3
-Size:               1024 kB
-Rss:                 800 kB
-Anonymous:             0 kB
-VmFlags: rd ex mr mw me
-7f0000100000-7f0000110000 r--p 00101000 fe:00 2 /usr/lib/libcrypto.so.3
-Rss:                  64 kB
-Anonymous:            64 kB
-7f0000110000-7f0000112000 rw-p 00111000 fe:00 2 /usr/lib/libcrypto.so.3
-Rss:                   8 kB
-Anonymous:             8 kB
-7f0000200000-7f0000300000 rw-p 00000000 00:00 0
-Rss:                1024 kB
-Anonymous:          1024 kB
-7f0000300000-7f0000301000 r--s 00000000 fe:00 3 /tmp/shared
-Rss:                   4 kB
-Anonymous:             0 kB
-7f0000400000-7f0000401000 r-xp 00000000 00:00 0 [vdso]
-Rss:                   4 kB
-Anonymous:             0 kB
-7f0000500000-7f0000501000 r--p 00000000 fe:00 4 /tmp/gone.so (deleted)
-Rss:                   4 kB
-Anonymous:             0 kB
-"""
-
-
-class Pages(TestCase):
-    def test_only_clean_read_only_file_pages(self) -> None:
-        maps = settling.mappings(SMAPS)
-        self.assertEqual(len(maps), 8)
-        clean = settling.clean_library_pages(maps)
-        self.assertEqual([(m.path, m.perms) for m in clean],
-                         [("/usr/bin/python3.11", "r--p"), ("/usr/lib/libcrypto.so.3", "r-xp")])
-        self.assertEqual(clean[1].end - clean[1].start, MB)
-
-    def test_the_process_keeps_working_and_holds_less(self) -> None:
-        if not sys.platform.startswith("linux") or settling._madvise() is None:
-            self.skipTest("madvise and /proc are Linux's")
-        import hashlib
-        import sqlite3
-
-        before = _status("RssFile")
-        dropped = settling.drop_library_pages()
-        self.assertGreater(dropped, 1000)  # kB: a Python process holds several MB of them
-        self.assertLess(_status("RssFile"), before - 1000)
-        # the code and constants come back from their files, unchanged
-        self.assertEqual(hashlib.sha256(b"abc").hexdigest()[:8], "ba7816bf")
-        db = sqlite3.connect(":memory:")
-        self.assertEqual(db.execute("select upper('ok')").fetchone(), ("OK",))
 
 
 class Heaps(TestCase):
@@ -168,7 +106,7 @@ class Heaps(TestCase):
         heap = read()
         self.assertGreater(heap.free, 30 * MB)
         before = _status("RssAnon")
-        s = Settling(read, settling.giveback._malloc_trim(), lambda: 0, lambda: 1)
+        s = Settling(read, settling.giveback._malloc_trim(), lambda: 1)
         s.look()
         self.assertTrue(s.look())
         self.assertLess(_status("RssAnon"), before - 30 * 1024)

@@ -194,6 +194,21 @@ class Child:
             return None
         return None
 
+    def shares_kb(self) -> tuple[int, int] | None:
+        """(PSS, USS) from ``/proc/PID/smaps_rollup``, in kB: the resident set with each page
+        shared with other processes counted as its share (PSS), and only the pages no other
+        process maps (USS, Private_Clean + Private_Dirty): what one more peer costs the
+        machine, where RSS also counts the library pages every peer shares."""
+        try:
+            with open(f"/proc/{self.pid}/smaps_rollup") as f:
+                fields = {k: int(v.split()[0]) for k, v in
+                          (line.split(":", 1) for line in f if ":" in line and " kB" in line)}
+        except (OSError, ValueError):
+            return None
+        if "Pss" not in fields:
+            return None
+        return fields["Pss"], fields.get("Private_Clean", 0) + fields.get("Private_Dirty", 0)
+
     def waited_seconds(self) -> float | None:
         """How long the process was ready to run but waited for a core, in seconds (the
         scheduler's second figure in ``/proc/PID/task/*/schedstat``), or None where there is

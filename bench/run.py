@@ -255,6 +255,10 @@ def render(r: dict) -> str:
             lines.append(f"  {'RSS, %s, median (max)' % room:<40}"
                          f"{fmt(c['meshed_rss_mb_median'], '.1f'):>10} MB "
                          f"({fmt(c['meshed_rss_mb_max'], '.1f')})")
+            if c.get("meshed_pss_mb_median") is not None:
+                lines.append(f"  {'PSS / USS, %s, median' % room:<40}"
+                             f"{fmt(c['meshed_pss_mb_median'], '.1f'):>10} / "
+                             f"{fmt(c['meshed_uss_mb_median'], '.1f')} MB")
             lines.append(f"  {'CPU alone, over %.0f s' % c['window_s']:<40}"
                          f"{fmt(c['idle_cpu_pct'], '.2f'):>10} %")
             lines.append(f"  {'CPU, %s, median (max)' % room:<40}"

@@ -543,6 +543,7 @@ def cost(kids: Children, links: int, idle_seconds: float, scale: float,
         window = time.monotonic() - t0
         cpu1 = {ep.name: ep.child.cpu_seconds() for ep in everyone}
         rss = {ep.name: ep.child.rss_kb() for ep in everyone}
+        shares = {ep.name: ep.child.shares_kb() for ep in everyone}
         pct = {name: 100 * (cpu1[name] - cpu0[name]) / window
                for name in cpu0 if cpu0[name] is not None and cpu1[name] is not None}
         meshed = [ep.name for ep in eps]
@@ -557,12 +558,18 @@ def cost(kids: Children, links: int, idle_seconds: float, scale: float,
             meshed_cpu_pct_median=statistics.median(pct[n] for n in meshed),
             meshed_cpu_pct_max=max(pct[n] for n in meshed),
         )
+        room_shares = [shares[n] for n in meshed if shares[n] is not None]
+        if room_shares:  # what a peer costs the machine, beside its RSS (procs.shares_kb)
+            result["meshed_pss_mb_median"] = statistics.median(s[0] for s in room_shares) / 1024
+            result["meshed_uss_mb_median"] = statistics.median(s[1] for s in room_shares) / 1024
         result["links_per_peer"] = links_per_peer(kids, eps, 10 * scale)
         say(f"cost: alone {result['idle_rss_mb']:.1f} MB, {result['idle_cpu_pct']:.2f}% CPU; "
             f"in a room of {links + 1}{links_said(result['links_per_peer'])}:"
             f" {result['meshed_rss_mb_median']:.1f} MB (max "
             f"{result['meshed_rss_mb_max']:.1f}), {result['meshed_cpu_pct_median']:.2f}% CPU "
-            f"(max {result['meshed_cpu_pct_max']:.2f}) over {window:.0f} s")
+            f"(max {result['meshed_cpu_pct_max']:.2f}) over {window:.0f} s"
+            + (f"; PSS {result['meshed_pss_mb_median']:.1f} MB, USS "
+               f"{result['meshed_uss_mb_median']:.1f} MB" if room_shares else ""))
         return result
     finally:
         kids.stop([ep.child for ep in everyone])

@@ -27,7 +27,7 @@ from twisted.internet.interfaces import IListeningPort, ITCPTransport
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
-from p2pchat import datadir, giveback, lateness, logs, startup
+from p2pchat import datadir, giveback, lateness, logs, settling, startup
 from p2pchat.activity import SETTINGS_NAME, Settings
 from p2pchat.discovery import BeaconProtocol
 from p2pchat.errors import StartError, stop_reactor
@@ -126,6 +126,7 @@ class NodeService(Service):
         if self.reach is not None:
             self.reach.start()
         self._give_back = giveback.give_back_later(self.reactor)
+        self._loops.append(settling.start(self.reactor))  # memory back once settled
         log.info("{nick} ({peer}) listening on TCP port {port}", nick=self.node.nick,
                  peer=self.node.peer_id, port=self.node.port)
         super().startService()

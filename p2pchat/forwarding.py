@@ -73,7 +73,14 @@ class Forwarder:
             # next change (LINKS_GAP).
             link.send_bytes(last)
         else:
-            link.send(self.member_message("hello"))
+            hello = encode_message(self.member_message("hello"))
+            link.send_bytes(hello)
+            if node.neighbours.capped():
+                # ... and it is the one the next link-ups get (its links fewer than ours
+                # then, never more): each hello is a new line that floods the room, and a
+                # peer linking up 13 times before its first tick made 13 of them, each
+                # checked by every peer of a room of 100 (issue 21, formation).
+                self._last_member = (hello, self._state()[2])
         # ... of every peer we reach, our own neighbours too: no member line goes out
         # periodically in a room past a full mesh (_send_member), so a newcomer whose every
         # neighbour is linked to a peer would otherwise not hear of it until it changes.

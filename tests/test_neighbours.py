@@ -474,3 +474,29 @@ class GrowingRoom(TestCase):
         self.assertTrue(behind)
         self.assertLessEqual(behind, room.listed(newcomer))  # first's own neighbours too
         self.assertEqual(len(room.listed(newcomer)), 16)
+
+
+class Formation(TestCase):
+    """A room past a full mesh starting together (issue 21: a room of 100 took 45-60 s from
+    its last peer up to everyone listed, its CPU mostly member lines)."""
+
+    def test_link_ups_reuse_one_member_line(self) -> None:
+        """A peer's link-ups before its first tick hand each new link the member line it made
+        at the first one (its links fewer than now): each new one was a new line flooding the
+        room, 8-13 per peer, each checked by every peer."""
+        from p2pchat.forwarding import Forwarder
+
+        made: list[str] = []
+        real = Forwarder.member_message
+
+        def counting(self: Forwarder, event: str) -> object:
+            made.append(event)
+            return real(self, event)
+
+        self.patch(Forwarder, "member_message", counting)
+        room = Room(30, 6)
+        room.settle(12)  # formed, and past LARGE_LINKS_GAP: one member line of all its links
+        for nick in room.nicks:
+            self.assertEqual(len(room.listed(nick)), 29, nick)
+        self.assertGreaterEqual(sorted(room.degrees())[15], 4)  # most linked up 4 times or more
+        self.assertLessEqual(len(made), 2 * 30, room.degrees())  # a hello, one changed; 9 a peer before

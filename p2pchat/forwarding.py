@@ -44,6 +44,7 @@ class Forwarder:
         self._sent_state: tuple[str, tuple[str, ...], tuple[str, ...]] | None = None
         self._sent_at = float("-inf")
         self._dirty = False
+        self._soon = False  # changed_soon asked for a member line this second
         #: our last member line sent to every link, and the links it listed
         self._last_member: tuple[bytes, tuple[str, ...]] = (b"", ())
         #: per author, the neighbours its lines may go to (``_lacking``), and what they
@@ -76,10 +77,8 @@ class Forwarder:
             hello = encode_message(self.member_message("hello"))
             link.send_bytes(hello)
             if node.neighbours.capped():
-                # ... and it is the one the next link-ups get (its links fewer than ours
-                # then, never more): each hello is a new line that floods the room, and a
-                # peer linking up 13 times before its first tick made 13 of them, each
-                # checked by every peer of a room of 100 (issue 21, formation).
+                # the next link-ups get it too (its links fewer than ours, never more): each
+                # hello floods the room, and a peer made one a link-up till its first tick
                 self._last_member = (hello, self._state()[2])
         # ... of every peer we reach, our own neighbours too: no member line goes out
         # periodically in a room past a full mesh (_send_member), so a newcomer whose every
@@ -136,6 +135,18 @@ class Forwarder:
     def changed(self) -> None:
         """Our nick or rooms changed: every gossip link hears it now."""
         self._send_member("changed")
+
+    def changed_soon(self) -> None:
+        """Our listed links changed (a prune, or kept after all): one member line at the end
+        of this second (``flush_soon``) for every such change in it, not one each."""
+        self._soon = True
+
+    def flush_soon(self) -> None:
+        """The member line ``changed_soon`` asked for (at the sweep, within DRAIN_FOR)."""
+        if self._soon:
+            self._soon = False
+            if not self.node.leaving and self._state() != self._sent_state:
+                self._send_member("changed")  # (unless the tick just sent this state)
 
     def _send_member(self, event: str, only_carriers: bool = False) -> None:
         """Our member line to every gossip link (encoded once); ``only_carriers``: nothing

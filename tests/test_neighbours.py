@@ -341,7 +341,7 @@ class Mirrors(TestCase):
         for me, other in (("x", "y"), ("y", "x")):
             node = SimpleNamespace(links={other: object()}, clock=clock, leaving=False,
                                    forwarder=SimpleNamespace(
-                                       changed=lambda me=me: sent.append(me)))
+                                       changed_soon=lambda me=me: sent.append(me)))
             ends[me] = Neighbours(node, cap)  # type: ignore[arg-type]
         return ends["x"], ends["y"], sent, clock
 
@@ -500,3 +500,33 @@ class Formation(TestCase):
             self.assertEqual(len(room.listed(nick)), 29, nick)
         self.assertGreaterEqual(sorted(room.degrees())[15], 4)  # most linked up 4 times or more
         self.assertLessEqual(len(made), 2 * 30, room.degrees())  # a hello, one changed; 9 a peer before
+
+    def test_links_dropped_in_one_second_go_out_in_one_member_line(self) -> None:
+        """Two neighbours about to prune our links in the same second: one member line of
+        ours leaves both out (it went out once for each: a room of 100 pruned 4-6 links a
+        peer, each a member line flooding the room from both ends), before DRAIN_FOR."""
+        from p2pchat.forwarding import Forwarder
+
+        room = Room(20, 4)
+        room.settle(30)
+        node = room.sim.nodes["p0"]
+        a, b = sorted(pid for pid, link in node.links.items() if link.gossip)[:2]
+        made: list[str] = []
+        real = Forwarder.member_message
+
+        def counting(self: Forwarder, event: str) -> object:
+            if self is node.forwarder:
+                made.append(event)
+            return real(self, event)
+
+        self.patch(Forwarder, "member_message", counting)
+        node.neighbours.dropped_by(a)
+        node.neighbours.dropped_by(b)
+        self.assertEqual(made, [])  # not yet: at the end of this second
+        node.sweep()
+        self.assertEqual(len(made), 1, made)  # (the tick's, or changed_soon's)
+        listed = node.forwarder._last_member[1]
+        self.assertNotIn(a, listed)
+        self.assertNotIn(b, listed)
+        node.sweep()
+        self.assertEqual(len(made), 1, made)  # nothing more to say

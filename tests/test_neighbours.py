@@ -530,3 +530,19 @@ class Formation(TestCase):
         self.assertNotIn(b, listed)
         node.sweep()
         self.assertEqual(len(made), 1, made)  # nothing more to say
+
+    def test_copies_of_a_member_line_are_not_queued_for_their_check(self) -> None:
+        """A member line floods the room: each peer queues (and parses) its first copy
+        only, the others are dropped as their relay line is read."""
+        room = Room(20, 4)
+        room.settle(30)
+        room.sim.run()
+        queued: list[bytes] = []
+        for node in room.sim.nodes.values():
+            checks = node.catchup.checks
+            checks._check = (lambda real: lambda link, raw, *rest: (  # type: ignore[misc]
+                queued.append(raw), real(link, raw, *rest)))(checks._check)
+        room.sim.nodes["p0"].forwarder.changed()
+        room.sim.run()
+        self.assertGreater(len(queued), 5)  # it went round (relayed beyond p0's links)
+        self.assertLessEqual(len(queued), 19)  # once at most at each other peer

@@ -15,9 +15,9 @@ from twisted.logger import Logger, LogLevel
 from p2pchat import events
 from p2pchat.clocks import log_limited
 from p2pchat.gossip import (ALIVE_INTERVAL, GONE_AFTER, LARGE_ALIVE_INTERVAL,
-                            LARGE_GONE_AFTER, LARGE_LINKS_GAP, AuthorId, Change, ForwardLog,
-                            HanderId, Heard, Neighbour, Reached, forward_to, links_gap,
-                            member_metadata, parse_member)
+                            LARGE_GONE_AFTER, AuthorId, Change, ForwardLog, HanderId, Heard,
+                            Neighbour, Reached, forward_to, member_gap, member_metadata,
+                            parse_member)
 from p2pchat.interfaces import PeerView
 from p2pchat.peers import Liveness
 from p2pchat.relay import MEMBER, RELAY, relay_lines, sign_line
@@ -143,10 +143,9 @@ class Forwarder:
 
     def flush_soon(self) -> None:
         """The member line ``changed_soon`` asked for (at the sweep, within DRAIN_FOR)."""
-        if self._soon:
-            self._soon = False
-            if not self.node.leaving and self._state() != self._sent_state:
-                self._send_member("changed")  # (unless the tick just sent this state)
+        if self._soon and not self.node.leaving and self._state() != self._sent_state:
+            self._send_member("changed")  # (unless the tick just sent this state)
+        self._soon = False
 
     def _send_member(self, event: str, only_carriers: bool = False) -> None:
         """Our member line to every gossip link (encoded once); ``only_carriers``: nothing
@@ -187,8 +186,9 @@ class Forwarder:
             return
         since = now - self._sent_at
         capped = node.neighbours.capped()
-        if since >= (LARGE_LINKS_GAP if capped else links_gap(len(node.links))) and (
-                self._dirty or self._state() != self._sent_state):
+        state = self._state()
+        if since >= member_gap(capped, len(node.links), state, self._sent_state) and (
+                self._dirty or state != self._sent_state):
             self._dirty = False
             self._send_member("alive")
         elif since >= (LARGE_ALIVE_INTERVAL if capped else ALIVE_INTERVAL):

@@ -546,3 +546,34 @@ class Formation(TestCase):
         room.sim.run()
         self.assertGreater(len(queued), 5)  # it went round (relayed beyond p0's links)
         self.assertLessEqual(len(queued), 19)  # once at most at each other peer
+
+    def test_links_only_added_wait_longer_than_a_link_gone(self) -> None:
+        """Past a full mesh a new link of ours waits LARGE_ADDED_GAP to be listed, not
+        LARGE_LINKS_GAP (a list of fewer links than we have costs only dropped copies; a
+        link gone still goes after LARGE_LINKS_GAP: a list of a link we lack keeps lines
+        from us)."""
+        from p2pchat.forwarding import Forwarder
+        from p2pchat.gossip import LARGE_ADDED_GAP, LARGE_LINKS_GAP
+
+        room = Room(20, 4)
+        room.settle(30)
+        node = room.sim.nodes["p0"]
+        made: list[tuple[str, ...]] = []
+        real = Forwarder.member_message
+
+        def counting(self: Forwarder, event: str) -> object:
+            if self is node.forwarder:
+                made.append(self._state()[2])
+            return real(self, event)
+
+        self.patch(Forwarder, "member_message", counting)
+        far = next(n for n in room.nicks[1:] if room.sim.nodes[n].peer_id not in node.links)
+        room.sim.link("p0", far)
+        for _ in range(int(LARGE_LINKS_GAP) + 2):
+            room.sim.clock.advance(1)
+            node.sweep()
+        self.assertEqual(made, [])  # only added: not yet
+        for _ in range(int(LARGE_ADDED_GAP - LARGE_LINKS_GAP)):
+            room.sim.clock.advance(1)
+            node.sweep()
+        self.assertTrue(made and room.sim.nodes[far].peer_id in made[-1], made)

@@ -15,9 +15,9 @@ from twisted.logger import Logger, LogLevel
 from p2pchat import events
 from p2pchat.clocks import log_limited
 from p2pchat.gossip import (ALIVE_INTERVAL, GONE_AFTER, LARGE_ALIVE_INTERVAL,
-                            LARGE_GONE_AFTER, LARGE_LINKS_GAP, AuthorId, Change, ForwardLog,
-                            HanderId, Heard, Neighbour, Reached, forward_to, links_gap,
-                            member_metadata, parse_member)
+                            LARGE_GONE_AFTER, AuthorId, Change, ForwardLog, HanderId, Heard,
+                            Neighbour, Reached, forward_to, member_gap, member_metadata,
+                            parse_member)
 from p2pchat.interfaces import PeerView
 from p2pchat.peers import Liveness
 from p2pchat.relay import MEMBER, RELAY, relay_lines, sign_line
@@ -44,6 +44,7 @@ class Forwarder:
         self._sent_state: tuple[str, tuple[str, ...], tuple[str, ...]] | None = None
         self._sent_at = float("-inf")
         self._dirty = False
+        self._soon = False  # changed_soon asked for a member line this second
         #: our last member line sent to every link, and the links it listed
         self._last_member: tuple[bytes, tuple[str, ...]] = (b"", ())
         #: per author, the neighbours its lines may go to (``_lacking``), and what they
@@ -73,7 +74,12 @@ class Forwarder:
             # next change (LINKS_GAP).
             link.send_bytes(last)
         else:
-            link.send(self.member_message("hello"))
+            hello = encode_message(self.member_message("hello"))
+            link.send_bytes(hello)
+            if node.neighbours.capped():
+                # the next link-ups get it too (its links fewer than ours, never more): each
+                # hello floods the room, and a peer made one a link-up till its first tick
+                self._last_member = (hello, self._state()[2])
         # ... of every peer we reach, our own neighbours too: no member line goes out
         # periodically in a room past a full mesh (_send_member), so a newcomer whose every
         # neighbour is linked to a peer would otherwise not hear of it until it changes.
@@ -130,6 +136,17 @@ class Forwarder:
         """Our nick or rooms changed: every gossip link hears it now."""
         self._send_member("changed")
 
+    def changed_soon(self) -> None:
+        """Our listed links changed (a prune, or kept after all): one member line at the end
+        of this second (``flush_soon``) for every such change in it, not one each."""
+        self._soon = True
+
+    def flush_soon(self) -> None:
+        """The member line ``changed_soon`` asked for (at the sweep, within DRAIN_FOR)."""
+        if self._soon and not self.node.leaving and self._state() != self._sent_state:
+            self._send_member("changed")  # (unless the tick just sent this state)
+        self._soon = False
+
     def _send_member(self, event: str, only_carriers: bool = False) -> None:
         """Our member line to every gossip link (encoded once); ``only_carriers``: nothing
         changed, so only to those that carry it on (a neighbour linked to a peer we are not
@@ -169,8 +186,9 @@ class Forwarder:
             return
         since = now - self._sent_at
         capped = node.neighbours.capped()
-        if since >= (LARGE_LINKS_GAP if capped else links_gap(len(node.links))) and (
-                self._dirty or self._state() != self._sent_state):
+        state = self._state()
+        if since >= member_gap(capped, len(node.links), state, self._sent_state) and (
+                self._dirty or state != self._sent_state):
             self._dirty = False
             self._send_member("alive")
         elif since >= (LARGE_ALIVE_INTERVAL if capped else ALIVE_INTERVAL):

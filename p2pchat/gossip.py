@@ -61,6 +61,11 @@ LARGE_GONE_AFTER = 75.0
 #: There, changed links go out at most this often (a forming room of 100 changes them every
 #: moment, and each member line goes to every peer: a signature check and a write each).
 LARGE_LINKS_GAP = 10.0
+#: There, links only added (none listed gone, nick and rooms the same) go out this rarely: a
+#: stale list that lists fewer links than we have costs only copies of lines we drop unread
+#: (relay.relayed_of), and in a room of 100 forming for a minute the 10 s gap made each peer
+#: send some 10 member lines, each checked by every peer.  A link gone waits LARGE_LINKS_GAP.
+LARGE_ADDED_GAP = 30.0
 #: In a full mesh, changed links go out at most once per this many seconds per link we have
 #: (LINKS_GAP at least, LARGE_LINKS_GAP at most: ``links_gap``).  Each member line lists
 #: every link and goes to every link: a room of N forming sent N lines of N links to each of
@@ -68,6 +73,21 @@ LARGE_LINKS_GAP = 10.0
 #: each one marks seen); so every peer gets about the same number of them a second,
 #: whatever the size of the room.
 LINKS_GAP_PER_LINK = 0.1
+
+
+def only_added(now: tuple[str, tuple[str, ...], tuple[str, ...]],
+               sent: tuple[str, tuple[str, ...], tuple[str, ...]] | None) -> bool:
+    """Whether our member state ``now`` (nick, rooms, links) only adds links to ``sent``."""
+    return sent is not None and now[:2] == sent[:2] and set(sent[2]) <= set(now[2])
+
+
+def member_gap(capped: bool, links: int, now: tuple[str, tuple[str, ...], tuple[str, ...]],
+               sent: tuple[str, tuple[str, ...], tuple[str, ...]] | None) -> float:
+    """How long our changed member state waits to go out (``capped``: a room past a full
+    mesh, neighbours.py)."""
+    if not capped:
+        return links_gap(links)
+    return LARGE_ADDED_GAP if only_added(now, sent) else LARGE_LINKS_GAP
 
 
 def links_gap(links: int) -> float:

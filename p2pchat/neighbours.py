@@ -260,7 +260,7 @@ class Neighbours:
             return
         self.draining[peer_id] = now
         self._dropped.add(peer_id)
-        node.forwarder.changed()
+        node.forwarder.changed_soon()
 
     def listed_by(self, peer_id: str) -> None:
         """A linked peer's member line lists us (again): if it had dropped us, it keeps the
@@ -269,7 +269,7 @@ class Neighbours:
             self._dropped.discard(peer_id)
             self._relisted[peer_id] = self.node.clock.seconds()
             if self.draining.pop(peer_id, None) is not None:
-                self.node.forwarder.changed()
+                self.node.forwarder.changed_soon()
 
     def tick(self) -> None:
         """Every second: a link neither end wants, unwanted for PRUNE_AFTER, whose peer is
@@ -304,7 +304,7 @@ class Neighbours:
             if not link.gossip or self.wants(pid):
                 since.pop(pid, None)
                 if draining.pop(pid, None) is not None:
-                    node.forwarder.changed()  # kept after all: listed again
+                    node.forwarder.changed_soon()  # kept after all: listed again
                 continue
             first = since.setdefault(pid, now)
             if pid in draining:
@@ -319,7 +319,7 @@ class Neighbours:
                 continue  # not reached otherwise (yet): kept
             draining[pid] = now
             excess -= 1
-            node.forwarder.changed()
+            node.forwarder.changed_soon()
 
     def _prune(self, pid: str, link: PeerSession) -> None:
         node = self.node

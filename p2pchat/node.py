@@ -316,6 +316,7 @@ class Node(ChatFront):
         self.presence.sweep()
         self.forwarder.tick()
         self.neighbours.tick()
+        self.forwarder.flush_soon()
 
     def heartbeat(self) -> None:
         """Keep links alive (the reference drops a link silent for 2 minutes)."""

@@ -18,7 +18,7 @@ from p2pchat import events
 from p2pchat.clocks import Delayed, log_limited
 from p2pchat.checking import RelayChecks
 from p2pchat.catchup import ACK_DELAY, parse_ack, parse_sync, sync_metadata
-from p2pchat.gossip import hops_of
+from p2pchat.gossip import AuthorId, hops_of
 from p2pchat.runsig import is_run_raw
 from p2pchat.relay import (
     MEMBER,
@@ -206,7 +206,7 @@ class CatchUp:
         if not link.relay or node.leaving:
             return  # leaving: not shown any more (see message_received)
         try:
-            pairs = relayed_of(msg)
+            pairs = relayed_of(msg, lambda author, seq: self._had(link, author, seq))
         except WireError as e:
             log_limited(node.clock, log, "bad relay line", LogLevel.warn,
                         "bad relay line from {peer} skipped: {why}", peer=link.peer_id,
@@ -216,6 +216,13 @@ class CatchUp:
         # Handed on at catch-up (no hop count): not news, and one hop from its hander.
         replayed, hops = hops is None, 1 if hops is None else hops
         self.checks.add(link, [(raw, key, hops, replayed) for raw, key in pairs])  # in steps
+
+    def _had(self, link: PeerSession, author: str, seq: int) -> bool:
+        """Whether we have this line of ``author`` (then it is not forwarded to ``link``)."""
+        if (author, seq) not in self.node.room.seqs:
+            return False
+        self.node.forwarder.log.had_by((AuthorId(author), seq), link.peer_id)
+        return True
 
     def check_relayed(self, link: PeerSession, raw: bytes, key: str, hops: int = 1,
                       replayed: bool = True) -> None:

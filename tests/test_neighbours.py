@@ -341,7 +341,7 @@ class Mirrors(TestCase):
         for me, other in (("x", "y"), ("y", "x")):
             node = SimpleNamespace(links={other: object()}, clock=clock, leaving=False,
                                    forwarder=SimpleNamespace(
-                                       changed=lambda me=me: sent.append(me)))
+                                       changed_soon=lambda me=me: sent.append(me)))
             ends[me] = Neighbours(node, cap)  # type: ignore[arg-type]
         return ends["x"], ends["y"], sent, clock
 
@@ -474,3 +474,106 @@ class GrowingRoom(TestCase):
         self.assertTrue(behind)
         self.assertLessEqual(behind, room.listed(newcomer))  # first's own neighbours too
         self.assertEqual(len(room.listed(newcomer)), 16)
+
+
+class Formation(TestCase):
+    """A room past a full mesh starting together (issue 21: a room of 100 took 45-60 s from
+    its last peer up to everyone listed, its CPU mostly member lines)."""
+
+    def test_link_ups_reuse_one_member_line(self) -> None:
+        """A peer's link-ups before its first tick hand each new link the member line it made
+        at the first one (its links fewer than now): each new one was a new line flooding the
+        room, 8-13 per peer, each checked by every peer."""
+        from p2pchat.forwarding import Forwarder
+
+        made: list[str] = []
+        real = Forwarder.member_message
+
+        def counting(self: Forwarder, event: str) -> object:
+            made.append(event)
+            return real(self, event)
+
+        self.patch(Forwarder, "member_message", counting)
+        room = Room(30, 6)
+        room.settle(12)  # formed, and past LARGE_LINKS_GAP: one member line of all its links
+        for nick in room.nicks:
+            self.assertEqual(len(room.listed(nick)), 29, nick)
+        self.assertGreaterEqual(sorted(room.degrees())[15], 4)  # most linked up 4 times or more
+        self.assertLessEqual(len(made), 2 * 30, room.degrees())  # a hello, one changed; 9 a peer before
+
+    def test_links_dropped_in_one_second_go_out_in_one_member_line(self) -> None:
+        """Two neighbours about to prune our links in the same second: one member line of
+        ours leaves both out (it went out once for each: a room of 100 pruned 4-6 links a
+        peer, each a member line flooding the room from both ends), before DRAIN_FOR."""
+        from p2pchat.forwarding import Forwarder
+
+        room = Room(20, 4)
+        room.settle(30)
+        node = room.sim.nodes["p0"]
+        a, b = sorted(pid for pid, link in node.links.items() if link.gossip)[:2]
+        made: list[str] = []
+        real = Forwarder.member_message
+
+        def counting(self: Forwarder, event: str) -> object:
+            if self is node.forwarder:
+                made.append(event)
+            return real(self, event)
+
+        self.patch(Forwarder, "member_message", counting)
+        node.neighbours.dropped_by(a)
+        node.neighbours.dropped_by(b)
+        self.assertEqual(made, [])  # not yet: at the end of this second
+        node.sweep()
+        self.assertEqual(len(made), 1, made)  # (the tick's, or changed_soon's)
+        listed = node.forwarder._last_member[1]
+        self.assertNotIn(a, listed)
+        self.assertNotIn(b, listed)
+        node.sweep()
+        self.assertEqual(len(made), 1, made)  # nothing more to say
+
+    def test_copies_of_a_member_line_are_not_queued_for_their_check(self) -> None:
+        """A member line floods the room: each peer queues (and parses) its first copy
+        only, the others are dropped as their relay line is read."""
+        room = Room(20, 4)
+        room.settle(30)
+        room.sim.run()
+        queued: list[bytes] = []
+        for node in room.sim.nodes.values():
+            checks = node.catchup.checks
+            checks._check = (lambda real: lambda link, raw, *rest: (  # type: ignore[misc]
+                queued.append(raw), real(link, raw, *rest)))(checks._check)
+        room.sim.nodes["p0"].forwarder.changed()
+        room.sim.run()
+        self.assertGreater(len(queued), 5)  # it went round (relayed beyond p0's links)
+        self.assertLessEqual(len(queued), 19)  # once at most at each other peer
+
+    def test_links_only_added_wait_longer_than_a_link_gone(self) -> None:
+        """Past a full mesh a new link of ours waits LARGE_ADDED_GAP to be listed, not
+        LARGE_LINKS_GAP (a list of fewer links than we have costs only dropped copies; a
+        link gone still goes after LARGE_LINKS_GAP: a list of a link we lack keeps lines
+        from us)."""
+        from p2pchat.forwarding import Forwarder
+        from p2pchat.gossip import LARGE_ADDED_GAP, LARGE_LINKS_GAP
+
+        room = Room(20, 4)
+        room.settle(30)
+        node = room.sim.nodes["p0"]
+        made: list[tuple[str, ...]] = []
+        real = Forwarder.member_message
+
+        def counting(self: Forwarder, event: str) -> object:
+            if self is node.forwarder:
+                made.append(self._state()[2])
+            return real(self, event)
+
+        self.patch(Forwarder, "member_message", counting)
+        far = next(n for n in room.nicks[1:] if room.sim.nodes[n].peer_id not in node.links)
+        room.sim.link("p0", far)
+        for _ in range(int(LARGE_LINKS_GAP) + 2):
+            room.sim.clock.advance(1)
+            node.sweep()
+        self.assertEqual(made, [])  # only added: not yet
+        for _ in range(int(LARGE_ADDED_GAP - LARGE_LINKS_GAP)):
+            room.sim.clock.advance(1)
+            node.sweep()
+        self.assertTrue(made and room.sim.nodes[far].peer_id in made[-1], made)

@@ -138,8 +138,19 @@ class Reading:
 
 def emit_each(node: Node, lines: list[events.ChatLine]) -> None:
     """``lines`` to each of the node's observers in turn, in order (as ``Node.emit`` does one
-    event: an observer that fails on one is logged, and the others still get it)."""
+    event: an observer that fails on one is logged, and the others still get it).  An
+    observer with a ``chat_lines`` method (catching_up.CatchingUp, which stands before the
+    line face and the console) takes the run at once: the line face writes it in one write,
+    not one a line."""
     for observer in list(node._observers):
+        many = getattr(observer, "chat_lines", None)
+        if many is not None:
+            try:
+                many(lines)
+            except Exception:
+                log.failure("observer {observer!r} failed on {n} lines",
+                            observer=observer, n=len(lines))
+            continue
         for line in lines:
             try:
                 observer(line)

@@ -60,6 +60,8 @@ class Reading:
         shown_nick = None if not link.username else node.trust.display(link.username, link.fp)
         ignored = author in node.ignores
         replaying, linked_at = link.catchup, link.linked_at
+        gossip = link.gossip
+        chat_line = events.ChatLine
         sequenced = changed = False
         lines: list[events.ChatLine] = []
         rows: list[Row] = []
@@ -89,7 +91,7 @@ class Reading:
             if seq:
                 sequenced = True
             relay = keep_raw and signed and bool(raw)
-            spread = relay and link.gossip
+            spread = relay and gossip
             room_id = msg.room_id
             if room_id not in joined:
                 log_limited(node.clock, log, "room not ours", LogLevel.debug,
@@ -106,12 +108,14 @@ class Reading:
                 text = printable(action or msg.content)
                 # A catch-up peer resends what we missed before any new line: a line said
                 # before this link was up is one of those (replayed), not news.
-                line = events.ChatLine(when, nick, text, author, message_id,
-                                       action=action is not None, room=room_id,
-                                       replayed=bool(replaying and stamp is not None
-                                                     and 0 < stamp < linked_at))
-                lines.append(line)
-                rows.append((message_id, room_id, author, nick, text, action is not None,
+                acted = action is not None
+                # (its fields in order: when, nick, text, sender_id, message_id, own,
+                # action, sent_to, pending, room, private, kept, replayed)
+                lines.append(chat_line(when, nick, text, author, message_id, False, acted, 0,
+                                       False, room_id, "", False,
+                                       bool(replaying and stamp is not None
+                                            and 0 < stamp < linked_at)))
+                rows.append((message_id, room_id, author, nick, text, acted,
                              False, when, seq if relay else 0, raw if relay else None,
                              pk if relay else ""))
             if spread:

@@ -105,7 +105,9 @@ class Reading:
                     action = None
                 nick = shown_nick if shown_nick is not None else node.trust.display(
                     msg.username or author, link.fp)
-                text = printable(action or msg.content)
+                text = action or msg.content
+                if not text.isprintable():  # (printable's own first look, a call less a line)
+                    text = printable(text)
                 # A catch-up peer resends what we missed before any new line: a line said
                 # before this link was up is one of those (replayed), not news.
                 acted = action is not None

@@ -13,7 +13,7 @@ leaves none); nothing kept but counts and up to SUMMARY_NICKS nicks per conversa
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Sequence
 
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 
@@ -82,22 +82,44 @@ class CatchingUp:
         self.runs: dict[str, Run] = {}
         self._timer: IDelayedCall | None = None
         self._watched: tuple[IChat, Callable[[events.Event], None]] | None = None
+        #: the face's handler of a run of lines at once (``watch``), or None
+        self._on_lines: Callable[[list[events.ChatLine]], None] | None = None
 
-    def watch(self, chat: IChat, on_event: Callable[[events.Event], None]) -> None:
-        """Subscribe ``on_event`` to ``chat``'s events, through ``show``."""
+    def watch(self, chat: IChat, on_event: Callable[[events.Event], None],
+              on_lines: Callable[[list[events.ChatLine]], None] | None = None) -> None:
+        """Subscribe ``on_event`` to ``chat``'s events, through ``show``; ``on_lines``, if
+        given, takes the shown lines of a run heard together at once (``chat_lines``)."""
         self._watched = (chat, on_event)
-        chat.subscribe(self._event)
+        self._on_lines = on_lines
+        chat.subscribe(self)
 
     def unwatch(self) -> None:
         """The face goes: unsubscribed, its timer cancelled (nothing more is told)."""
         if self._watched is not None:
-            self._watched[0].unsubscribe(self._event)
+            self._watched[0].unsubscribe(self)
             self._watched = None
         self.stop()
 
-    def _event(self, event: events.Event) -> None:
+    def __call__(self, event: events.Event) -> None:
+        """An event of the chat (what ``watch`` subscribed): to the face, if ``show`` says."""
         if self._watched is not None and self.show(event):
             self._watched[1](event)
+
+    def chat_lines(self, lines: Sequence[events.ChatLine]) -> None:
+        """The lines of a run heard together (reading.emit_each), in order: those ``show``
+        lets through go to the face at once (one write for the lot in the line face), where
+        it takes them so, else one by one as ``__call__`` does."""
+        if self._watched is None:
+            return
+        shown = [line for line in lines if not line.replayed or self.show(line)]
+        if not shown:
+            return
+        if self._on_lines is not None:
+            self._on_lines(shown)
+        else:
+            on_event = self._watched[1]
+            for line in shown:
+                on_event(line)
 
     def show(self, line: events.Event) -> bool:
         """Whether to show ``line`` now (False: it is one of a big catch-up, counted)."""

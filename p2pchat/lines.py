@@ -130,7 +130,8 @@ class LineFace(LinesPerRead, CommandFace):
         history = self.node.history(DEFAULT_ROOM)
         if history:
             self.show_history(DEFAULT_ROOM, history)
-        self.catching_up.watch(self.node, self.on_event)  # a big catch-up summed up
+        # a big catch-up summed up; the lines of a run heard together written at once
+        self.catching_up.watch(self.node, self.on_event, self.on_lines)
         self.show_info([f"you are {self.node.nick} ({self.node.peer_id}), on port "
                         f"{self.node.port}; /help lists the commands"])
 
@@ -167,6 +168,31 @@ class LineFace(LinesPerRead, CommandFace):
                     del self._told_later[next(iter(self._told_later))]
         if line is not None:
             self._write(line)
+
+    def on_lines(self, lines: list[events.ChatLine]) -> None:
+        """Peers' lines heard together (one read of a link: reading.py), written in one write
+        (each line as ``on_event`` writes it), not one write a line."""
+        texts: list[str] = []
+        for event in lines:
+            if event.own:  # (a run holds only peers' lines; an own one goes the long way)
+                self._write_lines(texts)
+                texts = []
+                self.on_event(event)
+                continue
+            text = format_event(event)
+            if text is not None:
+                texts.append(text)
+        self._write_lines(texts)
+
+    def _write_lines(self, texts: list[str]) -> None:
+        if not texts:
+            return
+        texts.append("")
+        data = "\n".join(texts).encode("utf-8", "replace")
+        if self._held is not None:
+            self._held.append(data)
+        elif self.transport is not None:
+            self.transport.write(data)
 
     def _caught_up(self, run: Run) -> None:
         """A big catch-up ended: how many lines, from whom, then the conversation's last

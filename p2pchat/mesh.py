@@ -362,10 +362,18 @@ class PeerProtocol(LinesPerRead):
         other line as ``lineReceived`` takes it, the run before it first.  Returns how many
         were taken (fewer once the flood limit paused reading, or the link is closing: the
         rest wait, as in LineReceiver)."""
-        peer, node, transport = self.peer_id, self.node, self.transport
+        peer, node, transport, flood = self.peer_id, self.node, self.transport, self._flood
         run: list[tuple[Message, bytes]] = []
         for i, line in enumerate(lines):
-            msg = self._parsed(line)
+            # _parsed, in line (a call less a line)
+            flood.tokens -= 1
+            if flood.tokens < 0 and self._flood_timer is None:
+                self._throttle()
+            try:
+                msg: Message | None = parse_message(line)
+            except WireError as e:
+                self._bad_line(line, e)
+                msg = None
             if msg is not None and msg.type == CHAT and msg.sender_id == peer:
                 run.append((msg, line))
             elif msg is not None:

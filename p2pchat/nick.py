@@ -62,3 +62,6 @@ class NickKeeper:
     def __call__(self, event: events.Event) -> None:
         if isinstance(event, events.NickChanged) and event.own:
             keep_nick(self.data_dir, event.new)
+
+    def chat_lines(self, lines: list[events.ChatLine]) -> None:
+        """A run of lines heard together (reading.emit_each): none renames us."""

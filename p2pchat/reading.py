@@ -60,6 +60,8 @@ class Reading:
         shown_nick = None if not link.username else node.trust.display(link.username, link.fp)
         ignored = author in node.ignores
         replaying, linked_at = link.catchup, link.linked_at
+        gossip = link.gossip
+        chat_line = events.ChatLine
         sequenced = changed = False
         lines: list[events.ChatLine] = []
         rows: list[Row] = []
@@ -89,7 +91,7 @@ class Reading:
             if seq:
                 sequenced = True
             relay = keep_raw and signed and bool(raw)
-            spread = relay and link.gossip
+            spread = relay and gossip
             room_id = msg.room_id
             if room_id not in joined:
                 log_limited(node.clock, log, "room not ours", LogLevel.debug,
@@ -103,15 +105,19 @@ class Reading:
                     action = None
                 nick = shown_nick if shown_nick is not None else node.trust.display(
                     msg.username or author, link.fp)
-                text = printable(action or msg.content)
+                text = action or msg.content
+                if not text.isprintable():  # (printable's own first look, a call less a line)
+                    text = printable(text)
                 # A catch-up peer resends what we missed before any new line: a line said
                 # before this link was up is one of those (replayed), not news.
-                line = events.ChatLine(when, nick, text, author, message_id,
-                                       action=action is not None, room=room_id,
-                                       replayed=bool(replaying and stamp is not None
-                                                     and 0 < stamp < linked_at))
-                lines.append(line)
-                rows.append((message_id, room_id, author, nick, text, action is not None,
+                acted = action is not None
+                # (its fields in order: when, nick, text, sender_id, message_id, own,
+                # action, sent_to, pending, room, private, kept, replayed)
+                lines.append(chat_line(when, nick, text, author, message_id, False, acted, 0,
+                                       False, room_id, "", False,
+                                       bool(replaying and stamp is not None
+                                            and 0 < stamp < linked_at)))
+                rows.append((message_id, room_id, author, nick, text, acted,
                              False, when, seq if relay else 0, raw if relay else None,
                              pk if relay else ""))
             if spread:
@@ -138,8 +144,19 @@ class Reading:
 
 def emit_each(node: Node, lines: list[events.ChatLine]) -> None:
     """``lines`` to each of the node's observers in turn, in order (as ``Node.emit`` does one
-    event: an observer that fails on one is logged, and the others still get it)."""
+    event: an observer that fails on one is logged, and the others still get it).  An
+    observer with a ``chat_lines`` method (catching_up.CatchingUp, which stands before the
+    line face and the console) takes the run at once: the line face writes it in one write,
+    not one a line."""
     for observer in list(node._observers):
+        many = getattr(observer, "chat_lines", None)
+        if many is not None:
+            try:
+                many(lines)
+            except Exception:
+                log.failure("observer {observer!r} failed on {n} lines",
+                            observer=observer, n=len(lines))
+            continue
         for line in lines:
             try:
                 observer(line)

@@ -113,8 +113,13 @@ class SeenSet:
         return None if ranges is None else _dump(ranges)
 
 
+#: json.dumps with separators makes a new encoder each call; written on every read of a
+#: link's lines (a tuple is written as a list: the same text)
+_encode = json.JSONEncoder(separators=(",", ":")).encode
+
+
 def _dump(ranges: tuple[list[int], list[int]]) -> str:
-    return json.dumps([list(pair) for pair in zip(*ranges)], separators=(",", ":"))
+    return _encode(list(zip(*ranges)))
 
 
 def _parse(text: str) -> tuple[list[int], list[int]]:

@@ -385,6 +385,17 @@ class Seen(TestCase):
         self.assertNotIn(("a", 8), seen)
         self.assertNotIn(("b", 5), seen)
 
+    def test_a_set_is_written_as_compact_pairs_and_read_back(self) -> None:
+        from p2pchat.seen import SeenSet, _parse
+
+        seen = SeenSet()
+        for seq in (1, 2, 3, 7, 2**64 - 1):
+            seen.add("a", seq)
+        text = seen.dump("a")
+        self.assertEqual(text, f"[[1,3],[7,7],[{2**64 - 1},{2**64 - 1}]]")
+        assert text is not None
+        self.assertEqual(_parse(text), ([1, 7, 2**64 - 1], [3, 7, 2**64 - 1]))
+
     def test_authors_out_of_memory_come_back_from_the_backing(self) -> None:
         from p2pchat.seen import SeenSet
 

@@ -194,3 +194,46 @@ class RunOfLines(_Linked):
         self.assertEqual(self.shown(), [f"word{n} of the burst" for n in range(10)])
         self.flusher.turn(force=True)
         self.assertEqual(lines_in(self.store), 3)
+
+
+class OneWritePerRead(_Linked):
+    """The line face writes the lines of one read in one write (issue 21: one output write
+    per read), each as it wrote it alone; a big catch-up's lines still go through its count."""
+
+    def writes(self) -> list[bytes]:
+        got: list[bytes] = []
+        write = self.out.write
+
+        def counted(data: bytes) -> None:
+            got.append(data)
+            write(data)
+        self.out.write = counted  # type: ignore[method-assign]
+        return got
+
+    def test_the_lines_of_a_read_are_one_write(self) -> None:
+        writes = self.writes()
+        self.proto.dataReceived(b"".join(self.said(40)))
+        self.assertEqual(len(writes), 1)
+        self.assertEqual(self.shown(), [f"word{n} of the burst" for n in range(40)])
+        self.assertTrue(writes[0].endswith(b" of the burst\n"))
+
+    def test_a_big_catch_up_read_at_once_is_still_held_past_the_first_lines(self) -> None:
+        from p2pchat.catching_up import CATCH_UP_SHOWN
+        lines = self.said(CATCH_UP_SHOWN + 50)
+        self.bob.links[self.alice.peer_id].linked_at = self.clock.seconds() + 1  # all replayed
+        self.addCleanup(self.bob._face.catching_up.stop)  # its timer is the reactor's
+        self.proto.dataReceived(b"".join(lines))
+        self.assertEqual(len(self.shown()), CATCH_UP_SHOWN)
+        self.assertEqual(self.bob._face.catching_up.runs["general"].count, len(lines))
+
+    def test_an_observer_that_fails_on_a_run_does_not_keep_it_from_the_others(self) -> None:
+        class Failing:
+            def __call__(self, event: object) -> None:
+                raise AssertionError("not called one by one")
+
+            def chat_lines(self, lines: object) -> None:
+                raise RuntimeError("this observer fails")
+        self.bob._observers.insert(0, Failing())
+        self.proto.dataReceived(b"".join(self.said(5)))
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+        self.assertEqual(self.shown(), [f"word{n} of the burst" for n in range(5)])

@@ -95,14 +95,21 @@ def run_message(count: int, root: bytes) -> bytes:
 def sign_run(sign: Any, payloads: list[bytes]) -> list[dict[str, Any]]:
     """Each line's metadata (its run's signature, its place, its path) for a run of 2 to
     RUN_MAX_LINES payloads; ``sign``: Identity.sign (bytes to base64)."""
+    signature, paths = signed_paths(sign, payloads)
+    count = len(paths)
+    return [{"sig": signature, "run": [index, count], "path": path}
+            for index, path in enumerate(paths)]
+
+
+def signed_paths(sign: Any, payloads: list[bytes]) -> tuple[str, list[str]]:
+    """A run's signature and each line's path (base64), for a run of 2 to RUN_MAX_LINES
+    payloads (``sign_run``'s parts, for saying.py, which writes their metadata itself)."""
     count = len(payloads)
     if not 2 <= count <= RUN_MAX_LINES:
         raise ValueError(f"a run is 2 to {RUN_MAX_LINES} lines, not {count}")
-    root, paths = _tree([leaf(p) for p in payloads])
-    signature = sign(run_message(count, root))
+    root, paths = _tree([_hash(_LEAF + p) for p in payloads])
     b64 = base64.b64encode
-    return [{"sig": signature, "run": [index, count], "path": b64(b"".join(path)).decode("ascii")}
-            for index, path in enumerate(paths)]
+    return sign(run_message(count, root)), [b64(b"".join(path)).decode("ascii") for path in paths]
 
 
 def is_run(meta: dict[str, Any] | None) -> bool:

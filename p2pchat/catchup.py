@@ -51,10 +51,11 @@ class SentLog:
         self.keep(msg)
         return self.trim(now)
 
-    def keep(self, msg: Message) -> bytes:
+    def keep(self, msg: Message, data: bytes | None = None) -> bytes:
         """Keep ``msg`` without trimming (a run of lines is trimmed once: saying.py); its
-        encoded bytes."""
-        data = encode_message(msg)
+        encoded bytes (``data``: already made, runlines.py)."""
+        if data is None:
+            data = encode_message(msg)
         self._seqs.append(msg.sequence)
         self._msgs.append(msg)
         self._datas.append(data)

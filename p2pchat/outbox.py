@@ -56,10 +56,11 @@ class Outbox:
         self._forget(self.log.append(msg, now))
         return previous
 
-    def keep(self, msg: Message) -> bytes:
+    def keep(self, msg: Message, data: bytes | None = None) -> bytes:
         """Put one line of a run said at once in the sent log, untrimmed (``trimmed`` once
-        the run is in); its encoded bytes."""
-        return self.log.keep(msg)
+        the run is in); its encoded bytes (``data``, when the caller made them: they are
+        what the links get and the history keeps, encoded once)."""
+        return self.log.keep(msg, data)
 
     def trimmed(self, now: float) -> None:
         """Trim the sent log by its bounds (after a run of ``keep``)."""

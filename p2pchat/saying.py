@@ -18,9 +18,9 @@ from twisted.logger import Logger
 
 from p2pchat import events
 from p2pchat.interfaces import Refused, Said
-from p2pchat.relay import line_payload
-from p2pchat.runsig import RUN_MAX_LINES, sign_run
-from p2pchat.wire import CHAT, Message, new_message_id
+from p2pchat.runlines import RunTemplate, message_ids, signed_alone, signed_in_run
+from p2pchat.runsig import RUN_MAX_LINES, signed_paths
+from p2pchat.wire import CHAT, Message
 
 if TYPE_CHECKING:
     from p2pchat.node import Node
@@ -86,43 +86,57 @@ class Saying:
         for the history and the delivery marks, once the run is done), shown; a line that
         fails is refused alone.  ``runs``: every link the lines go to takes run signatures
         (runsig.py), so each RUN_MAX_LINES of them share one.  The links get the run at its
-        end (``_write``)."""
+        end (``_write``).  The lines are said at one moment (one time stamp) and written
+        from one template (runlines.py): their payloads and bytes made once each."""
         node = self.node
         identity = node.identity
         assert identity is not None
-        seconds, number, keep = node.clock.seconds, node.outbox.number, node.outbox.keep
+        number, keep = node.outbox.number, node.outbox.keep
         accept, emit, sign = node.room.accept, node.emit, identity.sign
         peer_id, nick = node.peer_id, node.nick
+        when = node.clock.seconds()
+        template = RunTemplate(peer_id, nick, room, when)
+        encode, payload_of, line_of = template.encode, template.payload, template.line
         step = RUN_MAX_LINES if runs else 1
+        ids = message_ids(len(texts))
         for start in range(0, len(texts), step):
-            made: list[Message] = []
-            for text in texts[start:start + step]:
+            made: list[tuple[Message, bytes, bytes]] = []  # the line, its content, its payload
+            for text, message_id in zip(texts[start:start + step], ids[start:start + step]):
                 try:
-                    made.append(Message(new_message_id(), CHAT, peer_id, nick, text, seconds(),
-                                        number(), room, {}))
+                    content, seq = encode(text), number()
+                    made.append((Message(message_id, CHAT, peer_id, nick, text, when, seq, room),
+                                 content, payload_of(message_id, content, seq)))
                 except Exception:
                     log.failure("saying {text!r} failed", text=text[:80])
                     refused.append(Refused(FAILED))
             try:
                 if len(made) > 1:
-                    for msg, meta in zip(made, sign_run(sign, [line_payload(m) for m in made])):
-                        msg.metadata = meta
+                    signature, paths = signed_paths(sign, [p for _, _, p in made])
+                    metas = signed_in_run(signature, paths)
+                    total = len(paths)
+                    for index, (msg, _, _) in enumerate(made):
+                        msg.metadata = {"sig": signature, "run": [index, total],
+                                        "path": paths[index]}
                 else:
-                    for msg in made:
-                        msg.metadata = {"sig": sign(line_payload(msg))}
+                    metas = []
+                    for msg, _, data in made:
+                        signature = sign(data)
+                        msg.metadata = {"sig": signature}
+                        metas.append(signed_alone(signature))
             except Exception:
                 log.failure("signing a run of {n} lines failed", n=len(made))
                 refused.extend(Refused(FAILED) for _ in made)
                 continue
-            for msg in made:
+            for (msg, content, _), meta in zip(made, metas):
                 try:
                     accept(msg)
-                    kept.append((msg, keep(msg)))  # nothing after this can fail the line
+                    data = line_of(msg.id, content, msg.sequence, meta)
+                    kept.append((msg, keep(msg, data)))  # nothing after this can fail the line
                 except Exception:
                     log.failure("saying {text!r} failed", text=msg.content[:80])
                     refused.append(Refused(FAILED))
                     continue
-                emit(events.ChatLine(msg.timestamp or 0.0, nick, msg.content, peer_id, msg.id,
+                emit(events.ChatLine(when, nick, msg.content, peer_id, msg.id,
                                      True, False, count, pending, room))
 
     def _write(self, previous: int | None, wanted: set[str]) -> None:

@@ -6,7 +6,8 @@ most INDEX_STEP_SECONDS) run one per reactor turn (``step``, called by a Looping
 service starts), so no step holds the reactor for long; how far it got is kept in the
 ``settings`` table, so a restart goes on where it stopped.  Lines saved while running are
 indexed the same way, a moment after their commit (INDEX_DELAY), not in it: a burst of
-received lines pays nothing for the index while it comes.  Searches run in a thread of the
+received lines pays nothing for the index while it comes.  Each step runs only in a turn
+whose shared budget (turn.py) has room for it, as long as the last took, or in a fresh one.  Searches run in a thread of the
 reactor's pool, each thread with a read-only SQLite connection of its own (the file is in
 WAL mode, so reading there while the reactor writes is safe).
 """
@@ -25,6 +26,7 @@ from twisted.internet.threads import deferToThread
 from twisted.logger import Logger
 
 from p2pchat.interfaces import SearchHit
+from p2pchat.turn import Turn, shared
 from p2pchat.search import (
     INDEX_STEP,
     INDEX_STEP_SECONDS,  # noqa: F401 (a step is timed against it)
@@ -110,6 +112,12 @@ class SearchIndex:
         #: only when a search asks (tests, bench.hotpath)
         self.clock: IReactorTime | None = None
         self._live_call: Any = None
+        #: the reactor turn's budget, shared with every stepped job (turn.py; with the clock)
+        self.turn: Turn | None = None
+        #: how long the last step took (seconds): what the next is expected to take
+        self.took = 0.0
+        self._live_waiting = False  # a step waits for a turn with room for it
+        self._closed = False
         if self.fts:
             self._open()
         else:
@@ -166,11 +174,22 @@ class SearchIndex:
         self._schedule(INDEX_DELAY)
 
     def _schedule(self, delay: float) -> None:
-        if self.clock is not None and self._live_call is None:
+        if self.clock is not None and self._live_call is None and not self._live_waiting:
             self._live_call = self.clock.callLater(delay, self._live_step)
+
+    def _room(self) -> bool:
+        """Whether this reactor turn has room for a step (always, without a reactor)."""
+        return self.turn is None or self.turn.fits(self.took)
 
     def _live_step(self) -> None:
         self._live_call = None
+        self._live_waiting = False
+        if self._closed:
+            return
+        if not self._room() and self.turn is not None:
+            self._live_waiting = True
+            self.turn.next(self._live_step)
+            return
         try:
             more = self.catch_up_step()
         except sqlite3.Error as e:  # a full disk: the lines wait for the next start
@@ -185,6 +204,8 @@ class SearchIndex:
         if self.live_upto is None:
             return False
         db, upto = self._db, self.live_upto
+        timer = time.perf_counter if self.turn is None else self.turn.timer
+        started = timer()
         with db:
             db.execute("begin")
             top = db.execute("select max(rowid) from lines").fetchone()[0] or 0
@@ -202,6 +223,7 @@ class SearchIndex:
                            (LIVE_KEY, str(last)))
                 done = False
         self.live_upto = None if done else last
+        self.took = timer() - started
         return not done
 
     def catch_up(self) -> None:
@@ -246,7 +268,7 @@ class SearchIndex:
                 upto = self.target
             state = "done" if upto >= self.target else f"{upto} {self.target}"
             db.execute("insert or replace into settings values (?, ?)", (INDEX_KEY, state))
-        took = time.perf_counter() - started
+        took = self.took = time.perf_counter() - started
         if took > INDEX_STEP_SECONDS:
             log.warn("history: an indexing step took {ms:.0f} ms", ms=took * 1000)
         self.upto = upto
@@ -272,14 +294,22 @@ class SearchIndex:
             return self.in_thread(self._search, query, limit)
         found: Deferred[list[SearchHit]] = Deferred()
 
+        turn = self.turn
+
         def step() -> None:
+            if turn is not None and not self._room():
+                turn.next(step)
+                return
             try:
                 more = self.catch_up_step()
             except sqlite3.Error as e:
                 found.errback(e)
                 return
             if more:
-                clock.callLater(0, step)
+                if turn is not None:
+                    turn.next(step)
+                else:
+                    clock.callLater(0, step)
             else:
                 self.in_thread(self._search, query, limit).chainDeferred(found)
 
@@ -306,12 +336,18 @@ class SearchIndex:
         """Start the upgrade's steps, one per reactor turn, if the file needs them; a step
         that fails (a full disk) is logged and the rest waits for the next start."""
         self.clock = clock
+        self.turn = shared(clock)
         if self.live_upto is not None:  # left waiting by the last run
             self._schedule(0)
         if self.done or self.loop is not None:
             return
+        skipped = [False]
 
         def step() -> None:
+            if not skipped[0] and not self._room():
+                skipped[0] = True  # this turn has no room: the next (never two skipped)
+                return
+            skipped[0] = False
             try:
                 more = self.step()
             except sqlite3.Error as e:
@@ -326,6 +362,7 @@ class SearchIndex:
 
     def close(self) -> None:
         """Close the threads' connections (at the Store's close)."""
+        self._closed = True
         if self.loop is not None and self.loop.running:
             self.loop.stop()
         if self._live_call is not None and self._live_call.active():

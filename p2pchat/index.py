@@ -186,17 +186,21 @@ class SearchIndex:
         self._live_waiting = False
         if self._closed:
             return
-        if not self._room() and self.turn is not None:
-            self._live_waiting = True
-            self.turn.next(self._live_step)
-            return
-        try:
-            more = self.catch_up_step()
-        except sqlite3.Error as e:  # a full disk: the lines wait for the next start
-            log.error("history: indexing new lines for /search failed: {why}", why=str(e))
-            return
-        if more:
-            self._schedule(0)
+        while True:  # steps while the turn has room for them, then at the next turn
+            if not self._room() and self.turn is not None:
+                self._live_waiting = True
+                self.turn.next(self._live_step)
+                return
+            try:
+                more = self.catch_up_step()
+            except sqlite3.Error as e:  # a full disk: the lines wait for the next start
+                log.error("history: indexing new lines for /search failed: {why}", why=str(e))
+                return
+            if not more:
+                return
+            if self.turn is None:
+                self._schedule(0)
+                return
 
     def catch_up_step(self) -> bool:
         """Index the next INDEX_STEP lines saved since the file was opened that wait (in one
@@ -297,21 +301,20 @@ class SearchIndex:
         turn = self.turn
 
         def step() -> None:
-            if turn is not None and not self._room():
-                turn.next(step)
-                return
-            try:
-                more = self.catch_up_step()
-            except sqlite3.Error as e:
-                found.errback(e)
-                return
-            if more:
-                if turn is not None:
+            more = True
+            while more:  # steps while the turn has room for them, then at the next turn
+                if turn is not None and not self._room():
                     turn.next(step)
-                else:
+                    return
+                try:
+                    more = self.catch_up_step()
+                except sqlite3.Error as e:
+                    found.errback(e)
+                    return
+                if more and turn is None:
                     clock.callLater(0, step)
-            else:
-                self.in_thread(self._search, query, limit).chainDeferred(found)
+                    return
+            self.in_thread(self._search, query, limit).chainDeferred(found)
 
         step()
         return found

@@ -160,7 +160,11 @@ class CatchUp:
         while state.pending:
             if link.backed_up or node.links.get(link.peer_id) is not link:
                 return  # link_writable brings us back
-            if written >= RELAY_TURN_BYTES or timer() > deadline:
+            if written >= RELAY_TURN_BYTES:  # the bytes' bound: the next turn, at once
+                state.scheduled = True
+                node.clock.callLater(0, self._next_turn, link)
+                return
+            if timer() > deadline:  # the turn's budget: with the jobs that wait for the next
                 state.scheduled = True
                 turn.next(lambda: self._next_turn(link))
                 return

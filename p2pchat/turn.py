@@ -12,7 +12,9 @@ So they share one budget, TURN_SECONDS of the reactor thread per turn: each asks
 that finds the turn spent waits for the next (``next``).  A turn starts at the first ask after
 the last one ended, and ends at the reactor's next turn (a ``callLater(0)``, which the reactor
 runs in its next iteration, after it has read its sockets); the jobs waiting for it then run
-first, in the order they came, each with what is left, so none of them starves another.
+first, in the order they came, each with what is left, so none of them starves another (their
+call is due when the budget ran out: timers due before it, the stall probe's among them, come
+first in that turn).  A job asks again for its next step in the same turn while it fits.
 
 The budget counts the time from the first ask, whatever ran between (a read's lines too), so
 a job asking late in a busy turn is given little.  A job always does one unit of work when the
@@ -46,6 +48,7 @@ class Turn:
         #: when this turn's budget runs out (``timer``'s time), or None: no turn under way
         self._deadline: float | None = None
         self._over_call: Delayed | None = None
+        self._run_call: Delayed | None = None
         #: jobs waiting for the next turn, in the order they came
         self._waiting: deque[Callable[[], Any]] = deque()
         #: turns started so far (a figure for the tests)
@@ -56,7 +59,8 @@ class Turn:
         if self._deadline is None:
             self._deadline = self.timer() + self.seconds
             self.turns += 1
-            self._call_over()
+            if self._over_call is None:
+                self._over_call = self.clock.callLater(0, self._over)
         return self._deadline
 
     def left(self) -> float:
@@ -72,26 +76,34 @@ class Turn:
         return self.left() >= expected
 
     def next(self, job: Callable[[], Any]) -> None:
-        """Run ``job`` at the next turn, before anything else there asks (in order)."""
+        """Run ``job`` at the next turn, before the others that ask there (in order)."""
         self._waiting.append(job)
-        self._call_over()
+        self._call_run()
 
-    def _call_over(self) -> None:
-        if self._over_call is None:
-            self._over_call = self.clock.callLater(0, self._over)
+    def _call_run(self) -> None:
+        """The waiting jobs' call, due when this turn's budget ends (at once if it has): in
+        the next reactor turn it comes after the timers due before then, such as the bench's
+        stall probe, so what lies between two of the probe's calls is one turn's work, not
+        the ends of two."""
+        if self._run_call is None:
+            wait = 0.0 if self._deadline is None else max(0.0, self._deadline - self.timer())
+            self._run_call = self.clock.callLater(wait, self._run)
 
     def _over(self) -> None:
-        """The reactor's next turn: the budget starts again, the waiting jobs go first."""
+        """The reactor's next turn: the budget starts again."""
         self._over_call = None
         self._deadline = None
+
+    def _run(self) -> None:
+        """The jobs that waited, in order, while the turn has room."""
+        self._run_call = None
         waiting = self._waiting
         for _ in range(len(waiting)):  # those that come back while these run wait one more
             if self._deadline is not None and self.timer() >= self._deadline:
                 break
-            job = waiting.popleft()
-            job()
+            waiting.popleft()()
         if waiting:
-            self._call_over()
+            self._call_run()
 
 
 _turns: weakref.WeakKeyDictionary[Any, Turn] = weakref.WeakKeyDictionary()

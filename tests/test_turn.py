@@ -54,12 +54,25 @@ class TheTurn(TestCase):
             self.timer.now += cost
 
         self.turn.fits(0.0)
+        self.timer.now += BUDGET  # this turn spent
         for name in "abc":
             self.turn.next(lambda name=name: job(name, 0.015))
-        self.timer.now += BUDGET  # the rest of this turn spent
         self.clock.advance(0)
         self.assertEqual(ran, ["a", "b", "c"])  # a, b in one turn (b started within it)...
         self.assertEqual(self.turn.turns, 3)  # ...c in the next: nothing left behind
+
+    def test_the_waiting_jobs_come_after_the_timers_due_before_the_budget_ran_out(self) -> None:
+        """A job that waits while the turn still has budget is due when the budget ends: a
+        timer due before then (the stall probe's 10 ms tick) runs first in the next turn,
+        so the probe never sees this turn's work and the next one's between two ticks."""
+        order: list[str] = []
+        self.turn.fits(0.0)
+        self.turn.next(lambda: order.append("job"))
+        self.clock.callLater(BUDGET / 2, order.append, "tick")
+        self.clock.advance(0)
+        self.assertEqual(order, [])
+        self.clock.advance(BUDGET)
+        self.assertEqual(order, ["tick", "job"])
 
     def test_one_turn_per_clock(self) -> None:
         self.assertIs(shared(self.clock), shared(self.clock))

@@ -50,6 +50,11 @@ LIVE_KEY = "search_index_live"
 #: received line takes (in a burst, after it), and in bigger steps than a commit's.  A
 #: /search indexes what still waits first, so it finds every line.
 INDEX_DELAY = 1.0
+#: A step of new lines (``catch_up_step``) with a reactor indexes as many as fit in what is
+#: left of the turn's shared budget (turn.py), INDEX_STEP at most and INDEX_MIN_STEP at
+#: least, at the pace of the last step (before the first: INDEX_LINE_SECONDS a line).
+INDEX_MIN_STEP = 200
+INDEX_LINE_SECONDS = 10e-6
 #: A line's text as SQL (``L`` the row), its first SEARCH_INDEX_CHARS: its text, or for a
 #: line kept as its signed bytes only, the action or content in them (a malformed line:
 #: nothing, never an error).  Deterministic, so a line's entry is deleted with the very
@@ -116,6 +121,8 @@ class SearchIndex:
         self.turn: Turn | None = None
         #: how long the last step took (seconds): what the next is expected to take
         self.took = 0.0
+        #: how long a line of new lines took to index, at the last step (seconds)
+        self.line_took = INDEX_LINE_SECONDS
         self._live_waiting = False  # a step waits for a turn with room for it
         self._closed = False
         if self.fts:
@@ -181,18 +188,31 @@ class SearchIndex:
         """Whether this reactor turn has room for a step (always, without a reactor)."""
         return self.turn is None or self.turn.fits(self.took)
 
+    def _lines_now(self) -> int:
+        """How many lines a step of new lines may index now: INDEX_STEP without a reactor,
+        else as many as fit in what is left of the turn's shared budget at the last steps'
+        pace (INDEX_MIN_STEP at least, so a step is worth its transaction), or 0 when not
+        even those fit (the step waits for the next turn, which always takes one)."""
+        turn = self.turn
+        if turn is None:
+            return INDEX_STEP
+        if not turn.fits(INDEX_MIN_STEP * self.line_took):
+            return 0
+        return max(INDEX_MIN_STEP, min(INDEX_STEP, int(turn.left() / self.line_took)))
+
     def _live_step(self) -> None:
         self._live_call = None
         self._live_waiting = False
         if self._closed:
             return
         while True:  # steps while the turn has room for them, then at the next turn
-            if not self._room() and self.turn is not None:
+            count = self._lines_now()
+            if not count and self.turn is not None:
                 self._live_waiting = True
                 self.turn.next(self._live_step)
                 return
             try:
-                more = self.catch_up_step()
+                more = self.catch_up_step(count)
             except sqlite3.Error as e:  # a full disk: the lines wait for the next start
                 log.error("history: indexing new lines for /search failed: {why}", why=str(e))
                 return
@@ -202,8 +222,8 @@ class SearchIndex:
                 self._schedule(0)
                 return
 
-    def catch_up_step(self) -> bool:
-        """Index the next INDEX_STEP lines saved since the file was opened that wait (in one
+    def catch_up_step(self, count: int = INDEX_STEP) -> bool:
+        """Index the next ``count`` lines saved since the file was opened that wait (in one
         transaction, with how far it got); True while more wait."""
         if self.live_upto is None:
             return False
@@ -214,7 +234,7 @@ class SearchIndex:
             db.execute("begin")
             top = db.execute("select max(rowid) from lines").fetchone()[0] or 0
             last = db.execute("select max(rowid) from (select rowid from lines where rowid > ? "
-                              "order by rowid limit ?)", (upto, INDEX_STEP)).fetchone()[0]
+                              "order by rowid limit ?)", (upto, count)).fetchone()[0]
             if last is not None:
                 db.execute("insert into lines_fts(rowid, text) select L.rowid, "
                            f"{SHOWN_TEXT} from lines L where L.rowid > ? and L.rowid <= ?",
@@ -228,6 +248,8 @@ class SearchIndex:
                 done = False
         self.live_upto = None if done else last
         self.took = timer() - started
+        if last is not None and last > upto:
+            self.line_took = max(1e-7, self.took / min(count, last - upto))
         return not done
 
     def catch_up(self) -> None:
@@ -303,11 +325,12 @@ class SearchIndex:
         def step() -> None:
             more = True
             while more:  # steps while the turn has room for them, then at the next turn
-                if turn is not None and not self._room():
+                count = self._lines_now()
+                if turn is not None and not count:
                     turn.next(step)
                     return
                 try:
-                    more = self.catch_up_step()
+                    more = self.catch_up_step(count)
                 except sqlite3.Error as e:
                     found.errback(e)
                     return

@@ -69,11 +69,13 @@ class Turn:
 
     def fits(self, expected: float) -> bool:
         """Whether a step expected to take ``expected`` seconds may run now: it fits in what
-        is left, or the turn is fresh (a step longer than the whole budget runs alone)."""
+        is left (something is), or the turn is fresh (a step longer than the budget runs
+        alone)."""
         if self._deadline is None:
             self.deadline()
             return True
-        return self.left() >= expected
+        left = self.left()
+        return left > 0 and left >= expected
 
     def next(self, job: Callable[[], Any]) -> None:
         """Run ``job`` at the next turn, before the others that ask there (in order)."""

@@ -41,6 +41,8 @@ class TheTurn(TestCase):
         self.timer.now += 0.015
         self.assertAlmostEqual(self.turn.left(), 0.005)
         self.assertFalse(self.turn.fits(0.010))
+        self.timer.now += 0.005
+        self.assertFalse(self.turn.fits(0.0))  # spent: not even a step "of no time"
         self.clock.advance(0)  # the reactor's next turn
         self.assertAlmostEqual(self.turn.left(), BUDGET)
         self.assertEqual(self.turn.turns, 2)
@@ -133,3 +135,25 @@ class TwoJobsInOneTurn(TestCase):
         self.assertLessEqual(max(self.spent.values()), BUDGET + CHECK + 1e-9,
                              {n: round(c * 1000, 1) for n, c in self.spent.items()
                               if c > BUDGET + CHECK})
+
+
+class TheIndexStep(TestCase):
+    """The /search index's step of new lines (index.py) is sized to what is left of the
+    turn: a step of 2,000 lines (20 ms under load) on top of a spent turn held 40-55 ms."""
+
+    def test_as_many_lines_as_fit_in_what_is_left(self) -> None:
+        from p2pchat import index
+
+        clock, timer = task.Clock(), FakeTimer()
+        store = Store(os.path.join(tempfile.mkdtemp(), "h.sqlite3"))
+        self.addCleanup(store.close)
+        store.index.turn = turn = Turn(clock, BUDGET, timer=timer)
+        store.index.line_took = 10e-6
+        turn.fits(0.0)
+        timer.now += BUDGET - 0.005  # 5 ms left: 500 lines' worth
+        self.assertAlmostEqual(store.index._lines_now(), 500, delta=1)
+        timer.now += 0.004  # 1 ms left: less than the smallest step, which waits
+        self.assertEqual(store.index._lines_now(), 0)
+        clock.advance(0)  # a fresh turn: a whole step (20 ms: 2,000 lines' worth, and more)
+        store.index.line_took = 5e-6
+        self.assertEqual(store.index._lines_now(), index.INDEX_STEP)

@@ -52,9 +52,13 @@ LIVE_KEY = "search_index_live"
 INDEX_DELAY = 1.0
 #: A step of new lines (``catch_up_step``) with a reactor indexes as many as fit in what is
 #: left of the turn's shared budget (turn.py), INDEX_STEP at most and INDEX_MIN_STEP at
-#: least, at the pace of the last step (before the first: INDEX_LINE_SECONDS a line).
+#: least, at the pace of the last step (before the first: INDEX_LINE_SECONDS a line)...
 INDEX_MIN_STEP = 200
 INDEX_LINE_SECONDS = 10e-6
+#: ...planned for this share of what is left: a step's cost is not quite in proportion to its
+#: lines (FTS5 merges its segments now and then), and one of 2,000 lines planned for 20 ms
+#: took 29 beside a turn's checks.
+INDEX_TURN_SHARE = 0.5
 #: A line's text as SQL (``L`` the row), its first SEARCH_INDEX_CHARS: its text, or for a
 #: line kept as its signed bytes only, the action or content in them (a malformed line:
 #: nothing, never an error).  Deterministic, so a line's entry is deleted with the very
@@ -190,15 +194,17 @@ class SearchIndex:
 
     def _lines_now(self) -> int:
         """How many lines a step of new lines may index now: INDEX_STEP without a reactor,
-        else as many as fit in what is left of the turn's shared budget at the last steps'
-        pace (INDEX_MIN_STEP at least, so a step is worth its transaction), or 0 when not
+        else as many as fit in INDEX_TURN_SHARE of what is left of the turn's shared budget
+        at the last steps' pace (INDEX_MIN_STEP at least, so a step is worth its
+        transaction), or 0 when not
         even those fit (the step waits for the next turn, which always takes one)."""
         turn = self.turn
         if turn is None:
             return INDEX_STEP
         if not turn.fits(INDEX_MIN_STEP * self.line_took):
             return 0
-        return max(INDEX_MIN_STEP, min(INDEX_STEP, int(turn.left() / self.line_took)))
+        share = turn.left() * INDEX_TURN_SHARE
+        return max(INDEX_MIN_STEP, min(INDEX_STEP, int(share / self.line_took)))
 
     def _live_step(self) -> None:
         self._live_call = None

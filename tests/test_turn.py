@@ -150,10 +150,10 @@ class TheIndexStep(TestCase):
         store.index.turn = turn = Turn(clock, BUDGET, timer=timer)
         store.index.line_took = 10e-6
         turn.fits(0.0)
-        timer.now += BUDGET - 0.005  # 5 ms left: 500 lines' worth
-        self.assertAlmostEqual(store.index._lines_now(), 500, delta=1)
+        timer.now += BUDGET - 0.005  # 5 ms left: 500 lines' worth, planned for half of it
+        self.assertAlmostEqual(store.index._lines_now(), 250, delta=1)
         timer.now += 0.004  # 1 ms left: less than the smallest step, which waits
         self.assertEqual(store.index._lines_now(), 0)
-        clock.advance(0)  # a fresh turn: a whole step (20 ms: 2,000 lines' worth, and more)
-        store.index.line_took = 5e-6
+        clock.advance(0)  # a fresh turn: a whole step (half of 20 ms: 2,500 lines' worth)
+        store.index.line_took = 4e-6
         self.assertEqual(store.index._lines_now(), index.INDEX_STEP)

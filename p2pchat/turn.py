@@ -33,7 +33,7 @@ from p2pchat.clocks import Clock, Delayed
 #: Seconds of stepped work per reactor turn, all jobs together (a turn is the time between
 #: two looks of the reactor at its sockets: keys, lines and beacons wait meanwhile; the
 #: reactor may be held ~50 ms at most, and a turn's own reads come on top).
-TURN_SECONDS = 0.02
+TURN_SECONDS = 0.015
 
 
 class Turn:

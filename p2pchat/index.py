@@ -6,7 +6,8 @@ most INDEX_STEP_SECONDS) run one per reactor turn (``step``, called by a Looping
 service starts), so no step holds the reactor for long; how far it got is kept in the
 ``settings`` table, so a restart goes on where it stopped.  Lines saved while running are
 indexed the same way, a moment after their commit (INDEX_DELAY), not in it: a burst of
-received lines pays nothing for the index while it comes.  Searches run in a thread of the
+received lines pays nothing for the index while it comes.  Each step runs only in a turn
+whose shared budget (turn.py) has room for it, as long as the last took, or in a fresh one.  Searches run in a thread of the
 reactor's pool, each thread with a read-only SQLite connection of its own (the file is in
 WAL mode, so reading there while the reactor writes is safe).
 """
@@ -25,6 +26,7 @@ from twisted.internet.threads import deferToThread
 from twisted.logger import Logger
 
 from p2pchat.interfaces import SearchHit
+from p2pchat.turn import Turn, shared
 from p2pchat.search import (
     INDEX_STEP,
     INDEX_STEP_SECONDS,  # noqa: F401 (a step is timed against it)
@@ -48,6 +50,15 @@ LIVE_KEY = "search_index_live"
 #: received line takes (in a burst, after it), and in bigger steps than a commit's.  A
 #: /search indexes what still waits first, so it finds every line.
 INDEX_DELAY = 1.0
+#: A step of new lines (``catch_up_step``) with a reactor indexes as many as fit in what is
+#: left of the turn's shared budget (turn.py), INDEX_STEP at most and INDEX_MIN_STEP at
+#: least, at the pace of the last step (before the first: INDEX_LINE_SECONDS a line)...
+INDEX_MIN_STEP = 200
+INDEX_LINE_SECONDS = 10e-6
+#: ...planned for this share of what is left: a step's cost is not quite in proportion to its
+#: lines (FTS5 merges its segments now and then), and one of 2,000 lines planned for 20 ms
+#: took 29 beside a turn's checks.
+INDEX_TURN_SHARE = 0.5
 #: A line's text as SQL (``L`` the row), its first SEARCH_INDEX_CHARS: its text, or for a
 #: line kept as its signed bytes only, the action or content in them (a malformed line:
 #: nothing, never an error).  Deterministic, so a line's entry is deleted with the very
@@ -110,6 +121,14 @@ class SearchIndex:
         #: only when a search asks (tests, bench.hotpath)
         self.clock: IReactorTime | None = None
         self._live_call: Any = None
+        #: the reactor turn's budget, shared with every stepped job (turn.py; with the clock)
+        self.turn: Turn | None = None
+        #: how long the last step took (seconds): what the next is expected to take
+        self.took = 0.0
+        #: how long a line of new lines took to index, at the last step (seconds)
+        self.line_took = INDEX_LINE_SECONDS
+        self._live_waiting = False  # a step waits for a turn with room for it
+        self._closed = False
         if self.fts:
             self._open()
         else:
@@ -166,30 +185,62 @@ class SearchIndex:
         self._schedule(INDEX_DELAY)
 
     def _schedule(self, delay: float) -> None:
-        if self.clock is not None and self._live_call is None:
+        if self.clock is not None and self._live_call is None and not self._live_waiting:
             self._live_call = self.clock.callLater(delay, self._live_step)
+
+    def _room(self) -> bool:
+        """Whether this reactor turn has room for a step (always, without a reactor)."""
+        return self.turn is None or self.turn.fits(self.took)
+
+    def _lines_now(self) -> int:
+        """How many lines a step of new lines may index now: INDEX_STEP without a reactor,
+        else as many as fit in INDEX_TURN_SHARE of what is left of the turn's shared budget
+        at the last steps' pace (INDEX_MIN_STEP at least, so a step is worth its
+        transaction), or 0 when not
+        even those fit (the step waits for the next turn, which always takes one)."""
+        turn = self.turn
+        if turn is None:
+            return INDEX_STEP
+        if not turn.fits(INDEX_MIN_STEP * self.line_took):
+            return 0
+        share = turn.left() * INDEX_TURN_SHARE
+        return max(INDEX_MIN_STEP, min(INDEX_STEP, int(share / self.line_took)))
 
     def _live_step(self) -> None:
         self._live_call = None
-        try:
-            more = self.catch_up_step()
-        except sqlite3.Error as e:  # a full disk: the lines wait for the next start
-            log.error("history: indexing new lines for /search failed: {why}", why=str(e))
+        self._live_waiting = False
+        if self._closed:
             return
-        if more:
-            self._schedule(0)
+        while True:  # steps while the turn has room for them, then at the next turn
+            count = self._lines_now()
+            if not count and self.turn is not None:
+                self._live_waiting = True
+                self.turn.next(self._live_step)
+                return
+            try:
+                more = self.catch_up_step(count)
+            except sqlite3.Error as e:  # a full disk: the lines wait for the next start
+                log.error("history: indexing new lines for /search failed: {why}", why=str(e))
+                return
+            if not more:
+                return
+            if self.turn is None:
+                self._schedule(0)
+                return
 
-    def catch_up_step(self) -> bool:
-        """Index the next INDEX_STEP lines saved since the file was opened that wait (in one
+    def catch_up_step(self, count: int = INDEX_STEP) -> bool:
+        """Index the next ``count`` lines saved since the file was opened that wait (in one
         transaction, with how far it got); True while more wait."""
         if self.live_upto is None:
             return False
         db, upto = self._db, self.live_upto
+        timer = time.perf_counter if self.turn is None else self.turn.timer
+        started = timer()
         with db:
             db.execute("begin")
             top = db.execute("select max(rowid) from lines").fetchone()[0] or 0
             last = db.execute("select max(rowid) from (select rowid from lines where rowid > ? "
-                              "order by rowid limit ?)", (upto, INDEX_STEP)).fetchone()[0]
+                              "order by rowid limit ?)", (upto, count)).fetchone()[0]
             if last is not None:
                 db.execute("insert into lines_fts(rowid, text) select L.rowid, "
                            f"{SHOWN_TEXT} from lines L where L.rowid > ? and L.rowid <= ?",
@@ -202,6 +253,9 @@ class SearchIndex:
                            (LIVE_KEY, str(last)))
                 done = False
         self.live_upto = None if done else last
+        self.took = timer() - started
+        if last is not None and last > upto:
+            self.line_took = max(1e-7, self.took / min(count, last - upto))
         return not done
 
     def catch_up(self) -> None:
@@ -246,7 +300,7 @@ class SearchIndex:
                 upto = self.target
             state = "done" if upto >= self.target else f"{upto} {self.target}"
             db.execute("insert or replace into settings values (?, ?)", (INDEX_KEY, state))
-        took = time.perf_counter() - started
+        took = self.took = time.perf_counter() - started
         if took > INDEX_STEP_SECONDS:
             log.warn("history: an indexing step took {ms:.0f} ms", ms=took * 1000)
         self.upto = upto
@@ -272,16 +326,24 @@ class SearchIndex:
             return self.in_thread(self._search, query, limit)
         found: Deferred[list[SearchHit]] = Deferred()
 
+        turn = self.turn
+
         def step() -> None:
-            try:
-                more = self.catch_up_step()
-            except sqlite3.Error as e:
-                found.errback(e)
-                return
-            if more:
-                clock.callLater(0, step)
-            else:
-                self.in_thread(self._search, query, limit).chainDeferred(found)
+            more = True
+            while more:  # steps while the turn has room for them, then at the next turn
+                count = self._lines_now()
+                if turn is not None and not count:
+                    turn.next(step)
+                    return
+                try:
+                    more = self.catch_up_step(count)
+                except sqlite3.Error as e:
+                    found.errback(e)
+                    return
+                if more and turn is None:
+                    clock.callLater(0, step)
+                    return
+            self.in_thread(self._search, query, limit).chainDeferred(found)
 
         step()
         return found
@@ -306,12 +368,18 @@ class SearchIndex:
         """Start the upgrade's steps, one per reactor turn, if the file needs them; a step
         that fails (a full disk) is logged and the rest waits for the next start."""
         self.clock = clock
+        self.turn = shared(clock)
         if self.live_upto is not None:  # left waiting by the last run
             self._schedule(0)
         if self.done or self.loop is not None:
             return
+        skipped = [False]
 
         def step() -> None:
+            if not skipped[0] and not self._room():
+                skipped[0] = True  # this turn has no room: the next (never two skipped)
+                return
+            skipped[0] = False
             try:
                 more = self.step()
             except sqlite3.Error as e:
@@ -326,6 +394,7 @@ class SearchIndex:
 
     def close(self) -> None:
         """Close the threads' connections (at the Store's close)."""
+        self._closed = True
         if self.loop is not None and self.loop.running:
             self.loop.stop()
         if self._live_call is not None and self._live_call.active():

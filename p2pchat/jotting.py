@@ -33,6 +33,8 @@ from typing import Any, Callable
 
 from twisted.logger import Logger
 
+from p2pchat.turn import Turn
+
 log = Logger()
 
 #: Rows jotted but not yet made into SQLite rows: at most this many and this many bytes of
@@ -220,6 +222,11 @@ class Jotted:
     _seen_sql: str
     _next_turn: Callable[[Callable[[], None]], Any] | None
     _jot_scheduled: bool
+    #: the reactor turn's budget every stepped job shares (turn.py; the service gives it):
+    #: a step of rows waits for a turn that has room for it (None: steps run when due)
+    turn: Turn | None = None
+    #: how long the last step of rows took (seconds): what the next is expected to take
+    _rows_took: float = 0.0
 
     def _write_up(self, batch: list[Writes]) -> None:
         raise NotImplementedError  # the Store's
@@ -281,7 +288,15 @@ class Jotted:
             return
         self._jot(retry=True)
         if self.jotter.behind:
+            turn = self.turn
+            if turn is not None and not turn.fits(self._rows_took):
+                self._flush_scheduled = True  # (no other step is scheduled meanwhile)
+                turn.next(self._step)
+                return
+            timer = time.perf_counter if turn is None else turn.timer
+            started = timer()
             self._write_up(self.jotter.take(WRITE_UP_ROWS))
+            self._rows_took = timer() - started
         if self.jotter.behind:
             self._soon()
         else:

@@ -26,7 +26,6 @@ from p2pchat.contacts import CONTACTS_NAME, ONION, PEER, Book, Contact, Entry, p
 from p2pchat.identity import peer_id_for, short_form
 from p2pchat.interfaces import Done, Outcome, Refused
 from p2pchat.invite import Invite, is_invite, new_secret, parse_invite
-from p2pchat.handshake import INVITE_KEY, Admit
 from p2pchat.dial import Dialer
 from p2pchat.mesh import PeerProtocol, PeerServerFactory
 from p2pchat.node import Node
@@ -35,6 +34,7 @@ from p2pchat.reach import peer_endpoint
 from p2pchat.wire import Message, printable
 
 if TYPE_CHECKING:
+    from p2pchat.handshake import Admit
     from p2pchat.onion import Onion
 
 log = Logger()
@@ -156,6 +156,8 @@ class LinkKeeper:
     def admit(self, join: Message, fp: str) -> str | None:
         """Why a join through our onion (TLS proved key ``fp``) is not let in, or None: it
         must show the secret of an invite we gave, unused or used by this same key."""
+        from p2pchat.handshake import INVITE_KEY  # (a join came: the link's, imported then)
+
         secret = (join.metadata or {}).get(INVITE_KEY)
         why = self.book.admission(secret if isinstance(secret, str) else "", fp,
                                   self.reactor.seconds())

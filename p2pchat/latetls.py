@@ -41,13 +41,14 @@ _ALREADY = (_NEWTLS, _TLS, _SSL, "twisted.internet.tcp", "twisted.internet.posix
 #: console face, or --tor (and platformdirs with the first file received, or no --data-dir;
 #: msgspec with the first line decoded or encoded: wire.py ``_load_codec``; the file
 #: transfers and their port, and the sealing with PyNaCl's boxes, at their first use:
-#: files/later.py, firstuse.py; onion.py with --tor or an onion contact dialed).
+#: files/later.py, firstuse.py; onion.py with --tor or an onion contact dialed; the
+#: handshake's machine, handshake.py, with the first connection: mesh.PeerProtocol).
 LATE_MODULES = ("OpenSSL", "cryptography", "service_identity", _TLS, "urwid", "txtorcon",
                 "platformdirs", "blake3", "msgspec", "p2pchat.files.transfers",
                 "p2pchat.files.port", "p2pchat.files.stream", "p2pchat.files.receive",
                 "p2pchat.files.ours", "p2pchat.files.hashing", "p2pchat.files.kept",
                 "p2pchat.sealing", "p2pchat.carrier", "nacl.public", "nacl.signing",
-                "p2pchat.onion")
+                "p2pchat.onion", "p2pchat.handshake")
 
 
 def _factory(*args: Any, **kwargs: Any) -> Any:

@@ -17,7 +17,7 @@ from twisted.logger import Logger, LogLevel
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from p2pchat import busy, handshake, latetls, ratelog, tcpinfo
+from p2pchat import busy, latetls, ratelog, tcpinfo
 from p2pchat.reach import DIAL_TIMEOUT, peer_endpoint
 from p2pchat.flow import Backpressure, TokenBucket
 from p2pchat.framing import LinesPerRead
@@ -39,14 +39,15 @@ from p2pchat.wire import (
 )
 
 if TYPE_CHECKING:
+    from p2pchat import handshake
     from p2pchat.interfaces import Wire
 
 log = Logger()
 
 #: A connection that has not sent its first line (a join), or finished its TLS handshake,
-#: after this many seconds is closed (defined in handshake.py; read here when a connection
-#: starts, so a test may change it).
-HANDSHAKE_TIMEOUT = handshake.HANDSHAKE_TIMEOUT
+#: after ``handshake.HANDSHAKE_TIMEOUT`` seconds is closed (read when a connection starts, so
+#: a test may change it).  handshake.py is imported with the first connection: an idle peer
+#: alone does without it (latetls.LATE_MODULES).
 #: A link that lasted less than this (seconds) does not reset the redial backoff: a peer that
 #: closes every link at once (a base peer that lost track of us) is redialed ever more slowly.
 STABLE_AFTER = 10.0
@@ -65,7 +66,7 @@ _LEVELS = {"info": LogLevel.info, "warn": LogLevel.warn}
 # Twisted's zope interfaces (IReactorTime, ITransport, IDelayedCall, ...) are not understood by
 # mypy without the mypy-zope plugin, so what this module calls on them is typed here as
 # ``typing.Protocol``s (or Any for a transport, whose kind, TCP or TLS, decides its methods).
-__all__ = ["DIAL_TIMEOUT", "HANDSHAKE_TIMEOUT", "STABLE_AFTER", "MAX_INBOUND", "STALL_TIMEOUT",
+__all__ = ["DIAL_TIMEOUT", "STABLE_AFTER", "MAX_INBOUND", "STALL_TIMEOUT",
            "FLOOD_RATE", "FLOOD_BURST", "PeerProtocol", "PeerServerFactory", "peer_endpoint"]
 
 
@@ -106,6 +107,8 @@ class PeerProtocol(LinesPerRead):
     def __init__(self, node: Node, clock: IReactorTime, expected: PeerInfo | None = None,
                  registry: set[PeerProtocol] | None = None, tls_first: bool = False,
                  admit: handshake.Admit | None = None, invite: str = "") -> None:
+        from p2pchat import handshake  # the first connection's (not an idle peer's)
+
         self.node = node
         self.registry = registry if registry is not None else set()
         self.clock: Any = cast(Any, clock)  # see _Timer
@@ -118,7 +121,7 @@ class PeerProtocol(LinesPerRead):
         self.last_heard = self.clock.seconds()
         self.handshake = handshake.Handshake(
             self.outgoing, node.identity is not None, self.peer_id, self.caps,
-            expected.fp if expected else "", timeout=HANDSHAKE_TIMEOUT * busy.load_factor(),
+            expected.fp if expected else "", timeout=handshake.HANDSHAKE_TIMEOUT * busy.load_factor(),
             tls_first=tls_first, learn=expected is not None and not expected.username,
             admit=admit)
         #: an onion dialer's invite secret, carried in its join (``handshake.INVITE_KEY``)
@@ -252,6 +255,8 @@ class PeerProtocol(LinesPerRead):
             self.transport.abortConnection()
 
     def _do(self, actions: list[handshake.Action]) -> None:
+        from p2pchat import handshake  # (imported by __init__: a lookup)
+
         for at, action in enumerate(actions):
             if (isinstance(action, (handshake.SendStartTLS, handshake.StartTLS))
                     and not latetls.loaded()):
@@ -307,6 +312,8 @@ class PeerProtocol(LinesPerRead):
     def _become_ready(self) -> None:
         """Take the connection as handshaken: for ``bench.hotpath``, which builds links with
         no socket and no TLS (the handshake proper never calls this)."""
+        from p2pchat import handshake
+
         self.handshake.stage = handshake.Stage.GOING_LIVE
         self._do([handshake.GoLive()])
 

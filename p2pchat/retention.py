@@ -89,6 +89,9 @@ class Retention:
     #: did), and when upkeep is due anyway (QUIET_UPKEEP_INTERVAL after that one)
     _quiet_changes: int = -1
     _quiet_until: float = 0.0
+    #: how long the last upkeep took (seconds), and whether one waits for a turn with room
+    _upkeep_took: float = 0.0
+    _upkeep_waiting: bool = False
 
     index: SearchIndex
 
@@ -180,6 +183,21 @@ class Retention:
             "where r.room is not null) select room from r where room is not null")]
 
     def upkeep(self, now: float) -> None:
+        """``_upkeep`` in a reactor turn with room for it (turn.py: as long as the last took,
+        or a fresh turn, whose waiting jobs go first)."""
+        turn = getattr(self, "turn", None)
+        if turn is not None and not turn.fits(self._upkeep_took):
+            if not self._upkeep_waiting:
+                self._upkeep_waiting = True
+                turn.next(lambda: self.upkeep(now))
+            return
+        self._upkeep_waiting = False
+        timer = time.perf_counter if turn is None else turn.timer
+        started = timer()
+        self._upkeep(now)
+        self._upkeep_took = timer() - started
+
+    def _upkeep(self, now: float) -> None:
         """One bounded step of pruning while running (per conversation, at most PRUNE_STEP
         lines too old, found through ``lines_by_room``; the oldest past the count, PRUNE_STEP
         at most), then the byte budget kept, VACUUM_STEP_PAGES free pages given back to the

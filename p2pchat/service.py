@@ -27,7 +27,7 @@ from twisted.internet.interfaces import IListeningPort, ITCPTransport
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
-from p2pchat import datadir, giveback, lateness, logs, settling, startup
+from p2pchat import datadir, giveback, lateness, logs, settling, startup, turn
 from p2pchat.activity import SETTINGS_NAME, Settings
 from p2pchat.discovery import BeaconProtocol
 from p2pchat.errors import StartError, stop_reactor
@@ -315,6 +315,7 @@ def open_store(data_dir: str, reactor: Any, sent_age: float, max_lines: int = HI
     except sqlite3.Error as e:
         startup.fail(f"p2pchat: can't use the history file {path}: {e} "
                      "(is another p2pchat using this --data-dir?)")
+    store.turn = turn.shared(reactor)  # its steps share each reactor turn with the others'
     loop = LoopingCall(lambda: store.upkeep(reactor.seconds()))
     loop.clock = reactor
     loop.start(UPKEEP_INTERVAL, now=False)

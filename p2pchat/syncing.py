@@ -9,7 +9,6 @@ shortly after lines come (one per burst) and clear the delivery marks of what we
 
 from __future__ import annotations
 
-import time
 from typing import TYPE_CHECKING
 
 from twisted.logger import Logger, LogLevel
@@ -148,19 +147,26 @@ class CatchUp:
     def pump_relay(self, link: PeerSession) -> None:
         """Write to ``link`` the next of what it is to be handed on: in steps of
         RELAY_STEP_LINES, only while its peer reads (not ``backed_up``), RELAY_TURN_BYTES (and
-        RELAY_TURN_SECONDS) at most per reactor turn (then it goes on at the next turn)."""
+        RELAY_TURN_SECONDS, within what is left of the turn's shared budget, turn.py) at most
+        per reactor turn (then it goes on at the next turn)."""
         node = self.node
         state = link.hand_on
         if state is None or state.scheduled or not state.pending:
             return
         written = 0
-        deadline = time.perf_counter() + RELAY_TURN_SECONDS
+        turn = self.checks.turn  # the reactor turn's budget, every stepped job's (turn.py)
+        timer = turn.timer
+        deadline = min(timer() + RELAY_TURN_SECONDS, turn.deadline())
         while state.pending:
             if link.backed_up or node.links.get(link.peer_id) is not link:
                 return  # link_writable brings us back
-            if written >= RELAY_TURN_BYTES or time.perf_counter() > deadline:
+            if written >= RELAY_TURN_BYTES:  # the bytes' bound: the next turn, at once
                 state.scheduled = True
                 node.clock.callLater(0, self._next_turn, link)
+                return
+            if timer() > deadline:  # the turn's budget: with the jobs that wait for the next
+                state.scheduled = True
+                turn.next(lambda: self._next_turn(link))
                 return
             author = next(iter(state.pending))
             after, left = state.pending[author]

@@ -9,7 +9,8 @@ from twisted.internet.testing import MemoryReactorClock, StringTransportWithDisc
 from twisted.trial.unittest import TestCase
 
 from p2pchat import busy
-from p2pchat.mesh import HANDSHAKE_TIMEOUT, PeerProtocol
+from p2pchat.handshake import HANDSHAKE_TIMEOUT
+from p2pchat.mesh import PeerProtocol
 from p2pchat.node import Node
 from p2pchat.reach import DIAL_TIMEOUT, peer_endpoint
 

@@ -20,6 +20,7 @@ from p2pchat.interfaces import StoredLine
 from p2pchat.lines import LineFace
 from p2pchat.node import Node
 from p2pchat.store import Store
+from p2pchat.turn import Turn
 from tests.fakechat import FakeChat
 from tests.support import ROOT, child_env
 from tests.test_console import ChatHarness
@@ -27,7 +28,7 @@ from tests.test_history_limits import ROGUE_CAPS, Reads, plant, sync
 
 
 class SlowClock:
-    """``time`` for checking.py: each line's check takes 4 ms of it."""
+    """The timer of the checks' turn (turn.py): each line's check takes 4 ms of it."""
 
     def __init__(self) -> None:
         self.now = 0.0
@@ -59,12 +60,15 @@ class Link:
 class CheckingInSteps(TestCase):
     def setUp(self) -> None:
         self.time = SlowClock()
-        self.patch(checking, "time", self.time)
         self.clock = Clock()
         self.checked: list[bytes] = []
         self.resumed: list[int] = []
         self.left: list[int] = []
-        self.checks = checking.RelayChecks(self.clock, self.check)
+        self.checks = self.checking(0.01)  # a turn of 10 ms: 3 lines
+
+    def checking(self, seconds: float) -> checking.RelayChecks:
+        turn = Turn(self.clock, seconds, timer=self.time.perf_counter)
+        return checking.RelayChecks(self.clock, self.check, turn=turn)
 
     def check(self, link: Link, raw: bytes, key: str) -> None:
         self.checked.append(raw)
@@ -90,7 +94,7 @@ class CheckingInSteps(TestCase):
         self.assertEqual(self.clock.getDelayedCalls(), [])
 
     def test_a_short_hand_on_is_checked_there_and_then(self) -> None:
-        self.patch(checking, "RELAY_CHECK_STEP", 1.0)
+        self.checks = self.checking(1.0)
         self.checks.add(Link(), [(b"one", "K"), (b"two", "K")])
         self.assertEqual(self.checked, [b"one", b"two"])
         self.clock.advance(0)  # (the end of the turn: no step is left waiting)

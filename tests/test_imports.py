@@ -59,6 +59,8 @@ LAZY_IMPORTS = {
     ("p2pchat.firstuse", "p2pchat.sealing"): "sealed lines at the first link",
     ("p2pchat.keeper", "p2pchat.onion"): "the onion service only with --tor or --tor-control",
     ("p2pchat.options", "p2pchat.onion"): "its options read only with --tor or --tor-control",
+    ("p2pchat.mesh", "p2pchat.handshake"): "the handshake's machine with the first connection",
+    ("p2pchat.keeper", "p2pchat.handshake"): "an onion join's invite secret, once one comes",
 }
 
 #: (face module, module below it) imported today: only ever shrinks.

@@ -148,8 +148,9 @@ def _late(names: set[str]) -> list[str]:
 
 def test_an_idle_peer_loads_tls_at_its_first_link(tmp_path: Path) -> None:
     """A real line-face peer, alone and idle, has imported none of the TLS libraries (nor
-    urwid, nor txtorcon); once a second peer links to it (over TLS, as our peers always do),
-    the line said goes across and the TLS libraries are in."""
+    urwid, nor txtorcon, nor the link-only modules such as handshake.py: LATE_MODULES); once
+    a second peer links to it (over TLS, as our peers always do), the line said goes across
+    and the TLS libraries and the handshake's machine are in."""
     group = fresh_multicast()
     imports = tmp_path / "alice-imports.txt"
     env = {**child_env(), "PYTHONPROFILEIMPORTTIME": "1"}
@@ -172,7 +173,7 @@ def test_an_idle_peer_loads_tls_at_its_first_link(tmp_path: Path) -> None:
         alice.stdin.flush()
         bob.wait_line("<alice> over tls", DEADLINE)
         linked = _imported(imports)
-        assert {"OpenSSL", "cryptography", "twisted.protocols.tls"} <= linked
+        assert {"OpenSSL", "cryptography", "twisted.protocols.tls", "p2pchat.handshake"} <= linked
     finally:
         if bob is not None:
             bob.stop()

@@ -14,8 +14,8 @@ from twisted.internet import defer
 from p2pchat import events, wire
 from p2pchat.identity import Identity
 from p2pchat.dial import MAX_DIALING, DialState, Dialer
-from p2pchat.mesh import HANDSHAKE_TIMEOUT, STABLE_AFTER, PeerProtocol, PeerServerFactory
-from p2pchat.handshake import HANDSHAKE_MAX_FACTOR
+from p2pchat.handshake import HANDSHAKE_MAX_FACTOR, HANDSHAKE_TIMEOUT
+from p2pchat.mesh import STABLE_AFTER, PeerProtocol, PeerServerFactory
 from p2pchat.node import FLAP_WINDOW, Node
 from p2pchat.peers import Backoff, PeerInfo
 from p2pchat.wire import Message

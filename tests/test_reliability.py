@@ -11,7 +11,7 @@ from twisted.internet import protocol, reactor
 from twisted.internet.task import deferLater
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 
-from p2pchat import events, mesh, wire
+from p2pchat import events, handshake, mesh, wire
 from p2pchat.peers import MAX_PEERS
 from tests.support import LOOPBACK, InProcessPeer, fresh_multicast, wait_for
 
@@ -116,7 +116,7 @@ async def test_a_peer_that_never_reads_is_dropped_and_others_unaffected(monkeypa
 
 @pytest_twisted.ensureDeferred
 async def test_bad_input_battery(monkeypatch) -> None:
-    monkeypatch.setattr(mesh, "HANDSHAKE_TIMEOUT", 0.5)
+    monkeypatch.setattr(handshake, "HANDSHAKE_TIMEOUT", 0.5)
     a, b = await pair()
     conns: list[Raw] = []
     udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)

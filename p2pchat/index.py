@@ -59,6 +59,15 @@ INDEX_LINE_SECONDS = 10e-6
 #: lines (FTS5 merges its segments now and then), and one of 2,000 lines planned for 20 ms
 #: took 29 beside a turn's checks.
 INDEX_TURN_SHARE = 0.5
+#: FTS5 merges its segments by itself at the end of a transaction that fills a level
+#: ('automerge'), a merge whose size grows with the history: in a 100,000-line catch-up one
+#: step of 200 lines took 40-60 ms, most of it merging.  So the index merges only when told:
+#: each step of lines ends with a merge of at most INDEX_MERGE_PAGES pages (bench of
+#: 300,000 lines in steps of 200: the worst step 60 ms -> 25, the whole the same), and a
+#: level is merged at once only past INDEX_CRISIS_SEGMENTS segments ('crisismerge'; the
+#: steps' merges keep it far below).
+INDEX_MERGE_PAGES = 50
+INDEX_CRISIS_SEGMENTS = 64
 #: A line's text as SQL (``L`` the row), its first SEARCH_INDEX_CHARS: its text, or for a
 #: line kept as its signed bytes only, the action or content in them (a malformed line:
 #: nothing, never an error).  Deterministic, so a line's entry is deleted with the very
@@ -148,6 +157,9 @@ class SearchIndex:
             db.execute("create virtual table if not exists lines_fts using fts5(text, "
                        "content='', columnsize=0)")
             db.execute("drop trigger if exists lines_fts_new")  # of an older build: add_new
+            db.execute("insert into lines_fts(lines_fts, rank) values ('automerge', 0)")
+            db.execute("insert into lines_fts(lines_fts, rank) values ('crisismerge', ?)",
+                       (INDEX_CRISIS_SEGMENTS,))
             for trigger in _TRIGGERS:
                 db.execute(trigger)
             if existed and row is not None:
@@ -245,6 +257,7 @@ class SearchIndex:
                 db.execute("insert into lines_fts(rowid, text) select L.rowid, "
                            f"{SHOWN_TEXT} from lines L where L.rowid > ? and L.rowid <= ?",
                            (upto, last))
+                _merge_some(db)
             if last is None or last >= top:
                 db.execute("delete from settings where key = ?", (LIVE_KEY,))
                 done = True
@@ -296,6 +309,7 @@ class SearchIndex:
             db.execute("insert into lines_fts(rowid, text) select L.rowid, "
                        f"{SHOWN_TEXT} from lines L where L.rowid > ? and L.rowid <= ?",
                        (self.upto, upto))
+            _merge_some(db)
             if upto >= self.target or last is None:
                 upto = self.target
             state = "done" if upto >= self.target else f"{upto} {self.target}"
@@ -407,3 +421,10 @@ class SearchIndex:
                 db.close()
             except sqlite3.Error:
                 pass
+
+
+def _merge_some(db: sqlite3.Connection) -> None:
+    """A bounded share of the index's merging, in the step's transaction (INDEX_MERGE_PAGES:
+    FTS5's own merges are off, so a step's cost does not jump when a level fills)."""
+    db.execute("insert into lines_fts(lines_fts, rank) values ('merge', ?)",
+               (INDEX_MERGE_PAGES,))

@@ -133,3 +133,40 @@ class IndexedLater(TestCase):
         row = db.execute("select value from settings where key = ?",
                          (index_module.LIVE_KEY,)).fetchone()
         self.assertEqual(row, ("0",))
+
+
+class MergedInSteps(TestCase):
+    """FTS5's own merges are off (a level filling made one step of a catch-up 40-60 ms); each
+    step of lines merges a bounded share instead, so the index stays merged."""
+
+    def _stepped(self, merge: bool) -> Store:
+        folder = self.mktemp()
+        os.makedirs(folder)
+        store = opened(os.path.join(folder, "h.sqlite3"))
+        self.addCleanup(store.close)
+        if not merge:
+            self.patch(index_module, "_merge_some", lambda db: None)
+        n = 0
+        for _ in range(80):
+            for _ in range(25):
+                store.remember(at(n, f"word{n % 97} other{n % 13} line {n}", when=T0 + n))
+                n += 1
+            store.flush()
+            while store.index.catch_up_step(25):
+                pass
+        return store
+
+    def test_fts5_merges_only_when_told(self) -> None:
+        store = self._stepped(merge=True)
+        config = dict(store._db.execute("select k, v from lines_fts_config"))
+        self.assertEqual(config.get("automerge"), 0)
+        self.assertEqual(config.get("crisismerge"), index_module.INDEX_CRISIS_SEGMENTS)
+
+    def test_each_step_merges_a_share(self) -> None:
+        def pages(store: Store) -> int:
+            return store._db.execute("select count(*) from lines_fts_data").fetchone()[0]
+        store = self._stepped(merge=True)
+        self.assertEqual(indexed(store, "word5"), len(range(5, 2000, 97)))  # all still found
+        merged = pages(store)
+        unmerged = pages(self._stepped(merge=False))
+        self.assertLess(merged, unmerged)

@@ -5,9 +5,10 @@ check a peer's certificate against the fingerprint it announced.
 
 No hand-made cryptography: keys and signatures are libsodium's (PyNaCl), certificates
 ``cryptography``'s, TLS pyOpenSSL's through Twisted, the last two imported at the first TLS
-context only (latetls.py).  So the key is kept as libsodium takes it (seed and public key),
-and its file is the one DER layout of an Ed25519 key in PKCS #8 (RFC 8410), byte for byte
-what ``cryptography`` writes (tests/test_latetls.py checks both ways).
+context only (latetls.py), libsodium at its first use: a peer alone works out its public key
+and signs its beacons by the OpenSSL Python already holds (latesodium.py).  So the key is
+kept as libsodium takes it (seed and public key), and its file is the one DER layout of an
+Ed25519 key in PKCS #8 (RFC 8410), byte for byte what ``cryptography`` writes (tests/test_latetls.py checks both ways).
 """
 
 from __future__ import annotations
@@ -22,14 +23,12 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable
 
-from nacl.bindings import crypto_sign as _crypto_sign
-from nacl.bindings import crypto_sign_keypair, crypto_sign_seed_keypair
-from nacl.bindings import crypto_sign_open as _crypto_sign_open
 from nacl.exceptions import BadSignatureError as _BadSignature
 from twisted.internet.interfaces import IOpenSSLContextFactory
 from twisted.logger import Logger
 from zope.interface import implementer
 
+from p2pchat import latesodium
 from p2pchat.keyfile import KEY_BYTES, key_pem, raw_fingerprint, seed_from_pem
 
 if TYPE_CHECKING:
@@ -108,8 +107,7 @@ class Identity:
 
     @classmethod
     def from_seed(cls, seed: bytes, cert_path: str | None = None) -> Identity:
-        public, _ = crypto_sign_seed_keypair(seed)
-        return cls(seed, public, cert_path)
+        return cls(seed, latesodium.public_key(seed), cert_path)
 
     @functools.cached_property
     def fingerprint(self) -> str:
@@ -129,7 +127,14 @@ class Identity:
     def sign(self, data: bytes) -> str:
         """Ed25519 over ``data``, in base64, by libsodium (about two thirds of OpenSSL's time
         here; Ed25519 signatures are deterministic: OpenSSL makes the very same bytes)."""
-        return base64.b64encode(_crypto_sign(data, self.seed + self.public)[:64]).decode("ascii")
+        signed = latesodium.sodium().crypto_sign(data, self.seed + self.public)
+        return base64.b64encode(signed[:64]).decode("ascii")
+
+    def sign_seldom(self, data: bytes) -> str:
+        """``sign`` for what is signed seldom (a beacon): done without loading libsodium
+        while a peer is alone (latesodium.py); the same signature."""
+        signed = latesodium.sign_seldom(data, self.seed, self.public)
+        return base64.b64encode(signed).decode("ascii")
 
     @property
     def key(self) -> ed25519.Ed25519PrivateKey:
@@ -148,8 +153,7 @@ class Identity:
 
     @classmethod
     def generate(cls) -> Identity:
-        public, secret = crypto_sign_keypair()
-        return cls(secret[:KEY_BYTES], public)
+        return cls.from_seed(os.urandom(KEY_BYTES))  # as libsodium's keypair: a random seed
 
     @classmethod
     def load_or_create(cls, data_dir: str) -> Identity:
@@ -330,7 +334,7 @@ def verify_beacon(public_key_b64: str, signature_b64: str, payload: bytes,
     if fp != fingerprint or len(signature) != 64:
         return False
     try:
-        _crypto_sign_open(signature + payload, raw)
+        latesodium.sign_open(signature + payload, raw)
     except _BadSignature:
         return False
     return True

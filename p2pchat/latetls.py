@@ -42,13 +42,16 @@ _ALREADY = (_NEWTLS, _TLS, _SSL, "twisted.internet.tcp", "twisted.internet.posix
 #: msgspec with the first line decoded or encoded: wire.py ``_load_codec``; the file
 #: transfers and their port, and the sealing with PyNaCl's boxes, at their first use:
 #: files/later.py, firstuse.py; onion.py with --tor or an onion contact dialed; the
-#: handshake's machine, handshake.py, with the first connection: mesh.PeerProtocol).
+#: handshake's machine, handshake.py, with the first connection: mesh.PeerProtocol; PyNaCl's
+#: bindings, cffi and libsodium with the first signature checked or line signed, or the
+#: first link: latesodium.py).
 LATE_MODULES = ("OpenSSL", "cryptography", "service_identity", _TLS, "urwid", "txtorcon",
                 "platformdirs", "blake3", "msgspec", "p2pchat.files.transfers",
                 "p2pchat.files.port", "p2pchat.files.stream", "p2pchat.files.receive",
                 "p2pchat.files.ours", "p2pchat.files.hashing", "p2pchat.files.kept",
                 "p2pchat.sealing", "p2pchat.carrier", "nacl.public", "nacl.signing",
-                "p2pchat.onion", "p2pchat.handshake")
+                "p2pchat.onion", "p2pchat.handshake", "nacl.bindings", "nacl._sodium",
+                "_cffi_backend")
 
 
 def _factory(*args: Any, **kwargs: Any) -> Any:
@@ -91,10 +94,12 @@ def defer_tls() -> bool:
 
 #: What the first TLS link needs, imported by ``preload`` in a thread (Twisted's TLS layer,
 #: pyOpenSSL, what identity.py makes its certificate and context with, and what the peer's
-#: certificate is read with; and msgspec, which the link's first line needs: wire.py).
+#: certificate is read with; msgspec, which the link's first line needs: wire.py; and
+#: libsodium, which checks its lines: latesodium.py).
 _LIBRARIES = ("twisted.protocols.tls", "OpenSSL.SSL", "cryptography.x509",
               "cryptography.x509.oid", "cryptography.hazmat.primitives.serialization",
-              "cryptography.hazmat.primitives.asymmetric.ed25519", "msgspec.json")
+              "cryptography.hazmat.primitives.asymmetric.ed25519", "msgspec.json",
+              "nacl.bindings")
 #: The links waiting for the import under way (None: none under way).
 _waiters: list[Any] | None = None
 

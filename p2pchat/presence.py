@@ -67,7 +67,7 @@ class Presence:
         payload = beacon_payload(kind, node.peer_id, node.nick, node.port, format_time(now), fp)
         return Beacon(type=kind, peer_id=node.peer_id, username=node.nick, port=node.port,
                       timestamp=now, address=beacon.address, caps=node.caps, fp=fp,
-                      pk=node.identity.public_key_b64(), sig=node.identity.sign(payload))
+                      pk=node.identity.public_key_b64(), sig=node.identity.sign_seldom(payload))
 
     def heard(self, beacon: Beacon, host: str) -> None:
         node = self.node

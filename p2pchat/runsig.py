@@ -32,9 +32,9 @@ import functools
 import hashlib
 from typing import Any
 
-from nacl.bindings import crypto_sign_open
 from nacl.exceptions import BadSignatureError
 
+from p2pchat import latesodium
 from p2pchat.wire import WireError
 
 CAP_RUNSIG = "runsig/1"
@@ -183,11 +183,11 @@ def verify(key: bytes, signature: bytes, payload: bytes) -> bool:
     """Whether ``signature`` is ``key``'s over ``payload``: by libsodium (PyNaCl), in about
     half the time of OpenSSL's (``cryptography``) here, which a day of catch-up pays 100,000
     times.  (libsodium is the stricter: it refuses non-canonical signatures, which no
-    author of ours makes.)"""
+    author of ours makes.  Loaded at the first check: latesodium.py.)"""
     if len(signature) != 64:
         return False
     try:
-        crypto_sign_open(signature + payload, key)
+        latesodium.sign_open(signature + payload, key)
     except BadSignatureError:
         return False
     return True

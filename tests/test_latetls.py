@@ -173,7 +173,8 @@ def test_an_idle_peer_loads_tls_at_its_first_link(tmp_path: Path) -> None:
         alice.stdin.flush()
         bob.wait_line("<alice> over tls", DEADLINE)
         linked = _imported(imports)
-        assert {"OpenSSL", "cryptography", "twisted.protocols.tls", "p2pchat.handshake"} <= linked
+        assert {"OpenSSL", "cryptography", "twisted.protocols.tls", "p2pchat.handshake",
+                "nacl.bindings"} <= linked
     finally:
         if bob is not None:
             bob.stop()

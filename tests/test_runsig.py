@@ -13,7 +13,7 @@ from twisted.internet.address import IPv4Address
 from twisted.internet.testing import MemoryReactorClock
 from twisted.trial.unittest import TestCase
 
-from p2pchat import packing, runsig, wire
+from p2pchat import latesodium, packing, runsig, wire
 from p2pchat.identity import Identity
 from p2pchat.lines import LineFace
 from p2pchat.mesh import PeerProtocol
@@ -90,14 +90,13 @@ class Checking(TestCase):
 
     def test_each_line_of_a_run_checks_out_alone_and_the_run_once(self) -> None:
         opened = []
-        real = runsig.crypto_sign_open
+        real = latesodium.sign_open
 
         def counting(signed: bytes, key: bytes) -> bytes:
             opened.append(signed)
             return real(signed, key)
 
-        runsig.crypto_sign_open = counting  # type: ignore[assignment]
-        self.addCleanup(setattr, runsig, "crypto_sign_open", real)
+        self.patch(latesodium, "sign_open", counting)
         got = [check_relayed(raw, self.key).msg.content for raw in reversed(self.lines)]
         self.assertEqual(got, [f"line {n}" for n in reversed(range(11))])
         self.assertEqual(len(opened), 1)  # one signature check for the eleven lines

@@ -1,0 +1,82 @@
+"""A peer alone works out its public key and signs its beacons by the OpenSSL Python already
+holds, without loading libsodium (p2pchat/latesodium.py); the signatures are libsodium's byte
+for byte, and everything else still goes through libsodium, loaded at its first use."""
+
+from __future__ import annotations
+
+import base64
+import os
+import random
+
+from nacl.bindings import crypto_sign, crypto_sign_seed_keypair
+from twisted.trial.unittest import TestCase
+
+from p2pchat import latesodium
+from p2pchat.identity import Identity, beacon_payload, verify_beacon
+from tests.test_latetls import _run
+
+
+class OpenSSLAsLibsodium(TestCase):
+    def setUp(self) -> None:
+        crypto = latesodium._LibCrypto.find()
+        assert crypto is not None, "this Python's libcrypto has Ed25519 (OpenSSL >= 1.1.1)"
+        self.crypto = crypto
+
+    def test_same_public_key_and_signatures(self) -> None:
+        rng = random.Random(21)
+        for n in range(40):
+            seed = os.urandom(32)
+            public, secret = crypto_sign_seed_keypair(seed)
+            self.assertEqual(self.crypto.public_key(seed), public)
+            for data in (b"", rng.randbytes(rng.randrange(1, 3000)), "é".encode() * 3000):
+                self.assertEqual(self.crypto.sign(data, seed), crypto_sign(data, secret)[:64])
+
+    def test_a_bad_seed_is_a_value_error(self) -> None:
+        for seed in (b"", b"x" * 31, b"x" * 33):
+            with self.assertRaises(ValueError):
+                latesodium.public_key(seed)
+        with self.assertRaises(ValueError):
+            Identity.from_seed(b"short")
+
+    def test_without_openssl_libsodium_signs(self) -> None:
+        """Where OpenSSL's Ed25519 can't be found, libsodium does it (as before)."""
+        self.patch(latesodium, "_libcrypto", None)
+        self.patch(latesodium, "_looked", True)
+        self.patch(latesodium, "_BINDINGS", "nacl.bindings-not-loaded-yet")
+        self.patch(latesodium, "sodium", lambda: __import__("nacl.bindings").bindings)
+        alice = Identity.generate()
+        self.assertEqual(alice.sign_seldom(b"hello"), alice.sign(b"hello"))
+
+
+#: In a fresh interpreter: what a lone peer does with its key, then what a room does.
+_LONE = (
+    "import sys\n"
+    "from p2pchat.identity import Identity, beacon_payload, verify_beacon\n"
+    "from p2pchat import runsig\n"
+    "me = Identity.generate()\n"
+    "again = Identity.from_seed(me.seed)\n"
+    "payload = beacon_payload('announce', me.peer_id, 'alice', 1, 't', me.fingerprint)\n"
+    "sig = me.sign_seldom(payload)\n"
+    "print('alone', again.public == me.public,"
+    " [n for n in ('nacl.bindings', 'nacl._sodium', '_cffi_backend') if n in sys.modules])\n"
+    "print('checked', verify_beacon(me.public_key_b64(), sig, payload, me.fingerprint),"
+    " 'nacl.bindings' in sys.modules)\n"
+    "print('same', me.sign(payload) == sig)\n")
+
+
+class LoadedAtFirstUse(TestCase):
+    def test_a_lone_peer_signs_beacons_without_libsodium(self) -> None:
+        out = _run(_LONE)
+        self.assertIn("alone True []", out)
+        self.assertIn("checked True True", out)  # the first check loads it
+        self.assertIn("same True", out)
+
+    def test_beacons_check_out_either_way(self) -> None:
+        alice = Identity.generate()
+        payload = beacon_payload("announce", alice.peer_id, "alice", 9, "t", alice.fingerprint)
+        sig = alice.sign_seldom(payload)
+        self.assertEqual(sig, alice.sign(payload))
+        self.assertTrue(verify_beacon(alice.public_key_b64(), sig, payload, alice.fingerprint))
+        forged = base64.b64encode(bytes(64)).decode()
+        self.assertFalse(verify_beacon(alice.public_key_b64(), forged, payload,
+                                       alice.fingerprint))

@@ -19,7 +19,6 @@ import json
 import os
 import re
 import unicodedata
-from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Mapping
 
 from twisted.internet.protocol import ProcessProtocol
@@ -28,21 +27,23 @@ from twisted.python.failure import Failure
 from twisted.python.procutils import which
 
 from p2pchat.identity import _write_private
+from p2pchat.notifyopts import (  # noqa: F401 (their old home: re-exported)
+    DEFAULT_OUTPUTS,
+    HIGHLIGHTS_NAME,
+    OUTPUTS,
+    NotifyConfig,
+    parse_outputs,
+)
 from p2pchat.wire import printable
 
 log = Logger()
 
-#: What ``--notify`` may name; the terminal can't be asked which it understands.
-OUTPUTS = ("bell", "osc777", "osc9", "osc99", "desktop")
-DEFAULT_OUTPUTS = ("bell",)
 #: Most characters of a notification's title (who, where) and body (what), after cleaning.
 MAX_TITLE_CHARS = 64
 MAX_BODY_CHARS = 200
 #: Most highlight words kept, and the longest one.
 MAX_HIGHLIGHTS = 50
 MAX_HIGHLIGHT_CHARS = 40
-#: The file in the data dir the highlight words are kept in (0600, written atomically).
-HIGHLIGHTS_NAME = "highlights.json"
 #: Most notify-send processes running at once: a burst of mentions spawns no more.
 MAX_DESKTOP_RUNNING = 4
 #: The environment that says a desktop session is there to notify.
@@ -51,32 +52,6 @@ DESKTOP_ENV = ("DISPLAY", "WAYLAND_DISPLAY", "DBUS_SESSION_BUS_ADDRESS")
 ESC = "\x1b"
 BEL = "\a"
 ST = ESC + "\\"
-
-
-@dataclass(frozen=True)
-class NotifyConfig:
-    """What the options say (``--notify``, ``--notify-hide-text``), handed to the console by
-    service.py, and where the highlight words are kept (None: in memory only)."""
-
-    outputs: tuple[str, ...] = DEFAULT_OUTPUTS
-    hide_text: bool = False
-    highlights_path: str | None = None
-
-
-def parse_outputs(text: str) -> tuple[str, ...]:
-    """``--notify bell,osc777``: the outputs named, in order, each once; ValueError else."""
-    names: list[str] = []
-    for part in text.split(","):
-        name = part.strip().lower()
-        if not name:
-            continue
-        if name not in OUTPUTS:
-            raise ValueError(f"--notify: {name!r} is not one of {', '.join(OUTPUTS)}")
-        if name not in names:
-            names.append(name)
-    if not names:
-        raise ValueError(f"--notify needs one or more of {', '.join(OUTPUTS)}")
-    return tuple(names)
 
 
 def clean(text: str, limit: int) -> str:

@@ -31,7 +31,7 @@ from p2pchat.absent import RecentPeers
 from p2pchat.activity import Activity
 from p2pchat.catchup import LOG_AGE, LOG_LINES
 from p2pchat.chat import HISTORY_SHOWN, Chat  # noqa: F401 (HISTORY_SHOWN: its old home)
-from p2pchat.files.offers import CAP_FILES, CAP_FILES_BLAKE3, FILE
+from p2pchat.files.terms import CAP_FILES, CAP_FILES_BLAKE3, FILE
 from p2pchat.files.later import FilesLater
 from p2pchat.forwarding import Forwarder
 from p2pchat.front import ChatFront

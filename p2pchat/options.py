@@ -19,7 +19,7 @@ from p2pchat import datadir, logs
 from p2pchat.catchup import LOG_AGE, LOG_LINES
 from p2pchat.contacts import parse_peer_address
 from p2pchat.discovery import DEFAULT_GROUP, DEFAULT_PORT
-from p2pchat.files.offers import MAX_FILE_SIZE, parse_size
+from p2pchat.files.terms import MAX_FILE_SIZE, parse_size
 from p2pchat.neighbours import DEFAULT_LINKS, FULL_MESH_UP_TO, MIN_LINKS
 from p2pchat.notifyopts import DEFAULT_OUTPUTS, OUTPUTS, parse_outputs
 from p2pchat.store import HISTORY_MAX_AGE, HISTORY_MAX_BYTES, HISTORY_MAX_LINES

@@ -31,7 +31,7 @@ from p2pchat import datadir, giveback, lateness, logs, settling, startup, turn
 from p2pchat.activity import SETTINGS_NAME, Settings
 from p2pchat.discovery import BeaconProtocol
 from p2pchat.errors import StartError, stop_reactor
-from p2pchat.files.offers import MAX_FILE_SIZE
+from p2pchat.files.terms import MAX_FILE_SIZE
 from p2pchat.files.later import FilesLaterService
 from p2pchat.flow import close_within
 from p2pchat.identity import PINS_NAME, PINS_SAVE_DELAY, Identity, Pins

@@ -96,7 +96,7 @@ def test_an_idle_peer_imports_no_transfer_code() -> None:
                           env=child_env(), cwd=str(ROOT), timeout=60)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["['p2pchat.files.describe',", "'p2pchat.files.later',",
-                                   "'p2pchat.files.offers']"], done.stdout
+                                   "'p2pchat.files.terms']"], done.stdout  # not even offers.py
 
 
 class Sealing(TestCase):

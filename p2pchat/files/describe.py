@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from p2pchat.files.offers import human_size, short_hash
+from p2pchat.files.terms import human_size, short_hash
 from p2pchat.interfaces import Done, IChat, Outcome, Refused, TransferView
 from p2pchat.wire import printable
 

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred
 
-from p2pchat.files.offers import FILES_DIR, KEPT_NAME
+from p2pchat.files.terms import FILES_DIR, KEPT_NAME
 from p2pchat.firstuse import FirstUse
 from p2pchat.interfaces import Outcome, TransferView
 

@@ -29,6 +29,8 @@ _BINDINGS = "nacl.bindings"
 _ED25519 = 1087
 KEY_BYTES = 32
 SIGNATURE_BYTES = 64
+#: Keys OpenSSL keeps made to sign with (a peer signs with one; tests with a few).
+KEYS_KEPT = 8
 
 
 def sodium() -> ModuleType:
@@ -70,7 +72,8 @@ class _LibCrypto:
             fn = getattr(lib, name)
             fn.restype, fn.argtypes = res, args
             setattr(self, name, fn)
-        #: our key as OpenSSL holds it, by seed (a peer has one; tests a few)
+        #: keys as OpenSSL holds them, by seed, to sign with (a peer has one; at most
+        #: KEYS_KEPT, the oldest freed first)
         self._keys: dict[bytes, int] = {}
 
     @classmethod
@@ -84,22 +87,31 @@ class _LibCrypto:
         except (ImportError, OSError, AttributeError, TypeError):
             return None
 
+    def _new_key(self, seed: bytes) -> int:
+        key = self.EVP_PKEY_new_raw_private_key(_ED25519, None, seed, len(seed))
+        if not key:
+            raise ValueError("OpenSSL refused the Ed25519 seed")
+        return key  # type: ignore[no-any-return]
+
     def _key(self, seed: bytes) -> int:
         key = self._keys.get(seed)
         if key is None:
-            key = self.EVP_PKEY_new_raw_private_key(_ED25519, None, seed, len(seed))
-            if not key:
-                raise ValueError("OpenSSL refused the Ed25519 seed")
-            self._keys[seed] = key
+            while len(self._keys) >= KEYS_KEPT:
+                self.EVP_PKEY_free(self._keys.pop(next(iter(self._keys))))
+            key = self._keys[seed] = self._new_key(seed)
         return key
 
     def public_key(self, seed: bytes) -> bytes:
-        out = self.c.create_string_buffer(KEY_BYTES)
-        size = self.c.c_size_t(KEY_BYTES)
-        if self.EVP_PKEY_get_raw_public_key(self._key(seed), out, self.c.byref(size)) != 1 \
-                or size.value != KEY_BYTES:
-            raise ValueError("OpenSSL gave no Ed25519 public key")
-        return out.raw
+        key = self._new_key(seed)
+        try:
+            out = self.c.create_string_buffer(KEY_BYTES)
+            size = self.c.c_size_t(KEY_BYTES)
+            if self.EVP_PKEY_get_raw_public_key(key, out, self.c.byref(size)) != 1 \
+                    or size.value != KEY_BYTES:
+                raise ValueError("OpenSSL gave no Ed25519 public key")
+            return out.raw
+        finally:
+            self.EVP_PKEY_free(key)
 
     def sign(self, data: bytes, seed: bytes) -> bytes:
         ctx = self.EVP_MD_CTX_new()

@@ -80,3 +80,20 @@ class LoadedAtFirstUse(TestCase):
         forged = base64.b64encode(bytes(64)).decode()
         self.assertFalse(verify_beacon(alice.public_key_b64(), forged, payload,
                                        alice.fingerprint))
+
+
+class KeysKept(TestCase):
+    def test_at_most_keys_kept_each_freed(self) -> None:
+        crypto = latesodium._LibCrypto.find()
+        assert crypto is not None
+        freed: list[int] = []
+        real_free = crypto.EVP_PKEY_free
+        crypto.EVP_PKEY_free = lambda key: (freed.append(key), real_free(key))
+        seeds = [os.urandom(32) for _ in range(latesodium.KEYS_KEPT + 3)]
+        for seed in seeds:
+            crypto.sign(b"x", seed)
+        self.assertEqual(len(crypto._keys), latesodium.KEYS_KEPT)
+        self.assertEqual(len(freed), 3)
+        self.assertEqual(list(crypto._keys), seeds[3:])  # the oldest went first
+        crypto.public_key(seeds[0])  # made and freed at once, not kept
+        self.assertEqual((len(crypto._keys), len(freed)), (latesodium.KEYS_KEPT, 4))

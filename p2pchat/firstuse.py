@@ -1,8 +1,9 @@
 """Collaborators of the node made at their first use, not at start: an idle peer alone does
 without their code.  ``FirstUse`` stands in ``node.X`` for the real object, which it makes
 (importing its module then) the first time anything but its own few calls needs it; every
-other attribute read or set is the real object's.  ``files/later.py`` (the file transfers)
-and ``SealingLater`` (private lines sealed for absent peers, the items we carry) are two.
+other attribute read or set is the real object's.  ``files/later.py`` (the file transfers),
+``SealingLater`` (private lines sealed for absent peers, the items we carry) and
+``CatchUpLater`` (catching a linked peer up, handing on absent authors' lines) are three.
 
 ``tests/test_latetls.py`` fails if an idle peer imports what they stand for;
 ``tests/test_firstuse.py`` and ``tests/test_sealing.py`` that each still works once used.
@@ -14,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Callable, Generic, TypeVar
 
 if TYPE_CHECKING:
     from p2pchat.node import Node
+    from p2pchat.syncing import CatchUp
     from p2pchat.sealing import Sealing
     from p2pchat.session import PeerSession
     from p2pchat.wire import Message
@@ -106,3 +108,19 @@ class SealingLater(FirstUse["Sealing"]):
 
     def kept(self, msg: Message, nick: str, text: str) -> None:
         self.real.kept(msg, nick, text)
+
+
+class CatchUpLater(FirstUse["CatchUp"]):
+    """``node.catchup`` (syncing.py, with checking.py's steps of signature checks): made at
+    the first link (``start``) or the first catch-up line read.  Until then there is no one
+    to catch up, nothing relayed to check, no ack waiting: leaving (``stop``) has nothing to
+    do."""
+
+    def make(self) -> CatchUp:
+        from p2pchat.syncing import CatchUp
+
+        return CatchUp(self._node)
+
+    def stop(self) -> None:
+        if self._real is not None:
+            self._real.stop()

@@ -45,14 +45,16 @@ _ALREADY = (_NEWTLS, _TLS, _SSL, "twisted.internet.tcp", "twisted.internet.posix
 #: handshake's machine, handshake.py, with the first connection: mesh.PeerProtocol; PyNaCl's
 #: bindings, cffi and libsodium with the first signature checked or line signed, or the
 #: first link: latesodium.py; notify.py with the console face only: notifyopts.py; the file
-#: offers with the first file line or transfer: files/terms.py).
+#: offers with the first file line or transfer: files/terms.py; the catch-up with the first
+#: link: firstuse.CatchUpLater).
 LATE_MODULES = ("OpenSSL", "cryptography", "service_identity", _TLS, "urwid", "txtorcon",
                 "platformdirs", "blake3", "msgspec", "p2pchat.files.transfers",
                 "p2pchat.files.port", "p2pchat.files.stream", "p2pchat.files.receive",
                 "p2pchat.files.ours", "p2pchat.files.hashing", "p2pchat.files.kept",
                 "p2pchat.sealing", "p2pchat.carrier", "nacl.public", "nacl.signing",
                 "p2pchat.onion", "p2pchat.handshake", "nacl.bindings", "nacl._sodium",
-                "_cffi_backend", "p2pchat.notify", "p2pchat.files.offers")
+                "_cffi_backend", "p2pchat.notify", "p2pchat.files.offers", "p2pchat.syncing",
+                "p2pchat.checking")
 
 
 def _factory(*args: Any, **kwargs: Any) -> Any:

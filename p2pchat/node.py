@@ -69,13 +69,12 @@ from p2pchat.runsig import CAP_RUNSIG
 from p2pchat.room import Room
 from p2pchat.rooms import Rooms
 from p2pchat.sealed import CAP_SEALED, SEALED
-from p2pchat.firstuse import SealingLater
+from p2pchat.firstuse import CatchUpLater, SealingLater
 from p2pchat.seen import SeenSet
 from p2pchat.sending import Sender
 from p2pchat.session import PeerSession
 from p2pchat.slots import Standing, VerifyBudget
 from p2pchat.store import Store, StoredLine
-from p2pchat.syncing import CatchUp
 from p2pchat.trust import Trust
 from p2pchat.wire import (
     ACK,
@@ -195,8 +194,9 @@ class Node(ChatFront):
         self.recent = RecentPeers()
         #: the verbs and queries of the faces (chat.py)
         self.chat = Chat(self)
-        #: catching peers up, handing on absent authors' lines (syncing.py)
-        self.catchup = CatchUp(self)
+        #: catching peers up, handing on absent authors' lines (syncing.py, made at the first
+        #: link: firstuse.py)
+        self.catchup = CatchUpLater(self)
         #: the keys we believe (keys.py)
         self.keys = KeyCheck(self)
         #: taking in, showing and keeping what the others say (hearing.py)

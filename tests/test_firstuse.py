@@ -14,7 +14,7 @@ from twisted.trial.unittest import TestCase
 from p2pchat.files.later import FilesLater, FilesLaterService
 from p2pchat.files.offers import CAP_FILES, FILE, offer_metadata
 from p2pchat.node import Node
-from p2pchat.wire import Message
+from p2pchat.wire import CAP_CATCHUP, SYNC, Message
 from tests.fakes import FakeLink
 from tests.test_files import BOB, FP, _offer
 from tests.support import ROOT, child_env
@@ -119,3 +119,26 @@ class Sealing(TestCase):
         self.assertIsInstance(node.sealing.real, Real)
         self.assertTrue(os.path.exists(path))
         self.assertEqual(len(node.sealing.held), 0)  # the real one's, read through
+
+
+class CatchUp(TestCase):
+    """The catch-up (syncing.py) is made at the first link: a node alone does without it,
+    and leaving before any link has nothing to stop."""
+
+    def test_made_at_the_first_link_and_it_works(self) -> None:
+        from p2pchat.identity import Identity
+        from p2pchat.syncing import CatchUp as Real
+
+        clock = Clock()
+        clock.advance(10_000)
+        node = Node("mmm", clock, identity=Identity.generate())
+        node.say_goodbye()  # leaving alone: nothing of the catch-up is made for it
+        self.assertFalse(node.catchup.made())
+        node.leaving = False
+        link = FakeLink(BOB, "bob", caps=("p2pchat-py/1", CAP_CATCHUP))
+        link.fp = FP
+        link.catchup = True  # type: ignore[attr-defined]  # as a PeerSession says it
+        self.assertTrue(node.link_ready(link))
+        self.assertTrue(node.catchup.made())
+        self.assertIsInstance(node.catchup.real, Real)
+        self.assertIn(SYNC, [m.type for m in link.sent])  # told how far we have its lines

@@ -175,7 +175,7 @@ def test_an_idle_peer_loads_tls_at_its_first_link(tmp_path: Path) -> None:
         bob.wait_line("<alice> over tls", DEADLINE)
         linked = _imported(imports)
         assert {"OpenSSL", "cryptography", "twisted.protocols.tls", "p2pchat.handshake",
-                "nacl.bindings.crypto_sign", "_cffi_backend"} <= linked
+                "nacl.bindings.crypto_sign", "_cffi_backend", "p2pchat.syncing"} <= linked
     finally:
         if bob is not None:
             bob.stop()

@@ -114,12 +114,14 @@ class CatchUpLater(FirstUse["CatchUp"]):
     """``node.catchup`` (syncing.py, with checking.py's steps of signature checks): made at
     the first link (``start``) or the first catch-up line read.  Until then there is no one
     to catch up, nothing relayed to check, no ack waiting: leaving (``stop``) has nothing to
-    do."""
+    do.  Once made it steps aside (``node.catchup`` is then the real one), so the read path
+    pays nothing for it."""
 
     def make(self) -> CatchUp:
         from p2pchat.syncing import CatchUp
 
-        return CatchUp(self._node)
+        real = self._node.catchup = CatchUp(self._node)
+        return real
 
     def stop(self) -> None:
         if self._real is not None:

@@ -101,6 +101,9 @@ from p2pchat.wire import (
     printable,
 )
 
+if TYPE_CHECKING:
+    from p2pchat.syncing import CatchUp
+
 log = Logger()
 
 #: How often (seconds) we send a heartbeat on every link.
@@ -196,7 +199,7 @@ class Node(ChatFront):
         self.chat = Chat(self)
         #: catching peers up, handing on absent authors' lines (syncing.py, made at the first
         #: link: firstuse.py)
-        self.catchup = CatchUpLater(self)
+        self.catchup: CatchUp | CatchUpLater = CatchUpLater(self)
         #: the keys we believe (keys.py)
         self.keys = KeyCheck(self)
         #: taking in, showing and keeping what the others say (hearing.py)

@@ -68,7 +68,7 @@ from p2pchat.relay import CAP_RELAY, MEMBER, RELAY
 from p2pchat.runsig import CAP_RUNSIG
 from p2pchat.room import Room
 from p2pchat.rooms import Rooms
-from p2pchat.sealed import CAP_SEALED, SEALED
+from p2pchat.sealterms import CAP_SEALED, SEALED
 from p2pchat.firstuse import CatchUpLater, SealingLater
 from p2pchat.seen import SeenSet
 from p2pchat.sending import Sender

@@ -34,6 +34,7 @@ from nacl.exceptions import CryptoError
 
 from p2pchat.identity import Identity, peer_id_for, spki_fingerprint
 from p2pchat.relay import raw_payload
+from p2pchat.sealterms import CAP_SEALED, SEALED  # noqa: F401 (re-exported)
 from p2pchat.wire import (MAX_ID_CHARS, PRIVATE, Message, WireError, new_message_id,
                           parse_message)
 
@@ -41,10 +42,6 @@ if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric import ed25519
     from nacl.public import PrivateKey
 
-#: ``sealed/1``: carries sealed items for others and takes its own (never sent to base peers).
-CAP_SEALED = "sealed/1"
-#: The line type that carries one item (its fields in ``metadata``).
-SEALED = "sealed"
 #: The two kinds of item: a sealed private line, and the receipt for one.
 LINE = "line"
 RECEIPT = "receipt"

@@ -16,11 +16,11 @@ from typing import Any
 from twisted.logger import Logger
 
 from p2pchat.sealed import Item, parse_item
+from p2pchat.sealterms import SEALED_NAME  # noqa: F401 (re-exported)
 from p2pchat.wire import WireError
 
 log = Logger()
 
-SEALED_NAME = "sealed.sqlite3"
 #: Which bag an item is in: held for others, or our own (a line waiting for its receipt, a
 #: receipt waiting to be handed on).
 HELD = "held"

@@ -52,7 +52,7 @@ from p2pchat.store import (
 from p2pchat.nick import NickKeeper, start_nick
 from p2pchat.notifyopts import DEFAULT_OUTPUTS, HIGHLIGHTS_NAME, NotifyConfig
 from p2pchat.options import PORT_RANGE, Options
-from p2pchat.sealstore import SEALED_NAME
+from p2pchat.sealterms import SEALED_NAME
 from p2pchat.trust import Trust
 
 log = Logger()

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from p2pchat.gossip import CAP_GOSSIP
 from p2pchat.relay import CAP_RELAY
 from p2pchat.runsig import CAP_RUNSIG
-from p2pchat.sealed import CAP_SEALED
+from p2pchat.sealterms import CAP_SEALED
 from p2pchat.wire import CAP_AWAY, CAP_CATCHUP, CAP_OURS, CAP_ROOMS, CAP_TLS, CAP_TYPING
 
 if TYPE_CHECKING:

@@ -46,7 +46,8 @@ _ALREADY = (_NEWTLS, _TLS, _SSL, "twisted.internet.tcp", "twisted.internet.posix
 #: bindings, cffi and libsodium with the first signature checked or line signed, or the
 #: first link: latesodium.py; notify.py with the console face only: notifyopts.py; the file
 #: offers with the first file line or transfer: files/terms.py; the catch-up with the first
-#: link: firstuse.CatchUpLater; sealed.py and its store with the sealing: sealterms.py).
+#: link: firstuse.CatchUpLater; sealed.py and its store with the sealing: sealterms.py;
+#: invite.py with /connect or /invite: keeper.py).
 LATE_MODULES = ("OpenSSL", "cryptography", "service_identity", _TLS, "urwid", "txtorcon",
                 "platformdirs", "blake3", "msgspec", "p2pchat.files.transfers",
                 "p2pchat.files.port", "p2pchat.files.stream", "p2pchat.files.receive",
@@ -54,7 +55,7 @@ LATE_MODULES = ("OpenSSL", "cryptography", "service_identity", _TLS, "urwid", "t
                 "p2pchat.sealing", "p2pchat.carrier", "nacl.public", "nacl.signing",
                 "p2pchat.onion", "p2pchat.handshake", "nacl.bindings", "nacl._sodium",
                 "_cffi_backend", "p2pchat.notify", "p2pchat.files.offers", "p2pchat.syncing",
-                "p2pchat.checking", "p2pchat.sealed", "p2pchat.sealstore")
+                "p2pchat.checking", "p2pchat.sealed", "p2pchat.sealstore", "p2pchat.invite")
 
 
 def _factory(*args: Any, **kwargs: Any) -> Any:

@@ -59,6 +59,7 @@ LAZY_IMPORTS = {
     ("p2pchat.files.later", "p2pchat.files.port"): "the file port with the transfers",
     ("p2pchat.firstuse", "p2pchat.sealing"): "sealed lines at the first link",
     ("p2pchat.firstuse", "p2pchat.syncing"): "the catch-up at the first link",
+    ("p2pchat.keeper", "p2pchat.invite"): "invites with /connect INVITE and /invite only",
     ("p2pchat.keeper", "p2pchat.onion"): "the onion service only with --tor or --tor-control",
     ("p2pchat.options", "p2pchat.onion"): "its options read only with --tor or --tor-control",
     ("p2pchat.mesh", "p2pchat.handshake"): "the handshake's machine with the first connection",

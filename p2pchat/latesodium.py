@@ -19,7 +19,6 @@ libsodium does those two as well, as before.
 from __future__ import annotations
 
 import importlib
-import sys
 from types import ModuleType
 from typing import Any
 
@@ -33,9 +32,18 @@ SIGNATURE_BYTES = 64
 KEYS_KEPT = 8
 
 
+#: PyNaCl's bindings once imported all through (by ``sodium``); None: not yet.
+_sodium: ModuleType | None = None
+
+
 def sodium() -> ModuleType:
-    """PyNaCl's bindings, imported at the first call."""
-    return sys.modules.get(_BINDINGS) or importlib.import_module(_BINDINGS)
+    """PyNaCl's bindings, imported at the first call.  Never taken from ``sys.modules`` as
+    it is: the first link imports them in a thread (latetls.preload), and a module being
+    imported is there half made; the import waits for that thread to finish it."""
+    global _sodium
+    if _sodium is None:
+        _sodium = importlib.import_module(_BINDINGS)
+    return _sodium
 
 
 def sign_open(signed: bytes, key: bytes) -> bytes:
@@ -136,7 +144,7 @@ _looked = False  # for _libcrypto
 def _openssl() -> _LibCrypto | None:
     """OpenSSL's Ed25519, while libsodium is not loaded (None: use libsodium)."""
     global _libcrypto, _looked
-    if _BINDINGS in sys.modules:  # loaded anyway: it is the faster
+    if _sodium is not None:  # loaded anyway: it is the faster
         return None
     if not _looked:
         _libcrypto, _looked = _LibCrypto.find(), True

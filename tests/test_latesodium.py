@@ -42,7 +42,6 @@ class OpenSSLAsLibsodium(TestCase):
         """Where OpenSSL's Ed25519 can't be found, libsodium does it (as before)."""
         self.patch(latesodium, "_libcrypto", None)
         self.patch(latesodium, "_looked", True)
-        self.patch(latesodium, "_BINDINGS", "nacl.bindings-not-loaded-yet")
         self.patch(latesodium, "sodium", lambda: __import__("nacl.bindings").bindings)
         alice = Identity.generate()
         self.assertEqual(alice.sign_seldom(b"hello"), alice.sign(b"hello"))
@@ -97,3 +96,44 @@ class KeysKept(TestCase):
         self.assertEqual(list(crypto._keys), seeds[3:])  # the oldest went first
         crypto.public_key(seeds[0])  # made and freed at once, not kept
         self.assertEqual((len(crypto._keys), len(freed)), (latesodium.KEYS_KEPT, 4))
+
+
+class HalfImported(TestCase):
+    """The first link imports libsodium in a thread (latetls.preload) while the reactor may
+    need it (a beacon heard): ``sodium`` must wait for that import, never hand out the
+    module half made, as ``sys.modules`` holds it meanwhile."""
+
+    def test_sodium_waits_for_an_import_under_way(self) -> None:
+        import sys
+        import threading
+        import types
+
+        folder = self.mktemp()
+        os.makedirs(folder)
+        name = "p2pchat_test_slow_sodium"
+        with open(os.path.join(folder, name + ".py"), "w") as f:
+            f.write("import builtins\nbuiltins._slow_started.set()\n"
+                    "builtins._slow_go.wait(10)\ncrypto_sign_open = 'made'\n")
+        import builtins
+
+        builtins._slow_started, builtins._slow_go = threading.Event(), threading.Event()  # type: ignore[attr-defined]
+        self.addCleanup(lambda: (delattr(builtins, "_slow_started"),
+                                 delattr(builtins, "_slow_go")))
+        sys.path.insert(0, folder)
+        self.addCleanup(sys.path.remove, folder)
+        self.addCleanup(sys.modules.pop, name, None)
+        self.patch(latesodium, "_BINDINGS", name)
+        self.patch(latesodium, "_sodium", None)
+        importer = threading.Thread(target=__import__, args=(name,))
+        importer.start()
+        self.assertTrue(builtins._slow_started.wait(10))  # type: ignore[attr-defined]
+        self.assertIn(name, sys.modules)  # there, half made
+        got: list[types.ModuleType] = []
+        taker = threading.Thread(target=lambda: got.append(latesodium.sodium()))
+        taker.start()
+        taker.join(0.3)
+        self.assertEqual(got, [])  # still waiting for the import
+        builtins._slow_go.set()  # type: ignore[attr-defined]
+        importer.join(10)
+        taker.join(10)
+        self.assertEqual(getattr(got[0], "crypto_sign_open", None), "made")

@@ -8,7 +8,9 @@ No hand-made cryptography: keys and signatures are libsodium's (PyNaCl), certifi
 context only (latetls.py), libsodium at its first use: a peer alone works out its public key
 and signs its beacons by the OpenSSL Python already holds (latesodium.py).  So the key is
 kept as libsodium takes it (seed and public key), and its file is the one DER layout of an
-Ed25519 key in PKCS #8 (RFC 8410), byte for byte what ``cryptography`` writes (tests/test_latetls.py checks both ways).
+Ed25519 key in PKCS #8 (RFC 8410), byte for byte what ``cryptography`` writes
+(tests/test_latetls.py checks both ways; tests/test_latesodium.py that OpenSSL's signatures
+and public keys are libsodium's).
 """
 
 from __future__ import annotations

@@ -7,8 +7,10 @@ file in a temporary directory, the store keeping ``--lines`` lines, in reads of 
 jotted and made rows (all of it, whether behind the burst or, past BEHIND_MAX_ROWS, on the
 path).  Lines of a linked peer (signed bytes kept to hand on, ``remember_rows``: a read's
 run) and our own lines said in a burst (``save_said``: the history and the sent log), into a
-new file and, with ``--history``, into a copy of one of that many lines.  Prints CPU
-microseconds per line (the median of ``--rounds``) and the load.
+new file and, with ``--history``, into a copy of one of that many lines; then, apart, what
+indexing those lines for /search costs a line (index.py does it in steps a moment after the
+commit, off the path but on the same CPU).  Prints CPU microseconds per line (the median of
+``--rounds``) and the load.
 """
 
 from __future__ import annotations
@@ -77,8 +79,10 @@ def one(path: str, count: int) -> dict[str, float]:
 
     heard = _cpu(hear)
     own = _cpu(say)
+    indexed = _cpu(store.index.catch_up)  # what the /search index's steps do a moment later
     store.close()
-    return {"heard_us_per_line": heard / count * 1e6, "said_us_per_line": own / count * 1e6}
+    return {"heard_us_per_line": heard / count * 1e6, "said_us_per_line": own / count * 1e6,
+            "search_us_per_line": indexed / (2 * count) * 1e6}
 
 
 def kept_file(folder: str, lines: int) -> str:
@@ -124,7 +128,8 @@ def main(argv: list[str] | None = None) -> int:
           f"{a.lines} lines; load {load:.2f}):")
     for name, got in figures.items():
         print(f"  {name:<28} heard {got['heard_us_per_line']:7.2f}   "
-              f"said {got['said_us_per_line']:7.2f}")
+              f"said {got['said_us_per_line']:7.2f}   "
+              f"then /search index {got['search_us_per_line']:5.2f}")
     return 0
 
 

@@ -72,6 +72,7 @@ def test_rows_bench_produces_figures() -> None:
     assert set(figures) == {"new file", "a file of 600 lines"}
     for got in figures.values():
         assert got["heard_us_per_line"] > 0 and got["said_us_per_line"] > 0
+        assert got["search_us_per_line"] > 0  # the later /search index, counted apart
 
 
 def test_search_bench_produces_figures() -> None:

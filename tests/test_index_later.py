@@ -161,6 +161,9 @@ class MergedInSteps(TestCase):
         config = dict(store._db.execute("select k, v from lines_fts_config"))
         self.assertEqual(config.get("automerge"), 0)
         self.assertEqual(config.get("crisismerge"), index_module.INDEX_CRISIS_SEGMENTS)
+        # a step merges a level of 16 segments, not FTS5's 4: each entry rewritten less often
+        self.assertEqual(config.get("usermerge"), index_module.INDEX_USER_MERGE)
+        self.assertLess(index_module.INDEX_USER_MERGE, index_module.INDEX_CRISIS_SEGMENTS)
 
     def test_each_step_merges_a_share(self) -> None:
         def pages(store: Store) -> int:

@@ -149,6 +149,38 @@ class Keeping(TestCase):
                          [(b"{raw2}", "KEY")])
         self.assertEqual(lines_in(self.store), 3)  # still in the history
 
+    def test_a_row_to_hand_on_keeps_no_copy_of_its_authors_key(self) -> None:
+        """The key is in ``keys`` once per author (a row had 44 bytes of it, each written
+        and checkpointed); the lines are still handed on with it, after a reopen too, and a
+        line without a key is still not handed on."""
+        self.store.remember_rows([
+            ("m1", "general", "a_1", "ann", "hi", False, False, 100.0, 7, b"{raw}", "KEY"),
+            ("m2", "general", "a_1", "ann", "yo", False, False, 101.0, 8, b"{raw2}", "KEY"),
+            ("m3", "general", "b_1", "bob", "no", False, False, 102.0, 9, b"{raw3}", "")])
+        self.store.flush()
+        self.assertEqual(self.store._db.execute("select id, pk from lines order by rowid"
+                                                ).fetchall(),
+                         [("m1", ""), ("m2", ""), ("m3", None)])
+        self.store.close()
+        self.store = Store(self.path)
+        self.assertEqual(handed(self.store, "a_1", 0, ["general"], 10, 0.0),
+                         [(b"{raw}", "KEY"), (b"{raw2}", "KEY")])
+        self.assertEqual(handed(self.store, "b_1", 0, ["general"], 10, 0.0), [])
+
+    def test_a_row_is_bound_as_ints_not_bools(self) -> None:
+        """A bool costs sqlite3 its adapters' lookup (~0.2 us a value, two a row): a line's
+        action and own flags are queued (and jotted) as ints, and read back as bools."""
+        self.store.close()
+        self.store = Store(self.path, call_soon=lambda f: None)  # rows made at flush
+        self.store.remember_rows([
+            ("m1", "general", "a_1", "ann", "hi", True, False, 100.0, 7, b"{raw}", "KEY")])
+        self.store.remember(line(2))
+        queued = [row for writes, _, _ in self.store.jotter.behind
+                  for rows in writes[0].values() for row in rows if len(row) == 11]
+        self.assertEqual([(type(row[5]), type(row[6])) for row in queued], [(int, int)] * 2)
+        self.assertEqual([(x.action, x.own) for x in self.store.recent("general", 5)],
+                         [(True, False), (False, False)])
+
     def test_sequences_continue_above_the_last_run_even_if_the_clock_went_back(self) -> None:
         clock = Clock()
         clock.advance(2000)

@@ -70,8 +70,36 @@ class BurstTests(unittest.TestCase):
         count = LINES_PER_TURN * 2 + 7
         face.dataReceived(b"".join(b"line %d\n" % i for i in range(count)))
         self.assertEqual(len(chat.said), LINES_PER_TURN)
+        turns.pop(0)()  # the reactor's next timers: before it looked at its sockets
+        self.assertEqual(len(chat.said), LINES_PER_TURN)
         turns.pop(0)()
         self.assertEqual(len(chat.said), LINES_PER_TURN * 2)
-        turns.pop(0)()
+        turns.pop(0)()  # taken by a timer: the next one comes after a look at the sockets
         self.assertEqual(turns, [])
         self.assertEqual([text for _, text, _ in chat.said], [f"line {i}" for i in range(count)])
+
+    def test_a_run_goes_out_before_the_next_is_taken(self) -> None:
+        """The reactor runs its timers, then reads and writes its sockets.  The first run of
+        a read of stdin is said while it reads; were the next run taken at the next timers,
+        it would be said before the first was written to the links, and both went out in
+        one write while the peers had nothing to read (the side-by-side burst).  So the
+        face waits for one look at the sockets between two runs."""
+        from p2pchat.lines import LINES_PER_TURN
+
+        chat, turns = FakeChat(), []
+        written: list[int] = []  # lines said when the "sockets" were looked at
+
+        def io_pass() -> None:
+            written.append(len(chat.said))
+
+        face = LineFace(chat, on_quit=lambda: None, call_soon=turns.append)
+        face.makeConnection(StringTransport())
+        face.dataReceived(b"".join(b"line %d\n" % i for i in range(LINES_PER_TURN * 3)))
+        while turns:  # one reactor iteration: its timers, then its sockets
+            for call in turns[:]:
+                turns.remove(call)
+                call()
+            io_pass()
+        self.assertEqual(len(chat.said), LINES_PER_TURN * 3)
+        # every run had a look at the sockets of its own before the next was said
+        self.assertEqual(sorted(set(written)), [LINES_PER_TURN * n for n in (1, 2, 3)])

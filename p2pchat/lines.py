@@ -111,9 +111,8 @@ class LineFace(LinesPerRead, CommandFace):
         self._on_quit = on_quit
         self._call_soon = call_soon
         self._taken = 0  # lines taken in this reactor turn
-        #: the lines are being taken by a call of the reactor's timers (``_next_turn``), not
-        #: by a read of stdin (see ``_pause``)
-        self._in_timed_call = False
+        #: the rest of the read waits for the next turn, asked once the run is said
+        self._turn_wanted = False
         #: the plain lines of the read being taken, said together at its end (None: no read)
         self._run: list[str] | None = None
         #: what the face writes while a run is said (one write at its end)
@@ -231,13 +230,28 @@ class LineFace(LinesPerRead, CommandFace):
         try:
             super().dataReceived(data)
         finally:
-            self._say_run()
-            self._run = None
+            try:
+                self._say_run()
+            finally:
+                self._run = None
+                self._next_turn_later()
+
+    def _next_turn_later(self) -> None:
+        """The rest of the read at the next turn, asked only now that the run is said: the
+        run's writes to the links are due at the next reactor turn too (Twisted's TLS
+        transport gathers writes under 64 KB until then; gather.py), and a call asked
+        before them runs before them.  Asked at the pause, the next run was said before the
+        last was written, and both went out in one write while the receivers had nothing
+        to read (the side-by-side burst)."""
+        if self._turn_wanted and self._call_soon is not None:
+            self._turn_wanted = False
+            self._call_soon(self._next_turn)
 
     def lineReceived(self, line: bytes) -> None:
         self._taken += 1
         if self._call_soon is not None and self._taken >= LINES_PER_TURN and not self.paused:
-            self._pause(self._call_soon)
+            self.pauseProducing()  # the rest waits in the buffer (and stdin is not read)
+            self._turn_wanted = True
         text = line.decode("utf-8", "replace").rstrip("\r")
         if self._run is not None:
             parsed = parse_input(text)
@@ -270,30 +284,10 @@ class LineFace(LinesPerRead, CommandFace):
         for answer in refused:
             self._answer(answer)
 
-    def _pause(self, call_soon: Callable[[Callable[[], None]], object]) -> None:
-        """The rest waits in the buffer (and stdin is not read) until the reactor has looked
-        at its sockets once: the lines just said go out to the links first (gather.py), so
-        their peers read them while we say the next ones.  Taken by a read of stdin, a call
-        for the next turn would run before that look (the reactor runs its timers, then
-        reads and writes), and two runs went out in one write while the peers had nothing
-        to read: then one turn more is waited for."""
-        self.pauseProducing()
-        if self._in_timed_call:
-            call_soon(self._next_turn)
-            return
-
-        def after_the_look() -> None:
-            call_soon(self._next_turn)
-        call_soon(after_the_look)
-
     def _next_turn(self) -> None:
         self._taken = 0
         if self.transport is not None and self.paused:
-            self._in_timed_call = True
-            try:
-                self.resumeProducing()
-            finally:
-                self._in_timed_call = False
+            self.resumeProducing()
 
     def lineLengthExceeded(self, line: bytes) -> None:
         self.show_error(f"input line over {self.MAX_LENGTH} bytes ignored")

@@ -3,22 +3,15 @@
 Each TLS write is a record of its own: sealed apart, sent apart, and on the other side read
 (and handed to the line parser) apart.  A burst said to ten links cost ten TLS writes a line;
 gathered, a link gets one write per reactor turn, whatever was said in it.
-
-Gathering pays only for small writes, so it stops at one full TLS record: a run of lines said
-at once (a paste, a script's burst: 100 lines, some 40 KB) fills records by itself, and held
-to the turn's end it went out with the next run, two runs a write, while the peer had nothing
-to read (the side-by-side burst: the receivers asleep, a core idle, and twice the lines left
-for them after the last run).
 """
 
 from __future__ import annotations
 
 from typing import Any, Callable
 
-#: Once this many bytes are gathered they are written at once: a full TLS record (16 KiB, the
-#: most one record seals), past which waiting saves no record and only delays the peer; and so
-#: that the transport's back-pressure (which pauses a pump of the sent log) comes in time.
-GATHER_BYTES = 16 * 1024
+#: Once this many bytes are gathered they are written at once, so that the transport's
+#: back-pressure (which pauses a pump of the sent log) still comes in time.
+GATHER_BYTES = 64 * 1024
 
 
 class Gather:

@@ -111,8 +111,6 @@ class LineFace(LinesPerRead, CommandFace):
         self._on_quit = on_quit
         self._call_soon = call_soon
         self._taken = 0  # lines taken in this reactor turn
-        #: the rest of the read waits for the next turn, asked once the run is said
-        self._turn_wanted = False
         #: the plain lines of the read being taken, said together at its end (None: no read)
         self._run: list[str] | None = None
         #: what the face writes while a run is said (one write at its end)
@@ -230,28 +228,14 @@ class LineFace(LinesPerRead, CommandFace):
         try:
             super().dataReceived(data)
         finally:
-            try:
-                self._say_run()
-            finally:
-                self._run = None
-                self._next_turn_later()
-
-    def _next_turn_later(self) -> None:
-        """The rest of the read at the next turn, asked only now that the run is said: the
-        run's writes to the links are due at the next reactor turn too (Twisted's TLS
-        transport gathers writes under 64 KB until then; gather.py), and a call asked
-        before them runs before them.  Asked at the pause, the next run was said before the
-        last was written, and both went out in one write while the receivers had nothing
-        to read (the side-by-side burst)."""
-        if self._turn_wanted and self._call_soon is not None:
-            self._turn_wanted = False
-            self._call_soon(self._next_turn)
+            self._say_run()
+            self._run = None
 
     def lineReceived(self, line: bytes) -> None:
         self._taken += 1
         if self._call_soon is not None and self._taken >= LINES_PER_TURN and not self.paused:
             self.pauseProducing()  # the rest waits in the buffer (and stdin is not read)
-            self._turn_wanted = True
+            self._call_soon(self._next_turn)
         text = line.decode("utf-8", "replace").rstrip("\r")
         if self._run is not None:
             parsed = parse_input(text)

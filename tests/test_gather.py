@@ -66,22 +66,6 @@ class Gathering(TestCase):
         self.reactor.advance(0)  # nothing left for the end of the turn
         self.assertEqual(transport.writes, 1)
 
-    def test_a_run_said_at_once_is_written_at_once(self) -> None:
-        """A run of 100 lines (some 40 KB, a TLS record's worth and more) is not held to the
-        turn's end: held, it went out with the next run, while its peer had nothing to read.
-        What was gathered before it goes first, in the same write."""
-        proto, transport = self.link("TLSv1.3")
-        proto.send_bytes(b"ack\n")
-        run = b"".join(b"line %d of a run said at once\n" % n for n in range(1500))
-        self.assertLess(len(run), 64 * 1024)  # the bound was 64 KiB: this waited for the turn
-        proto.send_bytes(run)
-        self.assertEqual(transport.value(), b"ack\n" + run)
-        self.assertEqual(transport.writes, 1)
-        proto.send_bytes(b"small\n")  # small writes are still gathered
-        self.assertEqual(transport.writes, 1)
-        self.reactor.advance(0)
-        self.assertEqual((transport.value()[-6:], transport.writes), (b"small\n", 2))
-
     def test_closing_writes_what_was_gathered_first(self) -> None:
         proto, transport = self.link("TLSv1.3")
         proto.send_bytes(b"last words\n")

@@ -75,28 +75,3 @@ class BurstTests(unittest.TestCase):
         turns.pop(0)()
         self.assertEqual(turns, [])
         self.assertEqual([text for _, text, _ in chat.said], [f"line {i}" for i in range(count)])
-
-    def test_a_run_is_written_before_the_next_is_said(self) -> None:
-        """A run's writes to the links are due at the next reactor turn (Twisted's TLS
-        transport gathers writes under 64 KB until then), so the call for the next run is
-        asked after them: asked before (at the pause), the next run was said first and
-        both went out in one write, while the receivers had nothing to read."""
-        from p2pchat.lines import LINES_PER_TURN
-
-        chat, turns = FakeChat(), []  # the calls of the next reactor turn, in order
-        written: list[int] = []  # lines said when each run's write went out
-        say_lines = chat.say_lines
-
-        def said_and_written(texts: list[str], room: str = "general") -> list:
-            refused = say_lines(texts, room)
-            turns.append(lambda: written.append(len(chat.said)))  # the transport's write
-            return refused
-
-        chat.say_lines = said_and_written  # type: ignore[method-assign]
-        face = LineFace(chat, on_quit=lambda: None, call_soon=turns.append)
-        face.makeConnection(StringTransport())
-        face.dataReceived(b"".join(b"line %d\n" % i for i in range(LINES_PER_TURN * 3)))
-        while turns:
-            turns.pop(0)()
-        self.assertEqual(len(chat.said), LINES_PER_TURN * 3)
-        self.assertEqual(written, [LINES_PER_TURN * n for n in (1, 2, 3)])

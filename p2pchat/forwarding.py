@@ -392,6 +392,9 @@ class Forwarder:
                 self._dirty = not node.neighbours.capped()
         changes = self.reached.heard(author, msg.sequence, member, fp, HanderId(hander.peer_id),
                                      now, linked, raw, pk)
+        if before is None:
+            log.debug("member line of {peer} first heard, from {via} ({hops} hops)",
+                      peer=author, via=hander.peer_id, hops=hops)
         if not linked:
             # From now on its lines are ours to have: a sync asks for those after this one.
             if len(self.relayed_high) < 1024:
@@ -414,6 +417,7 @@ class Forwarder:
             if c.kind == "joined" and reach is not None:
                 via = node.links.get(reach.via)
                 where = f"via {node.nick_of(via)}" if via is not None else "relayed"
+                log.debug("listed {peer} {where}", peer=c.author, where=where)
                 node.emit(events.PeerJoined(now, nick, c.author, where))
             elif c.kind in ("left", "gone"):
                 node.emit(events.PeerLeft(now, nick, c.author,

@@ -125,13 +125,12 @@ class Presence:
             log_limited(node.clock, log, "discovered", LogLevel.info,
                         "discovered {peer} at {host}:{port}",
                         burst=50, peer=beacon.peer_id, host=host, port=beacon.port)
-            if node.announcer is not None and (should_dial(beacon.peer_id, node.peer_id)
-                                               or node.neighbours.capped()):
+            if node.announcer is not None and node.neighbours.answers(beacon.peer_id):
                 # so the newcomer learns of us at once, and dials us (the smaller id dials);
                 # a newcomer we dial learns of us from our join, so it needs no answer: a
                 # crowd starting at once sends half the datagrams (each a signature check
-                # for every peer that hears it).  In a room past a full mesh every newcomer
-                # hears from us at once: it chooses its neighbours from the whole room.
+                # for every peer that hears it).  In a room past a full mesh only the few
+                # whose neighbour it will be answer (neighbours.answers).
                 node.announcer.reply_soon()
             node.emit(events.PeersChanged(now))
         info = node.peers.get(beacon.peer_id)

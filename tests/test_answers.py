@@ -1,0 +1,84 @@
+"""A newcomer to a room past a full mesh (neighbours.py): its first beacon is answered only by
+the few peers whose neighbour it will be and which it dials (every peer of a room of 100
+answered every newcomer, each answer heard and most of them checked by all 100), and it
+chooses its neighbours from the whole room all the same: from the member lines its first
+link hands it, not only from the few beacons it heard."""
+
+from __future__ import annotations
+
+from twisted.trial.unittest import TestCase
+
+from p2pchat.neighbours import HEARD_OF_FOR, ring_wanted
+from p2pchat.peers import should_dial
+from p2pchat.wire import encode_beacon, parse_beacon
+from tests.fakes import FakeAnnouncer
+from tests.test_neighbours import Room
+
+
+def newcomer_room(n: int, cap: int) -> tuple[Room, str]:
+    """A room of ``n - 1`` settled peers, and the nick of the one not there yet: the one of
+    smallest peer id, so it dials every other (each would answer it, were it a full mesh)."""
+    room = Room(n, cap)
+    nodes = room.sim.nodes
+    newcomer = min(room.nicks, key=lambda nick: nodes[nick].peer_id)
+    room.present = [nick for nick in room.nicks if nick != newcomer]
+    room.settle(4)
+    return room, newcomer
+
+
+class Answers(TestCase):
+    def test_only_its_future_neighbours_answer_a_newcomer(self) -> None:
+        room, newcomer = newcomer_room(31, 4)
+        nodes = room.sim.nodes
+        x = nodes[newcomer]
+        announcers = {nick: FakeAnnouncer() for nick in room.present}
+        for nick, announcer in announcers.items():
+            nodes[nick].announcer = announcer  # type: ignore[assignment]
+        first = parse_beacon(encode_beacon(x.beacon("announce")))
+        host = "10.0.0.%d" % room.nicks.index(newcomer)
+        for nick in room.present:
+            nodes[nick].beacon_heard(first, host)
+        answered = {nick for nick, a in announcers.items() if a.replies}
+        wanting = {nick for nick in room.present
+                   if nodes[nick].neighbours.wants(x.peer_id)
+                   and should_dial(x.peer_id, nodes[nick].peer_id)}
+        self.assertEqual(answered, wanting)
+        self.assertGreaterEqual(len(answered), 2)  # its ring neighbours (both larger ids)
+        self.assertLessEqual(len(answered), 4)  # --links 4: not the 30 it dials
+        everyone = [nodes[nick].peer_id for nick in room.nicks]
+        self.assertEqual({nodes[nick].peer_id for nick in answered},
+                         ring_wanted(x.peer_id, everyone, 4))
+
+    def test_a_full_mesh_answers_every_newcomer_that_dials_it(self) -> None:
+        room, newcomer = newcomer_room(8, 4)  # up to FULL_MESH_UP_TO: a full mesh
+        nodes = room.sim.nodes
+        announcers = {nick: FakeAnnouncer() for nick in room.present}
+        for nick, announcer in announcers.items():
+            nodes[nick].announcer = announcer  # type: ignore[assignment]
+        first = parse_beacon(encode_beacon(nodes[newcomer].beacon("announce")))
+        for nick in room.present:
+            nodes[nick].beacon_heard(first, "10.0.0.99")
+        self.assertEqual({n for n, a in announcers.items() if a.replies}, set(room.present))
+
+    def test_a_newcomer_chooses_from_the_member_lines_of_its_first_link(self) -> None:
+        room, newcomer = newcomer_room(31, 4)
+        sim, nodes = room.sim, room.sim.nodes
+        x = nodes[newcomer]
+        x.neighbours.listen_first()  # it starts now
+        everyone = [nodes[nick].peer_id for nick in room.nicks]
+        right = ring_wanted(x.peer_id, everyone, 4)
+        answering = [nick for nick in room.present if nodes[nick].peer_id in right]
+        others = [nick for nick in room.present if nick not in answering][:5]
+        # the beacons it heard: its future neighbours' answers, and a few announces
+        for nick in answering + others:
+            x.beacon_heard(parse_beacon(encode_beacon(nodes[nick].beacon("announce"))),
+                           "10.0.0.%d" % room.nicks.index(nick))
+        self.assertEqual(len(x.peers), len(answering) + len(others))
+        self.assertNotEqual(x.neighbours.wanted(fresh=True), right)  # chosen from those alone
+        sim.link(newcomer, answering[0])  # its first link hands it the room's member lines
+        self.assertEqual(x.neighbours.wanted(fresh=True), right)
+        self.assertTrue(x.neighbours.capped())
+        # past HEARD_OF_FOR the beacons alone tell the room (they all came by then)
+        sim.clock.advance(HEARD_OF_FOR)
+        self.assertEqual(x.neighbours.wanted(fresh=True),
+                         ring_wanted(x.peer_id, [i.peer_id for i in x.peers], 4))

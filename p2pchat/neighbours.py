@@ -65,6 +65,9 @@ WORKED_FOR = 1.0
 LISTEN_FIRST = 1.5
 #: ... once it hears more than this many peers (the first ones are dialed at once).
 LISTEN_PAST = 3
+#: ... and past a full mesh until its first link is up, or this long from its start at most
+#: (seconds: discovery's ANNOUNCE_INTERVAL and then some, by when every beacon came).
+LISTEN_MOST = 6.0
 #: For this long from its start (seconds: two of discovery's ANNOUNCE_INTERVAL, by when
 #: every peer's beacon came) a peer chooses from the peers it heard beacons of and those its
 #: links' member lines tell of (``Neighbours._heard_of``).
@@ -236,11 +239,24 @@ class Neighbours:
         if self.cap > 0:
             self._listen_until = self._started + LISTEN_FIRST
 
+    def _listening(self, now: float) -> bool:
+        """Whether we still only listen: for LISTEN_FIRST; then, past a full mesh, until a
+        link of ours is up (its member lines tell us the room: ``_heard_of``) or LISTEN_MOST
+        has passed (every peer's beacon came).  Only the peers whose neighbour we will be
+        answer our first beacon (``answers``): chosen from those and the few others heard
+        by then, a newcomer to a room of 100 on a busy machine dialed 15 peers, most of them
+        for nothing (refused, or pruned later)."""
+        if now < self._listen_until:
+            return True
+        if now >= self._started + LISTEN_MOST or not self.capped():
+            return False
+        return not any(link.gossip for link in self.node.links.values())
+
     def dial_now(self, peer_id: str) -> bool:
         """Whether ``peer_id`` may be dialed now: wanted, and not while we listen first."""
         if self._listen_until and self._ring_member(peer_id):
             self.wanted()
-            if self._members > LISTEN_PAST and self.node.clock.seconds() < self._listen_until:
+            if self._members > LISTEN_PAST and self._listening(self.node.clock.seconds()):
                 return False  # (the first few heard are dialed at once: a pair forms at once)
         return self.wants(peer_id)
 
@@ -316,7 +332,7 @@ class Neighbours:
         if self.cap <= 0 or node.leaving:
             return
         now = node.clock.seconds()
-        if self._listen_until and now >= self._listen_until:
+        if self._listen_until and not self._listening(now):
             self._listen_until = 0.0  # listened: dial the chosen neighbours
             for info in list(node.peers):
                 if info.peer_id not in node.links:

@@ -110,6 +110,21 @@ def loaded() -> bool:
     return all(sys.modules.get(name) is not None for name in _LIBRARIES)
 
 
+def soon(clock: Any) -> None:
+    """A peer of ours (with TLS) was heard: a link is coming, so the TLS libraries are
+    imported now (``preload``), while we listen (neighbours.py), not when its STARTTLS
+    arrives: on the bench machine a newcomer's first link waited 2-4 s for that import (a
+    room of 30 starting).  A peer alone hears no one and never imports them.  Only on the
+    real reactor (``clock``: a test's task.Clock starts no thread); a failed import is told
+    by the first link, which tries again."""
+    if loaded() or _waiters is not None:
+        return
+    from twisted.internet import reactor
+
+    if clock is reactor:
+        preload().addErrback(lambda _: None)
+
+
 def preload() -> Any:
     """A Deferred that fires once the TLS libraries are imported, in a thread: imported in
     the reactor's thread at the first link they held it 44-58 ms (the stall bench's idle and

@@ -122,6 +122,13 @@ def ring_wanted(me: str, members: Iterable[str], cap: int) -> set[str]:
     return out
 
 
+def ring_of(me: str, members: Iterable[str]) -> set[str]:
+    """``me``'s two neighbours in the ring of ``members`` by peer id (none alone)."""
+    ids = sorted(set(members) | {me})
+    i = ids.index(me)
+    return {ids[(i + 1) % len(ids)], ids[(i - 1) % len(ids)]} - {me}
+
+
 class Neighbours:
     """The link choice of one node: whom to dial, whose link to accept, which to prune."""
 
@@ -133,6 +140,7 @@ class Neighbours:
         self._members = 0  # the ring's peers (us not counted)
         self._listen_until = 0.0  # listen_first: no dial before this
         self._started = float("-inf")  # when we started (listen_first): _heard_of
+        self._ring: set[str] = set()  # our two ring neighbours in the room we know
         self._worked_at = float("-inf")  # when ``wanted`` was last worked out
         self._rooms: list[str] = []  # our rooms then
         self._table = 0  # and the peer table's size
@@ -182,6 +190,7 @@ class Neighbours:
         if key != self._key:
             self._key, self._members, self._ids = key, len(ids), frozenset(ids)
             wanted = ring_wanted(node.peer_id, ids, self.cap)
+            self._ring = ring_of(node.peer_id, ids)
             for room in rooms:
                 if room != DEFAULT_ROOM:
                     members = [p for p in ids if node.rooms.peer_in(p, room)]
@@ -245,7 +254,10 @@ class Neighbours:
         has passed (every peer's beacon came).  Only the peers whose neighbour we will be
         answer our first beacon (``answers``): chosen from those and the few others heard
         by then, a newcomer to a room of 100 on a busy machine dialed 15 peers, most of them
-        for nothing (refused, or pruned later)."""
+        for nothing (refused, or pruned later).  Meanwhile our two ring neighbours are
+        dialed (``dial_now``): they answered us, so they are the right ones (the next id
+        is the next in any part of the room that holds it), and a room starting together,
+        where everyone listens, gets its first links at once."""
         if now < self._listen_until:
             return True
         if now >= self._started + LISTEN_MOST or not self.capped():
@@ -256,7 +268,9 @@ class Neighbours:
         """Whether ``peer_id`` may be dialed now: wanted, and not while we listen first."""
         if self._listen_until and self._ring_member(peer_id):
             self.wanted()
-            if self._members > LISTEN_PAST and self._listening(self.node.clock.seconds()):
+            now = self.node.clock.seconds()
+            if self._members > LISTEN_PAST and self._listening(now) and not (
+                    now >= self._listen_until and peer_id in self._ring):
                 return False  # (the first few heard are dialed at once: a pair forms at once)
         return self.wants(peer_id)
 
@@ -332,9 +346,10 @@ class Neighbours:
         if self.cap <= 0 or node.leaving:
             return
         now = node.clock.seconds()
-        if self._listen_until and not self._listening(now):
-            self._listen_until = 0.0  # listened: dial the chosen neighbours
-            for info in list(node.peers):
+        if self._listen_until and now >= self._listen_until:
+            if not self._listening(now):
+                self._listen_until = 0.0  # listened: dial the chosen neighbours
+            for info in list(node.peers):  # (still listening: our ring neighbours, dial_now)
                 if info.peer_id not in node.links:
                     node.presence.maybe_dial(info)
         since, draining = self._unwanted_since, self.draining

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 from twisted.logger import Logger, LogLevel
 
-from p2pchat import events
+from p2pchat import events, latetls
 from p2pchat.busy import load_factor
 from p2pchat.clocks import Delayed, flush_logs, log_limited
 from p2pchat.identity import beacon_payload, peer_id_for, verify_beacon
@@ -122,6 +122,8 @@ class Presence:
         if heard is Heard.MOVED and beacon.fp:
             self.moved_while_linked(beacon.peer_id, host)
         if heard is Heard.NEW:
+            if node.identity is not None and CAP_TLS in beacon.caps:
+                latetls.soon(node.clock)  # a link is coming: its TLS libraries meanwhile
             log_limited(node.clock, log, "discovered", LogLevel.info,
                         "discovered {peer} at {host}:{port}",
                         burst=50, peer=beacon.peer_id, host=host, port=beacon.port)

@@ -82,3 +82,20 @@ class Answers(TestCase):
         sim.clock.advance(HEARD_OF_FOR)
         self.assertEqual(x.neighbours.wanted(fresh=True),
                          ring_wanted(x.peer_id, [i.peer_id for i in x.peers], 4))
+
+
+class TLSSoon(TestCase):
+    def test_the_first_peer_heard_brings_the_tls_libraries_in(self) -> None:
+        """A link is coming: its TLS libraries are imported while we listen, not at its
+        STARTTLS (latetls.soon; the real import starts only on the real reactor)."""
+        from p2pchat import latetls
+
+        asked: list[object] = []
+        self.patch(latetls, "soon", asked.append)
+        room = Room(3, 4)
+        nodes = room.sim.nodes
+        a, b = nodes["p0"], nodes["p1"]
+        a.beacon_heard(parse_beacon(encode_beacon(b.beacon("announce"))), "10.0.0.1")
+        self.assertEqual(asked, [a.clock])
+        a.beacon_heard(parse_beacon(encode_beacon(b.beacon("announce"))), "10.0.0.1")
+        self.assertEqual(asked, [a.clock])  # a peer known already asks nothing more

@@ -16,7 +16,7 @@ from p2pchat import events
 from p2pchat.gossip import MAX_HOPS
 from p2pchat import presence
 from p2pchat.neighbours import (DRAIN_FOR, FULL_MESH_UP_TO, LISTEN_FIRST, LISTEN_MOST,
-                                PRUNE_AFTER, PRUNED, ring_wanted)
+                                PRUNE_AFTER, PRUNED, ring_of, ring_wanted)
 from p2pchat.options import parse_links
 from p2pchat.wire import encode_beacon, parse_beacon
 from bench.meshsim import Sim
@@ -312,7 +312,11 @@ class Guards(TestCase):
         wanted = next(iter(node.neighbours.wanted()))
         node.neighbours.listen_first()
         room.sim.clock.advance(LISTEN_FIRST)
+        me, everyone = node.peer_id, [info.peer_id for info in node.peers]
+        wanted = next(iter(node.neighbours.wanted() - ring_of(me, everyone)))
         self.assertFalse(node.neighbours.dial_now(wanted))
+        for ring in ring_of(me, everyone):  # its ring neighbours are dialed meanwhile
+            self.assertTrue(node.neighbours.dial_now(ring))
         room.sim.clock.advance(LISTEN_MOST - LISTEN_FIRST)
         self.assertTrue(node.neighbours.dial_now(wanted))
         node.neighbours.listen_first()  # again, and now a link comes up

@@ -1,4 +1,5 @@
-"""TLS loaded at the first link, not at start: an idle peer alone does not hold pyOpenSSL,
+"""TLS loaded when the first peer of ours is heard (``soon``) or at the first link, not at
+start: an idle peer alone does not hold pyOpenSSL,
 ``cryptography`` and Twisted's TLS layer (with ``service_identity`` and ``idna``), about
 13 MB of the 55 MB it held (README "Performance", the idle peer).
 

@@ -108,8 +108,9 @@ class Forwarder:
         peer of ours if the author is linked to us (it was so in a full mesh)."""
         if author == link.peer_id:
             return True
-        if link.gossip:
-            return author in self.reached.links_of(link.peer_id)
+        if link.gossip:  # both member lines say so (gossip.linked_both)
+            return (author in self.reached.links_of(link.peer_id)
+                    and link.peer_id in self.reached.links_of(author))
         return author in self.node.links
 
     # --- our member line ----------------------------------------------------------------------
@@ -286,7 +287,8 @@ class Forwarder:
         # line we are caught up on is, mostly, one the others have too).
         had_by = frozenset(pid for pid in candidates
                            if node.links[pid].has.get(msg.sender_id, 0) >= msg.sequence)
-        targets = forward_to(heard, neighbours, had_by)
+        targets = forward_to(heard, neighbours, had_by,
+                             self.reached.links_of(msg.sender_id))
         if targets and is_run(msg.metadata):  # only to peers that take run signatures
             targets = [pid for pid in targets if node.links[pid].runsig]
         if not targets:
@@ -319,8 +321,9 @@ class Forwarder:
         cached = self._lacking_cache.get(author)
         if cached is not None and cached[0] == self._generation:
             return cached[1]
+        links_of, theirs = self.reached.links_of, self.reached.links_of(author)
         found = tuple(pid for pid, link in self.node.links.items() if link.gossip
-                      and pid != author and author not in self.reached.links_of(pid))
+                      and pid != author and not (author in links_of(pid) and pid in theirs))
         if len(self._lacking_cache) >= 4096:
             self._lacking_cache.clear()
         self._lacking_cache[author] = (self._generation, found)
@@ -382,10 +385,11 @@ class Forwarder:
                 node.neighbours.dropped_by(author)  # it is about to prune our link
             elif node.peer_id in member.links:
                 node.neighbours.listed_by(author)
-        if linked and member.links != self.reached.links_of(author):
-            self._generation += 1  # whom lines may go to changed
-            if any(p not in node.links and p != node.peer_id
-                   for p in member.links - self.reached.links_of(author)):
+        if member.links != self.reached.links_of(author):
+            # whom lines may go to changed: a neighbour's links, or an author's (linked_both)
+            self._generation += 1
+            if linked and any(p not in node.links and p != node.peer_id
+                              for p in member.links - self.reached.links_of(author)):
                 # a new peer behind a neighbour: it hears of us at the tick (in a room past a
                 # full mesh it has our member line from its own neighbour's link-up, and a
                 # resend here, at every link change of a neighbour, flooded the room)

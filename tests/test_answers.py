@@ -99,3 +99,34 @@ class TLSSoon(TestCase):
         self.assertEqual(asked, [a.clock])
         a.beacon_heard(parse_beacon(encode_beacon(b.beacon("announce"))), "10.0.0.1")
         self.assertEqual(asked, [a.clock])  # a peer known already asks nothing more
+
+
+class BothEnds(TestCase):
+    """A neighbour counts as linked to a line's author only if both member lines say so: the
+    author leaves a link it prunes out of its line DRAIN_FOR before closing it, while the other
+    end's line may list it for LARGE_LINKS_GAP more (e2e: a room of 16 lost a line so)."""
+
+    def test_forward_to_believes_a_link_only_from_both_ends(self) -> None:
+        from p2pchat.gossip import AuthorId, HanderId, Heard, Neighbour, forward_to
+
+        line = Heard(AuthorId("a"), 5, "general", HanderId("h"), 1)
+        stale = Neighbour(HanderId("b"), True, frozenset(), frozenset({"a"}))
+        self.assertEqual(forward_to(line, [stale]), [])  # its line alone: as before
+        self.assertEqual(forward_to(line, [stale], author_links=frozenset({"x"})), ["b"])
+        self.assertEqual(forward_to(line, [stale], author_links=frozenset({"b"})), [])
+
+    def test_a_pruned_link_s_other_end_gets_the_author_s_lines_relayed(self) -> None:
+        room = Room(3, 4)
+        sim, nodes = room.sim, room.sim.nodes
+        a, b, c = (nodes[n] for n in room.nicks)
+        for x, y in (("p0", "p1"), ("p1", "p2"), ("p0", "p2")):
+            sim.link(x, y)
+        sim.tick(12)  # member lines: each lists the other two
+        reach = c.forwarder.reached.of
+        self.assertIn(b.peer_id, reach[a.peer_id].links)
+        self.assertEqual(c.forwarder._lacking(a.peer_id), ())  # b has a's lines from a
+        # a drains its link with b (left out of a's line); b's line still lists a
+        reach[a.peer_id].links = frozenset({c.peer_id})
+        c.forwarder._generation += 1
+        self.assertEqual(c.forwarder._lacking(a.peer_id), (b.peer_id,))
+        self.assertIn(a.peer_id, reach[b.peer_id].links)

@@ -15,7 +15,8 @@ who has a line from its author directly, so a full mesh forwards nothing at all.
 Two different peers are named for every line, and never mixed up: its *author* (who wrote
 and signed it: ``AuthorId``) and its *hander* (the linked peer that handed it to us:
 ``HanderId``).  A line is never forwarded to its hander nor to its author, nor to a peer that
-is linked to its author (that peer's signed ``member`` line lists its links), nor to one
+is linked to its author (that peer's signed ``member`` line and the author's list the
+link: ``linked_both``), nor to one
 that already handed it to us; it is forwarded at most ``MAX_HOPS`` times on its way.
 
 Membership travels the same way: a ``member`` line (relay.MEMBER), signed and sequenced by
@@ -271,6 +272,11 @@ class Reached:
     def links_of(self, peer_id: str) -> frozenset[str]:
         reach = self.of.get(AuthorId(peer_id))
         return reach.links if reach is not None else frozenset()
+
+    def both(self, peer_id: str, author: str) -> bool:
+        """Whether ``peer_id`` has ``author``'s lines from the author itself: both their
+        member lines list the link (``linked_both``)."""
+        return author in self.links_of(peer_id) and peer_id in self.links_of(author)
 
     def heard(self, author: AuthorId, seq: int, member: Member, fp: str, hander: HanderId,
               now: float, linked: bool, raw: bytes = b"", pk: str = "") -> list[Change]:

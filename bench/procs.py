@@ -84,6 +84,8 @@ def peer_argv(nick: str, multicast: tuple[str, int], data_dir: str,
             "--data-dir", data_dir]
     if os.environ.get("BENCH_LINKS"):  # the link cap the peers run with (--links)
         argv += ["--links", os.environ["BENCH_LINKS"]]
+    if os.environ.get("BENCH_DEBUG"):  # peers log debug detail, stamped to the ms (--keep)
+        argv += ["--debug"]
     if profile_to:
         argv = [sys.executable, "-m", "cProfile", "-o", profile_to] + argv
     i = argv.index("--interface")

@@ -30,7 +30,8 @@ def _bind() -> bool:
     """Builds the decoder if msgspec is already imported; False if it is not (yet)."""
     global _decode, _errors
     msgspec = sys.modules.get("msgspec")
-    if msgspec is None:
+    if msgspec is None or _initializing(msgspec) or _initializing(
+            sys.modules.get("msgspec.json")):
         return False
     ident = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_ID_CHARS)]
     name = Annotated[str, msgspec.Meta(max_length=MAX_NAME_CHARS)]
@@ -47,6 +48,15 @@ def _bind() -> bool:
     _decode = msgspec.json.Decoder(beacon).decode
     _errors = (msgspec.DecodeError,)  # ValidationError too
     return True
+
+
+def _initializing(module: Any) -> bool:
+    """Whether ``module`` is not (yet) fully imported: absent, or being imported in another
+    thread (latetls.preload imports msgspec beside the TLS libraries; a module is in
+    sys.modules from the start of its import, and binding the decoder then failed on a half-
+    made module, each beacon of a room of 100 dropped with a traceback till it was in)."""
+    return module is None or bool(getattr(getattr(module, "__spec__", None), "_initializing",
+                                          False))
 
 
 def read_beacon(data: bytes) -> Beacon:

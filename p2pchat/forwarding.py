@@ -31,6 +31,12 @@ if TYPE_CHECKING:
 log = Logger()
 
 
+def _first_heard(author: str, via: str, hops: int) -> None:
+    """(--debug: when each peer first heard of each other, as a room forms.)"""
+    log.debug("member line of {peer} first heard, from {via} ({hops} hops)", peer=author,
+              via=via, hops=hops)
+
+
 class Forwarder:
     """The relaying side of one node (``node``)."""
 
@@ -108,9 +114,7 @@ class Forwarder:
         peer of ours if the author is linked to us (it was so in a full mesh)."""
         if author == link.peer_id:
             return True
-        if link.gossip:
-            return author in self.reached.links_of(link.peer_id)
-        return author in self.node.links
+        return self.reached.both(link.peer_id, author) if link.gossip else author in self.node.links
 
     # --- our member line ----------------------------------------------------------------------
 
@@ -286,7 +290,7 @@ class Forwarder:
         # line we are caught up on is, mostly, one the others have too).
         had_by = frozenset(pid for pid in candidates
                            if node.links[pid].has.get(msg.sender_id, 0) >= msg.sequence)
-        targets = forward_to(heard, neighbours, had_by)
+        targets = forward_to(heard, neighbours, had_by, self.reached.links_of(msg.sender_id))
         if targets and is_run(msg.metadata):  # only to peers that take run signatures
             targets = [pid for pid in targets if node.links[pid].runsig]
         if not targets:
@@ -320,7 +324,7 @@ class Forwarder:
         if cached is not None and cached[0] == self._generation:
             return cached[1]
         found = tuple(pid for pid, link in self.node.links.items() if link.gossip
-                      and pid != author and author not in self.reached.links_of(pid))
+                      and pid != author and not self.reached.both(pid, author))
         if len(self._lacking_cache) >= 4096:
             self._lacking_cache.clear()
         self._lacking_cache[author] = (self._generation, found)
@@ -382,16 +386,18 @@ class Forwarder:
                 node.neighbours.dropped_by(author)  # it is about to prune our link
             elif node.peer_id in member.links:
                 node.neighbours.listed_by(author)
-        if linked and member.links != self.reached.links_of(author):
-            self._generation += 1  # whom lines may go to changed
-            if any(p not in node.links and p != node.peer_id
-                   for p in member.links - self.reached.links_of(author)):
+        if member.links != self.reached.links_of(author):
+            self._generation += 1  # whom lines may go to changed (any author's: linked_both)
+            if linked and any(p not in node.links and p != node.peer_id
+                              for p in member.links - self.reached.links_of(author)):
                 # a new peer behind a neighbour: it hears of us at the tick (in a room past a
                 # full mesh it has our member line from its own neighbour's link-up, and a
                 # resend here, at every link change of a neighbour, flooded the room)
                 self._dirty = not node.neighbours.capped()
         changes = self.reached.heard(author, msg.sequence, member, fp, HanderId(hander.peer_id),
                                      now, linked, raw, pk)
+        if before is None:
+            _first_heard(author, hander.peer_id, hops)
         if not linked:
             # From now on its lines are ours to have: a sync asks for those after this one.
             if len(self.relayed_high) < 1024:

@@ -15,7 +15,8 @@ who has a line from its author directly, so a full mesh forwards nothing at all.
 Two different peers are named for every line, and never mixed up: its *author* (who wrote
 and signed it: ``AuthorId``) and its *hander* (the linked peer that handed it to us:
 ``HanderId``).  A line is never forwarded to its hander nor to its author, nor to a peer that
-is linked to its author (that peer's signed ``member`` line lists its links), nor to one
+is linked to its author (that peer's signed ``member`` line and the author's list the
+link: ``linked_both``), nor to one
 that already handed it to us; it is forwarded at most ``MAX_HOPS`` times on its way.
 
 Membership travels the same way: a ``member`` line (relay.MEMBER), signed and sequenced by
@@ -141,21 +142,35 @@ class Neighbour:
 
 
 def forward_to(line: Heard, neighbours: Iterable[Neighbour],
-               had_by: frozenset[str] = frozenset()) -> list[HanderId]:
+               had_by: frozenset[str] = frozenset(),
+               author_links: frozenset[str] | None = None) -> list[HanderId]:
     """The neighbours to push ``line`` to: those that speak gossip, are in its room, and may
     lack it (not its hander, not its author, not linked to its author, not one that handed
-    it to us too); none once it has gone MAX_HOPS hops."""
+    it to us too); none once it has gone MAX_HOPS hops.
+
+    ``author_links``: the links the author's own member line lists, when known: a neighbour
+    counts as linked to the author only if both member lines say so (``linked_both``).  A
+    link the author pruned is left out of the author's line DRAIN_FOR before it goes, while
+    the other end's line may list it for up to LARGE_LINKS_GAP more (it hears of the prune
+    only as the link closes): believed, that stale line kept the author's next lines from
+    the other end (a room of 16 lost a line so, now and then)."""
     if line.hops + 1 > MAX_HOPS:
         return []
     out = []
     for n in neighbours:
         if (not n.gossip or n.peer_id == line.hander or n.peer_id == line.author
-                or n.peer_id in had_by or line.author in n.links):
+                or n.peer_id in had_by or linked_both(line.author, n, author_links)):
             continue
         if line.room != DEFAULT_ROOM and line.room not in n.rooms:
             continue  # a room's lines travel only through its members
         out.append(n.peer_id)
     return out
+
+
+def linked_both(author: str, n: Neighbour, author_links: frozenset[str] | None) -> bool:
+    """Whether neighbour ``n`` has ``author``'s lines from the author itself: its member line
+    lists the author and (``author_links`` known) the author's lists it."""
+    return author in n.links and (author_links is None or n.peer_id in author_links)
 
 
 def hops_of(metadata: dict[str, Any] | None) -> int | None:
@@ -257,6 +272,11 @@ class Reached:
     def links_of(self, peer_id: str) -> frozenset[str]:
         reach = self.of.get(AuthorId(peer_id))
         return reach.links if reach is not None else frozenset()
+
+    def both(self, peer_id: str, author: str) -> bool:
+        """Whether ``peer_id`` has ``author``'s lines from the author itself: both their
+        member lines list the link (``linked_both``)."""
+        return author in self.links_of(peer_id) and peer_id in self.links_of(author)
 
     def heard(self, author: AuthorId, seq: int, member: Member, fp: str, hander: HanderId,
               now: float, linked: bool, raw: bytes = b"", pk: str = "") -> list[Change]:

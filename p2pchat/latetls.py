@@ -1,4 +1,5 @@
-"""TLS loaded at the first link, not at start: an idle peer alone does not hold pyOpenSSL,
+"""TLS loaded when the first peer of ours is heard (``soon``) or at the first link, not at
+start: an idle peer alone does not hold pyOpenSSL,
 ``cryptography`` and Twisted's TLS layer (with ``service_identity`` and ``idna``), about
 13 MB of the 55 MB it held (README "Performance", the idle peer).
 
@@ -117,6 +118,21 @@ def loaded() -> bool:
     """Whether the TLS libraries are in (at start where TLS couldn't be deferred, or since
     ``preload`` finished)."""
     return all(sys.modules.get(name) is not None for name in _LIBRARIES)
+
+
+def soon(clock: Any) -> None:
+    """A peer of ours (with TLS) was heard: a link is coming, so the TLS libraries are
+    imported now (``preload``), while we listen (neighbours.py), not when its STARTTLS
+    arrives: on the bench machine a newcomer's first link waited 2-4 s for that import (a
+    room of 30 starting).  A peer alone hears no one and never imports them.  Only on the
+    real reactor (``clock``: a test's task.Clock starts no thread); a failed import is told
+    by the first link, which tries again."""
+    if loaded() or _waiters is not None:
+        return
+    from twisted.internet import reactor
+
+    if clock is reactor:
+        preload().addErrback(lambda _: None)
 
 
 def preload() -> Any:

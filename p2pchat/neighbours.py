@@ -36,6 +36,7 @@ from twisted.logger import Logger, LogLevel
 
 from p2pchat.clocks import log_limited
 from p2pchat.gossip import CAP_GOSSIP
+from p2pchat.peers import GONE_AFTER, should_dial
 from p2pchat.wire import DEFAULT_ROOM
 
 if TYPE_CHECKING:
@@ -64,6 +65,13 @@ WORKED_FOR = 1.0
 LISTEN_FIRST = 1.5
 #: ... once it hears more than this many peers (the first ones are dialed at once).
 LISTEN_PAST = 3
+#: ... and past a full mesh until its first link is up, or this long from its start at most
+#: (seconds: discovery's ANNOUNCE_INTERVAL and then some, by when every beacon came).
+LISTEN_MOST = 6.0
+#: For this long from its start (seconds: two of discovery's ANNOUNCE_INTERVAL, by when
+#: every peer's beacon came) a peer chooses from the peers it heard beacons of and those its
+#: links' member lines tell of (``Neighbours._heard_of``).
+HEARD_OF_FOR = 10.0
 #: A link wanted by neither end is closed after it has been unwanted this long (seconds):
 #: long enough for the views of a forming room to settle.
 PRUNE_AFTER = 15.0
@@ -114,6 +122,13 @@ def ring_wanted(me: str, members: Iterable[str], cap: int) -> set[str]:
     return out
 
 
+def ring_of(me: str, members: Iterable[str]) -> set[str]:
+    """``me``'s two neighbours in the ring of ``members`` by peer id (none alone)."""
+    ids = sorted(set(members) | {me})
+    i = ids.index(me)
+    return {ids[(i + 1) % len(ids)], ids[(i - 1) % len(ids)]} - {me}
+
+
 class Neighbours:
     """The link choice of one node: whom to dial, whose link to accept, which to prune."""
 
@@ -124,6 +139,8 @@ class Neighbours:
         self._key: tuple[object, ...] | None = None
         self._members = 0  # the ring's peers (us not counted)
         self._listen_until = 0.0  # listen_first: no dial before this
+        self._started = float("-inf")  # when we started (listen_first): _heard_of
+        self._ring: set[str] = set()  # our two ring neighbours in the room we know
         self._worked_at = float("-inf")  # when ``wanted`` was last worked out
         self._rooms: list[str] = []  # our rooms then
         self._table = 0  # and the peer table's size
@@ -165,20 +182,37 @@ class Neighbours:
                 self._rooms == node.rooms.joined and self._table == len(node.peers)):
             return self._wanted  # (a peer new to the table is chosen at once)
         self._worked_at, self._rooms, self._table = now, list(node.rooms.joined), len(node.peers)
-        ids = tuple(sorted(info.peer_id for info in node.peers
-                           if self._ring_member(info.peer_id)))
+        ids = tuple(sorted({info.peer_id for info in node.peers
+                            if self._ring_member(info.peer_id)} | self._heard_of(now)))
         rooms = tuple(node.rooms.joined)
         key = (ids, rooms, self.cap,
                tuple(node.rooms.rooms_of_peer(p) for p in ids) if len(rooms) > 1 else ())
         if key != self._key:
             self._key, self._members, self._ids = key, len(ids), frozenset(ids)
             wanted = ring_wanted(node.peer_id, ids, self.cap)
+            self._ring = ring_of(node.peer_id, ids)
             for room in rooms:
                 if room != DEFAULT_ROOM:
                     members = [p for p in ids if node.rooms.peer_in(p, room)]
                     wanted |= ring_wanted(node.peer_id, members, self.cap)
             self._wanted = wanted
         return self._wanted
+
+    def _heard_of(self, now: float) -> set[str]:
+        """The room's peers we know from their member lines, shown as reached through others
+        and heard of within the table's GONE_AFTER (not one that said goodbye): part of the
+        room we choose from.  A newcomer hears beacons of a few peers at first (only its
+        future neighbours answer its first one, ``answers``) and the member lines of the
+        whole room from its first link: chosen from the few, its ring neighbours and lowest
+        pair scores would be wrong, each a link dialed for nothing and pruned later.  Only
+        for HEARD_OF_FOR from our start: past it the beacons tell the room (a peer we hear
+        only of, on another LAN behind a bridge, is not a ring neighbour we could dial)."""
+        if now - self._started >= HEARD_OF_FOR:
+            return set()  # by then every peer's beacon came (one LAN): the table is the room
+        reached = self.node.forwarder.reached.of
+        me = self.node.peer_id
+        return {a for a, r in reached.items()
+                if r.shown and not r.bye and r.fp and a != me and now - r.heard_at < GONE_AFTER}
 
     def capped(self) -> bool:
         """Whether the room is larger than a full mesh (we don't link to every peer in it):
@@ -190,6 +224,19 @@ class Neighbours:
         known = max(self._members, len(self.node.forwarder.reached.of))
         return self.cap > 0 and known + 1 > max(FULL_MESH_UP_TO, self.cap + 1)
 
+    def answers(self, peer_id: str) -> bool:
+        """Whether a newcomer's first beacon is answered by ours at once (discovery's
+        reply_soon): when it dials us (the smaller id dials; one we dial learns of us from our
+        join) and, in a room past a full mesh, when it will be our neighbour.  Every peer of a
+        room of 100 answered every newcomer there, so it would choose from the whole room:
+        some 100 answers for each, each heard by all 100 and most of them a signature check,
+        while the room started (a fifth of each peer's CPU, and the cores were saturated).
+        The newcomer learns the rest of the room from the member lines its first link hands
+        it (``wanted`` counts them) and from their beacons within ANNOUNCE_INTERVAL."""
+        if not should_dial(peer_id, self.node.peer_id):
+            return False
+        return not self.capped() or self.wants(peer_id)
+
     def listen_first(self) -> None:
         """We start: until LISTEN_FIRST seconds from now, once we hear more than LISTEN_PAST
         peers, we only listen (the room answers our first beacon within REPLY_GAP), then dial
@@ -197,14 +244,33 @@ class Neighbours:
         dialed at once (two or three peers link as fast as before).  Dialing the first dozen
         (a full mesh, until the room was known to be larger) made a room of 100 started
         together prune 1,152 links and take 93 s, against 261 and 27 s."""
+        self._started = self.node.clock.seconds()
         if self.cap > 0:
-            self._listen_until = self.node.clock.seconds() + LISTEN_FIRST
+            self._listen_until = self._started + LISTEN_FIRST
+
+    def _listening(self, now: float) -> bool:
+        """Whether we still only listen: for LISTEN_FIRST; then, past a full mesh, until a
+        link of ours is up (its member lines tell us the room: ``_heard_of``) or LISTEN_MOST
+        has passed (every peer's beacon came).  Only the peers whose neighbour we will be
+        answer our first beacon (``answers``): chosen from those and the few others heard
+        by then, a newcomer to a room of 100 on a busy machine dialed 15 peers, most of them
+        for nothing (refused, or pruned later).  Meanwhile our two ring neighbours are
+        dialed (``dial_now``): they answered us, so they are the right ones (the next id
+        is the next in any part of the room that holds it), and a room starting together,
+        where everyone listens, gets its first links at once."""
+        if now < self._listen_until:
+            return True
+        if now >= self._started + LISTEN_MOST or not self.capped():
+            return False
+        return not any(link.gossip for link in self.node.links.values())
 
     def dial_now(self, peer_id: str) -> bool:
         """Whether ``peer_id`` may be dialed now: wanted, and not while we listen first."""
         if self._listen_until and self._ring_member(peer_id):
             self.wanted()
-            if self._members > LISTEN_PAST and self.node.clock.seconds() < self._listen_until:
+            now = self.node.clock.seconds()
+            if self._members > LISTEN_PAST and self._listening(now) and not (
+                    now >= self._listen_until and peer_id in self._ring):
                 return False  # (the first few heard are dialed at once: a pair forms at once)
         return self.wants(peer_id)
 
@@ -281,8 +347,9 @@ class Neighbours:
             return
         now = node.clock.seconds()
         if self._listen_until and now >= self._listen_until:
-            self._listen_until = 0.0  # listened: dial the chosen neighbours
-            for info in list(node.peers):
+            if not self._listening(now):
+                self._listen_until = 0.0  # listened: dial the chosen neighbours
+            for info in list(node.peers):  # (still listening: our ring neighbours, dial_now)
                 if info.peer_id not in node.links:
                     node.presence.maybe_dial(info)
         since, draining = self._unwanted_since, self.draining

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 from twisted.logger import Logger, LogLevel
 
-from p2pchat import events
+from p2pchat import events, latetls
 from p2pchat.busy import load_factor
 from p2pchat.clocks import Delayed, flush_logs, log_limited
 from p2pchat.identity import beacon_payload, peer_id_for, verify_beacon
@@ -122,16 +122,17 @@ class Presence:
         if heard is Heard.MOVED and beacon.fp:
             self.moved_while_linked(beacon.peer_id, host)
         if heard is Heard.NEW:
+            if node.identity is not None and CAP_TLS in beacon.caps:
+                latetls.soon(node.clock)  # a link is coming: its TLS libraries meanwhile
             log_limited(node.clock, log, "discovered", LogLevel.info,
                         "discovered {peer} at {host}:{port}",
                         burst=50, peer=beacon.peer_id, host=host, port=beacon.port)
-            if node.announcer is not None and (should_dial(beacon.peer_id, node.peer_id)
-                                               or node.neighbours.capped()):
+            if node.announcer is not None and node.neighbours.answers(beacon.peer_id):
                 # so the newcomer learns of us at once, and dials us (the smaller id dials);
                 # a newcomer we dial learns of us from our join, so it needs no answer: a
                 # crowd starting at once sends half the datagrams (each a signature check
-                # for every peer that hears it).  In a room past a full mesh every newcomer
-                # hears from us at once: it chooses its neighbours from the whole room.
+                # for every peer that hears it).  In a room past a full mesh only the few
+                # whose neighbour it will be answer (neighbours.answers).
                 node.announcer.reply_soon()
             node.emit(events.PeersChanged(now))
         info = node.peers.get(beacon.peer_id)

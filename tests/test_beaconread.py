@@ -72,6 +72,26 @@ class ReadBeaconTests(unittest.TestCase):
             self.assertNotIn("msgspec", sys.modules)
 
 
+    def test_msgspec_being_imported_in_a_thread_the_long_way(self) -> None:
+        """latetls.preload imports msgspec in a thread while beacons come: a module half
+        made (in sys.modules from the start of its import) is not bound; no traceback, the
+        beacon is read the long way, and the quick way is bound once it is in."""
+        import types
+
+        self.patch(beaconread, "_decode", None)
+        half = types.ModuleType("msgspec")
+        half.__spec__ = types.SimpleNamespace(_initializing=True)  # type: ignore[assignment]
+        with mock.patch.dict(sys.modules, {"msgspec": half}):
+            with mock.patch.object(beaconread, "parse_beacon",
+                                   wraps=wire.parse_beacon) as long_way:
+                got = beaconread.read_beacon(encode_beacon(GOOD))
+            self.assertEqual(long_way.call_count, 1)
+        self.assertEqual(got, wire.parse_beacon(encode_beacon(GOOD)))
+        self.assertIsNone(beaconread._decode)
+        beaconread.read_beacon(encode_beacon(GOOD))
+        self.assertIsNotNone(beaconread._decode)  # msgspec whole: bound now
+
+
 class PeerIdTests(unittest.TestCase):
     def test_peer_id_kept(self) -> None:
         """The id of a fingerprint heard before is not worked out again."""

@@ -15,8 +15,8 @@ from twisted.trial.unittest import TestCase
 from p2pchat import events
 from p2pchat.gossip import MAX_HOPS
 from p2pchat import presence
-from p2pchat.neighbours import (DRAIN_FOR, FULL_MESH_UP_TO, LISTEN_FIRST, PRUNE_AFTER,
-                                PRUNED, ring_wanted)
+from p2pchat.neighbours import (DRAIN_FOR, FULL_MESH_UP_TO, LISTEN_FIRST, LISTEN_MOST,
+                                PRUNE_AFTER, PRUNED, ring_of, ring_wanted)
 from p2pchat.options import parse_links
 from p2pchat.wire import encode_beacon, parse_beacon
 from bench.meshsim import Sim
@@ -297,8 +297,33 @@ class Guards(TestCase):
         node = room.sim.nodes["p0"]
         wanted = next(iter(node.neighbours.wanted()))
         node.neighbours.listen_first()
+        other = next(n for n in room.nicks[1:] if room.sim.nodes[n].peer_id != wanted)
+        room.sim.link("p0", other)  # a first link (else it listens longer: below)
         self.assertFalse(node.neighbours.dial_now(wanted))
         room.sim.clock.advance(LISTEN_FIRST)
+        self.assertTrue(node.neighbours.dial_now(wanted))
+
+    def test_past_a_full_mesh_a_starting_peer_listens_until_its_first_link(self) -> None:
+        """Or LISTEN_MOST: only its future neighbours answered its first beacon, and a
+        choice from the few peers heard by LISTEN_FIRST dials many for nothing."""
+        room = Room(14, 4)
+        room.beacons()
+        node = room.sim.nodes["p0"]
+        wanted = next(iter(node.neighbours.wanted()))
+        node.neighbours.listen_first()
+        room.sim.clock.advance(LISTEN_FIRST)
+        me, everyone = node.peer_id, [info.peer_id for info in node.peers]
+        wanted = next(iter(node.neighbours.wanted() - ring_of(me, everyone)))
+        self.assertFalse(node.neighbours.dial_now(wanted))
+        for ring in ring_of(me, everyone):  # its ring neighbours are dialed meanwhile
+            self.assertTrue(node.neighbours.dial_now(ring))
+        room.sim.clock.advance(LISTEN_MOST - LISTEN_FIRST)
+        self.assertTrue(node.neighbours.dial_now(wanted))
+        node.neighbours.listen_first()  # again, and now a link comes up
+        room.sim.clock.advance(LISTEN_FIRST)
+        self.assertFalse(node.neighbours.dial_now(wanted))
+        other = next(n for n in room.nicks[1:] if room.sim.nodes[n].peer_id != wanted)
+        room.sim.link("p0", other)
         self.assertTrue(node.neighbours.dial_now(wanted))
 
     def test_an_unchanged_beacon_of_a_relayed_peer_is_not_checked_again(self) -> None:

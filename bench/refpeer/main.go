@@ -5,8 +5,9 @@
 //
 // stdin: every line is said (ChatService.SendMessage), as its UI does with a typed line.
 // stdout: "- listening on port P" once, "- linked N" when the number of connected peers
-// changes, and "<nick> text" for every chat line from another peer that reaches its UI
-// channel (what the reference's UI would show).
+// changes, and "<nick> text" for every chat line that reaches its UI channel, its own
+// included: ChatService.SendMessage puts our own line on that channel too ("Our own message
+// appears in our UI too"), so its UI shows it, as our line face echoes the lines it says.
 package main
 
 import (
@@ -67,7 +68,7 @@ func main() {
 				flush()
 				return
 			}
-			if msg.Type == chat.MessageTypeChat && msg.SenderID != peerID {
+			if msg.Type == chat.MessageTypeChat {
 				emit("<" + msg.Username + "> " + msg.Content + "\n")
 			}
 			if len(messages) == 0 {

@@ -308,12 +308,18 @@ class Guards(TestCase):
         choice from the few peers heard by LISTEN_FIRST dials many for nothing."""
         room = Room(14, 4)
         room.beacons()
-        node = room.sim.nodes["p0"]
-        wanted = next(iter(node.neighbours.wanted()))
+
+        def long_links(nick: str) -> set[str]:
+            node = room.sim.nodes[nick]
+            everyone = [info.peer_id for info in node.peers]
+            return set(node.neighbours.wanted()) - set(ring_of(node.peer_id, everyone))
+        # a peer with a long link wanted (the ids are random: not every peer has one at 4)
+        nick = next(n for n in room.nicks if long_links(n))
+        node = room.sim.nodes[nick]
         node.neighbours.listen_first()
         room.sim.clock.advance(LISTEN_FIRST)
         me, everyone = node.peer_id, [info.peer_id for info in node.peers]
-        wanted = next(iter(node.neighbours.wanted() - ring_of(me, everyone)))
+        wanted = next(iter(long_links(nick)))
         self.assertFalse(node.neighbours.dial_now(wanted))
         for ring in ring_of(me, everyone):  # its ring neighbours are dialed meanwhile
             self.assertTrue(node.neighbours.dial_now(ring))
@@ -322,8 +328,9 @@ class Guards(TestCase):
         node.neighbours.listen_first()  # again, and now a link comes up
         room.sim.clock.advance(LISTEN_FIRST)
         self.assertFalse(node.neighbours.dial_now(wanted))
-        other = next(n for n in room.nicks[1:] if room.sim.nodes[n].peer_id != wanted)
-        room.sim.link("p0", other)
+        other = next(n for n in room.nicks
+                     if n != nick and room.sim.nodes[n].peer_id != wanted)
+        room.sim.link(nick, other)
         self.assertTrue(node.neighbours.dial_now(wanted))
 
     def test_an_unchanged_beacon_of_a_relayed_peer_is_not_checked_again(self) -> None:

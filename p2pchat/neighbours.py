@@ -112,8 +112,7 @@ def ring_wanted(me: str, members: Iterable[str], cap: int) -> set[str]:
     n = len(ids)
     if cap <= 0 or n <= max(FULL_MESH_UP_TO, cap + 1):
         return set(ids) - {me}
-    i = ids.index(me)
-    out = {ids[(i + 1) % n], ids[(i - 1) % n]}
+    out = ring_of(me, ids)
     k = cap - 2
     for b in lowest(me, ids, k):
         if me in lowest(b, ids, k):

@@ -59,22 +59,22 @@ def _cpu(run: Callable[[], None]) -> float:
     return time.process_time() - began
 
 
-def one(path: str, count: int) -> dict[str, float]:
+def one(path: str, count: int, read_lines: int = READ_LINES) -> dict[str, float]:
     """Per line: ``count`` heard lines kept, then ``count`` said lines, in reads (or runs) of
-    READ_LINES, jotted and made rows (those past BEHIND_MAX_ROWS at once, the rest at the
+    ``read_lines``, jotted and made rows (those past BEHIND_MAX_ROWS at once, the rest at the
     end: ``flush``)."""
     store = Store(path, call_soon=lambda f: None)
     heard_rows = _heard(count, 0)
     said = _said(count, 0)
 
     def hear() -> None:
-        for first in range(0, count, READ_LINES):
-            store.remember_rows(heard_rows[first:first + READ_LINES])
+        for first in range(0, count, read_lines):
+            store.remember_rows(heard_rows[first:first + read_lines])
         store.flush()
 
     def say() -> None:
-        for first in range(0, count, READ_LINES):
-            store.save_said(said[first:first + READ_LINES])
+        for first in range(0, count, read_lines):
+            store.save_said(said[first:first + read_lines])
         store.flush()
 
     heard = _cpu(hear)

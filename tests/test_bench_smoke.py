@@ -75,6 +75,20 @@ def test_rows_bench_produces_figures() -> None:
         assert got["search_us_per_line"] > 0  # the later /search index, counted apart
 
 
+def test_readrows_prototype_produces_figures() -> None:
+    """The read-a-row prototype (bench/readrows.py) runs beside today's Store and prints a
+    figure for each layout; its own checks (/history 50 in order, hand-on from the right
+    sequence) passed."""
+    out = subprocess.run([sys.executable, "-m", "bench.readrows", "--lines", "600",
+                          "--rounds", "1", "--read-lines", "64"], cwd=str(ROOT),
+                         env=child_env(), capture_output=True, timeout=120, check=True).stdout
+    text = out.decode()
+    for name in ("today (Store, a row a line)", "read a row: blob + runs",
+                 "a commit's reads a row: blob + runs", "read a row: log + runs"):
+        assert name in text
+    assert text.count("history 50 ms") == 3
+
+
 def test_search_bench_produces_figures() -> None:
     """The /search scenario (``--only search``), at a tiny size: every search ran and found
     lines where the file has them."""

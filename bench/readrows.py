@@ -105,7 +105,6 @@ in 14 test and bench files read ``lines`` directly):
 
 from __future__ import annotations
 
-import argparse
 import os
 import sqlite3
 import statistics
@@ -117,7 +116,7 @@ from typing import Any, Callable
 
 import msgspec
 
-from bench.rows import READ_LINES, _heard, _said, one
+from bench.rows import READ_LINES, _heard, figure_line, kept, one, parser
 from p2pchat.jotting import WRITE_UP_ROWS
 from p2pchat.store import WAL_LIMIT_BYTES
 
@@ -144,7 +143,7 @@ class ReadRows:
     def __init__(self, path: str, keys: str, bytes_in: str, gather: bool = False) -> None:
         self.keys, self.bytes_in, self.gather = keys, bytes_in, gather
         #: (gather) the rows jotted since the last commit, made reads at the commit
-        self.rows: list[tuple] = []
+        self.rows: list[tuple[Any, ...]] = []
         self.db = db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         db.execute("pragma auto_vacuum=incremental")
         db.execute("pragma journal_mode=wal")
@@ -162,7 +161,7 @@ class ReadRows:
         self.queued_lines = 0
         self.unindexed: list[tuple[int, bytes]] = []
 
-    def remember_rows(self, rows: list[tuple]) -> None:
+    def remember_rows(self, rows: list[tuple[Any, ...]]) -> None:
         """A read's rows, kept as one: one jot record (its blob), one row later."""
         if self.bytes_in == "none":
             body = self.encode([row[:RAW] for row in rows])
@@ -247,12 +246,12 @@ class ReadRows:
             self.db.execute("insert into reads_fts(reads_fts, rank) values ('merge', 500)")
         self.unindexed = []
 
-    def recent(self, room: str, count: int) -> list[tuple]:
+    def recent(self, room: str, count: int) -> list[tuple[Any, ...]]:
         """/history: the last ``count`` lines of a room, oldest first (by time, then as
         kept): reads newest last-time first until ``count`` lines are at or after the next
         read's last time."""
         decode = msgspec.msgpack.Decoder().decode
-        got: list[tuple[float, int, int, tuple]] = []
+        got: list[tuple[float, int, int, tuple[Any, ...]]] = []
         for read, last, body, at, size in self.db.execute(
                 "select rowid, last_ts, lines, at, size from reads where room = ? "
                 "order by last_ts desc", (room,)):
@@ -283,31 +282,11 @@ class ReadRows:
         os.close(self.fd)
 
 
-def _cpu(run: Callable[[], None]) -> float:
-    began = time.process_time()
-    run()
-    return time.process_time() - began
-
-
 def proto(path: str, count: int, keys: str, bytes_in: str, read_lines: int,
           gather: bool = False) -> dict[str, float]:
     store = ReadRows(path, keys, bytes_in, gather)
+    heard, own, indexed = kept(store, count, read_lines, store.index)
     heard_rows = _heard(count, 0)
-    said = _said(count, 0)
-
-    def hear() -> None:
-        for first in range(0, count, read_lines):
-            store.remember_rows(heard_rows[first:first + read_lines])
-        store.flush()
-
-    def say() -> None:
-        for first in range(0, count, read_lines):
-            store.save_said(said[first:first + read_lines])
-        store.flush()
-
-    heard = _cpu(hear)
-    own = _cpu(say)
-    indexed = _cpu(store.index)
     files = (path, path + "-wal") + ((path + "-jot",) if bytes_in == "log" else ())
     size = sum(os.path.getsize(name) for name in files if os.path.exists(name))
     figures = {"heard_us_per_line": heard / count * 1e6, "said_us_per_line": own / count * 1e6,
@@ -329,10 +308,7 @@ def proto(path: str, count: int, keys: str, bytes_in: str, read_lines: int,
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m bench.readrows", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--lines", type=int, default=10_000, help="lines of each kind [10000]")
-    p.add_argument("--rounds", type=int, default=5, help="runs; the median is shown [5]")
+    p = parser("python -m bench.readrows", __doc__)
     p.add_argument("--read-lines", type=int, default=READ_LINES,
                    help=f"lines a read (a line typed alone is a read of 1) [{READ_LINES}]")
     a = p.parse_args(argv)
@@ -362,9 +338,8 @@ def main(argv: list[str] | None = None) -> int:
         base = base or (heard, said)
         extra = "".join(f"  {key.replace('_', ' ')} {got[key]:.2f}" for key in
                         ("bytes_per_line", "history_50_ms", "hand_on_500_ms") if key in got)
-        print(f"  {name:<36} heard {got['heard_us_per_line']:6.2f}  said "
-              f"{got['said_us_per_line']:6.2f}  /search {got['search_us_per_line']:5.2f}"
-              f"  all told {heard / base[0]:4.0%} / {said / base[1]:4.0%}{extra}")
+        print(f"{figure_line(name, 36, got)}  all told {heard / base[0]:4.0%} / "
+              f"{said / base[1]:4.0%}{extra}")
     return 0
 
 

@@ -22,7 +22,7 @@ import shutil
 import statistics
 import tempfile
 import time
-from typing import Callable
+from typing import Any, Callable
 
 from p2pchat.store import Store
 from p2pchat.wire import CHAT, Message, encode_message
@@ -33,7 +33,7 @@ SIG = "s" * 86 + "=="
 READ_LINES = 256
 
 
-def _heard(count: int, first: int) -> list[tuple]:
+def _heard(count: int, first: int) -> list[tuple[Any, ...]]:
     """Rows of a read's run (reading.py's shape): signed lines of one author, to hand on."""
     rows = []
     for n in range(first, first + count):
@@ -59,11 +59,11 @@ def _cpu(run: Callable[[], None]) -> float:
     return time.process_time() - began
 
 
-def one(path: str, count: int, read_lines: int = READ_LINES) -> dict[str, float]:
-    """Per line: ``count`` heard lines kept, then ``count`` said lines, in reads (or runs) of
-    ``read_lines``, jotted and made rows (those past BEHIND_MAX_ROWS at once, the rest at the
-    end: ``flush``)."""
-    store = Store(path, call_soon=lambda f: None)
+def kept(store: Any, count: int, read_lines: int,
+         index: Callable[[], Any]) -> tuple[float, float, float]:
+    """CPU seconds of ``store`` (a Store, or anything with its ``remember_rows``,
+    ``save_said`` and ``flush``: bench/readrows.py's prototype) keeping ``count`` heard
+    lines, then ``count`` said, in reads of ``read_lines``; then of ``index()``."""
     heard_rows = _heard(count, 0)
     said = _said(count, 0)
 
@@ -77,9 +77,16 @@ def one(path: str, count: int, read_lines: int = READ_LINES) -> dict[str, float]
             store.save_said(said[first:first + read_lines])
         store.flush()
 
-    heard = _cpu(hear)
-    own = _cpu(say)
-    indexed = _cpu(store.index.catch_up)  # what the /search index's steps do a moment later
+    return _cpu(hear), _cpu(say), _cpu(index)
+
+
+def one(path: str, count: int, read_lines: int = READ_LINES) -> dict[str, float]:
+    """Per line: ``count`` heard lines kept, then ``count`` said lines, in reads (or runs) of
+    ``read_lines``, jotted and made rows (those past BEHIND_MAX_ROWS at once, the rest at the
+    end: ``flush``)."""
+    store = Store(path, call_soon=lambda f: None)
+    # (then what the /search index's steps do a moment later)
+    heard, own, indexed = kept(store, count, read_lines, store.index.catch_up)
     store.close()
     return {"heard_us_per_line": heard / count * 1e6, "said_us_per_line": own / count * 1e6,
             "search_us_per_line": indexed / (2 * count) * 1e6}
@@ -97,11 +104,17 @@ def kept_file(folder: str, lines: int) -> str:
     return path
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m bench.rows", description=__doc__,
+def parser(prog: str, doc: str | None) -> argparse.ArgumentParser:
+    """The options of this bench and of bench/readrows.py (``--lines``, ``--rounds``)."""
+    p = argparse.ArgumentParser(prog=prog, description=doc,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--lines", type=int, default=10_000, help="lines of each kind [10000]")
     p.add_argument("--rounds", type=int, default=5, help="runs; the median is shown [5]")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = parser("python -m bench.rows", __doc__)
     p.add_argument("--history", type=int, default=0,
                    help="lines already in the file of a second set of runs [0: not run]")
     p.add_argument("--json", action="store_true")
@@ -127,10 +140,15 @@ def main(argv: list[str] | None = None) -> int:
     print(f"Rows made behind the burst, CPU us per line (median of {a.rounds} runs of "
           f"{a.lines} lines; load {load:.2f}):")
     for name, got in figures.items():
-        print(f"  {name:<28} heard {got['heard_us_per_line']:7.2f}   "
-              f"said {got['said_us_per_line']:7.2f}   "
-              f"then /search index {got['search_us_per_line']:5.2f}")
+        print(figure_line(name, 28, got))
     return 0
+
+
+def figure_line(name: str, width: int, got: dict[str, float]) -> str:
+    """One layout's figures, as this bench and bench/readrows.py print them."""
+    return (f"  {name:<{width}} heard {got['heard_us_per_line']:6.2f}  "
+            f"said {got['said_us_per_line']:6.2f}  "
+            f"then /search index {got['search_us_per_line']:5.2f}")
 
 
 if __name__ == "__main__":

@@ -59,9 +59,11 @@ What the figures say:
 
 - The per-line id key alone costs ~2 us a line (blob + ids against blob + runs): dedup and
   hand-on by (author, sequence) runs is what takes a read a row to about a third.  It is
-  sound for our peers' signed lines: reading.py already has such a line exactly once by its
-  author's seen ranges (``seqs.add``), persisted in the same commit as the line, and
-  ``recent_ids`` stays (the ids of the last reads).  Lines without a sequence (the
+  sound for our peers' signed lines: both ways a line is kept (reading.py's run, and
+  hearing.show_line after room.accept) already have such a line exactly once by its author's
+  seen ranges (``seqs.add``, "for good"), jotted in the same record as the line (the seen
+  change is queued before ``remember_rows``), and ``recent_ids`` stays (the ids of the last
+  reads).  Lines without a sequence (the
   reference's, unsigned ones) keep an ``ids`` row each.
 - The line's bytes (``raw``, ~350 bytes of JSON, most of a 650-byte line) are most of what is
   left: 1.5-2 us a line, written three times (jot, write-ahead log, checkpoint).  Keeping the

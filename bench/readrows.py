@@ -97,9 +97,13 @@ in 14 test and bench files read ``lines`` directly):
 3. Retention by whole rows where they can go, a row's blob rewritten where only some of its
    lines may (age, and SENT_LOG_SPARED per line); packing rewrites a row's blob once for
    all its lines (today it rewrites a row a line, 10-17 us of packing each, a second later).
-4. /search: a row one FTS5 document; hits filtered line by line by ``search.Query``; the
-   contentless index's deletes told from Python (or a registered function that decodes the
-   blob); the LIKE fallback through a registered function over the blob.
+4. /search: a row one FTS5 document; the lines of a matching row filtered with FTS5's own
+   tokenizer (a word is a token there, "zeb*" a prefix, diacritics folded: a Python
+   substring test would find more than today), e.g. by matching the row's lines in a
+   temporary in-memory FTS5 table, newest rows first until ``limit`` lines; the nick, room,
+   time and ignored filters on the decoded lines; the contentless index's deletes told from
+   Python (or a registered function that decodes the blob); the LIKE fallback through a
+   registered function over the blob.
 5. The upgrade of a layout-3 file: ``lines`` moved into rows in steps (as index.py indexes
    an old file), read from both tables meanwhile (old lines are older than any new row), the
    /search index rebuilt in steps; tested from a layout-3 file.

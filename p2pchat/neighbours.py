@@ -73,8 +73,11 @@ LISTEN_MOST = 6.0
 #: links' member lines tell of (``Neighbours._heard_of``).
 HEARD_OF_FOR = 10.0
 #: The room we know grew (a peer new to us, by its beacon or a member line) less than this
-#: ago (seconds): our view of it still moves, so only our ring neighbours are dialed and
-#: nothing is pruned until it has stood still this long (``settled``).  A room of 100
+#: ago (seconds): our view of it still moves, so only our ring neighbours are dialed until
+#: it has stood still this long (``settled``), and nothing is pruned until it has stood
+#: still for PRUNE_AFTER (a room coming up over a minute on a busy machine pauses a few
+#: seconds now and then: links pruned in such a pause were wanted again, or others were,
+#: 126 pruned in one run).  A room of 100
 #: started together comes up over 15-40 s on 2 cores: each peer's long links chosen from
 #: the part of the room up so far were mostly wrong by the end (1,066 links made for the
 #: 418 wanted, 505 of them pruned, each a handshake at both ends, a catch-up and member
@@ -276,9 +279,9 @@ class Neighbours:
             return False
         return not any(link.gossip for link in self.node.links.values())
 
-    def settled(self, now: float) -> bool:
-        """Whether the room we know has stood still (no peer new to us) for SETTLE_AFTER."""
-        return now - self._grew_at >= SETTLE_AFTER
+    def settled(self, now: float, still: float = SETTLE_AFTER) -> bool:
+        """Whether the room we know has stood still (no peer new to us) for ``still``."""
+        return now - self._grew_at >= still
 
     def dial_now(self, peer_id: str) -> bool:
         """Whether ``peer_id`` may be dialed now: wanted, and not while we listen first;
@@ -375,8 +378,9 @@ class Neighbours:
             return
         now = node.clock.seconds()
         self.wanted()  # (a peer new to the table counts now)
-        settled = self.settled(now)
-        if (self._listen_until and now >= self._listen_until) or (self._held and settled):
+        settled = self.settled(now, PRUNE_AFTER)
+        if (self._listen_until and now >= self._listen_until) or (
+                self._held and self.settled(now)):
             self._held = False
             if self._listen_until and not self._listening(now):
                 self._listen_until = 0.0  # listened: dial the chosen neighbours

@@ -104,6 +104,7 @@ class Starting(TestCase):
         self.assertIn(far, dialed)
 
     def test_nothing_is_pruned_while_the_view_grows(self) -> None:
+        """Until it has stood still for PRUNE_AFTER."""
         room = StartingRoom(20, 4)
         room.present = room.nicks[:19]
         room.beacons()
@@ -113,13 +114,21 @@ class Starting(TestCase):
         node = room.sim.nodes["p0"]
         # every peer reached otherwise too (as the member lines would say, in 30 s)
         self.patch(node.forwarder, "path_to", lambda pid: room.sim.nodes["p1"].peer_id)
+        def wait(seconds: float) -> None:
+            for _ in range(int(seconds)):  # (beacons and links all along: none probed)
+                room.sim.clock.advance(1)
+                room.beacons()
+                room.sim.run()
+
         node.neighbours.tick()  # their unwanted time starts
-        room.sim.clock.advance(PRUNE_AFTER + 1)
+        wait(PRUNE_AFTER + 1)
         room.present = list(room.nicks)  # p19 comes up: the room p0 knows grew
         room.beacons()
         node.neighbours.tick()
         self.assertEqual(node.neighbours.draining, {})
-        room.sim.clock.advance(SETTLE_AFTER)
-        room.beacons()
+        wait(SETTLE_AFTER)
+        node.neighbours.tick()
+        self.assertEqual(node.neighbours.draining, {})  # long links dialed, none pruned yet
+        wait(PRUNE_AFTER - SETTLE_AFTER)
         node.neighbours.tick()
         self.assertTrue(node.neighbours.draining)  # settled: the excess goes

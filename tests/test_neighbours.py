@@ -16,7 +16,7 @@ from p2pchat import events
 from p2pchat.gossip import MAX_HOPS
 from p2pchat import presence
 from p2pchat.neighbours import (DRAIN_FOR, FULL_MESH_UP_TO, LISTEN_FIRST, LISTEN_MOST,
-                                PRUNE_AFTER, PRUNED, ring_of, ring_wanted)
+                                PRUNE_AFTER, PRUNED, SETTLE_AFTER, ring_of, ring_wanted)
 from p2pchat.options import parse_links
 from p2pchat.wire import encode_beacon, parse_beacon
 from bench.meshsim import Sim
@@ -300,7 +300,8 @@ class Guards(TestCase):
         other = next(n for n in room.nicks[1:] if room.sim.nodes[n].peer_id != wanted)
         room.sim.link("p0", other)  # a first link (else it listens longer: below)
         self.assertFalse(node.neighbours.dial_now(wanted))
-        room.sim.clock.advance(LISTEN_FIRST)
+        # (and a long link waits for the room heard to stand still: test_starting_room)
+        room.sim.clock.advance(max(LISTEN_FIRST, SETTLE_AFTER))
         self.assertTrue(node.neighbours.dial_now(wanted))
 
     def test_past_a_full_mesh_a_starting_peer_listens_until_its_first_link(self) -> None:

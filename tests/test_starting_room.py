@@ -132,3 +132,55 @@ class Starting(TestCase):
         wait(PRUNE_AFTER - SETTLE_AFTER)
         node.neighbours.tick()
         self.assertTrue(node.neighbours.draining)  # settled: the excess goes
+
+
+class Dialing:
+    """A dialer whose dials stay under way until the test links them."""
+
+    def __init__(self) -> None:
+        self.under_way: list[str] = []
+
+    def want(self, peer: object) -> None:
+        pid = getattr(peer, "peer_id")
+        if pid not in self.under_way:
+            self.under_way.append(pid)
+
+    def drop(self, peer_id: str) -> None:
+        pass
+
+    def connected(self, peer_id: str) -> None:
+        pass
+
+    def link_ended(self, peer_id: str, lived: float) -> None:
+        pass
+
+    def dialing(self) -> int:
+        return len(self.under_way)
+
+    def in_flight(self, peer_id: str) -> bool:
+        return peer_id in self.under_way
+
+
+class FirstLink(TestCase):
+    def test_a_starting_peer_dials_one_at_a_time_until_its_first_link(self) -> None:
+        """Its view grows while its first handshake waits: each ring neighbour of it dialed
+        would be a link made for nothing; its first link tells it the room."""
+        room = StartingRoom(20, 4)
+        me = min(room.nicks, key=lambda n: room.sim.nodes[n].peer_id)  # it dials them all
+        node = room.sim.nodes[me]
+        dialer = node.dialer = Dialing()  # type: ignore[assignment]
+        node.neighbours.listen_first()
+        room.present = [me]
+        for nick in [n for n in room.nicks if n != me]:  # the room comes up around it
+            room.present.append(nick)
+            room.beacons()
+            room.sim.clock.advance(0.25)
+            node.neighbours.tick()
+        self.assertEqual(len(dialer.under_way), 1)
+        first = next(n for n in room.nicks if room.sim.nodes[n].peer_id == dialer.under_way[0])
+        room.sim.link(me, first)
+        room.sim.run()
+        room.sim.clock.advance(SETTLE_AFTER)
+        room.beacons()
+        node.neighbours.tick()
+        self.assertGreater(len(dialer.under_way), 1)  # its neighbours, now it knows the room

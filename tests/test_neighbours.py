@@ -145,6 +145,18 @@ class Room:
     def degrees(self) -> list[int]:
         return [len(self.sim.nodes[n].links) for n in self.present]
 
+    def say_one_each(self, test: TestCase) -> None:
+        """Every peer says a line: each reaches every other exactly once."""
+        sim = self.sim
+        for nick in self.nicks:
+            sim.nodes[nick].say(f"hi from {nick}")
+        sim.run()
+        for nick in self.nicks:
+            got = Counter(sim.said(nick))
+            test.assertEqual(sorted(got), sorted(f"{o}: hi from {o}" for o in self.nicks
+                                                 if o != nick), nick)
+            test.assertEqual(set(got.values()), {1}, nick)
+
     def listed(self, nick: str) -> set[str]:
         return {r.nick for r in self.sim.nodes[nick].users()
                 if r.state in ("connected", "relayed")}
@@ -164,14 +176,7 @@ class Linked(TestCase):
             self.assertEqual(set(joins), set(room.nicks) - {nick}, nick)
             self.assertEqual(set(joins.values()), {1}, nick)  # each join told once
             self.assertFalse([e for e in sim.heard[nick] if isinstance(e, events.PeerLeft)])
-        for nick in room.nicks:
-            sim.nodes[nick].say(f"hi from {nick}")
-        sim.run()
-        for nick in room.nicks:
-            got = Counter(sim.said(nick))
-            self.assertEqual(sorted(got), sorted(f"{o}: hi from {o}" for o in room.nicks
-                                                 if o != nick), nick)
-            self.assertEqual(set(got.values()), {1}, nick)
+        room.say_one_each(self)
 
     def test_a_room_s_members_stay_linked_among_themselves(self) -> None:
         room = Room(30, 4)

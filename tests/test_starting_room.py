@@ -7,8 +7,6 @@ dials (the smaller id, when ``dial_now`` says so)."""
 
 from __future__ import annotations
 
-from collections import Counter
-
 from twisted.trial.unittest import TestCase
 
 from p2pchat.neighbours import (PRUNE_AFTER, SETTLE_AFTER, Neighbours, ring_of,
@@ -70,16 +68,9 @@ class Starting(TestCase):
         # within the cap); without the hold 87-91 more were made, 22-30 pruned
         self.assertLessEqual(len(room.made) - wanted, n * 3 // 2)
         self.assertLessEqual(len(pruned), 12)
-        sim = room.sim
         for nick in room.nicks:
             self.assertEqual(room.listed(nick), set(room.nicks) - {nick}, nick)
-            sim.nodes[nick].say(f"hi from {nick}")
-        sim.run()
-        for nick in room.nicks:
-            got = Counter(sim.said(nick))
-            self.assertEqual(sorted(got), sorted(f"{o}: hi from {o}" for o in room.nicks
-                                                 if o != nick), nick)
-            self.assertEqual(set(got.values()), {1}, nick)
+        room.say_one_each(self)
 
     def test_a_long_link_waits_for_the_view_to_settle_then_is_dialed(self) -> None:
         room = StartingRoom(16, 4)

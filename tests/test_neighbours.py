@@ -471,24 +471,30 @@ class IdleRoom(TestCase):
         self.assertIn(far, room.listed("p0"))
 
 
+def counting_prunes(test: TestCase) -> list[str]:
+    """The peers whose links are pruned from now on (for as long as ``test`` runs)."""
+    from p2pchat.neighbours import Neighbours
+
+    pruned: list[str] = []
+    real = Neighbours._prune
+
+    def counting(self: Neighbours, pid: str, link: object) -> None:
+        pruned.append(pid)
+        real(self, pid, link)  # type: ignore[arg-type]
+
+    test.patch(Neighbours, "_prune", counting)
+    return pruned
+
+
 class GrowingRoom(TestCase):
     """A room that grows one peer at a time (100 peers starting together come up over 24 s
     on 2 cores): each newcomer changes a few peers' choice, but a link is pruned only past
     the cap, so the room does not close (and redo) a link for every change."""
 
     def test_links_are_pruned_only_past_the_cap(self) -> None:
-        from p2pchat.neighbours import Neighbours
-
         cap = 8
         room = Room(36, cap)
-        pruned: list[str] = []
-        real = Neighbours._prune
-
-        def counting(self: Neighbours, pid: str, link: object) -> None:
-            pruned.append(pid)
-            real(self, pid, link)  # type: ignore[arg-type]
-
-        self.patch(Neighbours, "_prune", counting)
+        pruned = counting_prunes(self)
         room.present = room.nicks[:FULL_MESH_UP_TO + 1]
         room.settle(4)
         for nick in room.nicks[FULL_MESH_UP_TO + 1:]:

@@ -9,10 +9,9 @@ from __future__ import annotations
 
 from twisted.trial.unittest import TestCase
 
-from p2pchat.neighbours import (PRUNE_AFTER, SETTLE_AFTER, Neighbours, ring_of,
-                                ring_wanted)
+from p2pchat.neighbours import PRUNE_AFTER, SETTLE_AFTER, ring_of, ring_wanted
 from p2pchat.peers import should_dial
-from tests.test_neighbours import Room
+from tests.test_neighbours import Room, counting_prunes
 
 
 class StartingRoom(Room):
@@ -48,14 +47,7 @@ class Starting(TestCase):
     def test_a_room_starting_together_makes_few_links_for_nothing(self) -> None:
         n, cap = 30, 10
         room = StartingRoom(n, cap)
-        pruned: list[str] = []
-        real = Neighbours._prune
-
-        def counting(self: Neighbours, pid: str, link: object) -> None:
-            pruned.append(pid)
-            real(self, pid, link)  # type: ignore[arg-type]
-
-        self.patch(Neighbours, "_prune", counting)
+        pruned = counting_prunes(self)
         for nick in room.nicks:  # one up every step
             room.present.append(nick)
             room.sim.nodes[nick].neighbours.listen_first()

@@ -109,6 +109,10 @@ class Dialer:
     def dialing(self) -> int:
         return sum(1 for peer in self._peers.values() if peer.state is DialState.DIALING)
 
+    def in_flight(self, peer_id: str) -> bool:
+        """Whether a dial of this peer is under way (connecting or handshaking)."""
+        return self.state(peer_id) is DialState.DIALING
+
     def want(self, info: PeerInfo) -> None:
         peer = self._peer(info.peer_id)
         peer.info = info

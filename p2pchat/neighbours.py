@@ -72,6 +72,17 @@ LISTEN_MOST = 6.0
 #: every peer's beacon came) a peer chooses from the peers it heard beacons of and those its
 #: links' member lines tell of (``Neighbours._heard_of``).
 HEARD_OF_FOR = 10.0
+#: The room we know grew (a peer new to us, by its beacon or a member line) less than this
+#: ago (seconds): our view of it still moves, so only our ring neighbours are dialed until
+#: it has stood still this long (``settled``), and nothing is pruned until it has stood
+#: still for PRUNE_AFTER (a room coming up over a minute on a busy machine pauses a few
+#: seconds now and then: links pruned in such a pause were wanted again, or others were,
+#: 126 pruned in one run).  A room of 100
+#: started together comes up over 15-40 s on 2 cores: each peer's long links chosen from
+#: the part of the room up so far were mostly wrong by the end (1,066 links made for the
+#: 418 wanted, 505 of them pruned, each a handshake at both ends, a catch-up and member
+#: lines of changed links checked by all 99), and the room took 32 s past its last peer.
+SETTLE_AFTER = 2.0
 #: A link wanted by neither end is closed after it has been unwanted this long (seconds):
 #: long enough for the views of a forming room to settle.
 PRUNE_AFTER = 15.0
@@ -156,6 +167,9 @@ class Neighbours:
         self.draining: dict[str, float] = {}
         #: of those, the ones whose other end left us out of its member line first
         self._dropped: set[str] = set()
+        #: when the room we know last grew (``settled``), and whether a dial waits for it
+        self._grew_at = float("-inf")
+        self._held = False
 
     @property
     def soft_bound(self) -> int:
@@ -187,6 +201,8 @@ class Neighbours:
         key = (ids, rooms, self.cap,
                tuple(node.rooms.rooms_of_peer(p) for p in ids) if len(rooms) > 1 else ())
         if key != self._key:
+            if not frozenset(ids) <= self._ids:
+                self._grew_at = now  # a peer new to us: the choice moves (settled)
             self._key, self._members, self._ids = key, len(ids), frozenset(ids)
             wanted = ring_wanted(node.peer_id, ids, self.cap)
             self._ring = ring_of(node.peer_id, ids)
@@ -263,15 +279,48 @@ class Neighbours:
             return False
         return not any(link.gossip for link in self.node.links.values())
 
+    def settled(self, now: float, still: float = SETTLE_AFTER) -> bool:
+        """Whether the room we know has stood still (no peer new to us) for ``still``."""
+        return now - self._grew_at >= still
+
     def dial_now(self, peer_id: str) -> bool:
-        """Whether ``peer_id`` may be dialed now: wanted, and not while we listen first."""
-        if self._listen_until and self._ring_member(peer_id):
+        """Whether ``peer_id`` may be dialed now: wanted, and not while we listen first;
+        past the first few peers heard, one that is not our ring neighbour only once our
+        view of the room has settled (``tick`` dials it then), in a room past a full mesh
+        or while we start (a starting peer that has heard a dozen may be in a room of
+        100): the ring keeps the room connected meanwhile, and a long link chosen while
+        the room still grows is one made, and pruned, for nothing."""
+        if self.cap > 0 and self._ring_member(peer_id):
             self.wanted()
             now = self.node.clock.seconds()
-            if self._members > LISTEN_PAST and self._listening(now) and not (
-                    now >= self._listen_until and peer_id in self._ring):
-                return False  # (the first few heard are dialed at once: a pair forms at once)
+            if self._one_at_a_time(now, peer_id):
+                self._held = self._held or self.wants(peer_id)
+                return False
+            if self._members > LISTEN_PAST and peer_id not in self._ring:
+                if self._listen_until and self._listening(now):
+                    return False  # (the first few heard are dialed at once: a pair forms)
+                if not self.settled(now) and (
+                        self.capped() or now - self._started < HEARD_OF_FOR):
+                    self._held = self._held or self.wants(peer_id)
+                    return False  # (a small room's peers link a newcomer at once)
+            elif self._members > LISTEN_PAST and self._listen_until and self._listening(
+                    now) and now < self._listen_until:
+                return False  # our ring neighbours too, for LISTEN_FIRST
         return self.wants(peer_id)
+
+    def _one_at_a_time(self, now: float, peer_id: str) -> bool:
+        """Whether a dial of ``peer_id`` waits because we start, no link of ours is up yet,
+        and another dial is under way: our first link hands us the room's member lines
+        (``_heard_of``), and only then are our ring neighbours the right ones.  In a room
+        of 100 started together each peer dialed the first peers it heard and then each
+        ring neighbour of its growing view while its first handshake waited for a busy
+        machine (15 s): 290 of some 800 links made were of such views, wrong by the end."""
+        dialer = self.node.dialer
+        if dialer is None or now - self._started >= HEARD_OF_FOR:
+            return False
+        if any(link.gossip for link in self.node.links.values()):
+            return False
+        return dialer.dialing() > 0 and not dialer.in_flight(peer_id)
 
     def wants(self, peer_id: str) -> bool:
         """Whether we keep (and dial) a link to ``peer_id``: always with no cap, for a base
@@ -345,8 +394,12 @@ class Neighbours:
         if self.cap <= 0 or node.leaving:
             return
         now = node.clock.seconds()
-        if self._listen_until and now >= self._listen_until:
-            if not self._listening(now):
+        self.wanted()  # (a peer new to the table counts now)
+        settled = self.settled(now, PRUNE_AFTER)
+        if (self._listen_until and now >= self._listen_until) or (
+                self._held and self.settled(now)):
+            self._held = False
+            if self._listen_until and not self._listening(now):
                 self._listen_until = 0.0  # listened: dial the chosen neighbours
             for info in list(node.peers):  # (still listening: our ring neighbours, dial_now)
                 if info.peer_id not in node.links:
@@ -377,8 +430,8 @@ class Neighbours:
                 if now - draining[pid] >= DRAIN_FOR:
                     self._prune(pid, link)
                 continue
-            if now - first < PRUNE_AFTER or now - link.linked_at < PRUNE_AFTER:
-                continue
+            if now - first < PRUNE_AFTER or now - link.linked_at < PRUNE_AFTER or not settled:
+                continue  # (while our view moves, a link unwanted now may be wanted soon)
             if excess <= 0:
                 continue  # within the cap: kept (it costs less kept than made again)
             if node.forwarder.path_to(pid) is None:

@@ -126,6 +126,10 @@ class Dialer(Protocol):
 
     def link_ended(self, peer_id: str, lived: float) -> None: ...
 
+    def dialing(self) -> int: ...
+
+    def in_flight(self, peer_id: str) -> bool: ...
+
 
 class Announcer(Protocol):
     """Something that sends beacons (discovery.BeaconProtocol)."""

@@ -105,6 +105,12 @@ class FakeDialer:
     def connected(self, peer_id: str) -> None:
         self.wanted.pop(peer_id, None)
 
+    def dialing(self) -> int:
+        return 0  # (a dial is never under way here: neighbours' one at a time is off)
+
+    def in_flight(self, peer_id: str) -> bool:
+        return False
+
     def link_ended(self, peer_id: str, lived: float) -> None:
         self.ended.append((peer_id, lived))
 

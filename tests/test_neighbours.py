@@ -16,7 +16,7 @@ from p2pchat import events
 from p2pchat.gossip import MAX_HOPS
 from p2pchat import presence
 from p2pchat.neighbours import (DRAIN_FOR, FULL_MESH_UP_TO, LISTEN_FIRST, LISTEN_MOST,
-                                PRUNE_AFTER, PRUNED, ring_of, ring_wanted)
+                                PRUNE_AFTER, PRUNED, SETTLE_AFTER, ring_of, ring_wanted)
 from p2pchat.options import parse_links
 from p2pchat.wire import encode_beacon, parse_beacon
 from bench.meshsim import Sim
@@ -145,6 +145,18 @@ class Room:
     def degrees(self) -> list[int]:
         return [len(self.sim.nodes[n].links) for n in self.present]
 
+    def say_one_each(self, test: TestCase) -> None:
+        """Every peer says a line: each reaches every other exactly once."""
+        sim = self.sim
+        for nick in self.nicks:
+            sim.nodes[nick].say(f"hi from {nick}")
+        sim.run()
+        for nick in self.nicks:
+            got = Counter(sim.said(nick))
+            test.assertEqual(sorted(got), sorted(f"{o}: hi from {o}" for o in self.nicks
+                                                 if o != nick), nick)
+            test.assertEqual(set(got.values()), {1}, nick)
+
     def listed(self, nick: str) -> set[str]:
         return {r.nick for r in self.sim.nodes[nick].users()
                 if r.state in ("connected", "relayed")}
@@ -164,14 +176,7 @@ class Linked(TestCase):
             self.assertEqual(set(joins), set(room.nicks) - {nick}, nick)
             self.assertEqual(set(joins.values()), {1}, nick)  # each join told once
             self.assertFalse([e for e in sim.heard[nick] if isinstance(e, events.PeerLeft)])
-        for nick in room.nicks:
-            sim.nodes[nick].say(f"hi from {nick}")
-        sim.run()
-        for nick in room.nicks:
-            got = Counter(sim.said(nick))
-            self.assertEqual(sorted(got), sorted(f"{o}: hi from {o}" for o in room.nicks
-                                                 if o != nick), nick)
-            self.assertEqual(set(got.values()), {1}, nick)
+        room.say_one_each(self)
 
     def test_a_room_s_members_stay_linked_among_themselves(self) -> None:
         room = Room(30, 4)
@@ -300,7 +305,8 @@ class Guards(TestCase):
         other = next(n for n in room.nicks[1:] if room.sim.nodes[n].peer_id != wanted)
         room.sim.link("p0", other)  # a first link (else it listens longer: below)
         self.assertFalse(node.neighbours.dial_now(wanted))
-        room.sim.clock.advance(LISTEN_FIRST)
+        # (and a long link waits for the room heard to stand still: test_starting_room)
+        room.sim.clock.advance(max(LISTEN_FIRST, SETTLE_AFTER))
         self.assertTrue(node.neighbours.dial_now(wanted))
 
     def test_past_a_full_mesh_a_starting_peer_listens_until_its_first_link(self) -> None:
@@ -465,24 +471,30 @@ class IdleRoom(TestCase):
         self.assertIn(far, room.listed("p0"))
 
 
+def counting_prunes(test: TestCase) -> list[str]:
+    """The peers whose links are pruned from now on (for as long as ``test`` runs)."""
+    from p2pchat.neighbours import Neighbours
+
+    pruned: list[str] = []
+    real = Neighbours._prune
+
+    def counting(self: Neighbours, pid: str, link: object) -> None:
+        pruned.append(pid)
+        real(self, pid, link)  # type: ignore[arg-type]
+
+    test.patch(Neighbours, "_prune", counting)
+    return pruned
+
+
 class GrowingRoom(TestCase):
     """A room that grows one peer at a time (100 peers starting together come up over 24 s
     on 2 cores): each newcomer changes a few peers' choice, but a link is pruned only past
     the cap, so the room does not close (and redo) a link for every change."""
 
     def test_links_are_pruned_only_past_the_cap(self) -> None:
-        from p2pchat.neighbours import Neighbours
-
         cap = 8
         room = Room(36, cap)
-        pruned: list[str] = []
-        real = Neighbours._prune
-
-        def counting(self: Neighbours, pid: str, link: object) -> None:
-            pruned.append(pid)
-            real(self, pid, link)  # type: ignore[arg-type]
-
-        self.patch(Neighbours, "_prune", counting)
+        pruned = counting_prunes(self)
         room.present = room.nicks[:FULL_MESH_UP_TO + 1]
         room.settle(4)
         for nick in room.nicks[FULL_MESH_UP_TO + 1:]:

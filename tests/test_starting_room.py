@@ -57,9 +57,10 @@ class Starting(TestCase):
         ids = [room.sim.nodes[x].peer_id for x in room.nicks]
         wanted = sum(len(ring_wanted(p, ids, cap)) for p in ids) // 2
         # each newcomer steps into the ring between two peers (a ring link each, kept
-        # within the cap); without the hold 87-91 more were made, 22-30 pruned
-        self.assertLessEqual(len(room.made) - wanted, n * 3 // 2)
-        self.assertLessEqual(len(pruned), 12)
+        # within the cap); with the holds 23-47 more were made and 1-12 pruned over 25 runs
+        # (random ids), without them 70-91 more and 21-30 pruned
+        self.assertLessEqual(len(room.made) - wanted, n * 2)
+        self.assertLessEqual(len(pruned), 16)
         for nick in room.nicks:
             self.assertEqual(room.listed(nick), set(room.nicks) - {nick}, nick)
         room.say_one_each(self)

@@ -112,14 +112,14 @@ class Paste(TestCase):
         self.assertEqual([m.content for m in got], ["before", "* alice waves", "after"])
 
     def test_a_line_that_fails_is_refused_alone(self) -> None:
-        accept = self.node.room.accept
+        keep = self.node.outbox.keep
 
-        def failing(msg: Message, *args: object, **kwargs: object) -> bool:
+        def failing(msg: Message, *args: object, **kwargs: object) -> bytes:
             if msg.content == "two":
                 raise RuntimeError("no room for it today")
-            return accept(msg, *args, **kwargs)  # type: ignore[arg-type]
+            return keep(msg, *args, **kwargs)  # type: ignore[arg-type]
 
-        self.node.room.accept = failing  # type: ignore[method-assign]
+        self.node.outbox.keep = failing  # type: ignore[method-assign]
         self.face.dataReceived(b"one\ntwo\nthree\n")
         self.assertEqual([m.content for m in self.chat_lines(self.wires[0])], ["one", "three"])
         self.assertEqual([m.content for m, _ in self.node.outbox.log.since(0)[0]],

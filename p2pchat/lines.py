@@ -35,7 +35,7 @@ from twisted.python.failure import Failure
 
 from p2pchat import events
 from p2pchat.catching_up import CATCH_UP_TAIL, CatchingUp, Run, summary
-from p2pchat.commands import Say, parse_input
+from p2pchat.commands import Say, is_plain, parse_input
 from p2pchat.face import CommandFace, clock_text, conversation_label, history_line
 from p2pchat.files.describe import Steps, event_text
 from p2pchat.framing import LinesPerRead
@@ -241,6 +241,9 @@ class LineFace(LinesPerRead, CommandFace):
             self._call_soon(self._next_turn)
         text = line.decode("utf-8", "replace").rstrip("\r")
         if self._run is not None:
+            if is_plain(text):  # (most of a paste: parse_input's Say, without making one)
+                self._run.append(text)
+                return
             parsed = parse_input(text)
             if isinstance(parsed, Say):
                 self._run.append(parsed.text)

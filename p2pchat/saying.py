@@ -146,7 +146,10 @@ class Saying:
             signature, paths = signed_paths(sign, [p for _, _, p in made])
             total = len(paths)
             for index, (msg, _, _) in enumerate(made):
-                msg.metadata = {"sig": signature, "run": [index, total], "path": paths[index]}
+                # ("run" a tuple, as JSON the same array: once the collector saw that it
+                # holds only ints, it and the dict leave its sight, leaving one object a line
+                # (the line) for it to walk through for as long as the sent log keeps it)
+                msg.metadata = {"sig": signature, "run": (index, total), "path": paths[index]}
             return signed_in_run(signature, paths)
         metas = []
         for msg, _, data in made:

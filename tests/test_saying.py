@@ -6,6 +6,7 @@ alone."""
 from __future__ import annotations
 
 import base64
+import gc
 import os
 import tempfile
 
@@ -105,6 +106,29 @@ class Paste(TestCase):
         for link in list(self.node.links.values()):
             self.node.delivery.acked(link.peer_id, last)
         self.assertEqual(len(self.node.delivery), 0)
+
+    def test_a_run_said_while_no_link_is_synced_is_told_delivered_once_acked(self) -> None:
+        # Told together to the line face (on_lines), each line is still remembered to tell
+        # its delivery, as one said alone is.
+        for link in self.node.links.values():
+            link.synced = False
+        self.face.dataReceived(b"one\ntwo\n")
+        self.out.clear()
+        last = self.node.outbox.sequence
+        for link in list(self.node.links.values()):
+            self.node.catchup.acked(link, last)
+        told = [line.split(" ", 1)[1] for line in self.out.value().decode().splitlines()]
+        self.assertEqual(told, ["- delivered: one", "- delivered: two"])
+
+    def test_a_said_line_leaves_one_object_a_line_for_the_garbage_collector(self) -> None:
+        # The sent log keeps up to LOG_LINES lines, walked by every full collection: a run
+        # line's metadata (its "run" a tuple) leaves the collector's sight once it saw it.
+        self.face.dataReceived("".join(f"line {n}\n" for n in range(20)).encode())
+        gc.collect()
+        kept = [msg for msg, _ in self.node.outbox.log.since(0)[0][1:]]
+        self.assertEqual(len(kept), 20)
+        self.assertTrue(all(runsig.is_run(msg.metadata) for msg in kept))
+        self.assertEqual([gc.is_tracked(msg.metadata) for msg in kept], [False] * 20)
 
     def test_a_command_runs_in_its_place(self) -> None:
         self.face.dataReceived(b"before\n/me waves\nafter\n")

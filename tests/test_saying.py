@@ -130,6 +130,24 @@ class Paste(TestCase):
         self.assertTrue(all(runsig.is_run(msg.metadata) for msg in kept))
         self.assertEqual([gc.is_tracked(msg.metadata) for msg in kept], [False] * 20)
 
+    def test_the_run_is_taken_by_the_room_as_each_line_alone(self) -> None:
+        # Room.accept_own does for a run what accept does for each line: each id seen (a copy
+        # coming back is a duplicate, by its id or by its sequence), the high-water mark at
+        # the last, and no more ids remembered than the room's bound.
+        room = self.node.room
+        room.seen_limit = 15
+        self.face.dataReceived("".join(f"line {n}\n" for n in range(20)).encode())
+        kept = [msg for msg, _ in self.node.outbox.log.since(0)[0][1:]]
+        self.assertEqual(len(room._seen), 15)
+        self.assertEqual([room.accept(msg) for msg in kept[-15:]], [False] * 15)
+        again = Message("another-id", CHAT, kept[-1].sender_id, "alice", "x", 1.0,
+                        kept[-1].sequence, "general", {"sig": "c2ln"})
+        self.assertFalse(room.accept(again))
+        self.assertEqual(room.high_water[self.node.peer_id], kept[-1].sequence)
+        self.assertEqual([(self.node.peer_id, msg.sequence) in room.seqs for msg in kept],
+                         [True] * 20)
+        self.assertEqual(room.seqs.ranges(self.node.peer_id)[-1][1], kept[-1].sequence)
+
     def test_a_command_runs_in_its_place(self) -> None:
         self.face.dataReceived(b"before\n/me waves\nafter\n")
         got = self.chat_lines(self.wires[0])

@@ -168,8 +168,10 @@ class Delivery:
 
     def __init__(self) -> None:
         #: the peers each line waits for, and its message id, by sequence (apart, not as
-        #: pairs: one object less per line for the garbage collector to walk through)
-        self._waiting: dict[int, set[str]] = {}
+        #: pairs: one object less per line for the garbage collector to walk through).  The
+        #: sets are never changed in place but replaced, so the lines of a run said at once
+        #: share one (one set a run, not one a line; an ack makes one less set for them all)
+        self._waiting: dict[int, frozenset[str]] = {}
         self._ids: dict[int, str] = {}
         self._seqs: list[int] = []  # ascending; may hold sequences already done
         self._acked: dict[str, int] = {}
@@ -183,9 +185,9 @@ class Delivery:
         if not peers:
             return
         if seq in self._waiting:
-            self._waiting[seq].update(peers)
+            self._waiting[seq] = self._waiting[seq] | peers
             return
-        self._waiting[seq] = set(peers)
+        self._waiting[seq] = frozenset(peers)
         self._ids[seq] = message_id
         bisect.insort(self._seqs, seq)
         if private and len(peers) == 1:
@@ -202,11 +204,12 @@ class Delivery:
         if not peers or not lines:
             return
         waiting, seqs, ids = self._waiting, self._seqs, self._ids
+        shared = frozenset(peers)
         for seq, message_id in lines:
             if seq in waiting or (seqs and seq <= seqs[-1]):
                 self.expect(seq, message_id, peers)
             else:
-                waiting[seq] = set(peers)
+                waiting[seq] = shared
                 ids[seq] = message_id
                 seqs.append(seq)
         first = lines[0][0]
@@ -223,15 +226,20 @@ class Delivery:
         lo = bisect.bisect_right(self._seqs, before)
         hi = bisect.bisect_right(self._seqs, have)
         done = []
+        waiting = self._waiting
+        before_set: frozenset[str] | None = None
+        less: frozenset[str] = frozenset()
         for seq in self._seqs[lo:hi]:
-            peers = self._waiting.get(seq)
-            if peers is None:
+            peers = waiting.get(seq)
+            if peers is None or peer_id not in peers:
                 continue
-            message_id = self._ids[seq]
-            peers.discard(peer_id)
-            if not peers:
+            if peers is not before_set:  # (the lines of a run share one set: made once)
+                before_set, less = peers, peers - {peer_id}
+            if less:
+                waiting[seq] = less
+            else:
+                done.append(self._ids[seq])
                 self._done(seq)
-                done.append(message_id)
         self._compact()
         return done
 
@@ -241,7 +249,7 @@ class Delivery:
         peers = self._waiting.get(seq)
         if peers is None or peer_id not in peers:
             return None
-        peers.discard(peer_id)
+        peers = self._waiting[seq] = peers - {peer_id}
         if peers:
             return None
         message_id = self._ids[seq]

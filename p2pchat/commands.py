@@ -97,11 +97,19 @@ class Refusal:
     reason: str
 
 
+def is_plain(text: str) -> bool:
+    """Whether ``text`` is plain text to say as it is (``parse_input`` makes it a ``Say`` of
+    itself): not a command, not blank, short enough in any encoding.  What a paste is made
+    of, so the line face takes such a line without the ``Say`` (a frozen dataclass: half a
+    microsecond a line)."""
+    return bool(text and text[0] != "/" and len(text) * 4 <= MAX_SAY_BYTES
+                and text[-1] not in "\r\n" and not text.isspace())
+
+
 def parse_input(text: str) -> Say | Command | Refusal | None:
     """One line of user input.  None for blank input (nothing to do).  ``//text`` says
     ``/text`` literally, as IRC clients do."""
-    if (text and text[0] != "/" and len(text) * 4 <= MAX_SAY_BYTES and text[-1] not in "\r\n"
-            and not text.isspace()):
+    if is_plain(text):
         return Say(text)  # plain text, short enough in any encoding: what a paste is made of
     text = text.rstrip("\r\n")
     if not text.strip():

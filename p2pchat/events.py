@@ -40,10 +40,12 @@ class ChatLine:
     replayed: bool = False
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Delivered:
     """Every peer that was in the room when we said ``message_id`` has it now (for a private
-    line: its addressee, also one that was away when it was said, once it is back)."""
+    line: its addressee, also one that was away when it was said, once it is back).  One for
+    each line we say in a room of catch-up peers, so treated as immutable like ChatLine but
+    not ``frozen`` (half of the cost of making one)."""
 
     when: float
     message_id: str

@@ -35,7 +35,7 @@ from twisted.python.failure import Failure
 
 from p2pchat import events
 from p2pchat.catching_up import CATCH_UP_TAIL, CatchingUp, Run, summary
-from p2pchat.commands import Say, parse_input
+from p2pchat.commands import Say, is_plain, parse_input
 from p2pchat.face import CommandFace, clock_text, conversation_label, history_line
 from p2pchat.files.describe import Steps, event_text
 from p2pchat.framing import LinesPerRead
@@ -161,24 +161,27 @@ class LineFace(LinesPerRead, CommandFace):
             return
         else:
             line = format_event(event)
-            if (isinstance(event, events.ChatLine) and event.own and event.pending
-                    and (event.kept or event.sent_to == 0)):
-                self._told_later[event.message_id] = event
-                if len(self._told_later) > TOLD_WHEN_DELIVERED:
-                    del self._told_later[next(iter(self._told_later))]
+            if isinstance(event, events.ChatLine) and event.own:
+                self._tell_later(event)
         if line is not None:
             self._write(line)
 
+    def _tell_later(self, event: events.ChatLine) -> None:
+        """Remember an own line whose delivery is to be told (kept for an away peer, or
+        said with nobody linked)."""
+        if event.pending and (event.kept or event.sent_to == 0):
+            self._told_later[event.message_id] = event
+            if len(self._told_later) > TOLD_WHEN_DELIVERED:
+                del self._told_later[next(iter(self._told_later))]
+
     def on_lines(self, lines: list[events.ChatLine]) -> None:
-        """Peers' lines heard together (one read of a link: reading.py), written in one write
-        (each line as ``on_event`` writes it), not one write a line."""
+        """Lines heard together (one read of a link: reading.py), or our own said together
+        (a run of one read of stdin: saying.py), written in one write (each line as
+        ``on_event`` writes it), not one write a line."""
         texts: list[str] = []
         for event in lines:
-            if event.own:  # (a run holds only peers' lines; an own one goes the long way)
-                self._write_lines(texts)
-                texts = []
-                self.on_event(event)
-                continue
+            if event.own:
+                self._tell_later(event)
             text = format_event(event)
             if text is not None:
                 texts.append(text)
@@ -238,6 +241,9 @@ class LineFace(LinesPerRead, CommandFace):
             self._call_soon(self._next_turn)
         text = line.decode("utf-8", "replace").rstrip("\r")
         if self._run is not None:
+            if is_plain(text):  # (most of a paste: parse_input's Say, without making one)
+                self._run.append(text)
+                return
             parsed = parse_input(text)
             if isinstance(parsed, Say):
                 self._run.append(parsed.text)

@@ -41,6 +41,39 @@ class Room:
             self.high_water[msg.sender_id] = msg.sequence
         return True
 
+    def accept_own(self, msgs: list[Message]) -> None:
+        """Our own new signed lines of one run said at once (saying.py), in order, each taken
+        as ``accept`` takes it (a duplicate, which a new line never is, is skipped), with
+        the bookkeeping done once for the run: their sequences follow one another, so each
+        extends the author's last range in place (seen.py's ``run``), and the seen ids are
+        trimmed and the high-water mark raised once."""
+        if not msgs:
+            return
+        seen, seqs = self._seen, self.seqs
+        author = msgs[0].sender_id
+        starts, ends = seqs.run(author)
+        top = high = self.high_water.get(author, 0)
+        changed = False
+        for msg in msgs:
+            message_id, seq = msg.id, msg.sequence
+            if message_id in seen or msg.sender_id != author:
+                self.accept(msg)  # (never for a new line of ours: the long way)
+                continue
+            if starts and seq == ends[-1] + 1:
+                ends[-1] = seq  # the usual case: the next of a run (seen.py's add, in place)
+                changed = True
+            elif not seqs.add(author, seq):
+                continue
+            seen[message_id] = None
+            if seq > top:
+                top = seq
+        if changed:
+            seqs.changed(author)
+        while len(seen) > self.seen_limit:
+            seen.popitem(last=False)
+        if top > high:
+            self.high_water[author] = top
+
     def mark_seen(self, message_id: str) -> None:
         self._seen[message_id] = None
         if len(self._seen) > self.seen_limit:

@@ -158,7 +158,8 @@ def place_of(meta: dict[str, Any]) -> tuple[int, int, list[bytes]]:
     """A run-signed line's index, count and path, checked against the limits; WireError
     says what is wrong."""
     place, text = meta.get("run"), meta.get("path")
-    if not (isinstance(place, list) and len(place) == 2
+    # (a tuple: one of our own lines as the sent log keeps it, saying.py; JSON gives lists)
+    if not (isinstance(place, (list, tuple)) and len(place) == 2
             and all(n.__class__ is int for n in place)):
         raise WireError("its run place is not [index, count]")
     index, count = place

@@ -18,6 +18,7 @@ from twisted.logger import Logger
 
 from p2pchat import events
 from p2pchat.interfaces import Refused, Said
+from p2pchat.reading import emit_each
 from p2pchat.runlines import RunTemplate, message_ids, signed_alone, signed_in_run
 from p2pchat.runsig import RUN_MAX_LINES, signed_paths
 from p2pchat.wire import CHAT, Message
@@ -87,57 +88,75 @@ class Saying:
         fails is refused alone.  ``runs``: every link the lines go to takes run signatures
         (runsig.py), so each RUN_MAX_LINES of them share one.  The links get the run at its
         end (``_write``).  The lines are said at one moment (one time stamp) and written
-        from one template (runlines.py): their payloads and bytes made once each."""
+        from one template (runlines.py): their payloads and bytes made once each.  The
+        faces are told the lines kept at the end, in order, at once (``emit_each``: the
+        line face echoes them in one write), as they are told a run heard together."""
         node = self.node
         identity = node.identity
         assert identity is not None
         number, keep = node.outbox.number, node.outbox.keep
-        accept, emit, sign = node.room.accept, node.emit, identity.sign
+        accept, sign = node.room.accept_own, identity.sign
         peer_id, nick = node.peer_id, node.nick
         when = node.clock.seconds()
         template = RunTemplate(peer_id, nick, room, when)
         encode, payload_of, line_of = template.encode, template.payload, template.line
         step = RUN_MAX_LINES if runs else 1
         ids = message_ids(len(texts))
-        for start in range(0, len(texts), step):
-            made: list[tuple[Message, bytes, bytes]] = []  # the line, its content, its payload
-            for text, message_id in zip(texts[start:start + step], ids[start:start + step]):
+        chat_line = events.ChatLine
+        shown: list[events.ChatLine] = []
+        try:
+            for start in range(0, len(texts), step):
+                made: list[tuple[Message, bytes, bytes]] = []  # the line, content, payload
+                for text, message_id in zip(texts[start:start + step], ids[start:start + step]):
+                    try:
+                        content, seq = encode(text), number()
+                        made.append((Message(message_id, CHAT, peer_id, nick, text, when, seq,
+                                             room),
+                                     content, payload_of(message_id, content, seq)))
+                    except Exception:
+                        log.failure("saying {text!r} failed", text=text[:80])
+                        refused.append(Refused(FAILED))
                 try:
-                    content, seq = encode(text), number()
-                    made.append((Message(message_id, CHAT, peer_id, nick, text, when, seq, room),
-                                 content, payload_of(message_id, content, seq)))
+                    metas = self._signed(sign, made)
+                    accept([msg for msg, _, _ in made])
                 except Exception:
-                    log.failure("saying {text!r} failed", text=text[:80])
-                    refused.append(Refused(FAILED))
-            try:
-                if len(made) > 1:
-                    signature, paths = signed_paths(sign, [p for _, _, p in made])
-                    metas = signed_in_run(signature, paths)
-                    total = len(paths)
-                    for index, (msg, _, _) in enumerate(made):
-                        msg.metadata = {"sig": signature, "run": [index, total],
-                                        "path": paths[index]}
-                else:
-                    metas = []
-                    for msg, _, data in made:
-                        signature = sign(data)
-                        msg.metadata = {"sig": signature}
-                        metas.append(signed_alone(signature))
-            except Exception:
-                log.failure("signing a run of {n} lines failed", n=len(made))
-                refused.extend(Refused(FAILED) for _ in made)
-                continue
-            for (msg, content, _), meta in zip(made, metas):
-                try:
-                    accept(msg)
-                    data = line_of(msg.id, content, msg.sequence, meta)
-                    kept.append((msg, keep(msg, data)))  # nothing after this can fail the line
-                except Exception:
-                    log.failure("saying {text!r} failed", text=msg.content[:80])
-                    refused.append(Refused(FAILED))
+                    log.failure("signing a run of {n} lines failed", n=len(made))
+                    refused.extend(Refused(FAILED) for _ in made)
                     continue
-                emit(events.ChatLine(when, nick, msg.content, peer_id, msg.id,
-                                     True, False, count, pending, room))
+                for (msg, content, _), meta in zip(made, metas):
+                    try:
+                        data = line_of(msg.id, content, msg.sequence, meta)
+                        kept.append((msg, keep(msg, data)))  # nothing after can fail the line
+                    except Exception:
+                        log.failure("saying {text!r} failed", text=msg.content[:80])
+                        refused.append(Refused(FAILED))
+                        continue
+                    shown.append(chat_line(when, nick, msg.content, peer_id, msg.id,
+                                           True, False, count, pending, room))
+        finally:
+            if shown:
+                emit_each(node, shown)
+
+    @staticmethod
+    def _signed(sign: Callable[[bytes], str],
+                made: list[tuple[Message, bytes, bytes]]) -> list[bytes]:
+        """Sign the lines ``made`` (line, content, payload): as one run when there are two
+        or more (runsig.py), else alone; each line's metadata set, and returned as JSON."""
+        if len(made) > 1:
+            signature, paths = signed_paths(sign, [p for _, _, p in made])
+            total = len(paths)
+            for index, (msg, _, _) in enumerate(made):
+                # ("run" a tuple, as JSON the same array: once the collector saw that it
+                # holds only ints, it and the dict leave its sight, leaving one object a line
+                # (the line) for it to walk through for as long as the sent log keeps it)
+                msg.metadata = {"sig": signature, "run": (index, total), "path": paths[index]}
+            return signed_in_run(signature, paths)
+        metas = []
+        for msg, _, data in made:
+            signature = sign(data)
+            msg.metadata = {"sig": signature}
+            metas.append(signed_alone(signature))
+        return metas
 
     def _write(self, previous: int | None, wanted: set[str]) -> None:
         """The run to each link: in one write to a link that had everything before it (the

@@ -272,8 +272,9 @@ class CatchUp:
     def acked(self, link: PeerSession, have: int) -> None:
         node = self.node
         now = node.clock.seconds()
+        delivered, emit = events.Delivered, node.emit
         for message_id in node.delivery.acked(link.peer_id, have):
-            node.emit(events.Delivered(now, message_id))
+            emit(delivered(now, message_id))
         node.sealing.acked(link.peer_id, have)
 
     def schedule_ack(self, link: PeerSession) -> None:

@@ -97,6 +97,21 @@ class DeliveryTest(TestCase):
         self.assertEqual(d.acked("x", 3), ["b", "c"])
         self.assertEqual(len(d), 0)
 
+    def test_the_lines_of_a_run_wait_apart_though_they_share_one_set(self) -> None:
+        # A run's lines share one set of peers (one a run): an ack of part of the run, or a
+        # receipt of one line, must not clear the peer from the rest of it.
+        d = Delivery()
+        d.expect_run([(1, "m1"), (2, "m2"), (3, "m3"), (4, "m4")], {"x", "y"})
+        self.assertEqual(d.acked("x", 2), [])
+        self.assertEqual(d.received(4, "y"), None)
+        self.assertEqual(d.acked("y", 3), ["m1", "m2"])
+        self.assertEqual(d.acked("x", 4), ["m3", "m4"])
+        self.assertEqual(len(d), 0)
+        d.expect_run([(5, "m5"), (6, "m6")], {"x"})
+        d.expect(6, "m6", {"y"})  # (one of them then waits for another peer too)
+        self.assertEqual(d.acked("x", 6), ["m5"])
+        self.assertEqual(d.acked("y", 6), ["m6"])
+
     def test_private_lines_counted_per_addressee(self) -> None:
         d = Delivery()
         d.expect(1, "a", {"x"}, private=True)

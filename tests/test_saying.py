@@ -6,6 +6,7 @@ alone."""
 from __future__ import annotations
 
 import base64
+import gc
 import os
 import tempfile
 
@@ -106,20 +107,61 @@ class Paste(TestCase):
             self.node.delivery.acked(link.peer_id, last)
         self.assertEqual(len(self.node.delivery), 0)
 
+    def test_a_run_said_while_no_link_is_synced_is_told_delivered_once_acked(self) -> None:
+        # Told together to the line face (on_lines), each line is still remembered to tell
+        # its delivery, as one said alone is.
+        for link in self.node.links.values():
+            link.synced = False
+        self.face.dataReceived(b"one\ntwo\n")
+        self.out.clear()
+        last = self.node.outbox.sequence
+        for link in list(self.node.links.values()):
+            self.node.catchup.acked(link, last)
+        told = [line.split(" ", 1)[1] for line in self.out.value().decode().splitlines()]
+        self.assertEqual(told, ["- delivered: one", "- delivered: two"])
+
+    def test_a_said_line_leaves_one_object_a_line_for_the_garbage_collector(self) -> None:
+        # The sent log keeps up to LOG_LINES lines, walked by every full collection: a run
+        # line's metadata (its "run" a tuple) leaves the collector's sight once it saw it.
+        self.face.dataReceived("".join(f"line {n}\n" for n in range(20)).encode())
+        gc.collect()
+        kept = [msg for msg, _ in self.node.outbox.log.since(0)[0][1:]]
+        self.assertEqual(len(kept), 20)
+        self.assertTrue(all(runsig.is_run(msg.metadata) for msg in kept))
+        self.assertEqual([gc.is_tracked(msg.metadata) for msg in kept], [False] * 20)
+
+    def test_the_run_is_taken_by_the_room_as_each_line_alone(self) -> None:
+        # Room.accept_own does for a run what accept does for each line: each id seen (a copy
+        # coming back is a duplicate, by its id or by its sequence), the high-water mark at
+        # the last, and no more ids remembered than the room's bound.
+        room = self.node.room
+        room.seen_limit = 15
+        self.face.dataReceived("".join(f"line {n}\n" for n in range(20)).encode())
+        kept = [msg for msg, _ in self.node.outbox.log.since(0)[0][1:]]
+        self.assertEqual(len(room._seen), 15)
+        self.assertEqual([room.accept(msg) for msg in kept[-15:]], [False] * 15)
+        again = Message("another-id", CHAT, kept[-1].sender_id, "alice", "x", 1.0,
+                        kept[-1].sequence, "general", {"sig": "c2ln"})
+        self.assertFalse(room.accept(again))
+        self.assertEqual(room.high_water[self.node.peer_id], kept[-1].sequence)
+        self.assertEqual([(self.node.peer_id, msg.sequence) in room.seqs for msg in kept],
+                         [True] * 20)
+        self.assertEqual(room.seqs.ranges(self.node.peer_id)[-1][1], kept[-1].sequence)
+
     def test_a_command_runs_in_its_place(self) -> None:
         self.face.dataReceived(b"before\n/me waves\nafter\n")
         got = self.chat_lines(self.wires[0])
         self.assertEqual([m.content for m in got], ["before", "* alice waves", "after"])
 
     def test_a_line_that_fails_is_refused_alone(self) -> None:
-        accept = self.node.room.accept
+        keep = self.node.outbox.keep
 
-        def failing(msg: Message, *args: object, **kwargs: object) -> bool:
+        def failing(msg: Message, *args: object, **kwargs: object) -> bytes:
             if msg.content == "two":
                 raise RuntimeError("no room for it today")
-            return accept(msg, *args, **kwargs)  # type: ignore[arg-type]
+            return keep(msg, *args, **kwargs)  # type: ignore[arg-type]
 
-        self.node.room.accept = failing  # type: ignore[method-assign]
+        self.node.outbox.keep = failing  # type: ignore[method-assign]
         self.face.dataReceived(b"one\ntwo\nthree\n")
         self.assertEqual([m.content for m in self.chat_lines(self.wires[0])], ["one", "three"])
         self.assertEqual([m.content for m, _ in self.node.outbox.log.since(0)[0]],

@@ -82,6 +82,18 @@ class ReadOfLines(_Linked):
         self.assertTrue(self.proto.transport.disconnecting)
         self.assertEqual(lines_in(self.store), 3)
 
+    def test_a_read_cut_short_counts_against_the_flood_limit_only_the_lines_taken(self):
+        # the read is counted at once when it fits the bucket (mesh.py); a close after its
+        # fourth line leaves the two after it untaken, and uncounted
+        lines = self.said(6)
+        other = parse_message(lines[3].rstrip(b"\n"))
+        other.sender_id = "mallory_1"
+        self.proto._flood.tokens = 100.0
+        self.proto._flood._at = self.clock.seconds()
+        self.proto.dataReceived(b"".join(lines[:3] + [encode_message(other)] + lines[4:]))
+        self.assertTrue(self.proto.transport.disconnecting)
+        self.assertEqual(self.proto._flood.tokens, 96.0)
+
     @defer.inlineCallbacks
     def test_search_finds_every_line_of_the_read_once_indexed(self):
         self.store.index.in_thread = lambda f, *a: defer.succeed(f(*a))

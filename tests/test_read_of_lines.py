@@ -15,6 +15,7 @@ from twisted.trial.unittest import TestCase
 
 from bench.hotpath import _Flusher, _face, _link, _peer
 from bench.store import lines_in
+from p2pchat import events
 from p2pchat import index as index_module
 from p2pchat.catchup import ACK_DELAY
 from p2pchat.search import Query
@@ -249,3 +250,14 @@ class OneWritePerRead(_Linked):
         self.proto.dataReceived(b"".join(self.said(5)))
         self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
         self.assertEqual(self.shown(), [f"word{n} of the burst" for n in range(5)])
+
+    def test_a_heard_line_is_the_event_its_init_makes(self) -> None:
+        # reading.py sets a ChatLine's fields itself (not through __init__): each of them
+        heard: list[events.ChatLine] = []
+        self.bob.subscribe(heard.append)
+        self.clock.advance(0.01)  # said after the link came up: live, not replayed
+        (line,) = self.said(1)
+        msg = parse_message(line.rstrip(b"\n"))
+        self.proto.dataReceived(line)
+        self.assertEqual(heard, [events.ChatLine(msg.timestamp, "alice", msg.content,
+                                                 msg.sender_id, msg.id)])

@@ -94,7 +94,6 @@ class Reading:
             if seq:
                 sequenced = True
             relay = keep_raw and signed and bool(raw)
-            spread = relay and gossip
             room_id = msg.room_id
             if room_id not in joined:
                 log_limited(node.clock, log, "room not ours", LogLevel.debug,
@@ -129,12 +128,16 @@ class Reading:
                 line.room = room_id
                 line.private = ""
                 line.kept = False
-                line.replayed = bool(replaying and stamp is not None and 0 < stamp < linked_at)
+                # (link.catchup, a bool: so is this)
+                line.replayed = replaying and stamp is not None and 0 < stamp < linked_at
                 lines.append(line)
-                rows.append((message_id, room_id, author, nick, text, acted,
-                             False, when, seq if relay else 0, raw if relay else None,
-                             pk if relay else ""))
-            if spread:
+                if relay:  # kept with its bytes and its author's key, to hand on
+                    rows.append((message_id, room_id, author, nick, text, acted,
+                                 False, when, seq, raw, pk))
+                else:
+                    rows.append((message_id, room_id, author, nick, text, acted,
+                                 False, when, 0, None, ""))
+            if relay and gossip:
                 relayed.append((raw, msg))
         if changed:
             seqs.changed(author)

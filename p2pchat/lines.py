@@ -52,17 +52,28 @@ TOLD_WHEN_DELIVERED = 1000
 DELIVERED_TEXT = 60
 
 
+def format_line(event: events.ChatLine) -> str:
+    """A line said as one line of the line face (no newline): ``format_event``'s for a
+    ChatLine, called by the line face for each of a run heard together (``on_lines``)."""
+    stamp = clock_text(event.when)
+    if event.private:
+        where = f"[private to {event.private}] " if event.own else "[private] "
+    elif event.room == DEFAULT_ROOM:
+        if event.action:
+            return f"{stamp} * {event.nick} {event.text}"
+        return f"{stamp} <{event.nick}> {event.text}"
+    else:
+        where = f"[#{event.room}] "
+    if event.action:
+        return f"{stamp} {where}* {event.nick} {event.text}"
+    return f"{stamp} {where}<{event.nick}> {event.text}"
+
+
 def format_event(event: events.Event) -> str | None:
     """One event as one line of the line face (no newline), or None for events it skips."""
-    stamp = clock_text(event.when)
     if isinstance(event, events.ChatLine):
-        if event.private:
-            where = f"[private to {event.private}] " if event.own else "[private] "
-        else:
-            where = "" if event.room == DEFAULT_ROOM else f"[#{event.room}] "
-        if event.action:
-            return f"{stamp} {where}* {event.nick} {event.text}"
-        return f"{stamp} {where}<{event.nick}> {event.text}"
+        return format_line(event)
+    stamp = clock_text(event.when)
     if isinstance(event, events.RoomChanged):
         return f"{stamp} [#{event.room}] * {event.nick} {'joined' if event.joined else 'left'}"
     if isinstance(event, events.PeerJoined):
@@ -182,9 +193,7 @@ class LineFace(LinesPerRead, CommandFace):
         for event in lines:
             if event.own:
                 self._tell_later(event)
-            text = format_event(event)
-            if text is not None:
-                texts.append(text)
+            texts.append(format_line(event))
         self._write_lines(texts)
 
     def _write_lines(self, texts: list[str]) -> None:

@@ -368,9 +368,35 @@ class PeerProtocol(LinesPerRead):
         of the peer itself handed to the node together (``Node.chat_lines``, reading.py), each
         other line as ``lineReceived`` takes it, the run before it first.  Returns how many
         were taken (fewer once the flood limit paused reading, or the link is closing: the
-        rest wait, as in LineReceiver)."""
+        rest wait, as in LineReceiver).  A read the flood bucket holds whole is counted at
+        once (what is left untaken given back), and a line of the run is only appended: it
+        runs nothing that could pause or close the link."""
         peer, node, transport, flood = self.peer_id, self.node, self.transport, self._flood
         run: list[tuple[Message, bytes]] = []
+        count = len(lines)
+        if flood.tokens >= count:  # the read within the flood limit: counted at once
+            flood.tokens -= count
+            for i, line in enumerate(lines):
+                try:
+                    said = parse_message(line)
+                except WireError as e:
+                    self._bad_line(line, e)
+                else:
+                    if said.type == CHAT and said.sender_id == peer:
+                        run.append((said, line))
+                        continue  # nothing ran: neither paused nor closing since the last look
+                    if run:
+                        node.chat_lines(self, run)
+                        run = []
+                    self._line(said, line)
+                if self.paused or transport.disconnecting:
+                    if run:
+                        node.chat_lines(self, run)
+                    flood.tokens += count - i - 1  # the lines left are counted when read
+                    return i + 1
+            if run:
+                node.chat_lines(self, run)
+            return count
         for i, line in enumerate(lines):
             # _parsed, in line (a call less a line)
             flood.tokens -= 1

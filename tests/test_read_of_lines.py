@@ -15,6 +15,7 @@ from twisted.trial.unittest import TestCase
 
 from bench.hotpath import _Flusher, _face, _link, _peer
 from bench.store import lines_in
+from p2pchat import events
 from p2pchat import index as index_module
 from p2pchat.catchup import ACK_DELAY
 from p2pchat.search import Query
@@ -81,6 +82,18 @@ class ReadOfLines(_Linked):
         self.assertEqual(self.shown(), [f"word{n} of the burst" for n in range(3)])
         self.assertTrue(self.proto.transport.disconnecting)
         self.assertEqual(lines_in(self.store), 3)
+
+    def test_a_read_cut_short_counts_against_the_flood_limit_only_the_lines_taken(self):
+        # the read is counted at once when it fits the bucket (mesh.py); a close after its
+        # fourth line leaves the two after it untaken, and uncounted
+        lines = self.said(6)
+        other = parse_message(lines[3].rstrip(b"\n"))
+        other.sender_id = "mallory_1"
+        self.proto._flood.tokens = 100.0
+        self.proto._flood._at = self.clock.seconds()
+        self.proto.dataReceived(b"".join(lines[:3] + [encode_message(other)] + lines[4:]))
+        self.assertTrue(self.proto.transport.disconnecting)
+        self.assertEqual(self.proto._flood.tokens, 96.0)
 
     @defer.inlineCallbacks
     def test_search_finds_every_line_of_the_read_once_indexed(self):
@@ -237,3 +250,15 @@ class OneWritePerRead(_Linked):
         self.proto.dataReceived(b"".join(self.said(5)))
         self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
         self.assertEqual(self.shown(), [f"word{n} of the burst" for n in range(5)])
+
+    def test_a_heard_line_is_the_event_its_init_makes(self) -> None:
+        # reading.py sets a ChatLine's fields itself (not through __init__): each of them
+        heard: list[events.ChatLine] = []
+        self.bob.subscribe(heard.append)
+        self.clock.advance(0.01)  # said after the link came up: live, not replayed
+        (line,) = self.said(1)
+        msg = parse_message(line.rstrip(b"\n"))
+        self.clock.advance(0.01)  # heard a moment later (its time on the wire is rounded to
+        self.proto.dataReceived(line)  # the microsecond: it may come out after "now")
+        self.assertEqual(heard, [events.ChatLine(msg.timestamp, "alice", msg.content,
+                                                 msg.sender_id, msg.id)])

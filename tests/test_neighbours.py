@@ -299,15 +299,46 @@ class Guards(TestCase):
     def test_a_starting_peer_listens_first(self) -> None:
         room = Room(14, 4)
         room.beacons()
-        node = room.sim.nodes["p0"]
-        wanted = next(iter(node.neighbours.wanted()))
+
+        def long_links(nick: str) -> set[str]:
+            node = room.sim.nodes[nick]
+            everyone = [info.peer_id for info in node.peers]
+            return set(node.neighbours.wanted()) - set(ring_of(node.peer_id, everyone))
+        # a long link (its ring neighbours are dialed at once: the test below; the ids are
+        # random: not every peer has a long link at 4)
+        nick = next(n for n in room.nicks if long_links(n))
+        node = room.sim.nodes[nick]
+        wanted = next(iter(long_links(nick)))
         node.neighbours.listen_first()
-        other = next(n for n in room.nicks[1:] if room.sim.nodes[n].peer_id != wanted)
-        room.sim.link("p0", other)  # a first link (else it listens longer: below)
+        other = next(n for n in room.nicks
+                     if n != nick and room.sim.nodes[n].peer_id != wanted)
+        room.sim.link(nick, other)  # a first link (else it listens longer: below)
         self.assertFalse(node.neighbours.dial_now(wanted))
         # (and a long link waits for the room heard to stand still: test_starting_room)
         room.sim.clock.advance(max(LISTEN_FIRST, SETTLE_AFTER))
         self.assertTrue(node.neighbours.dial_now(wanted))
+
+    def test_a_starting_peer_dials_its_ring_neighbours_at_once(self) -> None:
+        """Not after LISTEN_FIRST: past a full mesh only its future neighbours answer its
+        first beacon, so its ring neighbours among them are right to dial, and one dial at
+        a time (test_starting_room) bounds a wrong one in a room starting together; a long
+        link still waits for the room heard to stand still."""
+        room = Room(14, 4)
+        room.beacons()
+
+        def ring_and_far(nick: str) -> tuple[set[str], set[str]]:
+            node = room.sim.nodes[nick]
+            ring = set(ring_of(node.peer_id, [info.peer_id for info in node.peers]))
+            return ring, set(node.neighbours.wanted()) - ring
+        # a peer with a long link wanted (the ids are random: not every peer has one at 4)
+        nick = next(n for n in room.nicks if ring_and_far(n)[1])
+        node = room.sim.nodes[nick]
+        node.neighbours.listen_first()
+        ring, far = ring_and_far(nick)
+        self.assertEqual(len(ring), 2)
+        for pid in ring:
+            self.assertTrue(node.neighbours.dial_now(pid), pid)
+        self.assertFalse(node.neighbours.dial_now(next(iter(far))))
 
     def test_past_a_full_mesh_a_starting_peer_listens_until_its_first_link(self) -> None:
         """Or LISTEN_MOST: only its future neighbours answered its first beacon, and a

@@ -161,6 +161,18 @@ class Room:
         return {r.nick for r in self.sim.nodes[nick].users()
                 if r.state in ("connected", "relayed")}
 
+    def ring_and_long(self, nick: str) -> tuple[set[str], set[str]]:
+        """``nick``'s two ring neighbours among the peers it heard, and the long links it
+        wants besides."""
+        node = self.sim.nodes[nick]
+        ring = set(ring_of(node.peer_id, [info.peer_id for info in node.peers]))
+        return ring, set(node.neighbours.wanted()) - ring
+
+    def with_a_long_link(self) -> str:
+        """A peer that wants a long link (the ids are random: not every peer has one at a
+        cap of 4)."""
+        return next(n for n in self.nicks if self.ring_and_long(n)[1])
+
 
 class Linked(TestCase):
     def test_a_room_of_30_with_4_links(self) -> None:
@@ -299,16 +311,10 @@ class Guards(TestCase):
     def test_a_starting_peer_listens_first(self) -> None:
         room = Room(14, 4)
         room.beacons()
-
-        def long_links(nick: str) -> set[str]:
-            node = room.sim.nodes[nick]
-            everyone = [info.peer_id for info in node.peers]
-            return set(node.neighbours.wanted()) - set(ring_of(node.peer_id, everyone))
-        # a long link (its ring neighbours are dialed at once: the test below; the ids are
-        # random: not every peer has a long link at 4)
-        nick = next(n for n in room.nicks if long_links(n))
+        # a long link (its ring neighbours are dialed at once: the test below)
+        nick = room.with_a_long_link()
         node = room.sim.nodes[nick]
-        wanted = next(iter(long_links(nick)))
+        wanted = next(iter(room.ring_and_long(nick)[1]))
         node.neighbours.listen_first()
         other = next(n for n in room.nicks
                      if n != nick and room.sim.nodes[n].peer_id != wanted)
@@ -325,16 +331,10 @@ class Guards(TestCase):
         link still waits for the room heard to stand still."""
         room = Room(14, 4)
         room.beacons()
-
-        def ring_and_far(nick: str) -> tuple[set[str], set[str]]:
-            node = room.sim.nodes[nick]
-            ring = set(ring_of(node.peer_id, [info.peer_id for info in node.peers]))
-            return ring, set(node.neighbours.wanted()) - ring
-        # a peer with a long link wanted (the ids are random: not every peer has one at 4)
-        nick = next(n for n in room.nicks if ring_and_far(n)[1])
+        nick = room.with_a_long_link()
         node = room.sim.nodes[nick]
         node.neighbours.listen_first()
-        ring, far = ring_and_far(nick)
+        ring, far = room.ring_and_long(nick)
         self.assertEqual(len(ring), 2)
         for pid in ring:
             self.assertTrue(node.neighbours.dial_now(pid), pid)
@@ -345,18 +345,12 @@ class Guards(TestCase):
         choice from the few peers heard by LISTEN_FIRST dials many for nothing."""
         room = Room(14, 4)
         room.beacons()
-
-        def long_links(nick: str) -> set[str]:
-            node = room.sim.nodes[nick]
-            everyone = [info.peer_id for info in node.peers]
-            return set(node.neighbours.wanted()) - set(ring_of(node.peer_id, everyone))
-        # a peer with a long link wanted (the ids are random: not every peer has one at 4)
-        nick = next(n for n in room.nicks if long_links(n))
+        nick = room.with_a_long_link()
         node = room.sim.nodes[nick]
         node.neighbours.listen_first()
         room.sim.clock.advance(LISTEN_FIRST)
         me, everyone = node.peer_id, [info.peer_id for info in node.peers]
-        wanted = next(iter(long_links(nick)))
+        wanted = next(iter(room.ring_and_long(nick)[1]))
         self.assertFalse(node.neighbours.dial_now(wanted))
         for ring in ring_of(me, everyone):  # its ring neighbours are dialed meanwhile
             self.assertTrue(node.neighbours.dial_now(ring))

@@ -40,6 +40,12 @@ DRIVER = HERE / "refpeer" / "main.go"
 CORE = ("internal/peer", "pkg/chat", "pkg/discovery", "pkg/logger")
 #: a run ends once no receiver showed a new line for this long (the reference drops lines)
 QUIET = 2.0
+#: after a burst, the peers' CPU is read again once none used more than SETTLE_CPU seconds in
+#: SETTLE_STEP (their work behind the burst done: ours make history rows in a lull, lull.py),
+#: or after SETTLE_MAX: the "all of it" CPU figures, beside those of the burst alone
+SETTLE_STEP = 0.5
+SETTLE_CPU = 0.01
+SETTLE_MAX = 15.0
 #: the ports of the Go peers, inside their own namespace (nothing else listens there)
 GO_PORTS = (9101, 9102, 9103)
 #: how long a build may take (the first one compiles the standard library's packages)
@@ -166,6 +172,7 @@ def burst(kids: Children, sender: Child, receivers: list[Endpoint], tag: str, co
     kids.pump(settled, timeout)
     cpu_after = [c.cpu_seconds() for c in everyone]
     waited_after = sender.waited_seconds()
+    cpu_settled = _settled_cpu(kids, everyone, cpu_after)
     for ep in receivers:
         ep.delivery = None
     delivered = sum(d.distinct)
@@ -180,6 +187,11 @@ def burst(kids: Children, sender: Child, receivers: list[Endpoint], tag: str, co
     if None not in used and len(used) == 3:
         result["sender_cpu_us_per_line"] = used[0]
         result["receiver_cpu_us_per_line"] = statistics.median(used[1:])
+    spent = [(a - b) * 1e6 / count if a is not None and b is not None else None
+             for a, b in zip(cpu_settled, cpu_before)]
+    if None not in spent and len(spent) == 3:
+        result["sender_cpu_all_us_per_line"] = spent[0]
+        result["receiver_cpu_all_us_per_line"] = statistics.median(spent[1:])
     if seconds and used[0] is not None and waited_before is not None and waited_after is not None:
         # what held the sender: its own work, a busy machine, or waiting (its stdin, its links)
         running = used[0] * count / 1e6
@@ -187,6 +199,20 @@ def burst(kids: Children, sender: Child, receivers: list[Endpoint], tag: str, co
         result["sender_shares"] = (running / seconds, waiting / seconds,
                                    max(0.0, 1 - (running + waiting) / seconds))
     return result
+
+
+def _settled_cpu(kids: Children, everyone: list[Child],
+                 last: list[float | None]) -> list[float | None]:
+    """The CPU seconds of ``everyone`` once their work behind the burst is done (SETTLE_*)."""
+    began = time.monotonic()
+    while time.monotonic() - began < SETTLE_MAX:
+        kids.sleep(SETTLE_STEP)
+        now = [c.cpu_seconds() for c in everyone]
+        if all(a is not None and b is not None and a - b < SETTLE_CPU
+               for a, b in zip(now, last)):
+            return now
+        last = now
+    return last
 
 
 def _room(kids: Children, eps: list, scale: float) -> str:
@@ -244,6 +270,8 @@ def run(kids: Children, reference: str | None, workdir: str, lines: int, trials:
                 "lines_per_s": statistics.median(r.get("lines_per_s") or 0 for r in runs),
                 "sender_cpu_us_per_line": _median(runs, "sender_cpu_us_per_line"),
                 "receiver_cpu_us_per_line": _median(runs, "receiver_cpu_us_per_line"),
+                "sender_cpu_all_us_per_line": _median(runs, "sender_cpu_all_us_per_line"),
+                "receiver_cpu_all_us_per_line": _median(runs, "receiver_cpu_all_us_per_line"),
                 "sender_shares": _median_shares(runs),
             }
         if out["reference"]["lines_per_s"]:
@@ -281,8 +309,10 @@ def render(r: dict) -> str:
     lines.append(f"  {'share delivered (lowest)':<40}{shares}")
     lines.append(f"  {'delivered lines/s':<40}{ref['lines_per_s']:>14.0f}"
                  f"{ours['lines_per_s']:>14.0f}")
-    for key, label in (("sender_cpu_us_per_line", "sender CPU us/line"),
-                       ("receiver_cpu_us_per_line", "receiver CPU us/line")):
+    for key, label in (("sender_cpu_us_per_line", "sender CPU us/line, the burst"),
+                       ("receiver_cpu_us_per_line", "receiver CPU us/line, the burst"),
+                       ("sender_cpu_all_us_per_line", "sender CPU us/line, all of it"),
+                       ("receiver_cpu_all_us_per_line", "receiver CPU us/line, all of it")):
         cells = "".join(f"{v:>14.1f}" if v is not None else f"{'-':>14}"
                         for v in (ref.get(key), ours.get(key)))
         lines.append(f"  {label:<40}{cells}")

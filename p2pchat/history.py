@@ -50,6 +50,9 @@ class History(Protocol):
     def relayable_after(self, sender_id: str, after: int, rooms: list[str], limit: int,
                         since: float) -> list[tuple[int, bytes, str]]: ...
 
+    def rows_step(self) -> bool:
+        """Ready for a read in steps (True), or a step taken toward it (jotting.py)."""
+
     def save_sent(self, msg: Message, data: bytes | None = None) -> None: ...
 
     def save_said(self, said: list[tuple[Message, bytes]]) -> None: ...
@@ -135,6 +138,9 @@ class MemoryHistory:
 
     def recent_ids(self, count: int) -> list[str]:
         return [line.id for line in list(self.lines)[-count:]] if count > 0 else []
+
+    def rows_step(self) -> bool:
+        return True  # (nothing waits to be written)
 
     def relayable_after(self, sender_id: str, after: int, rooms: list[str], limit: int,
                         since: float) -> list[tuple[int, bytes, str]]:

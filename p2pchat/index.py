@@ -26,6 +26,7 @@ from twisted.internet.threads import deferToThread
 from twisted.logger import Logger
 
 from p2pchat.interfaces import SearchHit
+from p2pchat.lull import LULL_SECONDS, Lull, PutOff
 from p2pchat.turn import Turn, shared
 from p2pchat.search import (
     INDEX_STEP,
@@ -143,6 +144,10 @@ class SearchIndex:
         #: how long a line of new lines took to index, at the last step (seconds)
         self.line_took = INDEX_LINE_SECONDS
         self._live_waiting = False  # a step waits for a turn with room for it
+        #: when lines were last jotted (lull.py; the store gives it): new lines are indexed
+        #: in a lull (a search indexes what waits first, whatever the lull)
+        self.lull: Lull | None = None
+        self._put_off = PutOff()
         self._closed = False
         if self.fts:
             self._open()
@@ -230,6 +235,9 @@ class SearchIndex:
         self._live_call = None
         self._live_waiting = False
         if self._closed:
+            return
+        if self._put_off.waits(self.lull):
+            self._schedule(LULL_SECONDS)  # lines are flowing: indexed behind the burst
             return
         while True:  # steps while the turn has room for them, then at the next turn
             count = self._lines_now()

@@ -33,17 +33,23 @@ from typing import Any, Callable
 
 from twisted.logger import Logger
 
+from p2pchat.lull import Lull, PutOff
 from p2pchat.turn import Turn
 
 log = Logger()
 
 #: Rows jotted but not yet made into SQLite rows: at most this many and this many bytes of
 #: records; past either, the oldest are made rows at once (on the path a line takes), so the
-#: hold of making them all rows (a read of history, ``Store.flush``) stays bounded (about
-#: 8-10 us a row here: 20-25 ms; 5000 held the away peer of a day's catch-up 54.6 ms) and
-#: so does the memory they take.
-BEHIND_MAX_ROWS = 2_500
-BEHIND_MAX_BYTES = 2 * 1024 * 1024
+#: memory they take stays bounded.  Enough for a burst of 5,000 lines (a paste, a catch-up:
+#: its rows and the authors' seen sequences) to come through before any of it is made rows,
+#: behind it (lull.py).
+BEHIND_MAX_ROWS = 6_000
+BEHIND_MAX_BYTES = 8 * 1024 * 1024
+#: A read that has every jotted row made first (``Store.flush``) holds the reactor about
+#: 8-10 us a row here; so a read in steps (a catch-up handed on, /search) first has rows
+#: made a step a turn (``rows_step``) until at most this many are behind (20-25 ms), and
+#: the console's reads (``recent``, ``around``) read the waiting lines where they are.
+READ_BEHIND_ROWS = 2_500
 #: The jot file is emptied whenever every record in it is rows; one that grows past this
 #: (rows made all the time, as in a long catch-up, never all of them) has them all made rows
 #: and is emptied, so what a killed run leaves to replay at start is bounded too.
@@ -227,6 +233,10 @@ class Jotted:
     turn: Turn | None = None
     #: how long the last step of rows took (seconds): what the next is expected to take
     _rows_took: float = 0.0
+    #: when lines were last jotted (lull.py; the service gives it): steps of rows, upkeep and
+    #: indexing wait for a lull in them (None: every step when due, as in tests)
+    lull: Lull | None = None
+    _rows_put_off: PutOff
 
     def _write_up(self, batch: list[Writes]) -> None:
         raise NotImplementedError  # the Store's
@@ -254,6 +264,7 @@ class Jotted:
         made rows now, before anything reads."""
         self._seen_sql = seen_sql
         self._jot_scheduled = False
+        self._rows_put_off = PutOff()
         self.jotter = Jotter(None if path == ":memory:" else path + JOT_SUFFIX, statements)
         left = self._replayable(self.jotter.open())
         if left:
@@ -271,6 +282,8 @@ class Jotted:
         writes = self._take_queue()
         if writes is None:
             return
+        if self.lull is not None:
+            self.lull.stir()
         jotter = self.jotter
         if self.trouble is not None or not jotter.jot(writes):
             self._write_up([writes])  # a retry, or no jot file (it failed): saved at once
@@ -282,11 +295,15 @@ class Jotted:
 
     def _step(self) -> None:
         """Every FLUSH_DELAY while writes wait: the queue jotted, then the next
-        WRITE_UP_ROWS rows made of what is jotted (one transaction)."""
+        WRITE_UP_ROWS rows made of what is jotted (one transaction), once lines stop coming
+        (lull.py: at most MAX_PUTOFF later)."""
         self._flush_scheduled = False
         if self.closed:
             return
         self._jot(retry=True)
+        if self.jotter.behind and self._rows_put_off.waits(self.lull):
+            self._soon()  # lines are flowing: the rows wait behind the burst (lull.py)
+            return
         if self.jotter.behind:
             turn = self.turn
             if turn is not None and not turn.fits(self._rows_took):
@@ -302,9 +319,20 @@ class Jotted:
         else:
             self.jotter.emptied()
 
+    def rows_step(self, down_to: int = READ_BEHIND_ROWS) -> bool:
+        """For a read in steps: True if at most ``down_to`` rows are behind (the read may
+        ``flush``); else one step of rows made (WRITE_UP_ROWS, a transaction) and False (the
+        reader asks again at its next step)."""
+        self._jot(retry=True)
+        if self.jotter.rows <= down_to:
+            return True
+        self._write_up(self.jotter.take(WRITE_UP_ROWS))
+        return False
+
     def flush(self) -> None:
         """Commit every queued and jotted write (before history is read, at leaving and
-        close; at most BEHIND_MAX_ROWS rows are behind, so the hold is bounded)."""
+        close; at most BEHIND_MAX_ROWS rows are behind, so the hold is bounded; readers in
+        steps first take ``rows_step`` down to READ_BEHIND_ROWS)."""
         self._flush_scheduled = False
         self._jot(retry=True)
         while self.jotter.behind:

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from twisted.logger import Logger
 
+from p2pchat.lull import Lull, PutOff
 from p2pchat.packing import is_packed, pack
 
 if TYPE_CHECKING:
@@ -92,11 +93,19 @@ class Retention:
     #: how long the last upkeep took (seconds), and whether one waits for a turn with room
     _upkeep_took: float = 0.0
     _upkeep_waiting: bool = False
+    #: when lines were last jotted (lull.py): upkeep waits for a lull, and so does the byte
+    #: budget kept after each UPKEEP_AFTER_BYTES written (each job its own PutOff)
+    lull: Lull | None
+    _upkeep_put_off: PutOff
+    _budget_put_off: PutOff
 
     index: SearchIndex
 
     def flush(self) -> None:
         raise NotImplementedError  # the Store's
+
+    def rows_step(self, down_to: int) -> bool:
+        raise NotImplementedError  # the Store's (jotting.py)
 
     def _forget_sent(self, before: float, limit: int | None = None) -> None:
         raise NotImplementedError  # the Store's (saidrows.py)
@@ -184,7 +193,10 @@ class Retention:
 
     def upkeep(self, now: float) -> None:
         """``_upkeep`` in a reactor turn with room for it (turn.py: as long as the last took,
-        or a fresh turn, whose waiting jobs go first)."""
+        or a fresh turn, whose waiting jobs go first), once lines stop coming (lull.py: at
+        most MAX_PUTOFF later; the next second's call asks again)."""
+        if self._upkeep_put_off.waits(self.lull):
+            return
         turn = getattr(self, "turn", None)
         if turn is not None and not turn.fits(self._upkeep_took):
             if not self._upkeep_waiting:
@@ -206,8 +218,8 @@ class Retention:
         if self.closed:
             return
         self._written = 0
-        if self._pending or self._high or self._settings or self._seen:
-            self.flush()
+        if not self.rows_step(down_to=0):  # (a step of the rows behind, not all at once)
+            return
         sent_age = getattr(self, "sent_age", HISTORY_MAX_AGE)
         self.hand_on_after = now - sent_age
         changes = getattr(self._db, "total_changes", None)

@@ -37,6 +37,7 @@ from p2pchat.flow import close_within
 from p2pchat.identity import PINS_NAME, PINS_SAVE_DELAY, Identity, Pins
 from p2pchat.ignore import IGNORED_NAME, Ignores
 from p2pchat.keeper import Reach, build_reach
+from p2pchat.lull import Lull
 from p2pchat.dial import Dialer
 from p2pchat.mesh import MAX_INBOUND, PeerProtocol, PeerServerFactory
 from p2pchat.node import HEARTBEAT_INTERVAL, Node
@@ -316,6 +317,7 @@ def open_store(data_dir: str, reactor: Any, sent_age: float, max_lines: int = HI
         startup.fail(f"p2pchat: can't use the history file {path}: {e} "
                      "(is another p2pchat using this --data-dir?)")
     store.turn = turn.shared(reactor)  # its steps share each reactor turn with the others'
+    store.wait_for_lulls(Lull(reactor.seconds))  # and come after the lines (lull.py)
     loop = LoopingCall(lambda: store.upkeep(reactor.seconds()))
     loop.clock = reactor
     loop.start(UPKEEP_INTERVAL, now=False)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from typing import Any, Callable, Sequence
+from typing import Any, Callable
 
 from twisted.logger import Logger
 
@@ -24,6 +24,8 @@ from twisted.internet.defer import Deferred
 
 from p2pchat.index import SearchIndex
 from p2pchat.jotting import Jotted, Writes, merged
+from p2pchat.lull import Lull, PutOff
+from p2pchat.readback import ADD_LINE, ReadBack
 from p2pchat.packing import shown
 from p2pchat.runpaths import hand_on
 from p2pchat.saidrows import ADD_SAID, OLD_SENT, OWN_KEY, SaidRows
@@ -48,7 +50,7 @@ STORE_NAME = "history.sqlite3"
 FLUSH_DELAY = 0.05
 #: how a line is added (one executemany per commit; its changes are counted: ``line_count``;
 #: the search index takes them after it)
-_ADD_LINE = "insert or ignore into lines values (?,?,?,?,?,?,?,?,?,?,?)"
+_ADD_LINE = ADD_LINE
 _ADD_KEY = "insert or replace into keys values (?, ?)"
 _ADD_SEEN = "insert or replace into seen values (?, ?, ?)"
 #: The write-ahead log is truncated back to this size after a checkpoint.
@@ -113,7 +115,7 @@ create index if not exists lines_to_hand_on on lines (sender_id, seq) where raw 
 """
 
 
-class Store(SaidRows, Jotted, Retention):
+class Store(SaidRows, Jotted, Retention, ReadBack):
     #: how a line is added (saidrows.py adds our own by it)
     _add_line = _ADD_LINE
 
@@ -189,6 +191,8 @@ class Store(SaidRows, Jotted, Retention):
         self._bad_rows_logged = 0
         self.closed = False
         self._upkeep_error = ""
+        self.lull = None
+        self._upkeep_put_off, self._budget_put_off = PutOff(), PutOff()
         #: what calls ``upkeep`` while running (a LoopingCall the service starts): stopped at close
         self.upkeep_loop: Any = None
         self._open_jot(path, (_ADD_LINE, _ADD_KEY, OLD_SENT, _ADD_SEEN, ADD_SAID), _ADD_SEEN)
@@ -264,7 +268,7 @@ class Store(SaidRows, Jotted, Retention):
         took = time.perf_counter() - started
         if took > 0.05:
             log.warn("saving history took {ms:.0f} ms", ms=took * 1000)
-        if self._written >= UPKEEP_AFTER_BYTES:
+        if self._written >= UPKEEP_AFTER_BYTES and not self._budget_put_off.waits(self.lull):
             self._written = 0
             self._keep_to_budget()
 
@@ -400,6 +404,11 @@ class Store(SaidRows, Jotted, Retention):
         if not self._flush_scheduled:
             self._soon()
 
+    def wait_for_lulls(self, lull: Lull) -> None:
+        """The history's work behind the burst (rows made of what is jotted, upkeep, the
+        /search index) waits for a lull in the lines (lull.py)."""
+        self.lull = self.index.lull = lull
+
     def set_high_water(self, sender_id: str, seq: int) -> None:
         """We have ``sender_id``'s lines up to ``seq`` (never lowered on disk)."""
         if seq > self._high.get(sender_id, -1):
@@ -456,35 +465,6 @@ class Store(SaidRows, Jotted, Retention):
 
     # --- reading --------------------------------------------------------------------------
 
-    def recent(self, room: str, count: int, skip: Sequence[str] = ()) -> list[StoredLine]:
-        """The last ``count`` lines of a room, oldest first; none of the authors in ``skip``
-        (the ignored: left out in the query, so they don't use up the count)."""
-        self.flush()
-        unless = f"and sender_id not in ({','.join('?' * len(skip))}) " if skip else ""
-        rows = self._db.execute(
-            "select id, room, sender_id, nick, text, action, own, ts, raw from lines "
-            f"where room = ? {unless}order by ts desc, rowid desc limit ?",
-            (room, *skip, count)).fetchall()
-        return [StoredLine(r[0], r[1], r[2], r[3], shown(r[4], r[8]), bool(r[5]),
-                           bool(r[6]), r[7]) for r in reversed(rows)]
-
-    def around(self, room: str, when: float, count: int,
-               skip: Sequence[str] = ()) -> list[StoredLine]:
-        """/context: up to ``count`` lines of a room said before ``when`` and up to
-        ``count + 1`` from ``when`` on (the line at ``when`` and those after), oldest first;
-        none of the authors in ``skip``.  Two bounded reads over ``lines_by_room``."""
-        self.flush()
-        unless = f"and sender_id not in ({','.join('?' * len(skip))}) " if skip else ""
-        columns = "select id, room, sender_id, nick, text, action, own, ts, raw from lines "
-        before = self._db.execute(
-            f"{columns}where room = ? and ts < ? {unless}order by ts desc, rowid desc limit ?",
-            (room, when, *skip, max(0, count))).fetchall()
-        after = self._db.execute(
-            f"{columns}where room = ? and ts >= ? {unless}order by ts, rowid limit ?",
-            (room, when, *skip, max(0, count) + 1)).fetchall()
-        return [StoredLine(r[0], r[1], r[2], r[3], shown(r[4], r[8]), bool(r[5]),
-                           bool(r[6]), r[7]) for r in [*reversed(before), *after]]
-
     def recent_ids(self, count: int) -> list[str]:
         """The ids of the last ``count`` lines, oldest first (to drop duplicates after a
         restart, when a peer resends what we already have)."""
@@ -500,9 +480,24 @@ class Store(SaidRows, Jotted, Retention):
 
     def search(self, query: Query, limit: int) -> Deferred[list[SearchHit]]:
         """/search (search.Query): the newest ``limit`` matching lines, found in a thread
-        after the queued lines are written."""
-        self.flush()
-        return self.index.search(query, limit)
+        after the queued lines are written (a step of rows a reactor turn, with a reactor:
+        a burst's rows behind it would hold it)."""
+        turn = self.turn
+        if turn is None:
+            self.flush()
+            return self.index.search(query, limit)
+        found: Deferred[list[SearchHit]] = Deferred()
+
+        def step() -> None:
+            if self.closed:
+                return
+            if not self.rows_step(down_to=0):
+                turn.next(step)
+                return
+            self.flush()
+            self.index.search(query, limit).chainDeferred(found)
+        step()
+        return found
 
     def indexing(self) -> int | None:
         """Percent done of indexing an older file for /search, or None when done."""

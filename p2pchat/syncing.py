@@ -168,6 +168,10 @@ class CatchUp:
                 state.scheduled = True
                 turn.next(lambda: self._next_turn(link))
                 return
+            if not node.store.rows_step():  # a burst's rows behind: made a step a turn
+                state.scheduled = True
+                turn.next(lambda: self._next_turn(link))
+                return
             author = next(iter(state.pending))
             after, left = state.pending[author]
             rows = [] if node.forwarder.author_linked_to(link, author) else (

@@ -51,8 +51,9 @@ BEHIND_MAX_BYTES = 8 * 1024 * 1024
 #: the console's reads (``recent``, ``around``) read the waiting lines where they are.
 READ_BEHIND_ROWS = 2_500
 #: The jot file is emptied whenever every record in it is rows; one that grows past this
-#: (rows made all the time, as in a long catch-up, never all of them) has them all made rows
-#: and is emptied, so what a killed run leaves to replay at start is bounded too.
+#: (rows made all the time, as in a long catch-up, never all of them) has its rows made a
+#: step at each read and each step of rows, lull or not, until it is emptied, so what a
+#: killed run leaves to replay at start is bounded too (this and a few steps' worth).
 JOT_FILE_BYTES = 16 * 1024 * 1024
 #: Rows made per step (one SQLite transaction), behind the burst.
 WRITE_UP_ROWS = 1_000
@@ -177,9 +178,13 @@ class Jotter:
         return True
 
     def over(self) -> bool:
-        """Too much is behind (BEHIND_MAX_ROWS, BEHIND_MAX_BYTES, JOT_FILE_BYTES)."""
-        return (self.rows > BEHIND_MAX_ROWS or self.bytes > BEHIND_MAX_BYTES
-                or self.size > JOT_FILE_BYTES)
+        """Too much is behind (BEHIND_MAX_ROWS, BEHIND_MAX_BYTES)."""
+        return self.rows > BEHIND_MAX_ROWS or self.bytes > BEHIND_MAX_BYTES
+
+    def draining(self) -> bool:
+        """The file grew past JOT_FILE_BYTES with rows still behind: they are made a step
+        at a time, whatever the lull, until it can be emptied."""
+        return self.size > JOT_FILE_BYTES and bool(self.behind)
 
     def take(self, rows: int = WRITE_UP_ROWS) -> list[Writes]:
         """The oldest records, about ``rows`` rows of them (one at least), to make rows of."""
@@ -291,6 +296,9 @@ class Jotted:
         if jotter.over():
             while jotter.over() and jotter.behind:
                 self._write_up(jotter.take(WRITE_UP_ROWS))
+        elif jotter.draining():  # a step a read (not all at once: 6000 rows held 50-60 ms)
+            self._write_up(jotter.take(WRITE_UP_ROWS))
+        if not jotter.behind:
             jotter.emptied()
 
     def _step(self) -> None:
@@ -301,7 +309,8 @@ class Jotted:
         if self.closed:
             return
         self._jot(retry=True)
-        if self.jotter.behind and self._rows_put_off.waits(self.lull):
+        if (self.jotter.behind and not self.jotter.draining()
+                and self._rows_put_off.waits(self.lull)):
             self._soon()  # lines are flowing: the rows wait behind the burst (lull.py)
             return
         if self.jotter.behind:

@@ -134,6 +134,23 @@ class Jotting(TestCase):
             store.remember_lines([line(n) for n in range(start, start + 20)])
             self.assertLessEqual(os.path.getsize(self.path + JOT_SUFFIX), 21_000)
 
+    def test_a_jot_file_past_its_bound_is_drained_a_step_at_a_time(self) -> None:
+        """Not all its rows at once: 6000 rows behind held the reactor 50-60 ms."""
+        store = Store(self.path, call_soon=lambda f: None)
+        self.addCleanup(store.close)
+        for start in range(0, 3 * WRITE_UP_ROWS, 100):
+            store.remember_lines([line(n) for n in range(start, start + 100)])
+        self.assertEqual(rows_in(self.path), 0)
+        self.patch(jotting, "JOT_FILE_BYTES", 1000)
+        made = []
+        for n in range(3):
+            store.remember_lines([line(10_000 + n)])
+            made.append(rows_in(self.path))
+        self.assertEqual(made, [WRITE_UP_ROWS, 2 * WRITE_UP_ROWS, 3 * WRITE_UP_ROWS])
+        store.remember_lines([line(20_000)])
+        self.assertFalse(store.jotter.behind)
+        self.assertEqual(os.path.getsize(self.path + JOT_SUFFIX), 0)  # emptied at last
+
     def test_every_read_of_history_sees_lines_not_yet_rows(self) -> None:
         store = self.store()
         store.remember_lines([line(n, seq=n + 1) for n in range(3)])

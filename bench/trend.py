@@ -69,6 +69,26 @@ def figures(r: dict) -> Figures:
         _fig(out, "idle peer alone: CPU", c.get("idle_cpu_pct"), "%", "lower")
         _fig(out, f"idle peer with {links} links: CPU (median)",
              c.get("meshed_cpu_pct_median"), "%", "lower")
+    ref = r.get("reference")
+    if ref and ref.get("status") == "ok" and "p2pchat" in ref:
+        _fig(out, "beside the reference: our delivered rate / theirs", ref.get("ratio"), "x",
+             "higher")
+        _fig(out, "beside the reference: our delivered lines/s", ref["p2pchat"]["lines_per_s"],
+             "/s", "higher")
+        for role in ("sender", "receiver"):
+            _fig(out, f"beside the reference: our {role} CPU a line, all of it",
+                 ref["p2pchat"].get(f"{role}_cpu_all_us_per_line"), "us", "lower")
+    day = r.get("day")
+    if day and day.get("status") == "ok":
+        _fig(out, "a day of catch-up: seconds from spawn", day.get("seconds_from_spawn"), "s",
+             "lower")
+    year = r.get("year")
+    if year and isinstance(year.get("start_s"), dict) and "slower" in year["start_s"]:
+        _fig(out, "a year of history: start-up slower by", year["start_s"]["slower"], "s",
+             "lower")
+        _fig(out, "a year of history: /history 50 (median)", year["history_50_ms"]["median"],
+             "ms", "lower")
+        _fig(out, "a year of history: bytes a line", year.get("bytes_per_line"), "B", "lower")
     for key, e in r.get("stall", {}).items():
         _fig(out, f"stall: {key}", e.get("worst_ms"), "ms", "lower",
              "" if e.get("worst_ms") is not None else str(e.get("status")))

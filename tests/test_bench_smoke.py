@@ -128,6 +128,23 @@ def test_reference_table() -> None:
                              "p2pchat": side, "ratio": 1.5})
     assert "50.0% (100%)" in text and "100.0% (100%)" in text
     assert "1.50x" in text and "median of 2" in text
+    assert "sender CPU us/line, all of it" in text  # the history's work behind the burst
+
+
+def test_reference_day_and_year_figures_are_charted(tmp_path) -> None:
+    from bench import trend
+
+    side = {"share": 1.0, "lines_per_s": 30000.0, "sender_cpu_all_us_per_line": 35.0,
+            "receiver_cpu_all_us_per_line": 26.0}
+    figs = trend.figures({
+        "reference": {"status": "ok", "p2pchat": side, "reference": side, "ratio": 1.8},
+        "day": {"status": "ok", "seconds_from_spawn": 19.0},
+        "year": {"start_s": {"slower": 0.04}, "history_50_ms": {"median": 0.2},
+                 "bytes_per_line": 387.0}})
+    assert figs["beside the reference: our delivered rate / theirs"]["value"] == 1.8
+    assert figs["beside the reference: our receiver CPU a line, all of it"]["value"] == 26.0
+    assert figs["a day of catch-up: seconds from spawn"]["value"] == 19.0
+    assert figs["a year of history: bytes a line"]["value"] == 387.0
 def test_files_bench_produces_figures() -> None:
     """``python -m bench --only files`` at 8 MB: both pushes finish, figures come."""
     out = subprocess.run([sys.executable, "-m", "bench", "--only", "files", "--files-mb", "8",

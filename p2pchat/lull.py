@@ -11,10 +11,11 @@ LULL_SECONDS it puts the step off (it polls again at its next tick, as before), 
 lull or until it has waited MAX_PUTOFF (then it runs one step and may wait again), so a
 room that never goes quiet still gets its history written and kept.
 
-What stays bounded is unchanged: what is jotted down but not yet rows is still at most
-jotting.BEHIND_MAX_ROWS (past it the oldest are made rows on the path, as before), so a read
-of history (which makes every jotted row first) holds the reactor no longer than before, and
-the lines are as safe (jotted before they are shown or acked).
+What stays bounded: what is jotted down but not yet rows is at most jotting.BEHIND_MAX_ROWS
+(past it the oldest are made rows on the path, as before); the faces' reads of history read
+the lines still waiting where they wait (readback.py), the reads in steps (/search, a catch-up
+handed on) have them made rows a step a turn first (``Jotted.rows_step``); and the lines are
+as safe (jotted before they are shown or acked).
 """
 
 from __future__ import annotations

@@ -94,7 +94,6 @@ class ReadBack:
         return had
 
 
-
 #: the columns ``recent`` and ``around`` read (and ``_behind`` makes of waiting lines)
 _READ = "id, room, sender_id, nick, text, action, own, ts, raw, rowid"
 

@@ -218,8 +218,7 @@ class Retention:
         if self.closed:
             return
         self._written = 0
-        if not self.rows_step(down_to=0):  # (a step of the rows behind, not all at once)
-            return
+        self.rows_step(down_to=0)  # a step of the rows behind (not all at once), and a retry
         sent_age = getattr(self, "sent_age", HISTORY_MAX_AGE)
         self.hand_on_after = now - sent_age
         changes = getattr(self._db, "total_changes", None)

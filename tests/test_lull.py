@@ -219,3 +219,38 @@ class Store_(TestCase):
         self.clock.advance(LULL_SECONDS)
         store.upkeep(self.clock.seconds())
         self.assertTrue(kept)
+
+
+class HandOnWithRowsBehind(TestCase):
+    def test_a_catch_up_handed_on_has_the_rows_behind_made_a_step_a_turn(self) -> None:
+        """Not all of a burst's rows at once before its first read (6000 behind: 50-60 ms)."""
+        from p2pchat.node import Node
+        from tests.test_history_limits import ROGUE_CAPS, Reads, plant, sync
+
+        clock = task.Clock()
+        clock.advance(1_000_000)
+        path = os.path.join(tempfile.mkdtemp(), "history.sqlite3")
+        store = Store(path, call_soon=lambda f: None)  # (rows are made only when asked)
+        self.addCleanup(store.close)
+        node = Node("keeper", clock, store=store, log_lines=30)
+        authors = plant(store, authors=2, lines=100, size=50, when=clock.seconds())
+        behind = READ_BEHIND_ROWS + 2 * WRITE_UP_ROWS
+        for start in range(0, behind, 100):  # a burst heard, its rows still to be made
+            store.remember_lines([line(n, room="ops") for n in range(start, start + 100)])
+        self.assertEqual(store.jotter.rows, behind)
+        made: list[int] = [0]
+        write_up = store._write_up
+
+        def counted(batch: list) -> None:
+            made[-1] += sum(len(rows) for pending, _h, _s in batch for rows in pending.values())
+            write_up(batch)
+        store._write_up = counted  # type: ignore[method-assign]
+        peer = Reads("back_1", "back", caps=ROGUE_CAPS)
+        node.link_ready(peer)
+        node.message_received(peer, sync("back_1", {a: 0 for a in authors}))
+        for _ in range(50):  # (a turn's budget ends 15 ms after it began: the next turn)
+            made.append(0)
+            clock.advance(0.02)
+        self.assertEqual([peer.relay_lines_of(a) for a in authors], [30, 30])  # all handed on
+        self.assertGreaterEqual(sum(made), behind)
+        self.assertLessEqual(max(made), READ_BEHIND_ROWS + 100)  # never all of them in a turn

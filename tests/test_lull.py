@@ -6,7 +6,6 @@ made a step a turn, never all at once."""
 from __future__ import annotations
 
 import os
-import sqlite3
 import tempfile
 
 from twisted.internet import task
@@ -19,21 +18,13 @@ from p2pchat.jotting import READ_BEHIND_ROWS, WRITE_UP_ROWS
 from p2pchat.lull import LULL_SECONDS, MAX_PUTOFF, Lull, PutOff
 from p2pchat.search import Query
 from p2pchat.store import FLUSH_DELAY, Store
+from tests.test_jotting import rows_in
 
 
 def line(n: int, room: str = "general", sender: str = "bob_1", when: float | None = None,
          ident: str | None = None) -> StoredLine:
     return StoredLine(ident or f"id{n:08d}", room, sender, sender.split("_")[0], f"line {n}",
                       False, False, 1000.0 + n if when is None else when)
-
-
-def rows_in(path: str) -> int:
-    """Lines in the file as another process would see them (no flush of ours)."""
-    db = sqlite3.connect(path)
-    try:
-        return db.execute("select count(*) from lines").fetchone()[0]
-    finally:
-        db.close()
 
 
 class PuttingOff(TestCase):

@@ -164,11 +164,9 @@ class CatchUp:
                 state.scheduled = True
                 node.clock.callLater(0, self._next_turn, link)
                 return
-            if timer() > deadline:  # the turn's budget: with the jobs that wait for the next
-                state.scheduled = True
-                turn.next(lambda: self._next_turn(link))
-                return
-            if not node.store.rows_step():  # a burst's rows behind: made a step a turn
+            # the turn's budget spent, or a burst's rows behind (made a step a turn, not all
+            # at once by the read): on with the jobs that wait for the next turn
+            if timer() > deadline or not node.store.rows_step():
                 state.scheduled = True
                 turn.next(lambda: self._next_turn(link))
                 return

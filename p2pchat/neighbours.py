@@ -104,12 +104,57 @@ def pair_score(a: str, b: str) -> int:
     return int.from_bytes(blake2b(f"{x} {y}".encode("utf-8"), digest_size=8).digest(), "big")
 
 
-def lowest(a: str, ids: Iterable[str], k: int) -> set[str]:
-    """The ``k`` peers of ``ids`` whose pair score with ``a`` is lowest."""
-    return set(sorted((x for x in ids if x != a), key=lambda x: pair_score(a, x))[:k])
+class PairScores:
+    """Pair scores worked out once, by rows: ``row(a, ids)`` is ``a``'s score with each of
+    ``ids``.  ``ring_wanted`` ranks the room by them from our end and from the end of each of
+    our ``cap - 2`` lowest (some 900 scores in a room of 100, a blake2b each), and it is
+    asked again for each peer new to us: a newcomer to a room of 100 worked out 44,000 of
+    them, most of its CPU after it was up, and every peer of a room forming did as much.  A
+    score never changes, so a row only grows by the peers new to it.
+
+    Bounded: the rows of the last choice only (``keep``: us and our lowest), each at most
+    twice the room it was asked about (a room that shrank gets its rows made again)."""
+
+    def __init__(self) -> None:
+        self._rows: dict[str, dict[str, int]] = {}
+
+    def row(self, a: str, ids: list[str]) -> dict[str, int]:
+        row = self._rows.get(a)
+        if row is None or len(row) > 2 * len(ids) + 16:
+            row = self._rows[a] = {}
+        for x in ids:
+            if x not in row:
+                row[x] = pair_score(a, x)
+        return row
+
+    def keep(self, rows: set[str]) -> None:
+        """Only these rows are kept (the others' peers are no longer among our lowest)."""
+        for a in [a for a in self._rows if a not in rows]:
+            del self._rows[a]
+
+    def __len__(self) -> int:
+        return sum(len(row) for row in self._rows.values())
 
 
-def ring_wanted(me: str, members: Iterable[str], cap: int) -> set[str]:
+def _among_lowest(me: str, b: str, ids: list[str], k: int, row: dict[str, int]) -> bool:
+    """Whether ``me`` is among ``b``'s ``k`` lowest pair scores (``row``: ``b``'s scores):
+    fewer than ``k`` peers come before it (a lower score, or the same and a lower id), as
+    in ``lowest``, counted without a sort."""
+    mine = row[me]
+    ahead = 0
+    for x in ids:
+        if x == b or x == me:
+            continue
+        s = row[x]
+        if s < mine or (s == mine and x < me):
+            ahead += 1
+            if ahead >= k:
+                return False
+    return True
+
+
+def ring_wanted(me: str, members: Iterable[str], cap: int,
+                scores: PairScores | None = None) -> set[str]:
     """The members (``me`` among them or not) that ``me`` keeps a link to: all of them in a
     room of at most ``max(FULL_MESH_UP_TO, cap + 1)`` or with ``cap`` 0; else its two ring
     neighbours (by peer id: the graph is connected whatever the rest) and the peers ``b``
@@ -119,16 +164,22 @@ def ring_wanted(me: str, members: Iterable[str], cap: int) -> set[str]:
     ``b in ring_wanted(a, M)`` iff ``a in ring_wanted(b, M)``: both ends agree.  At most
     ``cap`` each.  A peer joining changes a few links in the whole room (the ring pair it
     steps between, and the few peers that have it among their lowest scores), not the ring
-    distances of everyone."""
+    distances of everyone.  ``scores``: where the pair scores are kept between calls (the
+    choice is the same with or without)."""
     ids = sorted(set(members) | {me})
     n = len(ids)
     if cap <= 0 or n <= max(FULL_MESH_UP_TO, cap + 1):
         return set(ids) - {me}
+    if scores is None:
+        scores = PairScores()
     out = ring_of(me, ids)
     k = cap - 2
-    for b in lowest(me, ids, k):
-        if me in lowest(b, ids, k):
+    mine = scores.row(me, ids)
+    low = sorted((x for x in ids if x != me), key=mine.__getitem__)[:k]
+    for b in low:
+        if _among_lowest(me, b, ids, k, scores.row(b, ids)):
             out.add(b)
+    scores.keep({me, *low})
     out.discard(me)
     return out
 
@@ -147,6 +198,8 @@ class Neighbours:
         self.node = node
         self.cap = cap
         self._wanted: set[str] = set()
+        #: ring_wanted's pair scores, kept between its calls: per room (each has its ring)
+        self._scores: dict[str, PairScores] = {}
         self._key: tuple[object, ...] | None = None
         self._members = 0  # the ring's peers (us not counted)
         self._listen_until = 0.0  # listen_first: no dial before this
@@ -205,12 +258,17 @@ class Neighbours:
             if not frozenset(ids) <= self._ids:
                 self._grew_at = now  # a peer new to us: the choice moves (settled)
             self._key, self._members, self._ids = key, len(ids), frozenset(ids)
-            wanted = ring_wanted(node.peer_id, ids, self.cap)
+            scores = self._scores
+            for gone in [r for r in scores if r != DEFAULT_ROOM and r not in rooms]:
+                del scores[gone]
+            wanted = ring_wanted(node.peer_id, ids, self.cap,
+                                 scores.setdefault(DEFAULT_ROOM, PairScores()))
             self._ring = ring_of(node.peer_id, ids)
             for room in rooms:
                 if room != DEFAULT_ROOM:
                     members = [p for p in ids if node.rooms.peer_in(p, room)]
-                    wanted |= ring_wanted(node.peer_id, members, self.cap)
+                    wanted |= ring_wanted(node.peer_id, members, self.cap,
+                                          scores.setdefault(room, PairScores()))
             self._wanted = wanted
         return self._wanted
 

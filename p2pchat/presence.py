@@ -24,7 +24,7 @@ from p2pchat.clocks import Delayed, flush_logs, log_limited
 from p2pchat.identity import beacon_payload, peer_id_for, verify_beacon
 from p2pchat.linkwatch import IDLE_TIMEOUT, OVERDUE_AFTER, PROBE_TIMEOUT
 from p2pchat.peers import GONE_AFTER, Heard, Liveness, should_dial
-from p2pchat.slots import RECHECK_AFTER, slot_refusal
+from p2pchat.slots import RECHECK_AFTER, UNPROVEN_RECHECK_AFTER, slot_refusal
 from p2pchat.wire import (ANNOUNCE, CAP_TLS, HEARTBEAT, LEAVE, Beacon, format_time, is_fresh,
                           new_message_id)
 
@@ -126,7 +126,7 @@ class Presence:
                 latetls.soon(node.clock)  # a link is coming: its TLS libraries meanwhile
             log_limited(node.clock, log, "discovered", LogLevel.info,
                         "discovered {peer} at {host}:{port}",
-                        burst=50, peer=beacon.peer_id, host=host, port=beacon.port)
+                        burst=10, peer=beacon.peer_id, host=host, port=beacon.port)
             if node.announcer is not None and node.neighbours.answers(beacon.peer_id):
                 # so the newcomer learns of us at once, and dials us (the smaller id dials);
                 # a newcomer we dial learns of us from our join, so it needs no answer: a
@@ -141,34 +141,40 @@ class Presence:
 
     def _unchanged(self, beacon: Beacon, host: str, now: float) -> bool:
         """Whether this signed announce may be believed without its signature check (about
-        115 us; in a room of 100, 20 a second, most of an idle peer's CPU): its peer is
-        linked now over TLS that proved the key ``beacon.fp``, or (not a neighbour of ours,
-        neighbours.py) is listed as reached through others by member lines signed by that key
-        within gossip.GONE_AFTER (forwarder.proven), the beacon comes from the host
-        its last checked one came from and says the same nick, port and caps, and that check
-        was less than RECHECK_AFTER ago.  The cheap checks still run first (id against key, a
-        stamp newer than the last checked one).
+        115 us; in a room of 100, 20 a second, most of an idle peer's CPU): it comes from the
+        host its last checked one came from and says the same key, nick, port and caps, and
+        that check was less than UNPROVEN_RECHECK_AFTER ago, or less than RECHECK_AFTER ago
+        for a peer linked now over TLS that proved the key ``beacon.fp`` or (not a neighbour
+        of ours, neighbours.py) listed as reached through others by member lines signed by
+        that key within gossip.GONE_AFTER (forwarder.proven).  The cheap checks still run
+        first (id against key, a stamp newer than the last checked one).
 
         So a forged one (anyone can send a datagram with any source address) can only say,
-        within those RECHECK_AFTER seconds, that a peer with a live link is still there
-        (peers.heard): it can't move it, rename it, change its caps, say it left, or raise its
-        stamp (the next real beacon is never taken for a replay).  A dead peer behind that
-        forger is still found out: its link goes silent (linkwatch's IDLE_TIMEOUT), or its
-        member lines stop (it is shown gone after GONE_AFTER), and from then on every beacon
-        for it is checked again.  For a relayed peer the forger can at most keep its table
-        entry (whose address we would dial, were it a neighbour) for RECHECK_AFTER after it
-        died: it is not listed by beacons, so it is not shown alive.  Whatever differs is
-        checked."""
+        within those seconds, that the peer is still there (peers.heard): it can't move it,
+        rename it, change its caps, say it left, or raise its stamp (the next real beacon is
+        never taken for a replay).  A dead peer behind that forger is still found out: its
+        link goes silent (linkwatch's IDLE_TIMEOUT), or its member lines stop (it is shown
+        gone after GONE_AFTER), and from then on every beacon for it is checked again.  For a
+        peer neither linked nor proven, the forger can at most keep its table entry (an
+        address dialed for nothing) for UNPROVEN_RECHECK_AFTER after its last real beacon;
+        for a relayed peer, for RECHECK_AFTER: it is not listed by beacons, so it is not
+        shown alive.  Whatever differs is checked."""
         if beacon.type != ANNOUNCE or not beacon.fp:
             return False
-        link = self.node.links.get(beacon.peer_id)
         info = self.node.peers.get(beacon.peer_id)
+        if info is None or info.fp != beacon.fp or (
+                (info.host, info.port, info.username, info.caps)
+                != (host, beacon.port, beacon.username, beacon.caps)):
+            return False
+        age = now - info.checked_at
+        if age < UNPROVEN_RECHECK_AFTER:
+            return True
+        if age >= RECHECK_AFTER:
+            return False
+        link = self.node.links.get(beacon.peer_id)
         proven = link.fp if link is not None else self.node.forwarder.proven(beacon.peer_id,
                                                                               now)
-        return (proven == beacon.fp and info is not None
-                and info.fp == beacon.fp and now - info.checked_at < RECHECK_AFTER
-                and (info.host, info.port, info.username, info.caps)
-                == (host, beacon.port, beacon.username, beacon.caps))
+        return proven == beacon.fp
 
     def _trusted(self, beacon: Beacon, host: str, check: bool = True) -> bool:
         """A signed beacon must carry a valid signature by the key its id is derived from; a

@@ -14,7 +14,8 @@ count as known until their link has lasted: a sybil's first link pins its key to
 - Signature checks (60-120 us each): at most ``VERIFY_RATE`` per second per source host
   (after a burst of ``VERIFY_BURST``) and ``VERIFY_TOTAL_RATE`` in all; the cheap checks
   (parse, age, id against key, replay) come first.  A linked peer's unchanged beacons are
-  checked once per ``RECHECK_AFTER`` (presence.py says what an unchecked one can do).
+  checked once per ``RECHECK_AFTER``, anyone else's once per ``UNPROVEN_RECHECK_AFTER``
+  (presence.py says what an unchecked one can do).
 
 Pure code: the time is passed in, as in peers.py.
 """
@@ -40,6 +41,13 @@ VERIFY_TOTAL_RATE = 2000.0
 #: one said (the same nick, port, caps and source host; a newer stamp) is believed without a
 #: signature check for this long after the last check (seconds): 1 check in 12 announces.
 RECHECK_AFTER = 60.0
+#: The same for a peer not linked and not proven by member lines (a room forming, a peer we
+#: don't link to): one check in 3 announces.  A room of 100 starting together checked
+#: nearly every beacon each peer heard until their member lines came (some 40,000 checks,
+#: 115 us each: the largest share of its CPU after the imports), and a forger can do no
+#: more with this than keep a dead peer's table entry (an address dialed, if at all, for
+#: nothing) for UNPROVEN_RECHECK_AFTER past its last real beacon.
+UNPROVEN_RECHECK_AFTER = 15.0
 #: Source hosts whose budget is tracked; the longest unseen is forgotten past this.
 MAX_SOURCES = 1024
 

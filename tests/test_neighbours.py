@@ -9,15 +9,19 @@ from __future__ import annotations
 import random
 from collections import Counter, deque
 
+from hypothesis import given, settings, strategies as st
 from twisted.internet.task import Clock
 from twisted.trial.unittest import TestCase
 
 from p2pchat import events
 from p2pchat.gossip import MAX_HOPS
 from p2pchat import presence
+from p2pchat import neighbours
 from p2pchat.neighbours import (DRAIN_FOR, FULL_MESH_UP_TO, LISTEN_FIRST, LISTEN_MOST,
-                                PRUNE_AFTER, PRUNED, SETTLE_AFTER, ring_of, ring_wanted)
+                                MIN_LINKS, PRUNE_AFTER, PRUNED, SETTLE_AFTER, PairScores,
+                                pair_score, ring_of, ring_wanted)
 from p2pchat.options import parse_links
+from p2pchat.slots import UNPROVEN_RECHECK_AFTER
 from p2pchat.wire import encode_beacon, parse_beacon
 from bench.meshsim import Sim
 
@@ -25,6 +29,22 @@ from bench.meshsim import Sim
 def ids(n: int, seed: int = 1) -> list[str]:
     rng = random.Random(seed)
     return [f"{rng.getrandbits(64):016x}" for _ in range(n)]
+
+
+def model_lowest(a: str, ids: list[str], k: int) -> set[str]:
+    return set(sorted((x for x in ids if x != a), key=lambda x: pair_score(a, x))[:k])
+
+
+def model_wanted(me: str, members: list[str], cap: int) -> set[str]:
+    """The choice as its first version made it: sorts of the room by pair score, afresh."""
+    every = sorted(set(members) | {me})
+    if cap <= 0 or len(every) <= max(FULL_MESH_UP_TO, cap + 1):
+        return set(every) - {me}
+    out = ring_of(me, every)
+    for b in model_lowest(me, every, cap - 2):
+        if me in model_lowest(b, every, cap - 2):
+            out.add(b)
+    return out - {me}
 
 
 def graph(members: list[str], cap: int) -> dict[str, set[str]]:
@@ -94,6 +114,66 @@ class Choice(TestCase):
             self.assertLessEqual(len(kept ^ after), 16, gone)  # a few, not the whole ring
         joined = edges(graph(members + ids(1, seed=99), 8))
         self.assertLessEqual(len(before - joined), 8)
+
+    def test_the_kept_scores_choose_as_the_sorts_did(self) -> None:
+        """ring_wanted counts, with pair scores kept between calls, what the first version
+        sorted out afresh each time (the model below): the same choice, whatever the room
+        did in between (grew, shrank, changed its cap)."""
+        scores = PairScores()
+        pool = ids(160, seed=5)
+
+        caps = st.one_of(st.just(0), st.integers(MIN_LINKS, 20))  # (what --links takes)
+
+        @settings(max_examples=60, deadline=None)
+        @given(st.lists(st.tuples(st.integers(1, 159), caps), min_size=1, max_size=6),
+               st.integers(0, 159))
+        def check(steps: list[tuple[int, int]], who: int) -> None:
+            for n, cap in steps:
+                members = pool[:n]
+                me = pool[who]
+                self.assertEqual(ring_wanted(me, members, cap, scores),
+                                 model_wanted(me, members, cap), (n, cap))
+                self.assertEqual(ring_wanted(me, members, cap), model_wanted(me, members, cap))
+
+        check()
+
+    def test_kept_scores_are_bounded(self) -> None:
+        """Only the rows of the last choice are kept (us and our cap - 2 lowest), each of the
+        room's size: a room of 300 keeps 9 x 300 scores, not 300 x 300."""
+        scores = PairScores()
+        members = ids(300, seed=3)
+        for me in members[:40]:
+            ring_wanted(me, members, 10, scores)
+            self.assertLessEqual(len(scores), 9 * 300)
+        for n in range(300, 20, -20):  # the room shrinks: rows are made again, smaller
+            ring_wanted(members[0], members[:n], 10, scores)
+            self.assertLessEqual(len(scores), 9 * (2 * n + 16))
+
+    def test_a_newcomer_works_out_each_score_once(self) -> None:
+        """A peer hearing a room of 100 one beacon at a time chooses again at each: with its
+        scores kept it works out about (cap - 1) x 100 of them in all, not 44,000 (a newcomer
+        to a room of 100 spent most of its CPU after it was up there)."""
+        counted = Counter[str]()
+        real = neighbours.pair_score
+
+        def counting(a: str, b: str) -> int:
+            counted["n"] += 1
+            return real(a, b)
+
+        self.patch(neighbours, "pair_score", counting)
+        room = Room(100, cap=10)
+        nodes = [room.sim.nodes[n] for n in room.nicks]
+        late = nodes[-1]
+        late.neighbours.listen_first()
+        for i, node in enumerate(nodes[:-1]):  # their beacons, one at a time
+            room.sim.clock.advance(0.05)
+            late.beacon_heard(parse_beacon(encode_beacon(node.beacon("announce"))),
+                              f"10.0.0.{i}")
+            late.neighbours.answers(node.peer_id)  # (as presence asks, with a dialer)
+            late.neighbours.wants(node.peer_id)
+        self.assertEqual(late.neighbours.wanted(fresh=True),
+                         model_wanted(late.peer_id, [n.peer_id for n in nodes], 10))
+        self.assertLess(counted["n"], 2500)
 
     def test_parse_links(self) -> None:
         self.assertEqual(parse_links("0"), 0)
@@ -381,7 +461,7 @@ class Guards(TestCase):
 
         self.patch(presence, "verify_beacon", counting)
         host = "10.0.0.%d" % room.nicks.index(relayed)
-        room.sim.clock.advance(1)
+        room.sim.clock.advance(UNPROVEN_RECHECK_AFTER + 1)  # (past anyone's window)
         node.beacon_heard(parse_beacon(encode_beacon(far.beacon("announce"))), host)
         self.assertEqual(checks, [])  # unchanged, and its member lines prove its key
         node.forwarder.reached.of.clear()  # no longer reached through others

@@ -1,5 +1,6 @@
-"""A linked peer's unchanged beacons are believed without their signature check for a while
-(presence._unchanged, slots.RECHECK_AFTER); whatever differs is still checked."""
+"""A peer's unchanged beacons are believed without their signature check for a while
+(presence._unchanged): a linked or proven one's for slots.RECHECK_AFTER, anyone's for
+slots.UNPROVEN_RECHECK_AFTER; whatever differs is still checked."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from twisted.trial.unittest import TestCase
 
 from p2pchat import presence, wire
 from p2pchat.discovery import ANNOUNCE_INTERVAL
-from p2pchat.slots import RECHECK_AFTER
+from p2pchat.slots import RECHECK_AFTER, UNPROVEN_RECHECK_AFTER
 from tests import test_security
 
 HOST = "10.0.0.2"  # where test_security.SignedBeacons.hear says bob's beacons come from
@@ -60,20 +61,38 @@ class UncheckedBeacons(TestCase):
         self.assertLessEqual(self.checks, 1 + 3 + 1)  # one per RECHECK_AFTER, not one each
         self.assertGreaterEqual(self.checks, 1 + 2)
 
-    def test_unlinked_or_unproven_peers_beacons_are_all_checked(self) -> None:
+    def test_unlinked_or_unproven_peers_beacons_are_checked_more_often(self) -> None:
+        """Once per UNPROVEN_RECHECK_AFTER (a room forming checked nearly every beacon it
+        heard), not once per RECHECK_AFTER; and a forged unchanged one past that is refused."""
         self.start(fp="")  # a link whose TLS proved no key
-        self.clock.advance(ANNOUNCE_INTERVAL)
-        self.hear(self.bob.beacon("announce"))
-        self.assertEqual(self.checks, 2)
+        n = int(3 * UNPROVEN_RECHECK_AFTER / ANNOUNCE_INTERVAL)
+        for _ in range(n):
+            self.clock.advance(ANNOUNCE_INTERVAL)
+            self.hear(self.bob.beacon("announce"))
+        self.assertEqual(self.me.peers.get(self.bob.peer_id).last_seen, self.clock.seconds())
+        self.assertLessEqual(self.checks, 1 + 3 + 1)  # one per window, not one each
+        self.assertGreaterEqual(self.checks, 1 + 2)
         del self.me.links[self.bob.peer_id]
-        self.clock.advance(ANNOUNCE_INTERVAL)
+        checks = self.checks
+        self.clock.advance(UNPROVEN_RECHECK_AFTER)
         self.hear(self.bob.beacon("announce"))
-        self.assertEqual(self.checks, 3)
-        # and a forged one for a peer with no link is refused (its stamp is fresh)
-        self.clock.advance(ANNOUNCE_INTERVAL)
+        self.assertEqual(self.checks, checks + 1)
+        # a forged one for a peer with no link, past the window, is refused
+        self.clock.advance(UNPROVEN_RECHECK_AFTER)
         seen = self.me.peers.get(self.bob.peer_id).last_seen
         self.hear(self.forged())
+        self.assertEqual(self.checks, checks + 2)
         self.assertEqual(self.me.peers.get(self.bob.peer_id).last_seen, seen)
+
+    def test_within_the_window_a_forged_one_only_says_still_there(self) -> None:
+        self.start(fp="")
+        del self.me.links[self.bob.peer_id]
+        self.clock.advance(1)
+        self.hear(self.forged(timestamp=self.clock.seconds() + 1000))
+        self.assertEqual(self.checks, 1)
+        info = self.me.peers.get(self.bob.peer_id)
+        self.assertEqual(info.last_seen, self.clock.seconds())
+        self.assertEqual(info.last_stamp, self.first.timestamp)  # its stamp not taken
 
     def test_whatever_differs_is_checked(self) -> None:
         self.start()

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from twisted.logger import Logger, LogLevel
 
-from p2pchat import events
+from p2pchat import events, logs
 from p2pchat.clocks import log_limited
 from p2pchat.gossip import (ALIVE_INTERVAL, GONE_AFTER, LARGE_ALIVE_INTERVAL,
                             LARGE_GONE_AFTER, AuthorId, Change, ForwardLog, HanderId, Heard,
@@ -33,8 +33,9 @@ log = Logger()
 
 def _first_heard(author: str, via: str, hops: int) -> None:
     """(--debug: when each peer first heard of each other, as a room forms.)"""
-    log.debug("member line of {peer} first heard, from {via} ({hops} hops)", peer=author,
-              via=via, hops=hops)
+    if logs.debugging():
+        log.debug("member line of {peer} first heard, from {via} ({hops} hops)",
+                  peer=author, via=via, hops=hops)
 
 
 class Forwarder:

@@ -28,9 +28,11 @@ makes or reads its certificate at the first TLS context; ``files/transfers.py`` 
 from __future__ import annotations
 
 import sys
+import time
 import types
 from typing import Any
 
+from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 _NEWTLS = "twisted.internet._newtls"
@@ -97,6 +99,8 @@ def defer_tls() -> bool:
 
 
 
+log = Logger()
+
 #: What the first TLS link needs, imported by ``preload`` in a thread (Twisted's TLS layer,
 #: pyOpenSSL, what identity.py makes its certificate and context with, and what the peer's
 #: certificate is read with; msgspec, which the link's first line needs: wire.py; and
@@ -109,9 +113,13 @@ _LIBRARIES = ("twisted.protocols.tls", "OpenSSL.SSL", "cryptography.x509",
 _waiters: list[Any] | None = None
 
 
-def _import_all() -> None:
+def _import_all() -> tuple[float, float]:
+    """Imports them; the wall and thread CPU seconds it took (the --debug log says them: on
+    a saturated machine the first link waits for this import, at a small share of a core)."""
+    wall, cpu = time.perf_counter(), time.thread_time()
     for name in _LIBRARIES:
         __import__(name)  # (the import statement's way: ``-X importtime`` shows it)
+    return time.perf_counter() - wall, time.thread_time() - cpu
 
 
 def loaded() -> bool:
@@ -159,6 +167,9 @@ def preload() -> Any:
                     each.errback(result)
                 else:
                     each.callback(None)
+            if isinstance(result, tuple):
+                log.debug("TLS libraries imported in {wall:.3f} s ({cpu:.3f} s of CPU)",
+                          wall=result[0], cpu=result[1])
 
         threads.deferToThreadPool(reactor, reactor.getThreadPool(),  # type: ignore[arg-type,attr-defined]
                                   _import_all).addBoth(done)

@@ -110,3 +110,20 @@ class LineFlood(Captured):
             logged = [e for e in self.lines if text in str(e.get("log_format", ""))]
             self.assertTrue(logged, text)  # the site logs at all
             self.assertLessEqual(len(logged), LOGGED_PER_INTERVAL, text)
+
+
+class HotDebugLines(Captured):
+    """A debug line on a hot path is made only under --debug (logs.debugging): without it
+    the Logger call alone built its event for a filter to drop, 10,000 times in a room of
+    100 forming."""
+
+    def test_first_heard_only_when_debugging(self) -> None:
+        from p2pchat import forwarding, logs
+
+        self.addCleanup(logs.configure, logs._settings["path"], bool(logs._settings["debug"]))
+        logs.configure(None, False)
+        forwarding._first_heard("abcd", "efgh", 2)
+        self.assertEqual(self.lines, [])
+        logs.configure(None, True)
+        forwarding._first_heard("abcd", "efgh", 2)
+        self.assertEqual([e["log_level"] for e in self.lines], [LogLevel.debug])

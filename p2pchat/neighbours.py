@@ -138,8 +138,8 @@ class PairScores:
 
 def _among_lowest(me: str, b: str, ids: list[str], k: int, row: dict[str, int]) -> bool:
     """Whether ``me`` is among ``b``'s ``k`` lowest pair scores (``row``: ``b``'s scores):
-    fewer than ``k`` peers come before it (a lower score, or the same and a lower id), as
-    in ``lowest``, counted without a sort."""
+    fewer than ``k`` peers come before it (a lower score, or the same and a lower id: the
+    order a stable sort of the ids by score gives), counted without a sort."""
     mine = row[me]
     ahead = 0
     for x in ids:

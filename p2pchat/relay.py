@@ -216,33 +216,29 @@ class HandOn:
 
 
 @functools.lru_cache(maxsize=None)
-def _head_reader() -> tuple[Callable[[str], Any], tuple[type[BaseException], ...]]:
-    """A relayed line's author and sequence, read without the rest: most relayed lines are
-    copies dropped here (``seen``), and ``json.loads`` of the whole line was most of their
-    cost (a room of 100 forming hands each peer some 10 copies of each member line).  Built
-    at the first relay line (msgspec comes with the TLS libraries, at the first link)."""
+def _readers() -> tuple[Callable[[str], Any], Callable[[bytes], Any],
+                        tuple[type[BaseException], ...]]:
+    """msgspec's readers of a relayed line: its author and sequence only (most relayed lines
+    are copies dropped there, ``relayed_of``: ``json.loads`` of the whole line was most of
+    their cost, a room of 100 forming hands each peer some 12 copies of each member line),
+    and the whole line (what its signature covers: about 3x json's).  Built at the first
+    relay line (msgspec comes with the TLS libraries, at the first link)."""
     import msgspec
 
     head = msgspec.defstruct("_RelayedHead", [("sender_id", Any, None), ("sequence", Any, None)],
                              module=__name__)
-    return msgspec.json.Decoder(head).decode, (msgspec.DecodeError,)
+    return (msgspec.json.Decoder(head).decode, msgspec.json.Decoder().decode,
+            (msgspec.DecodeError,))
 
 
 def _read_line(raw: bytes) -> Any:
-    """A relayed line as written (what its signature covers): msgspec's reading, about 3x
-    json's; json's where msgspec's stricter reading refuses it (an integer past 64 bits)."""
-    read, errors = _any_reader()
+    """A relayed line as written, as ``json.loads`` reads it (msgspec's reading, or json's
+    where msgspec's stricter one refuses it: an integer past 64 bits)."""
+    _, read, errors = _readers()
     try:
         return read(raw)
     except errors:
         return json.loads(raw)
-
-
-@functools.lru_cache(maxsize=None)
-def _any_reader() -> tuple[Callable[[bytes], Any], tuple[type[BaseException], ...]]:
-    import msgspec
-
-    return msgspec.json.Decoder().decode, (msgspec.DecodeError,)
 
 
 def relayed_of(msg: Message, seen: Callable[[str, int], bool] | None = None
@@ -255,7 +251,7 @@ def relayed_of(msg: Message, seen: Callable[[str, int], bool] | None = None
     lines, keys = meta.get("lines"), meta.get("keys")
     if not isinstance(lines, list) or not isinstance(keys, dict):
         raise WireError("a relay line needs 'lines' and 'keys'")
-    read, errors = _head_reader()
+    read, _, errors = _readers()
     out = []
     for text in lines[:RELAY_MAX_LINES]:
         if not isinstance(text, str):

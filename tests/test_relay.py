@@ -186,3 +186,24 @@ def test_a_line_already_seen_is_left_out_before_its_check() -> None:
     assert [raw for raw, _ in pairs] == [lines[0], lines[2]]
     assert asked == [(alice.peer_id, 1), (alice.peer_id, 2), (alice.peer_id, 3)]
     assert len(relayed_of(msg)) == 3  # no ``seen``: all of them
+
+
+def test_relayed_lines_read_as_json_reads_them() -> None:
+    """The relayed line's readers (msgspec's, relay._readers) take what json takes, alike:
+    the line a signature covers is the same, an integer past 64 bits included; and a relay
+    line whose lines are not JSON objects, or have no author with a key, is refused."""
+    import json
+
+    import pytest
+
+    from p2pchat.relay import _read_line
+
+    for raw in (b'{"a": 1, "b": [1.5, "x", null, true], "c": {"d": "\\u00e9"}}',
+                b'{"n": 123456789012345678901234567890}', b'{"x": NaN}'):
+        assert repr(_read_line(raw)) == repr(json.loads(raw))
+    for lines, keys in (([1], {}), (["[1]"], {}), (["{"], {}), (['{"sender_id": 5}'], {"5": "k"}),
+                        (['{"sequence": 1}'], {}), (['{"sender_id": "a"}'], {"b": "k"})):
+        msg = Message(id="r", type="relay", sender_id="me",
+                      metadata={"lines": lines, "keys": keys})
+        with pytest.raises(wire.WireError):
+            relayed_of(msg)

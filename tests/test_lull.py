@@ -211,6 +211,50 @@ class Store_(TestCase):
         store.upkeep(self.clock.seconds())
         self.assertTrue(kept)
 
+    def test_upkeep_takes_a_turn_a_stage_when_they_do_not_fit_in_one(self) -> None:
+        """A day of catch-up: the rows behind (26 ms), the byte budget (19) and the packing
+        (13) in one call held the reactor 58 ms; each stage now waits for a turn with room."""
+        store = self.store()
+        now = [0.0]  # the reactor thread's time, as the turn reads it
+        store.turn = turn_module.Turn(self.clock, seconds=0.015, timer=lambda: now[0])
+        ran: list[tuple[int, str]] = []
+        turns = [0]
+
+        def costing(name: str, f, seconds: float):  # type: ignore[no-untyped-def]
+            def stage(*a, **kw):  # type: ignore[no-untyped-def]
+                ran.append((turns[0], name))
+                now[0] += seconds
+                return f(*a, **kw)
+            return stage
+        store.rows_step = costing("rows", store.rows_step, 0.010)  # type: ignore[method-assign]
+        store._keep_to_budget = costing("budget", store._keep_to_budget,  # type: ignore
+                                        0.010)
+        store.pack_step = costing("pack", store.pack_step, 0.010)  # type: ignore
+        store.remember_lines([line(n) for n in range(50)])
+        store.flush()
+        self.clock.advance(LULL_SECONDS)  # (upkeep waits for a lull in the lines)
+        store.upkeep(self.clock.seconds())
+        self.assertEqual(ran, [(0, "rows")])  # the rest waits: 10 ms of the 15 went
+        store.upkeep(self.clock.seconds())  # (the next second's call: one is under way)
+        for _ in range(6):
+            turns[0] += 1
+            self.clock.advance(0.02)
+        self.assertEqual([name for _t, name in ran], ["rows", "budget", "pack"])
+        self.assertEqual(len({t for t, _name in ran}), 3)  # a turn each
+        store.upkeep(self.clock.seconds())  # a later upkeep runs again, from its start
+        self.assertEqual(ran[-1][1], "rows")
+
+    def test_upkeep_without_a_turn_runs_whole(self) -> None:
+        store = self.store()
+        packed: list[int] = []
+        pack = store.pack_step
+        store.pack_step = lambda: packed.append(1) or pack()  # type: ignore[method-assign]
+        store.remember_lines([line(n) for n in range(50)])
+        store.flush()
+        self.clock.advance(LULL_SECONDS)
+        store.upkeep(self.clock.seconds())
+        self.assertEqual(packed, [1])
+
 
 class HandOnWithRowsBehind(TestCase):
     def test_a_catch_up_handed_on_has_the_rows_behind_made_a_step_a_turn(self) -> None:

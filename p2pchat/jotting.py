@@ -55,8 +55,10 @@ READ_BEHIND_ROWS = 2_500
 #: step at each read and each step of rows, lull or not, until it is emptied, so what a
 #: killed run leaves to replay at start is bounded too (this and a few steps' worth).
 JOT_FILE_BYTES = 16 * 1024 * 1024
-#: Rows made per step (one SQLite transaction), behind the burst.
-WRITE_UP_ROWS = 1_000
+#: Rows made per step (one SQLite transaction), behind the burst: 1,000 a step held the
+#: reactor 26-40 ms in a day of catch-up (the 16th session's machine), two steps in one turn
+#: past BEHIND_MAX_ROWS 57-67 ms; 500 keep a step near 13-20 ms.
+WRITE_UP_ROWS = 500
 #: The jot file's name: the history file's and this.
 JOT_SUFFIX = "-jot"
 

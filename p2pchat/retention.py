@@ -227,12 +227,14 @@ class Retention:
                 next(stages)
             except StopIteration:
                 self._upkeep_stages = None
-                self._upkeep_took = self._upkeep_longest  # what the next upkeep asks room for
-                return
-            finally:
-                took = timer() - started
-                self._upkeep_longest = max(self._upkeep_longest, took)
-                self._upkeep_took = max(self._upkeep_took, took)
+                self._upkeep_took = max(self._upkeep_longest, timer() - started)
+                return  # (what the next upkeep asks room for)
+            except BaseException:
+                self._upkeep_stages = None  # the next second's upkeep starts afresh
+                raise
+            took = timer() - started
+            self._upkeep_longest = max(self._upkeep_longest, took)
+            self._upkeep_took = max(self._upkeep_took, took)
 
     def _upkeep(self, now: float) -> Iterator[None]:
         """One bounded step of pruning while running (per conversation, at most PRUNE_STEP

@@ -3,7 +3,7 @@
 A peer does much of its heavy work in steps: relayed lines' signatures checked (checking.py),
 jotted lines made history rows (jotting.py), new lines indexed for /search (index.py), the
 history's upkeep (retention.py), a catch-up handed on (syncing.py).  Each step was bounded on
-its own (10 ms, 1,000 rows, 2,000 lines...), but several could fall in the same reactor turn:
+its own (10 ms, 500 rows, 2,000 lines...), but several could fall in the same reactor turn:
 in the worst turn of a day's catch-up a check step, a step of rows, the index's step and a
 read's lines held the reactor 46-55 ms together, though none passed 15 ms alone.
 

@@ -51,6 +51,8 @@ PACK_STEP_SECONDS = 0.01
 #: still age past ``--history-days`` with nothing written: they go at most this much later).
 #: An idle peer did its deletes, counts and pragmas every second for nothing.
 QUIET_UPKEEP_INTERVAL = 60.0
+#: What ``next`` gives for an upkeep whose stages are all done (``Retention._upkeep_step``).
+_DONE = object()
 #: Sequence numbers are stored shifted by -2**63: the wire's whole uint64 range fits SQLite's
 #: signed 64-bit INTEGER and keeps its order (``seq > ?`` and ``max`` still hold).
 SEQ_SHIFT = 2**63
@@ -219,22 +221,20 @@ class Retention:
             if self.closed:
                 self._upkeep_stages = None
                 return
-            if turn is not None and not turn.fits(self._upkeep_took):
+            if turn is not None and not turn.fits(max(self._upkeep_took, self._upkeep_longest)):
                 turn.next(self._upkeep_step)
                 return
             started = timer()
             try:
-                next(stages)
-            except StopIteration:
-                self._upkeep_stages = None
-                self._upkeep_took = max(self._upkeep_longest, timer() - started)
-                return  # (what the next upkeep asks room for)
+                done = next(stages, _DONE) is _DONE
             except BaseException:
                 self._upkeep_stages = None  # the next second's upkeep starts afresh
                 raise
-            took = timer() - started
-            self._upkeep_longest = max(self._upkeep_longest, took)
-            self._upkeep_took = max(self._upkeep_took, took)
+            self._upkeep_longest = max(self._upkeep_longest, timer() - started)
+            if done:
+                self._upkeep_stages = None
+                self._upkeep_took = self._upkeep_longest  # what the next upkeep asks room for
+                return
 
     def _upkeep(self, now: float) -> Iterator[None]:
         """One bounded step of pruning while running (per conversation, at most PRUNE_STEP

@@ -244,8 +244,19 @@ class Store_(TestCase):
         store.upkeep(self.clock.seconds())  # a later upkeep runs again, from its start
         self.assertEqual(ran[-1][1], "rows")
 
-    def test_an_upkeep_stage_that_fails_does_not_stop_the_next_upkeep(self) -> None:
+    def ready_for_upkeep(self) -> tuple[Store, list[int]]:
+        """A store with rows and a lull, and the upkeeps that reached packing (a 1 each)."""
         store = self.store()
+        packed: list[int] = []
+        pack = store.pack_step
+        store.pack_step = lambda: packed.append(1) or pack()  # type: ignore[method-assign]
+        store.remember_lines([line(n) for n in range(50)])
+        store.flush()
+        self.clock.advance(LULL_SECONDS)
+        return store, packed
+
+    def test_an_upkeep_stage_that_fails_does_not_stop_the_next_upkeep(self) -> None:
+        store, packed = self.ready_for_upkeep()
         budget = store._keep_to_budget
         failing = [True]
 
@@ -255,25 +266,13 @@ class Store_(TestCase):
                 raise RuntimeError("a stage failed")
             return budget()
         store._keep_to_budget = keep  # type: ignore[method-assign]
-        packed: list[int] = []
-        pack = store.pack_step
-        store.pack_step = lambda: packed.append(1) or pack()  # type: ignore[method-assign]
-        store.remember_lines([line(n) for n in range(50)])
-        store.flush()
-        self.clock.advance(LULL_SECONDS)
         self.assertRaises(RuntimeError, store.upkeep, self.clock.seconds())
         self.assertEqual(packed, [])
         store.upkeep(self.clock.seconds())  # not skipped as one under way
         self.assertEqual(packed, [1])
 
     def test_upkeep_without_a_turn_runs_whole(self) -> None:
-        store = self.store()
-        packed: list[int] = []
-        pack = store.pack_step
-        store.pack_step = lambda: packed.append(1) or pack()  # type: ignore[method-assign]
-        store.remember_lines([line(n) for n in range(50)])
-        store.flush()
-        self.clock.advance(LULL_SECONDS)
+        store, packed = self.ready_for_upkeep()
         store.upkeep(self.clock.seconds())
         self.assertEqual(packed, [1])
 

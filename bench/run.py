@@ -177,6 +177,7 @@ def render(r: dict) -> str:
         lines += ["", f"Mesh formation (median of {r['settings']['trials']}), seconds"]
         lines.append(f"  {'N':<40}" + "".join(f"{n:>10}" for n in sizes))
         for key, label in (("from_last_up", "last peer up -> full mesh"),
+                           ("from_last_listening", "  from its listening, by its log"),
                            ("from_last_spawn", "last peer spawned -> full mesh"),
                            ("all_up", "first spawned -> all peers up"),
                            ("cpu_s_per_peer", "CPU per peer until full (or timed out), s"),

@@ -37,7 +37,7 @@ def read(workdir: str, prefix: str = "") -> dict[str, dict]:
                     try:
                         t = datetime.strptime(m.group(1), "%Y-%m-%dT%H:%M:%S.%f%z").timestamp()
                     except ValueError:
-                        continue  # not stamped to the ms: not a --debug log
+                        continue  # not stamped to the ms: an old log
                     text = m.group(3)
                     p["start"] = t if p["start"] is None else min(p["start"], t)
                     up = re.match(r"(\S+) \((\w+)\) listening on TCP port", text)

@@ -33,6 +33,9 @@ def test_bench_produces_figures() -> None:
     mesh = result["mesh"]["3"]
     assert mesh["status"] == "ok", mesh
     assert mesh["from_last_up"] is not None and mesh["from_last_spawn"] is not None
+    # the same from the peers' own clocks (their logs' "listening" stamps, to the us): it
+    # can't be later than the face's line, read by the bench after the peer wrote it
+    assert mesh["from_last_listening"] >= mesh["from_last_up"] - 0.05, mesh
 
     fan = result["fanout"]["1"]
     for side in ("p2pchat", "baseline"):
@@ -183,6 +186,21 @@ def test_runs_are_kept_and_charted(tmp_path) -> None:
     svg = open(trend.chart(runs, chart_path), encoding="utf-8").read()
     assert svg.startswith("<svg") and "2.00 s" in svg and "1.00 s" in svg
     assert "n/a (not built)" in svg
+
+
+def test_a_peer_is_up_when_its_log_says_it_listens(tmp_path) -> None:
+    from bench.procs import Child
+    from bench.scenarios import listening_at
+
+    (tmp_path / "p2pchat.log").write_text(
+        "2026-12-03T13:35:34.250000+0000 [p2pchat.service#info] twistd starting up\n"
+        "2026-12-03T13:35:34.500000+0000 [p2pchat.service#info] m84 (5frobt4ogo57zgca) "
+        "listening on TCP port 45549\n", encoding="utf-8")
+    child = Child.__new__(Child)
+    child.argv = ["twistd", "-n", "p2pchat", "--data-dir", str(tmp_path)]
+    assert listening_at(child) == 1796304934.5
+    child.argv = ["twistd", "-n", "p2pchat", "--data-dir", str(tmp_path / "none")]
+    assert listening_at(child) is None
 
 
 def test_stall_probe_lines_are_read_after_the_mark(tmp_path) -> None:

@@ -195,4 +195,4 @@ class BeaconProtocol(DatagramProtocol):
                                              "datagram from {host} ignored: {why}", host=host,
                                              why=str(e))
             return
-        self.node.beacon_heard(beacon, host)
+        self.node.beacon_heard(beacon, host, together=True)

@@ -315,8 +315,9 @@ class Node(ChatFront):
     def beacon(self, kind: str) -> Beacon:
         return self.presence.beacon(kind)
 
-    def beacon_heard(self, beacon: Beacon, host: str) -> None:
-        self.presence.heard(beacon, host)
+    def beacon_heard(self, beacon: Beacon, host: str, together: bool = False) -> None:
+        """``together``: read from the socket with the others of this turn (presence.py)."""
+        self.presence.heard(beacon, host, together)
 
     def sweep(self) -> None:
         """Forget peers silent too long; drop links that died quietly.  Called every second."""

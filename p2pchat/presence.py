@@ -36,6 +36,16 @@ if TYPE_CHECKING:
 
 log = Logger()
 
+#: Beacons read in one reactor turn past which the choices they ask for (whom to dial, whether
+#: to answer a newcomer, the peers list shown) wait for the turn's end, made once for all of
+#: them.  A peer starting in a room of 100 on a busy machine read some 450 datagrams in its
+#: first turn (those that came while it started), and worked out its choice of neighbours
+#: again for each newcomer among them (``neighbours.wanted``: about 100 times, each over the
+#: whole table): 70-77 ms of CPU in one turn, which at its share of the cores then held its
+#: first link, and its face's first line, 5-7 s.  The first ones of a turn are acted on at
+#: once, as a few beacons always were.
+CHOOSE_AFTER = 8
+
 
 class Presence:
     """The beacon side of one node (``node``)."""
@@ -45,9 +55,23 @@ class Presence:
         self._full_warned = False
         #: the timers of the probes in flight
         self._probe_timers: dict[str, Delayed] = {}
+        #: beacons read in this reactor turn (``heard(together=True)``), and the call at its end
+        self._this_turn = 0
+        self._turn_call: Delayed | None = None
+        #: past CHOOSE_AFTER of them: the peers whose dial and answer wait for the turn's end
+        #: (in the order heard), and whether the peers list changed meanwhile
+        self._holding = False
+        self._to_dial: dict[str, None] = {}
+        self._to_answer: dict[str, None] = {}
+        self._changed = False
 
     def stop(self) -> None:
         """We leave: no probe is waited for any more."""
+        if self._turn_call is not None and self._turn_call.active():
+            self._turn_call.cancel()
+        self._turn_call, self._this_turn, self._holding = None, 0, False
+        self._to_dial.clear()
+        self._to_answer.clear()
         for timer in self._probe_timers.values():
             if timer.active():
                 timer.cancel()
@@ -69,8 +93,43 @@ class Presence:
                       timestamp=now, address=beacon.address, caps=node.caps, fp=fp,
                       pk=node.identity.public_key_b64(), sig=node.identity.sign_seldom(payload))
 
-    def heard(self, beacon: Beacon, host: str) -> None:
+    def _count(self) -> None:
+        """One more beacon read in this reactor turn; past CHOOSE_AFTER the choices wait."""
+        self._this_turn += 1
+        if self._turn_call is None:
+            self._turn_call = self.node.clock.callLater(0, self._turn_over)
+        if self._this_turn > CHOOSE_AFTER:
+            self._holding = True
+
+    def _turn_over(self) -> None:
+        """The turn's beacons are in: the choices they asked for, made once (the peer table
+        and so the choice of neighbours no longer move under them)."""
         node = self.node
+        self._turn_call, self._this_turn, holding = None, 0, self._holding
+        self._holding = False
+        if not holding:
+            return
+        to_answer, to_dial, changed = self._to_answer, self._to_dial, self._changed
+        self._to_answer, self._to_dial, self._changed = {}, {}, False
+        if node.leaving:
+            return
+        if node.announcer is not None and any(
+                pid in node.peers and node.neighbours.answers(pid) for pid in to_answer):
+            node.announcer.reply_soon()
+        if changed:
+            node.emit(events.PeersChanged(node.clock.seconds()))
+        for pid in to_dial:
+            info = node.peers.get(pid)
+            if info is not None and pid not in node.links:
+                self.maybe_dial(info)
+
+    def heard(self, beacon: Beacon, host: str, together: bool = False) -> None:
+        """A beacon from ``host``.  ``together``: read from the socket with the others of
+        this reactor turn (discovery.py), so past CHOOSE_AFTER of them its choices wait for
+        the turn's end."""
+        node = self.node
+        if together:
+            self._count()
         if beacon.peer_id == node.peer_id:
             return
         now = node.clock.seconds()
@@ -127,17 +186,25 @@ class Presence:
             log_limited(node.clock, log, "discovered", LogLevel.info,
                         "discovered {peer} at {host}:{port}",
                         burst=10, peer=beacon.peer_id, host=host, port=beacon.port)
-            if node.announcer is not None and node.neighbours.answers(beacon.peer_id):
-                # so the newcomer learns of us at once, and dials us (the smaller id dials);
-                # a newcomer we dial learns of us from our join, so it needs no answer: a
-                # crowd starting at once sends half the datagrams (each a signature check
-                # for every peer that hears it).  In a room past a full mesh only the few
-                # whose neighbour it will be answer (neighbours.answers).
-                node.announcer.reply_soon()
-            node.emit(events.PeersChanged(now))
+            if self._holding:
+                self._to_answer[beacon.peer_id] = None
+                self._changed = True
+            else:
+                if node.announcer is not None and node.neighbours.answers(beacon.peer_id):
+                    # so the newcomer learns of us at once, and dials us (the smaller id
+                    # dials); a newcomer we dial learns of us from our join, so it needs no
+                    # answer: a crowd starting at once sends half the datagrams (each a
+                    # signature check for every peer that hears it).  In a room past a full
+                    # mesh only the few whose neighbour it will be answer
+                    # (neighbours.answers).
+                    node.announcer.reply_soon()
+                node.emit(events.PeersChanged(now))
         info = node.peers.get(beacon.peer_id)
         if info is not None and beacon.peer_id not in node.links:
-            self.maybe_dial(info)
+            if self._holding:
+                self._to_dial[beacon.peer_id] = None
+            else:
+                self.maybe_dial(info)
 
     def _unchanged(self, beacon: Beacon, host: str, now: float) -> bool:
         """Whether this signed announce may be believed without its signature check (about

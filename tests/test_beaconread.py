@@ -111,7 +111,7 @@ class HeardTests(unittest.TestCase):
 
         heard: list[tuple[Beacon, str]] = []
         node = mock.Mock()
-        node.beacon_heard = lambda b, host: heard.append((b, host))
+        node.beacon_heard = lambda b, host, together=False: heard.append((b, host))
         proto = BeaconProtocol(node, "239.255.1.2", 4567, None, task.Clock())
         with mock.patch.object(wire.json, "loads", side_effect=AssertionError):
             proto.datagramReceived(encode_beacon(GOOD), ("127.0.0.1", 4567))

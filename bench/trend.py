@@ -41,6 +41,9 @@ def figures(r: dict) -> Figures:
              "lower", note)
         _fig(out, f"mesh N={n}: last spawn -> full mesh", e.get("from_last_spawn"), "s",
              "lower", note)
+        if e.get("from_last_listening") is not None:  # the last peer's own clock (its log)
+            _fig(out, f"mesh N={n}: last peer listening -> full mesh, by its log",
+                 e["from_last_listening"], "s", "lower")
         if e.get("cpu_s_per_peer") is not None:
             _fig(out, f"mesh N={n}: CPU per peer to form it", e["cpu_s_per_peer"], "s", "lower")
         if e.get("one_line_each_s") is not None:

@@ -69,7 +69,7 @@ class Presence:
         """We leave: no probe is waited for any more."""
         if self._turn_call is not None and self._turn_call.active():
             self._turn_call.cancel()
-        self._turn_call, self._this_turn, self._holding = None, 0, False
+        self._turn_call, self._this_turn, self._holding, self._changed = None, 0, False, False
         self._to_dial.clear()
         self._to_answer.clear()
         for timer in self._probe_timers.values():

@@ -10,9 +10,11 @@ import statistics
 import sys
 import time
 from datetime import datetime
-from typing import Callable, cast
+from typing import Callable
 
+from bench.holds import log_of
 from bench.procs import Child, Children, fresh_multicast
+from p2pchat.logs import TIME_FORMAT
 
 #: the marker the bench puts in every line it sends: ~TAG:SEQ:SENT_MICROSECONDS
 MARK = b"~"
@@ -180,13 +182,12 @@ def listening_at(child: Child | None) -> float | None:
     "up" as the bench reads it from the face is late by as much."""
     if child is None or "--data-dir" not in child.argv:
         return None
-    path = os.path.join(child.argv[child.argv.index("--data-dir") + 1], "p2pchat.log")
     try:
-        with open(path, errors="replace") as f:
+        with open(log_of(child), errors="replace") as f:
             for line in f:
                 m = _LISTENING.match(line)
                 if m:
-                    return datetime.strptime(m.group(1), "%Y-%m-%dT%H:%M:%S.%f%z").timestamp()
+                    return datetime.strptime(m.group(1), TIME_FORMAT).timestamp()
     except (OSError, ValueError):
         return None
     return None
@@ -208,10 +209,10 @@ def mesh_trial(kids: Children, n: int, scale: float) -> dict:
         t_last_up = max(ep.up or t_first for ep in eps)
         result.update(status="ok", from_last_up=t_full - t_last_up,
                       from_last_spawn=t_full - t_last_spawn, all_up=t_last_up - t_first)
-        listening = [listening_at(ep.child) for ep in eps]
-        if listening and None not in listening:  # the same figure from the peers' own clocks
+        stamps = [t for t in (listening_at(ep.child) for ep in eps) if t is not None]
+        if stamps and len(stamps) == len(eps):  # the same figure from the peers' own clocks
             wall = time.time() - time.monotonic()
-            result["from_last_listening"] = t_full + wall - max(cast(list, listening))
+            result["from_last_listening"] = t_full + wall - max(stamps)
         result["slowest_listing"] = slowest_listing(eps)
         result["one_line_each"] = one_line_each(kids, eps, 30 * scale)
         result["links_per_peer"] = links_per_peer(kids, eps, 10 * scale)

@@ -14,6 +14,8 @@ import re
 import sys
 from datetime import datetime
 
+from p2pchat.logs import TIME_FORMAT
+
 LINE = re.compile(r"^(\S+) \[([^\]]+)\] (.*)$")
 EVENTS = {"disc": re.compile(r"discovered (\w+) at"), "dial": re.compile(r"dialing (\w+) at"),
           "linked": re.compile(r"linked with (\w+) at"),
@@ -35,7 +37,7 @@ def read(workdir: str, prefix: str = "") -> dict[str, dict]:
                     if not m:
                         continue
                     try:
-                        t = datetime.strptime(m.group(1), "%Y-%m-%dT%H:%M:%S.%f%z").timestamp()
+                        t = datetime.strptime(m.group(1), TIME_FORMAT).timestamp()
                     except ValueError:
                         continue  # not stamped to the ms: an old log
                     text = m.group(3)

@@ -116,17 +116,22 @@ class Sync:
     have: int | None
     #: how far the sender has other authors' lines (for relayed catch-up)
     others: dict[str, int] = field(default_factory=dict)
+    #: the member lines the sender holds (author: newest sequence), or None where it does
+    #: not say (an older peer of ours: it gets every member line we hold)
+    members: dict[str, int] | None = None
 
 
 #: At most this many other authors in one sync.
 MAX_OTHERS = 256
 
 
-def sync_metadata(sent: int, have: int | None,
-                  others: dict[str, int] | None = None) -> dict[str, Any]:
+def sync_metadata(sent: int, have: int | None, others: dict[str, int] | None = None,
+                  members: dict[str, int] | None = None) -> dict[str, Any]:
     meta: dict[str, Any] = {"sent": sent, "have": have}
     if others:
         meta["others"] = dict(list(others.items())[:MAX_OTHERS])
+    if members is not None:
+        meta["members"] = dict(list(members.items())[:MAX_OTHERS])
     return meta
 
 
@@ -140,18 +145,25 @@ def _seq(value: Any, what: str) -> int:
     return value
 
 
+def _authors(value: Any, what: str) -> dict[str, int]:
+    """A sync's ``{author: sequence}`` object, checked: at most MAX_OTHERS peer ids."""
+    if not isinstance(value, dict) or len(value) > MAX_OTHERS:
+        raise WireError(f"sync '{what}' is not a small object")
+    checked = {}
+    for author, have in value.items():
+        if not isinstance(author, str) or len(author) > MAX_ID_CHARS:
+            raise WireError(f"sync '{what}' names something that is not a peer id")
+        checked[author] = _seq(have, f"sync '{what}'")
+    return checked
+
+
 def parse_sync(msg: Message) -> Sync:
     meta = msg.metadata or {}
-    others = meta.get("others") or {}
-    if not isinstance(others, dict) or len(others) > MAX_OTHERS:
-        raise WireError("sync 'others' is not a small object")
-    checked = {}
-    for author, have in others.items():
-        if not isinstance(author, str) or len(author) > MAX_ID_CHARS:
-            raise WireError("sync 'others' names something that is not a peer id")
-        checked[author] = _seq(have, "sync 'others'")
+    members = meta.get("members")
     return Sync(_seq(meta.get("sent"), "sync 'sent'"),
-                _opt_seq(meta.get("have"), "sync 'have'"), checked)
+                _opt_seq(meta.get("have"), "sync 'have'"),
+                _authors(meta.get("others") or {}, "others"),
+                None if members is None else _authors(members, "members"))
 
 
 def parse_ack(msg: Message) -> int:

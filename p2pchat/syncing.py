@@ -76,8 +76,9 @@ class CatchUp:
             others = {s: h for s, h in node.forwarder.relayed_high.items()
                       if s != link.peer_id and s not in node.room.high_water}
             others.update((s, h) for s, h in node.room.high_water.items() if s != link.peer_id)
-        link.send(node.sender.message(SYNC, "", sequenced=False,
-                                metadata=sync_metadata(node.outbox.sequence, have, others)))
+        members = node.forwarder.member_versions() if link.gossip else None
+        link.send(node.sender.message(SYNC, "", sequenced=False, metadata=sync_metadata(
+            node.outbox.sequence, have, others, members)))
 
     def line(self, link: PeerSession, msg: Message) -> None:
         node = self.node
@@ -116,6 +117,8 @@ class CatchUp:
         if start < node.outbox.sequence:
             log.info("{peer} lacks {n} of our lines: resending", peer=link.peer_id,
                      n=node.outbox.sequence - start)
+        if not link.synced and link.gossip:  # its first sync on this link
+            node.forwarder.synced(link, sync.members)
         link.synced = True
         if sync.have is not None:
             self.acked(link, sync.have)

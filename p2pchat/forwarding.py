@@ -18,6 +18,7 @@ from p2pchat.gossip import (ALIVE_INTERVAL, GONE_AFTER, LARGE_ALIVE_INTERVAL,
                             LARGE_GONE_AFTER, AuthorId, Change, ForwardLog, HanderId, Heard,
                             Neighbour, Reached, forward_to, member_gap, member_metadata,
                             parse_member)
+from p2pchat.handmembers import MemberHandOn
 from p2pchat.interfaces import PeerView
 from p2pchat.peers import Liveness
 from p2pchat.relay import MEMBER, RELAY, relay_lines, sign_line
@@ -58,8 +59,7 @@ class Forwarder:
         #: were worked out from (our links and their member lines, by generation)
         self._lacking_cache: dict[str, tuple[int, tuple[str, ...]]] = {}
         self._generation = 0
-        #: linked peers whose first sync we wait for to hand on the member lines they lack
-        self._await_sync: set[str] = set()
+        self.members = MemberHandOn(node, self.reached)
 
     # --- links ---------------------------------------------------------------------------
 
@@ -90,50 +90,11 @@ class Forwarder:
                 # the next link-ups get it too (its links fewer than ours, never more): each
                 # hello floods the room, and a peer made one a link-up till its first tick
                 self._last_member = (hello, self._state()[2])
-        if link.catchup and known is not None and known.raw:
-            # a peer already in the room (we hold its member line): its sync says which
-            # member lines it has (``synced``), and it gets only the others
-            self._await_sync.add(link.peer_id)
-        else:  # a newcomer lacks them all: at once, not a round trip later
-            self.send_members(link, None)
-
-    def synced(self, link: PeerSession, members: dict[str, int] | None) -> None:
-        """``link``'s first sync came, saying which member lines its peer holds (None: an
-        older peer of ours, which does not say): the ones it lacks, if they wait for it."""
-        if link.peer_id in self._await_sync:
-            self._await_sync.discard(link.peer_id)
-            self.send_members(link, members)
-
-    def member_versions(self) -> dict[str, int]:
-        """The member lines we hold (author: the sequence of the newest), for our sync: a
-        neighbour then hands on only newer ones (``send_members``)."""
-        return {a: r.version for a, r in self.reached.of.items() if r.raw}
-
-    def send_members(self, link: PeerSession, have: dict[str, int] | None) -> None:
-        """The member lines of every peer we reach, our own neighbours too, that ``link``'s
-        peer lacks: ``have`` is what its sync said it holds (``member_versions``), None for a
-        peer that does not say (an older one of ours), which gets them all.  No member line
-        goes out periodically in a room past a full mesh (_send_member), so a newcomer whose
-        every neighbour is linked to a peer would otherwise not hear of it until it changes.
-
-        To a peer already in the room, sent when its sync comes: in a forming room of 100
-        every link-up handed on all the member lines its side held, some 575 a peer, of which
-        about 100 were news; each copy was read, parsed and dropped.  A newcomer (whose
-        member line we don't hold) gets them at link-up: waiting for its sync cost it a round
-        trip, a second on a saturated machine (README "Performance")."""
-        node = self.node
-        pairs: list[tuple[bytes, str, str]] = [
-            (r.raw, a, r.pk) for a, r in self.reached.of.items()
-            if r.raw and a != link.peer_id and (r.shown or (
-                a in node.links and node.links[a].gossip))
-            and (have is None or have.get(a, 0) < r.version)]
-        for metadata in relay_lines(pairs):
-            metadata["hops"] = 1
-            link.send(node.sender.message(RELAY, "", metadata=metadata))
+        self.members.linked(link, known)  # the member lines it lacks
 
     def lost(self, link: PeerSession) -> None:
         self._generation += 1
-        self._await_sync.discard(link.peer_id)
+        self.members.lost(link.peer_id)
         self.log.stop(link.peer_id)
         self.reached.unlinked(link.peer_id, self.node.clock.seconds())
 

@@ -76,7 +76,7 @@ class CatchUp:
             others = {s: h for s, h in node.forwarder.relayed_high.items()
                       if s != link.peer_id and s not in node.room.high_water}
             others.update((s, h) for s, h in node.room.high_water.items() if s != link.peer_id)
-        members = node.forwarder.member_versions() if link.gossip else None
+        members = node.forwarder.members.versions() if link.gossip else None
         link.send(node.sender.message(SYNC, "", sequenced=False, metadata=sync_metadata(
             node.outbox.sequence, have, others, members)))
 
@@ -118,7 +118,7 @@ class CatchUp:
             log.info("{peer} lacks {n} of our lines: resending", peer=link.peer_id,
                      n=node.outbox.sequence - start)
         if not link.synced and link.gossip:  # its first sync on this link
-            node.forwarder.synced(link, sync.members)
+            node.forwarder.members.synced(link, sync.members)
         link.synced = True
         if sync.have is not None:
             self.acked(link, sync.have)

@@ -478,7 +478,7 @@ class MembersAtLinkUp(TestCase):
         sim.tick(1)
         got = member_lines_handed(sim, "d")
         d = sim.nodes["d"]
-        d.forwarder.member_versions = lambda: None  # type: ignore
+        d.forwarder.members.versions = lambda: None  # type: ignore
         sim.link("d", "c")  # as an older peer of ours: no "members" in its sync
         self.assertEqual(sorted(got), [("c", "a", True), ("c", "b", True)])
 

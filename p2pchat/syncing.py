@@ -117,8 +117,7 @@ class CatchUp:
         if start < node.outbox.sequence:
             log.info("{peer} lacks {n} of our lines: resending", peer=link.peer_id,
                      n=node.outbox.sequence - start)
-        if not link.synced and link.gossip:  # its first sync on this link
-            node.forwarder.members.synced(link, sync.members)
+        node.forwarder.members.synced(link, sync.members)  # (if they wait for its sync)
         link.synced = True
         if sync.have is not None:
             self.acked(link, sync.have)
